@@ -1,0 +1,59 @@
+// normad differentiable convolution and pooling (see autograd/ops.h); the kernels live in
+// tensor/conv.cpp and tensor/pool.cpp.
+// Math: y = conv(x, w) + b: dx = conv^T(dy, w) (col2im of W^T dy), dw = sum_n dy_n cols_n^T,
+// db = sum of dy over N, OH, OW; max pool routes dy to the argmax; avg pool spreads dy / divisor.
+// Tested by tests/test_conv.cpp (finite differences for each op) and tests/test_parity.cpp.
+//
+// Shapes: N batch, C input channels, F filters, H, W input, OH, OW output.
+#include "autograd/ops.h"
+
+namespace normad {
+
+Var conv2d(const Var& x, const Var& w, const Var& b, const Conv2dArgs& args) {
+  const bool has_bias = b.defined();
+  Tensor xd = x.data(), wd = w.data();
+  Tensor y = conv2d(xd, wd, has_bias ? b.data() : Tensor(), args);
+  std::vector<Var> parents{x, w};
+  if (has_bias) parents.push_back(b);
+  return Var::make(y, parents, "conv2d", [xd, wd, has_bias, args](Node& self) {
+    const Tensor& dy = self.grad;  // [N, F, OH, OW]
+    if (self.parents[0]->requires_grad)
+      self.parents[0]->accumulate(conv2d_backward_input(dy, wd, xd.shape(), args));
+    if (self.parents[1]->requires_grad)
+      self.parents[1]->accumulate(conv2d_backward_weight(dy, xd, wd.shape(), args));
+    // the bias is added at every (n, oh, ow): its gradient sums dy over them
+    if (has_bias && self.parents[2]->requires_grad)
+      self.parents[2]->accumulate(sum(dy, {0, 2, 3}));
+  });
+}
+
+Var max_pool2d(const Var& x, const Pool2dArgs& args) {
+  Tensor argmax;  // flat h*W+w input index of each output's maximum
+  Tensor y = max_pool2d(x.data(), args, &argmax);
+  Shape in = x.shape();
+  return Var::make(y, {x}, "max_pool2d", [argmax, in](Node& self) {
+    self.parents[0]->accumulate(max_pool2d_backward(self.grad, argmax, in));
+  });
+}
+
+Var avg_pool2d(const Var& x, const Pool2dArgs& args) {
+  Shape in = x.shape();
+  return Var::make(avg_pool2d(x.data(), args), {x}, "avg_pool2d", [in, args](Node& self) {
+    self.parents[0]->accumulate(avg_pool2d_backward(self.grad, in, args));
+  });
+}
+
+Var global_avg_pool(const Var& x) {
+  Shape in = x.shape();
+  return Var::make(global_avg_pool(x.data()), {x}, "global_avg_pool", [in](Node& self) {
+    // the mean over H, W is an average pool with one window covering the whole plane
+    Pool2dArgs whole;
+    whole.kh = whole.stride_h = in[2];
+    whole.kw = whole.stride_w = in[3];
+    whole.pad_h = whole.pad_w = 0;
+    Tensor dy = self.grad.reshape({in[0], in[1], 1, 1});
+    self.parents[0]->accumulate(avg_pool2d_backward(dy, in, whole));
+  });
+}
+
+}  // namespace normad

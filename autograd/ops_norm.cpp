@@ -1,0 +1,122 @@
+// normad differentiable batch norm and distance ops (see autograd/ops.h).
+// Math: training-mode BN backpropagates through the batch mean and variance (tensor/batchnorm.cpp);
+// eval mode is y = x s + t with per-channel s = gamma / sqrt(rv + eps), so dx = g s;
+// pairwise D_ij = |a_i - b_j|^2: dA = 2 (rowsum(G) a - G b), dB = 2 (colsum(G) b - G^T a) with G
+// masked where the clamp at 0 was active; normalize y = x / |x|: dx = (g - y (g.y)) / |x|.
+// Tested by tests/test_grad.cpp, tests/test_batchnorm.cpp and tests/test_parity.cpp.
+#include <cmath>
+
+#include "autograd/ops.h"
+
+namespace normad {
+
+namespace {
+// [C] -> a shape that broadcasts over x's channel dim ([1, C] or [1, C, 1, 1]).
+Shape channel_shape(const Tensor& x) {
+  Shape s(x.dim(), 1);
+  s[1] = x.size(1);
+  return s;
+}
+std::vector<int64_t> non_channel_dims(const Tensor& x) {
+  std::vector<int64_t> d{0};
+  for (int64_t i = 2; i < x.dim(); ++i) d.push_back(i);
+  return d;
+}
+}  // namespace
+
+Var batch_norm_train(const Var& x, const Var& gamma, const Var& beta, float eps, int64_t groups,
+                     Tensor* running_mean, Tensor* running_var, float momentum) {
+  BatchNormSaved saved;
+  Tensor g = gamma.defined() ? gamma.data() : Tensor();
+  Tensor b = beta.defined() ? beta.data() : Tensor();
+  Tensor y = batch_norm_train(x.data(), g, b, eps, groups, &saved, running_mean, running_var,
+                              momentum);
+  std::vector<Var> parents{x};
+  if (gamma.defined()) parents.push_back(gamma);
+  if (beta.defined()) parents.push_back(beta);
+  Tensor xd = x.data();
+  const bool has_g = gamma.defined(), has_b = beta.defined();
+  return Var::make(y, parents, "batch_norm", [xd, g, saved, groups, has_g, has_b](Node& self) {
+    Tensor dg, db;
+    const bool want_g = has_g && self.parents[1]->requires_grad;
+    const bool want_b = has_b && self.parents[has_g ? 2 : 1]->requires_grad;
+    Tensor dx = batch_norm_backward(self.grad, xd, g, saved, groups, want_g ? &dg : nullptr,
+                                    want_b ? &db : nullptr);
+    if (self.parents[0]->requires_grad) self.parents[0]->accumulate(dx);
+    if (want_g) self.parents[1]->accumulate(dg.reshape(self.parents[1]->data.shape()));
+    if (want_b) self.parents[has_g ? 2 : 1]->accumulate(db.reshape(self.parents[has_g ? 2 : 1]->data.shape()));
+  });
+}
+
+Var batch_norm_eval(const Var& x, const Var& gamma, const Var& beta, const Tensor& running_mean,
+                    const Tensor& running_var, float eps) {
+  Tensor g = gamma.defined() ? gamma.data() : Tensor();
+  Tensor b = beta.defined() ? beta.data() : Tensor();
+  Tensor y = batch_norm_eval(x.data(), g, b, running_mean, running_var, eps);
+  std::vector<Var> parents{x};
+  if (gamma.defined()) parents.push_back(gamma);
+  if (beta.defined()) parents.push_back(beta);
+  // invstd of the running variance, shaped to broadcast over x.
+  Tensor inv = pow(add_scalar(running_var, eps), -0.5f).reshape(channel_shape(x.data()));
+  Tensor rm = running_mean.reshape(channel_shape(x.data()));
+  Tensor xd = x.data();
+  const bool has_g = gamma.defined(), has_b = beta.defined();
+  return Var::make(y, parents, "batch_norm_eval", [xd, g, inv, rm, has_g, has_b](Node& self) {
+    const Tensor& G = self.grad;
+    Tensor scale = has_g ? mul(inv, g.reshape(inv.shape())) : inv;
+    if (self.parents[0]->requires_grad) self.parents[0]->accumulate(mul(G, scale));
+    auto dims = non_channel_dims(xd);
+    if (has_g && self.parents[1]->requires_grad) {
+      Tensor xhat = mul(sub(xd, rm), inv);
+      self.parents[1]->accumulate(sum(mul(G, xhat), dims).reshape(self.parents[1]->data.shape()));
+    }
+    Node* pb = has_b ? self.parents[has_g ? 2 : 1].get() : nullptr;
+    if (pb && pb->requires_grad) pb->accumulate(sum(G, dims).reshape(pb->data.shape()));
+  });
+}
+
+Var pairwise_sqdist(const Var& a, const Var& b) {
+  Tensor A = a.data(), B = b.data();
+  Tensor D = pairwise_sqdist(A, B);
+  return Var::make(D, {a, b}, "pairwise_sqdist", [A, B, D](Node& self) {
+    // G masked where the clamp was active (D == 0), as clamp's gradient would be.
+    Tensor G = self.grad.clone();
+    for (int64_t i = 0; i < G.numel(); ++i)
+      if (D.data()[i] <= 0.f) G.data()[i] = 0.f;
+    if (self.parents[0]->requires_grad) {
+      Tensor r = sum(G, {1}, true);  // [M, 1]
+      self.parents[0]->accumulate(mul_scalar(sub(mul(r, A), matmul(G, B)), 2.f));
+    }
+    if (self.parents[1]->requires_grad) {
+      Tensor c = sum(G, {0}, false).reshape({B.size(0), 1});  // [N, 1]
+      self.parents[1]->accumulate(mul_scalar(sub(mul(c, B), matmul(G, A, true, false)), 2.f));
+    }
+  });
+}
+
+Var l2_normalize(const Var& a, float eps) {
+  Tensor x = a.data();
+  Tensor y = l2_normalize(x, eps);
+  return Var::make(y, {a}, "l2_normalize", [x, y, eps](Node& self) {
+    const int64_t M = x.size(0), D = x.size(1);
+    Tensor dx(x.shape());
+    for (int64_t i = 0; i < M; ++i) {
+      const float* xi = x.data() + i * D;
+      const float* yi = y.data() + i * D;
+      const float* gi = self.grad.data() + i * D;
+      double n2 = 0, gy = 0;
+      for (int64_t k = 0; k < D; ++k) n2 += double(xi[k]) * xi[k], gy += double(gi[k]) * yi[k];
+      const double n = std::sqrt(n2);
+      float* o = dx.data() + i * D;
+      if (n > eps) {
+        for (int64_t k = 0; k < D; ++k) o[k] = static_cast<float>((gi[k] - yi[k] * gy) / n);
+      } else {
+        // Below eps the op is x / eps, a linear map.
+        for (int64_t k = 0; k < D; ++k) o[k] = gi[k] / eps;
+      }
+    }
+    self.parents[0]->accumulate(dx);
+  });
+}
+
+}  // namespace normad

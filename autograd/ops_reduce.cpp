@@ -1,0 +1,94 @@
+// normad differentiable reductions and matrix products (see autograd/ops.h).
+// Math: d sum = g broadcast back; d mean = g / count; d max = g at the argmax; d logsumexp =
+// g softmax(x); C = op(A) op(B): dA = G op(B)^T (transposed back when A was read transposed).
+// Tested by tests/test_grad.cpp (finite differences) and tests/test_parity.cpp.
+#include <algorithm>
+
+#include "autograd/ops.h"
+
+namespace normad {
+
+namespace {
+// The shape of `s` with `dims` (empty = all) kept as size 1.
+Shape keep_shape(const Shape& s, std::vector<int64_t> dims) {
+  const int64_t r = static_cast<int64_t>(s.size());
+  if (dims.empty())
+    for (int64_t d = 0; d < r; ++d) dims.push_back(d);
+  Shape k = s;
+  for (int64_t d : dims) k[wrap_dim(d, r, "reduce")] = 1;
+  return k;
+}
+}  // namespace
+
+Var sum(const Var& a, std::vector<int64_t> dims, bool keepdim) {
+  Shape in = a.shape(), kept = keep_shape(in, dims);
+  return Var::make(sum(a.data(), dims, keepdim), {a}, "sum", [in, kept](Node& self) {
+    self.parents[0]->accumulate(expand_to(self.grad.reshape(kept), in));
+  });
+}
+
+Var mean(const Var& a, std::vector<int64_t> dims, bool keepdim) {
+  Shape in = a.shape(), kept = keep_shape(in, dims);
+  const float inv = static_cast<float>(shape_numel(kept)) / static_cast<float>(shape_numel(in));
+  return Var::make(mean(a.data(), dims, keepdim), {a}, "mean", [in, kept, inv](Node& self) {
+    self.parents[0]->accumulate(expand_to(mul_scalar(self.grad, inv).reshape(kept), in));
+  });
+}
+
+Var max(const Var& a, int64_t dim, bool keepdim) {
+  Tensor idx;
+  dim = wrap_dim(dim, a.dim(), "max");
+  Tensor y = max(a.data(), dim, keepdim, &idx);
+  Shape in = a.shape();
+  return Var::make(y, {a}, "max", [in, idx, dim](Node& self) {
+    // Scatter each output gradient to the position of its maximum.
+    int64_t outer = 1, inner = 1;
+    for (int64_t d = 0; d < dim; ++d) outer *= in[d];
+    for (size_t d = dim + 1; d < in.size(); ++d) inner *= in[d];
+    const int64_t r = in[dim];
+    Tensor dx = Tensor::zeros(in);
+    for (int64_t o = 0; o < outer; ++o)
+      for (int64_t i = 0; i < inner; ++i) {
+        const int64_t j = o * inner + i, k = static_cast<int64_t>(idx.data()[j]);
+        dx.data()[(o * r + k) * inner + i] = self.grad.data()[j];
+      }
+    self.parents[0]->accumulate(dx);
+  });
+}
+
+Var logsumexp(const Var& a, int64_t dim, bool keepdim) {
+  dim = wrap_dim(dim, a.dim(), "logsumexp");
+  Tensor x = a.data();
+  Tensor y = logsumexp(x, dim, true);  // kept as size 1 so it broadcasts against x
+  Shape kept = y.shape();
+  Tensor out = keepdim ? y : y.reshape(sum(x, {dim}, false).shape());
+  return Var::make(out, {a}, "logsumexp", [x, y, kept](Node& self) {
+    // d/dx logsumexp = softmax(x) = exp(x - lse).
+    self.parents[0]->accumulate(mul(exp(sub(x, y)), self.grad.reshape(kept)));
+  });
+}
+
+Var matmul(const Var& a, const Var& b, bool ta, bool tb) {
+  Tensor A = a.data(), B = b.data();
+  return Var::make(matmul(A, B, ta, tb), {a, b}, "matmul", [A, B, ta, tb](Node& self) {
+    const Tensor& G = self.grad;
+    if (self.parents[0]->requires_grad)
+      self.parents[0]->accumulate(ta ? matmul(B, G, tb, true) : matmul(G, B, false, !tb));
+    if (self.parents[1]->requires_grad)
+      self.parents[1]->accumulate(tb ? matmul(G, A, true, ta) : matmul(A, G, !ta, false));
+  });
+}
+
+Var bmm(const Var& a, const Var& b, bool ta, bool tb) {
+  Tensor A = a.data(), B = b.data();
+  return Var::make(bmm(A, B, ta, tb), {a, b}, "bmm", [A, B, ta, tb](Node& self) {
+    const Tensor& G = self.grad;
+    // A batch of 1 that was broadcast gets its gradient summed over the batch.
+    if (self.parents[0]->requires_grad)
+      self.parents[0]->accumulate(sum_to(ta ? bmm(B, G, tb, true) : bmm(G, B, false, !tb), A.shape()));
+    if (self.parents[1]->requires_grad)
+      self.parents[1]->accumulate(sum_to(tb ? bmm(G, A, true, ta) : bmm(A, G, !ta, false), B.shape()));
+  });
+}
+
+}  // namespace normad

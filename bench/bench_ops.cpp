@@ -1,0 +1,272 @@
+// Op benchmarks for normad's CPU kernels: conv2d forward and backward (input, weight), batch norm
+// training forward+backward (plain and grouped), linear (matmul) next to the raw Eigen GEMM yardstick,
+// and pairwise squared distances. Counters: FLOP (shown as "G/s" = GFLOP/s) or bytes ("G/s" = GB/s);
+// time is wall clock in ms, since oneTBB runs the ops on several threads.
+// bench/torch_ops.py times the same cases under the same names in PyTorch; bench/compare_ops.py
+// prints the ratios. Thread count: oneTBB follows the CPU affinity mask, so `taskset -c 0-(T-1)`.
+// Google Benchmark appends "/real_time" to every name; compare_ops.py strips it.
+//
+// Shapes: N batch, C in-channels, F out-channels, H, W input, OH, OW output, K kernel size,
+// M, D rows and embedding width, G groups of Q rows (grouped batch norm).
+
+// GCC 12 reports a false -Wmaybe-uninitialized inside its AVX-512 intrinsics when Eigen's GEMM is
+// instantiated here (the yardstick below); it says nothing about this file.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#include <benchmark/benchmark.h>
+
+#include <Eigen/Core>
+#include <tbb/blocked_range.h>
+#include <tbb/global_control.h>
+#include <tbb/parallel_for.h>
+
+#include <cstdint>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include "tensor/ops.h"
+#include "tensor/random.h"
+#include "tensor/tensor.h"
+
+using namespace normad;
+
+namespace {
+
+// Rates use iteration-invariant counts: the value per iteration times iterations / wall seconds.
+void set_rate(benchmark::State& st, const char* name, double per_iter) {
+  st.counters[name] = benchmark::Counter(per_iter, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// Runs `op` once before timing: a warm-up (first-touch allocation, TBB thread start) and a check
+// that the op exists and accepts the shapes. On a normad::Error the case is marked as failed.
+template <class Op>
+bool warm_up(benchmark::State& st, Op&& op) {
+  try {
+    op();
+    return true;
+  } catch (const std::exception& e) {
+    st.SkipWithError(e.what());
+    return false;
+  }
+}
+
+// ---- conv2d ---------------------------------------------------------------------------------
+struct ConvCase {
+  const char* name;  // case name shared with bench/torch_ops.py
+  int64_t N, C, F, H, W, K, stride, pad;
+  bool bias;
+};
+
+// The Omniglot 4-block backbone (3x3, stride 2, pad 1) at the task batch (30) and at 32 tasks
+// stacked (960); the Deep SVDD LeNet convs (5x5, pad 2, no bias) at batch 128.
+const std::vector<ConvCase> conv_cases = {
+    {"omni1_n30", 30, 1, 64, 28, 28, 3, 2, 1, true},
+    {"omni2_n30", 30, 64, 64, 14, 14, 3, 2, 1, true},
+    {"omni3_n30", 30, 64, 64, 7, 7, 3, 2, 1, true},
+    {"omni4_n30", 30, 64, 64, 4, 4, 3, 2, 1, true},
+    {"omni1_n960", 960, 1, 64, 28, 28, 3, 2, 1, true},
+    {"omni2_n960", 960, 64, 64, 14, 14, 3, 2, 1, true},
+    {"omni3_n960", 960, 64, 64, 7, 7, 3, 2, 1, true},
+    {"omni4_n960", 960, 64, 64, 4, 4, 3, 2, 1, true},
+    {"lenet1_n128", 128, 1, 8, 28, 28, 5, 1, 2, false},
+    {"lenet2_n128", 128, 8, 4, 14, 14, 5, 1, 2, false},
+};
+
+Conv2dArgs conv_args(const ConvCase& c) {
+  Conv2dArgs a;
+  a.stride_h = a.stride_w = c.stride;
+  a.pad_h = a.pad_w = c.pad;
+  return a;
+}
+int64_t conv_out(int64_t in, const ConvCase& c) { return (in + 2 * c.pad - c.K) / c.stride + 1; }
+
+// 2 N F OH OW C KH KW (groups = 1): one multiply-add per weight per output position. The same count
+// holds for the input gradient and for the weight gradient (each is one GEMM of that size).
+double conv_flops(const ConvCase& c) {
+  return 2.0 * c.N * c.F * conv_out(c.H, c) * conv_out(c.W, c) * c.C * c.K * c.K;
+}
+
+void bm_conv_fwd(benchmark::State& st, ConvCase c) {
+  Generator gen(1);
+  Tensor x = gen.normal(Shape{c.N, c.C, c.H, c.W});
+  Tensor w = gen.normal(Shape{c.F, c.C, c.K, c.K}, 0.f, 0.1f);
+  Tensor b = c.bias ? gen.normal(Shape{c.F}) : Tensor();
+  Conv2dArgs a = conv_args(c);
+  if (!warm_up(st, [&] { conv2d(x, w, b, a); })) return;
+  for (auto _ : st) {
+    Tensor y = conv2d(x, w, b, a);
+    benchmark::DoNotOptimize(y.data());
+  }
+  set_rate(st, "FLOP", conv_flops(c));
+}
+
+void bm_conv_bwd_input(benchmark::State& st, ConvCase c) {
+  Generator gen(2);
+  Tensor w = gen.normal(Shape{c.F, c.C, c.K, c.K}, 0.f, 0.1f);
+  Tensor dout = gen.normal(Shape{c.N, c.F, conv_out(c.H, c), conv_out(c.W, c)});
+  Shape x_shape{c.N, c.C, c.H, c.W};
+  Conv2dArgs a = conv_args(c);
+  if (!warm_up(st, [&] { conv2d_backward_input(dout, w, x_shape, a); })) return;
+  for (auto _ : st) {
+    Tensor dx = conv2d_backward_input(dout, w, x_shape, a);
+    benchmark::DoNotOptimize(dx.data());
+  }
+  set_rate(st, "FLOP", conv_flops(c));
+}
+
+void bm_conv_bwd_weight(benchmark::State& st, ConvCase c) {
+  Generator gen(3);
+  Tensor x = gen.normal(Shape{c.N, c.C, c.H, c.W});
+  Tensor dout = gen.normal(Shape{c.N, c.F, conv_out(c.H, c), conv_out(c.W, c)});
+  Shape w_shape{c.F, c.C, c.K, c.K};
+  Conv2dArgs a = conv_args(c);
+  if (!warm_up(st, [&] { conv2d_backward_weight(dout, x, w_shape, a); })) return;
+  for (auto _ : st) {
+    Tensor dw = conv2d_backward_weight(dout, x, w_shape, a);
+    benchmark::DoNotOptimize(dw.data());
+  }
+  set_rate(st, "FLOP", conv_flops(c));
+}
+
+// ---- batch norm, training mode: forward + backward in one iteration ---------------------------
+struct BnCase {
+  const char* name;
+  Shape shape;     // [N, C] or [N, C, H, W]
+  int64_t groups;  // G contiguous row groups with their own statistics (1 = plain BN)
+};
+
+const std::vector<BnCase> bn_cases = {
+    {"n960_c64_14x14", {960, 64, 14, 14}, 1},  // Omniglot block 1 output at 32 tasks x 30
+    {"n4096_c512", {4096, 512}, 1},            // a wide BatchNorm1d
+    {"g32x30_c64", {960, 64}, 32},             // ACR grouped BN: 32 tasks of 30 rows each
+};
+
+// Bytes moved, approximately: 8 passes over numel floats. Forward reads x twice (statistics, then
+// normalise) and writes y; backward reads dout and x twice (the two sums, then dx) and writes dx.
+// The [G, C] statistics and [C] parameters are negligible and not counted.
+double bn_bytes(const Shape& s) { return 8.0 * sizeof(float) * shape_numel(s); }
+
+void bm_bn_train(benchmark::State& st, BnCase c) {
+  Generator gen(4);
+  Tensor x = gen.normal(c.shape, 0.5f, 2.f);
+  Tensor dout = gen.normal(c.shape);
+  Tensor gamma = gen.uniform(Shape{c.shape[1]}, 0.5f, 1.5f);
+  Tensor beta = gen.normal(Shape{c.shape[1]});
+  auto step = [&] {
+    BatchNormSaved saved;
+    Tensor dgamma, dbeta;
+    Tensor y = batch_norm_train(x, gamma, beta, 1e-5f, c.groups, &saved);
+    Tensor dx = batch_norm_backward(dout, x, gamma, saved, c.groups, &dgamma, &dbeta);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::DoNotOptimize(dx.data());
+  };
+  if (!warm_up(st, step)) return;
+  for (auto _ : st) step();
+  set_rate(st, "bytes", bn_bytes(c.shape));
+}
+
+// ---- linear forward and the GEMM yardstick ---------------------------------------------------
+// x [N, K] times w [F, K]^T -> [N, F]: 2 N K F FLOPs.
+constexpr int64_t lin_N = 4096, lin_K = 512, lin_F = 512;
+constexpr double lin_flops = 2.0 * lin_N * lin_K * lin_F;
+
+using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using MapC = Eigen::Map<const RowMat>;
+using Map = Eigen::Map<RowMat>;
+
+void bm_linear_fwd(benchmark::State& st) {
+  Generator gen(5);
+  Tensor x = gen.normal(Shape{lin_N, lin_K});
+  Tensor w = gen.normal(Shape{lin_F, lin_K}, 0.f, 0.05f);
+  if (!warm_up(st, [&] { matmul(x, w, false, true); })) return;
+  for (auto _ : st) {
+    Tensor y = matmul(x, w, false, true);
+    benchmark::DoNotOptimize(y.data());
+  }
+  set_rate(st, "FLOP", lin_flops);
+}
+
+// Raw Eigen on one thread (normad builds with EIGEN_DONT_PARALLELIZE): the per-core upper bound.
+// The output is allocated each iteration, as normad's matmul must.
+void bm_gemm_eigen_1t(benchmark::State& st) {
+  Generator gen(5);
+  Tensor x = gen.normal(Shape{lin_N, lin_K});
+  Tensor w = gen.normal(Shape{lin_F, lin_K}, 0.f, 0.05f);
+  MapC X(x.data(), lin_N, lin_K), Wt(w.data(), lin_F, lin_K);
+  for (auto _ : st) {
+    Tensor y({lin_N, lin_F});
+    Map(y.data(), lin_N, lin_F).noalias() = X * Wt.transpose();
+    benchmark::DoNotOptimize(y.data());
+  }
+  set_rate(st, "FLOP", lin_flops);
+}
+
+// Raw Eigen with the rows of x split over oneTBB threads in blocks of 256 rows: the multi-core
+// yardstick for any matmul that parallelises over rows.
+void bm_gemm_eigen_tbb(benchmark::State& st) {
+  Generator gen(5);
+  Tensor x = gen.normal(Shape{lin_N, lin_K});
+  Tensor w = gen.normal(Shape{lin_F, lin_K}, 0.f, 0.05f);
+  MapC X(x.data(), lin_N, lin_K), Wt(w.data(), lin_F, lin_K);
+  for (auto _ : st) {
+    Tensor y({lin_N, lin_F});
+    Map Y(y.data(), lin_N, lin_F);
+    tbb::parallel_for(tbb::blocked_range<int64_t>(0, lin_N, 256),
+                      [&](const tbb::blocked_range<int64_t>& r) {
+                        const int64_t rows = r.end() - r.begin();
+                        Y.middleRows(r.begin(), rows).noalias() =
+                            X.middleRows(r.begin(), rows) * Wt.transpose();
+                      });
+    benchmark::DoNotOptimize(y.data());
+  }
+  set_rate(st, "FLOP", lin_flops);
+}
+
+// ---- pairwise squared distances ---------------------------------------------------------------
+// a [M, D], b [M, D] -> [M, M]; counted as the GEMM part only: 2 M M D FLOPs.
+constexpr int64_t pd_M = 4096, pd_D = 512;
+
+void bm_pairwise_sqdist(benchmark::State& st) {
+  Generator gen(6);
+  Tensor a = gen.normal(Shape{pd_M, pd_D});
+  Tensor b = gen.normal(Shape{pd_M, pd_D});
+  if (!warm_up(st, [&] { pairwise_sqdist(a, b); })) return;
+  for (auto _ : st) {
+    Tensor d = pairwise_sqdist(a, b);
+    benchmark::DoNotOptimize(d.data());
+  }
+  set_rate(st, "FLOP", 2.0 * pd_M * pd_M * pd_D);
+}
+
+// Registers every case under "<op>/<case>" (the names bench/torch_ops.py uses), wall-clock timed in ms.
+int register_all() {
+  auto reg = [](const std::string& name, auto fn) {
+    benchmark::RegisterBenchmark(name.c_str(), fn)->Unit(benchmark::kMillisecond)->UseRealTime();
+  };
+  for (const ConvCase& c : conv_cases) {
+    reg(std::string("conv_fwd/") + c.name, [c](benchmark::State& st) { bm_conv_fwd(st, c); });
+    reg(std::string("conv_bwd_input/") + c.name,
+        [c](benchmark::State& st) { bm_conv_bwd_input(st, c); });
+    reg(std::string("conv_bwd_weight/") + c.name,
+        [c](benchmark::State& st) { bm_conv_bwd_weight(st, c); });
+  }
+  for (const BnCase& c : bn_cases)
+    reg(std::string("bn_train_fwd_bwd/") + c.name, [c](benchmark::State& st) { bm_bn_train(st, c); });
+  reg("linear_fwd/n4096_k512_f512", bm_linear_fwd);
+  reg("gemm_eigen_1t/n4096_k512_f512", bm_gemm_eigen_1t);
+  reg("gemm_eigen_tbb/n4096_k512_f512", bm_gemm_eigen_tbb);
+  reg("pairwise_sqdist/m4096_n4096_d512", bm_pairwise_sqdist);
+
+  // Shown in the header of the console output and in the JSON "context".
+  benchmark::AddCustomContext(
+      "tbb_threads", std::to_string(tbb::global_control::active_value(
+                         tbb::global_control::max_allowed_parallelism)));
+  benchmark::AddCustomContext("eigen_simd", Eigen::SimdInstructionSetsInUse());
+  return 0;
+}
+const int registered = register_all();
+
+}  // namespace
+
+BENCHMARK_MAIN();

@@ -1,0 +1,44 @@
+// normad initialisers with PyTorch's formulas (see nn/init.h).
+// Math: kaiming_uniform bound = gain sqrt(3 / fan_in), gain = sqrt(2 / (1 + a^2));
+// xavier_uniform bound = gain sqrt(6 / (fan_in + fan_out)).
+// Tested by tests/test_nn.cpp.
+#include "nn/init.h"
+
+#include <cmath>
+
+namespace normad::nn::init {
+
+namespace {
+int64_t receptive(const Tensor& w) {
+  check(w.dim() >= 2, "init", "fan needs rank >= 2, got " + shape_str(w.shape()));
+  int64_t r = 1;
+  for (int64_t i = 2; i < w.dim(); ++i) r *= w.size(i);
+  return r;
+}
+}  // namespace
+
+int64_t fan_in(const Tensor& w) { return w.size(1) * receptive(w); }
+int64_t fan_out(const Tensor& w) { return w.size(0) * receptive(w); }
+
+void uniform_(Tensor& t, float lo, float hi, Generator& g) {
+  for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = g.uniform1(lo, hi);
+}
+
+void normal_(Tensor& t, float mean, float std, Generator& g) {
+  for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = g.normal1(mean, std);
+}
+
+void constant_(Tensor& t, float v) { t.fill_(v); }
+
+void kaiming_uniform_(Tensor& w, float a, Generator& g) {
+  const double gain = std::sqrt(2.0 / (1.0 + double(a) * a));
+  const float bound = static_cast<float>(gain * std::sqrt(3.0 / fan_in(w)));
+  uniform_(w, -bound, bound, g);
+}
+
+void xavier_uniform_(Tensor& w, float gain, Generator& g) {
+  const float bound = static_cast<float>(gain * std::sqrt(6.0 / (fan_in(w) + fan_out(w))));
+  uniform_(w, -bound, bound, g);
+}
+
+}  // namespace normad::nn::init

@@ -1,0 +1,89 @@
+// normad nn layers (see nn/layers.h) with PyTorch's default initialisation:
+// weight kaiming_uniform(a = sqrt(5)) => U(+-1/sqrt(fan_in)); bias U(+-1/sqrt(fan_in)); BN gamma 1,
+// beta 0, running mean 0, running var 1.
+// Tested by tests/test_nn.cpp and tests/test_parity.cpp.
+#include "nn/layers.h"
+
+#include <cmath>
+
+#include "nn/init.h"
+
+namespace normad::nn {
+
+namespace {
+// PyTorch's reset_parameters for Linear and Conv2d.
+void default_init(Var& weight, Var& bias) {
+  init::kaiming_uniform_(weight.data(), std::sqrt(5.f));
+  if (bias.defined()) {
+    const float bound = 1.f / std::sqrt(static_cast<float>(init::fan_in(weight.data())));
+    init::uniform_(bias.data(), -bound, bound);
+  }
+}
+}  // namespace
+
+Linear::Linear(int64_t in, int64_t out, bool has_bias) {
+  weight = register_parameter("weight", Tensor({out, in}));
+  if (has_bias) bias = register_parameter("bias", Tensor({out}));
+  default_init(weight, bias);
+}
+
+Var Linear::forward(const Var& x) {
+  check(x.dim() == 2 && x.size(1) == weight.size(1), "Linear",
+        "input " + shape_str(x.shape()) + " does not match weight " + shape_str(weight.shape()));
+  Var y = matmul(x, weight, false, true);  // x W^T
+  return bias.defined() ? add(y, bias) : y;
+}
+
+Conv2d::Conv2d(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t padding,
+               bool has_bias, int64_t dilation, int64_t groups) {
+  check(in % groups == 0 && out % groups == 0, "Conv2d",
+        "channels " + std::to_string(in) + " -> " + std::to_string(out) +
+            " not divisible by groups " + std::to_string(groups));
+  weight = register_parameter("weight", Tensor({out, in / groups, kernel, kernel}));
+  if (has_bias) bias = register_parameter("bias", Tensor({out}));
+  args = Conv2dArgs{stride, stride, padding, padding, dilation, dilation, groups};
+  default_init(weight, bias);
+}
+
+Var Conv2d::forward(const Var& x) { return conv2d(x, weight, bias, args); }
+
+BatchNorm::BatchNorm(int64_t channels, int64_t expected_rank, float eps, float momentum,
+                     bool affine, bool track_running_stats)
+    : eps(eps), momentum(momentum), channels_(channels), rank_(expected_rank),
+      track_(track_running_stats) {
+  if (affine) {
+    weight = register_parameter("weight", Tensor::ones({channels}));
+    bias = register_parameter("bias", Tensor::zeros({channels}));
+  }
+  if (track_running_stats) {
+    running_mean = register_buffer("running_mean", Tensor::zeros({channels}));
+    running_var = register_buffer("running_var", Tensor::ones({channels}));
+    num_batches_tracked = register_buffer("num_batches_tracked", Tensor::zeros({}));
+  }
+}
+
+Var BatchNorm::forward(const Var& x) {
+  check(x.dim() == rank_ && x.size(1) == channels_, rank_ == 2 ? "BatchNorm1d" : "BatchNorm2d",
+        "expects " + std::string(rank_ == 2 ? "[N, " : "[N, ") + std::to_string(channels_) +
+            (rank_ == 2 ? "]" : ", H, W]") + ", got " + shape_str(x.shape()));
+  const bool use_batch = is_training() || batch_stats_in_eval || !track_;
+  if (!use_batch) return batch_norm_eval(x, weight, bias, running_mean, running_var, eps);
+  // Running statistics move only in training mode (as in PyTorch).
+  const bool update = is_training() && track_ && grad_enabled();
+  if (update) num_batches_tracked.data()[0] += 1.f;
+  return batch_norm_train(x, weight, bias, eps, groups, update ? &running_mean : nullptr,
+                          update ? &running_var : nullptr, momentum);
+}
+
+MaxPool2d::MaxPool2d(int64_t kernel, int64_t stride, int64_t padding, bool ceil_mode) {
+  const int64_t s = stride > 0 ? stride : kernel;  // PyTorch: stride defaults to kernel_size
+  args = Pool2dArgs{kernel, kernel, s, s, padding, padding, ceil_mode, true};
+}
+
+AvgPool2d::AvgPool2d(int64_t kernel, int64_t stride, int64_t padding, bool ceil_mode,
+                     bool count_include_pad) {
+  const int64_t s = stride > 0 ? stride : kernel;
+  args = Pool2dArgs{kernel, kernel, s, s, padding, padding, ceil_mode, count_include_pad};
+}
+
+}  // namespace normad::nn

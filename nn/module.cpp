@@ -1,0 +1,73 @@
+// normad nn::Module bookkeeping and Sequential (see nn/module.h).
+// Names are built like PyTorch's state_dict: child name, dot, then the child's own names.
+// Tested by tests/test_nn.cpp.
+#include "nn/module.h"
+
+namespace normad::nn {
+
+std::vector<std::pair<std::string, Var>> Module::named_parameters() const {
+  std::vector<std::pair<std::string, Var>> out;
+  for (auto& [n, p] : params_)
+    if (p.defined()) out.emplace_back(n, p);
+  for (auto& [cn, c] : children_)
+    for (auto& [n, p] : c->named_parameters()) out.emplace_back(cn + "." + n, p);
+  return out;
+}
+
+std::vector<Var> Module::parameters() const {
+  std::vector<Var> out;
+  for (auto& [n, p] : named_parameters()) out.push_back(p);
+  return out;
+}
+
+std::vector<std::pair<std::string, Tensor>> Module::named_buffers() const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (auto& [n, b] : buffers_)
+    if (b.defined()) out.emplace_back(n, b);
+  for (auto& [cn, c] : children_)
+    for (auto& [n, b] : c->named_buffers()) out.emplace_back(cn + "." + n, b);
+  return out;
+}
+
+std::vector<std::pair<std::string, Tensor>> Module::state_dict() const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (auto& [n, p] : named_parameters()) out.emplace_back(n, p.data());
+  for (auto& nb : named_buffers()) out.push_back(nb);
+  return out;
+}
+
+void Module::train(bool on) {
+  training_ = on;
+  for (auto& [n, c] : children_) c->train(on);
+}
+
+void Module::zero_grad() {
+  for (auto& p : parameters()) p.zero_grad();
+}
+
+Var& Module::register_parameter(const std::string& name, Tensor t, bool requires_grad) {
+  params_.emplace_back(name, Var(std::move(t), requires_grad));
+  return params_.back().second;
+}
+
+Tensor& Module::register_buffer(const std::string& name, Tensor t) {
+  buffers_.emplace_back(name, std::move(t));
+  return buffers_.back().second;
+}
+
+Sequential::Sequential(std::vector<ModulePtr> layers) {
+  for (auto& m : layers) push_back(m);
+}
+
+void Sequential::push_back(ModulePtr m) {
+  register_module(std::to_string(layers_.size()), m);
+  layers_.push_back(std::move(m));
+}
+
+Var Sequential::forward(const Var& x) {
+  Var h = x;
+  for (auto& m : layers_) h = m->forward(h);
+  return h;
+}
+
+}  // namespace normad::nn

@@ -1,0 +1,76 @@
+// normad optimisers and learning-rate schedules with PyTorch semantics.
+// Math: SGD v = mu v + (g + wd p); p -= lr v.  Adam m = b1 m + (1-b1) g, v = b2 v + (1-b2) g^2,
+// p -= lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps), with g += wd p first (torch.optim.Adam).
+// Tested by tests/test_optim.cpp (closed form steps) and tests/test_parity.cpp (three Adam steps).
+#pragma once
+
+#include <vector>
+
+#include "autograd/var.h"
+
+namespace normad::nn {
+
+class Optimizer {
+ public:
+  explicit Optimizer(std::vector<Var> params, float lr) : params_(std::move(params)), lr(lr) {}
+  virtual ~Optimizer() = default;
+  virtual void step() = 0;  // parameters without a grad are skipped
+  void zero_grad();
+
+ protected:
+  std::vector<Var> params_;
+
+ public:
+  float lr;
+};
+
+class SGD : public Optimizer {
+ public:
+  SGD(std::vector<Var> params, float lr, float momentum = 0.f, float weight_decay = 0.f);
+  void step() override;
+  float momentum, weight_decay;
+
+ private:
+  std::vector<Tensor> velocity_;
+};
+
+class Adam : public Optimizer {
+ public:
+  Adam(std::vector<Var> params, float lr = 1e-3f, float beta1 = 0.9f, float beta2 = 0.999f,
+       float eps = 1e-8f, float weight_decay = 0.f);
+  void step() override;
+  float beta1, beta2, eps, weight_decay;
+
+ private:
+  std::vector<Tensor> m_, v_;
+  int64_t t_ = 0;
+};
+
+// lr = base_lr * gamma^(epoch / step_size); step() advances one epoch (or iteration).
+class StepLR {
+ public:
+  StepLR(Optimizer& opt, int64_t step_size, float gamma = 0.1f);
+  void step();
+  int64_t last_epoch() const { return epoch_; }
+
+ private:
+  Optimizer& opt_;
+  int64_t step_size_;
+  float gamma_, base_lr_;
+  int64_t epoch_ = 0;
+};
+
+// lr = base_lr * gamma^(number of milestones <= epoch).
+class MultiStepLR {
+ public:
+  MultiStepLR(Optimizer& opt, std::vector<int64_t> milestones, float gamma = 0.1f);
+  void step();
+
+ private:
+  Optimizer& opt_;
+  std::vector<int64_t> milestones_;
+  float gamma_, base_lr_;
+  int64_t epoch_ = 0;
+};
+
+}  // namespace normad::nn

@@ -1,0 +1,45 @@
+// normad weight files in the safetensors format: 8-byte little-endian header length, a JSON header
+// {"name": {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {str: str}}, raw
+// little-endian data. Writes F32; reads F32, F16, BF16, F64 and I64 (converted to F32).
+// Parsing is bounds-checked: a truncated or hostile file is a normad::Error naming the file.
+// Tested by tests/test_safetensors.cpp (round trip, malformed files, Module load reports).
+#pragma once
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "nn/module.h"
+
+namespace normad::nn {
+
+struct Safetensors {
+  std::map<std::string, Tensor> tensors;
+  std::map<std::string, std::string> metadata;
+};
+
+// Parses the bytes of a file; `name` is used in error messages.
+Safetensors parse_safetensors(const std::string& bytes, const std::string& name);
+Safetensors load_safetensors(const std::string& path);
+// Writes to path + ".tmp" then renames, so a failure leaves no half-written file.
+void save_safetensors(const std::string& path,
+                      const std::vector<std::pair<std::string, Tensor>>& tensors,
+                      const std::map<std::string, std::string>& metadata = {});
+
+struct LoadReport {
+  std::vector<std::string> missing;     // in the module, not in the file
+  std::vector<std::string> unexpected;  // in the file, not in the module
+  std::vector<std::string> mismatched;  // "name: file [..] vs module [..]"
+  bool ok() const { return missing.empty() && unexpected.empty() && mismatched.empty(); }
+  std::string str() const;
+};
+
+// Copies matching tensors into the module's parameters and buffers (in place). With strict, any
+// problem throws a normad::Error listing it; otherwise the report says what was skipped.
+LoadReport load_state(Module& m, const Safetensors& f, bool strict = true);
+void save_module(const std::string& path, const Module& m,
+                 const std::map<std::string, std::string>& metadata = {});
+LoadReport load_module(Module& m, const std::string& path, bool strict = true);
+
+}  // namespace normad::nn

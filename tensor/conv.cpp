@@ -1,0 +1,321 @@
+// 2-D convolution (NCHW) on the CPU: im2col + Eigen GEMM per group, parallel over the batch (oneTBB),
+// plus the plain-loop reference the tests trust.
+// Math: out[n,f,oh,ow] = b[f] + sum_{c,kh,kw} w[f,c,kh,kw] x[n, g*Cg+c, oh*sh-ph+kh*dh, ow*sw-pw+kw*dw]
+// with g = f / Fg (zero outside the input); as matrices per group: out_g = W_g [Fg, Cg*KH*KW] x cols.
+// Tested by tests/test_conv.cpp: im2col path vs conv2d_reference over strides/pads/dilations/groups,
+// a closed form, backward vs plain scatter loops, finite differences, thread-count determinism.
+//
+// Shapes: N batch, C input channels, F filters (output channels), H, W input, OH, OW output,
+// KH, KW kernel, G groups, Cg = C/G and Fg = F/G channels per group, K = Cg*KH*KW (GEMM depth).
+//
+// Work split: the batch is cut into fixed chunks of `nb` samples (nb depends only on the shapes,
+// never on the thread count), so every sample always goes through the same GEMM sizes and the
+// results are bit-identical for any number of threads. One chunk's columns sit side by side in one
+// [K, nb*OH*OW] matrix, which makes the GEMM wide enough to be efficient on small feature maps.
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include <Eigen/Core>
+#include <tbb/parallel_for.h>
+
+#include "tensor/ops.h"
+
+namespace normad {
+
+namespace {
+
+using MatR = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using MapR = Eigen::Map<MatR>;
+using CMapR = Eigen::Map<const MatR>;
+
+// All sizes of one convolution, validated once.
+struct ConvDims {
+  int64_t N, C, H, W;     // input
+  int64_t F, KH, KW;      // weight [F, Cg, KH, KW]
+  int64_t OH, OW;         // output
+  int64_t G, Cg, Fg, K;   // groups, channels per group, GEMM depth Cg*KH*KW
+  int64_t nb, n_chunks;   // samples per chunk, number of chunks
+};
+
+// Samples per chunk: enough columns (~256) for a decent GEMM, at most ~8 MB of columns, and at
+// least 8 chunks when the batch allows (work for several threads on small batches).
+void plan_chunks(ConvDims& d) {
+  int64_t ohw = std::max<int64_t>(d.OH * d.OW, 1);
+  int64_t nb = std::max<int64_t>(1, (256 + ohw - 1) / ohw);
+  nb = std::min(nb, std::max<int64_t>(1, d.N / 8));
+  int64_t max_cols_floats = int64_t(2) << 20;  // 2M floats = 8 MB
+  nb = std::min(nb, std::max<int64_t>(1, max_cols_floats / std::max<int64_t>(d.K * ohw, 1)));
+  nb = std::min(nb, std::max<int64_t>(d.N, 1));
+  d.nb = nb;
+  d.n_chunks = (d.N + nb - 1) / nb;
+}
+
+// Checks x [N, C, H, W] and w [F, C/G, KH, KW] (or just their shapes) and the arguments.
+ConvDims conv_dims(const Shape& xs, const Shape& ws, const Conv2dArgs& a, const char* what) {
+  std::string shapes = "x " + shape_str(xs) + ", w " + shape_str(ws);
+  check(xs.size() == 4, what, "input must be [N, C, H, W], got " + shapes);
+  check(ws.size() == 4, what, "weight must be [F, C/groups, KH, KW], got " + shapes);
+  check(a.groups >= 1, what, "groups must be >= 1, got " + std::to_string(a.groups));
+  check(a.stride_h >= 1 && a.stride_w >= 1, what,
+        "stride must be >= 1, got " + std::to_string(a.stride_h) + "x" + std::to_string(a.stride_w));
+  check(a.dil_h >= 1 && a.dil_w >= 1, what,
+        "dilation must be >= 1, got " + std::to_string(a.dil_h) + "x" + std::to_string(a.dil_w));
+  check(a.pad_h >= 0 && a.pad_w >= 0, what,
+        "padding must be >= 0, got " + std::to_string(a.pad_h) + "x" + std::to_string(a.pad_w));
+  ConvDims d{};
+  d.N = xs[0], d.C = xs[1], d.H = xs[2], d.W = xs[3];
+  d.F = ws[0], d.KH = ws[2], d.KW = ws[3];
+  d.G = a.groups;
+  check(d.KH >= 1 && d.KW >= 1 && d.F >= 1, what, "empty weight: " + shapes);
+  check(ws[1] * d.G == d.C, what,
+        "input channels C must equal w.size(1) * groups (groups " + std::to_string(d.G) + "): " +
+            shapes);
+  check(d.F % d.G == 0, what,
+        "filters F must be divisible by groups " + std::to_string(d.G) + ": " + shapes);
+  d.Cg = d.C / d.G, d.Fg = d.F / d.G;
+  d.K = d.Cg * d.KH * d.KW;
+  d.OH = (d.H + 2 * a.pad_h - a.dil_h * (d.KH - 1) - 1) / a.stride_h + 1;
+  d.OW = (d.W + 2 * a.pad_w - a.dil_w * (d.KW - 1) - 1) / a.stride_w + 1;
+  // the numerator can be negative; C++ division truncates toward 0, so test it directly
+  bool fits = d.H + 2 * a.pad_h - a.dil_h * (d.KH - 1) - 1 >= 0 &&
+              d.W + 2 * a.pad_w - a.dil_w * (d.KW - 1) - 1 >= 0;
+  check(fits && d.OH > 0 && d.OW > 0, what,
+        "output size would be empty (kernel larger than padded input): " + shapes + ", padding " +
+            std::to_string(a.pad_h) + "x" + std::to_string(a.pad_w) + ", dilation " +
+            std::to_string(a.dil_h) + "x" + std::to_string(a.dil_w));
+  plan_chunks(d);
+  return d;
+}
+
+// Scratch memory left uninitialised (every element is written before it is read).
+std::unique_ptr<float[]> scratch(int64_t n) { return std::unique_ptr<float[]>(new float[n]); }
+
+void check_cpu(const Tensor& t, const char* what) {
+  check(t.device() == Device::CPU, what, "only CPU tensors are supported");
+}
+
+// cols [K, nb*OH*OW] for samples n0..n0+nb-1 of group g: row (c*KH + kh)*KW + kw, column
+// j*OH*OW + oh*OW + ow holds x[n0+j, g*Cg+c, oh*sh-ph+kh*dh, ow*sw-pw+kw*dw] (0 in the padding).
+void im2col(float* cols, const float* x, const ConvDims& d, const Conv2dArgs& a, int64_t n0,
+            int64_t nb, int64_t g) {
+  const int64_t ohw = d.OH * d.OW, ldc = nb * ohw;
+  for (int64_t c = 0; c < d.Cg; ++c)
+    for (int64_t kh = 0; kh < d.KH; ++kh)
+      for (int64_t kw = 0; kw < d.KW; ++kw) {
+        float* row = cols + ((c * d.KH + kh) * d.KW + kw) * ldc;
+        for (int64_t j = 0; j < nb; ++j) {
+          const float* plane = x + ((n0 + j) * d.C + g * d.Cg + c) * d.H * d.W;
+          float* dst = row + j * ohw;
+          for (int64_t oh = 0; oh < d.OH; ++oh, dst += d.OW) {
+            int64_t ih = oh * a.stride_h - a.pad_h + kh * a.dil_h;
+            if (ih < 0 || ih >= d.H) {
+              std::fill(dst, dst + d.OW, 0.f);
+              continue;
+            }
+            const float* src = plane + ih * d.W;
+            int64_t iw0 = kw * a.dil_w - a.pad_w;  // input column of ow = 0
+            for (int64_t ow = 0; ow < d.OW; ++ow) {
+              int64_t iw = iw0 + ow * a.stride_w;
+              dst[ow] = (iw >= 0 && iw < d.W) ? src[iw] : 0.f;
+            }
+          }
+        }
+      }
+}
+
+// The adjoint of im2col: dx[n0+j, g*Cg+c, ih, iw] += cols[row, column] for every in-bounds entry.
+void col2im(float* dx, const float* cols, const ConvDims& d, const Conv2dArgs& a, int64_t n0,
+            int64_t nb, int64_t g) {
+  const int64_t ohw = d.OH * d.OW, ldc = nb * ohw;
+  for (int64_t c = 0; c < d.Cg; ++c)
+    for (int64_t kh = 0; kh < d.KH; ++kh)
+      for (int64_t kw = 0; kw < d.KW; ++kw) {
+        const float* row = cols + ((c * d.KH + kh) * d.KW + kw) * ldc;
+        for (int64_t j = 0; j < nb; ++j) {
+          float* plane = dx + ((n0 + j) * d.C + g * d.Cg + c) * d.H * d.W;
+          const float* src = row + j * ohw;
+          for (int64_t oh = 0; oh < d.OH; ++oh, src += d.OW) {
+            int64_t ih = oh * a.stride_h - a.pad_h + kh * a.dil_h;
+            if (ih < 0 || ih >= d.H) continue;
+            float* dst = plane + ih * d.W;
+            int64_t iw0 = kw * a.dil_w - a.pad_w;
+            for (int64_t ow = 0; ow < d.OW; ++ow) {
+              int64_t iw = iw0 + ow * a.stride_w;
+              if (iw >= 0 && iw < d.W) dst[iw] += src[ow];
+            }
+          }
+        }
+      }
+}
+
+// A 1x1 kernel with stride 1 and no padding: the columns of one sample are its input itself.
+bool is_pointwise(const ConvDims& d, const Conv2dArgs& a) {
+  return d.KH == 1 && d.KW == 1 && a.stride_h == 1 && a.stride_w == 1 && a.pad_h == 0 &&
+         a.pad_w == 0;
+}
+
+// Copies rows [f0, f0+Fg) of every sample of a chunk out of t [N, F, OHW] into buf [Fg, nb*OHW].
+void gather_chunk(float* buf, const float* t, const ConvDims& d, int64_t n0, int64_t nb,
+                  int64_t g) {
+  const int64_t ohw = d.OH * d.OW;
+  for (int64_t f = 0; f < d.Fg; ++f)
+    for (int64_t j = 0; j < nb; ++j)
+      std::memcpy(buf + (f * nb + j) * ohw, t + ((n0 + j) * d.F + g * d.Fg + f) * ohw,
+                  sizeof(float) * ohw);
+}
+
+}  // namespace
+
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dArgs& a) {
+  check_cpu(x, "conv2d"), check_cpu(w, "conv2d");
+  ConvDims d = conv_dims(x.shape(), w.shape(), a, "conv2d");
+  if (b.defined())
+    check(b.dim() == 1 && b.size(0) == d.F, "conv2d",
+          "bias must be [F] = [" + std::to_string(d.F) + "], got " + shape_str(b.shape()));
+  Tensor out({d.N, d.F, d.OH, d.OW});
+  const int64_t ohw = d.OH * d.OW;
+  const bool pointwise = is_pointwise(d, a);
+  const float* xp = x.data();
+  const float* wp = w.data();
+  const float* bp = b.defined() ? b.data() : nullptr;
+  float* op = out.data();
+  tbb::parallel_for(int64_t(0), d.n_chunks, [&](int64_t chunk) {
+    int64_t n0 = chunk * d.nb, nb = std::min(d.nb, d.N - n0);
+    const bool direct = pointwise && nb == 1;
+    auto cols = scratch(direct ? 0 : d.K * nb * ohw);
+    auto res = scratch(d.Fg * nb * ohw);  // GEMM result [Fg, nb*OHW]
+    for (int64_t g = 0; g < d.G; ++g) {
+      // columns of this chunk (the input itself for a 1x1 kernel on one sample)
+      const float* cp = cols.get();
+      if (direct)
+        cp = xp + (n0 * d.C + g * d.Cg) * ohw;
+      else
+        im2col(cols.get(), xp, d, a, n0, nb, g);
+      CMapR wg(wp + g * d.Fg * d.K, d.Fg, d.K);
+      CMapR cm(cp, d.K, nb * ohw);
+      MapR rm(res.get(), d.Fg, nb * ohw);
+      rm.noalias() = wg * cm;
+      // scatter [Fg, nb*OHW] back to out[n, g*Fg+f, :] and add the bias
+      for (int64_t f = 0; f < d.Fg; ++f) {
+        float bias = bp ? bp[g * d.Fg + f] : 0.f;
+        for (int64_t j = 0; j < nb; ++j) {
+          const float* src = res.get() + (f * nb + j) * ohw;
+          float* dst = op + ((n0 + j) * d.F + g * d.Fg + f) * ohw;
+          for (int64_t i = 0; i < ohw; ++i) dst[i] = src[i] + bias;
+        }
+      }
+    }
+  });
+  return out;
+}
+
+Tensor conv2d_backward_input(const Tensor& dout, const Tensor& w, const Shape& x_shape,
+                             const Conv2dArgs& a) {
+  check_cpu(dout, "conv2d_backward_input"), check_cpu(w, "conv2d_backward_input");
+  ConvDims d = conv_dims(x_shape, w.shape(), a, "conv2d_backward_input");
+  Shape want{d.N, d.F, d.OH, d.OW};
+  check(dout.shape() == want, "conv2d_backward_input",
+        "dout must be " + shape_str(want) + ", got " + shape_str(dout.shape()));
+  Tensor dx(x_shape);  // zeros; col2im accumulates into it
+  const int64_t ohw = d.OH * d.OW;
+  const float* gp = dout.data();
+  const float* wp = w.data();
+  float* dxp = dx.data();
+  tbb::parallel_for(int64_t(0), d.n_chunks, [&](int64_t chunk) {
+    int64_t n0 = chunk * d.nb, nb = std::min(d.nb, d.N - n0);
+    auto dg = scratch(d.Fg * nb * ohw);    // dout of the chunk, [Fg, nb*OHW]
+    auto dcols = scratch(d.K * nb * ohw);  // [K, nb*OHW]
+    for (int64_t g = 0; g < d.G; ++g) {
+      gather_chunk(dg.get(), gp, d, n0, nb, g);
+      CMapR wg(wp + g * d.Fg * d.K, d.Fg, d.K);
+      CMapR gm(dg.get(), d.Fg, nb * ohw);
+      MapR cm(dcols.get(), d.K, nb * ohw);
+      // dcols = W_g^T dout_g, then each column entry flows back to the input pixel it came from
+      cm.noalias() = wg.transpose() * gm;
+      col2im(dxp, dcols.get(), d, a, n0, nb, g);
+    }
+  });
+  return dx;
+}
+
+Tensor conv2d_backward_weight(const Tensor& dout, const Tensor& x, const Shape& w_shape,
+                              const Conv2dArgs& a) {
+  check_cpu(dout, "conv2d_backward_weight"), check_cpu(x, "conv2d_backward_weight");
+  ConvDims d = conv_dims(x.shape(), w_shape, a, "conv2d_backward_weight");
+  Shape want{d.N, d.F, d.OH, d.OW};
+  check(dout.shape() == want, "conv2d_backward_weight",
+        "dout must be " + shape_str(want) + ", got " + shape_str(dout.shape()));
+  const int64_t ohw = d.OH * d.OW, wsize = d.F * d.K;
+  // dW_g = sum_chunks dout_g,chunk [Fg, nb*OHW] x cols_chunk^T [nb*OHW, K]. The chunks are dealt
+  // to at most 32 partial sums in contiguous runs (fixed by the shapes), computed in parallel and
+  // then added in index order: deterministic and independent of the thread count.
+  const int64_t n_parts = std::min<int64_t>(d.n_chunks, 32);
+  std::vector<float> parts(n_parts * wsize, 0.f);
+  const float* gp = dout.data();
+  const float* xp = x.data();
+  tbb::parallel_for(int64_t(0), n_parts, [&](int64_t p) {
+    int64_t c0 = d.n_chunks * p / n_parts, c1 = d.n_chunks * (p + 1) / n_parts;
+    auto dg = scratch(d.Fg * d.nb * ohw);
+    auto cols = scratch(d.K * d.nb * ohw);
+    float* part = parts.data() + p * wsize;
+    for (int64_t chunk = c0; chunk < c1; ++chunk) {
+      int64_t n0 = chunk * d.nb, nb = std::min(d.nb, d.N - n0);
+      for (int64_t g = 0; g < d.G; ++g) {
+        gather_chunk(dg.get(), gp, d, n0, nb, g);
+        im2col(cols.get(), xp, d, a, n0, nb, g);
+        CMapR gm(dg.get(), d.Fg, nb * ohw);
+        CMapR cm(cols.get(), d.K, nb * ohw);
+        MapR pw(part + g * d.Fg * d.K, d.Fg, d.K);
+        pw.noalias() += gm * cm.transpose();
+      }
+    }
+  });
+  // reduce the partial sums in fixed order, elements in parallel
+  Tensor dw(w_shape);
+  float* dwp = dw.data();
+  tbb::parallel_for(int64_t(0), wsize, int64_t(4096), [&](int64_t i0) {
+    int64_t i1 = std::min(i0 + 4096, wsize);
+    for (int64_t i = i0; i < i1; ++i) {
+      float s = 0.f;
+      for (int64_t p = 0; p < n_parts; ++p) s += parts[p * wsize + i];
+      dwp[i] = s;
+    }
+  });
+  return dw;
+}
+
+Tensor conv2d_reference(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dArgs& a) {
+  check_cpu(x, "conv2d_reference"), check_cpu(w, "conv2d_reference");
+  ConvDims d = conv_dims(x.shape(), w.shape(), a, "conv2d_reference");
+  if (b.defined())
+    check(b.dim() == 1 && b.size(0) == d.F, "conv2d_reference",
+          "bias must be [F] = [" + std::to_string(d.F) + "], got " + shape_str(b.shape()));
+  Tensor out({d.N, d.F, d.OH, d.OW});
+  const float* xp = x.data();
+  const float* wp = w.data();
+  float* op = out.data();
+  for (int64_t n = 0; n < d.N; ++n)
+    for (int64_t f = 0; f < d.F; ++f) {
+      int64_t g = f / d.Fg;  // the group this filter belongs to
+      for (int64_t oh = 0; oh < d.OH; ++oh)
+        for (int64_t ow = 0; ow < d.OW; ++ow) {
+          double acc = b.defined() ? b.data()[f] : 0.0;
+          for (int64_t c = 0; c < d.Cg; ++c)
+            for (int64_t kh = 0; kh < d.KH; ++kh)
+              for (int64_t kw = 0; kw < d.KW; ++kw) {
+                int64_t ih = oh * a.stride_h - a.pad_h + kh * a.dil_h;
+                int64_t iw = ow * a.stride_w - a.pad_w + kw * a.dil_w;
+                if (ih < 0 || ih >= d.H || iw < 0 || iw >= d.W) continue;  // zero padding
+                double xv = xp[((n * d.C + g * d.Cg + c) * d.H + ih) * d.W + iw];
+                double wv = wp[((f * d.Cg + c) * d.KH + kh) * d.KW + kw];
+                acc += xv * wv;
+              }
+          op[((n * d.F + f) * d.OH + oh) * d.OW + ow] = float(acc);
+        }
+    }
+  return out;
+}
+
+}  // namespace normad

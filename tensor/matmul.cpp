@@ -1,0 +1,111 @@
+// normad matrix products through Eigen's GEMM (see tensor/ops.h).
+// Math: C[M, N] = op(A) op(B), op = identity or transpose; bmm does that per batch entry.
+// Eigen runs single-threaded (EIGEN_DONT_PARALLELIZE); oneTBB splits the output rows (or columns
+// when M is small) into fixed blocks, so every element is computed identically for any threads.
+// Tested by tests/test_ops.cpp (against a plain triple loop) and tests/test_parity.cpp (Linear).
+#include <Eigen/Core>
+
+#include "tensor/ops.h"
+#include "tensor/parallel.h"
+
+namespace normad {
+
+namespace {
+
+using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using CMap = Eigen::Map<const RowMat>;
+using OStride = Eigen::OuterStride<>;
+using CMapS = Eigen::Map<const RowMat, 0, OStride>;
+using MapS = Eigen::Map<RowMat, 0, OStride>;
+
+// C = op(A) op(B) for Eigen maps A, B stored untransposed-or-transposed as flagged.
+template <class CM, class AM, class BM>
+void product(CM&& C, const AM& A, const BM& B, bool ta, bool tb) {
+  if (!ta && !tb) C.noalias() = A * B;
+  else if (ta && !tb) C.noalias() = A.transpose() * B;
+  else if (!ta && tb) C.noalias() = A * B.transpose();
+  else C.noalias() = A.transpose() * B.transpose();
+}
+
+// C[M, N] = op(A) op(B) for raw row-major buffers. A is stored [M, K] or [K, M] (trans_a), B is
+// [K, N] or [N, K] (trans_b).
+void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_t K, bool ta,
+          bool tb) {
+  constexpr int64_t kBlock = 64;
+  const int64_t flops = M * N * K;
+  // Small products: one call, no threading overhead.
+  if (flops < (1 << 18) || num_threads() == 1) {
+    MapS C(c, M, N, OStride(N));
+    CMapS A(a, ta ? K : M, ta ? M : K, OStride(ta ? M : K));
+    CMapS B(b, tb ? N : K, tb ? K : N, OStride(tb ? K : N));
+    product(C, A, B, ta, tb);
+    return;
+  }
+  const bool by_rows = M >= N || M >= 4 * kBlock;
+  const int64_t len = by_rows ? M : N;
+  parallel_for((len + kBlock - 1) / kBlock, 1, [&](int64_t b0, int64_t b1) {
+    const int64_t s = b0 * kBlock, e = std::min(len, b1 * kBlock), n = e - s;
+    if (by_rows) {
+      // Rows s..e of C use rows s..e of op(A).
+      MapS C(c + s * N, n, N, OStride(N));
+      CMapS B(b, tb ? N : K, tb ? K : N, OStride(tb ? K : N));
+      if (!ta) {
+        product(C, CMapS(a + s * K, n, K, OStride(K)), B, false, tb);
+      } else {
+        // Columns s..e of the stored [K, M].
+        product(C, CMapS(a + s, K, n, OStride(M)), B, true, tb);
+      }
+    } else {
+      // Columns s..e of C use columns s..e of op(B).
+      MapS C(c + s, M, n, OStride(N));
+      CMapS A(a, ta ? K : M, ta ? M : K, OStride(ta ? M : K));
+      if (!tb) {
+        product(C, A, CMapS(b + s, K, n, OStride(N)), ta, false);
+      } else {
+        product(C, A, CMapS(b + s * K, n, K, OStride(K)), ta, true);
+      }
+    }
+  });
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
+  check(a.dim() == 2 && b.dim() == 2, "matmul",
+        "needs 2-d operands, got " + shape_str(a.shape()) + " and " + shape_str(b.shape()));
+  const int64_t M = trans_a ? a.size(1) : a.size(0), K = trans_a ? a.size(0) : a.size(1);
+  const int64_t K2 = trans_b ? b.size(1) : b.size(0), N = trans_b ? b.size(0) : b.size(1);
+  check(K == K2, "matmul",
+        "inner sizes differ: " + shape_str(a.shape()) + (trans_a ? "^T" : "") + " x " +
+            shape_str(b.shape()) + (trans_b ? "^T" : ""));
+  Tensor c({M, N});
+  if (M * N == 0) return c;
+  if (K == 0) return c;  // zeros
+  gemm(c.data(), a.data(), b.data(), M, N, K, trans_a, trans_b);
+  return c;
+}
+
+Tensor bmm(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
+  check(a.dim() == 3 && b.dim() == 3, "bmm",
+        "needs 3-d operands, got " + shape_str(a.shape()) + " and " + shape_str(b.shape()));
+  const int64_t Ba = a.size(0), Bb = b.size(0);
+  check(Ba == Bb || Ba == 1 || Bb == 1, "bmm",
+        "batch sizes differ: " + shape_str(a.shape()) + " and " + shape_str(b.shape()));
+  const int64_t B = std::max(Ba, Bb);
+  const int64_t M = trans_a ? a.size(2) : a.size(1), K = trans_a ? a.size(1) : a.size(2);
+  const int64_t K2 = trans_b ? b.size(2) : b.size(1), N = trans_b ? b.size(1) : b.size(2);
+  check(K == K2, "bmm", "inner sizes differ: " + shape_str(a.shape()) + " x " + shape_str(b.shape()));
+  Tensor c({B, M, N});
+  const int64_t sa = Ba == 1 ? 0 : M * K, sb = Bb == 1 ? 0 : K * N;
+  parallel_for(B, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t i = b0; i < b1; ++i) {
+      MapS C(c.data() + i * M * N, M, N, OStride(N));
+      CMapS A(a.data() + i * sa, trans_a ? K : M, trans_a ? M : K, OStride(trans_a ? M : K));
+      CMapS Bm(b.data() + i * sb, trans_b ? N : K, trans_b ? K : N, OStride(trans_b ? K : N));
+      product(C, A, Bm, trans_a, trans_b);
+    }
+  });
+  return c;
+}
+
+}  // namespace normad

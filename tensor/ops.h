@@ -1,0 +1,135 @@
+// normad tensor ops: the forward (and, where not composable, backward) CPU kernels behind autograd.
+// Each function here is the single dispatch point for its op: it validates shapes, then runs the CPU
+// implementation (the CUDA backend will branch on Tensor::device() at the same place).
+// Tested by tests/test_ops.cpp (closed forms), tests/test_grad.cpp (finite differences through
+// autograd) and tests/test_parity.cpp (PyTorch fixtures).
+//
+// Shapes: N batch, C channels, H, W spatial, K kernel, G groups (conv) or row groups (grouped BN).
+#pragma once
+
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace normad {
+
+// ---- elementwise, with NumPy/PyTorch broadcasting -------------------------------------------
+Shape broadcast_shape(const Shape& a, const Shape& b);  // throws with both shapes on mismatch
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+Tensor maximum(const Tensor& a, const Tensor& b);
+Tensor add_scalar(const Tensor& a, float s);
+Tensor mul_scalar(const Tensor& a, float s);
+Tensor neg(const Tensor& a);
+Tensor exp(const Tensor& a);
+Tensor log(const Tensor& a);
+Tensor sqrt(const Tensor& a);
+Tensor abs(const Tensor& a);
+Tensor sign(const Tensor& a);
+Tensor pow(const Tensor& a, float p);
+Tensor clamp(const Tensor& a, float lo, float hi);  // use +-INFINITY for one-sided
+Tensor relu(const Tensor& a);
+Tensor leaky_relu(const Tensor& a, float slope);
+Tensor sigmoid(const Tensor& a);
+Tensor silu(const Tensor& a);  // x * sigmoid(x)
+// Sums `g` (shaped like a broadcast result) down to `shape` (the inverse of broadcasting).
+Tensor sum_to(const Tensor& g, const Shape& shape);
+
+// ---- matrix products (Eigen GEMM) ---------------------------------------------------------
+// a [M, K] x b [K, N] -> [M, N]; trans_a / trans_b read a or b transposed without copying.
+Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false);
+// a [B, M, K] x b [B, K, N] -> [B, M, N] (B may be 1 on either side: broadcast).
+Tensor bmm(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false);
+
+// ---- reductions --------------------------------------------------------------------------
+// Over the listed dims (negative allowed); empty dims = all dims. keepdim keeps them as size 1.
+Tensor sum(const Tensor& a, std::vector<int64_t> dims = {}, bool keepdim = false);
+Tensor mean(const Tensor& a, std::vector<int64_t> dims = {}, bool keepdim = false);
+// Max over one dim; `argmax` (if given) receives the index of the first maximum as float.
+Tensor max(const Tensor& a, int64_t dim, bool keepdim = false, Tensor* argmax = nullptr);
+// log(sum(exp(a), dim)) computed stably with the max subtracted.
+Tensor logsumexp(const Tensor& a, int64_t dim, bool keepdim = false);
+// Broadcasts a reduced tensor (keepdim shape or the reduced shape) back along `dims` to `shape`.
+Tensor expand_to(const Tensor& a, const Shape& shape);
+
+// ---- layout --------------------------------------------------------------------------------
+Tensor permute(const Tensor& a, const std::vector<int64_t>& perm);
+Tensor transpose(const Tensor& a, int64_t d0, int64_t d1);
+Tensor flatten(const Tensor& a, int64_t start_dim = 1, int64_t end_dim = -1);
+Tensor concat(const std::vector<Tensor>& ts, int64_t dim);
+Tensor stack(const std::vector<Tensor>& ts, int64_t dim);
+// Elements [start, end) along dim (end clamped to the size; negative start/end count from the end).
+Tensor slice(const Tensor& a, int64_t dim, int64_t start, int64_t end);
+// Adds `g` into out[..., start:start+g.size(dim), ...] (the backward of slice).
+void slice_add_(Tensor& out, const Tensor& g, int64_t dim, int64_t start);
+// Rows of a [R, ...] picked by idx (values in [0, R)) -> [len(idx), ...].
+Tensor index_select(const Tensor& a, const std::vector<int64_t>& idx);
+// out[idx[i]] += g[i] (rows), the backward of index_select.
+void index_add_(Tensor& out, const std::vector<int64_t>& idx, const Tensor& g);
+
+// ---- convolution and pooling (NCHW) ----------------------------------------------------------
+struct Conv2dArgs {
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t pad_h = 0, pad_w = 0;
+  int64_t dil_h = 1, dil_w = 1;
+  int64_t groups = 1;
+};
+// x [N, C, H, W], w [F, C/groups, KH, KW], b [F] or undefined -> [N, F, OH, OW]
+// OH = (H + 2 pad_h - dil_h (KH - 1) - 1) / stride_h + 1, likewise OW.
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dArgs& a);
+// Gradients given dout [N, F, OH, OW]: dx [N, C, H, W], dw [F, C/groups, KH, KW].
+Tensor conv2d_backward_input(const Tensor& dout, const Tensor& w, const Shape& x_shape,
+                             const Conv2dArgs& a);
+Tensor conv2d_backward_weight(const Tensor& dout, const Tensor& x, const Shape& w_shape,
+                              const Conv2dArgs& a);
+// Plain 7-loop reference (double accumulation); the tests compare the im2col path with it.
+Tensor conv2d_reference(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dArgs& a);
+
+struct Pool2dArgs {
+  int64_t kh = 2, kw = 2;
+  int64_t stride_h = 2, stride_w = 2;
+  int64_t pad_h = 0, pad_w = 0;
+  bool ceil_mode = false;
+  bool count_include_pad = true;  // avg pool only, PyTorch default
+};
+// x [N, C, H, W] -> [N, C, OH, OW]; `argmax` receives the flat h*W+w input index per output.
+Tensor max_pool2d(const Tensor& x, const Pool2dArgs& a, Tensor* argmax = nullptr);
+Tensor max_pool2d_backward(const Tensor& dout, const Tensor& argmax, const Shape& x_shape);
+Tensor avg_pool2d(const Tensor& x, const Pool2dArgs& a);
+Tensor avg_pool2d_backward(const Tensor& dout, const Shape& x_shape, const Pool2dArgs& a);
+// x [N, C, H, W] -> [N, C]
+Tensor global_avg_pool(const Tensor& x);
+
+// ---- batch normalisation ---------------------------------------------------------------------
+// x is [N, C] or [N, C, H, W]; statistics per channel over N (and H, W).
+// Grouped training mode: G > 1 splits the N rows into G equal contiguous groups, each normalised
+// with its own statistics (ACR: one forward pass for G tasks whose statistics never mix).
+// y = gamma (x - mean) / sqrt(var + eps) + beta, var biased (divide by the count).
+struct BatchNormSaved {
+  Tensor mean;    // [G, C]
+  Tensor invstd;  // [G, C], 1 / sqrt(var + eps)
+};
+// Training mode. gamma/beta may be undefined (no affine). If running_mean/var are defined they are
+// updated in place: r = (1 - momentum) r + momentum * stat, with the unbiased variance (PyTorch);
+// with G > 1 the G groups' statistics are averaged first.
+Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,
+                        int64_t groups, BatchNormSaved* saved, Tensor* running_mean = nullptr,
+                        Tensor* running_var = nullptr, float momentum = 0.1f);
+// Evaluation mode: running statistics.
+Tensor batch_norm_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                       const Tensor& running_mean, const Tensor& running_var, float eps);
+// Backward of training mode (through the batch mean and variance).
+// dx always; dgamma/dbeta [C] when the pointers are non-null.
+Tensor batch_norm_backward(const Tensor& dout, const Tensor& x, const Tensor& gamma,
+                           const BatchNormSaved& saved, int64_t groups, Tensor* dgamma,
+                           Tensor* dbeta);
+
+// ---- distances and normalisation -----------------------------------------------------------
+// a [M, D], b [N, D] -> [M, N] with |a_i|^2 + |b_j|^2 - 2 a_i.b_j, clamped at 0.
+Tensor pairwise_sqdist(const Tensor& a, const Tensor& b);
+// Rows of a [M, D] divided by max(|row|, eps) (torch.nn.functional.normalize, p=2, dim=1).
+Tensor l2_normalize(const Tensor& a, float eps = 1e-12f);
+
+}  // namespace normad

@@ -1,0 +1,33 @@
+// normad threading: one place that sets the thread count (oneTBB global_control) and a
+// parallel_for whose chunk boundaries depend only on n and grain, never on the thread count, so
+// results are identical for any number of threads (each output element is computed by one chunk).
+// Tested indirectly: tests/test_ops.cpp compares 1-thread and 2-thread results bit for bit.
+#pragma once
+
+#include <cstdint>
+
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+#include <tbb/partitioner.h>
+
+namespace normad {
+
+// Limits oneTBB to n threads for the rest of the process (n <= 0: the machine's default).
+void set_num_threads(int n);
+int num_threads();
+
+// Calls f(begin, end) over [0, n) in chunks of at least `grain` (the whole range when n <= grain).
+template <class F>
+void parallel_for(int64_t n, int64_t grain, F&& f) {
+  if (n <= 0) return;
+  if (n <= grain || num_threads() == 1) {
+    f(int64_t(0), n);
+    return;
+  }
+  tbb::parallel_for(
+      tbb::blocked_range<int64_t>(0, n, grain),
+      [&](const tbb::blocked_range<int64_t>& r) { f(r.begin(), r.end()); },
+      tbb::simple_partitioner());
+}
+
+}  // namespace normad

@@ -1,0 +1,188 @@
+// 2-D max / average pooling and global average pooling (NCHW) on the CPU, parallel over N*C planes.
+// Math: max: out = max over the window (padding is -inf), argmax = flat ih*W+iw of the first maximum;
+// avg: out = sum over the window / divisor (PyTorch's rules for count_include_pad and ceil_mode);
+// global: out[n,c] = mean over H, W.
+// Tested by tests/test_conv.cpp ([pool]: closed forms checked against PyTorch, finite differences).
+//
+// Shapes: N batch, C channels, H, W input, OH, OW output, KH, KW window.
+//
+// Output size as PyTorch (pooling_output_shape): OH = floor_or_ceil((H + 2 ph - KH) / sh) + 1; with
+// ceil_mode the last window must start inside the input or the left padding, else it is dropped.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include <tbb/parallel_for.h>
+
+#include "tensor/ops.h"
+
+namespace normad {
+
+namespace {
+
+// One spatial dimension's output size (PyTorch's pooling_output_shape with dilation 1).
+int64_t pool_out_size(int64_t in, int64_t k, int64_t pad, int64_t stride, bool ceil_mode) {
+  int64_t num = in + 2 * pad - k + (ceil_mode ? stride - 1 : 0);
+  if (num < 0) return 0;  // window larger than the padded input
+  int64_t out = num / stride + 1;
+  // ceil mode: the last window has to start inside the input or the left padding
+  if (ceil_mode && (out - 1) * stride >= in + pad) --out;
+  return out;
+}
+
+struct PoolDims {
+  int64_t N, C, H, W, OH, OW;
+};
+
+PoolDims pool_dims(const Shape& xs, const Pool2dArgs& a, const char* what) {
+  check(xs.size() == 4, what, "input must be [N, C, H, W], got " + shape_str(xs));
+  std::string args = "kernel " + std::to_string(a.kh) + "x" + std::to_string(a.kw) + ", stride " +
+                     std::to_string(a.stride_h) + "x" + std::to_string(a.stride_w) +
+                     ", padding " + std::to_string(a.pad_h) + "x" + std::to_string(a.pad_w);
+  check(a.kh >= 1 && a.kw >= 1 && a.stride_h >= 1 && a.stride_w >= 1, what,
+        "kernel and stride must be >= 1: " + args);
+  // PyTorch's rule; it also guarantees every window overlaps the input
+  check(a.pad_h >= 0 && a.pad_w >= 0 && a.pad_h <= a.kh / 2 && a.pad_w <= a.kw / 2, what,
+        "padding must be in [0, kernel/2]: " + args);
+  PoolDims d{xs[0], xs[1], xs[2], xs[3], 0, 0};
+  d.OH = pool_out_size(d.H, a.kh, a.pad_h, a.stride_h, a.ceil_mode);
+  d.OW = pool_out_size(d.W, a.kw, a.pad_w, a.stride_w, a.ceil_mode);
+  check(d.OH > 0 && d.OW > 0, what,
+        "output size would be empty for input " + shape_str(xs) + " and " + args);
+  return d;
+}
+
+// Divisor of the average over window (oh, ow), as PyTorch's avg_pool2d: the window is first
+// clipped to the padded input (this matters with ceil_mode), then, without count_include_pad,
+// to the input itself.
+struct AvgWindow {
+  int64_t h0, h1, w0, w1;  // input rows [h0, h1), columns [w0, w1)
+  float div;
+};
+AvgWindow avg_window(const PoolDims& d, const Pool2dArgs& a, int64_t oh, int64_t ow) {
+  int64_t h0 = oh * a.stride_h - a.pad_h, w0 = ow * a.stride_w - a.pad_w;
+  int64_t h1 = std::min(h0 + a.kh, d.H + a.pad_h), w1 = std::min(w0 + a.kw, d.W + a.pad_w);
+  int64_t padded_count = (h1 - h0) * (w1 - w0);
+  h0 = std::max<int64_t>(h0, 0), w0 = std::max<int64_t>(w0, 0);
+  h1 = std::min(h1, d.H), w1 = std::min(w1, d.W);
+  int64_t count = a.count_include_pad ? padded_count : (h1 - h0) * (w1 - w0);
+  return {h0, h1, w0, w1, float(count)};
+}
+
+}  // namespace
+
+Tensor max_pool2d(const Tensor& x, const Pool2dArgs& a, Tensor* argmax) {
+  PoolDims d = pool_dims(x.shape(), a, "max_pool2d");
+  Tensor out({d.N, d.C, d.OH, d.OW});
+  Tensor idx({d.N, d.C, d.OH, d.OW});
+  const float* xp = x.data();
+  float* op = out.data();
+  float* ip = idx.data();
+  tbb::parallel_for(int64_t(0), d.N * d.C, [&](int64_t nc) {
+    const float* plane = xp + nc * d.H * d.W;
+    float* o = op + nc * d.OH * d.OW;
+    float* oi = ip + nc * d.OH * d.OW;
+    for (int64_t oh = 0; oh < d.OH; ++oh)
+      for (int64_t ow = 0; ow < d.OW; ++ow) {
+        // the window clipped to the input: padding is -inf and never wins
+        int64_t h0 = oh * a.stride_h - a.pad_h, w0 = ow * a.stride_w - a.pad_w;
+        int64_t h1 = std::min(h0 + a.kh, d.H), w1 = std::min(w0 + a.kw, d.W);
+        h0 = std::max<int64_t>(h0, 0), w0 = std::max<int64_t>(w0, 0);
+        float best = -std::numeric_limits<float>::infinity();
+        int64_t best_i = h0 * d.W + w0;
+        for (int64_t ih = h0; ih < h1; ++ih)
+          for (int64_t iw = w0; iw < w1; ++iw) {
+            float v = plane[ih * d.W + iw];
+            // first maximum wins; NaN propagates (the same test as PyTorch)
+            if (v > best || std::isnan(v)) best = v, best_i = ih * d.W + iw;
+          }
+        o[oh * d.OW + ow] = best;
+        oi[oh * d.OW + ow] = float(best_i);
+      }
+  });
+  if (argmax) *argmax = idx;
+  return out;
+}
+
+Tensor max_pool2d_backward(const Tensor& dout, const Tensor& argmax, const Shape& x_shape) {
+  check(x_shape.size() == 4 && dout.dim() == 4 && dout.shape() == argmax.shape() &&
+            dout.size(0) == x_shape[0] && dout.size(1) == x_shape[1],
+        "max_pool2d_backward",
+        "dout " + shape_str(dout.shape()) + " and argmax " + shape_str(argmax.shape()) +
+            " must be [N, C, OH, OW] for x " + shape_str(x_shape));
+  Tensor dx(x_shape);
+  const int64_t hw = x_shape[2] * x_shape[3], ohw = dout.size(2) * dout.size(3);
+  const float* gp = dout.data();
+  const float* ip = argmax.data();
+  float* dxp = dx.data();
+  // each plane is written by one task only, in a fixed order: no races, deterministic
+  tbb::parallel_for(int64_t(0), x_shape[0] * x_shape[1], [&](int64_t nc) {
+    for (int64_t i = 0; i < ohw; ++i) {
+      int64_t src = int64_t(ip[nc * ohw + i]);
+      if (src < 0 || src >= hw) throw Error("max_pool2d_backward: argmax index out of range");
+      dxp[nc * hw + src] += gp[nc * ohw + i];
+    }
+  });
+  return dx;
+}
+
+Tensor avg_pool2d(const Tensor& x, const Pool2dArgs& a) {
+  PoolDims d = pool_dims(x.shape(), a, "avg_pool2d");
+  Tensor out({d.N, d.C, d.OH, d.OW});
+  const float* xp = x.data();
+  float* op = out.data();
+  tbb::parallel_for(int64_t(0), d.N * d.C, [&](int64_t nc) {
+    const float* plane = xp + nc * d.H * d.W;
+    float* o = op + nc * d.OH * d.OW;
+    for (int64_t oh = 0; oh < d.OH; ++oh)
+      for (int64_t ow = 0; ow < d.OW; ++ow) {
+        AvgWindow win = avg_window(d, a, oh, ow);
+        float s = 0.f;
+        for (int64_t ih = win.h0; ih < win.h1; ++ih)
+          for (int64_t iw = win.w0; iw < win.w1; ++iw) s += plane[ih * d.W + iw];
+        o[oh * d.OW + ow] = win.div > 0 ? s / win.div : 0.f;
+      }
+  });
+  return out;
+}
+
+Tensor avg_pool2d_backward(const Tensor& dout, const Shape& x_shape, const Pool2dArgs& a) {
+  PoolDims d = pool_dims(x_shape, a, "avg_pool2d_backward");
+  Shape want{d.N, d.C, d.OH, d.OW};
+  check(dout.shape() == want, "avg_pool2d_backward",
+        "dout must be " + shape_str(want) + ", got " + shape_str(dout.shape()));
+  Tensor dx(x_shape);
+  const float* gp = dout.data();
+  float* dxp = dx.data();
+  tbb::parallel_for(int64_t(0), d.N * d.C, [&](int64_t nc) {
+    float* plane = dxp + nc * d.H * d.W;
+    const float* g = gp + nc * d.OH * d.OW;
+    for (int64_t oh = 0; oh < d.OH; ++oh)
+      for (int64_t ow = 0; ow < d.OW; ++ow) {
+        // every input in the window received 1/div of this output
+        AvgWindow win = avg_window(d, a, oh, ow);
+        if (win.div <= 0) continue;
+        float share = g[oh * d.OW + ow] / win.div;
+        for (int64_t ih = win.h0; ih < win.h1; ++ih)
+          for (int64_t iw = win.w0; iw < win.w1; ++iw) plane[ih * d.W + iw] += share;
+      }
+  });
+  return dx;
+}
+
+Tensor global_avg_pool(const Tensor& x) {
+  check(x.dim() == 4 && x.size(2) * x.size(3) > 0, "global_avg_pool",
+        "input must be [N, C, H, W] with H, W > 0, got " + shape_str(x.shape()));
+  const int64_t nc_total = x.size(0) * x.size(1), hw = x.size(2) * x.size(3);
+  Tensor out({x.size(0), x.size(1)});
+  const float* xp = x.data();
+  float* op = out.data();
+  tbb::parallel_for(int64_t(0), nc_total, [&](int64_t nc) {
+    double s = 0;  // double: H*W terms
+    for (int64_t i = 0; i < hw; ++i) s += xp[nc * hw + i];
+    op[nc] = float(s / double(hw));
+  });
+  return out;
+}
+
+}  // namespace normad

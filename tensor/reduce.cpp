@@ -1,0 +1,145 @@
+// normad reductions: sum, mean, max, logsumexp over dims (see tensor/ops.h).
+// Math: a dim is reduced by viewing the tensor as [outer, R, inner] and folding R; sums accumulate
+// in double, so results do not depend on the order of parallel chunks.
+// Tested by tests/test_ops.cpp (closed forms) and tests/test_grad.cpp.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "tensor/ops.h"
+#include "tensor/parallel.h"
+
+namespace normad {
+
+namespace {
+
+struct Split {
+  int64_t outer = 1, r = 1, inner = 1;
+};
+Split split_at(const Shape& s, int64_t d) {
+  Split p;
+  for (int64_t i = 0; i < d; ++i) p.outer *= s[i];
+  p.r = s[d];
+  for (size_t i = d + 1; i < s.size(); ++i) p.inner *= s[i];
+  return p;
+}
+
+// Reduces one dim (kept as size 1). Each output element is computed by exactly one task.
+Tensor sum_one(const Tensor& a, int64_t d) {
+  Split p = split_at(a.shape(), d);
+  Shape os = a.shape();
+  os[d] = 1;
+  Tensor out(os);
+  const float* x = a.data();
+  float* y = out.data();
+  if (p.inner == 1) {
+    // Contiguous rows: one dot-like loop per output.
+    parallel_for(p.outer, std::max<int64_t>(1, 16384 / std::max<int64_t>(p.r, 1)),
+                 [&](int64_t o0, int64_t o1) {
+                   for (int64_t o = o0; o < o1; ++o) {
+                     double s = 0;
+                     const float* row = x + o * p.r;
+                     for (int64_t k = 0; k < p.r; ++k) s += row[k];
+                     y[o] = static_cast<float>(s);
+                   }
+                 });
+    return out;
+  }
+  // Strided: accumulate whole inner rows (cache friendly) into a double buffer per outer index.
+  parallel_for(p.outer, 1, [&](int64_t o0, int64_t o1) {
+    std::vector<double> acc(p.inner);
+    for (int64_t o = o0; o < o1; ++o) {
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int64_t k = 0; k < p.r; ++k) {
+        const float* row = x + (o * p.r + k) * p.inner;
+        for (int64_t i = 0; i < p.inner; ++i) acc[i] += row[i];
+      }
+      for (int64_t i = 0; i < p.inner; ++i) y[o * p.inner + i] = static_cast<float>(acc[i]);
+    }
+  });
+  return out;
+}
+
+// Wraps, sorts and de-duplicates dims; empty means all.
+std::vector<int64_t> norm_dims(std::vector<int64_t> dims, int64_t rank, const char* what) {
+  if (dims.empty())
+    for (int64_t d = 0; d < rank; ++d) dims.push_back(d);
+  for (auto& d : dims) d = wrap_dim(d, rank, what);
+  std::sort(dims.begin(), dims.end());
+  dims.erase(std::unique(dims.begin(), dims.end()), dims.end());
+  return dims;
+}
+
+Shape reduced_shape(const Shape& s, const std::vector<int64_t>& dims, bool keepdim) {
+  Shape out;
+  for (int64_t d = 0; d < static_cast<int64_t>(s.size()); ++d) {
+    bool red = std::find(dims.begin(), dims.end(), d) != dims.end();
+    if (!red)
+      out.push_back(s[d]);
+    else if (keepdim)
+      out.push_back(1);
+  }
+  return out;
+}
+
+}  // namespace
+
+Tensor sum(const Tensor& a, std::vector<int64_t> dims, bool keepdim) {
+  if (a.dim() == 0) return a.clone();
+  dims = norm_dims(std::move(dims), a.dim(), "sum");
+  Tensor t = a;
+  // Fuse adjacent reduced dims into one pass where possible by reducing from the last dim back.
+  if (dims.size() == static_cast<size_t>(a.dim())) {
+    t = sum_one(a.reshape({a.numel()}), 0);
+  } else {
+    for (auto it = dims.rbegin(); it != dims.rend(); ++it) t = sum_one(t, *it);
+  }
+  return t.reshape(reduced_shape(a.shape(), dims, keepdim));
+}
+
+Tensor mean(const Tensor& a, std::vector<int64_t> dims, bool keepdim) {
+  if (a.dim() == 0) return a.clone();
+  dims = norm_dims(std::move(dims), a.dim(), "mean");
+  int64_t count = 1;
+  for (int64_t d : dims) count *= a.shape()[d];
+  if (count == 0) throw Error("mean: reducing over an empty dim of " + shape_str(a.shape()));
+  return mul_scalar(sum(a, dims, keepdim), 1.f / static_cast<float>(count));
+}
+
+Tensor max(const Tensor& a, int64_t dim, bool keepdim, Tensor* argmax) {
+  dim = wrap_dim(dim, a.dim(), "max");
+  Split p = split_at(a.shape(), dim);
+  if (p.r == 0) throw Error("max: empty dim in " + shape_str(a.shape()));
+  Shape os = a.shape();
+  os[dim] = 1;
+  Tensor out(os), idx(os);
+  const float* x = a.data();
+  parallel_for(p.outer * p.inner, 4096, [&](int64_t b, int64_t e) {
+    for (int64_t j = b; j < e; ++j) {
+      int64_t o = j / p.inner, i = j % p.inner;
+      const float* base = x + o * p.r * p.inner + i;
+      float best = base[0];
+      int64_t bi = 0;
+      for (int64_t k = 1; k < p.r; ++k)
+        if (base[k * p.inner] > best) best = base[k * p.inner], bi = k;
+      out.data()[j] = best;
+      idx.data()[j] = static_cast<float>(bi);
+    }
+  });
+  Shape final_shape = reduced_shape(a.shape(), {dim}, keepdim);
+  if (argmax) *argmax = idx.reshape(final_shape);
+  return out.reshape(final_shape);
+}
+
+Tensor logsumexp(const Tensor& a, int64_t dim, bool keepdim) {
+  dim = wrap_dim(dim, a.dim(), "logsumexp");
+  Tensor m = max(a, dim, true);
+  // A row of all -inf would give nan from (-inf) - (-inf); use 0 as its shift instead.
+  for (int64_t i = 0; i < m.numel(); ++i)
+    if (std::isinf(m.data()[i])) m.data()[i] = 0.f;
+  Tensor s = sum(exp(sub(a, m)), {dim}, true);
+  Tensor out = add(log(s), m);
+  return keepdim ? out : out.reshape(reduced_shape(a.shape(), {dim}, false));
+}
+
+}  // namespace normad

@@ -1,0 +1,112 @@
+// Shared test helpers: closeness with the first mismatches printed (llm.c's validate_result),
+// finite-difference gradient checks (ggml's grad mode) and access to the PyTorch fixtures.
+#pragma once
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "autograd/ops.h"
+#include "tensor/random.h"
+
+namespace normad::test {
+
+// |got - ref| <= atol + rtol |ref| elementwise; shapes must match. Prints up to 5 mismatches.
+inline bool close_report(const Tensor& got, const Tensor& ref, double atol, double rtol,
+                         std::string* report) {
+  std::ostringstream os;
+  if (got.shape() != ref.shape()) {
+    os << "shape " << shape_str(got.shape()) << " vs reference " << shape_str(ref.shape());
+    *report = os.str();
+    return false;
+  }
+  int64_t bad = 0;
+  double worst = 0;
+  for (int64_t i = 0; i < got.numel(); ++i) {
+    double g = got.data()[i], r = ref.data()[i];
+    double err = std::fabs(g - r);
+    bool ok = err <= atol + rtol * std::fabs(r) && !std::isnan(g) == !std::isnan(r);
+    if (!ok) {
+      if (bad < 5) os << "  [" << i << "] got " << g << " ref " << r << " err " << err << "\n";
+      ++bad;
+    }
+    if (err > worst) worst = err;
+  }
+  if (bad) os << "  " << bad << " of " << got.numel() << " mismatched; max abs err " << worst;
+  *report = os.str();
+  return bad == 0;
+}
+
+inline void expect_close(const Tensor& got, const Tensor& ref, double atol, double rtol,
+                         const std::string& what = "") {
+  std::string report;
+  bool ok = close_report(got, ref, atol, rtol, &report);
+  INFO(what << " (atol " << atol << ", rtol " << rtol << ")\n" << report);
+  CHECK(ok);
+}
+
+// Finite-difference gradient check. f maps input Vars to any-shaped output; the scalar checked is
+// L = sum(out * w) with fixed random weights w, so every output element matters. Central
+// differences in float32 with step eps; tolerances absorb float32 rounding.
+inline void check_grad(const std::function<Var(const std::vector<Var>&)>& f,
+                       const std::vector<Tensor>& inputs, double eps = 1e-3, double atol = 2e-3,
+                       double rtol = 2e-2, const std::string& what = "") {
+  std::vector<Var> vars;
+  for (auto& t : inputs) vars.emplace_back(t.clone(), true);
+  Var out = f(vars);
+  Generator g(1234);
+  Tensor w = g.normal(out.shape());
+  auto loss_of = [&](const Var& o) {
+    double s = 0;
+    for (int64_t i = 0; i < o.numel(); ++i) s += double(o.data().data()[i]) * w.data()[i];
+    return s;
+  };
+  sum(mul(out, Var(w))).backward();
+  for (size_t k = 0; k < vars.size(); ++k) {
+    Tensor analytic = vars[k].grad().defined() ? vars[k].grad() : Tensor::zeros(vars[k].shape());
+    Tensor numeric(vars[k].shape());
+    Tensor& x = vars[k].data();
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      float keep = x.data()[i];
+      x.data()[i] = keep + float(eps);
+      double lp;
+      double lm;
+      {
+        NoGradGuard ng;
+        lp = loss_of(f(vars));
+        x.data()[i] = keep - float(eps);
+        lm = loss_of(f(vars));
+      }
+      x.data()[i] = keep;
+      numeric.data()[i] = float((lp - lm) / (2 * eps));
+    }
+    expect_close(analytic, numeric, atol, rtol, what + " d/dinput" + std::to_string(k));
+  }
+}
+
+// Directory of the PyTorch fixtures (set by ctest); empty when unset.
+inline std::string fixtures_dir() {
+  const char* d = std::getenv("NORMAD_FIXTURES");
+  return d ? d : "";
+}
+// Path of fixture `name` (e.g. "conv2d.safetensors"), or "" after printing a skip message when it
+// is absent (python3-torch missing). Catch2 v2 has no SKIP, so callers return early.
+inline std::string fixture(const std::string& name) {
+  std::string dir = fixtures_dir();
+  std::string p = dir + "/" + name;
+  if (dir.empty() || !std::filesystem::exists(p)) {
+    WARN("SKIPPED: fixture " << p
+                             << " not found (run tests/make_fixtures.py; needs python3-torch)");
+    return "";
+  }
+  return p;
+}
+
+}  // namespace normad::test

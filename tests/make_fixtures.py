@@ -1,0 +1,252 @@
+#!/usr/bin/python3
+# PyTorch parity fixtures for tests/test_parity.cpp: one safetensors file per op family in OUTDIR.
+# Math: each case stores inputs, parameters, out = op(inputs) and the gradients of
+# loss = sum(out * wt) (wt a stored random tensor, so every output element matters).
+# Tested by tests/test_parity.cpp; run by ctest as `/usr/bin/python3 tests/make_fixtures.py OUTDIR`.
+#
+# Inputs are float32 randn; outputs and gradients are computed in float64 from those float32
+# values and then rounded to float32, so the reference carries no float32 accumulation error of
+# its own (the optimiser cases run in float32, as torch.optim does). Deterministic: one seed per
+# file, one thread. Shapes: N batch, C channels, H, W spatial, G row groups.
+# The safetensors writer is hand-made (struct + json) so no package beyond torch is needed.
+import json
+import os
+import struct
+import sys
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:
+    print("make_fixtures: python3-torch not available, parity tests will skip")
+    sys.exit(0)
+
+
+# ---- writer ----------------------------------------------------------------------------------
+def save(path, tensors, meta=None):
+    """safetensors: u64 LE header length, JSON header (keys sorted), packed little-endian F32."""
+    header, blobs, offset = {}, [], 0
+    if meta:
+        header["__metadata__"] = meta
+    for name in sorted(tensors):
+        t = tensors[name].detach().to(torch.float32).contiguous().cpu()
+        raw = t.numpy().astype("<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape),
+                        "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    js = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    js += b" " * (-len(js) % 8)  # pad so the data starts 8-byte aligned (spaces are allowed)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(js)))
+        f.write(js)
+        for b in blobs:
+            f.write(b)
+    os.replace(tmp, path)  # no half-written fixture if interrupted
+
+
+def randn(*shape, scale=1.0, shift=0.0):
+    return torch.randn(*shape) * scale + shift  # float32
+
+
+def leaf(t):
+    """float64 leaf requiring grad, built from a float32 tensor."""
+    return t.detach().double().requires_grad_(True)
+
+
+def run_case(fx, prefix, fn, inputs):
+    """inputs: {name: float32 tensor}; fn(**float64 leaves) -> out.
+    Stores inputs, out, wt and d<name> for every input under prefix."""
+    leaves = {k: leaf(v) for k, v in inputs.items()}
+    out = fn(**leaves)
+    wt = torch.randn(*out.shape)
+    (out * wt.double()).sum().backward()
+    for k, v in inputs.items():
+        fx[f"{prefix}.{k}"] = v
+        fx[f"{prefix}.d{k}"] = leaves[k].grad
+    fx[f"{prefix}.out"] = out
+    fx[f"{prefix}.wt"] = wt
+    return out
+
+
+# ---- conv2d ----------------------------------------------------------------------------------
+def make_conv(fx):
+    # (x shape, w shape, stride, pad, dilation, groups, bias)
+    cases = [
+        ([2, 3, 7, 8], [4, 3, 3, 3], (1, 1), (0, 0), (1, 1), 1, True),   # c0 plain 3x3
+        ([2, 3, 9, 8], [5, 3, 3, 3], (2, 2), (1, 1), (1, 1), 1, True),   # c1 stride 2 pad 1
+        ([2, 3, 9, 10], [4, 3, 3, 3], (1, 1), (1, 1), (2, 2), 1, True),  # c2 dilation 2
+        ([2, 4, 6, 7], [6, 2, 3, 3], (1, 1), (1, 1), (1, 1), 2, True),   # c3 groups 2
+        ([2, 4, 6, 6], [4, 1, 3, 3], (1, 1), (1, 1), (1, 1), 4, True),   # c4 depthwise
+        ([1, 3, 8, 8], [4, 3, 5, 5], (1, 1), (2, 2), (1, 1), 1, False),  # c5 5x5 pad 2, no bias
+        ([2, 2, 7, 9], [3, 2, 2, 3], (2, 1), (0, 1), (1, 1), 1, True),   # c6 2x3 kernel, mixed args
+    ]
+    for i, (xs, ws, st, pd, dl, gr, has_b) in enumerate(cases):
+        inputs = {"x": randn(*xs), "w": randn(*ws, scale=0.5)}
+        if has_b:
+            inputs["b"] = randn(ws[0])
+
+        def fn(x, w, b=None):
+            return F.conv2d(x, w, b, stride=st, padding=pd, dilation=dl, groups=gr)
+
+        run_case(fx, f"c{i}", fn, inputs)
+        fx[f"c{i}.args"] = torch.tensor([st[0], st[1], pd[0], pd[1], dl[0], dl[1], gr,
+                                         1 if has_b else 0], dtype=torch.float32)
+
+
+# ---- batch norm ------------------------------------------------------------------------------
+def running_update(rm, rv, x, momentum, groups):
+    """PyTorch's running-stat update (unbiased var); with groups > 1 the group statistics are
+    averaged first (normad's documented convention for grouped BN, tensor/ops.h)."""
+    dims = [0] + list(range(2, x.dim()))
+    ms, vs = [], []
+    for xg in x.double().chunk(groups, 0):
+        ms.append(xg.mean(dims))
+        vs.append(xg.var(dims, unbiased=True))
+    m, v = torch.stack(ms).mean(0), torch.stack(vs).mean(0)
+    return (1 - momentum) * rm.double() + momentum * m, (1 - momentum) * rv.double() + momentum * v
+
+
+def make_batchnorm(fx):
+    mom = 0.1
+
+    def train_case(prefix, xshape, eps, affine=True, groups=1):
+        C = xshape[1]
+        inputs = {"x": randn(*xshape, scale=2.0, shift=0.5)}
+        if affine:
+            inputs["gamma"] = randn(C, scale=0.3, shift=1.0)
+            inputs["beta"] = randn(C, scale=0.3)
+        rm0, rv0 = randn(C, scale=0.2), torch.rand(C) + 0.5
+
+        def fn(x, gamma=None, beta=None):
+            # per-group loop: each group normalised with its own batch statistics
+            outs = [F.batch_norm(xg, None, None, gamma, beta, training=True, eps=eps)
+                    for xg in x.chunk(groups, 0)]
+            return torch.cat(outs, 0)
+
+        run_case(fx, prefix, fn, inputs)
+        if groups == 1:
+            # torch's own running-stat update, one training step
+            rm, rv = rm0.double().clone(), rv0.double().clone()
+            F.batch_norm(inputs["x"].double(), rm, rv, None, None, training=True,
+                         momentum=mom, eps=eps)
+            ref_m, ref_v = running_update(rm0, rv0, inputs["x"], mom, 1)
+            assert torch.allclose(rm, ref_m) and torch.allclose(rv, ref_v)
+        else:
+            rm, rv = running_update(rm0, rv0, inputs["x"], mom, groups)
+        fx[f"{prefix}.rm0"], fx[f"{prefix}.rv0"] = rm0, rv0
+        fx[f"{prefix}.rm1"], fx[f"{prefix}.rv1"] = rm, rv
+        fx[f"{prefix}.args"] = torch.tensor([eps, mom, groups, 1 if affine else 0])
+
+    def eval_case(prefix, xshape, eps):
+        C = xshape[1]
+        inputs = {"x": randn(*xshape, scale=2.0, shift=0.5),
+                  "gamma": randn(C, scale=0.3, shift=1.0), "beta": randn(C, scale=0.3)}
+        rm, rv = randn(C, scale=0.5), torch.rand(C) + 0.5
+
+        def fn(x, gamma, beta):
+            return F.batch_norm(x, rm.double(), rv.double(), gamma, beta, training=False, eps=eps)
+
+        run_case(fx, prefix, fn, inputs)
+        fx[f"{prefix}.rm"], fx[f"{prefix}.rv"] = rm, rv
+        fx[f"{prefix}.args"] = torch.tensor([eps, 0.0, 1, 1])
+
+    train_case("bn1d", [16, 5], 1e-5)
+    train_case("bn2d", [4, 3, 5, 6], 1e-5)
+    eval_case("eval1d", [6, 5], 1e-5)
+    eval_case("eval2d", [2, 3, 4, 4], 1e-5)
+    train_case("grp1d", [32, 6], 1e-5, groups=4)           # G=4 groups of 8 rows
+    train_case("grp2d", [8, 3, 4, 4], 1e-5, groups=4)      # G=4 groups of 2 images
+    train_case("noaff1d", [16, 8], 1e-4, affine=False)    # Deep SVDD: affine=False, eps=1e-4
+    train_case("noaff2d", [4, 3, 5, 5], 1e-4, affine=False)
+
+
+# ---- linear ----------------------------------------------------------------------------------
+def make_linear(fx):
+    inputs = {"x": randn(7, 5), "W": randn(3, 5, scale=0.5), "b": randn(3)}
+    run_case(fx, "lin", lambda x, W, b: F.linear(x, W, b), inputs)
+
+
+# ---- pooling ---------------------------------------------------------------------------------
+def make_pool(fx):
+    # (prefix, x shape, kernel, stride, pad, ceil_mode, count_include_pad)
+    maxc = [("mp0", [2, 3, 6, 8], 2, 2, 0, False),
+            ("mp1", [2, 3, 7, 7], 3, 2, 1, False),
+            ("mp2", [2, 2, 7, 5], 2, 2, 0, True)]   # ceil_mode: partial last window
+    for p, xs, k, s, pd, ceil in maxc:
+        run_case(fx, p, lambda x: F.max_pool2d(x, k, s, pd, ceil_mode=ceil), {"x": randn(*xs)})
+        fx[f"{p}.args"] = torch.tensor([k, k, s, s, pd, pd, ceil, 1], dtype=torch.float32)
+    avgc = [("ap0", [2, 3, 7, 7], 3, 2, 1, False, True),
+            ("ap1", [2, 3, 7, 7], 3, 2, 1, False, False),
+            ("ap2", [2, 2, 7, 5], 2, 2, 0, True, True)]  # ceil_mode: divisor clipped to input
+    for p, xs, k, s, pd, ceil, cip in avgc:
+        run_case(fx, p, lambda x: F.avg_pool2d(x, k, s, pd, ceil_mode=ceil, count_include_pad=cip),
+                 {"x": randn(*xs)})
+        fx[f"{p}.args"] = torch.tensor([k, k, s, s, pd, pd, ceil, cip], dtype=torch.float32)
+    # global average pooling = adaptive_avg_pool2d(x, 1), flattened to [N, C]
+    run_case(fx, "gap", lambda x: F.adaptive_avg_pool2d(x, 1).flatten(1), {"x": randn(2, 3, 5, 6)})
+    # adaptive to (2, 3) on a 6x9 input: windows 3x3, stride 3 (the test uses avg_pool2d)
+    run_case(fx, "aap", lambda x: F.adaptive_avg_pool2d(x, (2, 3)), {"x": randn(2, 3, 6, 9)})
+    fx["aap.args"] = torch.tensor([3, 3, 3, 3, 0, 0, 0, 1], dtype=torch.float32)
+
+
+# ---- distances, normalisation, logsumexp ---------------------------------------------------------
+def make_distance(fx):
+    a, b = randn(9, 4), randn(6, 4)
+    wt = torch.randn(9, 6)
+    # value through cdist (float64), gradient through the explicit difference form (float64)
+    out = torch.cdist(a.double(), b.double()) ** 2
+    la, lb = leaf(a), leaf(b)
+    (((la[:, None] - lb[None]) ** 2).sum(-1) * wt.double()).sum().backward()
+    fx.update({"sq.a": a, "sq.b": b, "sq.out": out, "sq.wt": wt, "sq.da": la.grad, "sq.db": lb.grad})
+    run_case(fx, "l2", lambda x: F.normalize(x, p=2, dim=1), {"x": randn(7, 5)})
+    run_case(fx, "lse", lambda x: torch.logsumexp(x, 1), {"x": randn(6, 7, scale=3.0)})
+
+
+# ---- optimisers (float32, as torch.optim runs) ---------------------------------------------------
+def make_optim(fx):
+    def run(prefix, make_opt, hp):
+        p0 = randn(4, 3)
+        p = p0.clone().requires_grad_(True)
+        opt = make_opt([p])
+        fx[f"{prefix}.p0"] = p0
+        for k in (1, 2, 3):
+            g = randn(4, 3)
+            p.grad = g.clone()
+            opt.step()
+            fx[f"{prefix}.g{k}"] = g
+            fx[f"{prefix}.p{k}"] = p.detach().clone()
+        fx[f"{prefix}.hparams"] = torch.tensor(hp, dtype=torch.float32)
+
+    # hparams: lr, beta1, beta2, eps, weight_decay
+    run("adam", lambda ps: torch.optim.Adam(ps, lr=1e-2, weight_decay=1e-3),
+        [1e-2, 0.9, 0.999, 1e-8, 1e-3])
+    # hparams: lr, momentum, weight_decay
+    run("sgd", lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=1e-3),
+        [0.1, 0.9, 1e-3])
+
+
+def main():
+    if len(sys.argv) != 2:
+        print("usage: make_fixtures.py OUTDIR", file=sys.stderr)
+        return 2
+    out = sys.argv[1]
+    os.makedirs(out, exist_ok=True)
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    torch.set_default_dtype(torch.float32)
+    meta = {"generator": "tests/make_fixtures.py", "torch": torch.__version__}
+    families = [("conv2d", make_conv), ("batchnorm", make_batchnorm), ("linear", make_linear),
+                ("pool", make_pool), ("distance", make_distance), ("adam", make_optim)]
+    for seed, (name, make) in enumerate(families):
+        torch.manual_seed(seed)  # one seed per file: adding a case elsewhere changes nothing here
+        fx = {}
+        make(fx)
+        save(os.path.join(out, name + ".safetensors"), fx, meta)
+        print(f"make_fixtures: {name}.safetensors ({len(fx)} tensors)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,396 @@
+// Tests for convolution and pooling (tensor/conv.cpp, tensor/pool.cpp, autograd/ops_conv.cpp).
+// Math: im2col + GEMM == the 7-loop double reference; backward == plain scatter loops; autograd ==
+// central finite differences; pooling closed forms whose values were checked once with PyTorch.
+// Tolerances: forward/backward vs reference atol 1e-4 rtol 1e-4 (float32 GEMM vs double sums);
+// finite differences use check_grad's defaults (atol 2e-3, rtol 2e-2).
+//
+// Shapes: N batch, C channels, F filters, H, W spatial, KH, KW kernel.
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include <tbb/info.h>
+#include <tbb/task_arena.h>
+
+#include "tests/helpers.h"
+
+using namespace normad;
+
+namespace {
+
+// One convolution configuration: shapes and arguments.
+struct ConvCase {
+  int64_t N, C, H, W, F, KH, KW;
+  Conv2dArgs a;
+  bool bias;
+  std::string str() const {
+    return "x [" + std::to_string(N) + "," + std::to_string(C) + "," + std::to_string(H) + "," +
+           std::to_string(W) + "] F " + std::to_string(F) + " k " + std::to_string(KH) + "x" +
+           std::to_string(KW) + " stride " + std::to_string(a.stride_h) + "x" +
+           std::to_string(a.stride_w) + " pad " + std::to_string(a.pad_h) + "x" +
+           std::to_string(a.pad_w) + " dil " + std::to_string(a.dil_h) + "x" +
+           std::to_string(a.dil_w) + " groups " + std::to_string(a.groups) +
+           (bias ? " bias" : " no bias");
+  }
+};
+
+// The generated grid: stride 1/2 x padding 0/1/2 x dilation 1/2 x groups 1/2/depthwise x bias,
+// on an odd-sized input with a non-square 3x2 kernel.
+ConvCase generated_case() {
+  int64_t stride = GENERATE(1, 2);
+  int64_t pad = GENERATE(0, 1, 2);
+  int64_t dil = GENERATE(1, 2);
+  int64_t groups = GENERATE(1, 2, 4);  // 4 == C: depthwise
+  bool bias = GENERATE(false, true);
+  ConvCase c{3, 4, 7, 9, groups == 4 ? 8 : 6, 3, 2, {}, bias};
+  c.a.stride_h = c.a.stride_w = stride;
+  c.a.pad_h = c.a.pad_w = pad;
+  c.a.dil_h = c.a.dil_w = dil;
+  c.a.groups = groups;
+  return c;
+}
+
+// Random x, w, b for a case (b undefined without bias).
+void make_inputs(const ConvCase& c, uint64_t seed, Tensor* x, Tensor* w, Tensor* b) {
+  Generator g(seed);
+  *x = g.normal({c.N, c.C, c.H, c.W});
+  *w = g.normal({c.F, c.C / c.a.groups, c.KH, c.KW});
+  *b = c.bias ? g.normal(Shape{c.F}) : Tensor();
+}
+
+// Independent backward oracle: the forward's 7 loops, scattering dout instead of gathering, in
+// double. dx[n,c,ih,iw] += w dout and dw[f,c,kh,kw] += x dout over every tap that hit the input.
+void conv2d_backward_loops(const Tensor& dout, const Tensor& x, const Tensor& w,
+                           const Conv2dArgs& a, Tensor* dx, Tensor* dw) {
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const int64_t F = w.size(0), Cg = w.size(1), KH = w.size(2), KW = w.size(3);
+  const int64_t OH = dout.size(2), OW = dout.size(3), Fg = F / a.groups;
+  std::vector<double> gx(x.numel(), 0.0), gw(w.numel(), 0.0);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t f = 0; f < F; ++f)
+      for (int64_t oh = 0; oh < OH; ++oh)
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          double g = dout.data()[((n * F + f) * OH + oh) * OW + ow];
+          for (int64_t c = 0; c < Cg; ++c)
+            for (int64_t kh = 0; kh < KH; ++kh)
+              for (int64_t kw = 0; kw < KW; ++kw) {
+                int64_t ih = oh * a.stride_h - a.pad_h + kh * a.dil_h;
+                int64_t iw = ow * a.stride_w - a.pad_w + kw * a.dil_w;
+                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                int64_t xi = ((n * C + (f / Fg) * Cg + c) * H + ih) * W + iw;
+                int64_t wi = ((f * Cg + c) * KH + kh) * KW + kw;
+                gx[xi] += w.data()[wi] * g;
+                gw[wi] += x.data()[xi] * g;
+              }
+        }
+  *dx = Tensor(x.shape());
+  *dw = Tensor(w.shape());
+  for (int64_t i = 0; i < x.numel(); ++i) dx->data()[i] = float(gx[i]);
+  for (int64_t i = 0; i < w.numel(); ++i) dw->data()[i] = float(gw[i]);
+}
+
+// Forward and both backward kernels against the loop oracles.
+void check_against_loops(const ConvCase& c, uint64_t seed) {
+  INFO(c.str());
+  Tensor x, w, b;
+  make_inputs(c, seed, &x, &w, &b);
+  Tensor y = conv2d(x, w, b, c.a);
+  test::expect_close(y, conv2d_reference(x, w, b, c.a), 1e-4, 1e-4, "forward " + c.str());
+  Tensor dout = Generator(seed + 1).normal(y.shape());
+  Tensor dx_ref, dw_ref;
+  conv2d_backward_loops(dout, x, w, c.a, &dx_ref, &dw_ref);
+  test::expect_close(conv2d_backward_input(dout, w, x.shape(), c.a), dx_ref, 1e-4, 1e-4,
+                     "dx " + c.str());
+  test::expect_close(conv2d_backward_weight(dout, x, w.shape(), c.a), dw_ref, 1e-4, 1e-4,
+                     "dw " + c.str());
+}
+
+bool bitwise_equal(const Tensor& a, const Tensor& b) {
+  return a.shape() == b.shape() &&
+         std::memcmp(a.data(), b.data(), sizeof(float) * a.numel()) == 0;
+}
+
+// Values 0.1 * (a random permutation of 0..n-1): distinct by 0.1, so a finite-difference step
+// never changes which element of a pooling window is the maximum.
+Tensor separated_values(const Shape& s, uint64_t seed) {
+  Generator g(seed);
+  std::vector<int64_t> perm = g.permutation(shape_numel(s));
+  std::vector<float> v(perm.size());
+  for (size_t i = 0; i < perm.size(); ++i) v[i] = 0.1f * float(perm[i]) - 1.f;
+  return Tensor::from(s, v);
+}
+
+Pool2dArgs pool_args(int64_t k, int64_t stride, int64_t pad, bool ceil_mode,
+                     bool count_include_pad = true) {
+  Pool2dArgs p;
+  p.kh = p.kw = k;
+  p.stride_h = p.stride_w = stride;
+  p.pad_h = p.pad_w = pad;
+  p.ceil_mode = ceil_mode;
+  p.count_include_pad = count_include_pad;
+  return p;
+}
+
+}  // namespace
+
+// ---- convolution --------------------------------------------------------------------------
+
+TEST_CASE("conv2d: im2col + GEMM and backward match plain loops over a grid of arguments",
+          "[conv]") {
+  check_against_loops(generated_case(), 7);
+}
+
+TEST_CASE("conv2d: irregular shapes, batch chunking and the 1x1 fast path", "[conv]") {
+  auto mk = [](int64_t N, int64_t C, int64_t H, int64_t W, int64_t F, int64_t KH, int64_t KW,
+               int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t g,
+               bool bias) {
+    ConvCase c{N, C, H, W, F, KH, KW, {}, bias};
+    c.a.stride_h = sh, c.a.stride_w = sw, c.a.pad_h = ph, c.a.pad_w = pw;
+    c.a.dil_h = dh, c.a.dil_w = dw, c.a.groups = g;
+    return c;
+  };
+  ConvCase c = GENERATE_COPY(
+      // asymmetric strides, paddings and dilations with a 1x4 kernel
+      mk(2, 3, 6, 11, 5, 1, 4, 1, 3, 2, 0, 1, 2, 1, true),
+      // 37 samples of 5x5: chunks of 4 samples with a short last chunk
+      mk(37, 2, 5, 5, 4, 3, 3, 1, 1, 1, 1, 1, 1, 2, true),
+      // 1x1 kernel on a 16x16 map: one sample per chunk, the input is used as the columns
+      mk(3, 5, 16, 16, 7, 1, 1, 1, 1, 0, 0, 1, 1, 1, true),
+      // 1x1 kernel on a small map: 5 samples per chunk go through im2col
+      mk(40, 6, 3, 5, 4, 1, 1, 1, 1, 0, 0, 1, 1, 2, false),
+      // depthwise with channel multiplier 3 and a kernel as large as the padded input
+      mk(2, 3, 4, 4, 9, 6, 6, 1, 1, 1, 1, 1, 1, 3, true),
+      // Omniglot backbone layer: 64 -> 64, 3x3, stride 2, padding 1
+      mk(30, 64, 14, 14, 64, 3, 3, 2, 2, 1, 1, 1, 1, 1, true),
+      // Deep SVDD LeNet layer: 5x5, padding 2
+      mk(16, 8, 14, 14, 4, 5, 5, 1, 1, 2, 2, 1, 1, 1, false));
+  check_against_loops(c, 11);
+}
+
+TEST_CASE("conv2d: all-ones input and kernel count the in-window pixels", "[conv]") {
+  // 3x3 window with padding 1 on a 4x4 map: 4 at corners, 6 on edges, 9 inside; bias 0.5 added
+  Tensor x = Tensor::ones({1, 1, 4, 4}), w = Tensor::ones({2, 1, 3, 3});
+  Tensor b = Tensor::from({2}, {0.5f, -1.f});
+  Conv2dArgs a;
+  a.pad_h = a.pad_w = 1;
+  std::vector<float> counts = {4, 6, 6, 4, 6, 9, 9, 6, 6, 9, 9, 6, 4, 6, 6, 4};
+  std::vector<float> want;
+  for (float v : counts) want.push_back(v + 0.5f);
+  for (float v : counts) want.push_back(v - 1.f);
+  test::expect_close(conv2d(x, w, b, a), Tensor::from({1, 2, 4, 4}, want), 0, 0, "counts");
+  // with stride 2 and dilation 2 (taps 2 apart) only the windows at (0,0),(0,2),(2,0),(2,2) of
+  // the padded grid remain: each sees a 2x2 or smaller block of inputs
+  a.stride_h = a.stride_w = 2;
+  a.dil_h = a.dil_w = 2;
+  // OH = (4 + 2 - 4 - 1) / 2 + 1 = 1; window rows -1, 1, 3 -> inputs at 1, 3: 2x2 = 4 taps
+  test::expect_close(conv2d(x, w, Tensor(), a), Tensor::from({1, 2, 1, 1}, {4.f, 4.f}), 0, 0,
+                     "dilated");
+}
+
+TEST_CASE("conv2d: results are bit-identical for 1 and several threads", "[conv]") {
+  ConvCase c{40, 8, 9, 9, 16, 3, 3, {}, true};
+  c.a.pad_h = c.a.pad_w = 1;
+  c.a.groups = 2;
+  Tensor x, w, b;
+  make_inputs(c, 3, &x, &w, &b);
+  Tensor dout = Generator(4).normal({c.N, c.F, 9, 9});
+  Tensor y[2], dx[2], dw[2];
+  for (int t = 0; t < 2; ++t) {
+    tbb::task_arena arena(t == 0 ? 1 : std::max(2, tbb::info::default_concurrency()));
+    arena.execute([&] {
+      y[t] = conv2d(x, w, b, c.a);
+      dx[t] = conv2d_backward_input(dout, w, x.shape(), c.a);
+      dw[t] = conv2d_backward_weight(dout, x, w.shape(), c.a);
+    });
+  }
+  CHECK(bitwise_equal(y[0], y[1]));
+  CHECK(bitwise_equal(dx[0], dx[1]));
+  CHECK(bitwise_equal(dw[0], dw[1]));
+}
+
+TEST_CASE("conv2d: gradients match finite differences", "[conv]") {
+  // conv is linear in x, w and b, so central differences are exact up to rounding: a larger
+  // step (1e-2) keeps the float32 rounding of the loss small relative to the step
+  auto mk = [](int64_t F, int64_t k, int64_t stride, int64_t pad, int64_t dil, int64_t g,
+               bool bias) {
+    ConvCase c{2, 4, 5, 6, F, k, k, {}, bias};
+    c.a.stride_h = c.a.stride_w = stride, c.a.pad_h = c.a.pad_w = pad;
+    c.a.dil_h = c.a.dil_w = dil, c.a.groups = g;
+    return c;
+  };
+  ConvCase c = GENERATE_COPY(mk(3, 3, 1, 0, 1, 1, true), mk(4, 3, 2, 1, 1, 2, true),
+                             mk(4, 2, 1, 2, 2, 1, false), mk(8, 3, 2, 1, 1, 4, true));
+  INFO(c.str());
+  Tensor x, w, b;
+  make_inputs(c, 5, &x, &w, &b);
+  Conv2dArgs a = c.a;
+  if (c.bias) {
+    test::check_grad([a](const std::vector<Var>& v) { return conv2d(v[0], v[1], v[2], a); },
+                     {x, w, b}, 1e-2, 2e-3, 2e-2, c.str());
+  } else {
+    test::check_grad([a](const std::vector<Var>& v) { return conv2d(v[0], v[1], Var(), a); },
+                     {x, w}, 1e-2, 2e-3, 2e-2, c.str());
+  }
+}
+
+TEST_CASE("conv2d: bad shapes and arguments throw normad::Error", "[conv]") {
+  Tensor x({2, 4, 5, 5}), w({6, 2, 3, 3});
+  Conv2dArgs g2;
+  g2.groups = 2;
+  CHECK_NOTHROW(conv2d(x, w, Tensor(), g2));
+  // rank
+  REQUIRE_THROWS_AS(conv2d(Tensor({4, 5, 5}), w, Tensor(), g2), Error);
+  REQUIRE_THROWS_AS(conv2d(x, Tensor({6, 2, 3}), Tensor(), g2), Error);
+  // C != w.size(1) * groups
+  REQUIRE_THROWS_AS(conv2d(x, w, Tensor(), Conv2dArgs{}), Error);
+  // F % groups != 0
+  REQUIRE_THROWS_AS(conv2d(x, Tensor({5, 2, 3, 3}), Tensor(), g2), Error);
+  // bias of the wrong size or rank
+  REQUIRE_THROWS_AS(conv2d(x, w, Tensor({5}), g2), Error);
+  REQUIRE_THROWS_AS(conv2d(x, w, Tensor({6, 1}), g2), Error);
+  // empty output: 7x7 kernel on a 5x5 input, and a dilated 3x3 (span 5) on a 4x4 input
+  REQUIRE_THROWS_AS(conv2d(x, Tensor({6, 2, 7, 7}), Tensor(), g2), Error);
+  Conv2dArgs dil = g2;
+  dil.dil_h = dil.dil_w = 2;
+  REQUIRE_THROWS_AS(conv2d(Tensor({1, 4, 4, 4}), w, Tensor(), dil), Error);
+  // zero stride, zero groups, negative padding
+  Conv2dArgs bad = g2;
+  bad.stride_w = 0;
+  REQUIRE_THROWS_AS(conv2d(x, w, Tensor(), bad), Error);
+  bad = g2;
+  bad.groups = 0;
+  REQUIRE_THROWS_AS(conv2d(x, w, Tensor(), bad), Error);
+  bad = g2;
+  bad.pad_h = -1;
+  REQUIRE_THROWS_AS(conv2d_reference(x, w, Tensor(), bad), Error);
+  // backward with a dout of the wrong shape
+  REQUIRE_THROWS_AS(conv2d_backward_input(Tensor({2, 6, 3, 4}), w, x.shape(), g2), Error);
+  REQUIRE_THROWS_AS(conv2d_backward_weight(Tensor({2, 5, 3, 3}), x, w.shape(), g2), Error);
+  // the message names the shapes
+  try {
+    conv2d(x, w, Tensor(), Conv2dArgs{});
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("[2, 4, 5, 5]") != std::string::npos);
+    CHECK(std::string(e.what()).find("[6, 2, 3, 3]") != std::string::npos);
+  }
+}
+
+// ---- pooling --------------------------------------------------------------------------------
+
+TEST_CASE("max_pool2d: closed forms and argmax (values checked against PyTorch)", "[pool]") {
+  std::vector<float> ar(25);
+  for (int i = 0; i < 25; ++i) ar[i] = float(i);
+  Tensor x = Tensor::from({1, 1, 5, 5}, ar);
+  Tensor idx;
+  SECTION("2x2 stride 2, floor: the bottom-right of each block") {
+    Tensor y = max_pool2d(x, pool_args(2, 2, 0, false), &idx);
+    test::expect_close(y, Tensor::from({1, 1, 2, 2}, {6, 8, 16, 18}), 0, 0, "values");
+    test::expect_close(idx, Tensor::from({1, 1, 2, 2}, {6, 8, 16, 18}), 0, 0, "argmax");
+  }
+  SECTION("3x3 stride 3 padding 1, ceil: the last window would start in the right padding") {
+    // (5 + 2 - 3 + 2) / 3 + 1 = 3, but window 3 starts at 6 - 1 = 5 >= H: dropped -> 2x2
+    Tensor y = max_pool2d(x, pool_args(3, 3, 1, true), &idx);
+    test::expect_close(y, Tensor::from({1, 1, 2, 2}, {6, 9, 21, 24}), 0, 0, "values");
+    test::expect_close(idx, Tensor::from({1, 1, 2, 2}, {6, 9, 21, 24}), 0, 0, "argmax");
+  }
+  SECTION("3x3 stride 2 padding 1, ceil, on -x: maxima at window starts, padding is -inf") {
+    Tensor y = max_pool2d(mul_scalar(x, -1.f), pool_args(3, 2, 1, true), &idx);
+    test::expect_close(y, Tensor::from({1, 1, 3, 3}, {0, -1, -3, -5, -6, -8, -15, -16, -18}), 0,
+                       0, "values");
+    test::expect_close(idx, Tensor::from({1, 1, 3, 3}, {0, 1, 3, 5, 6, 8, 15, 16, 18}), 0, 0,
+                       "argmax");
+  }
+  SECTION("ties: the first maximum in row-major order wins") {
+    Tensor y = max_pool2d(Tensor::ones({1, 1, 2, 2}), pool_args(2, 2, 0, false), &idx);
+    CHECK(idx.data()[0] == 0.f);
+    CHECK(y.data()[0] == 1.f);
+  }
+}
+
+TEST_CASE("avg_pool2d: count_include_pad and the ceil_mode divisor (checked against PyTorch)",
+          "[pool]") {
+  // ones [4x4], 3x3 stride 2 padding 1, ceil: rows/cols per window in the input 2, 3, 1 and in
+  // input + padding 3, 3, 2 (the last window is clipped to H + pad before counting)
+  Tensor ones = Tensor::ones({1, 1, 4, 4});
+  std::vector<float> r = {2.f / 3.f, 1.f, 0.5f}, want;
+  for (float u : r)
+    for (float v : r) want.push_back(u * v);
+  test::expect_close(avg_pool2d(ones, pool_args(3, 2, 1, true, true)),
+                     Tensor::from({1, 1, 3, 3}, want), 1e-6, 0, "count_include_pad");
+  test::expect_close(avg_pool2d(ones, pool_args(3, 2, 1, true, false)),
+                     Tensor::full({1, 1, 3, 3}, 1.f), 1e-6, 0, "exclude pad");
+  // ones [5x5], 2x2 stride 2, ceil: the last half-outside window is divided by its 2 (or 1)
+  // in-input cells, so the result stays 1
+  test::expect_close(avg_pool2d(Tensor::ones({1, 1, 5, 5}), pool_args(2, 2, 0, true)),
+                     Tensor::full({1, 1, 3, 3}, 1.f), 1e-6, 0, "ceil without padding");
+  // arange(25) [5x5], 3x3 stride 2 padding 1, ceil, count_include_pad (torch output)
+  std::vector<float> ar(25);
+  for (int i = 0; i < 25; ++i) ar[i] = float(i);
+  test::expect_close(
+      avg_pool2d(Tensor::from({1, 1, 5, 5}, ar), pool_args(3, 2, 1, true, true)),
+      Tensor::from({1, 1, 3, 3}, {12.f / 9, 3, 24.f / 9, 7, 12, 9, 8, 13, 84.f / 9}), 1e-5, 1e-6,
+      "arange");
+}
+
+TEST_CASE("global_avg_pool: mean over H and W per channel", "[pool]") {
+  Tensor x = Generator(9).normal({3, 4, 5, 7});
+  Tensor y = global_avg_pool(x);
+  REQUIRE(y.shape() == Shape{3, 4});
+  Tensor want({3, 4});
+  for (int64_t nc = 0; nc < 12; ++nc) {
+    double s = 0;
+    for (int64_t i = 0; i < 35; ++i) s += x.data()[nc * 35 + i];
+    want.data()[nc] = float(s / 35);
+  }
+  test::expect_close(y, want, 1e-6, 1e-6, "mean");
+  // the same as one average-pool window over the whole plane
+  Pool2dArgs whole = pool_args(5, 5, 0, false);
+  whole.kw = whole.stride_w = 7;
+  test::expect_close(avg_pool2d(x, whole).reshape({3, 4}), want, 1e-5, 1e-5, "as avg_pool2d");
+}
+
+TEST_CASE("max_pool2d: gradient matches finite differences", "[pool]") {
+  // max pool is linear between argmax changes; values are 0.1 apart, the step is 1e-2
+  Pool2dArgs p = GENERATE(pool_args(2, 2, 0, false), pool_args(3, 2, 1, false),
+                          pool_args(3, 2, 1, true), pool_args(3, 3, 1, true),
+                          pool_args(2, 1, 1, false));
+  INFO("k " << p.kh << " stride " << p.stride_h << " pad " << p.pad_h << " ceil " << p.ceil_mode);
+  Tensor x = separated_values({2, 3, 5, 7}, 21);
+  test::check_grad([p](const std::vector<Var>& v) { return max_pool2d(v[0], p); }, {x}, 1e-2);
+}
+
+TEST_CASE("avg_pool2d: gradient matches finite differences", "[pool]") {
+  Pool2dArgs p = GENERATE(pool_args(2, 2, 0, false), pool_args(3, 2, 1, false, true),
+                          pool_args(3, 2, 1, false, false), pool_args(3, 2, 1, true, true),
+                          pool_args(3, 2, 1, true, false), pool_args(2, 2, 0, true));
+  INFO("k " << p.kh << " stride " << p.stride_h << " pad " << p.pad_h << " ceil " << p.ceil_mode
+            << " count_include_pad " << p.count_include_pad);
+  Tensor x = Generator(22).normal({2, 3, 5, 6});
+  test::check_grad([p](const std::vector<Var>& v) { return avg_pool2d(v[0], p); }, {x}, 1e-2);
+}
+
+TEST_CASE("global_avg_pool: gradient matches finite differences", "[pool]") {
+  Tensor x = Generator(23).normal({3, 2, 4, 5});
+  test::check_grad([](const std::vector<Var>& v) { return global_avg_pool(v[0]); }, {x}, 1e-2);
+}
+
+TEST_CASE("pooling: bad shapes and arguments throw normad::Error", "[pool]") {
+  Tensor x({2, 3, 4, 4});
+  CHECK_NOTHROW(max_pool2d(x, pool_args(2, 2, 1, false)));
+  // rank
+  REQUIRE_THROWS_AS(max_pool2d(Tensor({3, 4, 4}), pool_args(2, 2, 0, false)), Error);
+  REQUIRE_THROWS_AS(avg_pool2d(Tensor({3, 4, 4}), pool_args(2, 2, 0, false)), Error);
+  REQUIRE_THROWS_AS(global_avg_pool(Tensor({3, 4})), Error);
+  // padding above kernel / 2 (PyTorch's rule)
+  REQUIRE_THROWS_AS(max_pool2d(x, pool_args(2, 2, 2, false)), Error);
+  REQUIRE_THROWS_AS(avg_pool2d(x, pool_args(3, 1, 2, false)), Error);
+  // window larger than the padded input, zero stride
+  REQUIRE_THROWS_AS(max_pool2d(x, pool_args(5, 1, 0, false)), Error);
+  REQUIRE_THROWS_AS(avg_pool2d(x, pool_args(2, 0, 0, false)), Error);
+  // backward with a dout of the wrong shape
+  REQUIRE_THROWS_AS(avg_pool2d_backward(Tensor({2, 3, 3, 3}), x.shape(), pool_args(2, 2, 0, false)),
+                    Error);
+  Tensor idx;
+  Tensor y = max_pool2d(x, pool_args(2, 2, 0, false), &idx);
+  REQUIRE_THROWS_AS(max_pool2d_backward(Tensor({2, 3, 3, 3}), idx, x.shape()), Error);
+}

@@ -1,0 +1,121 @@
+// nn tests: PyTorch state_dict names, train/eval propagation, layer forward against the tensor ops,
+// initialiser bounds, optimisers and schedules against hand-computed steps.
+#include "nn/init.h"
+#include "nn/layers.h"
+#include "nn/optim.h"
+#include "tests/helpers.h"
+
+using namespace normad;
+
+namespace {
+// A block shaped like torchvision's BasicBlock, to check hierarchical names.
+struct Block : nn::Module {
+  std::shared_ptr<nn::Conv2d> conv1 = register_module("conv1", std::make_shared<nn::Conv2d>(2, 2, 3, 1, 1, false));
+  std::shared_ptr<nn::BatchNorm2d> bn1 = register_module("bn1", std::make_shared<nn::BatchNorm2d>(2));
+  Var forward(const Var& x) override { return relu((*bn1)((*conv1)(x))); }
+};
+}  // namespace
+
+TEST_CASE("nn: hierarchical names match PyTorch's state_dict", "[nn]") {
+  auto layer1 = std::make_shared<nn::Sequential>(std::vector<nn::ModulePtr>{std::make_shared<Block>(), std::make_shared<Block>()});
+  struct Net : nn::Module {
+    std::shared_ptr<nn::Sequential> l;
+    std::shared_ptr<nn::Linear> fc = register_module("fc", std::make_shared<nn::Linear>(2, 3));
+    explicit Net(std::shared_ptr<nn::Sequential> s) : l(register_module("layer1", s)) {}
+    Var forward(const Var& x) override { return (*fc)(global_avg_pool((*l)(x))); }
+  } net(layer1);
+  std::vector<std::string> names;
+  for (auto& [n, t] : net.state_dict()) names.push_back(n);
+  std::vector<std::string> expect{"fc.weight", "fc.bias",
+                                  "layer1.0.conv1.weight", "layer1.0.bn1.weight", "layer1.0.bn1.bias",
+                                  "layer1.1.conv1.weight", "layer1.1.bn1.weight", "layer1.1.bn1.bias",
+                                  "layer1.0.bn1.running_mean", "layer1.0.bn1.running_var",
+                                  "layer1.0.bn1.num_batches_tracked", "layer1.1.bn1.running_mean",
+                                  "layer1.1.bn1.running_var", "layer1.1.bn1.num_batches_tracked"};
+  std::sort(names.begin(), names.end());
+  std::sort(expect.begin(), expect.end());
+  CHECK(names == expect);
+  net.eval();
+  CHECK_FALSE(layer1->named_children()[0].second->is_training());
+  Var y = net(Var(Generator(1).normal({2, 2, 4, 4})));
+  CHECK(y.shape() == Shape{2, 3});
+}
+
+TEST_CASE("nn: Linear computes x W^T + b and has PyTorch's init bounds", "[nn]") {
+  manual_seed(3);
+  nn::Linear lin(50, 20);
+  const float bound = 1.f / std::sqrt(50.f);
+  for (float v : lin.weight.data().to_vector()) REQUIRE(std::fabs(v) <= bound);
+  for (float v : lin.bias.data().to_vector()) REQUIRE(std::fabs(v) <= bound);
+  Tensor x = Generator(4).normal({3, 50});
+  test::expect_close(lin(Var(x)).data(), add(matmul(x, transpose(lin.weight.data(), 0, 1)), lin.bias.data()),
+                     1e-5, 1e-5, "linear");
+  CHECK_THROWS_WITH(lin(Var(Tensor({3, 49}))), Catch::Contains("[3, 49]"));
+  nn::Linear nb(4, 2, false);
+  CHECK_FALSE(nb.bias.defined());
+  CHECK(nb.parameters().size() == 1);
+}
+
+TEST_CASE("init: kaiming and xavier bounds, variance", "[nn]") {
+  Generator g(5);
+  Tensor w({256, 128, 3, 3});
+  nn::init::kaiming_uniform_(w, 0.f, g);
+  const double bound = std::sqrt(6.0 / (128 * 9));
+  double var = 0;
+  for (float v : w.to_vector()) {
+    REQUIRE(std::fabs(v) <= bound);
+    var += double(v) * v;
+  }
+  CHECK(var / w.numel() == Approx(bound * bound / 3).epsilon(0.02));  // var of U(-b, b) = b^2/3
+  Tensor x({100, 300});
+  nn::init::xavier_uniform_(x, 1.f, g);
+  for (float v : x.to_vector()) REQUIRE(std::fabs(v) <= std::sqrt(6.0 / 400) + 1e-7);
+  CHECK(nn::init::fan_in(w) == 128 * 9);
+  CHECK(nn::init::fan_out(w) == 256 * 9);
+}
+
+TEST_CASE("optim: SGD with momentum and weight decay, by hand", "[optim]") {
+  Var p(Tensor::from({1}, {1.f}), true);
+  nn::SGD opt({p}, 0.1f, 0.9f, 0.01f);
+  double w = 1, v = 0;
+  for (int t = 0; t < 3; ++t) {
+    opt.zero_grad();
+    sum(p * p).backward();  // g = 2w
+    opt.step();
+    double d = 2 * w + 0.01 * w;
+    v = t == 0 ? d : 0.9 * v + d;
+    w -= 0.1 * v;
+    CHECK(p.data().item() == Approx(w).epsilon(1e-6));
+  }
+}
+
+TEST_CASE("optim: Adam by hand; StepLR and MultiStepLR schedules", "[optim]") {
+  Var p(Tensor::from({2}, {1.f, -2.f}), true);
+  nn::Adam opt({p}, 0.01f, 0.9f, 0.999f, 1e-8f, 0.f);
+  std::vector<double> w{1, -2}, m{0, 0}, v{0, 0};
+  for (int t = 1; t <= 3; ++t) {
+    opt.zero_grad();
+    sum(p * p * p).backward();  // g = 3 w^2
+    opt.step();
+    for (int i = 0; i < 2; ++i) {
+      double g = 3 * w[i] * w[i];
+      m[i] = 0.9 * m[i] + 0.1 * g;
+      v[i] = 0.999 * v[i] + 0.001 * g * g;
+      w[i] -= 0.01 * (m[i] / (1 - std::pow(0.9, t))) / (std::sqrt(v[i] / (1 - std::pow(0.999, t))) + 1e-8);
+      CHECK(p.data().data()[i] == Approx(w[i]).epsilon(1e-5));
+    }
+  }
+  nn::SGD sgd({p}, 1.f);
+  nn::StepLR step(sgd, 2, 0.5f);
+  std::vector<float> lrs;
+  for (int i = 0; i < 5; ++i) step.step(), lrs.push_back(sgd.lr);
+  CHECK(lrs == std::vector<float>{1.f, 0.5f, 0.5f, 0.25f, 0.25f});
+  nn::SGD sgd2({p}, 1.f);
+  nn::MultiStepLR ms(sgd2, {2, 4}, 0.1f);
+  lrs.clear();
+  for (int i = 0; i < 5; ++i) ms.step(), lrs.push_back(sgd2.lr);
+  CHECK(lrs[0] == 1.f);
+  CHECK(lrs[1] == Approx(0.1f));
+  CHECK(lrs[3] == Approx(0.01f));
+  CHECK(lrs[4] == Approx(0.01f));
+}

@@ -1,0 +1,161 @@
+// Forward tests of tensor ops against closed forms or plain loops (tensor/ops.h), and
+// determinism across thread counts.
+#include "tensor/parallel.h"
+#include "tests/helpers.h"
+
+using namespace normad;
+
+TEST_CASE("elementwise: broadcasting and closed forms", "[ops]") {
+  Tensor a = Tensor::from({2, 3}, {1, 2, 3, 4, 5, 6});
+  Tensor b = Tensor::from({3}, {10, 20, 30});
+  Tensor c = Tensor::from({2, 1}, {100, 200});
+  test::expect_close(add(a, b), Tensor::from({2, 3}, {11, 22, 33, 14, 25, 36}), 0, 0, "a+b");
+  test::expect_close(mul(a, c), Tensor::from({2, 3}, {100, 200, 300, 800, 1000, 1200}), 0, 0, "a*c");
+  test::expect_close(sub(c, b), Tensor::from({2, 3}, {90, 80, 70, 190, 180, 170}), 0, 0, "c-b");
+  test::expect_close(div(a, Tensor::scalar(2)), mul_scalar(a, 0.5f), 0, 0, "a/2");
+  CHECK(broadcast_shape({4, 1, 3}, {2, 1}) == Shape{4, 2, 3});
+  CHECK_THROWS_WITH(add(a, Tensor({4})), Catch::Contains("[2, 3]") && Catch::Contains("[4]"));
+  Tensor x = Tensor::from({5}, {-2, -0.5, 0, 0.5, 2});
+  test::expect_close(relu(x), Tensor::from({5}, {0, 0, 0, 0.5, 2}), 0, 0, "relu");
+  test::expect_close(leaky_relu(x, 0.1f), Tensor::from({5}, {-0.2f, -0.05f, 0, 0.5, 2}), 1e-7, 0, "leaky");
+  test::expect_close(clamp(x, -1, 1), Tensor::from({5}, {-1, -0.5, 0, 0.5, 1}), 0, 0, "clamp");
+  for (float v : {-80.f, -2.f, 0.f, 3.f, 80.f}) {
+    Tensor s = sigmoid(Tensor::scalar(v));
+    CHECK(s.item() == Approx(1.0 / (1.0 + std::exp(-double(v)))).margin(1e-7));
+    CHECK(silu(Tensor::scalar(v)).item() == Approx(v / (1.0 + std::exp(-double(v)))).margin(1e-6));
+  }
+  test::expect_close(exp(log(add_scalar(abs(x), 1))), add_scalar(abs(x), 1), 1e-6, 1e-6, "exp log");
+  test::expect_close(pow(sqrt(add_scalar(abs(x), 1)), 2), add_scalar(abs(x), 1), 1e-6, 1e-6, "sqrt^2");
+}
+
+TEST_CASE("reductions: sum, mean, max, logsumexp", "[ops]") {
+  Generator g(1);
+  Tensor x = g.normal({3, 4, 5});
+  // Plain-loop references.
+  Tensor s1({3, 5}), s02({4});
+  double total = 0;
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 4; ++j)
+      for (int k = 0; k < 5; ++k) {
+        float v = x.data()[(i * 4 + j) * 5 + k];
+        s1.data()[i * 5 + k] += v;
+        s02.data()[j] += v;
+        total += v;
+      }
+  test::expect_close(sum(x, {1}), s1, 1e-5, 1e-5, "sum dim 1");
+  test::expect_close(sum(x, {0, 2}), s02, 1e-5, 1e-5, "sum dims 0,2");
+  CHECK(sum(x, {-1}, true).shape() == Shape{3, 4, 1});
+  CHECK(sum(x).item() == Approx(total).margin(1e-4));
+  CHECK(mean(x).item() == Approx(total / 60).margin(1e-6));
+  Tensor am;
+  Tensor m = max(x, 1, false, &am);
+  for (int i = 0; i < 3; ++i)
+    for (int k = 0; k < 5; ++k) {
+      float best = -1e30f;
+      int bi = 0;
+      for (int j = 0; j < 4; ++j)
+        if (x.data()[(i * 4 + j) * 5 + k] > best) best = x.data()[(i * 4 + j) * 5 + k], bi = j;
+      REQUIRE(m.data()[i * 5 + k] == best);
+      REQUIRE(am.data()[i * 5 + k] == bi);
+    }
+  Tensor big = Tensor::from({1, 3}, {1000, 1000, 1000});
+  CHECK(logsumexp(big, 1).item() == Approx(1000 + std::log(3.0)));
+  Tensor lse = logsumexp(x, 2);
+  for (int r = 0; r < 12; ++r) {
+    double s = 0;
+    for (int k = 0; k < 5; ++k) s += std::exp(double(x.data()[r * 5 + k]));
+    REQUIRE(lse.data()[r] == Approx(std::log(s)).epsilon(1e-5));
+  }
+}
+
+TEST_CASE("layout: permute, concat, stack, slice, index_select", "[ops]") {
+  Tensor x = Tensor::from({2, 3}, {1, 2, 3, 4, 5, 6});
+  test::expect_close(transpose(x, 0, 1), Tensor::from({3, 2}, {1, 4, 2, 5, 3, 6}), 0, 0, "T");
+  Generator g(2);
+  Tensor y = g.normal({2, 3, 4});
+  Tensor p = permute(y, {2, 0, 1});
+  CHECK(p.shape() == Shape{4, 2, 3});
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 3; ++j)
+      for (int k = 0; k < 4; ++k) REQUIRE(p.data()[(k * 2 + i) * 3 + j] == y.data()[(i * 3 + j) * 4 + k]);
+  test::expect_close(concat({x, x}, 1), Tensor::from({2, 6}, {1, 2, 3, 1, 2, 3, 4, 5, 6, 4, 5, 6}), 0, 0, "cat");
+  CHECK(stack({x, x, x}, 0).shape() == Shape{3, 2, 3});
+  test::expect_close(slice(x, 1, 1, 3), Tensor::from({2, 2}, {2, 3, 5, 6}), 0, 0, "slice");
+  test::expect_close(slice(x, 1, -1, 100), Tensor::from({2, 1}, {3, 6}), 0, 0, "slice neg");
+  test::expect_close(index_select(x, {1, 1, 0}), Tensor::from({3, 3}, {4, 5, 6, 4, 5, 6, 1, 2, 3}), 0, 0, "gather");
+  CHECK_THROWS_AS(index_select(x, {2}), Error);
+  CHECK_THROWS_AS(concat({x, Tensor({3, 3})}, 1), Error);
+  CHECK(flatten(y).shape() == Shape{2, 12});
+}
+
+TEST_CASE("matmul and bmm match a plain triple loop in every transpose mode", "[ops]") {
+  Generator g(3);
+  for (auto [M, K, N] : {std::tuple{5, 7, 3}, std::tuple{130, 70, 90}, std::tuple{3, 64, 300}}) {
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb) {
+        Tensor a = g.normal(ta ? Shape{K, M} : Shape{M, K});
+        Tensor b = g.normal(tb ? Shape{N, K} : Shape{K, N});
+        Tensor ref({M, N});
+        for (int i = 0; i < M; ++i)
+          for (int j = 0; j < N; ++j) {
+            double s = 0;
+            for (int k = 0; k < K; ++k)
+              s += double(ta ? a.data()[k * M + i] : a.data()[i * K + k]) *
+                   (tb ? b.data()[j * K + k] : b.data()[k * N + j]);
+            ref.data()[i * N + j] = float(s);
+          }
+        test::expect_close(matmul(a, b, ta, tb), ref, 1e-4, 1e-4,
+                           "matmul ta=" + std::to_string(ta) + " tb=" + std::to_string(tb));
+      }
+  }
+  Tensor a = g.normal({4, 3, 5}), b = g.normal({1, 5, 2});
+  Tensor c = bmm(a, b);
+  CHECK(c.shape() == Shape{4, 3, 2});
+  for (int i = 0; i < 4; ++i) {
+    Tensor ai = slice(a, 0, i, i + 1).reshape({3, 5});
+    test::expect_close(slice(c, 0, i, i + 1).reshape({3, 2}), matmul(ai, b.reshape({5, 2})), 1e-5,
+                       1e-5, "bmm batch " + std::to_string(i));
+  }
+  CHECK_THROWS_WITH(matmul(Tensor({2, 3}), Tensor({4, 5})), Catch::Contains("[2, 3]"));
+}
+
+TEST_CASE("pairwise_sqdist and l2_normalize against direct formulas", "[ops]") {
+  Generator g(4);
+  Tensor a = g.normal({9, 6}), b = g.normal({7, 6});
+  Tensor d = pairwise_sqdist(a, b);
+  for (int i = 0; i < 9; ++i)
+    for (int j = 0; j < 7; ++j) {
+      double s = 0;
+      for (int k = 0; k < 6; ++k) s += std::pow(double(a.data()[i * 6 + k]) - b.data()[j * 6 + k], 2);
+      REQUIRE(d.data()[i * 7 + j] == Approx(s).margin(1e-4));
+    }
+  Tensor self = pairwise_sqdist(a, a);
+  for (int i = 0; i < 9; ++i) REQUIRE(self.data()[i * 9 + i] >= 0.f);  // clamped, never negative
+  Tensor n = l2_normalize(a);
+  for (int i = 0; i < 9; ++i) {
+    double s = 0;
+    for (int k = 0; k < 6; ++k) s += double(n.data()[i * 6 + k]) * n.data()[i * 6 + k];
+    REQUIRE(s == Approx(1.0).epsilon(1e-6));
+  }
+  CHECK(l2_normalize(Tensor({1, 3})).to_vector() == std::vector<float>{0, 0, 0});
+}
+
+TEST_CASE("ops give bit-identical results with 1 and 2 threads", "[ops][determinism]") {
+  Generator g(5);
+  Tensor a = g.normal({300, 200}), b = g.normal({200, 150}), x = g.normal({64, 16, 12, 12});
+  auto run = [&] {
+    std::vector<Tensor> r;
+    r.push_back(matmul(a, b));
+    r.push_back(sum(a, {0}));
+    r.push_back(batch_norm_train(x, Tensor(), Tensor(), 1e-5f, 4, nullptr));
+    r.push_back(pairwise_sqdist(a, a));
+    r.push_back(exp(a));
+    return r;
+  };
+  set_num_threads(1);
+  auto one = run();
+  set_num_threads(2);
+  auto two = run();
+  set_num_threads(0);
+  for (size_t i = 0; i < one.size(); ++i) REQUIRE(one[i].to_vector() == two[i].to_vector());
+}
