@@ -1,6 +1,7 @@
 // nn tests: PyTorch state_dict names, train/eval propagation, layer forward against the tensor ops,
 // initialiser bounds, optimisers and schedules against hand-computed steps.
 #include "nn/init.h"
+#include "nn/loss.h"
 #include "nn/layers.h"
 #include "nn/optim.h"
 #include "tests/helpers.h"
@@ -118,4 +119,15 @@ TEST_CASE("optim: Adam by hand; StepLR and MultiStepLR schedules", "[optim]") {
   CHECK(lrs[1] == Approx(0.1f));
   CHECK(lrs[3] == Approx(0.01f));
   CHECK(lrs[4] == Approx(0.01f));
+}
+
+TEST_CASE("loss: cross_entropy closed form and gradient", "[nn][loss]") {
+  // Uniform logits over K classes: loss = log K.
+  CHECK(nn::cross_entropy(Var(Tensor::zeros({3, 4})), {0, 1, 3}).item() == Approx(std::log(4.0)));
+  Tensor z = Tensor::from({1, 3}, {1.f, 2.f, 3.f});
+  double lse = std::log(std::exp(1.0) + std::exp(2.0) + std::exp(3.0));
+  CHECK(nn::cross_entropy(Var(z), {0}).item() == Approx(lse - 1.0));
+  test::check_grad([](const std::vector<Var>& v) { return nn::cross_entropy(v[0], {2, 0, 1}); },
+                   {Generator(9).normal({3, 4})}, 1e-3, 2e-3, 2e-2, "cross_entropy");
+  CHECK_THROWS_AS(nn::cross_entropy(Var(Tensor({2, 3})), {0, 3}), Error);
 }
