@@ -7,6 +7,7 @@
 // tests/test_parity.cpp (PyTorch F.batch_norm).
 //
 // Shapes: x [N, C] or [N, C, H, W]; S = H*W (1 for [N, C]); G groups of Q = N / G rows.
+#include <algorithm>
 #include <cmath>
 
 #include "tensor/ops.h"
@@ -34,69 +35,134 @@ void check_channel_vec(const Tensor& t, int64_t C, const char* what, const char*
               std::to_string(C) + "]");
 }
 
+constexpr int64_t kChanBlock = 64;  // channels per task when S == 1 (rows are contiguous in c)
+
+// out[g * C + c] = sum over the group's rows n and positions k of f(i, g * C + c), i the flat
+// index of x[n, c, k]. Each (g, c) is summed by one task in a fixed order (deterministic).
+// [N, C] inputs walk rows (contiguous channels); [N, C, H, W] inputs walk (n, c) planes.
+template <class F>
+std::vector<double> group_channel_sums(const BnShape& s, int64_t G, F f) {
+  const int64_t C = s.C, S = s.S, Q = s.N / G;
+  std::vector<double> out(G * C, 0.0);
+  if (S == 1) {
+    const int64_t blocks = (C + kChanBlock - 1) / kChanBlock;
+    parallel_for(G * blocks, 1, [&](int64_t b, int64_t e) {
+      double acc[kChanBlock];
+      for (int64_t t = b; t < e; ++t) {
+        const int64_t g = t / blocks, c0 = (t % blocks) * kChanBlock;
+        const int64_t c1 = std::min(C, c0 + kChanBlock);
+        std::fill(acc, acc + kChanBlock, 0.0);
+        for (int64_t n = g * Q; n < (g + 1) * Q; ++n)
+          for (int64_t c = c0; c < c1; ++c) acc[c - c0] += f(n * C + c, g * C + c);
+        for (int64_t c = c0; c < c1; ++c) out[g * C + c] = acc[c - c0];
+      }
+    });
+  } else {
+    parallel_for(G * C, 1, [&](int64_t b, int64_t e) {
+      for (int64_t gc = b; gc < e; ++gc) {
+        const int64_t g = gc / C, c = gc % C;
+        // 8 independent lanes break the add dependency chain and let the compiler vectorise,
+        // while the summation order stays fixed.
+        double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (int64_t n = g * Q; n < (g + 1) * Q; ++n) {
+          const int64_t i0 = (n * C + c) * S;
+          int64_t k = 0;
+          for (; k + 8 <= S; k += 8)
+            for (int j = 0; j < 8; ++j) lane[j] += f(i0 + k + j, gc);
+          for (; k < S; ++k) lane[k % 8] += f(i0 + k, gc);
+        }
+        out[gc] = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+      }
+    });
+  }
+  return out;
+}
+
+// out[i] = a[gc] * u[i] + b[gc] * v[i] + c[gc] for every element, gc its (group, channel);
+// v may be null. This one affine form covers normalisation (u = x) and the backward (u = dout,
+// v = x).
+void group_channel_affine(float* out, const BnShape& s, int64_t G, const float* u,
+                          const float* v, const std::vector<float>& a,
+                          const std::vector<float>& b, const std::vector<float>& c) {
+  const int64_t C = s.C, S = s.S, Q = s.N / G;
+  parallel_for(s.N, std::max<int64_t>(1, 8192 / (C * S)), [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n) {
+      const int64_t base = (n / Q) * C;
+      if (S == 1) {  // [N, C]: one contiguous row, vectorised over channels
+        const float *A = &a[base], *B = &b[base], *K = &c[base];
+        const float* un = u + n * C;
+        float* on = out + n * C;
+        if (v) {
+          const float* vn = v + n * C;
+          for (int64_t ch = 0; ch < C; ++ch) on[ch] = A[ch] * un[ch] + B[ch] * vn[ch] + K[ch];
+        } else {
+          for (int64_t ch = 0; ch < C; ++ch) on[ch] = A[ch] * un[ch] + K[ch];
+        }
+        continue;
+      }
+      for (int64_t ch = 0; ch < C; ++ch) {
+        const float A = a[base + ch], B = b[base + ch], K = c[base + ch];
+        const int64_t i0 = (n * C + ch) * S;
+        if (v) {
+          for (int64_t k = 0; k < S; ++k) out[i0 + k] = A * u[i0 + k] + B * v[i0 + k] + K;
+        } else {
+          for (int64_t k = 0; k < S; ++k) out[i0 + k] = A * u[i0 + k] + K;
+        }
+      }
+    }
+  });
+}
+
 }  // namespace
 
 Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,
                         int64_t groups, BatchNormSaved* saved, Tensor* running_mean,
                         Tensor* running_var, float momentum) {
   const char* what = "batch_norm";
-  auto [N, C, S] = bn_shape(x, what);
-  check(groups >= 1 && N % groups == 0, what,
-        std::to_string(N) + " rows of " + shape_str(x.shape()) + " do not split into " +
+  const BnShape s = bn_shape(x, what);
+  const int64_t C = s.C;
+  check(groups >= 1 && s.N % groups == 0, what,
+        std::to_string(s.N) + " rows of " + shape_str(x.shape()) + " do not split into " +
             std::to_string(groups) + " equal groups");
   check_channel_vec(gamma, C, what, "weight");
   check_channel_vec(beta, C, what, "bias");
-  const int64_t G = groups, Q = N / G, M = Q * S;
+  const int64_t G = groups, M = s.N / G * s.S;
   check(M > 1 || running_var == nullptr, what,
         "needs more than one value per channel in training mode, got " + shape_str(x.shape()));
-  Tensor mean({G, C}), invstd({G, C}), var({G, C});
   const float* px = x.data();
-  // Statistics, one (g, c) per task; two passes in double for accuracy.
-  parallel_for(G * C, 1, [&](int64_t b, int64_t e) {
-    for (int64_t gc = b; gc < e; ++gc) {
-      const int64_t g = gc / C, c = gc % C;
-      double s = 0;
-      for (int64_t n = g * Q; n < (g + 1) * Q; ++n) {
-        const float* row = px + (n * C + c) * S;
-        for (int64_t k = 0; k < S; ++k) s += row[k];
-      }
-      const double mu = s / M;
-      double ss = 0;
-      for (int64_t n = g * Q; n < (g + 1) * Q; ++n) {
-        const float* row = px + (n * C + c) * S;
-        for (int64_t k = 0; k < S; ++k) ss += (row[k] - mu) * (row[k] - mu);
-      }
-      const double v = ss / M;  // biased variance normalises
-      mean.data()[gc] = static_cast<float>(mu);
-      var.data()[gc] = static_cast<float>(v);
-      invstd.data()[gc] = static_cast<float>(1.0 / std::sqrt(v + eps));
-    }
+  // Statistics per (g, c): two passes in double (mean, then squared deviations) for accuracy.
+  std::vector<double> mu = group_channel_sums(s, G, [&](int64_t i, int64_t) { return double(px[i]); });
+  for (double& m : mu) m /= M;
+  std::vector<double> var = group_channel_sums(s, G, [&](int64_t i, int64_t gc) {
+    const double d = px[i] - mu[gc];
+    return d * d;
   });
-  // Normalise: y = (x - mu) * invstd * gamma + beta, one (n, c) plane per task.
-  Tensor y(x.shape());
-  parallel_for(N * C, std::max<int64_t>(1, 4096 / S), [&](int64_t b, int64_t e) {
-    for (int64_t nc = b; nc < e; ++nc) {
-      const int64_t n = nc / C, c = nc % C, gc = (n / Q) * C + c;
-      const float scale = invstd.data()[gc] * (gamma.defined() ? gamma.data()[c] : 1.f);
-      const float shift = (beta.defined() ? beta.data()[c] : 0.f) - mean.data()[gc] * scale;
-      const float* xi = px + nc * S;
-      float* yi = y.data() + nc * S;
-      for (int64_t k = 0; k < S; ++k) yi[k] = xi[k] * scale + shift;
-    }
-  });
+  Tensor mean({G, C}), invstd({G, C});
+  std::vector<float> scale(G * C), zero(G * C, 0.f), shift(G * C);
+  for (int64_t gc = 0; gc < G * C; ++gc) {
+    var[gc] /= M;  // biased variance normalises
+    const int64_t c = gc % C;
+    mean.data()[gc] = static_cast<float>(mu[gc]);
+    invstd.data()[gc] = static_cast<float>(1.0 / std::sqrt(var[gc] + eps));
+    // y = (x - mu) invstd gamma + beta = x scale + shift
+    scale[gc] = invstd.data()[gc] * (gamma.defined() ? gamma.data()[c] : 1.f);
+    shift[gc] = (beta.defined() ? beta.data()[c] : 0.f) - mean.data()[gc] * scale[gc];
+  }
+  Tensor y = Tensor::empty(x.shape());
+  group_channel_affine(y.data(), s, G, px, nullptr, scale, zero, shift);
   // Running statistics (PyTorch: unbiased variance); groups' statistics are averaged, which is
   // what one update with the mean group statistics gives (a per-group loop would instead apply
   // G successive momentum updates; ACR scores with batch statistics, so it never reads these).
   if (running_mean || running_var) {
     const double unbias = M > 1 ? double(M) / (M - 1) : 1.0;
     for (int64_t c = 0; c < C; ++c) {
-      double mu = 0, v = 0;
-      for (int64_t g = 0; g < G; ++g) mu += mean.data()[g * C + c], v += var.data()[g * C + c];
-      mu /= G;
+      double m = 0, v = 0;
+      for (int64_t g = 0; g < G; ++g) m += mu[g * C + c], v += var[g * C + c];
+      m /= G;
       v = v / G * unbias;
       if (running_mean) {
         float& r = running_mean->data()[c];
-        r = static_cast<float>((1 - momentum) * r + momentum * mu);
+        r = static_cast<float>((1 - momentum) * r + momentum * m);
       }
       if (running_var) {
         float& r = running_var->data()[c];
@@ -111,24 +177,21 @@ Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta
 Tensor batch_norm_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                        const Tensor& running_mean, const Tensor& running_var, float eps) {
   const char* what = "batch_norm (eval)";
-  auto [N, C, S] = bn_shape(x, what);
+  const BnShape s = bn_shape(x, what);
+  const int64_t C = s.C;
   check_channel_vec(gamma, C, what, "weight");
   check_channel_vec(beta, C, what, "bias");
   check(running_mean.defined() && running_var.defined(), what, "running statistics missing");
   check_channel_vec(running_mean, C, what, "running_mean");
   check_channel_vec(running_var, C, what, "running_var");
-  Tensor y(x.shape());
-  parallel_for(N * C, std::max<int64_t>(1, 4096 / S), [&](int64_t b, int64_t e) {
-    for (int64_t nc = b; nc < e; ++nc) {
-      const int64_t c = nc % C;
-      const float inv = 1.f / std::sqrt(running_var.data()[c] + eps);
-      const float scale = inv * (gamma.defined() ? gamma.data()[c] : 1.f);
-      const float shift = (beta.defined() ? beta.data()[c] : 0.f) - running_mean.data()[c] * scale;
-      const float* xi = x.data() + nc * S;
-      float* yi = y.data() + nc * S;
-      for (int64_t k = 0; k < S; ++k) yi[k] = xi[k] * scale + shift;
-    }
-  });
+  std::vector<float> scale(C), zero(C, 0.f), shift(C);
+  for (int64_t c = 0; c < C; ++c) {
+    const float inv = 1.f / std::sqrt(running_var.data()[c] + eps);
+    scale[c] = inv * (gamma.defined() ? gamma.data()[c] : 1.f);
+    shift[c] = (beta.defined() ? beta.data()[c] : 0.f) - running_mean.data()[c] * scale[c];
+  }
+  Tensor y = Tensor::empty(x.shape());
+  group_channel_affine(y.data(), s, 1, x.data(), nullptr, scale, zero, shift);
   return y;
 }
 
@@ -136,46 +199,35 @@ Tensor batch_norm_backward(const Tensor& dout, const Tensor& x, const Tensor& ga
                            const BatchNormSaved& saved, int64_t groups, Tensor* dgamma,
                            Tensor* dbeta) {
   const char* what = "batch_norm_backward";
-  auto [N, C, S] = bn_shape(x, what);
+  const BnShape s = bn_shape(x, what);
   check(dout.shape() == x.shape(), what,
         "gradient " + shape_str(dout.shape()) + " does not match input " + shape_str(x.shape()));
-  const int64_t G = groups, Q = N / G, M = Q * S;
+  const int64_t C = s.C, G = groups, M = s.N / G * s.S;
+  const float *px = x.data(), *pd = dout.data();
+  const float *mean = saved.mean.data(), *inv = saved.invstd.data();
   // Per (g, c): sum(dout) and sum(dout * xhat), in double.
-  Tensor sdy({G, C}), sdyx({G, C});
-  parallel_for(G * C, 1, [&](int64_t b, int64_t e) {
-    for (int64_t gc = b; gc < e; ++gc) {
-      const int64_t g = gc / C, c = gc % C;
-      const float mu = saved.mean.data()[gc], inv = saved.invstd.data()[gc];
-      double a = 0, bx = 0;
-      for (int64_t n = g * Q; n < (g + 1) * Q; ++n) {
-        const float* xi = x.data() + (n * C + c) * S;
-        const float* di = dout.data() + (n * C + c) * S;
-        for (int64_t k = 0; k < S; ++k) a += di[k], bx += double(di[k]) * (xi[k] - mu) * inv;
-      }
-      sdy.data()[gc] = static_cast<float>(a);
-      sdyx.data()[gc] = static_cast<float>(bx);
-    }
+  std::vector<double> sdy = group_channel_sums(s, G, [&](int64_t i, int64_t) { return double(pd[i]); });
+  std::vector<double> sdyx = group_channel_sums(s, G, [&](int64_t i, int64_t gc) {
+    return double(pd[i]) * (px[i] - mean[gc]) * inv[gc];
   });
-  // dx = gamma invstd / M * (M dout - sum(dout) - xhat sum(dout xhat)).
-  Tensor dx(x.shape());
-  parallel_for(N * C, std::max<int64_t>(1, 4096 / S), [&](int64_t b, int64_t e) {
-    for (int64_t nc = b; nc < e; ++nc) {
-      const int64_t n = nc / C, c = nc % C, gc = (n / Q) * C + c;
-      const float mu = saved.mean.data()[gc], inv = saved.invstd.data()[gc];
-      const float k1 = (gamma.defined() ? gamma.data()[c] : 1.f) * inv / M;
-      const float a = sdy.data()[gc], bx = sdyx.data()[gc];
-      const float* xi = x.data() + nc * S;
-      const float* di = dout.data() + nc * S;
-      float* o = dx.data() + nc * S;
-      for (int64_t k = 0; k < S; ++k) o[k] = k1 * (M * di[k] - a - (xi[k] - mu) * inv * bx);
-    }
-  });
+  // dx = gamma invstd / M * (M dout - sum(dout) - xhat sum(dout xhat)), written as
+  // dx = p dout + q x + r with p = gamma invstd, q = -p invstd sdyx / M, r = -p sdy / M - q mu.
+  std::vector<float> p(G * C), q(G * C), r(G * C);
+  for (int64_t gc = 0; gc < G * C; ++gc) {
+    const double pg = (gamma.defined() ? gamma.data()[gc % C] : 1.f) * double(inv[gc]);
+    const double qg = -pg * inv[gc] * sdyx[gc] / M;
+    p[gc] = static_cast<float>(pg);
+    q[gc] = static_cast<float>(qg);
+    r[gc] = static_cast<float>(-pg * sdy[gc] / M - qg * mean[gc]);
+  }
+  Tensor dx = Tensor::empty(x.shape());
+  group_channel_affine(dx.data(), s, G, pd, px, p, q, r);
   // Parameter gradients sum over the groups.
   if (dgamma || dbeta) {
     Tensor dg({C}), db({C});
     for (int64_t c = 0; c < C; ++c) {
       double sg = 0, sb = 0;
-      for (int64_t g = 0; g < G; ++g) sg += sdyx.data()[g * C + c], sb += sdy.data()[g * C + c];
+      for (int64_t g = 0; g < G; ++g) sg += sdyx[g * C + c], sb += sdy[g * C + c];
       dg.data()[c] = static_cast<float>(sg);
       db.data()[c] = static_cast<float>(sb);
     }

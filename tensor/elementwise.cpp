@@ -28,7 +28,7 @@ std::vector<int64_t> broadcast_strides(const Shape& s, size_t rank) {
 
 template <class F>
 Tensor unary(const Tensor& a, F f) {
-  Tensor out(a.shape());
+  Tensor out = Tensor::empty(a.shape());
   const float* x = a.data();
   float* y = out.data();
   parallel_for(a.numel(), kGrain, [&](int64_t b, int64_t e) {
@@ -71,7 +71,7 @@ void for_each_broadcast(const Shape& out_shape, const std::vector<int64_t>& sa,
 template <class F>
 Tensor binary(const Tensor& a, const Tensor& b, F f) {
   if (a.shape() == b.shape()) {  // fast path: no broadcasting
-    Tensor out(a.shape());
+    Tensor out = Tensor::empty(a.shape());
     const float *x = a.data(), *y = b.data();
     float* z = out.data();
     parallel_for(a.numel(), kGrain, [&](int64_t s, int64_t e) {
@@ -80,7 +80,7 @@ Tensor binary(const Tensor& a, const Tensor& b, F f) {
     return out;
   }
   Shape os = broadcast_shape(a.shape(), b.shape());
-  Tensor out(os);
+  Tensor out = Tensor::empty(os);
   auto sa = broadcast_strides(a.shape(), os.size()), sb = broadcast_strides(b.shape(), os.size());
   const float *x = a.data(), *y = b.data();
   float* z = out.data();
@@ -174,7 +174,7 @@ Tensor expand_to(const Tensor& a, const Shape& shape) {
   if (a.shape() == shape) return a;
   if (broadcast_shape(a.shape(), shape) != shape)
     throw Error("expand_to: cannot expand " + shape_str(a.shape()) + " to " + shape_str(shape));
-  Tensor out(shape);
+  Tensor out = Tensor::empty(shape);
   auto sa = broadcast_strides(a.shape(), shape.size());
   std::vector<int64_t> zero(shape.size(), 0);
   const float* x = a.data();

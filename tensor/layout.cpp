@@ -26,7 +26,7 @@ Tensor permute(const Tensor& a, const std::vector<int64_t>& perm) {
   Shape os(r);
   std::vector<int64_t> st(r);  // input stride for each output dim
   for (int64_t i = 0; i < r; ++i) os[i] = a.shape()[p[i]], st[i] = in_stride[p[i]];
-  Tensor out(os);
+  Tensor out = Tensor::empty(os);
   if (a.numel() == 0) return out;
   if (r == 0) return a.clone();
   const int64_t inner = os[r - 1], rows = a.numel() / inner;
@@ -79,7 +79,7 @@ Tensor concat(const std::vector<Tensor>& ts, int64_t dim) {
   for (int64_t d = dim + 1; d < ts[0].dim(); ++d) inner *= s0[d];
   Shape os = s0;
   os[dim] = total;
-  Tensor out(os);
+  Tensor out = Tensor::empty(os);
   int64_t off = 0;
   for (auto& t : ts) {
     int64_t chunk = t.shape()[dim] * inner;
@@ -123,7 +123,7 @@ Tensor slice(const Tensor& a, int64_t dim, int64_t start, int64_t end) {
   for (int64_t d = dim + 1; d < a.dim(); ++d) inner *= a.shape()[d];
   Shape os = a.shape();
   os[dim] = end - start;
-  Tensor out(os);
+  Tensor out = Tensor::empty(os);
   const int64_t chunk = (end - start) * inner;
   for (int64_t o = 0; o < outer; ++o)
     std::memcpy(out.data() + o * chunk, a.data() + (o * n + start) * inner, chunk * sizeof(float));
@@ -151,7 +151,7 @@ Tensor index_select(const Tensor& a, const std::vector<int64_t>& idx) {
   const int64_t rows = a.shape()[0], row = rows ? a.numel() / rows : 0;
   Shape os = a.shape();
   os[0] = static_cast<int64_t>(idx.size());
-  Tensor out(os);
+  Tensor out = Tensor::empty(os);
   for (int64_t i : idx)
     check(i >= 0 && i < rows, "index_select",
           "index " + std::to_string(i) + " out of range for " + shape_str(a.shape()));

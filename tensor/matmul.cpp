@@ -78,9 +78,8 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   check(K == K2, "matmul",
         "inner sizes differ: " + shape_str(a.shape()) + (trans_a ? "^T" : "") + " x " +
             shape_str(b.shape()) + (trans_b ? "^T" : ""));
-  Tensor c({M, N});
-  if (M * N == 0) return c;
-  if (K == 0) return c;  // zeros
+  if (M * N == 0 || K == 0) return Tensor::zeros({M, N});
+  Tensor c = Tensor::empty({M, N});  // the GEMM assigns every element
   gemm(c.data(), a.data(), b.data(), M, N, K, trans_a, trans_b);
   return c;
 }
@@ -95,7 +94,8 @@ Tensor bmm(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   const int64_t M = trans_a ? a.size(2) : a.size(1), K = trans_a ? a.size(1) : a.size(2);
   const int64_t K2 = trans_b ? b.size(2) : b.size(1), N = trans_b ? b.size(1) : b.size(2);
   check(K == K2, "bmm", "inner sizes differ: " + shape_str(a.shape()) + " x " + shape_str(b.shape()));
-  Tensor c({B, M, N});
+  if (K == 0) return Tensor::zeros({B, M, N});
+  Tensor c = Tensor::empty({B, M, N});
   const int64_t sa = Ba == 1 ? 0 : M * K, sb = Bb == 1 ? 0 : K * N;
   parallel_for(B, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t i = b0; i < b1; ++i) {

@@ -45,6 +45,14 @@ Tensor::Tensor(Shape shape, float fill) : shape_(std::move(shape)) {
   std::fill_n(storage_.get(), numel_, fill);
 }
 
+Tensor Tensor::empty(Shape shape) {
+  Tensor t;
+  t.shape_ = std::move(shape);
+  t.numel_ = shape_numel(t.shape_);
+  t.storage_ = std::make_shared_for_overwrite<float[]>(std::max<int64_t>(t.numel_, 1));
+  return t;
+}
+
 Tensor Tensor::from(Shape shape, const std::vector<float>& values) {
   int64_t n = shape_numel(shape);
   if (n != static_cast<int64_t>(values.size()))

@@ -34,6 +34,8 @@ class Tensor {
   Tensor() = default;                             // empty: numel 0, rank 1, defined() false
   explicit Tensor(Shape shape, float fill = 0.f);  // CPU tensor filled with `fill`
 
+  // Uninitialised values: for op outputs that write every element (saves a pass over memory).
+  static Tensor empty(Shape shape);
   static Tensor zeros(Shape shape) { return Tensor(std::move(shape), 0.f); }
   static Tensor ones(Shape shape) { return Tensor(std::move(shape), 1.f); }
   static Tensor full(Shape shape, float v) { return Tensor(std::move(shape), v); }
