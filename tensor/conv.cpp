@@ -174,7 +174,7 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dArg
   if (b.defined())
     check(b.dim() == 1 && b.size(0) == d.F, "conv2d",
           "bias must be [F] = [" + std::to_string(d.F) + "], got " + shape_str(b.shape()));
-  Tensor out({d.N, d.F, d.OH, d.OW});
+  Tensor out = Tensor::empty({d.N, d.F, d.OH, d.OW});  // the scatter writes every element
   const int64_t ohw = d.OH * d.OW;
   const bool pointwise = is_pointwise(d, a);
   const float* xp = x.data();
@@ -273,7 +273,7 @@ Tensor conv2d_backward_weight(const Tensor& dout, const Tensor& x, const Shape& 
     }
   });
   // reduce the partial sums in fixed order, elements in parallel
-  Tensor dw(w_shape);
+  Tensor dw = Tensor::empty(w_shape);
   float* dwp = dw.data();
   tbb::parallel_for(int64_t(0), wsize, int64_t(4096), [&](int64_t i0) {
     int64_t i1 = std::min(i0 + 4096, wsize);

@@ -73,8 +73,8 @@ AvgWindow avg_window(const PoolDims& d, const Pool2dArgs& a, int64_t oh, int64_t
 
 Tensor max_pool2d(const Tensor& x, const Pool2dArgs& a, Tensor* argmax) {
   PoolDims d = pool_dims(x.shape(), a, "max_pool2d");
-  Tensor out({d.N, d.C, d.OH, d.OW});
-  Tensor idx({d.N, d.C, d.OH, d.OW});
+  Tensor out = Tensor::empty({d.N, d.C, d.OH, d.OW});
+  Tensor idx = Tensor::empty({d.N, d.C, d.OH, d.OW});
   const float* xp = x.data();
   float* op = out.data();
   float* ip = idx.data();
@@ -128,7 +128,7 @@ Tensor max_pool2d_backward(const Tensor& dout, const Tensor& argmax, const Shape
 
 Tensor avg_pool2d(const Tensor& x, const Pool2dArgs& a) {
   PoolDims d = pool_dims(x.shape(), a, "avg_pool2d");
-  Tensor out({d.N, d.C, d.OH, d.OW});
+  Tensor out = Tensor::empty({d.N, d.C, d.OH, d.OW});
   const float* xp = x.data();
   float* op = out.data();
   tbb::parallel_for(int64_t(0), d.N * d.C, [&](int64_t nc) {
@@ -174,7 +174,7 @@ Tensor global_avg_pool(const Tensor& x) {
   check(x.dim() == 4 && x.size(2) * x.size(3) > 0, "global_avg_pool",
         "input must be [N, C, H, W] with H, W > 0, got " + shape_str(x.shape()));
   const int64_t nc_total = x.size(0) * x.size(1), hw = x.size(2) * x.size(3);
-  Tensor out({x.size(0), x.size(1)});
+  Tensor out = Tensor::empty({x.size(0), x.size(1)});
   const float* xp = x.data();
   float* op = out.data();
   tbb::parallel_for(int64_t(0), nc_total, [&](int64_t nc) {
