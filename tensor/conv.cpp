@@ -1,5 +1,5 @@
-// 2-D convolution (NCHW) on the CPU: im2col + Eigen GEMM per group, parallel over the batch (oneTBB),
-// plus the plain-loop reference the tests trust.
+// 2-D convolution (NCHW) on the CPU: im2col + GEMM (tensor/gemm.h) per group, parallel over batch
+// chunks and inside each GEMM (oneTBB), plus the plain-loop reference the tests trust.
 // Math: out[n,f,oh,ow] = b[f] + sum_{c,kh,kw} w[f,c,kh,kw] x[n, g*Cg+c, oh*sh-ph+kh*dh, ow*sw-pw+kw*dw]
 // with g = f / Fg (zero outside the input); as matrices per group: out_g = W_g [Fg, Cg*KH*KW] x cols.
 // Tested by tests/test_conv.cpp: im2col path vs conv2d_reference over strides/pads/dilations/groups,
@@ -17,18 +17,14 @@
 #include <memory>
 #include <vector>
 
-#include <Eigen/Core>
 #include <tbb/parallel_for.h>
 
+#include "tensor/gemm.h"
 #include "tensor/ops.h"
 
 namespace normad {
 
 namespace {
-
-using MatR = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using MapR = Eigen::Map<MatR>;
-using CMapR = Eigen::Map<const MatR>;
 
 // All sizes of one convolution, validated once.
 struct ConvDims {
@@ -39,12 +35,15 @@ struct ConvDims {
   int64_t nb, n_chunks;   // samples per chunk, number of chunks
 };
 
-// Samples per chunk: enough columns (~256) for a decent GEMM, at most ~8 MB of columns, and at
-// least 8 chunks when the batch allows (work for several threads on small batches).
+// Samples per chunk: ~128 GEMM columns, at least 2 chunks when the batch allows (im2col runs per
+// chunk, so one chunk would leave it on one thread) and at most ~8 MB of columns. Threads share
+// the work across chunks and inside each chunk's GEMM (gemm() splits it into fixed blocks).
+// A sweep of 128/256/512/1024 columns and 1/2/8 minimum chunks on the bench shapes (2 cores) found
+// differences within noise; 128 with 2 was at least as fast almost everywhere.
 void plan_chunks(ConvDims& d) {
   int64_t ohw = std::max<int64_t>(d.OH * d.OW, 1);
-  int64_t nb = std::max<int64_t>(1, (256 + ohw - 1) / ohw);
-  nb = std::min(nb, std::max<int64_t>(1, d.N / 8));
+  int64_t nb = std::max<int64_t>(1, (128 + ohw - 1) / ohw);
+  nb = std::min(nb, std::max<int64_t>(1, d.N / 2));
   int64_t max_cols_floats = int64_t(2) << 20;  // 2M floats = 8 MB
   nb = std::min(nb, std::max<int64_t>(1, max_cols_floats / std::max<int64_t>(d.K * ohw, 1)));
   nb = std::min(nb, std::max<int64_t>(d.N, 1));
@@ -193,10 +192,8 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dArg
         cp = xp + (n0 * d.C + g * d.Cg) * ohw;
       else
         im2col(cols.get(), xp, d, a, n0, nb, g);
-      CMapR wg(wp + g * d.Fg * d.K, d.Fg, d.K);
-      CMapR cm(cp, d.K, nb * ohw);
-      MapR rm(res.get(), d.Fg, nb * ohw);
-      rm.noalias() = wg * cm;
+      // res [Fg, nb*OHW] = W_g [Fg, K] x cols [K, nb*OHW]
+      gemm(res.get(), wp + g * d.Fg * d.K, cp, d.Fg, nb * ohw, d.K, false, false);
       // scatter [Fg, nb*OHW] back to out[n, g*Fg+f, :] and add the bias
       for (int64_t f = 0; f < d.Fg; ++f) {
         float bias = bp ? bp[g * d.Fg + f] : 0.f;
@@ -229,11 +226,8 @@ Tensor conv2d_backward_input(const Tensor& dout, const Tensor& w, const Shape& x
     auto dcols = scratch(d.K * nb * ohw);  // [K, nb*OHW]
     for (int64_t g = 0; g < d.G; ++g) {
       gather_chunk(dg.get(), gp, d, n0, nb, g);
-      CMapR wg(wp + g * d.Fg * d.K, d.Fg, d.K);
-      CMapR gm(dg.get(), d.Fg, nb * ohw);
-      MapR cm(dcols.get(), d.K, nb * ohw);
       // dcols = W_g^T dout_g, then each column entry flows back to the input pixel it came from
-      cm.noalias() = wg.transpose() * gm;
+      gemm(dcols.get(), wp + g * d.Fg * d.K, dg.get(), d.K, nb * ohw, d.Fg, true, false);
       col2im(dxp, dcols.get(), d, a, n0, nb, g);
     }
   });
@@ -265,10 +259,8 @@ Tensor conv2d_backward_weight(const Tensor& dout, const Tensor& x, const Shape& 
       for (int64_t g = 0; g < d.G; ++g) {
         gather_chunk(dg.get(), gp, d, n0, nb, g);
         im2col(cols.get(), xp, d, a, n0, nb, g);
-        CMapR gm(dg.get(), d.Fg, nb * ohw);
-        CMapR cm(cols.get(), d.K, nb * ohw);
-        MapR pw(part + g * d.Fg * d.K, d.Fg, d.K);
-        pw.noalias() += gm * cm.transpose();
+        // part_g [Fg, K] += dout_g [Fg, nb*OHW] x cols^T [nb*OHW, K]
+        gemm(part + g * d.Fg * d.K, dg.get(), cols.get(), d.Fg, d.K, nb * ohw, false, true, true);
       }
     }
   });

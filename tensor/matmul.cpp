@@ -1,10 +1,11 @@
 // normad matrix products through Eigen's GEMM (see tensor/ops.h).
 // Math: C[M, N] = op(A) op(B), op = identity or transpose; bmm does that per batch entry.
-// Eigen runs single-threaded (EIGEN_DONT_PARALLELIZE); oneTBB splits the output rows (or columns
-// when M is small) into fixed blocks, so every element is computed identically for any threads.
+// Eigen runs single-threaded (EIGEN_DONT_PARALLELIZE); gemm() (tensor/gemm.h) splits the output
+// into fixed blocks for oneTBB, so every element is computed identically for any thread count.
 // Tested by tests/test_ops.cpp (against a plain triple loop) and tests/test_parity.cpp (Linear).
 #include <Eigen/Core>
 
+#include "tensor/gemm.h"
 #include "tensor/ops.h"
 #include "tensor/parallel.h"
 
@@ -18,57 +19,58 @@ using OStride = Eigen::OuterStride<>;
 using CMapS = Eigen::Map<const RowMat, 0, OStride>;
 using MapS = Eigen::Map<RowMat, 0, OStride>;
 
-// C = op(A) op(B) for Eigen maps A, B stored untransposed-or-transposed as flagged.
+// C = op(A) op(B) (or C += ...) for Eigen maps A, B stored untransposed-or-transposed as flagged.
 template <class CM, class AM, class BM>
-void product(CM&& C, const AM& A, const BM& B, bool ta, bool tb) {
+void product(CM&& C, const AM& A, const BM& B, bool ta, bool tb, bool acc) {
+  if (acc) {
+    if (!ta && !tb) C.noalias() += A * B;
+    else if (ta && !tb) C.noalias() += A.transpose() * B;
+    else if (!ta && tb) C.noalias() += A * B.transpose();
+    else C.noalias() += A.transpose() * B.transpose();
+    return;
+  }
   if (!ta && !tb) C.noalias() = A * B;
   else if (ta && !tb) C.noalias() = A.transpose() * B;
   else if (!ta && tb) C.noalias() = A * B.transpose();
   else C.noalias() = A.transpose() * B.transpose();
 }
 
-// C[M, N] = op(A) op(B) for raw row-major buffers. A is stored [M, K] or [K, M] (trans_a), B is
-// [K, N] or [N, K] (trans_b).
+}  // namespace
+
 void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_t K, bool ta,
-          bool tb) {
+          bool tb, bool acc) {
   constexpr int64_t kBlock = 64;
-  const int64_t flops = M * N * K;
-  // Small products: one call, no threading overhead.
-  if (flops < (1 << 18) || num_threads() == 1) {
+  const int64_t lda = ta ? M : K, ldb = tb ? K : N;
+  // Small products: one Eigen call (a shape-only rule, so still thread-count independent).
+  if (M * N * K < (int64_t(1) << 18)) {
     MapS C(c, M, N, OStride(N));
-    CMapS A(a, ta ? K : M, ta ? M : K, OStride(ta ? M : K));
-    CMapS B(b, tb ? N : K, tb ? K : N, OStride(tb ? K : N));
-    product(C, A, B, ta, tb);
+    product(C, CMapS(a, ta ? K : M, ta ? M : K, OStride(lda)),
+            CMapS(b, tb ? N : K, tb ? K : N, OStride(ldb)), ta, tb, acc);
     return;
   }
+  // Split the longer output side into fixed blocks; each block is one Eigen call whatever the
+  // thread count, so every element sees the same kernel blocking.
   const bool by_rows = M >= N || M >= 4 * kBlock;
-  const int64_t len = by_rows ? M : N;
-  parallel_for((len + kBlock - 1) / kBlock, 1, [&](int64_t b0, int64_t b1) {
-    const int64_t s = b0 * kBlock, e = std::min(len, b1 * kBlock), n = e - s;
-    if (by_rows) {
-      // Rows s..e of C use rows s..e of op(A).
-      MapS C(c + s * N, n, N, OStride(N));
-      CMapS B(b, tb ? N : K, tb ? K : N, OStride(tb ? K : N));
-      if (!ta) {
-        product(C, CMapS(a + s * K, n, K, OStride(K)), B, false, tb);
+  const int64_t len = by_rows ? M : N, blocks = (len + kBlock - 1) / kBlock;
+  parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t s = blk * kBlock, n = std::min(len, s + kBlock) - s;
+      if (by_rows) {
+        // Rows s..s+n of C use rows s..s+n of op(A) (columns of the stored [K, M] when ta).
+        MapS C(c + s * N, n, N, OStride(N));
+        CMapS B(b, tb ? N : K, tb ? K : N, OStride(ldb));
+        if (ta) product(C, CMapS(a + s, K, n, OStride(M)), B, true, tb, acc);
+        else product(C, CMapS(a + s * K, n, K, OStride(K)), B, false, tb, acc);
       } else {
-        // Columns s..e of the stored [K, M].
-        product(C, CMapS(a + s, K, n, OStride(M)), B, true, tb);
-      }
-    } else {
-      // Columns s..e of C use columns s..e of op(B).
-      MapS C(c + s, M, n, OStride(N));
-      CMapS A(a, ta ? K : M, ta ? M : K, OStride(ta ? M : K));
-      if (!tb) {
-        product(C, A, CMapS(b + s, K, n, OStride(N)), ta, false);
-      } else {
-        product(C, A, CMapS(b + s * K, n, K, OStride(K)), ta, true);
+        // Columns s..s+n of C use columns s..s+n of op(B) (rows of the stored [N, K] when tb).
+        MapS C(c + s, M, n, OStride(N));
+        CMapS A(a, ta ? K : M, ta ? M : K, OStride(lda));
+        if (tb) product(C, A, CMapS(b + s * K, n, K, OStride(K)), ta, true, acc);
+        else product(C, A, CMapS(b + s, K, n, OStride(N)), ta, false, acc);
       }
     }
   });
 }
-
-}  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   check(a.dim() == 2 && b.dim() == 2, "matmul",
@@ -102,7 +104,7 @@ Tensor bmm(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
       MapS C(c.data() + i * M * N, M, N, OStride(N));
       CMapS A(a.data() + i * sa, trans_a ? K : M, trans_a ? M : K, OStride(trans_a ? M : K));
       CMapS Bm(b.data() + i * sb, trans_b ? N : K, trans_b ? K : N, OStride(trans_b ? K : N));
-      product(C, A, Bm, trans_a, trans_b);
+      product(C, A, Bm, trans_a, trans_b, false);
     }
   });
   return c;

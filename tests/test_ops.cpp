@@ -143,9 +143,11 @@ TEST_CASE("pairwise_sqdist and l2_normalize against direct formulas", "[ops]") {
 TEST_CASE("ops give bit-identical results with 1 and 2 threads", "[ops][determinism]") {
   Generator g(5);
   Tensor a = g.normal({300, 200}), b = g.normal({200, 150}), x = g.normal({64, 16, 12, 12});
+  Tensor deep_a = g.normal({130, 3000}), deep_b = g.normal({70, 3000});
   auto run = [&] {
     std::vector<Tensor> r;
     r.push_back(matmul(a, b));
+    r.push_back(matmul(deep_a, deep_b, false, true));  // K deep enough for Eigen to block it
     r.push_back(sum(a, {0}));
     r.push_back(batch_norm_train(x, Tensor(), Tensor(), 1e-5f, 4, nullptr));
     r.push_back(pairwise_sqdist(a, a));
