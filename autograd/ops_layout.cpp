@@ -21,10 +21,7 @@ Var permute(const Var& a, const std::vector<int64_t>& perm) {
 }
 
 Var transpose(const Var& a, int64_t d0, int64_t d1) {
-  std::vector<int64_t> p(a.dim());
-  for (int64_t i = 0; i < a.dim(); ++i) p[i] = i;
-  std::swap(p[wrap_dim(d0, a.dim(), "transpose")], p[wrap_dim(d1, a.dim(), "transpose")]);
-  return permute(a, p);
+  return permute(a, swap_perm(a.dim(), d0, d1));
 }
 
 Var flatten(const Var& a, int64_t start_dim, int64_t end_dim) {

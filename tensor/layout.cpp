@@ -42,11 +42,15 @@ Tensor permute(const Tensor& a, const std::vector<int64_t>& perm) {
   return out;
 }
 
+std::vector<int64_t> swap_perm(int64_t rank, int64_t d0, int64_t d1) {
+  std::vector<int64_t> p(rank);
+  for (int64_t i = 0; i < rank; ++i) p[i] = i;
+  std::swap(p[wrap_dim(d0, rank, "transpose")], p[wrap_dim(d1, rank, "transpose")]);
+  return p;
+}
+
 Tensor transpose(const Tensor& a, int64_t d0, int64_t d1) {
-  std::vector<int64_t> p(a.dim());
-  for (int64_t i = 0; i < a.dim(); ++i) p[i] = i;
-  std::swap(p[wrap_dim(d0, a.dim(), "transpose")], p[wrap_dim(d1, a.dim(), "transpose")]);
-  return permute(a, p);
+  return permute(a, swap_perm(a.dim(), d0, d1));
 }
 
 Tensor flatten(const Tensor& a, int64_t start_dim, int64_t end_dim) {

@@ -57,6 +57,8 @@ Tensor expand_to(const Tensor& a, const Shape& shape);
 // ---- layout --------------------------------------------------------------------------------
 Tensor permute(const Tensor& a, const std::vector<int64_t>& perm);
 Tensor transpose(const Tensor& a, int64_t d0, int64_t d1);
+// The identity permutation of `rank` dims with d0 and d1 swapped (what transpose permutes by).
+std::vector<int64_t> swap_perm(int64_t rank, int64_t d0, int64_t d1);
 Tensor flatten(const Tensor& a, int64_t start_dim = 1, int64_t end_dim = -1);
 Tensor concat(const std::vector<Tensor>& ts, int64_t dim);
 Tensor stack(const std::vector<Tensor>& ts, int64_t dim);

@@ -113,6 +113,16 @@ TEST_CASE("parity: conv2d forward and backward vs F.conv2d", "[parity]") {
 // grp* are torch's per-group loop (F.batch_norm on each group of rows, concatenated); their
 // rm1/rv1 follow normad's documented rule (tensor/ops.h: group statistics averaged, then torch's
 // momentum update with the unbiased variance), computed in float64 by the generator.
+struct BnArgs {
+  float eps, momentum;
+  int64_t groups;
+  bool affine;
+};
+BnArgs bn_args(Fixture& fx, const std::string& p) {
+  std::vector<float> a = fx[p + ".args"].to_vector();
+  return {a[0], a[1], std::lround(a[2]), a[3] != 0};
+}
+
 static const char* kBnTrain[] = {"bn1d", "bn2d", "grp1d", "grp2d", "noaff1d", "noaff2d"};
 
 TEST_CASE("parity: batch_norm_train (1d, 2d, grouped, no affine) vs F.batch_norm", "[parity]") {
@@ -120,10 +130,7 @@ TEST_CASE("parity: batch_norm_train (1d, 2d, grouped, no affine) vs F.batch_norm
   if (!load("batchnorm.safetensors", fx)) return;
   for (const char* pc : kBnTrain) {
     std::string p = pc;
-    std::vector<float> a = fx[p + ".args"].to_vector();
-    float eps = a[0], momentum = a[1];
-    int64_t groups = std::lround(a[2]);
-    bool affine = a[3] != 0;
+    auto [eps, momentum, groups, affine] = bn_args(fx, p);
     INFO(p << ": x " << shape_str(fx[p + ".x"].shape()) << " eps " << eps << " groups " << groups
            << " affine " << affine);
 
@@ -146,10 +153,7 @@ TEST_CASE("parity: nn::BatchNorm1d/2d training step vs torch", "[parity]") {
   if (!load("batchnorm.safetensors", fx)) return;
   for (const char* pc : kBnTrain) {
     std::string p = pc;
-    std::vector<float> a = fx[p + ".args"].to_vector();
-    float eps = a[0], momentum = a[1];
-    int64_t groups = std::lround(a[2]);
-    bool affine = a[3] != 0;
+    auto [eps, momentum, groups, affine] = bn_args(fx, p);
     const Tensor& xt = fx[p + ".x"];
     int64_t C = xt.size(1);
     INFO(p << ": x " << shape_str(xt.shape()) << " eps " << eps << " groups " << groups
