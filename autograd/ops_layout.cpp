@@ -14,9 +14,10 @@ Var reshape(const Var& a, Shape shape) {
 }
 
 Var permute(const Var& a, const std::vector<int64_t>& perm) {
+  Tensor y = permute(a.data(), perm);  // validates perm first
   std::vector<int64_t> inv(perm.size());
   for (size_t i = 0; i < perm.size(); ++i) inv[wrap_dim(perm[i], a.dim(), "permute")] = int64_t(i);
-  return Var::make(permute(a.data(), perm), {a}, "permute",
+  return Var::make(y, {a}, "permute",
                    [inv](Node& self) { self.parents[0]->accumulate(permute(self.grad, inv)); });
 }
 

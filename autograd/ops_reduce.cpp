@@ -61,7 +61,9 @@ Var logsumexp(const Var& a, int64_t dim, bool keepdim) {
   Tensor x = a.data();
   Tensor y = logsumexp(x, dim, true);  // kept as size 1 so it broadcasts against x
   Shape kept = y.shape();
-  Tensor out = keepdim ? y : y.reshape(sum(x, {dim}, false).shape());
+  Shape dropped = kept;
+  dropped.erase(dropped.begin() + dim);
+  Tensor out = keepdim ? y : y.reshape(dropped);
   return Var::make(out, {a}, "logsumexp", [x, y, kept](Node& self) {
     // d/dx logsumexp = softmax(x) = exp(x - lse).
     self.parents[0]->accumulate(mul(exp(sub(x, y)), self.grad.reshape(kept)));

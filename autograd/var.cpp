@@ -71,12 +71,17 @@ void Var::backward(const Tensor& seed) {
   node_->accumulate(seed);
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     Node* n = it->get();
+    if (n->freed && n->grad.defined())
+      throw Error(std::string("backward: the graph behind this ") + n->op +
+                  " result was freed by an earlier backward (rebuild it; retain_graph is not "
+                  "supported)");
     if (!n->backward_fn || !n->grad.defined()) continue;
     n->backward_fn(*n);
     // Like PyTorch without retain_graph: free the graph and the grads of non-leaf nodes.
     n->backward_fn = nullptr;
     n->parents.clear();
     n->grad = Tensor();
+    n->freed = true;
   }
 }
 

@@ -25,6 +25,7 @@ struct Node {
   std::vector<std::shared_ptr<Node>> parents;
   std::function<void(Node& self)> backward_fn;  // reads self.grad, accumulates into parents
   const char* op = "leaf";
+  bool freed = false;  // its backward ran and released the graph behind it
 
   void accumulate(const Tensor& g);  // grad += g (allocates on first use)
 };

@@ -64,13 +64,14 @@ BatchNorm::BatchNorm(int64_t channels, int64_t expected_rank, float eps, float m
 
 Var BatchNorm::forward(const Var& x) {
   check(x.dim() == rank_ && x.size(1) == channels_, rank_ == 2 ? "BatchNorm1d" : "BatchNorm2d",
-        "expects " + std::string(rank_ == 2 ? "[N, " : "[N, ") + std::to_string(channels_) +
+        "expects [N, " + std::to_string(channels_) +
             (rank_ == 2 ? "]" : ", H, W]") + ", got " + shape_str(x.shape()));
   const bool use_batch = is_training() || batch_stats_in_eval || !track_;
   if (!use_batch) return batch_norm_eval(x, weight, bias, running_mean, running_var, eps);
-  // Running statistics move only in training mode (as in PyTorch).
-  const bool update = is_training() && track_ && grad_enabled();
-  if (update) num_batches_tracked.data()[0] += 1.f;
+  // Running statistics move only in training mode, no-grad or not (as in PyTorch); a grouped
+  // pass counts as `groups` passes, one per group.
+  const bool update = is_training() && track_;
+  if (update) num_batches_tracked.data()[0] += static_cast<float>(groups);
   return batch_norm_train(x, weight, bias, eps, groups, update ? &running_mean : nullptr,
                           update ? &running_var : nullptr, momentum);
 }

@@ -1,6 +1,9 @@
 // normad optimisers (SGD, Adam) and schedules (StepLR, MultiStepLR) with PyTorch's update rules
-// (see nn/optim.h). Updates run in double per element and write float32 back in place.
-// Tested by tests/test_optim.cpp and tests/test_parity.cpp (three Adam / SGD steps vs torch.optim).
+// (see nn/optim.h). Updates write float32 back in place; Adam's bias corrections run in double.
+// zero_grad() sets grads to none (torch's set_to_none=True, the default since torch 2.0): a
+// parameter that receives no gradient in an iteration is not stepped.
+// Tested by tests/test_nn.cpp (hand-computed steps) and tests/test_parity.cpp (three Adam / SGD
+// steps vs torch.optim).
 #include "nn/optim.h"
 
 #include <algorithm>
@@ -45,15 +48,19 @@ Adam::Adam(std::vector<Var> params, float lr, float beta1, float beta2, float ep
       weight_decay(weight_decay) {
   m_.resize(params_.size());
   v_.resize(params_.size());
+  steps_.assign(params_.size(), 0);
 }
 
 void Adam::step() {
-  ++t_;
-  const double bc1 = 1.0 - std::pow(double(beta1), double(t_));
-  const double bc2 = 1.0 - std::pow(double(beta2), double(t_));
+  // torch keeps (1 - beta) as the Python double, rounded to float only in the update.
+  const float one_m_b1 = static_cast<float>(1.0 - double(beta1));
+  const float one_m_b2 = static_cast<float>(1.0 - double(beta2));
   for (size_t i = 0; i < params_.size(); ++i) {
     Var& p = params_[i];
     if (!p.grad().defined()) continue;
+    const int64_t t = ++steps_[i];
+    const double bc1 = 1.0 - std::pow(double(beta1), double(t));
+    const double bc2 = 1.0 - std::pow(double(beta2), double(t));
     if (!m_[i].defined()) m_[i] = Tensor(p.shape()), v_[i] = Tensor(p.shape());
     float* w = p.data().data();
     const float* g = p.grad().data();
@@ -61,8 +68,8 @@ void Adam::step() {
     float* v = v_[i].data();
     for (int64_t k = 0; k < p.numel(); ++k) {
       const float gk = g[k] + weight_decay * w[k];  // L2 penalty added to the gradient
-      m[k] = beta1 * m[k] + (1 - beta1) * gk;
-      v[k] = beta2 * v[k] + (1 - beta2) * gk * gk;
+      m[k] = beta1 * m[k] + one_m_b1 * gk;
+      v[k] = beta2 * v[k] + one_m_b2 * gk * gk;
       // torch: denom = sqrt(v) / sqrt(bc2) + eps; step = lr / bc1.
       const double denom = std::sqrt(double(v[k])) / std::sqrt(bc2) + eps;
       w[k] = static_cast<float>(w[k] - lr / bc1 * m[k] / denom);

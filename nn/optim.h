@@ -1,7 +1,7 @@
 // normad optimisers and learning-rate schedules with PyTorch semantics.
 // Math: SGD v = mu v + (g + wd p); p -= lr v.  Adam m = b1 m + (1-b1) g, v = b2 v + (1-b2) g^2,
 // p -= lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps), with g += wd p first (torch.optim.Adam).
-// Tested by tests/test_optim.cpp (closed form steps) and tests/test_parity.cpp (three Adam steps).
+// Tested by tests/test_nn.cpp (hand-computed steps) and tests/test_parity.cpp (three Adam steps).
 #pragma once
 
 #include <vector>
@@ -43,7 +43,7 @@ class Adam : public Optimizer {
 
  private:
   std::vector<Tensor> m_, v_;
-  int64_t t_ = 0;
+  std::vector<int64_t> steps_;  // per parameter, counted only when it has a grad (torch.optim)
 };
 
 // lr = base_lr * gamma^(epoch / step_size); step() advances one epoch (or iteration).

@@ -85,7 +85,7 @@ void group_channel_affine(float* out, const BnShape& s, int64_t G, const float* 
                           const float* v, const std::vector<float>& a,
                           const std::vector<float>& b, const std::vector<float>& c) {
   const int64_t C = s.C, S = s.S, Q = s.N / G;
-  parallel_for(s.N, std::max<int64_t>(1, 8192 / (C * S)), [&](int64_t n0, int64_t n1) {
+  parallel_for(s.N, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, C * S)), [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n) {
       const int64_t base = (n / Q) * C;
       if (S == 1) {  // [N, C]: one contiguous row, vectorised over channels
@@ -126,7 +126,10 @@ Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta
             std::to_string(groups) + " equal groups");
   check_channel_vec(gamma, C, what, "weight");
   check_channel_vec(beta, C, what, "bias");
+  if (running_mean) check_channel_vec(*running_mean, C, what, "running_mean");
+  if (running_var) check_channel_vec(*running_var, C, what, "running_var");
   const int64_t G = groups, M = s.N / G * s.S;
+  check(M > 0, what, "no values to normalise in " + shape_str(x.shape()));
   check(M > 1 || running_var == nullptr, what,
         "needs more than one value per channel in training mode, got " + shape_str(x.shape()));
   const float* px = x.data();
@@ -150,25 +153,21 @@ Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta
   }
   Tensor y = Tensor::empty(x.shape());
   group_channel_affine(y.data(), s, G, px, nullptr, scale, zero, shift);
-  // Running statistics (PyTorch: unbiased variance); groups' statistics are averaged, which is
-  // what one update with the mean group statistics gives (a per-group loop would instead apply
-  // G successive momentum updates; ACR scores with batch statistics, so it never reads these).
+  // Running statistics (PyTorch: unbiased variance): one momentum update per group, in group
+  // order, exactly as a per-task loop of G forward passes would leave them (fmnist_zs.md §4).
   if (running_mean || running_var) {
     const double unbias = M > 1 ? double(M) / (M - 1) : 1.0;
-    for (int64_t c = 0; c < C; ++c) {
-      double m = 0, v = 0;
-      for (int64_t g = 0; g < G; ++g) m += mu[g * C + c], v += var[g * C + c];
-      m /= G;
-      v = v / G * unbias;
-      if (running_mean) {
-        float& r = running_mean->data()[c];
-        r = static_cast<float>((1 - momentum) * r + momentum * m);
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t c = 0; c < C; ++c) {
+        if (running_mean) {
+          float& r = running_mean->data()[c];
+          r = static_cast<float>((1 - momentum) * r + momentum * mu[g * C + c]);
+        }
+        if (running_var) {
+          float& r = running_var->data()[c];
+          r = static_cast<float>((1 - momentum) * r + momentum * var[g * C + c] * unbias);
+        }
       }
-      if (running_var) {
-        float& r = running_var->data()[c];
-        r = static_cast<float>((1 - momentum) * r + momentum * v);
-      }
-    }
   }
   if (saved) *saved = BatchNormSaved{mean, invstd};
   return y;
@@ -202,6 +201,10 @@ Tensor batch_norm_backward(const Tensor& dout, const Tensor& x, const Tensor& ga
   const BnShape s = bn_shape(x, what);
   check(dout.shape() == x.shape(), what,
         "gradient " + shape_str(dout.shape()) + " does not match input " + shape_str(x.shape()));
+  check(groups >= 1 && s.N % groups == 0 && saved.mean.numel() == groups * s.C &&
+            saved.invstd.numel() == groups * s.C,
+        what, "saved statistics " + shape_str(saved.mean.shape()) + " do not match " +
+                  std::to_string(groups) + " groups of " + shape_str(x.shape()));
   const int64_t C = s.C, G = groups, M = s.N / G * s.S;
   const float *px = x.data(), *pd = dout.data();
   const float *mean = saved.mean.data(), *inv = saved.invstd.data();

@@ -92,7 +92,7 @@ Tensor bmm(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   const int64_t Ba = a.size(0), Bb = b.size(0);
   check(Ba == Bb || Ba == 1 || Bb == 1, "bmm",
         "batch sizes differ: " + shape_str(a.shape()) + " and " + shape_str(b.shape()));
-  const int64_t B = std::max(Ba, Bb);
+  const int64_t B = Ba == 1 ? Bb : Ba;  // a batch of 1 broadcasts (also against 0)
   const int64_t M = trans_a ? a.size(2) : a.size(1), K = trans_a ? a.size(1) : a.size(2);
   const int64_t K2 = trans_b ? b.size(2) : b.size(1), N = trans_b ? b.size(1) : b.size(2);
   check(K == K2, "bmm", "inner sizes differ: " + shape_str(a.shape()) + " x " + shape_str(b.shape()));

@@ -51,7 +51,7 @@ Tensor mean(const Tensor& a, std::vector<int64_t> dims = {}, bool keepdim = fals
 Tensor max(const Tensor& a, int64_t dim, bool keepdim = false, Tensor* argmax = nullptr);
 // log(sum(exp(a), dim)) computed stably with the max subtracted.
 Tensor logsumexp(const Tensor& a, int64_t dim, bool keepdim = false);
-// Broadcasts a reduced tensor (keepdim shape or the reduced shape) back along `dims` to `shape`.
+// Broadcasts `a` to `shape` (NumPy rules: a reduced tensor with keepdim shape expands back).
 Tensor expand_to(const Tensor& a, const Shape& shape);
 
 // ---- layout --------------------------------------------------------------------------------
@@ -115,7 +115,7 @@ struct BatchNormSaved {
 };
 // Training mode. gamma/beta may be undefined (no affine). If running_mean/var are defined they are
 // updated in place: r = (1 - momentum) r + momentum * stat, with the unbiased variance (PyTorch);
-// with G > 1 the G groups' statistics are averaged first.
+// with G > 1 once per group in group order, as a loop of G separate passes would.
 Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,
                         int64_t groups, BatchNormSaved* saved, Tensor* running_mean = nullptr,
                         Tensor* running_var = nullptr, float momentum = 0.1f);

@@ -1,6 +1,7 @@
 // normad threading: one place that sets the thread count (oneTBB global_control) and a
-// parallel_for whose chunk boundaries depend only on n and grain, never on the thread count, so
-// results are identical for any number of threads (each output element is computed by one chunk).
+// parallel_for over index ranges. Chunking may vary with the thread count, so every caller computes
+// each output element entirely inside one index (never a sum across chunks): results are then
+// identical for any number of threads.
 // Tested indirectly: tests/test_ops.cpp compares 1-thread and 2-thread results bit for bit.
 #pragma once
 
@@ -16,7 +17,8 @@ namespace normad {
 void set_num_threads(int n);
 int num_threads();
 
-// Calls f(begin, end) over [0, n) in chunks of at least `grain` (the whole range when n <= grain).
+// Calls f(begin, end) over [0, n) in chunks of at most `grain` (grain/2 to grain; one call with the
+// whole range when n <= grain or with one thread).
 template <class F>
 void parallel_for(int64_t n, int64_t grain, F&& f) {
   if (n <= 0) return;

@@ -88,7 +88,7 @@ Tensor sum(const Tensor& a, std::vector<int64_t> dims, bool keepdim) {
   if (a.dim() == 0) return a.clone();
   dims = norm_dims(std::move(dims), a.dim(), "sum");
   Tensor t = a;
-  // Fuse adjacent reduced dims into one pass where possible by reducing from the last dim back.
+  // All dims: one flat pass. Otherwise one pass per dim, from the last back (indices stay valid).
   if (dims.size() == static_cast<size_t>(a.dim())) {
     t = sum_one(a.reshape({a.numel()}), 0);
   } else {

@@ -100,7 +100,7 @@ Tensor Tensor::reshape(Shape shape) const {
 
 Tensor Tensor::clone() const {
   if (!defined()) return Tensor();
-  Tensor t(shape_);
+  Tensor t = Tensor::empty(shape_);
   std::memcpy(t.data(), data(), sizeof(float) * numel_);
   return t;
 }

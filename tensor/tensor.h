@@ -31,7 +31,7 @@ int64_t shape_numel(const Shape& s);
 
 class Tensor {
  public:
-  Tensor() = default;                             // empty: numel 0, rank 1, defined() false
+  Tensor() = default;                             // undefined: no storage, rank 0, numel 0
   explicit Tensor(Shape shape, float fill = 0.f);  // CPU tensor filled with `fill`
 
   // Uninitialised values: for op outputs that write every element (saves a pass over memory).

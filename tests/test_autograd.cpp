@@ -51,6 +51,15 @@ TEST_CASE("autograd: no-grad scope, detach and requires_grad propagation", "[aut
   CHECK_THROWS_AS(sum(c).backward(), Error);                         // nothing requires grad
 }
 
+TEST_CASE("autograd: a second backward through a freed graph is an error, not a silent zero", "[autograd]") {
+  Var x(Tensor::from({2}, {1.f, 2.f}), true);
+  Var y = x * 2.f;
+  sum(y).backward();
+  CHECK(x.grad().data()[1] == 2.f);
+  CHECK_THROWS_WITH(sum(y * 3.f).backward(), Catch::Contains("freed"));
+  CHECK_THROWS_AS(permute(Var(Tensor({2, 3}), true), {0}), Error);  // bad perm: an error, no overflow
+}
+
 TEST_CASE("autograd: a deep chain does not overflow the stack", "[autograd]") {
   Var x(Tensor::scalar(1.f), true);
   Var y = x;

@@ -6,7 +6,7 @@
 
 using namespace normad;
 
-TEST_CASE("batchnorm: grouped pass equals the per-group loop (output and gradients)", "[batchnorm]") {
+TEST_CASE("batchnorm: grouped pass equals the per-group loop (output, gradients, running stats)", "[batchnorm]") {
   Generator g(11);
   const int64_t G = 4, Q = 5;
   for (Shape s : {Shape{G * Q, 3}, Shape{G * Q, 2, 3, 3}}) {
@@ -14,19 +14,24 @@ TEST_CASE("batchnorm: grouped pass equals the per-group loop (output and gradien
     Tensor w = g.normal(s);  // loss weights
     // Fused: one grouped call.
     Var xv(x, true), gv(gam, true), bv(bet, true);
-    Var y = batch_norm_train(xv, gv, bv, 1e-5f, G);
+    Tensor rm = g.normal(Shape{s[1]}), rv = g.uniform(Shape{s[1]}, 0.5f, 2.f);
+    Tensor rm_loop = rm.clone(), rv_loop = rv.clone();
+    Var y = batch_norm_train(xv, gv, bv, 1e-5f, G, &rm, &rv);
     sum(mul(y, Var(w))).backward();
     // Composed: G separate calls on row slices, concatenated.
     Var xl(x, true), gl(gam, true), bl(bet, true);
     std::vector<Var> parts;
     for (int64_t k = 0; k < G; ++k)
-      parts.push_back(batch_norm_train(slice(xl, 0, k * Q, (k + 1) * Q), gl, bl, 1e-5f, 1));
+      parts.push_back(batch_norm_train(slice(xl, 0, k * Q, (k + 1) * Q), gl, bl, 1e-5f, 1, &rm_loop, &rv_loop));
     Var yl = concat(parts, 0);
     sum(mul(yl, Var(w))).backward();
     test::expect_close(y.data(), yl.data(), 1e-6, 1e-5, "grouped output");
     test::expect_close(xv.grad(), xl.grad(), 1e-5, 1e-4, "grouped dx");
     test::expect_close(gv.grad(), gl.grad(), 1e-5, 1e-4, "grouped dgamma");
     test::expect_close(bv.grad(), bl.grad(), 1e-5, 1e-4, "grouped dbeta");
+    // Running statistics: one update per group, in order, as the loop does.
+    test::expect_close(rm, rm_loop, 1e-6, 1e-5, "grouped running_mean");
+    test::expect_close(rv, rv_loop, 1e-6, 1e-5, "grouped running_var");
     // Groups do not mix: shifting one group leaves the others' outputs unchanged.
     Tensor x2 = x.clone();
     for (int64_t i = 0; i < x.numel() / G; ++i) x2.data()[i] += 100.f;
@@ -74,4 +79,16 @@ TEST_CASE("nn::BatchNorm: train/eval modes, batch statistics in eval, groups", "
                             0),
                      1e-6, 1e-5, "groups");
   CHECK_THROWS_WITH(bn(Var(Tensor({8, 4}))), Catch::Contains("[8, 4]"));
+  // Training mode updates running statistics under no-grad too, once per group (PyTorch).
+  bn.batch_stats_in_eval = false;
+  bn.train();
+  const float before = bn.num_batches_tracked.item();
+  Tensor rm_before = bn.running_mean.clone();
+  {
+    NoGradGuard ng;
+    bn(Var(x));
+  }
+  CHECK(bn.num_batches_tracked.item() == before + 2.f);
+  CHECK(bn.running_mean.data()[0] != rm_before.data()[0]);
+  CHECK_THROWS_AS(batch_norm_train(Tensor({0, 3}), Tensor(), Tensor(), 1e-5f, 1, nullptr), Error);
 }

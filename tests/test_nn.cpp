@@ -70,7 +70,12 @@ TEST_CASE("init: kaiming and xavier bounds, variance", "[nn]") {
   CHECK(var / w.numel() == Approx(bound * bound / 3).epsilon(0.02));  // var of U(-b, b) = b^2/3
   Tensor x({100, 300});
   nn::init::xavier_uniform_(x, 1.f, g);
-  for (float v : x.to_vector()) REQUIRE(std::fabs(v) <= std::sqrt(6.0 / 400) + 1e-7);
+  double xvar = 0;
+  for (float v : x.to_vector()) {
+    REQUIRE(std::fabs(v) <= std::sqrt(6.0 / 400) + 1e-7);
+    xvar += double(v) * v;
+  }
+  CHECK(xvar / x.numel() == Approx(6.0 / 400 / 3).epsilon(0.03));
   CHECK(nn::init::fan_in(w) == 128 * 9);
   CHECK(nn::init::fan_out(w) == 256 * 9);
 }
@@ -106,6 +111,19 @@ TEST_CASE("optim: Adam by hand; StepLR and MultiStepLR schedules", "[optim]") {
       CHECK(p.data().data()[i] == Approx(w[i]).epsilon(1e-5));
     }
   }
+  // A parameter without a grad in an iteration is not stepped and its step count stays (torch).
+  Var q(Tensor::from({1}, {1.f}), true), r(Tensor::from({1}, {1.f}), true);
+  nn::Adam two({q, r}, 0.1f);
+  for (int t = 0; t < 3; ++t) {
+    two.zero_grad();
+    (t == 1 ? sum(q) : sum(q + r)).backward();
+    two.step();
+  }
+  // q: three steps with g = 1 each; r: two steps with g = 1. With a constant gradient, every
+  // Adam step moves by lr (m / bc1 = 1, sqrt(v / bc2) = 1) up to eps.
+  CHECK(q.data().item() == Approx(1.f - 0.3f).epsilon(1e-5));
+  CHECK(r.data().item() == Approx(1.f - 0.2f).epsilon(1e-5));
+
   nn::SGD sgd({p}, 1.f);
   nn::StepLR step(sgd, 2, 0.5f);
   std::vector<float> lrs;
