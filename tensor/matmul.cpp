@@ -3,6 +3,8 @@
 // Eigen runs single-threaded (EIGEN_DONT_PARALLELIZE); gemm() (tensor/gemm.h) splits the output
 // into fixed blocks for oneTBB, so every element is computed identically for any thread count.
 // Tested by tests/test_ops.cpp (against a plain triple loop) and tests/test_parity.cpp (Linear).
+#include <algorithm>
+
 #include <Eigen/Core>
 
 #include "tensor/gemm.h"
@@ -39,7 +41,6 @@ void product(CM&& C, const AM& A, const BM& B, bool ta, bool tb, bool acc) {
 
 void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_t K, bool ta,
           bool tb, bool acc) {
-  constexpr int64_t kBlock = 64;
   const int64_t lda = ta ? M : K, ldb = tb ? K : N;
   // Small products: one Eigen call (a shape-only rule, so still thread-count independent).
   if (M * N * K < (int64_t(1) << 18)) {
@@ -48,10 +49,14 @@ void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_
             CMapS(b, tb ? N : K, tb ? K : N, OStride(ldb)), ta, tb, acc);
     return;
   }
-  // Split the longer output side into fixed blocks; each block is one Eigen call whatever the
-  // thread count, so every element sees the same kernel blocking.
-  const bool by_rows = M >= N || M >= 4 * kBlock;
-  const int64_t len = by_rows ? M : N, blocks = (len + kBlock - 1) / kBlock;
+  // Split the longer output side into blocks sized from the shape alone (about 8 of them, 64 to
+  // 512 long, a multiple of 16); each block is one Eigen call whatever the thread count, so every
+  // element sees the same kernel blocking. Eigen packs the other operand once per block, so blocks
+  // much smaller than that re-pack it too often (64-row blocks cost 1.5x on 4096 x 4096 x 512).
+  const bool by_rows = M >= N || M >= 256;
+  const int64_t len = by_rows ? M : N;
+  const int64_t kBlock = std::clamp<int64_t>((len / 8 + 15) / 16 * 16, 64, 512);
+  const int64_t blocks = (len + kBlock - 1) / kBlock;
   parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t s = blk * kBlock, n = std::min(len, s + kBlock) - s;
