@@ -1,0 +1,134 @@
+// normad detection metrics (see eval/metrics.h).
+// Every function validates its input and throws normad::Error naming the problem.
+// Tested by tests/test_metrics.cpp.
+#include "eval/metrics.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <string>
+
+#include "tensor/tensor.h"
+
+namespace normad::eval {
+
+namespace {
+// Counts positives and checks sizes and labels; `need_both` requires both classes present.
+int64_t count_pos(const std::vector<double>& s, const std::vector<int>& y, const char* what,
+                  bool need_both) {
+  check(s.size() == y.size(), what,
+        std::to_string(s.size()) + " scores but " + std::to_string(y.size()) + " labels");
+  int64_t pos = 0;
+  for (int l : y) {
+    check(l == 0 || l == 1, what, "labels must be 0 or 1, got " + std::to_string(l));
+    pos += l;
+  }
+  if (need_both)
+    check(pos > 0 && pos < static_cast<int64_t>(y.size()), what,
+          "needs both normal (0) and anomalous (1) labels");
+  for (double v : s) check(!std::isnan(v), what, "a score is NaN");
+  return pos;
+}
+
+// Indices sorted by descending score (stable, so equal scores keep their input order).
+std::vector<size_t> order_desc(const std::vector<double>& s) {
+  std::vector<size_t> idx(s.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::stable_sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return s[a] > s[b]; });
+  return idx;
+}
+
+// Cumulative (tp, fp) at each distinct threshold, walking scores from high to low; calls
+// f(tp, fp) once per distinct score.
+template <class F>
+void sweep(const std::vector<double>& s, const std::vector<int>& y, F f) {
+  auto idx = order_desc(s);
+  int64_t tp = 0, fp = 0;
+  for (size_t i = 0; i < idx.size(); ++i) {
+    (y[idx[i]] ? tp : fp) += 1;
+    if (i + 1 == idx.size() || s[idx[i + 1]] != s[idx[i]]) f(tp, fp);
+  }
+}
+}  // namespace
+
+double auroc(const std::vector<double>& s, const std::vector<int>& y) {
+  const int64_t pos = count_pos(s, y, "auroc", true), neg = int64_t(y.size()) - pos;
+  // Mann-Whitney U with average ranks: tied scores share the mean of their ranks (= 1/2 per tie).
+  std::vector<size_t> idx(s.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return s[a] < s[b]; });
+  double rank_sum = 0;
+  for (size_t i = 0; i < idx.size();) {
+    size_t j = i;
+    while (j < idx.size() && s[idx[j]] == s[idx[i]]) ++j;
+    const double avg_rank = (double(i + 1) + double(j)) / 2;  // ranks i+1..j
+    for (size_t k = i; k < j; ++k)
+      if (y[idx[k]]) rank_sum += avg_rank;
+    i = j;
+  }
+  return (rank_sum - double(pos) * (pos + 1) / 2) / (double(pos) * neg);
+}
+
+double average_precision(const std::vector<double>& s, const std::vector<int>& y) {
+  const int64_t pos = count_pos(s, y, "average_precision", false);
+  check(pos > 0, "average_precision", "needs at least one anomalous (1) label");
+  double ap = 0, prev_recall = 0;
+  sweep(s, y, [&](int64_t tp, int64_t fp) {
+    const double recall = double(tp) / pos, precision = double(tp) / double(tp + fp);
+    ap += (recall - prev_recall) * precision;
+    prev_recall = recall;
+  });
+  return ap;
+}
+
+double f1_score(const std::vector<int>& pred, const std::vector<int>& y) {
+  check(pred.size() == y.size(), "f1_score", "sizes differ");
+  int64_t tp = 0, fp = 0, fn = 0;
+  for (size_t i = 0; i < y.size(); ++i) {
+    tp += pred[i] && y[i];
+    fp += pred[i] && !y[i];
+    fn += !pred[i] && y[i];
+  }
+  return tp == 0 ? 0.0 : 2.0 * tp / double(2 * tp + fp + fn);
+}
+
+double f1_at_true_ratio(const std::vector<double>& s, const std::vector<int>& y) {
+  const int64_t pos = count_pos(s, y, "f1_at_true_ratio", false);
+  if (pos == 0) return 0.0;
+  auto idx = order_desc(s);
+  const double kth = s[idx[pos - 1]];  // the pos-th highest score
+  std::vector<int> pred(s.size());
+  for (size_t i = 0; i < s.size(); ++i) pred[i] = s[i] >= kth;
+  return f1_score(pred, y);
+}
+
+double f1_max(const std::vector<double>& s, const std::vector<int>& y) {
+  const int64_t pos = count_pos(s, y, "f1_max", false);
+  double best = 0;
+  sweep(s, y, [&](int64_t tp, int64_t fp) {
+    if (tp) best = std::max(best, 2.0 * tp / double(tp + fp + pos));  // FN = pos - tp
+  });
+  return best;
+}
+
+double percentile(std::vector<double> v, double q) {
+  check(!v.empty(), "percentile", "no values");
+  check(q >= 0 && q <= 100, "percentile", "q must be in [0, 100], got " + std::to_string(q));
+  std::sort(v.begin(), v.end());
+  const double pos = q / 100.0 * double(v.size() - 1);
+  const size_t lo = static_cast<size_t>(std::floor(pos)), hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (pos - double(lo)) * (v[hi] - v[lo]);
+}
+
+double contamination_threshold(std::vector<double> train, double contamination) {
+  check(contamination > 0 && contamination < 0.5, "contamination_threshold",
+        "contamination must be in (0, 0.5), got " + std::to_string(contamination));
+  return percentile(std::move(train), 100.0 * (1.0 - contamination));
+}
+
+double fpr_threshold(std::vector<double> normal, double fpr) {
+  check(fpr > 0 && fpr < 1, "fpr_threshold", "fpr must be in (0, 1), got " + std::to_string(fpr));
+  return percentile(std::move(normal), 100.0 * (1.0 - fpr));
+}
+
+}  // namespace normad::eval
