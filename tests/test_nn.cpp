@@ -95,7 +95,7 @@ TEST_CASE("optim: SGD with momentum and weight decay, by hand", "[optim]") {
   }
 }
 
-TEST_CASE("optim: Adam by hand; StepLR and MultiStepLR schedules", "[optim]") {
+TEST_CASE("optim: Adam by hand, StepLR and MultiStepLR schedules", "[optim]") {
   Var p(Tensor::from({2}, {1.f, -2.f}), true);
   nn::Adam opt({p}, 0.01f, 0.9f, 0.999f, 1e-8f, 0.f);
   std::vector<double> w{1, -2}, m{0, 0}, v{0, 0};

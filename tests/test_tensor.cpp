@@ -30,7 +30,7 @@ TEST_CASE("tensor: bad shapes throw normad::Error naming the shapes", "[tensor]"
   CHECK_THROWS_AS(Tensor::from({2, 2}, {1, 2, 3}), Error);
 }
 
-TEST_CASE("random: same seed gives the same numbers; moments are right", "[random]") {
+TEST_CASE("random: same seed gives the same numbers and moments are right", "[random]") {
   Generator a(42), b(42), c(43);
   Tensor x = a.normal({10000}), y = b.normal({10000}), z = c.normal({10000});
   CHECK(x.to_vector() == y.to_vector());
