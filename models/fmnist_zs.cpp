@@ -1,0 +1,163 @@
+// FMNIST-ZS protocol (see models/fmnist_zs.h and fmnist_zs.md). Tested by tests/test_fmnist_zs.cpp.
+#include "models/fmnist_zs.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "data/tasks.h"
+#include "eval/metrics.h"
+#include "models/acr.h"
+
+namespace normad::models {
+
+namespace {
+
+// Independent streams per (seed, fold, purpose) (fmnist_zs.md §7): splitmix64 of the three.
+uint64_t stream_seed(uint64_t seed, char fold, uint64_t purpose) {
+  uint64_t z = seed * 0x9E3779B97F4A7C15ull + uint64_t(fold) * 0xBF58476D1CE4E5B9ull + purpose;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+enum Stream : uint64_t { kInit = 1, kTrain = 2, kTest = 3 };
+
+double mean_of(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return s / double(v.size());
+}
+double std_of(const std::vector<double>& v) {  // population std over the batches
+  const double m = mean_of(v);
+  double s = 0;
+  for (double x : v) s += (x - m) * (x - m);
+  return std::sqrt(s / double(v.size()));
+}
+
+}  // namespace
+
+int64_t anomalies_for_ratio(int64_t normals, double r) {
+  check(r > 0 && r < 1, "ratio", "must be in (0, 1), got " + std::to_string(r));
+  // A small epsilon keeps exact quotients exact: 200 * 0.2 / 0.8 is 49.999... in binary.
+  return std::max<int64_t>(1, static_cast<int64_t>(std::floor(double(normals) * r / (1 - r) + 1e-9)));
+}
+
+std::vector<double> batch_l2_scores(const Tensor& x) {
+  const int64_t B = x.size(0), D = x.numel() / B;
+  std::vector<double> mu(D, 0.0), out(B);
+  for (int64_t i = 0; i < B; ++i)
+    for (int64_t k = 0; k < D; ++k) mu[k] += x.data()[i * D + k];
+  for (double& v : mu) v /= double(B);  // the batch mean, anomalies included
+  for (int64_t i = 0; i < B; ++i) {
+    double s = 0;
+    for (int64_t k = 0; k < D; ++k) s += (x.data()[i * D + k] - mu[k]) * (x.data()[i * D + k] - mu[k]);
+    out[i] = std::sqrt(s);
+  }
+  return out;
+}
+
+std::vector<double> knn_scores(const Tensor& x, int64_t k) {
+  const int64_t B = x.size(0), D = x.numel() / B;
+  check(B > k, "knn_scores", "needs more than k = " + std::to_string(k) + " rows, got " + std::to_string(B));
+  std::vector<double> out(B), dist(B);
+  for (int64_t i = 0; i < B; ++i) {
+    for (int64_t j = 0; j < B; ++j) {
+      double s = 0;
+      for (int64_t t = 0; t < D; ++t) {
+        const double d = double(x.data()[i * D + t]) - x.data()[j * D + t];
+        s += d * d;
+      }
+      dist[j] = std::sqrt(s);
+    }
+    dist[i] = INFINITY;  // a sample is never its own neighbour
+    std::nth_element(dist.begin(), dist.begin() + (k - 1), dist.end());
+    std::sort(dist.begin(), dist.begin() + k);
+    double s = 0;
+    for (int64_t j = 0; j < k; ++j) s += dist[j];
+    out[i] = s / double(k);
+  }
+  return out;
+}
+
+ZsFold run_fmnist_zs(const data::Mnist& m, const ZsConfig& cfg, const ZsProgress& progress) {
+  check(cfg.fold == 'A' || cfg.fold == 'B', "fmnist_zs", std::string("fold must be A or B, got ") + cfg.fold);
+  std::vector<int64_t> train_classes, test_classes;
+  for (int64_t c = 0; c < 10; ++c) ((c < 5) == (cfg.fold == 'A') ? train_classes : test_classes).push_back(c);
+
+  // ---- meta-training (fmnist_zs.md §4) ----
+  Generator init(stream_seed(cfg.seed, cfg.fold, kInit)), train_rng(stream_seed(cfg.seed, cfg.fold, kTrain));
+  auto net = std::make_shared<OmniglotNet>(init);
+  AcrDsvdd model(net, 32, init);
+  nn::Adam opt(model.parameters(), cfg.lr);
+  nn::StepLR sched(opt, cfg.lr_step, cfg.lr_gamma);
+  auto by_class = data::rows_by_class(m.train_y, 10);
+  const int64_t Q = cfg.normals + cfg.anomalies, H = m.train_x.size(2), W = m.train_x.size(3);
+  auto t0 = std::chrono::steady_clock::now();
+  for (int64_t it = 0; it < cfg.iters; ++it) {
+    std::vector<int64_t> rows;
+    std::vector<int> labels;
+    for (int64_t t = 0; t < cfg.tasks; ++t) {
+      data::Task task = data::sample_task(by_class, train_classes, cfg.normals, cfg.anomalies, train_rng);
+      rows.insert(rows.end(), task.rows.begin(), task.rows.end());
+      labels.insert(labels.end(), task.labels.begin(), task.labels.end());
+    }
+    Tensor x = index_select(m.train_x, rows).reshape({cfg.tasks * Q, 1, H, W});
+    Var loss = model.loss(x, labels, cfg.tasks);
+    opt.zero_grad();
+    loss.backward();
+    opt.step();
+    sched.step();  // StepLR counts iterations
+    if (progress) progress(it + 1, cfg.iters, loss.item());
+  }
+  ZsFold out;
+  out.fold = cfg.fold;
+  out.iters = cfg.iters;
+  out.secs_per_iter = cfg.iters ? std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / cfg.iters : 0.0;
+
+  // ---- test batches (fmnist_zs.md §5), from a stream of their own ----
+  Generator test_rng(stream_seed(cfg.seed, cfg.fold, kTest));
+  auto test_by_class = data::rows_by_class(m.test_y, 10);
+  for (double r : cfg.ratios) {
+    const int64_t n_a = anomalies_for_ratio(cfg.batch_normals, r);
+    for (int64_t t : test_classes) {
+      // The pooled test images of the fold's other test classes.
+      std::vector<int64_t> pool;
+      for (int64_t o : test_classes)
+        if (o != t) pool.insert(pool.end(), test_by_class[o].begin(), test_by_class[o].end());
+      const auto& own = test_by_class[t];
+      auto perm = test_rng.permutation(static_cast<int64_t>(own.size()));
+      for (int64_t b = 0; b < cfg.batches_per_class; ++b) {
+        std::vector<int64_t> rows;
+        std::vector<int> labels;
+        for (int64_t i = b * cfg.batch_normals; i < (b + 1) * cfg.batch_normals; ++i) {
+          rows.push_back(own.at(perm.at(i)));
+          labels.push_back(0);
+        }
+        for (int64_t i : data::sample_distinct(static_cast<int64_t>(pool.size()), n_a, test_rng)) {
+          rows.push_back(pool[i]);
+          labels.push_back(1);
+        }
+        for (int64_t i = static_cast<int64_t>(rows.size()) - 1; i > 0; --i) {  // shuffle the batch
+          const int64_t j = test_rng.randint(0, i + 1);
+          std::swap(rows[i], rows[j]);
+          std::swap(labels[i], labels[j]);
+        }
+        Tensor x = index_select(m.test_x, rows);
+        ZsBatch zb{t, b, r, 0, 0, 0, 0};
+        zb.acr = eval::auroc(model.score(x), labels);
+        zb.stationary = eval::auroc(model.score(x, true), labels);
+        zb.batch_l2 = eval::auroc(batch_l2_scores(x), labels);
+        zb.knn = eval::auroc(knn_scores(x, 5), labels);
+        out.batches.push_back(zb);
+      }
+    }
+    // Mean and std over this ratio's batches.
+    std::vector<double> a, s, l, k;
+    for (auto& zb : out.batches)
+      if (zb.ratio == r) a.push_back(zb.acr), s.push_back(zb.stationary), l.push_back(zb.batch_l2), k.push_back(zb.knn);
+    out.ratios.push_back({r, n_a, mean_of(a), std_of(a), mean_of(s), std_of(s), mean_of(l), std_of(l), mean_of(k), std_of(k)});
+  }
+  return out;
+}
+
+}  // namespace normad::models

@@ -1,0 +1,41 @@
+// The Omniglot conv net (see models/omniglot_net.h). Tested by tests/test_acr.cpp.
+#include "models/omniglot_net.h"
+
+#include "nn/init.h"
+
+namespace normad::models {
+
+OmniglotNet::OmniglotNet(Generator& g, int64_t channels, int64_t embed) {
+  int64_t in = 1;
+  for (int i = 0; i < 4; ++i) {
+    auto conv = register_module("conv" + std::to_string(i), std::make_shared<nn::Conv2d>(in, channels, 3, 2, 1));
+    auto bn = register_module("bn" + std::to_string(i), std::make_shared<nn::BatchNorm2d>(channels));
+    nn::init::xavier_uniform_(conv->weight.data(), 1.f, g);  // acr.md §8
+    conv->bias.data().fill_(0.f);
+    convs_.push_back(conv);
+    bns_.push_back(bn);
+    in = channels;
+  }
+  head_ = register_module("head", std::make_shared<nn::Linear>(channels, embed));
+  nn::init::normal_(head_->weight.data(), 0.f, 1.f, g);
+  head_->bias.data().fill_(0.f);
+  bns_.push_back(register_module("bn_out", std::make_shared<nn::BatchNorm1d>(embed)));
+  for (auto& bn : bns_) nn::init::uniform_(bn->weight.data(), 0.f, 1.f, g);  // beta stays 0
+}
+
+Var OmniglotNet::forward(const Var& x) {
+  check(x.dim() == 4 && x.size(1) == 1, "OmniglotNet", "expects [N, 1, H, W], got " + shape_str(x.shape()));
+  Var h = x;
+  for (size_t i = 0; i < convs_.size(); ++i) h = relu((*bns_[i])((*convs_[i])(h)));
+  return (*bns_.back())((*head_)(global_avg_pool(h)));
+}
+
+void OmniglotNet::set_groups(int64_t groups) {
+  for (auto& bn : bns_) bn->groups = groups;
+}
+
+void OmniglotNet::set_batch_stats_in_eval(bool on) {
+  for (auto& bn : bns_) bn->batch_stats_in_eval = on;
+}
+
+}  // namespace normad::models
