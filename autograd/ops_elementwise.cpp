@@ -107,13 +107,11 @@ Var clamp(const Var& a, float lo, float hi) {
 Var relu(const Var& a) { return leaky_relu(a, 0.f); }
 
 Var leaky_relu(const Var& a, float slope) {
-  Tensor y = slope == 0.f ? relu(a.data()) : leaky_relu(a.data(), slope);
-  return unary(a, y, slope == 0.f ? "relu" : "leaky_relu",
-               [slope](const Tensor& x, const Tensor&) {
-                 Tensor m(x.shape());
-                 for (int64_t i = 0; i < x.numel(); ++i) m.data()[i] = x.data()[i] > 0 ? 1.f : slope;
-                 return m;
-               });
+  Tensor x = a.data();
+  Tensor y = slope == 0.f ? relu(x) : leaky_relu(x, slope);
+  return Var::make(y, {a}, slope == 0.f ? "relu" : "leaky_relu", [x, slope](Node& self) {
+    push(self, 0, leaky_relu_backward(self.grad, x, slope));
+  });
 }
 
 Var sigmoid(const Var& a) {

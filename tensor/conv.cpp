@@ -95,6 +95,14 @@ void check_cpu(const Tensor& t, const char* what) {
   check(t.device() == Device::CPU, what, "only CPU tensors are supported");
 }
 
+// Output columns ow whose input column iw0 + ow * stride falls inside [0, W): [lo, hi).
+void valid_cols(int64_t iw0, int64_t stride, int64_t W, int64_t OW, int64_t& lo, int64_t& hi) {
+  lo = iw0 >= 0 ? 0 : (-iw0 + stride - 1) / stride;
+  hi = iw0 > W - 1 ? 0 : (W - 1 - iw0) / stride + 1;
+  lo = std::min(lo, OW);
+  hi = std::clamp(hi, lo, OW);
+}
+
 // cols [K, nb*OH*OW] for samples n0..n0+nb-1 of group g: row (c*KH + kh)*KW + kw, column
 // j*OH*OW + oh*OW + ow holds x[n0+j, g*Cg+c, oh*sh-ph+kh*dh, ow*sw-pw+kw*dw] (0 in the padding).
 void im2col(float* cols, const float* x, const ConvDims& d, const Conv2dArgs& a, int64_t n0,
@@ -104,6 +112,9 @@ void im2col(float* cols, const float* x, const ConvDims& d, const Conv2dArgs& a,
     for (int64_t kh = 0; kh < d.KH; ++kh)
       for (int64_t kw = 0; kw < d.KW; ++kw) {
         float* row = cols + ((c * d.KH + kh) * d.KW + kw) * ldc;
+        const int64_t iw0 = kw * a.dil_w - a.pad_w;  // input column of ow = 0
+        int64_t lo, hi;
+        valid_cols(iw0, a.stride_w, d.W, d.OW, lo, hi);
         for (int64_t j = 0; j < nb; ++j) {
           const float* plane = x + ((n0 + j) * d.C + g * d.Cg + c) * d.H * d.W;
           float* dst = row + j * ohw;
@@ -114,11 +125,9 @@ void im2col(float* cols, const float* x, const ConvDims& d, const Conv2dArgs& a,
               continue;
             }
             const float* src = plane + ih * d.W;
-            int64_t iw0 = kw * a.dil_w - a.pad_w;  // input column of ow = 0
-            for (int64_t ow = 0; ow < d.OW; ++ow) {
-              int64_t iw = iw0 + ow * a.stride_w;
-              dst[ow] = (iw >= 0 && iw < d.W) ? src[iw] : 0.f;
-            }
+            std::fill(dst, dst + lo, 0.f);
+            for (int64_t ow = lo; ow < hi; ++ow) dst[ow] = src[iw0 + ow * a.stride_w];
+            std::fill(dst + hi, dst + d.OW, 0.f);
           }
         }
       }
@@ -132,6 +141,9 @@ void col2im(float* dx, const float* cols, const ConvDims& d, const Conv2dArgs& a
     for (int64_t kh = 0; kh < d.KH; ++kh)
       for (int64_t kw = 0; kw < d.KW; ++kw) {
         const float* row = cols + ((c * d.KH + kh) * d.KW + kw) * ldc;
+        const int64_t iw0 = kw * a.dil_w - a.pad_w;
+        int64_t lo, hi;
+        valid_cols(iw0, a.stride_w, d.W, d.OW, lo, hi);
         for (int64_t j = 0; j < nb; ++j) {
           float* plane = dx + ((n0 + j) * d.C + g * d.Cg + c) * d.H * d.W;
           const float* src = row + j * ohw;
@@ -139,11 +151,7 @@ void col2im(float* dx, const float* cols, const ConvDims& d, const Conv2dArgs& a
             int64_t ih = oh * a.stride_h - a.pad_h + kh * a.dil_h;
             if (ih < 0 || ih >= d.H) continue;
             float* dst = plane + ih * d.W;
-            int64_t iw0 = kw * a.dil_w - a.pad_w;
-            for (int64_t ow = 0; ow < d.OW; ++ow) {
-              int64_t iw = iw0 + ow * a.stride_w;
-              if (iw >= 0 && iw < d.W) dst[iw] += src[ow];
-            }
+            for (int64_t ow = lo; ow < hi; ++ow) dst[iw0 + ow * a.stride_w] += src[ow];
           }
         }
       }

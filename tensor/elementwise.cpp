@@ -134,6 +134,11 @@ Tensor relu(const Tensor& a) { return unary(a, [](float x) { return x > 0 ? x : 
 Tensor leaky_relu(const Tensor& a, float slope) {
   return unary(a, [slope](float x) { return x > 0 ? x : slope * x; });
 }
+Tensor leaky_relu_backward(const Tensor& g, const Tensor& x, float slope) {
+  check(g.shape() == x.shape(), "leaky_relu_backward",
+        "gradient " + shape_str(g.shape()) + " vs input " + shape_str(x.shape()));
+  return binary(g, x, [slope](float gv, float xv) { return xv > 0 ? gv : slope * gv; });
+}
 Tensor sigmoid(const Tensor& a) {
   // Two branches keep exp's argument <= 0, so neither overflows.
   return unary(a, [](float x) {

@@ -34,6 +34,8 @@ Tensor relu(const Tensor& a);
 Tensor leaky_relu(const Tensor& a, float slope);
 Tensor sigmoid(const Tensor& a);
 Tensor silu(const Tensor& a);  // x * sigmoid(x)
+// g * (x > 0 ? 1 : slope): the backward of leaky_relu (slope 0: relu).
+Tensor leaky_relu_backward(const Tensor& g, const Tensor& x, float slope);
 // Sums `g` (shaped like a broadcast result) down to `shape` (the inverse of broadcasting).
 Tensor sum_to(const Tensor& g, const Shape& shape);
 

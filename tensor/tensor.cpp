@@ -3,11 +3,25 @@
 // Tested by tests/test_tensor.cpp.
 #include "tensor/tensor.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <cstring>
 #include <sstream>
 
 namespace normad {
+
+namespace {
+// glibc serves blocks above 128 KiB with mmap and returns them on free, so every large op output
+// costs fresh page faults. Keeping them in the heap (no mmap up to 1 GiB, no trimming below
+// 256 MiB) reuses the same pages from one training step to the next.
+struct MallocTuning {
+  MallocTuning() {
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  }
+} const g_malloc_tuning;
+}  // namespace
 
 std::string shape_str(const Shape& s) {
   std::ostringstream os;
