@@ -210,6 +210,68 @@ def make_optim(fx):
         [0.1, 0.9, 1e-3])
 
 
+# ---- ACR-DSVDD golden iteration (acr.md §3, §4.1, §4.3, §7.1) ------------------------------------
+class OmniglotNet(torch.nn.Module):
+    """acr.md §7.1 with normad's parameter names (models/omniglot_net.cpp)."""
+
+    def __init__(self):
+        super().__init__()
+        for i in range(4):
+            setattr(self, f"conv{i}", torch.nn.Conv2d(1 if i == 0 else 64, 64, 3, 2, 1))
+            setattr(self, f"bn{i}", torch.nn.BatchNorm2d(64))
+        self.head = torch.nn.Linear(64, 32)
+        self.bn_out = torch.nn.BatchNorm1d(32)
+
+    def forward(self, x):
+        for i in range(4):
+            x = F.relu(getattr(self, f"bn{i}")(getattr(self, f"conv{i}")(x)))
+        return self.bn_out(self.head(x.mean((2, 3))))
+
+
+def make_acr(fx):
+    """One ACR-DSVDD iteration: 4 tasks x 30 rows, each task its own forward pass (the reference's
+    loop), loss = mean over tasks of (1/Q)[sum_normal d + sum_anomalous 1/d]. Stores the weights
+    (state_dict names), c, x, y, the loss, every parameter's gradient ("grad.<name>") and the
+    running statistics after the 4 passes ("after.<name>")."""
+    T, Q = 4, 30
+    net = OmniglotNet().double()
+    for m in net.modules():  # acr.md §8, so values are in the method's real range
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.xavier_uniform_(m.weight)
+            torch.nn.init.zeros_(m.bias)
+        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            torch.nn.init.uniform_(m.weight, 0, 1)
+    torch.nn.init.normal_(net.head.weight, 0, 1)
+    torch.nn.init.zeros_(net.head.bias)
+    # Round the weights to float32 first, so both sides start from identical values.
+    with torch.no_grad():
+        for t in net.state_dict().values():
+            t.copy_(t.float().double())
+    c = torch.randn(32).double().requires_grad_(True)
+    x = torch.rand(T * Q, 1, 28, 28)
+    y = torch.cat([torch.randperm(Q) % 2 for _ in range(T)]).float()  # 15 + 15 per task, shuffled
+    for name, t in net.state_dict().items():
+        fx[name] = t.float()
+    fx["c"], fx["x"], fx["y"] = c.detach().float(), x, y
+    net.train()
+    xd = x.double()
+    losses = []
+    for k in range(T):
+        z = net(xd[k * Q:(k + 1) * Q])
+        d = ((z - c) ** 2).sum(1)
+        yk = y[k * Q:(k + 1) * Q].double()
+        losses.append(((1 - yk) * d + yk / d).mean())
+    loss = torch.stack(losses).mean()
+    loss.backward()
+    fx["loss"] = loss.detach().float().reshape(1)
+    for name, p in net.named_parameters():
+        fx["grad." + name] = p.grad.float()
+    fx["grad.c"] = c.grad.float()
+    for name, t in net.state_dict().items():
+        if "running" in name:
+            fx["after." + name] = t.float()
+
+
 def main():
     if len(sys.argv) != 2:
         print("usage: make_fixtures.py OUTDIR", file=sys.stderr)
@@ -221,7 +283,8 @@ def main():
     torch.set_default_dtype(torch.float32)
     meta = {"generator": "tests/make_fixtures.py", "torch": torch.__version__}
     families = [("conv2d", make_conv), ("batchnorm", make_batchnorm), ("linear", make_linear),
-                ("pool", make_pool), ("distance", make_distance), ("adam", make_optim)]
+                ("pool", make_pool), ("distance", make_distance), ("adam", make_optim),
+                ("acr", make_acr)]
     for seed, (name, make) in enumerate(families):
         torch.manual_seed(seed)  # one seed per file: adding a case elsewhere changes nothing here
         fx = {}
