@@ -1,10 +1,12 @@
 # normad: the two commands a new user runs. Both install missing Debian packages, configure and build.
-#   make demo   - the main job (for now: a two-layer network trained on Fashion-MNIST)
+#   make demo   - the main job: zero-shot anomaly detection with ACR on Fashion-MNIST (FMNIST-ZS,
+#                 fold A, DEMO_ITERS meta-training iterations: about 4 minutes on 2 cores)
 #   make test   - the test suite (ctest)
 #   make bench  - the benchmarks
 BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_ARGS ?=
+DEMO_ITERS ?= 500
 
 .PHONY: deps configure build test demo bench clean
 
@@ -21,7 +23,7 @@ test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 demo: build
-	./$(BUILD)/normad_demo
+	./$(BUILD)/normad zeroshot --data fmnist --fold A --iters $(DEMO_ITERS)
 
 bench: build
 	./$(BUILD)/normad_bench --benchmark_counters_tabular=true
