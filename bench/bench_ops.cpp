@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "tensor/ops.h"
 #include "tensor/random.h"
 #include "tensor/tensor.h"
@@ -33,23 +34,8 @@ using namespace normad;
 
 namespace {
 
-// Rates use iteration-invariant counts: the value per iteration times iterations / wall seconds.
-void set_rate(benchmark::State& st, const char* name, double per_iter) {
-  st.counters[name] = benchmark::Counter(per_iter, benchmark::Counter::kIsIterationInvariantRate);
-}
-
-// Runs `op` once before timing: a warm-up (first-touch allocation, TBB thread start) and a check
-// that the op exists and accepts the shapes. On a normad::Error the case is marked as failed.
-template <class Op>
-bool warm_up(benchmark::State& st, Op&& op) {
-  try {
-    op();
-    return true;
-  } catch (const std::exception& e) {
-    st.SkipWithError(e.what());
-    return false;
-  }
-}
+using bench::set_rate;
+using bench::warm_up;
 
 // ---- conv2d ---------------------------------------------------------------------------------
 struct ConvCase {

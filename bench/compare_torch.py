@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+# Times one training step of each model workload in normad (build/normad_bench, bench_models.cpp)
+# and in PyTorch (python3-torch, the reference implementations' way: one forward pass per task) on
+# the same T cores, and prints one line per workload:
+#   <name> normad_ms=<x> torch_ms=<y> speedup=<y/x>        (speedup > 1: normad is faster)
+# Threads: both run under `taskset -c 0..T-1`; torch gets set_num_threads(T) and, for T > 1, is run
+# with OPENBLAS_NUM_THREADS=1 and =T, keeping the faster (its fastest set-up on these cores).
+# Workloads so far: acr_dsvdd_step/omniglot_t32_q30. Usage: python3 bench/compare_torch.py [--threads T]
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+TORCH_SCRIPT = r'''
+import sys, time, torch
+import torch.nn.functional as F
+threads = int(sys.argv[1]); torch.set_num_threads(threads); torch.manual_seed(1)
+
+class OmniglotNet(torch.nn.Module):  # acr.md 7.1
+    def __init__(self):
+        super().__init__()
+        self.convs = torch.nn.ModuleList([torch.nn.Conv2d(1 if i == 0 else 64, 64, 3, 2, 1) for i in range(4)])
+        self.bns = torch.nn.ModuleList([torch.nn.BatchNorm2d(64) for _ in range(4)])
+        self.head, self.bn_out = torch.nn.Linear(64, 32), torch.nn.BatchNorm1d(32)
+    def forward(self, x):
+        for c, b in zip(self.convs, self.bns):
+            x = F.relu(b(c(x)))
+        return self.bn_out(self.head(x.mean((2, 3))))
+
+T, Q = 32, 30
+net = OmniglotNet(); c = torch.randn(32, requires_grad=True)
+opt = torch.optim.Adam(list(net.parameters()) + [c], lr=1e-3)
+x = torch.rand(T * Q, 1, 28, 28); y = (torch.arange(T * Q) % 2).float()
+def step():
+    losses = []
+    for k in range(T):  # the reference: one forward pass (one BN batch) per task
+        d = ((net(x[k*Q:(k+1)*Q]) - c) ** 2).sum(1)
+        yk = y[k*Q:(k+1)*Q]
+        losses.append(((1 - yk) * d + yk / d).mean())
+    loss = torch.stack(losses).mean()
+    opt.zero_grad(); loss.backward(); opt.step()
+for _ in range(3): step()
+n, t0 = 0, time.perf_counter()
+while time.perf_counter() - t0 < 3.0:
+    step(); n += 1
+print("acr_dsvdd_step/omniglot_t32_q30", 1000 * (time.perf_counter() - t0) / n)
+'''
+
+
+def cpus(t):
+    return f"0-{t - 1}"
+
+
+def run_normad(t, bench):
+    out = subprocess.run(["taskset", "-c", cpus(t), bench, "--benchmark_filter=_step/",
+                          "--benchmark_format=json"], capture_output=True, text=True, check=True).stdout
+    res = {}
+    for b in json.loads(out)["benchmarks"]:
+        name = b["name"].replace("/min_time:2.000", "").replace("/real_time", "")
+        res[name] = b["real_time"]  # ms (Unit kMillisecond)
+    return res
+
+
+def run_torch(t):
+    best = {}
+    for blas in sorted({1, t}):
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(blas), OMP_NUM_THREADS=str(t))
+        out = subprocess.run(["taskset", "-c", cpus(t), "/usr/bin/python3", "-c", TORCH_SCRIPT, str(t)],
+                             capture_output=True, text=True, check=True, env=env).stdout
+        for line in out.splitlines():
+            name, ms = line.split()
+            best[name] = min(best.get(name, float("inf")), float(ms))
+    return best
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--bench", default=os.path.join(ROOT, "build", "normad_bench"))
+    a = ap.parse_args()
+    n, t = run_normad(a.threads, a.bench), run_torch(a.threads)
+    for name in sorted(n):
+        if name in t:
+            print(f"{name} normad_ms={n[name]:.1f} torch_ms={t[name]:.1f} speedup={t[name] / n[name]:.2f}")
+        else:
+            print(f"{name} normad_ms={n[name]:.1f} (no torch case)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
