@@ -1,0 +1,105 @@
+// normad CSV reader for labelled tables: a header row, one label column chosen by name, every other
+// column a numeric feature or a one-hot encoded category; optional standardisation fitted on training rows.
+// Format: RFC 4180 with leniencies: ',' separator, optional "quoted" fields ("" is a quote), CRLF or LF,
+// optional final newline, trailing empty lines ignored, spaces around numbers allowed. Math: x' = (x - mean) / std.
+// Tested by tests/test_csv.cpp (small files written by the test, every error message, exact metadata round trip).
+//
+// Shape legend: N rows, F features (after one-hot). Worked example: a 100-row file with header
+//   age,color,score,class   and color in {red, blue}
+// read with label "class" and one_hot {"color"} gives x [100, 4] with columns
+//   age, color=blue, color=red, score   (categories sorted, placed where `color` was) and 100 string labels.
+//
+// Typical use (train, then score new data with the statistics stored in the model file):
+//   data::Csv train_csv = data::read_csv("train.csv");
+//   data::Preprocess pre = data::Preprocess::fit(train_csv, {.label = "class", .one_hot = {"color"},
+//                                                            .standardise = true});
+//   data::Table train = pre.apply(train_csv);
+//   metadata = pre.to_metadata();                       // ... later, in another process:
+//   data::Table test = data::Preprocess::from_metadata(metadata).apply(data::read_csv("test.csv"));
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace normad::data {
+
+// A parsed CSV file, cells still strings. Every row has header.size() fields; names are unique.
+struct Csv {
+  std::string path;                             // file name used in error messages
+  std::vector<std::string> header;              // column names from the first row
+  std::vector<std::vector<std::string>> rows;   // rows[i][j]: row i, column j
+  std::vector<int64_t> lines;                   // 1-based line on which row i starts
+};
+
+// Reads and parses `path`. Errors (normad::Error) name the file and, where it applies, the line:
+// missing file, empty file (no header), duplicate column names, a row with the wrong number of
+// fields, an unterminated quote. A UTF-8 byte order mark before the header is skipped.
+Csv read_csv(const std::string& path);
+// The same on text in memory; `name` stands in for the file name in error messages.
+Csv parse_csv(const std::string& text,          // the whole file's contents
+              const std::string& name);         // e.g. "data.csv"
+
+// A numeric table ready for a model.
+struct Table {
+  std::vector<std::string> columns;             // F feature names; one-hot outputs are "<name>=<value>"
+  Tensor x;                                     // [N, F] float32
+  std::vector<std::string> labels;              // N label strings, or empty when there is no label column
+  int64_t unknown_categories = 0;               // one-hot cells whose value was not seen in fit (encoded as zeros)
+};
+
+struct PreprocessOptions {
+  std::string label;                            // label column name; "" when the table has none
+  std::vector<std::string> one_hot;             // categorical columns to one-hot encode
+  bool standardise = false;                     // fit mean and std per output feature
+};
+
+// How raw columns become features; fitted on training rows, re-applied to any later file.
+// Unknown categories at apply time (a value not seen in fit) encode as all zeros and are counted in
+// Table::unknown_categories rather than raised: scoring data may legitimately hold new values.
+// Standardisation covers every output feature, one-hot columns included, after encoding.
+struct Preprocess {
+  std::string label;                                           // label column, "" for none
+  std::vector<std::string> inputs;                             // raw feature columns, in file order
+  std::map<std::string, std::vector<std::string>> categories;  // one-hot column -> sorted categories
+  std::vector<float> mean, std;                                // per output feature; empty: no standardisation
+
+  // Fits on `train`: finds the label and one-hot columns (errors list the available columns),
+  // collects the sorted categories, and with standardise the population mean and std of each output
+  // feature (std 1 for a constant feature, so it maps to 0). Needs at least one row.
+  static Preprocess fit(const Csv& train,                  // parsed training file
+                        const PreprocessOptions& options); // label, one-hot columns, standardise
+
+  // Encodes `csv`, whose columns must be the fitted inputs (any order) plus, optionally, the label
+  // column; without it the labels come back empty (a table to score). Errors name the file, line and
+  // column of a cell that is not a finite number, and any missing or unexpected column.
+  Table apply(const Csv& csv) const;
+
+  std::vector<std::string> columns() const;  // output feature names, as in Table::columns
+
+  // Keys "csv.label", "csv.inputs", "csv.one_hot", "csv.categories.<column>", and with
+  // standardisation "csv.mean", "csv.std" (values printed "%.9g", which round-trips float32 exactly).
+  // Lists are stored as one CSV record. from_metadata ignores other keys; it throws on missing or
+  // malformed csv.* keys.
+  std::map<std::string, std::string> to_metadata() const;
+  static Preprocess from_metadata(const std::map<std::string, std::string>& metadata);
+};
+
+// Reads `path` with every non-label column numeric, no one-hot and no standardisation.
+Table read_table(const std::string& path,      // CSV file
+                 const std::string& label);    // label column name, "" for none
+
+// Labels as classes: the sorted distinct values; class id k is position k (0..K-1).
+std::vector<std::string> label_classes(const std::vector<std::string>& labels);
+// Class id of each label; a label that is not among `classes` is an Error naming it.
+std::vector<int64_t> label_ids(const std::vector<std::string>& labels,    // N label strings
+                               const std::vector<std::string>& classes);  // from label_classes
+// One-class view: 0 where the label equals `normal`, 1 (anomaly) elsewhere, the convention of
+// eval/metrics.h. An Error (listing the classes) when no row has the label `normal`.
+std::vector<int> anomaly_labels(const std::vector<std::string>& labels,  // N label strings
+                                const std::string& normal);              // the normal class
+
+}  // namespace normad::data

@@ -1,0 +1,82 @@
+// NeuTraL-AD (see models/ntl.h). Tested by tests/test_ntl.cpp.
+#include "models/ntl.h"
+
+#include <cmath>
+#include <limits>
+
+namespace normad::models {
+
+Var dcl_loss(const Var& z, float tau) {
+  check(z.dim() == 3 && z.size(1) >= 3, "dcl_loss", "expects [N, K+1, Z] with K >= 2, got " + shape_str(z.shape()));
+  const int64_t N = z.size(0), V = z.size(1), Z = z.size(2), K = V - 1;
+  Var u = reshape(l2_normalize(reshape(z, {N * V, Z})), {N, V, Z});
+  Var sim = bmm(u, u, false, true) / tau;  // [N, V, V] = <u_a, u_b> / tau
+  // A view is never its own negative: -inf on the diagonal drops it from the log-sum-exp.
+  Tensor mask = Tensor::zeros({1, V, V});
+  for (int64_t k = 0; k < V; ++k) mask.data()[k * V + k] = -std::numeric_limits<float>::infinity();
+  Var lse = logsumexp(add(sim, Var(mask)), 2);                   // [N, V]: ln sum_{l != k} exp s(k, l)
+  Var den = slice(lse, 1, 1, V);                                 // [N, K], views k = 1..K
+  Var pos = reshape(slice(slice(sim, 1, 1, V), 2, 0, 1), {N, K});  // s(k, 0)
+  return sum(sub(den, pos), {1}) / (static_cast<float>(K) * std::log(static_cast<float>(K)));
+}
+
+NtlConfig ntl_defaults(NtlConfig c) {
+  check(c.x_dim > 0, "NeutralAD", "x_dim must be positive");
+  check(c.K >= 2, "NeutralAD", "needs K >= 2 transformations, got " + std::to_string(c.K));
+  check(c.trans_type == "forward" || c.trans_type == "residual" || c.trans_type == "mul", "NeutralAD",
+        "trans_type must be forward, residual or mul, got '" + c.trans_type + "'");
+  check(c.trans_layers >= 1 && c.enc_layers >= 1, "NeutralAD", "needs at least one layer");
+  if (!c.trans_hidden) c.trans_hidden = c.x_dim;
+  // ntl_dsvdd.md B.2: x_dim < 32 -> z = h = 2 x_dim; up to 300 -> z 32, h 64; else z 64, h 256.
+  const int64_t h = c.x_dim < 32 ? 2 * c.x_dim : c.x_dim <= 300 ? 64 : 256;
+  const int64_t z = c.x_dim < 32 ? 2 * c.x_dim : c.x_dim <= 300 ? 32 : 64;
+  if (!c.enc_hidden) c.enc_hidden = h;
+  if (!c.z_dim) c.z_dim = z;
+  return c;
+}
+
+NeutralAD::NeutralAD(const NtlConfig& cfg) : cfg_(ntl_defaults(cfg)) {
+  const auto& c = cfg_;
+  for (int64_t k = 0; k < c.K; ++k) {
+    // M_k: Linear layers without bias, ReLU between them, x_dim -> hidden -> ... -> x_dim.
+    auto m = std::make_shared<nn::Sequential>();
+    int64_t in = c.x_dim;
+    for (int64_t l = 0; l < c.trans_layers; ++l) {
+      const int64_t out = l + 1 == c.trans_layers ? c.x_dim : c.trans_hidden;
+      m->push_back(std::make_shared<nn::Linear>(in, out, c.trans_bias));
+      if (l + 1 < c.trans_layers) m->push_back(std::make_shared<nn::ReLU>());
+      in = out;
+    }
+    trans_.push_back(register_module("trans." + std::to_string(k), m));
+  }
+  // Encoder: (enc_layers - 1) x [Linear, BN1d (affine = bias) if enabled, ReLU], Linear -> z.
+  enc_ = register_module("enc", std::make_shared<nn::Sequential>());
+  int64_t in = c.x_dim;
+  for (int64_t l = 0; l + 1 < c.enc_layers; ++l) {
+    enc_->push_back(std::make_shared<nn::Linear>(in, c.enc_hidden, c.enc_bias));
+    if (c.batch_norm) enc_->push_back(std::make_shared<nn::BatchNorm1d>(c.enc_hidden, 1e-5f, 0.1f, c.enc_bias));
+    enc_->push_back(std::make_shared<nn::ReLU>());
+    in = c.enc_hidden;
+  }
+  enc_->push_back(std::make_shared<nn::Linear>(in, c.z_dim, c.enc_bias));
+}
+
+Var NeutralAD::embed(const Var& x) {
+  check(x.dim() == 2 && x.size(1) == cfg_.x_dim, "NeutralAD",
+        "expects [N, " + std::to_string(cfg_.x_dim) + "], got " + shape_str(x.shape()));
+  const int64_t N = x.size(0), V = cfg_.K + 1;
+  std::vector<Var> views{x};
+  for (auto& m : trans_) {
+    Var t = (*m)(x);
+    if (cfg_.trans_type == "residual") t = add(x, t);
+    else if (cfg_.trans_type == "mul") t = mul(sigmoid(t), x);
+    views.push_back(t);
+  }
+  // One encoder pass over all views (its BN, when enabled, pools them, B.1).
+  Var z = (*enc_)(concat(views, 0));                             // [V N, Z]
+  return permute(reshape(z, {V, N, cfg_.z_dim}), {1, 0, 2});   // [N, V, Z]
+}
+
+Var NeutralAD::forward(const Var& x) { return dcl_loss(embed(x), cfg_.tau); }
+
+}  // namespace normad::models

@@ -1,0 +1,49 @@
+// NeuTraL-AD (ntl_dsvdd.md part B): K learnable transformations and a shared encoder, trained with
+// the deterministic contrastive loss (DCL); the anomaly score of a sample is its DCL loss.
+// Math: views z_0 = f(x), z_k = f(T_k(x)); u = z / max(|z|, 1e-12); s(a, b) = <u_a, u_b> / tau;
+// L(x) = (1 / (K ln K)) sum_{k=1..K} [ln sum_{l != k} exp s(k, l) - s(k, 0)].
+// Tested by tests/test_ntl.cpp (DCL against a direct double-precision formula, finite differences,
+// a synthetic table it must separate).
+//
+// Shapes: x [N, D]; views stacked view-major into [(K+1) N, D]; embeddings [N, K+1, Z].
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "nn/layers.h"
+#include "tensor/random.h"
+
+namespace normad::models {
+
+// Per-sample DCL of z [N, V, Z] with V = K + 1 views (view 0 the original) -> [N].
+Var dcl_loss(const Var& z, float tau = 0.1f);
+
+struct NtlConfig {
+  int64_t x_dim = 0;
+  int64_t K = 11;                   // transformations (the loss sees K + 1 views)
+  std::string trans_type = "residual";  // forward | residual | mul (ntl_dsvdd.md B.1)
+  int64_t trans_layers = 2, trans_hidden = 0;  // 0: x_dim (B.2 default)
+  int64_t enc_layers = 5, enc_hidden = 0, z_dim = 0;  // 0: B.2 defaults from x_dim
+  bool batch_norm = false;          // affine-free BN1d in the encoder
+  bool trans_bias = false, enc_bias = false;
+  float tau = 0.1f;
+};
+
+// Fills the B.2 defaults (hidden and z sizes from x_dim) and validates.
+NtlConfig ntl_defaults(NtlConfig c);
+
+class NeutralAD : public nn::Module {
+ public:
+  explicit NeutralAD(const NtlConfig& cfg);
+  Var forward(const Var& x) override;  // x [N, D] -> per-sample DCL [N]
+  Var embed(const Var& x);             // x [N, D] -> [N, K+1, Z]
+  const NtlConfig& config() const { return cfg_; }
+
+ private:
+  NtlConfig cfg_;
+  std::vector<std::shared_ptr<nn::Sequential>> trans_;
+  std::shared_ptr<nn::Sequential> enc_;
+};
+
+}  // namespace normad::models
