@@ -65,7 +65,7 @@ struct Preprocess {
   std::string label;                                           // label column, "" for none
   std::vector<std::string> inputs;                             // raw feature columns, in file order
   std::map<std::string, std::vector<std::string>> categories;  // one-hot column -> sorted categories
-  std::vector<float> mean, std;                                // per output feature; empty: no standardisation
+  std::vector<float> mean, stddev;                             // per output feature; empty: no standardisation
 
   // Fits on `train`: finds the label and one-hot columns (errors list the available columns),
   // collects the sorted categories, and with standardise the population mean and std of each output

@@ -6,18 +6,46 @@
 
 namespace normad::models {
 
-Var dcl_loss(const Var& z, float tau) {
-  check(z.dim() == 3 && z.size(1) >= 3, "dcl_loss", "expects [N, K+1, Z] with K >= 2, got " + shape_str(z.shape()));
-  const int64_t N = z.size(0), V = z.size(1), Z = z.size(2), K = V - 1;
+namespace {
+
+// Similarities s = <u_a, u_b> / tau of the L2-normalised views of z [N, V, Z] -> [N, V, V].
+Var view_similarities(const Var& z, float tau, const char* what) {
+  check(z.dim() == 3 && z.size(1) >= 3, what, "expects [N, K+1, Z] with K >= 2, got " + shape_str(z.shape()));
+  const int64_t N = z.size(0), V = z.size(1), Z = z.size(2);
   Var u = reshape(l2_normalize(reshape(z, {N * V, Z})), {N, V, Z});
-  Var sim = bmm(u, u, false, true) / tau;  // [N, V, V] = <u_a, u_b> / tau
-  // A view is never its own negative: -inf on the diagonal drops it from the log-sum-exp.
+  return bmm(u, u, false, true) / tau;
+}
+
+// ln sum_l exp s(k, l) over the l not excluded, for the transformed views k = 1..K -> [N, K].
+// A -inf added to an excluded entry drops it from the log-sum-exp (and from its gradient).
+Var masked_lse(const Var& sim, bool exclude_original) {
+  const int64_t V = sim.size(1);
+  const float ninf = -std::numeric_limits<float>::infinity();
   Tensor mask = Tensor::zeros({1, V, V});
-  for (int64_t k = 0; k < V; ++k) mask.data()[k * V + k] = -std::numeric_limits<float>::infinity();
-  Var lse = logsumexp(add(sim, Var(mask)), 2);                   // [N, V]: ln sum_{l != k} exp s(k, l)
-  Var den = slice(lse, 1, 1, V);                                 // [N, K], views k = 1..K
-  Var pos = reshape(slice(slice(sim, 1, 1, V), 2, 0, 1), {N, K});  // s(k, 0)
-  return sum(sub(den, pos), {1}) / (static_cast<float>(K) * std::log(static_cast<float>(K)));
+  for (int64_t k = 0; k < V; ++k) {
+    mask.data()[k * V + k] = ninf;  // a view is never its own negative
+    if (exclude_original && k > 0) mask.data()[k * V] = ninf;
+  }
+  return slice(logsumexp(add(sim, Var(mask)), 2), 1, 1, V);
+}
+
+float dcl_scale(int64_t K) { return static_cast<float>(K) * std::log(static_cast<float>(K)); }
+
+}  // namespace
+
+Var dcl_loss(const Var& z, float tau) {
+  Var sim = view_similarities(z, tau, "dcl_loss");
+  const int64_t N = z.size(0), K = z.size(1) - 1;
+  Var den = masked_lse(sim, false);                                    // ln den_k, [N, K]
+  Var pos = reshape(slice(slice(sim, 1, 1, K + 1), 2, 0, 1), {N, K});  // ln pos_k = s(k, 0)
+  return sum(sub(den, pos), {1}) / dcl_scale(K);
+}
+
+Var dcl_anomaly_loss(const Var& z, float tau) {
+  Var sim = view_similarities(z, tau, "dcl_anomaly_loss");
+  const int64_t K = z.size(1) - 1;
+  // -ln(1 - pos/den) = ln den - ln(den - pos), den - pos = sum over l not in {0, k}.
+  return sum(sub(masked_lse(sim, false), masked_lse(sim, true)), {1}) / dcl_scale(K);
 }
 
 NtlConfig ntl_defaults(NtlConfig c) {

@@ -18,6 +18,9 @@ namespace normad::models {
 
 // Per-sample DCL of z [N, V, Z] with V = K + 1 views (view 0 the original) -> [N].
 Var dcl_loss(const Var& z, float tau = 0.1f);
+// ACR-NTL's anomaly loss (acr.md §4.2): (1 / (K ln K)) sum_k -ln(1 - pos_k / den_k), computed as
+// ln den_k - ln sum_{l not in {0, k}} exp s(k, l), free of the cancellation in 1 - pos/den. -> [N].
+Var dcl_anomaly_loss(const Var& z, float tau = 0.1f);
 
 struct NtlConfig {
   int64_t x_dim = 0;

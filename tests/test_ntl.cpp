@@ -7,12 +7,13 @@
 
 using namespace normad;
 
-TEST_CASE("ntl: DCL equals the direct formula of ntl_dsvdd.md B.3", "[ntl]") {
+TEST_CASE("ntl: DCL and the ACR-NTL anomaly loss equal their direct formulas (ntl_dsvdd.md B.3, acr.md 4.2)", "[ntl]") {
   Generator g(1);
   const int64_t N = 3, V = 5, Z = 4, K = V - 1;
   const float tau = 0.1f;
   Tensor z = g.normal({N, V, Z});
   Tensor got = models::dcl_loss(Var(z), tau).data();
+  Tensor got_a = models::dcl_anomaly_loss(Var(z), tau).data();
   for (int64_t n = 0; n < N; ++n) {
     auto u = [&](int64_t v, int64_t k) {
       double s = 0;
@@ -33,9 +34,21 @@ TEST_CASE("ntl: DCL equals the direct formula of ntl_dsvdd.md B.3", "[ntl]") {
     }
     L /= K * std::log(double(K));
     CHECK(got.data()[n] == Approx(L).epsilon(1e-5));
+    // ACR-NTL anomaly loss, acr.md §4.2: (1/(K ln K)) sum_k -ln(1 - pos_k / den_k).
+    double La = 0;
+    for (int64_t k = 1; k <= K; ++k) {
+      double den = 0;
+      for (int64_t l = 0; l <= K; ++l)
+        if (l != k) den += h(k, l);
+      La += -std::log(1 - h(k, 0) / den);
+    }
+    La /= K * std::log(double(K));
+    CHECK(got_a.data()[n] == Approx(La).epsilon(1e-4));
   }
   test::check_grad([](const std::vector<Var>& v) { return models::dcl_loss(v[0], 0.5f); }, {g.normal({2, 4, 3})},
                    1e-3, 5e-3, 3e-2, "dcl");
+  test::check_grad([](const std::vector<Var>& v) { return models::dcl_anomaly_loss(v[0], 0.5f); }, {g.normal({2, 4, 3})},
+                   1e-3, 5e-3, 3e-2, "dcl anomaly");
   CHECK_THROWS_AS(models::dcl_loss(Var(Tensor({2, 2, 3})), tau), Error);
 }
 

@@ -1,0 +1,402 @@
+// normad CSV reader (see data/csv.h): a character-level RFC 4180 record parser, then typing of the
+// cells by a fitted Preprocess (numbers, one-hot categories, labels). Math: x' = (x - mean) / std with
+// the population std (divide by N) accumulated in double. Tested by tests/test_csv.cpp.
+#include "data/csv.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace normad::data {
+
+namespace {
+
+struct Record {
+  std::vector<std::string> fields;
+  int64_t line = 0;     // 1-based line where the record starts
+  bool quoted = false;  // some field was quoted (so the record is not blank)
+};
+
+bool is_space(char c) { return c == ' ' || c == '\t'; }
+
+// A blank line parses as one unquoted field of spaces at most.
+bool is_blank(const Record& r) {
+  return !r.quoted && r.fields.size() == 1 &&
+         std::all_of(r.fields[0].begin(), r.fields[0].end(), is_space);
+}
+
+// Splits `text` into records. A quoted field may hold commas, newlines and "" (one quote); spaces may
+// follow its closing quote. A quote inside an unquoted field is kept literally (as Python's csv does).
+std::vector<Record> parse_records(const std::string& text, const std::string& name) {
+  std::vector<Record> out;
+  const size_t n = text.size();
+  size_t i = 0;
+  int64_t line = 1;
+  // Skip a UTF-8 byte order mark (spreadsheets write one); it would otherwise join the first name.
+  if (text.compare(0, 3, "\xEF\xBB\xBF") == 0) i = 3;
+  while (i < n) {
+    Record r;
+    r.line = line;
+    for (;;) {
+      std::string field;
+      if (i < n && text[i] == '"') {
+        r.quoted = true;
+        ++i;
+        for (;;) {
+          if (i >= n) throw Error(name + ":" + std::to_string(r.line) + ": unterminated quoted field");
+          const char c = text[i++];
+          if (c == '"') {
+            if (i < n && text[i] == '"') {  // "" inside quotes is one quote
+              field += '"';
+              ++i;
+            } else {
+              break;
+            }
+          } else {
+            if (c == '\n') ++line;  // a newline inside quotes still advances the line count
+            field += c;
+          }
+        }
+        while (i < n && is_space(text[i])) ++i;
+        if (i < n && text[i] != ',' && text[i] != '\n' && text[i] != '\r')
+          throw Error(name + ":" + std::to_string(line) + ": field " + std::to_string(r.fields.size() + 1) +
+                      ": unexpected character after the closing quote");
+      } else {
+        const size_t start = i;
+        while (i < n && text[i] != ',' && text[i] != '\n' && text[i] != '\r') ++i;
+        field.assign(text, start, i - start);
+      }
+      r.fields.push_back(std::move(field));
+      if (i < n && text[i] == ',') {
+        ++i;
+        continue;
+      }
+      // End of record: LF, CRLF, a lone CR, or the end of the text.
+      if (i < n && text[i] == '\r') ++i;
+      if (i < n && text[i] == '\n') ++i;
+      ++line;
+      break;
+    }
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+// "'a', 'b', 'c'": column lists in error messages (quoted so stray spaces show).
+std::string name_list(const std::vector<std::string>& names) {
+  std::string s;
+  for (size_t k = 0; k < names.size(); ++k) s += (k ? ", '" : "'") + names[k] + "'";
+  return s;
+}
+
+int64_t find_column(const std::vector<std::string>& header, const std::string& name) {
+  auto it = std::find(header.begin(), header.end(), name);
+  return it == header.end() ? -1 : int64_t(it - header.begin());
+}
+
+// Parses a finite float32 after trimming spaces; a leading '+' is allowed. Locale-independent.
+bool parse_float(const std::string& cell, float* v, std::string* why) {
+  size_t b = 0, e = cell.size();
+  while (b < e && is_space(cell[b])) ++b;
+  while (e > b && is_space(cell[e - 1])) --e;
+  if (b < e && cell[b] == '+' && (e - b == 1 || cell[b + 1] != '-')) ++b;  // "+-1" stays invalid
+  auto [ptr, ec] = std::from_chars(cell.data() + b, cell.data() + e, *v);
+  if (ec == std::errc::result_out_of_range) {
+    *why = "is out of range for float32";
+    return false;
+  }
+  if (ec != std::errc() || ptr != cell.data() + e || b == e) {
+    *why = "is not a number";
+    return false;
+  }
+  if (!std::isfinite(*v)) {
+    *why = "is not a finite number";
+    return false;
+  }
+  return true;
+}
+
+// A list of strings as one CSV record (for metadata): every field quoted, so "" is one empty string
+// and an empty value is an empty list.
+std::string join_record(const std::vector<std::string>& fields) {
+  std::string s;
+  for (size_t k = 0; k < fields.size(); ++k) {
+    if (k) s += ',';
+    s += '"';
+    for (char c : fields[k]) s += (c == '"') ? std::string("\"\"") : std::string(1, c);
+    s += '"';
+  }
+  return s;
+}
+
+std::vector<std::string> split_record(const std::string& s, const std::string& key) {
+  if (s.empty()) return {};
+  std::vector<Record> r = parse_records(s, "model metadata " + key);
+  if (r.size() != 1) throw Error("model metadata: " + key + " is not a single CSV record");
+  return r[0].fields;
+}
+
+std::string join_floats(const std::vector<float>& v) {
+  std::string s;
+  char buf[32];
+  for (size_t k = 0; k < v.size(); ++k) {
+    std::snprintf(buf, sizeof buf, "%.9g", double(v[k]));  // 9 significant digits round-trip float32
+    s += (k ? "," : "") + std::string(buf);
+  }
+  return s;
+}
+
+std::vector<float> split_floats(const std::string& s, const std::string& key) {
+  std::vector<float> out;
+  for (const std::string& f : split_record(s, key)) {
+    float v;
+    std::string why;
+    if (!parse_float(f, &v, &why)) throw Error("model metadata: " + key + ": '" + f + "' " + why);
+    out.push_back(v);
+  }
+  return out;
+}
+
+const std::string& get_key(const std::map<std::string, std::string>& m, const std::string& key) {
+  auto it = m.find(key);
+  if (it == m.end()) throw Error("model metadata: missing key " + key);
+  return it->second;
+}
+
+}  // namespace
+
+Csv parse_csv(const std::string& text, const std::string& name) {
+  std::vector<Record> recs = parse_records(text, name);
+  // Trailing empty lines are ignored; an empty line inside the table is an error below.
+  while (!recs.empty() && is_blank(recs.back())) recs.pop_back();
+  if (recs.empty()) throw Error(name + ": empty file (no header row)");
+  if (is_blank(recs[0])) throw Error(name + ":" + std::to_string(recs[0].line) + ": empty header row");
+  Csv csv;
+  csv.path = name;
+  csv.header = std::move(recs[0].fields);
+  for (size_t j = 0; j < csv.header.size(); ++j)
+    for (size_t k = 0; k < j; ++k)
+      if (csv.header[j] == csv.header[k])
+        throw Error(name + ":" + std::to_string(recs[0].line) + ": duplicate column name '" + csv.header[j] +
+                    "' (columns " + std::to_string(k + 1) + " and " + std::to_string(j + 1) + ")");
+  const size_t width = csv.header.size();
+  for (size_t r = 1; r < recs.size(); ++r) {
+    const std::string at = name + ":" + std::to_string(recs[r].line) + ": ";
+    // With a single column an empty line would be one empty cell; call it what it is either way.
+    if (is_blank(recs[r]) && width > 1) throw Error(at + "empty line inside the table");
+    if (recs[r].fields.size() != width)
+      throw Error(at + "expected " + std::to_string(width) + " fields (as in the header), got " +
+                  std::to_string(recs[r].fields.size()));
+    csv.rows.push_back(std::move(recs[r].fields));
+    csv.lines.push_back(recs[r].line);
+  }
+  return csv;
+}
+
+Csv read_csv(const std::string& path) {
+  if (!std::filesystem::is_regular_file(path)) throw Error(path + ": no such CSV file");
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw Error(path + ": cannot open");
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return parse_csv(ss.str(), path);
+}
+
+Preprocess Preprocess::fit(const Csv& train, const PreprocessOptions& options) {
+  Preprocess p;
+  p.label = options.label;
+  if (!p.label.empty() && find_column(train.header, p.label) < 0)
+    throw Error(train.path + ": label column '" + p.label + "' not found (columns: " + name_list(train.header) +
+                ")");
+  for (const std::string& c : options.one_hot) {
+    if (find_column(train.header, c) < 0)
+      throw Error(train.path + ": one-hot column '" + c + "' not found (columns: " + name_list(train.header) +
+                  ")");
+    if (c == p.label) throw Error(train.path + ": column '" + c + "' is the label column, it cannot be one-hot");
+  }
+  if (train.rows.empty()) throw Error(train.path + ": no data rows to fit on");
+  for (size_t j = 0; j < train.header.size(); ++j) {
+    const std::string& name = train.header[j];
+    if (name == p.label) continue;
+    p.inputs.push_back(name);
+    if (std::find(options.one_hot.begin(), options.one_hot.end(), name) == options.one_hot.end()) continue;
+    // Categories: the distinct training values, sorted bytewise (std::string order).
+    std::set<std::string> seen;
+    for (const auto& row : train.rows) seen.insert(row[j]);
+    p.categories[name] = std::vector<std::string>(seen.begin(), seen.end());
+  }
+  if (!options.standardise) return p;
+  // Standardisation statistics from the encoded training rows, two passes in double.
+  Table t = p.apply(train);
+  const int64_t N = t.x.size(0), F = t.x.size(1);
+  const float* x = t.x.data();
+  p.mean.assign(F, 0.f);
+  p.stddev.assign(F, 1.f);
+  for (int64_t f = 0; f < F; ++f) {
+    double sum = 0;
+    for (int64_t i = 0; i < N; ++i) sum += x[i * F + f];
+    const double mean = sum / double(N);
+    double sq = 0;
+    for (int64_t i = 0; i < N; ++i) sq += (x[i * F + f] - mean) * (x[i * F + f] - mean);
+    const double sd = std::sqrt(sq / double(N));  // population std (no Bessel correction)
+    p.mean[f] = float(mean);
+    // A constant feature gets std 1 so that it maps to 0 instead of dividing by zero.
+    p.stddev[f] = (sd > 0 && float(sd) > 0) ? float(sd) : 1.f;
+  }
+  return p;
+}
+
+std::vector<std::string> Preprocess::columns() const {
+  std::vector<std::string> out;
+  for (const std::string& name : inputs) {
+    auto it = categories.find(name);
+    if (it == categories.end()) {
+      out.push_back(name);
+      continue;
+    }
+    for (const std::string& v : it->second) out.push_back(name + "=" + v);
+  }
+  return out;
+}
+
+Table Preprocess::apply(const Csv& csv) const {
+  // Map the fitted inputs to this file's columns by name; the label column is optional.
+  std::vector<int64_t> src;
+  for (const std::string& name : inputs) {
+    const int64_t j = find_column(csv.header, name);
+    if (j < 0)
+      throw Error(csv.path + ": column '" + name + "' (a fitted feature) not found (columns: " +
+                  name_list(csv.header) + ")");
+    src.push_back(j);
+  }
+  const int64_t label_col = label.empty() ? -1 : find_column(csv.header, label);
+  for (size_t j = 0; j < csv.header.size(); ++j)
+    if (int64_t(j) != label_col && std::find(inputs.begin(), inputs.end(), csv.header[j]) == inputs.end())
+      throw Error(csv.path + ": column '" + csv.header[j] + "' (" + std::to_string(j + 1) +
+                  ") is not a fitted feature (fitted: " + name_list(inputs) + ")");
+  Table t;
+  t.columns = columns();
+  const int64_t N = int64_t(csv.rows.size()), F = int64_t(t.columns.size());
+  if (!mean.empty() && (int64_t(mean.size()) != F || int64_t(stddev.size()) != F))
+    throw Error("csv preprocess: " + std::to_string(mean.size()) + " means for " + std::to_string(F) +
+                " features");
+  t.x = Tensor::zeros({N, F});
+  float* x = t.x.data();
+  for (int64_t i = 0; i < N; ++i) {
+    const auto& row = csv.rows[i];
+    int64_t f = 0;  // output feature being written
+    for (size_t k = 0; k < inputs.size(); ++k) {
+      const std::string& cell = row[src[k]];
+      auto cat = categories.find(inputs[k]);
+      if (cat != categories.end()) {
+        // One-hot: a 1 at the category's sorted position; an unseen category leaves all zeros.
+        const auto& c = cat->second;
+        auto it = std::lower_bound(c.begin(), c.end(), cell);
+        if (it != c.end() && *it == cell)
+          x[i * F + f + (it - c.begin())] = 1.f;
+        else
+          ++t.unknown_categories;
+        f += int64_t(c.size());
+        continue;
+      }
+      std::string why;
+      if (!parse_float(cell, &x[i * F + f], &why))
+        throw Error(csv.path + ":" + std::to_string(csv.lines[i]) + ": column '" + inputs[k] + "' (" +
+                    std::to_string(src[k] + 1) + "): '" + cell + "' " + why);
+      ++f;
+    }
+  }
+  if (!mean.empty())
+    for (int64_t i = 0; i < N; ++i)
+      for (int64_t f = 0; f < F; ++f) x[i * F + f] = (x[i * F + f] - mean[f]) / stddev[f];
+  if (label_col >= 0)
+    for (const auto& row : csv.rows) t.labels.push_back(row[label_col]);
+  return t;
+}
+
+std::map<std::string, std::string> Preprocess::to_metadata() const {
+  std::map<std::string, std::string> m;
+  m["csv.label"] = label;
+  m["csv.inputs"] = join_record(inputs);
+  std::vector<std::string> one_hot;  // in input order, so the record reads like the file
+  for (const std::string& name : inputs)
+    if (categories.count(name)) one_hot.push_back(name);
+  m["csv.one_hot"] = join_record(one_hot);
+  for (const auto& [name, cats] : categories) m["csv.categories." + name] = join_record(cats);
+  if (!mean.empty()) {
+    m["csv.mean"] = join_floats(mean);
+    m["csv.std"] = join_floats(stddev);
+  }
+  return m;
+}
+
+Preprocess Preprocess::from_metadata(const std::map<std::string, std::string>& metadata) {
+  Preprocess p;
+  p.label = get_key(metadata, "csv.label");
+  p.inputs = split_record(get_key(metadata, "csv.inputs"), "csv.inputs");
+  for (const std::string& name : split_record(get_key(metadata, "csv.one_hot"), "csv.one_hot")) {
+    if (std::find(p.inputs.begin(), p.inputs.end(), name) == p.inputs.end())
+      throw Error("model metadata: one-hot column '" + name + "' is not among csv.inputs");
+    const std::string key = "csv.categories." + name;
+    p.categories[name] = split_record(get_key(metadata, key), key);
+  }
+  if (metadata.count("csv.mean")) {
+    p.mean = split_floats(get_key(metadata, "csv.mean"), "csv.mean");
+    p.stddev = split_floats(get_key(metadata, "csv.std"), "csv.std");
+    const size_t F = p.columns().size();
+    if (p.mean.size() != F || p.stddev.size() != F)
+      throw Error("model metadata: csv.mean/csv.std hold " + std::to_string(p.mean.size()) + "/" +
+                  std::to_string(p.stddev.size()) + " values for " + std::to_string(F) + " features");
+  }
+  return p;
+}
+
+Table read_table(const std::string& path, const std::string& label) {
+  Csv csv = read_csv(path);
+  Preprocess p;
+  p.label = label;
+  if (!label.empty() && find_column(csv.header, label) < 0)
+    throw Error(path + ": label column '" + label + "' not found (columns: " + name_list(csv.header) + ")");
+  for (const std::string& name : csv.header)
+    if (name != label) p.inputs.push_back(name);
+  return p.apply(csv);
+}
+
+std::vector<std::string> label_classes(const std::vector<std::string>& labels) {
+  std::set<std::string> s(labels.begin(), labels.end());
+  return std::vector<std::string>(s.begin(), s.end());
+}
+
+std::vector<int64_t> label_ids(const std::vector<std::string>& labels, const std::vector<std::string>& classes) {
+  std::map<std::string, int64_t> id;
+  for (size_t k = 0; k < classes.size(); ++k) id.emplace(classes[k], int64_t(k));
+  std::vector<int64_t> out;
+  out.reserve(labels.size());
+  for (const std::string& l : labels) {
+    auto it = id.find(l);
+    if (it == id.end()) throw Error("label '" + l + "' is not one of the classes (" + name_list(classes) + ")");
+    out.push_back(it->second);
+  }
+  return out;
+}
+
+std::vector<int> anomaly_labels(const std::vector<std::string>& labels, const std::string& normal) {
+  std::vector<int> out;
+  out.reserve(labels.size());
+  bool any = false;
+  for (const std::string& l : labels) {
+    out.push_back(l == normal ? 0 : 1);
+    any = any || l == normal;
+  }
+  if (!any)
+    throw Error("normal class '" + normal + "' matches no label (classes: " + name_list(label_classes(labels)) +
+                ")");
+  return out;
+}
+
+}  // namespace normad::data
