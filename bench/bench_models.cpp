@@ -6,6 +6,7 @@
 
 #include "bench/bench_util.h"
 #include "models/acr.h"
+#include "models/omniglot_net.h"
 
 using namespace normad;
 

@@ -3,9 +3,11 @@
 
 #include <algorithm>
 
+#include "nn/layers.h"
+
 namespace normad::models {
 
-AcrDsvdd::AcrDsvdd(std::shared_ptr<OmniglotNet> n, int64_t embed, Generator& init)
+AcrDsvdd::AcrDsvdd(std::shared_ptr<nn::Module> n, int64_t embed, Generator& init)
     : net(std::move(n)), c(init.normal(Shape{embed}), true) {}
 
 std::vector<Var> AcrDsvdd::parameters() const {
@@ -24,9 +26,9 @@ Var AcrDsvdd::loss(const Tensor& x, const std::vector<int>& y, int64_t tasks) {
         std::to_string(y.size()) + " labels for input " + shape_str(x.shape()) + " in " +
             std::to_string(tasks) + " tasks");
   net->train();
-  net->set_groups(tasks);  // acr.md §3: one BN batch per task
+  nn::set_bn_groups(*net, tasks);  // acr.md §3: one BN batch per task
   Var d = distances((*net)(Var(x)));
-  net->set_groups(1);
+  nn::set_bn_groups(*net, 1);
   std::vector<int64_t> normal, anomalous;
   for (size_t i = 0; i < y.size(); ++i) (y[i] ? anomalous : normal).push_back(static_cast<int64_t>(i));
   // L_n = d on normals, L_a = 1/d on pseudo-anomalies (no epsilon, acr.md §4.1); plain mean over
@@ -40,8 +42,8 @@ Var AcrDsvdd::loss(const Tensor& x, const std::vector<int>& y, int64_t tasks) {
 std::vector<double> AcrDsvdd::score(const Tensor& x, bool stationary, int64_t chunk) {
   NoGradGuard ng;
   net->eval();
-  net->set_groups(1);
-  net->set_batch_stats_in_eval(!stationary);
+  nn::set_bn_groups(*net, 1);
+  nn::set_bn_batch_stats_in_eval(*net, !stationary);
   std::vector<double> out;
   const int64_t n = x.size(0);
   // acr.md §3: a test batch of more than `chunk` rows is cut into consecutive chunks, each
@@ -51,7 +53,7 @@ std::vector<double> AcrDsvdd::score(const Tensor& x, bool stationary, int64_t ch
     Var d = distances((*net)(Var(part)));
     for (float v : d.data().to_vector()) out.push_back(v);
   }
-  net->set_batch_stats_in_eval(false);
+  nn::set_bn_batch_stats_in_eval(*net, false);
   return out;
 }
 

@@ -10,15 +10,17 @@
 #include <memory>
 #include <vector>
 
-#include "models/omniglot_net.h"
+#include "nn/module.h"
 #include "nn/optim.h"
+#include "tensor/random.h"
 
 namespace normad::models {
 
 class AcrDsvdd {
  public:
-  // `net` maps [N, ...] to z [N, D]; c ~ N(0, I) drawn from `init` (acr.md §8).
-  AcrDsvdd(std::shared_ptr<OmniglotNet> net, int64_t embed, Generator& init);
+  // `net` maps [N, ...] to z [N, D] (the Omniglot net, the tabular MLP, ...); c ~ N(0, I) drawn
+  // from `init` (acr.md §8).
+  AcrDsvdd(std::shared_ptr<nn::Module> net, int64_t embed, Generator& init);
 
   // Mean loss of T tasks stacked as x [T*Q, ...] with labels y (0 normal, 1 pseudo-anomaly), all in
   // one forward pass with grouped BN (each task its own statistics). Builds the autograd graph.
@@ -27,7 +29,7 @@ class AcrDsvdd {
   // stationary, on the running statistics. No graph, no running-statistics update.
   std::vector<double> score(const Tensor& x, bool stationary = false, int64_t chunk = 1000);
 
-  std::shared_ptr<OmniglotNet> net;
+  std::shared_ptr<nn::Module> net;
   Var c;  // centre [D], trainable
   std::vector<Var> parameters() const;
 

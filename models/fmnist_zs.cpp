@@ -8,6 +8,7 @@
 #include "data/tasks.h"
 #include "eval/metrics.h"
 #include "models/acr.h"
+#include "models/omniglot_net.h"
 
 namespace normad::models {
 

@@ -30,12 +30,18 @@ Var OmniglotNet::forward(const Var& x) {
   return (*bns_.back())((*head_)(global_avg_pool(h)));
 }
 
-void OmniglotNet::set_groups(int64_t groups) {
-  for (auto& bn : bns_) bn->groups = groups;
-}
-
-void OmniglotNet::set_batch_stats_in_eval(bool on) {
-  for (auto& bn : bns_) bn->batch_stats_in_eval = on;
+std::shared_ptr<nn::Sequential> tabular_mlp(int64_t in, Generator& init, int64_t hidden, int64_t embed) {
+  auto net = std::make_shared<nn::Sequential>();
+  for (int i = 0; i < 3; ++i) {
+    net->push_back(std::make_shared<nn::Linear>(i ? hidden : in, hidden));
+    net->push_back(std::make_shared<nn::BatchNorm1d>(hidden));
+    net->push_back(std::make_shared<nn::ReLU>());
+  }
+  net->push_back(std::make_shared<nn::Linear>(hidden, embed));
+  auto out = std::make_shared<nn::BatchNorm1d>(embed);
+  nn::init::uniform_(out->weight.data(), 0.f, 1.f, init);
+  net->push_back(out);
+  return net;
 }
 
 }  // namespace normad::models

@@ -2,7 +2,7 @@
 // 4 x [Conv 3x3 s2 p1 + bias, BN2d(64), ReLU] (28 -> 14 -> 7 -> 4 -> 2), mean over H, W,
 // Linear 64 -> 32 + bias, BN1d(32) -> z. Initialisation acr.md §8: conv Xavier-uniform / 0, every
 // BN gamma ~ U(0, 1) / beta 0, head weight ~ N(0, 1) / bias 0.
-// Tested by tests/test_acr.cpp (parameter count, shapes, grouped = per-task loop).
+// Tested by tests/test_acr.cpp (parameter count, shapes, grouped = per-task loop, PyTorch golden).
 //
 // Shapes: x [N, 1, 28, 28] -> z [N, 32].
 #pragma once
@@ -12,14 +12,14 @@
 
 namespace normad::models {
 
+// The tabular DSVDD MLP (acr.md §7.3): [Linear(-> hidden, bias), BN1d, ReLU] x 3, Linear(-> embed,
+// bias), BN1d(embed). Init acr.md §8: Linear and hidden BN PyTorch defaults, final BN gamma ~ U(0, 1).
+std::shared_ptr<nn::Sequential> tabular_mlp(int64_t in, Generator& init, int64_t hidden = 128, int64_t embed = 32);
+
 class OmniglotNet : public nn::Module {
  public:
   OmniglotNet(Generator& init, int64_t channels = 64, int64_t embed = 32);
   Var forward(const Var& x) override;
-  // Every BN normalises `groups` equal row groups separately (one group per task).
-  void set_groups(int64_t groups);
-  // Eval mode only: BN with the batch's statistics (ACR scoring) or the running ones (stationary).
-  void set_batch_stats_in_eval(bool on);
 
  private:
   std::vector<std::shared_ptr<nn::Conv2d>> convs_;

@@ -76,6 +76,22 @@ Var BatchNorm::forward(const Var& x) {
                           update ? &running_var : nullptr, momentum);
 }
 
+namespace {
+template <class F>
+void for_each_bn(Module& m, F f) {
+  if (auto* bn = dynamic_cast<BatchNorm*>(&m)) f(*bn);
+  for (auto& [name, child] : m.named_children()) for_each_bn(*child, f);
+}
+}  // namespace
+
+void set_bn_groups(Module& m, int64_t groups) {
+  for_each_bn(m, [&](BatchNorm& bn) { bn.groups = groups; });
+}
+
+void set_bn_batch_stats_in_eval(Module& m, bool on) {
+  for_each_bn(m, [&](BatchNorm& bn) { bn.batch_stats_in_eval = on; });
+}
+
 MaxPool2d::MaxPool2d(int64_t kernel, int64_t stride, int64_t padding, bool ceil_mode) {
   const int64_t s = stride > 0 ? stride : kernel;  // PyTorch: stride defaults to kernel_size
   args = Pool2dArgs{kernel, kernel, s, s, padding, padding, ceil_mode, true};

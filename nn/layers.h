@@ -56,6 +56,11 @@ class BatchNorm2d : public BatchNorm {
       : BatchNorm(c, 4, eps, momentum, affine, track_running_stats) {}
 };
 
+// Sets `groups` / `batch_stats_in_eval` on every BatchNorm inside `m` (recursively): ACR normalises
+// each task separately in training and uses batch statistics at test time (acr.md §3).
+void set_bn_groups(Module& m, int64_t groups);
+void set_bn_batch_stats_in_eval(Module& m, bool on);
+
 class ReLU : public Module {
  public:
   Var forward(const Var& x) override { return relu(x); }

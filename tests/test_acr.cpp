@@ -3,18 +3,25 @@
 // pass against normad's own per-task loop, and a synthetic zero-shot problem it must separate.
 #include "eval/metrics.h"
 #include "models/acr.h"
+#include "models/omniglot_net.h"
 #include "nn/safetensors.h"
 #include "tests/helpers.h"
 
 using namespace normad;
 
-TEST_CASE("acr: Omniglot net has 114,112 trainable parameters with c and maps to [N, 32]", "[acr]") {
+TEST_CASE("acr: trainable parameters with c: 114,112 (Omniglot net) and 111,104 (tabular MLP, 570 features)", "[acr]") {
   Generator g(1);
+  auto count = [](const models::AcrDsvdd& m) {
+    int64_t n = 0;
+    for (auto& p : m.parameters()) n += p.numel();
+    return n;
+  };
   models::AcrDsvdd m(std::make_shared<models::OmniglotNet>(g), 32, g);
-  int64_t n = 0;
-  for (auto& p : m.parameters()) n += p.numel();
-  CHECK(n == 114112);
+  CHECK(count(m) == 114112);  // acr.md §7.1
   CHECK((*m.net)(Var(Tensor({3, 1, 28, 28}, 0.5f))).shape() == Shape{3, 32});
+  models::AcrDsvdd tab(models::tabular_mlp(570, g), 32, g);
+  CHECK(count(tab) == 111104);  // acr.md §7.3
+  CHECK((*tab.net)(Var(g.normal({4, 570}))).shape() == Shape{4, 32});
 }
 
 TEST_CASE("acr: one ACR-DSVDD iteration matches PyTorch's per-task loop (loss, gradients, running stats)", "[acr][parity]") {
