@@ -14,7 +14,8 @@
 #include <sstream>
 
 #include "data/idx.h"
-#include "models/fmnist_zs.h"
+#include "models/omniglot_net.h"
+#include "models/zeroshot.h"
 #include "tensor/parallel.h"
 
 using namespace normad;
@@ -100,7 +101,8 @@ int run_zeroshot(const std::string& data, const std::string& dir, const std::str
   for (char f : folds) {
     cfg.fold = f;
     Progress p{std::string("fold ") + f};
-    results.push_back(models::run_fmnist_zs(m, cfg, std::ref(p)));
+    auto omniglot = [](Generator& init) { return std::make_shared<models::OmniglotNet>(init); };
+    results.push_back(models::run_zeroshot(models::fmnist_fold(m, f), cfg, omniglot, std::ref(p)));
   }
   // Table: mean (std) over the 25 batches of each (fold, ratio); then the fold means.
   std::printf("\n%-5s %-5s %5s  %-15s %-15s %-15s %-15s\n", "fold", "r", "n_a", "ACR", "stationary", "batch-mean L2", "kNN-5");

@@ -1,5 +1,5 @@
-// FMNIST-ZS protocol (see models/fmnist_zs.h and fmnist_zs.md). Tested by tests/test_fmnist_zs.cpp.
-#include "models/fmnist_zs.h"
+// The zero-shot protocol (see models/zeroshot.h and fmnist_zs.md). Tested by tests/test_zeroshot.cpp.
+#include "models/zeroshot.h"
 
 #include <algorithm>
 #include <chrono>
@@ -8,7 +8,6 @@
 #include "data/tasks.h"
 #include "eval/metrics.h"
 #include "models/acr.h"
-#include "models/omniglot_net.h"
 
 namespace normad::models {
 
@@ -80,19 +79,33 @@ std::vector<double> knn_scores(const Tensor& x, int64_t k) {
   return out;
 }
 
-ZsFold run_fmnist_zs(const data::Mnist& m, const ZsConfig& cfg, const ZsProgress& progress) {
-  check(cfg.fold == 'A' || cfg.fold == 'B', "fmnist_zs", std::string("fold must be A or B, got ") + cfg.fold);
-  std::vector<int64_t> train_classes, test_classes;
-  for (int64_t c = 0; c < 10; ++c) ((c < 5) == (cfg.fold == 'A') ? train_classes : test_classes).push_back(c);
+ZsData fmnist_fold(const data::Mnist& m, char fold) {
+  check(fold == 'A' || fold == 'B', "fmnist_zs", std::string("fold must be A or B, got ") + fold);
+  ZsData d{m.train_x, m.test_x, m.train_y, m.test_y, {}, {}, 10};
+  for (int64_t c = 0; c < 10; ++c) ((c < 5) == (fold == 'A') ? d.train_classes : d.test_classes).push_back(c);
+  return d;
+}
+
+ZsFold run_zeroshot(const ZsData& data, const ZsConfig& cfg, const ZsNetFactory& make_net,
+                    const ZsProgress& progress) {
+  const auto& train_classes = data.train_classes;
+  const auto& test_classes = data.test_classes;
+  check(train_classes.size() >= 2, "zeroshot", "needs at least 2 training classes");
+  check(test_classes.size() >= 2, "zeroshot", "needs at least 2 test classes (anomalies come from the others)");
 
   // ---- meta-training (fmnist_zs.md §4) ----
   Generator init(stream_seed(cfg.seed, cfg.fold, kInit)), train_rng(stream_seed(cfg.seed, cfg.fold, kTrain));
-  auto net = std::make_shared<OmniglotNet>(init);
-  AcrDsvdd model(net, 32, init);
+  AcrDsvdd model(make_net(init), 32, init);
   nn::Adam opt(model.parameters(), cfg.lr);
   nn::StepLR sched(opt, cfg.lr_step, cfg.lr_gamma);
-  auto by_class = data::rows_by_class(m.train_y, 10);
-  const int64_t Q = cfg.normals + cfg.anomalies, H = m.train_x.size(2), W = m.train_x.size(3);
+  auto by_class = data::rows_by_class(data.train_y, data.num_classes);
+  for (int64_t c : train_classes)
+    check(static_cast<int64_t>(by_class.at(c).size()) >= cfg.normals, "zeroshot",
+          "training class " + std::to_string(c) + " has " + std::to_string(by_class.at(c).size()) +
+              " rows, fewer than the " + std::to_string(cfg.normals) + " normals a task needs");
+  const int64_t Q = cfg.normals + cfg.anomalies;
+  Shape task_shape = data.train_x.shape();
+  task_shape[0] = cfg.tasks * Q;
   auto t0 = std::chrono::steady_clock::now();
   for (int64_t it = 0; it < cfg.iters; ++it) {
     std::vector<int64_t> rows;
@@ -102,7 +115,7 @@ ZsFold run_fmnist_zs(const data::Mnist& m, const ZsConfig& cfg, const ZsProgress
       rows.insert(rows.end(), task.rows.begin(), task.rows.end());
       labels.insert(labels.end(), task.labels.begin(), task.labels.end());
     }
-    Tensor x = index_select(m.train_x, rows).reshape({cfg.tasks * Q, 1, H, W});
+    Tensor x = index_select(data.train_x, rows).reshape(task_shape);
     Var loss = model.loss(x, labels, cfg.tasks);
     opt.zero_grad();
     loss.backward();
@@ -117,20 +130,28 @@ ZsFold run_fmnist_zs(const data::Mnist& m, const ZsConfig& cfg, const ZsProgress
 
   // ---- test batches (fmnist_zs.md §5), from a stream of their own ----
   Generator test_rng(stream_seed(cfg.seed, cfg.fold, kTest));
-  auto test_by_class = data::rows_by_class(m.test_y, 10);
+  auto test_by_class = data::rows_by_class(data.test_y, data.num_classes);
   for (double r : cfg.ratios) {
-    const int64_t n_a = anomalies_for_ratio(cfg.batch_normals, r);
     for (int64_t t : test_classes) {
       // The pooled test images of the fold's other test classes.
       std::vector<int64_t> pool;
       for (int64_t o : test_classes)
         if (o != t) pool.insert(pool.end(), test_by_class[o].begin(), test_by_class[o].end());
       const auto& own = test_by_class[t];
-      auto perm = test_rng.permutation(static_cast<int64_t>(own.size()));
-      for (int64_t b = 0; b < cfg.batches_per_class; ++b) {
+      const int64_t n_own = static_cast<int64_t>(own.size());
+      check(n_own > 0, "zeroshot", "test class " + std::to_string(t) + " has no rows");
+      // Full batches of batch_normals normals (at most batches_per_class), or one batch of all.
+      const int64_t nb = std::min(cfg.batch_normals, n_own);
+      const int64_t n_batches = std::max<int64_t>(1, std::min(cfg.batches_per_class, n_own / nb));
+      const int64_t n_a = anomalies_for_ratio(nb, r);
+      check(n_a <= static_cast<int64_t>(pool.size()), "zeroshot",
+            "ratio " + std::to_string(r) + " needs " + std::to_string(n_a) + " anomalies, the other test classes have " +
+                std::to_string(pool.size()) + " rows");
+      auto perm = test_rng.permutation(n_own);
+      for (int64_t b = 0; b < n_batches; ++b) {
         std::vector<int64_t> rows;
         std::vector<int> labels;
-        for (int64_t i = b * cfg.batch_normals; i < (b + 1) * cfg.batch_normals; ++i) {
+        for (int64_t i = b * nb; i < (b + 1) * nb; ++i) {
           rows.push_back(own.at(perm.at(i)));
           labels.push_back(0);
         }
@@ -143,7 +164,7 @@ ZsFold run_fmnist_zs(const data::Mnist& m, const ZsConfig& cfg, const ZsProgress
           std::swap(rows[i], rows[j]);
           std::swap(labels[i], labels[j]);
         }
-        Tensor x = index_select(m.test_x, rows);
+        Tensor x = index_select(data.test_x, rows);
         ZsBatch zb{t, b, r, 0, 0, 0, 0};
         zb.acr = eval::auroc(model.score(x), labels);
         zb.stationary = eval::auroc(model.score(x, true), labels);
@@ -156,7 +177,7 @@ ZsFold run_fmnist_zs(const data::Mnist& m, const ZsConfig& cfg, const ZsProgress
     std::vector<double> a, s, l, k;
     for (auto& zb : out.batches)
       if (zb.ratio == r) a.push_back(zb.acr), s.push_back(zb.stationary), l.push_back(zb.batch_l2), k.push_back(zb.knn);
-    out.ratios.push_back({r, n_a, mean_of(a), std_of(a), mean_of(s), std_of(s), mean_of(l), std_of(l), mean_of(k), std_of(k)});
+    out.ratios.push_back({r, anomalies_for_ratio(cfg.batch_normals, r), mean_of(a), std_of(a), mean_of(s), std_of(s), mean_of(l), std_of(l), mean_of(k), std_of(k)});
   }
   return out;
 }

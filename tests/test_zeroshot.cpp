@@ -1,6 +1,7 @@
 // FMNIST-ZS helpers (models/fmnist_zs.h): anomaly counts per ratio (fmnist_zs.md §5) and the two
 // raw-pixel baselines against hand-computed values.
-#include "models/fmnist_zs.h"
+#include "models/omniglot_net.h"
+#include "models/zeroshot.h"
 #include "tests/helpers.h"
 
 using namespace normad;

@@ -1,0 +1,78 @@
+// The zero-shot protocol of FMNIST-ZS (../shared/specs/fmnist_zs.md), for any labelled data whose
+// classes are tasks: meta-train ACR-DSVDD on the training classes, then score batches of unseen
+// test classes with anomalies (rows of the other test classes) mixed in at ratio r; ACR is compared
+// with a stationary-BN model and two raw-feature baselines on identical batches. FMNIST-ZS is the
+// split fmnist_fold(); `normad zeroshot --csv` builds its own from a table.
+// Math: n_a = max(1, floor(200 r / (1 - r))); AUROC per batch; the (fold, r) value is the mean over
+// 5 classes x 5 batches. Baselines: batch-mean L2 ||x_i - mean_B x||, kNN-5 mean distance (double).
+// Tested by tests/test_zeroshot.cpp (anomaly counts, baselines by hand, a tiny end-to-end run).
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "data/idx.h"
+#include "nn/module.h"
+#include "tensor/random.h"
+
+namespace normad::models {
+
+// Rows and class ids of the data the protocol samples from. Tasks use train_x rows of
+// train_classes; test batches use test_x rows of test_classes.
+struct ZsData {
+  Tensor train_x, test_x;  // [rows, ...] (images or feature vectors)
+  std::vector<int64_t> train_y, test_y;
+  std::vector<int64_t> train_classes, test_classes;
+  int64_t num_classes = 0;
+};
+// FMNIST-ZS fold 'A' (train on classes 0..4, test on 5..9) or 'B' (the reverse).
+ZsData fmnist_fold(const data::Mnist& m, char fold);
+
+struct ZsConfig {
+  char fold = 'A';  // the split's label: it names the random streams and the table rows
+  int64_t iters = 2000;                             // fmnist_zs.md §4
+  std::vector<double> ratios{0.01, 0.05, 0.10, 0.20};
+  uint64_t seed = 0;
+  int64_t tasks = 32, normals = 15, anomalies = 15;  // per iteration / per task
+  float lr = 1e-3f;
+  int64_t lr_step = 1500;
+  float lr_gamma = 0.7f;
+  int64_t batch_normals = 200, batches_per_class = 5;
+};
+
+struct ZsBatch {  // one test batch's AUROC per method
+  int64_t test_class, index;
+  double ratio, acr, stationary, batch_l2, knn;
+};
+
+struct ZsRatio {  // mean and std over the fold's batches at one ratio
+  double ratio;
+  int64_t n_anom;  // anomalies in a full batch (batch_normals normals)
+  double acr, acr_std, stationary, stationary_std, batch_l2, batch_l2_std, knn, knn_std;
+};
+
+struct ZsFold {
+  char fold;
+  int64_t iters;
+  double secs_per_iter;
+  std::vector<ZsRatio> ratios;
+  std::vector<ZsBatch> batches;
+};
+
+// Number of anomalies added to `normals` normals at ratio r (exact for the spec's ratios).
+int64_t anomalies_for_ratio(int64_t normals, double r);
+// Per-row baselines on raw rows x [B, D] (double precision).
+std::vector<double> batch_l2_scores(const Tensor& x);
+std::vector<double> knn_scores(const Tensor& x, int64_t k = 5);
+
+// Progress callback: (iteration done, total, last loss).
+using ZsProgress = std::function<void(int64_t, int64_t, double)>;
+// Builds the network (embedding 32) from the initialisation stream.
+using ZsNetFactory = std::function<std::shared_ptr<nn::Module>(Generator& init)>;
+// Test batches: per test class, min(batches_per_class, rows / batch_normals) batches of
+// batch_normals rows (one batch of all its rows when it has fewer).
+ZsFold run_zeroshot(const ZsData& data, const ZsConfig& cfg, const ZsNetFactory& make_net,
+                    const ZsProgress& progress = {});
+
+}  // namespace normad::models
