@@ -1,4 +1,5 @@
-// normad: the command line. Subcommands so far: `zeroshot` (FMNIST-ZS, fmnist_zs.md).
+// normad: the command line. Subcommands so far: `zeroshot` (FMNIST-ZS, fmnist_zs.md, or the same
+// protocol on a labelled CSV table).
 // Errors print one line and exit with code 2; output files are written to a temporary name and
 // renamed, so nothing is left half-written.
 // Tested by tests/test_cli.cpp (error cases, exit codes) and by `make demo`.
@@ -13,6 +14,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "data/csv.h"
 #include "data/idx.h"
 #include "models/omniglot_net.h"
 #include "models/zeroshot.h"
@@ -82,29 +84,10 @@ std::vector<double> parse_ratios(const std::string& s) {
   return out;
 }
 
-int run_zeroshot(const std::string& data, const std::string& dir, const std::string& fold_arg,
-                 const std::string& model, models::ZsConfig cfg, const std::string& ratios,
-                 const std::string& json_path) {
-  if (data != "fmnist") throw Error("--data: unknown data set '" + data + "' (available: fmnist)");
-  if (model != "dsvdd") throw Error("--model: '" + model + "' is not available for --data fmnist (use dsvdd)");
-  std::vector<char> folds;
-  if (fold_arg == "A" || fold_arg == "B") folds = {fold_arg[0]};
-  else if (fold_arg == "both") folds = {'A', 'B'};
-  else throw Error("--fold: '" + fold_arg + "' is not A, B or both");
-  cfg.ratios = parse_ratios(ratios);
-  data::Mnist m = data::load_mnist_dir(dir);
-
-  std::printf("FMNIST-ZS (fmnist_zs.md): ACR-DSVDD, Omniglot net, %lld iterations, %lld tasks x %lld, seed %llu, %d threads\n",
-              (long long)cfg.iters, (long long)cfg.tasks, (long long)(cfg.normals + cfg.anomalies),
-              (unsigned long long)cfg.seed, num_threads());
-  std::vector<models::ZsFold> results;
-  for (char f : folds) {
-    cfg.fold = f;
-    Progress p{std::string("fold ") + f};
-    auto omniglot = [](Generator& init) { return std::make_shared<models::OmniglotNet>(init); };
-    results.push_back(models::run_zeroshot(models::fmnist_fold(m, f), cfg, omniglot, std::ref(p)));
-  }
-  // Table: mean (std) over the 25 batches of each (fold, ratio); then the fold means.
+// Prints the results table (mean (std) over each fold's batches, then fold means) and writes the
+// JSON (top-level "ratios": one object per ratio with each method's mean AUROC over the folds).
+void report(const std::vector<models::ZsFold>& results, const models::ZsConfig& cfg, const std::string& json_path,
+            const std::string& protocol) {
   std::printf("\n%-5s %-5s %5s  %-15s %-15s %-15s %-15s\n", "fold", "r", "n_a", "ACR", "stationary", "batch-mean L2", "kNN-5");
   auto cell = [](double m, double s) { char b[32]; std::snprintf(b, sizeof b, "%.3f (%.3f)", m, s); return std::string(b); };
   for (auto& fr : results)
@@ -113,7 +96,7 @@ int run_zeroshot(const std::string& data, const std::string& dir, const std::str
                   cell(r.acr, r.acr_std).c_str(), cell(r.stationary, r.stationary_std).c_str(),
                   cell(r.batch_l2, r.batch_l2_std).c_str(), cell(r.knn, r.knn_std).c_str());
   nlohmann::json js;
-  js["protocol"] = "FMNIST-ZS";
+  js["protocol"] = protocol;
   js["seed"] = cfg.seed;
   js["iters"] = cfg.iters;
   js["ratios"] = nlohmann::json::array();
@@ -135,7 +118,94 @@ int run_zeroshot(const std::string& data, const std::string& dir, const std::str
     js["folds"].push_back(jf);
   }
   if (!json_path.empty()) write_atomic(json_path, js.dump(2) + "\n");
-  return 0;
+}
+
+void print_header(const std::string& what, const models::ZsConfig& cfg) {
+  std::printf("%s: ACR-DSVDD, %lld iterations, %lld tasks x %lld, seed %llu, %d threads\n", what.c_str(),
+              (long long)cfg.iters, (long long)cfg.tasks, (long long)(cfg.normals + cfg.anomalies),
+              (unsigned long long)cfg.seed, num_threads());
+}
+
+std::vector<std::string> split_list(const std::string& s, const char* what) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) out.push_back(item);
+  if (out.empty()) throw Error(std::string(what) + ": empty list");
+  return out;
+}
+
+// FMNIST-ZS on the Debian Fashion-MNIST files, the Omniglot net.
+void zeroshot_fmnist(const std::string& dir, const std::string& fold_arg, models::ZsConfig cfg,
+                     const std::string& json_path) {
+  std::vector<char> folds;
+  if (fold_arg == "A" || fold_arg == "B") folds = {fold_arg[0]};
+  else if (fold_arg == "both") folds = {'A', 'B'};
+  else throw Error("--fold: '" + fold_arg + "' is not A, B or both");
+  data::Mnist m = data::load_mnist_dir(dir);
+  print_header("FMNIST-ZS (fmnist_zs.md), Omniglot net", cfg);
+  std::vector<models::ZsFold> results;
+  auto omniglot = [](Generator& init) { return std::make_shared<models::OmniglotNet>(init); };
+  for (char f : folds) {
+    cfg.fold = f;
+    Progress p{std::string("fold ") + f};
+    results.push_back(models::run_zeroshot(models::fmnist_fold(m, f), cfg, omniglot, std::ref(p)));
+  }
+  report(results, cfg, json_path, "FMNIST-ZS");
+}
+
+// The same protocol on a labelled table: classes are tasks, the tabular MLP (acr.md §7.3), features
+// standardised with the statistics of the training classes' rows.
+void zeroshot_csv(const std::string& path, const std::string& label, const std::string& train_arg,
+                  const std::string& test_arg, const std::string& one_hot, models::ZsConfig cfg,
+                  const std::string& json_path) {
+  if (label.empty()) throw Error("--csv needs --label COL (the class column)");
+  data::Csv csv = data::read_csv(path);
+  const auto train_names = split_list(train_arg, "--train-classes"), test_names = split_list(test_arg, "--test-classes");
+  // Preprocessing is fitted on the training classes' rows only.
+  auto col = std::find(csv.header.begin(), csv.header.end(), label);
+  if (col == csv.header.end()) throw Error(path + ": no label column '" + label + "'");
+  const size_t li = static_cast<size_t>(col - csv.header.begin());
+  data::Csv train_rows = csv;
+  train_rows.rows.clear();
+  train_rows.lines.clear();
+  for (size_t i = 0; i < csv.rows.size(); ++i)
+    if (std::find(train_names.begin(), train_names.end(), csv.rows[i][li]) != train_names.end()) {
+      train_rows.rows.push_back(csv.rows[i]);
+      train_rows.lines.push_back(csv.lines[i]);
+    }
+  data::PreprocessOptions opts;
+  opts.label = label;
+  if (!one_hot.empty()) opts.one_hot = split_list(one_hot, "--one-hot");
+  opts.standardise = true;
+  if (train_rows.rows.empty()) throw Error(path + ": no row has one of the --train-classes");
+  data::Table table = data::Preprocess::fit(train_rows, opts).apply(csv);
+  const auto classes = data::label_classes(table.labels);
+  const auto ids = data::label_ids(table.labels, classes);
+  auto class_ids = [&](const std::vector<std::string>& names, const char* what) {
+    std::vector<int64_t> out;
+    for (auto& n : names) {
+      auto it = std::find(classes.begin(), classes.end(), n);
+      if (it == classes.end()) {
+        std::string avail;
+        for (auto& c : classes) avail += (avail.empty() ? "" : ", ") + c;
+        throw Error(std::string(what) + ": class '" + n + "' is not in column '" + label + "' of " + path + " (classes: " + avail + ")");
+      }
+      out.push_back(it - classes.begin());
+    }
+    return out;
+  };
+  models::ZsData d{table.x, table.x, ids, ids, class_ids(train_names, "--train-classes"),
+                   class_ids(test_names, "--test-classes"), static_cast<int64_t>(classes.size())};
+  for (int64_t c : d.train_classes)
+    if (std::find(d.test_classes.begin(), d.test_classes.end(), c) != d.test_classes.end())
+      throw Error("class '" + classes[c] + "' is both a training and a test class");
+  cfg.fold = 'T';
+  print_header("Zero-shot on " + path + ", tabular MLP (" + std::to_string(table.x.size(1)) + " features)", cfg);
+  const int64_t F = table.x.size(1);
+  auto mlp = [F](Generator& init) { return models::tabular_mlp(F, init); };
+  Progress p{"train"};
+  report({models::run_zeroshot(d, cfg, mlp, std::ref(p))}, cfg, json_path, "zeroshot-csv");
 }
 
 }  // namespace
@@ -155,8 +225,15 @@ int main(int argc, char** argv) {
   auto* zs = app.add_subcommand("zeroshot", "zero-shot detection benchmark (FMNIST-ZS): ACR vs baselines");
   common(zs);
   std::string data = "fmnist", dir = data::kFashionMnistDir, fold = "both", model = "dsvdd", ratios = "0.01,0.05,0.1,0.2";
+  std::string csv_path, label, train_classes, test_classes, one_hot;
   models::ZsConfig cfg;
-  zs->add_option("--data", data, "data set: fmnist")->capture_default_str();
+  zs->add_option("--data", data, "built-in data set: fmnist")->capture_default_str();
+  zs->add_option("--csv", csv_path, "a labelled table instead (classes are tasks)");
+  zs->add_option("--label", label, "with --csv: the class column");
+  zs->add_option("--train-classes", train_classes, "with --csv: meta-training classes, comma-separated");
+  zs->add_option("--test-classes", test_classes, "with --csv: unseen test classes, comma-separated");
+  zs->add_option("--one-hot", one_hot, "with --csv: categorical columns to one-hot encode");
+  zs->add_option("--batch-normals", cfg.batch_normals, "normals per test batch")->capture_default_str();
   zs->add_option("--data-dir", dir, "directory with the Fashion-MNIST IDX files")->capture_default_str();
   zs->add_option("--fold", fold, "A, B or both")->capture_default_str();
   zs->add_option("--model", model, "dsvdd")->capture_default_str();
@@ -173,7 +250,13 @@ int main(int argc, char** argv) {
     set_num_threads(threads);
     cfg.seed = seed;
     if (cfg.iters < 0) throw Error("--iters: must be >= 0");
-    if (*zs) return run_zeroshot(data, dir, fold, model, cfg, ratios, json_path);
+    if (*zs) {
+      if (model != "dsvdd") throw Error("--model: '" + model + "' is not available yet (dsvdd)");
+      cfg.ratios = parse_ratios(ratios);
+      if (!csv_path.empty()) zeroshot_csv(csv_path, label, train_classes, test_classes, one_hot, cfg, json_path);
+      else if (data == "fmnist") zeroshot_fmnist(dir, fold, cfg, json_path);
+      else throw Error("--data: unknown data set '" + data + "' (available: fmnist; or --csv FILE)");
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "normad: %s\n", e.what());
     return 2;

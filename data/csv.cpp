@@ -16,6 +16,7 @@ namespace normad::data {
 
 namespace {
 
+// One CSV record (a line, or several when a quoted field holds newlines).
 struct Record {
   std::vector<std::string> fields;
   int64_t line = 0;     // 1-based line where the record starts
@@ -42,9 +43,11 @@ std::vector<Record> parse_records(const std::string& text, const std::string& na
   while (i < n) {
     Record r;
     r.line = line;
+    // One field per iteration; a ',' after it continues the record.
     for (;;) {
       std::string field;
       if (i < n && text[i] == '"') {
+        // Quoted: everything up to the closing quote, separators and line ends included.
         r.quoted = true;
         ++i;
         for (;;) {
@@ -62,11 +65,13 @@ std::vector<Record> parse_records(const std::string& text, const std::string& na
             field += c;
           }
         }
+        // After the closing quote only spaces, then a separator or the line end.
         while (i < n && is_space(text[i])) ++i;
         if (i < n && text[i] != ',' && text[i] != '\n' && text[i] != '\r')
           throw Error(name + ":" + std::to_string(line) + ": field " + std::to_string(r.fields.size() + 1) +
                       ": unexpected character after the closing quote");
       } else {
+        // Unquoted: up to the next separator or line end, verbatim (spaces are trimmed only from numbers).
         const size_t start = i;
         while (i < n && text[i] != ',' && text[i] != '\n' && text[i] != '\r') ++i;
         field.assign(text, start, i - start);
@@ -101,6 +106,7 @@ int64_t find_column(const std::vector<std::string>& header, const std::string& n
 
 // Parses a finite float32 after trimming spaces; a leading '+' is allowed. Locale-independent.
 bool parse_float(const std::string& cell, float* v, std::string* why) {
+  // std::from_chars takes neither spaces nor '+', and ignores the C locale's decimal separator.
   size_t b = 0, e = cell.size();
   while (b < e && is_space(cell[b])) ++b;
   while (e > b && is_space(cell[e - 1])) --e;
@@ -134,6 +140,7 @@ std::string join_record(const std::vector<std::string>& fields) {
   return s;
 }
 
+// The inverse of join_record; `key` names the metadata entry in errors.
 std::vector<std::string> split_record(const std::string& s, const std::string& key) {
   if (s.empty()) return {};
   std::vector<Record> r = parse_records(s, "model metadata " + key);
@@ -162,6 +169,13 @@ std::vector<float> split_floats(const std::string& s, const std::string& key) {
   return out;
 }
 
+// The label column must exist where a label is asked for (fit, read_table); apply allows its absence.
+void check_label(const Csv& csv, const std::string& label) {
+  if (!label.empty() && find_column(csv.header, label) < 0)
+    throw Error(csv.path + ": label column '" + label + "' not found (columns: " + name_list(csv.header) +
+                ")");
+}
+
 const std::string& get_key(const std::map<std::string, std::string>& m, const std::string& key) {
   auto it = m.find(key);
   if (it == m.end()) throw Error("model metadata: missing key " + key);
@@ -179,11 +193,13 @@ Csv parse_csv(const std::string& text, const std::string& name) {
   Csv csv;
   csv.path = name;
   csv.header = std::move(recs[0].fields);
+  // Names must be unique: the label, one-hot and fitted columns are all found by name.
   for (size_t j = 0; j < csv.header.size(); ++j)
     for (size_t k = 0; k < j; ++k)
       if (csv.header[j] == csv.header[k])
         throw Error(name + ":" + std::to_string(recs[0].line) + ": duplicate column name '" + csv.header[j] +
                     "' (columns " + std::to_string(k + 1) + " and " + std::to_string(j + 1) + ")");
+  // Every data row has exactly the header's width.
   const size_t width = csv.header.size();
   for (size_t r = 1; r < recs.size(); ++r) {
     const std::string at = name + ":" + std::to_string(recs[r].line) + ": ";
@@ -202,6 +218,7 @@ Csv read_csv(const std::string& path) {
   if (!std::filesystem::is_regular_file(path)) throw Error(path + ": no such CSV file");
   std::ifstream f(path, std::ios::binary);
   if (!f) throw Error(path + ": cannot open");
+  // The whole file at once: tabular anomaly-detection sets are small (ODDS: up to ~600k short rows).
   std::ostringstream ss;
   ss << f.rdbuf();
   return parse_csv(ss.str(), path);
@@ -210,16 +227,16 @@ Csv read_csv(const std::string& path) {
 Preprocess Preprocess::fit(const Csv& train, const PreprocessOptions& options) {
   Preprocess p;
   p.label = options.label;
-  if (!p.label.empty() && find_column(train.header, p.label) < 0)
-    throw Error(train.path + ": label column '" + p.label + "' not found (columns: " + name_list(train.header) +
-                ")");
+  check_label(train, p.label);
   for (const std::string& c : options.one_hot) {
     if (find_column(train.header, c) < 0)
       throw Error(train.path + ": one-hot column '" + c + "' not found (columns: " + name_list(train.header) +
                   ")");
-    if (c == p.label) throw Error(train.path + ": column '" + c + "' is the label column, it cannot be one-hot");
+    if (c == p.label)
+      throw Error(train.path + ": column '" + c + "' is the label column, it cannot be one-hot");
   }
   if (train.rows.empty()) throw Error(train.path + ": no data rows to fit on");
+  // Inputs: the header minus the label, in file order; a one-hot column keeps its place.
   for (size_t j = 0; j < train.header.size(); ++j) {
     const std::string& name = train.header[j];
     if (name == p.label) continue;
@@ -275,6 +292,7 @@ Table Preprocess::apply(const Csv& csv) const {
     src.push_back(j);
   }
   const int64_t label_col = label.empty() ? -1 : find_column(csv.header, label);
+  // Every other column must be a fitted input: silently dropping one would hide a mismatched file.
   for (size_t j = 0; j < csv.header.size(); ++j)
     if (int64_t(j) != label_col && std::find(inputs.begin(), inputs.end(), csv.header[j]) == inputs.end())
       throw Error(csv.path + ": column '" + csv.header[j] + "' (" + std::to_string(j + 1) +
@@ -296,7 +314,7 @@ Table Preprocess::apply(const Csv& csv) const {
       if (cat != categories.end()) {
         // One-hot: a 1 at the category's sorted position; an unseen category leaves all zeros.
         const auto& c = cat->second;
-        auto it = std::lower_bound(c.begin(), c.end(), cell);
+        auto it = std::lower_bound(c.begin(), c.end(), cell);  // categories are sorted (fit, from_metadata)
         if (it != c.end() && *it == cell)
           x[i * F + f + (it - c.begin())] = 1.f;
         else
@@ -311,6 +329,7 @@ Table Preprocess::apply(const Csv& csv) const {
       ++f;
     }
   }
+  // Standardise after encoding with the fitted statistics (one-hot columns included).
   if (!mean.empty())
     for (int64_t i = 0; i < N; ++i)
       for (int64_t f = 0; f < F; ++f) x[i * F + f] = (x[i * F + f] - mean[f]) / stddev[f];
@@ -343,8 +362,14 @@ Preprocess Preprocess::from_metadata(const std::map<std::string, std::string>& m
     if (std::find(p.inputs.begin(), p.inputs.end(), name) == p.inputs.end())
       throw Error("model metadata: one-hot column '" + name + "' is not among csv.inputs");
     const std::string key = "csv.categories." + name;
-    p.categories[name] = split_record(get_key(metadata, key), key);
+    auto& cats = p.categories[name];
+    cats = split_record(get_key(metadata, key), key);
+    // apply() finds a category by binary search: the list must be sorted and distinct, as fit wrote it.
+    const bool sorted = std::is_sorted(cats.begin(), cats.end());
+    if (!sorted || std::adjacent_find(cats.begin(), cats.end()) != cats.end())
+      throw Error("model metadata: " + key + " is not a sorted list of distinct categories");
   }
+  // Standardisation is on exactly when the statistics are present.
   if (metadata.count("csv.mean")) {
     p.mean = split_floats(get_key(metadata, "csv.mean"), "csv.mean");
     p.stddev = split_floats(get_key(metadata, "csv.std"), "csv.std");
@@ -358,10 +383,9 @@ Preprocess Preprocess::from_metadata(const std::map<std::string, std::string>& m
 
 Table read_table(const std::string& path, const std::string& label) {
   Csv csv = read_csv(path);
-  Preprocess p;
+  Preprocess p;  // the identity preprocessing: every non-label column a numeric feature
   p.label = label;
-  if (!label.empty() && find_column(csv.header, label) < 0)
-    throw Error(path + ": label column '" + label + "' not found (columns: " + name_list(csv.header) + ")");
+  check_label(csv, label);
   for (const std::string& name : csv.header)
     if (name != label) p.inputs.push_back(name);
   return p.apply(csv);
@@ -372,14 +396,16 @@ std::vector<std::string> label_classes(const std::vector<std::string>& labels) {
   return std::vector<std::string>(s.begin(), s.end());
 }
 
-std::vector<int64_t> label_ids(const std::vector<std::string>& labels, const std::vector<std::string>& classes) {
+std::vector<int64_t> label_ids(const std::vector<std::string>& labels,
+                               const std::vector<std::string>& classes) {
   std::map<std::string, int64_t> id;
   for (size_t k = 0; k < classes.size(); ++k) id.emplace(classes[k], int64_t(k));
   std::vector<int64_t> out;
   out.reserve(labels.size());
   for (const std::string& l : labels) {
     auto it = id.find(l);
-    if (it == id.end()) throw Error("label '" + l + "' is not one of the classes (" + name_list(classes) + ")");
+    if (it == id.end())
+      throw Error("label '" + l + "' is not one of the classes (" + name_list(classes) + ")");
     out.push_back(it->second);
   }
   return out;
@@ -394,8 +420,8 @@ std::vector<int> anomaly_labels(const std::vector<std::string>& labels, const st
     any = any || l == normal;
   }
   if (!any)
-    throw Error("normal class '" + normal + "' matches no label (classes: " + name_list(label_classes(labels)) +
-                ")");
+    throw Error("normal class '" + normal + "' matches no label (classes: " +
+                name_list(label_classes(labels)) + ")");
   return out;
 }
 

@@ -1,8 +1,9 @@
 // normad CSV reader for labelled tables: a header row, one label column chosen by name, every other
 // column a numeric feature or a one-hot encoded category; optional standardisation fitted on training rows.
-// Format: RFC 4180 with leniencies: ',' separator, optional "quoted" fields ("" is a quote), CRLF or LF,
-// optional final newline, trailing empty lines ignored, spaces around numbers allowed. Math: x' = (x - mean) / std.
-// Tested by tests/test_csv.cpp (small files written by the test, every error message, exact metadata round trip).
+// Format: RFC 4180 with leniencies: ',' separator, optional "quoted" fields ("" is a quote), CRLF or
+// LF, optional final newline, trailing empty lines ignored, spaces around numbers allowed.
+// Math: x' = (x - mean) / std per feature, population std fitted on the training rows.
+// Tested by tests/test_csv.cpp (files written by the test, every error message, exact metadata round trip).
 //
 // Shape legend: N rows, F features (after one-hot). Worked example: a 100-row file with header
 //   age,color,score,class   and color in {red, blue}
@@ -48,12 +49,13 @@ struct Table {
   std::vector<std::string> columns;             // F feature names; one-hot outputs are "<name>=<value>"
   Tensor x;                                     // [N, F] float32
   std::vector<std::string> labels;              // N label strings, or empty when there is no label column
-  int64_t unknown_categories = 0;               // one-hot cells whose value was not seen in fit (encoded as zeros)
+  int64_t unknown_categories = 0;               // one-hot cells with a value unseen in fit (all zeros)
 };
 
 struct PreprocessOptions {
-  std::string label;                            // label column name; "" when the table has none
-  std::vector<std::string> one_hot;             // categorical columns to one-hot encode
+  // Default initialisers on every member keep GCC quiet about designated initialisers that skip one.
+  std::string label = "";                       // label column name; "" when the table has none
+  std::vector<std::string> one_hot = {};        // categorical columns to one-hot encode
   bool standardise = false;                     // fit mean and std per output feature
 };
 
@@ -65,7 +67,7 @@ struct Preprocess {
   std::string label;                                           // label column, "" for none
   std::vector<std::string> inputs;                             // raw feature columns, in file order
   std::map<std::string, std::vector<std::string>> categories;  // one-hot column -> sorted categories
-  std::vector<float> mean, stddev;                             // per output feature; empty: no standardisation
+  std::vector<float> mean, stddev;                             // per output feature; empty: none
 
   // Fits on `train`: finds the label and one-hot columns (errors list the available columns),
   // collects the sorted categories, and with standardise the population mean and std of each output

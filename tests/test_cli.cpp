@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <fstream>
 
+#include "tensor/random.h"
 #include "tests/helpers.h"
 
 namespace {
@@ -43,4 +44,40 @@ TEST_CASE("cli: bad arguments and missing data exit 2 with one clear line", "[cl
   CHECK_FALSE(std::filesystem::exists(json + ".tmp"));
   CHECK(run("frobnicate").rc == 2);
   CHECK(run("").rc == 2);  // a subcommand is required
+}
+
+TEST_CASE("cli: zeroshot --csv runs the protocol on a table and reports errors naming the class or column", "[cli]") {
+  // Six classes of 40 rows, Gaussian blobs in 4-d plus a categorical column.
+  const auto dir = std::filesystem::temp_directory_path();
+  const std::string csv = (dir / "normad_cli_zs.csv").string(), json = (dir / "normad_cli_zs.json").string();
+  {
+    normad::Generator g(3);
+    std::ofstream f(csv);
+    f << "a,b,c,d,kind,class\n";
+    for (int k = 0; k < 6; ++k)
+      for (int i = 0; i < 40; ++i) {
+        for (int j = 0; j < 4; ++j) f << (j == k % 4 ? 3.0 * (k + 1) : 0.0) + g.normal1() << ",";
+        f << (i % 2 ? "x" : "y") << ",c" << k << "\n";
+      }
+  }
+  std::filesystem::remove(json);
+  Run r = run("zeroshot --csv " + csv + " --label class --train-classes c0,c1,c2 --test-classes c3,c4,c5 "
+              "--one-hot kind --iters 5 --batch-normals 20 --ratios 0.1,0.2 --threads 1 --json " + json);
+  INFO(r.out);
+  REQUIRE(r.rc == 0);
+  std::ifstream jf(json);
+  std::string text((std::istreambuf_iterator<char>(jf)), std::istreambuf_iterator<char>());
+  CHECK_THAT(text, Catch::Contains("\"ratios\"") && Catch::Contains("\"batch_l2\"") && Catch::Contains("\"knn\""));
+  r = run("zeroshot --csv " + csv + " --label class --train-classes c0,c9 --test-classes c3,c4 --one-hot kind");
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.out, Catch::Contains("'c9'") && Catch::Contains("c0, c1"));
+  r = run("zeroshot --csv " + csv + " --label class --train-classes c0,c1 --test-classes c3,c4");
+  CHECK(r.rc == 2);  // 'kind' is text: without --one-hot it is an error naming file, line and column
+  CHECK_THAT(r.out, Catch::Contains("normad_cli_zs.csv:2") && Catch::Contains("'kind'"));
+  r = run("zeroshot --csv " + csv + " --label nope --train-classes c0,c1 --test-classes c3,c4");
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.out, Catch::Contains("'nope'"));
+  r = run("zeroshot --csv " + csv + " --label class --train-classes c0,c1 --test-classes c1,c4 --one-hot kind");
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.out, Catch::Contains("both a training and a test class"));
 }

@@ -79,7 +79,8 @@ TEST_CASE("csv: one-hot fitted on train, unseen category at apply is all zeros a
   CHECK(row_of(test.x, 1) == std::vector<float>{70, 0, 0, 5});  // "green" unseen: all zeros
   CHECK(test.unknown_categories == 1);
   // The test file may order its columns differently: matched by name.
-  data::Table swapped = pre.apply(data::read_csv(write_csv("oh_swapped.csv", "score,class,color,age\n4,b,blue,60\n")));
+  const std::string swapped_p = write_csv("oh_swapped.csv", "score,class,color,age\n4,b,blue,60\n");
+  data::Table swapped = pre.apply(data::read_csv(swapped_p));
   CHECK(row_of(swapped.x, 0) == std::vector<float>{60, 1, 0, 4});
 }
 
@@ -150,8 +151,8 @@ TEST_CASE("csv: label classes, class ids and the one-class view", "[data][csv]")
   CHECK(classes == std::vector<std::string>{"bird", "cat", "dog"});
   CHECK(data::label_ids(labels, classes) == std::vector<int64_t>{2, 1, 0, 1});
   CHECK(data::anomaly_labels(labels, "cat") == std::vector<int>{1, 0, 1, 0});
-  CHECK_THROWS_WITH(data::label_ids({"cow"}, classes), Contains("'cow'") && Contains("'bird', 'cat', 'dog'"));
-  CHECK_THROWS_WITH(data::anomaly_labels(labels, "cow"), Contains("'cow'") && Contains("'bird', 'cat', 'dog'"));
+  CHECK_THROWS_WITH(data::label_ids({"cow"}, classes), Contains("'cow'") && Contains("'bird', 'cat'"));
+  CHECK_THROWS_WITH(data::anomaly_labels(labels, "cow"), Contains("'cow'") && Contains("'bird', 'cat'"));
 }
 
 TEST_CASE("csv: cell errors name the file, line and column", "[data][csv]") {
@@ -159,11 +160,13 @@ TEST_CASE("csv: cell errors name the file, line and column", "[data][csv]") {
   // Line 5: the quoted newline in row 2 counts.
   CHECK_THROWS_WITH(data::read_table(p, "name"), Contains(p + ":5: column 'age' (3): 'abc' is not a number"));
   const std::string q = write_csv("bad_nan.csv", "a,b\n1,nan\n");
-  CHECK_THROWS_WITH(data::read_table(q, ""), Contains(q + ":2: column 'b' (2): 'nan' is not a finite number"));
+  CHECK_THROWS_WITH(data::read_table(q, ""),
+                    Contains(q + ":2: column 'b' (2): 'nan' is not a finite number"));
   const std::string e = write_csv("bad_empty_cell.csv", "a,b\n1,\n");
   CHECK_THROWS_WITH(data::read_table(e, ""), Contains(e + ":2: column 'b' (2): '' is not a number"));
   const std::string big = write_csv("bad_range.csv", "a\n1e40\n");
-  CHECK_THROWS_WITH(data::read_table(big, ""), Contains(big + ":2: column 'a' (1)") && Contains("out of range"));
+  CHECK_THROWS_WITH(data::read_table(big, ""),
+                    Contains(big + ":2: column 'a' (1)") && Contains("out of range"));
 }
 
 TEST_CASE("csv: file and structure errors name the file and line", "[data][csv]") {
@@ -189,7 +192,8 @@ TEST_CASE("csv: unknown label, one-hot and fitted columns list the available col
   data::Csv csv = data::read_csv(p);
   CHECK_THROWS_WITH(data::read_table(p, "class"),
                     Contains(p) && Contains("label column 'class' not found (columns: 'a', 'b', 'kind')"));
-  CHECK_THROWS_WITH(data::Preprocess::fit(csv, {.label = "class"}), Contains("label column 'class' not found"));
+  CHECK_THROWS_WITH(data::Preprocess::fit(csv, {.label = "class"}),
+                    Contains(p + ": label column 'class' not found"));
   CHECK_THROWS_WITH(data::Preprocess::fit(csv, {.one_hot = {"colour"}}),
                     Contains(p) && Contains("one-hot column 'colour' not found (columns: 'a', 'b', 'kind')"));
   CHECK_THROWS_WITH(data::Preprocess::fit(csv, {.label = "kind", .one_hot = {"kind"}}),
@@ -197,12 +201,19 @@ TEST_CASE("csv: unknown label, one-hot and fitted columns list the available col
   // At apply time: a fitted feature missing from the new file, or a column that was never fitted.
   data::Preprocess pre = data::Preprocess::fit(csv, {.label = "kind"});
   const std::string miss = write_csv("cols_missing.csv", "a,kind\n1,u\n");
-  CHECK_THROWS_WITH(pre.apply(data::read_csv(miss)), Contains(miss) && Contains("column 'b' (a fitted feature) not found"));
+  CHECK_THROWS_WITH(pre.apply(data::read_csv(miss)),
+                    Contains(miss) && Contains("column 'b' (a fitted feature) not found"));
   const std::string extra = write_csv("cols_extra.csv", "a,b,c\n1,2,3\n");
-  CHECK_THROWS_WITH(pre.apply(data::read_csv(extra)), Contains(extra) && Contains("column 'c' (3) is not a fitted feature"));
+  CHECK_THROWS_WITH(pre.apply(data::read_csv(extra)),
+                    Contains(extra) && Contains("column 'c' (3) is not a fitted feature"));
   // Metadata without the csv keys, or with statistics of the wrong length.
   CHECK_THROWS_WITH(data::Preprocess::from_metadata({}), Contains("missing key csv.label"));
   auto meta = data::Preprocess::fit(csv, {.label = "kind", .standardise = true}).to_metadata();
-  meta["csv.mean"] = "1";
-  CHECK_THROWS_WITH(data::Preprocess::from_metadata(meta), Contains("csv.mean/csv.std hold 1/2 values for 2 features"));
+  meta.at("csv.mean") = std::string("1");
+  CHECK_THROWS_WITH(data::Preprocess::from_metadata(meta),
+                    Contains("csv.mean/csv.std hold 1/2 values for 2 features"));
+  auto cats = data::Preprocess::fit(csv, {.one_hot = {"kind"}}).to_metadata();
+  cats.at("csv.categories.kind") = std::string("\"v\",\"u\"");
+  CHECK_THROWS_WITH(data::Preprocess::from_metadata(cats),
+                    Contains("csv.categories.kind is not a sorted list"));
 }
