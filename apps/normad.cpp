@@ -1,5 +1,5 @@
 // normad: the command line. Subcommands so far: `zeroshot` (FMNIST-ZS, fmnist_zs.md, or the same
-// protocol on a labelled CSV table).
+// protocol on a labelled CSV table) and `eval` (metrics of a scores file).
 // Errors print one line and exit with code 2; output files are written to a temporary name and
 // renamed, so nothing is left half-written.
 // Tested by tests/test_cli.cpp (error cases, exit codes) and by `make demo`.
@@ -16,6 +16,7 @@
 
 #include "data/csv.h"
 #include "data/idx.h"
+#include "eval/metrics.h"
 #include "models/omniglot_net.h"
 #include "models/zeroshot.h"
 #include "tensor/parallel.h"
@@ -208,6 +209,44 @@ void zeroshot_csv(const std::string& path, const std::string& label, const std::
   report({models::run_zeroshot(d, cfg, mlp, std::ref(p))}, cfg, json_path, "zeroshot-csv");
 }
 
+// `normad eval`: AUROC, AP and F1 of a scores file (column "score") against a labels file.
+// Labels are 0/1 (1 = anomaly) or, with --normal V, any values where V marks the normal rows.
+void eval_scores(const std::string& scores_path, const std::string& labels_path, const std::string& label,
+                 const std::string& normal, const std::string& json_path) {
+  data::Table scores = data::read_table(scores_path, "");
+  auto sc = std::find(scores.columns.begin(), scores.columns.end(), "score");
+  if (sc == scores.columns.end()) throw Error(scores_path + ": no 'score' column");
+  const int64_t j = sc - scores.columns.begin(), n = scores.x.size(0), F = scores.x.size(1);
+  std::vector<double> s(n);
+  for (int64_t i = 0; i < n; ++i) s[i] = scores.x.data()[i * F + j];
+  data::Csv lab = data::read_csv(labels_path);
+  auto lc = std::find(lab.header.begin(), lab.header.end(), label);
+  if (lc == lab.header.end()) throw Error(labels_path + ": no label column '" + label + "'");
+  const size_t li = lc - lab.header.begin();
+  if (static_cast<int64_t>(lab.rows.size()) != n)
+    throw Error(labels_path + ": " + std::to_string(lab.rows.size()) + " rows but " + scores_path + " has " +
+                std::to_string(n));
+  std::vector<std::string> values;
+  for (auto& row : lab.rows) values.push_back(row[li]);
+  std::vector<int> y;
+  if (!normal.empty()) {
+    y = data::anomaly_labels(values, normal);
+  } else {
+    for (size_t i = 0; i < values.size(); ++i) {
+      if (values[i] != "0" && values[i] != "1")
+        throw Error(labels_path + ":" + std::to_string(lab.lines[i]) + ": label '" + values[i] +
+                    "' is not 0 or 1 (pass --normal VALUE for class labels)");
+      y.push_back(values[i] == "1");
+    }
+  }
+  const double auroc = eval::auroc(s, y), ap = eval::average_precision(s, y);
+  const double f1 = eval::f1_at_true_ratio(s, y), f1max = eval::f1_max(s, y);
+  std::printf("rows %lld, anomalies %lld\nAUROC   %.4f\nAP      %.4f\nF1      %.4f  (top-k flagged, k = anomalies)\nF1-max  %.4f\n",
+              (long long)n, (long long)std::count(y.begin(), y.end(), 1), auroc, ap, f1, f1max);
+  if (!json_path.empty())
+    write_atomic(json_path, nlohmann::json{{"auroc", auroc}, {"ap", ap}, {"f1", f1}, {"f1_max", f1max}}.dump(2) + "\n");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -240,6 +279,14 @@ int main(int argc, char** argv) {
   zs->add_option("--iters", cfg.iters, "meta-training iterations")->capture_default_str();
   zs->add_option("--ratios", ratios, "anomaly ratios, comma-separated")->capture_default_str();
 
+  auto* ev = app.add_subcommand("eval", "AUROC, AP and F1 of a scores file against labels");
+  common(ev);
+  std::string scores_path, labels_path, eval_label = "label", normal;
+  ev->add_option("--scores", scores_path, "CSV with a 'score' column (normad score's output)")->required();
+  ev->add_option("--labels", labels_path, "CSV with the labels, one row per score")->required();
+  ev->add_option("--label", eval_label, "label column")->capture_default_str();
+  ev->add_option("--normal", normal, "the label value of normal rows (default: labels are 0/1)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -250,6 +297,7 @@ int main(int argc, char** argv) {
     set_num_threads(threads);
     cfg.seed = seed;
     if (cfg.iters < 0) throw Error("--iters: must be >= 0");
+    if (*ev) eval_scores(scores_path, labels_path, eval_label, normal, json_path);
     if (*zs) {
       if (model != "dsvdd") throw Error("--model: '" + model + "' is not available yet (dsvdd)");
       cfg.ratios = parse_ratios(ratios);

@@ -81,3 +81,24 @@ TEST_CASE("cli: zeroshot --csv runs the protocol on a table and reports errors n
   CHECK(r.rc == 2);
   CHECK_THAT(r.out, Catch::Contains("both a training and a test class"));
 }
+
+TEST_CASE("cli: eval prints AUROC, AP and F1 and rejects mismatched files", "[cli]") {
+  const auto dir = std::filesystem::temp_directory_path();
+  const std::string sc = (dir / "normad_cli_scores.csv").string(), lab = (dir / "normad_cli_labels.csv").string();
+  std::ofstream(sc) << "index,score,label\n0,0.9,1\n1,0.1,0\n2,0.4,0\n3,0.8,1\n4,0.3,0\n";
+  std::ofstream(lab) << "y,kind\n1,bad\n0,ok\n0,ok\n1,bad\n0,ok\n";
+  Run r = run("eval --scores " + sc + " --labels " + lab + " --label y");
+  INFO(r.out);
+  CHECK(r.rc == 0);
+  CHECK_THAT(r.out, Catch::Contains("AUROC   1.0000") && Catch::Contains("AP      1.0000"));
+  r = run("eval --scores " + sc + " --labels " + lab + " --label kind --normal ok");
+  CHECK(r.rc == 0);
+  CHECK_THAT(r.out, Catch::Contains("AUROC   1.0000"));
+  r = run("eval --scores " + sc + " --labels " + lab + " --label kind");
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.out, Catch::Contains("'bad' is not 0 or 1"));
+  std::ofstream(lab) << "y\n1\n0\n";
+  r = run("eval --scores " + sc + " --labels " + lab + " --label y");
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.out, Catch::Contains("2 rows but"));
+}
