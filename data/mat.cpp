@@ -96,10 +96,12 @@ struct Element {
 
 struct Parser {
   const std::string& path;
-  uint64_t max_inflate;
-  bool big = false;                             // "MI" file: big-endian
-  std::map<std::string, Tensor> arrays;         // dense real numeric arrays
-  std::map<std::string, std::string> skipped;   // name -> kind of the arrays not read ("sparse", ...)
+  uint64_t max_inflate;                        // cap per miCOMPRESSED payload
+  bool big = false;                            // "MI" file: big-endian
+  std::map<std::string, Tensor> arrays;        // dense real numeric arrays
+  std::map<std::string, std::string> skipped;  // name -> kind of the arrays not read ("sparse", ...)
+
+  Parser(const std::string& p, uint64_t cap) : path(p), max_inflate(cap) {}
 
   [[noreturn]] void fail(const std::string& msg) const { throw Error(path + ": " + msg); }
   uint32_t u32(const uint8_t* p) const { return static_cast<uint32_t>(load_bits(p, 4, big)); }
@@ -117,7 +119,9 @@ struct Parser {
       e.nbytes = w0 >> 16;
       e.data = p + 4;
       e.total = 8;
-      if (e.nbytes > 4) fail("the " + what + " is a small data element claiming " + std::to_string(e.nbytes) + " bytes (at most 4)");
+      if (e.nbytes > 4)
+        fail("the " + what + " is a small data element claiming " + std::to_string(e.nbytes) +
+             " bytes (at most 4)");
       return e;
     }
     e.type = w0;
@@ -242,7 +246,8 @@ struct Parser {
       // Z_BUF_ERROR here means no progress was possible: the input ended before the stream did.
       if (r == Z_BUF_ERROR) fail("miCOMPRESSED element: zlib stream is truncated");
       if (r != Z_OK && r != Z_STREAM_END)
-        fail("miCOMPRESSED element: zlib error " + std::to_string(r) + (zs.msg ? std::string(" (") + zs.msg + ")" : ""));
+        fail("miCOMPRESSED element: zlib error " + std::to_string(r) +
+             (zs.msg ? std::string(" (") + zs.msg + ")" : ""));
       const size_t got = chunk.size() - zs.avail_out;
       if (out.size() + got > max_inflate)
         fail("miCOMPRESSED element inflates past the limit of " + std::to_string(max_inflate) + " bytes");
@@ -264,7 +269,7 @@ std::vector<uint8_t> read_file(const std::string& path) {
   return bytes;
 }
 
-// Parses the header and every element; arrays and skipped names are left in the returned parser.
+// Parses the header and every element into ps.arrays and ps.skipped.
 void parse_mat(Parser& ps) {
   const std::vector<uint8_t> bytes = read_file(ps.path);
   if (bytes.size() < 128)
@@ -290,13 +295,13 @@ void parse_mat(Parser& ps) {
 }  // namespace
 
 std::map<std::string, Tensor> read_mat(const std::string& path, uint64_t max_inflate) {
-  Parser ps{path, max_inflate};
+  Parser ps(path, max_inflate);
   parse_mat(ps);
   return std::move(ps.arrays);
 }
 
 OddsTable read_odds(const std::string& path) {
-  Parser ps{path, kMatMaxInflate};
+  Parser ps(path, kMatMaxInflate);
   parse_mat(ps);
   // A named dense array, or an error saying whether it is missing or of a kind we do not read.
   auto get = [&](const std::string& name) -> const Tensor& {
@@ -313,7 +318,8 @@ OddsTable read_odds(const std::string& path) {
   if (y.dim() != 2 || (y.size(0) != 1 && y.size(1) != 1))
     ps.fail("variable 'y' has shape " + shape_str(y.shape()) + ", not [n, 1] or [1, n]");
   if (y.numel() != n)
-    ps.fail("variable 'y' holds " + std::to_string(y.numel()) + " labels but 'X' has " + std::to_string(n) + " rows");
+    ps.fail("variable 'y' holds " + std::to_string(y.numel()) + " labels but 'X' has " +
+            std::to_string(n) + " rows");
   t.y.resize(n);
   for (int64_t i = 0; i < n; ++i) {
     const float v = y.data()[i];

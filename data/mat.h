@@ -1,8 +1,10 @@
 // normad MAT-file reader: MATLAB level-5 .mat files, the format of the ODDS anomaly-detection tables
-// (X = [n, d] features, y = n labels, 1 = outlier). Plain and miCOMPRESSED (zlib) elements, either byte order.
+// (X = [n, d] features, y = n labels, 1 = outlier). Plain and miCOMPRESSED (zlib) elements, both byte
+// orders.
 // Format: 128-byte header (text, subsystem offset, version 0x0100, "IM"/"MI"), then tagged elements;
 // a column-major MATLAB array a(i0, i1, ...) becomes the row-major Tensor element t[i0][i1]... (same shape).
-// Tested by tests/test_mat.cpp (files built byte by byte, a scipy.io.savemat fixture, truncated and hostile files).
+// Tested by tests/test_mat.cpp (files built byte by byte, a scipy.io.savemat fixture, truncated and
+// hostile files).
 #pragma once
 
 #include <cstdint>
@@ -32,7 +34,8 @@ struct OddsTable {
 };
 
 // Reads variables "X" (2-d, [n, d]) and "y" ([n, 1] or [1, n], values 0 or 1) of an ODDS .mat file.
-// Errors name the file and the variable: missing, not a dense numeric array, wrong rank, n mismatch, label not 0/1.
+// Errors name the file and the variable: missing, not a dense numeric array, wrong rank, n mismatch,
+// a label other than 0/1.
 OddsTable read_odds(const std::string& path);
 
 }  // namespace normad::data
