@@ -2,7 +2,10 @@
 #include "models/ntl.h"
 
 #include <cmath>
+#include <cstdio>
 #include <limits>
+
+#include "nn/optim.h"
 
 namespace normad::models {
 
@@ -106,5 +109,81 @@ Var NeutralAD::embed(const Var& x) {
 }
 
 Var NeutralAD::forward(const Var& x) { return dcl_loss(embed(x), cfg_.tau); }
+
+std::map<std::string, std::string> ntl_metadata(const NtlConfig& c) {
+  auto b = [](bool v) { return std::string(v ? "1" : "0"); };
+  char tau[32];
+  std::snprintf(tau, sizeof tau, "%.9g", c.tau);
+  return {{"ntl.x_dim", std::to_string(c.x_dim)}, {"ntl.K", std::to_string(c.K)}, {"ntl.trans_type", c.trans_type},
+          {"ntl.trans_layers", std::to_string(c.trans_layers)}, {"ntl.trans_hidden", std::to_string(c.trans_hidden)},
+          {"ntl.enc_layers", std::to_string(c.enc_layers)}, {"ntl.enc_hidden", std::to_string(c.enc_hidden)},
+          {"ntl.z_dim", std::to_string(c.z_dim)}, {"ntl.batch_norm", b(c.batch_norm)},
+          {"ntl.trans_bias", b(c.trans_bias)}, {"ntl.enc_bias", b(c.enc_bias)}, {"ntl.tau", tau}};
+}
+
+NtlConfig ntl_from_metadata(const std::map<std::string, std::string>& meta) {
+  auto get = [&](const char* k) {
+    auto it = meta.find(k);
+    if (it == meta.end()) throw Error(std::string("model metadata: missing '") + k + "'");
+    return it->second;
+  };
+  auto num = [&](const char* k) {
+    const std::string v = get(k);
+    try {
+      size_t used = 0;
+      const long long n = std::stoll(v, &used);
+      if (used != v.size()) throw std::invalid_argument("");
+      return static_cast<int64_t>(n);
+    } catch (const std::exception&) {
+      throw Error(std::string("model metadata: '") + k + "' = '" + v + "' is not an integer");
+    }
+  };
+  NtlConfig c;
+  c.x_dim = num("ntl.x_dim"), c.K = num("ntl.K"), c.trans_type = get("ntl.trans_type");
+  c.trans_layers = num("ntl.trans_layers"), c.trans_hidden = num("ntl.trans_hidden");
+  c.enc_layers = num("ntl.enc_layers"), c.enc_hidden = num("ntl.enc_hidden"), c.z_dim = num("ntl.z_dim");
+  c.batch_norm = num("ntl.batch_norm") != 0, c.trans_bias = num("ntl.trans_bias") != 0;
+  c.enc_bias = num("ntl.enc_bias") != 0;
+  c.tau = std::stof(get("ntl.tau"));
+  return ntl_defaults(c);  // validates
+}
+
+std::vector<double> train_ntl(NeutralAD& net, const Tensor& x, const NtlTrainConfig& cfg, Generator& g,
+                              const NtlProgress& progress) {
+  check(x.dim() == 2 && x.size(0) >= 2, "train_ntl", "needs at least 2 rows, got " + shape_str(x.shape()));
+  nn::Adam opt(net.parameters(), cfg.lr, 0.9f, 0.999f, 1e-8f, cfg.weight_decay);
+  nn::StepLR sched(opt, cfg.lr_step, cfg.lr_gamma);
+  const int64_t n = x.size(0);
+  std::vector<double> losses;
+  net.train();
+  for (int64_t e = 0; e < cfg.epochs; ++e) {
+    auto order = g.permutation(n);
+    double total = 0;
+    int64_t batches = 0;
+    for (int64_t s = 0; s < n; s += cfg.batch) {
+      // A last batch of one row would make encoder BN (when enabled) undefined; fold it in.
+      if (n - s == 1 && s > 0) break;
+      std::vector<int64_t> idx(order.begin() + s, order.begin() + std::min(n, s + cfg.batch));
+      Var loss = mean(net(Var(index_select(x, idx))));
+      opt.zero_grad();
+      loss.backward();
+      opt.step();
+      total += loss.item(), ++batches;
+    }
+    sched.step();  // per epoch (ntl_dsvdd.md B.5)
+    losses.push_back(total / double(batches));
+    if (progress) progress(e + 1, cfg.epochs, losses.back());
+  }
+  return losses;
+}
+
+std::vector<double> score_ntl(NeutralAD& net, const Tensor& x, int64_t batch) {
+  NoGradGuard ng;
+  net.eval();
+  std::vector<double> out;
+  for (int64_t s = 0; s < x.size(0); s += batch)
+    for (float v : net(Var(slice(x, 0, s, std::min(x.size(0), s + batch)))).data().to_vector()) out.push_back(v);
+  return out;
+}
 
 }  // namespace normad::models

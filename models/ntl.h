@@ -8,6 +8,8 @@
 // Shapes: x [N, D]; views stacked view-major into [(K+1) N, D]; embeddings [N, K+1, Z].
 #pragma once
 
+#include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -48,5 +50,22 @@ class NeutralAD : public nn::Module {
   std::vector<std::shared_ptr<nn::Sequential>> trans_;
   std::shared_ptr<nn::Sequential> enc_;
 };
+
+// The architecture as model-file metadata ("ntl.*" keys) and back; from_metadata validates.
+std::map<std::string, std::string> ntl_metadata(const NtlConfig& c);
+NtlConfig ntl_from_metadata(const std::map<std::string, std::string>& meta);
+
+// One-class training on normal rows x [N, D] (ntl_dsvdd.md B.5): Adam with weight decay, StepLR
+// (step, gamma 0.5) per epoch, shuffled mini-batches; loss = batch mean of the DCL.
+struct NtlTrainConfig {
+  int64_t epochs = 200, batch = 128, lr_step = 200;
+  float lr = 1e-3f, weight_decay = 1e-5f, lr_gamma = 0.5f;
+};
+using NtlProgress = std::function<void(int64_t epoch, int64_t epochs, double loss)>;
+// Returns the mean training loss of each epoch.
+std::vector<double> train_ntl(NeutralAD& net, const Tensor& x, const NtlTrainConfig& cfg, Generator& g,
+                              const NtlProgress& progress = {});
+// Scores (the DCL of each row) in eval mode, no graph, in batches of `batch` rows.
+std::vector<double> score_ntl(NeutralAD& net, const Tensor& x, int64_t batch = 1024);
 
 }  // namespace normad::models

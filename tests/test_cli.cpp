@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <fstream>
 
+#include "nn/safetensors.h"
 #include "tensor/random.h"
 #include "tests/helpers.h"
 
@@ -21,6 +22,12 @@ Run run(const std::string& args) {
   while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
   const int st = pclose(p);
   return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+// A valid safetensors file with no normad metadata.
+std::string write_plain_safetensors(const std::filesystem::path& dir) {
+  const std::string p = (dir / "normad_cli_plain.safetensors").string();
+  normad::nn::save_safetensors(p, {{"w", normad::Tensor::ones({2})}});
+  return p;
 }
 }  // namespace
 
@@ -101,4 +108,47 @@ TEST_CASE("cli: eval prints AUROC, AP and F1 and rejects mismatched files", "[cl
   r = run("eval --scores " + sc + " --labels " + lab + " --label y");
   CHECK(r.rc == 2);
   CHECK_THAT(r.out, Catch::Contains("2 rows but"));
+}
+
+TEST_CASE("cli: train --model ntl then score writes one row per input, in order, and rejects other files", "[cli]") {
+  const auto dir = std::filesystem::temp_directory_path();
+  const std::string train = (dir / "normad_cli_ntl_train.csv").string(), test = (dir / "normad_cli_ntl_test.csv").string();
+  const std::string model = (dir / "normad_cli_ntl.safetensors").string(), scores = (dir / "normad_cli_ntl_scores.csv").string();
+  {
+    normad::Generator g(5);
+    std::ofstream tr(train), te(test);
+    tr << "a,b,c,kind\n";
+    te << "a,b,c,kind\n";
+    for (int i = 0; i < 60; ++i) {
+      const float t = g.normal1();
+      tr << t << "," << 2 * t + 0.1f * g.normal1() << "," << -t << ",normal\n";
+    }
+    for (int i = 0; i < 7; ++i) te << g.normal1() << "," << g.normal1() << "," << g.normal1() << ",odd\n";
+  }
+  Run r = run("train --model ntl --data " + train + " --label kind --normal normal --epochs 3 --transformations 4 --out " + model);
+  INFO(r.out);
+  REQUIRE(r.rc == 0);
+  r = run("score --model " + model + " --data " + test + " --out " + scores);
+  REQUIRE(r.rc == 0);
+  std::ifstream f(scores);
+  std::string line;
+  std::getline(f, line);
+  CHECK(line == "index,score,label");
+  int rows = 0;
+  while (std::getline(f, line)) {
+    CHECK(line.rfind(std::to_string(rows) + ",", 0) == 0);  // input order
+    ++rows;
+  }
+  CHECK(rows == 7);
+  // A safetensors file that is not a normad model, and a missing one.
+  r = run("score --model " + write_plain_safetensors(dir) + " --data " + test + " --out " + scores);
+  CHECK(r.rc == 2);
+  r = run("score --model " + train + " --data " + test + " --out " + scores);
+  CHECK(r.rc == 2);
+  r = run("score --model /nonexistent.safetensors --data " + test + " --out " + scores);
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.out, Catch::Contains("/nonexistent.safetensors"));
+  r = run("train --model ntl --data " + train + " --label kind --normal nobody --out " + model);
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.out, Catch::Contains("'nobody'"));
 }
