@@ -168,17 +168,7 @@ void zeroshot_csv(const std::string& path, const std::string& label, const std::
   data::Csv csv = data::read_csv(path);
   const auto train_names = split_list(train_arg, "--train-classes"), test_names = split_list(test_arg, "--test-classes");
   // Preprocessing is fitted on the training classes' rows only.
-  auto col = std::find(csv.header.begin(), csv.header.end(), label);
-  if (col == csv.header.end()) throw Error(path + ": no label column '" + label + "'");
-  const size_t li = static_cast<size_t>(col - csv.header.begin());
-  data::Csv train_rows = csv;
-  train_rows.rows.clear();
-  train_rows.lines.clear();
-  for (size_t i = 0; i < csv.rows.size(); ++i)
-    if (std::find(train_names.begin(), train_names.end(), csv.rows[i][li]) != train_names.end()) {
-      train_rows.rows.push_back(csv.rows[i]);
-      train_rows.lines.push_back(csv.lines[i]);
-    }
+  data::Csv train_rows = data::select_rows(csv, label, train_names);
   data::PreprocessOptions opts;
   opts.label = label;
   if (!one_hot.empty()) opts.one_hot = split_list(one_hot, "--one-hot");
@@ -267,15 +257,8 @@ void train_model(const TrainArgs& a, uint64_t seed) {
   if (!a.label.empty()) {
     // One-class: train on the rows whose label is the normal value.
     if (a.normal.empty()) throw Error("--label needs --normal VALUE (the normal class)");
-    auto col = std::find(csv.header.begin(), csv.header.end(), a.label);
-    if (col == csv.header.end()) throw Error(a.data + ": no label column '" + a.label + "'");
-    const size_t li = col - csv.header.begin();
-    data::Csv normal_rows = csv;
-    normal_rows.rows.clear(), normal_rows.lines.clear();
-    for (size_t i = 0; i < csv.rows.size(); ++i)
-      if (csv.rows[i][li] == a.normal) normal_rows.rows.push_back(csv.rows[i]), normal_rows.lines.push_back(csv.lines[i]);
-    if (normal_rows.rows.empty()) throw Error(a.data + ": no row has " + a.label + " = '" + a.normal + "'");
-    csv = normal_rows;
+    csv = data::select_rows(csv, a.label, {a.normal});
+    if (csv.rows.empty()) throw Error(a.data + ": no row has " + a.label + " = '" + a.normal + "'");
   }
   data::PreprocessOptions opts;
   opts.label = a.label;

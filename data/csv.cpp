@@ -391,6 +391,19 @@ Table read_table(const std::string& path, const std::string& label) {
   return p.apply(csv);
 }
 
+Csv select_rows(const Csv& csv, const std::string& column, const std::vector<std::string>& values) {
+  auto col = std::find(csv.header.begin(), csv.header.end(), column);
+  if (col == csv.header.end()) throw Error(csv.path + ": no column '" + column + "'");
+  const size_t j = static_cast<size_t>(col - csv.header.begin());
+  Csv out{csv.path, csv.header, {}, {}};
+  for (size_t i = 0; i < csv.rows.size(); ++i)
+    if (std::find(values.begin(), values.end(), csv.rows[i][j]) != values.end()) {
+      out.rows.push_back(csv.rows[i]);
+      out.lines.push_back(csv.lines[i]);
+    }
+  return out;
+}
+
 std::vector<std::string> label_classes(const std::vector<std::string>& labels) {
   std::set<std::string> s(labels.begin(), labels.end());
   return std::vector<std::string>(s.begin(), s.end());

@@ -90,6 +90,12 @@ struct Preprocess {
   static Preprocess from_metadata(const std::map<std::string, std::string>& metadata);
 };
 
+// The rows of `csv` whose column `column` holds one of `values` (in file order, lines kept).
+// An Error names the file when the column does not exist.
+Csv select_rows(const Csv& csv,                          // parsed file
+                const std::string& column,               // e.g. the label column
+                const std::vector<std::string>& values); // values to keep
+
 // Reads `path` with every non-label column numeric, no one-hot and no standardisation.
 Table read_table(const std::string& path,      // CSV file
                  const std::string& label);    // label column name, "" for none

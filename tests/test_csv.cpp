@@ -145,6 +145,15 @@ TEST_CASE("csv: a scoring table without the label column", "[data][csv]") {
   CHECK(t.labels.empty());
 }
 
+TEST_CASE("csv: select_rows keeps the rows whose column holds one of the values", "[data][csv]") {
+  data::Csv c = data::parse_csv("x,k\n1,a\n2,b\n3,a\n4,c\n", "s.csv");
+  data::Csv s = data::select_rows(c, "k", {"a", "c"});
+  REQUIRE(s.rows.size() == 3);
+  CHECK(s.rows[1][0] == "3");
+  CHECK(s.lines == std::vector<int64_t>{2, 4, 5});
+  CHECK_THROWS_WITH(data::select_rows(c, "nope", {"a"}), Catch::Contains("s.csv") && Catch::Contains("'nope'"));
+}
+
 TEST_CASE("csv: label classes, class ids and the one-class view", "[data][csv]") {
   const std::vector<std::string> labels{"dog", "cat", "bird", "cat"};
   const auto classes = data::label_classes(labels);
