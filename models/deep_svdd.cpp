@@ -1,0 +1,124 @@
+// Deep SVDD (see models/deep_svdd.h). Tested by tests/test_deep_svdd.cpp.
+#include "models/deep_svdd.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "nn/optim.h"
+
+namespace normad::models {
+
+namespace {
+
+// A LeNet of [conv 5x5 (pad 2, no bias), BN2d (affine-free, eps 1e-4), lReLU, pool 2] blocks, then
+// bias-free Linear layers with affine-free BN1d + lReLU between them (A.3, A.4).
+class LeNet : public nn::Module {
+ public:
+  LeNet(int64_t in_ch, int64_t hw, const std::vector<int64_t>& convs, const std::vector<int64_t>& fcs,
+        const std::string& bn2d_prefix) {
+    int64_t ch = in_ch;
+    for (size_t i = 0; i < convs.size(); ++i) {
+      const std::string k = std::to_string(i + 1);
+      convs_.push_back(register_module("conv" + k, std::make_shared<nn::Conv2d>(ch, convs[i], 5, 1, 2, false)));
+      bns_.push_back(register_module(bn2d_prefix + k, std::make_shared<nn::BatchNorm2d>(convs[i], 1e-4f, 0.1f, false)));
+      ch = convs[i];
+      hw /= 2;
+    }
+    int64_t in = ch * hw * hw;
+    for (size_t i = 0; i < fcs.size(); ++i) {
+      const std::string k = std::to_string(i + 1);
+      fcs_.push_back(register_module("fc" + k, std::make_shared<nn::Linear>(in, fcs[i], false)));
+      if (i + 1 < fcs.size())
+        bn1d_.push_back(register_module("bn1d" + k, std::make_shared<nn::BatchNorm1d>(fcs[i], 1e-4f, 0.1f, false)));
+      in = fcs[i];
+    }
+  }
+  Var forward(const Var& x) override {
+    Var h = x;
+    const Pool2dArgs pool{2, 2, 2, 2, 0, 0, false, true};
+    for (size_t i = 0; i < convs_.size(); ++i) h = max_pool2d(leaky_relu((*bns_[i])((*convs_[i])(h)), 0.01f), pool);
+    h = flatten(h);  // (C, H, W) order
+    for (size_t i = 0; i < fcs_.size(); ++i) {
+      h = (*fcs_[i])(h);
+      if (i + 1 < fcs_.size()) h = leaky_relu((*bn1d_[i])(h), 0.01f);
+    }
+    return h;
+  }
+
+ private:
+  std::vector<std::shared_ptr<nn::Conv2d>> convs_;
+  std::vector<std::shared_ptr<nn::BatchNorm>> bns_, bn1d_;
+  std::vector<std::shared_ptr<nn::Linear>> fcs_;
+};
+
+}  // namespace
+
+std::shared_ptr<nn::Module> lenet(const std::string& name) {
+  // Reference names: MNIST_LeNet uses bn1, bn2; the others bn2d1.. and bn1d1 (A.4).
+  if (name == "mnist") return std::make_shared<LeNet>(1, 28, std::vector<int64_t>{8, 4}, std::vector<int64_t>{32}, "bn");
+  if (name == "fmnist")
+    return std::make_shared<LeNet>(1, 28, std::vector<int64_t>{16, 32}, std::vector<int64_t>{128, 64}, "bn2d");
+  if (name == "cifar10")
+    return std::make_shared<LeNet>(3, 32, std::vector<int64_t>{32, 64, 128}, std::vector<int64_t>{128}, "bn2d");
+  throw Error("lenet: unknown network '" + name + "' (mnist, fmnist, cifar10)");
+}
+
+Tensor svdd_center(nn::Module& net, const Tensor& x, int64_t batch, float eps) {
+  NoGradGuard ng;
+  net.eval();
+  Tensor sum;
+  for (int64_t s = 0; s < x.size(0); s += batch) {
+    Tensor part = normad::sum((net)(Var(slice(x, 0, s, std::min(x.size(0), s + batch)))).data(), {0});
+    sum = sum.defined() ? add(sum, part) : part;
+  }
+  Tensor c = mul_scalar(sum, 1.f / static_cast<float>(x.size(0)));
+  // A.2: push small coordinates to +-eps (a zero unit is trivially matched with zero weights).
+  for (int64_t j = 0; j < c.numel(); ++j) {
+    float& v = c.data()[j];
+    if (std::fabs(v) < eps && v < 0) v = -eps;
+    else if (std::fabs(v) < eps && v > 0) v = eps;
+  }
+  return c;
+}
+
+std::vector<double> DeepSvdd::fit(const Tensor& x, const SvddTrainConfig& cfg, Generator& g,
+                                  const SvddProgress& progress) {
+  c = svdd_center(*net, x);
+  nn::Adam opt(net->parameters(), cfg.lr, 0.9f, 0.999f, 1e-8f, cfg.weight_decay);
+  nn::MultiStepLR sched(opt, cfg.milestones, 0.1f);
+  const int64_t n = x.size(0);
+  std::vector<double> losses;
+  for (int64_t e = 0; e < cfg.epochs; ++e) {
+    net->train();
+    auto order = g.permutation(n);
+    double total = 0;
+    int64_t batches = 0;
+    for (int64_t s = 0; s < n; s += cfg.batch) {
+      if (n - s == 1 && s > 0) break;  // BN needs more than one row
+      std::vector<int64_t> idx(order.begin() + s, order.begin() + std::min(n, s + cfg.batch));
+      Var diff = sub((*net)(Var(index_select(x, idx))), Var(c));
+      Var loss = mean(sum(mul(diff, diff), {1}));
+      opt.zero_grad();
+      loss.backward();
+      opt.step();
+      total += loss.item(), ++batches;
+    }
+    sched.step();  // epochs 1..50 at lr, then lr / 10 (A.7)
+    losses.push_back(total / double(batches));
+    if (progress) progress(e + 1, cfg.epochs, losses.back());
+  }
+  return losses;
+}
+
+std::vector<double> DeepSvdd::score(const Tensor& x, int64_t batch) {
+  NoGradGuard ng;
+  net->eval();  // running statistics (A.7)
+  std::vector<double> out;
+  for (int64_t s = 0; s < x.size(0); s += batch) {
+    Tensor diff = sub((*net)(Var(slice(x, 0, s, std::min(x.size(0), s + batch)))).data(), c);
+    for (float v : sum(mul(diff, diff), {1}).to_vector()) out.push_back(v);
+  }
+  return out;
+}
+
+}  // namespace normad::models
