@@ -250,7 +250,7 @@ struct TrainArgs {
   models::NtlTrainConfig train;
 };
 
-void train_model(const TrainArgs& a, uint64_t seed) {
+void train_model(const TrainArgs& a, uint64_t seed, const std::string& json_path) {
   if (a.model != "ntl") throw Error("--model: '" + a.model + "' is not available yet for train (ntl)");
   if (a.out.empty()) throw Error("--out: missing");
   data::Csv csv = data::read_csv(a.data);
@@ -287,10 +287,14 @@ void train_model(const TrainArgs& a, uint64_t seed) {
   nn::save_module(a.out, net, meta);
   std::printf("final loss %.4f, threshold %.6g (%.0f%% contamination of training scores), wrote %s\n",
               losses.back(), threshold, 100 * a.contamination, a.out.c_str());
+  if (!json_path.empty())
+    write_atomic(json_path, nlohmann::json{{"model", a.model}, {"rows", table.x.size(0)}, {"epoch_loss", losses},
+                                           {"threshold", threshold}, {"out", a.out}}.dump(2) + "\n");
 }
 
 // `normad score`: the stored preprocessing, the same scoring path as evaluation, one row per input row.
-void score_model(const std::string& model_path, const std::string& data_path, const std::string& out, int64_t batch) {
+void score_model(const std::string& model_path, const std::string& data_path, const std::string& out, int64_t batch,
+                 const std::string& json_path) {
   if (out.empty()) throw Error("--out: missing");
   nn::Safetensors f = nn::load_safetensors(model_path);
   auto kind = f.metadata.find("normad.kind");
@@ -311,7 +315,13 @@ void score_model(const std::string& model_path, const std::string& data_path, co
     text += line;
   }
   write_atomic(out, text);
-  std::printf("scored %zu rows, threshold %.6g, wrote %s\n", scores.size(), threshold, out.c_str());
+  int64_t flagged = 0;
+  for (double v : scores) flagged += v > threshold;
+  std::printf("scored %zu rows, %lld above the threshold %.6g, wrote %s\n", scores.size(), (long long)flagged,
+              threshold, out.c_str());
+  if (!json_path.empty())
+    write_atomic(json_path, nlohmann::json{{"rows", scores.size()}, {"flagged", flagged}, {"threshold", threshold},
+                                           {"out", out}}.dump(2) + "\n");
 }
 
 }  // namespace
@@ -391,8 +401,8 @@ int main(int argc, char** argv) {
     set_num_threads(threads);
     cfg.seed = seed;
     if (cfg.iters < 0) throw Error("--iters: must be >= 0");
-    if (*tr) train_model(ta, seed);
-    if (*scs) score_model(model_path, data_path, scores_out, score_batch);
+    if (*tr) train_model(ta, seed, json_path);
+    if (*scs) score_model(model_path, data_path, scores_out, score_batch, json_path);
     if (*ev) eval_scores(scores_path, labels_path, eval_label, normal, json_path);
     if (*zs) {
       if (model != "dsvdd") throw Error("--model: '" + model + "' is not available yet (dsvdd)");

@@ -128,8 +128,12 @@ TEST_CASE("cli: train --model ntl then score writes one row per input, in order,
   Run r = run("train --model ntl --data " + train + " --label kind --normal normal --epochs 3 --transformations 4 --out " + model);
   INFO(r.out);
   REQUIRE(r.rc == 0);
-  r = run("score --model " + model + " --data " + test + " --out " + scores);
+  const std::string js = (dir / "normad_cli_ntl_score.json").string();
+  r = run("score --model " + model + " --data " + test + " --out " + scores + " --json " + js);
   REQUIRE(r.rc == 0);
+  std::ifstream jf(js);
+  std::string jtext((std::istreambuf_iterator<char>(jf)), std::istreambuf_iterator<char>());
+  CHECK_THAT(jtext, Catch::Contains("\"rows\": 7") && Catch::Contains("\"threshold\""));
   std::ifstream f(scores);
   std::string line;
   std::getline(f, line);
