@@ -31,7 +31,7 @@ namespace {
 
 // Writes `text` to path via path.tmp + rename.
 void write_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
+  const std::string tmp = path + ".tmp" + std::to_string(getpid());  // concurrent runs never collide
   {
     std::ofstream f(tmp);
     if (!f) throw Error(path + ": cannot write");
@@ -86,6 +86,9 @@ std::vector<double> parse_ratios(const std::string& s) {
     }
   }
   if (out.empty()) throw Error("--ratios: no ratio given");
+  for (size_t i = 0; i < out.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (out[i] == out[j]) throw Error("--ratios: " + std::to_string(out[i]) + " given twice");
   return out;
 }
 
@@ -235,7 +238,7 @@ void eval_scores(const std::string& scores_path, const std::string& labels_path,
   }
   const double auroc = eval::auroc(s, y), ap = eval::average_precision(s, y);
   const double f1 = eval::f1_at_true_ratio(s, y), f1max = eval::f1_max(s, y);
-  std::printf("rows %lld, anomalies %lld\nAUROC   %.4f\nAP      %.4f\nF1      %.4f  (top-k flagged, k = anomalies)\nF1-max  %.4f\n",
+  std::printf("rows %lld, anomalies %lld\nAUROC   %.4f\nAP      %.4f\nF1      %.4f  (threshold at the true anomaly ratio)\nF1-max  %.4f\n",
               (long long)n, (long long)std::count(y.begin(), y.end(), 1), auroc, ap, f1, f1max);
   if (!json_path.empty())
     write_atomic(json_path, nlohmann::json{{"auroc", auroc}, {"ap", ap}, {"f1", f1}, {"f1_max", f1max}}.dump(2) + "\n");
@@ -329,6 +332,8 @@ void score_model(const std::string& model_path, const std::string& data_path, co
 int main(int argc, char** argv) {
   CLI::App app{"normad: deep anomaly detection (ACR zero-shot, Deep SVDD, NTL, Gaussian-AD)"};
   app.require_subcommand(1);
+  // Parse errors: one line, like every other error (CLI11 would add a second one).
+  app.failure_message([](const CLI::App*, const CLI::Error& e) { return "normad: " + std::string(e.what()) + "\n"; });
   uint64_t seed = 0;
   int threads = 0;
   std::string json_path;

@@ -95,10 +95,9 @@ double f1_score(const std::vector<int>& pred, const std::vector<int>& y) {
 double f1_at_true_ratio(const std::vector<double>& s, const std::vector<int>& y) {
   const int64_t pos = count_pos(s, y, "f1_at_true_ratio", false);
   if (pos == 0) return 0.0;
-  auto idx = order_desc(s);
-  const double kth = s[idx[pos - 1]];  // the pos-th highest score
+  const double n = double(s.size()), thr = percentile(s, 100.0 * (n - double(pos)) / n);
   std::vector<int> pred(s.size());
-  for (size_t i = 0; i < s.size(); ++i) pred[i] = s[i] >= kth;
+  for (size_t i = 0; i < s.size(); ++i) pred[i] = s[i] > thr;
   return f1_score(pred, y);
 }
 

@@ -13,8 +13,8 @@ namespace normad::eval {
 
 double auroc(const std::vector<double>& scores, const std::vector<int>& labels);
 double average_precision(const std::vector<double>& scores, const std::vector<int>& labels);
-// F1 when the k highest scores are flagged, k = number of true anomalies (ties at the k-th score
-// are all flagged).
+// F1 at the true anomaly ratio (ntl_dsvdd.md B.5): threshold = the (100 n_normal / n)-th percentile
+// of the scores (NumPy linear interpolation), a score above it is flagged.
 double f1_at_true_ratio(const std::vector<double>& scores, const std::vector<int>& labels);
 // The best F1 over all thresholds (each distinct score).
 double f1_max(const std::vector<double>& scores, const std::vector<int>& labels);

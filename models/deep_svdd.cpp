@@ -64,6 +64,7 @@ std::shared_ptr<nn::Module> lenet(const std::string& name) {
 }
 
 Tensor svdd_center(nn::Module& net, const Tensor& x, int64_t batch, float eps) {
+  check(batch >= 1 && x.size(0) >= 1, "svdd_center", "needs rows and batch >= 1");
   NoGradGuard ng;
   net.eval();
   Tensor sum;
@@ -83,6 +84,10 @@ Tensor svdd_center(nn::Module& net, const Tensor& x, int64_t batch, float eps) {
 
 std::vector<double> DeepSvdd::fit(const Tensor& x, const SvddTrainConfig& cfg, Generator& g,
                                   const SvddProgress& progress) {
+  check(cfg.epochs >= 1 && cfg.batch >= 2, "DeepSvdd::fit", "needs epochs >= 1 and batch >= 2");
+  // Without autoencoder pretraining (A.5, not implemented yet) the centre comes from the fresh
+  // network in eval mode (running statistics 0 and 1), as the reference code does with
+  // pretrain=False.
   c = svdd_center(*net, x);
   nn::Adam opt(net->parameters(), cfg.lr, 0.9f, 0.999f, 1e-8f, cfg.weight_decay);
   nn::MultiStepLR sched(opt, cfg.milestones, 0.1f);
@@ -111,6 +116,7 @@ std::vector<double> DeepSvdd::fit(const Tensor& x, const SvddTrainConfig& cfg, G
 }
 
 std::vector<double> DeepSvdd::score(const Tensor& x, int64_t batch) {
+  check(batch >= 1, "DeepSvdd::score", "batch must be >= 1");
   NoGradGuard ng;
   net->eval();  // running statistics (A.7)
   std::vector<double> out;

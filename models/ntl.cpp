@@ -151,6 +151,7 @@ NtlConfig ntl_from_metadata(const std::map<std::string, std::string>& meta) {
 std::vector<double> train_ntl(NeutralAD& net, const Tensor& x, const NtlTrainConfig& cfg, Generator& g,
                               const NtlProgress& progress) {
   check(x.dim() == 2 && x.size(0) >= 2, "train_ntl", "needs at least 2 rows, got " + shape_str(x.shape()));
+  check(cfg.epochs >= 1 && cfg.batch >= 2, "train_ntl", "needs epochs >= 1 and batch >= 2");
   nn::Adam opt(net.parameters(), cfg.lr, 0.9f, 0.999f, 1e-8f, cfg.weight_decay);
   nn::StepLR sched(opt, cfg.lr_step, cfg.lr_gamma);
   const int64_t n = x.size(0);
@@ -161,7 +162,7 @@ std::vector<double> train_ntl(NeutralAD& net, const Tensor& x, const NtlTrainCon
     double total = 0;
     int64_t batches = 0;
     for (int64_t s = 0; s < n; s += cfg.batch) {
-      // A last batch of one row would make encoder BN (when enabled) undefined; fold it in.
+      // A last batch of one row would make encoder BN (when enabled) undefined; it is dropped.
       if (n - s == 1 && s > 0) break;
       std::vector<int64_t> idx(order.begin() + s, order.begin() + std::min(n, s + cfg.batch));
       Var loss = mean(net(Var(index_select(x, idx))));
@@ -178,6 +179,7 @@ std::vector<double> train_ntl(NeutralAD& net, const Tensor& x, const NtlTrainCon
 }
 
 std::vector<double> score_ntl(NeutralAD& net, const Tensor& x, int64_t batch) {
+  check(batch >= 1, "score_ntl", "batch must be >= 1");
   NoGradGuard ng;
   net.eval();
   std::vector<double> out;

@@ -16,7 +16,7 @@ OmniglotNet::OmniglotNet(Generator& g, int64_t channels, int64_t embed) {
     bns_.push_back(bn);
     in = channels;
   }
-  head_ = register_module("head", std::make_shared<nn::Linear>(channels, embed));
+  head_ = register_module("head", std::make_shared<nn::Linear>(channels, embed));  // re-drawn below
   nn::init::normal_(head_->weight.data(), 0.f, 1.f, g);
   head_->bias.data().fill_(0.f);
   bns_.push_back(register_module("bn_out", std::make_shared<nn::BatchNorm1d>(embed)));
@@ -32,12 +32,18 @@ Var OmniglotNet::forward(const Var& x) {
 
 std::shared_ptr<nn::Sequential> tabular_mlp(int64_t in, Generator& init, int64_t hidden, int64_t embed) {
   auto net = std::make_shared<nn::Sequential>();
+  // Every Linear drawn from `init` (PyTorch's default rule), so the seed alone fixes the weights.
+  auto linear = [&](int64_t a, int64_t b) {
+    auto l = std::make_shared<nn::Linear>(a, b);
+    nn::init::torch_default_(l->weight.data(), &l->bias.data(), init);
+    return l;
+  };
   for (int i = 0; i < 3; ++i) {
-    net->push_back(std::make_shared<nn::Linear>(i ? hidden : in, hidden));
+    net->push_back(linear(i ? hidden : in, hidden));
     net->push_back(std::make_shared<nn::BatchNorm1d>(hidden));
     net->push_back(std::make_shared<nn::ReLU>());
   }
-  net->push_back(std::make_shared<nn::Linear>(hidden, embed));
+  net->push_back(linear(hidden, embed));
   auto out = std::make_shared<nn::BatchNorm1d>(embed);
   nn::init::uniform_(out->weight.data(), 0.f, 1.f, init);
   net->push_back(out);

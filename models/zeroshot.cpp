@@ -103,6 +103,24 @@ ZsFold run_zeroshot(const ZsData& data, const ZsConfig& cfg, const ZsNetFactory&
     check(static_cast<int64_t>(by_class.at(c).size()) >= cfg.normals, "zeroshot",
           "training class " + std::to_string(c) + " has " + std::to_string(by_class.at(c).size()) +
               " rows, fewer than the " + std::to_string(cfg.normals) + " normals a task needs");
+  // Test batches must be scorable before hours of training: normals per batch, anomaly pool, kNN.
+  check(cfg.batch_normals >= 1 && cfg.batches_per_class >= 1, "zeroshot", "batch_normals and batches_per_class must be >= 1");
+  {
+    auto test_rows = data::rows_by_class(data.test_y, data.num_classes);
+    int64_t all = 0;
+    for (int64_t t : test_classes) all += static_cast<int64_t>(test_rows.at(t).size());
+    for (int64_t t : test_classes) {
+      const int64_t n_own = static_cast<int64_t>(test_rows.at(t).size()), pool = all - n_own;
+      check(n_own > 0, "zeroshot", "test class " + std::to_string(t) + " has no rows");
+      for (double r : cfg.ratios) {
+        const int64_t nb = std::min(cfg.batch_normals, n_own), n_a = anomalies_for_ratio(nb, r);
+        check(n_a <= pool, "zeroshot", "ratio " + std::to_string(r) + " needs " + std::to_string(n_a) +
+                                           " anomalies, the other test classes have " + std::to_string(pool) + " rows");
+        check(nb + n_a > 5, "zeroshot", "test class " + std::to_string(t) + ": a batch of " +
+                                            std::to_string(nb + n_a) + " rows is too small for kNN-5");
+      }
+    }
+  }
   const int64_t Q = cfg.normals + cfg.anomalies;
   Shape task_shape = data.train_x.shape();
   task_shape[0] = cfg.tasks * Q;
@@ -139,14 +157,10 @@ ZsFold run_zeroshot(const ZsData& data, const ZsConfig& cfg, const ZsNetFactory&
         if (o != t) pool.insert(pool.end(), test_by_class[o].begin(), test_by_class[o].end());
       const auto& own = test_by_class[t];
       const int64_t n_own = static_cast<int64_t>(own.size());
-      check(n_own > 0, "zeroshot", "test class " + std::to_string(t) + " has no rows");
       // Full batches of batch_normals normals (at most batches_per_class), or one batch of all.
       const int64_t nb = std::min(cfg.batch_normals, n_own);
       const int64_t n_batches = std::max<int64_t>(1, std::min(cfg.batches_per_class, n_own / nb));
-      const int64_t n_a = anomalies_for_ratio(nb, r);
-      check(n_a <= static_cast<int64_t>(pool.size()), "zeroshot",
-            "ratio " + std::to_string(r) + " needs " + std::to_string(n_a) + " anomalies, the other test classes have " +
-                std::to_string(pool.size()) + " rows");
+      const int64_t n_a = anomalies_for_ratio(nb, r);  // checked against the pool before training
       auto perm = test_rng.permutation(n_own);
       for (int64_t b = 0; b < n_batches; ++b) {
         std::vector<int64_t> rows;

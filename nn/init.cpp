@@ -41,4 +41,12 @@ void xavier_uniform_(Tensor& w, float gain, Generator& g) {
   uniform_(w, -bound, bound, g);
 }
 
+void torch_default_(Tensor& weight, Tensor* bias, Generator& g) {
+  kaiming_uniform_(weight, std::sqrt(5.f), g);
+  if (bias && bias->defined()) {
+    const float bound = 1.f / std::sqrt(static_cast<float>(fan_in(weight)));
+    uniform_(*bias, -bound, bound, g);
+  }
+}
+
 }  // namespace normad::nn::init

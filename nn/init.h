@@ -16,5 +16,8 @@ void normal_(Tensor& t, float mean, float std, Generator& g = default_generator(
 void constant_(Tensor& t, float v);
 void kaiming_uniform_(Tensor& w, float a = 0.f, Generator& g = default_generator());
 void xavier_uniform_(Tensor& w, float gain = 1.f, Generator& g = default_generator());
+// PyTorch's reset_parameters of Linear / Conv2d: weight kaiming_uniform(a = sqrt(5)), i.e.
+// U(+-1/sqrt(fan_in)), and bias U(+-1/sqrt(fan_in)) when `bias` is non-null and defined.
+void torch_default_(Tensor& weight, Tensor* bias, Generator& g = default_generator());
 
 }  // namespace normad::nn::init

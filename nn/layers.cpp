@@ -11,13 +11,10 @@
 namespace normad::nn {
 
 namespace {
-// PyTorch's reset_parameters for Linear and Conv2d.
+// PyTorch's reset_parameters for Linear and Conv2d, from the default generator.
 void default_init(Var& weight, Var& bias) {
-  init::kaiming_uniform_(weight.data(), std::sqrt(5.f));
-  if (bias.defined()) {
-    const float bound = 1.f / std::sqrt(static_cast<float>(init::fan_in(weight.data())));
-    init::uniform_(bias.data(), -bound, bound);
-  }
+  Tensor b = bias.defined() ? bias.data() : Tensor();
+  init::torch_default_(weight.data(), &b);
 }
 }  // namespace
 

@@ -19,6 +19,14 @@ TEST_CASE("acr: trainable parameters with c: 114,112 (Omniglot net) and 111,104 
   models::AcrDsvdd m(std::make_shared<models::OmniglotNet>(g), 32, g);
   CHECK(count(m) == 114112);  // acr.md §7.1
   CHECK((*m.net)(Var(Tensor({3, 1, 28, 28}, 0.5f))).shape() == Shape{3, 32});
+  // The tabular MLP's weights come from `init` alone, not from the global generator.
+  Generator i1(9), i2(9);
+  auto t1 = models::tabular_mlp(20, i1);
+  manual_seed(123);
+  default_generator().normal(Shape{100});
+  auto t2 = models::tabular_mlp(20, i2);
+  auto p1 = t1->parameters(), p2 = t2->parameters();
+  for (size_t i = 0; i < p1.size(); ++i) REQUIRE(p1[i].data().to_vector() == p2[i].data().to_vector());
   models::AcrDsvdd tab(models::tabular_mlp(570, g), 32, g);
   CHECK(count(tab) == 111104);  // acr.md §7.3
   CHECK((*tab.net)(Var(g.normal({4, 570}))).shape() == Shape{4, 32});

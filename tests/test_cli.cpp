@@ -49,6 +49,11 @@ TEST_CASE("cli: bad arguments and missing data exit 2 with one clear line", "[cl
   CHECK_THAT(r.out, Catch::Contains("/nonexistent/dir"));
   CHECK_FALSE(std::filesystem::exists(json));
   CHECK_FALSE(std::filesystem::exists(json + ".tmp"));
+  r = run("zeroshot --iters abc");
+  CHECK(r.rc == 2);
+  CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 1);  // one line
+  CHECK_THAT(r.out, Catch::Contains("normad: "));
+  CHECK(run("zeroshot --ratios 0.1,0.1").rc == 2);
   CHECK(run("frobnicate").rc == 2);
   CHECK(run("").rc == 2);  // a subcommand is required
 }
@@ -104,6 +109,10 @@ TEST_CASE("cli: eval prints AUROC, AP and F1 and rejects mismatched files", "[cl
   r = run("eval --scores " + sc + " --labels " + lab + " --label kind");
   CHECK(r.rc == 2);
   CHECK_THAT(r.out, Catch::Contains("'bad' is not 0 or 1"));
+  // A --json path that cannot be written: exit 2 naming it, and no temporary file left behind.
+  r = run("eval --scores " + sc + " --labels " + lab + " --label y --json /nonexistent_dir/out.json");
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.out, Catch::Contains("/nonexistent_dir/out.json"));
   std::ofstream(lab) << "y\n1\n0\n";
   r = run("eval --scores " + sc + " --labels " + lab + " --label y");
   CHECK(r.rc == 2);

@@ -15,7 +15,9 @@ TEST_CASE("metrics: closed forms and ties", "[metrics]") {
   CHECK(eval::auroc({3, 2, 2, 1}, {1, 1, 0, 0}) == Approx(3.5 / 4));
   // AP: ranking + - + : precision 1 at recall 1/2, 2/3 at recall 1.
   CHECK(eval::average_precision({3, 2, 1}, {1, 0, 1}) == Approx(0.5 * 1 + 0.5 * 2.0 / 3));
-  CHECK(eval::f1_at_true_ratio({3, 2, 1}, {1, 0, 1}) == Approx(0.5));  // top-2 flags 3, 2: TP 1, FP 1, FN 1
+  CHECK(eval::f1_at_true_ratio({3, 2, 1}, {1, 0, 1}) == Approx(0.5));  // threshold 1.67 flags 3, 2: TP 1, FP 1, FN 1
+  // B.5's strict rule with ties: the 75th percentile of {1, 2, 2, 2} is 2, and nothing is above it.
+  CHECK(eval::f1_at_true_ratio({2, 2, 2, 1}, {1, 0, 0, 0}) == 0.0);
   CHECK(eval::f1_max({3, 2, 1}, {1, 0, 1}) == Approx(0.8));            // all flagged: 2*2/(2*2+1)
   CHECK(eval::percentile({1, 2, 3, 4}, 50) == 2.5);
   CHECK(eval::contamination_threshold({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, 0.1) == Approx(9.0));

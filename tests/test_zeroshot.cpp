@@ -1,4 +1,4 @@
-// FMNIST-ZS helpers (models/fmnist_zs.h): anomaly counts per ratio (fmnist_zs.md §5) and the two
+// Zero-shot protocol tests (models/zeroshot.h): anomaly counts per ratio (fmnist_zs.md §5) and the two
 // raw-pixel baselines against hand-computed values.
 #include "models/omniglot_net.h"
 #include "models/zeroshot.h"
@@ -58,4 +58,10 @@ TEST_CASE("zeroshot: a tiny end-to-end run on a synthetic table is reproducible 
   INFO("ACR " << a.ratios[0].acr << " stationary " << a.ratios[0].stationary << " L2 " << a.ratios[0].batch_l2);
   CHECK(a.ratios[0].acr > 0.9);
   CHECK(a.ratios[0].acr > a.ratios[0].stationary);
+  // Unscorable test batches are rejected before training.
+  cfg.batch_normals = 0;
+  CHECK_THROWS_WITH(models::run_zeroshot(data, cfg, mlp), Catch::Contains("batch_normals"));
+  cfg.batch_normals = 2;
+  cfg.ratios = {0.1};
+  CHECK_THROWS_WITH(models::run_zeroshot(data, cfg, mlp), Catch::Contains("too small for kNN-5"));
 }
