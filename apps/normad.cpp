@@ -1,5 +1,5 @@
 // normad: the command line. Subcommands so far: `zeroshot` (FMNIST-ZS, fmnist_zs.md, or the same
-// protocol on a labelled CSV table), `train` / `score` (one-class NeuTraL-AD on tables, a model file
+// protocol on a labelled CSV table), `train` / `score` (one-class NeuTraL-AD or Deep SVDD on tables, a model file
 // that carries its preprocessing and threshold) and `eval` (metrics of a scores file).
 // Errors print one line and exit with code 2; output files are written to a temporary name and
 // renamed, so nothing is left half-written.
@@ -18,6 +18,7 @@
 #include "data/csv.h"
 #include "data/idx.h"
 #include "eval/metrics.h"
+#include "models/deep_svdd.h"
 #include "models/ntl.h"
 #include "models/omniglot_net.h"
 #include "models/zeroshot.h"
@@ -247,14 +248,30 @@ void eval_scores(const std::string& scores_path, const std::string& labels_path,
 // `normad train --model ntl`: one-class NeuTraL-AD on the normal rows of a table. The model file's
 // metadata holds the architecture, the preprocessing and the threshold, so `score` needs nothing else.
 struct TrainArgs {
-  std::string model = "ntl", data, label, normal, one_hot, out, trans_type = "residual";
+  std::string model = "ntl", data, label, normal, one_hot, out, trans_type = "residual", widths = "64,32";
   int64_t K = 11;
   double contamination = 0.1;
   models::NtlTrainConfig train;
 };
 
+std::vector<int64_t> parse_widths(const std::string& s, const std::string& what) {
+  std::vector<int64_t> out;
+  for (auto& item : split_list(s, what.c_str())) {
+    try {
+      size_t used = 0;
+      const long long v = std::stoll(item, &used);
+      if (used != item.size() || v < 1) throw std::invalid_argument("");
+      out.push_back(v);
+    } catch (const std::exception&) {
+      throw Error(what + ": '" + item + "' is not a positive integer");
+    }
+  }
+  return out;
+}
+
 void train_model(const TrainArgs& a, uint64_t seed, const std::string& json_path) {
-  if (a.model != "ntl") throw Error("--model: '" + a.model + "' is not available yet for train (ntl)");
+  if (a.model != "ntl" && a.model != "dsvdd")
+    throw Error("--model: '" + a.model + "' is not available yet for train (ntl, dsvdd)");
   if (a.out.empty()) throw Error("--out: missing");
   data::Csv csv = data::read_csv(a.data);
   if (!a.label.empty()) {
@@ -269,25 +286,46 @@ void train_model(const TrainArgs& a, uint64_t seed, const std::string& json_path
   opts.standardise = true;
   data::Preprocess pre = data::Preprocess::fit(csv, opts);
   data::Table table = pre.apply(csv);
-  models::NtlConfig cfg;
-  cfg.x_dim = table.x.size(1);
-  cfg.K = a.K;
-  cfg.trans_type = a.trans_type;
+  const int64_t F = table.x.size(1);
   manual_seed(seed);  // initialisation draws from the default generator
-  models::NeutralAD net(cfg);
   Generator shuffle(seed + 1);
-  std::printf("NeuTraL-AD: %lld normal rows, %lld features, K = %lld (%s), %lld epochs\n", (long long)table.x.size(0),
-              (long long)cfg.x_dim, (long long)cfg.K, cfg.trans_type.c_str(), (long long)a.train.epochs);
   Progress p{"train"};
-  auto losses = models::train_ntl(net, table.x, a.train, shuffle, std::ref(p));
-  const double threshold = eval::contamination_threshold(models::score_ntl(net, table.x), a.contamination);
   auto meta = pre.to_metadata();
-  for (auto& kv : models::ntl_metadata(net.config())) meta.insert(kv);
+  std::vector<double> losses, train_scores;
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  if (a.model == "ntl") {
+    models::NtlConfig cfg;
+    cfg.x_dim = F;
+    cfg.K = a.K;
+    cfg.trans_type = a.trans_type;
+    models::NeutralAD net(cfg);
+    std::printf("NeuTraL-AD: %lld normal rows, %lld features, K = %lld (%s), %lld epochs\n", (long long)table.x.size(0),
+                (long long)F, (long long)cfg.K, cfg.trans_type.c_str(), (long long)a.train.epochs);
+    losses = models::train_ntl(net, table.x, a.train, shuffle, std::ref(p));
+    train_scores = models::score_ntl(net, table.x);
+    for (auto& kv : models::ntl_metadata(net.config())) meta.insert(kv);
+    tensors = net.state_dict();
+  } else {
+    const auto widths = parse_widths(a.widths, "--widths");
+    models::DeepSvdd svdd(models::svdd_mlp(F, widths));
+    models::SvddTrainConfig cfg;
+    cfg.epochs = a.train.epochs, cfg.batch = a.train.batch, cfg.lr = a.train.lr;
+    cfg.weight_decay = a.train.weight_decay, cfg.milestones = {};
+    std::printf("Deep SVDD: %lld normal rows, %lld features, widths %s, %lld epochs\n", (long long)table.x.size(0),
+                (long long)F, a.widths.c_str(), (long long)cfg.epochs);
+    losses = svdd.fit(table.x, cfg, shuffle, std::ref(p));
+    train_scores = svdd.score(table.x);
+    meta["dsvdd.in"] = std::to_string(F);
+    meta["dsvdd.widths"] = a.widths;
+    tensors = svdd.net->state_dict();
+    tensors.emplace_back("c", svdd.c);
+  }
+  const double threshold = eval::contamination_threshold(train_scores, a.contamination);
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.17g", threshold);
-  meta["normad.kind"] = "ntl";
+  meta["normad.kind"] = a.model;
   meta["normad.threshold"] = buf;
-  nn::save_module(a.out, net, meta);
+  nn::save_safetensors(a.out, tensors, meta);
   std::printf("final loss %.4f, threshold %.6g (%.0f%% contamination of training scores), wrote %s\n",
               losses.back(), threshold, 100 * a.contamination, a.out.c_str());
   if (!json_path.empty())
@@ -302,15 +340,31 @@ void score_model(const std::string& model_path, const std::string& data_path, co
   nn::Safetensors f = nn::load_safetensors(model_path);
   auto kind = f.metadata.find("normad.kind");
   if (kind == f.metadata.end()) throw Error(model_path + ": not a normad model file (no normad.kind)");
-  if (kind->second != "ntl") throw Error(model_path + ": model kind '" + kind->second + "' cannot be scored yet (ntl)");
-  models::NeutralAD net(models::ntl_from_metadata(f.metadata));
-  nn::load_state(net, f, true);
-  const double threshold = std::stod(f.metadata.at("normad.threshold"));
+  if (kind->second != "ntl" && kind->second != "dsvdd")
+    throw Error(model_path + ": model kind '" + kind->second + "' cannot be scored yet (ntl, dsvdd)");
+  auto threshold_it = f.metadata.find("normad.threshold");
+  if (threshold_it == f.metadata.end()) throw Error(model_path + ": no normad.threshold in the metadata");
+  const double threshold = std::stod(threshold_it->second);
   data::Table table = data::Preprocess::from_metadata(f.metadata).apply(data::read_csv(data_path));
   if (table.unknown_categories)
     std::fprintf(stderr, "normad: %lld cells had categories unseen in training (encoded as zeros)\n",
                  (long long)table.unknown_categories);
-  auto scores = models::score_ntl(net, table.x, batch);
+  std::vector<double> scores;
+  if (kind->second == "ntl") {
+    models::NeutralAD net(models::ntl_from_metadata(f.metadata));
+    nn::load_state(net, f, true);
+    scores = models::score_ntl(net, table.x, batch);
+  } else {
+    auto in = f.metadata.find("dsvdd.in"), widths = f.metadata.find("dsvdd.widths");
+    if (in == f.metadata.end() || widths == f.metadata.end() || !f.tensors.count("c"))
+      throw Error(model_path + ": dsvdd model without dsvdd.in, dsvdd.widths or c");
+    models::DeepSvdd svdd(models::svdd_mlp(parse_widths(in->second, "dsvdd.in").at(0), parse_widths(widths->second, "dsvdd.widths")));
+    nn::LoadReport rep = nn::load_state(*svdd.net, f, false);  // the file also holds c
+    if (!rep.missing.empty() || !rep.mismatched.empty() || rep.unexpected != std::vector<std::string>{"c"})
+      throw Error(model_path + ": " + rep.str());
+    svdd.c = f.tensors.at("c");
+    scores = svdd.score(table.x, batch);
+  }
   std::string text = "index,score,label\n";
   char line[96];
   for (size_t i = 0; i < scores.size(); ++i) {
@@ -372,7 +426,8 @@ int main(int argc, char** argv) {
   auto* tr = app.add_subcommand("train", "fit a detector on normal data and write a model file");
   common(tr);
   TrainArgs ta;
-  tr->add_option("--model", ta.model, "ntl")->capture_default_str();
+  tr->add_option("--model", ta.model, "ntl or dsvdd")->capture_default_str();
+  tr->add_option("--widths", ta.widths, "dsvdd: layer widths, the last one the representation")->capture_default_str();
   tr->add_option("--data", ta.data, "CSV table")->required();
   tr->add_option("--label", ta.label, "label column (then --normal picks the training rows)");
   tr->add_option("--normal", ta.normal, "the label value of normal rows");

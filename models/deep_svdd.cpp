@@ -63,6 +63,19 @@ std::shared_ptr<nn::Module> lenet(const std::string& name) {
   throw Error("lenet: unknown network '" + name + "' (mnist, fmnist, cifar10)");
 }
 
+std::shared_ptr<nn::Sequential> svdd_mlp(int64_t in, const std::vector<int64_t>& widths) {
+  check(in > 0 && !widths.empty(), "svdd_mlp", "needs an input size and at least one width");
+  auto net = std::make_shared<nn::Sequential>();
+  for (size_t i = 0; i < widths.size(); ++i) {
+    net->push_back(std::make_shared<nn::Linear>(i ? widths[i - 1] : in, widths[i], false));
+    if (i + 1 < widths.size()) {
+      net->push_back(std::make_shared<nn::BatchNorm1d>(widths[i], 1e-4f, 0.1f, false));
+      net->push_back(std::make_shared<nn::LeakyReLU>(0.01f));
+    }
+  }
+  return net;
+}
+
 Tensor svdd_center(nn::Module& net, const Tensor& x, int64_t batch, float eps) {
   check(batch >= 1 && x.size(0) >= 1, "svdd_center", "needs rows and batch >= 1");
   NoGradGuard ng;

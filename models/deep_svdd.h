@@ -22,6 +22,11 @@ namespace normad::models {
 // "mnist" (1x28x28), "fmnist" (1x28x28), "cifar10" (3x32x32).
 std::shared_ptr<nn::Module> lenet(const std::string& name);
 
+// Deep SVDD for feature vectors: bias-free [Linear, BN1d (affine-free, eps 1e-4), leaky ReLU 0.01]
+// per hidden width, the last width a plain bias-free Linear (A.3). normad's default widths 64, 32
+// follow PyOD's DeepSVDD (the spec names no vector network).
+std::shared_ptr<nn::Sequential> svdd_mlp(int64_t in, const std::vector<int64_t>& widths = {64, 32});
+
 // c = mean of phi(x) over `x` (eval mode, no graph), then |c_j| < 0.1 -> sign(c_j) * 0.1 (0 stays 0).
 Tensor svdd_center(nn::Module& net, const Tensor& x, int64_t batch = 1024, float eps = 0.1f);
 

@@ -153,6 +153,14 @@ TEST_CASE("cli: train --model ntl then score writes one row per input, in order,
     ++rows;
   }
   CHECK(rows == 7);
+  // The same flow with Deep SVDD (bias-free MLP, centre stored as "c").
+  r = run("train --model dsvdd --data " + train + " --label kind --normal normal --epochs 3 --widths 8,4 --out " + model);
+  INFO(r.out);
+  REQUIRE(r.rc == 0);
+  r = run("score --model " + model + " --data " + test + " --out " + scores);
+  REQUIRE(r.rc == 0);
+  CHECK_THAT(r.out, Catch::Contains("scored 7 rows"));
+  CHECK(run("train --model dsvdd --data " + train + " --widths 8,x --out " + model).rc == 2);
   // A safetensors file that is not a normad model, and a missing one.
   r = run("score --model " + write_plain_safetensors(dir) + " --data " + test + " --out " + scores);
   CHECK(r.rc == 2);
