@@ -1,11 +1,13 @@
 // Training-step benchmarks of normad's models, one full step each (forward, backward, optimiser):
-// ACR-DSVDD on the Omniglot net with 32 tasks x 30 rows in one grouped pass (acr.md §5).
+// ACR-DSVDD on the Omniglot net with 32 tasks x 30 rows in one grouped pass (acr.md §5), and
+// one-class Deep SVDD on the MNIST LeNet with a batch of 128 (ntl_dsvdd.md A.4, A.7).
 // bench/compare_torch.py times the same steps in PyTorch (the reference's per-task loop) and
 // prints the ratio. Time is wall clock in ms; oneTBB follows the CPU affinity mask.
 #include <benchmark/benchmark.h>
 
 #include "bench/bench_util.h"
 #include "models/acr.h"
+#include "models/deep_svdd.h"
 #include "models/omniglot_net.h"
 
 using namespace normad;
@@ -31,6 +33,25 @@ void bm_acr_dsvdd_step(benchmark::State& st) {
   for (auto _ : st) step();
 }
 
+// One Deep SVDD step: mean ||phi(x) - c||^2 over 128 images, Adam with weight decay.
+void bm_dsvdd_step(benchmark::State& st) {
+  manual_seed(2);
+  auto net = models::lenet("mnist");
+  nn::Adam opt(net->parameters(), 1e-4f, 0.9f, 0.999f, 1e-8f, 0.5e-6f);
+  Generator g(2);
+  Tensor x = g.uniform({128, 1, 28, 28}), c = Tensor::full({32}, 0.1f);
+  auto step = [&] {
+    Var diff = sub((*net)(Var(x)), Var(c));
+    Var loss = mean(sum(mul(diff, diff), {1}));
+    opt.zero_grad();
+    loss.backward();
+    opt.step();
+  };
+  if (!bench::warm_up(st, step)) return;
+  for (auto _ : st) step();
+}
+
 }  // namespace
 
+BENCHMARK(bm_dsvdd_step)->Name("dsvdd_step/lenet_mnist_n128")->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 BENCHMARK(bm_acr_dsvdd_step)->Name("acr_dsvdd_step/omniglot_t32_q30")->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);

@@ -5,7 +5,7 @@
 #   <name> normad_ms=<x> torch_ms=<y> speedup=<y/x>        (speedup > 1: normad is faster)
 # Threads: both run under `taskset -c 0..T-1`; torch gets set_num_threads(T) and, for T > 1, is run
 # with OPENBLAS_NUM_THREADS=1 and =T, keeping the faster (its fastest set-up on these cores).
-# Workloads so far: acr_dsvdd_step/omniglot_t32_q30. Usage: python3 bench/compare_torch.py [--threads T]
+# Workloads so far: acr_dsvdd_step/omniglot_t32_q30, dsvdd_step/lenet_mnist_n128. Usage: python3 bench/compare_torch.py [--threads T]
 import argparse
 import json
 import os
@@ -48,6 +48,31 @@ n, t0 = 0, time.perf_counter()
 while time.perf_counter() - t0 < 3.0:
     step(); n += 1
 print("acr_dsvdd_step/omniglot_t32_q30", 1000 * (time.perf_counter() - t0) / n)
+
+class LeNet(torch.nn.Module):  # ntl_dsvdd.md A.4 MNIST_LeNet: bias-free, affine-free BN eps 1e-4
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(1, 8, 5, bias=False, padding=2)
+        self.bn1 = torch.nn.BatchNorm2d(8, eps=1e-04, affine=False)
+        self.conv2 = torch.nn.Conv2d(8, 4, 5, bias=False, padding=2)
+        self.bn2 = torch.nn.BatchNorm2d(4, eps=1e-04, affine=False)
+        self.fc1 = torch.nn.Linear(4 * 7 * 7, 32, bias=False)
+    def forward(self, x):
+        x = F.max_pool2d(F.leaky_relu(self.bn1(self.conv1(x))), 2, 2)
+        x = F.max_pool2d(F.leaky_relu(self.bn2(self.conv2(x))), 2, 2)
+        return self.fc1(x.view(x.size(0), -1))
+
+lenet = LeNet(); cc = torch.full((32,), 0.1)
+opt2 = torch.optim.Adam(lenet.parameters(), lr=1e-4, weight_decay=0.5e-6)
+xl = torch.rand(128, 1, 28, 28)
+def step2():
+    loss = torch.mean(torch.sum((lenet(xl) - cc) ** 2, dim=1))
+    opt2.zero_grad(); loss.backward(); opt2.step()
+for _ in range(3): step2()
+n, t0 = 0, time.perf_counter()
+while time.perf_counter() - t0 < 3.0:
+    step2(); n += 1
+print("dsvdd_step/lenet_mnist_n128", 1000 * (time.perf_counter() - t0) / n)
 '''
 
 
