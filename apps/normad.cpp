@@ -18,6 +18,7 @@
 #include "data/csv.h"
 #include "data/idx.h"
 #include "eval/metrics.h"
+#include "models/acr.h"
 #include "models/deep_svdd.h"
 #include "models/ntl.h"
 #include "models/omniglot_net.h"
@@ -154,7 +155,9 @@ void zeroshot_fmnist(const std::string& dir, const std::string& fold_arg, models
   data::Mnist m = data::load_mnist_dir(dir);
   print_header("FMNIST-ZS (fmnist_zs.md), Omniglot net", cfg);
   std::vector<models::ZsFold> results;
-  auto omniglot = [](Generator& init) { return std::make_shared<models::OmniglotNet>(init); };
+  auto omniglot = [](Generator& init) -> std::unique_ptr<models::AcrModel> {
+    return std::make_unique<models::AcrDsvdd>(std::make_shared<models::OmniglotNet>(init), 32, init);
+  };
   for (char f : folds) {
     cfg.fold = f;
     Progress p{std::string("fold ") + f};
@@ -166,8 +169,8 @@ void zeroshot_fmnist(const std::string& dir, const std::string& fold_arg, models
 // The same protocol on a labelled table: classes are tasks, the tabular MLP (acr.md §7.3), features
 // standardised with the statistics of the training classes' rows.
 void zeroshot_csv(const std::string& path, const std::string& label, const std::string& train_arg,
-                  const std::string& test_arg, const std::string& one_hot, models::ZsConfig cfg,
-                  const std::string& json_path) {
+                  const std::string& test_arg, const std::string& one_hot, const std::string& model,
+                  models::ZsConfig cfg, const std::string& json_path) {
   if (label.empty()) throw Error("--csv needs --label COL (the class column)");
   data::Csv csv = data::read_csv(path);
   const auto train_names = split_list(train_arg, "--train-classes"), test_names = split_list(test_arg, "--test-classes");
@@ -200,11 +203,15 @@ void zeroshot_csv(const std::string& path, const std::string& label, const std::
     if (std::find(d.test_classes.begin(), d.test_classes.end(), c) != d.test_classes.end())
       throw Error("class '" + classes[c] + "' is both a training and a test class");
   cfg.fold = 'T';
-  print_header("Zero-shot on " + path + ", tabular MLP (" + std::to_string(table.x.size(1)) + " features)", cfg);
   const int64_t F = table.x.size(1);
-  auto mlp = [F](Generator& init) { return models::tabular_mlp(F, init); };
+  print_header("Zero-shot on " + path + (model == "ntl" ? ", ACR-NTL tabular NTL (" : ", tabular MLP (") +
+                   std::to_string(F) + " features)", cfg);
+  auto make = [F, model](Generator& init) -> std::unique_ptr<models::AcrModel> {
+    if (model == "ntl") return std::make_unique<models::AcrNtl>(std::make_shared<models::TabNtl>(F, init));
+    return std::make_unique<models::AcrDsvdd>(models::tabular_mlp(F, init), 32, init);
+  };
   Progress p{"train"};
-  report({models::run_zeroshot(d, cfg, mlp, std::ref(p))}, cfg, json_path, "zeroshot-csv");
+  report({models::run_zeroshot(d, cfg, make, std::ref(p))}, cfg, json_path, "zeroshot-csv");
 }
 
 // `normad eval`: AUROC, AP and F1 of a scores file (column "score") against a labels file.
@@ -411,7 +418,7 @@ int main(int argc, char** argv) {
   zs->add_option("--batch-normals", cfg.batch_normals, "normals per test batch")->capture_default_str();
   zs->add_option("--data-dir", dir, "directory with the Fashion-MNIST IDX files")->capture_default_str();
   zs->add_option("--fold", fold, "A, B or both")->capture_default_str();
-  zs->add_option("--model", model, "dsvdd")->capture_default_str();
+  zs->add_option("--model", model, "dsvdd (ACR-DSVDD) or, with --csv, ntl (ACR-NTL)")->capture_default_str();
   zs->add_option("--iters", cfg.iters, "meta-training iterations")->capture_default_str();
   zs->add_option("--ratios", ratios, "anomaly ratios, comma-separated")->capture_default_str();
 
@@ -465,9 +472,10 @@ int main(int argc, char** argv) {
     if (*scs) score_model(model_path, data_path, scores_out, score_batch, json_path);
     if (*ev) eval_scores(scores_path, labels_path, eval_label, normal, json_path);
     if (*zs) {
-      if (model != "dsvdd") throw Error("--model: '" + model + "' is not available yet (dsvdd)");
+      if (model != "dsvdd" && model != "ntl") throw Error("--model: '" + model + "' is not dsvdd or ntl");
       cfg.ratios = parse_ratios(ratios);
-      if (!csv_path.empty()) zeroshot_csv(csv_path, label, train_classes, test_classes, one_hot, cfg, json_path);
+      if (!csv_path.empty()) zeroshot_csv(csv_path, label, train_classes, test_classes, one_hot, model, cfg, json_path);
+      else if (model != "dsvdd") throw Error("--model ntl: only with --csv (FMNIST-ZS uses ACR-DSVDD)");
       else if (data == "fmnist") zeroshot_fmnist(dir, fold, cfg, json_path);
       else throw Error("--data: unknown data set '" + data + "' (available: fmnist; or --csv FILE)");
     }

@@ -1,8 +1,10 @@
-// ACR-DSVDD (see models/acr.h). Tested by tests/test_acr.cpp.
+// ACR-DSVDD and ACR-NTL (see models/acr.h). Tested by tests/test_acr.cpp.
 #include "models/acr.h"
 
 #include <algorithm>
 
+#include "models/ntl.h"
+#include "nn/init.h"
 #include "nn/layers.h"
 
 namespace normad::models {
@@ -29,14 +31,73 @@ Var AcrDsvdd::loss(const Tensor& x, const std::vector<int>& y, int64_t tasks) {
   nn::set_bn_groups(*net, tasks);  // acr.md §3: one BN batch per task
   Var d = distances((*net)(Var(x)));
   nn::set_bn_groups(*net, 1);
+  // L_n = d on normals, L_a = 1/d on pseudo-anomalies (no epsilon, acr.md §4.1).
+  return acr_reduce(d, pow(d, -1.f), y);
+}
+
+Var acr_reduce(const Var& ln, const Var& la, const std::vector<int>& y) {
   std::vector<int64_t> normal, anomalous;
   for (size_t i = 0; i < y.size(); ++i) (y[i] ? anomalous : normal).push_back(static_cast<int64_t>(i));
-  // L_n = d on normals, L_a = 1/d on pseudo-anomalies (no epsilon, acr.md §4.1); plain mean over
-  // all T*Q rows equals the mean of the per-task means (equal Q).
+  // A plain mean over all T*Q rows equals the mean of the per-task means (equal Q), acr.md §4.3.
   Var total = Var(Tensor::scalar(0.f));
-  if (!normal.empty()) total = add(total, sum(index_select(d, normal)));
-  if (!anomalous.empty()) total = add(total, sum(pow(index_select(d, anomalous), -1.f)));
+  if (!normal.empty()) total = add(total, sum(index_select(ln, normal)));
+  if (!anomalous.empty()) total = add(total, sum(index_select(la, anomalous)));
   return total / static_cast<float>(y.size());
+}
+
+TabNtl::TabNtl(int64_t D, Generator& g, int64_t K, int64_t h, int64_t Z) {
+  auto linear = [&](int64_t a, int64_t b) {
+    auto l = std::make_shared<nn::Linear>(a, b);
+    nn::init::torch_default_(l->weight.data(), &l->bias.data(), g);
+    return l;
+  };
+  for (int64_t k = 0; k < K; ++k) {
+    auto t = std::make_shared<nn::Sequential>(std::vector<nn::ModulePtr>{
+        linear(D, h), std::make_shared<nn::ReLU>(), linear(h, h), std::make_shared<nn::ReLU>(), linear(h, D)});
+    trans_.push_back(register_module("trans." + std::to_string(k), t));
+  }
+  enc_ = register_module("enc", std::make_shared<nn::Sequential>());
+  for (int i = 0; i < 3; ++i) {
+    enc_->push_back(linear(i ? h : D, h));
+    enc_->push_back(std::make_shared<nn::BatchNorm1d>(h));
+    enc_->push_back(std::make_shared<nn::ReLU>());
+  }
+  enc_->push_back(linear(h, Z));
+}
+
+Var TabNtl::embed(const Var& x, int64_t T) {
+  const int64_t N = x.size(0), V = views(), D = x.size(1), Q = N / T;
+  check(x.dim() == 2 && N % T == 0, "TabNtl", shape_str(x.shape()) + " does not split into " + std::to_string(T) + " tasks");
+  std::vector<Var> vs{x};
+  for (auto& t : trans_) vs.push_back((*t)(x));  // forward type: the view is T_k(x) itself (§7.4)
+  // [V, T, Q, D] -> [T, V, Q, D]: each task's views of its rows are contiguous, one BN group.
+  Var rows = reshape(permute(reshape(stack(vs, 0), {V, T, Q, D}), {1, 0, 2, 3}), {T * V * Q, D});
+  nn::set_bn_groups(*enc_, T);
+  Var z = (*enc_)(rows);
+  nn::set_bn_groups(*enc_, 1);
+  const int64_t Z = z.size(1);
+  return reshape(permute(reshape(z, {T, V, Q, Z}), {0, 2, 1, 3}), {N, V, Z});  // [N, V, Z]
+}
+
+Var TabNtl::forward(const Var& x) { return embed(x, 1); }
+
+Var AcrNtl::loss(const Tensor& x, const std::vector<int>& y, int64_t tasks) {
+  check(x.size(0) == static_cast<int64_t>(y.size()), "AcrNtl::loss", "labels do not match the rows");
+  net->train();
+  Var z = net->embed(Var(x), tasks);
+  return acr_reduce(dcl_loss(z, tau), dcl_anomaly_loss(z, tau), y);
+}
+
+std::vector<double> AcrNtl::score(const Tensor& x, bool stationary, int64_t chunk) {
+  NoGradGuard ng;
+  net->eval();
+  nn::set_bn_batch_stats_in_eval(*net, !stationary);
+  std::vector<double> out;
+  for (int64_t s = 0; s < x.size(0); s += chunk)
+    for (float v : dcl_loss((*net)(Var(slice(x, 0, s, std::min(x.size(0), s + chunk)))), tau).data().to_vector())
+      out.push_back(v);
+  nn::set_bn_batch_stats_in_eval(*net, false);
+  return out;
 }
 
 std::vector<double> AcrDsvdd::score(const Tensor& x, bool stationary, int64_t chunk) {

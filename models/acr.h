@@ -1,10 +1,12 @@
-// ACR-DSVDD: zero-shot anomaly detection by meta-training Deep SVDD through batch normalisation
-// (acr.md). BN always uses the current batch's statistics, in training (one group per task) and at
-// test time (one batch, or chunks of at most `chunk` rows, each with its own statistics).
-// Math: d_i = ||z_i - c||^2; task loss = (1/Q) [sum_normal d + sum_anomalous 1/d] (acr.md §4.1,
-// §4.3); iteration loss = mean over the T tasks = (1 / (T Q)) sum over all rows.
-// Tested by tests/test_acr.cpp (grouped pass = per-task loop in loss and gradients; a synthetic
-// problem it must separate).
+// ACR: zero-shot anomaly detection by meta-training through batch normalisation (acr.md), in two
+// variants behind one interface. BN always uses the current batch's statistics, in training (one
+// group per task) and at test time (one batch, or chunks of at most `chunk` rows, each with its own
+// statistics).
+// Math: ACR-DSVDD d_i = ||z_i - c||^2, L_n = d, L_a = 1/d (§4.1); ACR-NTL L_n = DCL, L_a =
+// (1/(K ln K)) sum_k -ln(1 - pos_k/den_k) (§4.2); task loss = (1/Q) [sum_normal L_n + sum_anomalous
+// L_a] (§4.3); iteration loss = mean over the T tasks = (1 / (T Q)) sum over all rows.
+// Tested by tests/test_acr.cpp (grouped pass = per-task loop in loss and gradients, PyTorch golden
+// iterations, a synthetic problem it must separate).
 #pragma once
 
 #include <memory>
@@ -16,25 +18,64 @@
 
 namespace normad::models {
 
-class AcrDsvdd {
+// An ACR detector: the meta-training loss of T tasks in one pass, and batch-level scores.
+class AcrModel {
+ public:
+  virtual ~AcrModel() = default;
+  // Mean loss of T tasks stacked as x [T*Q, ...] with labels y (0 normal, 1 pseudo-anomaly), all in
+  // one forward pass with grouped BN (each task its own statistics). Builds the autograd graph.
+  virtual Var loss(const Tensor& x, const std::vector<int>& y, int64_t tasks) = 0;
+  // L_n for every row, BN on the batch's statistics (chunks of at most `chunk` rows) or, with
+  // stationary, on the running statistics. No graph, no running-statistics update.
+  virtual std::vector<double> score(const Tensor& x, bool stationary = false, int64_t chunk = 1000) = 0;
+  virtual std::vector<Var> parameters() const = 0;
+};
+
+class AcrDsvdd : public AcrModel {
  public:
   // `net` maps [N, ...] to z [N, D] (the Omniglot net, the tabular MLP, ...); c ~ N(0, I) drawn
   // from `init` (acr.md §8).
   AcrDsvdd(std::shared_ptr<nn::Module> net, int64_t embed, Generator& init);
 
-  // Mean loss of T tasks stacked as x [T*Q, ...] with labels y (0 normal, 1 pseudo-anomaly), all in
-  // one forward pass with grouped BN (each task its own statistics). Builds the autograd graph.
-  Var loss(const Tensor& x, const std::vector<int>& y, int64_t tasks);
-  // d for every row, BN on the batch's statistics (chunks of at most `chunk` rows) or, with
-  // stationary, on the running statistics. No graph, no running-statistics update.
-  std::vector<double> score(const Tensor& x, bool stationary = false, int64_t chunk = 1000);
+  Var loss(const Tensor& x, const std::vector<int>& y, int64_t tasks) override;
+  std::vector<double> score(const Tensor& x, bool stationary = false, int64_t chunk = 1000) override;
+  std::vector<Var> parameters() const override;
 
   std::shared_ptr<nn::Module> net;
   Var c;  // centre [D], trainable
-  std::vector<Var> parameters() const;
 
  private:
   Var distances(const Var& z);  // [N] of ||z_i - c||^2
 };
+
+// The tabular NTL of acr.md §7.4: K forward-type transformations, each Linear(D -> h, bias), ReLU,
+// Linear(h -> h), ReLU, Linear(h -> D); the encoder the MLP of §7.3 without its final BN. All
+// PyTorch-default initialised from `init`. State names: trans.<k>.{0,2,4}.*, enc.{0..9}.*.
+class TabNtl : public nn::Module {
+ public:
+  TabNtl(int64_t x_dim, Generator& init, int64_t K = 19, int64_t hidden = 128, int64_t embed = 32);
+  Var forward(const Var& x) override;  // x [N, D] -> z [N, K+1, Z], BN over all views (one group)
+  // The same with T tasks of Q rows: each task's K+1 views of its Q rows form one BN group.
+  Var embed(const Var& x, int64_t tasks);
+  int64_t views() const { return static_cast<int64_t>(trans_.size()) + 1; }
+
+ private:
+  std::vector<std::shared_ptr<nn::Sequential>> trans_;
+  std::shared_ptr<nn::Sequential> enc_;
+};
+
+class AcrNtl : public AcrModel {
+ public:
+  explicit AcrNtl(std::shared_ptr<TabNtl> net, float tau = 0.1f) : net(std::move(net)), tau(tau) {}
+  Var loss(const Tensor& x, const std::vector<int>& y, int64_t tasks) override;
+  std::vector<double> score(const Tensor& x, bool stationary = false, int64_t chunk = 1000) override;
+  std::vector<Var> parameters() const override { return net->parameters(); }
+
+  std::shared_ptr<TabNtl> net;
+  float tau;
+};
+
+// Per-row loss: L_n on normal rows, L_a on anomalous ones, summed and divided by the row count.
+Var acr_reduce(const Var& ln, const Var& la, const std::vector<int>& y);
 
 }  // namespace normad::models

@@ -86,7 +86,7 @@ ZsData fmnist_fold(const data::Mnist& m, char fold) {
   return d;
 }
 
-ZsFold run_zeroshot(const ZsData& data, const ZsConfig& cfg, const ZsNetFactory& make_net,
+ZsFold run_zeroshot(const ZsData& data, const ZsConfig& cfg, const ZsModelFactory& make_model,
                     const ZsProgress& progress) {
   const auto& train_classes = data.train_classes;
   const auto& test_classes = data.test_classes;
@@ -95,7 +95,8 @@ ZsFold run_zeroshot(const ZsData& data, const ZsConfig& cfg, const ZsNetFactory&
 
   // ---- meta-training (fmnist_zs.md §4) ----
   Generator init(stream_seed(cfg.seed, cfg.fold, kInit)), train_rng(stream_seed(cfg.seed, cfg.fold, kTrain));
-  AcrDsvdd model(make_net(init), 32, init);
+  std::unique_ptr<AcrModel> model_ptr = make_model(init);
+  AcrModel& model = *model_ptr;
   nn::Adam opt(model.parameters(), cfg.lr);
   nn::StepLR sched(opt, cfg.lr_step, cfg.lr_gamma);
   auto by_class = data::rows_by_class(data.train_y, data.num_classes);

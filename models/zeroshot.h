@@ -68,11 +68,12 @@ std::vector<double> knn_scores(const Tensor& x, int64_t k = 5);
 
 // Progress callback: (iteration done, total, last loss).
 using ZsProgress = std::function<void(int64_t, int64_t, double)>;
-// Builds the network (embedding 32) from the initialisation stream.
-using ZsNetFactory = std::function<std::shared_ptr<nn::Module>(Generator& init)>;
+// Builds the ACR model (network and, for DSVDD, its centre) from the initialisation stream.
+class AcrModel;
+using ZsModelFactory = std::function<std::unique_ptr<AcrModel>(Generator& init)>;
 // Test batches: per test class, min(batches_per_class, rows / batch_normals) batches of
 // batch_normals rows (one batch of all its rows when it has fewer).
-ZsFold run_zeroshot(const ZsData& data, const ZsConfig& cfg, const ZsNetFactory& make_net,
+ZsFold run_zeroshot(const ZsData& data, const ZsConfig& cfg, const ZsModelFactory& make_model,
                     const ZsProgress& progress = {});
 
 }  // namespace normad::models

@@ -15,6 +15,7 @@ import struct
 import sys
 
 try:
+    import numpy as np
     import torch
     import torch.nn.functional as F
 except ImportError:
@@ -272,6 +273,50 @@ def make_acr(fx):
             fx["after." + name] = t.float()
 
 
+def make_acr_ntl(fx):
+    """One ACR-NTL iteration (acr.md 4.2, 4.3, 7.4) on a small table: T tasks of Q rows, each task
+    its own encoder pass over its K+1 views (the reference loop). Names as normad's TabNtl."""
+    D, K, H, Z, T, Q, tau = 10, 5, 16, 8, 3, 8, 0.1
+    trans = torch.nn.ModuleList([torch.nn.Sequential(torch.nn.Linear(D, H), torch.nn.ReLU(), torch.nn.Linear(H, H),
+                                                     torch.nn.ReLU(), torch.nn.Linear(H, D)) for _ in range(K)])
+    layers = []
+    for i in range(3):
+        layers += [torch.nn.Linear(D if i == 0 else H, H), torch.nn.BatchNorm1d(H), torch.nn.ReLU()]
+    enc = torch.nn.Sequential(*layers, torch.nn.Linear(H, Z))
+    net = torch.nn.ModuleDict({"trans": trans, "enc": enc}).double()
+    with torch.no_grad():
+        for t in net.state_dict().values():
+            t.copy_(t.float().double())
+    x = torch.randn(T * Q, D)
+    y = torch.cat([torch.randperm(Q) % 2 for _ in range(T)]).float()
+    for name, t in net.state_dict().items():
+        fx[name] = t.float()
+    fx["x"], fx["y"] = x, y
+    net.train()
+    losses = []
+    for k in range(T):
+        xk = x[k * Q:(k + 1) * Q].double()
+        views = [xk] + [m(xk) for m in trans]  # forward type
+        z = enc(torch.cat(views, 0)).reshape(K + 1, Q, Z).transpose(0, 1)  # [Q, V, Z]
+        u = torch.nn.functional.normalize(z, dim=-1)
+        h = torch.exp(u @ u.transpose(1, 2) / tau)
+        den = (h * (1 - torch.eye(K + 1, dtype=h.dtype))).sum(-1)[:, 1:]
+        pos = h[:, 1:, 0]
+        scale = K * np.log(K)
+        ln = (torch.log(den) - torch.log(pos)).sum(1) / scale
+        la = (-torch.log(1 - pos / den)).sum(1) / scale
+        yk = y[k * Q:(k + 1) * Q].double()
+        losses.append(((1 - yk) * ln + yk * la).mean())
+    loss = torch.stack(losses).mean()
+    loss.backward()
+    fx["loss"] = loss.detach().float().reshape(1)
+    for name, p in net.named_parameters():
+        fx["grad." + name] = p.grad.float()
+    for name, t in net.state_dict().items():
+        if "running" in name:
+            fx["after." + name] = t.float()
+
+
 def main():
     if len(sys.argv) != 2:
         print("usage: make_fixtures.py OUTDIR", file=sys.stderr)
@@ -284,7 +329,7 @@ def main():
     meta = {"generator": "tests/make_fixtures.py", "torch": torch.__version__}
     families = [("conv2d", make_conv), ("batchnorm", make_batchnorm), ("linear", make_linear),
                 ("pool", make_pool), ("distance", make_distance), ("adam", make_optim),
-                ("acr", make_acr)]
+                ("acr", make_acr), ("acr_ntl", make_acr_ntl)]
     for seed, (name, make) in enumerate(families):
         torch.manual_seed(seed)  # one seed per file: adding a case elsewhere changes nothing here
         fx = {}

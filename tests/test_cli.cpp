@@ -80,6 +80,12 @@ TEST_CASE("cli: zeroshot --csv runs the protocol on a table and reports errors n
   std::ifstream jf(json);
   std::string text((std::istreambuf_iterator<char>(jf)), std::istreambuf_iterator<char>());
   CHECK_THAT(text, Catch::Contains("\"ratios\"") && Catch::Contains("\"batch_l2\"") && Catch::Contains("\"knn\""));
+  // ACR-NTL on the same table (a few iterations: the path runs end to end).
+  r = run("zeroshot --csv " + csv + " --label class --train-classes c0,c1,c2 --test-classes c3,c4,c5 "
+          "--one-hot kind --model ntl --iters 2 --batch-normals 20 --ratios 0.2 --threads 1");
+  CHECK(r.rc == 0);
+  CHECK_THAT(r.out, Catch::Contains("ACR-NTL"));
+  CHECK(run("zeroshot --data fmnist --model ntl").rc == 2);  // FMNIST-ZS is ACR-DSVDD only
   r = run("zeroshot --csv " + csv + " --label class --train-classes c0,c9 --test-classes c3,c4 --one-hot kind");
   CHECK(r.rc == 2);
   CHECK_THAT(r.out, Catch::Contains("'c9'") && Catch::Contains("c0, c1"));

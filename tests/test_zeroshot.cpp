@@ -1,6 +1,7 @@
 // Zero-shot protocol tests (models/zeroshot.h): anomaly counts per ratio (fmnist_zs.md §5) and the two
 // raw-pixel baselines against hand-computed values.
 #include "models/omniglot_net.h"
+#include "models/acr.h"
 #include "models/zeroshot.h"
 #include "tests/helpers.h"
 
@@ -50,7 +51,9 @@ TEST_CASE("zeroshot: a tiny end-to-end run on a synthetic table is reproducible 
   cfg.batch_normals = 50;
   cfg.batches_per_class = 2;
   cfg.ratios = {0.1};
-  auto mlp = [&](Generator& init) { return models::tabular_mlp(D, init, 32, 32); };
+  auto mlp = [&](Generator& init) -> std::unique_ptr<models::AcrModel> {
+    return std::make_unique<models::AcrDsvdd>(models::tabular_mlp(D, init, 32, 32), 32, init);
+  };
   models::ZsFold a = models::run_zeroshot(data, cfg, mlp), b = models::run_zeroshot(data, cfg, mlp);
   REQUIRE(a.batches.size() == 8);  // 4 test classes x 2 batches
   for (size_t i = 0; i < a.batches.size(); ++i) REQUIRE(a.batches[i].acr == b.batches[i].acr);  // same seed
