@@ -86,6 +86,39 @@ ZsData fmnist_fold(const data::Mnist& m, char fold) {
   return d;
 }
 
+double meta_train(AcrModel& model, const Tensor& x, const std::vector<int64_t>& y, int64_t num_classes,
+                  const std::vector<int64_t>& classes, const ZsConfig& cfg, Generator& rng,
+                  const ZsProgress& progress) {
+  check(classes.size() >= 2, "meta_train", "needs at least 2 training classes");
+  auto by_class = data::rows_by_class(y, num_classes);
+  for (int64_t c : classes)
+    check(static_cast<int64_t>(by_class.at(c).size()) >= cfg.normals, "meta_train",
+          "training class " + std::to_string(c) + " has " + std::to_string(by_class.at(c).size()) +
+              " rows, fewer than the " + std::to_string(cfg.normals) + " normals a task needs");
+  nn::Adam opt(model.parameters(), cfg.lr);
+  nn::StepLR sched(opt, cfg.lr_step, cfg.lr_gamma);
+  const int64_t Q = cfg.normals + cfg.anomalies;
+  Shape task_shape = x.shape();
+  task_shape[0] = cfg.tasks * Q;
+  auto t0 = std::chrono::steady_clock::now();
+  for (int64_t it = 0; it < cfg.iters; ++it) {
+    std::vector<int64_t> rows;
+    std::vector<int> labels;
+    for (int64_t t = 0; t < cfg.tasks; ++t) {
+      data::Task task = data::sample_task(by_class, classes, cfg.normals, cfg.anomalies, rng);
+      rows.insert(rows.end(), task.rows.begin(), task.rows.end());
+      labels.insert(labels.end(), task.labels.begin(), task.labels.end());
+    }
+    Var loss = model.loss(index_select(x, rows).reshape(task_shape), labels, cfg.tasks);
+    opt.zero_grad();
+    loss.backward();
+    opt.step();
+    sched.step();  // StepLR counts iterations
+    if (progress) progress(it + 1, cfg.iters, loss.item());
+  }
+  return cfg.iters ? std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / cfg.iters : 0.0;
+}
+
 ZsFold run_zeroshot(const ZsData& data, const ZsConfig& cfg, const ZsModelFactory& make_model,
                     const ZsProgress& progress) {
   const auto& train_classes = data.train_classes;
@@ -97,13 +130,6 @@ ZsFold run_zeroshot(const ZsData& data, const ZsConfig& cfg, const ZsModelFactor
   Generator init(stream_seed(cfg.seed, cfg.fold, kInit)), train_rng(stream_seed(cfg.seed, cfg.fold, kTrain));
   std::unique_ptr<AcrModel> model_ptr = make_model(init);
   AcrModel& model = *model_ptr;
-  nn::Adam opt(model.parameters(), cfg.lr);
-  nn::StepLR sched(opt, cfg.lr_step, cfg.lr_gamma);
-  auto by_class = data::rows_by_class(data.train_y, data.num_classes);
-  for (int64_t c : train_classes)
-    check(static_cast<int64_t>(by_class.at(c).size()) >= cfg.normals, "zeroshot",
-          "training class " + std::to_string(c) + " has " + std::to_string(by_class.at(c).size()) +
-              " rows, fewer than the " + std::to_string(cfg.normals) + " normals a task needs");
   // Test batches must be scorable before hours of training: normals per batch, anomaly pool, kNN.
   check(cfg.batch_normals >= 1 && cfg.batches_per_class >= 1, "zeroshot", "batch_normals and batches_per_class must be >= 1");
   {
@@ -122,30 +148,10 @@ ZsFold run_zeroshot(const ZsData& data, const ZsConfig& cfg, const ZsModelFactor
       }
     }
   }
-  const int64_t Q = cfg.normals + cfg.anomalies;
-  Shape task_shape = data.train_x.shape();
-  task_shape[0] = cfg.tasks * Q;
-  auto t0 = std::chrono::steady_clock::now();
-  for (int64_t it = 0; it < cfg.iters; ++it) {
-    std::vector<int64_t> rows;
-    std::vector<int> labels;
-    for (int64_t t = 0; t < cfg.tasks; ++t) {
-      data::Task task = data::sample_task(by_class, train_classes, cfg.normals, cfg.anomalies, train_rng);
-      rows.insert(rows.end(), task.rows.begin(), task.rows.end());
-      labels.insert(labels.end(), task.labels.begin(), task.labels.end());
-    }
-    Tensor x = index_select(data.train_x, rows).reshape(task_shape);
-    Var loss = model.loss(x, labels, cfg.tasks);
-    opt.zero_grad();
-    loss.backward();
-    opt.step();
-    sched.step();  // StepLR counts iterations
-    if (progress) progress(it + 1, cfg.iters, loss.item());
-  }
   ZsFold out;
   out.fold = cfg.fold;
   out.iters = cfg.iters;
-  out.secs_per_iter = cfg.iters ? std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / cfg.iters : 0.0;
+  out.secs_per_iter = meta_train(model, data.train_x, data.train_y, data.num_classes, train_classes, cfg, train_rng, progress);
 
   // ---- test batches (fmnist_zs.md §5), from a stream of their own ----
   Generator test_rng(stream_seed(cfg.seed, cfg.fold, kTest));

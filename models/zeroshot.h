@@ -71,6 +71,12 @@ using ZsProgress = std::function<void(int64_t, int64_t, double)>;
 // Builds the ACR model (network and, for DSVDD, its centre) from the initialisation stream.
 class AcrModel;
 using ZsModelFactory = std::function<std::unique_ptr<AcrModel>(Generator& init)>;
+// Meta-trains `model` (fmnist_zs.md §4): cfg.iters iterations of cfg.tasks tasks sampled from the
+// `classes` rows of x (labels y), Adam and StepLR per iteration. Returns seconds per iteration.
+double meta_train(AcrModel& model, const Tensor& x, const std::vector<int64_t>& y, int64_t num_classes,
+                  const std::vector<int64_t>& classes, const ZsConfig& cfg, Generator& rng,
+                  const ZsProgress& progress = {});
+
 // Test batches: per test class, min(batches_per_class, rows / batch_normals) batches of
 // batch_normals rows (one batch of all its rows when it has fewer).
 ZsFold run_zeroshot(const ZsData& data, const ZsConfig& cfg, const ZsModelFactory& make_model,
