@@ -17,6 +17,7 @@
 
 #include "data/csv.h"
 #include "data/idx.h"
+#include "data/tasks.h"
 #include "eval/metrics.h"
 #include "models/acr.h"
 #include "models/deep_svdd.h"
@@ -256,6 +257,8 @@ void eval_scores(const std::string& scores_path, const std::string& labels_path,
 // metadata holds the architecture, the preprocessing and the threshold, so `score` needs nothing else.
 struct TrainArgs {
   std::string model = "ntl", data, label, normal, one_hot, out, trans_type = "residual", widths = "64,32";
+  std::string train_classes;  // ACR: the classes that become tasks (default: all)
+  int64_t iters = 2000;       // ACR meta-training iterations
   int64_t K = 11;
   double contamination = 0.1;
   models::NtlTrainConfig train;
@@ -276,10 +279,74 @@ std::vector<int64_t> parse_widths(const std::string& s, const std::string& what)
   return out;
 }
 
+// The ACR model of a model-file kind, for F features; `init` draws its weights.
+std::unique_ptr<models::AcrModel> make_acr(const std::string& kind, int64_t F, Generator& init) {
+  if (kind == "acr-ntl") return std::make_unique<models::AcrNtl>(std::make_shared<models::TabNtl>(F, init));
+  return std::make_unique<models::AcrDsvdd>(models::tabular_mlp(F, init), 32, init);
+}
+
+// Trainable tensors of an ACR model under their file names (ACR-DSVDD's centre is "c").
+std::vector<std::pair<std::string, Tensor>> acr_tensors(const std::string& kind, models::AcrModel& m) {
+  if (kind == "acr-ntl") return static_cast<models::AcrNtl&>(m).net->state_dict();
+  auto& d = static_cast<models::AcrDsvdd&>(m);
+  auto t = d.net->state_dict();
+  t.emplace_back("c", d.c.data());
+  return t;
+}
+
+// `normad train --model acr-dsvdd|acr-ntl`: meta-train on the labelled classes of a table (each
+// class a task, acr.md §6), then score each training class as its own batch to set the threshold.
+void train_acr(const TrainArgs& a, uint64_t seed, const std::string& json_path) {
+  if (a.label.empty()) throw Error("--model " + a.model + " needs --label COL (its classes are the tasks)");
+  data::Csv csv = data::read_csv(a.data);
+  std::vector<std::string> names;
+  if (!a.train_classes.empty()) {
+    names = split_list(a.train_classes, "--train-classes");
+    csv = data::select_rows(csv, a.label, names);
+  }
+  data::PreprocessOptions opts;
+  opts.label = a.label;
+  if (!a.one_hot.empty()) opts.one_hot = split_list(a.one_hot, "--one-hot");
+  opts.standardise = true;
+  data::Preprocess pre = data::Preprocess::fit(csv, opts);
+  data::Table table = pre.apply(csv);
+  const auto classes = data::label_classes(table.labels);
+  const auto ids = data::label_ids(table.labels, classes);
+  std::vector<int64_t> all(classes.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int64_t>(i);
+  const int64_t F = table.x.size(1);
+  models::ZsConfig cfg;
+  cfg.iters = a.iters;
+  Generator init(seed), rng(seed + 1);
+  auto model = make_acr(a.model, F, init);
+  std::printf("%s: %zu classes as tasks, %lld rows, %lld features, %lld iterations\n", a.model.c_str(), classes.size(),
+              (long long)table.x.size(0), (long long)F, (long long)cfg.iters);
+  Progress p{"train"};
+  models::meta_train(*model, table.x, ids, static_cast<int64_t>(classes.size()), all, cfg, rng, std::ref(p));
+  // Threshold: each training class scored as one batch (its own statistics), PyOD's percentile rule.
+  std::vector<double> train_scores;
+  for (auto& rows : data::rows_by_class(ids, static_cast<int64_t>(classes.size())))
+    for (double v : model->score(index_select(table.x, rows))) train_scores.push_back(v);
+  const double threshold = eval::contamination_threshold(train_scores, a.contamination);
+  auto meta = pre.to_metadata();
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", threshold);
+  meta["normad.kind"] = a.model;
+  meta["normad.threshold"] = buf;
+  meta["acr.in"] = std::to_string(F);
+  nn::save_safetensors(a.out, acr_tensors(a.model, *model), meta);
+  std::printf("threshold %.6g (%.0f%% contamination of training scores), wrote %s\n", threshold, 100 * a.contamination,
+              a.out.c_str());
+  if (!json_path.empty())
+    write_atomic(json_path, nlohmann::json{{"model", a.model}, {"rows", table.x.size(0)}, {"classes", classes},
+                                           {"threshold", threshold}, {"out", a.out}}.dump(2) + "\n");
+}
+
 void train_model(const TrainArgs& a, uint64_t seed, const std::string& json_path) {
-  if (a.model != "ntl" && a.model != "dsvdd")
-    throw Error("--model: '" + a.model + "' is not available yet for train (ntl, dsvdd)");
   if (a.out.empty()) throw Error("--out: missing");
+  if (a.model == "acr-dsvdd" || a.model == "acr-ntl") return train_acr(a, seed, json_path);
+  if (a.model != "ntl" && a.model != "dsvdd")
+    throw Error("--model: '" + a.model + "' is not one of dsvdd, ntl, acr-dsvdd, acr-ntl");
   data::Csv csv = data::read_csv(a.data);
   if (!a.label.empty()) {
     // One-class: train on the rows whose label is the normal value.
@@ -347,8 +414,9 @@ void score_model(const std::string& model_path, const std::string& data_path, co
   nn::Safetensors f = nn::load_safetensors(model_path);
   auto kind = f.metadata.find("normad.kind");
   if (kind == f.metadata.end()) throw Error(model_path + ": not a normad model file (no normad.kind)");
-  if (kind->second != "ntl" && kind->second != "dsvdd")
-    throw Error(model_path + ": model kind '" + kind->second + "' cannot be scored yet (ntl, dsvdd)");
+  const std::string& k = kind->second;
+  if (k != "ntl" && k != "dsvdd" && k != "acr-dsvdd" && k != "acr-ntl")
+    throw Error(model_path + ": unknown model kind '" + k + "'");
   auto threshold_it = f.metadata.find("normad.threshold");
   if (threshold_it == f.metadata.end()) throw Error(model_path + ": no normad.threshold in the metadata");
   const double threshold = std::stod(threshold_it->second);
@@ -357,7 +425,21 @@ void score_model(const std::string& model_path, const std::string& data_path, co
     std::fprintf(stderr, "normad: %lld cells had categories unseen in training (encoded as zeros)\n",
                  (long long)table.unknown_categories);
   std::vector<double> scores;
-  if (kind->second == "ntl") {
+  if (k == "acr-dsvdd" || k == "acr-ntl") {
+    // Batch-level scores: the file's rows in chunks of --batch rows, each with its own statistics.
+    auto in = f.metadata.find("acr.in");
+    if (in == f.metadata.end()) throw Error(model_path + ": ACR model without acr.in");
+    Generator unused(0);
+    auto model = make_acr(k, parse_widths(in->second, "acr.in").at(0), unused);
+    auto tensors = acr_tensors(k, *model);
+    for (auto& [name, t] : tensors) {
+      auto it = f.tensors.find(name);
+      if (it == f.tensors.end() || it->second.shape() != t.shape())
+        throw Error(model_path + ": tensor '" + name + "' missing or of the wrong shape");
+      t.copy_(it->second);
+    }
+    scores = model->score(table.x, false, batch);
+  } else if (kind->second == "ntl") {
     models::NeutralAD net(models::ntl_from_metadata(f.metadata));
     nn::load_state(net, f, true);
     scores = models::score_ntl(net, table.x, batch);
@@ -433,7 +515,10 @@ int main(int argc, char** argv) {
   auto* tr = app.add_subcommand("train", "fit a detector on normal data and write a model file");
   common(tr);
   TrainArgs ta;
-  tr->add_option("--model", ta.model, "ntl or dsvdd")->capture_default_str();
+  tr->add_option("--model", ta.model, "ntl, dsvdd (one-class) or acr-dsvdd, acr-ntl (classes as tasks)")
+      ->capture_default_str();
+  tr->add_option("--train-classes", ta.train_classes, "ACR: classes to meta-train on (default: all)");
+  tr->add_option("--iters", ta.iters, "ACR: meta-training iterations")->capture_default_str();
   tr->add_option("--widths", ta.widths, "dsvdd: layer widths, the last one the representation")->capture_default_str();
   tr->add_option("--data", ta.data, "CSV table")->required();
   tr->add_option("--label", ta.label, "label column (then --normal picks the training rows)");
@@ -452,11 +537,11 @@ int main(int argc, char** argv) {
   auto* scs = app.add_subcommand("score", "score a table with a model file; writes index,score,label");
   common(scs);
   std::string model_path, data_path, scores_out;
-  int64_t score_batch = 1024;
+  int64_t score_batch = 1000;
   scs->add_option("--model", model_path, "model file from normad train")->required();
   scs->add_option("--data", data_path, "CSV table to score")->required();
   scs->add_option("--out", scores_out, "scores CSV")->required();
-  scs->add_option("--batch", score_batch, "rows per forward pass")->capture_default_str();
+  scs->add_option("--batch", score_batch, "rows per forward pass (ACR: per batch of statistics)")->capture_default_str();
 
   try {
     app.parse(argc, argv);

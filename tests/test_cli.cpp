@@ -179,3 +179,26 @@ TEST_CASE("cli: train --model ntl then score writes one row per input, in order,
   CHECK(r.rc == 2);
   CHECK_THAT(r.out, Catch::Contains("'nobody'"));
 }
+
+TEST_CASE("cli: train --model acr-dsvdd and acr-ntl on labelled classes, then batch-level score", "[cli]") {
+  const auto dir = std::filesystem::temp_directory_path();
+  const std::string csv = (dir / "normad_cli_acr.csv").string(), model = (dir / "normad_cli_acr.safetensors").string();
+  const std::string scores = (dir / "normad_cli_acr_scores.csv").string();
+  {
+    normad::Generator g(4);
+    std::ofstream f(csv);
+    f << "a,b,c,cls\n";
+    for (int k = 0; k < 4; ++k)
+      for (int i = 0; i < 30; ++i) f << 3.0 * k + g.normal1() << "," << g.normal1() << "," << -k + g.normal1() << ",k" << k << "\n";
+  }
+  for (const char* kind : {"acr-dsvdd", "acr-ntl"}) {
+    Run r = run(std::string("train --model ") + kind + " --data " + csv + " --label cls --train-classes k0,k1,k2 --iters 2 --out " + model);
+    INFO(kind << "\n" << r.out);
+    REQUIRE(r.rc == 0);
+    r = run("score --model " + model + " --data " + csv + " --out " + scores + " --batch 50");
+    REQUIRE(r.rc == 0);
+    CHECK_THAT(r.out, Catch::Contains("scored 120 rows"));
+  }
+  CHECK(run("train --model acr-dsvdd --data " + csv + " --out " + model).rc == 2);  // needs --label
+  CHECK(run("train --model acr-svm --data " + csv + " --out " + model).rc == 2);
+}
