@@ -5,7 +5,7 @@
 #   <name> normad_ms=<x> torch_ms=<y> speedup=<y/x>        (speedup > 1: normad is faster)
 # Threads: both run under `taskset -c 0..T-1`; torch gets set_num_threads(T) and, for T > 1, is run
 # with OPENBLAS_NUM_THREADS=1 and =T, keeping the faster (its fastest set-up on these cores).
-# Workloads so far: acr_dsvdd_step/omniglot_t32_q30, dsvdd_step/lenet_mnist_n128. Usage: python3 bench/compare_torch.py [--threads T]
+# Workloads: acr_dsvdd_step/omniglot_t32_q30, dsvdd_step/lenet_mnist_n128, acr_ntl_step/tab_t4_q512_d570_k19. Usage: python3 bench/compare_torch.py [--threads T]
 import argparse
 import json
 import os
@@ -16,7 +16,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 TORCH_SCRIPT = r'''
-import sys, time, torch
+import math, sys, time, torch
 import torch.nn.functional as F
 threads = int(sys.argv[1]); torch.set_num_threads(threads); torch.manual_seed(1)
 
@@ -73,6 +73,37 @@ n, t0 = 0, time.perf_counter()
 while time.perf_counter() - t0 < 3.0:
     step2(); n += 1
 print("dsvdd_step/lenet_mnist_n128", 1000 * (time.perf_counter() - t0) / n)
+
+# ACR-NTL (acr.md 7.4): 19 forward-type transformations, encoder MLP without its final BN; one
+# encoder pass per task over its 20 views (the reference loop); DCL L_n and L_a.
+D, K, H, Z, T3, Q3, tau = 570, 19, 128, 32, 4, 512, 0.1
+trans = torch.nn.ModuleList([torch.nn.Sequential(torch.nn.Linear(D, H), torch.nn.ReLU(), torch.nn.Linear(H, H),
+                                                 torch.nn.ReLU(), torch.nn.Linear(H, D)) for _ in range(K)])
+enc = torch.nn.Sequential(torch.nn.Linear(D, H), torch.nn.BatchNorm1d(H), torch.nn.ReLU(), torch.nn.Linear(H, H),
+                          torch.nn.BatchNorm1d(H), torch.nn.ReLU(), torch.nn.Linear(H, H), torch.nn.BatchNorm1d(H),
+                          torch.nn.ReLU(), torch.nn.Linear(H, Z))
+opt3 = torch.optim.Adam(list(trans.parameters()) + list(enc.parameters()), lr=4e-4)
+x3 = torch.randn(T3 * Q3, D); y3 = (torch.arange(T3 * Q3) % 5 == 0).float()
+eye = torch.eye(K + 1)
+def step3():
+    losses = []
+    for k in range(T3):
+        xk = x3[k*Q3:(k+1)*Q3]
+        z = enc(torch.cat([xk] + [m(xk) for m in trans], 0)).reshape(K + 1, Q3, Z).transpose(0, 1)
+        u = F.normalize(z, dim=-1)
+        h = torch.exp(u @ u.transpose(1, 2) / tau)
+        den = (h * (1 - eye)).sum(-1)[:, 1:]; pos = h[:, 1:, 0]
+        ln = (torch.log(den) - torch.log(pos)).sum(1) / (K * math.log(K))
+        la = (-torch.log(1 - pos / den)).sum(1) / (K * math.log(K))
+        yk = y3[k*Q3:(k+1)*Q3]
+        losses.append(((1 - yk) * ln + yk * la).mean())
+    loss = torch.stack(losses).mean()
+    opt3.zero_grad(); loss.backward(); opt3.step()
+for _ in range(2): step3()
+n, t0 = 0, time.perf_counter()
+while time.perf_counter() - t0 < 3.0:
+    step3(); n += 1
+print("acr_ntl_step/tab_t4_q512_d570_k19", 1000 * (time.perf_counter() - t0) / n)
 '''
 
 
