@@ -146,6 +146,16 @@ std::vector<std::string> split_list(const std::string& s, const char* what) {
   return out;
 }
 
+// The preprocessing every table model uses: the label column, optional one-hot columns, and
+// standardisation fitted on `rows` (the training rows).
+data::Preprocess fit_preprocess(const data::Csv& rows, const std::string& label, const std::string& one_hot) {
+  data::PreprocessOptions opts;
+  opts.label = label;
+  if (!one_hot.empty()) opts.one_hot = split_list(one_hot, "--one-hot");
+  opts.standardise = true;
+  return data::Preprocess::fit(rows, opts);
+}
+
 // FMNIST-ZS on the Debian Fashion-MNIST files, the Omniglot net.
 void zeroshot_fmnist(const std::string& dir, const std::string& fold_arg, models::ZsConfig cfg,
                      const std::string& json_path) {
@@ -177,12 +187,8 @@ void zeroshot_csv(const std::string& path, const std::string& label, const std::
   const auto train_names = split_list(train_arg, "--train-classes"), test_names = split_list(test_arg, "--test-classes");
   // Preprocessing is fitted on the training classes' rows only.
   data::Csv train_rows = data::select_rows(csv, label, train_names);
-  data::PreprocessOptions opts;
-  opts.label = label;
-  if (!one_hot.empty()) opts.one_hot = split_list(one_hot, "--one-hot");
-  opts.standardise = true;
   if (train_rows.rows.empty()) throw Error(path + ": no row has one of the --train-classes");
-  data::Table table = data::Preprocess::fit(train_rows, opts).apply(csv);
+  data::Table table = fit_preprocess(train_rows, label, one_hot).apply(csv);
   const auto classes = data::label_classes(table.labels);
   const auto ids = data::label_ids(table.labels, classes);
   auto class_ids = [&](const std::vector<std::string>& names, const char* what) {
@@ -304,11 +310,7 @@ void train_acr(const TrainArgs& a, uint64_t seed, const std::string& json_path) 
     names = split_list(a.train_classes, "--train-classes");
     csv = data::select_rows(csv, a.label, names);
   }
-  data::PreprocessOptions opts;
-  opts.label = a.label;
-  if (!a.one_hot.empty()) opts.one_hot = split_list(a.one_hot, "--one-hot");
-  opts.standardise = true;
-  data::Preprocess pre = data::Preprocess::fit(csv, opts);
+  data::Preprocess pre = fit_preprocess(csv, a.label, a.one_hot);
   data::Table table = pre.apply(csv);
   const auto classes = data::label_classes(table.labels);
   const auto ids = data::label_ids(table.labels, classes);
@@ -354,11 +356,7 @@ void train_model(const TrainArgs& a, uint64_t seed, const std::string& json_path
     csv = data::select_rows(csv, a.label, {a.normal});
     if (csv.rows.empty()) throw Error(a.data + ": no row has " + a.label + " = '" + a.normal + "'");
   }
-  data::PreprocessOptions opts;
-  opts.label = a.label;
-  if (!a.one_hot.empty()) opts.one_hot = split_list(a.one_hot, "--one-hot");
-  opts.standardise = true;
-  data::Preprocess pre = data::Preprocess::fit(csv, opts);
+  data::Preprocess pre = fit_preprocess(csv, a.label, a.one_hot);
   data::Table table = pre.apply(csv);
   const int64_t F = table.x.size(1);
   manual_seed(seed);  // initialisation draws from the default generator

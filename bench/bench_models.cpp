@@ -15,6 +15,19 @@ using namespace normad;
 
 namespace {
 
+// Times one ACR iteration (loss of T tasks, backward, Adam step) on fixed inputs.
+void time_acr_step(benchmark::State& st, models::AcrModel& model, nn::Optimizer& opt, const Tensor& x,
+                   const std::vector<int>& y, int64_t T) {
+  auto step = [&] {
+    Var loss = model.loss(x, y, T);
+    opt.zero_grad();
+    loss.backward();
+    opt.step();
+  };
+  if (!bench::warm_up(st, step)) return;
+  for (auto _ : st) step();
+}
+
 // One ACR-DSVDD iteration: T tasks of Q rows (half pseudo-anomalies), one Adam step.
 void bm_acr_dsvdd_step(benchmark::State& st) {
   const int64_t T = 32, Q = 30;
@@ -24,14 +37,7 @@ void bm_acr_dsvdd_step(benchmark::State& st) {
   Tensor x = g.uniform({T * Q, 1, 28, 28});
   std::vector<int> y;
   for (int64_t i = 0; i < T * Q; ++i) y.push_back(i % 2);
-  auto step = [&] {
-    Var loss = model.loss(x, y, T);
-    opt.zero_grad();
-    loss.backward();
-    opt.step();
-  };
-  if (!bench::warm_up(st, step)) return;
-  for (auto _ : st) step();
+  time_acr_step(st, model, opt, x, y, T);
 }
 
 // One Deep SVDD step: mean ||phi(x) - c||^2 over 128 images, Adam with weight decay.
@@ -61,14 +67,7 @@ void bm_acr_ntl_step(benchmark::State& st) {
   Tensor x = g.normal({T * Q, D});
   std::vector<int> y;
   for (int64_t i = 0; i < T * Q; ++i) y.push_back(i % 5 == 0);  // 409 + 103 per task, as AnoShift
-  auto step = [&] {
-    Var loss = model.loss(x, y, T);
-    opt.zero_grad();
-    loss.backward();
-    opt.step();
-  };
-  if (!bench::warm_up(st, step)) return;
-  for (auto _ : st) step();
+  time_acr_step(st, model, opt, x, y, T);
 }
 
 }  // namespace
