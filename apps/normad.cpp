@@ -471,7 +471,7 @@ void score_model(const std::string& model_path, const std::string& data_path, co
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"normad: deep anomaly detection (ACR zero-shot, Deep SVDD, NTL, Gaussian-AD)"};
+  CLI::App app{"normad: deep anomaly detection (ACR zero-shot, Deep SVDD, NeuTraL-AD)"};
   app.require_subcommand(1);
   // Parse errors: one line, like every other error (CLI11 would add a second one).
   app.failure_message([](const CLI::App*, const CLI::Error& e) { return "normad: " + std::string(e.what()) + "\n"; });
@@ -484,7 +484,7 @@ int main(int argc, char** argv) {
     sub->add_option("--json", json_path, "also write machine-readable results to FILE");
   };
 
-  auto* zs = app.add_subcommand("zeroshot", "zero-shot detection benchmark (FMNIST-ZS): ACR vs baselines");
+  auto* zs = app.add_subcommand("zeroshot", "zero-shot detection: meta-train ACR on some classes, score batches of unseen ones (FMNIST-ZS or a CSV)");
   common(zs);
   std::string data = "fmnist", dir = data::kFashionMnistDir, fold = "both", model = "dsvdd", ratios = "0.01,0.05,0.1,0.2";
   std::string csv_path, label, train_classes, test_classes, one_hot;
@@ -510,7 +510,7 @@ int main(int argc, char** argv) {
   ev->add_option("--label", eval_label, "label column")->capture_default_str();
   ev->add_option("--normal", normal, "the label value of normal rows (default: labels are 0/1)");
 
-  auto* tr = app.add_subcommand("train", "fit a detector on normal data and write a model file");
+  auto* tr = app.add_subcommand("train", "fit a detector (one-class on normal rows, or ACR on labelled classes) and write a model file");
   common(tr);
   TrainArgs ta;
   tr->add_option("--model", ta.model, "ntl, dsvdd (one-class) or acr-dsvdd, acr-ntl (classes as tasks)")
