@@ -471,6 +471,9 @@ void score_model(const std::string& model_path, const std::string& data_path, co
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Line-buffered stdout keeps result lines in order with the progress lines on stderr, also when
+  // both go to one file.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   CLI::App app{"normad: deep anomaly detection (ACR zero-shot, Deep SVDD, NeuTraL-AD)"};
   app.require_subcommand(1);
   // Parse errors: one line, like every other error (CLI11 would add a second one).
