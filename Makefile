@@ -1,6 +1,6 @@
 # normad: the two commands a new user runs. Both install missing Debian packages, configure and build.
 #   make demo   - the main job: zero-shot anomaly detection with ACR on Fashion-MNIST (FMNIST-ZS,
-#                 fold A, DEMO_ITERS meta-training iterations: about 4 minutes on 2 cores)
+#                 fold A, DEMO_ITERS meta-training iterations: 3 minutes on 2 cores after the build)
 #   make test   - the test suite (ctest)
 #   make bench  - the benchmarks
 BUILD ?= build
