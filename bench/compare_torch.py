@@ -20,6 +20,14 @@ import math, sys, time, torch
 import torch.nn.functional as F
 threads = int(sys.argv[1]); torch.set_num_threads(threads); torch.manual_seed(1)
 
+def report(name, step, warm=3, seconds=3.0):
+    """Warm up, then run `step` for `seconds` and print its mean time in ms."""
+    for _ in range(warm): step()
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        step(); n += 1
+    print(name, 1000 * (time.perf_counter() - t0) / n)
+
 class OmniglotNet(torch.nn.Module):  # acr.md 7.1
     def __init__(self):
         super().__init__()
@@ -43,11 +51,7 @@ def step():
         losses.append(((1 - yk) * d + yk / d).mean())
     loss = torch.stack(losses).mean()
     opt.zero_grad(); loss.backward(); opt.step()
-for _ in range(3): step()
-n, t0 = 0, time.perf_counter()
-while time.perf_counter() - t0 < 3.0:
-    step(); n += 1
-print("acr_dsvdd_step/omniglot_t32_q30", 1000 * (time.perf_counter() - t0) / n)
+report("acr_dsvdd_step/omniglot_t32_q30", step)
 
 class LeNet(torch.nn.Module):  # ntl_dsvdd.md A.4 MNIST_LeNet: bias-free, affine-free BN eps 1e-4
     def __init__(self):
@@ -68,11 +72,7 @@ xl = torch.rand(128, 1, 28, 28)
 def step2():
     loss = torch.mean(torch.sum((lenet(xl) - cc) ** 2, dim=1))
     opt2.zero_grad(); loss.backward(); opt2.step()
-for _ in range(3): step2()
-n, t0 = 0, time.perf_counter()
-while time.perf_counter() - t0 < 3.0:
-    step2(); n += 1
-print("dsvdd_step/lenet_mnist_n128", 1000 * (time.perf_counter() - t0) / n)
+report("dsvdd_step/lenet_mnist_n128", step2)
 
 # ACR-NTL (acr.md 7.4): 19 forward-type transformations, encoder MLP without its final BN; one
 # encoder pass per task over its 20 views (the reference loop); DCL L_n and L_a.
@@ -99,11 +99,7 @@ def step3():
         losses.append(((1 - yk) * ln + yk * la).mean())
     loss = torch.stack(losses).mean()
     opt3.zero_grad(); loss.backward(); opt3.step()
-for _ in range(2): step3()
-n, t0 = 0, time.perf_counter()
-while time.perf_counter() - t0 < 3.0:
-    step3(); n += 1
-print("acr_ntl_step/tab_t4_q512_d570_k19", 1000 * (time.perf_counter() - t0) / n)
+report("acr_ntl_step/tab_t4_q512_d570_k19", step3, warm=2)
 '''
 
 
