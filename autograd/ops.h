@@ -61,6 +61,10 @@ Var index_select(const Var& a, const std::vector<int64_t>& idx);
 
 // convolution and pooling (NCHW); b may be an undefined Var (no bias)
 Var conv2d(const Var& x, const Var& w, const Var& b, const Conv2dArgs& args);
+// transposed convolution, w [F, C/groups, KH, KW] (ConvTranspose2d's layout); see tensor/ops.h
+Var conv_transpose2d(const Var& x, const Var& w, const Var& b, const Conv2dArgs& args,
+                     int64_t out_pad_h = 0, int64_t out_pad_w = 0);
+Var upsample_nearest2d(const Var& x, int64_t scale);  // [N, C, H, W] -> [N, C, H s, W s]
 Var max_pool2d(const Var& x, const Pool2dArgs& args);
 Var avg_pool2d(const Var& x, const Pool2dArgs& args);
 Var global_avg_pool(const Var& x);

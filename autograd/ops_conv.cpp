@@ -1,7 +1,9 @@
 // normad differentiable convolution and pooling (see autograd/ops.h); the kernels live in
 // tensor/conv.cpp and tensor/pool.cpp.
 // Math: y = conv(x, w) + b: dx = conv^T(dy, w) (col2im of W^T dy), dw = sum_n dy_n cols_n^T,
-// db = sum of dy over N, OH, OW; max pool routes dy to the argmax; avg pool spreads dy / divisor.
+// db = sum of dy over N, OH, OW; transposed conv y = conv^T(x, w): dx = conv(dy, w),
+// dw = conv2d_backward_weight(dout = x, input = dy); max pool routes dy to the argmax; avg pool
+// spreads dy / divisor; nearest upsampling sums each s x s block of dy.
 // Tested by tests/test_conv.cpp (finite differences for each op) and tests/test_parity.cpp.
 //
 // Shapes: N batch, C input channels, F filters, H, W input, OH, OW output.
@@ -24,6 +26,28 @@ Var conv2d(const Var& x, const Var& w, const Var& b, const Conv2dArgs& args) {
     // the bias is added at every (n, oh, ow): its gradient sums dy over them
     if (has_bias && self.parents[2]->requires_grad)
       self.parents[2]->accumulate(sum(dy, {0, 2, 3}));
+  });
+}
+
+Var conv_transpose2d(const Var& x, const Var& w, const Var& b, const Conv2dArgs& args,
+                     int64_t out_pad_h, int64_t out_pad_w) {
+  const bool has_bias = b.defined();
+  Tensor xd = x.data(), wd = w.data();
+  Tensor y = conv_transpose2d(xd, wd, has_bias ? b.data() : Tensor(), args, out_pad_h, out_pad_w);
+  std::vector<Var> parents{x, w};
+  if (has_bias) parents.push_back(b);
+  return Var::make(y, parents, "conv_transpose2d", [xd, wd, has_bias, args](Node& self) {
+    const Tensor& dy = self.grad;  // [N, C, OH, OW], the conv2d "input" side
+    if (self.parents[0]->requires_grad) self.parents[0]->accumulate(conv2d(dy, wd, Tensor(), args));
+    if (self.parents[1]->requires_grad)
+      self.parents[1]->accumulate(conv2d_backward_weight(xd, dy, wd.shape(), args));
+    if (has_bias && self.parents[2]->requires_grad) self.parents[2]->accumulate(sum(dy, {0, 2, 3}));
+  });
+}
+
+Var upsample_nearest2d(const Var& x, int64_t scale) {
+  return Var::make(upsample_nearest2d(x.data(), scale), {x}, "upsample_nearest2d", [scale](Node& self) {
+    self.parents[0]->accumulate(upsample_nearest2d_backward(self.grad, scale));
   });
 }
 

@@ -9,7 +9,7 @@
 #include "bench/bench_util.h"
 #include "models/acr.h"
 #include "models/deep_svdd.h"
-#include "models/omniglot_net.h"
+#include "models/acr_nets.h"
 
 using namespace normad;
 

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "nn/init.h"
 #include "nn/optim.h"
 
 namespace normad::models {
@@ -51,7 +52,134 @@ class LeNet : public nn::Module {
   std::vector<std::shared_ptr<nn::Linear>> fcs_;
 };
 
+// A.5's decoders: [Linear + BN1d] or the code BN, view as ch0 x 4 x 4, lReLU, then per transposed
+// conv: (upsample x2 unless it is the CIFAR decoder's first), deconv 5x5 stride 1, and BN2d +
+// lReLU except after the last, which is followed by a sigmoid.
+struct Deconv {
+  int64_t out, pad;
+  std::string bn;  // BN2d name after this deconv ("" for the last)
+};
+class LeNetDecoder : public nn::Module {
+ public:
+  LeNetDecoder(int64_t p, int64_t fc_out, const std::string& fc_name, const std::string& bn1d_name,
+               int64_t ch0, bool up_first, const std::vector<Deconv>& deconvs)
+      : ch0_(ch0), up_first_(up_first) {
+    int64_t code = p;
+    if (fc_out > 0) fc_ = register_module(fc_name, std::make_shared<nn::Linear>(p, fc_out, false)), code = fc_out;
+    if (!bn1d_name.empty()) bn1d_ = register_module(bn1d_name, std::make_shared<nn::BatchNorm1d>(code, 1e-4f, 0.1f, false));
+    check(code == ch0 * 16, "LeNetDecoder", "code size must be ch0 * 4 * 4");
+    int64_t ch = ch0;
+    for (size_t i = 0; i < deconvs.size(); ++i) {
+      deconvs_.push_back(register_module("deconv" + std::to_string(i + 1),
+                                         std::make_shared<nn::ConvTranspose2d>(ch, deconvs[i].out, 5, 1, deconvs[i].pad, 0, false)));
+      if (!deconvs[i].bn.empty())
+        bns_.push_back(register_module(deconvs[i].bn, std::make_shared<nn::BatchNorm2d>(deconvs[i].out, 1e-4f, 0.1f, false)));
+      ch = deconvs[i].out;
+    }
+  }
+  Var forward(const Var& z) override {
+    Var h = fc_ ? (*fc_)(z) : z;
+    if (bn1d_) h = (*bn1d_)(h);
+    h = leaky_relu(reshape(h, {h.size(0), ch0_, 4, 4}), 0.01f);
+    for (size_t i = 0; i < deconvs_.size(); ++i) {
+      if (i > 0 || up_first_) h = upsample_nearest2d(h, 2);
+      h = (*deconvs_[i])(h);
+      h = i < bns_.size() ? leaky_relu((*bns_[i])(h), 0.01f) : sigmoid(h);
+    }
+    return h;
+  }
+
+ private:
+  int64_t ch0_;
+  bool up_first_;
+  std::shared_ptr<nn::Linear> fc_;
+  std::shared_ptr<nn::BatchNorm> bn1d_;
+  std::vector<std::shared_ptr<nn::ConvTranspose2d>> deconvs_;
+  std::vector<std::shared_ptr<nn::BatchNorm>> bns_;
+};
+
+// One epoch loop shared by pretraining and Deep SVDD: shuffled batches of x, Adam (weight decay as
+// L2 on the gradient) with MultiStepLR stepped once per epoch; `loss` maps a batch to its loss.
+std::vector<double> train_epochs(nn::Module& net, const Tensor& x, const SvddTrainConfig& cfg, Generator& g,
+                                 const std::function<Var(const Tensor&)>& loss_of,
+                                 const SvddProgress& progress) {
+  check(cfg.epochs >= 1 && cfg.batch >= 2, "Deep SVDD training", "needs epochs >= 1 and batch >= 2");
+  nn::Adam opt(net.parameters(), cfg.lr, 0.9f, 0.999f, 1e-8f, cfg.weight_decay);
+  nn::MultiStepLR sched(opt, cfg.milestones, 0.1f);
+  const int64_t n = x.size(0);
+  std::vector<double> losses;
+  for (int64_t e = 0; e < cfg.epochs; ++e) {
+    net.train();
+    auto order = g.permutation(n);
+    double total = 0;
+    int64_t batches = 0;
+    for (int64_t s = 0; s < n; s += cfg.batch) {
+      if (n - s == 1 && s > 0) break;  // BN needs more than one row
+      std::vector<int64_t> idx(order.begin() + s, order.begin() + std::min(n, s + cfg.batch));
+      Var loss = loss_of(index_select(x, idx));
+      opt.zero_grad();
+      loss.backward();
+      opt.step();
+      total += loss.item(), ++batches;
+    }
+    sched.step();  // epochs 1..50 at lr, then lr / 10 (A.7)
+    losses.push_back(total / double(batches));
+    if (progress) progress(e + 1, cfg.epochs, losses.back());
+  }
+  return losses;
+}
+
 }  // namespace
+
+SvddTrainConfig ae_defaults(const std::string& name) {
+  SvddTrainConfig c;
+  if (name == "cifar10") {
+    c.epochs = 350, c.milestones = {250};
+  } else {
+    check(name == "mnist" || name == "fmnist", "ae_defaults", "unknown network '" + name + "'");
+    c.weight_decay = 0.5e-3f;
+  }
+  return c;
+}
+
+std::shared_ptr<nn::Module> lenet_decoder(const std::string& name) {
+  if (name == "mnist")
+    return std::make_shared<LeNetDecoder>(32, 0, "", "", 2, true, std::vector<Deconv>{{4, 2, "bn3"}, {8, 3, "bn4"}, {1, 2, ""}});
+  if (name == "fmnist")
+    return std::make_shared<LeNetDecoder>(64, 128, "fc3", "bn1d2", 8, true,
+                                          std::vector<Deconv>{{32, 2, "bn2d3"}, {16, 3, "bn2d4"}, {1, 2, ""}});
+  if (name == "cifar10")
+    return std::make_shared<LeNetDecoder>(
+        128, 0, "", "bn1d", 8, false,
+        std::vector<Deconv>{{128, 2, "bn2d4"}, {64, 2, "bn2d5"}, {32, 2, "bn2d6"}, {3, 2, ""}});
+  throw Error("lenet_decoder: unknown network '" + name + "' (mnist, fmnist, cifar10)");
+}
+
+Autoencoder::Autoencoder(std::shared_ptr<nn::Module> enc, std::shared_ptr<nn::Module> dec)
+    : encoder(register_module("encoder", std::move(enc))), decoder(register_module("decoder", std::move(dec))) {}
+
+Var Autoencoder::forward(const Var& x) { return (*decoder)((*encoder)(x)); }
+
+std::shared_ptr<Autoencoder> lenet_autoencoder(const std::string& name) {
+  auto ae = std::make_shared<Autoencoder>(lenet(name), lenet_decoder(name));
+  if (name == "cifar10")
+    for (auto& [pname, p] : ae->named_parameters())
+      if (p.dim() == 4) nn::init::xavier_uniform_(p.data(), std::sqrt(2.f / (1.f + 0.01f * 0.01f)));
+  return ae;
+}
+
+Var reconstruction_loss(const Var& recon, const Var& x) {
+  check(recon.shape() == x.shape(), "reconstruction_loss",
+        "reconstruction " + shape_str(recon.shape()) + " vs input " + shape_str(x.shape()));
+  Var d = sub(recon, x);
+  return mean(sum(flatten(mul(d, d)), {1}));
+}
+
+std::vector<double> pretrain_autoencoder(Autoencoder& ae, const Tensor& x, const SvddTrainConfig& cfg,
+                                         Generator& g, const SvddProgress& progress) {
+  return train_epochs(ae, x, cfg, g, [&](const Tensor& b) { return reconstruction_loss(ae(Var(b)), Var(b)); },
+                      progress);
+}
 
 std::shared_ptr<nn::Module> lenet(const std::string& name) {
   // Reference names: MNIST_LeNet uses bn1, bn2; the others bn2d1.. and bn1d1 (A.4).
@@ -97,35 +225,14 @@ Tensor svdd_center(nn::Module& net, const Tensor& x, int64_t batch, float eps) {
 
 std::vector<double> DeepSvdd::fit(const Tensor& x, const SvddTrainConfig& cfg, Generator& g,
                                   const SvddProgress& progress) {
-  check(cfg.epochs >= 1 && cfg.batch >= 2, "DeepSvdd::fit", "needs epochs >= 1 and batch >= 2");
-  // Without autoencoder pretraining (A.5, not implemented yet) the centre comes from the fresh
-  // network in eval mode (running statistics 0 and 1), as the reference code does with
-  // pretrain=False.
+  // The centre comes from the network as it is (A.2): after pretrain_autoencoder its encoder's
+  // weights and running statistics; without pretraining a fresh network in eval mode (running
+  // statistics 0 and 1), as the reference code does with pretrain=False.
   c = svdd_center(*net, x);
-  nn::Adam opt(net->parameters(), cfg.lr, 0.9f, 0.999f, 1e-8f, cfg.weight_decay);
-  nn::MultiStepLR sched(opt, cfg.milestones, 0.1f);
-  const int64_t n = x.size(0);
-  std::vector<double> losses;
-  for (int64_t e = 0; e < cfg.epochs; ++e) {
-    net->train();
-    auto order = g.permutation(n);
-    double total = 0;
-    int64_t batches = 0;
-    for (int64_t s = 0; s < n; s += cfg.batch) {
-      if (n - s == 1 && s > 0) break;  // BN needs more than one row
-      std::vector<int64_t> idx(order.begin() + s, order.begin() + std::min(n, s + cfg.batch));
-      Var diff = sub((*net)(Var(index_select(x, idx))), Var(c));
-      Var loss = mean(sum(mul(diff, diff), {1}));
-      opt.zero_grad();
-      loss.backward();
-      opt.step();
-      total += loss.item(), ++batches;
-    }
-    sched.step();  // epochs 1..50 at lr, then lr / 10 (A.7)
-    losses.push_back(total / double(batches));
-    if (progress) progress(e + 1, cfg.epochs, losses.back());
-  }
-  return losses;
+  return train_epochs(*net, x, cfg, g, [&](const Tensor& b) {
+    Var diff = sub((*net)(Var(b)), Var(c));
+    return mean(sum(mul(diff, diff), {1}));
+  }, progress);
 }
 
 std::vector<double> DeepSvdd::score(const Tensor& x, int64_t batch) {

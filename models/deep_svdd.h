@@ -4,7 +4,12 @@
 // Networks (A.4): bias-free convs 5x5 (padding 2), affine-free BN (eps 1e-4), leaky ReLU 0.01,
 // 2x2 max-pool; MNIST_LeNet (p 32, 7,272 weights), FashionMNIST_LeNet (p 64, 222,096),
 // CIFAR10_LeNet (p 128, 520,544); parameter names as in the reference code (conv1, bn2d1, fc1, ...).
-// Tested by tests/test_deep_svdd.cpp (weight counts, the centre rule, a synthetic one-class problem).
+// Autoencoder pretraining (A.5): lenet_decoder(name) mirrors the encoder with nearest upsampling
+// and stride-1 transposed convolutions; pretrain_autoencoder minimises the batch mean of the
+// per-image sum of squared errors and leaves its weights (and BN running statistics) in the
+// encoder, which then is the Deep SVDD network (same parameter names).
+// Tested by tests/test_deep_svdd.cpp (weight counts, the centre rule, a synthetic one-class problem,
+// pretraining) and tests/test_parity.cpp (the Fashion-MNIST autoencoder's loss and gradients vs torch).
 //
 // Shapes: x [N, C, H, W] -> phi [N, p]; c [p].
 #pragma once
@@ -36,6 +41,34 @@ struct SvddTrainConfig {
   std::vector<int64_t> milestones{50};  // lr x 0.1 after these epochs (A.7, the intended schedule)
 };
 using SvddProgress = std::function<void(int64_t epoch, int64_t epochs, double loss)>;
+
+// A.7's autoencoder settings for `name`: MNIST (and Fashion-MNIST) 150 epochs, lr drop after 50,
+// weight decay 0.5e-3; CIFAR-10 350 epochs, drop after 250, weight decay 0.5e-6. Batch 200.
+SvddTrainConfig ae_defaults(const std::string& name);
+
+// The decoder of lenet(name) (A.5; Deep SAD's FashionMNIST_LeNet_Decoder for "fmnist"): code
+// [N, p] -> image [N, C, H, W] in (0, 1). For "cifar10" it begins with the affine-free BN1d of the
+// code ("bn1d"), which exists only in the autoencoder.
+std::shared_ptr<nn::Module> lenet_decoder(const std::string& name);
+
+// encoder + decoder as submodules "encoder" and "decoder" (Deep SAD's layout of the reference's
+// flat names). For "cifar10" all conv and transposed-conv weights are re-drawn Xavier-uniform with
+// gain sqrt(2 / (1 + 0.01^2)) (A.5).
+class Autoencoder : public nn::Module {
+ public:
+  Autoencoder(std::shared_ptr<nn::Module> encoder, std::shared_ptr<nn::Module> decoder);
+  Var forward(const Var& x) override;  // reconstruction, shaped like x
+  std::shared_ptr<nn::Module> encoder, decoder;
+};
+std::shared_ptr<Autoencoder> lenet_autoencoder(const std::string& name);
+
+// Per image the sum of squared errors over all values, then the batch mean (A.5).
+Var reconstruction_loss(const Var& recon, const Var& x);
+
+// Trains `ae` on x (BN in training mode, shuffled batches, Adam with weight decay, MultiStepLR);
+// returns the mean loss of each epoch.
+std::vector<double> pretrain_autoencoder(Autoencoder& ae, const Tensor& x, const SvddTrainConfig& cfg,
+                                         Generator& g, const SvddProgress& progress = {});
 
 class DeepSvdd {
  public:

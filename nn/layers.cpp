@@ -44,6 +44,23 @@ Conv2d::Conv2d(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t 
 
 Var Conv2d::forward(const Var& x) { return conv2d(x, weight, bias, args); }
 
+ConvTranspose2d::ConvTranspose2d(int64_t in, int64_t out, int64_t kernel, int64_t stride,
+                                 int64_t padding, int64_t output_padding, bool has_bias,
+                                 int64_t dilation, int64_t groups)
+    : output_padding(output_padding) {
+  check(in % groups == 0 && out % groups == 0, "ConvTranspose2d",
+        "channels " + std::to_string(in) + " -> " + std::to_string(out) +
+            " not divisible by groups " + std::to_string(groups));
+  weight = register_parameter("weight", Tensor({in, out / groups, kernel, kernel}));
+  if (has_bias) bias = register_parameter("bias", Tensor({out}));
+  args = Conv2dArgs{stride, stride, padding, padding, dilation, dilation, groups};
+  default_init(weight, bias);  // fan_in = size(1) k k, as torch computes it for this layout
+}
+
+Var ConvTranspose2d::forward(const Var& x) {
+  return conv_transpose2d(x, weight, bias, args, output_padding, output_padding);
+}
+
 BatchNorm::BatchNorm(int64_t channels, int64_t expected_rank, float eps, float momentum,
                      bool affine, bool track_running_stats)
     : eps(eps), momentum(momentum), channels_(channels), rank_(expected_rank),

@@ -1,4 +1,5 @@
-// normad nn layers: Linear, Conv2d, BatchNorm1d/2d, activations, pooling, Flatten.
+// normad nn layers: Linear, Conv2d, ConvTranspose2d, BatchNorm1d/2d, activations, pooling,
+// upsampling, Flatten.
 // Math: Linear y = x W^T + b; Conv2d as tensor/ops.h; BN y = gamma (x - mu)/sqrt(var + eps) + beta.
 // Parameter names and default initialisation follow PyTorch. Tested by tests/test_nn.cpp and
 // tests/test_parity.cpp.
@@ -22,6 +23,27 @@ class Conv2d : public Module {
   Var forward(const Var& x) override;  // x [N, in, H, W] -> [N, out, OH, OW]
   Var weight, bias;                    // weight [out, in/groups, k, k]
   Conv2dArgs args;
+};
+
+// PyTorch's ConvTranspose2d: weight [in, out/groups, k, k], bias [out]; output size
+// (H - 1) stride - 2 padding + dilation (k - 1) + 1 + output_padding. Initialised as PyTorch does
+// (U(+-1/sqrt(fan_in)) with fan_in = weight.size(1) k k).
+class ConvTranspose2d : public Module {
+ public:
+  ConvTranspose2d(int64_t in, int64_t out, int64_t kernel, int64_t stride = 1, int64_t padding = 0,
+                  int64_t output_padding = 0, bool bias = true, int64_t dilation = 1,
+                  int64_t groups = 1);
+  Var forward(const Var& x) override;  // x [N, in, H, W] -> [N, out, OH, OW]
+  Var weight, bias;
+  Conv2dArgs args;
+  int64_t output_padding;
+};
+
+class Upsample : public Module {  // nearest neighbour, integer factor
+ public:
+  explicit Upsample(int64_t scale) : scale(scale) {}
+  Var forward(const Var& x) override { return upsample_nearest2d(x, scale); }
+  int64_t scale;
 };
 
 // Shared by BatchNorm1d ([N, C]) and BatchNorm2d ([N, C, H, W]).

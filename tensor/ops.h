@@ -88,6 +88,16 @@ Tensor conv2d_backward_input(const Tensor& dout, const Tensor& w, const Shape& x
                              const Conv2dArgs& a);
 Tensor conv2d_backward_weight(const Tensor& dout, const Tensor& x, const Shape& w_shape,
                               const Conv2dArgs& a);
+// Transposed convolution (the adjoint of conv2d with the same args): x [N, F, H, W] and
+// w [F, C/groups, KH, KW] (PyTorch's ConvTranspose2d layout) -> [N, C, OH, OW] with
+// OH = (H - 1) stride_h - 2 pad_h + dil_h (KH - 1) + 1 (+ out_pad_h), likewise OW.
+// It is conv2d_backward_input with x as dout; b [C] or undefined.
+Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dArgs& a,
+                        int64_t out_pad_h = 0, int64_t out_pad_w = 0);
+// The conv2d input shape whose output is `out` [N, F, OH, OW] under w [F, C/groups, KH, KW]
+// (the output shape of conv_transpose2d).
+Shape conv_transpose2d_shape(const Shape& x, const Shape& w, const Conv2dArgs& a,
+                             int64_t out_pad_h = 0, int64_t out_pad_w = 0);
 // Plain 7-loop reference (double accumulation); the tests compare the im2col path with it.
 Tensor conv2d_reference(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dArgs& a);
 
@@ -105,6 +115,10 @@ Tensor avg_pool2d(const Tensor& x, const Pool2dArgs& a);
 Tensor avg_pool2d_backward(const Tensor& dout, const Shape& x_shape, const Pool2dArgs& a);
 // x [N, C, H, W] -> [N, C]
 Tensor global_avg_pool(const Tensor& x);
+// Nearest-neighbour upsampling by an integer factor s (F.interpolate(x, scale_factor=s)):
+// x [N, C, H, W] -> [N, C, H s, W s]; the backward sums each s x s block of dout.
+Tensor upsample_nearest2d(const Tensor& x, int64_t scale);
+Tensor upsample_nearest2d_backward(const Tensor& dout, int64_t scale);
 
 // ---- batch normalisation ---------------------------------------------------------------------
 // x is [N, C] or [N, C, H, W]; statistics per channel over N (and H, W).

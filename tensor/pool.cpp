@@ -1,7 +1,8 @@
 // 2-D max / average pooling and global average pooling (NCHW) on the CPU, parallel over N*C planes.
 // Math: max: out = max over the window (padding is -inf), argmax = flat ih*W+iw of the first maximum;
 // avg: out = sum over the window / divisor (PyTorch's rules for count_include_pad and ceil_mode);
-// global: out[n,c] = mean over H, W.
+// global: out[n,c] = mean over H, W; nearest upsample: out[h, w] = x[h / s, w / s] (backward sums
+// each s x s block).
 // Tested by tests/test_conv.cpp ([pool]: closed forms checked against PyTorch, finite differences).
 //
 // Shapes: N batch, C channels, H, W input, OH, OW output, KH, KW window.
@@ -183,6 +184,41 @@ Tensor global_avg_pool(const Tensor& x) {
     op[nc] = float(s / double(hw));
   });
   return out;
+}
+
+Tensor upsample_nearest2d(const Tensor& x, int64_t scale) {
+  check(x.dim() == 4 && scale >= 1, "upsample_nearest2d",
+        "input must be [N, C, H, W] and scale >= 1, got " + shape_str(x.shape()) + ", scale " +
+            std::to_string(scale));
+  const int64_t H = x.size(2), W = x.size(3), OH = H * scale, OW = W * scale;
+  Tensor out = Tensor::empty({x.size(0), x.size(1), OH, OW});
+  const float* xp = x.data();
+  float* op = out.data();
+  tbb::parallel_for(int64_t(0), x.size(0) * x.size(1), [&](int64_t nc) {
+    const float* in = xp + nc * H * W;
+    float* o = op + nc * OH * OW;
+    for (int64_t oh = 0; oh < OH; ++oh)
+      for (int64_t ow = 0; ow < OW; ++ow) o[oh * OW + ow] = in[(oh / scale) * W + ow / scale];
+  });
+  return out;
+}
+
+Tensor upsample_nearest2d_backward(const Tensor& dout, int64_t scale) {
+  check(dout.dim() == 4 && scale >= 1 && dout.size(2) % scale == 0 && dout.size(3) % scale == 0,
+        "upsample_nearest2d_backward",
+        "dout must be [N, C, H*s, W*s] for scale s = " + std::to_string(scale) + ", got " +
+            shape_str(dout.shape()));
+  const int64_t OH = dout.size(2), OW = dout.size(3), H = OH / scale, W = OW / scale;
+  Tensor dx({dout.size(0), dout.size(1), H, W});
+  const float* gp = dout.data();
+  float* dp = dx.data();
+  tbb::parallel_for(int64_t(0), dout.size(0) * dout.size(1), [&](int64_t nc) {
+    const float* g = gp + nc * OH * OW;
+    float* d = dp + nc * H * W;
+    for (int64_t oh = 0; oh < OH; ++oh)
+      for (int64_t ow = 0; ow < OW; ++ow) d[(oh / scale) * W + ow / scale] += g[oh * OW + ow];
+  });
+  return dx;
 }
 
 }  // namespace normad

@@ -317,6 +317,94 @@ def make_acr_ntl(fx):
             fx["after." + name] = t.float()
 
 
+# ---- transposed convolution and nearest upsampling --------------------------------------------
+def make_conv_transpose(fx):
+    # (x shape, w shape [in, out/groups, kh, kw], stride, pad, output_padding, groups, bias)
+    cases = [
+        ([2, 3, 5, 6], [3, 4, 3, 3], 1, 1, 0, 1, True),    # t0 plain
+        ([2, 8, 4, 4], [8, 5, 5, 5], 1, 2, 0, 1, False),   # t1 A.5: 5x5 pad 2, no bias
+        ([2, 4, 7, 7], [4, 3, 5, 5], 1, 3, 0, 1, False),   # t2 A.5: pad 3 shrinks 14 -> 14 - 2
+        ([2, 4, 4, 5], [4, 2, 3, 3], 2, 1, 1, 2, True),    # t3 stride 2, output padding, groups 2
+    ]
+    for i, (xs, ws, st, pd, op, gr, has_b) in enumerate(cases):
+        inputs = {"x": randn(*xs), "w": randn(*ws, scale=0.5)}
+        if has_b:
+            inputs["b"] = randn(ws[1] * gr)
+
+        def fn(x, w, b=None):
+            return F.conv_transpose2d(x, w, b, stride=st, padding=pd, output_padding=op, groups=gr)
+
+        run_case(fx, f"t{i}", fn, inputs)
+        fx[f"t{i}.args"] = torch.tensor([st, pd, op, gr, 1 if has_b else 0], dtype=torch.float32)
+    for i, (xs, sc) in enumerate([([2, 3, 4, 5], 2), ([1, 2, 3, 3], 3)]):
+        run_case(fx, f"up{i}", lambda x: F.interpolate(x, scale_factor=sc), {"x": randn(*xs)})
+        fx[f"up{i}.args"] = torch.tensor([sc], dtype=torch.float32)
+
+
+# ---- Deep SVDD autoencoder golden step (ntl_dsvdd.md A.4, A.5; Deep SAD's fmnist_LeNet.py) --------
+class FmnistEncoder(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(1, 16, 5, bias=False, padding=2)
+        self.bn2d1 = torch.nn.BatchNorm2d(16, eps=1e-04, affine=False)
+        self.conv2 = torch.nn.Conv2d(16, 32, 5, bias=False, padding=2)
+        self.bn2d2 = torch.nn.BatchNorm2d(32, eps=1e-04, affine=False)
+        self.fc1 = torch.nn.Linear(32 * 7 * 7, 128, bias=False)
+        self.bn1d1 = torch.nn.BatchNorm1d(128, eps=1e-04, affine=False)
+        self.fc2 = torch.nn.Linear(128, 64, bias=False)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.leaky_relu(self.bn2d1(self.conv1(x))), 2, 2)
+        x = F.max_pool2d(F.leaky_relu(self.bn2d2(self.conv2(x))), 2, 2)
+        x = F.leaky_relu(self.bn1d1(self.fc1(x.flatten(1))))
+        return self.fc2(x)
+
+
+class FmnistDecoder(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc3 = torch.nn.Linear(64, 128, bias=False)
+        self.bn1d2 = torch.nn.BatchNorm1d(128, eps=1e-04, affine=False)
+        self.deconv1 = torch.nn.ConvTranspose2d(8, 32, 5, bias=False, padding=2)
+        self.bn2d3 = torch.nn.BatchNorm2d(32, eps=1e-04, affine=False)
+        self.deconv2 = torch.nn.ConvTranspose2d(32, 16, 5, bias=False, padding=3)
+        self.bn2d4 = torch.nn.BatchNorm2d(16, eps=1e-04, affine=False)
+        self.deconv3 = torch.nn.ConvTranspose2d(16, 1, 5, bias=False, padding=2)
+
+    def forward(self, x):
+        x = self.bn1d2(self.fc3(x)).view(x.size(0), 8, 4, 4)
+        x = self.deconv1(F.interpolate(F.leaky_relu(x), scale_factor=2))
+        x = self.deconv2(F.interpolate(F.leaky_relu(self.bn2d3(x)), scale_factor=2))
+        x = self.deconv3(F.interpolate(F.leaky_relu(self.bn2d4(x)), scale_factor=2))
+        return torch.sigmoid(x)
+
+
+def make_dsvdd_ae(fx):
+    """One training-mode pass of the Fashion-MNIST autoencoder on 6 images: the loss (batch mean of
+    per-image sums of squared errors), every parameter's gradient and the running statistics."""
+    ae = torch.nn.Sequential()
+    ae.add_module("encoder", FmnistEncoder())
+    ae.add_module("decoder", FmnistDecoder())
+    ae = ae.double()
+    with torch.no_grad():
+        for t in ae.state_dict().values():
+            t.copy_(t.float().double())
+    x = torch.rand(6, 1, 28, 28)
+    for name, t in ae.state_dict().items():
+        fx[name] = t.float()
+    fx["x"] = x
+    ae.train()
+    xd = x.double()
+    loss = ((ae(xd) - xd) ** 2).flatten(1).sum(1).mean()
+    loss.backward()
+    fx["loss"] = loss.detach().float().reshape(1)
+    for name, p in ae.named_parameters():
+        fx["grad." + name] = p.grad.float()
+    for name, t in ae.state_dict().items():
+        if "running" in name:
+            fx["after." + name] = t.float()
+
+
 def main():
     if len(sys.argv) != 2:
         print("usage: make_fixtures.py OUTDIR", file=sys.stderr)
@@ -329,7 +417,8 @@ def main():
     meta = {"generator": "tests/make_fixtures.py", "torch": torch.__version__}
     families = [("conv2d", make_conv), ("batchnorm", make_batchnorm), ("linear", make_linear),
                 ("pool", make_pool), ("distance", make_distance), ("adam", make_optim),
-                ("acr", make_acr), ("acr_ntl", make_acr_ntl)]
+                ("acr", make_acr), ("acr_ntl", make_acr_ntl), ("conv_transpose", make_conv_transpose),
+                ("dsvdd_ae", make_dsvdd_ae)]
     for seed, (name, make) in enumerate(families):
         torch.manual_seed(seed)  # one seed per file: adding a case elsewhere changes nothing here
         fx = {}

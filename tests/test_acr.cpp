@@ -1,9 +1,12 @@
-// ACR-DSVDD tests (models/acr.h, models/omniglot_net.h): the parameter count of acr.md §7.1, a
+// ACR-DSVDD tests (models/acr.h, models/acr_nets.h): the parameter counts of acr.md §7, a
 // golden iteration against a PyTorch per-task loop (tests/make_fixtures.py make_acr), the grouped
 // pass against normad's own per-task loop, and a synthetic zero-shot problem it must separate.
+#include <algorithm>
+#include <functional>
+
 #include "eval/metrics.h"
 #include "models/acr.h"
-#include "models/omniglot_net.h"
+#include "models/acr_nets.h"
 #include "nn/safetensors.h"
 #include "tests/helpers.h"
 
@@ -90,16 +93,10 @@ TEST_CASE("acr: the grouped pass equals normad's own per-task loop", "[acr]") {
   check_grouped_equals_loop(grouped, looped, x, y, T, Q);
 }
 
-TEST_CASE("acr: meta-trained on some synthetic classes, it separates unseen ones in a batch", "[acr]") {
-  // Classes are random 28x28 patterns plus noise. Train on classes 0..5, test on batches of class 6
-  // or 7 with a few rows of classes 8 and 9 mixed in.
-  Generator g(5);
-  const int64_t K = 10;
-  std::vector<Tensor> proto;
-  for (int64_t k = 0; k < K; ++k) proto.push_back(g.uniform({1, 1, 28, 28}));
-  auto draw = [&](int64_t k) { return add(proto[k], g.normal({1, 1, 28, 28}, 0.f, 0.1f)); };
-  Generator init(6);
-  models::AcrDsvdd m(std::make_shared<models::OmniglotNet>(init), 32, init);
+namespace {
+// Meta-trains `m` for 60 iterations of 8 tasks x 10 rows on classes 0..5 (`draw(k)` gives one row of
+// class k), then scores batches of unseen class 6 or 7 with a few rows of classes 8 and 9 mixed in.
+void check_unseen_classes_separate(models::AcrModel& m, const std::function<Tensor(int64_t)>& draw, Generator& g) {
   nn::Adam opt(m.parameters(), 1e-3f);
   const int64_t T = 8, Q = 10;
   for (int it = 0; it < 60; ++it) {
@@ -129,6 +126,74 @@ TEST_CASE("acr: meta-trained on some synthetic classes, it separates unseen ones
     INFO("unseen normal class " << normal_class << ": AUROC " << auc);
     CHECK(auc > 0.9);
   }
+}
+}  // namespace
+
+TEST_CASE("acr: meta-trained on some synthetic classes, it separates unseen ones in a batch", "[acr]") {
+  // Classes are random 28x28 patterns plus noise (Omniglot net).
+  Generator g(5);
+  std::vector<Tensor> proto;
+  for (int64_t k = 0; k < 10; ++k) proto.push_back(g.uniform({1, 1, 28, 28}));
+  Generator init(6);
+  models::AcrDsvdd m(std::make_shared<models::OmniglotNet>(init), 32, init);
+  check_unseen_classes_separate(m, [&](int64_t k) { return add(proto[k], g.normal({1, 1, 28, 28}, 0.f, 0.1f)); }, g);
+}
+
+TEST_CASE("acr: FeatureSVDD on synthetic feature vectors separates unseen classes in a batch", "[acr]") {
+  // Classes are random 64-d vectors plus noise, as pooled backbone features would be.
+  Generator g(7);
+  std::vector<Tensor> proto;
+  for (int64_t k = 0; k < 10; ++k) proto.push_back(g.normal({1, 64}));
+  Generator init(8);
+  models::AcrDsvdd m(models::feature_svdd(64, init, 1), 32, init);
+  check_unseen_classes_separate(m, [&](int64_t k) { return add(proto[k], g.normal({1, 64}, 0.f, 0.3f)); }, g);
+}
+
+TEST_CASE("acr: CNN4 (§7.2) and FeatureSVDD (§7.5) have the spec's parameter counts and init rules", "[acr]") {
+  Generator g(11);
+  auto count = [](const models::AcrModel& m) {
+    int64_t n = 0;
+    for (auto& p : m.parameters()) n += p.numel();
+    return n;
+  };
+  models::AcrDsvdd cnn(std::make_shared<models::Cnn4>(g), 32, g);
+  CHECK(count(cnn) == 463872);
+  CHECK((*cnn.net)(Var(g.uniform({2, 3, 32, 32}))).shape() == Shape{2, 32});
+  CHECK_THROWS_WITH((*cnn.net)(Var(Tensor({2, 1, 28, 28}))), Catch::Contains("[N, 3, 32, 32]"));
+  models::AcrDsvdd feat(models::feature_svdd(1024, g), 32, g);
+  CHECK(count(feat) == 702496);
+  CHECK((*feat.net)(Var(g.normal({3, 1024}))).shape() == Shape{3, 32});
+  CHECK_THROWS_WITH(models::feature_svdd(100, g, 5), Catch::Contains("cannot be halved"));
+  for (auto& [name, t] : cnn.net->state_dict()) {
+    INFO(name);
+    auto v = t.to_vector();
+    if (name.find("bias") != std::string::npos) CHECK(*std::max_element(v.begin(), v.end()) == 0.f);
+    if (name.rfind("bn", 0) == 0 && name.find(".weight") != std::string::npos)  // gamma ~ U(0, 1)
+      CHECK((*std::min_element(v.begin(), v.end()) >= 0.f && *std::max_element(v.begin(), v.end()) <= 1.f));
+  }
+  // FeatureSVDD: hidden BN gamma 1, final BN gamma ~ U(0, 1) (not all 1)
+  auto param = [&](const std::string& n) {
+    for (auto& [name, t] : feat.net->state_dict())
+      if (name == n) return t.to_vector();
+    FAIL("no " << n);
+    return std::vector<float>{};
+  };
+  CHECK(param("1.weight") == std::vector<float>(512, 1.f));
+  auto last = param("16.weight");
+  CHECK(*std::max_element(last.begin(), last.end()) < 1.f);
+  CHECK(*std::min_element(last.begin(), last.end()) >= 0.f);
+}
+
+TEST_CASE("acr: grouped pass equals the per-task loop for CNN4 and FeatureSVDD", "[acr]") {
+  Generator g(12);
+  const int64_t T = 2, Q = 6;
+  std::vector<int> y;
+  for (int64_t i = 0; i < T * Q; ++i) y.push_back(i % 3 == 0);
+  Generator ga(13), gb(13);
+  models::AcrDsvdd cg(std::make_shared<models::Cnn4>(ga, 16), 32, ga), cl(std::make_shared<models::Cnn4>(gb, 16), 32, gb);
+  check_grouped_equals_loop(cg, cl, g.uniform({T * Q, 3, 32, 32}), y, T, Q);
+  models::AcrDsvdd fg(models::feature_svdd(256, ga), 32, ga), fl(models::feature_svdd(256, gb), 32, gb);
+  check_grouped_equals_loop(fg, fl, g.normal({T * Q, 256}), y, T, Q);
 }
 
 TEST_CASE("acr-ntl: one iteration matches PyTorch's per-task loop (loss, gradients, running stats)", "[acr][parity]") {

@@ -233,6 +233,54 @@ TEST_CASE("conv2d: gradients match finite differences", "[conv]") {
   }
 }
 
+TEST_CASE("conv_transpose2d: adjoint of conv2d, equals a flipped conv, gradients match finite differences",
+          "[conv]") {
+  Generator g(41);
+  // <conv_transpose(y, w), x> == <y, conv(x, w)> for every x, y: the defining property
+  Conv2dArgs a;
+  a.stride_h = a.stride_w = 2, a.pad_h = a.pad_w = 1, a.groups = 2;
+  Tensor w = g.normal({4, 3, 3, 3});  // conv: 6 -> 4 channels; transposed: 4 -> 6
+  Tensor x = g.normal({2, 6, 7, 7}), y = g.normal({2, 4, 4, 4});
+  double lhs = sum(mul(conv_transpose2d(y, w, Tensor(), a), x)).item();
+  double rhs = sum(mul(y, conv2d(x, w, Tensor(), a))).item();
+  CHECK(lhs == Approx(rhs).epsilon(1e-4));
+  CHECK(conv_transpose2d_shape(y.shape(), w.shape(), a) == Shape{2, 6, 7, 7});
+  CHECK(conv_transpose2d_shape(y.shape(), w.shape(), a, 1, 1) == Shape{2, 6, 8, 8});
+
+  // stride 1 (A.5): a conv with the kernel flipped in both axes, channel axes swapped, padding k-1-p
+  Tensor w5 = g.normal({3, 2, 5, 5}), x5 = g.normal({2, 3, 6, 6});
+  Tensor flipped({2, 3, 5, 5});
+  for (int64_t i = 0; i < 3; ++i)
+    for (int64_t o = 0; o < 2; ++o)
+      for (int64_t r = 0; r < 5; ++r)
+        for (int64_t c = 0; c < 5; ++c)
+          flipped.data()[((o * 3 + i) * 5 + r) * 5 + c] = w5.data()[((i * 2 + o) * 5 + 4 - r) * 5 + 4 - c];
+  for (int64_t pad : {2, 3}) {
+    Conv2dArgs t, f;
+    t.pad_h = t.pad_w = pad;
+    f.pad_h = f.pad_w = 4 - pad;
+    test::expect_close(conv_transpose2d(x5, w5, Tensor(), t), conv2d(x5, flipped, Tensor(), f), 1e-4, 1e-4,
+                       "pad " + std::to_string(pad));
+  }
+
+  Tensor b = g.normal({6});
+  test::check_grad([a](const std::vector<Var>& v) { return conv_transpose2d(v[0], v[1], v[2], a, 1, 1); },
+                   {y, w, b}, 1e-2, 2e-3, 2e-2, "stride 2, groups 2, output padding 1");
+  CHECK_THROWS_WITH(conv_transpose2d(y, g.normal({3, 3, 3, 3}), Tensor(), a), Catch::Contains("w [F, C/groups"));
+  CHECK_THROWS_WITH(conv_transpose2d(y, w, Tensor(), a, 2, 2), Catch::Contains("output padding"));
+}
+
+TEST_CASE("upsample_nearest2d: each value repeated in an s x s block, backward sums the block", "[pool]") {
+  Tensor x = Tensor::from({1, 1, 2, 2}, {1.f, 2.f, 3.f, 4.f});
+  CHECK(upsample_nearest2d(x, 2).to_vector() ==
+        std::vector<float>{1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4});
+  CHECK(upsample_nearest2d_backward(Tensor({1, 1, 4, 4}, 1.f), 2).to_vector() == std::vector<float>{4, 4, 4, 4});
+  test::check_grad([](const std::vector<Var>& v) { return upsample_nearest2d(v[0], 3); },
+                   {Generator(5).normal({2, 3, 3, 2})}, 1e-2);
+  CHECK_THROWS_WITH(upsample_nearest2d(Tensor({2, 3}), 2), Catch::Contains("[N, C, H, W]"));
+  CHECK_THROWS_WITH(upsample_nearest2d_backward(Tensor({1, 1, 3, 4}), 2), Catch::Contains("scale"));
+}
+
 TEST_CASE("conv2d: bad shapes and arguments throw normad::Error", "[conv]") {
   Tensor x({2, 4, 5, 5}), w({6, 2, 3, 3});
   Conv2dArgs g2;

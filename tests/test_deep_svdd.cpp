@@ -1,5 +1,6 @@
 // Deep SVDD tests (models/deep_svdd.h): weight counts and names of ntl_dsvdd.md A.4, bias-freeness,
 // the centre rule of A.2 on a closed form, and a synthetic one-class problem it must separate.
+#include "data/image_norm.h"
 #include "eval/metrics.h"
 #include "models/deep_svdd.h"
 #include "tests/helpers.h"
@@ -57,6 +58,78 @@ TEST_CASE("deep_svdd: trained on one synthetic class, it ranks other classes as 
   cfg.lr = 1e-3f;
   auto losses = svdd.fit(draw(0, 200), cfg, g);
   CHECK(losses.back() < losses.front());
+  Tensor test = concat({draw(0, 60), draw(1, 20), draw(2, 20)}, 0);
+  std::vector<int> y(100, 0);
+  for (int i = 60; i < 100; ++i) y[i] = 1;
+  const double auc = eval::auroc(svdd.score(test), y);
+  INFO("AUROC " << auc);
+  CHECK(auc > 0.9);
+}
+
+TEST_CASE("deep_svdd: autoencoders mirror their encoders (A.5 shapes, names, bias-free)", "[deep_svdd]") {
+  struct Case {
+    const char* name;
+    Shape in;
+  };
+  for (Case c : {Case{"mnist", {3, 1, 28, 28}}, Case{"fmnist", {3, 1, 28, 28}}, Case{"cifar10", {3, 3, 32, 32}}}) {
+    INFO(c.name);
+    auto ae = models::lenet_autoencoder(c.name);
+    CHECK((*ae)(Var(Generator(1).uniform(c.in))).shape() == c.in);
+    for (auto& [n, p] : ae->named_parameters()) {
+      CHECK(n.find("bias") == std::string::npos);
+      CHECK(n.find(".weight") != std::string::npos);
+    }
+  }
+  // Deep SAD's FashionMNIST_LeNet_Decoder: fc3 64x128, deconv1 [8, 32, 5, 5], deconv2 [32, 16, 5, 5], deconv3 [16, 1, 5, 5]
+  std::vector<std::pair<std::string, Shape>> got;
+  for (auto& [n, p] : models::lenet_decoder("fmnist")->named_parameters()) got.emplace_back(n, p.shape());
+  CHECK(got == std::vector<std::pair<std::string, Shape>>{{"fc3.weight", {128, 64}},
+                                                          {"deconv1.weight", {8, 32, 5, 5}},
+                                                          {"deconv2.weight", {32, 16, 5, 5}},
+                                                          {"deconv3.weight", {16, 1, 5, 5}}});
+  CHECK(models::ae_defaults("fmnist").weight_decay == Approx(0.5e-3));
+  CHECK(models::ae_defaults("cifar10").epochs == 350);
+  CHECK_THROWS_WITH(models::lenet_decoder("vgg"), Catch::Contains("vgg"));
+}
+
+TEST_CASE("deep_svdd: GCN-L1 and min-max scaling (A.6) on closed forms", "[deep_svdd]") {
+  // row 0: mean 2.5, |x - mean| = 1.5, 0.5, 0.5, 1.5 -> scale 1; row 1 constant -> zeros
+  Tensor x = Tensor::from({2, 1, 2, 2}, {1.f, 2.f, 3.f, 4.f, 7.f, 7.f, 7.f, 7.f});
+  Tensor g = data::gcn_l1(x);
+  CHECK(g.to_vector() == std::vector<float>{-1.5f, -0.5f, 0.5f, 1.5f, 0.f, 0.f, 0.f, 0.f});
+  CHECK(x.to_vector()[0] == 1.f);  // the input is left alone
+  Tensor y = Tensor::from({1, 3}, {-2.f, 0.f, 2.f});
+  CHECK(data::gcn_l1(y).to_vector() == std::vector<float>{-1.5f, 0.f, 1.5f});  // scale 4/3
+  data::MinMax mm = data::MinMax::fit(g);
+  CHECK(mm.lo == -1.5f);
+  CHECK(mm.hi == 1.5f);
+  CHECK(mm.apply(Tensor::from({1, 2}, {-1.5f, 3.f})).to_vector() == std::vector<float>{0.f, 1.5f});
+  CHECK_THROWS_WITH(data::MinMax::fit(Tensor({2, 2}, 3.f)), Catch::Contains("all values equal"));
+}
+
+TEST_CASE("deep_svdd: pretraining lowers the reconstruction error and hands its encoder to Deep SVDD", "[deep_svdd]") {
+  Generator g(21);
+  std::vector<Tensor> proto;
+  for (int k = 0; k < 3; ++k) proto.push_back(g.uniform({1, 1, 28, 28}));
+  auto draw = [&](int k, int n) {
+    std::vector<Tensor> r;
+    for (int i = 0; i < n; ++i) r.push_back(clamp(add(proto[k], g.normal({1, 1, 28, 28}, 0.f, 0.1f)), 0.f, 1.f));
+    return concat(r, 0);
+  };
+  manual_seed(22);
+  auto ae = models::lenet_autoencoder("mnist");
+  Tensor before = ae->encoder->state_dict()[0].second.clone();
+  models::SvddTrainConfig ac = models::ae_defaults("mnist");
+  ac.epochs = 8, ac.batch = 50, ac.lr = 1e-3f;
+  Tensor train = draw(0, 200);
+  auto losses = models::pretrain_autoencoder(*ae, train, ac, g);
+  INFO("reconstruction loss " << losses.front() << " -> " << losses.back());
+  CHECK(losses.back() < 0.8 * losses.front());
+  CHECK(ae->encoder->state_dict()[0].second.to_vector() != before.to_vector());
+  models::DeepSvdd svdd(ae->encoder);
+  models::SvddTrainConfig cfg;
+  cfg.epochs = 5, cfg.batch = 50, cfg.lr = 1e-3f;
+  svdd.fit(train, cfg, g);
   Tensor test = concat({draw(0, 60), draw(1, 20), draw(2, 20)}, 0);
   std::vector<int> y(100, 0);
   for (int i = 60; i < 100; ++i) y[i] = 1;

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "models/deep_svdd.h"
 #include "nn/layers.h"
 #include "nn/optim.h"
 #include "nn/safetensors.h"
@@ -105,6 +106,57 @@ TEST_CASE("parity: conv2d forward and backward vs F.conv2d", "[parity]") {
     expect_close(ref, fx[c + ".out"], kAtol, kRtol, c + ".out (conv2d_reference)");
   }
   CHECK(cases == 7);
+}
+
+// ---- transposed convolution and nearest upsampling ---------------------------------------------
+
+TEST_CASE("parity: conv_transpose2d and nearest upsampling vs F.conv_transpose2d, F.interpolate", "[parity]") {
+  Fixture fx;
+  if (!load("conv_transpose.safetensors", fx)) return;
+  int cases = 0;
+  for (int i = 0; fx.has("t" + std::to_string(i) + ".x"); ++i, ++cases) {
+    std::string c = "t" + std::to_string(i);
+    std::vector<int64_t> a = fx.ints(c + ".args");  // stride, pad, output_padding, groups, has_bias
+    Conv2dArgs args;
+    args.stride_h = args.stride_w = a[0];
+    args.pad_h = args.pad_w = a[1];
+    args.groups = a[3];
+    INFO(c << ": x " << shape_str(fx[c + ".x"].shape()) << " w " << shape_str(fx[c + ".w"].shape()));
+    Var x = leaf(fx[c + ".x"]), w = leaf(fx[c + ".w"]);
+    Var b = a[4] ? leaf(fx[c + ".b"]) : Var();
+    Var out = conv_transpose2d(x, w, b, args, a[2], a[2]);
+    backward_weighted(out, fx[c + ".wt"]);
+    std::vector<std::pair<std::string, Var>> ins = {{"x", x}, {"w", w}};
+    if (a[4]) ins.emplace_back("b", b);
+    check_case(fx, c, out, ins);
+  }
+  CHECK(cases == 4);
+  for (const char* c : {"up0", "up1"}) {
+    Var x = leaf(fx[std::string(c) + ".x"]);
+    Var out = upsample_nearest2d(x, fx.ints(std::string(c) + ".args")[0]);
+    backward_weighted(out, fx[std::string(c) + ".wt"]);
+    check_case(fx, c, out, {{"x", x}});
+  }
+}
+
+TEST_CASE("parity: Fashion-MNIST autoencoder (A.5) loss, gradients and running stats vs PyTorch", "[parity]") {
+  Fixture fx;
+  if (!load("dsvdd_ae.safetensors", fx)) return;
+  auto ae = models::lenet_autoencoder("fmnist");
+  nn::LoadReport rep = nn::load_state(*ae, fx.f, false);  // the file also holds x and the grads
+  INFO(rep.str());
+  REQUIRE(rep.missing.empty());
+  REQUIRE(rep.mismatched.empty());
+  ae->train();
+  Var x(fx["x"]);
+  Var loss = models::reconstruction_loss((*ae)(x), x);
+  loss.backward();
+  // float64 reference from the same float32 weights: 1e-4 relative, as for the ACR golden step
+  CHECK(loss.item() == Approx(fx["loss"].item()).epsilon(1e-4));
+  for (auto& [name, p] : ae->named_parameters())
+    expect_close(p.grad(), fx["grad." + name], 1e-4 * (1 + std::fabs(loss.item())), 1e-4, "grad." + name);
+  for (auto& [name, t] : ae->named_buffers())
+    if (name.find("running") != std::string::npos) expect_close(t, fx["after." + name], 1e-5, 1e-4, "after." + name);
 }
 
 // ---- batch norm ------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 // Zero-shot protocol tests (models/zeroshot.h): anomaly counts per ratio (fmnist_zs.md §5) and the two
 // raw-pixel baselines against hand-computed values.
-#include "models/omniglot_net.h"
+#include "models/acr_nets.h"
 #include "models/acr.h"
 #include "models/zeroshot.h"
 #include "tests/helpers.h"
