@@ -452,7 +452,11 @@ void train_model(const TrainArgs& a, uint64_t seed, const std::string& json_path
     models::NeutralAD net(cfg);
     std::printf("NeuTraL-AD: %lld normal rows, %lld features, K = %lld (%s), %lld epochs\n", (long long)table.x.size(0),
                 (long long)F, (long long)cfg.K, cfg.trans_type.c_str(), (long long)a.train.epochs);
-    losses = models::train_ntl(net, table.x, a.train, shuffle, std::ref(p));
+    auto fit = models::train_ntl(net, table.x, a.train, shuffle, std::ref(p));
+    losses = fit.losses;
+    std::printf("selected epoch %lld of %zu run (lowest training loss from epoch %lld, patience %lld)\n",
+                (long long)fit.selected_epoch, losses.size(), (long long)a.train.select_from, (long long)a.train.patience);
+    meta["ntl.selected_epoch"] = std::to_string(fit.selected_epoch);
     train_scores = models::score_ntl(net, table.x);
     for (auto& kv : models::ntl_metadata(net.config())) meta.insert(kv);
     tensors = net.state_dict();
@@ -621,6 +625,10 @@ int main(int argc, char** argv) {
   tr->add_option("--weight-decay", ta.train.weight_decay, "Adam L2 weight decay")->capture_default_str();
   tr->add_option("--transformations", ta.K, "NTL: number of learned transformations K")->capture_default_str();
   tr->add_option("--trans-type", ta.trans_type, "NTL: forward, residual or mul")->capture_default_str();
+  tr->add_option("--patience", ta.train.patience,
+                 "NTL: keep the epoch with the lowest training loss (from epoch 6), stop after this many "
+                 "epochs without improvement; 0: keep the last epoch")
+      ->capture_default_str();
   tr->add_option("--contamination", ta.contamination, "threshold: this fraction of training scores is flagged")
       ->capture_default_str();
 

@@ -148,14 +148,21 @@ NtlConfig ntl_from_metadata(const std::map<std::string, std::string>& meta) {
   return ntl_defaults(c);  // validates
 }
 
-std::vector<double> train_ntl(NeutralAD& net, const Tensor& x, const NtlTrainConfig& cfg, Generator& g,
-                              const NtlProgress& progress) {
+NtlTrainResult train_ntl(NeutralAD& net, const Tensor& x, const NtlTrainConfig& cfg, Generator& g,
+                         const NtlProgress& progress) {
   check(x.dim() == 2 && x.size(0) >= 2, "train_ntl", "needs at least 2 rows, got " + shape_str(x.shape()));
   check(cfg.epochs >= 1 && cfg.batch >= 2, "train_ntl", "needs epochs >= 1 and batch >= 2");
+  check(cfg.patience >= 0 && cfg.select_from >= 1, "train_ntl", "needs patience >= 0 and select_from >= 1");
   nn::Adam opt(net.parameters(), cfg.lr, 0.9f, 0.999f, 1e-8f, cfg.weight_decay);
   nn::StepLR sched(opt, cfg.lr_step, cfg.lr_gamma);
   const int64_t n = x.size(0);
-  std::vector<double> losses;
+  NtlTrainResult r;
+  std::vector<double>& losses = r.losses;
+  // B.5 selection: a copy of the best epoch's state (parameters and buffers), restored at the end
+  auto state = net.state_dict();
+  std::vector<Tensor> best;
+  double best_loss = INFINITY;
+  int64_t since_best = 0;
   net.train();
   for (int64_t e = 0; e < cfg.epochs; ++e) {
     auto order = g.permutation(n);
@@ -174,8 +181,21 @@ std::vector<double> train_ntl(NeutralAD& net, const Tensor& x, const NtlTrainCon
     sched.step();  // per epoch (ntl_dsvdd.md B.5)
     losses.push_back(total / double(batches));
     if (progress) progress(e + 1, cfg.epochs, losses.back());
+    if (cfg.patience == 0 || e + 1 < cfg.select_from) continue;
+    if (losses.back() <= best_loss) {
+      best_loss = losses.back(), since_best = 0, r.selected_epoch = e + 1;
+      best.clear();
+      for (auto& [name, t] : state) best.push_back(t.clone());
+    } else if (++since_best >= cfg.patience) {
+      break;
+    }
   }
-  return losses;
+  if (best.empty()) {
+    r.selected_epoch = int64_t(losses.size());
+  } else {
+    for (size_t i = 0; i < state.size(); ++i) state[i].second.copy_(best[i]);
+  }
+  return r;
 }
 
 std::vector<double> score_ntl(NeutralAD& net, const Tensor& x, int64_t batch) {

@@ -60,11 +60,18 @@ NtlConfig ntl_from_metadata(const std::map<std::string, std::string>& meta);
 struct NtlTrainConfig {
   int64_t epochs = 200, batch = 128, lr_step = 200;
   float lr = 1e-3f, weight_decay = 1e-5f, lr_gamma = 0.5f;
+  // Model selection (B.5, `Patience` with use_train_loss): from epoch `select_from` (1-based) on,
+  // keep the weights of the epoch with the lowest mean training loss (ties: the later epoch) and
+  // stop after `patience` epochs without improvement. patience 0: no selection, the last epoch.
+  int64_t patience = 100, select_from = 6;
+};
+struct NtlTrainResult {
+  std::vector<double> losses;  // mean training loss of each epoch run
+  int64_t selected_epoch = 0;  // 1-based epoch whose weights the network holds
 };
 using NtlProgress = std::function<void(int64_t epoch, int64_t epochs, double loss)>;
-// Returns the mean training loss of each epoch.
-std::vector<double> train_ntl(NeutralAD& net, const Tensor& x, const NtlTrainConfig& cfg, Generator& g,
-                              const NtlProgress& progress = {});
+NtlTrainResult train_ntl(NeutralAD& net, const Tensor& x, const NtlTrainConfig& cfg, Generator& g,
+                         const NtlProgress& progress = {});
 // Scores (the DCL of each row) in eval mode, no graph, in batches of `batch` rows.
 std::vector<double> score_ntl(NeutralAD& net, const Tensor& x, int64_t batch = 1024);
 

@@ -103,3 +103,38 @@ TEST_CASE("ntl: trained on normal rows, it scores planted anomalies higher", "[n
   INFO("AUROC " << auc);
   CHECK(auc > 0.9);
 }
+
+TEST_CASE("ntl: train_ntl keeps the epoch with the lowest training loss from epoch 6 and stops on patience (B.5)", "[ntl]") {
+  Generator data(5);
+  Tensor x = data.normal({96, 6});
+  models::NtlConfig c;
+  c.x_dim = 6;
+  c.K = 4;
+  auto train = [&](models::NtlTrainConfig t) {
+    manual_seed(6);
+    auto net = std::make_shared<models::NeutralAD>(c);
+    Generator shuffle(7);
+    auto r = models::train_ntl(*net, x, t, shuffle);
+    return std::make_pair(net, r);
+  };
+  models::NtlTrainConfig t;
+  t.epochs = 40, t.batch = 8, t.lr = 5e-1f, t.patience = 4;  // a large step: the loss goes up and down
+  auto [net, r] = train(t);
+  // the selected epoch is the last minimum of the losses from epoch 6 on
+  int64_t want = 0;
+  for (size_t e = 5; e < r.losses.size(); ++e)
+    if (want == 0 || r.losses[e] <= r.losses[want - 1]) want = int64_t(e) + 1;
+  INFO("losses " << r.losses.size() << ", selected " << r.selected_epoch);
+  CHECK(r.selected_epoch == want);
+  // it stopped `patience` epochs after the selected one, or at the epoch limit
+  CHECK((int64_t(r.losses.size()) == r.selected_epoch + t.patience || int64_t(r.losses.size()) == t.epochs));
+  CHECK(r.selected_epoch < int64_t(r.losses.size()));  // this case does exercise the selection
+  // the network holds that epoch's weights: the same run stopped there without selection
+  models::NtlTrainConfig plain = t;
+  plain.epochs = r.selected_epoch, plain.patience = 0;
+  auto [ref, rr] = train(plain);
+  CHECK(rr.selected_epoch == r.selected_epoch);
+  auto a = net->state_dict(), b = ref->state_dict();
+  for (size_t i = 0; i < a.size(); ++i) CHECK(a[i].second.to_vector() == b[i].second.to_vector());
+  CHECK_THROWS_WITH(train([] { models::NtlTrainConfig bad; bad.patience = -1; return bad; }()), Catch::Contains("patience"));
+}
