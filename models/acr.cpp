@@ -35,6 +35,22 @@ Var AcrDsvdd::loss(const Tensor& x, const std::vector<int>& y, int64_t tasks) {
   return acr_reduce(d, pow(d, -1.f), y);
 }
 
+double acr_backward(AcrModel& model, const Tensor& x, const std::vector<int>& y, int64_t tasks, int64_t per_pass) {
+  check(tasks >= 1 && per_pass >= 1 && x.size(0) % tasks == 0, "acr_backward",
+        "needs tasks >= 1, per_pass >= 1 and rows divisible by tasks, got " + shape_str(x.shape()) + " in " +
+            std::to_string(tasks) + " tasks");
+  const int64_t Q = x.size(0) / tasks;
+  double total = 0;
+  for (int64_t t0 = 0; t0 < tasks; t0 += per_pass) {
+    const int64_t n = std::min(per_pass, tasks - t0);
+    std::vector<int> yb(y.begin() + t0 * Q, y.begin() + (t0 + n) * Q);
+    Var part = model.loss(slice(x, 0, t0 * Q, (t0 + n) * Q), yb, n) * (float(n) / float(tasks));
+    part.backward();
+    total += part.item();
+  }
+  return total;
+}
+
 Var acr_reduce(const Var& ln, const Var& la, const std::vector<int>& y) {
   std::vector<int64_t> normal, anomalous;
   for (size_t i = 0; i < y.size(); ++i) (y[i] ? anomalous : normal).push_back(static_cast<int64_t>(i));

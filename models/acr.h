@@ -75,6 +75,13 @@ class AcrNtl : public AcrModel {
   float tau;
 };
 
+// The iteration loss of T tasks and its gradients, `per_pass` tasks at a time: each pass is one
+// grouped forward and backward of per_pass tasks whose loss is scaled by per_pass / T, so the
+// gradients accumulate to exactly those of model.loss(x, y, T) (tasks never share BN statistics,
+// and running statistics update once per task in order either way). Smaller passes keep the
+// activations in cache. Returns the loss value. Gradients are accumulated, not zeroed.
+double acr_backward(AcrModel& model, const Tensor& x, const std::vector<int>& y, int64_t tasks, int64_t per_pass);
+
 // Per-row loss: L_n on normal rows, L_a on anomalous ones, summed and divided by the row count.
 Var acr_reduce(const Var& ln, const Var& la, const std::vector<int>& y);
 

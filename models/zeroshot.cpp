@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "data/task_aug.h"
 #include "data/tasks.h"
 #include "eval/metrics.h"
 #include "models/acr.h"
@@ -20,7 +21,7 @@ uint64_t stream_seed(uint64_t seed, char fold, uint64_t purpose) {
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
 }
-enum Stream : uint64_t { kInit = 1, kTrain = 2, kTest = 3 };
+enum Stream : uint64_t { kInit = 1, kTrain = 2, kTest = 3, kAug = 4 };
 
 double mean_of(const std::vector<double>& v) {
   double s = 0;
@@ -95,6 +96,11 @@ double meta_train(AcrModel& model, const Tensor& x, const std::vector<int64_t>& 
     check(static_cast<int64_t>(by_class.at(c).size()) >= cfg.normals, "meta_train",
           "training class " + std::to_string(c) + " has " + std::to_string(by_class.at(c).size()) +
               " rows, fewer than the " + std::to_string(cfg.normals) + " normals a task needs");
+  const data::TaskAug& aug = data::task_aug(cfg.task_aug);
+  const bool augment = cfg.task_aug != "none";
+  Generator aug_rng(stream_seed(cfg.seed, cfg.fold, kAug));
+  check(cfg.tasks_per_pass >= 0, "meta_train", "tasks_per_pass must be >= 0");
+  const int64_t per_pass = cfg.tasks_per_pass ? cfg.tasks_per_pass : cfg.tasks;
   nn::Adam opt(model.parameters(), cfg.lr);
   nn::StepLR sched(opt, cfg.lr_step, cfg.lr_gamma);
   const int64_t Q = cfg.normals + cfg.anomalies;
@@ -104,17 +110,19 @@ double meta_train(AcrModel& model, const Tensor& x, const std::vector<int64_t>& 
   for (int64_t it = 0; it < cfg.iters; ++it) {
     std::vector<int64_t> rows;
     std::vector<int> labels;
+    std::vector<Tensor> parts;  // augmented tasks
     for (int64_t t = 0; t < cfg.tasks; ++t) {
       data::Task task = data::sample_task(by_class, classes, cfg.normals, cfg.anomalies, rng);
+      if (augment) parts.push_back(aug.apply(index_select(x, task.rows), aug_rng));
       rows.insert(rows.end(), task.rows.begin(), task.rows.end());
       labels.insert(labels.end(), task.labels.begin(), task.labels.end());
     }
-    Var loss = model.loss(index_select(x, rows).reshape(task_shape), labels, cfg.tasks);
+    Tensor batch = augment ? concat(parts, 0) : index_select(x, rows).reshape(task_shape);
     opt.zero_grad();
-    loss.backward();
+    const double loss = acr_backward(model, batch, labels, cfg.tasks, per_pass);
     opt.step();
     sched.step();  // StepLR counts iterations
-    if (progress) progress(it + 1, cfg.iters, loss.item());
+    if (progress) progress(it + 1, cfg.iters, loss);
   }
   return cfg.iters ? std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / cfg.iters : 0.0;
 }

@@ -39,6 +39,11 @@ struct ZsConfig {
   int64_t lr_step = 1500;
   float lr_gamma = 0.7f;
   int64_t batch_normals = 200, batches_per_class = 5;
+  // Task augmentation (data/task_aug.h) applied to each training task, from its own random stream;
+  // "none" is the paper's recipe.
+  std::string task_aug = "none";
+  // Tasks per forward/backward pass (acr_backward); 0: all tasks in one grouped pass.
+  int64_t tasks_per_pass = 0;
 };
 
 struct ZsBatch {  // one test batch's AUROC per method
@@ -72,7 +77,9 @@ using ZsProgress = std::function<void(int64_t, int64_t, double)>;
 class AcrModel;
 using ZsModelFactory = std::function<std::unique_ptr<AcrModel>(Generator& init)>;
 // Meta-trains `model` (fmnist_zs.md §4): cfg.iters iterations of cfg.tasks tasks sampled from the
-// `classes` rows of x (labels y), Adam and StepLR per iteration. Returns seconds per iteration.
+// `classes` rows of x (labels y), Adam and StepLR per iteration. Tasks come from `rng`; the task
+// augmentation draws from a stream of its own (seed, fold), so "none" leaves everything else as
+// it was. Returns seconds per iteration.
 double meta_train(AcrModel& model, const Tensor& x, const std::vector<int64_t>& y, int64_t num_classes,
                   const std::vector<int64_t>& classes, const ZsConfig& cfg, Generator& rng,
                   const ZsProgress& progress = {});

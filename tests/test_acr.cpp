@@ -184,6 +184,28 @@ TEST_CASE("acr: CNN4 (§7.2) and FeatureSVDD (§7.5) have the spec's parameter c
   CHECK(*std::min_element(last.begin(), last.end()) >= 0.f);
 }
 
+TEST_CASE("acr: acr_backward in passes of 1, 2 or 3 tasks gives the loss and gradients of one pass", "[acr]") {
+  Generator g(14);
+  const int64_t T = 6, Q = 8;
+  Tensor x = g.uniform({T * Q, 1, 28, 28});
+  std::vector<int> y;
+  for (int64_t i = 0; i < T * Q; ++i) y.push_back(i % 2);
+  Generator g0(15);
+  models::AcrDsvdd one(std::make_shared<models::OmniglotNet>(g0), 32, g0);
+  Var l = one.loss(x, y, T);
+  l.backward();
+  for (int64_t per_pass : {1, 2, 4}) {
+    INFO("tasks per pass " << per_pass);
+    Generator gi(15);
+    models::AcrDsvdd m(std::make_shared<models::OmniglotNet>(gi), 32, gi);
+    CHECK(models::acr_backward(m, x, y, T, per_pass) == Approx(l.item()).epsilon(1e-5));
+    auto pa = one.parameters(), pb = m.parameters();
+    for (size_t i = 0; i < pa.size(); ++i) test::expect_close(pb[i].grad(), pa[i].grad(), 1e-5, 1e-3, "parameter " + std::to_string(i));
+    auto ba = one.net->named_buffers(), bb = m.net->named_buffers();
+    for (size_t i = 0; i < ba.size(); ++i) test::expect_close(bb[i].second, ba[i].second, 1e-6, 1e-5, ba[i].first);
+  }
+}
+
 TEST_CASE("acr: grouped pass equals the per-task loop for CNN4 and FeatureSVDD", "[acr]") {
   Generator g(12);
   const int64_t T = 2, Q = 6;

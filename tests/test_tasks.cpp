@@ -1,7 +1,9 @@
 // Task sampler tests (data/tasks.h): composition as acr.md §6 / fmnist_zs.md §4, distinctness,
 // reproducibility from the seed.
+#include <algorithm>
 #include <set>
 
+#include "data/task_aug.h"
 #include "data/tasks.h"
 #include "tests/helpers.h"
 
@@ -42,4 +44,61 @@ TEST_CASE("tasks: 15 distinct normals of one class, 15 pseudo-anomalies of other
   CHECK(data::sample_task(by_class, classes, 15, 15, a).rows == data::sample_task(by_class, classes, 15, 15, b).rows);
   CHECK_THROWS_AS(data::sample_distinct(5, 6, g), Error);
   CHECK_THROWS_WITH(data::rows_by_class({0, 9}, 3), Catch::Contains("row 1"));
+}
+
+TEST_CASE("task_aug: dihedral-invert transformations on a 2x2 image, each a bijection", "[data][tasks]") {
+  // a b / c d as [1, 1, 2, 2]
+  Tensor x = Tensor::from({1, 1, 2, 2}, {1, 2, 3, 4});
+  const std::vector<std::vector<float>> want = {
+      {1, 2, 3, 4},  // identity
+      {2, 1, 4, 3},  // horizontal flip
+      {3, 4, 1, 2},  // vertical flip
+      {2, 4, 1, 3},  // rot90 counter-clockwise (torch.rot90(x, 1, (2, 3)))
+      {4, 3, 2, 1},  // rot180
+      {3, 1, 4, 2},  // rot270
+      {1, 3, 2, 4},  // transpose
+      {0, -1, -2, -3},  // 1 - x
+  };
+  for (int64_t k = 0; k < 8; ++k) CHECK(data::dihedral_invert(x, k).to_vector() == want[k]);
+  // On a larger image with distinct values every spatial transformation permutes the values and
+  // has an inverse among the eight (so no information is lost); inversion is its own inverse.
+  Generator g(3);
+  Tensor big = g.uniform({2, 3, 5, 5});
+  const int64_t inverse[8] = {0, 1, 2, 5, 4, 3, 6, 7};
+  for (int64_t k = 0; k < 8; ++k) {
+    INFO("transformation " << k);
+    Tensor y = data::dihedral_invert(big, k);
+    if (k < 7) CHECK(data::dihedral_invert(y, inverse[k]).to_vector() == big.to_vector());
+    else test::expect_close(data::dihedral_invert(y, 7), big, 1e-6, 0, "1 - (1 - x)");  // float rounding
+    if (k > 0) CHECK(y.to_vector() != big.to_vector());
+  }
+  CHECK_THROWS_WITH(data::dihedral_invert(Tensor({1, 1, 2, 3}), 1), Catch::Contains("square images"));
+}
+
+TEST_CASE("task_aug: permute moves columns, the same seed draws the same augmented tasks", "[data][tasks]") {
+  Tensor x = Tensor::from({2, 3}, {1, 2, 3, 4, 5, 6});
+  CHECK(data::permute_columns(x, {2, 0, 1}).to_vector() == std::vector<float>{3, 1, 2, 6, 4, 5});
+  CHECK_THROWS_WITH(data::permute_columns(x, {0, 0, 1}), Catch::Contains("not a permutation"));
+  Generator g(5);
+  Tensor t = g.normal({4, 7});
+  for (const std::string name : {"permute", "dihedral-invert", "none"}) {
+    INFO(name);
+    const data::TaskAug& aug = data::task_aug(name);
+    Tensor in = name == "dihedral-invert" ? g.uniform({3, 1, 4, 4}) : t;
+    Generator a(9), b(9);
+    for (int rep = 0; rep < 5; ++rep) CHECK(aug.apply(in, a).to_vector() == aug.apply(in, b).to_vector());
+  }
+  // permute is a bijection: the sorted values of every row are unchanged
+  Generator p(11);
+  Tensor y = data::task_aug("permute").apply(t, p);
+  for (int64_t i = 0; i < 4; ++i) {
+    auto r0 = slice(t, 0, i, i + 1).to_vector(), r1 = slice(y, 0, i, i + 1).to_vector();
+    std::sort(r0.begin(), r0.end()), std::sort(r1.begin(), r1.end());
+    CHECK(r0 == r1);
+  }
+  // "none" draws nothing: the generator is left where it was
+  Generator n1(4), n2(4);
+  data::task_aug("none").apply(t, n1);
+  CHECK(n1.randint(0, 1000000) == n2.randint(0, 1000000));
+  CHECK_THROWS_WITH(data::task_aug("mixup"), Catch::Contains("'mixup' is unknown"));
 }

@@ -61,6 +61,23 @@ TEST_CASE("zeroshot: a tiny end-to-end run on a synthetic table is reproducible 
   INFO("ACR " << a.ratios[0].acr << " stationary " << a.ratios[0].stationary << " L2 " << a.ratios[0].batch_l2);
   CHECK(a.ratios[0].acr > 0.9);
   CHECK(a.ratios[0].acr > a.ratios[0].stationary);
+  // Task augmentation changes meta-training only: the test batches (hence both raw baselines) are
+  // identical, ACR's scores differ, and the same seed reproduces them.
+  models::ZsConfig pc = cfg;
+  pc.task_aug = "permute";
+  std::vector<double> plain_loss, aug_loss;
+  models::run_zeroshot(data, cfg, mlp, [&](int64_t, int64_t, double l) { plain_loss.push_back(l); });
+  models::ZsFold p1 = models::run_zeroshot(data, pc, mlp, [&](int64_t, int64_t, double l) { aug_loss.push_back(l); });
+  models::ZsFold p2 = models::run_zeroshot(data, pc, mlp);
+  CHECK(plain_loss != aug_loss);  // the augmentation reached meta-training
+  CHECK(plain_loss.front() != aug_loss.front());
+  for (size_t i = 0; i < a.batches.size(); ++i) {
+    CHECK(p1.batches[i].batch_l2 == a.batches[i].batch_l2);
+    CHECK(p1.batches[i].knn == a.batches[i].knn);
+    CHECK(p1.batches[i].acr == p2.batches[i].acr);
+  }
+  pc.task_aug = "rotate";
+  CHECK_THROWS_WITH(models::run_zeroshot(data, pc, mlp), Catch::Contains("known: none, dihedral-invert, permute"));
   // Unscorable test batches are rejected before training.
   cfg.batch_normals = 0;
   CHECK_THROWS_WITH(models::run_zeroshot(data, cfg, mlp), Catch::Contains("batch_normals"));

@@ -1,0 +1,38 @@
+// Task augmentation for ACR meta-training: each training task draws one transformation and applies
+// it to all of its rows (normals and pseudo-anomalies alike), so few training classes still give
+// many training distributions (issue 5; acr.md's AnoShift recipe permutes feature columns the same
+// way). Never applied to test batches.
+// Registry (one function each):
+// - none: the paper's recipe, no transformation and no random draw.
+// - dihedral-invert (images [Q, C, S, S]): one of 8 uniformly: identity, horizontal flip, vertical
+//   flip, rotation by 90, 180, 270 degrees (counter-clockwise), transpose, intensity inversion 1 - x.
+// - permute (tables [Q, D]): one uniformly random permutation of the D columns per task.
+// Tested by tests/test_tasks.cpp (each transformation is a bijection, closed forms on a 2x2 image,
+// reproducibility, unknown names).
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "tensor/random.h"
+#include "tensor/tensor.h"
+
+namespace normad::data {
+
+struct TaskAug {
+  std::string name, doc;
+  // Transforms one task's rows x [Q, ...]; draws its choice from g (a stream of its own).
+  std::function<Tensor(const Tensor& x, Generator& g)> apply;
+};
+
+// The registered augmentation `name`; an unknown name is an error listing the known ones.
+const TaskAug& task_aug(const std::string& name);
+std::vector<std::string> task_aug_names();
+
+// Transformation k in [0, 8) of dihedral-invert (order as above) on x [Q, C, S, S].
+Tensor dihedral_invert(const Tensor& x, int64_t k);
+// out[:, j] = x[:, perm[j]] for x [Q, D].
+Tensor permute_columns(const Tensor& x, const std::vector<int64_t>& perm);
+
+}  // namespace normad::data
