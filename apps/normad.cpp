@@ -19,6 +19,7 @@
 #include "data/csv.h"
 #include "data/image_norm.h"
 #include "data/idx.h"
+#include "data/task_aug.h"
 #include "data/tasks.h"
 #include "eval/metrics.h"
 #include "models/acr.h"
@@ -100,7 +101,7 @@ std::vector<double> parse_ratios(const std::string& s) {
 // Prints the results table (mean (std) over each fold's batches, then fold means) and writes the
 // JSON (top-level "ratios": one object per ratio with each method's mean AUROC over the folds).
 void report(const std::vector<models::ZsFold>& results, const models::ZsConfig& cfg, const std::string& json_path,
-            const std::string& protocol) {
+            const std::string& protocol, const std::string& recipe) {
   std::printf("\n%-5s %-5s %5s  %-15s %-15s %-15s %-15s\n", "fold", "r", "n_a", "ACR", "stationary", "batch-mean L2", "kNN-5");
   auto cell = [](double m, double s) { char b[32]; std::snprintf(b, sizeof b, "%.3f (%.3f)", m, s); return std::string(b); };
   for (auto& fr : results)
@@ -112,6 +113,10 @@ void report(const std::vector<models::ZsFold>& results, const models::ZsConfig& 
   js["protocol"] = protocol;
   js["seed"] = cfg.seed;
   js["iters"] = cfg.iters;
+  js["recipe"] = recipe;
+  js["task_aug"] = cfg.task_aug;
+  js["lr"] = cfg.lr;
+  js["tasks"] = cfg.tasks;
   js["ratios"] = nlohmann::json::array();
   for (size_t i = 0; i < cfg.ratios.size(); ++i) {
     double a = 0, s = 0, l = 0, k = 0;
@@ -133,10 +138,28 @@ void report(const std::vector<models::ZsFold>& results, const models::ZsConfig& 
   if (!json_path.empty()) write_atomic(json_path, js.dump(2) + "\n");
 }
 
-void print_header(const std::string& what, const models::ZsConfig& cfg) {
-  std::printf("%s: ACR-DSVDD, %lld iterations, %lld tasks x %lld, seed %llu, %d threads\n", what.c_str(),
-              (long long)cfg.iters, (long long)cfg.tasks, (long long)(cfg.normals + cfg.anomalies),
-              (unsigned long long)cfg.seed, num_threads());
+void print_header(const std::string& what, const models::ZsConfig& cfg, const std::string& recipe) {
+  std::printf("%s: recipe %s, task augmentation %s, %lld iterations, %lld tasks x %lld, lr %g, seed %llu, %d threads\n",
+              what.c_str(), recipe.c_str(), cfg.task_aug.c_str(), (long long)cfg.iters, (long long)cfg.tasks,
+              (long long)(cfg.normals + cfg.anomalies), cfg.lr, (unsigned long long)cfg.seed, num_threads());
+}
+
+// The zeroshot options a recipe may set, as given on the command line (empty / -1: the recipe's).
+struct RecipeArgs {
+  std::string recipe = "auto", task_aug;
+  int64_t iters = -1, tasks_per_pass = 0;
+};
+// Resolves the recipe for `train_classes` classes, then applies explicit overrides.
+std::string resolve_recipe(models::ZsConfig& cfg, const RecipeArgs& ra, int64_t train_classes, bool images) {
+  std::string r = models::apply_recipe(cfg, ra.recipe, train_classes, images);
+  if (ra.iters >= 0) cfg.iters = ra.iters;
+  if (!ra.task_aug.empty()) {
+    data::task_aug(ra.task_aug);  // validates the name before anything runs
+    cfg.task_aug = ra.task_aug;
+  }
+  if (ra.tasks_per_pass < 0) throw Error("--tasks-per-pass: must be >= 0");
+  cfg.tasks_per_pass = ra.tasks_per_pass;
+  return r;
 }
 
 std::vector<std::string> split_list(const std::string& s, const char* what) {
@@ -236,14 +259,15 @@ void oneclass_fmnist(const OneClassArgs& a, uint64_t seed, const std::string& js
 }
 
 // FMNIST-ZS on the Debian Fashion-MNIST files, the Omniglot net.
-void zeroshot_fmnist(const std::string& dir, const std::string& fold_arg, models::ZsConfig cfg,
+void zeroshot_fmnist(const std::string& dir, const std::string& fold_arg, models::ZsConfig cfg, const RecipeArgs& ra,
                      const std::string& json_path) {
   std::vector<char> folds;
   if (fold_arg == "A" || fold_arg == "B") folds = {fold_arg[0]};
   else if (fold_arg == "both") folds = {'A', 'B'};
   else throw Error("--fold: '" + fold_arg + "' is not A, B or both");
+  const std::string recipe = resolve_recipe(cfg, ra, 5, true);  // 5 training classes per fold
   data::Mnist m = data::load_mnist_dir(dir);
-  print_header("FMNIST-ZS (fmnist_zs.md), Omniglot net", cfg);
+  print_header("FMNIST-ZS (fmnist_zs.md), ACR-DSVDD, Omniglot net", cfg, recipe);
   std::vector<models::ZsFold> results;
   auto omniglot = [](Generator& init) -> std::unique_ptr<models::AcrModel> {
     return std::make_unique<models::AcrDsvdd>(std::make_shared<models::OmniglotNet>(init), 32, init);
@@ -253,14 +277,14 @@ void zeroshot_fmnist(const std::string& dir, const std::string& fold_arg, models
     Progress p{std::string("fold ") + f};
     results.push_back(models::run_zeroshot(models::fmnist_fold(m, f), cfg, omniglot, std::ref(p)));
   }
-  report(results, cfg, json_path, "FMNIST-ZS");
+  report(results, cfg, json_path, "FMNIST-ZS", recipe);
 }
 
 // The same protocol on a labelled table: classes are tasks, the tabular MLP (acr.md §7.3), features
 // standardised with the statistics of the training classes' rows.
 void zeroshot_csv(const std::string& path, const std::string& label, const std::string& train_arg,
                   const std::string& test_arg, const std::string& one_hot, const std::string& model,
-                  models::ZsConfig cfg, const std::string& json_path) {
+                  models::ZsConfig cfg, const RecipeArgs& ra, const std::string& json_path) {
   if (label.empty()) throw Error("--csv needs --label COL (the class column)");
   data::Csv csv = data::read_csv(path);
   const auto train_names = split_list(train_arg, "--train-classes"), test_names = split_list(test_arg, "--test-classes");
@@ -290,14 +314,15 @@ void zeroshot_csv(const std::string& path, const std::string& label, const std::
       throw Error("class '" + classes[c] + "' is both a training and a test class");
   cfg.fold = 'T';
   const int64_t F = table.x.size(1);
-  print_header("Zero-shot on " + path + (model == "ntl" ? ", ACR-NTL tabular NTL (" : ", tabular MLP (") +
-                   std::to_string(F) + " features)", cfg);
+  const std::string recipe = resolve_recipe(cfg, ra, static_cast<int64_t>(d.train_classes.size()), false);
+  print_header("Zero-shot on " + path + (model == "ntl" ? ", ACR-NTL tabular NTL (" : ", ACR-DSVDD tabular MLP (") +
+                   std::to_string(F) + " features)", cfg, recipe);
   auto make = [F, model](Generator& init) -> std::unique_ptr<models::AcrModel> {
     if (model == "ntl") return std::make_unique<models::AcrNtl>(std::make_shared<models::TabNtl>(F, init));
     return std::make_unique<models::AcrDsvdd>(models::tabular_mlp(F, init), 32, init);
   };
   Progress p{"train"};
-  report({models::run_zeroshot(d, cfg, make, std::ref(p))}, cfg, json_path, "zeroshot-csv");
+  report({models::run_zeroshot(d, cfg, make, std::ref(p))}, cfg, json_path, "zeroshot-csv", recipe);
 }
 
 // `normad eval`: AUROC, AP and F1 of a scores file (column "score") against a labels file.
@@ -344,6 +369,7 @@ struct TrainArgs {
   std::string model = "ntl", data, label, normal, one_hot, out, trans_type = "residual", widths = "64,32";
   std::string train_classes;  // ACR: the classes that become tasks (default: all)
   int64_t iters = 2000;       // ACR meta-training iterations
+  std::string recipe = "auto", task_aug;  // ACR: see RecipeArgs
   int64_t K = 11;
   double contamination = 0.1;
   models::NtlTrainConfig train;
@@ -397,11 +423,14 @@ void train_acr(const TrainArgs& a, uint64_t seed, const std::string& json_path) 
   for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int64_t>(i);
   const int64_t F = table.x.size(1);
   models::ZsConfig cfg;
-  cfg.iters = a.iters;
+  cfg.seed = seed;
+  RecipeArgs ra{a.recipe, a.task_aug, a.iters, 0};
+  const std::string recipe = resolve_recipe(cfg, ra, static_cast<int64_t>(classes.size()), false);
   Generator init(seed), rng(seed + 1);
   auto model = make_acr(a.model, F, init);
-  std::printf("%s: %zu classes as tasks, %lld rows, %lld features, %lld iterations\n", a.model.c_str(), classes.size(),
-              (long long)table.x.size(0), (long long)F, (long long)cfg.iters);
+  std::printf("%s: %zu classes as tasks, %lld rows, %lld features, %lld iterations, recipe %s, task augmentation %s\n",
+              a.model.c_str(), classes.size(), (long long)table.x.size(0), (long long)F, (long long)cfg.iters,
+              recipe.c_str(), cfg.task_aug.c_str());
   Progress p{"train"};
   models::meta_train(*model, table.x, ids, static_cast<int64_t>(classes.size()), all, cfg, rng, std::ref(p));
   // Threshold: each training class scored as one batch (its own statistics), PyOD's percentile rule.
@@ -415,6 +444,9 @@ void train_acr(const TrainArgs& a, uint64_t seed, const std::string& json_path) 
   meta["normad.kind"] = a.model;
   meta["normad.threshold"] = buf;
   meta["acr.in"] = std::to_string(F);
+  meta["acr.recipe"] = recipe;
+  meta["acr.task_aug"] = cfg.task_aug;
+  meta["acr.iters"] = std::to_string(cfg.iters);
   nn::save_safetensors(a.out, acr_tensors(a.model, *model), meta);
   std::printf("threshold %.6g (%.0f%% contamination of training scores), wrote %s\n", threshold, 100 * a.contamination,
               a.out.c_str());
@@ -585,7 +617,15 @@ int main(int argc, char** argv) {
   zs->add_option("--data-dir", dir, "directory with the Fashion-MNIST IDX files")->capture_default_str();
   zs->add_option("--fold", fold, "A, B or both")->capture_default_str();
   zs->add_option("--model", model, "dsvdd (ACR-DSVDD) or, with --csv, ntl (ACR-NTL)")->capture_default_str();
-  zs->add_option("--iters", cfg.iters, "meta-training iterations")->capture_default_str();
+  RecipeArgs ra;
+  zs->add_option("--recipe", ra.recipe,
+                 "auto (few-class below 20 training classes, else paper), paper (acr.md exactly) or few-class "
+                 "(task augmentation; docs/acr_augmentation.md)")
+      ->capture_default_str();
+  zs->add_option("--task-aug", ra.task_aug, "task augmentation, overriding the recipe's: none, dihedral-invert (images), permute (tables)");
+  zs->add_option("--iters", ra.iters, "meta-training iterations (default: the recipe's, 2000)");
+  zs->add_option("--tasks-per-pass", ra.tasks_per_pass, "tasks per forward/backward pass (0: all; same gradients)")
+      ->capture_default_str();
   zs->add_option("--ratios", ratios, "anomaly ratios, comma-separated")->capture_default_str();
 
   auto* oc = app.add_subcommand("oneclass", "Deep SVDD one-class per normal class on Fashion-MNIST (autoencoder pretraining, then Deep SVDD)");
@@ -613,6 +653,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   tr->add_option("--train-classes", ta.train_classes, "ACR: classes to meta-train on (default: all)");
   tr->add_option("--iters", ta.iters, "ACR: meta-training iterations")->capture_default_str();
+  tr->add_option("--recipe", ta.recipe, "ACR: auto, paper or few-class (see zeroshot --help)")->capture_default_str();
+  tr->add_option("--task-aug", ta.task_aug, "ACR: task augmentation overriding the recipe's: none or permute");
   tr->add_option("--widths", ta.widths, "dsvdd: layer widths, the last one the representation")->capture_default_str();
   tr->add_option("--data", ta.data, "CSV table")->required();
   tr->add_option("--label", ta.label, "label column (then --normal picks the training rows)");
@@ -650,7 +692,7 @@ int main(int argc, char** argv) {
   try {
     set_num_threads(threads);
     cfg.seed = seed;
-    if (cfg.iters < 0) throw Error("--iters: must be >= 0");
+    if ((*zs && zs->get_option("--iters")->count() && ra.iters < 0) || ta.iters < 0) throw Error("--iters: must be >= 0");
     if (*tr) train_model(ta, seed, json_path);
     if (*scs) score_model(model_path, data_path, scores_out, score_batch, json_path);
     if (*oc) {
@@ -661,9 +703,11 @@ int main(int argc, char** argv) {
     if (*zs) {
       if (model != "dsvdd" && model != "ntl") throw Error("--model: '" + model + "' is not dsvdd or ntl");
       cfg.ratios = parse_ratios(ratios);
-      if (!csv_path.empty()) zeroshot_csv(csv_path, label, train_classes, test_classes, one_hot, model, cfg, json_path);
+      models::ZsConfig probe;
+      resolve_recipe(probe, ra, 0, false);  // a bad recipe or augmentation name fails before any data is read
+      if (!csv_path.empty()) zeroshot_csv(csv_path, label, train_classes, test_classes, one_hot, model, cfg, ra, json_path);
       else if (model != "dsvdd") throw Error("--model ntl: only with --csv (FMNIST-ZS uses ACR-DSVDD)");
-      else if (data == "fmnist") zeroshot_fmnist(dir, fold, cfg, json_path);
+      else if (data == "fmnist") zeroshot_fmnist(dir, fold, cfg, ra, json_path);
       else throw Error("--data: unknown data set '" + data + "' (available: fmnist; or --csv FILE)");
     }
   } catch (const std::exception& e) {

@@ -87,6 +87,18 @@ ZsData fmnist_fold(const data::Mnist& m, char fold) {
   return d;
 }
 
+std::string apply_recipe(ZsConfig& cfg, const std::string& recipe, int64_t train_classes, bool images) {
+  std::string r = recipe;
+  if (r == "auto") r = train_classes < kFewClasses ? "few-class" : "paper";
+  const ZsConfig paper;
+  if (r != "paper" && r != "few-class")
+    throw Error("recipe '" + recipe + "' is unknown (known: auto, paper, few-class)");
+  cfg.iters = paper.iters, cfg.tasks = paper.tasks, cfg.normals = paper.normals, cfg.anomalies = paper.anomalies;
+  cfg.lr = paper.lr, cfg.lr_step = paper.lr_step, cfg.lr_gamma = paper.lr_gamma;
+  cfg.task_aug = r == "paper" ? "none" : images ? "dihedral-invert" : "permute";
+  return r;
+}
+
 double meta_train(AcrModel& model, const Tensor& x, const std::vector<int64_t>& y, int64_t num_classes,
                   const std::vector<int64_t>& classes, const ZsConfig& cfg, Generator& rng,
                   const ZsProgress& progress) {

@@ -46,6 +46,16 @@ struct ZsConfig {
   int64_t tasks_per_pass = 0;
 };
 
+// Meta-training recipes (issue 5, docs/acr_augmentation.md):
+// - "paper": acr.md / fmnist_zs.md exactly (no task augmentation; ZsConfig's defaults).
+// - "few-class": for data with few training classes (fewer than kFewClasses): the paper's settings
+//   plus task augmentation (dihedral-invert for images, permute for tables).
+// - "auto": few-class below kFewClasses training classes, else paper.
+constexpr int64_t kFewClasses = 20;
+// Sets cfg's recipe fields (task_aug and the optimisation settings) and returns the recipe used
+// ("auto" resolved). `images`: the rows are [C, S, S] images, else feature vectors.
+std::string apply_recipe(ZsConfig& cfg, const std::string& recipe, int64_t train_classes, bool images);
+
 struct ZsBatch {  // one test batch's AUROC per method
   int64_t test_class, index;
   double ratio, acr, stationary, batch_l2, knn;

@@ -120,6 +120,12 @@ TEST_CASE("cli: zeroshot --csv runs the protocol on a table and reports errors n
   CHECK(r.rc == 0);
   CHECK_THAT(r.out, Catch::Contains("ACR-NTL"));
   CHECK(run("zeroshot --data fmnist --model ntl").rc == 2);  // FMNIST-ZS is ACR-DSVDD only
+  // recipes: auto picks few-class for 3 training classes (permute for a table), named in the JSON
+  CHECK_THAT(text, Catch::Contains("\"recipe\": \"few-class\"") && Catch::Contains("\"task_aug\": \"permute\""));
+  r = run("zeroshot --csv " + csv + " --label class --train-classes c0,c1,c2 --test-classes c3,c4,c5 --recipe best");
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.out, Catch::Contains("recipe 'best' is unknown"));
+  CHECK(run("zeroshot --iters -3").rc == 2);
   r = run("zeroshot --csv " + csv + " --label class --train-classes c0,c9 --test-classes c3,c4 --one-hot kind");
   CHECK(r.rc == 2);
   CHECK_THAT(r.out, Catch::Contains("'c9'") && Catch::Contains("c0, c1"));
@@ -267,4 +273,15 @@ TEST_CASE("cli: train --model acr-dsvdd and acr-ntl on labelled classes, then ba
   }
   CHECK(run("train --model acr-dsvdd --data " + csv + " --out " + model).rc == 2);  // needs --label
   CHECK(run("train --model acr-svm --data " + csv + " --out " + model).rc == 2);
+  // the recipe and task augmentation are recorded in the model file (3 classes: few-class, permute)
+  Run r = run("train --model acr-dsvdd --data " + csv + " --label cls --iters 2 --out " + model);
+  REQUIRE(r.rc == 0);
+  auto meta = normad::nn::load_safetensors(model).metadata;
+  CHECK(meta.at("acr.recipe") == "few-class");
+  CHECK(meta.at("acr.task_aug") == "permute");
+  REQUIRE(run("train --model acr-dsvdd --data " + csv + " --label cls --iters 2 --recipe paper --out " + model).rc == 0);
+  CHECK(normad::nn::load_safetensors(model).metadata.at("acr.task_aug") == "none");
+  r = run("train --model acr-dsvdd --data " + csv + " --label cls --iters 2 --task-aug dihedral --out " + model);
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.out, Catch::Contains("'dihedral' is unknown"));
 }
