@@ -12,13 +12,17 @@
 
 using namespace normad;
 
+namespace {
+// Trainable parameters of an ACR model, centre included.
+int64_t count(const models::AcrModel& m) {
+  int64_t n = 0;
+  for (auto& p : m.parameters()) n += p.numel();
+  return n;
+}
+}  // namespace
+
 TEST_CASE("acr: trainable parameters with c: 114,112 (Omniglot net) and 111,104 (tabular MLP, 570 features)", "[acr]") {
   Generator g(1);
-  auto count = [](const models::AcrDsvdd& m) {
-    int64_t n = 0;
-    for (auto& p : m.parameters()) n += p.numel();
-    return n;
-  };
   models::AcrDsvdd m(std::make_shared<models::OmniglotNet>(g), 32, g);
   CHECK(count(m) == 114112);  // acr.md §7.1
   CHECK((*m.net)(Var(Tensor({3, 1, 28, 28}, 0.5f))).shape() == Shape{3, 32});
@@ -151,11 +155,6 @@ TEST_CASE("acr: FeatureSVDD on synthetic feature vectors separates unseen classe
 
 TEST_CASE("acr: CNN4 (§7.2) and FeatureSVDD (§7.5) have the spec's parameter counts and init rules", "[acr]") {
   Generator g(11);
-  auto count = [](const models::AcrModel& m) {
-    int64_t n = 0;
-    for (auto& p : m.parameters()) n += p.numel();
-    return n;
-  };
   models::AcrDsvdd cnn(std::make_shared<models::Cnn4>(g), 32, g);
   CHECK(count(cnn) == 463872);
   CHECK((*cnn.net)(Var(g.uniform({2, 3, 32, 32}))).shape() == Shape{2, 32});

@@ -41,26 +41,41 @@ TEST_CASE("deep_svdd: centre = mean, coordinates below 0.1 pushed to +-0.1, exac
   CHECK(c.to_vector() == std::vector<float>{2.f, 0.1f, -0.1f, 0.f});
 }
 
-TEST_CASE("deep_svdd: trained on one synthetic class, it ranks other classes as anomalies", "[deep_svdd]") {
-  Generator g(3);
+namespace {
+// Synthetic 28x28 image classes: class k is a random pattern plus N(0, 0.1) noise, clamped to [0, 1].
+struct SyntheticImages {
+  Generator g;
   std::vector<Tensor> proto;
-  for (int k = 0; k < 4; ++k) proto.push_back(g.uniform({1, 1, 28, 28}));
-  auto draw = [&](int k, int n) {
+  SyntheticImages(uint64_t seed, int classes) : g(seed) {
+    for (int k = 0; k < classes; ++k) proto.push_back(g.uniform({1, 1, 28, 28}));
+  }
+  Tensor draw(int k, int n) {
     std::vector<Tensor> r;
-    for (int i = 0; i < n; ++i) r.push_back(add(proto[k], g.normal({1, 1, 28, 28}, 0.f, 0.1f)));
+    for (int i = 0; i < n; ++i) r.push_back(clamp(add(proto[k], g.normal({1, 1, 28, 28}, 0.f, 0.1f)), 0.f, 1.f));
     return concat(r, 0);
-  };
+  }
+  // 60 rows of class 0 then 20 each of classes 1 and 2, labels 0 / 1.
+  Tensor test_set(std::vector<int>& y) {
+    y.assign(100, 0);
+    for (int i = 60; i < 100; ++i) y[i] = 1;
+    return concat({draw(0, 60), draw(1, 20), draw(2, 20)}, 0);
+  }
+};
+}  // namespace
+
+TEST_CASE("deep_svdd: trained on one synthetic class, it ranks other classes as anomalies", "[deep_svdd]") {
+  SyntheticImages data(3, 4);
+  Generator& g = data.g;
   manual_seed(4);
   models::DeepSvdd svdd(models::lenet("mnist"));
   models::SvddTrainConfig cfg;
   cfg.epochs = 10;
   cfg.batch = 50;
   cfg.lr = 1e-3f;
-  auto losses = svdd.fit(draw(0, 200), cfg, g);
+  auto losses = svdd.fit(data.draw(0, 200), cfg, g);
   CHECK(losses.back() < losses.front());
-  Tensor test = concat({draw(0, 60), draw(1, 20), draw(2, 20)}, 0);
-  std::vector<int> y(100, 0);
-  for (int i = 60; i < 100; ++i) y[i] = 1;
+  std::vector<int> y;
+  Tensor test = data.test_set(y);
   const double auc = eval::auroc(svdd.score(test), y);
   INFO("AUROC " << auc);
   CHECK(auc > 0.9);
@@ -108,20 +123,14 @@ TEST_CASE("deep_svdd: GCN-L1 and min-max scaling (A.6) on closed forms", "[deep_
 }
 
 TEST_CASE("deep_svdd: pretraining lowers the reconstruction error and hands its encoder to Deep SVDD", "[deep_svdd]") {
-  Generator g(21);
-  std::vector<Tensor> proto;
-  for (int k = 0; k < 3; ++k) proto.push_back(g.uniform({1, 1, 28, 28}));
-  auto draw = [&](int k, int n) {
-    std::vector<Tensor> r;
-    for (int i = 0; i < n; ++i) r.push_back(clamp(add(proto[k], g.normal({1, 1, 28, 28}, 0.f, 0.1f)), 0.f, 1.f));
-    return concat(r, 0);
-  };
+  SyntheticImages data(21, 3);
+  Generator& g = data.g;
   manual_seed(22);
   auto ae = models::lenet_autoencoder("mnist");
   Tensor before = ae->encoder->state_dict()[0].second.clone();
   models::SvddTrainConfig ac = models::ae_defaults("mnist");
   ac.epochs = 8, ac.batch = 50, ac.lr = 1e-3f;
-  Tensor train = draw(0, 200);
+  Tensor train = data.draw(0, 200);
   auto losses = models::pretrain_autoencoder(*ae, train, ac, g);
   INFO("reconstruction loss " << losses.front() << " -> " << losses.back());
   CHECK(losses.back() < 0.8 * losses.front());
@@ -130,9 +139,8 @@ TEST_CASE("deep_svdd: pretraining lowers the reconstruction error and hands its 
   models::SvddTrainConfig cfg;
   cfg.epochs = 5, cfg.batch = 50, cfg.lr = 1e-3f;
   svdd.fit(train, cfg, g);
-  Tensor test = concat({draw(0, 60), draw(1, 20), draw(2, 20)}, 0);
-  std::vector<int> y(100, 0);
-  for (int i = 60; i < 100; ++i) y[i] = 1;
+  std::vector<int> y;
+  Tensor test = data.test_set(y);
   const double auc = eval::auroc(svdd.score(test), y);
   INFO("AUROC " << auc);
   CHECK(auc > 0.9);
