@@ -157,6 +157,9 @@ std::string resolve_recipe(models::ZsConfig& cfg, const RecipeArgs& ra, int64_t 
     data::task_aug(ra.task_aug);  // validates the name before anything runs
     cfg.task_aug = ra.task_aug;
   }
+  if (train_classes > 0 && cfg.task_aug == (images ? "permute" : "dihedral-invert"))
+    throw Error("--task-aug " + cfg.task_aug + " is for " + (images ? "tables" : "images") + ", and these rows are " +
+                (images ? "images" : "feature vectors"));
   if (ra.tasks_per_pass < 0) throw Error("--tasks-per-pass: must be >= 0");
   cfg.tasks_per_pass = ra.tasks_per_pass;
   return r;

@@ -5,7 +5,9 @@
 // Registry (one function each):
 // - none: the paper's recipe, no transformation and no random draw.
 // - dihedral-invert (images [Q, C, S, S]): one of 8 uniformly: identity, horizontal flip, vertical
-//   flip, rotation by 90, 180, 270 degrees (counter-clockwise), transpose, intensity inversion 1 - x.
+//   flip, rotation by 90, 180, 270 degrees (counter-clockwise), transpose, intensity inversion 1 - x
+//   (seven of the eight dihedral maps, the anti-transpose left out, plus the inversion; 1 - x is an
+//   inversion only for values in [0, 1], as FMNIST-ZS's images are).
 // - permute (tables [Q, D]): one uniformly random permutation of the D columns per task.
 // Tested by tests/test_tasks.cpp (each transformation is a bijection, closed forms on a 2x2 image,
 // reproducibility, unknown names).

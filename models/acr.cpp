@@ -36,6 +36,8 @@ Var AcrDsvdd::loss(const Tensor& x, const std::vector<int>& y, int64_t tasks) {
 }
 
 double acr_backward(AcrModel& model, const Tensor& x, const std::vector<int>& y, int64_t tasks, int64_t per_pass) {
+  check(static_cast<int64_t>(y.size()) == x.size(0), "acr_backward",
+        std::to_string(y.size()) + " labels for " + std::to_string(x.size(0)) + " rows");
   check(tasks >= 1 && per_pass >= 1 && x.size(0) % tasks == 0, "acr_backward",
         "needs tasks >= 1, per_pass >= 1 and rows divisible by tasks, got " + shape_str(x.shape()) + " in " +
             std::to_string(tasks) + " tasks");

@@ -228,6 +228,7 @@ std::vector<double> DeepSvdd::fit(const Tensor& x, const SvddTrainConfig& cfg, G
   // The centre comes from the network as it is (A.2): after pretrain_autoencoder its encoder's
   // weights and running statistics; without pretraining a fresh network in eval mode (running
   // statistics 0 and 1), as the reference code does with pretrain=False.
+  check(cfg.epochs >= 1 && cfg.batch >= 2, "DeepSvdd::fit", "needs epochs >= 1 and batch >= 2");
   c = svdd_center(*net, x);
   return train_epochs(*net, x, cfg, g, [&](const Tensor& b) {
     Var diff = sub((*net)(Var(b)), Var(c));

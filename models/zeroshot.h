@@ -46,8 +46,9 @@ struct ZsConfig {
   int64_t tasks_per_pass = 0;
 };
 
-// Meta-training recipes (issue 5, docs/acr_augmentation.md):
-// - "paper": acr.md / fmnist_zs.md exactly (no task augmentation; ZsConfig's defaults).
+// Meta-training recipes (docs/acr_augmentation.md):
+// - "paper": fmnist_zs.md §4 exactly (ZsConfig's defaults, no task augmentation); for tables the
+//   same task composition (acr.md's AnoShift settings differ: Q 512, lr 4e-4, permuted columns).
 // - "few-class": for data with few training classes (fewer than kFewClasses): the paper's settings
 //   plus task augmentation (dihedral-invert for images, permute for tables).
 // - "auto": few-class below kFewClasses training classes, else paper.

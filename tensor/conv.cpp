@@ -247,9 +247,11 @@ Shape conv_transpose2d_shape(const Shape& x, const Shape& w, const Conv2dArgs& a
   check(x.size() == 4 && w.size() == 4 && x[1] == w[0], "conv_transpose2d",
         "x must be [N, F, H, W] and w [F, C/groups, KH, KW], got x " + shape_str(x) + ", w " +
             shape_str(w));
-  check(out_pad_h >= 0 && out_pad_w >= 0 && out_pad_h < std::max(a.stride_h, a.dil_h) &&
-            out_pad_w < std::max(a.stride_w, a.dil_w),
-        "conv_transpose2d", "output padding must be smaller than stride or dilation");
+  // PyTorch also allows out_pad < dilation; as the adjoint of conv2d only out_pad < stride exists
+  check(out_pad_h >= 0 && out_pad_w >= 0 && out_pad_h < a.stride_h && out_pad_w < a.stride_w, "conv_transpose2d",
+        "output padding must be smaller than the stride");
+  check(a.groups >= 1 && x[1] % a.groups == 0, "conv_transpose2d",
+        "input channels " + std::to_string(x[1]) + " not divisible by groups " + std::to_string(a.groups));
   const int64_t oh = (x[2] - 1) * a.stride_h - 2 * a.pad_h + a.dil_h * (w[2] - 1) + 1 + out_pad_h;
   const int64_t ow = (x[3] - 1) * a.stride_w - 2 * a.pad_w + a.dil_w * (w[3] - 1) + 1 + out_pad_w;
   check(oh > 0 && ow > 0, "conv_transpose2d",

@@ -91,7 +91,7 @@ Tensor conv2d_backward_weight(const Tensor& dout, const Tensor& x, const Shape& 
 // Transposed convolution (the adjoint of conv2d with the same args): x [N, F, H, W] and
 // w [F, C/groups, KH, KW] (PyTorch's ConvTranspose2d layout) -> [N, C, OH, OW] with
 // OH = (H - 1) stride_h - 2 pad_h + dil_h (KH - 1) + 1 (+ out_pad_h), likewise OW.
-// It is conv2d_backward_input with x as dout; b [C] or undefined.
+// It is conv2d_backward_input with x as dout; b [C] or undefined; output padding < stride.
 Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dArgs& a,
                         int64_t out_pad_h = 0, int64_t out_pad_w = 0);
 // The conv2d input shape whose output is `out` [N, F, OH, OW] under w [F, C/groups, KH, KW]

@@ -126,6 +126,10 @@ TEST_CASE("cli: zeroshot --csv runs the protocol on a table and reports errors n
   CHECK(r.rc == 2);
   CHECK_THAT(r.out, Catch::Contains("recipe 'best' is unknown"));
   CHECK(run("zeroshot --iters -3").rc == 2);
+  r = run("zeroshot --csv " + csv + " --label class --train-classes c0,c1,c2 --test-classes c3,c4,c5 --one-hot kind "
+          "--task-aug dihedral-invert");
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.out, Catch::Contains("is for images"));
   r = run("zeroshot --csv " + csv + " --label class --train-classes c0,c9 --test-classes c3,c4 --one-hot kind");
   CHECK(r.rc == 2);
   CHECK_THAT(r.out, Catch::Contains("'c9'") && Catch::Contains("c0, c1"));
@@ -160,6 +164,9 @@ TEST_CASE("cli: oneclass runs Deep SVDD per normal class and reports bad classes
   std::ifstream f1(js1);
   CHECK(nlohmann::json::parse(f1)["classes"][0]["auroc"] == j["classes"][1]["auroc"]);
 
+  r = run("oneclass --data-dir " + data + " --classes 2 --epochs 1 --no-pretrain --threads 1");
+  CHECK(r.rc == 0);
+  CHECK_THAT(r.out, Catch::Contains("pretraining off"));
   r = run("oneclass --data-dir " + data + " --classes 12");
   CHECK(r.rc == 2);
   CHECK(r.out.find("--classes: '12'") != std::string::npos);
