@@ -130,6 +130,7 @@ void report(const std::vector<models::ZsFold>& results, const models::ZsConfig& 
   for (auto& fr : results) {
     std::printf("fold %c: %.3f s per iteration\n", fr.fold, fr.secs_per_iter);
     nlohmann::json jf{{"fold", std::string(1, fr.fold)}, {"secs_per_iter", fr.secs_per_iter}};
+    for (auto& c : fr.curve) jf["curve"].push_back({{"iter", c.iter}, {"acr", c.acr}});
     for (auto& b : fr.batches)
       jf["batches"].push_back({{"test_class", b.test_class}, {"batch", b.index}, {"ratio", b.ratio}, {"acr", b.acr},
                                {"stationary", b.stationary}, {"batch_l2", b.batch_l2}, {"knn", b.knn}});
@@ -142,6 +143,16 @@ void print_header(const std::string& what, const models::ZsConfig& cfg, const st
   std::printf("%s: recipe %s, task augmentation %s, %lld iterations, %lld tasks x %lld, lr %g, seed %llu, %d threads\n",
               what.c_str(), recipe.c_str(), cfg.task_aug.c_str(), (long long)cfg.iters, (long long)cfg.tasks,
               (long long)(cfg.normals + cfg.anomalies), cfg.lr, (unsigned long long)cfg.seed, num_threads());
+}
+
+// Prints one line per --eval-every checkpoint: ACR's mean AUROC per ratio so far.
+models::ZsCheckpointFn print_checkpoint(char fold) {
+  return [fold](const models::ZsCheckpoint& c) {
+    std::string line;
+    char b[16];
+    for (double a : c.acr) std::snprintf(b, sizeof b, " %.3f", a), line += b;
+    std::printf("fold %c, iteration %lld: ACR%s\n", fold, (long long)c.iter, line.c_str());
+  };
 }
 
 // The zeroshot options a recipe may set, as given on the command line (empty / -1: the recipe's).
@@ -278,7 +289,7 @@ void zeroshot_fmnist(const std::string& dir, const std::string& fold_arg, models
   for (char f : folds) {
     cfg.fold = f;
     Progress p{std::string("fold ") + f};
-    results.push_back(models::run_zeroshot(models::fmnist_fold(m, f), cfg, omniglot, std::ref(p)));
+    results.push_back(models::run_zeroshot(models::fmnist_fold(m, f), cfg, omniglot, std::ref(p), print_checkpoint(f)));
   }
   report(results, cfg, json_path, "FMNIST-ZS", recipe);
 }
@@ -325,7 +336,7 @@ void zeroshot_csv(const std::string& path, const std::string& label, const std::
     return std::make_unique<models::AcrDsvdd>(models::tabular_mlp(F, init), 32, init);
   };
   Progress p{"train"};
-  report({models::run_zeroshot(d, cfg, make, std::ref(p))}, cfg, json_path, "zeroshot-csv", recipe);
+  report({models::run_zeroshot(d, cfg, make, std::ref(p), print_checkpoint(cfg.fold))}, cfg, json_path, "zeroshot-csv", recipe);
 }
 
 // `normad eval`: AUROC, AP and F1 of a scores file (column "score") against a labels file.
@@ -627,6 +638,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   zs->add_option("--task-aug", ra.task_aug, "task augmentation, overriding the recipe's: none, dihedral-invert (images), permute (tables)");
   zs->add_option("--iters", ra.iters, "meta-training iterations (default: the recipe's, 2000)");
+  zs->add_option("--eval-every", cfg.eval_every, "score ACR on the test batches every N iterations (a learning curve; 0: off)")
+      ->capture_default_str();
   zs->add_option("--tasks-per-pass", ra.tasks_per_pass, "tasks per forward/backward pass (0: all; same gradients)")
       ->capture_default_str();
   zs->add_option("--ratios", ratios, "anomaly ratios, comma-separated")->capture_default_str();

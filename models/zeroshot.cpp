@@ -140,11 +140,12 @@ double meta_train(AcrModel& model, const Tensor& x, const std::vector<int64_t>& 
 }
 
 ZsFold run_zeroshot(const ZsData& data, const ZsConfig& cfg, const ZsModelFactory& make_model,
-                    const ZsProgress& progress) {
+                    const ZsProgress& progress, const ZsCheckpointFn& on_checkpoint) {
   const auto& train_classes = data.train_classes;
   const auto& test_classes = data.test_classes;
   check(train_classes.size() >= 2, "zeroshot", "needs at least 2 training classes");
   check(test_classes.size() >= 2, "zeroshot", "needs at least 2 test classes (anomalies come from the others)");
+  check(cfg.eval_every >= 0, "zeroshot", "eval_every must be >= 0");
 
   // ---- meta-training (fmnist_zs.md §4) ----
   Generator init(stream_seed(cfg.seed, cfg.fold, kInit)), train_rng(stream_seed(cfg.seed, cfg.fold, kTrain));
@@ -168,12 +169,15 @@ ZsFold run_zeroshot(const ZsData& data, const ZsConfig& cfg, const ZsModelFactor
       }
     }
   }
-  ZsFold out;
-  out.fold = cfg.fold;
-  out.iters = cfg.iters;
-  out.secs_per_iter = meta_train(model, data.train_x, data.train_y, data.num_classes, train_classes, cfg, train_rng, progress);
 
   // ---- test batches (fmnist_zs.md §5), from a stream of their own ----
+  struct TestBatch {
+    int64_t test_class, index;
+    double ratio;
+    Tensor x;
+    std::vector<int> labels;
+  };
+  std::vector<TestBatch> tests;
   Generator test_rng(stream_seed(cfg.seed, cfg.fold, kTest));
   auto test_by_class = data::rows_by_class(data.test_y, data.num_classes);
   for (double r : cfg.ratios) {
@@ -187,7 +191,7 @@ ZsFold run_zeroshot(const ZsData& data, const ZsConfig& cfg, const ZsModelFactor
       // Full batches of batch_normals normals (at most batches_per_class), or one batch of all.
       const int64_t nb = std::min(cfg.batch_normals, n_own);
       const int64_t n_batches = std::max<int64_t>(1, std::min(cfg.batches_per_class, n_own / nb));
-      const int64_t n_a = anomalies_for_ratio(nb, r);  // checked against the pool before training
+      const int64_t n_a = anomalies_for_ratio(nb, r);  // checked against the pool above
       auto perm = test_rng.permutation(n_own);
       for (int64_t b = 0; b < n_batches; ++b) {
         std::vector<int64_t> rows;
@@ -205,16 +209,47 @@ ZsFold run_zeroshot(const ZsData& data, const ZsConfig& cfg, const ZsModelFactor
           std::swap(rows[i], rows[j]);
           std::swap(labels[i], labels[j]);
         }
-        Tensor x = index_select(data.test_x, rows);
-        ZsBatch zb{t, b, r, 0, 0, 0, 0};
-        zb.acr = eval::auroc(model.score(x), labels);
-        zb.stationary = eval::auroc(model.score(x, true), labels);
-        zb.batch_l2 = eval::auroc(batch_l2_scores(x), labels);
-        zb.knn = eval::auroc(knn_scores(x, 5), labels);
-        out.batches.push_back(zb);
+        tests.push_back({t, b, r, index_select(data.test_x, rows), labels});
       }
     }
-    // Mean and std over this ratio's batches.
+  }
+  // ACR's mean AUROC per ratio over the test batches (scoring draws no random numbers).
+  auto acr_means = [&] {
+    std::vector<double> out;
+    for (double r : cfg.ratios) {
+      std::vector<double> a;
+      for (auto& tb : tests)
+        if (tb.ratio == r) a.push_back(eval::auroc(model.score(tb.x), tb.labels));
+      out.push_back(mean_of(a));
+    }
+    return out;
+  };
+
+  ZsFold out;
+  out.fold = cfg.fold;
+  out.iters = cfg.iters;
+  double scoring_secs = 0;
+  auto on_iter = [&](int64_t done, int64_t total, double loss) {
+    if (progress) progress(done, total, loss);
+    if (cfg.eval_every > 0 && done % cfg.eval_every == 0) {
+      auto t0 = std::chrono::steady_clock::now();
+      out.curve.push_back({done, acr_means()});
+      scoring_secs += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (on_checkpoint) on_checkpoint(out.curve.back());
+    }
+  };
+  const double train_secs = meta_train(model, data.train_x, data.train_y, data.num_classes, train_classes, cfg, train_rng, on_iter);
+  out.secs_per_iter = cfg.iters ? std::max(0.0, train_secs - scoring_secs / double(cfg.iters)) : 0.0;
+
+  for (auto& tb : tests) {
+    ZsBatch zb{tb.test_class, tb.index, tb.ratio, 0, 0, 0, 0};
+    zb.acr = eval::auroc(model.score(tb.x), tb.labels);
+    zb.stationary = eval::auroc(model.score(tb.x, true), tb.labels);
+    zb.batch_l2 = eval::auroc(batch_l2_scores(tb.x), tb.labels);
+    zb.knn = eval::auroc(knn_scores(tb.x, 5), tb.labels);
+    out.batches.push_back(zb);
+  }
+  for (double r : cfg.ratios) {  // mean and std over this ratio's batches
     std::vector<double> a, s, l, k;
     for (auto& zb : out.batches)
       if (zb.ratio == r) a.push_back(zb.acr), s.push_back(zb.stationary), l.push_back(zb.batch_l2), k.push_back(zb.knn);

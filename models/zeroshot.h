@@ -44,6 +44,10 @@ struct ZsConfig {
   std::string task_aug = "none";
   // Tasks per forward/backward pass (acr_backward); 0: all tasks in one grouped pass.
   int64_t tasks_per_pass = 0;
+  // Every this many iterations, score ACR on the (fixed) test batches and record the mean AUROC
+  // per ratio in ZsFold::curve (0: only at the end). It draws no random numbers, so the final
+  // results are those of a run without it.
+  int64_t eval_every = 0;
 };
 
 // Meta-training recipes (docs/acr_augmentation.md):
@@ -68,12 +72,18 @@ struct ZsRatio {  // mean and std over the fold's batches at one ratio
   double acr, acr_std, stationary, stationary_std, batch_l2, batch_l2_std, knn, knn_std;
 };
 
+struct ZsCheckpoint {  // ACR's mean AUROC per ratio (cfg.ratios order) after `iter` iterations
+  int64_t iter;
+  std::vector<double> acr;
+};
+
 struct ZsFold {
   char fold;
   int64_t iters;
-  double secs_per_iter;
+  double secs_per_iter;  // meta-training only (checkpoint scoring excluded)
   std::vector<ZsRatio> ratios;
   std::vector<ZsBatch> batches;
+  std::vector<ZsCheckpoint> curve;  // with cfg.eval_every
 };
 
 // Number of anomalies added to `normals` normals at ratio r (exact for the spec's ratios).
@@ -84,6 +94,8 @@ std::vector<double> knn_scores(const Tensor& x, int64_t k = 5);
 
 // Progress callback: (iteration done, total, last loss).
 using ZsProgress = std::function<void(int64_t, int64_t, double)>;
+// Called after each checkpoint of cfg.eval_every.
+using ZsCheckpointFn = std::function<void(const ZsCheckpoint&)>;
 // Builds the ACR model (network and, for DSVDD, its centre) from the initialisation stream.
 class AcrModel;
 using ZsModelFactory = std::function<std::unique_ptr<AcrModel>(Generator& init)>;
@@ -98,6 +110,6 @@ double meta_train(AcrModel& model, const Tensor& x, const std::vector<int64_t>& 
 // Test batches: per test class, min(batches_per_class, rows / batch_normals) batches of
 // batch_normals rows (one batch of all its rows when it has fewer).
 ZsFold run_zeroshot(const ZsData& data, const ZsConfig& cfg, const ZsModelFactory& make_model,
-                    const ZsProgress& progress = {});
+                    const ZsProgress& progress = {}, const ZsCheckpointFn& on_checkpoint = {});
 
 }  // namespace normad::models

@@ -61,6 +61,17 @@ TEST_CASE("zeroshot: a tiny end-to-end run on a synthetic table is reproducible 
   INFO("ACR " << a.ratios[0].acr << " stationary " << a.ratios[0].stationary << " L2 " << a.ratios[0].batch_l2);
   CHECK(a.ratios[0].acr > 0.9);
   CHECK(a.ratios[0].acr > a.ratios[0].stationary);
+  // A learning curve (eval_every) draws no random numbers: the final results are unchanged, and its
+  // last checkpoint is the final ACR mean.
+  models::ZsConfig ec = cfg;
+  ec.eval_every = 30;
+  int checkpoints = 0;
+  models::ZsFold e = models::run_zeroshot(data, ec, mlp, {}, [&](const models::ZsCheckpoint&) { ++checkpoints; });
+  REQUIRE(e.curve.size() == 2);
+  CHECK(checkpoints == 2);
+  CHECK(e.curve[0].iter == 30);
+  CHECK(e.curve.back().acr.at(0) == a.ratios[0].acr);
+  for (size_t i = 0; i < a.batches.size(); ++i) CHECK(e.batches[i].acr == a.batches[i].acr);
   // Task augmentation changes meta-training only: the test batches (hence both raw baselines) are
   // identical, ACR's scores differ, and the same seed reproduces them.
   models::ZsConfig pc = cfg;
