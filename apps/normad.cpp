@@ -117,6 +117,8 @@ void report(const std::vector<models::ZsFold>& results, const models::ZsConfig& 
   js["task_aug"] = cfg.task_aug;
   js["lr"] = cfg.lr;
   js["tasks"] = cfg.tasks;
+  js["task_normals"] = cfg.normals;
+  js["task_anomalies"] = cfg.anomalies;
   js["ratios"] = nlohmann::json::array();
   for (size_t i = 0; i < cfg.ratios.size(); ++i) {
     double a = 0, s = 0, l = 0, k = 0;
@@ -140,9 +142,10 @@ void report(const std::vector<models::ZsFold>& results, const models::ZsConfig& 
 }
 
 void print_header(const std::string& what, const models::ZsConfig& cfg, const std::string& recipe) {
-  std::printf("%s: recipe %s, task augmentation %s, %lld iterations, %lld tasks x %lld, lr %g, seed %llu, %d threads\n",
+  std::printf("%s: recipe %s, task augmentation %s, %lld iterations, %lld tasks x (%lld normals + %lld pseudo-anomalies), "
+              "lr %g, seed %llu, %d threads\n",
               what.c_str(), recipe.c_str(), cfg.task_aug.c_str(), (long long)cfg.iters, (long long)cfg.tasks,
-              (long long)(cfg.normals + cfg.anomalies), cfg.lr, (unsigned long long)cfg.seed, num_threads());
+              (long long)cfg.normals, (long long)cfg.anomalies, cfg.lr, (unsigned long long)cfg.seed, num_threads());
 }
 
 // Prints one line per --eval-every checkpoint: ACR's mean AUROC per ratio so far.
@@ -159,11 +162,18 @@ models::ZsCheckpointFn print_checkpoint(char fold) {
 struct RecipeArgs {
   std::string recipe = "auto", task_aug;
   int64_t iters = -1, tasks_per_pass = 0;
+  int64_t normals = -1, anomalies = -1;  // per task
+  double lr = -1;
 };
 // Resolves the recipe for `train_classes` classes, then applies explicit overrides.
 std::string resolve_recipe(models::ZsConfig& cfg, const RecipeArgs& ra, int64_t train_classes, bool images) {
   std::string r = models::apply_recipe(cfg, ra.recipe, train_classes, images);
   if (ra.iters >= 0) cfg.iters = ra.iters;
+  if (ra.normals >= 0) cfg.normals = ra.normals;
+  if (ra.anomalies >= 0) cfg.anomalies = ra.anomalies;
+  if (ra.lr >= 0) cfg.lr = float(ra.lr);
+  if (cfg.normals < 2 || cfg.anomalies < 1 || !(cfg.lr > 0))
+    throw Error("--task-normals must be >= 2, --task-anomalies >= 1 and --lr > 0");
   if (!ra.task_aug.empty()) {
     data::task_aug(ra.task_aug);  // validates the name before anything runs
     cfg.task_aug = ra.task_aug;
@@ -438,7 +448,7 @@ void train_acr(const TrainArgs& a, uint64_t seed, const std::string& json_path) 
   const int64_t F = table.x.size(1);
   models::ZsConfig cfg;
   cfg.seed = seed;
-  RecipeArgs ra{a.recipe, a.task_aug, a.iters, 0};
+  RecipeArgs ra{a.recipe, a.task_aug, a.iters, 0, -1, -1, -1};
   const std::string recipe = resolve_recipe(cfg, ra, static_cast<int64_t>(classes.size()), false);
   Generator init(seed), rng(seed + 1);
   auto model = make_acr(a.model, F, init);
@@ -638,6 +648,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   zs->add_option("--task-aug", ra.task_aug, "task augmentation, overriding the recipe's: none, dihedral-invert (images), permute (tables)");
   zs->add_option("--iters", ra.iters, "meta-training iterations (default: the recipe's, 2000)");
+  zs->add_option("--task-normals", ra.normals, "normals per training task (default: the recipe's, 15)");
+  zs->add_option("--task-anomalies", ra.anomalies, "pseudo-anomalies per training task (default: the recipe's, 15)");
+  zs->add_option("--lr", ra.lr, "Adam learning rate (default: the recipe's, 1e-3)");
   zs->add_option("--eval-every", cfg.eval_every, "score ACR on the test batches every N iterations (a learning curve; 0: off)")
       ->capture_default_str();
   zs->add_option("--tasks-per-pass", ra.tasks_per_pass, "tasks per forward/backward pass (0: all; same gradients)")

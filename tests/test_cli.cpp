@@ -126,6 +126,10 @@ TEST_CASE("cli: zeroshot --csv runs the protocol on a table and reports errors n
   CHECK(r.rc == 2);
   CHECK_THAT(r.out, Catch::Contains("recipe 'best' is unknown"));
   CHECK(run("zeroshot --iters -3").rc == 2);
+  r = run("zeroshot --task-normals 1");
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.out, Catch::Contains("--task-normals"));
+  CHECK(run("zeroshot --lr 0").rc == 2);
   r = run("zeroshot --csv " + csv + " --label class --train-classes c0,c1,c2 --test-classes c3,c4,c5 --one-hot kind "
           "--task-aug dihedral-invert");
   CHECK(r.rc == 2);
