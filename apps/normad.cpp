@@ -178,7 +178,7 @@ std::string resolve_recipe(models::ZsConfig& cfg, const RecipeArgs& ra, int64_t 
     data::task_aug(ra.task_aug);  // validates the name before anything runs
     cfg.task_aug = ra.task_aug;
   }
-  if (train_classes > 0 && cfg.task_aug == (images ? "permute" : "dihedral-invert"))
+  if (train_classes > 0 && (images ? cfg.task_aug == "permute" : cfg.task_aug.rfind("dihedral", 0) == 0))
     throw Error("--task-aug " + cfg.task_aug + " is for " + (images ? "tables" : "images") + ", and these rows are " +
                 (images ? "images" : "feature vectors"));
   if (ra.tasks_per_pass < 0) throw Error("--tasks-per-pass: must be >= 0");
@@ -646,7 +646,7 @@ int main(int argc, char** argv) {
                  "auto (few-class below 20 training classes, else paper), paper (acr.md exactly) or few-class "
                  "(task augmentation; docs/acr_augmentation.md)")
       ->capture_default_str();
-  zs->add_option("--task-aug", ra.task_aug, "task augmentation, overriding the recipe's: none, dihedral-invert (images), permute (tables)");
+  zs->add_option("--task-aug", ra.task_aug, "task augmentation, overriding the recipe's: none, dihedral-invert or dihedral-invert-16 (images), permute (tables)");
   zs->add_option("--iters", ra.iters, "meta-training iterations (default: the recipe's, 2000)");
   zs->add_option("--task-normals", ra.normals, "normals per training task (default: the recipe's, 15)");
   zs->add_option("--task-anomalies", ra.anomalies, "pseudo-anomalies per training task (default: the recipe's, 15)");

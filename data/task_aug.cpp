@@ -5,12 +5,11 @@
 
 namespace normad::data {
 
-Tensor dihedral_invert(const Tensor& x, int64_t k) {
-  check(x.dim() == 4 && x.size(2) == x.size(3), "task augmentation dihedral-invert",
+Tensor dihedral(const Tensor& x, int64_t k) {
+  check(x.dim() == 4 && x.size(2) == x.size(3), "task augmentation (dihedral)",
         "needs square images [Q, C, S, S], got " + shape_str(x.shape()));
-  check(k >= 0 && k < 8, "dihedral_invert", "transformation must be in [0, 8), got " + std::to_string(k));
+  check(k >= 0 && k < 8, "dihedral", "transformation must be in [0, 8), got " + std::to_string(k));
   if (k == 0) return x;
-  if (k == 7) return add_scalar(neg(x), 1.f);  // 1 - x
   const int64_t planes = x.size(0) * x.size(1), S = x.size(2);
   Tensor out = Tensor::empty(x.shape());
   const float* in = x.data();
@@ -23,17 +22,27 @@ Tensor dihedral_invert(const Tensor& x, int64_t k) {
         // dst[i][j] = src[r][c]
         int64_t r = i, c = j;
         switch (k) {
-          case 1: c = S - 1 - j; break;              // horizontal flip
-          case 2: r = S - 1 - i; break;              // vertical flip
-          case 3: r = j, c = S - 1 - i; break;       // rotate 90 (counter-clockwise, torch.rot90)
-          case 4: r = S - 1 - i, c = S - 1 - j; break;  // rotate 180
-          case 5: r = S - 1 - j, c = i; break;       // rotate 270
-          case 6: r = j, c = i; break;               // transpose
+          case 1: c = S - 1 - j; break;                     // horizontal flip
+          case 2: r = S - 1 - i; break;                     // vertical flip
+          case 3: r = j, c = S - 1 - i; break;              // rotate 90 (counter-clockwise, torch.rot90)
+          case 4: r = S - 1 - i, c = S - 1 - j; break;      // rotate 180
+          case 5: r = S - 1 - j, c = i; break;              // rotate 270
+          case 6: r = j, c = i; break;                      // transpose
+          case 7: r = S - 1 - j, c = S - 1 - i; break;      // anti-transpose
         }
         dst[i * S + j] = src[r * S + c];
       }
   }
   return out;
+}
+
+Tensor dihedral_invert(const Tensor& x, int64_t k) {
+  check(k >= 0 && k < 8, "dihedral_invert", "transformation must be in [0, 8), got " + std::to_string(k));
+  if (k == 7) {
+    dihedral(x, 0);  // the same shape check as the others
+    return add_scalar(neg(x), 1.f);  // 1 - x
+  }
+  return dihedral(x, k);
 }
 
 Tensor permute_columns(const Tensor& x, const std::vector<int64_t>& perm) {
@@ -58,6 +67,12 @@ const std::vector<TaskAug>& registry() {
       {"none", "no transformation (the paper's recipe)", [](const Tensor& x, Generator&) { return x; }},
       {"dihedral-invert", "images: identity, flips, rotations by 90/180/270, transpose or 1 - x, one per task",
        [](const Tensor& x, Generator& g) { return dihedral_invert(x, g.randint(0, 8)); }},
+      {"dihedral-invert-16", "images: one of the 8 dihedral maps, then 1 - x or not: 16 per class",
+       [](const Tensor& x, Generator& g) {
+         const int64_t k = g.randint(0, 16);
+         Tensor y = dihedral(x, k % 8);
+         return k >= 8 ? add_scalar(neg(y), 1.f) : y;
+       }},
       {"permute", "tables: one random permutation of the feature columns per task",
        [](const Tensor& x, Generator& g) {
          check(x.dim() == 2, "task augmentation permute", "needs rows [Q, D], got " + shape_str(x.shape()));

@@ -8,6 +8,8 @@
 //   flip, rotation by 90, 180, 270 degrees (counter-clockwise), transpose, intensity inversion 1 - x
 //   (seven of the eight dihedral maps, the anti-transpose left out, plus the inversion; 1 - x is an
 //   inversion only for values in [0, 1], as FMNIST-ZS's images are).
+// - dihedral-invert-16 (images): all 8 dihedral maps (the anti-transpose included), each with or
+//   without 1 - x: 16 transformations.
 // - permute (tables [Q, D]): one uniformly random permutation of the D columns per task.
 // Tested by tests/test_tasks.cpp (each transformation is a bijection, closed forms on a 2x2 image,
 // reproducibility, unknown names).
@@ -32,7 +34,10 @@ struct TaskAug {
 const TaskAug& task_aug(const std::string& name);
 std::vector<std::string> task_aug_names();
 
-// Transformation k in [0, 8) of dihedral-invert (order as above) on x [Q, C, S, S].
+// The dihedral map k in [0, 8) on x [Q, C, S, S]: identity, horizontal flip, vertical flip,
+// rotation by 90, 180, 270 degrees (counter-clockwise), transpose, anti-transpose.
+Tensor dihedral(const Tensor& x, int64_t k);
+// Transformation k in [0, 8) of dihedral-invert: dihedral(x, k) for k < 7, and 1 - x for k = 7.
 Tensor dihedral_invert(const Tensor& x, int64_t k);
 // out[:, j] = x[:, perm[j]] for x [Q, D].
 Tensor permute_columns(const Tensor& x, const std::vector<int64_t>& perm);

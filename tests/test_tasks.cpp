@@ -73,6 +73,22 @@ TEST_CASE("task_aug: dihedral-invert transformations on a 2x2 image, each a bije
     if (k > 0) CHECK(y.to_vector() != big.to_vector());
   }
   CHECK_THROWS_WITH(data::dihedral_invert(Tensor({1, 1, 2, 3}), 1), Catch::Contains("square images"));
+  CHECK_THROWS_WITH(data::dihedral_invert(Tensor({1, 1, 2, 3}), 7), Catch::Contains("square images"));
+  CHECK(data::dihedral(x, 7).to_vector() == std::vector<float>{4, 2, 3, 1});  // anti-transpose
+  // the 8 dihedral maps are distinct; dihedral-invert-16 draws each of them with and without 1 - x
+  std::set<std::vector<float>> seen, all16;
+  Tensor inv = add_scalar(neg(big), 1.f);
+  for (int64_t k = 0; k < 8; ++k) {
+    seen.insert(data::dihedral(big, k).to_vector());
+    all16.insert(data::dihedral(big, k).to_vector());
+    all16.insert(data::dihedral(inv, k).to_vector());
+  }
+  CHECK(seen.size() == 8);
+  REQUIRE(all16.size() == 16);
+  std::set<std::vector<float>> drawn;
+  Generator d(1);
+  for (int rep = 0; rep < 300; ++rep) drawn.insert(data::task_aug("dihedral-invert-16").apply(big, d).to_vector());
+  CHECK(drawn == all16);
 }
 
 TEST_CASE("task_aug: permute moves columns, the same seed draws the same augmented tasks", "[data][tasks]") {
@@ -101,4 +117,5 @@ TEST_CASE("task_aug: permute moves columns, the same seed draws the same augment
   data::task_aug("none").apply(t, n1);
   CHECK(n1.randint(0, 1000000) == n2.randint(0, 1000000));
   CHECK_THROWS_WITH(data::task_aug("mixup"), Catch::Contains("'mixup' is unknown"));
+  CHECK(data::task_aug_names() == std::vector<std::string>{"none", "dihedral-invert", "dihedral-invert-16", "permute"});
 }

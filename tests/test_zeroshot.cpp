@@ -88,7 +88,7 @@ TEST_CASE("zeroshot: a tiny end-to-end run on a synthetic table is reproducible 
     CHECK(p1.batches[i].acr == p2.batches[i].acr);
   }
   pc.task_aug = "rotate";
-  CHECK_THROWS_WITH(models::run_zeroshot(data, pc, mlp), Catch::Contains("known: none, dihedral-invert, permute"));
+  CHECK_THROWS_WITH(models::run_zeroshot(data, pc, mlp), Catch::Contains("known: none, dihedral-invert, dihedral-invert-16, permute"));
   // Unscorable test batches are rejected before training.
   cfg.batch_normals = 0;
   CHECK_THROWS_WITH(models::run_zeroshot(data, cfg, mlp), Catch::Contains("batch_normals"));
