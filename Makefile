@@ -1,8 +1,8 @@
 # normad: the two commands a new user runs. Both install missing Debian packages, configure and build.
 #   make demo   - the main job: zero-shot anomaly detection with ACR on Fashion-MNIST (FMNIST-ZS,
 #                 fold A): the few-class recipe (task augmentation), then the paper's recipe, each
-#                 DEMO_ITERS meta-training iterations, beside the raw-pixel baselines (about 4 minutes
-#                 on 2 cores after the build)
+#                 DEMO_ITERS meta-training iterations, beside the raw-pixel baselines (3 minutes on
+#                 2 cores after the build)
 #   make test   - the test suite (ctest)
 #   make bench  - the benchmarks
 BUILD ?= build

@@ -5,9 +5,15 @@
 
 namespace normad::data {
 
-Tensor dihedral(const Tensor& x, int64_t k) {
+namespace {
+void check_square_images(const Tensor& x) {
   check(x.dim() == 4 && x.size(2) == x.size(3), "task augmentation (dihedral)",
         "needs square images [Q, C, S, S], got " + shape_str(x.shape()));
+}
+}  // namespace
+
+Tensor dihedral(const Tensor& x, int64_t k) {
+  check_square_images(x);
   check(k >= 0 && k < 8, "dihedral", "transformation must be in [0, 8), got " + std::to_string(k));
   if (k == 0) return x;
   const int64_t planes = x.size(0) * x.size(1), S = x.size(2);
@@ -38,11 +44,9 @@ Tensor dihedral(const Tensor& x, int64_t k) {
 
 Tensor dihedral_invert(const Tensor& x, int64_t k) {
   check(k >= 0 && k < 8, "dihedral_invert", "transformation must be in [0, 8), got " + std::to_string(k));
-  if (k == 7) {
-    dihedral(x, 0);  // the same shape check as the others
-    return add_scalar(neg(x), 1.f);  // 1 - x
-  }
-  return dihedral(x, k);
+  if (k < 7) return dihedral(x, k);
+  check_square_images(x);
+  return add_scalar(neg(x), 1.f);  // 1 - x
 }
 
 Tensor permute_columns(const Tensor& x, const std::vector<int64_t>& perm) {
