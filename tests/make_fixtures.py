@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-# PyTorch parity fixtures for tests/test_parity.cpp: one safetensors file per op family in OUTDIR.
+# PyTorch parity fixtures for tests/test_parity.cpp (and tests/test_images.cpp: family "resize",
+# with PIL and torchvision): one safetensors file per op family in OUTDIR.
 # Math: each case stores inputs, parameters, out = op(inputs) and the gradients of
 # loss = sum(out * wt) (wt a stored random tensor, so every output element matters).
 # Tested by tests/test_parity.cpp; run by ctest as `/usr/bin/python3 tests/make_fixtures.py OUTDIR`.
@@ -405,6 +406,70 @@ def make_dsvdd_ae(fx):
             fx["after." + name] = t.float()
 
 
+# ---- image resizing (tests/test_images.cpp) --------------------------------------------------
+def make_resize(fx, out):
+    """Float images [C, H, W] with values 0..255 resized by torch F.interpolate (bilinear, antialias
+    False and True, float64) and by PIL Image.resize on mode "F" images (BILINEAR, LANCZOS,
+    NEAREST; PIL resamples "F" in double and stores float32). Plus torchvision's centre-crop
+    offsets and shorter-side sizes, and end-to-end pipelines on a PNG written here."""
+    from PIL import Image
+    import torchvision.transforms as T
+    import torchvision.transforms.functional as TF
+
+    # (C, H, W, Ho, Wo): down, up, 300 -> 224, mixed, tiny, one axis unchanged
+    cases = [(3, 37, 53, 16, 16), (2, 20, 20, 45, 31), (1, 300, 300, 224, 224),
+             (2, 40, 25, 17, 60), (1, 7, 9, 3, 2), (2, 13, 11, 13, 29)]
+    for i, (C, H, W, Ho, Wo) in enumerate(cases):
+        x = torch.rand(C, H, W) * 255  # float32
+        p = f"r{i}"
+        fx[p + ".x"] = x
+        fx[p + ".size"] = torch.tensor([Ho, Wo], dtype=torch.float32)
+        for key, aa in (("bilinear", False), ("bilinear_aa_torch", True)):
+            fx[f"{p}.{key}"] = F.interpolate(x.double()[None], size=(Ho, Wo), mode="bilinear",
+                                             align_corners=False, antialias=aa)[0]
+        for key, flt in (("bilinear_aa_pil", Image.BILINEAR), ("lanczos", Image.LANCZOS),
+                         ("nearest", Image.NEAREST)):
+            chans = [np.asarray(Image.fromarray(x[c].numpy()).resize((Wo, Ho), flt))
+                     for c in range(C)]
+            fx[f"{p}.{key}"] = torch.from_numpy(np.stack(chans).astype(np.float32))
+
+    # torchvision CenterCrop offsets (round half to even) from the top-left value of a cropped arange
+    crops = [(255, 255, 224, 224), (257, 257, 224, 224), (259, 260, 224, 224), (10, 7, 3, 4),
+             (5, 5, 2, 2), (256, 273, 224, 224), (9, 9, 9, 9)]
+    offsets = []
+    for h, w, ch, cw in crops:
+        v = int(TF.center_crop(torch.arange(h * w).reshape(1, h, w), [ch, cw])[0, 0, 0])
+        offsets.append([v // w, v % w])
+    fx["crop.cases"] = torch.tensor(crops, dtype=torch.float32)
+    fx["crop.offsets"] = torch.tensor(offsets, dtype=torch.float32)
+
+    # torchvision Resize(S) output sizes (shorter side S, longer side truncated)
+    shorter = [(300, 320, 256), (320, 300, 256), (700, 900, 256), (333, 1000, 224),
+               (1024, 1024, 256), (481, 640, 256), (17, 5, 7)]
+    fx["shorter.cases"] = torch.tensor(shorter, dtype=torch.float32)
+    fx["shorter.sizes"] = torch.tensor([TF._compute_resized_output_size((h, w), [s])
+                                        for h, w, s in shorter], dtype=torch.float32)
+
+    # End-to-end: an RGB PNG (smooth pattern + noise, uint8) through the torchvision pipelines on a
+    # PIL image, which resample in 8-bit fixed point; normad works in float (see data/image.h).
+    H, W = 300, 320
+    yy, xx = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
+    base = torch.stack([128 + 100 * torch.sin(xx / 9.0), 128 + 100 * torch.cos(yy / 7.0),
+                        (xx + yy).float() * 255 / (H + W)])
+    img = (base + torch.randn(3, H, W) * 20).clamp(0, 255).round().to(torch.uint8)
+    png = os.path.join(out, "resize_pipeline.png")
+    Image.fromarray(img.permute(1, 2, 0).numpy(), "RGB").save(png)
+    norm = T.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+    pil = Image.open(png).convert("RGB")
+    for key, interp in (("lanczos", T.InterpolationMode.LANCZOS),
+                        ("bilinear_aa", T.InterpolationMode.BILINEAR)):
+        tf = T.Compose([T.Resize(256, interp), T.CenterCrop(224), T.ToTensor(), norm])
+        fx["pipe." + key] = tf(pil)
+    # Gaussian-AD's S x S bilinear without antialiasing, as torch computes it in float64
+    fx["pipe.bilinear"] = norm(F.interpolate(img.double()[None], size=(64, 64), mode="bilinear",
+                                             align_corners=False)[0] / 255)
+
+
 def main():
     if len(sys.argv) != 2:
         print("usage: make_fixtures.py OUTDIR", file=sys.stderr)
@@ -418,7 +483,7 @@ def main():
     families = [("conv2d", make_conv), ("batchnorm", make_batchnorm), ("linear", make_linear),
                 ("pool", make_pool), ("distance", make_distance), ("adam", make_optim),
                 ("acr", make_acr), ("acr_ntl", make_acr_ntl), ("conv_transpose", make_conv_transpose),
-                ("dsvdd_ae", make_dsvdd_ae)]
+                ("dsvdd_ae", make_dsvdd_ae), ("resize", lambda fx: make_resize(fx, out))]
     for seed, (name, make) in enumerate(families):
         torch.manual_seed(seed)  # one seed per file: adding a case elsewhere changes nothing here
         fx = {}

@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+# Gaussian-AD against scikit-learn on the same T cores: LedoitWolf().fit on n = 5000 rows of
+# d = 1792 features (mean, shrunk covariance, precision by pinvh) and the Mahalanobis distances of
+# 10 000 rows (sqrt of LedoitWolf.mahalanobis), beside normad's mvg_fit / mvg_score benchmarks
+# (build/normad_bench, bench/bench_gaussian_ad.cpp). Prints one line per workload:
+#   <name> normad_ms=<x> sklearn_ms=<y> speedup=<y/x>        (speedup > 1: normad is faster)
+# Threads: both run under `taskset -c 0..T-1`; scikit-learn (NumPy/SciPy on OpenBLAS) is run with
+# OPENBLAS_NUM_THREADS=1 and =T, and with float32 and float64 input, keeping the fastest set-up.
+# Usage: python3 bench/compare_sklearn.py [--threads T] [--bench build/normad_bench]
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+SKLEARN_SCRIPT = r'''
+import sys, time
+import numpy as np
+from sklearn.covariance import LedoitWolf
+dtype = {"f32": np.float32, "f64": np.float64}[sys.argv[1]]
+rng = np.random.default_rng(1)
+d = 1792
+a = rng.standard_normal((d, d))
+def features(n):
+    return (0.05 * (rng.standard_normal((n, d)) @ a) + 1.0).astype(dtype)
+x, xt = features(5000), features(10000)
+
+def report(name, f, reps=3):
+    f()  # warm-up
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter(); f(); best = min(best, time.perf_counter() - t0)
+    print(name, 1000 * best)
+
+report("mvg_fit/n5000_d1792", lambda: LedoitWolf().fit(x))
+lw = LedoitWolf().fit(x)
+report("mvg_score/n10000_d1792", lambda: np.sqrt(lw.mahalanobis(xt)))
+'''
+
+
+def cpus(t):
+    return "0" if t == 1 else f"0-{t - 1}"
+
+
+def run_normad(t, bench):
+    out = subprocess.run(["taskset", "-c", cpus(t), bench, "--benchmark_filter=^mvg_",
+                          "--benchmark_format=json"], capture_output=True, text=True, check=True).stdout
+    res = {}
+    for b in json.loads(out)["benchmarks"]:
+        name = b["name"].replace("/min_time:2.000", "").replace("/real_time", "")
+        res[name] = b["real_time"]  # ms (Unit kMillisecond)
+    return res
+
+
+def run_sklearn(t):
+    best = {}
+    for blas in sorted({1, t}):
+        for dtype in ("f32", "f64"):
+            env = dict(os.environ, OPENBLAS_NUM_THREADS=str(blas), OMP_NUM_THREADS=str(blas))
+            out = subprocess.run(["taskset", "-c", cpus(t), "/usr/bin/python3", "-c", SKLEARN_SCRIPT, dtype],
+                                 capture_output=True, text=True, check=True, env=env).stdout
+            for line in out.splitlines():
+                name, ms = line.split()
+                print(f"  sklearn {name} OPENBLAS_NUM_THREADS={blas} {dtype}: {float(ms):.1f} ms", file=sys.stderr)
+                if float(ms) < best.get(name, (float("inf"),))[0]:
+                    best[name] = (float(ms), f"OPENBLAS_NUM_THREADS={blas} {dtype}")
+    return best
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--bench", default=os.path.join(ROOT, "build", "normad_bench"))
+    a = ap.parse_args()
+    n, s = run_normad(a.threads, a.bench), run_sklearn(a.threads)
+    for name in sorted(n):
+        ms, setup = s[name]
+        print(f"{name} normad_ms={n[name]:.1f} sklearn_ms={ms:.1f} speedup={ms / n[name]:.2f} "
+              f"(threads {a.threads}; sklearn fastest with {setup})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

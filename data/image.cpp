@@ -1,0 +1,441 @@
+// normad image decoding, resizing, cropping and normalisation (see data/image.h).
+// Math: separable resampling out[o] = sum_k w[o, k] in[first[o] + k], weights precomputed once per
+// axis (PIL's precompute_coeffs for the filtered modes), double accumulation, float storage.
+// Tested by tests/test_images.cpp (closed forms and torch / PIL parity fixtures).
+#include "data/image.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <memory>
+
+#include "tensor/parallel.h"
+
+// stb_image's implementation lives in this file only; its own code trips -Wall -Wextra.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wall"
+#pragma GCC diagnostic ignored "-Wextra"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wdouble-promotion"
+#define STB_IMAGE_IMPLEMENTATION
+#define STBI_FAILURE_USERMSG  // "Corrupt PNG" rather than "bad IHDR len"-style codes where both exist
+#include <stb_image.h>
+#pragma GCC diagnostic pop
+
+namespace normad::data {
+
+// ---- decoding --------------------------------------------------------------------------------
+
+namespace {
+
+struct StbFree {
+  void operator()(unsigned char* p) const { stbi_image_free(p); }
+};
+
+// Decodes `path` to `channels` uint8 channels (stb converts grey <-> RGB and drops alpha).
+// The failure reason is thread-local in stb 2.27 (STBI_THREAD_LOCAL), so parallel loads are safe.
+std::unique_ptr<unsigned char, StbFree> decode(const std::string& path, int channels, int* h, int* w) {
+  if (!std::filesystem::is_regular_file(path)) throw Error(path + ": no such image file");
+  int n_in = 0;
+  unsigned char* px = stbi_load(path.c_str(), w, h, &n_in, channels);
+  if (!px) {
+    const char* why = stbi_failure_reason();
+    throw Error(path + ": cannot decode image (" + std::string(why ? why : "unknown reason") + ")");
+  }
+  return std::unique_ptr<unsigned char, StbFree>(px);
+}
+
+}  // namespace
+
+Tensor load_image_rgb(const std::string& path) {
+  int h = 0, w = 0;
+  auto px = decode(path, 3, &h, &w);
+  // interleaved HWC uint8 -> planar [3, H, W] float
+  Tensor out = Tensor::empty({3, h, w});
+  const int64_t hw = int64_t(h) * w;
+  float* o = out.data();
+  for (int64_t i = 0; i < hw; ++i)
+    for (int c = 0; c < 3; ++c) o[c * hw + i] = px.get()[3 * i + c];
+  return out;
+}
+
+Tensor load_image_gray(const std::string& path) {
+  int h = 0, w = 0;
+  auto px = decode(path, 1, &h, &w);
+  Tensor out = Tensor::empty({h, w});
+  for (int64_t i = 0; i < int64_t(h) * w; ++i) out.data()[i] = px.get()[i];
+  return out;
+}
+
+std::pair<int64_t, int64_t> image_size_hw(const std::string& path) {
+  if (!std::filesystem::is_regular_file(path)) throw Error(path + ": no such image file");
+  int w = 0, h = 0, n = 0;
+  if (!stbi_info(path.c_str(), &w, &h, &n)) {
+    const char* why = stbi_failure_reason();
+    throw Error(path + ": cannot read image header (" + std::string(why ? why : "unknown reason") + ")");
+  }
+  return {h, w};
+}
+
+// ---- resampling weights ----------------------------------------------------------------------
+
+namespace {
+
+// Weights of one axis: output index o reads count[o] inputs from first[o] on, with weights
+// w[o * taps + k]. Computed once per axis and reused for every row / column and channel.
+struct AxisWeights {
+  int64_t taps = 0;
+  std::vector<int64_t> first, count;
+  std::vector<double> w;
+};
+
+// PIL NEAREST (ImagingScaleAffine): src = int(x), x starting at scale / 2 and advanced by `scale`
+// per output, in double, exactly as PIL accumulates it.
+AxisWeights nearest_weights(int64_t in, int64_t out) {
+  AxisWeights a;
+  a.taps = 1;
+  a.first.resize(out);
+  a.count.assign(out, 1);
+  a.w.assign(out, 1.0);
+  const double scale = double(in) / double(out);
+  double xo = scale * 0.5;
+  for (int64_t o = 0; o < out; ++o) {
+    a.first[o] = std::min<int64_t>(int64_t(xo), in - 1);
+    xo += scale;
+  }
+  return a;
+}
+
+// OpenCV INTER_LINEAR / torch bilinear (align_corners=False, no antialias): half-pixel centres,
+// source coordinate clamped at 0; at the last input pixel the second tap drops out. The coordinate
+// stays in double (torch's float64 path); OpenCV and torch's float32 path round it to float, which
+// moves a weight by up to ~1e-5 at 300-pixel sizes (0.004 grey levels).
+AxisWeights bilinear_weights(int64_t in, int64_t out) {
+  AxisWeights a;
+  a.taps = 2;
+  a.first.resize(out);
+  a.count.resize(out);
+  a.w.assign(out * 2, 0.0);
+  const double scale = double(in) / double(out);
+  for (int64_t o = 0; o < out; ++o) {
+    double src = (o + 0.5) * scale - 0.5;
+    if (src < 0.0) src = 0.0;
+    const int64_t i0 = int64_t(std::floor(src));
+    const double frac = src - double(i0);
+    if (i0 >= in - 1) {  // right edge: the last pixel alone
+      a.first[o] = in - 1;
+      a.count[o] = 1;
+      a.w[o * 2] = 1.0;
+      continue;
+    }
+    a.first[o] = i0;
+    a.count[o] = 2;
+    a.w[o * 2] = 1.0 - frac;
+    a.w[o * 2 + 1] = frac;
+  }
+  return a;
+}
+
+double triangle_filter(double x) {  // PIL bilinear_filter, support 1
+  x = std::fabs(x);
+  return x < 1.0 ? 1.0 - x : 0.0;
+}
+
+double sinc(double x) {
+  if (x == 0.0) return 1.0;
+  x *= M_PI;
+  return std::sin(x) / x;
+}
+
+double lanczos3_filter(double x) {  // PIL lanczos_filter, support 3
+  return (-3.0 <= x && x < 3.0) ? sinc(x) * sinc(x / 3.0) : 0.0;
+}
+
+// PIL's precompute_coeffs (Resample.c): the kernel is stretched by the down-scale factor
+// (filterscale = max(in/out, 1)), centred at (o + 0.5) * in/out, evaluated at input pixel centres
+// and normalised to sum 1. torch's antialias=True path computes the same weights.
+AxisWeights filtered_weights(int64_t in, int64_t out, double (*filter)(double), double support0) {
+  AxisWeights a;
+  const double scale = double(in) / double(out);
+  const double filterscale = std::max(scale, 1.0);
+  const double support = support0 * filterscale;
+  a.taps = int64_t(std::ceil(support)) * 2 + 1;
+  a.first.resize(out);
+  a.count.resize(out);
+  a.w.assign(out * a.taps, 0.0);
+  const double ss = 1.0 / filterscale;
+  for (int64_t o = 0; o < out; ++o) {
+    const double center = (o + 0.5) * scale;
+    // int() truncates toward zero as in PIL; negative values are clamped to 0 right after.
+    int64_t xmin = int64_t(center - support + 0.5);
+    if (xmin < 0) xmin = 0;
+    int64_t xmax = int64_t(center + support + 0.5);
+    if (xmax > in) xmax = in;
+    const int64_t n = xmax - xmin;
+    double* w = &a.w[o * a.taps];
+    double total = 0.0;
+    for (int64_t k = 0; k < n; ++k) {
+      w[k] = filter((k + xmin - center + 0.5) * ss);
+      total += w[k];
+    }
+    if (total != 0.0)
+      for (int64_t k = 0; k < n; ++k) w[k] /= total;
+    a.first[o] = xmin;
+    a.count[o] = n;
+  }
+  return a;
+}
+
+AxisWeights axis_weights(int64_t in, int64_t out, ResizeFilter filter) {
+  switch (filter) {
+    case ResizeFilter::nearest: return nearest_weights(in, out);
+    case ResizeFilter::bilinear: return bilinear_weights(in, out);
+    case ResizeFilter::bilinear_aa: return filtered_weights(in, out, triangle_filter, 1.0);
+    case ResizeFilter::lanczos: return filtered_weights(in, out, lanczos3_filter, 3.0);
+  }
+  throw Error("resize: unknown filter");
+}
+
+// Clamps every value to [lo, hi] (PIL's clip8 after each pass of an 8-bit resize).
+void clamp_values(Tensor& t, float lo, float hi) {
+  for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = std::clamp(t.data()[i], lo, hi);
+}
+
+// Along W: src [R, Win] rows -> dst [R, Wout] (R = C * H).
+void resample_rows(float* dst, const float* src, int64_t rows, int64_t win, int64_t wout,
+                   const AxisWeights& a) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* s = src + r * win;
+    float* d = dst + r * wout;
+    for (int64_t o = 0; o < wout; ++o) {
+      const double* w = &a.w[o * a.taps];
+      const float* x = s + a.first[o];
+      double acc = 0.0;
+      for (int64_t k = 0; k < a.count[o]; ++k) acc += x[k] * w[k];
+      d[o] = float(acc);
+    }
+  }
+}
+
+// Along H: src [C, Hin, W] -> dst [C, Hout, W]; whole rows are accumulated so the inner loop runs
+// along contiguous memory. Each output element sums its taps in the same order as PIL.
+void resample_cols(float* dst, const float* src, int64_t channels, int64_t hin, int64_t hout,
+                   int64_t w, const AxisWeights& a) {
+  std::vector<double> acc(w);
+  for (int64_t c = 0; c < channels; ++c) {
+    for (int64_t o = 0; o < hout; ++o) {
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int64_t k = 0; k < a.count[o]; ++k) {
+        const double wk = a.w[o * a.taps + k];
+        const float* row = src + (c * hin + a.first[o] + k) * w;
+        for (int64_t x = 0; x < w; ++x) acc[x] += row[x] * wk;
+      }
+      float* d = dst + (c * hout + o) * w;
+      for (int64_t x = 0; x < w; ++x) d[x] = float(acc[x]);
+    }
+  }
+}
+
+// Splits [C, H, W] or [H, W] into (C, H, W); `what` names the caller in errors.
+void chw(const Tensor& img, const char* what, int64_t* c, int64_t* h, int64_t* w) {
+  if (img.dim() == 3) {
+    *c = img.size(0), *h = img.size(1), *w = img.size(2);
+  } else if (img.dim() == 2) {
+    *c = 1, *h = img.size(0), *w = img.size(1);
+  } else {
+    throw Error(std::string(what) + ": expected an image [C, H, W] or [H, W], got " +
+                shape_str(img.shape()));
+  }
+  if (*h < 1 || *w < 1) throw Error(std::string(what) + ": empty image " + shape_str(img.shape()));
+}
+
+// The output shape for (c, h, w) in the rank of `img`.
+Shape like(const Tensor& img, int64_t c, int64_t h, int64_t w) {
+  return img.dim() == 3 ? Shape{c, h, w} : Shape{h, w};
+}
+
+}  // namespace
+
+ResizeFilter parse_resize_filter(const std::string& name) {
+  if (name == "nearest") return ResizeFilter::nearest;
+  if (name == "bilinear") return ResizeFilter::bilinear;
+  if (name == "bilinear-aa") return ResizeFilter::bilinear_aa;
+  if (name == "lanczos") return ResizeFilter::lanczos;
+  throw Error("resize filter '" + name + "' unknown (nearest, bilinear, bilinear-aa, lanczos)");
+}
+
+const char* resize_filter_name(ResizeFilter filter) {
+  switch (filter) {
+    case ResizeFilter::nearest: return "nearest";
+    case ResizeFilter::bilinear: return "bilinear";
+    case ResizeFilter::bilinear_aa: return "bilinear-aa";
+    case ResizeFilter::lanczos: return "lanczos";
+  }
+  return "?";
+}
+
+Tensor resize(const Tensor& img, int64_t out_h, int64_t out_w, ResizeFilter filter, bool clamp_8bit) {
+  int64_t c, h, w;
+  chw(img, "resize", &c, &h, &w);
+  if (out_h < 1 || out_w < 1)
+    throw Error("resize: output size " + std::to_string(out_h) + "x" + std::to_string(out_w) +
+                " must be at least 1x1");
+  Tensor cur = img;
+  // W first, then H, as PIL's ImagingResampleInner; an unchanged axis is skipped (PIL does too).
+  if (out_w != w) {
+    Tensor next = Tensor::empty(like(img, c, h, out_w));
+    resample_rows(next.data(), cur.data(), c * h, w, out_w, axis_weights(w, out_w, filter));
+    if (clamp_8bit) clamp_values(next, 0.f, 255.f);
+    cur = next;
+  }
+  if (out_h != h) {
+    Tensor next = Tensor::empty(like(img, c, out_h, out_w));
+    resample_cols(next.data(), cur.data(), c, h, out_h, out_w, axis_weights(h, out_h, filter));
+    if (clamp_8bit) clamp_values(next, 0.f, 255.f);
+    cur = next;
+  }
+  return cur.same_storage(img) ? img.clone() : cur;
+}
+
+std::pair<int64_t, int64_t> shorter_side_size(int64_t h, int64_t w, int64_t s) {
+  if (h < 1 || w < 1 || s < 1)
+    throw Error("resize shorter side: sizes must be positive (image " + std::to_string(h) + "x" +
+                std::to_string(w) + ", side " + std::to_string(s) + ")");
+  // torchvision _compute_resized_output_size: new_long = int(size * long / short) in Python floats.
+  const int64_t shorter = std::min(h, w), longer = std::max(h, w);
+  const int64_t new_long = int64_t(double(s) * double(longer) / double(shorter));
+  return w <= h ? std::pair{new_long, s} : std::pair{s, new_long};
+}
+
+Tensor resize_shorter_side(const Tensor& img, int64_t s, ResizeFilter filter, bool clamp_8bit) {
+  int64_t c, h, w;
+  chw(img, "resize shorter side", &c, &h, &w);
+  auto [oh, ow] = shorter_side_size(h, w, s);
+  return resize(img, oh, ow, filter, clamp_8bit);
+}
+
+std::pair<int64_t, int64_t> center_crop_offset(int64_t h, int64_t w, int64_t ch, int64_t cw) {
+  if (ch < 1 || cw < 1 || ch > h || cw > w)
+    throw Error("center crop " + std::to_string(ch) + "x" + std::to_string(cw) +
+                " does not fit the image " + std::to_string(h) + "x" + std::to_string(w));
+  // Python's round(): ties to even; std::nearbyint does the same in the default rounding mode.
+  return {int64_t(std::nearbyint((h - ch) / 2.0)), int64_t(std::nearbyint((w - cw) / 2.0))};
+}
+
+Tensor center_crop(const Tensor& img, int64_t ch, int64_t cw) {
+  int64_t c, h, w;
+  chw(img, "center crop", &c, &h, &w);
+  auto [top, left] = center_crop_offset(h, w, ch, cw);
+  Tensor out = Tensor::empty(like(img, c, ch, cw));
+  for (int64_t k = 0; k < c; ++k)
+    for (int64_t y = 0; y < ch; ++y)
+      std::copy_n(img.data() + (k * h + top + y) * w + left, cw, out.data() + (k * ch + y) * cw);
+  return out;
+}
+
+Tensor imagenet_normalize(const Tensor& img) {
+  if (img.dim() != 3 || img.size(0) != 3)
+    throw Error("imagenet normalisation: expected an RGB image [3, H, W], got " +
+                shape_str(img.shape()));
+  static const float mean[3] = {0.485f, 0.456f, 0.406f}, stdev[3] = {0.229f, 0.224f, 0.225f};
+  Tensor out = Tensor::empty(img.shape());
+  const int64_t hw = img.size(1) * img.size(2);
+  for (int64_t c = 0; c < 3; ++c)
+    for (int64_t i = 0; i < hw; ++i)
+      out.data()[c * hw + i] = (img.data()[c * hw + i] / 255.f - mean[c]) / stdev[c];
+  return out;
+}
+
+// ---- preprocessing pipelines -----------------------------------------------------------------
+
+void ImagePrep::validate() const {
+  if (size < 1) throw Error("image prep: size must be >= 1, got " + std::to_string(size));
+  if (crop < 0) throw Error("image prep: crop must be >= 0 (0: none), got " + std::to_string(crop));
+  if (crop > size)
+    throw Error("image prep: crop " + std::to_string(crop) + " is larger than size " +
+                std::to_string(size));
+  parse_resize_filter(filter);
+}
+
+ImagePrep ImagePrep::gaussian_ad(int size) {
+  return ImagePrep{.size = size, .crop = 0, .filter = "bilinear", .shorter_side = false};
+}
+
+ImagePrep ImagePrep::acr_mvtec() {
+  return ImagePrep{.size = 256, .crop = 224, .filter = "lanczos", .shorter_side = true};
+}
+
+std::pair<int64_t, int64_t> prep_output_size(int64_t h, int64_t w, const ImagePrep& prep) {
+  prep.validate();
+  if (prep.crop > 0) return {prep.crop, prep.crop};  // crop <= size <= both resized sides
+  return prep.shorter_side ? shorter_side_size(h, w, prep.size)
+                           : std::pair<int64_t, int64_t>{prep.size, prep.size};
+}
+
+namespace {
+// Resize by the rule of `prep` with `filter` (values clamped to 0..255 after each pass, as for
+// the 8-bit images of the reference pipelines), then the centre crop.
+Tensor resize_and_crop(const Tensor& img, const ImagePrep& prep, ResizeFilter filter) {
+  int64_t c, h, w;
+  chw(img, "preprocess", &c, &h, &w);
+  auto [rh, rw] = prep.shorter_side ? shorter_side_size(h, w, prep.size)
+                                    : std::pair<int64_t, int64_t>{prep.size, prep.size};
+  Tensor out = resize(img, rh, rw, filter, /*clamp_8bit=*/true);
+  if (prep.crop > 0) out = center_crop(out, prep.crop, prep.crop);
+  return out;
+}
+}  // namespace
+
+Tensor preprocess_image(const Tensor& img, const ImagePrep& prep) {
+  prep.validate();
+  if (img.dim() != 3 || img.size(0) != 3)
+    throw Error("preprocess: expected an RGB image [3, H, W], got " + shape_str(img.shape()));
+  return imagenet_normalize(resize_and_crop(img, prep, parse_resize_filter(prep.filter)));
+}
+
+Tensor load_preprocessed(const std::string& path, const ImagePrep& prep) {
+  prep.validate();
+  return preprocess_image(load_image_rgb(path), prep);
+}
+
+Tensor load_batch(const std::vector<std::string>& paths, const ImagePrep& prep) {
+  prep.validate();
+  const int64_t n = int64_t(paths.size());
+  if (n == 0) throw Error("load_batch: no image paths");
+  // Decode in parallel; errors are kept per image and the first in list order is raised, so the
+  // message does not depend on scheduling.
+  std::vector<Tensor> images(n);
+  std::vector<std::string> errors(n);
+  parallel_for(n, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      try {
+        images[i] = load_preprocessed(paths[i], prep);
+      } catch (const std::exception& ex) {
+        errors[i] = ex.what();
+      }
+    }
+  });
+  for (int64_t i = 0; i < n; ++i)
+    if (!errors[i].empty()) throw Error(errors[i]);
+  const Shape one = images[0].shape();  // [3, Ho, Wo]
+  for (int64_t i = 1; i < n; ++i)
+    if (images[i].shape() != one)
+      throw Error(paths[i] + ": preprocessed to " + shape_str(images[i].shape()) + " but " +
+                  paths[0] + " to " + shape_str(one) + " (use a crop or an S x S resize)");
+  Tensor out = Tensor::empty({n, one[0], one[1], one[2]});
+  const int64_t per = images[0].numel();
+  for (int64_t i = 0; i < n; ++i) std::copy_n(images[i].data(), per, out.data() + i * per);
+  return out;
+}
+
+Tensor load_mask(const std::string& path, const ImagePrep& prep) {
+  prep.validate();
+  Tensor m = resize_and_crop(load_image_gray(path), prep, ResizeFilter::nearest);
+  for (int64_t i = 0; i < m.numel(); ++i) m.data()[i] = m.data()[i] > 0.f ? 1.f : 0.f;
+  return m;
+}
+
+}  // namespace normad::data

@@ -1,0 +1,147 @@
+// Gaussian-AD (gaussian_ad.md): per feature level a multivariate Gaussian (sample mean + Ledoit-Wolf
+// shrunk covariance, exactly as scikit-learn's LedoitWolf), scored by the Mahalanobis distance; the
+// image score is the mean of the level distances (§6).
+// Math: Σ_LW = (1 − a)·S + a·(tr S / p)·I (§5); M(x) = √((x − μ)ᵀ P (x − μ)) = ||W (x − μ)|| with
+// P = WᵀW, W = L⁻¹ from the Cholesky factor Σ_LW = L Lᵀ (or the pseudo-inverse square root when
+// eigenvalues must be dropped, as scipy's pinvh does).
+// Streaming: MomentSums keeps n, Σy, Σyyᵀ, Σ||y||²y and Σ||y||⁴ (y = x − shift), enough for the
+// mean, S and Ledoit-Wolf's fourth-moment term, so memory is O(p²) whatever the number of rows.
+// PCA / NPCA (§7) need a second pass in the reduced space, so the fitter then holds the float
+// features once.
+// Tested by tests/test_gaussian_ad.cpp: mean, covariance, shrinkage, precision, distances, PCA /
+// NPCA against scikit-learn fixtures (tests/make_sklearn_fixtures.py), χ² quantiles against scipy,
+// streaming in any batch split equals one batch, save/load round trip, malformed model files.
+#pragma once
+
+#include <Eigen/Dense>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace normad::models {
+
+// scipy pinvh cut-offs (gaussian_ad.md §5): eigenvalues with |λ| <= rcond·max|λ| are dropped.
+inline constexpr double kRcondF64 = 1e6 * 2.220446049250313e-16;
+inline constexpr double kRcondF32 = 1e3 * 1.1920928955078125e-07;
+
+// scikit-learn's LedoitWolf().fit(X) (store_precision, assume_centered=False).
+struct LedoitWolf {
+  Eigen::VectorXd mean;        // [p]
+  Eigen::MatrixXd covariance;  // [p, p], Σ_LW
+  double shrinkage = 0;        // a in [0, 1]
+  double scale = 0;            // m = tr(S) / p
+};
+
+// Streaming sums over rows of a [n, p] matrix, accumulated in double around `shift` (the first
+// batch's mean, so that large offsets do not cancel).
+class MomentSums {
+ public:
+  explicit MomentSums(int64_t p);
+  void add(const float* rows, int64_t n);  // rows: [n, p] row-major
+  void add(const Eigen::MatrixXd& rows);   // [n, p]
+  int64_t count() const { return n_; }
+  int64_t dim() const { return p_; }
+  Eigen::VectorXd mean() const;
+  Eigen::MatrixXd covariance() const;  // biased (divide by n), full symmetric
+  LedoitWolf ledoit_wolf() const;
+
+ private:
+  void add_block(const Eigen::MatrixXd& y);  // rows already shifted
+  int64_t p_, n_ = 0;
+  Eigen::VectorXd shift_, s1_, s3_;  // Σy, Σ||y||² y
+  Eigen::MatrixXd s2_;               // Σ y yᵀ (lower triangle)
+  double s4_ = 0;                    // Σ ||y||⁴
+};
+
+// P = pinvh(Σ) and W with P = WᵀW. Cholesky when nothing can be dropped (a > rcond·p, since then
+// every eigenvalue is >= a·m > rcond·tr Σ >= rcond·max λ), else the symmetric eigen-decomposition.
+struct Whitening {
+  Eigen::MatrixXd whiten;     // [k', p]: k' = p, or the kept eigenvalues
+  Eigen::MatrixXd precision;  // [p, p]
+  int64_t dropped = 0;        // eigenvalues dropped by the cut-off
+  bool cholesky = false;
+};
+Whitening whitening(const LedoitWolf& lw, double rcond = kRcondF64);
+
+// PCA (§7): components of the covariance S ([p, p], any positive scale) with q = min(n, p) kept
+// before the rule; returns the kept components as rows [k, p].
+// "pca": components 0..c; "npca": max(c − 1, 0)..q − 1, c = first index with cumulative
+// explained-variance ratio > t (0 if none).
+struct Projection {
+  Eigen::MatrixXd components;  // [k, p], orthonormal rows, by decreasing variance
+  int64_t first = 0, last = 0; // kept index range [first, last] of the q components
+};
+Projection pca_projection(const Eigen::MatrixXd& cov, int64_t n, const std::string& kind,
+                          double threshold);
+
+// χ² threshold on one level's distance (§8): √(F⁻¹_{χ²(dof)}(p)), Boost.Math's quantile.
+double chi2_distance_threshold(int64_t dof, double p);
+// n-sigma coverage of a 1-D Gaussian: erf(n / √2).
+double sigma_coverage(double n_sigma);
+
+struct GaussianAdOptions {
+  std::string reduction = "none";  // none | pca | npca
+  double variance = 0.99;          // t for pca / npca
+  double rcond = kRcondF64;        // pinvh cut-off (kRcondF32 mimics float32 input)
+};
+
+// One level of a fitted model: M(x) = ||whiten·(x − center)||.
+struct GaussianLevel {
+  int64_t dim = 0;             // p, input features
+  int64_t reduced = 0;         // k: the Gaussian's dimension (= p without reduction)
+  double shrinkage = 0;
+  int64_t dropped = 0;
+  Eigen::VectorXd center;      // [p]
+  Eigen::MatrixXd whiten;      // [k', p]
+  Eigen::VectorXd mean;        // [k]: the Gaussian's mean in its own space
+  Eigen::MatrixXd precision;   // [k, k]
+  Eigen::MatrixXd projection;  // [k, p] for pca / npca, else empty
+};
+
+class GaussianAd {
+ public:
+  GaussianAdOptions options;
+  std::vector<GaussianLevel> levels;
+  // Thresholds on the combined score (empirical, from normal scores) and per level (χ²).
+  double fpr = 0.01;
+  double empirical_threshold = 0;          // 0: none
+  std::vector<double> chi2_thresholds;     // per level, at p = 1 − fpr
+  std::map<std::string, std::string> info; // free metadata (backbone, levels, image prep, ...)
+
+  // Mahalanobis distances [n, L] (double) for levels [n, p_l] each.
+  Eigen::MatrixXd level_distances(const std::vector<Tensor>& feats) const;
+  // Mean over levels of the distances (§6).
+  std::vector<double> score(const std::vector<Tensor>& feats) const;
+  // Sets fpr, the χ² thresholds and the empirical threshold from scores of normal data.
+  void set_thresholds(double fpr, const std::vector<double>& normal_scores);
+  // The threshold flags use: χ² with one level, else the empirical one.
+  double decision_threshold() const;
+
+  void save(const std::string& path) const;  // safetensors, written atomically
+  static GaussianAd load(const std::string& path);
+};
+
+// Streaming fit: add() batches of every level, then finish(). Without reduction only the moment
+// sums are kept (O(p²) per level); with pca / npca the float features are also held once.
+class GaussianFitter {
+ public:
+  GaussianFitter(std::vector<int64_t> dims, GaussianAdOptions options = {});
+  void add(const std::vector<Tensor>& feats);  // one [b, p_l] tensor per level
+  int64_t count() const { return n_; }
+  GaussianAd finish() const;
+
+ private:
+  std::vector<int64_t> dims_;
+  GaussianAdOptions opt_;
+  int64_t n_ = 0;
+  std::vector<MomentSums> sums_;
+  std::vector<std::vector<float>> held_;  // [n, p_l] per level, pca / npca only
+};
+
+// Fits a single level from held rows (convenience; same as one add + finish).
+GaussianLevel fit_level(const Eigen::MatrixXd& x, const GaussianAdOptions& options = {});
+
+}  // namespace normad::models

@@ -1,0 +1,233 @@
+// Gaussian-AD (models/gaussian_ad.h) against scikit-learn / scipy fixtures written by
+// tests/make_sklearn_fixtures.py: Ledoit-Wolf mean, covariance, shrinkage, precision and
+// Mahalanobis distances (n < p, n = p, n > p, p = 1, a large offset), PCA / NPCA component counts
+// and reduced-space distances, χ² thresholds. Without fixtures: streaming in any split equals one
+// batch, a closed-form 1-D case, the thresholds, save / load and malformed model files.
+// Fixture references are float64 read back as float32, so comparisons allow ~1e-6 relative.
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+
+#include "helpers.h"
+#include "models/gaussian_ad.h"
+#include "nn/safetensors.h"
+
+using namespace normad;
+using namespace normad::models;
+
+namespace {
+
+Eigen::MatrixXd as_matrix(const Tensor& t) {
+  const int64_t r = t.size(0), c = t.dim() == 2 ? t.size(1) : 1;
+  Eigen::MatrixXd m(r, c);
+  for (int64_t i = 0; i < r; ++i)
+    for (int64_t j = 0; j < c; ++j) m(i, j) = t.data()[i * c + j];
+  return m;
+}
+
+// max |got − ref| / max |ref|
+double rel_err(const Eigen::MatrixXd& got, const Eigen::MatrixXd& ref) {
+  REQUIRE(got.rows() == ref.rows());
+  REQUIRE(got.cols() == ref.cols());
+  return (got - ref).cwiseAbs().maxCoeff() / std::max(ref.cwiseAbs().maxCoeff(), 1e-300);
+}
+
+Tensor random_rows(int64_t n, int64_t p, uint64_t seed, float offset = 0) {
+  Tensor t({n, p});
+  uint64_t s = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+    t.data()[i] = offset + float((s >> 33) % 20000) / 10000.f - 1.f + (i % p == 0 ? float(i % 7) : 0.f);
+  }
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("gaussian-ad: Ledoit-Wolf, precision and distances match scikit-learn", "[gaussian][parity]") {
+  const std::string path = test::fixture("gaussian_ad.safetensors");
+  if (path.empty()) return;
+  const auto f = nn::load_safetensors(path);
+  const int cases = int(f.tensors.at("lw_cases").item());
+  REQUIRE(cases == 6);
+  for (int i = 0; i < cases; ++i) {
+    const std::string k = "lw" + std::to_string(i) + ".";
+    const Tensor& x = f.tensors.at(k + "x");
+    const int64_t n = x.size(0), p = x.size(1);
+    INFO("case " << i << ": n = " << n << ", p = " << p);
+    // Streamed in uneven batches (3 rows, then the rest): the sums do not depend on the split.
+    GaussianFitter fit({p});
+    const int64_t first = std::min<int64_t>(3, n);
+    fit.add({slice(x, 0, 0, first)});
+    if (first < n) fit.add({slice(x, 0, first, n)});
+    const GaussianAd model = fit.finish();
+    const GaussianLevel& lv = model.levels[0];
+    CHECK(rel_err(lv.mean, as_matrix(f.tensors.at(k + "mean"))) < 1e-6);
+    CHECK(lv.shrinkage == Approx(f.tensors.at(k + "shrinkage").item()).epsilon(1e-5).margin(1e-9));
+    CHECK(rel_err(lv.precision, as_matrix(f.tensors.at(k + "precision"))) < 1e-4);
+    MomentSums sums(p);
+    sums.add(x.data(), n);
+    CHECK(rel_err(sums.ledoit_wolf().covariance, as_matrix(f.tensors.at(k + "cov"))) < 1e-5);
+    const Eigen::MatrixXd d = model.level_distances({f.tensors.at(k + "xt")});
+    CHECK(rel_err(d, as_matrix(f.tensors.at(k + "dist"))) < 1e-4);
+  }
+}
+
+TEST_CASE("gaussian-ad: PCA and NPCA keep scikit-learn's components and distances", "[gaussian][parity]") {
+  const std::string path = test::fixture("gaussian_ad.safetensors");
+  if (path.empty()) return;
+  const auto f = nn::load_safetensors(path);
+  const int cases = int(f.tensors.at("pca_cases").item());
+  REQUIRE(cases == 6);
+  for (int i = 0; i < cases; ++i) {
+    const std::string k = "pca" + std::to_string(i) + ".";
+    const auto kind = f.tensors.at(k + "kind").to_vector();
+    GaussianAdOptions o;
+    o.reduction = kind[0] > 0.5 ? "npca" : "pca";
+    o.variance = double(kind[1]);
+    // The threshold was float64 in the fixture; float32 0.9 etc. is within 1e-8 of it, far from
+    // any cumulative ratio here.
+    const Tensor& x = f.tensors.at(k + "x");
+    INFO("case " << i << ": " << o.reduction << " " << o.variance);
+    GaussianFitter fit({x.size(1)}, o);
+    fit.add({x});
+    const GaussianAd model = fit.finish();
+    const GaussianLevel& lv = model.levels[0];
+    CHECK(lv.reduced == int64_t(f.tensors.at(k + "k").item()));
+    CHECK(lv.shrinkage == Approx(f.tensors.at(k + "shrinkage").item()).epsilon(1e-4).margin(1e-9));
+    const Eigen::MatrixXd d = model.level_distances({f.tensors.at(k + "xt")});
+    CHECK(rel_err(d, as_matrix(f.tensors.at(k + "dist"))) < 1e-4);
+  }
+}
+
+TEST_CASE("gaussian-ad: chi-square thresholds match scipy", "[gaussian][parity]") {
+  const std::string path = test::fixture("gaussian_ad.safetensors");
+  if (path.empty()) return;
+  const auto f = nn::load_safetensors(path);
+  const auto dofs = f.tensors.at("chi2.dof").to_vector();
+  const Tensor& ref = f.tensors.at("chi2.threshold");  // [dof, coverage]
+  REQUIRE(ref.size(1) == 9);
+  for (size_t i = 0; i < dofs.size(); ++i)
+    for (int j = 0; j < 9; ++j) {
+      // Coverages erf(n / √2), n = 1..8, computed here (float32 would round them to 1), then 0.99.
+      const double p = j < 8 ? sigma_coverage(j + 1) : 0.99;
+      INFO("dof " << dofs[i] << ", coverage " << p);
+      CHECK(chi2_distance_threshold(int64_t(dofs[i]), p) ==
+            Approx(ref.data()[int64_t(i) * 9 + j]).epsilon(1e-6));
+    }
+  CHECK(sigma_coverage(3) == Approx(0.9973002039367398).epsilon(1e-12));
+  CHECK_THROWS_WITH(chi2_distance_threshold(0, 0.5), Catch::Contains("degree of freedom"));
+  CHECK_THROWS_WITH(chi2_distance_threshold(3, 1.0), Catch::Contains("coverage"));
+}
+
+TEST_CASE("gaussian-ad: one feature is a z-score and streaming equals one batch", "[gaussian]") {
+  // p = 1: no shrinkage, Σ = biased variance, M(x) = |x − μ| / σ.
+  const Tensor x = Tensor::from({4, 1}, {1, 2, 3, 6});  // μ = 3, σ² = (4 + 1 + 0 + 9) / 4 = 3.5
+  GaussianFitter fit({1});
+  fit.add({x});
+  const GaussianAd m = fit.finish();
+  CHECK(m.levels[0].shrinkage == 0);
+  const Eigen::MatrixXd d = m.level_distances({Tensor::from({2, 1}, {3, 10})});
+  CHECK(d(0, 0) == Approx(0).margin(1e-12));
+  CHECK(d(1, 0) == Approx(7 / std::sqrt(3.5)).epsilon(1e-12));
+
+  // Two levels, many rows with a large offset, any batch split: same model to rounding.
+  const Tensor a = random_rows(700, 20, 1, 50.f), b = random_rows(700, 5, 2);
+  GaussianFitter one({20, 5}), many({20, 5});
+  one.add({a, b});
+  for (int64_t r = 0; r < 700;) {
+    const int64_t e = std::min<int64_t>(700, r + 1 + r % 97);
+    many.add({slice(a, 0, r, e), slice(b, 0, r, e)});
+    r = e;
+  }
+  REQUIRE(many.count() == 700);
+  const GaussianAd m1 = one.finish(), m2 = many.finish();
+  for (size_t l = 0; l < 2; ++l) {
+    CHECK(rel_err(m2.levels[l].precision, m1.levels[l].precision) < 1e-9);
+    CHECK(m2.levels[l].shrinkage == Approx(m1.levels[l].shrinkage).epsilon(1e-9));
+  }
+  const auto s1 = m1.score({a, b}), s2 = m2.score({a, b});
+  for (size_t i = 0; i < s1.size(); i += 50) CHECK(s2[i] == Approx(s1[i]).epsilon(1e-9));
+  // The score is the mean of the level distances.
+  const Eigen::MatrixXd d2 = m1.level_distances({a, b});
+  CHECK(s1[3] == Approx((d2(3, 0) + d2(3, 1)) / 2).epsilon(1e-12));
+}
+
+TEST_CASE("gaussian-ad: pinvh drops directions with no variance", "[gaussian]") {
+  // Column 1 is constant and p = 2 features have no shrinkage target spread: force the eigen path
+  // with a huge rcond; the kept direction gives a 1-D z-score on column 0.
+  auto mat2 = [](double a, double b, double c) {
+    Eigen::MatrixXd m(2, 2);
+    m << a, b, b, c;
+    return m;
+  };
+  LedoitWolf lw;
+  lw.mean = Eigen::VectorXd::Zero(2);
+  lw.covariance = mat2(4, 0, 1e-20);
+  lw.shrinkage = 0;
+  lw.scale = 2;
+  const Whitening w = whitening(lw);
+  CHECK_FALSE(w.cholesky);
+  CHECK(w.dropped == 1);
+  CHECK(w.precision(0, 0) == Approx(0.25));
+  CHECK(w.precision(1, 1) == Approx(0).margin(1e-12));
+  lw.shrinkage = 0.5;
+  lw.covariance = mat2(4, 1, 3);
+  const Whitening c = whitening(lw);
+  CHECK(c.cholesky);
+  CHECK(rel_err(c.precision, mat2(4, 1, 3).inverse()) < 1e-12);
+}
+
+TEST_CASE("gaussian-ad: thresholds, model file round trip and bad files", "[gaussian]") {
+  const Tensor a = random_rows(300, 6, 3), b = random_rows(300, 4, 4, -2.f);
+  GaussianFitter fit({6, 4}, {"npca", 0.9});
+  fit.add({a, b});
+  GaussianAd m = fit.finish();
+  m.info["backbone"] = "resnet18";
+  const auto train = m.score({a, b});
+  m.set_thresholds(0.05, train);
+  CHECK(m.chi2_thresholds.size() == 2);
+  CHECK(m.chi2_thresholds[1] == Approx(chi2_distance_threshold(m.levels[1].reduced, 0.95)));
+  int flagged = 0;
+  for (double s : train) flagged += s > m.empirical_threshold;
+  CHECK(flagged == 15);  // 5% of 300 normal training scores (NumPy percentile rule)
+  CHECK(m.decision_threshold() == m.empirical_threshold);  // two levels: empirical
+
+  const auto dir = std::filesystem::temp_directory_path() / "normad_test_gaussian_ad";
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "model.safetensors").string();
+  m.save(path);
+  CHECK_FALSE(std::filesystem::exists(path + ".tmp"));
+  const GaussianAd r = GaussianAd::load(path);
+  CHECK(r.info.at("backbone") == "resnet18");
+  CHECK(r.options.reduction == "npca");
+  REQUIRE(r.levels.size() == 2);
+  CHECK(r.levels[1].projection.rows() == m.levels[1].reduced);
+  const auto s = r.score({a, b});
+  for (size_t i = 0; i < s.size(); i += 37) CHECK(s[i] == Approx(train[i]).epsilon(1e-5));
+  CHECK(r.empirical_threshold == Approx(m.empirical_threshold).epsilon(1e-5));
+
+  // Scoring with the wrong width names the level and both shapes.
+  CHECK_THROWS_WITH(r.score({a, random_rows(3, 5, 1)}), Catch::Contains("level 1") && Catch::Contains("[300, 4]"));
+  // A weight file that is not a Gaussian-AD model, and one with a tensor missing.
+  const std::string other = (dir / "other.safetensors").string();
+  nn::save_safetensors(other, {{"w", Tensor::ones({2})}}, {{"model", "acr-dsvdd"}});
+  CHECK_THROWS_WITH(GaussianAd::load(other), Catch::Contains(other) && Catch::Contains("gaussian-ad"));
+  auto st = nn::load_safetensors(path);
+  std::vector<std::pair<std::string, Tensor>> kept;
+  for (auto& [k, v] : st.tensors)
+    if (k != "level1.whiten") kept.emplace_back(k, v);
+  nn::save_safetensors(other, kept, st.metadata);
+  CHECK_THROWS_WITH(GaussianAd::load(other), Catch::Contains("level1.whiten"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("gaussian-ad: bad options and shapes are clear errors", "[gaussian]") {
+  CHECK_THROWS_WITH(GaussianFitter({4}, {"pcaa", 0.9}), Catch::Contains("none, pca or npca"));
+  CHECK_THROWS_WITH(GaussianFitter({4}, {"pca", 1.5}), Catch::Contains("(0, 1)"));
+  GaussianFitter fit({4, 3});
+  CHECK_THROWS_WITH(fit.add({random_rows(5, 4, 1)}), Catch::Contains("expected 2 feature levels"));
+  CHECK_THROWS_WITH(fit.add({random_rows(5, 4, 1), random_rows(5, 2, 1)}),
+                    Catch::Contains("level 1") && Catch::Contains("[5, 3]"));
+  CHECK_THROWS_WITH(fit.finish(), Catch::Contains("no training rows"));
+}
