@@ -1,4 +1,4 @@
-// normad: the command line. Subcommands so far: `zeroshot` (FMNIST-ZS, fmnist_zs.md, or the same
+// normad: the command line. Subcommands: `features` and `mvg` (apps/cmd_images.cpp, Gaussian-AD), `zeroshot` (FMNIST-ZS, fmnist_zs.md, or the same
 // protocol on a labelled CSV table), `oneclass` (Deep SVDD per normal class on Fashion-MNIST,
 // ntl_dsvdd.md A.5-A.7), `train` / `score` (one-class NeuTraL-AD or Deep SVDD on tables, a model file
 // that carries its preprocessing and threshold) and `eval` (metrics of a scores file).
@@ -16,6 +16,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "apps/cli_util.h"
+#include "apps/cmd_images.h"
 #include "data/csv.h"
 #include "data/image_norm.h"
 #include "data/idx.h"
@@ -32,50 +34,11 @@
 #include "tensor/random.h"
 
 using namespace normad;
+using normad::cli::Progress;
+using normad::cli::split_list;
+using normad::cli::write_atomic;
 
 namespace {
-
-// Writes `text` to path via path.tmp + rename.
-void write_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp" + std::to_string(getpid());  // concurrent runs never collide
-  {
-    std::ofstream f(tmp);
-    if (!f) throw Error(path + ": cannot write");
-    f << text;
-    if (!f.flush()) throw Error(path + ": write failed");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp, ec);
-    throw Error(path + ": cannot write (" + ec.message() + ")");
-  }
-}
-
-// Training progress: a redrawn bar on a terminal, plain periodic lines otherwise.
-struct Progress {
-  std::string label;
-  bool tty = isatty(fileno(stderr));
-  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now(), last = t0;
-  void operator()(int64_t done, int64_t total, double loss) {
-    auto now = std::chrono::steady_clock::now();
-    const double secs = std::chrono::duration<double>(now - t0).count();
-    const bool final = done == total;
-    if (!final && std::chrono::duration<double>(now - last).count() < (tty ? 0.2 : 10.0)) return;
-    last = now;
-    const double rate = done / std::max(secs, 1e-9), eta = (total - done) / std::max(rate, 1e-9);
-    if (tty) {
-      const int width = 30, fill = static_cast<int>(width * done / std::max<int64_t>(total, 1));
-      std::fprintf(stderr, "\r%s [%.*s%*s] %lld/%lld  %.2f it/s  loss %.4f  ETA %.0fs ", label.c_str(), fill,
-                   "##############################", width - fill, "", (long long)done, (long long)total,
-                   rate, loss, eta);
-      if (final) std::fprintf(stderr, "\n");
-    } else {
-      std::fprintf(stderr, "%s %lld/%lld  %.2f it/s  loss %.4f  ETA %.0fs\n", label.c_str(), (long long)done,
-                   (long long)total, rate, loss, eta);
-    }
-  }
-};
 
 std::vector<double> parse_ratios(const std::string& s) {
   std::vector<double> out;
@@ -184,15 +147,6 @@ std::string resolve_recipe(models::ZsConfig& cfg, const RecipeArgs& ra, int64_t 
   if (ra.tasks_per_pass < 0) throw Error("--tasks-per-pass: must be >= 0");
   cfg.tasks_per_pass = ra.tasks_per_pass;
   return r;
-}
-
-std::vector<std::string> split_list(const std::string& s, const char* what) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) out.push_back(item);
-  if (out.empty()) throw Error(std::string(what) + ": empty list");
-  return out;
 }
 
 // The preprocessing every table model uses: the label column, optional one-hot columns, and
@@ -353,12 +307,20 @@ void zeroshot_csv(const std::string& path, const std::string& label, const std::
 // Labels are 0/1 (1 = anomaly) or, with --normal V, any values where V marks the normal rows.
 void eval_scores(const std::string& scores_path, const std::string& labels_path, const std::string& label,
                  const std::string& normal, const std::string& json_path) {
-  data::Table scores = data::read_table(scores_path, "");
-  auto sc = std::find(scores.columns.begin(), scores.columns.end(), "score");
-  if (sc == scores.columns.end()) throw Error(scores_path + ": no 'score' column");
-  const int64_t j = sc - scores.columns.begin(), n = scores.x.size(0), F = scores.x.size(1);
+  // Only the 'score' column is read: other columns (index, name, label) may be anything.
+  const data::Csv scores = data::read_csv(scores_path);
+  auto sc = std::find(scores.header.begin(), scores.header.end(), "score");
+  if (sc == scores.header.end()) throw Error(scores_path + ": no 'score' column");
+  const size_t j = sc - scores.header.begin();
+  const int64_t n = static_cast<int64_t>(scores.rows.size());
   std::vector<double> s(n);
-  for (int64_t i = 0; i < n; ++i) s[i] = scores.x.data()[i * F + j];
+  for (int64_t i = 0; i < n; ++i) {
+    const std::string& cell = scores.rows[i][j];
+    char* end = nullptr;
+    s[i] = std::strtod(cell.c_str(), &end);
+    if (cell.empty() || *end != '\0')
+      throw Error(scores_path + ":" + std::to_string(scores.lines[i]) + ": score '" + cell + "' is not a number");
+  }
   data::Csv lab = data::read_csv(labels_path);
   auto lc = std::find(lab.header.begin(), lab.header.end(), label);
   if (lc == lab.header.end()) throw Error(labels_path + ": no label column '" + label + "'");
@@ -712,6 +674,8 @@ int main(int argc, char** argv) {
   scs->add_option("--out", scores_out, "scores CSV")->required();
   scs->add_option("--batch", score_batch, "rows per forward pass (ACR: per batch of statistics)")->capture_default_str();
 
+  cli::ImageCommands image_commands(app, common, json_path);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -729,6 +693,7 @@ int main(int argc, char** argv) {
       oneclass_fmnist(oa, seed, json_path);
     }
     if (*ev) eval_scores(scores_path, labels_path, eval_label, normal, json_path);
+    image_commands.run();
     if (*zs) {
       if (model != "dsvdd" && model != "ntl") throw Error("--model: '" + model + "' is not dsvdd or ntl");
       cfg.ratios = parse_ratios(ratios);

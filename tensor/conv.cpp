@@ -1,9 +1,13 @@
 // 2-D convolution (NCHW) on the CPU: im2col + GEMM (tensor/gemm.h) per group, parallel over batch
-// chunks and inside each GEMM (oneTBB), plus the plain-loop reference the tests trust.
+// chunks and inside each GEMM (oneTBB), a direct loop for depthwise convolutions (groups = C = F),
+// plus the plain-loop reference the tests trust.
 // Math: out[n,f,oh,ow] = b[f] + sum_{c,kh,kw} w[f,c,kh,kw] x[n, g*Cg+c, oh*sh-ph+kh*dh, ow*sw-pw+kw*dw]
 // with g = f / Fg (zero outside the input); as matrices per group: out_g = W_g [Fg, Cg*KH*KW] x cols.
-// Tested by tests/test_conv.cpp: im2col path vs conv2d_reference over strides/pads/dilations/groups,
-// a closed form, backward vs plain scatter loops, finite differences, thread-count determinism.
+// conv2d_affine_act applies act(scale[f] * conv + shift[f]) in the same write-back pass (inference
+// with a BN folded in).
+// Tested by tests/test_conv.cpp: im2col path and depthwise path vs conv2d_reference over
+// strides/pads/dilations/groups, the fused epilogue vs the composed ops, a closed form, backward vs
+// plain scatter loops, finite differences, thread-count determinism.
 //
 // Shapes: N batch, C input channels, F filters (output channels), H, W input, OH, OW output,
 // KH, KW kernel, G groups, Cg = C/G and Fg = F/G channels per group, K = Cg*KH*KW (GEMM depth).
@@ -13,10 +17,14 @@
 // results are bit-identical for any number of threads. One chunk's columns sit side by side in one
 // [K, nb*OH*OW] matrix, which makes the GEMM wide enough to be efficient on small feature maps.
 #include <algorithm>
+#include <bit>
+#include <cmath>
 #include <cstring>
 #include <memory>
+#include <string>
 #include <vector>
 
+#include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
 #include "tensor/gemm.h"
@@ -173,21 +181,170 @@ void gather_chunk(float* buf, const float* t, const ConvDims& d, int64_t n0, int
                   sizeof(float) * ohw);
 }
 
-}  // namespace
+// c ? a : b on floats as bit operations on a compare mask: GCC vectorises this, where it keeps a
+// float ?: (or std::min / std::max) as a branch under the default -ftrapping-math.
+inline float select(bool c, float a, float b) {
+  const int32_t m = -int32_t(c);
+  return std::bit_cast<float>((std::bit_cast<int32_t>(a) & m) | (std::bit_cast<int32_t>(b) & ~m));
+}
 
-Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dArgs& a) {
-  check_cpu(x, "conv2d"), check_cpu(w, "conv2d");
-  ConvDims d = conv_dims(x.shape(), w.shape(), a, "conv2d");
-  if (b.defined())
-    check(b.dim() == 1 && b.size(0) == d.F, "conv2d",
-          "bias must be [F] = [" + std::to_string(d.F) + "], got " + shape_str(b.shape()));
+// exp(x) in float as straight-line arithmetic, so that the loops calling it vectorise and every
+// element (vector body or scalar tail, any address) gets the same bits: x = n ln2 + r with
+// n = floor(x log2(e) + 1/2) and Cody-Waite ln2, exp(r) by Cephes' expf polynomial, times 2^n
+// applied as two halves so n in [-150, 129] needs no special case. Within 4e-7 relative of exp
+// (tests/test_conv.cpp); x is clamped to [-104, 89]: below gives 0, above overflows to +inf.
+inline float exp_f32(float x) {
+  float xc = select(x < -104.f, -104.f, x);
+  xc = select(xc > 89.f, 89.f, xc);
+  const float t = xc * 1.44269504088896341f + 0.5f;
+  const int32_t ti = int32_t(t);
+  const int32_t n = ti - int32_t(float(ti) > t);  // floor(t) (truncation rounds up below 0)
+  const float fx = float(n);
+  const float r = (xc - fx * 0.693359375f) + fx * 2.12194440e-4f;  // x - n ln2, in two parts
+  float y = 1.9875691500e-4f;
+  y = y * r + 1.3981999507e-3f;
+  y = y * r + 8.3334519073e-3f;
+  y = y * r + 4.1665795894e-2f;
+  y = y * r + 1.6666665459e-1f;
+  y = y * r + 5.0000001201e-1f;
+  y = y * (r * r) + r + 1.f;
+  const int32_t a = n >> 1, b = n - a;  // each half in [-75, 65]: a normal power of two
+  return y * (std::bit_cast<float>((a + 127) << 23) * std::bit_cast<float>((b + 127) << 23));
+}
+
+// dst[i] = f(src[i]); in place through one pointer, so the vectorised loop needs no overlap test
+// (with two equal pointers GCC's runtime alias check would pick its scalar fallback).
+template <class F>
+void map_row(float* dst, const float* src, int64_t n, F f) {
+  if (dst == src)
+    for (int64_t i = 0; i < n; ++i) dst[i] = f(dst[i]);
+  else
+    for (int64_t i = 0; i < n; ++i) dst[i] = f(src[i]);
+}
+
+// The write-back of one output row: dst[i] = act(scale * src[i] + shift), src may equal dst.
+// SiLU as v / (1 + exp(-v)); exp(-v) = inf for very negative v gives -0, the limit.
+void epilogue(float* dst, const float* src, int64_t n, float scale, float shift, Activation act) {
+  switch (act) {
+    case Activation::none:
+      map_row(dst, src, n, [=](float x) { return x * scale + shift; });
+      break;
+    case Activation::relu:
+      map_row(dst, src, n, [=](float x) { return std::max(x * scale + shift, 0.f); });
+      break;
+    case Activation::silu:
+      map_row(dst, src, n, [=](float x) {
+        const float v = x * scale + shift;
+        return v / (1.f + exp_f32(-v));
+      });
+      break;
+  }
+}
+
+// Depthwise: one KH x KW filter per channel (G = C = F, so Cg = Fg = 1).
+bool is_depthwise(const ConvDims& d) { return d.G > 1 && d.Cg == 1 && d.Fg == 1; }
+
+// Direct depthwise convolution with the epilogue: out[n,c] = act(scale[c] * (w[c] * x[n,c]) +
+// shift[c]) (scale null: 1). Parallel over (n, c) planes; a plane is computed by one task, so the
+// result does not depend on the thread count.
+// Per plane: the zero-padded plane is split by column phase modulo the stride, phase q holding
+// padded columns q, q + sw, q + 2 sw, ...; tap (kh, kw) of output column ow then reads phase
+// (kw dw) % sw at column ow + (kw dw) / sw, so every tap is a contiguous run whatever the stride.
+// Each output row is computed in blocks of kLanes columns kept in registers across all KH*KW taps
+// (one load and one FMA per tap and lane), then written through the epilogue.
+constexpr int64_t kLanes = 16;
+typedef float lanes __attribute__((vector_size(kLanes * sizeof(float))));  // GCC vector extension
+
+void depthwise_forward(float* out, const float* x, const float* w, const float* scale,
+                       const float* shift, const ConvDims& d, const Conv2dArgs& a, Activation act) {
+  const int64_t sh = a.stride_h, sw = a.stride_w;
+  const int64_t PH = d.H + 2 * a.pad_h, PW = d.W + 2 * a.pad_w;
+  const int64_t QW = (PW + sw - 1) / sw;     // columns per phase
+  const int64_t phase = PH * QW + kLanes;    // floats per phase, slack for the last block's reads
+  const int64_t ohw = d.OH * d.OW, planes = d.N * d.C;
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(ohw * d.KH * d.KW / 8, 1));
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, planes, grain),
+                    [&](const tbb::blocked_range<int64_t>& r) {
+    // One padded buffer per thread, reused across calls (no allocation or page faults per plane).
+    // Interior rows are rewritten whole (zero edges included) for each plane; the top and bottom
+    // padding rows are zeroed once per task; the slack is only read into discarded lanes.
+    thread_local std::vector<float> buf;
+    if (buf.size() < size_t(sw * phase)) buf.assign(sw * phase, 0.f);
+    float* pad = buf.data();
+    for (int64_t q = 0; q < sw; ++q) {
+      std::fill(pad + q * phase, pad + q * phase + a.pad_h * QW, 0.f);
+      std::fill(pad + q * phase + (a.pad_h + d.H) * QW, pad + q * phase + PH * QW, 0.f);
+    }
+    // per tap: offset of its first input within the phase planes (row part added per output row)
+    std::vector<int64_t> tap_off(d.KH * d.KW);
+    for (int64_t kh = 0; kh < d.KH; ++kh)
+      for (int64_t kw = 0; kw < d.KW; ++kw) {
+        const int64_t col = kw * a.dil_w;
+        tap_off[kh * d.KW + kw] = (col % sw) * phase + kh * a.dil_h * QW + col / sw;
+      }
+    for (int64_t p = r.begin(); p < r.end(); ++p) {
+      const int64_t c = p % d.C;
+      const float* src = x + p * d.H * d.W;
+      for (int64_t h = 0; h < d.H; ++h) {
+        // phase q, column k holds padded column q + k sw, i.e. input column q + k sw - pad_w
+        const float* in = src + h * d.W;
+        for (int64_t q = 0; q < sw; ++q) {
+          int64_t lo, hi;
+          valid_cols(q - a.pad_w, sw, d.W, QW, lo, hi);
+          float* dst = pad + q * phase + (h + a.pad_h) * QW;
+          std::fill(dst, dst + lo, 0.f);
+          if (sw == 1) std::memcpy(dst + lo, in + lo - a.pad_w, sizeof(float) * (hi - lo));
+          else for (int64_t k = lo; k < hi; ++k) dst[k] = in[q - a.pad_w + k * sw];
+          std::fill(dst + hi, dst + QW, 0.f);
+        }
+      }
+      const float* wc = w + c * d.KH * d.KW;
+      const int64_t taps = d.KH * d.KW;
+      float* o = out + p * ohw;
+      for (int64_t oh = 0; oh < d.OH; ++oh, o += d.OW) {
+        const float* base = pad + oh * sh * QW;
+        for (int64_t ow0 = 0; ow0 < d.OW; ow0 += kLanes) {
+          lanes acc = {};
+          for (int64_t t = 0; t < taps; ++t) {
+            lanes v;
+            std::memcpy(&v, base + tap_off[t] + ow0, sizeof v);  // unaligned vector load
+            acc += wc[t] * v;
+          }
+          const int64_t m = std::min(kLanes, d.OW - ow0);
+          if (m == kLanes) std::memcpy(o + ow0, &acc, sizeof acc);
+          else for (int64_t j = 0; j < m; ++j) o[ow0 + j] = acc[j];
+        }
+        epilogue(o, o, d.OW, scale ? scale[c] : 1.f, shift ? shift[c] : 0.f, act);
+      }
+    }
+  });
+}
+
+// conv2d and conv2d_affine_act: im2col + GEMM per chunk and group, or the depthwise loop, then
+// the write-back. scale null and act none: out = conv + shift (the plain conv2d, bias = shift).
+Tensor conv2d_impl(const Tensor& x, const Tensor& w, const Tensor& scale, const Tensor& shift,
+                   const Conv2dArgs& a, Activation act, const char* what) {
+  check_cpu(x, what), check_cpu(w, what);
+  ConvDims d = conv_dims(x.shape(), w.shape(), a, what);
+  const bool fused = std::string(what) != "conv2d";
+  for (const Tensor* t : {&scale, &shift})
+    if (t->defined())
+      check(t->dim() == 1 && t->size(0) == d.F, what,
+            std::string(!fused ? "bias" : t == &scale ? "scale" : "shift") + " must be [F] = [" +
+                std::to_string(d.F) + "], got " + shape_str(t->shape()));
   Tensor out = Tensor::empty({d.N, d.F, d.OH, d.OW});  // the scatter writes every element
   const int64_t ohw = d.OH * d.OW;
-  const bool pointwise = is_pointwise(d, a);
   const float* xp = x.data();
   const float* wp = w.data();
-  const float* bp = b.defined() ? b.data() : nullptr;
+  const float* sp = scale.defined() ? scale.data() : nullptr;
+  const float* bp = shift.defined() ? shift.data() : nullptr;
   float* op = out.data();
+  if (is_depthwise(d)) {
+    depthwise_forward(op, xp, wp, sp, bp, d, a, act);
+    return out;
+  }
+  const bool pointwise = is_pointwise(d, a);
+  const bool plain = !sp && act == Activation::none;  // conv2d: keep its exact bias loop
   tbb::parallel_for(int64_t(0), d.n_chunks, [&](int64_t chunk) {
     int64_t n0 = chunk * d.nb, nb = std::min(d.nb, d.N - n0);
     const bool direct = pointwise && nb == 1;
@@ -202,18 +359,33 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dArg
         im2col(cols.get(), xp, d, a, n0, nb, g);
       // res [Fg, nb*OHW] = W_g [Fg, K] x cols [K, nb*OHW]
       gemm(res.get(), wp + g * d.Fg * d.K, cp, d.Fg, nb * ohw, d.K, false, false);
-      // scatter [Fg, nb*OHW] back to out[n, g*Fg+f, :] and add the bias
+      // scatter [Fg, nb*OHW] back to out[n, g*Fg+f, :] through the epilogue
       for (int64_t f = 0; f < d.Fg; ++f) {
-        float bias = bp ? bp[g * d.Fg + f] : 0.f;
+        const int64_t fo = g * d.Fg + f;
+        const float bias = bp ? bp[fo] : 0.f;
         for (int64_t j = 0; j < nb; ++j) {
           const float* src = res.get() + (f * nb + j) * ohw;
-          float* dst = op + ((n0 + j) * d.F + g * d.Fg + f) * ohw;
-          for (int64_t i = 0; i < ohw; ++i) dst[i] = src[i] + bias;
+          float* dst = op + ((n0 + j) * d.F + fo) * ohw;
+          if (plain)
+            for (int64_t i = 0; i < ohw; ++i) dst[i] = src[i] + bias;
+          else
+            epilogue(dst, src, ohw, sp ? sp[fo] : 1.f, bias, act);
         }
       }
     }
   });
   return out;
+}
+
+}  // namespace
+
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dArgs& a) {
+  return conv2d_impl(x, w, Tensor(), b, a, Activation::none, "conv2d");
+}
+
+Tensor conv2d_affine_act(const Tensor& x, const Tensor& w, const Tensor& scale,
+                         const Tensor& shift, const Conv2dArgs& a, Activation act) {
+  return conv2d_impl(x, w, scale, shift, a, act, "conv2d_affine_act");
 }
 
 Tensor conv2d_backward_input(const Tensor& dout, const Tensor& w, const Shape& x_shape,

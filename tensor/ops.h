@@ -82,7 +82,15 @@ struct Conv2dArgs {
 };
 // x [N, C, H, W], w [F, C/groups, KH, KW], b [F] or undefined -> [N, F, OH, OW]
 // OH = (H + 2 pad_h - dil_h (KH - 1) - 1) / stride_h + 1, likewise OW.
+// Depthwise convolutions (groups = C = F) run a direct loop; the rest im2col + GEMM.
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dArgs& a);
+// Inference convolution with a per-filter affine and an activation fused into the write-back
+// (a BN in eval mode folded in: scale = gamma / sqrt(var + eps), shift = beta - mean * scale):
+// out[n, f] = act(scale[f] * conv2d(x, w)[n, f] + shift[f]); scale, shift [F] (scale may be
+// undefined: 1). SiLU x / (1 + exp(-x)) uses a vectorised exp. No backward (not an autograd op).
+enum class Activation { none, relu, silu };
+Tensor conv2d_affine_act(const Tensor& x, const Tensor& w, const Tensor& scale, const Tensor& shift,
+                         const Conv2dArgs& a, Activation act);
 // Gradients given dout [N, F, OH, OW]: dx [N, C, H, W], dw [F, C/groups, KH, KW].
 Tensor conv2d_backward_input(const Tensor& dout, const Tensor& w, const Shape& x_shape,
                              const Conv2dArgs& a);

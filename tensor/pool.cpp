@@ -1,5 +1,6 @@
 // 2-D max / average pooling and global average pooling (NCHW) on the CPU, parallel over N*C planes.
-// Math: max: out = max over the window (padding is -inf), argmax = flat ih*W+iw of the first maximum;
+// Math: max: out = max over the window (padding is -inf), argmax = flat ih*W+iw of the first maximum
+// (without argmax: a separable row-then-column maximum);
 // avg: out = sum over the window / divisor (PyTorch's rules for count_include_pad and ceil_mode);
 // global: out[n,c] = mean over H, W; nearest upsample: out[h, w] = x[h / s, w / s] (backward sums
 // each s x s block).
@@ -10,8 +11,11 @@
 // Output size as PyTorch (pooling_output_shape): OH = floor_or_ceil((H + 2 ph - KH) / sh) + 1; with
 // ceil_mode the last window must start inside the input or the left padding, else it is dropped.
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <limits>
+#include <vector>
 
 #include <tbb/parallel_for.h>
 
@@ -70,10 +74,53 @@ AvgWindow avg_window(const PoolDims& d, const Pool2dArgs& a, int64_t oh, int64_t
   return {h0, h1, w0, w1, float(count)};
 }
 
+// max(a, b) that propagates a NaN from either side, as PyTorch's max pooling does. Written as a
+// bit select on the compare mask: branch-free (random data would mispredict a branch half the
+// time) and vectorisable.
+inline float nan_max(float a, float b) {
+  const int32_t m = -int32_t((b > a) | (b != b));
+  return std::bit_cast<float>((std::bit_cast<int32_t>(b) & m) | (std::bit_cast<int32_t>(a) & ~m));
+}
+
+// Max pooling without the argmax (inference): separable, first the maximum over each row's KW
+// window per output column ([H, OW] per plane), then over KH of those rows. The same values as
+// the argmax loop (the maximum does not depend on the order; a NaN anywhere in the window wins),
+// with KH + KW instead of KH * KW comparisons per output.
+void max_pool2d_values(float* out, const float* x, const PoolDims& d, const Pool2dArgs& a) {
+  const float lowest = -std::numeric_limits<float>::infinity();
+  tbb::parallel_for(int64_t(0), d.N * d.C, [&](int64_t nc) {
+    std::vector<float> rows(d.H * d.OW);  // rows[ih, ow] = max over the clipped window of row ih
+    const float* plane = x + nc * d.H * d.W;
+    for (int64_t ih = 0; ih < d.H; ++ih) {
+      const float* r = plane + ih * d.W;
+      for (int64_t ow = 0; ow < d.OW; ++ow) {
+        const int64_t w0 = ow * a.stride_w - a.pad_w;
+        const int64_t lo = std::max<int64_t>(w0, 0), hi = std::min(w0 + a.kw, d.W);
+        float m = lowest;
+        for (int64_t iw = lo; iw < hi; ++iw) m = nan_max(m, r[iw]);
+        rows[ih * d.OW + ow] = m;
+      }
+    }
+    float* o = out + nc * d.OH * d.OW;
+    for (int64_t oh = 0; oh < d.OH; ++oh, o += d.OW) {
+      const int64_t h0 = oh * a.stride_h - a.pad_h;
+      const int64_t lo = std::max<int64_t>(h0, 0), hi = std::min(h0 + a.kh, d.H);
+      std::fill(o, o + d.OW, lowest);
+      for (int64_t ih = lo; ih < hi; ++ih)
+        for (int64_t ow = 0; ow < d.OW; ++ow) o[ow] = nan_max(o[ow], rows[ih * d.OW + ow]);
+    }
+  });
+}
+
 }  // namespace
 
 Tensor max_pool2d(const Tensor& x, const Pool2dArgs& a, Tensor* argmax) {
   PoolDims d = pool_dims(x.shape(), a, "max_pool2d");
+  if (!argmax) {  // values only: the separable loop
+    Tensor out = Tensor::empty({d.N, d.C, d.OH, d.OW});
+    max_pool2d_values(out.data(), x.data(), d, a);
+    return out;
+  }
   Tensor out = Tensor::empty({d.N, d.C, d.OH, d.OW});
   Tensor idx = Tensor::empty({d.N, d.C, d.OH, d.OW});
   const float* xp = x.data();
@@ -179,8 +226,16 @@ Tensor global_avg_pool(const Tensor& x) {
   const float* xp = x.data();
   float* op = out.data();
   tbb::parallel_for(int64_t(0), nc_total, [&](int64_t nc) {
-    double s = 0;  // double: H*W terms
-    for (int64_t i = 0; i < hw; ++i) s += xp[nc * hw + i];
+    // double: H*W terms; 8 independent partial sums (lane j takes i = j mod 8) vectorise and
+    // break the add latency chain, then add up in a fixed order
+    const float* p = xp + nc * hw;
+    double acc[8] = {};
+    int64_t i = 0;
+    for (; i + 8 <= hw; i += 8)
+      for (int j = 0; j < 8; ++j) acc[j] += p[i + j];
+    for (int j = 0; i < hw; ++i, ++j) acc[j] += p[i];
+    double s = 0;
+    for (double v : acc) s += v;
     op[nc] = float(s / double(hw));
   });
   return out;

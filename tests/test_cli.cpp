@@ -11,22 +11,12 @@
 
 #include "nn/safetensors.h"
 #include "tensor/random.h"
+#include "tests/cli_run.h"
 #include "tests/helpers.h"
 
 namespace {
-struct Run {
-  int rc;
-  std::string out;
-};
-Run run(const std::string& args) {
-  std::string cmd = std::string(NORMAD_BIN) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  const int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-}
+using normad::test::Run;
+using normad::test::run;
 // Writes an uncompressed IDX file of uint8 values (big-endian sizes).
 void write_idx(const std::string& path, const std::vector<uint32_t>& dims, const std::vector<uint8_t>& v) {
   std::ofstream f(path, std::ios::binary);

@@ -6,6 +6,7 @@
 //
 // Shapes: N batch, C channels, F filters, H, W spatial, KH, KW kernel.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -167,6 +168,82 @@ TEST_CASE("conv2d: irregular shapes, batch chunking and the 1x1 fast path", "[co
   check_against_loops(c, 11);
 }
 
+TEST_CASE("conv2d: the depthwise direct loop (groups = C = F) matches plain loops", "[conv]") {
+  // kernel 3 / 5 x stride 1 / 2 / 3 x padding 0 / 1 / 2 x dilation 1 / 2 x bias on odd 9x7 planes
+  // (stride s splits each padded row into s column phases), plus asymmetric arguments
+  const int64_t k = GENERATE(3, 5);
+  const int64_t stride = GENERATE(1, 2, 3);
+  const int64_t pad = GENERATE(0, 1, 2);
+  const int64_t dil = GENERATE(1, 2);
+  const bool bias = GENERATE(false, true);
+  ConvCase c{2, 5, 9, 7, 5, k, k, {}, bias};
+  c.a.stride_h = c.a.stride_w = stride;
+  c.a.pad_h = c.a.pad_w = pad;
+  c.a.dil_h = c.a.dil_w = dil;
+  c.a.groups = 5;
+  if (7 + 2 * pad - dil * (k - 1) - 1 < 0) return;  // kernel larger than the padded input
+  check_against_loops(c, 13);
+  ConvCase odd{3, 7, 11, 6, 7, 3, 5, {}, true};
+  odd.a.stride_h = 2, odd.a.stride_w = 1, odd.a.pad_h = 1, odd.a.pad_w = 2, odd.a.dil_w = 2;
+  odd.a.groups = 7;
+  check_against_loops(odd, 17);
+}
+
+TEST_CASE("conv2d_affine_act: the fused epilogue equals conv, affine and activation composed",
+          "[conv]") {
+  // the three forward paths: depthwise loop, 1x1 on one sample (direct GEMM), im2col + GEMM
+  const int path = GENERATE(0, 1, 2);
+  const Activation act = GENERATE(Activation::none, Activation::relu, Activation::silu);
+  ConvCase c = path == 0 ? ConvCase{2, 6, 9, 8, 6, 3, 3, {}, false}
+             : path == 1 ? ConvCase{2, 5, 12, 12, 7, 1, 1, {}, false}
+                         : ConvCase{3, 4, 7, 9, 6, 3, 3, {}, false};
+  if (path == 0) c.a.groups = 6, c.a.stride_h = c.a.stride_w = 2, c.a.pad_h = c.a.pad_w = 1;
+  if (path == 2) c.a.pad_h = c.a.pad_w = 1;
+  INFO(c.str() << " act " << int(act));
+  Tensor x, w, b;
+  make_inputs(c, 19, &x, &w, &b);
+  Generator g(20);
+  Tensor scale = g.uniform({c.F}, -2.f, 2.f), shift = g.normal({c.F}, 0.f, 3.f);
+  Tensor conv = conv2d_reference(x, w, Tensor(), c.a);
+  Tensor ref = Tensor::empty(conv.shape());
+  const int64_t plane = conv.size(2) * conv.size(3);
+  for (int64_t i = 0; i < conv.numel(); ++i) {
+    const int64_t f = (i / plane) % c.F;
+    const double v = double(scale.data()[f]) * conv.data()[i] + shift.data()[f];
+    ref.data()[i] = float(act == Activation::relu ? std::max(v, 0.0)
+                          : act == Activation::silu ? v / (1.0 + std::exp(-v)) : v);
+  }
+  test::expect_close(conv2d_affine_act(x, w, scale, shift, c.a, act), ref, 1e-4, 1e-4, c.str());
+  // undefined scale means 1: the plain conv2d with shift as its bias
+  if (act == Activation::none)
+    CHECK(bitwise_equal(conv2d_affine_act(x, w, Tensor(), shift, c.a, act), conv2d(x, w, shift, c.a)));
+  CHECK_THROWS_AS(conv2d_affine_act(x, w, Tensor({c.F + 1}), shift, c.a, act), Error);
+}
+
+TEST_CASE("conv2d_affine_act: SiLU is finite and exact in the tails", "[conv]") {
+  // 1x1 identity filter on one channel: out = silu(x); exp(-x) overflows for x < -88
+  Tensor x = Tensor::from({1, 1, 1, 6}, {-1e30f, -200.f, -90.f, 0.f, 90.f, 1e30f});
+  Tensor w = Tensor::ones({1, 1, 1, 1});
+  Tensor y = conv2d_affine_act(x, w, Tensor(), Tensor(), Conv2dArgs{}, Activation::silu);
+  const std::vector<float> want{-0.f, -0.f, float(-90.0 / (1.0 + std::exp(90.0))), 0.f, 90.f, 1e30f};
+  for (int i = 0; i < 6; ++i) {
+    INFO("x " << x.data()[i] << " got " << y.data()[i]);
+    CHECK(std::isfinite(y.data()[i]));
+    CHECK(y.data()[i] == Approx(want[i]).margin(1e-30));
+  }
+  // a ramp over [-100, 100] against the double formula: the float exp is within a few ulp
+  std::vector<float> ramp(4001);
+  for (size_t i = 0; i < ramp.size(); ++i) ramp[i] = -100.f + 0.05f * float(i);
+  Tensor r = Tensor::from({1, 1, 1, int64_t(ramp.size())}, ramp);
+  Tensor ry = conv2d_affine_act(r, w, Tensor(), Tensor(), Conv2dArgs{}, Activation::silu);
+  double worst = 0;
+  for (size_t i = 0; i < ramp.size(); ++i) {
+    const double v = ramp[i], want_v = v / (1.0 + std::exp(-v));
+    worst = std::max(worst, std::fabs(ry.data()[i] - want_v) / std::max(std::fabs(want_v), 1e-30));
+  }
+  CHECK(worst < 2e-6);
+}
+
 TEST_CASE("conv2d: all-ones input and kernel count the in-window pixels", "[conv]") {
   // 3x3 window with padding 1 on a 4x4 map: 4 at corners, 6 on edges, 9 inside; bias 0.5 added
   Tensor x = Tensor::ones({1, 1, 4, 4}), w = Tensor::ones({2, 1, 3, 3});
@@ -206,6 +283,16 @@ TEST_CASE("conv2d: results are bit-identical for 1 and several threads", "[conv]
   CHECK(bitwise_equal(y[0], y[1]));
   CHECK(bitwise_equal(dx[0], dx[1]));
   CHECK(bitwise_equal(dw[0], dw[1]));
+  // the depthwise loop: one plane per task
+  ConvCase dwc{8, 32, 9, 9, 32, 3, 3, {}, true};
+  dwc.a.pad_h = dwc.a.pad_w = 1;
+  dwc.a.groups = 32;
+  make_inputs(dwc, 5, &x, &w, &b);
+  for (int t = 0; t < 2; ++t) {
+    tbb::task_arena arena(t == 0 ? 1 : std::max(2, tbb::info::default_concurrency()));
+    arena.execute([&] { y[t] = conv2d(x, w, b, dwc.a); });
+  }
+  CHECK(bitwise_equal(y[0], y[1]));
 }
 
 TEST_CASE("conv2d: gradients match finite differences", "[conv]") {
@@ -352,6 +439,27 @@ TEST_CASE("max_pool2d: closed forms and argmax (values checked against PyTorch)"
     Tensor y = max_pool2d(Tensor::ones({1, 1, 2, 2}), pool_args(2, 2, 0, false), &idx);
     CHECK(idx.data()[0] == 0.f);
     CHECK(y.data()[0] == 1.f);
+  }
+}
+
+TEST_CASE("max_pool2d: the values-only path (no argmax) equals the argmax loop", "[pool]") {
+  // kernel 2 / 3 x stride 1 / 2 / 3 x padding 0 / 1 x floor / ceil on an odd 7x9 input, and NaNs
+  const int64_t k = GENERATE(2, 3);
+  const int64_t stride = GENERATE(1, 2, 3);
+  const int64_t pad = GENERATE(0, 1);
+  const bool ceil_mode = GENERATE(false, true);
+  Tensor x = Generator(31).normal({2, 3, 7, 9});
+  x.data()[5] = NAN;    // plane 0, row 0
+  x.data()[100] = NAN;  // plane 1, row 4, column 0
+  const Pool2dArgs a = pool_args(k, stride, pad, ceil_mode);
+  Tensor idx;
+  Tensor with_idx = max_pool2d(x, a, &idx), values = max_pool2d(x, a);
+  INFO("k " << k << " stride " << stride << " pad " << pad << " ceil " << ceil_mode);
+  REQUIRE(values.shape() == with_idx.shape());
+  for (int64_t i = 0; i < values.numel(); ++i) {
+    const float v = values.data()[i], r = with_idx.data()[i];
+    INFO("[" << i << "] " << v << " vs " << r);
+    CHECK((std::isnan(r) ? std::isnan(v) : v == r));
   }
 }
 

@@ -16,20 +16,14 @@
 #include "nn/safetensors.h"
 #include "tensor/parallel.h"
 #include "tests/helpers.h"
+#include "tests/image_files.h"
 
-// stb_image_write's implementation, private to this test (static: no clash with any other copy).
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wall"
-#pragma GCC diagnostic ignored "-Wextra"
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#define STB_IMAGE_WRITE_STATIC
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#include <stb_image_write.h>
-#pragma GCC diagnostic pop
 
 using namespace normad;
 using normad::test::expect_close;
+using normad::test::Fmt;
+using normad::test::pattern;
+using normad::test::write_image;
 namespace fs = std::filesystem;
 
 namespace {
@@ -40,27 +34,6 @@ std::string fresh_dir(const std::string& name) {
   fs::remove_all(d);
   fs::create_directories(d);
   return d.string();
-}
-
-// Interleaved HWC uint8 pixels of a deterministic pattern with `comp` channels.
-std::vector<unsigned char> pattern(int h, int w, int comp) {
-  std::vector<unsigned char> px(size_t(h) * w * comp);
-  for (int y = 0; y < h; ++y)
-    for (int x = 0; x < w; ++x)
-      for (int c = 0; c < comp; ++c) px[(size_t(y) * w + x) * comp + c] = (x * 37 + y * 11 + c * 50) % 256;
-  return px;
-}
-
-enum class Fmt { png, bmp, jpg };
-
-void write_image(const std::string& path, int h, int w, int comp, const std::vector<unsigned char>& px,
-                 Fmt fmt = Fmt::png) {
-  fs::create_directories(fs::path(path).parent_path());
-  int ok = 0;
-  if (fmt == Fmt::png) ok = stbi_write_png(path.c_str(), w, h, comp, px.data(), w * comp);
-  if (fmt == Fmt::bmp) ok = stbi_write_bmp(path.c_str(), w, h, comp, px.data());
-  if (fmt == Fmt::jpg) ok = stbi_write_jpg(path.c_str(), w, h, comp, px.data(), 100);
-  REQUIRE(ok);
 }
 
 // A small RGB PNG of the pattern (content irrelevant for the layout tests).

@@ -1,0 +1,65 @@
+// Helpers shared by normad's subcommands (see cli_util.h).
+#include "apps/cli_util.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "tensor/tensor.h"
+
+namespace normad::cli {
+
+void write_atomic(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp" + std::to_string(getpid());  // concurrent runs never collide
+  {
+    std::ofstream f(tmp);
+    if (!f) throw Error(path + ": cannot write");
+    f << text;
+    if (!f.flush()) throw Error(path + ": write failed");
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::filesystem::remove(tmp, ec);
+    throw Error(path + ": cannot write (" + ec.message() + ")");
+  }
+}
+
+Progress::Progress(std::string l, bool loss)
+    : label(std::move(l)), show_loss(loss), tty(isatty(fileno(stderr))),
+      t0(std::chrono::steady_clock::now()), last(t0) {}
+
+void Progress::operator()(int64_t done, int64_t total, double loss) {
+  auto now = std::chrono::steady_clock::now();
+  const double secs = std::chrono::duration<double>(now - t0).count();
+  const bool final = done == total;
+  if (!final && std::chrono::duration<double>(now - last).count() < (tty ? 0.2 : 10.0)) return;
+  last = now;
+  const double rate = done / std::max(secs, 1e-9), eta = (total - done) / std::max(rate, 1e-9);
+  char tail[64] = "";
+  if (show_loss) std::snprintf(tail, sizeof tail, "  loss %.4f", loss);
+  if (tty) {
+    const int width = 30, fill = static_cast<int>(width * done / std::max<int64_t>(total, 1));
+    std::fprintf(stderr, "\r%s [%.*s%*s] %lld/%lld  %.2f it/s%s  ETA %.0fs ", label.c_str(), fill,
+                 "##############################", width - fill, "", (long long)done, (long long)total, rate,
+                 tail, eta);
+    if (final) std::fprintf(stderr, "\n");
+  } else {
+    std::fprintf(stderr, "%s %lld/%lld  %.2f it/s%s  ETA %.0fs\n", label.c_str(), (long long)done,
+                 (long long)total, rate, tail, eta);
+  }
+}
+
+std::vector<std::string> split_list(const std::string& s, const char* what) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) out.push_back(item);
+  if (out.empty()) throw Error(std::string(what) + ": empty list");
+  return out;
+}
+
+}  // namespace normad::cli

@@ -1,0 +1,29 @@
+// Helpers shared by normad's subcommands: atomic file writes, progress lines, comma lists.
+// Math: none. Tested through tests/test_cli.cpp (no half-written outputs, error messages).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace normad::cli {
+
+// Writes `text` to path via a temporary file + rename, so a failure leaves nothing half-written.
+void write_atomic(const std::string& path, const std::string& text);
+
+// Progress on stderr: a redrawn bar on a terminal, plain lines every 10 s otherwise. `loss` is
+// shown unless show_loss is false (feature extraction).
+struct Progress {
+  std::string label;
+  bool show_loss = true;
+  bool tty = false;
+  std::chrono::steady_clock::time_point t0, last;
+  explicit Progress(std::string label, bool show_loss = true);
+  void operator()(int64_t done, int64_t total, double loss = 0);
+};
+
+// "a,b,c" -> {"a", "b", "c"}; an empty list throws naming the option.
+std::vector<std::string> split_list(const std::string& s, const char* what);
+
+}  // namespace normad::cli

@@ -1,0 +1,131 @@
+// Image → pooled backbone features → Gaussian-AD (see image_features.h).
+#include "models/image_features.h"
+
+#include "tensor/ops.h"
+
+namespace normad::models {
+
+namespace {
+
+std::string join_ints(const std::vector<int>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
+  return s;
+}
+
+}  // namespace
+
+std::map<std::string, std::string> FeatureSpec::to_metadata() const {
+  return {{"features.backbone", backbone},
+          {"features.weights", weights},
+          {"features.levels", join_ints(levels)},
+          {"features.size", std::to_string(prep.size)},
+          {"features.crop", std::to_string(prep.crop)},
+          {"features.filter", prep.filter},
+          {"features.shorter_side", prep.shorter_side ? "1" : "0"}};
+}
+
+FeatureSpec FeatureSpec::from_metadata(const std::map<std::string, std::string>& meta, const std::string& file) {
+  auto get = [&](const std::string& key) -> const std::string& {
+    auto it = meta.find(key);
+    if (it == meta.end())
+      throw Error(file + ": metadata field '" + key + "' is missing (a model fitted on --features has no image pipeline)");
+    return it->second;
+  };
+  FeatureSpec s;
+  s.backbone = get("features.backbone");
+  s.weights = get("features.weights");
+  try {
+    for (size_t i = 0, j; i < get("features.levels").size(); i = j + 1) {
+      j = get("features.levels").find(',', i);
+      if (j == std::string::npos) j = get("features.levels").size();
+      s.levels.push_back(std::stoi(get("features.levels").substr(i, j - i)));
+    }
+    s.prep.size = std::stoi(get("features.size"));
+    s.prep.crop = std::stoi(get("features.crop"));
+  } catch (const std::logic_error&) {
+    throw Error(file + ": metadata fields features.levels / size / crop are not integers");
+  }
+  s.prep.filter = get("features.filter");
+  s.prep.shorter_side = get("features.shorter_side") == "1";
+  return s;
+}
+
+FeatureExtractor::FeatureExtractor(FeatureSpec spec) : spec_(std::move(spec)) {
+  net_ = make_backbone(spec_.backbone);
+  load_backbone(*net_, spec_.weights);
+  if (spec_.levels.empty())
+    for (int l = 0; l < net_->num_levels(); ++l) spec_.levels.push_back(l);
+  for (int l : spec_.levels)
+    check(l >= 0 && l < net_->num_levels(), "--levels",
+          spec_.backbone + " has levels 0.." + std::to_string(net_->num_levels() - 1) + ", got " + std::to_string(l));
+  if (spec_.prep.size == 0) spec_.prep.size = net_->native_size();
+  spec_.prep.validate();
+  check(spec_.batch >= 1, "--batch", "must be >= 1, got " + std::to_string(spec_.batch));
+}
+
+std::vector<int64_t> FeatureExtractor::dims() const {
+  std::vector<int64_t> d;
+  for (int l : spec_.levels) d.push_back(net_->level_channels()[size_t(l)]);
+  return d;
+}
+
+std::vector<Tensor> FeatureExtractor::pooled(const Tensor& images) const {
+  std::vector<Tensor> maps = net_->features(images, spec_.levels);
+  for (Tensor& m : maps) m = global_avg_pool(m);  // [N, C, H, W] -> [N, C]
+  return maps;
+}
+
+void FeatureExtractor::for_each_batch(const std::vector<std::string>& paths,
+                                      const std::function<void(const std::vector<Tensor>&, int64_t)>& each,
+                                      const ProgressFn& progress) const {
+  const int64_t n = int64_t(paths.size());
+  for (int64_t b = 0; b < n; b += spec_.batch) {
+    const std::vector<std::string> chunk(paths.begin() + b, paths.begin() + std::min(n, b + spec_.batch));
+    each(pooled(data::load_batch(chunk, spec_.prep)), b);
+    if (progress) progress(std::min(n, b + spec_.batch), n);
+  }
+}
+
+Tensor FeatureExtractor::extract(const std::vector<std::string>& paths, const ProgressFn& progress) const {
+  std::vector<Tensor> rows;
+  for_each_batch(paths, [&](const std::vector<Tensor>& lv, int64_t) { rows.push_back(concat(lv, 1)); }, progress);
+  check(!rows.empty(), "features", "no images");
+  return concat(rows, 0);
+}
+
+std::vector<double> score_images(const FeatureExtractor& fx, const GaussianAd& model,
+                                 const std::vector<std::string>& paths, const ProgressFn& progress) {
+  std::vector<double> scores;
+  fx.for_each_batch(paths, [&](const std::vector<Tensor>& lv, int64_t) {
+    const std::vector<double> s = model.score(lv);
+    scores.insert(scores.end(), s.begin(), s.end());
+  }, progress);
+  return scores;
+}
+
+GaussianAd fit_images(const FeatureExtractor& fx, const std::vector<std::string>& paths,
+                      const GaussianAdOptions& options, const ProgressFn& progress) {
+  GaussianFitter fitter(fx.dims(), options);
+  fx.for_each_batch(paths, [&](const std::vector<Tensor>& lv, int64_t) { fitter.add(lv); }, progress);
+  GaussianAd model = fitter.finish();
+  model.info = fx.spec().to_metadata();
+  return model;
+}
+
+void set_image_thresholds(const FeatureExtractor& fx, GaussianAd& model, double fpr,
+                          const std::vector<std::string>& normal, const std::string& source,
+                          const ProgressFn& progress) {
+  std::vector<double> scores;
+  if (model.levels.size() > 1) scores = score_images(fx, model, normal, progress);
+  model.set_thresholds(fpr, scores);
+  model.info["threshold.source"] = model.levels.size() == 1 ? "chi2" : source;
+}
+
+std::vector<std::string> item_paths(const std::vector<data::ImageItem>& items) {
+  std::vector<std::string> p;
+  for (const auto& it : items) p.push_back(it.path);
+  return p;
+}
+
+}  // namespace normad::models
