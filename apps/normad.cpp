@@ -609,10 +609,10 @@ int main(int argc, char** argv) {
                  "(task augmentation; docs/acr_augmentation.md)")
       ->capture_default_str();
   zs->add_option("--task-aug", ra.task_aug, "task augmentation, overriding the recipe's: none, dihedral-invert or dihedral-invert-16 (images), permute (tables)");
-  zs->add_option("--iters", ra.iters, "meta-training iterations (default: the recipe's, 2000)");
+  zs->add_option("--iters", ra.iters, "meta-training iterations (default: the recipe's: 2000, few-class on images 1000)");
   zs->add_option("--task-normals", ra.normals, "normals per training task (default: the recipe's, 15)");
   zs->add_option("--task-anomalies", ra.anomalies, "pseudo-anomalies per training task (default: the recipe's, 15)");
-  zs->add_option("--lr", ra.lr, "Adam learning rate (default: the recipe's, 1e-3)");
+  zs->add_option("--lr", ra.lr, "Adam learning rate (default: the recipe's: 1e-3, few-class on images 3e-3)");
   zs->add_option("--eval-every", cfg.eval_every, "score ACR on the test batches every N iterations (a learning curve; 0: off)")
       ->capture_default_str();
   zs->add_option("--tasks-per-pass", ra.tasks_per_pass, "tasks per forward/backward pass (0: all; same gradients)")

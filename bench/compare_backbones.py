@@ -15,8 +15,9 @@
 import argparse
 import json
 import os
-import subprocess
 import sys
+
+from bench_common import run_normad, run_python
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -54,33 +55,11 @@ for bench, name, n, size, last in work:
 '''
 
 
-def cpus(t):
-    return f"0-{t - 1}"
-
-
-def run_normad(t, bench, seconds, tiny):
-    cmd = ["taskset", "-c", cpus(t), bench, "--benchmark_filter=^backbone/",
-           "--benchmark_format=json", f"--benchmark_min_time={seconds}"]
-    env = dict(os.environ, NORMAD_BENCH_TINY="1" if tiny else "0")
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
-    res = {}
-    for b in json.loads(out)["benchmarks"]:
-        name = b["name"].split("/min_time")[0].replace("/real_time", "")
-        if "images/s" in b:
-            res[name] = b["images/s"]
-    return res
-
-
 def run_torch(t, seconds, work):
     best = {}
-    for blas in sorted({1, t}):
-        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(blas), OMP_NUM_THREADS=str(t))
-        out = subprocess.run(["taskset", "-c", cpus(t), "/usr/bin/python3", "-c", TORCH_SCRIPT,
-                              str(t), str(seconds), json.dumps(work)],
-                             capture_output=True, text=True, check=True, env=env).stdout
-        for line in out.splitlines():
-            name, ips = line.split()
-            best[name] = max(best.get(name, 0.0), float(ips))
+    for _, res in run_python(t, TORCH_SCRIPT, [t, seconds, json.dumps(work)], omp=t):
+        for name, ips in res.items():
+            best[name] = max(best.get(name, 0.0), ips)
     return best
 
 
@@ -96,7 +75,8 @@ def main():
     work = [list(w) for w in WORKLOADS]
     if a.tiny:
         work = [[b, name, 1, 64, last] for b, name, _, _, last in work]
-    n = run_normad(a.threads, a.bench, a.seconds, a.tiny)
+    n = run_normad(a.threads, a.bench, "^backbone/", key="images/s", extra=[f"--benchmark_min_time={a.seconds}"],
+                   env={"NORMAD_BENCH_TINY": "1" if a.tiny else "0"})
     t = run_torch(a.threads, a.seconds, work)
     print(f"threads {a.threads}" + (" (tiny: batch 1, 64x64)" if a.tiny else ""))
     for b, *_ in work:

@@ -8,10 +8,10 @@
 # OPENBLAS_NUM_THREADS=1 and =T, and with float32 and float64 input, keeping the fastest set-up.
 # Usage: python3 bench/compare_sklearn.py [--threads T] [--bench build/normad_bench]
 import argparse
-import json
 import os
-import subprocess
 import sys
+
+from bench_common import run_normad, run_python
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -41,32 +41,14 @@ report("mvg_score/n10000_d1792", lambda: np.sqrt(lw.mahalanobis(xt)))
 '''
 
 
-def cpus(t):
-    return "0" if t == 1 else f"0-{t - 1}"
-
-
-def run_normad(t, bench):
-    out = subprocess.run(["taskset", "-c", cpus(t), bench, "--benchmark_filter=^mvg_",
-                          "--benchmark_format=json"], capture_output=True, text=True, check=True).stdout
-    res = {}
-    for b in json.loads(out)["benchmarks"]:
-        name = b["name"].replace("/min_time:2.000", "").replace("/real_time", "")
-        res[name] = b["real_time"]  # ms (Unit kMillisecond)
-    return res
-
-
 def run_sklearn(t):
     best = {}
-    for blas in sorted({1, t}):
-        for dtype in ("f32", "f64"):
-            env = dict(os.environ, OPENBLAS_NUM_THREADS=str(blas), OMP_NUM_THREADS=str(blas))
-            out = subprocess.run(["taskset", "-c", cpus(t), "/usr/bin/python3", "-c", SKLEARN_SCRIPT, dtype],
-                                 capture_output=True, text=True, check=True, env=env).stdout
-            for line in out.splitlines():
-                name, ms = line.split()
-                print(f"  sklearn {name} OPENBLAS_NUM_THREADS={blas} {dtype}: {float(ms):.1f} ms", file=sys.stderr)
-                if float(ms) < best.get(name, (float("inf"),))[0]:
-                    best[name] = (float(ms), f"OPENBLAS_NUM_THREADS={blas} {dtype}")
+    for dtype in ("f32", "f64"):
+        for blas, res in run_python(t, SKLEARN_SCRIPT, [dtype]):
+            for name, ms in res.items():
+                print(f"  sklearn {name} OPENBLAS_NUM_THREADS={blas} {dtype}: {ms:.1f} ms", file=sys.stderr)
+                if ms < best.get(name, (float("inf"),))[0]:
+                    best[name] = (ms, f"OPENBLAS_NUM_THREADS={blas} {dtype}")
     return best
 
 
@@ -75,7 +57,7 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--bench", default=os.path.join(ROOT, "build", "normad_bench"))
     a = ap.parse_args()
-    n, s = run_normad(a.threads, a.bench), run_sklearn(a.threads)
+    n, s = run_normad(a.threads, a.bench, "^mvg_"), run_sklearn(a.threads)
     for name in sorted(n):
         ms, setup = s[name]
         print(f"{name} normad_ms={n[name]:.1f} sklearn_ms={ms:.1f} speedup={ms / n[name]:.2f} "

@@ -7,10 +7,10 @@
 # with OPENBLAS_NUM_THREADS=1 and =T, keeping the faster (its fastest set-up on these cores).
 # Workloads: acr_dsvdd_step/omniglot_t32_q30, dsvdd_step/lenet_mnist_n128, acr_ntl_step/tab_t4_q512_d570_k19. Usage: python3 bench/compare_torch.py [--threads T]
 import argparse
-import json
 import os
-import subprocess
 import sys
+
+from bench_common import run_normad, run_python
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -103,29 +103,11 @@ report("acr_ntl_step/tab_t4_q512_d570_k19", step3, warm=2)
 '''
 
 
-def cpus(t):
-    return f"0-{t - 1}"
-
-
-def run_normad(t, bench):
-    out = subprocess.run(["taskset", "-c", cpus(t), bench, "--benchmark_filter=_step/",
-                          "--benchmark_format=json"], capture_output=True, text=True, check=True).stdout
-    res = {}
-    for b in json.loads(out)["benchmarks"]:
-        name = b["name"].replace("/min_time:2.000", "").replace("/real_time", "")
-        res[name] = b["real_time"]  # ms (Unit kMillisecond)
-    return res
-
-
 def run_torch(t):
     best = {}
-    for blas in sorted({1, t}):
-        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(blas), OMP_NUM_THREADS=str(t))
-        out = subprocess.run(["taskset", "-c", cpus(t), "/usr/bin/python3", "-c", TORCH_SCRIPT, str(t)],
-                             capture_output=True, text=True, check=True, env=env).stdout
-        for line in out.splitlines():
-            name, ms = line.split()
-            best[name] = min(best.get(name, float("inf")), float(ms))
+    for _, res in run_python(t, TORCH_SCRIPT, [t], omp=t):
+        for name, ms in res.items():
+            best[name] = min(best.get(name, float("inf")), ms)
     return best
 
 
@@ -134,7 +116,7 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--bench", default=os.path.join(ROOT, "build", "normad_bench"))
     a = ap.parse_args()
-    n, t = run_normad(a.threads, a.bench), run_torch(a.threads)
+    n, t = run_normad(a.threads, a.bench, "_step/"), run_torch(a.threads)
     for name in sorted(n):
         if name in t:
             print(f"{name} normad_ms={n[name]:.1f} torch_ms={t[name]:.1f} speedup={t[name] / n[name]:.2f}")

@@ -96,6 +96,7 @@ std::string apply_recipe(ZsConfig& cfg, const std::string& recipe, int64_t train
   cfg.iters = paper.iters, cfg.tasks = paper.tasks, cfg.normals = paper.normals, cfg.anomalies = paper.anomalies;
   cfg.lr = paper.lr, cfg.lr_step = paper.lr_step, cfg.lr_gamma = paper.lr_gamma;
   cfg.task_aug = r == "paper" ? "none" : images ? "dihedral-invert" : "permute";
+  if (r == "few-class" && images) cfg.lr = kFewClassImageLr, cfg.iters = kFewClassImageIters;
   return r;
 }
 

@@ -96,3 +96,26 @@ TEST_CASE("zeroshot: a tiny end-to-end run on a synthetic table is reproducible 
   cfg.ratios = {0.1};
   CHECK_THROWS_WITH(models::run_zeroshot(data, cfg, mlp), Catch::Contains("too small for kNN-5"));
 }
+
+TEST_CASE("zeroshot: recipes set the paper's settings, few-class adds augmentation and its image settings", "[zeroshot]") {
+  const models::ZsConfig paper;
+  models::ZsConfig c;
+  CHECK(models::apply_recipe(c, "paper", 5, true) == "paper");
+  CHECK(c.task_aug == "none");
+  CHECK(c.lr == paper.lr);
+  CHECK(c.iters == paper.iters);
+  // auto below kFewClasses classes: few-class; on images with the settings chosen on fold A.
+  CHECK(models::apply_recipe(c, "auto", 5, true) == "few-class");
+  CHECK(c.task_aug == "dihedral-invert");
+  CHECK(c.lr == float(models::kFewClassImageLr));
+  CHECK(c.iters == 1000);
+  CHECK(c.tasks == paper.tasks);
+  CHECK(c.normals == paper.normals);
+  // Tables: permute, optimisation as the paper (no search on tables).
+  CHECK(models::apply_recipe(c, "few-class", 5, false) == "few-class");
+  CHECK(c.task_aug == "permute");
+  CHECK(c.lr == paper.lr);
+  CHECK(c.iters == paper.iters);
+  CHECK(models::apply_recipe(c, "auto", models::kFewClasses, true) == "paper");
+  CHECK_THROWS_WITH(models::apply_recipe(c, "fewclass", 5, true), Catch::Contains("unknown"));
+}

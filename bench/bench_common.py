@@ -1,0 +1,34 @@
+# Shared by the bench/compare_*.py scripts: pinning to T cores, running normad's benchmark binary and
+# a Python reference script under PyTorch's / NumPy's fastest threading set-up on those cores.
+import json
+import os
+import subprocess
+
+
+def cpus(t):
+    """taskset CPU list for the first t cores."""
+    return "0" if t == 1 else f"0-{t - 1}"
+
+
+def run_normad(t, bench, pattern, key="real_time", extra=(), env=None):
+    """{benchmark name: value of `key`} for the cases of `bench` matching `pattern`, on t cores."""
+    cmd = ["taskset", "-c", cpus(t), bench, f"--benchmark_filter={pattern}", "--benchmark_format=json", *extra]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True,
+                         env=dict(os.environ, **(env or {}))).stdout
+    res = {}
+    for b in json.loads(out)["benchmarks"]:
+        if key in b:
+            res[b["name"].split("/min_time")[0].replace("/real_time", "")] = b[key]
+    return res
+
+
+def run_python(t, script, args, blas_env="OPENBLAS_NUM_THREADS", omp=None):
+    """Runs `script` (lines "name value") on t cores with the BLAS pool at 1 and at t threads.
+    Returns [(blas threads, {name: value})] so the caller keeps the best set-up per case."""
+    runs = []
+    for blas in sorted({1, t}):
+        env = dict(os.environ, **{blas_env: str(blas), "OMP_NUM_THREADS": str(omp or blas)})
+        out = subprocess.run(["taskset", "-c", cpus(t), "/usr/bin/python3", "-c", script, *map(str, args)],
+                             capture_output=True, text=True, check=True, env=env).stdout
+        runs.append((blas, {ln.split()[0]: float(ln.split()[1]) for ln in out.splitlines() if ln.strip()}))
+    return runs
