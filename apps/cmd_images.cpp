@@ -215,8 +215,9 @@ bool ImageCommands::run() {
     models::GaussianAd m;
     int64_t n = 0;
     if (!a.features.empty()) {
-      if (!a.images.empty() || !a.mvtec.empty() || !a.backbone.empty())
-        throw Error("--features: give either a features CSV or images with --backbone, not both");
+      if (!a.images.empty() || !a.mvtec.empty() || !a.backbone.empty() || !a.weights.empty() || !a.levels.empty() ||
+          a.size || a.crop)
+        throw Error("--features: give either a features CSV or images with --backbone (and its pipeline options), not both");
       const data::Table t = read_features(a.features);
       models::GaussianFitter fitter({t.x.size(1)}, o);
       fitter.add({t.x});
@@ -226,9 +227,11 @@ bool ImageCommands::run() {
       if (ref.x.size(1) != t.x.size(1))
         throw Error(a.reference + ": " + std::to_string(ref.x.size(1)) + " features, " + a.features + " has " +
                     std::to_string(t.x.size(1)));
+      m.empirical_preferred = !a.reference.empty();
       m.set_thresholds(a.fpr, m.score({ref.x}));
       m.info["features.csv"] = a.features;
-      m.info["threshold.source"] = a.reference.empty() ? "chi2 (training scores for the empirical one)" : "chi2";
+      m.info["threshold.source"] = a.reference.empty() ? "chi2; empirical from the training rows (in-sample)"
+                                                       : "empirical from " + a.reference;
     } else {
       if (a.backbone.empty() || a.weights.empty()) throw Error("mvg fit: give --features CSV, or --backbone and --weights with images");
       const std::vector<data::ImageItem> items = source_items(a, "train");
@@ -243,7 +246,9 @@ bool ImageCommands::run() {
         ref.clear();
         for (const std::string& name : data::list_images(a.reference))
           ref.push_back((std::filesystem::path(a.reference) / name).string());
+        if (ref.empty()) throw Error(a.reference + ": no images (.png, .jpg, .jpeg, .bmp) for --reference");
         source = "reference images " + a.reference;
+        m.empirical_preferred = true;
       }
       Progress pr{"threshold", false};
       models::set_image_thresholds(fx, m, a.fpr, ref, source, [&](int64_t d, int64_t t) { pr(d, t); });
@@ -270,6 +275,12 @@ bool ImageCommands::run() {
     if (!a.features.empty()) {
       if (!a.images.empty() || !a.mvtec.empty()) throw Error("--features: give either a features CSV or images, not both");
       const data::Table t = read_features(a.features);
+      if (m.levels.size() != 1)
+        throw Error(a.model + " has " + std::to_string(m.levels.size()) +
+                    " feature levels and a features CSV is one: score images with it, or fit on the CSV");
+      if (t.x.size(1) != m.levels[0].dim)
+        throw Error(a.features + ": " + std::to_string(t.x.size(1)) + " features, " + a.model + " expects " +
+                    std::to_string(m.levels[0].dim));
       names = t.labels;
       scores = m.score({t.x});
     } else {

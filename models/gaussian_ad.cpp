@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <boost/math/distributions/chi_squared.hpp>
+#include <charconv>
 #include <cmath>
+#include <cstdio>
 
 #include "eval/metrics.h"
 #include "nn/safetensors.h"
@@ -112,10 +114,13 @@ LedoitWolf MomentSums::ledoit_wolf() const {
   const double fourth = s4_ + 4 * sum_b2 - 4 * sum_ab + 2 * c * sum_a - 3 * n * c * c;
   const double frob = s.squaredNorm();  // ||S||_F²
   const double m = lw.scale;
-  const double delta = (frob - p * m * m) / p;
-  double beta = (fourth / n - frob) / (n * p);
+  Eigen::MatrixXd target_gap = s;
+  target_gap.diagonal().array() -= m;
+  const double delta = target_gap.squaredNorm() / p;  // ||S − mI||²_F / p, never negative
+  // β is a sum of squares; the streaming expansion can leave ±1e-16 where it is exactly 0 (n = 2).
+  double beta = std::max(0.0, (fourth / n - frob) / (n * p));
   beta = std::min(beta, delta);
-  lw.shrinkage = (beta == 0 || delta <= 0) ? 0.0 : beta / delta;
+  lw.shrinkage = beta == 0 ? 0.0 : beta / delta;  // scikit-learn's rule
   lw.covariance = (1 - lw.shrinkage) * s;
   lw.covariance.diagonal().array() += lw.shrinkage * m;
   return lw;
@@ -227,20 +232,6 @@ GaussianLevel make_level(const LedoitWolf& lw, const Projection* pr, const Eigen
 
 }  // namespace
 
-GaussianLevel fit_level(const Eigen::MatrixXd& x, const GaussianAdOptions& o) {
-  MomentSums sums(x.cols());
-  for (int64_t b = 0; b < x.rows(); b += kRowBlock) sums.add(Eigen::MatrixXd(x.middleRows(b, std::min(kRowBlock, x.rows() - b))));
-  if (o.reduction == "none") return make_level(sums.ledoit_wolf(), nullptr, {}, o.rcond);
-  const Eigen::VectorXd mu = sums.mean();
-  const Projection pr = pca_projection(sums.covariance(), sums.count(), o.reduction, o.variance);
-  MomentSums red(pr.components.rows());
-  for (int64_t b = 0; b < x.rows(); b += kRowBlock) {
-    const Eigen::MatrixXd xb = x.middleRows(b, std::min(kRowBlock, x.rows() - b));
-    red.add(Eigen::MatrixXd((xb.rowwise() - mu.transpose()) * pr.components.transpose()));
-  }
-  return make_level(red.ledoit_wolf(), &pr, mu, o.rcond);
-}
-
 GaussianFitter::GaussianFitter(std::vector<int64_t> dims, GaussianAdOptions options)
     : dims_(std::move(dims)), opt_(std::move(options)) {
   require(!dims_.empty(), "at least one feature level is needed");
@@ -268,8 +259,20 @@ void GaussianFitter::add(const std::vector<Tensor>& feats) {
   n_ += b;
 }
 
+namespace {
+
+// Rounds a fitted level to float32 values, as GaussianAd::save stores it.
+void round_to_float(GaussianLevel& lv) {
+  for (Eigen::MatrixXd* m : {&lv.whiten, &lv.precision, &lv.projection})
+    *m = m->cast<float>().cast<double>();
+  for (Eigen::VectorXd* v : {&lv.center, &lv.mean}) *v = v->cast<float>().cast<double>();
+}
+
+}  // namespace
+
 GaussianAd GaussianFitter::finish() const {
   require(n_ >= 1, "no training rows");
+  require(n_ >= 2, "need at least 2 training rows for a covariance, got 1");
   GaussianAd model;
   model.options = opt_;
   for (size_t l = 0; l < dims_.size(); ++l) {
@@ -287,6 +290,11 @@ GaussianAd GaussianFitter::finish() const {
       red.add(Eigen::MatrixXd((xb.rowwise() - mu.transpose()) * pr.components.transpose()));
     }
     model.levels.push_back(make_level(red.ledoit_wolf(), &pr, mu, opt_.rcond));
+  }
+  for (size_t l = 0; l < model.levels.size(); ++l) {
+    require(model.levels[l].whiten.rows() > 0,
+            "level " + std::to_string(l) + ": the training features have no variance (all rows equal)");
+    round_to_float(model.levels[l]);
   }
   return model;
 }
@@ -332,27 +340,45 @@ void GaussianAd::set_thresholds(double f, const std::vector<double>& normal_scor
   chi2_thresholds.clear();
   for (const GaussianLevel& lv : levels)
     chi2_thresholds.push_back(chi2_distance_threshold(lv.whiten.rows(), 1 - f));
-  empirical_threshold = normal_scores.empty() ? 0 : eval::fpr_threshold(normal_scores, f);
+  has_empirical = !normal_scores.empty();
+  empirical_threshold = has_empirical ? eval::fpr_threshold(normal_scores, f) : 0;
 }
 
 double GaussianAd::decision_threshold() const {
-  if (levels.size() == 1 && !chi2_thresholds.empty()) return chi2_thresholds[0];
+  if (levels.size() == 1 && !empirical_preferred) {
+    require(!chi2_thresholds.empty(), "the model has no χ² threshold (set_thresholds was not called)");
+    return chi2_thresholds[0];
+  }
+  require(has_empirical, "the model has no empirical threshold: with " + std::to_string(levels.size()) +
+                             " level(s) it needs scores of normal reference data");
   return empirical_threshold;
 }
 
 // ---- model file ----
 
+namespace {
+
+std::string exact(double v) {  // round-trips a double
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+
+}  // namespace
+
 void GaussianAd::save(const std::string& path) const {
+  require(chi2_thresholds.size() == levels.size(), "set the thresholds before saving the model");
   std::vector<std::pair<std::string, Tensor>> ts;
   std::map<std::string, std::string> meta;
   for (const auto& [key, value] : info) meta["info." + key] = value;
   meta["model"] = "gaussian-ad";
   meta["levels"] = std::to_string(levels.size());
   meta["reduction"] = options.reduction;
-  meta["variance_threshold"] = std::to_string(options.variance);
-  meta["rcond"] = std::to_string(options.rcond);
-  meta["fpr"] = std::to_string(fpr);
-  meta["empirical_threshold"] = std::to_string(empirical_threshold);
+  meta["variance_threshold"] = exact(options.variance);
+  meta["rcond"] = exact(options.rcond);
+  meta["fpr"] = exact(fpr);
+  if (has_empirical) meta["empirical_threshold"] = exact(empirical_threshold);
+  meta["threshold"] = levels.size() == 1 && !empirical_preferred ? "chi2" : "empirical";
   meta["score"] = "mean over levels of the Mahalanobis distance";
   for (size_t l = 0; l < levels.size(); ++l) {
     const GaussianLevel& lv = levels[l];
@@ -362,9 +388,9 @@ void GaussianAd::save(const std::string& path) const {
     ts.emplace_back(k + "mean", to_tensor(lv.mean));
     ts.emplace_back(k + "precision", to_tensor(lv.precision));
     if (lv.projection.size()) ts.emplace_back(k + "projection", to_tensor(lv.projection));
-    meta[k + "shrinkage"] = std::to_string(lv.shrinkage);
+    meta[k + "shrinkage"] = exact(lv.shrinkage);
     meta[k + "dropped"] = std::to_string(lv.dropped);
-    if (l < chi2_thresholds.size()) meta[k + "chi2_threshold"] = std::to_string(chi2_thresholds[l]);
+    if (l < chi2_thresholds.size()) meta[k + "chi2_threshold"] = exact(chi2_thresholds[l]);
   }
   nn::save_safetensors(path, ts, meta);
 }
@@ -376,30 +402,50 @@ GaussianAd GaussianAd::load(const std::string& path) {
     check(it != f.metadata.end(), path, "not a Gaussian-AD model: metadata field '" + key + "' is missing");
     return it->second;
   };
+  // The whole field must be one finite number.
   auto number = [&](const std::string& key) {
-    try {
-      return std::stod(meta(key));
-    } catch (const std::invalid_argument&) {
-      throw Error(path + ": metadata field '" + key + "' is not a number: '" + meta(key) + "'");
-    }
+    const std::string& v = meta(key);
+    double x = 0;
+    const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+    check(ec == std::errc() && end == v.data() + v.size() && std::isfinite(x), path,
+          "metadata field '" + key + "' is not a finite number: '" + v + "'");
+    return x;
+  };
+  auto integer = [&](const std::string& key, int64_t lo, int64_t hi) {
+    const std::string& v = meta(key);
+    int64_t x = 0;
+    const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+    check(ec == std::errc() && end == v.data() + v.size() && x >= lo && x <= hi, path,
+          "metadata field '" + key + "' must be an integer in " + std::to_string(lo) + ".." + std::to_string(hi) +
+              ", got '" + v + "'");
+    return x;
   };
   check(meta("model") == "gaussian-ad", path,
         "metadata field 'model' is '" + meta("model") + "', expected 'gaussian-ad'");
   GaussianAd m;
   m.options.reduction = meta("reduction");
+  check(m.options.reduction == "none" || m.options.reduction == "pca" || m.options.reduction == "npca", path,
+        "metadata field 'reduction' must be none, pca or npca, got '" + m.options.reduction + "'");
   m.options.variance = number("variance_threshold");
   m.options.rcond = number("rcond");
   m.fpr = number("fpr");
-  m.empirical_threshold = number("empirical_threshold");
-  const int64_t nl = int64_t(number("levels"));
-  check(nl >= 1 && nl <= 64, path, "metadata field 'levels' must be 1..64, got " + meta("levels"));
+  check(m.fpr > 0 && m.fpr < 1, path, "metadata field 'fpr' must be in (0, 1), got " + meta("fpr"));
+  m.has_empirical = f.metadata.count("empirical_threshold") > 0;
+  if (m.has_empirical) m.empirical_threshold = number("empirical_threshold");
+  check(meta("threshold") == "chi2" || meta("threshold") == "empirical", path,
+        "metadata field 'threshold' must be chi2 or empirical, got '" + meta("threshold") + "'");
+  m.empirical_preferred = meta("threshold") == "empirical";
+  const int64_t nl = integer("levels", 1, 64);
   auto tensor = [&](const std::string& name, int64_t rank) -> const Tensor& {
     auto it = f.tensors.find(name);
     check(it != f.tensors.end(), path, "tensor '" + name + "' is missing");
-    check(it->second.dim() == rank, path,
-          "tensor '" + name + "' has shape " + shape_str(it->second.shape()) + ", expected rank " +
-              std::to_string(rank));
-    return it->second;
+    const Tensor& t = it->second;
+    check(t.dim() == rank && t.numel() > 0, path,
+          "tensor '" + name + "' has shape " + shape_str(t.shape()) + ", expected a non-empty rank-" +
+              std::to_string(rank) + " tensor");
+    for (int64_t i = 0; i < t.numel(); ++i)
+      check(std::isfinite(t.data()[i]), path, "tensor '" + name + "' holds a non-finite value at " + std::to_string(i));
+    return t;
   };
   auto matrix = [](const Tensor& t) {
     Eigen::MatrixXd m(t.size(0), t.size(1));
@@ -412,6 +458,7 @@ GaussianAd GaussianAd::load(const std::string& path) {
     for (int64_t i = 0; i < v.size(); ++i) v(i) = t.data()[i];
     return v;
   };
+  auto dims = [](int64_t r, int64_t c) { return "[" + std::to_string(r) + ", " + std::to_string(c) + "]"; };
   for (int64_t l = 0; l < nl; ++l) {
     const std::string k = "level" + std::to_string(l) + ".";
     GaussianLevel lv;
@@ -421,22 +468,28 @@ GaussianAd GaussianAd::load(const std::string& path) {
     lv.precision = matrix(tensor(k + "precision", 2));
     lv.dim = lv.center.size();
     lv.reduced = lv.mean.size();
-    check(lv.whiten.cols() == lv.dim, path,
-          "tensor '" + k + "whiten' has " + std::to_string(lv.whiten.cols()) + " columns, '" + k +
-              "center' has " + std::to_string(lv.dim) + " entries");
+    check(lv.whiten.cols() == lv.dim && lv.whiten.rows() <= lv.reduced, path,
+          "tensor '" + k + "whiten' is " + dims(lv.whiten.rows(), lv.whiten.cols()) + ", expected at most " +
+              std::to_string(lv.reduced) + " rows of " + std::to_string(lv.dim) + " ('" + k + "center' and '" + k +
+              "mean')");
     check(lv.precision.rows() == lv.reduced && lv.precision.cols() == lv.reduced, path,
-          "tensor '" + k + "precision' must be [" + std::to_string(lv.reduced) + ", " +
-              std::to_string(lv.reduced) + "]");
+          "tensor '" + k + "precision' must be " + dims(lv.reduced, lv.reduced));
     if (f.tensors.count(k + "projection")) {
       lv.projection = matrix(tensor(k + "projection", 2));
       check(lv.projection.rows() == lv.reduced && lv.projection.cols() == lv.dim, path,
-            "tensor '" + k + "projection' must be [" + std::to_string(lv.reduced) + ", " +
-                std::to_string(lv.dim) + "]");
+            "tensor '" + k + "projection' must be " + dims(lv.reduced, lv.dim));
     }
+    check((m.options.reduction != "none") == (lv.projection.size() > 0), path,
+          "tensor '" + k + "projection' must be present exactly when the reduction is pca or npca");
     lv.shrinkage = number(k + "shrinkage");
-    lv.dropped = int64_t(number(k + "dropped"));
-    if (f.metadata.count(k + "chi2_threshold")) m.chi2_thresholds.push_back(number(k + "chi2_threshold"));
+    lv.dropped = integer(k + "dropped", 0, lv.reduced);
+    m.chi2_thresholds.push_back(number(k + "chi2_threshold"));
     m.levels.push_back(std::move(lv));
+  }
+  try {
+    m.decision_threshold();  // the threshold that labels rows must exist
+  } catch (const Error& e) {
+    throw Error(path + ": " + e.what());
   }
   for (const auto& [key, value] : f.metadata)
     if (key.rfind("info.", 0) == 0) m.info[key.substr(5)] = value;

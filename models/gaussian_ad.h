@@ -77,7 +77,9 @@ struct Projection {
 Projection pca_projection(const Eigen::MatrixXd& cov, int64_t n, const std::string& kind,
                           double threshold);
 
-// χ² threshold on one level's distance (§8): √(F⁻¹_{χ²(dof)}(p)), Boost.Math's quantile.
+// χ² threshold on one level's distance (§8): √(F⁻¹_{χ²(dof)}(p)), Boost.Math's quantile. The dof
+// used by GaussianAd is the level's kept rank (whiten's rows): the reduced dimension k unless pinvh
+// dropped directions.
 double chi2_distance_threshold(int64_t dof, double p);
 // n-sigma coverage of a 1-D Gaussian: erf(n / √2).
 double sigma_coverage(double n_sigma);
@@ -107,18 +109,21 @@ class GaussianAd {
   std::vector<GaussianLevel> levels;
   // Thresholds on the combined score (empirical, from normal scores) and per level (χ²).
   double fpr = 0.01;
-  double empirical_threshold = 0;          // 0: none
-  std::vector<double> chi2_thresholds;     // per level, at p = 1 − fpr
+  double empirical_threshold = 0;          // valid when has_empirical
+  bool has_empirical = false;
+  std::vector<double> chi2_thresholds;     // per level, at p = 1 − fpr (empty: not set)
   std::map<std::string, std::string> info; // free metadata (backbone, levels, image prep, ...)
 
   // Mahalanobis distances [n, L] (double) for levels [n, p_l] each.
   Eigen::MatrixXd level_distances(const std::vector<Tensor>& feats) const;
   // Mean over levels of the distances (§6).
   std::vector<double> score(const std::vector<Tensor>& feats) const;
-  // Sets fpr, the χ² thresholds and the empirical threshold from scores of normal data.
+  // Sets fpr, the χ² thresholds and, from scores of normal data (none: not set), the empirical one.
   void set_thresholds(double fpr, const std::vector<double>& normal_scores);
-  // The threshold flags use: χ² with one level, else the empirical one.
-  double decision_threshold() const;
+  // The threshold flags use: the empirical one when set from reference data or when there are
+  // several levels, else level 0's χ² one (`empirical_preferred` is recorded in the file).
+  bool empirical_preferred = false;
+  double decision_threshold() const;  // throws when the threshold it needs was never set
 
   void save(const std::string& path) const;  // safetensors, written atomically
   static GaussianAd load(const std::string& path);
@@ -126,6 +131,8 @@ class GaussianAd {
 
 // Streaming fit: add() batches of every level, then finish(). Without reduction only the moment
 // sums are kept (O(p²) per level); with pca / npca the float features are also held once.
+// finish() needs at least 2 rows and rounds the model to float32, as the model file stores it, so
+// thresholds and scores computed in memory equal those of the saved file.
 class GaussianFitter {
  public:
   GaussianFitter(std::vector<int64_t> dims, GaussianAdOptions options = {});
@@ -140,8 +147,5 @@ class GaussianFitter {
   std::vector<MomentSums> sums_;
   std::vector<std::vector<float>> held_;  // [n, p_l] per level, pca / npca only
 };
-
-// Fits a single level from held rows (convenience; same as one add + finish).
-GaussianLevel fit_level(const Eigen::MatrixXd& x, const GaussianAdOptions& options = {});
 
 }  // namespace normad::models

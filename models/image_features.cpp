@@ -56,9 +56,12 @@ FeatureExtractor::FeatureExtractor(FeatureSpec spec) : spec_(std::move(spec)) {
   load_backbone(*net_, spec_.weights);
   if (spec_.levels.empty())
     for (int l = 0; l < net_->num_levels(); ++l) spec_.levels.push_back(l);
-  for (int l : spec_.levels)
+  for (size_t i = 0; i < spec_.levels.size(); ++i) {
+    const int l = spec_.levels[i];
     check(l >= 0 && l < net_->num_levels(), "--levels",
           spec_.backbone + " has levels 0.." + std::to_string(net_->num_levels() - 1) + ", got " + std::to_string(l));
+    check(i == 0 || l > spec_.levels[i - 1], "--levels", "must be increasing (features come in level order)");
+  }
   if (spec_.prep.size == 0) spec_.prep.size = net_->native_size();
   spec_.prep.validate();
   check(spec_.batch >= 1, "--batch", "must be >= 1, got " + std::to_string(spec_.batch));
@@ -117,9 +120,12 @@ void set_image_thresholds(const FeatureExtractor& fx, GaussianAd& model, double 
                           const std::vector<std::string>& normal, const std::string& source,
                           const ProgressFn& progress) {
   std::vector<double> scores;
-  if (model.levels.size() > 1) scores = score_images(fx, model, normal, progress);
+  if (model.levels.size() > 1 || model.empirical_preferred) {
+    check(!normal.empty(), "threshold", "no normal reference images");
+    scores = score_images(fx, model, normal, progress);
+  }
   model.set_thresholds(fpr, scores);
-  model.info["threshold.source"] = model.levels.size() == 1 ? "chi2" : source;
+  model.info["threshold.source"] = scores.empty() ? "chi2" : source;
 }
 
 std::vector<std::string> item_paths(const std::vector<data::ImageItem>& items) {

@@ -3,9 +3,9 @@
 // run a frozen backbone (models/backbones.h) to the deepest requested level, global-average-pool
 // each level, and either return the vectors or feed them straight into a streaming Gaussian fit.
 // Math: f_l(x) = mean_{h,w} level_l(x)[:, h, w]; score(x) = (1/L) Σ_l M_l(f_l(x)).
-// Tested by tests/test_image_features.cpp (pooled features equal backbone + pool_levels on the same
-// batch, batch size does not change them, streaming fit equals fitting held features) and by the
-// CLI tests on a generated MVTec-like tree (tests/test_cli.cpp).
+// Tested by tests/test_cli_images.cpp on a generated MVTec-like tree: the CSV features equal
+// extract() (at another batch size), a model fitted on images equals one fitted on their CSV,
+// thresholds from reference images.
 #pragma once
 
 #include <functional>
@@ -62,9 +62,10 @@ class FeatureExtractor {
 // The model's info records the feature spec.
 GaussianAd fit_images(const FeatureExtractor& fx, const std::vector<std::string>& paths,
                       const GaussianAdOptions& options, const ProgressFn& progress = {});
-// Thresholds at `fpr`: χ² per level and, with more than one level, the empirical one from the
-// scores of `normal` images (normal reference data; the training images themselves are in-sample
-// and so flag fewer than `fpr` of new normal images). One level needs no images.
+// Thresholds at `fpr`: χ² per level and, with more than one level or model.empirical_preferred,
+// the empirical one from the scores of `normal` images (normal reference data; the training
+// images themselves are in-sample and so flag fewer than `fpr` of new normal images; a second
+// backbone pass over them). One level with χ² labels needs no images.
 void set_image_thresholds(const FeatureExtractor& fx, GaussianAd& model, double fpr,
                           const std::vector<std::string>& normal, const std::string& source,
                           const ProgressFn& progress = {});

@@ -124,6 +124,23 @@ TEST_CASE("cli: features and mvg on an MVTec-like tree", "[cli][gaussian]") {
   }
   CHECK(si.rows[0][0] == "crack/0.png");
 
+  // Two levels, thresholds from reference images: the empirical threshold flags fpr of them.
+  fs::create_directories(p("empty"));
+  r = run("mvg fit" + pipe + " --mvtec " + root + " --category bottle --reference " + root +
+          "/bottle/test/good --fpr 0.25 --out " + p("e2.safetensors"));
+  INFO(r.out);
+  REQUIRE(r.rc == 0);
+  const models::GaussianAd e2 = models::GaussianAd::load(p("e2.safetensors"));
+  CHECK(e2.levels.size() == 2);
+  CHECK(e2.empirical_preferred);
+  CHECK(e2.info.at("threshold.source").find("reference images") == 0);
+  REQUIRE(run("mvg score --model " + p("e2.safetensors") + " --images " + root + "/bottle/test/good --out " +
+              p("se.csv")).rc == 0);
+  const data::Csv se = data::read_csv(p("se.csv"));
+  int flagged = 0;
+  for (const auto& row : se.rows) flagged += row[2] == "1";
+  CHECK(flagged == 1);  // above the 75th percentile of 4 reference scores: the top one
+
   // eval: per-category AUROC of the score output against the MVTec labels; mean and SEM with --all.
   r = run("mvg eval --mvtec " + root + " --all --json " + p("e.json") + pipe.substr(0, pipe.find("--levels")) +
           "--levels 4");
@@ -150,7 +167,10 @@ TEST_CASE("cli: features and mvg on an MVTec-like tree", "[cli][gaussian]") {
   fails("mvg fit --features " + p("f.csv") + " --pca 0.9 --npca 0.9", "--pca and --npca");
   fails("mvg fit --features " + p("f.csv") + " --npca 1.5", "(0, 1)");
   fails("mvg score --model " + w + " --features " + p("f.csv"), "not a Gaussian-AD model");
-  fails("mvg score --model " + p("m.safetensors") + " --features " + p("g.csv"), "[8, 512]");
+  fails("mvg score --model " + p("m.safetensors") + " --features " + p("g.csv"), "expects 640");
+  fails("mvg score --model " + p("e2.safetensors") + " --features " + p("f.csv"), "2 feature levels");
+  fails("mvg fit" + pipe + " --mvtec " + root + " --category grid --reference " + p("empty"), "no images");
+  fails("features" + pipe.substr(0, pipe.find("--levels")) + "--levels 4,2 --images " + root, "increasing");
   test::write_image((fs::path(root) / "grid/train/good/zz.png").string(), 4, 4, 3, std::vector<unsigned char>(48));
   {
     std::ofstream bad(fs::path(root) / "grid/train/good/bad.png");
