@@ -226,6 +226,7 @@ GaussianLevel make_level(const LedoitWolf& lw, const Projection* pr, const Eigen
     lv.dim = lv.reduced;
     lv.center = lw.mean;
     lv.whiten = w.whiten;
+    lv.lower = w.cholesky;
   }
   return lv;
 }
@@ -319,7 +320,8 @@ Eigen::MatrixXd GaussianAd::level_distances(const std::vector<Tensor>& feats) co
         const int64_t r = b * kRowBlock, m = std::min(kRowBlock, n - r);
         const Eigen::MatrixXd d = to_double(f.data() + r * lv.dim, m, lv.dim).rowwise() -
                                   lv.center.transpose();
-        const Eigen::MatrixXd y = d * lv.whiten.transpose();
+        const Eigen::MatrixXd y = lv.lower ? Eigen::MatrixXd(d * lv.whiten.transpose().triangularView<Eigen::Upper>())
+                                           : Eigen::MatrixXd(d * lv.whiten.transpose());
         out.col(int64_t(l)).segment(r, m) = y.rowwise().norm();
       }
     });
@@ -468,6 +470,7 @@ GaussianAd GaussianAd::load(const std::string& path) {
     lv.precision = matrix(tensor(k + "precision", 2));
     lv.dim = lv.center.size();
     lv.reduced = lv.mean.size();
+    lv.lower = lv.whiten.rows() == lv.whiten.cols() && lv.whiten.triangularView<Eigen::StrictlyUpper>().toDenseMatrix().isZero(0);
     check(lv.whiten.cols() == lv.dim && lv.whiten.rows() <= lv.reduced, path,
           "tensor '" + k + "whiten' is " + dims(lv.whiten.rows(), lv.whiten.cols()) + ", expected at most " +
               std::to_string(lv.reduced) + " rows of " + std::to_string(lv.dim) + " ('" + k + "center' and '" + k +

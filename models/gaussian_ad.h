@@ -98,6 +98,7 @@ struct GaussianLevel {
   int64_t dropped = 0;
   Eigen::VectorXd center;      // [p]
   Eigen::MatrixXd whiten;      // [k', p]
+  bool lower = false;          // whiten is lower-triangular (Cholesky, no projection): half the flops
   Eigen::VectorXd mean;        // [k]: the Gaussian's mean in its own space
   Eigen::MatrixXd precision;   // [k, k]
   Eigen::MatrixXd projection;  // [k, p] for pca / npca, else empty
