@@ -17,7 +17,8 @@ namespace normad::models {
 namespace {
 
 constexpr int64_t kRowBlock = 256;  // rows converted to double at a time
-constexpr int64_t kColBlock = 64;   // columns of Σ y yᵀ per parallel task
+constexpr int64_t kColBlock = 64;   // columns of L⁻¹ and P per parallel task
+constexpr int64_t kSyrkBlock = 128; // columns of Σ y yᵀ per parallel task
 
 void require(bool ok, const std::string& msg) { check(ok, "gaussian-ad", msg); }
 
@@ -72,10 +73,10 @@ void MomentSums::add_block(const Eigen::MatrixXd& y) {
   s4_ += sq.squaredNorm();
   // Lower triangle of Σ y yᵀ, one column block per task: each entry has one owner, so the sums
   // do not depend on the thread count.
-  const int64_t nb = (p_ + kColBlock - 1) / kColBlock;
+  const int64_t nb = (p_ + kSyrkBlock - 1) / kSyrkBlock;
   parallel_for(nb, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
-      const int64_t j = b * kColBlock, w = std::min(kColBlock, p_ - j);
+      const int64_t j = b * kSyrkBlock, w = std::min(kSyrkBlock, p_ - j);
       s2_.block(j, j, p_ - j, w).noalias() += y.rightCols(p_ - j).transpose() * y.middleCols(j, w);
     }
   });
@@ -135,9 +136,30 @@ Whitening whitening(const LedoitWolf& lw, double rcond) {
   if (lw.shrinkage > rcond * double(p) && lw.scale > 0) {
     Eigen::LLT<Eigen::MatrixXd> llt(cov);
     if (llt.info() == Eigen::Success) {
-      w.whiten = llt.matrixL().solve(Eigen::MatrixXd::Identity(p, p));  // L⁻¹
-      w.whiten.triangularView<Eigen::StrictlyUpper>().setZero();
-      w.precision = w.whiten.transpose() * w.whiten;
+      // L⁻¹ one column block per task (L X = I[:, j..j+w): rows above j are zero), then
+      // P = L⁻ᵀ L⁻¹ by column blocks (column block j of L⁻¹ is zero above row j). Each entry has one
+      // owner, so the result does not depend on the thread count.
+      const int64_t nb = (p + kColBlock - 1) / kColBlock;
+      const Eigen::MatrixXd L = llt.matrixL();
+      w.whiten = Eigen::MatrixXd::Zero(p, p);
+      parallel_for(nb, 1, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+          const int64_t j = b * kColBlock, c = std::min(kColBlock, p - j);
+          Eigen::MatrixXd x = Eigen::MatrixXd::Identity(p - j, c);
+          L.bottomRightCorner(p - j, p - j).triangularView<Eigen::Lower>().solveInPlace(x);
+          w.whiten.block(j, j, p - j, c) = x;
+        }
+      });
+      // Lower triangle only: P[r, c] = Σ_{i >= max(r, c)} W[i, r] W[i, c], then mirrored.
+      w.precision = Eigen::MatrixXd::Zero(p, p);
+      parallel_for(nb, 1, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+          const int64_t j = b * kColBlock, c = std::min(kColBlock, p - j);
+          w.precision.block(j, j, p - j, c).noalias() =
+              w.whiten.bottomRightCorner(p - j, p - j).transpose() * w.whiten.block(j, j, p - j, c);
+        }
+      });
+      w.precision = w.precision.selfadjointView<Eigen::Lower>();
       w.cholesky = true;
       return w;
     }
