@@ -5,6 +5,7 @@
 #include <json.hpp>
 
 #include <cmath>
+#include <functional>
 #include <cstdio>
 
 #include "apps/cli_util.h"
@@ -54,22 +55,26 @@ models::FeatureSpec feature_spec(const ImageArgs& a) {
   models::FeatureSpec s;
   s.backbone = a.backbone;
   s.weights = a.weights;
-  if (!a.levels.empty())
-    for (const std::string& l : split_list(a.levels, "--levels")) {
-      try {
-        size_t used = 0;
-        s.levels.push_back(std::stoi(l, &used));
-        if (used != l.size()) throw std::invalid_argument(l);
-      } catch (const std::logic_error&) {
-        throw Error("--levels: '" + l + "' is not an integer");
-      }
-    }
+  if (!a.levels.empty()) s.levels = models::parse_levels(a.levels, "--levels");
   s.prep.size = a.size;
   s.prep.crop = a.crop;
   s.prep.filter = a.filter;
   s.prep.shorter_side = a.shorter_side;
   s.batch = a.batch;
   return s;
+}
+
+// The images of one directory, named by file name; none is an error naming the directory.
+std::vector<data::ImageItem> dir_items(const std::string& dir, const std::string& option) {
+  std::vector<data::ImageItem> items;
+  for (const std::string& name : data::list_images(dir)) {
+    data::ImageItem it;
+    it.path = (std::filesystem::path(dir) / name).string();
+    it.name = name;
+    items.push_back(it);
+  }
+  if (items.empty()) throw Error(dir + ": no images (.png, .jpg, .jpeg, .bmp) for " + option);
+  return items;
 }
 
 // The items of --images DIR or --mvtec ROOT --category C (split), with names.
@@ -79,15 +84,7 @@ std::vector<data::ImageItem> source_items(const ImageArgs& a, const std::string&
     if (a.category.empty()) throw Error("--mvtec needs --category");
     return data::mvtec_items(a.mvtec, a.category, split);
   }
-  std::vector<data::ImageItem> items;
-  for (const std::string& name : data::list_images(a.images)) {
-    data::ImageItem it;
-    it.path = (std::filesystem::path(a.images) / name).string();
-    it.name = name;
-    items.push_back(it);
-  }
-  if (items.empty()) throw Error(a.images + ": no images (.png, .jpg, .jpeg, .bmp)");
-  return items;
+  return dir_items(a.images, "--images");
 }
 
 models::GaussianAdOptions gaussian_options(const ImageArgs& a, bool pca_given, bool npca_given) {
@@ -197,7 +194,7 @@ bool ImageCommands::run() {
     models::FeatureExtractor fx(feature_spec(a));  // a bad backbone, weights or level fails first
     const std::vector<data::ImageItem> items = source_items(a, a.split);
     Progress p{"features", false};
-    const Tensor f = fx.extract(models::item_paths(items), [&](int64_t d, int64_t t) { p(d, t); });
+    const Tensor f = fx.extract(data::item_paths(items), std::ref(p));
     const int64_t D = f.size(1);
     std::string text = "name";
     for (int64_t j = 0; j < D; ++j) text += ",f" + std::to_string(j);
@@ -237,21 +234,17 @@ bool ImageCommands::run() {
       const std::vector<data::ImageItem> items = source_items(a, "train");
       models::FeatureExtractor fx(feature_spec(a));
       Progress p{"fit", false};
-      auto prog = [&](int64_t d, int64_t t) { p(d, t); };
-      m = models::fit_images(fx, models::item_paths(items), o, prog);
+      m = models::fit_images(fx, data::item_paths(items), o, std::ref(p));
       n = int64_t(items.size());
-      std::vector<std::string> ref = models::item_paths(items);
+      std::vector<std::string> ref = data::item_paths(items);
       std::string source = "training images (in-sample)";
       if (!a.reference.empty()) {
-        ref.clear();
-        for (const std::string& name : data::list_images(a.reference))
-          ref.push_back((std::filesystem::path(a.reference) / name).string());
-        if (ref.empty()) throw Error(a.reference + ": no images (.png, .jpg, .jpeg, .bmp) for --reference");
+        ref = data::item_paths(dir_items(a.reference, "--reference"));
         source = "reference images " + a.reference;
         m.empirical_preferred = true;
       }
       Progress pr{"threshold", false};
-      models::set_image_thresholds(fx, m, a.fpr, ref, source, [&](int64_t d, int64_t t) { pr(d, t); });
+      models::set_image_thresholds(fx, m, a.fpr, ref, source, std::ref(pr));
     }
     m.save(a.out);
     std::printf("fitted %zu level(s) on %lld rows (reduction %s), decision threshold %.6g at fpr %g, wrote %s\n",
@@ -290,7 +283,7 @@ bool ImageCommands::run() {
       const std::vector<data::ImageItem> items = source_items(a, a.score_split);
       models::FeatureExtractor fx(spec);
       Progress p{"score", false};
-      scores = models::score_images(fx, m, models::item_paths(items), [&](int64_t d, int64_t t) { p(d, t); });
+      scores = models::score_images(fx, m, data::item_paths(items), std::ref(p));
       for (const auto& it : items) names.push_back(it.name);
     }
     const double thr = m.decision_threshold();
@@ -324,9 +317,9 @@ bool ImageCommands::run() {
       const auto train = data::mvtec_items(a.mvtec, c, "train"), test = data::mvtec_items(a.mvtec, c, "test");
       Progress pf{c + " fit", false}, ps{c + " test", false};
       const models::GaussianAd m =
-          models::fit_images(fx, models::item_paths(train), o, [&](int64_t d, int64_t t) { pf(d, t); });
+          models::fit_images(fx, data::item_paths(train), o, std::ref(pf));
       const std::vector<double> s =
-          models::score_images(fx, m, models::item_paths(test), [&](int64_t d, int64_t t) { ps(d, t); });
+          models::score_images(fx, m, data::item_paths(test), std::ref(ps));
       const double auc = eval::auroc(s, data::item_labels(test));
       aurocs.push_back(auc);
       std::printf("%-12s train %4zu  test %4zu  image AUROC %.1f\n", c.c_str(), train.size(), test.size(), 100 * auc);

@@ -1,8 +1,19 @@
 # Shared by the bench/compare_*.py scripts: pinning to T cores, running normad's benchmark binary and
 # a Python reference script under PyTorch's / NumPy's fastest threading set-up on those cores.
+import argparse
 import json
 import os
 import subprocess
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def arg_parser(description=None):
+    """--threads T (default: all cores) and --bench (normad's benchmark binary), shared by the scripts."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--bench", default=os.path.join(ROOT, "build", "normad_bench"))
+    return ap
 
 
 def cpus(t):

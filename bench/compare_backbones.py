@@ -12,15 +12,11 @@
 # on these cores). The weights are random (throughput does not depend on them).
 # Usage: python3 bench/compare_backbones.py [--threads T] [--bench build/normad_bench]
 #        [--seconds S] [--tiny]   (--tiny: batch 1 at 64x64, a quick check that both sides run)
-import argparse
 import json
-import os
 import sys
 
-from bench_common import run_normad, run_python
+from bench_common import arg_parser, run_normad, run_python
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 
 # (benchmark name, torchvision name, batch, size, deepest level)
 WORKLOADS = [
@@ -64,10 +60,8 @@ def run_torch(t, seconds, work):
 
 
 def main():
-    ap = argparse.ArgumentParser(description="Backbone inference throughput, normad vs PyTorch/torchvision "
-                                             "on the same cores (see the header of this file).")
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--bench", default=os.path.join(ROOT, "build", "normad_bench"))
+    ap = arg_parser("Backbone inference throughput, normad vs PyTorch/torchvision on the same cores "
+                    "(see the header of this file).")
     ap.add_argument("--seconds", type=float, default=3.0, help="minimum timed seconds per case")
     ap.add_argument("--tiny", action="store_true",
                     help="batch 1 at 64x64 on both sides (checks the set-up, not the speed)")

@@ -7,14 +7,10 @@
 # Threads: both run under `taskset -c 0..T-1`; scikit-learn (NumPy/SciPy on OpenBLAS) is run with
 # OPENBLAS_NUM_THREADS=1 and =T, and with float32 and float64 input, keeping the fastest set-up.
 # Usage: python3 bench/compare_sklearn.py [--threads T] [--bench build/normad_bench]
-import argparse
-import os
 import sys
 
-from bench_common import run_normad, run_python
+from bench_common import arg_parser, run_normad, run_python
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 
 SKLEARN_SCRIPT = r'''
 import sys, time
@@ -54,10 +50,7 @@ def run_sklearn(t):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--bench", default=os.path.join(ROOT, "build", "normad_bench"))
-    a = ap.parse_args()
+    a = arg_parser().parse_args()
     n, s = run_normad(a.threads, a.bench, "^mvg_"), run_sklearn(a.threads)
     for name in sorted(n):
         ms, setup = s[name]

@@ -6,14 +6,10 @@
 # Threads: both run under `taskset -c 0..T-1`; torch gets set_num_threads(T) and, for T > 1, is run
 # with OPENBLAS_NUM_THREADS=1 and =T, keeping the faster (its fastest set-up on these cores).
 # Workloads: acr_dsvdd_step/omniglot_t32_q30, dsvdd_step/lenet_mnist_n128, acr_ntl_step/tab_t4_q512_d570_k19. Usage: python3 bench/compare_torch.py [--threads T]
-import argparse
-import os
 import sys
 
-from bench_common import run_normad, run_python
+from bench_common import arg_parser, run_normad, run_python
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 
 TORCH_SCRIPT = r'''
 import math, sys, time, torch
@@ -112,10 +108,7 @@ def run_torch(t):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--bench", default=os.path.join(ROOT, "build", "normad_bench"))
-    a = ap.parse_args()
+    a = arg_parser().parse_args()
     n, t = run_normad(a.threads, a.bench, "_step/"), run_torch(a.threads)
     for name in sorted(n):
         if name in t:

@@ -160,11 +160,15 @@ std::vector<int> item_labels(const std::vector<ImageItem>& items) {
   return out;
 }
 
+std::vector<std::string> item_paths(const std::vector<ImageItem>& items) {
+  std::vector<std::string> out;
+  out.reserve(items.size());
+  for (const auto& it : items) out.push_back(it.path);
+  return out;
+}
+
 Tensor load_item_images(const std::vector<ImageItem>& items, const ImagePrep& prep) {
-  std::vector<std::string> paths;
-  paths.reserve(items.size());
-  for (const auto& it : items) paths.push_back(it.path);
-  return load_batch(paths, prep);
+  return load_batch(item_paths(items), prep);
 }
 
 Tensor load_item_masks(const std::vector<ImageItem>& items, const ImagePrep& prep) {

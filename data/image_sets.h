@@ -60,6 +60,8 @@ std::vector<ImageItem> folder_items(const std::string& normal_dir,    // normal 
 
 // Labels of `items`, in order.
 std::vector<int> item_labels(const std::vector<ImageItem>& items);
+// Their image files, in order.
+std::vector<std::string> item_paths(const std::vector<ImageItem>& items);
 // The images of `items` through `prep` -> [N, 3, Ho, Wo] (load_batch).
 Tensor load_item_images(const std::vector<ImageItem>& items, const ImagePrep& prep);
 // Their masks -> [N, Ho, Wo] in {0, 1} (load_mask); an item without a mask gives zeros of the size

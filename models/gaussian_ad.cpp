@@ -110,8 +110,8 @@ LedoitWolf MomentSums::ledoit_wolf() const {
   // Σ_i ||x̃_i||⁴ with x̃ = y − μ_y: expand ||x̃||² = a − 2b + c (a = ||y||², b = yᵀμ_y, c = ||μ_y||²).
   const Eigen::VectorXd mu = s1_ / n;
   const double c = mu.squaredNorm();
-  const Eigen::MatrixXd s2 = s2_.selfadjointView<Eigen::Lower>();
-  const double sum_b2 = mu.dot(s2 * mu), sum_ab = s3_.dot(mu), sum_a = s2.trace();
+  const Eigen::VectorXd s2_mu = s2_.selfadjointView<Eigen::Lower>() * mu;
+  const double sum_b2 = mu.dot(s2_mu), sum_ab = s3_.dot(mu), sum_a = s2_.trace();
   const double fourth = s4_ + 4 * sum_b2 - 4 * sum_ab + 2 * c * sum_a - 3 * n * c * c;
   const double frob = s.squaredNorm();  // ||S||_F²
   const double m = lw.scale;
@@ -206,11 +206,11 @@ Projection pca_projection(const Eigen::MatrixXd& cov, int64_t n, const std::stri
   }
   Projection pr;
   // NPCA's boundary component c − 1: the reference's slice wraps around for c = 0; we keep from 0.
-  pr.first = kind == "pca" ? 0 : std::max<int64_t>(c - 1, 0);
-  pr.last = kind == "pca" ? c : q - 1;
-  pr.components.resize(pr.last - pr.first + 1, p);
-  for (int64_t j = pr.first; j <= pr.last; ++j)
-    pr.components.row(j - pr.first) = eig.eigenvectors().col(p - 1 - j).transpose();
+  const int64_t first = kind == "pca" ? 0 : std::max<int64_t>(c - 1, 0);
+  const int64_t last = kind == "pca" ? c : q - 1;
+  pr.components.resize(last - first + 1, p);
+  for (int64_t j = first; j <= last; ++j)
+    pr.components.row(j - first) = eig.eigenvectors().col(p - 1 - j).transpose();
   return pr;
 }
 
@@ -414,7 +414,7 @@ void GaussianAd::save(const std::string& path) const {
     if (lv.projection.size()) ts.emplace_back(k + "projection", to_tensor(lv.projection));
     meta[k + "shrinkage"] = exact(lv.shrinkage);
     meta[k + "dropped"] = std::to_string(lv.dropped);
-    if (l < chi2_thresholds.size()) meta[k + "chi2_threshold"] = exact(chi2_thresholds[l]);
+    meta[k + "chi2_threshold"] = exact(chi2_thresholds[l]);
   }
   nn::save_safetensors(path, ts, meta);
 }

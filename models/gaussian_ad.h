@@ -72,7 +72,6 @@ Whitening whitening(const LedoitWolf& lw, double rcond = kRcondF64);
 // explained-variance ratio > t (0 if none).
 struct Projection {
   Eigen::MatrixXd components;  // [k, p], orthonormal rows, by decreasing variance
-  int64_t first = 0, last = 0; // kept index range [first, last] of the q components
 };
 Projection pca_projection(const Eigen::MatrixXd& cov, int64_t n, const std::string& kind,
                           double threshold);

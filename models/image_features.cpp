@@ -1,6 +1,8 @@
 // Image → pooled backbone features → Gaussian-AD (see image_features.h).
 #include "models/image_features.h"
 
+#include <charconv>
+
 #include "tensor/ops.h"
 
 namespace normad::models {
@@ -35,16 +37,12 @@ FeatureSpec FeatureSpec::from_metadata(const std::map<std::string, std::string>&
   FeatureSpec s;
   s.backbone = get("features.backbone");
   s.weights = get("features.weights");
+  s.levels = parse_levels(get("features.levels"), file + ": metadata field features.levels");
   try {
-    for (size_t i = 0, j; i < get("features.levels").size(); i = j + 1) {
-      j = get("features.levels").find(',', i);
-      if (j == std::string::npos) j = get("features.levels").size();
-      s.levels.push_back(std::stoi(get("features.levels").substr(i, j - i)));
-    }
     s.prep.size = std::stoi(get("features.size"));
     s.prep.crop = std::stoi(get("features.crop"));
   } catch (const std::logic_error&) {
-    throw Error(file + ": metadata fields features.levels / size / crop are not integers");
+    throw Error(file + ": metadata fields features.size / crop are not integers");
   }
   s.prep.filter = get("features.filter");
   s.prep.shorter_side = get("features.shorter_side") == "1";
@@ -80,19 +78,19 @@ std::vector<Tensor> FeatureExtractor::pooled(const Tensor& images) const {
 }
 
 void FeatureExtractor::for_each_batch(const std::vector<std::string>& paths,
-                                      const std::function<void(const std::vector<Tensor>&, int64_t)>& each,
+                                      const std::function<void(const std::vector<Tensor>&)>& each,
                                       const ProgressFn& progress) const {
   const int64_t n = int64_t(paths.size());
   for (int64_t b = 0; b < n; b += spec_.batch) {
     const std::vector<std::string> chunk(paths.begin() + b, paths.begin() + std::min(n, b + spec_.batch));
-    each(pooled(data::load_batch(chunk, spec_.prep)), b);
+    each(pooled(data::load_batch(chunk, spec_.prep)));
     if (progress) progress(std::min(n, b + spec_.batch), n);
   }
 }
 
 Tensor FeatureExtractor::extract(const std::vector<std::string>& paths, const ProgressFn& progress) const {
   std::vector<Tensor> rows;
-  for_each_batch(paths, [&](const std::vector<Tensor>& lv, int64_t) { rows.push_back(concat(lv, 1)); }, progress);
+  for_each_batch(paths, [&](const std::vector<Tensor>& lv) { rows.push_back(concat(lv, 1)); }, progress);
   check(!rows.empty(), "features", "no images");
   return concat(rows, 0);
 }
@@ -100,7 +98,7 @@ Tensor FeatureExtractor::extract(const std::vector<std::string>& paths, const Pr
 std::vector<double> score_images(const FeatureExtractor& fx, const GaussianAd& model,
                                  const std::vector<std::string>& paths, const ProgressFn& progress) {
   std::vector<double> scores;
-  fx.for_each_batch(paths, [&](const std::vector<Tensor>& lv, int64_t) {
+  fx.for_each_batch(paths, [&](const std::vector<Tensor>& lv) {
     const std::vector<double> s = model.score(lv);
     scores.insert(scores.end(), s.begin(), s.end());
   }, progress);
@@ -110,7 +108,7 @@ std::vector<double> score_images(const FeatureExtractor& fx, const GaussianAd& m
 GaussianAd fit_images(const FeatureExtractor& fx, const std::vector<std::string>& paths,
                       const GaussianAdOptions& options, const ProgressFn& progress) {
   GaussianFitter fitter(fx.dims(), options);
-  fx.for_each_batch(paths, [&](const std::vector<Tensor>& lv, int64_t) { fitter.add(lv); }, progress);
+  fx.for_each_batch(paths, [&](const std::vector<Tensor>& lv) { fitter.add(lv); }, progress);
   GaussianAd model = fitter.finish();
   model.info = fx.spec().to_metadata();
   return model;
@@ -128,10 +126,20 @@ void set_image_thresholds(const FeatureExtractor& fx, GaussianAd& model, double 
   model.info["threshold.source"] = scores.empty() ? "chi2" : source;
 }
 
-std::vector<std::string> item_paths(const std::vector<data::ImageItem>& items) {
-  std::vector<std::string> p;
-  for (const auto& it : items) p.push_back(it.path);
-  return p;
+std::vector<int> parse_levels(const std::string& text, const std::string& where) {
+  std::vector<int> levels;
+  for (size_t i = 0; i <= text.size();) {
+    size_t j = text.find(',', i);
+    if (j == std::string::npos) j = text.size();
+    const std::string item = text.substr(i, j - i);
+    int v = 0;
+    const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
+    check(!item.empty() && ec == std::errc() && end == item.data() + item.size(), where,
+          "level '" + item + "' is not an integer");
+    levels.push_back(v);
+    i = j + 1;
+  }
+  return levels;
 }
 
 }  // namespace normad::models

@@ -44,10 +44,9 @@ class FeatureExtractor {
 
   // Pooled features of images [N, 3, S, S] (already preprocessed): one [N, C_l] per level.
   std::vector<Tensor> pooled(const Tensor& images) const;
-  // The files in batches of spec().batch; `each` gets every batch's pooled levels and the index of
-  // its first file.
+  // The files in batches of spec().batch, in order; `each` gets every batch's pooled levels.
   void for_each_batch(const std::vector<std::string>& paths,
-                      const std::function<void(const std::vector<Tensor>&, int64_t)>& each,
+                      const std::function<void(const std::vector<Tensor>&)>& each,
                       const ProgressFn& progress = {}) const;
   // All files' pooled levels concatenated → [N, Σ C_l].
   Tensor extract(const std::vector<std::string>& paths, const ProgressFn& progress = {}) const;
@@ -73,6 +72,7 @@ void set_image_thresholds(const FeatureExtractor& fx, GaussianAd& model, double 
 std::vector<double> score_images(const FeatureExtractor& fx, const GaussianAd& model,
                                  const std::vector<std::string>& paths, const ProgressFn& progress = {});
 
-std::vector<std::string> item_paths(const std::vector<data::ImageItem>& items);
+// "0,2,4" -> {0, 2, 4}; `where` names the option or file in the error for a non-integer entry.
+std::vector<int> parse_levels(const std::string& text, const std::string& where);
 
 }  // namespace normad::models

@@ -344,7 +344,6 @@ Tensor conv2d_impl(const Tensor& x, const Tensor& w, const Tensor& scale, const 
     return out;
   }
   const bool pointwise = is_pointwise(d, a);
-  const bool plain = !sp && act == Activation::none;  // conv2d: keep its exact bias loop
   tbb::parallel_for(int64_t(0), d.n_chunks, [&](int64_t chunk) {
     int64_t n0 = chunk * d.nb, nb = std::min(d.nb, d.N - n0);
     const bool direct = pointwise && nb == 1;
@@ -366,10 +365,7 @@ Tensor conv2d_impl(const Tensor& x, const Tensor& w, const Tensor& scale, const 
         for (int64_t j = 0; j < nb; ++j) {
           const float* src = res.get() + (f * nb + j) * ohw;
           float* dst = op + ((n0 + j) * d.F + fo) * ohw;
-          if (plain)
-            for (int64_t i = 0; i < ohw; ++i) dst[i] = src[i] + bias;
-          else
-            epilogue(dst, src, ohw, sp ? sp[fo] : 1.f, bias, act);
+          epilogue(dst, src, ohw, sp ? sp[fo] : 1.f, bias, act);  // x * 1 + b is exactly x + b
         }
       }
     }

@@ -67,8 +67,9 @@ TEST_CASE("cli: features and mvg on an MVTec-like tree", "[cli][gaussian]") {
   auto p = [&](const std::string& name) { return (dir / name).string(); };
   const std::string pipe = " --backbone resnet18 --weights " + w + " --size 32 --levels 2,4 --threads 2";
 
-  // features: one row per training image, 128 + 512 columns, equal to the library's extractor.
-  test::Run r = run("features" + pipe + " --mvtec " + root + " --category bottle --out " + p("f.csv"));
+  // features: one row per training image, 128 + 512 columns, equal to the library's extractor
+  // (the CLI in batches of 3, the library in one batch of 16).
+  test::Run r = run("features" + pipe + " --batch 3 --mvtec " + root + " --category bottle --out " + p("f.csv"));
   INFO(r.out);
   REQUIRE(r.rc == 0);
   const data::Table f = data::read_table(p("f.csv"), "name");
@@ -81,7 +82,7 @@ TEST_CASE("cli: features and mvg on an MVTec-like tree", "[cli][gaussian]") {
   spec.levels = {2, 4};
   spec.prep.size = 32;
   const models::FeatureExtractor fx(spec);
-  const Tensor ref = fx.extract(models::item_paths(data::mvtec_items(root, "bottle", "train")));
+  const Tensor ref = fx.extract(data::item_paths(data::mvtec_items(root, "bottle", "train")));
   test::expect_close(f.x, ref, 1e-6, 1e-6, "features CSV vs FeatureExtractor");
 
   // mvg fit / score on the CSV: the scores are the library's.
