@@ -5,9 +5,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <numeric>
 #include <string>
 
+#include "tensor/random.h"
 #include "tensor/tensor.h"
 
 namespace normad::eval {
@@ -128,6 +130,89 @@ double contamination_threshold(std::vector<double> train, double contamination) 
 double fpr_threshold(std::vector<double> normal, double fpr) {
   check(fpr > 0 && fpr < 1, "fpr_threshold", "fpr must be in (0, 1), got " + std::to_string(fpr));
   return percentile(std::move(normal), 100.0 * (1.0 - fpr));
+}
+
+CalibrationSplit calibration_split(int64_t n, double fraction, uint64_t seed, int64_t min_fit) {
+  if (!(fraction > 0 && fraction < 1))
+    throw Error("--calibration: the held-out fraction must be in (0, 1), got " + std::to_string(fraction));
+  const int64_t held = std::max<int64_t>(1, static_cast<int64_t>(std::llround(fraction * double(n))));
+  if (n - held < min_fit)
+    throw Error("--calibration " + std::to_string(fraction) + ": " + std::to_string(n) + " normal rows leave " +
+                std::to_string(n - held) + " to fit on after holding out " + std::to_string(held) + "; need at least " +
+                std::to_string(min_fit));
+  Generator g(seed);
+  std::vector<int64_t> perm = g.permutation(n);
+  CalibrationSplit s;
+  s.calibration.assign(perm.begin(), perm.begin() + held);
+  s.fit.assign(perm.begin() + held, perm.end());
+  std::sort(s.calibration.begin(), s.calibration.end());
+  std::sort(s.fit.begin(), s.fit.end());
+  return s;
+}
+
+double flagged_share(const std::vector<double>& scores, double threshold) {
+  if (scores.empty()) return 0;
+  int64_t k = 0;
+  for (double v : scores) k += v > threshold;
+  return double(k) / double(scores.size());
+}
+
+namespace {
+void check_finite_scores(const std::vector<double>& scores, const std::string& what) {
+  for (size_t i = 0; i < scores.size(); ++i)
+    if (!std::isfinite(scores[i]))
+      throw Error(what + ": score of row " + std::to_string(i) + " is " + std::to_string(scores[i]) +
+                  " (the model produced a non-finite score; the threshold would be meaningless)");
+}
+}  // namespace
+
+ThresholdReport fpr_rule(const std::vector<double>& normal_scores, double fpr, const std::string& rule) {
+  check(rule == "calibration" || rule == "reference", "fpr_rule", "rule must be calibration or reference");
+  check_finite_scores(normal_scores, rule + " threshold");
+  ThresholdReport r;
+  r.threshold = fpr_threshold(normal_scores, fpr);
+  r.rule = rule, r.target = fpr, r.rows = static_cast<int64_t>(normal_scores.size());
+  r.achieved = flagged_share(normal_scores, r.threshold);
+  return r;
+}
+
+ThresholdReport contamination_rule(const std::vector<double>& train_scores, double contamination) {
+  check_finite_scores(train_scores, "contamination threshold");
+  ThresholdReport r;
+  r.threshold = contamination_threshold(train_scores, contamination);
+  r.rule = "contamination", r.target = contamination, r.rows = static_cast<int64_t>(train_scores.size());
+  r.achieved = flagged_share(train_scores, r.threshold);
+  return r;
+}
+
+std::string ThresholdReport::describe() const {
+  char b[320];
+  if (rule == "contamination")
+    std::snprintf(b, sizeof b,
+                  "threshold %.6g: contamination %g of the %lld training scores (optimistic: new normal data scores "
+                  "higher than the data the model was fitted on)",
+                  threshold, target, (long long)rows);
+  else
+    std::snprintf(b, sizeof b, "threshold %.6g: (1 - fpr) quantile of %lld %s normal rows, fpr %g; %.1f%% of them above it",
+                  threshold, (long long)rows, rule == "calibration" ? "held-out" : "reference", target, 100 * achieved);
+  std::string s = b;
+  if (rule != "contamination" && double(rows) * target < 1)
+    s += " (only " + std::to_string(rows) + " rows: the threshold is about their maximum, and the share of new normal "
+         "rows above it is about 1/" + std::to_string(rows + 1) + ", not the fpr)";
+  return s;
+}
+
+std::map<std::string, std::string> ThresholdReport::to_metadata(const std::string& prefix) const {
+  auto num = [](double v) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.17g", v);
+    return std::string(b);
+  };
+  return {{prefix + "threshold", num(threshold)},
+          {prefix + "threshold_rule", rule},
+          {prefix + "threshold_target", num(target)},
+          {prefix + "threshold_achieved", num(achieved)},
+          {prefix + "threshold_rows", std::to_string(rows)}};
 }
 
 }  // namespace normad::eval

@@ -7,6 +7,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <string>
 #include <vector>
 
 namespace normad::eval {
@@ -28,5 +30,36 @@ double contamination_threshold(std::vector<double> train_scores, double contamin
 double fpr_threshold(std::vector<double> normal_scores, double fpr);
 // NumPy's percentile with linear interpolation, q in [0, 100].
 double percentile(std::vector<double> values, double q);
+
+// Threshold calibration on normal data the model did not train on (alibi-detect's infer_threshold):
+// a model fitted to shrink its training scores cannot be calibrated on them, so a fraction of the
+// normal rows is held out, the model is fitted on the rest, and the threshold is the (1 - fpr)
+// quantile of the held-out scores (fpr_threshold). The split is a seeded permutation; both index
+// lists come back in increasing order (file order is kept).
+struct CalibrationSplit {
+  std::vector<int64_t> fit;          // rows the model is fitted on
+  std::vector<int64_t> calibration;  // held-out normal rows the threshold is set on
+};
+// round(fraction * n) rows held out, at least 1; at least `min_fit` rows stay for fitting. An Error
+// names the option when n is too small or fraction is outside (0, 1).
+CalibrationSplit calibration_split(int64_t n, double fraction, uint64_t seed, int64_t min_fit = 2);
+
+// What a threshold rule gave: stored in model files and printed, so a user sees where it came from.
+struct ThresholdReport {
+  double threshold = 0;
+  std::string rule;          // "calibration", "reference" or "contamination"
+  double target = 0;         // the fpr (calibration, reference) or contamination asked for
+  double achieved = 0;       // share of the normal rows it was set on that score above it
+  int64_t rows = 0;          // how many normal rows it was set on
+  std::string describe() const;  // one line: the rule, its rows, the target and the achieved rate
+  std::map<std::string, std::string> to_metadata(const std::string& prefix) const;  // prefix + "threshold", ...
+};
+// The (1 - fpr) quantile of held-out (calibration) or reference normal scores; non-finite scores are
+// an Error. `rule` is "calibration" or "reference".
+ThresholdReport fpr_rule(const std::vector<double>& normal_scores, double fpr, const std::string& rule);
+// PyOD's contamination rule on training scores (optimistic: the model was fitted to shrink them).
+ThresholdReport contamination_rule(const std::vector<double>& train_scores, double contamination);
+// Share of `scores` strictly above `threshold`.
+double flagged_share(const std::vector<double>& scores, double threshold);
 
 }  // namespace normad::eval
