@@ -7,8 +7,10 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <sstream>
 
@@ -71,10 +73,14 @@ std::vector<Record> parse_records(const std::string& text, const std::string& na
           throw Error(name + ":" + std::to_string(line) + ": field " + std::to_string(r.fields.size() + 1) +
                       ": unexpected character after the closing quote");
       } else {
-        // Unquoted: up to the next separator or line end, verbatim (spaces are trimmed only from numbers).
-        const size_t start = i;
+        // Unquoted: up to the next separator or line end, without surrounding spaces and tabs
+        // ("a, b, c" names columns a, b and c; a quoted field keeps its spaces).
+        size_t start = i;
         while (i < n && text[i] != ',' && text[i] != '\n' && text[i] != '\r') ++i;
-        field.assign(text, start, i - start);
+        size_t stop = i;
+        while (start < stop && is_space(text[start])) ++start;
+        while (stop > start && is_space(text[stop - 1])) --stop;
+        field.assign(text, start, stop - start);
       }
       r.fields.push_back(std::move(field));
       if (i < n && text[i] == ',') {
@@ -104,16 +110,25 @@ int64_t find_column(const std::vector<std::string>& header, const std::string& n
   return it == header.end() ? -1 : int64_t(it - header.begin());
 }
 
-// Parses a finite float32 after trimming spaces; a leading '+' is allowed. Locale-independent.
-bool parse_float(const std::string& cell, float* v, std::string* why) {
+// Parses a number that float32 can hold, after trimming spaces; a leading '+' is allowed.
+// Locale-independent. Read in double: magnitudes above float32's largest (3.4e38) are out of range,
+// tiny ones are valid and become float32 denormals or zero (1e-46 is a number, not an error).
+bool parse_number(const std::string& cell, double* v, std::string* why) {
   // std::from_chars takes neither spaces nor '+', and ignores the C locale's decimal separator.
   size_t b = 0, e = cell.size();
   while (b < e && is_space(cell[b])) ++b;
   while (e > b && is_space(cell[e - 1])) --e;
   if (b < e && cell[b] == '+' && (e - b == 1 || cell[b + 1] != '-')) ++b;  // "+-1" stays invalid
   auto [ptr, ec] = std::from_chars(cell.data() + b, cell.data() + e, *v);
-  if (ec == std::errc::result_out_of_range) {
-    *why = "is out of range for float32";
+  if (ec == std::errc::result_out_of_range && ptr == cell.data() + e) {
+    // Underflow (|v| below double's denormals) is zero; overflow is out of range.
+    const std::string t(cell.data() + b, cell.data() + e);
+    const double probe = std::strtod(t.c_str(), nullptr);
+    if (std::fabs(probe) < 1) {
+      *v = std::copysign(0.0, probe);
+      return true;
+    }
+    *why = "is out of range for float32 (largest magnitude 3.4e38)";
     return false;
   }
   if (ec != std::errc() || ptr != cell.data() + e || b == e) {
@@ -124,6 +139,17 @@ bool parse_float(const std::string& cell, float* v, std::string* why) {
     *why = "is not a finite number";
     return false;
   }
+  if (std::fabs(*v) > double(std::numeric_limits<float>::max())) {
+    *why = "is out of range for float32 (largest magnitude 3.4e38)";
+    return false;
+  }
+  return true;
+}
+
+bool parse_float(const std::string& cell, float* v, std::string* why) {
+  double d = 0;
+  if (!parse_number(cell, &d, why)) return false;
+  *v = static_cast<float>(d);
   return true;
 }
 
@@ -247,6 +273,8 @@ Preprocess Preprocess::fit(const Csv& train, const PreprocessOptions& options) {
     for (const auto& row : train.rows) seen.insert(row[j]);
     p.categories[name] = std::vector<std::string>(seen.begin(), seen.end());
   }
+  if (p.inputs.empty())
+    throw Error(train.path + ": no feature columns (the only column is the label '" + p.label + "')");
   if (!options.standardise) return p;
   // Standardisation statistics from the encoded training rows, two passes in double.
   Table t = p.apply(train);
@@ -323,16 +351,25 @@ Table Preprocess::apply(const Csv& csv) const {
         continue;
       }
       std::string why;
-      if (!parse_float(cell, &x[i * F + f], &why))
+      double v = 0;
+      if (!parse_number(cell, &v, &why))
         throw Error(csv.path + ":" + std::to_string(csv.lines[i]) + ": column '" + inputs[k] + "' (" +
                     std::to_string(src[k] + 1) + "): '" + cell + "' " + why);
+      // Standardised in double: (x - mean) of two extreme float32 values would overflow in float.
+      x[i * F + f] = mean.empty() ? float(v) : float((v - double(mean[f])) / double(stddev[f]));
       ++f;
     }
   }
-  // Standardise after encoding with the fitted statistics (one-hot columns included).
+  // Standardise one-hot columns with the fitted statistics too (numeric ones were done above).
   if (!mean.empty())
-    for (int64_t i = 0; i < N; ++i)
-      for (int64_t f = 0; f < F; ++f) x[i * F + f] = (x[i * F + f] - mean[f]) / stddev[f];
+    for (int64_t f0 = 0, k = 0; k < int64_t(inputs.size()); ++k) {
+      auto cat = categories.find(inputs[k]);
+      const int64_t width = cat == categories.end() ? 1 : int64_t(cat->second.size());
+      if (cat != categories.end())
+        for (int64_t i = 0; i < N; ++i)
+          for (int64_t f = f0; f < f0 + width; ++f) x[i * F + f] = float((double(x[i * F + f]) - mean[f]) / stddev[f]);
+      f0 += width;
+    }
   if (label_col >= 0)
     for (const auto& row : csv.rows) t.labels.push_back(row[label_col]);
   return t;
@@ -391,9 +428,20 @@ Table read_table(const std::string& path, const std::string& label) {
   return p.apply(csv);
 }
 
+Csv take_rows(const Csv& csv, const std::vector<int64_t>& rows) {
+  Csv out{csv.path, csv.header, {}, {}};
+  for (int64_t i : rows) {
+    check(i >= 0 && i < int64_t(csv.rows.size()), "take_rows", "row " + std::to_string(i) + " out of range");
+    out.rows.push_back(csv.rows[i]);
+    out.lines.push_back(csv.lines[i]);
+  }
+  return out;
+}
+
 Csv select_rows(const Csv& csv, const std::string& column, const std::vector<std::string>& values) {
   auto col = std::find(csv.header.begin(), csv.header.end(), column);
-  if (col == csv.header.end()) throw Error(csv.path + ": no column '" + column + "'");
+  if (col == csv.header.end())
+    throw Error(csv.path + ": column '" + column + "' not found (columns: " + name_list(csv.header) + ")");
   const size_t j = static_cast<size_t>(col - csv.header.begin());
   Csv out{csv.path, csv.header, {}, {}};
   for (size_t i = 0; i < csv.rows.size(); ++i)

@@ -1,7 +1,9 @@
 // normad CSV reader for labelled tables: a header row, one label column chosen by name, every other
 // column a numeric feature or a one-hot encoded category; optional standardisation fitted on training rows.
 // Format: RFC 4180 with leniencies: ',' separator, optional "quoted" fields ("" is a quote), CRLF or
-// LF, optional final newline, trailing empty lines ignored, spaces around numbers allowed.
+// LF, optional final newline, trailing empty lines ignored, spaces and tabs around unquoted fields
+// dropped (a quoted field keeps them). Numbers are read in double: any finite value float32 can hold
+// (tiny ones become denormals or zero), standardised in double before rounding to float32.
 // Math: x' = (x - mean) / std per feature, population std fitted on the training rows.
 // Tested by tests/test_csv.cpp (files written by the test, every error message, exact metadata round trip).
 //
@@ -95,6 +97,9 @@ struct Preprocess {
 Csv select_rows(const Csv& csv,                          // parsed file
                 const std::string& column,               // e.g. the label column
                 const std::vector<std::string>& values); // values to keep
+
+// The rows `rows` of `csv` (0-based, in the given order), lines kept for error messages.
+Csv take_rows(const Csv& csv, const std::vector<int64_t>& rows);
 
 // Reads `path` with every non-label column numeric, no one-hot and no standardisation.
 Table read_table(const std::string& path,      // CSV file

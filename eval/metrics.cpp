@@ -163,6 +163,12 @@ void check_finite_scores(const std::vector<double>& scores, const std::string& w
     if (!std::isfinite(scores[i]))
       throw Error(what + ": score of row " + std::to_string(i) + " is " + std::to_string(scores[i]) +
                   " (the model produced a non-finite score; the threshold would be meaningless)");
+  // Every score equal: the model does not tell rows apart (a collapsed or diverged fit), and a
+  // threshold on it would flag nothing or everything.
+  if (scores.size() > 1 && std::all_of(scores.begin(), scores.end(), [&](double v) { return v == scores[0]; }))
+    throw Error(what + ": all " + std::to_string(scores.size()) + " scores are equal (" + std::to_string(scores[0]) +
+                "): the model gives every row the same score (a collapsed or diverged fit; try a lower --lr or "
+                "more epochs)");
 }
 }  // namespace
 

@@ -2,6 +2,7 @@
 #include "models/acr.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "models/ntl.h"
 #include "nn/init.h"
@@ -111,9 +112,8 @@ std::vector<double> AcrNtl::score(const Tensor& x, bool stationary, int64_t chun
   net->eval();
   nn::set_bn_batch_stats_in_eval(*net, !stationary);
   std::vector<double> out;
-  for (int64_t s = 0; s < x.size(0); s += chunk)
-    for (float v : dcl_loss((*net)(Var(slice(x, 0, s, std::min(x.size(0), s + chunk)))), tau).data().to_vector())
-      out.push_back(v);
+  for (auto [b, e] : score_chunks(x.size(0), chunk))
+    for (float v : dcl_loss((*net)(Var(slice(x, 0, b, e))), tau).data().to_vector()) out.push_back(v);
   nn::set_bn_batch_stats_in_eval(*net, false);
   return out;
 }
@@ -124,15 +124,24 @@ std::vector<double> AcrDsvdd::score(const Tensor& x, bool stationary, int64_t ch
   nn::set_bn_groups(*net, 1);
   nn::set_bn_batch_stats_in_eval(*net, !stationary);
   std::vector<double> out;
-  const int64_t n = x.size(0);
-  // acr.md §3: a test batch of more than `chunk` rows is cut into consecutive chunks, each
-  // normalised with its own statistics.
-  for (int64_t s = 0; s < n; s += chunk) {
-    Tensor part = slice(x, 0, s, std::min(n, s + chunk));
-    Var d = distances((*net)(Var(part)));
+  // acr.md §3: a large test batch is cut into consecutive chunks, each normalised with its own
+  // statistics (balanced, so that no chunk is a remainder of a few rows).
+  for (auto [b, e] : score_chunks(x.size(0), chunk)) {
+    Var d = distances((*net)(Var(slice(x, 0, b, e))));
     for (float v : d.data().to_vector()) out.push_back(v);
   }
   nn::set_bn_batch_stats_in_eval(*net, false);
+  return out;
+}
+
+std::vector<std::pair<int64_t, int64_t>> score_chunks(int64_t rows, int64_t chunk) {
+  check(chunk >= 2, "ACR scoring", "the batch size must be >= 2 rows, got " + std::to_string(chunk));
+  check(rows >= 2, "ACR scoring",
+        "needs a batch of at least 2 rows (zero-shot scores come from the batch's own BN statistics), got " +
+            std::to_string(rows));
+  const int64_t k = std::clamp<int64_t>(static_cast<int64_t>(std::llround(double(rows) / double(chunk))), 1, rows / 2);
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (int64_t i = 0; i < k; ++i) out.emplace_back(rows * i / k, rows * (i + 1) / k);
   return out;
 }
 

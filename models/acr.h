@@ -1,7 +1,7 @@
 // ACR: zero-shot anomaly detection by meta-training through batch normalisation (acr.md), in two
 // variants behind one interface. BN always uses the current batch's statistics, in training (one
-// group per task) and at test time (one batch, or chunks of at most `chunk` rows, each with its own
-// statistics).
+// group per task) and at test time (one batch, or balanced chunks of about `chunk` rows, each with
+// its own statistics: score_chunks never leaves a small remainder batch).
 // Math: ACR-DSVDD d_i = ||z_i - c||^2, L_n = d, L_a = 1/d (§4.1); ACR-NTL L_n = DCL, L_a =
 // (1/(K ln K)) sum_k -ln(1 - pos_k/den_k) (§4.2); task loss = (1/Q) [sum_normal L_n + sum_anomalous
 // L_a] (§4.3); iteration loss = mean over the T tasks = (1 / (T Q)) sum over all rows.
@@ -10,6 +10,7 @@
 #pragma once
 
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "nn/module.h"
@@ -25,8 +26,9 @@ class AcrModel {
   // Mean loss of T tasks stacked as x [T*Q, ...] with labels y (0 normal, 1 pseudo-anomaly), all in
   // one forward pass with grouped BN (each task its own statistics). Builds the autograd graph.
   virtual Var loss(const Tensor& x, const std::vector<int>& y, int64_t tasks) = 0;
-  // L_n for every row, BN on the batch's statistics (chunks of at most `chunk` rows) or, with
-  // stationary, on the running statistics. No graph, no running-statistics update.
+  // L_n for every row, BN on the batch's statistics (the chunks of score_chunks(N, chunk)) or, with
+  // stationary, on the running statistics. No graph, no running-statistics update. Zero-shot scores
+  // depend on the batch: a row is scored relative to the others in its chunk.
   virtual std::vector<double> score(const Tensor& x, bool stationary = false, int64_t chunk = 1000) = 0;
   virtual std::vector<Var> parameters() const = 0;
 };
@@ -81,6 +83,12 @@ class AcrNtl : public AcrModel {
 // and running statistics update once per task in order either way). Smaller passes keep the
 // activations in cache. Returns the loss value. Gradients are accumulated, not zeroed.
 double acr_backward(AcrModel& model, const Tensor& x, const std::vector<int>& y, int64_t tasks, int64_t per_pass);
+
+// How N rows are cut into BN batches for scoring: k = clamp(round(N / chunk), 1, N / 2) consecutive
+// chunks whose sizes differ by at most one, so no chunk is a small remainder (1,001 rows at chunk
+// 1,000 are one batch, 1,500 are two of 750) and none has fewer than 2 rows. Returns [begin, end)
+// pairs. An Error for N < 2 (BN over one row has no statistics) or chunk < 2.
+std::vector<std::pair<int64_t, int64_t>> score_chunks(int64_t rows, int64_t chunk);
 
 // Per-row loss: L_n on normal rows, L_a on anomalous ones, summed and divided by the row count.
 Var acr_reduce(const Var& ln, const Var& la, const std::vector<int>& y);

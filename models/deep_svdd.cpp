@@ -100,8 +100,8 @@ class LeNetDecoder : public nn::Module {
 
 // One epoch loop shared by pretraining and Deep SVDD: shuffled batches of x, Adam (weight decay as
 // L2 on the gradient) with MultiStepLR stepped once per epoch; `loss` maps a batch to its loss.
-std::vector<double> train_epochs(nn::Module& net, const Tensor& x, const SvddTrainConfig& cfg, Generator& g,
-                                 const std::function<Var(const Tensor&)>& loss_of,
+std::vector<double> train_epochs(const char* what, nn::Module& net, const Tensor& x, const SvddTrainConfig& cfg,
+                                 Generator& g, const std::function<Var(const Tensor&)>& loss_of,
                                  const SvddProgress& progress) {
   check(cfg.epochs >= 1 && cfg.batch >= 2, "Deep SVDD training", "needs epochs >= 1 and batch >= 2");
   nn::Adam opt(net.parameters(), cfg.lr, 0.9f, 0.999f, 1e-8f, cfg.weight_decay);
@@ -117,10 +117,12 @@ std::vector<double> train_epochs(nn::Module& net, const Tensor& x, const SvddTra
       if (n - s == 1 && s > 0) break;  // BN needs more than one row
       std::vector<int64_t> idx(order.begin() + s, order.begin() + std::min(n, s + cfg.batch));
       Var loss = loss_of(index_select(x, idx));
+      const double v = loss.item();
+      nn::check_loss(v, what, "epoch", e + 1);  // before the step: NaN never reaches the weights
       opt.zero_grad();
       loss.backward();
       opt.step();
-      total += loss.item(), ++batches;
+      total += v, ++batches;
     }
     sched.step();  // epochs 1..50 at lr, then lr / 10 (A.7)
     losses.push_back(total / double(batches));
@@ -177,7 +179,7 @@ Var reconstruction_loss(const Var& recon, const Var& x) {
 
 std::vector<double> pretrain_autoencoder(Autoencoder& ae, const Tensor& x, const SvddTrainConfig& cfg,
                                          Generator& g, const SvddProgress& progress) {
-  return train_epochs(ae, x, cfg, g, [&](const Tensor& b) { return reconstruction_loss(ae(Var(b)), Var(b)); },
+  return train_epochs("autoencoder pretraining", ae, x, cfg, g, [&](const Tensor& b) { return reconstruction_loss(ae(Var(b)), Var(b)); },
                       progress);
 }
 
@@ -230,7 +232,11 @@ std::vector<double> DeepSvdd::fit(const Tensor& x, const SvddTrainConfig& cfg, G
   // statistics 0 and 1), as the reference code does with pretrain=False.
   check(cfg.epochs >= 1 && cfg.batch >= 2, "DeepSvdd::fit", "needs epochs >= 1 and batch >= 2");
   c = svdd_center(*net, x);
-  return train_epochs(*net, x, cfg, g, [&](const Tensor& b) {
+  for (int64_t j = 0; j < c.numel(); ++j)
+    check(std::isfinite(c.data()[j]), "Deep SVDD",
+          "the centre c is not finite (component " + std::to_string(j) +
+              "): the network's outputs overflow on this input; look for extreme values");
+  return train_epochs("Deep SVDD", *net, x, cfg, g, [&](const Tensor& b) {
     Var diff = sub((*net)(Var(b)), Var(c));
     return mean(sum(mul(diff, diff), {1}));
   }, progress);

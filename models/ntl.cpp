@@ -1,6 +1,8 @@
 // NeuTraL-AD (see models/ntl.h). Tested by tests/test_ntl.cpp.
 #include "models/ntl.h"
 
+#include <charconv>
+
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -127,16 +129,20 @@ NtlConfig ntl_from_metadata(const std::map<std::string, std::string>& meta) {
     if (it == meta.end()) throw Error(std::string("model metadata: missing '") + k + "'");
     return it->second;
   };
-  auto num = [&](const char* k) {
+  // Strict: the whole field is one number (an integer where one is expected), finite.
+  auto real = [&](const char* k) {
     const std::string v = get(k);
-    try {
-      size_t used = 0;
-      const long long n = std::stoll(v, &used);
-      if (used != v.size()) throw std::invalid_argument("");
-      return static_cast<int64_t>(n);
-    } catch (const std::exception&) {
-      throw Error(std::string("model metadata: '") + k + "' = '" + v + "' is not an integer");
-    }
+    double x = 0;
+    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+    if (ec != std::errc() || end != v.data() + v.size() || !std::isfinite(x))
+      throw Error(std::string("model metadata: '") + k + "' = '" + v + "' is not a finite number");
+    return x;
+  };
+  auto num = [&](const char* k) {
+    const double x = real(k);
+    if (x != std::floor(x) || std::fabs(x) > 1e9)
+      throw Error(std::string("model metadata: '") + k + "' = '" + get(k) + "' is not an integer");
+    return static_cast<int64_t>(x);
   };
   NtlConfig c;
   c.x_dim = num("ntl.x_dim"), c.K = num("ntl.K"), c.trans_type = get("ntl.trans_type");
@@ -144,7 +150,8 @@ NtlConfig ntl_from_metadata(const std::map<std::string, std::string>& meta) {
   c.enc_layers = num("ntl.enc_layers"), c.enc_hidden = num("ntl.enc_hidden"), c.z_dim = num("ntl.z_dim");
   c.batch_norm = num("ntl.batch_norm") != 0, c.trans_bias = num("ntl.trans_bias") != 0;
   c.enc_bias = num("ntl.enc_bias") != 0;
-  c.tau = std::stof(get("ntl.tau"));
+  c.tau = static_cast<float>(real("ntl.tau"));
+  if (!(c.tau > 0)) throw Error("model metadata: 'ntl.tau' = '" + get("ntl.tau") + "' is not a positive temperature");
   return ntl_defaults(c);  // validates
 }
 
@@ -173,10 +180,12 @@ NtlTrainResult train_ntl(NeutralAD& net, const Tensor& x, const NtlTrainConfig& 
       if (n - s == 1 && s > 0) break;
       std::vector<int64_t> idx(order.begin() + s, order.begin() + std::min(n, s + cfg.batch));
       Var loss = mean(net(Var(index_select(x, idx))));
+      const double v = loss.item();
+      nn::check_loss(v, "NeuTraL-AD", "epoch", e + 1);  // before the step: NaN never reaches the weights
       opt.zero_grad();
       loss.backward();
       opt.step();
-      total += loss.item(), ++batches;
+      total += v, ++batches;
     }
     sched.step();  // per epoch (ntl_dsvdd.md B.5)
     losses.push_back(total / double(batches));
@@ -190,6 +199,7 @@ NtlTrainResult train_ntl(NeutralAD& net, const Tensor& x, const NtlTrainConfig& 
       break;
     }
   }
+  r.selection_applied = !best.empty();
   if (best.empty()) {
     r.selected_epoch = int64_t(losses.size());
   } else {

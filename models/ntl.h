@@ -68,6 +68,7 @@ struct NtlTrainConfig {
 struct NtlTrainResult {
   std::vector<double> losses;  // mean training loss of each epoch run
   int64_t selected_epoch = 0;  // 1-based epoch whose weights the network holds
+  bool selection_applied = false;  // false: patience 0 or fewer epochs than select_from (the last epoch kept)
 };
 using NtlProgress = std::function<void(int64_t epoch, int64_t epochs, double loss)>;
 NtlTrainResult train_ntl(NeutralAD& net, const Tensor& x, const NtlTrainConfig& cfg, Generator& g,

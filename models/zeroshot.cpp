@@ -133,6 +133,7 @@ double meta_train(AcrModel& model, const Tensor& x, const std::vector<int64_t>& 
     Tensor batch = augment ? concat(parts, 0) : index_select(x, rows).reshape(task_shape);
     opt.zero_grad();
     const double loss = acr_backward(model, batch, labels, cfg.tasks, per_pass);
+    nn::check_loss(loss, "ACR meta-training", "iteration", it + 1);
     opt.step();
     sched.step();  // StepLR counts iterations
     if (progress) progress(it + 1, cfg.iters, loss);

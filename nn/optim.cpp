@@ -99,4 +99,11 @@ void MultiStepLR::step() {
   opt_.lr = static_cast<float>(base_lr_ * std::pow(double(gamma_), double(passed)));
 }
 
+void check_loss(double loss, const std::string& model, const char* unit, int64_t index) {
+  if (std::isfinite(loss)) return;
+  throw Error(model + " training diverged: the loss is " + (std::isnan(loss) ? "NaN" : "infinite") + " in " + unit +
+              " " + std::to_string(index) +
+              " (try a lower --lr, or look for extreme values in the input; no model was written)");
+}
+
 }  // namespace normad::nn

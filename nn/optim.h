@@ -73,4 +73,8 @@ class MultiStepLR {
   int64_t epoch_ = 0;
 };
 
+// A training loss that is NaN or infinite is an Error, never a quiet model: names the model, the
+// epoch (or iteration) and what to try. `unit` is "epoch" or "iteration", `index` 1-based.
+void check_loss(double loss, const std::string& model, const char* unit, int64_t index);
+
 }  // namespace normad::nn

@@ -13,6 +13,8 @@
 
 #include <algorithm>
 #include <bit>
+#include <charconv>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -266,6 +268,7 @@ Safetensors parse_safetensors(const std::string& bytes, const std::string& name)
                std::to_string(buf_len) + ")");
 
   // Everything is consistent: allocate and decode.
+  out.name = name;
   const char* buf = bytes.data() + 8 + n;
   for (const auto& e : entries) {
     Tensor t(e.shape);
@@ -362,6 +365,46 @@ std::string LoadReport::str() const {
   return os.str();
 }
 
+const std::string& Safetensors::meta(const std::string& key) const {
+  auto it = metadata.find(key);
+  if (it == metadata.end()) throw Error(name + ": metadata field '" + key + "' is missing");
+  return it->second;
+}
+
+double Safetensors::meta_number(const std::string& key) const {
+  const std::string& v = meta(key);
+  double x = 0;
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+  if (ec != std::errc() || end != v.data() + v.size() || !std::isfinite(x))
+    throw Error(name + ": metadata field '" + key + "' = '" + v + "' is not a finite number");
+  return x;
+}
+
+int64_t Safetensors::meta_int(const std::string& key, int64_t lo, int64_t hi) const {
+  const std::string& v = meta(key);
+  int64_t x = 0;
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+  if (ec != std::errc() || end != v.data() + v.size() || x < lo || x > hi)
+    throw Error(name + ": metadata field '" + key + "' = '" + v + "' is not an integer in [" + std::to_string(lo) +
+                ", " + std::to_string(hi) + "]");
+  return x;
+}
+
+namespace {
+void check_finite_tensor(const std::string& file, const std::string& name, const Tensor& t) {
+  const float* p = t.data();
+  for (int64_t i = 0; i < t.numel(); ++i)
+    if (!std::isfinite(p[i]))
+      throw Error((file.empty() ? std::string("weights") : file) + ": tensor '" + name + "' holds " +
+                  (std::isnan(p[i]) ? "NaN" : "an infinity") + " at flat index " + std::to_string(i) +
+                  " (a model's weights must be finite numbers)");
+}
+}  // namespace
+
+void check_finite(const Safetensors& f) {
+  for (const auto& [k, t] : f.tensors) check_finite_tensor(f.name, k, t);
+}
+
 LoadReport load_state(Module& m, const Safetensors& f, bool strict) {
   // Match module names against the file: copy on equal shapes, report everything else.
   LoadReport r;
@@ -384,6 +427,10 @@ LoadReport load_state(Module& m, const Safetensors& f, bool strict) {
     if (!seen.count(k)) r.unexpected.push_back(k);
   // strict checks everything first, so a failed load leaves the module untouched
   if (strict && !r.ok()) throw Error(r.str());
+  for (auto& [k, t] : state) {  // checked before anything is copied
+    auto it = f.tensors.find(k);
+    if (it != f.tensors.end() && it->second.shape() == t.shape()) check_finite_tensor(f.name, k, it->second);
+  }
   for (auto& [dst, src] : copies) dst->copy_(*src);  // in place: shares storage with the module
   return r;
 }

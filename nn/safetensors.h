@@ -17,7 +17,18 @@ namespace normad::nn {
 struct Safetensors {
   std::map<std::string, Tensor> tensors;
   std::map<std::string, std::string> metadata;
+  std::string name;  // the file name given to parse / load, for error messages
+
+  // Metadata fields, strictly parsed; an Error names the file, the field and what was expected.
+  const std::string& meta(const std::string& key) const;  // must be present
+  bool has_meta(const std::string& key) const { return metadata.count(key) > 0; }
+  double meta_number(const std::string& key) const;       // one finite number, nothing else
+  int64_t meta_int(const std::string& key, int64_t lo, int64_t hi) const;  // an integer in [lo, hi]
 };
+// An Error naming the file, the tensor and the first bad index when a tensor holds NaN or infinity.
+// The parser itself keeps such values (the format allows them); weights are checked where they
+// enter a model (load_state, and model loaders that read tensors directly).
+void check_finite(const Safetensors& f);
 
 // Parses the bytes of a file; `name` is used in error messages.
 Safetensors parse_safetensors(const std::string& bytes, const std::string& name);
@@ -36,7 +47,8 @@ struct LoadReport {
 };
 
 // Copies matching tensors into the module's parameters and buffers (in place). With strict, any
-// problem throws a normad::Error listing it; otherwise the report says what was skipped.
+// problem throws a normad::Error listing it; otherwise the report says what was skipped. A
+// non-finite value in a tensor that would be copied is always an Error (check_finite's message).
 LoadReport load_state(Module& m, const Safetensors& f, bool strict = true);
 void save_module(const std::string& path, const Module& m,
                  const std::map<std::string, std::string>& metadata = {});

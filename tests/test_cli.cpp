@@ -189,7 +189,7 @@ TEST_CASE("cli: eval prints AUROC, AP and F1 and rejects mismatched files", "[cl
   CHECK_THAT(r.out, Catch::Contains("AUROC   1.0000"));
   r = run("eval --scores " + sc + " --labels " + lab + " --label kind");
   CHECK(r.rc == 2);
-  CHECK_THAT(r.out, Catch::Contains("'bad' is not 0 or 1"));
+  CHECK_THAT(r.out, Catch::Contains("'bad' in column 'kind' is not 0 or 1"));
   // A --json path that cannot be written: exit 2 naming it, and no temporary file left behind.
   r = run("eval --scores " + sc + " --labels " + lab + " --label y --json /nonexistent_dir/out.json");
   CHECK(r.rc == 2);
@@ -197,7 +197,7 @@ TEST_CASE("cli: eval prints AUROC, AP and F1 and rejects mismatched files", "[cl
   std::ofstream(lab) << "y\n1\n0\n";
   r = run("eval --scores " + sc + " --labels " + lab + " --label y");
   CHECK(r.rc == 2);
-  CHECK_THAT(r.out, Catch::Contains("2 rows but"));
+  CHECK_THAT(r.out, Catch::Contains("has 2 rows"));
 }
 
 TEST_CASE("cli: train --model ntl then score writes one row per input, in order, and rejects other files", "[cli]") {
@@ -227,7 +227,7 @@ TEST_CASE("cli: train --model ntl then score writes one row per input, in order,
   std::ifstream f(scores);
   std::string line;
   std::getline(f, line);
-  CHECK(line == "index,score,label");
+  CHECK(line == "index,score,prediction");
   int rows = 0;
   while (std::getline(f, line)) {
     CHECK(line.rfind(std::to_string(rows) + ",", 0) == 0);  // input order
