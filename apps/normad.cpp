@@ -486,6 +486,26 @@ data::Csv reference_rows(const TrainArgs& a) {
   return ref;
 }
 
+// The rows a model is fitted on and, for the calibration rule, the held-out normal rows its
+// threshold is set on (a seeded draw of --calibration of them; the model never sees them, nor does
+// its standardisation). Every cell of `csv` is checked first, so a bad cell fails before training.
+struct FitRows {
+  data::Csv fit, held;
+  data::Preprocess pre;  // fitted on `fit`
+  data::Table table;     // `fit` encoded
+};
+FitRows split_and_preprocess(const data::Csv& csv, const TrainArgs& a, const std::string& rule, uint64_t seed) {
+  fit_preprocess(csv, a.label, a.one_hot).apply(csv);
+  FitRows r{csv, {}, {}, {}};
+  if (rule == "calibration") {
+    const auto split = eval::calibration_split(int64_t(csv.rows.size()), a.thr.calibration, seed + 2);
+    r.fit = data::take_rows(csv, split.fit), r.held = data::take_rows(csv, split.calibration);
+  }
+  r.pre = fit_preprocess(r.fit, a.label, a.one_hot);
+  r.table = r.pre.apply(r.fit);
+  return r;
+}
+
 void print_rule(const eval::ThresholdReport& r, std::map<std::string, std::string>& meta) {
   for (auto& kv : r.to_metadata("normad.")) meta[kv.first] = kv.second;
   std::printf("%s\n", r.describe().c_str());
@@ -500,14 +520,7 @@ void train_acr(const TrainArgs& a, uint64_t seed, const std::string& json_path) 
   data::Csv csv = data::read_csv(a.data);
   if (!a.train_classes.empty()) csv = data::select_rows(csv, a.label, split_list(a.train_classes, "--train-classes"));
   const std::string rule = a.thr.rule();
-  fit_preprocess(csv, a.label, a.one_hot).apply(csv);  // every cell checked before the split and the training
-  data::Csv fit_csv = csv, held_csv;
-  if (rule == "calibration") {
-    const auto split = eval::calibration_split(int64_t(csv.rows.size()), a.thr.calibration, seed + 2);
-    fit_csv = data::take_rows(csv, split.fit), held_csv = data::take_rows(csv, split.calibration);
-  }
-  data::Preprocess pre = fit_preprocess(fit_csv, a.label, a.one_hot);
-  data::Table table = pre.apply(fit_csv);
+  auto [fit_csv, held_csv, pre, table] = split_and_preprocess(csv, a, rule, seed);
   const auto classes = data::label_classes(table.labels);
   const auto ids = data::label_ids(table.labels, classes);
   std::vector<int64_t> all(classes.size());
@@ -585,15 +598,7 @@ void train_model(const TrainArgs& a, uint64_t seed, const std::string& json_path
     csv = data::select_rows(csv, a.label, {a.normal});
     if (csv.rows.empty()) throw Error(a.data + ": no row has " + a.label + " = '" + a.normal + "'");
   }
-  fit_preprocess(csv, a.label, a.one_hot).apply(csv);  // every cell checked before the split and the training
-  // The default threshold comes from normal rows the model never sees (nor its standardisation).
-  data::Csv fit_csv = csv, held_csv;
-  if (rule == "calibration") {
-    const auto split = eval::calibration_split(int64_t(csv.rows.size()), a.thr.calibration, seed + 2);
-    fit_csv = data::take_rows(csv, split.fit), held_csv = data::take_rows(csv, split.calibration);
-  }
-  data::Preprocess pre = fit_preprocess(fit_csv, a.label, a.one_hot);
-  data::Table table = pre.apply(fit_csv);
+  auto [fit_csv, held_csv, pre, table] = split_and_preprocess(csv, a, rule, seed);
   const int64_t F = table.x.size(1);
   manual_seed(seed);  // initialisation draws from the default generator
   Generator shuffle(seed + 1);

@@ -111,7 +111,7 @@ TEST_CASE("trust: the default threshold holds on new normal rows the model never
   CHECK_THAT(r.out, Catch::Contains("--fpr"));
 }
 
-TEST_CASE("trust: NaN and infinity are errors naming the file and field; valid extremes are accepted", "[cli][trust]") {
+TEST_CASE("trust: NaN and infinity are errors naming the file and field, and valid extremes are accepted", "[cli][trust]") {
   const fs::path d = scratch("nan");
   const std::string m = (d / "m.safetensors").string(), s = (d / "s.csv").string();
   // Valid float32 values of extreme magnitude in one column, and a denormal: training works and the
