@@ -172,13 +172,33 @@ void check_finite_scores(const std::vector<double>& scores, const std::string& w
 }
 }  // namespace
 
+namespace {
+// k = ceil((n + 1)(1 - fpr)), guarded against 0.95 * 40 = 37.99999... style rounding.
+int64_t conformal_rank(int64_t n, double fpr) {
+  check(fpr > 0 && fpr < 1, "conformal_threshold", "fpr must be in (0, 1), got " + std::to_string(fpr));
+  check(n >= 1, "conformal_threshold", "no scores");
+  return static_cast<int64_t>(std::ceil(double(n + 1) * (1.0 - fpr) - 1e-9));
+}
+}  // namespace
+
+double conformal_threshold(std::vector<double> normal, double fpr) {
+  const int64_t n = static_cast<int64_t>(normal.size()), k = conformal_rank(n, fpr);
+  std::sort(normal.begin(), normal.end());
+  return normal[static_cast<size_t>(std::min(k, n) - 1)];
+}
+
+double conformal_expected_fpr(int64_t n, double fpr) {
+  return 1.0 - double(std::min(conformal_rank(n, fpr), n)) / double(n + 1);
+}
+
 ThresholdReport fpr_rule(const std::vector<double>& normal_scores, double fpr, const std::string& rule) {
   check(rule == "calibration" || rule == "reference", "fpr_rule", "rule must be calibration or reference");
   check_finite_scores(normal_scores, rule + " threshold");
   ThresholdReport r;
-  r.threshold = fpr_threshold(normal_scores, fpr);
+  r.threshold = conformal_threshold(normal_scores, fpr);
   r.rule = rule, r.target = fpr, r.rows = static_cast<int64_t>(normal_scores.size());
   r.achieved = flagged_share(normal_scores, r.threshold);
+  r.expected = conformal_expected_fpr(r.rows, fpr);
   return r;
 }
 
@@ -192,19 +212,22 @@ ThresholdReport contamination_rule(const std::vector<double>& train_scores, doub
 }
 
 std::string ThresholdReport::describe() const {
-  char b[320];
+  char b[400];
   if (rule == "contamination")
     std::snprintf(b, sizeof b,
                   "threshold %.6g: contamination %g of the %lld training scores (optimistic: new normal data scores "
                   "higher than the data the model was fitted on)",
                   threshold, target, (long long)rows);
   else
-    std::snprintf(b, sizeof b, "threshold %.6g: (1 - fpr) quantile of %lld %s normal rows, fpr %g; %.1f%% of them above it",
-                  threshold, (long long)rows, rule == "calibration" ? "held-out" : "reference", target, 100 * achieved);
+    std::snprintf(b, sizeof b,
+                  "threshold %.6g: fpr %g on %lld %s normal rows (conformal quantile; %.1f%% of them above it, "
+                  "%.1f%% of new normal rows expected above it)",
+                  threshold, target, (long long)rows, rule == "calibration" ? "held-out" : "reference", 100 * achieved,
+                  100 * expected);
   std::string s = b;
-  if (rule != "contamination" && double(rows) * target < 1)
-    s += " (only " + std::to_string(rows) + " rows: the threshold is about their maximum, and the share of new normal "
-         "rows above it is about 1/" + std::to_string(rows + 1) + ", not the fpr)";
+  if (rule != "contamination" && double(rows + 1) * target < 1)
+    s += "; only " + std::to_string(rows) + " rows: the threshold is their maximum and about 1/" +
+         std::to_string(rows + 1) + " of new normal rows score above it, more than the fpr (hold out more rows)";
   return s;
 }
 
@@ -218,6 +241,7 @@ std::map<std::string, std::string> ThresholdReport::to_metadata(const std::strin
           {prefix + "threshold_rule", rule},
           {prefix + "threshold_target", num(target)},
           {prefix + "threshold_achieved", num(achieved)},
+          {prefix + "threshold_expected", num(expected)},
           {prefix + "threshold_rows", std::to_string(rows)}};
 }
 

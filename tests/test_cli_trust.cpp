@@ -80,15 +80,15 @@ TEST_CASE("trust: the default threshold holds on new normal rows the model never
     INFO(r.out);
     REQUIRE(r.rc == 0);
     // The rule, its rows and its achieved rate are printed and stored.
-    CHECK_THAT(r.out, Catch::Contains("quantile of 40 held-out normal rows, fpr 0.05"));
+    CHECK_THAT(r.out, Catch::Contains("fpr 0.05 on 40 held-out normal rows (conformal quantile"));
     const auto meta = normad::nn::load_safetensors(m).metadata;
     CHECK(meta.at("normad.threshold_rule") == "calibration");
     CHECK(meta.at("normad.threshold_rows") == "40");
     CHECK(std::stod(meta.at("normad.threshold_achieved")) <= 0.05);
     r = run("score --model " + m + " --data " + (d / "new.csv").string() + " --out " + (d / "s.csv").string());
     REQUIRE(r.rc == 0);
-    // Target 5%; 40 held-out rows put the 0.95 quantile near their 2nd largest, so about 6% is
-    // expected. Before: 33% (Deep SVDD) and 92% (NTL).
+    // Target 5%: the conformal threshold of 40 held-out rows is their 39th smallest, so 1 - 39/41 =
+    // 4.9% is expected. Before: 33% (Deep SVDD) and 92% (NTL).
     const double share = flagged_share(d / "s.csv");
     CHECK(share > 0.01);
     CHECK(share < 0.15);
@@ -101,7 +101,7 @@ TEST_CASE("trust: the default threshold holds on new normal rows the model never
   CHECK_THAT(r.out, Catch::Contains("contamination 0.1 of the 200 training scores (optimistic"));
   r = run("train --model dsvdd --data " + train + " --epochs 5 --reference " + (d / "new.csv").string() + " --out " + m);
   REQUIRE(r.rc == 0);
-  CHECK_THAT(r.out, Catch::Contains("quantile of 2000 reference normal rows"));
+  CHECK_THAT(r.out, Catch::Contains("fpr 0.05 on 2000 reference normal rows"));
   CHECK(normad::nn::load_safetensors(m).metadata.at("normad.threshold_rule") == "reference");
   r = run("train --model dsvdd --data " + train + " --contamination 0.1 --calibration 0.2 --out " + m);
   CHECK(r.rc == 2);

@@ -1,6 +1,11 @@
 // Metrics tests (eval/metrics.h): closed forms, and scikit-learn on 40 random cases with ties
 // (tests/make_sklearn_fixtures.py) at 1e-12 relative (both sides compute in double).
 #include "eval/metrics.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "tensor/random.h"
 #include "nn/safetensors.h"
 #include "tests/helpers.h"
 
@@ -46,4 +51,50 @@ TEST_CASE("metrics: AUROC, AP, F1-max and percentiles match scikit-learn / NumPy
     CHECK(eval::percentile(s, 90.0) == Approx(ref[3]).epsilon(1e-6));
     CHECK(eval::percentile(s, 37.5) == Approx(ref[4]).epsilon(1e-6));
   }
+}
+
+TEST_CASE("metrics: conformal threshold closed form and its false-positive guarantee", "[metrics][trust]") {
+  using namespace normad::eval;
+  std::vector<double> s;
+  for (int i = 1; i <= 40; ++i) s.push_back(41 - i);  // 40..1, unsorted order
+  // k = ceil(41 * 0.95) = 39 -> the 39th smallest of 1..40; k = ceil(41 * 0.5) = 21.
+  CHECK(conformal_threshold(s, 0.05) == 39);
+  CHECK(conformal_threshold(s, 0.5) == 21);
+  CHECK(conformal_expected_fpr(40, 0.05) == Approx(1 - 39.0 / 41));
+  // Fewer rows than 1/fpr - 1: the maximum, and about 1/(n+1) of new rows above it.
+  CHECK(conformal_threshold({3, 1, 2}, 0.05) == 3);
+  CHECK(conformal_expected_fpr(3, 0.05) == Approx(0.25));
+  // The guarantee: over many draws of 36 calibration scores, the share of new scores above the
+  // threshold averages 1 - k/37 = 2.7% (<= 5%). NumPy's interpolated quantile averages about 7.4%.
+  normad::Generator g(11);
+  double conformal = 0, interpolated = 0;
+  const int reps = 400, fresh = 2000;
+  for (int r = 0; r < reps; ++r) {
+    std::vector<double> cal(36), nw(fresh);
+    for (double& v : cal) v = g.normal1();
+    for (double& v : nw) v = g.normal1();
+    conformal += flagged_share(nw, conformal_threshold(cal, 0.05)) / reps;
+    interpolated += flagged_share(nw, fpr_threshold(cal, 0.05)) / reps;
+  }
+  CHECK(conformal == Approx(conformal_expected_fpr(36, 0.05)).margin(0.006));
+  CHECK(conformal <= 0.05);
+  CHECK(interpolated > 0.065);  // why the interpolated quantile is not the default
+  // fpr_rule reports what it did and refuses a collapsed model or a NaN score.
+  const ThresholdReport rep = fpr_rule(s, 0.05, "calibration");
+  CHECK(rep.threshold == 39);
+  CHECK(rep.achieved == Approx(1.0 / 40));
+  CHECK(rep.rows == 40);
+  CHECK_THROWS_WITH(fpr_rule({2, 2, 2}, 0.05, "calibration"), Catch::Contains("all 3 scores are equal"));
+  CHECK_THROWS_WITH(fpr_rule({1, NAN, 2}, 0.05, "reference"), Catch::Contains("row 1"));
+  // The split: seeded, disjoint, complete, sorted; too few rows is an error naming the option.
+  const CalibrationSplit a = calibration_split(10, 0.2, 5), b = calibration_split(10, 0.2, 5);
+  CHECK(a.calibration == b.calibration);
+  CHECK(a.calibration.size() == 2);
+  std::vector<int64_t> all = a.fit;
+  all.insert(all.end(), a.calibration.begin(), a.calibration.end());
+  std::sort(all.begin(), all.end());
+  for (int64_t i = 0; i < 10; ++i) CHECK(all[i] == i);
+  CHECK(std::is_sorted(a.fit.begin(), a.fit.end()));
+  CHECK_THROWS_WITH(calibration_split(2, 0.2, 0), Catch::Contains("--calibration"));
+  CHECK_THROWS_WITH(calibration_split(10, 1.0, 0), Catch::Contains("--calibration"));
 }
