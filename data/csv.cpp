@@ -354,7 +354,8 @@ Table Preprocess::apply(const Csv& csv) const {
       double v = 0;
       if (!parse_number(cell, &v, &why))
         throw Error(csv.path + ":" + std::to_string(csv.lines[i]) + ": column '" + inputs[k] + "' (" +
-                    std::to_string(src[k] + 1) + "): '" + cell + "' " + why);
+                    std::to_string(src[k] + 1) + "): '" + cell + "' " + why +
+                    (why == "is not a number" && !cell.empty() ? " (a label or category column? name it with --label or --one-hot)" : ""));
       // Standardised in double: (x - mean) of two extreme float32 values would overflow in float.
       x[i * F + f] = mean.empty() ? float(v) : float((v - double(mean[f])) / double(stddev[f]));
       ++f;
