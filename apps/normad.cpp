@@ -793,8 +793,9 @@ int main(int argc, char** argv) {
   zs->add_option("--model", model, "dsvdd (ACR-DSVDD) or, with --csv, ntl (ACR-NTL)")->capture_default_str();
   RecipeArgs ra;
   zs->add_option("--recipe", ra.recipe,
-                 "auto (few-class below 20 training classes, else paper), paper (acr.md exactly) or few-class "
-                 "(task augmentation; docs/acr_augmentation.md)")
+                 "auto (images: few-class below 20 training classes, else paper; tables: paper, which a search on "
+                 "scikit-learn's digits did not beat), paper (acr.md exactly) or few-class (task augmentation; "
+                 "docs/acr_augmentation.md)")
       ->capture_default_str();
   zs->add_option("--task-aug", ra.task_aug, "task augmentation, overriding the recipe's: none, dihedral-invert or dihedral-invert-16 (images), permute (tables)");
   zs->add_option("--iters", ra.iters, "meta-training iterations (default: the recipe's: 2000, few-class on images 1000)");

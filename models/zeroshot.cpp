@@ -89,7 +89,7 @@ ZsData fmnist_fold(const data::Mnist& m, char fold) {
 
 std::string apply_recipe(ZsConfig& cfg, const std::string& recipe, int64_t train_classes, bool images) {
   std::string r = recipe;
-  if (r == "auto") r = train_classes < kFewClasses ? "few-class" : "paper";
+  if (r == "auto") r = images && train_classes < kFewClasses ? "few-class" : "paper";
   const ZsConfig paper;
   if (r != "paper" && r != "few-class")
     throw Error("recipe '" + recipe + "' is unknown (known: auto, paper, few-class)");

@@ -117,5 +117,12 @@ TEST_CASE("zeroshot: recipes set the paper's settings, few-class adds augmentati
   CHECK(c.lr == paper.lr);
   CHECK(c.iters == paper.iters);
   CHECK(models::apply_recipe(c, "auto", models::kFewClasses, true) == "paper");
+  // Tables keep the paper's recipe under auto at any class count (issue 10: the table search on
+  // digits did not confirm few-class; before, auto gave few-class below 20 classes).
+  for (int64_t k : {2, 5, 13, 19, 20, 50}) {
+    INFO(k << " training classes");
+    CHECK(models::apply_recipe(c, "auto", k, false) == "paper");
+    CHECK(c.task_aug == "none");
+  }
   CHECK_THROWS_WITH(models::apply_recipe(c, "fewclass", 5, true), Catch::Contains("unknown"));
 }
