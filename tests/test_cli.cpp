@@ -112,8 +112,8 @@ TEST_CASE("cli: zeroshot --csv runs the protocol on a table and reports errors n
   CHECK(r.rc == 0);
   CHECK_THAT(r.out, Catch::Contains("ACR-NTL"));
   CHECK(run("zeroshot --data fmnist --model ntl").rc == 2);  // FMNIST-ZS is ACR-DSVDD only
-  // recipes: auto picks few-class for 3 training classes (permute for a table), named in the JSON
-  CHECK_THAT(text, Catch::Contains("\"recipe\": \"few-class\"") && Catch::Contains("\"task_aug\": \"permute\""));
+  // recipes: auto keeps the paper's recipe on a table (no augmentation), named in the JSON
+  CHECK_THAT(text, Catch::Contains("\"recipe\": \"paper\"") && Catch::Contains("\"task_aug\": \"none\""));
   r = run("zeroshot --csv " + csv + " --label class --train-classes c0,c1,c2 --test-classes c3,c4,c5 --recipe best");
   CHECK(r.rc == 2);
   CHECK_THAT(r.out, Catch::Contains("recipe 'best' is unknown"));
