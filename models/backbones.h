@@ -8,7 +8,7 @@
 // eval-mode behaviour) in training mode too; the classifier head is there so files load strictly.
 // Tested by tests/test_backbones.cpp: every level (and the logits) against torchvision on seeded
 // weights (tests/make_backbone_fixtures.py), the fused inference path against the composed autograd
-// ops, channel and parameter counts, load errors.
+// ops, channel and parameter counts, load errors (non-finite weights included).
 //
 // Levels (what features() returns):
 //   ResNet        0 = after the stem max-pool, 1..4 = layer1..layer4            (5 levels)
@@ -70,8 +70,9 @@ std::vector<std::string> backbone_names();
 std::shared_ptr<Backbone> make_backbone(const std::string& name);
 
 // Loads a torchvision state_dict file strictly by name: a missing, unexpected or wrongly shaped
-// tensor throws a normad::Error naming it (and the file). `*.num_batches_tracked` (BN step
-// counters, unused in eval mode) are ignored: accepted when present, not required when absent.
+// tensor, or one holding a NaN or inf, throws a normad::Error naming it (and the file).
+// `*.num_batches_tracked` (BN step counters, unused in eval mode) are ignored: accepted when
+// present, not required when absent.
 nn::LoadReport load_backbone(Backbone& b, const std::string& path);
 
 // Global average pool of each map [N, C_l, H_l, W_l] concatenated -> [N, sum C_l]

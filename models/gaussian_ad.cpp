@@ -358,24 +358,19 @@ std::vector<double> GaussianAd::score(const std::vector<Tensor>& feats) const {
   return s;
 }
 
-void GaussianAd::set_thresholds(double f, const std::vector<double>& normal_scores) {
+void GaussianAd::set_thresholds(double f, const std::vector<double>& normal_scores, const std::string& rule) {
   require(f > 0 && f < 1, "fpr must be in (0, 1), got " + std::to_string(f));
   fpr = f;
   chi2_thresholds.clear();
   for (const GaussianLevel& lv : levels)
     chi2_thresholds.push_back(chi2_distance_threshold(lv.whiten.rows(), 1 - f));
-  has_empirical = !normal_scores.empty();
-  empirical_threshold = has_empirical ? eval::fpr_threshold(normal_scores, f) : 0;
+  has_threshold = !normal_scores.empty();
+  if (has_threshold) threshold = eval::fpr_rule(normal_scores, f, rule);  // throws on a non-finite score
 }
 
 double GaussianAd::decision_threshold() const {
-  if (levels.size() == 1 && !empirical_preferred) {
-    require(!chi2_thresholds.empty(), "the model has no χ² threshold (set_thresholds was not called)");
-    return chi2_thresholds[0];
-  }
-  require(has_empirical, "the model has no empirical threshold: with " + std::to_string(levels.size()) +
-                             " level(s) it needs scores of normal reference data");
-  return empirical_threshold;
+  require(has_threshold, "the model has no decision threshold: it needs scores of normal data it was not fitted on");
+  return threshold.threshold;
 }
 
 // ---- model file ----
@@ -391,7 +386,8 @@ std::string exact(double v) {  // round-trips a double
 }  // namespace
 
 void GaussianAd::save(const std::string& path) const {
-  require(chi2_thresholds.size() == levels.size(), "set the thresholds before saving the model");
+  require(chi2_thresholds.size() == levels.size() && has_threshold,
+          "set the thresholds (with normal scores for the decision threshold) before saving the model");
   std::vector<std::pair<std::string, Tensor>> ts;
   std::map<std::string, std::string> meta;
   for (const auto& [key, value] : info) meta["info." + key] = value;
@@ -401,8 +397,10 @@ void GaussianAd::save(const std::string& path) const {
   meta["variance_threshold"] = exact(options.variance);
   meta["rcond"] = exact(options.rcond);
   meta["fpr"] = exact(fpr);
-  if (has_empirical) meta["empirical_threshold"] = exact(empirical_threshold);
-  meta["threshold"] = levels.size() == 1 && !empirical_preferred ? "chi2" : "empirical";
+  // decision.threshold labels rows; decision.threshold_rule / _target / _achieved / _rows say where it
+  // came from. The per-level chi2_threshold fields are information only.
+  for (const auto& [key, value] : threshold.to_metadata("decision.")) meta[key] = value;
+  meta["thresholds"] = "decision.threshold sets the labels; levelN.chi2_threshold are information (chi-square assumption)";
   meta["score"] = "mean over levels of the Mahalanobis distance";
   for (size_t l = 0; l < levels.size(); ++l) {
     const GaussianLevel& lv = levels[l];
@@ -454,11 +452,20 @@ GaussianAd GaussianAd::load(const std::string& path) {
   m.options.rcond = number("rcond");
   m.fpr = number("fpr");
   check(m.fpr > 0 && m.fpr < 1, path, "metadata field 'fpr' must be in (0, 1), got " + meta("fpr"));
-  m.has_empirical = f.metadata.count("empirical_threshold") > 0;
-  if (m.has_empirical) m.empirical_threshold = number("empirical_threshold");
-  check(meta("threshold") == "chi2" || meta("threshold") == "empirical", path,
-        "metadata field 'threshold' must be chi2 or empirical, got '" + meta("threshold") + "'");
-  m.empirical_preferred = meta("threshold") == "empirical";
+  // The decision threshold and its rule: a file from before held-out thresholds has none.
+  check(f.metadata.count("decision.threshold") > 0, path,
+        "metadata field 'decision.threshold' is missing: a model written before normad set its threshold on "
+        "held-out normal data; fit it again with mvg fit");
+  m.has_threshold = true;
+  m.threshold.threshold = number("decision.threshold");
+  m.threshold.rule = meta("decision.threshold_rule");
+  check(m.threshold.rule == "calibration" || m.threshold.rule == "reference", path,
+        "metadata field 'decision.threshold_rule' must be calibration or reference, got '" + m.threshold.rule + "'");
+  m.threshold.target = number("decision.threshold_target");
+  m.threshold.achieved = number("decision.threshold_achieved");
+  check(m.threshold.achieved >= 0 && m.threshold.achieved <= 1, path,
+        "metadata field 'decision.threshold_achieved' must be in [0, 1], got " + meta("decision.threshold_achieved"));
+  m.threshold.rows = integer("decision.threshold_rows", 1, INT64_MAX);
   const int64_t nl = integer("levels", 1, 64);
   auto tensor = [&](const std::string& name, int64_t rank) -> const Tensor& {
     auto it = f.tensors.find(name);
@@ -510,11 +517,6 @@ GaussianAd GaussianAd::load(const std::string& path) {
     lv.dropped = integer(k + "dropped", 0, lv.reduced);
     m.chi2_thresholds.push_back(number(k + "chi2_threshold"));
     m.levels.push_back(std::move(lv));
-  }
-  try {
-    m.decision_threshold();  // the threshold that labels rows must exist
-  } catch (const Error& e) {
-    throw Error(path + ": " + e.what());
   }
   for (const auto& [key, value] : f.metadata)
     if (key.rfind("info.", 0) == 0) m.info[key.substr(5)] = value;

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "eval/metrics.h"
 #include "tensor/tensor.h"
 
 namespace normad::models {
@@ -107,23 +108,25 @@ class GaussianAd {
  public:
   GaussianAdOptions options;
   std::vector<GaussianLevel> levels;
-  // Thresholds on the combined score (empirical, from normal scores) and per level (χ²).
-  double fpr = 0.01;
-  double empirical_threshold = 0;          // valid when has_empirical
-  bool has_empirical = false;
-  std::vector<double> chi2_thresholds;     // per level, at p = 1 − fpr (empty: not set)
+  // Thresholds. The decision threshold (labels) is on the combined score and comes from normal
+  // data the model was not fitted on; the per-level χ² ones are information only (§8: they assume
+  // Gaussian features and, fitted in-sample, flag far more than fpr of new normal images).
+  double fpr = 0.05;
+  std::vector<double> chi2_thresholds;     // per level, at coverage 1 − fpr (empty: not set)
+  eval::ThresholdReport threshold;         // the decision threshold and its rule ("calibration" or "reference")
+  bool has_threshold = false;
   std::map<std::string, std::string> info; // free metadata (backbone, levels, image prep, ...)
 
   // Mahalanobis distances [n, L] (double) for levels [n, p_l] each.
   Eigen::MatrixXd level_distances(const std::vector<Tensor>& feats) const;
   // Mean over levels of the distances (§6).
   std::vector<double> score(const std::vector<Tensor>& feats) const;
-  // Sets fpr, the χ² thresholds and, from scores of normal data (none: not set), the empirical one.
-  void set_thresholds(double fpr, const std::vector<double>& normal_scores);
-  // The threshold flags use: the empirical one when set from reference data or when there are
-  // several levels, else level 0's χ² one (`empirical_preferred` is recorded in the file).
-  bool empirical_preferred = false;
-  double decision_threshold() const;  // throws when the threshold it needs was never set
+  // Sets fpr, the χ² thresholds and, from `normal_scores` (none: not set), the decision threshold:
+  // eval::fpr_rule, the (1 − fpr) quantile of scores of normal rows the model was not fitted on;
+  // `rule` is "calibration" (held out of the training data) or "reference" (a separate normal set).
+  // A non-finite score is an Error.
+  void set_thresholds(double fpr, const std::vector<double>& normal_scores, const std::string& rule);
+  double decision_threshold() const;  // throws when it was never set
 
   void save(const std::string& path) const;  // safetensors, written atomically
   static GaussianAd load(const std::string& path);

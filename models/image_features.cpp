@@ -1,7 +1,16 @@
 // Image → pooled backbone features → Gaussian-AD (see image_features.h).
 #include "models/image_features.h"
 
+#include <openssl/evp.h>
+
+#include <algorithm>
 #include <charconv>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <json.hpp>
+#include <sstream>
 
 #include "tensor/ops.h"
 
@@ -9,17 +18,77 @@ namespace normad::models {
 
 namespace {
 
+namespace fs = std::filesystem;
+
 std::string join_ints(const std::vector<int>& v) {
   std::string s;
   for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
   return s;
 }
 
+// A whole field as one integer in [lo, hi]; the error names the file and the field.
+int64_t parse_int(const std::string& text, int64_t lo, int64_t hi, const std::string& file, const std::string& key) {
+  int64_t v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  check(!text.empty() && ec == std::errc() && end == text.data() + text.size() && v >= lo && v <= hi, file,
+        "field '" + key + "' must be an integer in " + std::to_string(lo) + ".." + std::to_string(hi) + ", got '" +
+            text + "'");
+  return v;
+}
+
+constexpr const char* kFeaturesLine = "# normad-features ";
+
+// parse_csv counts lines in the text it is given: add the `by` lines removed before it to the
+// "path:LINE:" that starts its messages.
+std::string shift_line(const std::string& msg, const std::string& path, int64_t by) {
+  const std::string head = path + ":";
+  if (by == 0 || msg.rfind(head, 0) != 0) return msg;
+  const char* b = msg.data() + head.size();
+  int64_t line = 0;
+  const auto [end, ec] = std::from_chars(b, msg.data() + msg.size(), line);
+  if (ec != std::errc() || end == b || *end != ':') return msg;
+  return head + std::to_string(line + by) + std::string(end);
+}
+
 }  // namespace
 
-std::map<std::string, std::string> FeatureSpec::to_metadata() const {
+std::string file_sha256(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  check(fs::is_regular_file(path) && f.good(), path, "cannot read the file (expected a weights file)");
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  check(ctx && EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) == 1, path, "SHA-256 could not be started (OpenSSL)");
+  std::vector<char> buf(1 << 20);
+  while (f) {
+    f.read(buf.data(), std::streamsize(buf.size()));
+    if (f.gcount() > 0) check(EVP_DigestUpdate(ctx.get(), buf.data(), size_t(f.gcount())) == 1, path, "SHA-256 failed");
+  }
+  check(f.eof(), path, "read error while computing its SHA-256");
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  check(EVP_DigestFinal_ex(ctx.get(), md, &len) == 1, path, "SHA-256 failed");
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < len; ++i) out += {hex[md[i] >> 4], hex[md[i] & 15]};
+  return out;
+}
+
+std::string path_relative_to(const std::string& target, const std::string& file) {
+  const fs::path dir = fs::absolute(fs::path(file)).parent_path();
+  std::error_code ec;
+  const fs::path rel = fs::relative(fs::absolute(target), dir, ec);  // weakly canonical on both sides
+  return ec || rel.empty() ? fs::absolute(target).lexically_normal().string() : rel.string();
+}
+
+std::string path_resolved_from(const std::string& stored, const std::string& file) {
+  const fs::path p(stored);
+  if (p.is_absolute()) return p.string();
+  return (fs::path(file).parent_path() / p).lexically_normal().string();
+}
+
+std::map<std::string, std::string> FeatureSpec::to_metadata(const std::string& file) const {
   return {{"features.backbone", backbone},
-          {"features.weights", weights},
+          {"features.weights", path_relative_to(weights, file)},
+          {"features.weights_sha256", weights_sha256},
           {"features.levels", join_ints(levels)},
           {"features.size", std::to_string(prep.size)},
           {"features.crop", std::to_string(prep.crop)},
@@ -30,27 +99,35 @@ std::map<std::string, std::string> FeatureSpec::to_metadata() const {
 FeatureSpec FeatureSpec::from_metadata(const std::map<std::string, std::string>& meta, const std::string& file) {
   auto get = [&](const std::string& key) -> const std::string& {
     auto it = meta.find(key);
-    if (it == meta.end())
-      throw Error(file + ": metadata field '" + key + "' is missing (a model fitted on --features has no image pipeline)");
+    check(it != meta.end(), file, "field '" + key + "' is missing (expected the image pipeline its features were made with)");
     return it->second;
   };
   FeatureSpec s;
   s.backbone = get("features.backbone");
-  s.weights = get("features.weights");
-  s.levels = parse_levels(get("features.levels"), file + ": metadata field features.levels");
-  try {
-    s.prep.size = std::stoi(get("features.size"));
-    s.prep.crop = std::stoi(get("features.crop"));
-  } catch (const std::logic_error&) {
-    throw Error(file + ": metadata fields features.size / crop are not integers");
-  }
+  s.weights = path_resolved_from(get("features.weights"), file);
+  s.weights_sha256 = get("features.weights_sha256");
+  check(s.weights_sha256.size() == 64 && s.weights_sha256.find_first_not_of("0123456789abcdef") == std::string::npos,
+        file, "field 'features.weights_sha256' must be 64 lowercase hex digits, got '" + s.weights_sha256 + "'");
+  s.levels = parse_levels(get("features.levels"), file + ": field 'features.levels'");
+  s.prep.size = int(parse_int(get("features.size"), 1, kMaxImageSize, file, "features.size"));
+  s.prep.crop = int(parse_int(get("features.crop"), 0, s.prep.size, file, "features.crop"));
   s.prep.filter = get("features.filter");
-  s.prep.shorter_side = get("features.shorter_side") == "1";
+  s.prep.shorter_side = parse_int(get("features.shorter_side"), 0, 1, file, "features.shorter_side") == 1;
+  try {
+    data::parse_resize_filter(s.prep.filter);
+  } catch (const Error& e) {
+    throw Error(file + ": field 'features.filter': " + e.what());
+  }
   return s;
 }
 
 FeatureExtractor::FeatureExtractor(FeatureSpec spec) : spec_(std::move(spec)) {
   net_ = make_backbone(spec_.backbone);
+  // The weights' identity: recorded in model files and features CSVs, checked when given.
+  const std::string sha = file_sha256(spec_.weights);
+  check(spec_.weights_sha256.empty() || spec_.weights_sha256 == sha, spec_.weights,
+        "SHA-256 " + sha + ", expected " + spec_.weights_sha256 + " (not the weights the features were made with)");
+  spec_.weights_sha256 = sha;
   load_backbone(*net_, spec_.weights);
   if (spec_.levels.empty())
     for (int l = 0; l < net_->num_levels(); ++l) spec_.levels.push_back(l);
@@ -83,7 +160,15 @@ void FeatureExtractor::for_each_batch(const std::vector<std::string>& paths,
   const int64_t n = int64_t(paths.size());
   for (int64_t b = 0; b < n; b += spec_.batch) {
     const std::vector<std::string> chunk(paths.begin() + b, paths.begin() + std::min(n, b + spec_.batch));
-    each(pooled(data::load_batch(chunk, spec_.prep)));
+    const std::vector<Tensor> lv = pooled(data::load_batch(chunk, spec_.prep));
+    // A backbone that overflows gives inf / NaN features, which would score as NaN: name the image.
+    for (size_t l = 0; l < lv.size(); ++l)
+      for (int64_t i = 0; i < lv[l].numel(); ++i)
+        check(std::isfinite(lv[l].data()[i]), chunk[size_t(i / lv[l].size(1))],
+              "level " + std::to_string(spec_.levels[l]) + " feature " + std::to_string(i % lv[l].size(1)) + " is " +
+                  std::to_string(lv[l].data()[i]) + ", expected a finite number (the backbone " + spec_.backbone +
+                  " with " + spec_.weights + " overflowed)");
+    each(lv);
     if (progress) progress(std::min(n, b + spec_.batch), n);
   }
 }
@@ -109,21 +194,7 @@ GaussianAd fit_images(const FeatureExtractor& fx, const std::vector<std::string>
                       const GaussianAdOptions& options, const ProgressFn& progress) {
   GaussianFitter fitter(fx.dims(), options);
   fx.for_each_batch(paths, [&](const std::vector<Tensor>& lv) { fitter.add(lv); }, progress);
-  GaussianAd model = fitter.finish();
-  model.info = fx.spec().to_metadata();
-  return model;
-}
-
-void set_image_thresholds(const FeatureExtractor& fx, GaussianAd& model, double fpr,
-                          const std::vector<std::string>& normal, const std::string& source,
-                          const ProgressFn& progress) {
-  std::vector<double> scores;
-  if (model.levels.size() > 1 || model.empirical_preferred) {
-    check(!normal.empty(), "threshold", "no normal reference images");
-    scores = score_images(fx, model, normal, progress);
-  }
-  model.set_thresholds(fpr, scores);
-  model.info["threshold.source"] = scores.empty() ? "chi2" : source;
+  return fitter.finish();
 }
 
 std::vector<int> parse_levels(const std::string& text, const std::string& where) {
@@ -140,6 +211,79 @@ std::vector<int> parse_levels(const std::string& text, const std::string& where)
     i = j + 1;
   }
   return levels;
+}
+
+// ---- features CSV ----
+
+std::string features_csv_line(const FeatureSpec& spec, const std::vector<int64_t>& dims, const std::string& path) {
+  nlohmann::json js(spec.to_metadata(path));
+  std::string d;
+  for (size_t i = 0; i < dims.size(); ++i) d += (i ? "," : "") + std::to_string(dims[i]);
+  js["features.dims"] = d;
+  return kFeaturesLine + js.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+std::vector<Tensor> FeaturesCsv::levels() const {
+  std::vector<Tensor> out;
+  int64_t c = 0;
+  for (int64_t d : dims) {
+    out.push_back(slice(table.x, 1, c, c + d));
+    c += d;
+  }
+  return out;
+}
+
+FeaturesCsv read_features_csv(const std::string& path) {
+  check(fs::is_regular_file(path), path, "no such features CSV file");
+  std::ifstream f(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  check(bool(f), path, "cannot read the features CSV");
+  std::string text = ss.str();
+  if (text.rfind("\xEF\xBB\xBF", 0) == 0) text.erase(0, 3);  // a UTF-8 byte order mark
+  FeaturesCsv out;
+  int64_t skipped = 0;  // lines before the header, added back to line numbers in errors
+  if (text.rfind(kFeaturesLine, 0) == 0) {
+    const size_t eol = text.find('\n');
+    const std::string line = text.substr(0, eol), js_text = line.substr(std::strlen(kFeaturesLine));
+    text.erase(0, eol == std::string::npos ? text.size() : eol + 1);
+    skipped = 1;
+    const nlohmann::json js = nlohmann::json::parse(js_text, nullptr, false);
+    check(js.is_object(), path + ":1", "the '# normad-features' line must hold one JSON object of string fields");
+    for (const auto& [k, v] : js.items()) {
+      check(v.is_string(), path + ":1", "field '" + k + "' must be a string, got " + v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+      out.pipeline[k] = v.get<std::string>();
+    }
+    FeatureSpec::from_metadata(out.pipeline, path + ":1");  // the pipeline must be complete and valid
+    check(out.pipeline.count("features.dims") > 0, path + ":1", "field 'features.dims' is missing (columns per level)");
+    for (int d : parse_levels(out.pipeline.at("features.dims"), path + ":1: field 'features.dims'")) {
+      check(d >= 1, path + ":1", "field 'features.dims' must list positive column counts, got " + std::to_string(d));
+      out.dims.push_back(d);
+    }
+  }
+  data::Csv csv;
+  try {
+    csv = data::parse_csv(text, path);
+  } catch (const Error& e) {
+    throw Error(shift_line(e.what(), path, skipped));
+  }
+  for (int64_t& l : csv.lines) l += skipped;  // read_table's error lines count in the whole file
+  const bool named = std::find(csv.header.begin(), csv.header.end(), "name") != csv.header.end();
+  check(named, path + ":" + std::to_string(1 + skipped), "no column 'name' (expected name,f0,f1,...)");
+  check(!csv.rows.empty(), path, "no rows (expected one row of features per image)");
+  data::Preprocess p;  // the identity: every column but name a numeric feature, in file order
+  p.label = "name";
+  for (const std::string& c : csv.header)
+    if (c != "name") p.inputs.push_back(c);
+  check(!p.inputs.empty(), path, "no feature columns after 'name'");
+  out.table = p.apply(csv);  // names file, line and column of a non-finite or non-numeric cell
+  const int64_t D = out.table.x.size(1);
+  if (out.dims.empty()) out.dims = {D};
+  int64_t total = 0;
+  for (int64_t d : out.dims) total += d;
+  check(total == D, path + ":1", "field 'features.dims' adds up to " + std::to_string(total) + " columns, the file has " +
+                                      std::to_string(D) + " feature columns");
+  return out;
 }
 
 }  // namespace normad::models

@@ -4,8 +4,9 @@
 // each level, and either return the vectors or feed them straight into a streaming Gaussian fit.
 // Math: f_l(x) = mean_{h,w} level_l(x)[:, h, w]; score(x) = (1/L) Σ_l M_l(f_l(x)).
 // Tested by tests/test_cli_images.cpp on a generated MVTec-like tree: the CSV features equal
-// extract() (at another batch size), a model fitted on images equals one fitted on their CSV,
-// thresholds from reference images.
+// extract() (at another batch size), a model fitted on images equals one fitted on their CSV (one
+// and several levels), held-out and reference thresholds, the weights check; file_sha256 against
+// known digests in tests/test_gaussian_ad.cpp.
 #pragma once
 
 #include <functional>
@@ -13,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "data/csv.h"
 #include "data/image.h"
 #include "data/image_sets.h"
 #include "models/backbones.h"
@@ -20,18 +22,30 @@
 
 namespace normad::models {
 
-struct FeatureSpec {
-  std::string backbone;     // a backbone_names() entry
-  std::string weights;      // torchvision safetensors file (scripts/export_torchvision.py)
-  std::vector<int> levels;  // empty: every level of the backbone
-  data::ImagePrep prep;     // size 0: the backbone's native size (gaussian_ad.md §3)
-  int64_t batch = 16;       // images per forward pass
+// Largest image side (--size, --crop, features.size): far above any backbone's native size (B7: 600).
+inline constexpr int kMaxImageSize = 4096;
 
-  // The spec as metadata fields ("features.backbone", ...) and back, so a model file remembers how
-  // its features were made.
-  std::map<std::string, std::string> to_metadata() const;
+struct FeatureSpec {
+  std::string backbone;        // a backbone_names() entry
+  std::string weights;         // torchvision safetensors file (scripts/export_torchvision.py)
+  std::string weights_sha256;  // of the weights file; FeatureExtractor fills it when empty, checks it when not
+  std::vector<int> levels;     // empty: every level of the backbone
+  data::ImagePrep prep;        // size 0: the backbone's native size (gaussian_ad.md §3)
+  int64_t batch = 16;          // images per forward pass
+
+  // The spec as metadata fields ("features.backbone", ...) and back, so a model file or a features
+  // CSV remembers how its features were made. The weights path is stored relative to the directory
+  // of `file` (the model or CSV the fields go to), so moving them together keeps it valid, and is
+  // read back relative to it. from_metadata's errors name `file` and the field.
+  std::map<std::string, std::string> to_metadata(const std::string& file) const;
   static FeatureSpec from_metadata(const std::map<std::string, std::string>& meta, const std::string& file);
 };
+
+// Hex SHA-256 of a file's bytes (OpenSSL's EVP digest); an Error naming the file if it cannot be read.
+std::string file_sha256(const std::string& path);
+// `target` as seen from the directory of `file` (relative when possible) and back.
+std::string path_relative_to(const std::string& target, const std::string& file);
+std::string path_resolved_from(const std::string& stored, const std::string& file);
 
 // (done, total) after each batch.
 using ProgressFn = std::function<void(int64_t, int64_t)>;
@@ -44,7 +58,8 @@ class FeatureExtractor {
 
   // Pooled features of images [N, 3, S, S] (already preprocessed): one [N, C_l] per level.
   std::vector<Tensor> pooled(const Tensor& images) const;
-  // The files in batches of spec().batch, in order; `each` gets every batch's pooled levels.
+  // The files in batches of spec().batch, in order; `each` gets every batch's pooled levels. A
+  // non-finite feature is an Error naming the image and the level.
   void for_each_batch(const std::vector<std::string>& paths,
                       const std::function<void(const std::vector<Tensor>&)>& each,
                       const ProgressFn& progress = {}) const;
@@ -58,21 +73,33 @@ class FeatureExtractor {
 
 // Streaming Gaussian-AD fit on the images: batch by batch into the moment sums, so memory is
 // O(d²) per level whatever the number of images (PCA / NPCA hold the pooled vectors once).
-// The model's info records the feature spec.
+// The caller records the spec in model.info (fx.spec().to_metadata(model file)).
 GaussianAd fit_images(const FeatureExtractor& fx, const std::vector<std::string>& paths,
                       const GaussianAdOptions& options, const ProgressFn& progress = {});
-// Thresholds at `fpr`: χ² per level and, with more than one level or model.empirical_preferred,
-// the empirical one from the scores of `normal` images (normal reference data; the training
-// images themselves are in-sample and so flag fewer than `fpr` of new normal images; a second
-// backbone pass over them). One level with χ² labels needs no images.
-void set_image_thresholds(const FeatureExtractor& fx, GaussianAd& model, double fpr,
-                          const std::vector<std::string>& normal, const std::string& source,
-                          const ProgressFn& progress = {});
 // Scores of the images, batch by batch.
 std::vector<double> score_images(const FeatureExtractor& fx, const GaussianAd& model,
                                  const std::vector<std::string>& paths, const ProgressFn& progress = {});
 
 // "0,2,4" -> {0, 2, 4}; `where` names the option or file in the error for a non-integer entry.
 std::vector<int> parse_levels(const std::string& text, const std::string& where);
+
+// Features CSV (`normad features`, gaussian_ad.md "Features CSV"): an optional first line
+//   # normad-features {"features.backbone":"resnet18","features.dims":"128,512",...}
+// (the FeatureSpec metadata, weights relative to the CSV's directory, plus features.dims: the
+// column count of each level, in order), then the header name,f0,f1,... and one row per image.
+// pandas reads it with comment='#'. A CSV without the line (made by hand) is one level of every
+// feature column, with no pipeline.
+struct FeaturesCsv {
+  data::Table table;                             // labels: the names; x [N, D]
+  std::map<std::string, std::string> pipeline;   // the first line's fields; empty without it
+  std::vector<int64_t> dims;                     // columns per level, summing to D
+  std::vector<Tensor> levels() const;            // x cut into [N, dims[l]] per level
+};
+// The first line for `spec` (as to_metadata(path)) with the level dims.
+std::string features_csv_line(const FeatureSpec& spec, const std::vector<int64_t>& dims, const std::string& path);
+// Reads a features CSV. Errors name the file, the line (counted in the file, the first line
+// included) and the column: a non-number or non-finite cell, a malformed first line, dims that do
+// not add up to the feature columns, no rows.
+FeaturesCsv read_features_csv(const std::string& path);
 
 }  // namespace normad::models

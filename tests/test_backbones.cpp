@@ -209,7 +209,7 @@ TEST_CASE("backbones: pool_levels concatenates the per-level spatial means", "[b
   }
 }
 
-TEST_CASE("backbones: loading names a missing or wrongly shaped tensor, counters are optional",
+TEST_CASE("backbones: loading names a missing, wrongly shaped or non-finite tensor, counters are optional",
           "[backbone]") {
   auto b = models::make_backbone("resnet18");
   const auto dir = std::filesystem::temp_directory_path() / "normad_test_backbones";
@@ -249,6 +249,20 @@ TEST_CASE("backbones: loading names a missing or wrongly shaped tensor, counters
     FAIL("no error");
   } catch (const Error& e) {
     CHECK(std::string(e.what()).find("layer2.0.conv1.weight") != std::string::npos);
+  }
+
+  // a NaN or inf weight is named, with the file
+  for (const float v : {NAN, INFINITY}) {
+    auto broken = state;
+    for (auto& [k, t] : broken)
+      if (k == "layer4.1.bn1.running_var") {
+        t = t.clone();
+        t.data()[3] = v;
+      }
+    nn::save_safetensors(path, broken);
+    CHECK_THROWS_WITH(models::load_backbone(*other, path), Catch::Contains(path) &&
+                                                              Catch::Contains("layer4.1.bn1.running_var") &&
+                                                              Catch::Contains("expected finite weights"));
   }
 
   // an unexpected extra tensor is named

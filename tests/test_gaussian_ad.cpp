@@ -2,7 +2,8 @@
 // tests/make_sklearn_fixtures.py: Ledoit-Wolf mean, covariance, shrinkage, precision and
 // Mahalanobis distances (n < p, n = p, n > p, p = 1, a large offset), PCA / NPCA component counts
 // and reduced-space distances, χ² thresholds. Without fixtures: streaming in any split equals one
-// batch, a closed-form 1-D case, the thresholds, save / load and malformed model files.
+// batch, a closed-form 1-D case, the thresholds, save / load and malformed model files; the
+// weights' SHA-256 (OpenSSL) against published digests and weights paths relative to a model file.
 // Fixture references are float64 read back as float32, so comparisons allow ~1e-6 relative.
 #include <catch2/catch.hpp>
 #include <filesystem>
@@ -10,6 +11,7 @@
 
 #include "helpers.h"
 #include "models/gaussian_ad.h"
+#include "models/image_features.h"
 #include "nn/safetensors.h"
 
 using namespace normad;
@@ -185,13 +187,15 @@ TEST_CASE("gaussian-ad: thresholds, model file round trip and bad files", "[gaus
   GaussianAd m = fit.finish();
   m.info["backbone"] = "resnet18";
   const auto train = m.score({a, b});
-  m.set_thresholds(0.05, train);
+  m.set_thresholds(0.05, train, "reference");  // in-sample here: only the rule's arithmetic is tested
   CHECK(m.chi2_thresholds.size() == 2);
   CHECK(m.chi2_thresholds[1] == Approx(chi2_distance_threshold(m.levels[1].reduced, 0.95)));
   int flagged = 0;
-  for (double s : train) flagged += s > m.empirical_threshold;
-  CHECK(flagged == 15);  // 5% of 300 normal training scores (NumPy percentile rule)
-  CHECK(m.decision_threshold() == m.empirical_threshold);  // two levels: empirical
+  for (double s : train) flagged += s > m.decision_threshold();
+  CHECK(flagged == 15);  // 5% of 300 normal scores (NumPy percentile rule)
+  CHECK(m.threshold.rule == "reference");
+  CHECK(m.threshold.rows == 300);
+  CHECK(m.threshold.achieved == Approx(0.05));
 
   const auto dir = std::filesystem::temp_directory_path() / "normad_test_gaussian_ad";
   std::filesystem::create_directories(dir);
@@ -205,7 +209,11 @@ TEST_CASE("gaussian-ad: thresholds, model file round trip and bad files", "[gaus
   CHECK(r.levels[1].projection.rows() == m.levels[1].reduced);
   // finish() rounded the model to float32 as the file stores it: the loaded model is the same.
   CHECK(r.score({a, b}) == train);
-  CHECK(r.empirical_threshold == m.empirical_threshold);
+  CHECK(r.decision_threshold() == m.decision_threshold());
+  CHECK(r.threshold.rule == "reference");
+  CHECK(r.threshold.rows == 300);
+  CHECK(r.threshold.target == 0.05);
+  CHECK(r.threshold.achieved == m.threshold.achieved);
   CHECK(r.chi2_thresholds == m.chi2_thresholds);
   CHECK(r.levels[0].shrinkage == m.levels[0].shrinkage);
   CHECK(r.options.rcond == m.options.rcond);
@@ -232,6 +240,14 @@ TEST_CASE("gaussian-ad: thresholds, model file round trip and bad files", "[gaus
     if (k == "level0.center") v.data()[1] = NAN;
   nn::save_safetensors(other, ts, st.metadata);
   CHECK_THROWS_WITH(GaussianAd::load(other), Catch::Contains("level0.center") && Catch::Contains("non-finite"));
+  // A file from before held-out thresholds (no decision.threshold), a NaN decision threshold.
+  meta = st.metadata;
+  meta.erase("decision.threshold");
+  nn::save_safetensors(other, std::vector<std::pair<std::string, Tensor>>(st.tensors.begin(), st.tensors.end()), meta);
+  CHECK_THROWS_WITH(GaussianAd::load(other), Catch::Contains("decision.threshold") && Catch::Contains("mvg fit"));
+  meta["decision.threshold"] = "nan";
+  nn::save_safetensors(other, std::vector<std::pair<std::string, Tensor>>(st.tensors.begin(), st.tensors.end()), meta);
+  CHECK_THROWS_WITH(GaussianAd::load(other), Catch::Contains("decision.threshold") && Catch::Contains("finite"));
   std::filesystem::remove_all(dir);
 }
 
@@ -252,8 +268,32 @@ TEST_CASE("gaussian-ad: bad options and shapes are clear errors", "[gaussian]") 
   GaussianFitter one({4}), two({4, 3});
   one.add({random_rows(9, 4, 2)});
   two.add({random_rows(9, 4, 2), random_rows(9, 3, 3)});
-  CHECK_THROWS_WITH(one.finish().decision_threshold(), Catch::Contains("no χ² threshold"));
+  CHECK_THROWS_WITH(one.finish().decision_threshold(), Catch::Contains("no decision threshold"));
   GaussianAd m2 = two.finish();
-  m2.set_thresholds(0.1, {});
-  CHECK_THROWS_WITH(m2.decision_threshold(), Catch::Contains("normal reference data"));
+  m2.set_thresholds(0.1, {}, "calibration");  // χ² only: no labels, and no model file
+  CHECK_THROWS_WITH(m2.decision_threshold(), Catch::Contains("normal data it was not fitted on"));
+  CHECK_THROWS_WITH(m2.save("never.safetensors"), Catch::Contains("decision threshold"));
+  // A non-finite normal score cannot set a threshold.
+  CHECK_THROWS_WITH(m2.set_thresholds(0.1, {1.0, NAN, 2.0}, "calibration"), Catch::Contains("row 1"));
+}
+
+TEST_CASE("gaussian-ad: weights SHA-256 and paths relative to the model file", "[gaussian]") {
+  const auto dir = std::filesystem::temp_directory_path() / "normad_test_gaussian_ad_sha";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir / "sub");
+  const std::string empty = (dir / "empty.bin").string(), abc = (dir / "abc.bin").string();
+  std::ofstream(empty).close();
+  std::ofstream(abc) << "abc";
+  // FIPS 180-2 / NIST example digests.
+  CHECK(file_sha256(empty) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  CHECK(file_sha256(abc) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  CHECK_THROWS_WITH(file_sha256((dir / "none.bin").string()), Catch::Contains("none.bin"));
+  // Stored relative to the model's directory, resolved back from it.
+  const std::string model = (dir / "sub" / "m.safetensors").string();
+  CHECK(path_relative_to(abc, model) == "../abc.bin");
+  CHECK(path_resolved_from("../abc.bin", model) == (dir / "abc.bin").lexically_normal().string());
+  CHECK(path_resolved_from("/x/w.safetensors", model) == "/x/w.safetensors");
+  CHECK(path_relative_to("w.safetensors", "m.safetensors") == "w.safetensors");
+  CHECK(path_resolved_from("w.safetensors", "m.safetensors") == "w.safetensors");
+  std::filesystem::remove_all(dir);
 }
