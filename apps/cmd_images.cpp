@@ -149,7 +149,7 @@ void check_finite(const std::vector<double>& scores, const std::vector<std::stri
 
 void write_scores(const std::string& out, const std::vector<std::string>& names, const std::vector<double>& scores,
                   double threshold) {
-  std::string text = "name,score,label\n";
+  std::string text = "name,score,prediction\n";
   char buf[64];
   for (size_t i = 0; i < scores.size(); ++i) {
     std::snprintf(buf, sizeof buf, ",%.9g,%d\n", scores[i], scores[i] > threshold ? 1 : 0);
@@ -276,7 +276,7 @@ ImageCommands::ImageCommands(CLI::App& app, const std::function<void(CLI::App*)>
   fit_->add_flag("--f32-cutoff", a.f32_cutoff, "pinvh with float32's cut-off, as the reference on float32 features");
   fit_->add_option("--out", a.out, "model file (.safetensors)")->required();
 
-  score_ = mvg_->add_subcommand("score", "score images or features with a model; writes name,score,label");
+  score_ = mvg_->add_subcommand("score", "score images or features with a model; writes name,score,prediction (1: above the threshold)");
   common(score_);
   score_->add_option("--model", a.model, "model file from mvg fit")->required();
   score_->add_option("--features", a.features, "a features CSV");
@@ -284,7 +284,7 @@ ImageCommands::ImageCommands(CLI::App& app, const std::function<void(CLI::App*)>
   score_->add_option("--batch", a.batch, "images per forward pass")->capture_default_str();
   add_source_options(score_, a);
   score_->add_option("--split", a.score_split, "with --mvtec: train or test")->capture_default_str();
-  score_->add_option("--out", a.out, "scores CSV (label: 1 above the model's decision threshold)")->required();
+  score_->add_option("--out", a.out, "scores CSV (prediction: 1 above the model's decision threshold)")->required();
 
   eval_ = mvg_->add_subcommand("eval", "MVTec AD: fit on train/good, image AUROC on the test split, per category");
   common(eval_);

@@ -10,6 +10,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -328,9 +329,15 @@ void eval_scores(const std::string& scores_path, const std::string& labels_path,
     throw Error(scores_path + ": no 'index' or 'name' column to pair each score with its row of " + labels_path);
   const int64_t pred_col = column(scores, "prediction");
   data::Csv lab = data::read_csv(labels_path);
-  if (label == "prediction" || column(lab, "score") >= 0)
-    throw Error(labels_path + ": this is a scores file (it has a '" + std::string(label == "prediction" ? "prediction" : "score") +
-                "' column), not ground truth: pass the data file with the true labels as --labels");
+  // A scores file (normad score / mvg score's columns only) is never ground truth.
+  const bool scores_shape = column(lab, "score") >= 0 && std::all_of(lab.header.begin(), lab.header.end(), [](const std::string& h) {
+    return h == "index" || h == "name" || h == "score" || h == "prediction";
+  });
+  if (scores_shape)
+    throw Error(labels_path + ": this is a scores file (columns " + lab.header.front() + ", ...), not ground truth: " +
+                "pass the data file with the true labels as --labels");
+  if (label == "prediction" && column(scores, "prediction") >= 0)
+    throw Error("--label prediction: 'prediction' is the name of normad's threshold decision, not a label");
   const int64_t li = column(lab, label);
   if (li < 0) {
     std::string cols;
@@ -353,6 +360,7 @@ void eval_scores(const std::string& scores_path, const std::string& labels_path,
   std::vector<double> s(n);
   std::vector<int> flagged(n, 0);
   std::vector<std::string> values(n);
+  std::vector<int64_t> value_line(n);
   std::vector<bool> used(n, false);
   for (int64_t i = 0; i < n; ++i) {
     const std::string where = scores_path + ":" + std::to_string(scores.lines[i]);
@@ -369,6 +377,7 @@ void eval_scores(const std::string& scores_path, const std::string& labels_path,
     if (used[it->second]) throw Error(where + ": " + key + " is scored twice");
     used[it->second] = true;
     values[i] = lab.rows[it->second][li];
+    value_line[i] = lab.lines[it->second];
     if (pred_col >= 0) {
       const std::string& p = scores.rows[i][pred_col];
       if (p != "0" && p != "1") throw Error(where + ": prediction '" + p + "' is not 0 or 1");
@@ -381,11 +390,15 @@ void eval_scores(const std::string& scores_path, const std::string& labels_path,
   } else {
     for (int64_t i = 0; i < n; ++i) {
       if (values[i] != "0" && values[i] != "1")
-        throw Error(labels_path + ": label '" + values[i] + "' in column '" + label +
-                    "' is not 0 or 1 (pass --normal VALUE for class labels)");
+        throw Error(labels_path + ":" + std::to_string(value_line[i]) + ": label '" + values[i] + "' in column '" +
+                    label + "' is not 0 or 1 (pass --normal VALUE for class labels)");
       y.push_back(values[i] == "1");
     }
   }
+  const int64_t positives = std::count(y.begin(), y.end(), 1);
+  if (positives == 0 || positives == n)
+    throw Error(labels_path + ": every row of column '" + label + "' is " + (positives ? "an anomaly" : "normal") +
+                (normal.empty() ? "" : " (--normal " + normal + ")") + "; AUROC, AP and F1 need both");
   const double auroc = eval::auroc(s, y), ap = eval::average_precision(s, y);
   const double f1 = eval::f1_at_true_ratio(s, y), f1max = eval::f1_max(s, y);
   const int64_t anomalies = std::count(y.begin(), y.end(), 1);
@@ -412,11 +425,22 @@ struct ThresholdArgs {
   std::string reference;
   bool calibration_given = false, contamination_given = false;
 
+  bool fpr_given = false;
+
+  // Validates the options (before any data is read or a model trained) and names the rule.
   std::string rule() const {
     if (int(!reference.empty()) + int(calibration_given) + int(contamination_given) > 1)
       throw Error("--calibration, --reference and --contamination are alternative threshold rules: give at most one");
     if (!(fpr > 0 && fpr < 1)) throw Error("--fpr: must be in (0, 1), got " + std::to_string(fpr));
-    if (!reference.empty()) return "reference";
+    if (contamination_given && fpr_given)
+      throw Error("--fpr sets the calibration and reference rules; --contamination is a rule of its own");
+    if (contamination_given && !(contamination > 0 && contamination < 0.5))
+      throw Error("--contamination: must be in (0, 0.5), got " + std::to_string(contamination));
+    if (!reference.empty()) {
+      std::error_code ec;
+      if (!std::filesystem::is_regular_file(reference, ec)) throw Error("--reference: " + reference + ": no such file");
+      return "reference";
+    }
     return contamination_given ? "contamination" : "calibration";
   }
 };
@@ -488,18 +512,36 @@ data::Csv reference_rows(const TrainArgs& a) {
 
 // The rows a model is fitted on and, for the calibration rule, the held-out normal rows its
 // threshold is set on (a seeded draw of --calibration of them; the model never sees them, nor does
-// its standardisation). Every cell of `csv` is checked first, so a bad cell fails before training.
+// its standardisation). With `by_label` (ACR) the draw is made within each class, so every class
+// keeps its share of rows for meta-training and for calibration. Every cell of `csv` is checked
+// first, so a bad cell fails before training.
 struct FitRows {
   data::Csv fit, held;
   data::Preprocess pre;  // fitted on `fit`
   data::Table table;     // `fit` encoded
 };
-FitRows split_and_preprocess(const data::Csv& csv, const TrainArgs& a, const std::string& rule, uint64_t seed) {
-  fit_preprocess(csv, a.label, a.one_hot).apply(csv);
+FitRows split_and_preprocess(const data::Csv& csv, const TrainArgs& a, const std::string& rule, uint64_t seed,
+                             bool by_label = false) {
+  const data::Table all = fit_preprocess(csv, a.label, a.one_hot).apply(csv);
   FitRows r{csv, {}, {}, {}};
   if (rule == "calibration") {
-    const auto split = eval::calibration_split(int64_t(csv.rows.size()), a.thr.calibration, seed + 2);
-    r.fit = data::take_rows(csv, split.fit), r.held = data::take_rows(csv, split.calibration);
+    std::map<std::string, std::vector<int64_t>> groups;  // label (or one group) -> rows
+    for (int64_t i = 0; i < int64_t(csv.rows.size()); ++i) groups[by_label ? all.labels[i] : ""].push_back(i);
+    std::vector<int64_t> fit, held;
+    uint64_t stream = seed + 2;
+    for (auto& [name, rows] : groups) {
+      eval::CalibrationSplit sp;
+      try {
+        sp = eval::calibration_split(int64_t(rows.size()), a.thr.calibration, stream++);
+      } catch (const Error& e) {
+        throw Error(by_label ? a.data + ": class '" + name + "': " + e.what() : std::string(e.what()));
+      }
+      for (int64_t i : sp.fit) fit.push_back(rows[i]);
+      for (int64_t i : sp.calibration) held.push_back(rows[i]);
+    }
+    std::sort(fit.begin(), fit.end());
+    std::sort(held.begin(), held.end());
+    r.fit = data::take_rows(csv, fit), r.held = data::take_rows(csv, held);
   }
   r.pre = fit_preprocess(r.fit, a.label, a.one_hot);
   r.table = r.pre.apply(r.fit);
@@ -520,7 +562,7 @@ void train_acr(const TrainArgs& a, uint64_t seed, const std::string& json_path) 
   data::Csv csv = data::read_csv(a.data);
   if (!a.train_classes.empty()) csv = data::select_rows(csv, a.label, split_list(a.train_classes, "--train-classes"));
   const std::string rule = a.thr.rule();
-  auto [fit_csv, held_csv, pre, table] = split_and_preprocess(csv, a, rule, seed);
+  auto [fit_csv, held_csv, pre, table] = split_and_preprocess(csv, a, rule, seed, true);
   const auto classes = data::label_classes(table.labels);
   const auto ids = data::label_ids(table.labels, classes);
   std::vector<int64_t> all(classes.size());
@@ -530,6 +572,13 @@ void train_acr(const TrainArgs& a, uint64_t seed, const std::string& json_path) 
   cfg.seed = seed;
   RecipeArgs ra{a.recipe, a.task_aug, a.iters, 0, -1, -1, -1};
   const std::string recipe = resolve_recipe(cfg, ra, static_cast<int64_t>(classes.size()), false);
+  // Every class must fill a task's normals with the rows left after the hold-out.
+  const auto class_rows = data::rows_by_class(ids, static_cast<int64_t>(classes.size()));
+  for (size_t c = 0; c < classes.size(); ++c)
+    if (static_cast<int64_t>(class_rows[c].size()) < cfg.normals)
+      throw Error(a.data + ": class '" + classes[c] + "' has " + std::to_string(class_rows[c].size()) +
+                  " rows to meta-train on" + (rule == "calibration" ? " after --calibration holds some out" : "") +
+                  ", fewer than the " + std::to_string(cfg.normals) + " normals a task needs");
   Generator init(seed), rng(seed + 1);
   auto model = make_acr(a.model, F, init);
   std::printf("%s: %zu classes as tasks, %lld rows, %lld features, %lld iterations, recipe %s, task augmentation %s\n",
@@ -537,18 +586,22 @@ void train_acr(const TrainArgs& a, uint64_t seed, const std::string& json_path) 
               recipe.c_str(), cfg.task_aug.c_str());
   Progress p{"train"};
   models::meta_train(*model, table.x, ids, static_cast<int64_t>(classes.size()), all, cfg, rng, std::ref(p));
-  // Scores of a table whose rows come in classes: each class its own batches (its own statistics).
+  // Scores of a table whose rows come in classes: each class its own batches (its own statistics),
+  // balanced chunks of about --batch rows; the batch sizes used are reported and stored.
+  std::vector<int64_t> batch_sizes;
   auto score_by_class = [&](const data::Table& t, const data::Csv& rows) {
     std::vector<double> out;
     std::map<std::string, std::vector<int64_t>> by;
     for (size_t i = 0; i < t.labels.size(); ++i) by[t.labels[i]].push_back(int64_t(i));
     for (auto& [name, r] : by) {
       if (r.size() < 2) continue;  // one row has no batch statistics
+      for (auto [b, e] : models::score_chunks(int64_t(r.size()), a.acr_batch)) batch_sizes.push_back(e - b);
       for (double v : model->score(index_select(t.x, r), false, a.acr_batch)) out.push_back(v);
     }
     if (out.size() < 2) throw Error(rows.path + ": too few rows per class to score as batches for the threshold");
     for (double v : out)
-      if (!std::isfinite(v)) throw Error(rows.path + ": a threshold score is not finite (the model's output overflowed)");
+      if (!std::isfinite(v))
+        throw Error(rows.path + ": a threshold score is not finite (the model's output overflowed in a batch)");
     return out;
   };
   eval::ThresholdReport thr;
@@ -557,9 +610,12 @@ void train_acr(const TrainArgs& a, uint64_t seed, const std::string& json_path) 
   else {
     const data::Csv ref = data::read_csv(a.thr.reference);
     std::vector<double> s = model->score(pre.apply(ref).x, false, a.acr_batch);
+    for (auto [b, e] : models::score_chunks(int64_t(ref.rows.size()), a.acr_batch)) batch_sizes.push_back(e - b);
     check_scores(s, ref, "reference");
     thr = eval::fpr_rule(s, a.thr.fpr, "reference");
   }
+  const int64_t smallest = *std::min_element(batch_sizes.begin(), batch_sizes.end());
+  const int64_t largest = *std::max_element(batch_sizes.begin(), batch_sizes.end());
   auto meta = pre.to_metadata();
   print_rule(thr, meta);
   meta["normad.kind"] = a.model;
@@ -568,14 +624,17 @@ void train_acr(const TrainArgs& a, uint64_t seed, const std::string& json_path) 
   meta["acr.task_aug"] = cfg.task_aug;
   meta["acr.iters"] = std::to_string(cfg.iters);
   meta["acr.batch"] = std::to_string(a.acr_batch);
+  meta["acr.threshold_batches"] = std::to_string(smallest) + "-" + std::to_string(largest);
   nn::save_safetensors(a.out, acr_tensors(a.model, *model), meta);
-  std::printf("wrote %s (scoring batches of about %lld rows, stored as the default of normad score)\n", a.out.c_str(),
-              (long long)a.acr_batch);
+  std::printf("threshold set on %zu batches of %lld-%lld rows (one class each); normad score cuts a file into "
+              "batches of about %lld rows (--batch, stored in the model); wrote %s\n",
+              batch_sizes.size(), (long long)smallest, (long long)largest, (long long)a.acr_batch, a.out.c_str());
   if (!json_path.empty())
     write_atomic(json_path, nlohmann::json{{"model", a.model}, {"rows", table.x.size(0)}, {"classes", classes},
                                            {"threshold", thr.threshold}, {"threshold_rule", thr.rule},
                                            {"threshold_target", thr.target}, {"threshold_achieved", thr.achieved},
-                                           {"threshold_rows", thr.rows}, {"batch", a.acr_batch}, {"out", a.out}}
+                                           {"threshold_rows", thr.rows}, {"batch", a.acr_batch},
+                                           {"threshold_batches", {smallest, largest}}, {"out", a.out}}
                                  .dump(2) + "\n");
 }
 
@@ -696,6 +755,11 @@ void score_model(const std::string& model_path, const std::string& data_path, co
   if (table.unknown_categories)
     std::fprintf(stderr, "normad: %lld cells had categories unseen in training (encoded as zeros)\n",
                  (long long)table.unknown_categories);
+  if (table.extreme_cells)
+    std::fprintf(stderr,
+                 "normad: warning: %lld cells are more than %g training standard deviations from the mean (first: %s); "
+                 "the scores of their rows say little\n",
+                 (long long)table.extreme_cells, data::kExtremeStd, table.first_extreme.c_str());
   std::vector<double> scores;
   if (k == "acr-dsvdd" || k == "acr-ntl") {
     // Batch-level scores: the file's rows in balanced chunks of about acr.batch rows, each with its
@@ -714,7 +778,12 @@ void score_model(const std::string& model_path, const std::string& data_path, co
         throw Error(model_path + ": tensor '" + name + "' missing or of the wrong shape");
       t.copy_(it->second);
     }
-    scores = model->score(table.x, false, batch ? batch : stored);
+    if (batch == 1) throw Error("--batch: ACR scores batches of at least 2 rows (their own BN statistics)");
+    try {
+      scores = model->score(table.x, false, batch ? batch : stored);
+    } catch (const Error& e) {
+      throw Error(data_path + ": " + e.what());
+    }
   } else if (k == "ntl") {
     models::NtlConfig cfg;
     try {
@@ -860,20 +929,24 @@ int main(int argc, char** argv) {
                  "NTL: keep the epoch with the lowest training loss (from epoch 6), stop after this many "
                  "epochs without improvement; 0: keep the last epoch")
       ->capture_default_str();
-  tr->add_option("--fpr", ta.thr.fpr,
-                 "threshold: the share of normal rows to flag, set on normal rows the model did not fit (a 0.95 "
-                 "quantile needs >= 20 such rows to be more than their maximum)")
-      ->capture_default_str();
+  auto* fpr = tr->add_option("--fpr", ta.thr.fpr,
+                              "threshold: the share of new normal rows allowed above it, set by a conformal quantile "
+                              "of normal rows the model did not fit (at most fpr is guaranteed from 1/fpr - 1 such "
+                              "rows on, 19 at 0.05; below 2/fpr - 1, 39 at 0.05, the threshold is their maximum)")
+                 ->capture_default_str();
   auto* calibration = tr->add_option("--calibration", ta.thr.calibration,
                                      "threshold (default rule): hold out this fraction of the normal rows (a seeded "
                                      "draw), fit on the rest, threshold at the (1 - fpr) quantile of the held-out scores")
                           ->capture_default_str();
   tr->add_option("--reference", ta.thr.reference,
-                 "threshold: a CSV of normal rows not in --data (with --label, its rows with label --normal); fit on "
-                 "all of --data, threshold at the (1 - fpr) quantile of the reference scores");
+                 "threshold: a CSV of normal rows not in --data (one-class with --label: its rows with label "
+                 "--normal; ACR: every row, in batches of --batch); fit on all of --data, threshold at the conformal "
+                 "(1 - fpr) quantile of the reference scores");
   auto* contamination = tr->add_option("--contamination", ta.thr.contamination,
-                                       "threshold: PyOD's rule, flag this fraction of the TRAINING scores (optimistic: "
-                                       "a model fitted to shrink its training scores flags more new normal rows)");
+                                       "threshold: PyOD's rule, flag this fraction in (0, 0.5) of the TRAINING scores "
+                                       "(optimistic: a model fitted to shrink its training scores flags more new "
+                                       "normal rows); not used unless given")
+                            ->capture_default_str();
 
   auto* scs = app.add_subcommand("score", "score a table with a model file; writes index,score,prediction");
   common(scs);
@@ -902,6 +975,7 @@ int main(int argc, char** argv) {
     if (*tr) {
       ta.thr.calibration_given = calibration->count() > 0;
       ta.thr.contamination_given = contamination->count() > 0;
+      ta.thr.fpr_given = fpr->count() > 0;
       if ((ta.model == "acr-dsvdd" || ta.model == "acr-ntl")) ta.acr_batch = train_batch->count() ? ta.train.batch : 200;
       train_model(ta, seed, json_path);
     }

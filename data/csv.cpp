@@ -48,6 +48,10 @@ std::vector<Record> parse_records(const std::string& text, const std::string& na
     // One field per iteration; a ',' after it continues the record.
     for (;;) {
       std::string field;
+      // Spaces before an opening quote are not part of the field ("a, \"b c\"" names a and b c).
+      size_t q = i;
+      while (q < n && is_space(text[q])) ++q;
+      if (q < n && text[q] == '"') i = q;
       if (i < n && text[i] == '"') {
         // Quoted: everything up to the closing quote, separators and line ends included.
         r.quoted = true;
@@ -357,7 +361,20 @@ Table Preprocess::apply(const Csv& csv) const {
                     std::to_string(src[k] + 1) + "): '" + cell + "' " + why +
                     (why == "is not a number" && !cell.empty() ? " (a label or category column? name it with --label or --one-hot)" : ""));
       // Standardised in double: (x - mean) of two extreme float32 values would overflow in float.
-      x[i * F + f] = mean.empty() ? float(v) : float((v - double(mean[f])) / double(stddev[f]));
+      // A value so far from the training rows that its standardised form leaves float32 is an
+      // error: as infinity it would reach the model as NaN or a meaningless score.
+      if (!mean.empty()) {
+        const double z = (v - double(mean[f])) / double(stddev[f]);
+        if (!(std::fabs(z) <= double(std::numeric_limits<float>::max())))
+          throw Error(csv.path + ":" + std::to_string(csv.lines[i]) + ": column '" + inputs[k] + "' (" +
+                      std::to_string(src[k] + 1) + "): '" + cell + "' is " + std::to_string(std::fabs(z)) +
+                      " standard deviations from the training mean, beyond float32's range");
+        if (std::fabs(z) > kExtremeStd && t.extreme_cells++ == 0)
+          t.first_extreme = csv.path + ":" + std::to_string(csv.lines[i]) + ": column '" + inputs[k] + "' = '" + cell +
+                            "', " + std::to_string(std::fabs(z)) + " standard deviations from the training mean";
+        v = z;
+      }
+      x[i * F + f] = float(v);
       ++f;
     }
   }
@@ -415,6 +432,11 @@ Preprocess Preprocess::from_metadata(const std::map<std::string, std::string>& m
     if (p.mean.size() != F || p.stddev.size() != F)
       throw Error("model metadata: csv.mean/csv.std hold " + std::to_string(p.mean.size()) + "/" +
                   std::to_string(p.stddev.size()) + " values for " + std::to_string(F) + " features");
+    // split_floats already refuses non-finite values; a standard deviation must also be positive.
+    for (size_t f = 0; f < F; ++f)
+      if (!(p.stddev[f] > 0))
+        throw Error("model metadata: csv.std value " + std::to_string(f + 1) + " (feature '" + p.columns()[f] +
+                    "') is " + std::to_string(p.stddev[f]) + ", not a positive standard deviation");
   }
   return p;
 }

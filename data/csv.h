@@ -52,7 +52,13 @@ struct Table {
   Tensor x;                                     // [N, F] float32
   std::vector<std::string> labels;              // N label strings, or empty when there is no label column
   int64_t unknown_categories = 0;               // one-hot cells with a value unseen in fit (all zeros)
+  int64_t extreme_cells = 0;                    // standardised cells beyond kExtremeStd (see apply)
+  std::string first_extreme;                    // "file:line: column 'c' = 'v', z standard deviations ..."
 };
+
+// A standardised value beyond this many training standard deviations is counted as extreme (the
+// models' scores of such rows say little); beyond float32's range it is an error.
+constexpr double kExtremeStd = 1e6;
 
 struct PreprocessOptions {
   // Default initialisers on every member keep GCC quiet about designated initialisers that skip one.

@@ -167,8 +167,8 @@ void check_finite_scores(const std::vector<double>& scores, const std::string& w
   // threshold on it would flag nothing or everything.
   if (scores.size() > 1 && std::all_of(scores.begin(), scores.end(), [&](double v) { return v == scores[0]; }))
     throw Error(what + ": all " + std::to_string(scores.size()) + " scores are equal (" + std::to_string(scores[0]) +
-                "): the model gives every row the same score (a collapsed or diverged fit; try a lower --lr or "
-                "more epochs)");
+                "): the model gives every row the same score (a collapsed or diverged fit, or rows without variance; "
+                "try a lower --lr, more epochs or more rows)");
 }
 }  // namespace
 
@@ -237,12 +237,13 @@ std::map<std::string, std::string> ThresholdReport::to_metadata(const std::strin
     std::snprintf(b, sizeof b, "%.17g", v);
     return std::string(b);
   };
-  return {{prefix + "threshold", num(threshold)},
-          {prefix + "threshold_rule", rule},
-          {prefix + "threshold_target", num(target)},
-          {prefix + "threshold_achieved", num(achieved)},
-          {prefix + "threshold_expected", num(expected)},
-          {prefix + "threshold_rows", std::to_string(rows)}};
+  std::map<std::string, std::string> m{{prefix + "threshold", num(threshold)},
+                                       {prefix + "threshold_rule", rule},
+                                       {prefix + "threshold_target", num(target)},
+                                       {prefix + "threshold_achieved", num(achieved)},
+                                       {prefix + "threshold_rows", std::to_string(rows)}};
+  if (rule != "contamination") m[prefix + "threshold_expected"] = num(expected);  // no guarantee otherwise
+  return m;
 }
 
 }  // namespace normad::eval

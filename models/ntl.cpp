@@ -150,6 +150,16 @@ NtlConfig ntl_from_metadata(const std::map<std::string, std::string>& meta) {
   c.enc_layers = num("ntl.enc_layers"), c.enc_hidden = num("ntl.enc_hidden"), c.z_dim = num("ntl.z_dim");
   c.batch_norm = num("ntl.batch_norm") != 0, c.trans_bias = num("ntl.trans_bias") != 0;
   c.enc_bias = num("ntl.enc_bias") != 0;
+  // Sizes bounded as `train` bounds them, before anything is allocated from them.
+  auto bounded = [&](const char* k, int64_t v, int64_t lo, int64_t hi) {
+    if (v < lo || v > hi)
+      throw Error(std::string("model metadata: '") + k + "' = " + std::to_string(v) + " is outside [" +
+                  std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  };
+  bounded("ntl.x_dim", c.x_dim, 1, 1 << 20), bounded("ntl.K", c.K, 2, 1000);
+  bounded("ntl.trans_layers", c.trans_layers, 1, 64), bounded("ntl.enc_layers", c.enc_layers, 1, 64);
+  bounded("ntl.trans_hidden", c.trans_hidden, 0, 1 << 16), bounded("ntl.enc_hidden", c.enc_hidden, 0, 1 << 16);
+  bounded("ntl.z_dim", c.z_dim, 0, 1 << 16);
   c.tau = static_cast<float>(real("ntl.tau"));
   if (!(c.tau > 0)) throw Error("model metadata: 'ntl.tau' = '" + get("ntl.tau") + "' is not a positive temperature");
   return ntl_defaults(c);  // validates

@@ -36,7 +36,8 @@ Tensor pairwise_sqdist(const Tensor& a, const Tensor& b) {
     for (int64_t i = s; i < e; ++i)
       for (int64_t j = 0; j < N; ++j) {
         float& v = d.data()[i * N + j];
-        v = std::max(0.f, static_cast<float>(na[i] + nb[j] - 2.0 * v));
+        const float sq = static_cast<float>(na[i] + nb[j] - 2.0 * v);
+        v = sq < 0 ? 0.f : sq;  // rounding can make it slightly negative; NaN passes through
       }
   });
   return d;

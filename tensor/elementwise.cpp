@@ -130,7 +130,8 @@ Tensor clamp(const Tensor& a, float lo, float hi) {
   if (lo > hi) throw Error("clamp: lo " + std::to_string(lo) + " > hi " + std::to_string(hi));
   return unary(a, [lo, hi](float x) { return std::min(std::max(x, lo), hi); });
 }
-Tensor relu(const Tensor& a) { return unary(a, [](float x) { return x > 0 ? x : 0.f; }); }
+// NaN passes through (as in PyTorch): `x > 0 ? x : 0` would turn it into a quiet 0.
+Tensor relu(const Tensor& a) { return unary(a, [](float x) { return x < 0 ? 0.f : x; }); }
 Tensor leaky_relu(const Tensor& a, float slope) {
   return unary(a, [slope](float x) { return x > 0 ? x : slope * x; });
 }

@@ -96,6 +96,7 @@ EOF
 
 for name in "${names[@]}"; do
   work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT  # also when a check fails (the weights file is large)
   (cd "$work" && "run_$name")
   rm -rf "$work"
 done

@@ -84,7 +84,9 @@ TEST_CASE("trust: the default threshold holds on new normal rows the model never
     const auto meta = normad::nn::load_safetensors(m).metadata;
     CHECK(meta.at("normad.threshold_rule") == "calibration");
     CHECK(meta.at("normad.threshold_rows") == "40");
-    CHECK(std::stod(meta.at("normad.threshold_achieved")) <= 0.05);
+    // k = ceil(41 * 0.95) = 39: exactly one of the 40 held-out rows lies above the threshold.
+    CHECK(std::stod(meta.at("normad.threshold_achieved")) == Approx(1.0 / 40));
+    CHECK(std::stod(meta.at("normad.threshold_expected")) == Approx(2.0 / 41));
     r = run("score --model " + m + " --data " + (d / "new.csv").string() + " --out " + (d / "s.csv").string());
     REQUIRE(r.rc == 0);
     // Target 5%: the conformal threshold of 40 held-out rows is their 39th smallest, so 1 - 39/41 =
@@ -135,12 +137,33 @@ TEST_CASE("trust: NaN and infinity are errors naming the file and field, and val
     INFO(r.out);
     CHECK(r.rc == 0);
   }
+  // At scoring, a valid cell that standardises beyond float32 (3e38 where training rows were near
+  // 0) is an error, and one far out (1e30) gets a warning (before: a normal-looking score).
+  write_gaussian(d / "fit.csv", 60, 3, 8);
+  REQUIRE(run("train --model ntl --data " + (d / "fit.csv").string() + " --epochs 2 --out " + m).rc == 0);
+  std::ofstream(d / "far.csv") << "f0,f1,f2\n0.1,0.2,3e38\n";
+  Run r = run("score --model " + m + " --data " + (d / "far.csv").string() + " --out " + s);
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.out, Catch::Contains("far.csv:2: column 'f2' (3): '3e38' is") && Catch::Contains("beyond float32"));
+  std::ofstream(d / "far.csv") << "f0,f1,f2\n0.1,0.2,1e30\n0.3,0.1,0.2\n";
+  r = run("score --model " + m + " --data " + (d / "far.csv").string() + " --out " + s);
+  CHECK_THAT(r.out, Catch::Contains("1 cells are more than 1e+06 training standard deviations") &&
+                        Catch::Contains("far.csv:2: column 'f2' = '1e30'"));
+  {  // a standard deviation of 0 in a model file
+    auto f = normad::nn::load_safetensors(m);
+    auto meta = f.metadata;
+    meta["csv.std"] = "1,0,1";
+    normad::nn::save_safetensors(m, {f.tensors.begin(), f.tensors.end()}, meta);
+    r = run("score --model " + m + " --data " + (d / "fit.csv").string() + " --out " + s);
+    CHECK(r.rc == 2);
+    CHECK_THAT(r.out, Catch::Contains("csv.std value 2 (feature 'f1') is 0.000000, not a positive standard deviation"));
+  }
   // A non-finite cell, and a value beyond float32, name file, line and column.
   {
     std::ofstream(d / "inf.csv") << "a,b\n1,2\n3,inf\n2,2\n1,1\n3,3\n4,4\n5,5\n1,2\n";
     std::ofstream(d / "big.csv") << "a,b\n1,2\n3,1e39\n2,2\n1,1\n3,3\n4,4\n5,5\n1,2\n";
   }
-  Run r = run("train --model dsvdd --data " + (d / "inf.csv").string() + " --out " + m);
+  r = run("train --model dsvdd --data " + (d / "inf.csv").string() + " --out " + m);
   CHECK(r.rc == 2);
   CHECK_THAT(r.out, Catch::Contains("inf.csv:3: column 'b' (2): 'inf' is not a finite number"));
   r = run("train --model dsvdd --data " + (d / "big.csv").string() + " --out " + m);
@@ -178,8 +201,20 @@ TEST_CASE("trust: NaN and infinity are errors naming the file and field, and val
   CHECK(r.rc == 2);
   CHECK_THAT(r.out, Catch::Contains("Deep SVDD training diverged") && Catch::Contains("in epoch"));
   CHECK_FALSE(fs::exists(m));
-  // A collapsed fit (every score equal: NTL at a huge learning rate zeroes its embeddings) gets no threshold.
+  // NTL's ReLUs no longer turn the overflow into zeros (before: a constant loss of 1 and a model
+  // giving every row the same score, written with exit code 0).
   r = run("train --model ntl --data " + (d / "train.csv").string() + " --lr 1e30 --epochs 20 --out " + m);
+  INFO(r.out);
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.out, Catch::Contains("NeuTraL-AD training diverged"));
+  CHECK_FALSE(fs::exists(m));
+  // Rows without variance: every score is equal, and no threshold is set on them.
+  {
+    std::ofstream f(d / "flat.csv");
+    f << "a,b\n";
+    for (int i = 0; i < 30; ++i) f << "1,2\n";
+  }
+  r = run("train --model dsvdd --data " + (d / "flat.csv").string() + " --epochs 2 --out " + m);
   INFO(r.out);
   CHECK(r.rc == 2);
   CHECK_THAT(r.out, Catch::Contains("scores are equal"));
@@ -217,6 +252,14 @@ TEST_CASE("trust: eval pairs scores with labels by index or name, never by posit
   r = run("eval --scores " + (d / "s1.csv").string() + " --labels " + (d / "s1.csv").string() + " --label prediction");
   CHECK(r.rc == 2);
   CHECK_THAT(r.out, Catch::Contains("is a scores file"));
+  // A data file with a feature called "score" is still ground truth.
+  std::ofstream(d / "credit.csv") << "score,income,kind\n700,1,ok\n500,2,bad\n690,3,ok\n520,4,bad\n710,5,ok\n";
+  r = run("eval --scores " + (d / "s1.csv").string() + " --labels " + (d / "credit.csv").string() + " --label kind --normal ok");
+  INFO(r.out);
+  CHECK(r.rc == 0);
+  // One class only: no AUROC, and the message says why.
+  r = run("eval --scores " + (d / "s1.csv").string() + " --labels " + lab + " --label kind --normal nobody");
+  CHECK(r.rc == 2);
   // Pairing by name (mvg score's output).
   std::ofstream(d / "named.csv") << "name,label\nx.png,1\ny.png,0\nz.png,0\n";
   std::ofstream(d / "s6.csv") << "name,score\nz.png,0.2\nx.png,0.9\ny.png,0.1\n";
@@ -268,6 +311,10 @@ TEST_CASE("trust: ACR scoring batches are balanced and the model's batch is the 
   r = run("score --model " + m + " --data " + csv + " --out " + (d / "b.csv").string() + " --batch 160");
   REQUIRE(r.rc == 0);
   CHECK_THAT(r.out, Catch::Contains("--batch 160 differs from the 50 rows per batch"));
+  // The default is the stored batch: the same scores as --batch 50, not those of one batch of 160.
+  REQUIRE(run("score --model " + m + " --data " + csv + " --out " + (d / "a50.csv").string() + " --batch 50").rc == 0);
+  CHECK(read_rows(d / "a.csv") == read_rows(d / "a50.csv"));
+  CHECK(read_rows(d / "a.csv") != read_rows(d / "b.csv"));
   // 161 rows at --batch 160 form one batch of 161: the last row's score is not a constant.
   {
     std::ofstream f(d / "t161.csv");
@@ -294,7 +341,7 @@ TEST_CASE("trust: messages name the file, the field and what was expected", "[cl
   {
     normad::Generator g(6);
     std::ofstream f(d / "spaced.csv");
-    f << "a, b, c, y\n";
+    f << "a, b, \"c\", y\n";
     for (int i = 0; i < 40; ++i) f << g.normal1() << ", " << g.normal1() << ", " << g.normal1() << ", " << (i % 4 ? "n" : "x") << "\n";
   }
   Run r = run("train --model ntl --data " + (d / "spaced.csv").string() + " --label y --normal n --epochs 5 --out " + m);

@@ -192,10 +192,10 @@ TEST_CASE("gaussian-ad: thresholds, model file round trip and bad files", "[gaus
   CHECK(m.chi2_thresholds[1] == Approx(chi2_distance_threshold(m.levels[1].reduced, 0.95)));
   int flagged = 0;
   for (double s : train) flagged += s > m.decision_threshold();
-  CHECK(flagged == 15);  // 5% of 300 normal scores (NumPy percentile rule)
+  CHECK(flagged == 14);  // conformal: the k = ceil(301 * 0.95) = 286th smallest of 300, 14 above it
   CHECK(m.threshold.rule == "reference");
   CHECK(m.threshold.rows == 300);
-  CHECK(m.threshold.achieved == Approx(0.05));
+  CHECK(m.threshold.achieved == Approx(14.0 / 300));
 
   const auto dir = std::filesystem::temp_directory_path() / "normad_test_gaussian_ad";
   std::filesystem::create_directories(dir);

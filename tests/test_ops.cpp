@@ -1,5 +1,6 @@
 // Forward tests of tensor ops against closed forms or plain loops (tensor/ops.h), and
 // determinism across thread counts.
+#include <cmath>
 #include "tensor/parallel.h"
 #include "tests/helpers.h"
 
@@ -17,6 +18,9 @@ TEST_CASE("elementwise: broadcasting and closed forms", "[ops]") {
   CHECK_THROWS_WITH(add(a, Tensor({4})), Catch::Contains("[2, 3]") && Catch::Contains("[4]"));
   Tensor x = Tensor::from({5}, {-2, -0.5, 0, 0.5, 2});
   test::expect_close(relu(x), Tensor::from({5}, {0, 0, 0, 0.5, 2}), 0, 0, "relu");
+  // NaN propagates (as in PyTorch) instead of becoming a quiet 0, here and in pairwise distances.
+  CHECK(std::isnan(relu(Tensor::from({1}, {NAN})).item()));
+  CHECK(std::isnan(pairwise_sqdist(Tensor::from({1, 2}, {NAN, 1}), Tensor::from({1, 2}, {0, 1})).item()));
   test::expect_close(leaky_relu(x, 0.1f), Tensor::from({5}, {-0.2f, -0.05f, 0, 0.5, 2}), 1e-7, 0, "leaky");
   test::expect_close(clamp(x, -1, 1), Tensor::from({5}, {-1, -0.5, 0, 0.5, 1}), 0, 0, "clamp");
   for (float v : {-80.f, -2.f, 0.f, 3.f, 80.f}) {
