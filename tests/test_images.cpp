@@ -63,6 +63,8 @@ std::vector<std::string> names(const std::vector<data::ImageItem>& items) {
   return out;
 }
 
+// The resize cases tests/make_fixtures.py (make_resize) writes.
+constexpr int kResizeCases = 6;
 // "r0", "r1", ...: the resize fixture's cases (built with += : GCC 12 warns falsely on "r" + string).
 std::string case_prefix(int i) {
   std::string p = "r";
@@ -407,7 +409,8 @@ TEST_CASE("image: resize parity with torch F.interpolate and PIL Image.resize", 
       {"nearest", data::ResizeFilter::nearest, 0.0}};
   for (const auto& [key, filter, atol] : refs) {
     double worst = 0;
-    for (int i = 0; fx.count(case_prefix(i) + ".x"); ++i) {
+    int cases = 0;
+    for (int i = 0; fx.count(case_prefix(i) + ".x"); ++i, ++cases) {
       const std::string p = case_prefix(i);
       const auto size = get(p + ".size").to_vector();
       Tensor got = data::resize(get(p + ".x"), int64_t(size[0]), int64_t(size[1]), filter);
@@ -416,6 +419,7 @@ TEST_CASE("image: resize parity with torch F.interpolate and PIL Image.resize", 
     }
     INFO(key << ": max abs error " << worst << " grey levels");
     CHECK(worst <= atol);
+    CHECK(cases == kResizeCases);  // every case of tests/make_fixtures.py make_resize ran
   }
   // torchvision CenterCrop offsets and Resize(S) sizes
   const auto crops = get("crop.cases").to_vector(), offs = get("crop.offsets").to_vector();
