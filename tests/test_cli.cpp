@@ -3,12 +3,14 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 
 #include <json.hpp>
 
+#include "data/csv.h"
 #include "nn/safetensors.h"
 #include "tensor/random.h"
 #include "tests/cli_run.h"
@@ -287,4 +289,58 @@ TEST_CASE("cli: train --model acr-dsvdd and acr-ntl on labelled classes, then ba
   r = run("train --model acr-dsvdd --data " + csv + " --label cls --iters 2 --task-aug dihedral --out " + model);
   CHECK(r.rc == 2);
   CHECK_THAT(r.out, Catch::Contains("'dihedral' is unknown"));
+}
+
+TEST_CASE("cli: score reproduces the saved model's own scores, for every model kind", "[cli]") {
+  // Oracle: with --reference R, train sets the threshold to the conformal quantile (the k-th smallest,
+  // k = ceil((n + 1)(1 - fpr))) of the in-memory model's scores of R. `score` on R with the saved
+  // file must give scores whose k-th smallest is that threshold exactly (float32; same threads).
+  // A `score` that skipped loading weights, or scored with other preprocessing, fails here.
+  const auto dir = std::filesystem::temp_directory_path() / "normad_cli_values";
+  std::filesystem::create_directories(dir);
+  const std::string csv = (dir / "t.csv").string(), model = (dir / "m.safetensors").string();
+  const std::string scores = (dir / "s.csv").string();
+  {
+    normad::Generator g(9);
+    std::ofstream f(csv);
+    f << "a,b,c,d,cls\n";
+    for (int k = 0; k < 3; ++k)
+      for (int i = 0; i < 60; ++i)
+        f << 2.0 * k + g.normal1() << "," << g.normal1() << "," << -k + g.normal1() << "," << g.normal1() * g.normal1() << ",k" << k << "\n";
+  }
+  for (const std::string kind : {"ntl", "dsvdd", "acr-dsvdd", "acr-ntl"}) {
+    INFO(kind);
+    const bool acr = kind.rfind("acr", 0) == 0;
+    const std::string train = "train --model " + kind + " --data " + csv + (acr ? " --label cls --iters 3" : " --epochs 3") +
+                              " --reference " + csv + " --fpr 0.05 --threads 1 --out " + model;
+    // One-class models see the label column as a feature unless told: keep only numeric columns.
+    Run r = run(acr ? train : train + " --label cls --normal k0");
+    INFO(r.out);
+    REQUIRE(r.rc == 0);
+    r = run("score --model " + model + " --data " + csv + " --threads 1 --out " + scores);
+    REQUIRE(r.rc == 0);
+    const normad::data::Csv out = normad::data::read_csv(scores);
+    std::vector<float> s;
+    for (const auto& row : out.rows) s.push_back(static_cast<float>(std::stod(row[1])));
+    // One-class --reference keeps the rows with label --normal: the k0 rows (the first 60).
+    if (!acr) s.resize(60);
+    std::sort(s.begin(), s.end());
+    const size_t n = s.size(), k = static_cast<size_t>(std::ceil((n + 1) * 0.95 - 1e-9));
+    const double thr = std::stod(normad::nn::load_safetensors(model).metadata.at("normad.threshold"));
+    CHECK(s.at(k - 1) == static_cast<float>(thr));
+    CHECK(s.front() < s.back());  // not a constant model
+  }
+}
+
+TEST_CASE("cli: eval's AUROC and AP against values computed by hand, ties included", "[cli]") {
+  const auto dir = std::filesystem::temp_directory_path();
+  const std::string sc = (dir / "normad_cli_hand_scores.csv").string(), lab = (dir / "normad_cli_hand_labels.csv").string();
+  std::ofstream(sc) << "index,score\n0,0.9\n1,0.1\n2,0.4\n3,0.4\n4,0.3\n";
+  std::ofstream(lab) << "y\n1\n0\n1\n0\n0\n";
+  // AUROC: positives 0.9 and 0.4 against negatives 0.1, 0.4, 0.3: (3 + 2 + 0.5) / 6 = 0.9167.
+  // AP: at 0.9 P = 1, R = 1/2; at 0.4 P = 2/3, R = 1: 1/2 * 1 + 1/2 * 2/3 = 0.8333.
+  Run r = run("eval --scores " + sc + " --labels " + lab + " --label y");
+  INFO(r.out);
+  REQUIRE(r.rc == 0);
+  CHECK_THAT(r.out, Catch::Contains("AUROC   0.9167") && Catch::Contains("AP      0.8333"));
 }
