@@ -1,6 +1,7 @@
 // Batch norm tests (tensor/batchnorm.cpp, nn::BatchNorm): grouped training mode equals a loop of
 // per-group passes in output and gradients (composed vs fused, as tinygrad checks fast paths),
 // the closed-form statistics, running-statistics updates and eval mode.
+#include <cmath>
 #include "nn/layers.h"
 #include "tests/helpers.h"
 
@@ -68,6 +69,15 @@ TEST_CASE("nn::BatchNorm: train/eval modes, batch statistics in eval, groups", "
   Var ye = bn(Var(x));
   test::expect_close(ye.data(), batch_norm_eval(x, bn.weight.data(), bn.bias.data(), bn.running_mean,
                                                 bn.running_var, bn.eps), 0, 0, "eval");
+  // ... and against the formula itself, not only the function the module calls:
+  // y = (x - running_mean) / sqrt(running_var + eps) * weight + bias, in double.
+  Tensor by_formula = Tensor::empty(x.shape());
+  for (int64_t i = 0; i < 8; ++i)
+    for (int64_t c = 0; c < 3; ++c)
+      by_formula.data()[i * 3 + c] = float((double(x.data()[i * 3 + c]) - bn.running_mean.data()[c]) /
+                                               std::sqrt(double(bn.running_var.data()[c]) + bn.eps) *
+                                               bn.weight.data().data()[c] + bn.bias.data().data()[c]);
+  test::expect_close(ye.data(), by_formula, 1e-6, 1e-6, "eval by formula");
   test::expect_close(bn.running_mean, rm, 0, 0, "eval leaves running stats");
   bn.batch_stats_in_eval = true;
   test::expect_close(bn(Var(x)).data(), y.data(), 0, 0, "batch stats in eval");

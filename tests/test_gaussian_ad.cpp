@@ -6,6 +6,7 @@
 // weights' SHA-256 (OpenSSL) against published digests and weights paths relative to a model file.
 // Fixture references are float64 read back as float32, so comparisons allow ~1e-6 relative.
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -296,4 +297,28 @@ TEST_CASE("gaussian-ad: weights SHA-256 and paths relative to the model file", "
   CHECK(path_relative_to("w.safetensors", "m.safetensors") == "w.safetensors");
   CHECK(path_resolved_from("w.safetensors", "m.safetensors") == "w.safetensors");
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("gaussian-ad: chi-square thresholds against values not computed by the code", "[gaussian]") {
+  // Without fixtures too: closed forms and table values. dof 2: F^-1(p) = -2 ln(1 - p) exactly;
+  // dof 1: sqrt(F^-1(0.95)) = z_0.975 = 1.959963984540054; dof 10: F^-1(0.95) = 18.307038053275146.
+  for (double p : {0.5, 0.9, 0.99, 0.999999})
+    CHECK(chi2_distance_threshold(2, p) == Approx(std::sqrt(-2 * std::log(1 - p))).epsilon(1e-12));
+  CHECK(chi2_distance_threshold(1, 0.95) == Approx(1.959963984540054).epsilon(1e-12));
+  CHECK(chi2_distance_threshold(10, 0.95) == Approx(std::sqrt(18.307038053275146)).epsilon(1e-12));
+}
+
+TEST_CASE("gaussian-ad: Ledoit-Wolf on a closed-form case", "[gaussian]") {
+  // Rows (+-a, 0) and (0, +-b), a = 2, b = 1 (n = 4, p = 2, mean 0), worked by hand through
+  // scikit-learn's ledoit_wolf_shrinkage: S = diag(a^2/2, b^2/2) = diag(2, 0.5), mu = 1.25,
+  // beta = (a^4 + b^4) / 32 = 17/32, delta = (a^2 - b^2)^2 / 16 = 9/16, shrinkage = 17/18;
+  // covariance = (1/18) S + (17/18) mu I = diag(23.25/18, 21.75/18), so the Mahalanobis distance
+  // of (1, 1) is sqrt(18/23.25 + 18/21.75). (Shrinkage 1 would give sqrt(2/1.25).)
+  Tensor x = Tensor::from({4, 2}, {2, 0, -2, 0, 0, 1, 0, -1});
+  GaussianFitter fit({2}, {});
+  fit.add({x});
+  GaussianAd m = fit.finish();
+  CHECK(m.levels[0].shrinkage == Approx(17.0 / 18).epsilon(1e-9));
+  const double want = std::sqrt(18 / 23.25 + 18 / 21.75);
+  CHECK(m.score({Tensor::from({1, 2}, {1, 1})})[0] == Approx(want).epsilon(1e-6));
 }

@@ -112,6 +112,22 @@ TEST_CASE("task_aug: permute moves columns, the same seed draws the same augment
     std::sort(r0.begin(), r0.end()), std::sort(r1.begin(), r1.end());
     CHECK(r0 == r1);
   }
+  // ... and it moves columns: the identity map would pass the check above, so require that some
+  // draw reorders them, one permutation for all rows of a task (every row moved alike).
+  bool moved = false;
+  for (int rep = 0; rep < 8 && !moved; ++rep) {
+    Tensor z = data::task_aug("permute").apply(t, p);
+    moved = z.to_vector() != t.to_vector();
+    if (moved)
+      for (int64_t j = 0; j < t.size(1); ++j) {  // column j of z is one column of t, in every row
+        int64_t src = -1;
+        for (int64_t c = 0; c < t.size(1) && src < 0; ++c)
+          if (z.data()[j] == t.data()[c]) src = c;
+        REQUIRE(src >= 0);
+        for (int64_t i = 0; i < t.size(0); ++i) CHECK(z.data()[i * t.size(1) + j] == t.data()[i * t.size(1) + src]);
+      }
+  }
+  CHECK(moved);
   // "none" draws nothing: the generator is left where it was
   Generator n1(4), n2(4);
   data::task_aug("none").apply(t, n1);
