@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Mutation check: applies each one-line mutation of tests/mutations.txt to a scratch copy of the
+# working tree, rebuilds incrementally, runs the whole ctest suite, and prints which mutations the
+# suite killed (some test failed) and which survived. Every listed mutation must be killed.
+# The first run configures and builds the scratch copy (minutes); each mutation then rebuilds only
+# what it touched. The source tree is never modified.
+# Usage: scripts/mutate.sh [NAME_SUBSTRING]   (env MUTATE_DIR, default /tmp/normad_mutate; JOBS)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+scratch=${MUTATE_DIR:-/tmp/normad_mutate}
+jobs=${JOBS:-$(nproc)}
+only=${1:-}
+python=/usr/bin/python3
+
+mkdir -p "$scratch/src"
+# Tracked and untracked-but-not-ignored files: what CI would build.
+(cd "$root" && git ls-files -co --exclude-standard -z) |
+  rsync -a --from0 --files-from=- --checksum "$root/" "$scratch/src/"
+cmake -S "$scratch/src" -B "$scratch/build" -DCMAKE_BUILD_TYPE=Release > "$scratch/configure.log"
+cmake --build "$scratch/build" -j "$jobs" > "$scratch/build.log" 2>&1 || { tail -20 "$scratch/build.log"; exit 1; }
+
+# name<TAB>file<TAB>from<TAB>to, one line per mutation.
+"$python" - "$root/tests/mutations.txt" > "$scratch/list.tsv" <<'PY'
+import sys
+blocks = [b for b in open(sys.argv[1]).read().split("\n\n")]
+for b in blocks:
+    f = {}
+    for line in b.splitlines():
+        if line.startswith("#") or ": " not in line: continue
+        k, v = line.split(": ", 1)
+        f[k] = v
+    if f: print("\t".join([f["name"], f["file"], f["from"], f["to"]]))
+PY
+
+killed=0; survived=0; report=""
+while IFS=$'\t' read -r name file from to; do
+  [ -n "$only" ] && [[ "$name" != *"$only"* ]] && continue
+  target="$scratch/src/$file"
+  cp "$target" "$target.orig"
+  if ! FROM="$from" TO="$to" "$python" - "$target" <<'PY'
+import os, sys
+p = sys.argv[1]; s = open(p).read(); a = os.environ["FROM"]; b = os.environ["TO"]
+if s.count(a) != 1: sys.exit(f"mutate: '{a}' occurs {s.count(a)} times in {p}")
+open(p, "w").write(s.replace(a, b))
+PY
+  then mv "$target.orig" "$target"; report+="ERROR     $name (text not found once)\n"; continue; fi
+  if ! cmake --build "$scratch/build" -j "$jobs" > "$scratch/build.log" 2>&1; then
+    verdict="KILLED    (does not compile)"
+  elif (cd "$scratch/build" && ctest -j "$jobs" > "$scratch/ctest.log" 2>&1); then
+    verdict="SURVIVED"
+  else
+    verdict="KILLED    ($(grep -c ' - .*(Failed)\| - .*(Not Run)' "$scratch/ctest.log" || true) tests red)"
+  fi
+  mv "$target.orig" "$target"
+  touch "$target"
+  [[ "$verdict" == SURVIVED* ]] && survived=$((survived + 1)) || killed=$((killed + 1))
+  report+="$verdict  $name\n"
+  echo "mutate: $verdict  $name" >&2
+done < "$scratch/list.tsv"
+cmake --build "$scratch/build" -j "$jobs" > "$scratch/build.log" 2>&1  # back to the unmutated build
+printf "%b" "$report"
+echo "mutate: $killed killed, $survived survived"
+[ "$survived" -eq 0 ]
