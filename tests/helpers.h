@@ -99,6 +99,12 @@ inline void check_grad(const std::function<Var(const std::vector<Var>&)>& f,
     // summed into L), so a gradient of magnitude 100 is held to the same relative standard as one of 1.
     double scale = 1;
     for (int64_t i = 0; i < numeric.numel(); ++i) scale = std::max(scale, double(std::fabs(numeric.data()[i])));
+    if (std::getenv("NORMAD_GRAD_REPORT")) {  // the measured floor: max |analytic - numeric| / scale
+      double worst = 0;
+      for (int64_t i = 0; i < numeric.numel(); ++i)
+        worst = std::max(worst, std::fabs(double(analytic.data()[i]) - numeric.data()[i]) / scale);
+      std::printf("grad-report %-40s input %zu: max |error| / max |grad| = %.2e\n", what.c_str(), k, worst);
+    }
     expect_close(analytic, numeric, atol * scale, rtol, what + " d/dinput" + std::to_string(k));
   }
 }
