@@ -225,7 +225,7 @@ TEST_CASE("trust: eval pairs scores with labels by index or name, never by posit
   const fs::path d = scratch("eval");
   const std::string lab = (d / "data.csv").string();
   std::ofstream(lab) << "a,kind\n1,ok\n2,bad\n3,ok\n4,bad\n5,ok\n";
-  // Scores in file order, then the same rows shuffled: the same AUROC (before: 1.0 and 0.0).
+  // Scores in file order, then the same rows shuffled: the same AUROC (before: 1.0 and 0.5).
   std::ofstream(d / "s1.csv") << "index,score,prediction\n0,0.1,0\n1,0.9,1\n2,0.2,0\n3,0.8,1\n4,0.3,0\n";
   std::ofstream(d / "s2.csv") << "index,score,prediction\n3,0.8,1\n0,0.1,0\n4,0.3,0\n1,0.9,1\n2,0.2,0\n";
   for (const char* s : {"s1.csv", "s2.csv"}) {
