@@ -211,8 +211,9 @@ void check_same_pipeline(const std::map<std::string, std::string>& csv, const st
   }
 }
 
-// The model's pipeline for scoring images, with its weights checked against the SHA-256 it stores.
-models::FeatureSpec scoring_spec(const models::GaussianAd& m, const ImageArgs& a) {
+// The model's image pipeline, its weights checked against the SHA-256 it stores (by the
+// FeatureExtractor, which hashes them once; the error here says which weights were used).
+models::FeatureExtractor scoring_extractor(const models::GaussianAd& m, const ImageArgs& a) {
   if (!m.info.count("features.backbone"))
     throw Error(a.model + ": fitted on " +
                 (m.info.count("features.csv") ? "the features CSV " + m.info.at("features.csv") : "a features CSV") +
@@ -228,14 +229,13 @@ models::FeatureSpec scoring_spec(const models::GaussianAd& m, const ImageArgs& a
   if (!std::filesystem::is_regular_file(spec.weights))
     throw Error(a.model + ": weights " + spec.weights + " (" + which + ") not found; give --weights FILE with the "
                 "weights it was fitted with (SHA-256 " + want + ")");
-  const std::string got = models::file_sha256(spec.weights);
-  if (got != want)
-    throw Error(a.model + ": fitted with the weights " + stored + " (SHA-256 " + want + "), but " + spec.weights +
-                " (" + which + ") has SHA-256 " + got + ": other weights give other features; use the weights "
-                "the model was fitted with, or fit a new model");
-  spec.weights_sha256 = got;
   spec.batch = a.batch;
-  return spec;
+  try {
+    return models::FeatureExtractor(spec);  // refuses weights whose SHA-256 is not `want`
+  } catch (const Error& e) {
+    throw Error(a.model + ": fitted with the weights " + stored + " (SHA-256 " + want + "); with " + spec.weights +
+                " (" + which + "): " + e.what() + "; use the weights the model was fitted with, or fit a new model");
+  }
 }
 
 }  // namespace
@@ -262,7 +262,7 @@ ImageCommands::ImageCommands(CLI::App& app, const std::function<void(CLI::App*)>
   add_source_options(fit_, a);
   fit_->add_option("--calibration", a.calibration,
                    "hold out this fraction of the training images (or rows), drawn with --seed; the Gaussian is fitted "
-                   "on the rest and the decision threshold is the (1 - fpr) quantile of the held-out scores")
+                   "on the rest and the decision threshold is the conformal (1 - fpr) quantile of the held-out scores")
       ->capture_default_str();
   fit_->add_option("--reference", a.reference,
                    "instead of --calibration: fit on all training data and set the decision threshold on these normal "
@@ -270,8 +270,9 @@ ImageCommands::ImageCommands(CLI::App& app, const std::function<void(CLI::App*)>
   fit_->add_option("--pca", a.pca, "keep the leading components explaining > T of the variance");
   fit_->add_option("--npca", a.npca, "drop the leading components explaining T of the variance (NPCA; 0.99 = 'NPCA 1%')");
   fit_->add_option("--fpr", a.fpr,
-                   "share of normal data the decision threshold flags; a (1 - fpr) quantile needs >= 1/fpr held-out "
-                   "rows (20 for 0.05) to be more than their maximum")
+                   "share of new normal data the decision threshold may flag, set by a conformal quantile (at most fpr "
+                   "is guaranteed from 1/fpr - 1 held-out rows on, 19 at 0.05; below 2/fpr - 1, 39 at 0.05, the "
+                   "threshold is their maximum)")
       ->capture_default_str();
   fit_->add_flag("--f32-cutoff", a.f32_cutoff, "pinvh with float32's cut-off, as the reference on float32 features");
   fit_->add_option("--out", a.out, "model file (.safetensors)")->required();
@@ -460,15 +461,8 @@ bool ImageCommands::run_chosen() {
       scores = m.score(cut.levels());
       where = a.features;
     } else {
-      models::FeatureSpec spec = scoring_spec(m, a);
+      const models::FeatureExtractor fx = scoring_extractor(m, a);
       const std::vector<data::ImageItem> items = source_items(a, a.score_split);
-      const models::FeatureExtractor fx = [&] {
-        try {
-          return models::FeatureExtractor(spec);
-        } catch (const Error& e) {
-          throw Error(a.model + ": its image pipeline: " + e.what());
-        }
-      }();
       if (fx.dims() != model_dims(m))
         throw Error(a.model + ": levels of " + join_list(model_dims(m)) + " features, but its pipeline gives " +
                     join_list(fx.dims()));

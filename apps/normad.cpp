@@ -318,10 +318,7 @@ void zeroshot_csv(const std::string& path, const std::string& label, const std::
 void eval_scores(const std::string& scores_path, const std::string& labels_path, const std::string& label,
                  const std::string& normal, const std::string& json_path) {
   const data::Csv scores = data::read_csv(scores_path);
-  auto column = [](const data::Csv& c, const std::string& name) {
-    auto it = std::find(c.header.begin(), c.header.end(), name);
-    return it == c.header.end() ? -1 : int64_t(it - c.header.begin());
-  };
+  const auto column = data::column_index;
   const int64_t sc = column(scores, "score");
   if (sc < 0) throw Error(scores_path + ": no 'score' column (expected normad score's index,score,prediction)");
   const int64_t by_name = column(scores, "name"), by_index = column(scores, "index");
@@ -395,13 +392,12 @@ void eval_scores(const std::string& scores_path, const std::string& labels_path,
       y.push_back(values[i] == "1");
     }
   }
-  const int64_t positives = std::count(y.begin(), y.end(), 1);
-  if (positives == 0 || positives == n)
-    throw Error(labels_path + ": every row of column '" + label + "' is " + (positives ? "an anomaly" : "normal") +
+  const int64_t anomalies = std::count(y.begin(), y.end(), 1);
+  if (anomalies == 0 || anomalies == n)
+    throw Error(labels_path + ": every row of column '" + label + "' is " + (anomalies ? "an anomaly" : "normal") +
                 (normal.empty() ? "" : " (--normal " + normal + ")") + "; AUROC, AP and F1 need both");
   const double auroc = eval::auroc(s, y), ap = eval::average_precision(s, y);
   const double f1 = eval::f1_at_true_ratio(s, y), f1max = eval::f1_max(s, y);
-  const int64_t anomalies = std::count(y.begin(), y.end(), 1);
   std::printf("rows %lld, anomalies %lld (paired by %s)\nAUROC   %.4f\nAP      %.4f\nF1      %.4f  (threshold at the true anomaly ratio)\nF1-max  %.4f\n",
               (long long)n, (long long)anomalies, by_name >= 0 ? "name" : "index", auroc, ap, f1, f1max);
   nlohmann::json js{{"auroc", auroc}, {"ap", ap}, {"f1", f1}, {"f1_max", f1max}, {"rows", n}, {"anomalies", anomalies}};
@@ -600,10 +596,7 @@ void train_acr(const TrainArgs& a, uint64_t seed, const std::string& json_path) 
       for (double v : model->score(index_select(t.x, r), false, a.acr_batch)) out.push_back(v);
     }
     if (out.size() < 2) throw Error(rows.path + ": too few rows per class to score as batches for the threshold");
-    for (double v : out)
-      if (!std::isfinite(v))
-        throw Error(rows.path + ": a threshold score is not finite (the model's output overflowed in a batch)");
-    return out;
+    return out;  // the threshold rules refuse a non-finite score
   };
   eval::ThresholdReport thr;
   if (rule == "contamination") thr = eval::contamination_rule(score_by_class(table, fit_csv), a.thr.contamination);
@@ -707,10 +700,10 @@ void train_model(const TrainArgs& a, uint64_t seed, const std::string& json_path
     tensors.emplace_back("c", svdd->c);
     score = [svdd](const Tensor& x) { return svdd->score(x); };
   }
-  const std::vector<double> train_scores = score(table.x);
-  check_scores(train_scores, fit_csv, "training");
   eval::ThresholdReport thr;
   if (rule == "contamination") {
+    const std::vector<double> train_scores = score(table.x);
+    check_scores(train_scores, fit_csv, "training");
     thr = eval::contamination_rule(train_scores, a.thr.contamination);
   } else {
     const data::Csv rows = rule == "calibration" ? held_csv : reference_rows(a);

@@ -451,6 +451,8 @@ Table read_table(const std::string& path, const std::string& label) {
   return p.apply(csv);
 }
 
+int64_t column_index(const Csv& csv, const std::string& name) { return find_column(csv.header, name); }
+
 Csv take_rows(const Csv& csv, const std::vector<int64_t>& rows) {
   Csv out{csv.path, csv.header, {}, {}};
   for (int64_t i : rows) {

@@ -104,6 +104,9 @@ Csv select_rows(const Csv& csv,                          // parsed file
                 const std::string& column,               // e.g. the label column
                 const std::vector<std::string>& values); // values to keep
 
+// Position of column `name` in csv's header, or -1 when there is none.
+int64_t column_index(const Csv& csv, const std::string& name);
+
 // The rows `rows` of `csv` (0-based, in the given order), lines kept for error messages.
 Csv take_rows(const Csv& csv, const std::vector<int64_t>& rows);
 

@@ -170,9 +170,7 @@ void check_finite_scores(const std::vector<double>& scores, const std::string& w
                 "): the model gives every row the same score (a collapsed or diverged fit, or rows without variance; "
                 "try a lower --lr, more epochs or more rows)");
 }
-}  // namespace
 
-namespace {
 // k = ceil((n + 1)(1 - fpr)), guarded against 0.95 * 40 = 37.99999... style rounding.
 int64_t conformal_rank(int64_t n, double fpr) {
   check(fpr > 0 && fpr < 1, "conformal_threshold", "fpr must be in (0, 1), got " + std::to_string(fpr));

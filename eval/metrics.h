@@ -58,7 +58,7 @@ struct ThresholdReport {
 // Split-conformal threshold: the k-th smallest of n normal scores with k = ceil((n + 1)(1 - fpr)),
 // or their maximum when k > n. A new normal score drawn like them exceeds it with probability
 // 1 - k / (n + 1) <= fpr (at most fpr whenever k <= n). NumPy's interpolated quantile (fpr_threshold)
-// is biased low for small n: at n = 36 and fpr 0.05 it flags about 7.4% of new normal rows.
+// is biased low for small n: at n = 36 and fpr 0.05 it flags about 7.3% of new normal rows (simulated, normal scores).
 double conformal_threshold(std::vector<double> normal_scores, double fpr);
 // The expected share of new normal scores above conformal_threshold of n scores: 1 - k / (n + 1).
 double conformal_expected_fpr(int64_t n, double fpr);

@@ -398,16 +398,10 @@ nn::LoadReport load_backbone(Backbone& b, const std::string& path) {
     return k.size() >= suffix.size() && k.compare(k.size() - suffix.size(), suffix.size(), suffix) == 0;
   };
   std::erase_if(f.tensors, [&](const auto& kv) { return is_counter(kv.first); });
-  // A NaN or inf weight would make every feature non-finite: refuse it here, naming the tensor.
-  for (const auto& [k, t] : f.tensors)
-    for (int64_t i = 0; i < t.numel(); ++i)
-      check(std::isfinite(t.data()[i]), path,
-            "tensor '" + k + "' holds " + std::to_string(t.data()[i]) + " at index " + std::to_string(i) +
-                ", expected finite weights");
   for (const auto& [k, t] : b.named_buffers())
     if (is_counter(k)) f.tensors[k] = t.clone();
   try {
-    return nn::load_state(b, f, true);
+    return nn::load_state(b, f, true);  // also refuses a NaN or inf weight, naming the tensor
   } catch (const Error& e) {
     throw Error(path + ": " + e.what());
   }

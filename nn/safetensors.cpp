@@ -391,13 +391,14 @@ int64_t Safetensors::meta_int(const std::string& key, int64_t lo, int64_t hi) co
 }
 
 namespace {
+// `file` empty: no file prefix (load_state's callers add it, as for its other errors).
 void check_finite_tensor(const std::string& file, const std::string& name, const Tensor& t) {
   const float* p = t.data();
   for (int64_t i = 0; i < t.numel(); ++i)
     if (!std::isfinite(p[i]))
-      throw Error((file.empty() ? std::string("weights") : file) + ": tensor '" + name + "' holds " +
+      throw Error((file.empty() ? std::string() : file + ": ") + "tensor '" + name + "' holds " +
                   (std::isnan(p[i]) ? "NaN" : "an infinity") + " at flat index " + std::to_string(i) +
-                  " (a model's weights must be finite numbers)");
+                  ", expected finite weights");
 }
 }  // namespace
 
@@ -409,7 +410,7 @@ LoadReport load_state(Module& m, const Safetensors& f, bool strict) {
   // Match module names against the file: copy on equal shapes, report everything else.
   LoadReport r;
   auto state = m.state_dict();
-  std::vector<std::pair<Tensor*, const Tensor*>> copies;  // (module tensor, file tensor)
+  std::vector<std::pair<Tensor*, std::map<std::string, Tensor>::const_iterator>> copies;  // (module, file entry)
   std::map<std::string, bool> seen;
   for (auto& [k, t] : state) {
     seen[k] = true;
@@ -420,18 +421,15 @@ LoadReport load_state(Module& m, const Safetensors& f, bool strict) {
       r.mismatched.push_back(k + ": file " + shape_str(it->second.shape()) + " vs module " +
                              shape_str(t.shape()));
     } else {
-      copies.emplace_back(&t, &it->second);
+      copies.emplace_back(&t, it);
     }
   }
   for (const auto& [k, t] : f.tensors)
     if (!seen.count(k)) r.unexpected.push_back(k);
   // strict checks everything first, so a failed load leaves the module untouched
   if (strict && !r.ok()) throw Error(r.str());
-  for (auto& [k, t] : state) {  // checked before anything is copied
-    auto it = f.tensors.find(k);
-    if (it != f.tensors.end() && it->second.shape() == t.shape()) check_finite_tensor(f.name, k, it->second);
-  }
-  for (auto& [dst, src] : copies) dst->copy_(*src);  // in place: shares storage with the module
+  for (auto& [dst, src] : copies) check_finite_tensor("", src->first, src->second);  // before anything is copied
+  for (auto& [dst, src] : copies) dst->copy_(src->second);  // in place: shares storage with the module
   return r;
 }
 

@@ -48,7 +48,8 @@ struct LoadReport {
 
 // Copies matching tensors into the module's parameters and buffers (in place). With strict, any
 // problem throws a normad::Error listing it; otherwise the report says what was skipped. A
-// non-finite value in a tensor that would be copied is always an Error (check_finite's message).
+// non-finite value in a tensor that would be copied is always an Error naming the tensor (callers
+// add the file name, as for the other errors).
 LoadReport load_state(Module& m, const Safetensors& f, bool strict = true);
 void save_module(const std::string& path, const Module& m,
                  const std::map<std::string, std::string>& metadata = {});
