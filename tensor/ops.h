@@ -1,8 +1,12 @@
-// normad tensor ops: the forward (and, where not composable, backward) CPU kernels behind autograd.
-// Each function here is the single dispatch point for its op: it validates shapes, then runs the CPU
-// implementation (the CUDA backend will branch on Tensor::device() at the same place).
-// Tested by tests/test_ops.cpp (closed forms), tests/test_grad.cpp (finite differences through
-// autograd) and tests/test_parity.cpp (PyTorch fixtures).
+// normad tensor ops: every computation on tensor values above tensor/ goes through these functions
+// (autograd's backward rules, the optimisers and the models included), so a model runs unchanged on
+// any backend. Each function is the single dispatch point for its op (tensor/ops.cpp): it validates
+// its arguments once (shapes, ranges, that all tensors share one device), then calls the entry of
+// the backend table of that device (tensor/backend.h). A few ops are compositions of others (mean,
+// transpose, stack, sum_to, conv_transpose2d); they are marked "composed".
+// Tested by tests/test_backend_ops.cpp (every op on every backend against the plain-loop reference
+// backend, finite differences in double), tests/test_ops.cpp (closed forms), tests/test_grad.cpp
+// (finite differences through autograd) and tests/test_parity.cpp (PyTorch fixtures).
 //
 // Shapes: N batch, C channels, H, W spatial, K kernel, G groups (conv) or row groups (grouped BN).
 #pragma once
@@ -36,7 +40,9 @@ Tensor sigmoid(const Tensor& a);
 Tensor silu(const Tensor& a);  // x * sigmoid(x)
 // g * (x > 0 ? 1 : slope): the backward of leaky_relu (slope 0: relu).
 Tensor leaky_relu_backward(const Tensor& g, const Tensor& x, float slope);
-// Sums `g` (shaped like a broadcast result) down to `shape` (the inverse of broadcasting).
+// g * (lo <= x <= hi ? 1 : 0): the backward of clamp (PyTorch's convention at the bounds).
+Tensor clamp_backward(const Tensor& g, const Tensor& x, float lo, float hi);
+// Sums `g` (shaped like a broadcast result) down to `shape` (the inverse of broadcasting). Composed.
 Tensor sum_to(const Tensor& g, const Shape& shape);
 
 // ---- matrix products (Eigen GEMM) ---------------------------------------------------------
@@ -48,9 +54,12 @@ Tensor bmm(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b 
 // ---- reductions --------------------------------------------------------------------------
 // Over the listed dims (negative allowed); empty dims = all dims. keepdim keeps them as size 1.
 Tensor sum(const Tensor& a, std::vector<int64_t> dims = {}, bool keepdim = false);
-Tensor mean(const Tensor& a, std::vector<int64_t> dims = {}, bool keepdim = false);
+Tensor mean(const Tensor& a, std::vector<int64_t> dims = {}, bool keepdim = false);  // composed
 // Max over one dim; `argmax` (if given) receives the index of the first maximum as float.
 Tensor max(const Tensor& a, int64_t dim, bool keepdim = false, Tensor* argmax = nullptr);
+// The backward of max: dout and argmax shaped like max's output (keepdim or not) -> dx of shape
+// in_shape with dout at each maximum's position and 0 elsewhere.
+Tensor max_backward(const Tensor& dout, const Tensor& argmax, const Shape& in_shape, int64_t dim);
 // log(sum(exp(a), dim)) computed stably with the max subtracted.
 Tensor logsumexp(const Tensor& a, int64_t dim, bool keepdim = false);
 // Broadcasts `a` to `shape` (NumPy rules: a reduced tensor with keepdim shape expands back).
@@ -58,12 +67,12 @@ Tensor expand_to(const Tensor& a, const Shape& shape);
 
 // ---- layout --------------------------------------------------------------------------------
 Tensor permute(const Tensor& a, const std::vector<int64_t>& perm);
-Tensor transpose(const Tensor& a, int64_t d0, int64_t d1);
+Tensor transpose(const Tensor& a, int64_t d0, int64_t d1);  // composed (permute)
 // The identity permutation of `rank` dims with d0 and d1 swapped (what transpose permutes by).
 std::vector<int64_t> swap_perm(int64_t rank, int64_t d0, int64_t d1);
 Tensor flatten(const Tensor& a, int64_t start_dim = 1, int64_t end_dim = -1);
 Tensor concat(const std::vector<Tensor>& ts, int64_t dim);
-Tensor stack(const std::vector<Tensor>& ts, int64_t dim);
+Tensor stack(const std::vector<Tensor>& ts, int64_t dim);  // composed (concat)
 // Elements [start, end) along dim (end clamped to the size; negative start/end count from the end).
 Tensor slice(const Tensor& a, int64_t dim, int64_t start, int64_t end);
 // Adds `g` into out[..., start:start+g.size(dim), ...] (the backward of slice).
@@ -91,6 +100,8 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dArg
 enum class Activation { none, relu, silu };
 Tensor conv2d_affine_act(const Tensor& x, const Tensor& w, const Tensor& scale, const Tensor& shift,
                          const Conv2dArgs& a, Activation act);
+// The output shape of conv2d, [N, F, OH, OW]; throws naming the shapes when they do not fit.
+Shape conv2d_shape(const Shape& x, const Shape& w, const Conv2dArgs& a);
 // Gradients given dout [N, F, OH, OW]: dx [N, C, H, W], dw [F, C/groups, KH, KW].
 Tensor conv2d_backward_input(const Tensor& dout, const Tensor& w, const Shape& x_shape,
                              const Conv2dArgs& a);
@@ -101,13 +112,11 @@ Tensor conv2d_backward_weight(const Tensor& dout, const Tensor& x, const Shape& 
 // OH = (H - 1) stride_h - 2 pad_h + dil_h (KH - 1) + 1 (+ out_pad_h), likewise OW.
 // It is conv2d_backward_input with x as dout; b [C] or undefined; output padding < stride.
 Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dArgs& a,
-                        int64_t out_pad_h = 0, int64_t out_pad_w = 0);
+                        int64_t out_pad_h = 0, int64_t out_pad_w = 0);  // composed
 // The conv2d input shape whose output is `out` [N, F, OH, OW] under w [F, C/groups, KH, KW]
 // (the output shape of conv_transpose2d).
 Shape conv_transpose2d_shape(const Shape& x, const Shape& w, const Conv2dArgs& a,
                              int64_t out_pad_h = 0, int64_t out_pad_w = 0);
-// Plain 7-loop reference (double accumulation); the tests compare the im2col path with it.
-Tensor conv2d_reference(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dArgs& a);
 
 struct Pool2dArgs {
   int64_t kh = 2, kw = 2;
@@ -116,6 +125,9 @@ struct Pool2dArgs {
   bool ceil_mode = false;
   bool count_include_pad = true;  // avg pool only, PyTorch default
 };
+// The output shape of a pooling, [N, C, OH, OW] (PyTorch's rule: with ceil_mode a window must start
+// inside the input or its left padding); throws on bad sizes.
+Shape pool2d_shape(const Shape& x, const Pool2dArgs& a);
 // x [N, C, H, W] -> [N, C, OH, OW]; `argmax` receives the flat h*W+w input index per output.
 Tensor max_pool2d(const Tensor& x, const Pool2dArgs& a, Tensor* argmax = nullptr);
 Tensor max_pool2d_backward(const Tensor& dout, const Tensor& argmax, const Shape& x_shape);
@@ -127,6 +139,9 @@ Tensor global_avg_pool(const Tensor& x);
 // x [N, C, H, W] -> [N, C, H s, W s]; the backward sums each s x s block of dout.
 Tensor upsample_nearest2d(const Tensor& x, int64_t scale);
 Tensor upsample_nearest2d_backward(const Tensor& dout, int64_t scale);
+// out[n, c, h, w] = x[n, c, h, w] s[n, c]: x [N, C, H, W], s [N, C] (squeeze-excitation's gate,
+// mul with s broadcast as [N, C, 1, 1] without the broadcast machinery).
+Tensor scale_planes(const Tensor& x, const Tensor& s);
 
 // ---- batch normalisation ---------------------------------------------------------------------
 // x is [N, C] or [N, C, H, W]; statistics per channel over N (and H, W).
@@ -155,7 +170,29 @@ Tensor batch_norm_backward(const Tensor& dout, const Tensor& x, const Tensor& ga
 // ---- distances and normalisation -----------------------------------------------------------
 // a [M, D], b [N, D] -> [M, N] with |a_i|^2 + |b_j|^2 - 2 a_i.b_j, clamped at 0.
 Tensor pairwise_sqdist(const Tensor& a, const Tensor& b);
+// The backward of pairwise_sqdist: with G = dout masked to 0 where dist <= 0 (the clamp was active),
+// da = 2 (rowsum(G) a - G b) and db = 2 (colsum(G) b - G^T a); either pointer may be null.
+void pairwise_sqdist_backward(const Tensor& dout, const Tensor& a, const Tensor& b,
+                              const Tensor& dist, Tensor* da, Tensor* db);
 // Rows of a [M, D] divided by max(|row|, eps) (torch.nn.functional.normalize, p=2, dim=1).
 Tensor l2_normalize(const Tensor& a, float eps = 1e-12f);
+// Its backward, y = l2_normalize(x): dx = (g - y (g.y)) / |x| (g / eps where |x| <= eps).
+Tensor l2_normalize_backward(const Tensor& dout, const Tensor& x, const Tensor& y, float eps);
+
+// ---- optimiser steps (torch.optim's update rules, in place; float32 state) -----------------
+// SGD: d = g + weight_decay w; with momentum, v = first ? d : momentum v + d and d = v; w -= lr d.
+struct SgdParams {
+  float lr = 0.f, momentum = 0.f, weight_decay = 0.f;
+  bool first = false;  // the velocity buffer is set to d itself on the first step (torch)
+};
+// velocity is ignored (may be undefined) when momentum is 0.
+void sgd_step(Tensor& w, const Tensor& g, Tensor& velocity, const SgdParams& p);
+// Adam: gk = g + weight_decay w; m = b1 m + (1 - b1) gk; v = b2 v + (1 - b2) gk^2;
+// w -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps), bc = 1 - beta^t in double (torch).
+struct AdamParams {
+  float lr = 1e-3f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 0.f;
+  int64_t step = 1;  // t, counted from 1
+};
+void adam_step(Tensor& w, const Tensor& g, Tensor& m, Tensor& v, const AdamParams& p);
 
 }  // namespace normad

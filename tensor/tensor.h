@@ -1,13 +1,18 @@
-// normad tensor: a float32, contiguous, row-major N-d array with shared storage and a device tag.
+// normad tensor: a float32, contiguous, row-major N-d array over shared, device-tagged storage.
 // Math: element (i0, ..., ik) lives at data()[sum_j i_j * stride_j] with stride_j = prod_{l>j} shape_l.
-// Tested by tests/test_tensor.cpp (shapes, views, errors) and every op test that builds on it.
+// Tested by tests/test_tensor.cpp (shapes, views, storage, devices, allocators, errors) and every op
+// test that builds on it.
 //
 // Shape legend used across normad: N batch, C channels, H, W spatial, D embedding, G groups, T tasks.
 //
-// Only CPU storage exists today. The Device tag and the one dispatch point per op (see tensor/ops.h)
-// are the seams for the CUDA backend: an op checks device() and calls the CUDA kernel there.
+// Memory: a Tensor holds a shared_ptr<Storage> {pointer, bytes, device, allocator}. Views (reshape)
+// and copies of a Tensor share the Storage, so moving it (Storage::move_to, Module::to) moves every
+// view with it. Each device has one Allocator that counts bytes in use and the peak.
+// Ops dispatch on the device of their inputs (tensor/backend.h); docs/backends.md is the guide.
 #pragma once
 
+#include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
@@ -22,12 +27,68 @@ struct Error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-enum class Device { CPU, CUDA };
+// Where a tensor's storage lives and which backend runs its ops:
+//   CPU        host memory, the fast kernels (Eigen GEMM, oneTBB, vectorised loops)
+//   Reference  host memory, the plain-loop reference kernels (double accumulation), for checking
+//   CUDA       GPU memory, the CUDA kernels (cuda/; present when built with nvcc and a GPU is found)
+enum class Device { CPU, Reference, CUDA };
+const char* device_name(Device d);  // "cpu", "reference", "cuda"
+Device parse_device(const std::string& name);  // the inverse; throws naming the accepted names
+inline bool is_host(Device d) { return d != Device::CUDA; }
 
 using Shape = std::vector<int64_t>;
 
 std::string shape_str(const Shape& s);  // "[2, 3, 4]"
 int64_t shape_numel(const Shape& s);
+
+// Bytes in use and the high-water mark of one allocator (tensor storage only, not scratch).
+struct MemoryStats {
+  int64_t in_use = 0;       // bytes held by live tensors
+  int64_t peak = 0;         // the most ever in use since start (or reset_peak)
+  int64_t cached = 0;       // bytes kept for reuse by a caching allocator (not in use)
+  int64_t allocations = 0;  // allocate() calls served
+};
+
+// One per device. allocate/release count; do_allocate/do_release are what a backend implements
+// (the CPU's aligned heap blocks; the CUDA backend's caching pool with best-fit reuse).
+class Allocator {
+ public:
+  virtual ~Allocator() = default;
+  virtual Device device() const = 0;
+  void* allocate(size_t bytes);            // throws normad::Error naming the device and the size
+  void release(void* p, size_t bytes);
+  virtual void flush() {}                  // hand cached blocks back to the system
+  MemoryStats stats() const;
+  void reset_peak();
+
+ protected:
+  virtual void* do_allocate(size_t bytes) = 0;  // nullptr when out of memory
+  virtual void do_release(void* p, size_t bytes) = 0;
+  virtual int64_t cached_bytes() const { return 0; }
+
+ private:
+  std::atomic<int64_t> in_use_{0}, peak_{0}, allocations_{0};
+};
+
+// 64-byte aligned host blocks (one cache line; an AVX-512 register).
+Allocator& cpu_allocator();
+// The allocator of a device (throws for CUDA when the CUDA backend is absent).
+Allocator& allocator_for(Device d);
+
+// A block of memory on one device. Owned through shared_ptr by every tensor that views it.
+struct Storage {
+  void* ptr = nullptr;
+  size_t bytes = 0;
+  Device device = Device::CPU;
+  Allocator* allocator = nullptr;
+
+  Storage(size_t bytes, Device device);  // allocates from allocator_for(device)
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+  // Moves the bytes to another device in place: every tensor sharing this storage follows.
+  void move_to(Device to);
+};
 
 class Tensor {
  public:
@@ -35,39 +96,49 @@ class Tensor {
   explicit Tensor(Shape shape, float fill = 0.f);  // CPU tensor filled with `fill`
 
   // Uninitialised values: for op outputs that write every element (saves a pass over memory).
-  static Tensor empty(Shape shape);
-  static Tensor zeros(Shape shape) { return Tensor(std::move(shape), 0.f); }
-  static Tensor ones(Shape shape) { return Tensor(std::move(shape), 1.f); }
-  static Tensor full(Shape shape, float v) { return Tensor(std::move(shape), v); }
-  static Tensor scalar(float v) { return Tensor(Shape{}, v); }
+  static Tensor empty(Shape shape, Device dev = Device::CPU);
+  static Tensor full(Shape shape, float v, Device dev = Device::CPU);
+  static Tensor zeros(Shape shape, Device dev = Device::CPU) { return full(std::move(shape), 0.f, dev); }
+  static Tensor ones(Shape shape, Device dev = Device::CPU) { return full(std::move(shape), 1.f, dev); }
+  static Tensor scalar(float v, Device dev = Device::CPU) { return full(Shape{}, v, dev); }
   // Copies `values` (size must equal the product of `shape`).
-  static Tensor from(Shape shape, const std::vector<float>& values);
-  static Tensor zeros_like(const Tensor& t) { return zeros(t.shape()); }
+  static Tensor from(Shape shape, const std::vector<float>& values, Device dev = Device::CPU);
+  static Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.device()); }
+  static Tensor empty_like(const Tensor& t) { return empty(t.shape(), t.device()); }
 
   bool defined() const { return storage_ != nullptr; }
   const Shape& shape() const { return shape_; }
   int64_t dim() const { return static_cast<int64_t>(shape_.size()); }
   int64_t size(int64_t d) const;  // d may be negative (from the end)
   int64_t numel() const { return numel_; }
-  Device device() const { return device_; }
+  Device device() const { return storage_ ? storage_->device : Device::CPU; }
 
-  float* data() { return storage_.get(); }
-  const float* data() const { return storage_.get(); }
-  float item() const;  // numel must be 1
-  std::vector<float> to_vector() const;
+  // Host element access (CPU and Reference tensors). On a CUDA tensor it throws a normad::Error
+  // naming `what` (the op or caller): move it with to(Device::CPU) first.
+  float* data(const char* what = "element access") { return host_ptr(what); }
+  const float* data(const char* what = "element access") const { return host_ptr(what); }
+  // The raw pointer on the tensor's own device, unchecked: for backend kernels only.
+  float* device_data() const { return storage_ ? static_cast<float*>(storage_->ptr) : nullptr; }
+  float item() const;  // numel must be 1 (copies from the device)
+  std::vector<float> to_vector() const;  // copies from the device
+
+  // A copy on device `to` (this tensor itself when it is already there).
+  Tensor to(Device to) const;
+  // Moves the storage (and so every view of it) to `to` in place.
+  void move_to(Device to);
 
   // A view with the same storage; one entry may be -1 (inferred). Throws on a size mismatch.
   Tensor reshape(Shape shape) const;
-  Tensor clone() const;                     // deep copy
-  void copy_(const Tensor& src);            // same numel; copies values in
+  Tensor clone() const;                     // deep copy on the same device
+  void copy_(const Tensor& src);            // same numel; copies values in (across devices too)
   void fill_(float v);
   bool same_storage(const Tensor& o) const { return storage_ == o.storage_; }
 
  private:
-  std::shared_ptr<float[]> storage_;
+  float* host_ptr(const char* what) const;
+  std::shared_ptr<Storage> storage_;
   Shape shape_;
   int64_t numel_ = 0;
-  Device device_ = Device::CPU;
 };
 
 // Normalises a possibly negative dim against rank `rank`; throws naming `what` if out of range.

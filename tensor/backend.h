@@ -1,0 +1,157 @@
+// normad backends: one table of function pointers per device (ggml's ggml_backend_i pattern).
+// Every function in tensor/ops.h validates its arguments once (shapes, devices, ranges), then calls
+// the entry of this table for the device of its inputs. A backend implements the entries it
+// supports and leaves the rest null; supports() answers for one Op, and calling an op a backend
+// lacks is a normad::Error naming the op, the device and the shapes.
+// Backends: cpu (tensor/*.cpp: Eigen, oneTBB, vectorised loops), reference (tensor/reference.cpp:
+// plain loops with double accumulation, the specification every other backend is checked
+// against) and cuda (cuda/: present when built with nvcc).
+// Tested by tests/test_backend_ops.cpp: every Op has at least one case, and every backend present
+// is compared with the reference on each (values, finite-difference gradients in double).
+// docs/backends.md: how to add an op, how to add a backend.
+//
+// Entries receive validated arguments: shapes agree, dims are wrapped and in range, every tensor
+// is on this backend's device. Each entry allocates its output on its device.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "tensor/ops.h"
+#include "tensor/tensor.h"
+
+namespace normad {
+
+// Elementwise ops of one input: out[i] = f(a[i]; p0, p1).
+enum class UnaryOp {
+  neg, exp, log, sqrt, abs, sign,
+  pow,         // a^p0
+  clamp,       // min(max(a, p0), p1)
+  relu,        // a < 0 ? 0 : a (NaN passes)
+  leaky_relu,  // a > 0 ? a : p0 a
+  sigmoid, silu,
+  add_scalar,  // a + p0
+  mul_scalar,  // a p0
+  count
+};
+// Elementwise ops of two inputs with broadcasting: out[i] = f(a[ia], b[ib]; p0, p1).
+enum class BinaryOp {
+  add, sub, mul, div,
+  maximum,              // a >= b ? a : b
+  leaky_relu_backward,  // a = dout, b = x: x > 0 ? dout : p0 dout
+  clamp_backward,       // a = dout, b = x: p0 <= x <= p1 ? dout : 0
+  count
+};
+const char* unary_op_name(UnaryOp op);
+const char* binary_op_name(BinaryOp op);
+
+// Every entry of the table, one name each: the op harness must have a case for each.
+// The unary and binary entries are counted per UnaryOp / BinaryOp.
+enum class Op {
+  unary, binary, expand, fill, copy,
+  matmul, bmm,
+  sum, max, max_backward, logsumexp,
+  permute, concat, slice, slice_add, index_select, index_add,
+  conv2d, conv2d_affine_act, conv2d_backward_input, conv2d_backward_weight,
+  max_pool2d, max_pool2d_backward, avg_pool2d, avg_pool2d_backward, global_avg_pool,
+  upsample_nearest2d, upsample_nearest2d_backward, scale_planes,
+  batch_norm_train, batch_norm_eval, batch_norm_backward,
+  pairwise_sqdist, pairwise_sqdist_backward, l2_normalize, l2_normalize_backward,
+  sgd_step, adam_step,
+  count
+};
+const char* op_name(Op op);
+
+struct Backend {
+  const char* name;  // "cpu", "reference", "cuda"
+  Device device;
+
+  // ---- memory: host <-> device and within the device (bytes = 4 numel) ----
+  void (*copy_from_host)(Tensor& dst, const float* src);   // dst on this device
+  void (*copy_to_host)(float* dst, const Tensor& src);     // src on this device
+  void (*copy)(Tensor& dst, const Tensor& src);            // both on this device, same numel
+  void (*fill)(Tensor& t, float v);
+
+  // ---- elementwise ----
+  Tensor (*unary)(UnaryOp op, const Tensor& a, float p0, float p1);
+  Tensor (*binary)(BinaryOp op, const Tensor& a, const Tensor& b, float p0, float p1);
+  Tensor (*expand)(const Tensor& a, const Shape& shape);   // broadcast a to shape
+
+  // ---- matrix products ----
+  Tensor (*matmul)(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b);
+  Tensor (*bmm)(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b);
+
+  // ---- reductions (dims wrapped, sorted, unique, non-empty) ----
+  Tensor (*sum)(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim);
+  Tensor (*max)(const Tensor& a, int64_t dim, bool keepdim, Tensor* argmax);
+  // dout and argmax shaped like max's keepdim output -> dx shaped in_shape (zeros elsewhere)
+  Tensor (*max_backward)(const Tensor& dout, const Tensor& argmax, const Shape& in_shape, int64_t dim);
+  Tensor (*logsumexp)(const Tensor& a, int64_t dim, bool keepdim);
+
+  // ---- layout (ranges resolved: 0 <= start <= end <= size) ----
+  Tensor (*permute)(const Tensor& a, const std::vector<int64_t>& perm);
+  Tensor (*concat)(const std::vector<Tensor>& ts, int64_t dim);
+  Tensor (*slice)(const Tensor& a, int64_t dim, int64_t start, int64_t end);
+  void (*slice_add)(Tensor& out, const Tensor& g, int64_t dim, int64_t start);
+  Tensor (*index_select)(const Tensor& a, const std::vector<int64_t>& idx);
+  void (*index_add)(Tensor& out, const std::vector<int64_t>& idx, const Tensor& g);
+
+  // ---- convolution and pooling (NCHW) ----
+  Tensor (*conv2d)(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dArgs& a);
+  Tensor (*conv2d_affine_act)(const Tensor& x, const Tensor& w, const Tensor& scale,
+                              const Tensor& shift, const Conv2dArgs& a, Activation act);
+  Tensor (*conv2d_backward_input)(const Tensor& dout, const Tensor& w, const Shape& x_shape,
+                                  const Conv2dArgs& a);
+  Tensor (*conv2d_backward_weight)(const Tensor& dout, const Tensor& x, const Shape& w_shape,
+                                   const Conv2dArgs& a);
+  Tensor (*max_pool2d)(const Tensor& x, const Pool2dArgs& a, Tensor* argmax);
+  Tensor (*max_pool2d_backward)(const Tensor& dout, const Tensor& argmax, const Shape& x_shape);
+  Tensor (*avg_pool2d)(const Tensor& x, const Pool2dArgs& a);
+  Tensor (*avg_pool2d_backward)(const Tensor& dout, const Shape& x_shape, const Pool2dArgs& a);
+  Tensor (*global_avg_pool)(const Tensor& x);
+  Tensor (*upsample_nearest2d)(const Tensor& x, int64_t scale);
+  Tensor (*upsample_nearest2d_backward)(const Tensor& dout, int64_t scale);
+  Tensor (*scale_planes)(const Tensor& x, const Tensor& s);
+
+  // ---- batch normalisation ----
+  Tensor (*batch_norm_train)(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,
+                             int64_t groups, BatchNormSaved* saved, Tensor* running_mean,
+                             Tensor* running_var, float momentum);
+  Tensor (*batch_norm_eval)(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                            const Tensor& running_mean, const Tensor& running_var, float eps);
+  Tensor (*batch_norm_backward)(const Tensor& dout, const Tensor& x, const Tensor& gamma,
+                                const BatchNormSaved& saved, int64_t groups, Tensor* dgamma,
+                                Tensor* dbeta);
+
+  // ---- distances ----
+  Tensor (*pairwise_sqdist)(const Tensor& a, const Tensor& b);
+  void (*pairwise_sqdist_backward)(const Tensor& dout, const Tensor& a, const Tensor& b,
+                                   const Tensor& dist, Tensor* da, Tensor* db);
+  Tensor (*l2_normalize)(const Tensor& a, float eps);
+  Tensor (*l2_normalize_backward)(const Tensor& dout, const Tensor& x, const Tensor& y, float eps);
+
+  // ---- optimisers (in place on w and the state) ----
+  void (*sgd_step)(Tensor& w, const Tensor& g, Tensor& velocity, const SgdParams& p);
+  void (*adam_step)(Tensor& w, const Tensor& g, Tensor& m, Tensor& v, const AdamParams& p);
+};
+
+// The backend that runs ops on `d`; throws when it is not available (CUDA without a GPU).
+const Backend& backend_for(Device d);
+// Whether `d` can be used here (CPU and Reference always; CUDA when compiled and a GPU is found).
+bool device_available(Device d);
+// Why `d` is unavailable ("" when it is): for skip messages.
+std::string device_unavailable_reason(Device d);
+// Whether backend `b` implements op (for unary/binary: every UnaryOp/BinaryOp).
+bool supports(const Backend& b, Op op);
+
+// The built-in backends (backend_for picks among them).
+const Backend& cpu_backend();
+const Backend& reference_backend();
+// nullptr when normad was built without CUDA (tensor/backend.cpp's stubs); cuda/backend.cpp
+// otherwise (still nullptr at run time when no GPU is found: see device_unavailable_reason).
+const Backend* cuda_backend();
+Allocator* cuda_allocator();
+// Why CUDA cannot be used here, "" when it can (cuda/backend.cpp; the stub says "built without CUDA").
+std::string cuda_unavailable_reason();
+
+}  // namespace normad
