@@ -1,0 +1,314 @@
+// normad's CUDA backend: the dispatch table of Device::CUDA (tensor/backend.h). Each entry receives
+// validated arguments (tensor/ops.cpp), allocates its output on the GPU, plans the launch on the host
+// (cuda/plan.h) and calls one kernel family (cuda/*.cuh); copies and fills go through the stream.
+// Entries left null here (convolution, pooling, batch norm, distances, upsampling) are the next
+// issue's kernels; supports() reports them missing and calling them is a normad::Error.
+// Math: as the CPU backend, op by op (see each kernel family's header).
+// Tested by tests/test_backend_ops.cpp on a GPU (every entry against the reference backend) and
+// tests/test_cuda.cpp ([cuda] with a GPU; [cuda_detect] here: no GPU -> no table and a reason).
+#include <algorithm>
+#include <cmath>
+
+#include "cuda/check.h"
+#include "cuda/device.h"
+#include "cuda/elementwise.cuh"
+#include "cuda/layout.cuh"
+#include "cuda/matmul.h"
+#include "cuda/optim.cuh"
+#include "cuda/plan.h"
+#include "cuda/reduce.cuh"
+#include "tensor/backend.h"
+
+namespace normad::cuda {
+
+namespace {
+
+Tensor gpu_empty(const Shape& s) { return Tensor::empty(s, Device::CUDA); }
+float* ptr(const Tensor& t) { return t.device_data(); }
+size_t bytes_of(const Tensor& t) { return sizeof(float) * static_cast<size_t>(t.numel()); }
+
+// [outer, size(dim), inner] around dim of s.
+struct Split {
+  int64_t outer = 1, r = 1, inner = 1;
+};
+Split split_at(const Shape& s, int64_t dim) {
+  Split p;
+  for (int64_t d = 0; d < dim; ++d) p.outer *= s[d];
+  p.r = s[dim];
+  for (size_t d = dim + 1; d < s.size(); ++d) p.inner *= s[d];
+  return p;
+}
+
+// s without the dims in `dims` (or with them as 1 when keepdim).
+Shape reduced_shape(const Shape& s, const std::vector<int64_t>& dims, bool keepdim) {
+  Shape out;
+  for (int64_t d = 0; d < static_cast<int64_t>(s.size()); ++d) {
+    const bool red = std::find(dims.begin(), dims.end(), d) != dims.end();
+    if (!red) out.push_back(s[d]);
+    else if (keepdim) out.push_back(1);
+  }
+  return out;
+}
+
+// A host int64 list on the device for the duration of one op (see Scratch in cuda/device.h).
+struct DeviceList {
+  Scratch buf;
+  explicit DeviceList(const std::vector<int64_t>& v) : buf(sizeof(int64_t) * std::max<size_t>(v.size(), 1)) {
+    if (!v.empty())
+      NORMAD_CUDA_CHECK(cudaMemcpyAsync(buf.get(), v.data(), sizeof(int64_t) * v.size(),
+                                        cudaMemcpyHostToDevice, stream()));
+  }
+  const int64_t* get() const { return static_cast<const int64_t*>(buf.get()); }
+};
+
+// ---- memory ----
+
+// Both directions synchronise: the host buffer may be pinned and reused (or freed) by the caller
+// as soon as this returns, and the host reads what copy_to_host wrote.
+void copy_from_host(Tensor& dst, const float* src) {
+  if (dst.numel() == 0) return;
+  NORMAD_CUDA_CHECK(cudaMemcpyAsync(ptr(dst), src, bytes_of(dst), cudaMemcpyHostToDevice, stream()));
+  synchronize();
+}
+
+void copy_to_host(float* dst, const Tensor& src) {
+  if (src.numel() == 0) return;
+  NORMAD_CUDA_CHECK(cudaMemcpyAsync(dst, ptr(src), bytes_of(src), cudaMemcpyDeviceToHost, stream()));
+  synchronize();
+}
+
+void copy(Tensor& dst, const Tensor& src) {
+  if (src.numel() == 0 || ptr(dst) == ptr(src)) return;
+  NORMAD_CUDA_CHECK(cudaMemcpyAsync(ptr(dst), ptr(src), bytes_of(src), cudaMemcpyDeviceToDevice, stream()));
+}
+
+void fill(Tensor& t, float v) { launch(t.numel(), FillBody{ptr(t), v}); }
+
+// ---- elementwise ----
+
+Tensor unary(UnaryOp op, const Tensor& a, float p0, float p1) {
+  Tensor out = gpu_empty(a.shape());
+  launch(a.numel(), UnaryBody{ptr(out), ptr(a), op, p0, p1});
+  return out;
+}
+
+Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b, float p0, float p1) {
+  const Shape os = broadcast_shape(a.shape(), b.shape());
+  Tensor out = gpu_empty(os);
+  launch(out.numel(), BinaryBody{ptr(out), ptr(a), ptr(b), broadcast_index(os, a.shape(), b.shape(), binary_op_name(op)),
+                                 op, p0, p1});
+  return out;
+}
+
+Tensor expand(const Tensor& a, const Shape& shape) {
+  Tensor out = gpu_empty(shape);
+  launch(out.numel(), GatherBody{ptr(out), ptr(a), broadcast_index(shape, a.shape(), Shape{}, "expand_to")});
+  return out;
+}
+
+// x [N, C, H, W] * s [N, C] broadcast as [N, C, 1, 1]: the binary kernel, no new one.
+Tensor scale_planes(const Tensor& x, const Tensor& s) {
+  Tensor out = gpu_empty(x.shape());
+  const Shape s4{x.size(0), x.size(1), 1, 1};
+  launch(out.numel(), BinaryBody{ptr(out), ptr(x), ptr(s), broadcast_index(x.shape(), x.shape(), s4, "scale_planes"),
+                                 BinaryOp::mul, 0.f, 0.f});
+  return out;
+}
+
+// ---- reductions ----
+
+// Sums one dim, kept as size 1 (the CPU's sum_one).
+Tensor sum_one(const Tensor& a, int64_t dim) {
+  const Split p = split_at(a.shape(), dim);
+  Shape os = a.shape();
+  os[dim] = 1;
+  Tensor out = gpu_empty(os);
+  sum_dim(0, ptr(out), ptr(a), p.outer, p.r, p.inner);
+  return out;
+}
+
+// As the CPU: all dims in one flat pass, otherwise one pass per dim from the last, each rounded to
+// float (so the values equal the CPU's pass by pass).
+Tensor sum(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
+  if (a.dim() == 0) {
+    Tensor out = gpu_empty(a.shape());
+    copy(out, a);
+    return out;
+  }
+  Tensor t = a;
+  if (dims.size() == static_cast<size_t>(a.dim())) {
+    t = sum_one(a.reshape({a.numel()}), 0);
+  } else {
+    for (auto it = dims.rbegin(); it != dims.rend(); ++it) t = sum_one(t, *it);
+  }
+  return t.reshape(reduced_shape(a.shape(), dims, keepdim));
+}
+
+Tensor max(const Tensor& a, int64_t dim, bool keepdim, Tensor* argmax) {
+  const Split p = split_at(a.shape(), dim);
+  check(p.r > 0, "max", "empty dim in " + shape_str(a.shape()));
+  const Shape os = reduced_shape(a.shape(), {dim}, keepdim);
+  Tensor out = gpu_empty(os);
+  Tensor idx = argmax ? gpu_empty(os) : Tensor();
+  launch(out.numel(), MaxBody{ptr(out), argmax ? ptr(idx) : nullptr, ptr(a), p.r, p.inner});
+  if (argmax) *argmax = idx;
+  return out;
+}
+
+Tensor max_backward(const Tensor& dout, const Tensor& argmax, const Shape& in_shape, int64_t dim) {
+  const Split p = split_at(in_shape, dim);
+  Tensor dx = gpu_empty(in_shape);
+  launch(dx.numel(), MaxBackwardBody{ptr(dx), ptr(dout), ptr(argmax), p.r, p.inner});
+  return dx;
+}
+
+Tensor logsumexp(const Tensor& a, int64_t dim, bool keepdim) {
+  const Split p = split_at(a.shape(), dim);
+  check(p.r > 0, "logsumexp", "empty dim in " + shape_str(a.shape()));
+  Tensor out = gpu_empty(reduced_shape(a.shape(), {dim}, keepdim));
+  launch(out.numel(), LogsumexpBody{ptr(out), ptr(a), p.r, p.inner});
+  return out;
+}
+
+// ---- layout ----
+
+Tensor permute(const Tensor& a, const std::vector<int64_t>& perm) {
+  Shape os(a.dim());
+  for (int64_t d = 0; d < a.dim(); ++d) os[d] = a.shape()[perm[d]];
+  Tensor out = gpu_empty(os);
+  launch(out.numel(), GatherBody{ptr(out), ptr(a), permute_index(a.shape(), perm)});
+  return out;
+}
+
+Tensor concat(const std::vector<Tensor>& ts, int64_t dim) {
+  const Split p = split_at(ts[0].shape(), dim);
+  int64_t total = 0;
+  for (auto& t : ts) total += t.shape()[dim];
+  Shape os = ts[0].shape();
+  os[dim] = total;
+  Tensor out = gpu_empty(os);
+  // Each input is a block of [outer, size(dim) * inner] placed at its column offset.
+  int64_t off = 0;
+  for (auto& t : ts) {
+    const int64_t width = t.shape()[dim] * p.inner;
+    if (width > 0)
+      launch(p.outer * width, RowsBody{ptr(out) + off, ptr(t), total * p.inner, width, width, false});
+    off += width;
+  }
+  return out;
+}
+
+Tensor slice(const Tensor& a, int64_t dim, int64_t start, int64_t end) {
+  const Split p = split_at(a.shape(), dim);
+  Shape os = a.shape();
+  os[dim] = end - start;
+  Tensor out = gpu_empty(os);
+  const int64_t width = (end - start) * p.inner;
+  if (width > 0)
+    launch(p.outer * width, RowsBody{ptr(out), ptr(a) + start * p.inner, width, p.r * p.inner, width, false});
+  return out;
+}
+
+void slice_add(Tensor& out, const Tensor& g, int64_t dim, int64_t start) {
+  const Split p = split_at(out.shape(), dim);
+  const int64_t width = g.shape()[dim] * p.inner;
+  if (width > 0)
+    launch(p.outer * width, RowsBody{ptr(out) + start * p.inner, ptr(g), p.r * p.inner, width, width, true});
+}
+
+Tensor index_select(const Tensor& a, const std::vector<int64_t>& idx) {
+  const int64_t rows = a.shape()[0], row = rows ? a.numel() / rows : 0;
+  for (int64_t i : idx)
+    check(i >= 0 && i < rows, "index_select", "index " + std::to_string(i) + " out of range for " + shape_str(a.shape()));
+  Shape os = a.shape();
+  os[0] = static_cast<int64_t>(idx.size());
+  Tensor out = gpu_empty(os);
+  if (out.numel() == 0) return out;
+  DeviceList d_idx(idx);
+  launch(out.numel(), IndexSelectBody{ptr(out), ptr(a), d_idx.get(), row});
+  return out;
+}
+
+void index_add(Tensor& out, const std::vector<int64_t>& idx, const Tensor& g) {
+  const int64_t rows = out.shape()[0], row = rows ? out.numel() / rows : 0;
+  const IndexAddPlan plan = index_add_plan(idx, rows);
+  if (plan.rows == 0 || row == 0) return;
+  DeviceList d(plan.packed);
+  const int64_t* dest = d.get();
+  launch(plan.rows * row, IndexAddBody{ptr(out), ptr(g), dest, dest + plan.rows, dest + 2 * plan.rows + 1, row});
+}
+
+// ---- optimisers ----
+
+void sgd_step(Tensor& w, const Tensor& g, Tensor& velocity, const SgdParams& p) {
+  float* v = p.momentum != 0.f ? ptr(velocity) : nullptr;
+  launch(w.numel(), SgdBody{ptr(w), v, ptr(g), p.lr, p.momentum, p.weight_decay, p.first});
+}
+
+void adam_step(Tensor& w, const Tensor& g, Tensor& m, Tensor& v, const AdamParams& p) {
+  // nn/optim.cpp's constants: 1 - beta as a double rounded to float, bias corrections in double.
+  const double bc1 = 1.0 - std::pow(double(p.beta1), double(p.step));
+  const double bc2 = 1.0 - std::pow(double(p.beta2), double(p.step));
+  AdamBody body{ptr(w), ptr(m), ptr(v), ptr(g), p.beta1, p.beta2, p.eps, p.weight_decay,
+                static_cast<float>(1.0 - double(p.beta1)), static_cast<float>(1.0 - double(p.beta2)),
+                p.lr / bc1, std::sqrt(bc2)};
+  launch(w.numel(), body);
+}
+
+// The table: designated initialisers in declaration order; missing entries are null.
+const Backend kCudaBackend{
+    .name = "cuda",
+    .device = Device::CUDA,
+    .copy_from_host = copy_from_host,
+    .copy_to_host = copy_to_host,
+    .copy = copy,
+    .fill = fill,
+    .unary = unary,
+    .binary = binary,
+    .expand = expand,
+    .matmul = matmul,
+    .bmm = bmm,
+    .sum = sum,
+    .max = max,
+    .max_backward = max_backward,
+    .logsumexp = logsumexp,
+    .permute = permute,
+    .concat = concat,
+    .slice = slice,
+    .slice_add = slice_add,
+    .index_select = index_select,
+    .index_add = index_add,
+    // convolution, pooling, batch norm and distances: the kernels issue
+    .conv2d = nullptr,
+    .conv2d_affine_act = nullptr,
+    .conv2d_backward_input = nullptr,
+    .conv2d_backward_weight = nullptr,
+    .max_pool2d = nullptr,
+    .max_pool2d_backward = nullptr,
+    .avg_pool2d = nullptr,
+    .avg_pool2d_backward = nullptr,
+    .global_avg_pool = nullptr,
+    .upsample_nearest2d = nullptr,
+    .upsample_nearest2d_backward = nullptr,
+    .scale_planes = scale_planes,
+    .batch_norm_train = nullptr,
+    .batch_norm_eval = nullptr,
+    .batch_norm_backward = nullptr,
+    .pairwise_sqdist = nullptr,
+    .pairwise_sqdist_backward = nullptr,
+    .l2_normalize = nullptr,
+    .l2_normalize_backward = nullptr,
+    .sgd_step = sgd_step,
+    .adam_step = adam_step,
+};
+
+}  // namespace
+
+}  // namespace normad::cuda
+
+namespace normad {
+
+const Backend* cuda_backend() { return cuda::present() ? &cuda::kCudaBackend : nullptr; }
+std::string cuda_unavailable_reason() { return cuda::unavailable_reason(); }
+
+}  // namespace normad
