@@ -16,6 +16,9 @@ namespace normad::cuda {
 
 namespace {
 
+// 13000 -> "13.0" (CUDA's version numbers are 1000 major + 10 minor).
+std::string version_str(int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); }
+
 struct DeviceState {
   bool ok = false;
   std::string reason;  // why not ok, one line
@@ -31,6 +34,14 @@ DeviceState detect() {
   if (err != cudaSuccess) {
     cudaGetLastError();  // clear it, so no later check reports it
     s.reason = std::string("no CUDA device: cudaGetDeviceCount returned '") + cudaGetErrorString(err) + "'";
+    // The usual case, no driver at all, reads as "driver version is insufficient": say which.
+    int driver = 0, runtime = 0;
+    cudaDriverGetVersion(&driver);
+    cudaRuntimeGetVersion(&runtime);
+    if (err == cudaErrorInsufficientDriver)
+      s.reason += driver == 0 ? " (no NVIDIA driver found)"
+                              : " (the driver supports CUDA " + version_str(driver) + ", normad was built with " +
+                                    version_str(runtime) + ")";
     return s;
   }
   if (count == 0) {
