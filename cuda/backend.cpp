@@ -63,23 +63,25 @@ struct DeviceList {
 
 // ---- memory ----
 
-// Both directions synchronise: the host buffer may be pinned and reused (or freed) by the caller
-// as soon as this returns, and the host reads what copy_to_host wrote.
-void copy_from_host(Tensor& dst, const float* src) {
-  if (dst.numel() == 0) return;
-  NORMAD_CUDA_CHECK(cudaMemcpyAsync(ptr(dst), src, bytes_of(dst), cudaMemcpyHostToDevice, stream()));
+// Raw blocks (the storage layer's moves). Both host directions synchronise: the host block may be
+// freed or reused by the caller as soon as this returns (Storage::move_to releases it at once),
+// and the host reads what copy_to_host wrote.
+void copy_from_host(void* dst, const void* host_src, size_t bytes) {
+  if (bytes == 0) return;
+  NORMAD_CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, stream()));
   synchronize();
 }
 
-void copy_to_host(float* dst, const Tensor& src) {
-  if (src.numel() == 0) return;
-  NORMAD_CUDA_CHECK(cudaMemcpyAsync(dst, ptr(src), bytes_of(src), cudaMemcpyDeviceToHost, stream()));
+void copy_to_host(void* host_dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  NORMAD_CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, stream()));
   synchronize();
 }
 
-void copy(Tensor& dst, const Tensor& src) {
-  if (src.numel() == 0 || ptr(dst) == ptr(src)) return;
-  NORMAD_CUDA_CHECK(cudaMemcpyAsync(ptr(dst), ptr(src), bytes_of(src), cudaMemcpyDeviceToDevice, stream()));
+// Stream-ordered like the kernels: no wait.
+void copy(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0 || dst == src) return;
+  NORMAD_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream()));
 }
 
 void fill(Tensor& t, float v) { launch(t.numel(), FillBody{ptr(t), v}); }
@@ -132,7 +134,7 @@ Tensor sum_one(const Tensor& a, int64_t dim) {
 Tensor sum(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
   if (a.dim() == 0) {
     Tensor out = gpu_empty(a.shape());
-    copy(out, a);
+    copy(ptr(out), ptr(a), bytes_of(a));
     return out;
   }
   Tensor t = a;
