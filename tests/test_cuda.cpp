@@ -212,8 +212,9 @@ TEST_CASE("cuda: a failing checked call is a normad::Error with the call, the er
   INFO(msg);
   CHECK(msg.find("CUDA call cudaSetDevice(1 << 20) failed: cudaError") != std::string::npos);
   CHECK(msg.find("test_cuda.cpp:" + std::to_string(line)) != std::string::npos);
-  // The runtime's last error was reset, so a later launch check does not repeat it.
-  CHECK(cudaGetLastError() == cudaSuccess);
+  // The runtime's last error was reset, so a later launch check does not repeat it (without a
+  // driver every runtime call keeps failing, so this holds only with a GPU).
+  if (cuda_backend()) CHECK(cudaGetLastError() == cudaSuccess);
 
   const int line2 = __LINE__ + 2;
   try {
