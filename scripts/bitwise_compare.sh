@@ -14,6 +14,21 @@ mkdir -p "$work"
 cd "$work"
 [ -f bc/train.csv ] || "$python" "$src/scripts/export_breast_cancer.py" bc > /dev/null
 [ -f digits.csv ] || "$python" "$src/scripts/export_sklearn_table.py" digits digits.csv > /dev/null
+# Backbones with seeded weights (offline), and 12 smooth random textures to fit and score.
+for b in resnet18 efficientnet_b0; do
+  [ -f $b.safetensors ] || "$python" "$src/scripts/export_torchvision.py" $b $b.safetensors --seed 0 > /dev/null
+done
+[ -d images ] || "$python" - images <<'PY'
+import os, sys
+import numpy as np
+from PIL import Image
+rng = np.random.default_rng(0)
+os.makedirs(sys.argv[1])
+for i in range(12):
+    img = np.kron(rng.normal(128, 20, (8, 8, 3)), np.ones((12, 12, 1))) + rng.normal(0, 8, (96, 96, 3))
+    if i >= 9: img[30:66, 30:66] = 250
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(f"{sys.argv[1]}/{i:03d}.png")
+PY
 
 # Each command is run once per build in its own folder ("a" or "b"); $BIN is the build's binary.
 commands=(
@@ -29,6 +44,11 @@ commands=(
   '$BIN zeroshot --data fmnist --fold A --iters 20 --recipe paper --seed 3 --json zs_paper.json'
   '$BIN zeroshot --data fmnist --fold B --iters 10 --recipe few-class --seed 1 --json zs_fewclass.json'
   '$BIN oneclass --classes 0 --epochs 1 --ae-epochs 1 --json oneclass.json'
+  '$BIN features --backbone efficientnet_b0 --weights ../efficientnet_b0.safetensors --images ../images --out feats_b0.csv'
+  '$BIN mvg fit --features feats_b0.csv --out mvg_b0.safetensors --calibration 0.25'
+  '$BIN mvg score --model mvg_b0.safetensors --images ../images --out mvg_b0_scores.csv'
+  '$BIN mvg fit --backbone resnet18 --weights ../resnet18.safetensors --images ../images --out mvg_r18.safetensors --calibration 0.25'
+  '$BIN mvg score --model mvg_r18.safetensors --images ../images --out mvg_r18_scores.csv'
 )
 for side in a b; do
   rm -rf "$side" && mkdir "$side"
