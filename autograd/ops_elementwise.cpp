@@ -96,11 +96,9 @@ Var pow(const Var& a, float p) {
 
 Var clamp(const Var& a, float lo, float hi) {
   // Gradient flows where lo <= x <= hi (PyTorch's convention at the bounds).
-  return unary(a, clamp(a.data(), lo, hi), "clamp", [lo, hi](const Tensor& x, const Tensor&) {
-    Tensor m(x.shape());
-    for (int64_t i = 0; i < x.numel(); ++i)
-      m.data()[i] = (x.data()[i] >= lo && x.data()[i] <= hi) ? 1.f : 0.f;
-    return m;
+  Tensor x = a.data();
+  return Var::make(clamp(x, lo, hi), {a}, "clamp", [x, lo, hi](Node& self) {
+    push(self, 0, clamp_backward(self.grad, x, lo, hi));
   });
 }
 

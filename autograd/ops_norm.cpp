@@ -79,18 +79,12 @@ Var pairwise_sqdist(const Var& a, const Var& b) {
   Tensor A = a.data(), B = b.data();
   Tensor D = pairwise_sqdist(A, B);
   return Var::make(D, {a, b}, "pairwise_sqdist", [A, B, D](Node& self) {
-    // G masked where the clamp was active (D == 0), as clamp's gradient would be.
-    Tensor G = self.grad.clone();
-    for (int64_t i = 0; i < G.numel(); ++i)
-      if (D.data()[i] <= 0.f) G.data()[i] = 0.f;
-    if (self.parents[0]->requires_grad) {
-      Tensor r = sum(G, {1}, true);  // [M, 1]
-      self.parents[0]->accumulate(mul_scalar(sub(mul(r, A), matmul(G, B)), 2.f));
-    }
-    if (self.parents[1]->requires_grad) {
-      Tensor c = sum(G, {0}, false).reshape({B.size(0), 1});  // [N, 1]
-      self.parents[1]->accumulate(mul_scalar(sub(mul(c, B), matmul(G, A, true, false)), 2.f));
-    }
+    // The gradient is masked where the clamp at 0 was active (D == 0), as clamp's would be.
+    Tensor dA, dB;
+    const bool want_a = self.parents[0]->requires_grad, want_b = self.parents[1]->requires_grad;
+    pairwise_sqdist_backward(self.grad, A, B, D, want_a ? &dA : nullptr, want_b ? &dB : nullptr);
+    if (want_a) self.parents[0]->accumulate(dA);
+    if (want_b) self.parents[1]->accumulate(dB);
   });
 }
 
@@ -98,24 +92,7 @@ Var l2_normalize(const Var& a, float eps) {
   Tensor x = a.data();
   Tensor y = l2_normalize(x, eps);
   return Var::make(y, {a}, "l2_normalize", [x, y, eps](Node& self) {
-    const int64_t M = x.size(0), D = x.size(1);
-    Tensor dx(x.shape());
-    for (int64_t i = 0; i < M; ++i) {
-      const float* xi = x.data() + i * D;
-      const float* yi = y.data() + i * D;
-      const float* gi = self.grad.data() + i * D;
-      double n2 = 0, gy = 0;
-      for (int64_t k = 0; k < D; ++k) n2 += double(xi[k]) * xi[k], gy += double(gi[k]) * yi[k];
-      const double n = std::sqrt(n2);
-      float* o = dx.data() + i * D;
-      if (n > eps) {
-        for (int64_t k = 0; k < D; ++k) o[k] = static_cast<float>((gi[k] - yi[k] * gy) / n);
-      } else {
-        // Below eps the op is x / eps, a linear map.
-        for (int64_t k = 0; k < D; ++k) o[k] = gi[k] / eps;
-      }
-    }
-    self.parents[0]->accumulate(dx);
+    self.parents[0]->accumulate(l2_normalize_backward(self.grad, x, y, eps));
   });
 }
 

@@ -41,18 +41,8 @@ Var max(const Var& a, int64_t dim, bool keepdim) {
   Tensor y = max(a.data(), dim, keepdim, &idx);
   Shape in = a.shape();
   return Var::make(y, {a}, "max", [in, idx, dim](Node& self) {
-    // Scatter each output gradient to the position of its maximum.
-    int64_t outer = 1, inner = 1;
-    for (int64_t d = 0; d < dim; ++d) outer *= in[d];
-    for (size_t d = dim + 1; d < in.size(); ++d) inner *= in[d];
-    const int64_t r = in[dim];
-    Tensor dx = Tensor::zeros(in);
-    for (int64_t o = 0; o < outer; ++o)
-      for (int64_t i = 0; i < inner; ++i) {
-        const int64_t j = o * inner + i, k = static_cast<int64_t>(idx.data()[j]);
-        dx.data()[(o * r + k) * inner + i] = self.grad.data()[j];
-      }
-    self.parents[0]->accumulate(dx);
+    // Each output gradient goes to the position of its maximum.
+    self.parents[0]->accumulate(max_backward(self.grad, idx, in, dim));
   });
 }
 

@@ -47,7 +47,7 @@ void Var::backward() {
   if (numel() != 1)
     throw Error("backward: needs a scalar, got shape " + shape_str(shape()) +
                 " (pass a seed gradient)");
-  backward(Tensor::ones(shape()));
+  backward(Tensor::ones(shape(), data().device()));  // the seed lives where the value does
 }
 
 void Var::backward(const Tensor& seed) {

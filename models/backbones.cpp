@@ -36,17 +36,17 @@ Var activate(const Var& y, Act act) {
 Var conv_bn_act(nn::Conv2d& conv, nn::BatchNorm& bn, const Var& x, Act act) {
   if (grad_enabled() || bn.is_training() || bn.batch_stats_in_eval)
     return activate(bn(conv(x)), act);
-  const int64_t F = conv.weight.size(0);
-  Tensor scale = Tensor::empty({F}), shift = Tensor::empty({F});
+  // Fold the BN (and the conv bias b) into a per-filter affine, with tensor ops so it runs on the
+  // weights' device: scale = gamma / sqrt(var + eps), shift = beta + (b - mean) scale, with
+  // gamma = 1, beta = 0, b = 0 where absent (the same float operations as a per-filter loop).
+  const Shape F{conv.weight.size(0)};
+  const Device dev = conv.weight.data().device();
   const bool affine = bn.weight.defined();
-  for (int64_t f = 0; f < F; ++f) {
-    const float gamma = affine ? bn.weight.data().data()[f] : 1.f;
-    const float beta = affine ? bn.bias.data().data()[f] : 0.f;
-    const float b = conv.bias.defined() ? conv.bias.data().data()[f] : 0.f;
-    const float s = gamma / std::sqrt(bn.running_var.data()[f] + bn.eps);
-    scale.data()[f] = s;
-    shift.data()[f] = beta + (b - bn.running_mean.data()[f]) * s;
-  }
+  Tensor gamma = affine ? bn.weight.data() : Tensor::ones(F, dev);
+  Tensor beta = affine ? bn.bias.data() : Tensor::zeros(F, dev);
+  Tensor bias = conv.bias.defined() ? conv.bias.data() : Tensor::zeros(F, dev);
+  Tensor scale = div(gamma, sqrt(add_scalar(bn.running_var, bn.eps)));
+  Tensor shift = add(beta, mul(sub(bias, bn.running_mean), scale));
   return Var(conv2d_affine_act(x.data(), conv.weight.data(), scale, shift, conv.args, act));
 }
 
@@ -218,22 +218,9 @@ class SqueezeExcitation : public nn::Module {
     s = silu(add(matmul(s, reshape(fc1_->weight, {S, E}), false, true), fc1_->bias));  // [N, S]
     s = sigmoid(add(matmul(s, reshape(fc2_->weight, {E, S}), false, true), fc2_->bias));
     if (grad_enabled()) return mul(x, reshape(s, {N, E, 1, 1}));
-    return Var(scale_planes(x.data(), s.data()));  // inference: a direct loop, no broadcasting
+    return Var(scale_planes(x.data(), s.data()));  // inference: one multiply per element, no broadcasting
   }
 
-  // out[n, e] = x[n, e] * s[n, e] over each H x W plane; x [N, E, H, W], s [N, E].
-  static Tensor scale_planes(const Tensor& x, const Tensor& s) {
-    const int64_t planes = x.size(0) * x.size(1), hw = x.size(2) * x.size(3);
-    Tensor out = Tensor::empty(x.shape());
-    const float* xp = x.data();
-    const float* sp = s.data();
-    float* op = out.data();
-    parallel_for(planes, std::max<int64_t>(1, 32768 / hw), [&](int64_t b, int64_t e) {
-      for (int64_t p = b; p < e; ++p)
-        for (int64_t i = 0; i < hw; ++i) op[p * hw + i] = xp[p * hw + i] * sp[p];
-    });
-    return out;
-  }
 
  private:
   std::shared_ptr<nn::Conv2d> fc1_, fc2_;

@@ -20,12 +20,18 @@ int64_t receptive(const Tensor& w) {
 int64_t fan_in(const Tensor& w) { return w.size(1) * receptive(w); }
 int64_t fan_out(const Tensor& w) { return w.size(0) * receptive(w); }
 
+// The generator runs on the host; values are drawn into a host tensor and copied to t's device
+// (the same numbers on every device).
 void uniform_(Tensor& t, float lo, float hi, Generator& g) {
-  for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = g.uniform1(lo, hi);
+  Tensor host = Tensor::empty(t.shape());
+  for (int64_t i = 0; i < t.numel(); ++i) host.data()[i] = g.uniform1(lo, hi);
+  t.copy_(host);
 }
 
 void normal_(Tensor& t, float mean, float std, Generator& g) {
-  for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = g.normal1(mean, std);
+  Tensor host = Tensor::empty(t.shape());
+  for (int64_t i = 0; i < t.numel(); ++i) host.data()[i] = g.normal1(mean, std);
+  t.copy_(host);
 }
 
 void constant_(Tensor& t, float v) { t.fill_(v); }

@@ -85,7 +85,7 @@ Var BatchNorm::forward(const Var& x) {
   // Running statistics move only in training mode, no-grad or not (as in PyTorch); a grouped
   // pass counts as `groups` passes, one per group.
   const bool update = is_training() && track_;
-  if (update) num_batches_tracked.data()[0] += static_cast<float>(groups);
+  if (update) num_batches_tracked.copy_(add_scalar(num_batches_tracked, static_cast<float>(groups)));
   return batch_norm_train(x, weight, bias, eps, groups, update ? &running_mean : nullptr,
                           update ? &running_var : nullptr, momentum);
 }

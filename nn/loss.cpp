@@ -16,7 +16,7 @@ Tensor one_hot(const std::vector<int64_t>& labels, int64_t classes) {
 Var cross_entropy(const Var& logits, const std::vector<int64_t>& labels) {
   check(logits.dim() == 2 && logits.size(0) == static_cast<int64_t>(labels.size()), "cross_entropy",
         "logits " + shape_str(logits.shape()) + " for " + std::to_string(labels.size()) + " labels");
-  Var picked = sum(mul(logits, Var(one_hot(labels, logits.size(1)))), {1});  // z_{i, y_i}
+  Var picked = sum(mul(logits, Var(one_hot(labels, logits.size(1)).to(logits.data().device()))), {1});  // z_{i, y_i}
   return mean(sub(logsumexp(logits, 1), picked));
 }
 

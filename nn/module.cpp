@@ -36,6 +36,14 @@ std::vector<std::pair<std::string, Tensor>> Module::state_dict() const {
   return out;
 }
 
+void Module::to(Device dev) {
+  for (auto& [n, p] : named_parameters()) {
+    p.data().move_to(dev);
+    if (p.grad().defined()) const_cast<Tensor&>(p.grad()).move_to(dev);
+  }
+  for (auto& [n, b] : named_buffers()) b.move_to(dev);
+}
+
 void Module::train(bool on) {
   training_ = on;
   for (auto& [n, c] : children_) c->train(on);

@@ -29,6 +29,9 @@ class Module {
     return children_;
   }
 
+  // Moves every parameter, its gradient and every buffer (BN running statistics included) to
+  // `dev` in place: their storage moves, so each layer's handles to them follow (torch's .to()).
+  void to(Device dev);
   void train(bool on = true);  // recursive
   void eval() { train(false); }
   bool is_training() const { return training_; }

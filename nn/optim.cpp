@@ -1,5 +1,6 @@
 // normad optimisers (SGD, Adam) and schedules (StepLR, MultiStepLR) with PyTorch's update rules
-// (see nn/optim.h). Updates write float32 back in place; Adam's bias corrections run in double.
+// (see nn/optim.h). The updates themselves are the tensor ops sgd_step and adam_step (tensor/ops.h),
+// so they run on the parameters' device; Adam's bias corrections run in double.
 // zero_grad() sets grads to none (torch's set_to_none=True, the default since torch 2.0): a
 // parameter that receives no gradient in an iteration is not stepped.
 // Tested by tests/test_nn.cpp (hand-computed steps) and tests/test_parity.cpp (three Adam / SGD
@@ -20,25 +21,21 @@ SGD::SGD(std::vector<Var> params, float lr, float momentum, float weight_decay)
   velocity_.resize(params_.size());
 }
 
+// Optimiser state lives on the parameter's device: made there on first use, and moved with it if
+// the module moved since (Module::to).
+static void keep_on(Tensor& state, const Var& p) {
+  if (state.defined() && state.device() != p.data().device()) state.move_to(p.data().device());
+}
+
 void SGD::step() {
   for (size_t i = 0; i < params_.size(); ++i) {
     Var& p = params_[i];
     if (!p.grad().defined()) continue;
-    float* w = p.data().data();
-    const float* g = p.grad().data();
-    const int64_t n = p.numel();
     // torch.optim.SGD: the first step sets the buffer to the gradient itself.
     const bool first = !velocity_[i].defined();
-    if (momentum != 0.f && first) velocity_[i] = Tensor(p.shape());
-    for (int64_t k = 0; k < n; ++k) {
-      float d = g[k] + weight_decay * w[k];
-      if (momentum != 0.f) {
-        float& v = velocity_[i].data()[k];
-        v = first ? d : momentum * v + d;
-        d = v;
-      }
-      w[k] -= lr * d;
-    }
+    if (momentum != 0.f && first) velocity_[i] = Tensor::zeros(p.shape(), p.data().device());
+    keep_on(velocity_[i], p);
+    sgd_step(p.data(), p.grad(), velocity_[i], SgdParams{lr, momentum, weight_decay, first});
   }
 }
 
@@ -52,28 +49,17 @@ Adam::Adam(std::vector<Var> params, float lr, float beta1, float beta2, float ep
 }
 
 void Adam::step() {
-  // torch keeps (1 - beta) as the Python double, rounded to float only in the update.
-  const float one_m_b1 = static_cast<float>(1.0 - double(beta1));
-  const float one_m_b2 = static_cast<float>(1.0 - double(beta2));
   for (size_t i = 0; i < params_.size(); ++i) {
     Var& p = params_[i];
     if (!p.grad().defined()) continue;
     const int64_t t = ++steps_[i];
-    const double bc1 = 1.0 - std::pow(double(beta1), double(t));
-    const double bc2 = 1.0 - std::pow(double(beta2), double(t));
-    if (!m_[i].defined()) m_[i] = Tensor(p.shape()), v_[i] = Tensor(p.shape());
-    float* w = p.data().data();
-    const float* g = p.grad().data();
-    float* m = m_[i].data();
-    float* v = v_[i].data();
-    for (int64_t k = 0; k < p.numel(); ++k) {
-      const float gk = g[k] + weight_decay * w[k];  // L2 penalty added to the gradient
-      m[k] = beta1 * m[k] + one_m_b1 * gk;
-      v[k] = beta2 * v[k] + one_m_b2 * gk * gk;
-      // torch: denom = sqrt(v) / sqrt(bc2) + eps; step = lr / bc1.
-      const double denom = std::sqrt(double(v[k])) / std::sqrt(bc2) + eps;
-      w[k] = static_cast<float>(w[k] - lr / bc1 * m[k] / denom);
+    if (!m_[i].defined()) {
+      m_[i] = Tensor::zeros(p.shape(), p.data().device());
+      v_[i] = Tensor::zeros(p.shape(), p.data().device());
     }
+    keep_on(m_[i], p);
+    keep_on(v_[i], p);
+    adam_step(p.data(), p.grad(), m_[i], v_[i], AdamParams{lr, beta1, beta2, eps, weight_decay, t});
   }
 }
 

@@ -66,10 +66,10 @@ struct Backend {
   const char* name;  // "cpu", "reference", "cuda"
   Device device;
 
-  // ---- memory: host <-> device and within the device (bytes = 4 numel) ----
-  void (*copy_from_host)(Tensor& dst, const float* src);   // dst on this device
-  void (*copy_to_host)(float* dst, const Tensor& src);     // src on this device
-  void (*copy)(Tensor& dst, const Tensor& src);            // both on this device, same numel
+  // ---- memory: raw blocks of this device's allocator (the storage layer moves bytes with these) ----
+  void (*copy_from_host)(void* dst, const void* host_src, size_t bytes);  // dst on this device
+  void (*copy_to_host)(void* host_dst, const void* src, size_t bytes);    // src on this device
+  void (*copy)(void* dst, const void* src, size_t bytes);                 // both on this device
   void (*fill)(Tensor& t, float v);
 
   // ---- elementwise ----

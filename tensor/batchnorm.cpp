@@ -10,10 +10,10 @@
 #include <algorithm>
 #include <cmath>
 
-#include "tensor/ops.h"
+#include "tensor/cpu.h"
 #include "tensor/parallel.h"
 
-namespace normad {
+namespace normad::cpu {
 
 namespace {
 
@@ -240,4 +240,4 @@ Tensor batch_norm_backward(const Tensor& dout, const Tensor& x, const Tensor& ga
   return dx;
 }
 
-}  // namespace normad
+}  // namespace normad::cpu

@@ -5,10 +5,10 @@
 #include <algorithm>
 #include <cmath>
 
-#include "tensor/ops.h"
+#include "tensor/cpu.h"
 #include "tensor/parallel.h"
 
-namespace normad {
+namespace normad::cpu {
 
 namespace {
 // Squared norm of each row of a [M, D], accumulated in double.
@@ -29,7 +29,7 @@ std::vector<double> row_sqnorms(const Tensor& a) {
 Tensor pairwise_sqdist(const Tensor& a, const Tensor& b) {
   check(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(1), "pairwise_sqdist",
         "expects [M, D] and [N, D], got " + shape_str(a.shape()) + " and " + shape_str(b.shape()));
-  Tensor d = matmul(a, b, false, true);  // a_i . b_j
+  Tensor d = cpu::matmul(a, b, false, true);  // a_i . b_j
   auto na = row_sqnorms(a), nb = row_sqnorms(b);
   const int64_t M = a.size(0), N = b.size(0);
   parallel_for(M, std::max<int64_t>(1, 16384 / std::max<int64_t>(N, 1)), [&](int64_t s, int64_t e) {
@@ -55,4 +55,45 @@ Tensor l2_normalize(const Tensor& a, float eps) {
   return y;
 }
 
-}  // namespace normad
+// G = dout with 0 where the clamp at 0 was active (dist <= 0; NaN keeps its gradient), then
+// da = 2 (rowsum(G) a - G b) and db = 2 (colsum(G) b - G^T a), each with one GEMM.
+void pairwise_sqdist_backward(const Tensor& dout, const Tensor& a, const Tensor& b,
+                              const Tensor& dist, Tensor* da, Tensor* db) {
+  Tensor G = Tensor::empty(dout.shape());
+  const float* g = dout.data();
+  const float* dp = dist.data();
+  float* gm = G.data();
+  for (int64_t i = 0; i < G.numel(); ++i) gm[i] = dp[i] <= 0.f ? 0.f : g[i];
+  if (da) {
+    Tensor r = cpu::sum(G, {1}, true);  // [M, 1]
+    *da = cpu::mul_scalar(cpu::sub(cpu::mul(r, a), cpu::matmul(G, b, false, false)), 2.f);
+  }
+  if (db) {
+    Tensor c = cpu::sum(G, {0}, false).reshape({b.size(0), 1});  // [N, 1]
+    *db = cpu::mul_scalar(cpu::sub(cpu::mul(c, b), cpu::matmul(G, a, true, false)), 2.f);
+  }
+}
+
+// Per row: dx = (g - y (g.y)) / |x| with the norm and g.y in double; below eps the op is the
+// linear map x / eps, so dx = g / eps.
+Tensor l2_normalize_backward(const Tensor& dout, const Tensor& x, const Tensor& y, float eps) {
+  const int64_t M = x.size(0), D = x.size(1);
+  Tensor dx = Tensor::empty(x.shape());
+  for (int64_t i = 0; i < M; ++i) {
+    const float* xi = x.data() + i * D;
+    const float* yi = y.data() + i * D;
+    const float* gi = dout.data() + i * D;
+    double n2 = 0, gy = 0;
+    for (int64_t k = 0; k < D; ++k) n2 += double(xi[k]) * xi[k], gy += double(gi[k]) * yi[k];
+    const double n = std::sqrt(n2);
+    float* o = dx.data() + i * D;
+    if (n > eps) {
+      for (int64_t k = 0; k < D; ++k) o[k] = static_cast<float>((gi[k] - yi[k] * gy) / n);
+    } else {
+      for (int64_t k = 0; k < D; ++k) o[k] = gi[k] / eps;
+    }
+  }
+  return dx;
+}
+
+}  // namespace normad::cpu

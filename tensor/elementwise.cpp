@@ -5,10 +5,10 @@
 #include <algorithm>
 #include <cmath>
 
-#include "tensor/ops.h"
+#include "tensor/cpu.h"
 #include "tensor/parallel.h"
 
-namespace normad {
+namespace normad::cpu {
 
 namespace {
 
@@ -27,7 +27,7 @@ std::vector<int64_t> broadcast_strides(const Shape& s, size_t rank) {
 }
 
 template <class F>
-Tensor unary(const Tensor& a, F f) {
+Tensor map_unary(const Tensor& a, F f) {
   Tensor out = Tensor::empty(a.shape());
   const float* x = a.data();
   float* y = out.data();
@@ -69,7 +69,7 @@ void for_each_broadcast(const Shape& out_shape, const std::vector<int64_t>& sa,
 }
 
 template <class F>
-Tensor binary(const Tensor& a, const Tensor& b, F f) {
+Tensor map_binary(const Tensor& a, const Tensor& b, F f) {
   if (a.shape() == b.shape()) {  // fast path: no broadcasting
     Tensor out = Tensor::empty(a.shape());
     const float *x = a.data(), *y = b.data();
@@ -90,96 +90,62 @@ Tensor binary(const Tensor& a, const Tensor& b, F f) {
 
 }  // namespace
 
-Shape broadcast_shape(const Shape& a, const Shape& b) {
-  size_t rank = std::max(a.size(), b.size());
-  Shape out(rank);
-  for (size_t k = 0; k < rank; ++k) {
-    int64_t da = k < a.size() ? a[a.size() - 1 - k] : 1;
-    int64_t db = k < b.size() ? b[b.size() - 1 - k] : 1;
-    if (da != db && da != 1 && db != 1)
-      throw Error("broadcast: shapes " + shape_str(a) + " and " + shape_str(b) +
-                  " are not broadcastable");
-    out[rank - 1 - k] = da == 1 ? db : da;
-  }
-  return out;
-}
 
-Tensor add(const Tensor& a, const Tensor& b) { return binary(a, b, [](float x, float y) { return x + y; }); }
-Tensor sub(const Tensor& a, const Tensor& b) { return binary(a, b, [](float x, float y) { return x - y; }); }
-Tensor mul(const Tensor& a, const Tensor& b) { return binary(a, b, [](float x, float y) { return x * y; }); }
-Tensor div(const Tensor& a, const Tensor& b) { return binary(a, b, [](float x, float y) { return x / y; }); }
+Tensor add(const Tensor& a, const Tensor& b) { return map_binary(a, b, [](float x, float y) { return x + y; }); }
+Tensor sub(const Tensor& a, const Tensor& b) { return map_binary(a, b, [](float x, float y) { return x - y; }); }
+Tensor mul(const Tensor& a, const Tensor& b) { return map_binary(a, b, [](float x, float y) { return x * y; }); }
+Tensor div(const Tensor& a, const Tensor& b) { return map_binary(a, b, [](float x, float y) { return x / y; }); }
 Tensor maximum(const Tensor& a, const Tensor& b) {
-  return binary(a, b, [](float x, float y) { return x >= y ? x : y; });
+  return map_binary(a, b, [](float x, float y) { return x >= y ? x : y; });
 }
 
-Tensor add_scalar(const Tensor& a, float s) { return unary(a, [s](float x) { return x + s; }); }
-Tensor mul_scalar(const Tensor& a, float s) { return unary(a, [s](float x) { return x * s; }); }
-Tensor neg(const Tensor& a) { return unary(a, [](float x) { return -x; }); }
-Tensor exp(const Tensor& a) { return unary(a, [](float x) { return std::exp(x); }); }
-Tensor log(const Tensor& a) { return unary(a, [](float x) { return std::log(x); }); }
-Tensor sqrt(const Tensor& a) { return unary(a, [](float x) { return std::sqrt(x); }); }
-Tensor abs(const Tensor& a) { return unary(a, [](float x) { return std::fabs(x); }); }
+Tensor add_scalar(const Tensor& a, float s) { return map_unary(a, [s](float x) { return x + s; }); }
+Tensor mul_scalar(const Tensor& a, float s) { return map_unary(a, [s](float x) { return x * s; }); }
+Tensor neg(const Tensor& a) { return map_unary(a, [](float x) { return -x; }); }
+Tensor exp(const Tensor& a) { return map_unary(a, [](float x) { return std::exp(x); }); }
+Tensor log(const Tensor& a) { return map_unary(a, [](float x) { return std::log(x); }); }
+Tensor sqrt(const Tensor& a) { return map_unary(a, [](float x) { return std::sqrt(x); }); }
+Tensor abs(const Tensor& a) { return map_unary(a, [](float x) { return std::fabs(x); }); }
 Tensor sign(const Tensor& a) {
-  return unary(a, [](float x) { return float((x > 0) - (x < 0)); });
+  return map_unary(a, [](float x) { return float((x > 0) - (x < 0)); });
 }
 Tensor pow(const Tensor& a, float p) {
-  if (p == 2.f) return unary(a, [](float x) { return x * x; });
-  return unary(a, [p](float x) { return std::pow(x, p); });
+  if (p == 2.f) return map_unary(a, [](float x) { return x * x; });
+  return map_unary(a, [p](float x) { return std::pow(x, p); });
 }
 Tensor clamp(const Tensor& a, float lo, float hi) {
-  if (lo > hi) throw Error("clamp: lo " + std::to_string(lo) + " > hi " + std::to_string(hi));
-  return unary(a, [lo, hi](float x) { return std::min(std::max(x, lo), hi); });
+  return map_unary(a, [lo, hi](float x) { return std::min(std::max(x, lo), hi); });
 }
 // NaN passes through (as in PyTorch): `x > 0 ? x : 0` would turn it into a quiet 0.
-Tensor relu(const Tensor& a) { return unary(a, [](float x) { return x < 0 ? 0.f : x; }); }
+Tensor relu(const Tensor& a) { return map_unary(a, [](float x) { return x < 0 ? 0.f : x; }); }
 Tensor leaky_relu(const Tensor& a, float slope) {
-  return unary(a, [slope](float x) { return x > 0 ? x : slope * x; });
+  return map_unary(a, [slope](float x) { return x > 0 ? x : slope * x; });
 }
 Tensor leaky_relu_backward(const Tensor& g, const Tensor& x, float slope) {
-  check(g.shape() == x.shape(), "leaky_relu_backward",
-        "gradient " + shape_str(g.shape()) + " vs input " + shape_str(x.shape()));
-  return binary(g, x, [slope](float gv, float xv) { return xv > 0 ? gv : slope * gv; });
+  return map_binary(g, x, [slope](float gv, float xv) { return xv > 0 ? gv : slope * gv; });
+}
+// g * 1 or g * 0 (not a select: a NaN or infinite g outside the range gives NaN, as a mask product
+// in PyTorch does).
+Tensor clamp_backward(const Tensor& g, const Tensor& x, float lo, float hi) {
+  return map_binary(g, x, [lo, hi](float gv, float xv) { return gv * ((xv >= lo && xv <= hi) ? 1.f : 0.f); });
 }
 Tensor sigmoid(const Tensor& a) {
   // Two branches keep exp's argument <= 0, so neither overflows.
-  return unary(a, [](float x) {
+  return map_unary(a, [](float x) {
     if (x >= 0) return 1.f / (1.f + std::exp(-x));
     float e = std::exp(x);
     return e / (1.f + e);
   });
 }
 Tensor silu(const Tensor& a) {
-  return unary(a, [](float x) {
+  return map_unary(a, [](float x) {
     float s = x >= 0 ? 1.f / (1.f + std::exp(-x)) : std::exp(x) / (1.f + std::exp(x));
     return x * s;
   });
 }
 
-Tensor sum_to(const Tensor& g, const Shape& shape) {
-  if (g.shape() == shape) return g;
-  const Shape& gs = g.shape();
-  if (shape.size() > gs.size())
-    throw Error("sum_to: cannot reduce " + shape_str(gs) + " to " + shape_str(shape));
-  // Sum the leading extra dims and every dim where the target has size 1.
-  std::vector<int64_t> dims;
-  size_t lead = gs.size() - shape.size();
-  for (size_t d = 0; d < gs.size(); ++d) {
-    if (d < lead) {
-      dims.push_back(static_cast<int64_t>(d));
-    } else if (shape[d - lead] == 1 && gs[d] != 1) {
-      dims.push_back(static_cast<int64_t>(d));
-    } else if (shape[d - lead] != gs[d]) {
-      throw Error("sum_to: cannot reduce " + shape_str(gs) + " to " + shape_str(shape));
-    }
-  }
-  if (dims.empty()) return g.reshape(shape);
-  return sum(g, dims, true).reshape(shape);
-}
 
-Tensor expand_to(const Tensor& a, const Shape& shape) {
-  if (a.shape() == shape) return a;
-  if (broadcast_shape(a.shape(), shape) != shape)
-    throw Error("expand_to: cannot expand " + shape_str(a.shape()) + " to " + shape_str(shape));
+Tensor expand(const Tensor& a, const Shape& shape) {
   Tensor out = Tensor::empty(shape);
   auto sa = broadcast_strides(a.shape(), shape.size());
   std::vector<int64_t> zero(shape.size(), 0);
@@ -189,4 +155,40 @@ Tensor expand_to(const Tensor& a, const Shape& shape) {
   return out;
 }
 
-}  // namespace normad
+// The table's two elementwise entries: one switch per call, the loops above per element.
+Tensor unary(UnaryOp op, const Tensor& a, float p0, float p1) {
+  switch (op) {
+    case UnaryOp::neg: return cpu::neg(a);
+    case UnaryOp::exp: return cpu::exp(a);
+    case UnaryOp::log: return cpu::log(a);
+    case UnaryOp::sqrt: return cpu::sqrt(a);
+    case UnaryOp::abs: return cpu::abs(a);
+    case UnaryOp::sign: return cpu::sign(a);
+    case UnaryOp::pow: return cpu::pow(a, p0);
+    case UnaryOp::clamp: return cpu::clamp(a, p0, p1);
+    case UnaryOp::relu: return cpu::relu(a);
+    case UnaryOp::leaky_relu: return cpu::leaky_relu(a, p0);
+    case UnaryOp::sigmoid: return cpu::sigmoid(a);
+    case UnaryOp::silu: return cpu::silu(a);
+    case UnaryOp::add_scalar: return cpu::add_scalar(a, p0);
+    case UnaryOp::mul_scalar: return cpu::mul_scalar(a, p0);
+    case UnaryOp::count: break;
+  }
+  throw Error("cpu: unknown unary op");
+}
+
+Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b, float p0, float p1) {
+  switch (op) {
+    case BinaryOp::add: return cpu::add(a, b);
+    case BinaryOp::sub: return cpu::sub(a, b);
+    case BinaryOp::mul: return cpu::mul(a, b);
+    case BinaryOp::div: return cpu::div(a, b);
+    case BinaryOp::maximum: return cpu::maximum(a, b);
+    case BinaryOp::leaky_relu_backward: return cpu::leaky_relu_backward(a, b, p0);
+    case BinaryOp::clamp_backward: return cpu::clamp_backward(a, b, p0, p1);
+    case BinaryOp::count: break;
+  }
+  throw Error("cpu: unknown binary op");
+}
+
+}  // namespace normad::cpu

@@ -9,9 +9,9 @@
 
 #include <cstdint>
 
-namespace normad {
+namespace normad::cpu {
 
 void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_t K, bool trans_a,
           bool trans_b, bool accumulate = false);
 
-}  // namespace normad
+}  // namespace normad::cpu

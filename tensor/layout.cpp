@@ -5,10 +5,10 @@
 // Tested by tests/test_ops.cpp and tests/test_grad.cpp.
 #include <cstring>
 
-#include "tensor/ops.h"
+#include "tensor/cpu.h"
 #include "tensor/parallel.h"
 
-namespace normad {
+namespace normad::cpu {
 
 Tensor permute(const Tensor& a, const std::vector<int64_t>& perm) {
   const int64_t r = a.dim();
@@ -42,29 +42,8 @@ Tensor permute(const Tensor& a, const std::vector<int64_t>& perm) {
   return out;
 }
 
-std::vector<int64_t> swap_perm(int64_t rank, int64_t d0, int64_t d1) {
-  std::vector<int64_t> p(rank);
-  for (int64_t i = 0; i < rank; ++i) p[i] = i;
-  std::swap(p[wrap_dim(d0, rank, "transpose")], p[wrap_dim(d1, rank, "transpose")]);
-  return p;
-}
 
-Tensor transpose(const Tensor& a, int64_t d0, int64_t d1) {
-  return permute(a, swap_perm(a.dim(), d0, d1));
-}
 
-Tensor flatten(const Tensor& a, int64_t start_dim, int64_t end_dim) {
-  if (a.dim() == 0) return a.reshape({1});
-  int64_t s = wrap_dim(start_dim, a.dim(), "flatten"), e = wrap_dim(end_dim, a.dim(), "flatten");
-  check(s <= e, "flatten", "start_dim after end_dim for shape " + shape_str(a.shape()));
-  Shape os;
-  for (int64_t i = 0; i < s; ++i) os.push_back(a.shape()[i]);
-  int64_t m = 1;
-  for (int64_t i = s; i <= e; ++i) m *= a.shape()[i];
-  os.push_back(m);
-  for (int64_t i = e + 1; i < a.dim(); ++i) os.push_back(a.shape()[i]);
-  return a.reshape(os);
-}
 
 Tensor concat(const std::vector<Tensor>& ts, int64_t dim) {
   check(!ts.empty(), "concat", "no tensors");
@@ -94,19 +73,6 @@ Tensor concat(const std::vector<Tensor>& ts, int64_t dim) {
   return out;
 }
 
-Tensor stack(const std::vector<Tensor>& ts, int64_t dim) {
-  check(!ts.empty(), "stack", "no tensors");
-  dim = wrap_dim(dim, ts[0].dim() + 1, "stack");
-  std::vector<Tensor> us;
-  for (auto& t : ts) {
-    check(t.shape() == ts[0].shape(), "stack",
-          "shape " + shape_str(t.shape()) + " differs from " + shape_str(ts[0].shape()));
-    Shape s = t.shape();
-    s.insert(s.begin() + dim, 1);
-    us.push_back(t.reshape(s));
-  }
-  return concat(us, dim);
-}
 
 namespace {
 // Resolves [start, end) on a dim of size n the way Python slicing does (clamped).
@@ -134,7 +100,7 @@ Tensor slice(const Tensor& a, int64_t dim, int64_t start, int64_t end) {
   return out;
 }
 
-void slice_add_(Tensor& out, const Tensor& g, int64_t dim, int64_t start) {
+void slice_add(Tensor& out, const Tensor& g, int64_t dim, int64_t start) {
   dim = wrap_dim(dim, out.dim(), "slice_add_");
   const int64_t n = out.shape()[dim], len = g.dim() == out.dim() ? g.shape()[dim] : -1;
   check(len >= 0 && start >= 0 && start + len <= n, "slice_add_",
@@ -167,7 +133,7 @@ Tensor index_select(const Tensor& a, const std::vector<int64_t>& idx) {
   return out;
 }
 
-void index_add_(Tensor& out, const std::vector<int64_t>& idx, const Tensor& g) {
+void index_add(Tensor& out, const std::vector<int64_t>& idx, const Tensor& g) {
   const int64_t rows = out.shape()[0], row = rows ? out.numel() / rows : 0;
   check(g.numel() == static_cast<int64_t>(idx.size()) * row, "index_add_",
         "gradient " + shape_str(g.shape()) + " does not match " + std::to_string(idx.size()) +
@@ -181,4 +147,4 @@ void index_add_(Tensor& out, const std::vector<int64_t>& idx, const Tensor& g) {
   }
 }
 
-}  // namespace normad
+}  // namespace normad::cpu

@@ -8,10 +8,10 @@
 #include <Eigen/Core>
 
 #include "tensor/gemm.h"
-#include "tensor/ops.h"
+#include "tensor/cpu.h"
 #include "tensor/parallel.h"
 
-namespace normad {
+namespace normad::cpu {
 
 namespace {
 
@@ -115,4 +115,4 @@ Tensor bmm(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   return c;
 }
 
-}  // namespace normad
+}  // namespace normad::cpu

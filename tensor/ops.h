@@ -101,7 +101,7 @@ enum class Activation { none, relu, silu };
 Tensor conv2d_affine_act(const Tensor& x, const Tensor& w, const Tensor& scale, const Tensor& shift,
                          const Conv2dArgs& a, Activation act);
 // The output shape of conv2d, [N, F, OH, OW]; throws naming the shapes when they do not fit.
-Shape conv2d_shape(const Shape& x, const Shape& w, const Conv2dArgs& a);
+Shape conv2d_shape(const Shape& x, const Shape& w, const Conv2dArgs& a, const char* what = "conv2d");
 // Gradients given dout [N, F, OH, OW]: dx [N, C, H, W], dw [F, C/groups, KH, KW].
 Tensor conv2d_backward_input(const Tensor& dout, const Tensor& w, const Shape& x_shape,
                              const Conv2dArgs& a);
@@ -127,7 +127,7 @@ struct Pool2dArgs {
 };
 // The output shape of a pooling, [N, C, OH, OW] (PyTorch's rule: with ceil_mode a window must start
 // inside the input or its left padding); throws on bad sizes.
-Shape pool2d_shape(const Shape& x, const Pool2dArgs& a);
+Shape pool2d_shape(const Shape& x, const Pool2dArgs& a, const char* what = "pool2d");
 // x [N, C, H, W] -> [N, C, OH, OW]; `argmax` receives the flat h*W+w input index per output.
 Tensor max_pool2d(const Tensor& x, const Pool2dArgs& a, Tensor* argmax = nullptr);
 Tensor max_pool2d_backward(const Tensor& dout, const Tensor& argmax, const Shape& x_shape);

@@ -19,9 +19,10 @@
 
 #include <tbb/parallel_for.h>
 
-#include "tensor/ops.h"
+#include "tensor/cpu.h"
+#include "tensor/parallel.h"
 
-namespace normad {
+namespace normad::cpu {
 
 namespace {
 
@@ -276,4 +277,25 @@ Tensor upsample_nearest2d_backward(const Tensor& dout, int64_t scale) {
   return dx;
 }
 
+// out[n, c] plane = x[n, c] plane * s[n, c]: one multiply per element, planes split across threads.
+Tensor scale_planes(const Tensor& x, const Tensor& s) {
+  const int64_t planes = x.size(0) * x.size(1), hw = x.size(2) * x.size(3);
+  Tensor out = Tensor::empty(x.shape());
+  const float* xp = x.data();
+  const float* sp = s.data();
+  float* op = out.data();
+  parallel_for(planes, std::max<int64_t>(1, 32768 / std::max<int64_t>(hw, 1)), [&](int64_t b, int64_t e) {
+    for (int64_t p = b; p < e; ++p)
+      for (int64_t i = 0; i < hw; ++i) op[p * hw + i] = xp[p * hw + i] * sp[p];
+  });
+  return out;
+}
+
+}  // namespace normad::cpu
+
+namespace normad {
+Shape pool2d_shape(const Shape& x, const Pool2dArgs& a, const char* what) {
+  cpu::PoolDims d = cpu::pool_dims(x, a, what);
+  return {d.N, d.C, d.OH, d.OW};
+}
 }  // namespace normad

@@ -6,10 +6,10 @@
 #include <cmath>
 #include <limits>
 
-#include "tensor/ops.h"
+#include "tensor/cpu.h"
 #include "tensor/parallel.h"
 
-namespace normad {
+namespace normad::cpu {
 
 namespace {
 
@@ -84,9 +84,9 @@ Shape reduced_shape(const Shape& s, const std::vector<int64_t>& dims, bool keepd
 
 }  // namespace
 
-Tensor sum(const Tensor& a, std::vector<int64_t> dims, bool keepdim) {
+Tensor sum(const Tensor& a, const std::vector<int64_t>& dims_in, bool keepdim) {
   if (a.dim() == 0) return a.clone();
-  dims = norm_dims(std::move(dims), a.dim(), "sum");
+  std::vector<int64_t> dims = norm_dims(dims_in, a.dim(), "sum");
   Tensor t = a;
   // All dims: one flat pass. Otherwise one pass per dim, from the last back (indices stay valid).
   if (dims.size() == static_cast<size_t>(a.dim())) {
@@ -97,14 +97,6 @@ Tensor sum(const Tensor& a, std::vector<int64_t> dims, bool keepdim) {
   return t.reshape(reduced_shape(a.shape(), dims, keepdim));
 }
 
-Tensor mean(const Tensor& a, std::vector<int64_t> dims, bool keepdim) {
-  if (a.dim() == 0) return a.clone();
-  dims = norm_dims(std::move(dims), a.dim(), "mean");
-  int64_t count = 1;
-  for (int64_t d : dims) count *= a.shape()[d];
-  if (count == 0) throw Error("mean: reducing over an empty dim of " + shape_str(a.shape()));
-  return mul_scalar(sum(a, dims, keepdim), 1.f / static_cast<float>(count));
-}
 
 Tensor max(const Tensor& a, int64_t dim, bool keepdim, Tensor* argmax) {
   dim = wrap_dim(dim, a.dim(), "max");
@@ -131,15 +123,30 @@ Tensor max(const Tensor& a, int64_t dim, bool keepdim, Tensor* argmax) {
   return out.reshape(final_shape);
 }
 
+// Scatters each output gradient to the position of its maximum; dx is 0 elsewhere.
+Tensor max_backward(const Tensor& dout, const Tensor& argmax, const Shape& in, int64_t dim) {
+  Split p = split_at(in, dim);
+  Tensor dx = Tensor::zeros(in);
+  const float* g = dout.data();
+  const float* idx = argmax.data();
+  float* out = dx.data();
+  for (int64_t o = 0; o < p.outer; ++o)
+    for (int64_t i = 0; i < p.inner; ++i) {
+      const int64_t j = o * p.inner + i, k = static_cast<int64_t>(idx[j]);
+      out[(o * p.r + k) * p.inner + i] = g[j];
+    }
+  return dx;
+}
+
 Tensor logsumexp(const Tensor& a, int64_t dim, bool keepdim) {
   dim = wrap_dim(dim, a.dim(), "logsumexp");
-  Tensor m = max(a, dim, true);
+  Tensor m = cpu::max(a, dim, true, nullptr);
   // A row of all -inf would give nan from (-inf) - (-inf); use 0 as its shift instead.
   for (int64_t i = 0; i < m.numel(); ++i)
     if (std::isinf(m.data()[i])) m.data()[i] = 0.f;
-  Tensor s = sum(exp(sub(a, m)), {dim}, true);
-  Tensor out = add(log(s), m);
+  Tensor s = cpu::sum(cpu::exp(cpu::sub(a, m)), {dim}, true);
+  Tensor out = cpu::add(cpu::log(s), m);
   return keepdim ? out : out.reshape(reduced_shape(a.shape(), {dim}, false));
 }
 
-}  // namespace normad
+}  // namespace normad::cpu

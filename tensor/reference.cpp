@@ -819,19 +819,11 @@ void bn_sizes(const Tensor& x, int64_t* N, int64_t* C, int64_t* S) {
   *N = x.size(0), *C = x.size(1), *S = x.dim() == 4 ? x.size(2) * x.size(3) : 1;
 }
 
-// ---- memory ----
-void ref_copy_from_host(Tensor& dst, const float* src) {
-  float* d = ptr(dst);
-  for (int64_t i = 0; i < dst.numel(); ++i) d[i] = src[i];
-}
-void ref_copy_to_host(float* dst, const Tensor& src) {
-  const float* s = ptr(src);
-  for (int64_t i = 0; i < src.numel(); ++i) dst[i] = s[i];
-}
-void ref_copy(Tensor& dst, const Tensor& src) {
-  float* d = ptr(dst);
-  const float* s = ptr(src);
-  for (int64_t i = 0; i < src.numel(); ++i) d[i] = s[i];
+// ---- memory: raw blocks of host memory (the storage layer moves bytes with these) ----
+void ref_copy_bytes(void* dst, const void* src, size_t bytes) {
+  unsigned char* d = static_cast<unsigned char*>(dst);
+  const unsigned char* s = static_cast<const unsigned char*>(src);
+  for (size_t i = 0; i < bytes; ++i) d[i] = s[i];
 }
 void ref_fill(Tensor& t, float v) {
   float* d = ptr(t);
@@ -1113,9 +1105,9 @@ const Backend& reference_backend() {
   static const Backend b{
       .name = "reference",
       .device = Device::Reference,
-      .copy_from_host = ref_copy_from_host,
-      .copy_to_host = ref_copy_to_host,
-      .copy = ref_copy,
+      .copy_from_host = ref_copy_bytes,  // host memory: the three copies are one byte loop
+      .copy_to_host = ref_copy_bytes,
+      .copy = ref_copy_bytes,
       .fill = ref_fill,
       .unary = ref_unary,
       .binary = ref_binary,

@@ -1,13 +1,16 @@
-// normad tensor storage, shapes and views (see tensor/tensor.h).
-// Math: numel = prod(shape); a scalar has shape [] and numel 1.
+// normad tensor storage, allocators, shapes, views and device moves (see tensor/tensor.h).
+// Math: numel = prod(shape); a scalar has shape [] and numel 1; storage bytes = 4 max(numel, 1).
 // Tested by tests/test_tensor.cpp.
 #include "tensor/tensor.h"
 
 #include <malloc.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <sstream>
+
+#include "tensor/backend.h"
 
 namespace normad {
 
@@ -21,7 +24,126 @@ struct MallocTuning {
     mallopt(M_TRIM_THRESHOLD, 256 << 20);
   }
 } const g_malloc_tuning;
+
+constexpr size_t kHostAlignment = 64;
+
+// Host memory for the CPU and Reference devices: 64-byte aligned heap blocks.
+class HostAllocator final : public Allocator {
+ public:
+  explicit HostAllocator(Device d) : device_(d) {}
+  Device device() const override { return device_; }
+
+ protected:
+  void* do_allocate(size_t bytes) override {
+    // aligned_alloc needs a size that is a multiple of the alignment
+    const size_t rounded = (bytes + kHostAlignment - 1) / kHostAlignment * kHostAlignment;
+    return std::aligned_alloc(kHostAlignment, rounded);
+  }
+  void do_release(void* p, size_t) override { std::free(p); }
+
+ private:
+  Device device_;
+};
 }  // namespace
+
+const char* device_name(Device d) {
+  switch (d) {
+    case Device::CPU: return "cpu";
+    case Device::Reference: return "reference";
+    case Device::CUDA: return "cuda";
+  }
+  return "?";
+}
+
+Device parse_device(const std::string& name) {
+  for (Device d : {Device::CPU, Device::Reference, Device::CUDA})
+    if (name == device_name(d)) return d;
+  throw Error("unknown device '" + name + "' (cpu, reference or cuda)");
+}
+
+// ---- allocators ------------------------------------------------------------------------------
+
+void* Allocator::allocate(size_t bytes) {
+  void* p = do_allocate(bytes);
+  if (!p)
+    throw Error(std::string("out of memory on ") + device_name(device()) + ": " +
+                std::to_string(bytes) + " bytes requested, " + std::to_string(in_use_.load()) +
+                " in use");
+  const int64_t now = in_use_.fetch_add(static_cast<int64_t>(bytes)) + static_cast<int64_t>(bytes);
+  // Raise the peak to `now` unless another thread already raised it further.
+  int64_t peak = peak_.load();
+  while (now > peak && !peak_.compare_exchange_weak(peak, now)) {
+  }
+  allocations_.fetch_add(1);
+  return p;
+}
+
+void Allocator::release(void* p, size_t bytes) {
+  if (!p) return;
+  do_release(p, bytes);
+  in_use_.fetch_sub(static_cast<int64_t>(bytes));
+}
+
+MemoryStats Allocator::stats() const {
+  return {in_use_.load(), peak_.load(), cached_bytes(), allocations_.load()};
+}
+
+void Allocator::reset_peak() { peak_.store(in_use_.load()); }
+
+Allocator& cpu_allocator() {
+  static HostAllocator a(Device::CPU);
+  return a;
+}
+
+Allocator& allocator_for(Device d) {
+  static HostAllocator reference(Device::Reference);
+  if (d == Device::CPU) return cpu_allocator();
+  if (d == Device::Reference) return reference;
+  Allocator* cuda = cuda_allocator();
+  if (!cuda) throw Error("cuda: " + cuda_unavailable_reason());
+  return *cuda;
+}
+
+// ---- storage -----------------------------------------------------------------------------
+
+Storage::Storage(size_t n_bytes, Device dev)
+    : bytes(n_bytes), device(dev), allocator(&allocator_for(dev)) {
+  ptr = allocator->allocate(bytes);
+}
+
+Storage::~Storage() { allocator->release(ptr, bytes); }
+
+// Copies `bytes` from a block on device `from` to one on device `to` (one side or both on the host).
+static void copy_between(void* dst, Device to, const void* src, Device from, size_t bytes) {
+  if (bytes == 0) return;
+  if (is_host(from) && is_host(to)) {
+    std::memcpy(dst, src, bytes);
+  } else if (is_host(from)) {
+    backend_for(to).copy_from_host(dst, src, bytes);
+  } else if (is_host(to)) {
+    backend_for(from).copy_to_host(dst, src, bytes);
+  } else {
+    backend_for(to).copy(dst, src, bytes);  // one GPU device type today: same backend
+  }
+}
+
+void Storage::move_to(Device to) {
+  if (to == device) return;
+  Allocator* dst_alloc = &allocator_for(to);
+  void* dst = dst_alloc->allocate(bytes);
+  try {
+    copy_between(dst, to, ptr, device, bytes);
+  } catch (...) {
+    dst_alloc->release(dst, bytes);
+    throw;
+  }
+  allocator->release(ptr, bytes);
+  ptr = dst;
+  device = to;
+  allocator = dst_alloc;
+}
+
+// ---- shapes ------------------------------------------------------------------------------
 
 std::string shape_str(const Shape& s) {
   std::ostringstream os;
@@ -52,40 +174,66 @@ int64_t wrap_dim(int64_t d, int64_t rank, const char* what) {
   return w;
 }
 
-Tensor::Tensor(Shape shape, float fill) : shape_(std::move(shape)) {
-  numel_ = shape_numel(shape_);
-  // make_shared_for_overwrite leaves floats uninitialised; fill sets every element once.
-  storage_ = std::make_shared_for_overwrite<float[]>(std::max<int64_t>(numel_, 1));
-  std::fill_n(storage_.get(), numel_, fill);
-}
+// ---- tensors -----------------------------------------------------------------------------
 
-Tensor Tensor::empty(Shape shape) {
+Tensor::Tensor(Shape shape, float fill) : Tensor(full(std::move(shape), fill, Device::CPU)) {}
+
+Tensor Tensor::empty(Shape shape, Device dev) {
   Tensor t;
   t.shape_ = std::move(shape);
   t.numel_ = shape_numel(t.shape_);
-  t.storage_ = std::make_shared_for_overwrite<float[]>(std::max<int64_t>(t.numel_, 1));
+  // At least one element, so that every defined tensor has a block (data() is never null).
+  t.storage_ = std::make_shared<Storage>(sizeof(float) * std::max<int64_t>(t.numel_, 1), dev);
   return t;
 }
 
-Tensor Tensor::from(Shape shape, const std::vector<float>& values) {
+Tensor Tensor::full(Shape shape, float v, Device dev) {
+  Tensor t = empty(std::move(shape), dev);
+  t.fill_(v);
+  return t;
+}
+
+Tensor Tensor::from(Shape shape, const std::vector<float>& values, Device dev) {
   int64_t n = shape_numel(shape);
   if (n != static_cast<int64_t>(values.size()))
     throw Error("Tensor::from: shape " + shape_str(shape) + " needs " + std::to_string(n) +
                 " values, got " + std::to_string(values.size()));
-  Tensor t(std::move(shape));
-  std::copy(values.begin(), values.end(), t.data());
+  Tensor t = empty(std::move(shape), dev);
+  copy_between(t.device_data(), dev, values.data(), Device::CPU, sizeof(float) * n);
   return t;
+}
+
+float* Tensor::host_ptr(const char* what) const {
+  if (storage_ && !is_host(storage_->device))
+    throw Error(std::string(what) + ": the tensor " + shape_str(shape_) + " is on " +
+                device_name(storage_->device) + "; copy it to the host first (.to(Device::CPU))");
+  return device_data();
 }
 
 int64_t Tensor::size(int64_t d) const { return shape_[wrap_dim(d, dim(), "Tensor::size")]; }
 
 float Tensor::item() const {
   if (numel_ != 1) throw Error("item: tensor of shape " + shape_str(shape_) + " is not a scalar");
-  return storage_[0];
+  float v;
+  copy_between(&v, Device::CPU, device_data(), device(), sizeof(float));
+  return v;
 }
 
 std::vector<float> Tensor::to_vector() const {
-  return std::vector<float>(data(), data() + numel_);
+  std::vector<float> v(numel_);
+  if (numel_) copy_between(v.data(), Device::CPU, device_data(), device(), sizeof(float) * numel_);
+  return v;
+}
+
+Tensor Tensor::to(Device to) const {
+  if (!defined() || device() == to) return *this;
+  Tensor t = empty(shape_, to);
+  copy_between(t.device_data(), to, device_data(), device(), sizeof(float) * numel_);
+  return t;
+}
+
+void Tensor::move_to(Device to) {
+  if (defined()) storage_->move_to(to);
 }
 
 Tensor Tensor::reshape(Shape shape) const {
@@ -114,17 +262,19 @@ Tensor Tensor::reshape(Shape shape) const {
 
 Tensor Tensor::clone() const {
   if (!defined()) return Tensor();
-  Tensor t = Tensor::empty(shape_);
-  std::memcpy(t.data(), data(), sizeof(float) * numel_);
+  Tensor t = empty(shape_, device());
+  t.copy_(*this);
   return t;
 }
 
 void Tensor::copy_(const Tensor& src) {
   if (src.numel() != numel_)
     throw Error("copy_: source " + shape_str(src.shape()) + " does not fit " + shape_str(shape_));
-  std::memcpy(data(), src.data(), sizeof(float) * numel_);
+  copy_between(device_data(), device(), src.device_data(), src.device(), sizeof(float) * numel_);
 }
 
-void Tensor::fill_(float v) { std::fill_n(data(), numel_, v); }
+void Tensor::fill_(float v) {
+  if (defined()) backend_for(device()).fill(*this, v);
+}
 
 }  // namespace normad

@@ -1,0 +1,84 @@
+// normad CPU backend: the fast kernels (Eigen GEMM, oneTBB, vectorised loops) behind the dispatch
+// table (tensor/backend.h). Internal to tensor/: everything else calls the public ops (tensor/ops.h),
+// which validate their arguments and land here for CPU tensors.
+// Math: each function computes the op documented in tensor/ops.h.
+// Tested by tests/test_backend_ops.cpp (against the reference backend) and the op tests.
+#pragma once
+
+#include <vector>
+
+#include "tensor/backend.h"
+
+namespace normad::cpu {
+
+// elementwise (elementwise.cpp)
+Tensor unary(UnaryOp op, const Tensor& a, float p0, float p1);
+Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b, float p0, float p1);
+Tensor expand(const Tensor& a, const Shape& shape);
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor add_scalar(const Tensor& a, float s);
+Tensor mul_scalar(const Tensor& a, float s);
+Tensor exp(const Tensor& a);
+Tensor log(const Tensor& a);
+
+// matrix products (matmul.cpp)
+Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b);
+Tensor bmm(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b);
+
+// reductions (reduce.cpp)
+Tensor sum(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim);
+Tensor max(const Tensor& a, int64_t dim, bool keepdim, Tensor* argmax);
+Tensor max_backward(const Tensor& dout, const Tensor& argmax, const Shape& in_shape, int64_t dim);
+Tensor logsumexp(const Tensor& a, int64_t dim, bool keepdim);
+
+// layout (layout.cpp)
+Tensor permute(const Tensor& a, const std::vector<int64_t>& perm);
+Tensor concat(const std::vector<Tensor>& ts, int64_t dim);
+Tensor slice(const Tensor& a, int64_t dim, int64_t start, int64_t end);
+void slice_add(Tensor& out, const Tensor& g, int64_t dim, int64_t start);
+Tensor index_select(const Tensor& a, const std::vector<int64_t>& idx);
+void index_add(Tensor& out, const std::vector<int64_t>& idx, const Tensor& g);
+
+// convolution (conv.cpp)
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dArgs& a);
+Tensor conv2d_affine_act(const Tensor& x, const Tensor& w, const Tensor& scale, const Tensor& shift,
+                         const Conv2dArgs& a, Activation act);
+Tensor conv2d_backward_input(const Tensor& dout, const Tensor& w, const Shape& x_shape,
+                             const Conv2dArgs& a);
+Tensor conv2d_backward_weight(const Tensor& dout, const Tensor& x, const Shape& w_shape,
+                              const Conv2dArgs& a);
+
+// pooling (pool.cpp)
+Tensor max_pool2d(const Tensor& x, const Pool2dArgs& a, Tensor* argmax);
+Tensor max_pool2d_backward(const Tensor& dout, const Tensor& argmax, const Shape& x_shape);
+Tensor avg_pool2d(const Tensor& x, const Pool2dArgs& a);
+Tensor avg_pool2d_backward(const Tensor& dout, const Shape& x_shape, const Pool2dArgs& a);
+Tensor global_avg_pool(const Tensor& x);
+Tensor upsample_nearest2d(const Tensor& x, int64_t scale);
+Tensor upsample_nearest2d_backward(const Tensor& dout, int64_t scale);
+Tensor scale_planes(const Tensor& x, const Tensor& s);
+
+// batch normalisation (batchnorm.cpp)
+Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,
+                        int64_t groups, BatchNormSaved* saved, Tensor* running_mean,
+                        Tensor* running_var, float momentum);
+Tensor batch_norm_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                       const Tensor& running_mean, const Tensor& running_var, float eps);
+Tensor batch_norm_backward(const Tensor& dout, const Tensor& x, const Tensor& gamma,
+                           const BatchNormSaved& saved, int64_t groups, Tensor* dgamma,
+                           Tensor* dbeta);
+
+// distances (distance.cpp)
+Tensor pairwise_sqdist(const Tensor& a, const Tensor& b);
+void pairwise_sqdist_backward(const Tensor& dout, const Tensor& a, const Tensor& b,
+                              const Tensor& dist, Tensor* da, Tensor* db);
+Tensor l2_normalize(const Tensor& a, float eps);
+Tensor l2_normalize_backward(const Tensor& dout, const Tensor& x, const Tensor& y, float eps);
+
+// optimiser steps (optim.cpp)
+void sgd_step(Tensor& w, const Tensor& g, Tensor& velocity, const SgdParams& p);
+void adam_step(Tensor& w, const Tensor& g, Tensor& m, Tensor& v, const AdamParams& p);
+
+}  // namespace normad::cpu
