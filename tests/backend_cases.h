@@ -21,6 +21,7 @@
 // Shapes: N batch, C channels, H, W spatial, F filters, M, K, N matrix sizes, B batch of matrices.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -266,23 +267,24 @@ inline void add_conv(Table& t, const std::string& what, Shape xs, Shape ws, Conv
   const std::string tag = what + " x" + shape_str(xs) + " w" + shape_str(ws) + " " + conv_str(a);
   const Shape os = conv2d_shape(xs, ws, a);
   const double flops = conv_flops(xs, ws, a);
-  // float GEMM (CPU) against double accumulation over Cg KH KW <= 75 terms of size ~1
+  // float GEMM (CPU) against double accumulation over Cg KH KW <= 75 terms of size ~1: the CPU
+  // uses up to 0.07 of these tolerances (NORMAD_OPS_REPORT=1)
   t.add("conv2d/" + tag + (bias ? " bias" : ""), Op::conv2d,
         {normal(xs), normal(ws, 0.f, 0.5f), bias ? normal({ws[0]}) : none()},
-        [a](std::vector<Tensor>& in) { return out1(conv2d(in[0], in[1], in[2], a)); }, 2e-5, 2e-5)
+        [a](std::vector<Tensor>& in) { return out1(conv2d(in[0], in[1], in[2], a)); }, 1e-5, 1e-5)
       .flops = flops;
   t.add("conv2d_backward_input/" + tag, Op::conv2d_backward_input, {normal(os), normal(ws, 0.f, 0.5f)},
         [a, xs](std::vector<Tensor>& in) {
           return std::vector<Output>{{"dx", conv2d_backward_input(in[0], in[1], xs, a)}};
         },
-        2e-5, 2e-5)
+        1e-5, 1e-5)
       .flops = flops;
   // dw sums N OH OW terms, more than the forward's: a little more room
   t.add("conv2d_backward_weight/" + tag, Op::conv2d_backward_weight, {normal(os), normal(xs)},
         [a, ws](std::vector<Tensor>& in) {
           return std::vector<Output>{{"dw", conv2d_backward_weight(in[0], in[1], ws, a)}};
         },
-        5e-5, 5e-5)
+        2e-5, 2e-5)
       .flops = flops;
 }
 
@@ -333,7 +335,7 @@ inline void add_pool(Table& t, Shape xs, Pool2dArgs a, bool nan = false) {
 
 // Batch norm training forward (saved and running statistics) and backward on one shape.
 inline void add_batch_norm(Table& t, Shape xs, int64_t groups, bool affine, bool running,
-                           float offset = 0.f) {
+                           float offset = 0.f, double atol = 1e-5) {
   const int64_t C = xs[1];
   const std::string tag = "x" + shape_str(xs) + " G" + std::to_string(groups) +
                           (affine ? "" : " no affine") + (running ? " running" : "") +
@@ -351,7 +353,7 @@ inline void add_batch_norm(Table& t, Shape xs, int64_t groups, bool affine, bool
           if (running) out.push_back({"running_mean", in[3]}), out.push_back({"running_var", in[4]});
           return out;
         },
-        offset != 0.f ? 3e-5 : 1e-5, 1e-5);
+        offset != 0.f ? std::max(atol, 3e-5) : atol, 1e-5);
   t.add_derived("batch_norm_backward/" + tag, Op::batch_norm_backward,
                 [=](Generator& g) {
                   Tensor dout = g.normal(xs), x = g.normal(xs, offset, 1.f);
@@ -367,7 +369,7 @@ inline void add_batch_norm(Table& t, Shape xs, int64_t groups, bool affine, bool
                                                   groups, &dg, &db);
                   return std::vector<Output>{{"dx", dx}, {"dgamma", dg}, {"dbeta", db}};
                 },
-                1e-5, 1e-5);
+                atol, 1e-5);
 }
 
 // ---- the test table ---------------------------------------------------------------------------
@@ -621,11 +623,14 @@ inline std::vector<OpCase> op_cases() {
 
   // ---- batch normalisation ----
   add_batch_norm(t, {6, 4}, 1, true, true);
-  add_batch_norm(t, {6, 4}, 3, true, true);
+  add_batch_norm(t, {12, 4}, 3, true, true);
   add_batch_norm(t, {4, 3, 3, 5}, 2, true, true);
   add_batch_norm(t, {4, 3, 3, 5}, 1, false, false);
   add_batch_norm(t, {9, 2, 1, 3}, 3, true, true, 3.f);
-  add_batch_norm(t, {2, 5}, 2, true, false);  // one row per group: var 0, invstd = 1 / sqrt(eps)
+  // One row per group: var 0 and invstd = 1 / sqrt(eps) ~ 316, so y = beta and dx = 0 exactly.
+  // The CPU's affine forms (y = x scale + shift, dx = p dout + q x + r) cancel terms of size
+  // ~316 |x| in float: ulp(316) ~ 3e-5, hence atol 1e-4 here (the reference is exact).
+  add_batch_norm(t, {2, 5}, 2, true, false, 0.f, 1e-4);
   for (Shape s : {Shape{5, 3}, Shape{2, 3, 4, 4}})
     t.add("batch_norm_eval/" + shape_str(s), Op::batch_norm_eval,
           {normal(s), uniform({3}, 0.5f, 1.5f), normal({3}), normal({3}), uniform({3}, 0.5f, 2.f)},

@@ -132,7 +132,7 @@ void run_values(Device d) {
       }
     }
   }
-  std::printf("backend ops %s vs reference: %lld cases, %lld failed; largest error %.2f of its tolerance (%s)\n",
+  std::printf("backend ops %s vs reference: %lld cases, %lld failed; largest error %.3g of its tolerance (%s)\n",
               device_name(d), (long long)ran, (long long)failed, worst, worst_case.c_str());
   CHECK(ran == int64_t(table.size()));
   CHECK(failed == 0);
@@ -160,7 +160,7 @@ struct GradCase {
   // the backend's gradients of sum(w f(x)) for each input in wrt, through the public ops
   std::function<std::vector<Tensor>(std::vector<Tensor>& in, const Tensor& w)> backward;
   // atol is relative to the gradient's largest entry
-  double atol = 1e-5, rtol = 1e-4;
+  double atol = 1e-6, rtol = 1e-5;
 };
 
 GradCase grad_case(std::string name, Op op, int sub, std::vector<Tensor> inputs, std::vector<int> wrt,
@@ -371,7 +371,9 @@ std::vector<GradCase> grad_cases() {
     int64_t groups;
     bool affine;
   };
-  for (BnG b : {BnG{{6, 4}, 1, true}, BnG{{6, 4}, 3, true}, BnG{{4, 3, 2, 3}, 2, true}, BnG{{4, 2, 3, 3}, 1, false}}) {
+  // At least 3 rows per group: with 2 the normalised pair is +-1 up to eps and the gradient is a
+  // difference of nearly equal float terms, ill-conditioned for any float32 backend.
+  for (BnG b : {BnG{{6, 4}, 1, true}, BnG{{12, 4}, 3, true}, BnG{{4, 3, 2, 3}, 2, true}, BnG{{4, 2, 3, 3}, 1, false}}) {
     const int64_t C = b.xs[1];
     Generator g(seed++);
     Tensor x = g.normal(b.xs), gamma = g.uniform({C}, 0.5f, 1.5f), beta = g.normal({C});
@@ -511,7 +513,7 @@ void run_grads(Device d) {
       }
     }
   }
-  std::printf("backend grads %s vs finite differences: %lld cases, %lld failed; largest error %.2f of its tolerance\n",
+  std::printf("backend grads %s vs finite differences: %lld cases, %lld failed; largest error %.3g of its tolerance\n",
               device_name(d), (long long)ran, (long long)failed, worst);
   CHECK(ran == int64_t(table.size()));
   CHECK(failed == 0);
