@@ -44,12 +44,12 @@ std::string coords(int64_t i, const Shape& s) {
 // infinity. Returns the mismatch report (empty when all agree) and the largest error as a fraction
 // of the allowed one in *used.
 std::string compare(const Tensor& got_any, const Tensor& ref_any, double atol, double rtol,
-                    double* used) {
+                    double* used, const char* ref_name = "reference") {
   const Tensor got = got_any.to(Device::CPU), ref = ref_any.to(Device::CPU);
   std::ostringstream os;
   *used = 0;
   if (got.shape() != ref.shape()) {
-    os << "shape " << shape_str(got.shape()) << " vs reference " << shape_str(ref.shape());
+    os << "shape " << shape_str(got.shape()) << " vs " << ref_name << " " << shape_str(ref.shape());
     return os.str();
   }
   int64_t bad = 0;
@@ -69,7 +69,7 @@ std::string compare(const Tensor& got_any, const Tensor& ref_any, double atol, d
     *used = std::max(*used, ok ? frac : INFINITY);
     if (!ok) {
       if (bad < 5)
-        os << "    [" << i << "] " << coords(i, got.shape()) << ": got " << g << ", reference " << r
+        os << "    [" << i << "] " << coords(i, got.shape()) << ": got " << g << ", " << ref_name << " " << r
            << ", |err| " << std::fabs(g - r) << "\n";
       ++bad;
     }
@@ -499,7 +499,7 @@ void run_grads(Device d) {
         scale = std::max(scale, std::fabs(numeric[k][i]));
       }
       double used = 0;
-      const std::string rep = compare(analytic[k], num, c.atol * scale, c.rtol, &used);
+      const std::string rep = compare(analytic[k], num, c.atol * scale, c.rtol, &used, "finite differences");
       if (report_enabled())
         std::printf("grad-report %-10s %-70s input %d: %.3f of tolerance\n", device_name(d), c.name.c_str(),
                     c.wrt[k], used);
