@@ -1,6 +1,7 @@
 // Helpers shared by normad's subcommands (see cli_util.h).
 #include "apps/cli_util.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -8,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "tensor/backend.h"
 #include "tensor/tensor.h"
 
 namespace normad::cli {
@@ -26,6 +28,26 @@ void write_atomic(const std::string& path, const std::string& text) {
     std::filesystem::remove(tmp, ec);
     throw Error(path + ": cannot write (" + ec.message() + ")");
   }
+}
+
+nlohmann::json memory_report() {
+  nlohmann::json js;
+  for (Device d : {Device::CPU, Device::Reference, Device::CUDA}) {
+    if (!device_available(d)) continue;
+    const MemoryStats m = allocator_for(d).stats();
+    if (m.allocations == 0) continue;  // a device the run never used
+    js[device_name(d)] = {{"tensor_bytes_in_use", m.in_use}, {"tensor_bytes_peak", m.peak},
+                          {"cached_bytes", m.cached}, {"allocations", m.allocations}};
+  }
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  js["process_peak_rss_bytes"] = static_cast<int64_t>(ru.ru_maxrss) * 1024;  // Linux: KiB
+  return js;
+}
+
+void write_json(const std::string& path, nlohmann::json js) {
+  js["memory"] = memory_report();
+  write_atomic(path, js.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
 }
 
 Progress::Progress(std::string l, bool loss)

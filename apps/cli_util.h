@@ -7,10 +7,20 @@
 #include <string>
 #include <vector>
 
+#include <json.hpp>
+
 namespace normad::cli {
 
 // Writes `text` to path via a temporary file + rename, so a failure leaves nothing half-written.
 void write_atomic(const std::string& path, const std::string& text);
+
+// The run's memory so far, for --json: per device the tensor bytes in use and at the peak
+// (the allocators' counters: tensor storage only) and the process's peak resident set (getrusage:
+// everything, code and libraries included).
+nlohmann::json memory_report();
+// Writes js plus {"memory": memory_report()} to path atomically (invalid UTF-8 in a string becomes
+// U+FFFD instead of an exception).
+void write_json(const std::string& path, nlohmann::json js);
 
 // Progress on stderr: a redrawn bar on a terminal, plain lines every 10 s otherwise. `loss` is
 // shown unless show_loss is false (feature extraction).

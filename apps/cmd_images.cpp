@@ -36,11 +36,6 @@ struct ImageArgs {
 
 namespace {
 
-// JSON text for --json; invalid UTF-8 in a path becomes U+FFFD instead of an exception.
-std::string json_text(const nlohmann::json& js) {
-  return js.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-}
-
 std::string num(double v) {  // shortest readable form: 0.2, not 0.200000
   char b[32];
   std::snprintf(b, sizeof b, "%g", v);
@@ -327,7 +322,7 @@ bool ImageCommands::run_chosen() {
                 (long long)D, fx.spec().backbone.c_str(), join_list(fx.spec().levels).c_str(),
                 fx.spec().prep.size, fx.spec().prep.size, join_list(dims).c_str(), a.out.c_str());
     if (!json_path_.empty())
-      write_atomic(json_path_, json_text({{"rows", items.size()}, {"dims", dims}, {"backbone", fx.spec().backbone},
+      write_json(json_path_, nlohmann::json({{"rows", items.size()}, {"dims", dims}, {"backbone", fx.spec().backbone},
                                           {"levels", fx.spec().levels}, {"weights", fx.spec().weights},
                                           {"weights_sha256", fx.spec().weights_sha256}, {"out", a.out}}));
     return true;
@@ -436,7 +431,7 @@ bool ImageCommands::run_chosen() {
                          {"target", m.threshold.target}, {"achieved", m.threshold.achieved},
                          {"rows", m.threshold.rows}};
       for (const auto& lv : m.levels) js["shrinkage"].push_back(lv.shrinkage), js["dims"].push_back(lv.reduced);
-      write_atomic(json_path_, json_text(js));
+      write_json(json_path_, js);
     }
     return true;
   }
@@ -480,7 +475,7 @@ bool ImageCommands::run_chosen() {
                 "wrote %s\n", scores.size(), (long long)flagged, thr, m.threshold.rule.c_str(), m.threshold.target,
                 (long long)m.threshold.rows, a.out.c_str());
     if (!json_path_.empty())
-      write_atomic(json_path_, json_text({{"rows", scores.size()}, {"flagged", flagged}, {"threshold", thr},
+      write_json(json_path_, nlohmann::json({{"rows", scores.size()}, {"flagged", flagged}, {"threshold", thr},
                                           {"threshold_rule", m.threshold.rule}, {"out", a.out}}));
     return true;
   }
@@ -522,7 +517,7 @@ bool ImageCommands::run_chosen() {
       js["mean"] = mean;
       js["sem"] = sem(aurocs);
     }
-    if (!json_path_.empty()) write_atomic(json_path_, json_text(js));
+    if (!json_path_.empty()) write_json(json_path_, js);
     return true;
   }
   return false;

@@ -42,6 +42,7 @@ using namespace normad;
 using normad::cli::Progress;
 using normad::cli::split_list;
 using normad::cli::write_atomic;
+using normad::cli::write_json;
 
 namespace {
 
@@ -106,7 +107,7 @@ void report(const std::vector<models::ZsFold>& results, const models::ZsConfig& 
                                {"stationary", b.stationary}, {"batch_l2", b.batch_l2}, {"knn", b.knn}});
     js["folds"].push_back(jf);
   }
-  if (!json_path.empty()) write_atomic(json_path, js.dump(2) + "\n");
+  if (!json_path.empty()) write_json(json_path, js);
 }
 
 void print_header(const std::string& what, const models::ZsConfig& cfg, const std::string& recipe) {
@@ -238,7 +239,7 @@ void oneclass_fmnist(const OneClassArgs& a, uint64_t seed, const std::string& js
   const double n = double(classes.size());
   std::printf("mean over %zu classes: AUROC %.1f   reference %.1f\n", classes.size(), 100 * total / n, ref_total / n);
   js["mean_auroc"] = total / n;
-  if (!json_path.empty()) write_atomic(json_path, js.dump(2) + "\n");
+  if (!json_path.empty()) write_json(json_path, js);
 }
 
 // FMNIST-ZS on the Debian Fashion-MNIST files, the Omniglot net.
@@ -411,7 +412,7 @@ void eval_scores(const std::string& scores_path, const std::string& labels_path,
                 100 * fpr, (long long)fp, (long long)(n - anomalies), 100 * recall);
     js["threshold_fpr"] = fpr, js["threshold_recall"] = recall;
   }
-  if (!json_path.empty()) write_atomic(json_path, js.dump(2) + "\n");
+  if (!json_path.empty()) write_json(json_path, js);
 }
 
 // How a model file's threshold is set (train): the held-out normal rows by default, a reference
@@ -624,12 +625,11 @@ void train_acr(const TrainArgs& a, uint64_t seed, const std::string& json_path) 
               "batches of about %lld rows (--batch, stored in the model); wrote %s\n",
               batch_sizes.size(), (long long)smallest, (long long)largest, (long long)a.acr_batch, a.out.c_str());
   if (!json_path.empty())
-    write_atomic(json_path, nlohmann::json{{"model", a.model}, {"rows", table.x.size(0)}, {"classes", classes},
+    write_json(json_path, nlohmann::json{{"model", a.model}, {"rows", table.x.size(0)}, {"classes", classes},
                                            {"threshold", thr.threshold}, {"threshold_rule", thr.rule},
                                            {"threshold_target", thr.target}, {"threshold_achieved", thr.achieved},
                                            {"threshold_rows", thr.rows}, {"batch", a.acr_batch},
-                                           {"threshold_batches", {smallest, largest}}, {"out", a.out}}
-                                 .dump(2) + "\n");
+                                           {"threshold_batches", {smallest, largest}}, {"out", a.out}});
 }
 
 void train_model(const TrainArgs& a, uint64_t seed, const std::string& json_path) {
@@ -716,11 +716,10 @@ void train_model(const TrainArgs& a, uint64_t seed, const std::string& json_path
   nn::save_safetensors(a.out, tensors, meta);
   std::printf("final loss %.4f, %lld rows fitted, wrote %s\n", losses.back(), (long long)table.x.size(0), a.out.c_str());
   if (!json_path.empty())
-    write_atomic(json_path, nlohmann::json{{"model", a.model}, {"rows", table.x.size(0)}, {"epoch_loss", losses},
+    write_json(json_path, nlohmann::json{{"model", a.model}, {"rows", table.x.size(0)}, {"epoch_loss", losses},
                                            {"threshold", thr.threshold}, {"threshold_rule", thr.rule},
                                            {"threshold_target", thr.target}, {"threshold_achieved", thr.achieved},
-                                           {"threshold_rows", thr.rows}, {"out", a.out}}
-                                 .dump(2) + "\n");
+                                           {"threshold_rows", thr.rows}, {"out", a.out}});
 }
 
 // `normad score`: the stored preprocessing, the same scoring path as evaluation, one row per input
@@ -816,8 +815,8 @@ void score_model(const std::string& model_path, const std::string& data_path, co
   std::printf("scored %zu rows, %lld above the threshold %.6g (rule: %s), wrote %s\n", scores.size(), (long long)flagged,
               threshold, rule.c_str(), out.c_str());
   if (!json_path.empty())
-    write_atomic(json_path, nlohmann::json{{"rows", scores.size()}, {"flagged", flagged}, {"threshold", threshold},
-                                           {"threshold_rule", rule}, {"out", out}}.dump(2) + "\n");
+    write_json(json_path, nlohmann::json{{"rows", scores.size()}, {"flagged", flagged}, {"threshold", threshold},
+                                           {"threshold_rule", rule}, {"out", out}});
 }
 
 }  // namespace

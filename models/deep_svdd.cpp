@@ -217,12 +217,14 @@ Tensor svdd_center(nn::Module& net, const Tensor& x, int64_t batch, float eps) {
   }
   Tensor c = mul_scalar(sum, 1.f / static_cast<float>(x.size(0)));
   // A.2: push small coordinates to +-eps (a zero unit is trivially matched with zero weights).
-  for (int64_t j = 0; j < c.numel(); ++j) {
-    float& v = c.data()[j];
+  // D values once per fit: done on a host copy (no copy when c is on the CPU already).
+  Tensor host = c.to(Device::CPU);
+  for (int64_t j = 0; j < host.numel(); ++j) {
+    float& v = host.data()[j];
     if (std::fabs(v) < eps && v < 0) v = -eps;
     else if (std::fabs(v) < eps && v > 0) v = eps;
   }
-  return c;
+  return host.to(c.device());
 }
 
 std::vector<double> DeepSvdd::fit(const Tensor& x, const SvddTrainConfig& cfg, Generator& g,
@@ -232,8 +234,9 @@ std::vector<double> DeepSvdd::fit(const Tensor& x, const SvddTrainConfig& cfg, G
   // statistics 0 and 1), as the reference code does with pretrain=False.
   check(cfg.epochs >= 1 && cfg.batch >= 2, "DeepSvdd::fit", "needs epochs >= 1 and batch >= 2");
   c = svdd_center(*net, x);
-  for (int64_t j = 0; j < c.numel(); ++j)
-    check(std::isfinite(c.data()[j]), "Deep SVDD",
+  const std::vector<float> c_values = c.to_vector();
+  for (size_t j = 0; j < c_values.size(); ++j)
+    check(std::isfinite(c_values[j]), "Deep SVDD",
           "the centre c is not finite (component " + std::to_string(j) +
               "): the network's outputs overflow on this input; look for extreme values");
   return train_epochs("Deep SVDD", *net, x, cfg, g, [&](const Tensor& b) {

@@ -31,7 +31,7 @@ Var masked_lse(const Var& sim, bool exclude_original) {
     mask.data()[k * V + k] = ninf;  // a view is never its own negative
     if (exclude_original && k > 0) mask.data()[k * V] = ninf;
   }
-  return slice(logsumexp(add(sim, Var(mask)), 2), 1, 1, V);
+  return slice(logsumexp(add(sim, Var(mask.to(sim.data().device()))), 2), 1, 1, V);
 }
 
 float dcl_scale(int64_t K) { return static_cast<float>(K) * std::log(static_cast<float>(K)); }
