@@ -94,6 +94,7 @@ T binary_value(BinaryOp op, T a, T b, T p0, T p1) {
 
 template <class T>
 void unary_forward(T* out, const T* a, int64_t n, UnaryOp op, T p0, T p1) {
+  // the same float formulas as the CPU: nothing accumulates, so there is no precision to gain
   for (int64_t i = 0; i < n; ++i) out[i] = unary_value(op, a[i], p0, p1);
 }
 
@@ -111,6 +112,7 @@ void binary_forward(T* out, const T* a, const T* b, const Shape& out_shape, cons
 
 template <class T>
 void expand_forward(T* out, const T* a, const Shape& out_shape, const Shape& a_shape) {
+  // binary_forward's index rule with one input: size-1 dims of a repeat along out_shape
   const int64_t n = shape_numel(out_shape);
   for (int64_t i = 0; i < n; ++i) out[i] = a[broadcast_index(i, out_shape, a_shape)];
 }
@@ -120,6 +122,7 @@ void expand_forward(T* out, const T* a, const Shape& out_shape, const Shape& a_s
 template <class T>
 void matmul_forward(T* c, const T* a, const T* b, int64_t M, int64_t N, int64_t K, bool trans_a,
                     bool trans_b) {
+  // one output element at a time: the double dot product of row i of op(a) and column j of op(b)
   for (int64_t i = 0; i < M; ++i)
     for (int64_t j = 0; j < N; ++j) {
       double acc = 0;
@@ -178,6 +181,7 @@ void max_forward(T* out, T* argmax, const T* a, int64_t outer, int64_t R, int64_
 
 template <class T>
 void max_backward(T* dx, const T* dout, const T* argmax, int64_t outer, int64_t R, int64_t inner) {
+  // start from zero: only the maxima receive a gradient
   for (int64_t j = 0; j < outer * R * inner; ++j) dx[j] = T(0);
   // each output's gradient goes to the position of its maximum
   for (int64_t o = 0; o < outer; ++o)
@@ -199,6 +203,7 @@ void logsumexp_forward(T* out, const T* a, int64_t outer, int64_t R, int64_t inn
       if (std::isinf(shift)) shift = 0;
       double s = 0;
       for (int64_t k = 0; k < R; ++k) s += std::exp(double(a[(o * R + k) * inner + i]) - shift);
+      // the log of the shifted sum, shifted back
       out[o * inner + i] = T(std::log(s) + shift);
     }
 }
@@ -228,6 +233,7 @@ void concat_forward(T* out, const std::vector<const T*>& ins, const std::vector<
   int64_t total = 0;
   for (int64_t len : lens) total += len;
   int64_t offset = 0;  // where input k starts along the concatenated dim
+  // copy input k's slab [outer, lens[k], inner] to rows offset..offset+lens[k] of the middle dim
   for (size_t k = 0; k < ins.size(); ++k) {
     for (int64_t o = 0; o < outer; ++o)
       for (int64_t t = 0; t < lens[k]; ++t)
@@ -240,6 +246,7 @@ void concat_forward(T* out, const std::vector<const T*>& ins, const std::vector<
 template <class T>
 void slice_forward(T* out, const T* a, int64_t outer, int64_t n, int64_t inner, int64_t start,
                    int64_t len) {
+  // rows start..start+len of the middle dim, for every outer and inner index
   for (int64_t o = 0; o < outer; ++o)
     for (int64_t t = 0; t < len; ++t)
       for (int64_t i = 0; i < inner; ++i)
@@ -249,6 +256,7 @@ void slice_forward(T* out, const T* a, int64_t outer, int64_t n, int64_t inner, 
 template <class T>
 void slice_add(T* out, const T* g, int64_t outer, int64_t n, int64_t inner, int64_t start,
                int64_t len) {
+  // the adjoint of slice_forward: the same index map, accumulated into out
   for (int64_t o = 0; o < outer; ++o)
     for (int64_t t = 0; t < len; ++t)
       for (int64_t i = 0; i < inner; ++i)
@@ -257,6 +265,7 @@ void slice_add(T* out, const T* g, int64_t outer, int64_t n, int64_t inner, int6
 
 template <class T>
 void index_select_forward(T* out, const T* a, const int64_t* idx, int64_t n_idx, int64_t row) {
+  // row r of out is row idx[r] of a (an index may repeat)
   for (int64_t r = 0; r < n_idx; ++r)
     for (int64_t j = 0; j < row; ++j) out[r * row + j] = a[idx[r] * row + j];
 }
@@ -310,6 +319,7 @@ void conv2d_forward(T* out, const T* x, const T* w, const T* bias, const ConvSiz
     for (int64_t f = 0; f < s.F; ++f)
       for (int64_t oh = 0; oh < s.OH; ++oh)
         for (int64_t ow = 0; ow < s.OW; ++ow) {
+          // one output element: the bias plus the dot product over the filter's window
           const double b = bias ? double(bias[f]) : 0.0;
           out[((n * s.F + f) * s.OH + oh) * s.OW + ow] = T(b + conv_dot(x, w, s, a, n, f, oh, ow));
         }
@@ -411,6 +421,7 @@ void max_pool2d_forward(T* out, T* argmax, const T* x, const PoolSize& s, const 
 template <class T>
 void max_pool2d_backward(T* dx, const T* dout, const T* argmax, int64_t NC, int64_t HW,
                          int64_t OHW) {
+  // start from zero: only the inputs some window picked receive a gradient
   for (int64_t i = 0; i < NC * HW; ++i) dx[i] = T(0);
   // overlapping windows can pick the same input: add, in output order
   for (int64_t p = 0; p < NC; ++p)
@@ -470,6 +481,7 @@ void avg_pool2d_backward(T* dx, const T* dout, const PoolSize& s, const Pool2dAr
 
 template <class T>
 void global_avg_pool_forward(T* out, const T* x, int64_t NC, int64_t HW) {
+  // each plane's mean, summed in double
   for (int64_t p = 0; p < NC; ++p) {
     double sum = 0;
     for (int64_t k = 0; k < HW; ++k) sum += x[p * HW + k];
@@ -484,6 +496,7 @@ void upsample_nearest2d_forward(T* out, const T* x, int64_t NC, int64_t H, int64
   for (int64_t p = 0; p < NC; ++p)
     for (int64_t oh = 0; oh < OH; ++oh)
       for (int64_t ow = 0; ow < OW; ++ow)
+        // each output pixel copies the input pixel it lies over
         out[(p * OH + oh) * OW + ow] = x[(p * H + oh / scale) * W + ow / scale];
 }
 
@@ -505,6 +518,7 @@ void upsample_nearest2d_backward(T* dx, const T* dout, int64_t NC, int64_t H, in
 
 template <class T>
 void scale_planes_forward(T* out, const T* x, const T* s, int64_t NC, int64_t HW) {
+  // every value of plane p times that plane's gate s[p]
   for (int64_t p = 0; p < NC; ++p)
     for (int64_t k = 0; k < HW; ++k) out[p * HW + k] = x[p * HW + k] * s[p];
 }
@@ -569,6 +583,7 @@ void batch_norm_eval_forward(T* out, const T* x, const T* gamma, const T* beta,
                              int64_t S, double eps) {
   for (int64_t n = 0; n < N; ++n)
     for (int64_t c = 0; c < C; ++c) {
+      // the running statistics make normalisation a fixed per-channel affine
       const double inv = 1.0 / std::sqrt(double(running_var[c]) + eps);
       const double ga = gamma ? double(gamma[c]) : 1.0, be = beta ? double(beta[c]) : 0.0;
       for (int64_t k = 0; k < S; ++k) {
@@ -584,6 +599,7 @@ void batch_norm_backward(T* dx, T* dgamma, T* dbeta, const T* dout, const T* x, 
                          int64_t G) {
   const int64_t Q = N / G, M = Q * S;
   std::vector<double> dg(C, 0.0), db(C, 0.0);
+  // per (group, channel): the saved statistics of the forward, not recomputed ones
   for (int64_t g = 0; g < G; ++g)
     for (int64_t c = 0; c < C; ++c) {
       const double mu = mean[g * C + c], inv = invstd[g * C + c];

@@ -6,7 +6,9 @@
 //           meeting NaN and inf the same inf. The first mismatches are printed with their indices.
 //   grads:  each backward entry's result on the backend against central finite differences IN
 //           DOUBLE of the reference forward kernel instantiated for double: the gradient of
-//           L = sum(w f(x)) with a fixed random cotangent w.
+//           L = sum(w f(x)) with a fixed random cotangent w. Tolerance: atol 1e-6 of the
+//           gradient's largest entry, rtol 1e-5 (finite-difference error ~1e-10; the rest is the
+//           backend's float32 rounding).
 //   perf:   bench/bench_backend_ops.cpp (µs per call, GB/s, GFLOP/s) from the same case table.
 // Coverage: a test fails when an Op, UnaryOp or BinaryOp has no case, when a backward entry has no
 // finite-difference case, and when the reference backend lacks an entry.
