@@ -125,10 +125,6 @@ struct Pool2dArgs {
   bool ceil_mode = false;
   bool count_include_pad = true;  // avg pool only, PyTorch default
 };
-// Plain 7-loop convolution (double accumulation), kept for the existing tests until the reference
-// backend (Device::Reference) takes its place.
-Tensor conv2d_reference(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dArgs& a);
-
 // The output shape of a pooling, [N, C, OH, OW] (PyTorch's rule: with ceil_mode a window must start
 // inside the input or its left padding); throws on bad sizes.
 Shape pool2d_shape(const Shape& x, const Pool2dArgs& a, const char* what = "pool2d");

@@ -7,6 +7,8 @@
 // Tolerance: the reference accumulates in double and the CPU in float (GEMM blocks, im2col), so
 // values differ by rounding, amplified by BN's division by small standard deviations:
 // |got - ref| <= 1e-4 max|ref| + 1e-3 |ref| per tensor (measured worst cases are in the INFO lines).
+#include <set>
+
 #include "models/acr.h"
 #include "models/acr_nets.h"
 #include "models/deep_svdd.h"
@@ -32,28 +34,44 @@ double max_abs(const Tensor& t) {
   return m;
 }
 
-// Loss and every parameter gradient of the two runs agree; returns the worst relative error.
-void compare_step(const Var& loss_cpu, const Var& loss_ref, const std::vector<std::pair<std::string, Var>>& cpu,
-                  const std::vector<std::pair<std::string, Var>>& ref) {
+// Loss and every parameter gradient of the two runs agree. atol is 1e-4 of the largest gradient
+// entry over all parameters: a gradient that is 0 in exact arithmetic (a conv bias followed by
+// training-mode BN) is rounding noise on both backends (~1e-7 of the scale) and is held to that
+// scale, not to its own. Returns the names of such noise gradients (all entries below 1e-4 of
+// the scale).
+std::set<std::string> compare_step(const Var& loss_cpu, const Var& loss_ref,
+                                   const std::vector<std::pair<std::string, Var>>& cpu,
+                                   const std::vector<std::pair<std::string, Var>>& ref) {
   CHECK(loss_ref.data().device() == Device::Reference);
   CHECK(loss_ref.item() == Approx(loss_cpu.item()).epsilon(1e-4));
   REQUIRE(cpu.size() == ref.size());
+  double scale = 0;
+  for (const auto& [name, p] : cpu) scale = std::max(scale, p.grad().defined() ? max_abs(p.grad()) : 0.0);
+  std::set<std::string> noise;
   for (size_t i = 0; i < cpu.size(); ++i) {
     INFO(cpu[i].first);
     REQUIRE(cpu[i].second.grad().defined());
     REQUIRE(ref[i].second.grad().defined());
     CHECK(ref[i].second.grad().device() == Device::Reference);
     const Tensor g = cpu[i].second.grad();
-    test::expect_close(ref[i].second.grad().to(Device::CPU), g, 1e-4 * max_abs(g), 1e-3, "grad " + cpu[i].first);
+    if (max_abs(g) < 1e-4 * scale) noise.insert(cpu[i].first);
+    test::expect_close(ref[i].second.grad().to(Device::CPU), g, 1e-4 * scale, 1e-3, "grad " + cpu[i].first);
   }
+  return noise;
 }
 
-void compare_params(const nn::Module& cpu, const nn::Module& ref) {
+// Parameters and buffers after one optimiser step agree. Adam's first step moves each weight by
+// about lr sign(g), so where g is rounding noise (`noise`, from compare_step) the two steps may
+// go opposite ways: those tensors are only held to 2 lr.
+void compare_params(const nn::Module& cpu, const nn::Module& ref, const std::set<std::string>& noise = {},
+                    double lr = 0) {
   auto a = cpu.state_dict(), b = ref.state_dict();
   for (size_t i = 0; i < a.size(); ++i) {
     INFO(a[i].first);
-    test::expect_close(b[i].second.to(Device::CPU), a[i].second, 1e-4 * max_abs(a[i].second), 1e-3,
-                       "after Adam: " + a[i].first);
+    const bool is_noise = noise.count(a[i].first) > 0;
+    test::expect_close(b[i].second.to(Device::CPU), a[i].second,
+                       is_noise ? 2.0 * lr + 1e-6 : 1e-4 * max_abs(a[i].second), is_noise ? 0.0 : 1e-3,
+                       "after the step: " + a[i].first + (is_noise ? " (noise gradient)" : ""));
   }
 }
 
@@ -79,11 +97,12 @@ TEST_CASE("backend models: one ACR-DSVDD step on the reference backend equals th
     p.emplace_back("c", m.c);
     return p;
   };
-  compare_step(lc, lr, names(cpu), names(ref));
+  const std::set<std::string> noise = compare_step(lc, lr, names(cpu), names(ref));
   nn::Adam oc(cpu.parameters(), 1e-2f), orf(ref.parameters(), 1e-2f);
   oc.step();
   orf.step();
-  compare_params(*cpu.net, *ref.net);  // running statistics included (grouped BN, once per task)
+  // running statistics included (grouped BN, once per task); the conv biases before BN are noise
+  compare_params(*cpu.net, *ref.net, noise, 1e-2);
 }
 
 TEST_CASE("backend models: one Deep SVDD step (LeNet) on the reference backend equals the CPU backend", "[backend_models]") {

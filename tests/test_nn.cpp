@@ -152,7 +152,7 @@ TEST_CASE("loss: cross_entropy closed form and gradient", "[nn][loss]") {
   CHECK_THROWS_AS(nn::cross_entropy(Var(Tensor({2, 3})), {0, 3}), Error);
 }
 
-TEST_CASE("nn: Module::to moves parameters and buffers in place; training then runs there and matches the CPU", "[nn][device]") {
+TEST_CASE("nn: Module::to moves parameters and buffers in place, training then runs there and matches the CPU", "[nn][device]") {
   // Two identical blocks: one stays on the CPU, one moves to the reference backend.
   Generator g1(5), g2(5);
   Block cpu_block, ref_block;

@@ -100,7 +100,7 @@ TEST_CASE("storage: CUDA without a device is a clear error, never a crash", "[te
   CHECK_THROWS_WITH(Tensor::ones({2}).to(Device::CUDA), Catch::Contains("cuda"));
 }
 
-TEST_CASE("allocator: bytes in use and peak follow tensor lifetimes; 64-byte alignment", "[tensor][device]") {
+TEST_CASE("allocator: bytes in use and peak follow tensor lifetimes, 64-byte alignment", "[tensor][device]") {
   // The Reference device has its own allocator: nothing else in this test uses it concurrently.
   Allocator& a = allocator_for(Device::Reference);
   const MemoryStats before = a.stats();
