@@ -594,6 +594,18 @@ void batch_norm_eval_forward(T* out, const T* x, const T* gamma, const T* beta,
 }
 
 template <class T>
+void batch_norm_fold(T* scale, T* shift, const T* gamma, const T* beta, const T* bias,
+                     const T* running_mean, const T* running_var, int64_t C, double eps) {
+  for (int64_t c = 0; c < C; ++c) {
+    // the per-channel affine of the eval BN, in double, then the conv bias moved through it
+    const double s = (gamma ? double(gamma[c]) : 1.0) / std::sqrt(double(running_var[c]) + eps);
+    const double b = bias ? double(bias[c]) : 0.0;
+    scale[c] = T(s);
+    shift[c] = T((beta ? double(beta[c]) : 0.0) + (b - double(running_mean[c])) * s);
+  }
+}
+
+template <class T>
 void batch_norm_backward(T* dx, T* dgamma, T* dbeta, const T* dout, const T* x, const T* gamma,
                          const T* mean, const T* invstd, int64_t N, int64_t C, int64_t S,
                          int64_t G) {
@@ -777,6 +789,8 @@ void adam_step(T* w, T* m, T* v, const T* g, int64_t n, const AdamParams& p) {
                                            const T*, int64_t, int64_t, int64_t, double);         \
   template void batch_norm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,       \
                                        const T*, int64_t, int64_t, int64_t, int64_t);            \
+  template void batch_norm_fold<T>(T*, T*, const T*, const T*, const T*, const T*, const T*,     \
+                                   int64_t, double);                                             \
   template void pairwise_sqdist_forward<T>(T*, const T*, const T*, int64_t, int64_t, int64_t);   \
   template void pairwise_sqdist_backward<T>(T*, T*, const T*, const T*, const T*, const T*,      \
                                             int64_t, int64_t, int64_t);                          \
@@ -1079,6 +1093,15 @@ Tensor ref_batch_norm_backward(const Tensor& dout, const Tensor& x, const Tensor
   if (dbeta) *dbeta = db;
   return dx;
 }
+void ref_batch_norm_fold(const Tensor& gamma, const Tensor& beta, const Tensor& bias,
+                         const Tensor& running_mean, const Tensor& running_var, float eps,
+                         Tensor* scale, Tensor* shift) {
+  const int64_t C = running_mean.numel();
+  *scale = Tensor::empty({C}, kRef);
+  *shift = Tensor::empty({C}, kRef);
+  ref::batch_norm_fold(ptr(*scale), ptr(*shift), ptr(gamma), ptr(beta), ptr(bias), ptr(running_mean),
+                       ptr(running_var), C, double(eps));
+}
 
 // ---- distances ----
 Tensor ref_pairwise_sqdist(const Tensor& a, const Tensor& b) {
@@ -1155,6 +1178,7 @@ const Backend& reference_backend() {
       .batch_norm_train = ref_batch_norm_train,
       .batch_norm_eval = ref_batch_norm_eval,
       .batch_norm_backward = ref_batch_norm_backward,
+      .batch_norm_fold = ref_batch_norm_fold,
       .pairwise_sqdist = ref_pairwise_sqdist,
       .pairwise_sqdist_backward = ref_pairwise_sqdist_backward,
       .l2_normalize = ref_l2_normalize,

@@ -196,6 +196,13 @@ void batch_norm_backward(T* dx, T* dgamma, T* dbeta, const T* dout, const T* x, 
                          const T* mean, const T* invstd, int64_t N, int64_t C, int64_t S,
                          int64_t G);
 
+// The evaluation BN folded into a per-channel affine after a convolution with bias b:
+// scale = gamma / sqrt(running_var + eps), shift = beta + (b - running_mean) scale;
+// gamma, beta, b may be null (1, 0, 0).
+template <class T>
+void batch_norm_fold(T* scale, T* shift, const T* gamma, const T* beta, const T* bias,
+                     const T* running_mean, const T* running_var, int64_t C, double eps);
+
 // ---- distances and normalisation -----------------------------------------------------------------
 // out[i, j] = sum_k (a[i, k] - b[j, k])^2: a [M, D], b [N, D], out [M, N].
 template <class T>

@@ -426,6 +426,9 @@ inline std::vector<OpCase> op_cases() {
   // x exactly at a bound passes the gradient (PyTorch's convention); NaN blocks it
   add_binary(t, "bounds nan [4, 5]", B::clamp_backward, normal({4, 5}),
              poke(normal({4, 5}), {{0, -0.5f}, {1, 0.5f}, {2, kNaN}}), -0.5f, 0.5f);
+  // a NaN or infinite gradient outside the range is blocked (torch: where(mask, g, 0)), inside it passes
+  add_binary(t, "non-finite dout [2, 3]", B::clamp_backward, values({2, 3}, {kNaN, kInf, -kInf, kNaN, 1.f, 2.f}),
+             values({2, 3}, {2.f, -2.f, 2.f, 0.f, 0.f, 3.f}), -1.f, 1.f);
 
   // ---- expand, fill, copy ----
   t.add("expand/[3, 1] -> [2, 3, 4]", Op::expand, {normal({3, 1})},
@@ -636,6 +639,19 @@ inline std::vector<OpCase> op_cases() {
           {normal(s), uniform({3}, 0.5f, 1.5f), normal({3}), normal({3}), uniform({3}, 0.5f, 2.f)},
           [](std::vector<Tensor>& in) { return out1(batch_norm_eval(in[0], in[1], in[2], in[3], in[4], 1e-5f)); },
           1e-6, 1e-5);
+  // BN folded into a conv's affine (backbones at inference): with and without affine and conv bias
+  for (bool affine : {true, false})
+    for (bool conv_bias : {true, false})
+      t.add(std::string("batch_norm_fold/[7]") + (affine ? " affine" : "") + (conv_bias ? " conv bias" : ""),
+            Op::batch_norm_fold,
+            {normal({7}), normal({7}), normal({7}), normal({7}), uniform({7}, 0.5f, 2.f)},
+            [affine, conv_bias](std::vector<Tensor>& in) {
+              Tensor scale, shift;
+              batch_norm_fold(affine ? in[0] : Tensor(), affine ? in[1] : Tensor(), conv_bias ? in[2] : Tensor(),
+                              in[3], in[4], 1e-5f, &scale, &shift);
+              return std::vector<Output>{{"scale", scale}, {"shift", shift}};
+            },
+            1e-6, 1e-6);
   t.add("batch_norm_eval/no affine [3, 2, 1, 2]", Op::batch_norm_eval,
         {normal({3, 2, 1, 2}), normal({2}), uniform({2}, 0.5f, 2.f)},
         [](std::vector<Tensor>& in) { return out1(batch_norm_eval(in[0], Tensor(), Tensor(), in[1], in[2], 1e-5f)); },
@@ -806,6 +822,13 @@ inline std::vector<OpCase> op_perf_cases() {
   // ACR's grouped batch norm (32 tasks x 30 rows x 64) and a conv feature map
   add_batch_norm(t, {960, 64}, 32, true, true);
   add_batch_norm(t, {120, 64, 14, 14}, 1, true, true);
+  t.add("batch_norm_fold/[2048]", Op::batch_norm_fold,
+        {normal({2048}), normal({2048}), normal({2048}), normal({2048}), uniform({2048}, 0.5f, 2.f)},
+        [](std::vector<Tensor>& in) {
+          Tensor scale, shift;
+          batch_norm_fold(in[0], in[1], in[2], in[3], in[4], 1e-5f, &scale, &shift);
+          return std::vector<Output>{{"scale", scale}, {"shift", shift}};
+        });
   t.add("batch_norm_eval/[120, 64, 14, 14]", Op::batch_norm_eval,
         {normal({120, 64, 14, 14}), normal({64}), normal({64}), normal({64}), uniform({64}, 0.5f, 2.f)},
         [](std::vector<Tensor>& in) { return out1(batch_norm_eval(in[0], in[1], in[2], in[3], in[4], 1e-5f)); });
