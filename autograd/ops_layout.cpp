@@ -66,7 +66,7 @@ Var slice(const Var& a, int64_t dim, int64_t start, int64_t end) {
   int64_t s = start < 0 ? start + n : start;
   s = std::clamp<int64_t>(s, 0, n);
   return Var::make(slice(a.data(), dim, start, end), {a}, "slice", [in, dim, s](Node& self) {
-    Tensor dx = Tensor::zeros(in);
+    Tensor dx = Tensor::zeros(in, self.grad.device());  // on the gradient's device
     slice_add_(dx, self.grad, dim, s);
     self.parents[0]->accumulate(dx);
   });
@@ -75,7 +75,7 @@ Var slice(const Var& a, int64_t dim, int64_t start, int64_t end) {
 Var index_select(const Var& a, const std::vector<int64_t>& idx) {
   Shape in = a.shape();
   return Var::make(index_select(a.data(), idx), {a}, "index_select", [in, idx](Node& self) {
-    Tensor dx = Tensor::zeros(in);
+    Tensor dx = Tensor::zeros(in, self.grad.device());
     index_add_(dx, idx, self.grad);
     self.parents[0]->accumulate(dx);
   });

@@ -58,7 +58,7 @@ Var acr_reduce(const Var& ln, const Var& la, const std::vector<int>& y) {
   std::vector<int64_t> normal, anomalous;
   for (size_t i = 0; i < y.size(); ++i) (y[i] ? anomalous : normal).push_back(static_cast<int64_t>(i));
   // A plain mean over all T*Q rows equals the mean of the per-task means (equal Q), acr.md §4.3.
-  Var total = Var(Tensor::scalar(0.f));
+  Var total = Var(Tensor::scalar(0.f, ln.data().device()));
   if (!normal.empty()) total = add(total, sum(index_select(ln, normal)));
   if (!anomalous.empty()) total = add(total, sum(index_select(la, anomalous)));
   return total / static_cast<float>(y.size());

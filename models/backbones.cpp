@@ -36,17 +36,11 @@ Var activate(const Var& y, Act act) {
 Var conv_bn_act(nn::Conv2d& conv, nn::BatchNorm& bn, const Var& x, Act act) {
   if (grad_enabled() || bn.is_training() || bn.batch_stats_in_eval)
     return activate(bn(conv(x)), act);
-  // Fold the BN (and the conv bias b) into a per-filter affine, with tensor ops so it runs on the
-  // weights' device: scale = gamma / sqrt(var + eps), shift = beta + (b - mean) scale, with
-  // gamma = 1, beta = 0, b = 0 where absent (the same float operations as a per-filter loop).
-  const Shape F{conv.weight.size(0)};
-  const Device dev = conv.weight.data().device();
-  const bool affine = bn.weight.defined();
-  Tensor gamma = affine ? bn.weight.data() : Tensor::ones(F, dev);
-  Tensor beta = affine ? bn.bias.data() : Tensor::zeros(F, dev);
-  Tensor bias = conv.bias.defined() ? conv.bias.data() : Tensor::zeros(F, dev);
-  Tensor scale = div(gamma, sqrt(add_scalar(bn.running_var, bn.eps)));
-  Tensor shift = add(beta, mul(sub(bias, bn.running_mean), scale));
+  // Fold the BN (and the conv bias, if any) into a per-filter affine on the weights' device.
+  Tensor scale, shift;
+  batch_norm_fold(bn.weight.defined() ? bn.weight.data() : Tensor(), bn.weight.defined() ? bn.bias.data() : Tensor(),
+                  conv.bias.defined() ? conv.bias.data() : Tensor(), bn.running_mean, bn.running_var, bn.eps,
+                  &scale, &shift);
   return Var(conv2d_affine_act(x.data(), conv.weight.data(), scale, shift, conv.args, act));
 }
 

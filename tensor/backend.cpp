@@ -30,7 +30,7 @@ const char* op_name(Op op) {
       "conv2d", "conv2d_affine_act", "conv2d_backward_input", "conv2d_backward_weight",
       "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "global_avg_pool",
       "upsample_nearest2d", "upsample_nearest2d_backward", "scale_planes",
-      "batch_norm_train", "batch_norm_eval", "batch_norm_backward",
+      "batch_norm_train", "batch_norm_eval", "batch_norm_backward", "batch_norm_fold",
       "pairwise_sqdist", "pairwise_sqdist_backward", "l2_normalize", "l2_normalize_backward",
       "sgd_step", "adam_step"};
   static_assert(sizeof(names) / sizeof(names[0]) == size_t(Op::count));
@@ -71,6 +71,7 @@ bool supports(const Backend& b, Op op) {
     case Op::batch_norm_train: return b.batch_norm_train;
     case Op::batch_norm_eval: return b.batch_norm_eval;
     case Op::batch_norm_backward: return b.batch_norm_backward;
+    case Op::batch_norm_fold: return b.batch_norm_fold;
     case Op::pairwise_sqdist: return b.pairwise_sqdist;
     case Op::pairwise_sqdist_backward: return b.pairwise_sqdist_backward;
     case Op::l2_normalize: return b.l2_normalize;

@@ -55,7 +55,7 @@ enum class Op {
   conv2d, conv2d_affine_act, conv2d_backward_input, conv2d_backward_weight,
   max_pool2d, max_pool2d_backward, avg_pool2d, avg_pool2d_backward, global_avg_pool,
   upsample_nearest2d, upsample_nearest2d_backward, scale_planes,
-  batch_norm_train, batch_norm_eval, batch_norm_backward,
+  batch_norm_train, batch_norm_eval, batch_norm_backward, batch_norm_fold,
   pairwise_sqdist, pairwise_sqdist_backward, l2_normalize, l2_normalize_backward,
   sgd_step, adam_step,
   count
@@ -122,6 +122,9 @@ struct Backend {
   Tensor (*batch_norm_backward)(const Tensor& dout, const Tensor& x, const Tensor& gamma,
                                 const BatchNormSaved& saved, int64_t groups, Tensor* dgamma,
                                 Tensor* dbeta);
+  void (*batch_norm_fold)(const Tensor& gamma, const Tensor& beta, const Tensor& bias,
+                          const Tensor& running_mean, const Tensor& running_var, float eps,
+                          Tensor* scale, Tensor* shift);
 
   // ---- distances ----
   Tensor (*pairwise_sqdist)(const Tensor& a, const Tensor& b);

@@ -240,4 +240,24 @@ Tensor batch_norm_backward(const Tensor& dout, const Tensor& x, const Tensor& ga
   return dx;
 }
 
+// One pass over the C channels. The shift's multiply-add may be contracted into one FMA by the
+// compiler (GCC's default for C++), as it was when this loop lived in models/backbones.cpp.
+void batch_norm_fold(const Tensor& gamma, const Tensor& beta, const Tensor& bias,
+                     const Tensor& running_mean, const Tensor& running_var, float eps,
+                     Tensor* scale, Tensor* shift) {
+  const int64_t C = running_mean.numel();
+  *scale = Tensor::empty({C});
+  *shift = Tensor::empty({C});
+  const float* rm = running_mean.data();
+  const float* rv = running_var.data();
+  for (int64_t c = 0; c < C; ++c) {
+    const float g = gamma.defined() ? gamma.data()[c] : 1.f;
+    const float b = beta.defined() ? beta.data()[c] : 0.f;
+    const float conv_bias = bias.defined() ? bias.data()[c] : 0.f;
+    const float s = g / std::sqrt(rv[c] + eps);
+    scale->data()[c] = s;
+    shift->data()[c] = b + (conv_bias - rm[c]) * s;
+  }
+}
+
 }  // namespace normad::cpu

@@ -1,13 +1,13 @@
 // 2-D convolution (NCHW) on the CPU: im2col + GEMM (tensor/gemm.h) per group, parallel over batch
-// chunks and inside each GEMM (oneTBB), a direct loop for depthwise convolutions (groups = C = F),
-// plus the plain-loop reference the tests trust.
+// chunks and inside each GEMM (oneTBB), and a direct loop for depthwise convolutions (groups = C = F).
 // Math: out[n,f,oh,ow] = b[f] + sum_{c,kh,kw} w[f,c,kh,kw] x[n, g*Cg+c, oh*sh-ph+kh*dh, ow*sw-pw+kw*dw]
 // with g = f / Fg (zero outside the input); as matrices per group: out_g = W_g [Fg, Cg*KH*KW] x cols.
 // conv2d_affine_act applies act(scale[f] * conv + shift[f]) in the same write-back pass (inference
 // with a BN folded in).
-// Tested by tests/test_conv.cpp: im2col path and depthwise path vs conv2d_reference over
-// strides/pads/dilations/groups, the fused epilogue vs the composed ops, a closed form, backward vs
-// plain scatter loops, finite differences, thread-count determinism.
+// Tested by tests/test_conv.cpp: im2col path and depthwise path vs conv2d on the reference backend
+// (tensor/reference.cpp) over strides/pads/dilations/groups, the fused epilogue vs the composed
+// ops, a closed form, backward vs plain scatter loops, finite differences, thread-count
+// determinism; and by tests/test_backend_ops.cpp (every conv entry vs the reference).
 //
 // Shapes: N batch, C input channels, F filters (output channels), H, W input, OH, OW output,
 // KH, KW kernel, G groups, Cg = C/G and Fg = F/G channels per group, K = Cg*KH*KW (GEMM depth).
@@ -463,37 +463,6 @@ namespace normad {
 Shape conv2d_shape(const Shape& x, const Shape& w, const Conv2dArgs& a, const char* what) {
   cpu::ConvDims d = cpu::conv_dims(x, w, a, what);
   return {d.N, d.F, d.OH, d.OW};
-}
-
-Tensor conv2d_reference(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dArgs& a) {
-    cpu::ConvDims d = cpu::conv_dims(x.shape(), w.shape(), a, "conv2d_reference");
-  if (b.defined())
-    check(b.dim() == 1 && b.size(0) == d.F, "conv2d_reference",
-          "bias must be [F] = [" + std::to_string(d.F) + "], got " + shape_str(b.shape()));
-  Tensor out({d.N, d.F, d.OH, d.OW});
-  const float* xp = x.data();
-  const float* wp = w.data();
-  float* op = out.data();
-  for (int64_t n = 0; n < d.N; ++n)
-    for (int64_t f = 0; f < d.F; ++f) {
-      int64_t g = f / d.Fg;  // the group this filter belongs to
-      for (int64_t oh = 0; oh < d.OH; ++oh)
-        for (int64_t ow = 0; ow < d.OW; ++ow) {
-          double acc = b.defined() ? b.data()[f] : 0.0;
-          for (int64_t c = 0; c < d.Cg; ++c)
-            for (int64_t kh = 0; kh < d.KH; ++kh)
-              for (int64_t kw = 0; kw < d.KW; ++kw) {
-                int64_t ih = oh * a.stride_h - a.pad_h + kh * a.dil_h;
-                int64_t iw = ow * a.stride_w - a.pad_w + kw * a.dil_w;
-                if (ih < 0 || ih >= d.H || iw < 0 || iw >= d.W) continue;  // zero padding
-                double xv = xp[((n * d.C + g * d.Cg + c) * d.H + ih) * d.W + iw];
-                double wv = wp[((f * d.Cg + c) * d.KH + kh) * d.KW + kw];
-                acc += xv * wv;
-              }
-          op[((n * d.F + f) * d.OH + oh) * d.OW + ow] = float(acc);
-        }
-    }
-  return out;
 }
 
 }  // namespace normad

@@ -69,6 +69,9 @@ Tensor batch_norm_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta,
 Tensor batch_norm_backward(const Tensor& dout, const Tensor& x, const Tensor& gamma,
                            const BatchNormSaved& saved, int64_t groups, Tensor* dgamma,
                            Tensor* dbeta);
+void batch_norm_fold(const Tensor& gamma, const Tensor& beta, const Tensor& bias,
+                     const Tensor& running_mean, const Tensor& running_var, float eps,
+                     Tensor* scale, Tensor* shift);
 
 // distances (distance.cpp)
 Tensor pairwise_sqdist(const Tensor& a, const Tensor& b);

@@ -124,10 +124,10 @@ Tensor leaky_relu(const Tensor& a, float slope) {
 Tensor leaky_relu_backward(const Tensor& g, const Tensor& x, float slope) {
   return map_binary(g, x, [slope](float gv, float xv) { return xv > 0 ? gv : slope * gv; });
 }
-// g * 1 or g * 0 (not a select: a NaN or infinite g outside the range gives NaN, as a mask product
-// in PyTorch does).
+// A select, as torch's clamp backward (where(lo <= x <= hi, g, 0)): outside the range the gradient
+// is 0 even when g is NaN or infinite.
 Tensor clamp_backward(const Tensor& g, const Tensor& x, float lo, float hi) {
-  return map_binary(g, x, [lo, hi](float gv, float xv) { return gv * ((xv >= lo && xv <= hi) ? 1.f : 0.f); });
+  return map_binary(g, x, [lo, hi](float gv, float xv) { return (xv >= lo && xv <= hi) ? gv : 0.f; });
 }
 Tensor sigmoid(const Tensor& a) {
   // Two branches keep exp's argument <= 0, so neither overflows.

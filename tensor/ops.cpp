@@ -541,6 +541,22 @@ Tensor batch_norm_backward(const Tensor& dout, const Tensor& x, const Tensor& ga
   return be.batch_norm_backward(dout, x, gamma, saved, groups, dgamma, dbeta);
 }
 
+void batch_norm_fold(const Tensor& gamma, const Tensor& beta, const Tensor& bias,
+                     const Tensor& running_mean, const Tensor& running_var, float eps,
+                     Tensor* scale, Tensor* shift) {
+  const char* what = "batch_norm_fold";
+  const Backend& be = pick(Op::batch_norm_fold, what, {&gamma, &beta, &bias, &running_mean, &running_var});
+  check(running_mean.defined() && running_var.defined() && running_mean.dim() == 1, what,
+        "running statistics must be [C], got " + shape_str(running_mean.shape()));
+  const int64_t C = running_mean.numel();
+  check_channel_vec(running_var, C, what, "running_var");
+  check_channel_vec(gamma, C, what, "weight");
+  check_channel_vec(beta, C, what, "bias");
+  check_channel_vec(bias, C, what, "conv bias");
+  check(scale && shift, what, "scale and shift outputs are required");
+  be.batch_norm_fold(gamma, beta, bias, running_mean, running_var, eps, scale, shift);
+}
+
 // ---- distances and normalisation -----------------------------------------------------------
 
 Tensor pairwise_sqdist(const Tensor& a, const Tensor& b) {

@@ -125,10 +125,6 @@ struct Pool2dArgs {
   bool ceil_mode = false;
   bool count_include_pad = true;  // avg pool only, PyTorch default
 };
-// Plain 7-loop convolution (double accumulation), kept for the existing tests until the reference
-// backend (Device::Reference) takes its place.
-Tensor conv2d_reference(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dArgs& a);
-
 // The output shape of a pooling, [N, C, OH, OW] (PyTorch's rule: with ceil_mode a window must start
 // inside the input or its left padding); throws on bad sizes.
 Shape pool2d_shape(const Shape& x, const Pool2dArgs& a, const char* what = "pool2d");
@@ -162,6 +158,13 @@ struct BatchNormSaved {
 Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,
                         int64_t groups, BatchNormSaved* saved, Tensor* running_mean = nullptr,
                         Tensor* running_var = nullptr, float momentum = 0.1f);
+// Folds an evaluation-mode BN (and the bias b of the convolution before it) into a per-channel
+// affine: scale = gamma / sqrt(running_var + eps), shift = beta + (b - running_mean) scale, so that
+// BN(conv(x) + b) = scale conv(x) + shift (conv2d_affine_act). gamma, beta, b may be undefined
+// (1, 0, 0); all [C].
+void batch_norm_fold(const Tensor& gamma, const Tensor& beta, const Tensor& bias,
+                     const Tensor& running_mean, const Tensor& running_var, float eps,
+                     Tensor* scale, Tensor* shift);
 // Evaluation mode: running statistics.
 Tensor batch_norm_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                        const Tensor& running_mean, const Tensor& running_var, float eps);

@@ -1,5 +1,5 @@
 // Tests for convolution and pooling (tensor/conv.cpp, tensor/pool.cpp, autograd/ops_conv.cpp).
-// Math: im2col + GEMM == the 7-loop double reference; backward == plain scatter loops; autograd ==
+// Math: im2col + GEMM == the 7-loop double reference (conv2d on Device::Reference); backward == plain scatter loops; autograd ==
 // central finite differences; pooling closed forms whose values were checked once with PyTorch.
 // Tolerances: forward/backward vs reference atol 1e-4 rtol 1e-4 (float32 GEMM vs double sums);
 // finite differences use check_grad's defaults (Richardson central differences, atol 1e-4 of the
@@ -52,6 +52,10 @@ ConvCase generated_case() {
   return c;
 }
 
+// The same tensor on the reference backend (undefined stays undefined): conv2d on Device::Reference
+// is the plain 7-loop double-accumulating convolution of tensor/reference.cpp.
+Tensor on_ref(const Tensor& t) { return t.defined() ? t.to(Device::Reference) : Tensor(); }
+
 // Random x, w, b for a case (b undefined without bias).
 void make_inputs(const ConvCase& c, uint64_t seed, Tensor* x, Tensor* w, Tensor* b) {
   Generator g(seed);
@@ -97,7 +101,7 @@ void check_against_loops(const ConvCase& c, uint64_t seed) {
   Tensor x, w, b;
   make_inputs(c, seed, &x, &w, &b);
   Tensor y = conv2d(x, w, b, c.a);
-  test::expect_close(y, conv2d_reference(x, w, b, c.a), 1e-4, 1e-4, "forward " + c.str());
+  test::expect_close(y, conv2d(on_ref(x), on_ref(w), on_ref(b), c.a), 1e-4, 1e-4, "forward " + c.str());
   Tensor dout = Generator(seed + 1).normal(y.shape());
   Tensor dx_ref, dw_ref;
   conv2d_backward_loops(dout, x, w, c.a, &dx_ref, &dw_ref);
@@ -205,7 +209,7 @@ TEST_CASE("conv2d_affine_act: the fused epilogue equals conv, affine and activat
   make_inputs(c, 19, &x, &w, &b);
   Generator g(20);
   Tensor scale = g.uniform({c.F}, -2.f, 2.f), shift = g.normal({c.F}, 0.f, 3.f);
-  Tensor conv = conv2d_reference(x, w, Tensor(), c.a);
+  Tensor conv = conv2d(on_ref(x), on_ref(w), Tensor(), c.a);
   Tensor ref = Tensor::empty(conv.shape());
   const int64_t plane = conv.size(2) * conv.size(3);
   for (int64_t i = 0; i < conv.numel(); ++i) {
@@ -398,7 +402,7 @@ TEST_CASE("conv2d: bad shapes and arguments throw normad::Error", "[conv]") {
   REQUIRE_THROWS_AS(conv2d(x, w, Tensor(), bad), Error);
   bad = g2;
   bad.pad_h = -1;
-  REQUIRE_THROWS_AS(conv2d_reference(x, w, Tensor(), bad), Error);
+  REQUIRE_THROWS_AS(conv2d(on_ref(x), on_ref(w), Tensor(), bad), Error);
   // backward with a dout of the wrong shape
   REQUIRE_THROWS_AS(conv2d_backward_input(Tensor({2, 6, 3, 4}), w, x.shape(), g2), Error);
   REQUIRE_THROWS_AS(conv2d_backward_weight(Tensor({2, 5, 3, 3}), x, w.shape(), g2), Error);

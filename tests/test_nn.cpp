@@ -4,6 +4,8 @@
 #include "nn/loss.h"
 #include "nn/layers.h"
 #include "nn/optim.h"
+#include <tuple>
+
 #include "tests/helpers.h"
 
 using namespace normad;
@@ -148,4 +150,46 @@ TEST_CASE("loss: cross_entropy closed form and gradient", "[nn][loss]") {
   test::check_grad([](const std::vector<Var>& v) { return nn::cross_entropy(v[0], {2, 0, 1}); },
                    {Generator(9).normal({3, 4})}, 1e-2, 1e-4, 3e-4, "cross_entropy");
   CHECK_THROWS_AS(nn::cross_entropy(Var(Tensor({2, 3})), {0, 3}), Error);
+}
+
+TEST_CASE("nn: Module::to moves parameters and buffers in place, training then runs there and matches the CPU", "[nn][device]") {
+  // Two identical blocks: one stays on the CPU, one moves to the reference backend.
+  Generator g1(5), g2(5);
+  Block cpu_block, ref_block;
+  for (auto* b : {&cpu_block, &ref_block}) {
+    Generator& g = b == &cpu_block ? g1 : g2;
+    for (auto& [n, p] : b->named_parameters()) nn::init::uniform_(p.data(), -0.5f, 0.5f, g);
+  }
+  Tensor running_mean_handle = ref_block.bn1->running_mean;  // a copy of the layer's handle
+  ref_block.to(Device::Reference);
+  for (auto& [n, t] : ref_block.state_dict()) {
+    INFO(n);
+    CHECK(t.device() == Device::Reference);
+  }
+  CHECK(ref_block.bn1->running_mean.device() == Device::Reference);  // the layer's own member
+  CHECK(running_mean_handle.device() == Device::Reference);          // and every other handle
+  // Two Adam steps on each; the optimiser state is made on the parameters' device.
+  Generator gx(9);
+  Tensor x = Tensor::empty({4, 2, 5, 5});
+  nn::init::normal_(x, 0.f, 1.f, gx);
+  nn::Adam cpu_opt(cpu_block.parameters(), 0.01f), ref_opt(ref_block.parameters(), 0.01f);
+  for (int step = 0; step < 2; ++step) {
+    for (auto [blk, opt, dev] : {std::tuple{&cpu_block, &cpu_opt, Device::CPU},
+                                 std::tuple{&ref_block, &ref_opt, Device::Reference}}) {
+      opt->zero_grad();
+      sum(mul((*blk)(Var(x.to(dev))), (*blk)(Var(x.to(dev))))).backward();
+      opt->step();
+    }
+  }
+  auto cpu_state = cpu_block.state_dict(), ref_state = ref_block.state_dict();
+  for (size_t i = 0; i < cpu_state.size(); ++i) {
+    INFO(cpu_state[i].first);
+    CHECK(ref_state[i].second.device() == Device::Reference);
+    test::expect_close(ref_state[i].second.to(Device::CPU), cpu_state[i].second, 1e-5, 1e-4, cpu_state[i].first);
+  }
+  // Back to the CPU: values unchanged by the move.
+  const std::vector<float> before = ref_block.bn1->running_var.to_vector();
+  ref_block.to(Device::CPU);
+  CHECK(ref_block.bn1->running_var.device() == Device::CPU);
+  CHECK(ref_block.bn1->running_var.to_vector() == before);
 }

@@ -1,5 +1,6 @@
 // Tests of the tensor core (tensor/tensor.h, tensor/random.h): shapes, views, copies, errors and
 // reproducible random numbers.
+#include "tensor/backend.h"
 #include "tests/helpers.h"
 
 using namespace normad;
@@ -53,4 +54,83 @@ TEST_CASE("random: same seed gives the same numbers and moments are right", "[ra
   std::sort(sorted.begin(), sorted.end());
   for (int64_t i = 0; i < 100; ++i) REQUIRE(sorted[i] == i);
   CHECK(p != sorted);
+}
+
+// ---- storage, devices and allocators (tensor/tensor.h, tensor/backend.h) ----
+
+TEST_CASE("storage: to() copies across devices, move_to() moves every view, errors name devices", "[tensor][device]") {
+  Tensor t = Tensor::from({2, 3}, {1, 2, 3, 4, 5, 6});
+  CHECK(t.device() == Device::CPU);
+  Tensor r = t.to(Device::Reference);
+  CHECK(r.device() == Device::Reference);
+  CHECK(!r.same_storage(t));
+  CHECK(r.to_vector() == t.to_vector());
+  CHECK(t.to(Device::CPU).same_storage(t));  // already there: no copy
+  // A view and a copy of the handle share the storage, so moving one moves all of them.
+  Tensor view = t.reshape({3, 2});
+  Tensor handle = t;
+  handle.move_to(Device::Reference);
+  CHECK(t.device() == Device::Reference);
+  CHECK(view.device() == Device::Reference);
+  CHECK(view.to_vector() == std::vector<float>{1, 2, 3, 4, 5, 6});
+  // Ops refuse tensors on different devices, naming the op, the devices and the shapes.
+  Tensor c = Tensor::ones({3, 2});
+  CHECK_THROWS_WITH(add(view, c), Catch::Contains("add") && Catch::Contains("reference [3, 2]") &&
+                                      Catch::Contains("cpu [3, 2]"));
+  CHECK_THROWS_WITH(matmul(view, c, true, false), Catch::Contains("matmul") && Catch::Contains("different devices"));
+  // Factories on a device; copy_ across devices.
+  Tensor z = Tensor::full({4}, 2.5f, Device::Reference);
+  CHECK(z.device() == Device::Reference);
+  CHECK(z.to_vector() == std::vector<float>(4, 2.5f));
+  Tensor host = Tensor::zeros({4});
+  host.copy_(z);
+  CHECK(host.to_vector() == std::vector<float>(4, 2.5f));
+  CHECK(Tensor::from({2}, {7, 8}, Device::Reference).to_vector() == std::vector<float>{7, 8});
+  CHECK(parse_device("reference") == Device::Reference);
+  CHECK_THROWS_WITH(parse_device("gpu"), Catch::Contains("cpu, reference or cuda"));
+}
+
+TEST_CASE("storage: CUDA without a device is a clear error, never a crash", "[tensor][device]") {
+  if (device_available(Device::CUDA)) {
+    test::skip_or_fail("a CUDA device is present; this case checks the error path without one");
+    return;
+  }
+  CHECK(!device_unavailable_reason(Device::CUDA).empty());
+  CHECK_THROWS_WITH(Tensor::zeros({2}, Device::CUDA), Catch::Contains("cuda"));
+  CHECK_THROWS_WITH(Tensor::ones({2}).to(Device::CUDA), Catch::Contains("cuda"));
+}
+
+TEST_CASE("allocator: bytes in use and peak follow tensor lifetimes, 64-byte alignment", "[tensor][device]") {
+  // The Reference device has its own allocator: nothing else in this test uses it concurrently.
+  Allocator& a = allocator_for(Device::Reference);
+  const MemoryStats before = a.stats();
+  a.reset_peak();
+  {
+    Tensor big = Tensor::empty({1000}, Device::Reference);  // 4000 bytes
+    CHECK(a.stats().in_use == before.in_use + 4000);
+    CHECK(reinterpret_cast<uintptr_t>(big.device_data()) % 64 == 0);
+    {
+      Tensor more = Tensor::empty({250}, Device::Reference);  // 1000 bytes
+      CHECK(a.stats().in_use == before.in_use + 5000);
+    }
+    CHECK(a.stats().in_use == before.in_use + 4000);
+  }
+  const MemoryStats after = a.stats();
+  CHECK(after.in_use == before.in_use);
+  CHECK(after.peak == before.in_use + 5000);
+  CHECK(after.allocations == before.allocations + 2);
+  // A scalar still owns a block (one float), so data() is never null.
+  CHECK(Tensor::scalar(1.f).data() != nullptr);
+}
+
+TEST_CASE("backend table: supports() is false for a missing entry, true for the built-in CPU ops", "[tensor][device]") {
+  Backend empty{};
+  for (int op = 0; op < int(Op::count); ++op) CHECK_FALSE(supports(empty, Op(op)));
+  for (int op = 0; op < int(Op::count); ++op) {
+    INFO(op_name(Op(op)));
+    CHECK(supports(cpu_backend(), Op(op)));
+  }
+  CHECK(std::string(op_name(Op::adam_step)) == "adam_step");
+  CHECK(std::string(unary_op_name(UnaryOp::silu)) == "silu");
+  CHECK(std::string(binary_op_name(BinaryOp::clamp_backward)) == "clamp_backward");
 }

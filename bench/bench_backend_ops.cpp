@@ -1,0 +1,59 @@
+// Perf mode of the op harness (ggml's test-backend-ops "perf"): every case of
+// tests/backend_cases.h op_perf_cases() on every backend present (cpu, reference, cuda when a GPU is
+// found), through the public op, as in the harness's value mode. Reported per call: wall time (µs),
+// "bytes" = inputs read + outputs written per second (GB/s) and, for GEMM-shaped cases, "flops"
+// (GFLOP/s).
+// Math: none; the case table states each case's FLOP count (2 per multiply-add).
+// Tested by tests/test_backend_ops.cpp (the same table's small cases are compared with the
+// reference; the coverage test checks this table has a case for every Op).
+// Run: build/normad_bench --benchmark_filter=backend_ops/ --benchmark_counters_tabular=true
+// (add /cpu/ or /reference/ to the filter for one backend). Names: backend_ops/<device>/<case>.
+// The reference backend is plain loops in double: expect it 10-1000x slower than cpu, by design.
+// A CUDA backend's ops run asynchronously; its entries must synchronise before these timings are
+// meaningful (the CUDA kernels issue adds a sync to the loop when it adds the backend).
+#include <benchmark/benchmark.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bench/bench_util.h"
+#include "tests/backend_cases.h"
+
+using namespace normad;
+
+namespace {
+
+void bm_case(benchmark::State& st, std::shared_ptr<const cases::OpCase> c, Device d) {
+  std::vector<Tensor> in = cases::inputs_on(*c, d);
+  std::vector<cases::Output> out;
+  // warm-up: first-touch allocation, thread start, and a check that the op runs on this backend
+  if (!bench::warm_up(st, [&] { out = c->run(in); })) return;
+  const double bytes = cases::bytes_moved(in, out);
+  for (auto _ : st) {
+    out = c->run(in);
+    benchmark::DoNotOptimize(out.data());
+  }
+  bench::set_rate(st, "bytes", bytes);
+  if (c->flops > 0) bench::set_rate(st, "flops", c->flops);
+}
+
+// Registered before main() runs (normad_bench uses benchmark's own main). Building the table is
+// cheap: each case makes its inputs only when its benchmark runs.
+const bool registered = [] {
+  auto table = std::make_shared<const std::vector<cases::OpCase>>(cases::op_perf_cases());
+  for (Device d : {Device::CPU, Device::Reference, Device::CUDA}) {
+    if (!device_available(d)) continue;
+    for (const cases::OpCase& c : *table) {
+      // an aliasing pointer: the case lives as long as any benchmark holding it
+      std::shared_ptr<const cases::OpCase> cp(table, &c);
+      benchmark::RegisterBenchmark(("backend_ops/" + std::string(device_name(d)) + "/" + c.name).c_str(),
+                                   bm_case, cp, d)
+          ->Unit(benchmark::kMicrosecond)
+          ->UseRealTime();
+    }
+  }
+  return true;
+}();
+
+}  // namespace
