@@ -296,6 +296,7 @@ const Backend kCudaBackend{
     .batch_norm_train = nullptr,
     .batch_norm_eval = nullptr,
     .batch_norm_backward = nullptr,
+    .batch_norm_fold = nullptr,
     .pairwise_sqdist = nullptr,
     .pairwise_sqdist_backward = nullptr,
     .l2_normalize = nullptr,

@@ -56,8 +56,8 @@ NORMAD_HD inline float binary_apply(BinaryOp op, float a, float b, float p0, flo
     case BinaryOp::maximum: return a >= b ? a : b;
     // a = dout, b = the forward input x
     case BinaryOp::leaky_relu_backward: return b > 0 ? a : p0 * a;
-    // a product, not a select: a NaN or infinite dout outside the range gives NaN (the CPU's rule)
-    case BinaryOp::clamp_backward: return a * (p0 <= b && b <= p1 ? 1.f : 0.f);
+    // a select (torch's where): outside the range 0 even for a NaN or infinite dout
+    case BinaryOp::clamp_backward: return p0 <= b && b <= p1 ? a : 0.f;
     case BinaryOp::count: break;
   }
   return NAN;

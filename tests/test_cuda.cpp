@@ -1,7 +1,9 @@
 // Tests of the CUDA backend's own parts (cuda/): the caching pool, device detection, checked calls,
 // the kernel bodies run on the host, and on a GPU the allocator, copies and cuBLAS products.
-// Math: each body is compared with the CPU backend on the same host arrays (bit for bit where the
-// order of operations is the CPU's; sum v2, whose order differs, at 1e-6 relative).
+// Math: each body, compiled by g++ and run on the host, is compared with the CPU backend on the same
+// arrays (bit for bit where the order of operations is the CPU's; sum v2, whose order differs, at
+// 1e-6 relative). That checks index math and formulas; on a GPU the CUDA math library (expf, logf,
+// powf within 2 ulp) and nvcc's FMA fusion can move the last bit, which the op harness allows.
 // Tags: [cuda_pool] and [cuda_detect] run on any machine; [cuda_body] and [cuda_check] need a build
 // with nvcc but no GPU; [cuda] needs a GPU and otherwise prints "SKIPPED: <reason>" (ctest lists it
 // as skipped). Every op's values on a GPU against the reference backend: tests/test_backend_ops.cpp.
