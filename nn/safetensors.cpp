@@ -300,7 +300,6 @@ void save_safetensors(const std::string& path,
   for (const auto& [k, t] : tensors) {
     if (k == "__metadata__") throw Error(path + ": '__metadata__' is reserved, not a tensor name");
     if (!t.defined()) throw Error(path + ": tensor '" + k + "' is undefined");
-    if (t.device() != Device::CPU) throw Error(path + ": tensor '" + k + "' is not on the CPU");
     if (!sorted.emplace(k, &t).second) throw Error(path + ": duplicate tensor name '" + k + "'");
   }
 
@@ -337,9 +336,12 @@ void save_safetensors(const std::string& path,
     f.write(len, 8);
     f.write(header.data(), std::streamsize(header.size()));
     // float32 data as stored in memory (little-endian), in the header's key order
+    // (a tensor on another device is copied to the host first; a host tensor is written in place)
     for (const auto& [k, t] : sorted)
-      if (t->numel())
-        f.write(reinterpret_cast<const char*>(t->data()), std::streamsize(t->numel()) * 4);
+      if (t->numel()) {
+        const Tensor host = is_host(t->device()) ? *t : t->to(Device::CPU);
+        f.write(reinterpret_cast<const char*>(host.data()), std::streamsize(t->numel()) * 4);
+      }
     f.flush();
     if (!f) throw cleanup_and_fail("write to '" + tmp + "' failed");
   }
