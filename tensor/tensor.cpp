@@ -203,11 +203,9 @@ Tensor Tensor::from(Shape shape, const std::vector<float>& values, Device dev) {
   return t;
 }
 
-float* Tensor::host_ptr(const char* what) const {
-  if (storage_ && !is_host(storage_->device))
-    throw Error(std::string(what) + ": the tensor " + shape_str(shape_) + " is on " +
-                device_name(storage_->device) + "; copy it to the host first (.to(Device::CPU))");
-  return device_data();
+void Tensor::throw_not_on_host(const char* what) const {
+  throw Error(std::string(what) + ": the tensor " + shape_str(shape_) + " is on " +
+              device_name(storage_->device) + "; copy it to the host first (.to(Device::CPU))");
 }
 
 int64_t Tensor::size(int64_t d) const { return shape_[wrap_dim(d, dim(), "Tensor::size")]; }

@@ -115,6 +115,7 @@ class Tensor {
 
   // Host element access (CPU and Reference tensors). On a CUDA tensor it throws a normad::Error
   // naming `what` (the op or caller): move it with to(Device::CPU) first.
+  // Inline: kernels call it inside loops.
   float* data(const char* what = "element access") { return host_ptr(what); }
   const float* data(const char* what = "element access") const { return host_ptr(what); }
   // The raw pointer on the tensor's own device, unchecked: for backend kernels only.
@@ -135,7 +136,11 @@ class Tensor {
   bool same_storage(const Tensor& o) const { return storage_ == o.storage_; }
 
  private:
-  float* host_ptr(const char* what) const;
+  float* host_ptr(const char* what) const {
+    if (storage_ && !is_host(storage_->device)) [[unlikely]] throw_not_on_host(what);
+    return device_data();
+  }
+  [[noreturn]] void throw_not_on_host(const char* what) const;
   std::shared_ptr<Storage> storage_;
   Shape shape_;
   int64_t numel_ = 0;
