@@ -108,6 +108,16 @@ TEST_CASE("cli: zeroshot --csv runs the protocol on a table and reports errors n
   std::ifstream jf(json);
   std::string text((std::istreambuf_iterator<char>(jf)), std::istreambuf_iterator<char>());
   CHECK_THAT(text, Catch::Contains("\"ratios\"") && Catch::Contains("\"batch_l2\"") && Catch::Contains("\"knn\""));
+  {
+    // --json reports the run's memory: the CPU allocator's tensor bytes (peak >= in use > 0 after a
+    // run that trained a network) and the process's peak resident set, which includes them.
+    const auto js = nlohmann::json::parse(text);
+    REQUIRE(js.contains("memory"));
+    const auto& cpu = js["memory"]["cpu"];
+    CHECK(cpu["tensor_bytes_peak"].get<int64_t>() >= cpu["tensor_bytes_in_use"].get<int64_t>());
+    CHECK(cpu["tensor_bytes_peak"].get<int64_t>() > 100000);  // the task batches alone are larger
+    CHECK(js["memory"]["process_peak_rss_bytes"].get<int64_t>() > cpu["tensor_bytes_peak"].get<int64_t>());
+  }
   // ACR-NTL on the same table (a few iterations: the path runs end to end).
   r = run("zeroshot --csv " + csv + " --label class --train-classes c0,c1,c2 --test-classes c3,c4,c5 "
           "--one-hot kind --model ntl --iters 2 --batch-normals 20 --ratios 0.2 --threads 1");
