@@ -36,6 +36,12 @@ Var AcrDsvdd::loss(const Tensor& x, const std::vector<int>& y, int64_t tasks) {
   return acr_reduce(d, pow(d, -1.f), y);
 }
 
+void AcrDsvdd::to(Device d) {
+  net->to(d);
+  c.data().move_to(d);  // the centre is a parameter outside the network
+  if (c.grad().defined()) const_cast<Tensor&>(c.grad()).move_to(d);
+}
+
 double acr_backward(AcrModel& model, const Tensor& x, const std::vector<int>& y, int64_t tasks, int64_t per_pass) {
   check(static_cast<int64_t>(y.size()) == x.size(0), "acr_backward",
         std::to_string(y.size()) + " labels for " + std::to_string(x.size(0)) + " rows");

@@ -81,9 +81,10 @@ TEST_CASE("backend models: one ACR-DSVDD step on the reference backend equals th
   Generator ga(21), gb(21);
   models::AcrDsvdd cpu(std::make_shared<models::OmniglotNet>(ga, 8, 6), 6, ga);
   models::AcrDsvdd ref(std::make_shared<models::OmniglotNet>(gb, 8, 6), 6, gb);
-  clone_to(*ref.net, *cpu.net, Device::Reference);
+  clone_to(*ref.net, *cpu.net, Device::CPU);
   ref.c.data().copy_(cpu.c.data());
-  ref.c.data().move_to(Device::Reference);
+  ref.to(Device::Reference);  // AcrModel::to: the network and the centre c
+  CHECK(ref.c.data().device() == Device::Reference);
   // T = 3 tasks of Q = 4 rows: 2 normal then 2 pseudo-anomalous each.
   Generator gx(4);
   Tensor x = gx.uniform({12, 1, 28, 28}, 0.f, 1.f);
