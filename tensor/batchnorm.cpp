@@ -21,18 +21,10 @@ struct BnShape {
   int64_t N, C, S;
 };
 
-BnShape bn_shape(const Tensor& x, const char* what) {
-  check(x.dim() == 2 || x.dim() == 4, what,
-        "expects [N, C] or [N, C, H, W], got " + shape_str(x.shape()));
+// x [N, C] or [N, C, H, W], validated by the dispatch (tensor/ops.cpp).
+BnShape bn_shape(const Tensor& x) {
   BnShape s{x.size(0), x.size(1), x.dim() == 4 ? x.size(2) * x.size(3) : 1};
   return s;
-}
-
-void check_channel_vec(const Tensor& t, int64_t C, const char* what, const char* name) {
-  if (t.defined())
-    check(t.numel() == C, what,
-          std::string(name) + " has shape " + shape_str(t.shape()) + ", expected [" +
-              std::to_string(C) + "]");
 }
 
 constexpr int64_t kChanBlock = 64;  // channels per task when S == 1 (rows are contiguous in c)
@@ -118,20 +110,9 @@ void group_channel_affine(float* out, const BnShape& s, int64_t G, const float* 
 Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,
                         int64_t groups, BatchNormSaved* saved, Tensor* running_mean,
                         Tensor* running_var, float momentum) {
-  const char* what = "batch_norm";
-  const BnShape s = bn_shape(x, what);
+  const BnShape s = bn_shape(x);
   const int64_t C = s.C;
-  check(groups >= 1 && s.N % groups == 0, what,
-        std::to_string(s.N) + " rows of " + shape_str(x.shape()) + " do not split into " +
-            std::to_string(groups) + " equal groups");
-  check_channel_vec(gamma, C, what, "weight");
-  check_channel_vec(beta, C, what, "bias");
-  if (running_mean) check_channel_vec(*running_mean, C, what, "running_mean");
-  if (running_var) check_channel_vec(*running_var, C, what, "running_var");
   const int64_t G = groups, M = s.N / G * s.S;
-  check(M > 0, what, "no values to normalise in " + shape_str(x.shape()));
-  check(M > 1 || running_var == nullptr, what,
-        "needs more than one value per channel in training mode, got " + shape_str(x.shape()));
   const float* px = x.data();
   // Statistics per (g, c): two passes in double (mean, then squared deviations) for accuracy.
   std::vector<double> mu = group_channel_sums(s, G, [&](int64_t i, int64_t) { return double(px[i]); });
@@ -175,14 +156,8 @@ Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta
 
 Tensor batch_norm_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                        const Tensor& running_mean, const Tensor& running_var, float eps) {
-  const char* what = "batch_norm (eval)";
-  const BnShape s = bn_shape(x, what);
+  const BnShape s = bn_shape(x);
   const int64_t C = s.C;
-  check_channel_vec(gamma, C, what, "weight");
-  check_channel_vec(beta, C, what, "bias");
-  check(running_mean.defined() && running_var.defined(), what, "running statistics missing");
-  check_channel_vec(running_mean, C, what, "running_mean");
-  check_channel_vec(running_var, C, what, "running_var");
   std::vector<float> scale(C), zero(C, 0.f), shift(C);
   for (int64_t c = 0; c < C; ++c) {
     const float inv = 1.f / std::sqrt(running_var.data()[c] + eps);
@@ -197,14 +172,7 @@ Tensor batch_norm_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta,
 Tensor batch_norm_backward(const Tensor& dout, const Tensor& x, const Tensor& gamma,
                            const BatchNormSaved& saved, int64_t groups, Tensor* dgamma,
                            Tensor* dbeta) {
-  const char* what = "batch_norm_backward";
-  const BnShape s = bn_shape(x, what);
-  check(dout.shape() == x.shape(), what,
-        "gradient " + shape_str(dout.shape()) + " does not match input " + shape_str(x.shape()));
-  check(groups >= 1 && s.N % groups == 0 && saved.mean.numel() == groups * s.C &&
-            saved.invstd.numel() == groups * s.C,
-        what, "saved statistics " + shape_str(saved.mean.shape()) + " do not match " +
-                  std::to_string(groups) + " groups of " + shape_str(x.shape()));
+  const BnShape s = bn_shape(x);
   const int64_t C = s.C, G = groups, M = s.N / G * s.S;
   const float *px = x.data(), *pd = dout.data();
   const float *mean = saved.mean.data(), *inv = saved.invstd.data();

@@ -27,8 +27,6 @@ std::vector<double> row_sqnorms(const Tensor& a) {
 }  // namespace
 
 Tensor pairwise_sqdist(const Tensor& a, const Tensor& b) {
-  check(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(1), "pairwise_sqdist",
-        "expects [M, D] and [N, D], got " + shape_str(a.shape()) + " and " + shape_str(b.shape()));
   Tensor d = cpu::matmul(a, b, false, true);  // a_i . b_j
   auto na = row_sqnorms(a), nb = row_sqnorms(b);
   const int64_t M = a.size(0), N = b.size(0);
@@ -44,7 +42,6 @@ Tensor pairwise_sqdist(const Tensor& a, const Tensor& b) {
 }
 
 Tensor l2_normalize(const Tensor& a, float eps) {
-  check(a.dim() == 2, "l2_normalize", "expects [M, D], got " + shape_str(a.shape()));
   auto n = row_sqnorms(a);
   const int64_t M = a.size(0), D = a.size(1);
   Tensor y(a.shape());

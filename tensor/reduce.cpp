@@ -60,16 +60,6 @@ Tensor sum_one(const Tensor& a, int64_t d) {
   return out;
 }
 
-// Wraps, sorts and de-duplicates dims; empty means all.
-std::vector<int64_t> norm_dims(std::vector<int64_t> dims, int64_t rank, const char* what) {
-  if (dims.empty())
-    for (int64_t d = 0; d < rank; ++d) dims.push_back(d);
-  for (auto& d : dims) d = wrap_dim(d, rank, what);
-  std::sort(dims.begin(), dims.end());
-  dims.erase(std::unique(dims.begin(), dims.end()), dims.end());
-  return dims;
-}
-
 Shape reduced_shape(const Shape& s, const std::vector<int64_t>& dims, bool keepdim) {
   Shape out;
   for (int64_t d = 0; d < static_cast<int64_t>(s.size()); ++d) {
@@ -84,9 +74,9 @@ Shape reduced_shape(const Shape& s, const std::vector<int64_t>& dims, bool keepd
 
 }  // namespace
 
-Tensor sum(const Tensor& a, const std::vector<int64_t>& dims_in, bool keepdim) {
+// dims arrive wrapped, sorted and unique (the dispatch in tensor/ops.cpp, or a caller here).
+Tensor sum(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
   if (a.dim() == 0) return a.clone();
-  std::vector<int64_t> dims = norm_dims(dims_in, a.dim(), "sum");
   Tensor t = a;
   // All dims: one flat pass. Otherwise one pass per dim, from the last back (indices stay valid).
   if (dims.size() == static_cast<size_t>(a.dim())) {
@@ -99,9 +89,7 @@ Tensor sum(const Tensor& a, const std::vector<int64_t>& dims_in, bool keepdim) {
 
 
 Tensor max(const Tensor& a, int64_t dim, bool keepdim, Tensor* argmax) {
-  dim = wrap_dim(dim, a.dim(), "max");
   Split p = split_at(a.shape(), dim);
-  if (p.r == 0) throw Error("max: empty dim in " + shape_str(a.shape()));
   Shape os = a.shape();
   os[dim] = 1;
   Tensor out(os), idx(os);
@@ -139,7 +127,6 @@ Tensor max_backward(const Tensor& dout, const Tensor& argmax, const Shape& in, i
 }
 
 Tensor logsumexp(const Tensor& a, int64_t dim, bool keepdim) {
-  dim = wrap_dim(dim, a.dim(), "logsumexp");
   Tensor m = cpu::max(a, dim, true, nullptr);
   // A row of all -inf would give nan from (-inf) - (-inf); use 0 as its shift instead.
   for (int64_t i = 0; i < m.numel(); ++i)
