@@ -14,6 +14,24 @@
 
 namespace normad::cli {
 
+Device& compute_device() {
+  static Device d = Device::CPU;
+  return d;
+}
+
+void select_device(const std::string& name, bool tf32) {
+  Device d;
+  try {
+    d = parse_device(name);
+  } catch (const Error& e) {
+    throw Error(std::string("--device: ") + e.what());
+  }
+  if (!device_available(d)) throw Error("--device " + name + ": " + device_unavailable_reason(d));
+  if (tf32 && d != Device::CUDA) throw Error("--tf32: TF32 matrix products exist on --device cuda only");
+  set_allow_tf32(tf32);
+  compute_device() = d;
+}
+
 void write_atomic(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp" + std::to_string(getpid());  // concurrent runs never collide
   {
@@ -47,6 +65,8 @@ nlohmann::json memory_report() {
 
 void write_json(const std::string& path, nlohmann::json js) {
   js["memory"] = memory_report();
+  js["device"] = device_name(compute_device());
+  if (allow_tf32()) js["tf32"] = true;
   write_atomic(path, js.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
 }
 

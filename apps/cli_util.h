@@ -9,7 +9,16 @@
 
 #include <json.hpp>
 
+#include "tensor/tensor.h"
+
 namespace normad::cli {
+
+// The device models train and score on (--device; cpu by default). Data loading, metrics and
+// file writing stay on the host; each batch is copied to this device and results come back.
+Device& compute_device();
+// Applies --device NAME and --tf32: checks the device can be used here (an Error saying why not,
+// e.g. no GPU) and that --tf32 goes with cuda.
+void select_device(const std::string& name, bool tf32);
 
 // Writes `text` to path via a temporary file + rename, so a failure leaves nothing half-written.
 void write_atomic(const std::string& path, const std::string& text);
@@ -18,7 +27,7 @@ void write_atomic(const std::string& path, const std::string& text);
 // (the allocators' counters: tensor storage only) and the process's peak resident set (getrusage:
 // everything, code and libraries included).
 nlohmann::json memory_report();
-// Writes js plus {"memory": memory_report()} to path atomically (invalid UTF-8 in a string becomes
+// Writes js plus {"memory": memory_report(), "device": the --device name} to path atomically (invalid UTF-8 in a string becomes
 // U+FFFD instead of an exception).
 void write_json(const std::string& path, nlohmann::json js);
 

@@ -60,6 +60,13 @@ void add_source_options(CLI::App* c, ImageArgs& a) {
   c->add_option("--category", a.category, "with --mvtec: the category");
 }
 
+// Feature levels copied to --device for scoring (Gaussian-AD scores there: see level_distances).
+std::vector<Tensor> on_compute_device(const std::vector<Tensor>& levels) {
+  std::vector<Tensor> out;
+  for (const Tensor& t : levels) out.push_back(t.to(compute_device()));
+  return out;
+}
+
 models::FeatureSpec feature_spec(const ImageArgs& a) {
   if (a.size < 0 || a.size > models::kMaxImageSize)
     throw Error("--size: expected 1.." + std::to_string(models::kMaxImageSize) + " pixels (0: the backbone's native size), got " +
@@ -80,6 +87,7 @@ models::FeatureSpec feature_spec(const ImageArgs& a) {
   s.prep.filter = a.filter;
   s.prep.shorter_side = a.shorter_side;
   s.batch = a.batch;
+  s.device = compute_device();
   return s;
 }
 
@@ -225,6 +233,7 @@ models::FeatureExtractor scoring_extractor(const models::GaussianAd& m, const Im
     throw Error(a.model + ": weights " + spec.weights + " (" + which + ") not found; give --weights FILE with the "
                 "weights it was fitted with (SHA-256 " + want + ")");
   spec.batch = a.batch;
+  spec.device = compute_device();
   try {
     return models::FeatureExtractor(spec);  // refuses weights whose SHA-256 is not `want`
   } catch (const Error& e) {
@@ -365,7 +374,7 @@ bool ImageCommands::run_chosen() {
         fit_rows = fitter.count();
         m = fitter.finish();
         if (a.reference.empty()) {
-          scores = m.score(pick_rows(all, cal_idx));
+          scores = m.score(on_compute_device(pick_rows(all, cal_idx)));
           names = pick(t.table.labels, cal_idx);
         }
       });
@@ -375,7 +384,7 @@ bool ImageCommands::run_chosen() {
           throw Error(a.reference + ": feature columns per level " + join_list(ref.dims) + ", " + a.features + " has " +
                       join_list(t.dims));
         check_same_pipeline(ref.pipeline, a.reference, t.pipeline, a.features);
-        scores = m.score(ref.levels());
+        scores = m.score(on_compute_device(ref.levels()));
         names = ref.table.labels;
       }
       // The CSV's pipeline (weights re-anchored at the model's directory); none for a hand-made CSV.
@@ -453,7 +462,7 @@ bool ImageCommands::run_chosen() {
       models::FeaturesCsv cut = t;
       cut.dims = want;
       names = t.table.labels;
-      scores = m.score(cut.levels());
+      scores = m.score(on_compute_device(cut.levels()));
       where = a.features;
     } else {
       const models::FeatureExtractor fx = scoring_extractor(m, a);

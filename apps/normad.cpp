@@ -39,7 +39,9 @@
 #include "tensor/random.h"
 
 using namespace normad;
+using normad::cli::compute_device;
 using normad::cli::Progress;
+using normad::cli::select_device;
 using normad::cli::split_list;
 using normad::cli::write_atomic;
 using normad::cli::write_json;
@@ -216,6 +218,7 @@ void oneclass_fmnist(const OneClassArgs& a, uint64_t seed, const std::string& js
     manual_seed(seed);
     Generator g(seed + 1);
     auto ae = models::lenet_autoencoder("fmnist");
+    ae->to(compute_device());  // initialised on the host, trained on --device
     if (a.pretrain) {
       models::SvddTrainConfig ac = models::ae_defaults("fmnist");
       ac.epochs = a.ae_epochs;
@@ -579,6 +582,7 @@ void train_acr(const TrainArgs& a, uint64_t seed, const std::string& json_path) 
                   ", fewer than the " + std::to_string(cfg.normals) + " normals a task needs");
   Generator init(seed), rng(seed + 1);
   auto model = make_acr(a.model, F, init);
+  model->to(compute_device());
   std::printf("%s: %zu classes as tasks, %lld rows, %lld features, %lld iterations, recipe %s, task augmentation %s\n",
               a.model.c_str(), classes.size(), (long long)table.x.size(0), (long long)F, (long long)cfg.iters,
               recipe.c_str(), cfg.task_aug.c_str());
@@ -668,6 +672,7 @@ void train_model(const TrainArgs& a, uint64_t seed, const std::string& json_path
     cfg.K = a.K;
     cfg.trans_type = a.trans_type;
     net = std::make_shared<models::NeutralAD>(cfg);
+    net->to(compute_device());
     std::printf("NeuTraL-AD: %lld normal rows, %lld features, K = %lld (%s), %lld epochs\n", (long long)table.x.size(0),
                 (long long)F, (long long)cfg.K, cfg.trans_type.c_str(), (long long)a.train.epochs);
     auto fit = models::train_ntl(*net, table.x, a.train, shuffle, std::ref(p));
@@ -688,6 +693,7 @@ void train_model(const TrainArgs& a, uint64_t seed, const std::string& json_path
   } else {
     const auto widths = parse_widths(a.widths, "--widths");
     svdd = std::make_shared<models::DeepSvdd>(models::svdd_mlp(F, widths));
+    svdd->net->to(compute_device());
     models::SvddTrainConfig cfg;
     cfg.epochs = a.train.epochs, cfg.batch = a.train.batch, cfg.lr = a.train.lr;
     cfg.weight_decay = a.train.weight_decay, cfg.milestones = {};
@@ -772,6 +778,7 @@ void score_model(const std::string& model_path, const std::string& data_path, co
       t.copy_(it->second);
     }
     if (batch == 1) throw Error("--batch: ACR scores batches of at least 2 rows (their own BN statistics)");
+    model->to(compute_device());  // loaded on the host: model files are device-independent
     try {
       scores = model->score(table.x, false, batch ? batch : stored);
     } catch (const Error& e) {
@@ -790,6 +797,7 @@ void score_model(const std::string& model_path, const std::string& data_path, co
     } catch (const Error& e) {
       throw Error(model_path + ": " + e.what());
     }
+    net.to(compute_device());
     scores = models::score_ntl(net, table.x, batch ? batch : 1000);
   } else {
     if (!f.tensors.count("c")) throw Error(model_path + ": dsvdd model without its centre tensor 'c'");
@@ -798,7 +806,8 @@ void score_model(const std::string& model_path, const std::string& data_path, co
     nn::LoadReport rep = nn::load_state(*svdd.net, f, false);  // the file also holds c
     if (!rep.missing.empty() || !rep.mismatched.empty() || rep.unexpected != std::vector<std::string>{"c"})
       throw Error(model_path + ": " + rep.str());
-    svdd.c = f.tensors.at("c");
+    svdd.c = f.tensors.at("c").to(compute_device());
+    svdd.net->to(compute_device());
     scores = svdd.score(table.x, batch ? batch : 1000);
   }
   check_scores(scores, rows, "anomaly");
@@ -831,11 +840,15 @@ int main(int argc, char** argv) {
   app.failure_message([](const CLI::App*, const CLI::Error& e) { return "normad: " + std::string(e.what()) + "\n"; });
   uint64_t seed = 0;
   int threads = 0;
-  std::string json_path;
+  std::string json_path, device_arg = "cpu";
+  bool tf32 = false;
   auto common = [&](CLI::App* sub) {
     sub->add_option("--seed", seed, "random seed")->capture_default_str();
     sub->add_option("--threads", threads, "threads (0: all cores)")->capture_default_str();
     sub->add_option("--json", json_path, "also write machine-readable results to FILE");
+    sub->add_option("--device", device_arg, "where models run: cpu or cuda (reference: the plain-loop kernels, for checking)")
+        ->capture_default_str();
+    sub->add_flag("--tf32", tf32, "with --device cuda: TF32 tensor-core matrix products (faster, ~1e-3 relative error)");
   };
 
   auto* zs = app.add_subcommand("zeroshot", "zero-shot detection: meta-train ACR on some classes, score batches of unseen ones (FMNIST-ZS or a CSV)");
@@ -963,7 +976,9 @@ int main(int argc, char** argv) {
   }
   try {
     set_num_threads(threads);
+    select_device(device_arg, tf32);
     cfg.seed = seed;
+    cfg.device = compute_device();
     if ((*zs && zs->get_option("--iters")->count() && ra.iters < 0) || ta.iters < 0) throw Error("--iters: must be >= 0");
     if (*tr) {
       ta.thr.calibration_given = calibration->count() > 0;

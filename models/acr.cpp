@@ -30,7 +30,8 @@ Var AcrDsvdd::loss(const Tensor& x, const std::vector<int>& y, int64_t tasks) {
             std::to_string(tasks) + " tasks");
   net->train();
   nn::set_bn_groups(*net, tasks);  // acr.md §3: one BN batch per task
-  Var d = distances((*net)(Var(x)));
+  // The tasks go to the network's device (no copy when they are there already).
+  Var d = distances((*net)(Var(x.to(net->device()))));
   nn::set_bn_groups(*net, 1);
   // L_n = d on normals, L_a = 1/d on pseudo-anomalies (no epsilon, acr.md §4.1).
   return acr_reduce(d, pow(d, -1.f), y);
@@ -109,7 +110,7 @@ Var TabNtl::forward(const Var& x) { return embed(x, 1); }
 Var AcrNtl::loss(const Tensor& x, const std::vector<int>& y, int64_t tasks) {
   check(x.size(0) == static_cast<int64_t>(y.size()), "AcrNtl::loss", "labels do not match the rows");
   net->train();
-  Var z = net->embed(Var(x), tasks);
+  Var z = net->embed(Var(x.to(net->device())), tasks);
   return acr_reduce(dcl_loss(z, tau), dcl_anomaly_loss(z, tau), y);
 }
 
@@ -119,7 +120,7 @@ std::vector<double> AcrNtl::score(const Tensor& x, bool stationary, int64_t chun
   nn::set_bn_batch_stats_in_eval(*net, !stationary);
   std::vector<double> out;
   for (auto [b, e] : score_chunks(x.size(0), chunk))
-    for (float v : dcl_loss((*net)(Var(slice(x, 0, b, e))), tau).data().to_vector()) out.push_back(v);
+    for (float v : dcl_loss((*net)(Var(slice(x, 0, b, e).to(net->device()))), tau).data().to_vector()) out.push_back(v);
   nn::set_bn_batch_stats_in_eval(*net, false);
   return out;
 }
@@ -133,7 +134,7 @@ std::vector<double> AcrDsvdd::score(const Tensor& x, bool stationary, int64_t ch
   // acr.md §3: a large test batch is cut into consecutive chunks, each normalised with its own
   // statistics (balanced, so that no chunk is a remainder of a few rows).
   for (auto [b, e] : score_chunks(x.size(0), chunk)) {
-    Var d = distances((*net)(Var(slice(x, 0, b, e))));
+    Var d = distances((*net)(Var(slice(x, 0, b, e).to(net->device()))));
     for (float v : d.data().to_vector()) out.push_back(v);
   }
   nn::set_bn_batch_stats_in_eval(*net, false);

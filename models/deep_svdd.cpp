@@ -116,7 +116,7 @@ std::vector<double> train_epochs(const char* what, nn::Module& net, const Tensor
     for (int64_t s = 0; s < n; s += cfg.batch) {
       if (n - s == 1 && s > 0) break;  // BN needs more than one row
       std::vector<int64_t> idx(order.begin() + s, order.begin() + std::min(n, s + cfg.batch));
-      Var loss = loss_of(index_select(x, idx));
+      Var loss = loss_of(index_select(x, idx).to(net.device()));  // the batch on the network's device
       const double v = loss.item();
       nn::check_loss(v, what, "epoch", e + 1);  // before the step: NaN never reaches the weights
       opt.zero_grad();
@@ -212,7 +212,7 @@ Tensor svdd_center(nn::Module& net, const Tensor& x, int64_t batch, float eps) {
   net.eval();
   Tensor sum;
   for (int64_t s = 0; s < x.size(0); s += batch) {
-    Tensor part = normad::sum((net)(Var(slice(x, 0, s, std::min(x.size(0), s + batch)))).data(), {0});
+    Tensor part = normad::sum((net)(Var(slice(x, 0, s, std::min(x.size(0), s + batch)).to(net.device()))).data(), {0});
     sum = sum.defined() ? add(sum, part) : part;
   }
   Tensor c = mul_scalar(sum, 1.f / static_cast<float>(x.size(0)));
@@ -251,7 +251,7 @@ std::vector<double> DeepSvdd::score(const Tensor& x, int64_t batch) {
   net->eval();  // running statistics (A.7)
   std::vector<double> out;
   for (int64_t s = 0; s < x.size(0); s += batch) {
-    Tensor diff = sub((*net)(Var(slice(x, 0, s, std::min(x.size(0), s + batch)))).data(), c);
+    Tensor diff = sub((*net)(Var(slice(x, 0, s, std::min(x.size(0), s + batch)).to(net->device()))).data(), c);
     for (float v : sum(mul(diff, diff), {1}).to_vector()) out.push_back(v);
   }
   return out;

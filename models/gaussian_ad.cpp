@@ -324,6 +324,24 @@ GaussianAd GaussianFitter::finish() const {
 
 // ---- scoring ----
 
+namespace {
+
+// One level's distances with the features on their device, in float32: the whitening GEMM
+// y [n, k'] = (x - center) W^T and the row norms sqrt(sum_j y_ij^2) as tensor ops, so they run on
+// whatever backend holds x (the GPU: one cuBLAS GEMM and a few elementwise and row kernels).
+Eigen::VectorXd device_distances(const Tensor& x, const GaussianLevel& lv) {
+  const Device d = x.device();
+  const Tensor center = to_tensor(lv.center).reshape({1, lv.dim}).to(d);  // [1, p]
+  const Tensor whiten = to_tensor(lv.whiten).to(d);                       // [k', p]
+  const Tensor y = matmul(sub(x, center), whiten, false, true);             // [n, k']
+  const std::vector<float> sq = sum(mul(y, y), {1}).to_vector();            // |y_i|^2, back on the host
+  Eigen::VectorXd dist(int64_t(sq.size()));
+  for (size_t i = 0; i < sq.size(); ++i) dist(int64_t(i)) = std::sqrt(double(sq[i]));
+  return dist;
+}
+
+}  // namespace
+
 Eigen::MatrixXd GaussianAd::level_distances(const std::vector<Tensor>& feats) const {
   require(feats.size() == levels.size(), "the model has " + std::to_string(levels.size()) +
                                              " feature levels, got " + std::to_string(feats.size()));
@@ -336,6 +354,10 @@ Eigen::MatrixXd GaussianAd::level_distances(const std::vector<Tensor>& feats) co
     require(f.dim() == 2 && f.size(0) == n && f.size(1) == lv.dim,
             "level " + std::to_string(l) + " features have shape " + shape_str(f.shape()) +
                 ", the model expects [" + std::to_string(n) + ", " + std::to_string(lv.dim) + "]");
+    if (f.device() != Device::CPU) {
+      out.col(int64_t(l)) = device_distances(f, lv);
+      continue;
+    }
     const int64_t nb = (n + kRowBlock - 1) / kRowBlock;
     parallel_for(nb, 1, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {

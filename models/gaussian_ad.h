@@ -117,7 +117,10 @@ class GaussianAd {
   bool has_threshold = false;
   std::map<std::string, std::string> info; // free metadata (backbone, levels, image prep, ...)
 
-  // Mahalanobis distances [n, L] (double) for levels [n, p_l] each.
+  // Mahalanobis distances [n, L] (double) for levels [n, p_l] each. Features on the CPU: in double
+  // (Eigen). Features on another device (a GPU): there, in float32, one whitening GEMM per level
+  // y = (x - center) W^T and the row norms |y|, then copied back (about 1e-6 relative to the double
+  // distances: the fit's matrices are float-rounded already, round_to_float).
   Eigen::MatrixXd level_distances(const std::vector<Tensor>& feats) const;
   // Mean over levels of the distances (§6).
   std::vector<double> score(const std::vector<Tensor>& feats) const;

@@ -129,6 +129,7 @@ FeatureExtractor::FeatureExtractor(FeatureSpec spec) : spec_(std::move(spec)) {
         "SHA-256 " + sha + ", expected " + spec_.weights_sha256 + " (not the weights the features were made with)");
   spec_.weights_sha256 = sha;
   load_backbone(*net_, spec_.weights);
+  net_->to(spec_.device);  // loaded on the host, run on the spec's device
   if (spec_.levels.empty())
     for (int l = 0; l < net_->num_levels(); ++l) spec_.levels.push_back(l);
   for (size_t i = 0; i < spec_.levels.size(); ++i) {
@@ -149,7 +150,7 @@ std::vector<int64_t> FeatureExtractor::dims() const {
 }
 
 std::vector<Tensor> FeatureExtractor::pooled(const Tensor& images) const {
-  std::vector<Tensor> maps = net_->features(images, spec_.levels);
+  std::vector<Tensor> maps = net_->features(images.to(spec_.device), spec_.levels);
   for (Tensor& m : maps) m = global_avg_pool(m);  // [N, C, H, W] -> [N, C]
   return maps;
 }
@@ -161,13 +162,16 @@ void FeatureExtractor::for_each_batch(const std::vector<std::string>& paths,
   for (int64_t b = 0; b < n; b += spec_.batch) {
     const std::vector<std::string> chunk(paths.begin() + b, paths.begin() + std::min(n, b + spec_.batch));
     const std::vector<Tensor> lv = pooled(data::load_batch(chunk, spec_.prep));
-    // A backbone that overflows gives inf / NaN features, which would score as NaN: name the image.
-    for (size_t l = 0; l < lv.size(); ++l)
-      for (int64_t i = 0; i < lv[l].numel(); ++i)
-        check(std::isfinite(lv[l].data()[i]), chunk[size_t(i / lv[l].size(1))],
-              "level " + std::to_string(spec_.levels[l]) + " feature " + std::to_string(i % lv[l].size(1)) + " is " +
-                  std::to_string(lv[l].data()[i]) + ", expected a finite number (the backbone " + spec_.backbone +
+    // A backbone that overflows gives inf / NaN features, which would score as NaN: name the image
+    // (checked on a host copy: no copy when the backbone runs on the CPU).
+    for (size_t l = 0; l < lv.size(); ++l) {
+      const Tensor host = lv[l].to(Device::CPU);
+      for (int64_t i = 0; i < host.numel(); ++i)
+        check(std::isfinite(host.data()[i]), chunk[size_t(i / host.size(1))],
+              "level " + std::to_string(spec_.levels[l]) + " feature " + std::to_string(i % host.size(1)) + " is " +
+                  std::to_string(host.data()[i]) + ", expected a finite number (the backbone " + spec_.backbone +
                   " with " + spec_.weights + " overflowed)");
+    }
     each(lv);
     if (progress) progress(std::min(n, b + spec_.batch), n);
   }
@@ -175,7 +179,7 @@ void FeatureExtractor::for_each_batch(const std::vector<std::string>& paths,
 
 Tensor FeatureExtractor::extract(const std::vector<std::string>& paths, const ProgressFn& progress) const {
   std::vector<Tensor> rows;
-  for_each_batch(paths, [&](const std::vector<Tensor>& lv) { rows.push_back(concat(lv, 1)); }, progress);
+  for_each_batch(paths, [&](const std::vector<Tensor>& lv) { rows.push_back(concat(lv, 1).to(Device::CPU)); }, progress);
   check(!rows.empty(), "features", "no images");
   return concat(rows, 0);
 }
@@ -193,7 +197,12 @@ std::vector<double> score_images(const FeatureExtractor& fx, const GaussianAd& m
 GaussianAd fit_images(const FeatureExtractor& fx, const std::vector<std::string>& paths,
                       const GaussianAdOptions& options, const ProgressFn& progress) {
   GaussianFitter fitter(fx.dims(), options);
-  fx.for_each_batch(paths, [&](const std::vector<Tensor>& lv) { fitter.add(lv); }, progress);
+  // The fit's moment sums are in double on the host (gaussian_ad.md): the pooled vectors come back.
+  fx.for_each_batch(paths, [&](const std::vector<Tensor>& lv) {
+    std::vector<Tensor> host;
+    for (const Tensor& t : lv) host.push_back(t.to(Device::CPU));
+    fitter.add(host);
+  }, progress);
   return fitter.finish();
 }
 

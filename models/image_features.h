@@ -32,6 +32,7 @@ struct FeatureSpec {
   std::vector<int> levels;     // empty: every level of the backbone
   data::ImagePrep prep;        // size 0: the backbone's native size (gaussian_ad.md §3)
   int64_t batch = 16;          // images per forward pass
+  Device device = Device::CPU; // where the backbone runs (not stored: features are device-independent)
 
   // The spec as metadata fields ("features.backbone", ...) and back, so a model file or a features
   // CSV remembers how its features were made. The weights path is stored relative to the directory
@@ -56,14 +57,15 @@ class FeatureExtractor {
   const FeatureSpec& spec() const { return spec_; }
   std::vector<int64_t> dims() const;  // C_l of the chosen levels
 
-  // Pooled features of images [N, 3, S, S] (already preprocessed): one [N, C_l] per level.
+  // Pooled features of images [N, 3, S, S] (already preprocessed, on the host): one [N, C_l] per
+  // level, on spec().device.
   std::vector<Tensor> pooled(const Tensor& images) const;
-  // The files in batches of spec().batch, in order; `each` gets every batch's pooled levels. A
-  // non-finite feature is an Error naming the image and the level.
+  // The files in batches of spec().batch, in order; `each` gets every batch's pooled levels (on
+  // spec().device). A non-finite feature is an Error naming the image and the level.
   void for_each_batch(const std::vector<std::string>& paths,
                       const std::function<void(const std::vector<Tensor>&)>& each,
                       const ProgressFn& progress = {}) const;
-  // All files' pooled levels concatenated → [N, Σ C_l].
+  // All files' pooled levels concatenated → [N, Σ C_l], on the host.
   Tensor extract(const std::vector<std::string>& paths, const ProgressFn& progress = {}) const;
 
  private:

@@ -189,7 +189,7 @@ NtlTrainResult train_ntl(NeutralAD& net, const Tensor& x, const NtlTrainConfig& 
       // A last batch of one row would make encoder BN (when enabled) undefined; it is dropped.
       if (n - s == 1 && s > 0) break;
       std::vector<int64_t> idx(order.begin() + s, order.begin() + std::min(n, s + cfg.batch));
-      Var loss = mean(net(Var(index_select(x, idx))));
+      Var loss = mean(net(Var(index_select(x, idx).to(net.device()))));  // the batch on the network's device
       const double v = loss.item();
       nn::check_loss(v, "NeuTraL-AD", "epoch", e + 1);  // before the step: NaN never reaches the weights
       opt.zero_grad();
@@ -224,7 +224,8 @@ std::vector<double> score_ntl(NeutralAD& net, const Tensor& x, int64_t batch) {
   net.eval();
   std::vector<double> out;
   for (int64_t s = 0; s < x.size(0); s += batch)
-    for (float v : net(Var(slice(x, 0, s, std::min(x.size(0), s + batch)))).data().to_vector()) out.push_back(v);
+    for (float v : net(Var(slice(x, 0, s, std::min(x.size(0), s + batch)).to(net.device()))).data().to_vector())
+      out.push_back(v);
   return out;
 }
 

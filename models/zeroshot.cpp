@@ -153,6 +153,7 @@ ZsFold run_zeroshot(const ZsData& data, const ZsConfig& cfg, const ZsModelFactor
   Generator init(stream_seed(cfg.seed, cfg.fold, kInit)), train_rng(stream_seed(cfg.seed, cfg.fold, kTrain));
   std::unique_ptr<AcrModel> model_ptr = make_model(init);
   AcrModel& model = *model_ptr;
+  model.to(cfg.device);  // initialised on the host (the same draws on every device), then moved
   // Test batches must be scorable before hours of training: normals per batch, anomaly pool, kNN.
   check(cfg.batch_normals >= 1 && cfg.batches_per_class >= 1, "zeroshot", "batch_normals and batches_per_class must be >= 1");
   {

@@ -48,6 +48,8 @@ struct ZsConfig {
   // per ratio in ZsFold::curve (0: only at the end). It draws no random numbers, so the final
   // results are those of a run without it.
   int64_t eval_every = 0;
+  // Where the model trains and scores (the data stays on the host; each batch is copied over).
+  Device device = Device::CPU;
 };
 
 // Meta-training recipes (docs/acr_augmentation.md):

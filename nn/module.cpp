@@ -44,6 +44,12 @@ void Module::to(Device dev) {
   for (auto& [n, b] : named_buffers()) b.move_to(dev);
 }
 
+Device Module::device() const {
+  for (auto& [n, p] : named_parameters()) return p.data().device();
+  for (auto& [n, b] : named_buffers()) return b.device();
+  return Device::CPU;
+}
+
 void Module::train(bool on) {
   training_ = on;
   for (auto& [n, c] : children_) c->train(on);

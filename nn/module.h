@@ -32,6 +32,9 @@ class Module {
   // Moves every parameter, its gradient and every buffer (BN running statistics included) to
   // `dev` in place: their storage moves, so each layer's handles to them follow (torch's .to()).
   void to(Device dev);
+  // The device of the first parameter or buffer (CPU for a module with neither): where the model's
+  // inputs must be for its forward (callers move a batch with x.to(net.device())).
+  Device device() const;
   void train(bool on = true);  // recursive
   void eval() { train(false); }
   bool is_training() const { return training_; }

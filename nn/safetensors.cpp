@@ -339,7 +339,7 @@ void save_safetensors(const std::string& path,
     // (a tensor on another device is copied to the host first; a host tensor is written in place)
     for (const auto& [k, t] : sorted)
       if (t->numel()) {
-        const Tensor host = is_host(t->device()) ? *t : t->to(Device::CPU);
+        const Tensor host = t->device() == Device::CPU ? *t : t->to(Device::CPU);
         f.write(reinterpret_cast<const char*>(host.data()), std::streamsize(t->numel()) * 4);
       }
     f.flush();

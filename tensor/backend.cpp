@@ -5,6 +5,8 @@
 // and tests/test_tensor.cpp (device errors).
 #include "tensor/backend.h"
 
+#include <atomic>
+
 namespace normad {
 
 const char* unary_op_name(UnaryOp op) {
@@ -93,6 +95,12 @@ const Backend& backend_for(Device d) {
   }
   throw Error("unknown device");
 }
+
+namespace {
+std::atomic<bool> g_allow_tf32{false};
+}
+void set_allow_tf32(bool on) { g_allow_tf32 = on; }
+bool allow_tf32() { return g_allow_tf32; }
 
 bool device_available(Device d) { return d != Device::CUDA || cuda_backend() != nullptr; }
 

@@ -144,6 +144,11 @@ const Backend& backend_for(Device d);
 bool device_available(Device d);
 // Why `d` is unavailable ("" when it is): for skip messages.
 std::string device_unavailable_reason(Device d);
+// TF32 matrix products on CUDA (cuBLAS's CUBLAS_TF32_TENSOR_OP_MATH: operands rounded to a 10-bit
+// mantissa inside the tensor cores, about 1e-3 relative error, several times the fp32 speed). Off by
+// default: full fp32, as CPU results. Set by `normad --tf32`; read by cuda/matmul.cpp per product.
+void set_allow_tf32(bool on);
+bool allow_tf32();
 // Whether backend `b` implements op (for unary/binary: every UnaryOp/BinaryOp).
 bool supports(const Backend& b, Op op);
 

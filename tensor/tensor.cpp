@@ -6,6 +6,7 @@
 #include <malloc.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
@@ -203,9 +204,22 @@ Tensor Tensor::from(Shape shape, const std::vector<float>& values, Device dev) {
   return t;
 }
 
-void Tensor::throw_not_on_host(const char* what) const {
-  throw Error(std::string(what) + ": the tensor " + shape_str(shape_) + " is on " +
-              device_name(storage_->device) + "; copy it to the host first (.to(Device::CPU))");
+namespace {
+std::atomic<bool> g_strict_device{[] {
+  const char* v = std::getenv("NORMAD_STRICT_DEVICE");
+  return v != nullptr && std::string(v) == "1";
+}()};
+}  // namespace
+
+void set_strict_device(bool on) { g_strict_device = on; }
+bool strict_device() { return g_strict_device; }
+
+void Tensor::check_host_access(const char* what) const {
+  const Device d = storage_->device;
+  if (is_host(d) && !(d == Device::Reference && g_strict_device)) return;
+  throw Error(std::string(what) + ": the tensor " + shape_str(shape_) + " is on " + device_name(d) +
+              "; copy it to the host first (.to(Device::CPU))" +
+              (is_host(d) ? " [strict device mode: the reference device stands in for a GPU]" : ""));
 }
 
 int64_t Tensor::size(int64_t d) const { return shape_[wrap_dim(d, dim(), "Tensor::size")]; }

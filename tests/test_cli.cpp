@@ -7,11 +7,13 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include <json.hpp>
 
 #include "data/csv.h"
 #include "nn/safetensors.h"
+#include "tensor/backend.h"
 #include "tensor/random.h"
 #include "tests/cli_run.h"
 #include "tests/helpers.h"
@@ -353,4 +355,100 @@ TEST_CASE("cli: eval's AUROC and AP against values computed by hand, ties includ
   INFO(r.out);
   REQUIRE(r.rc == 0);
   CHECK_THAT(r.out, Catch::Contains("AUROC   0.9167") && Catch::Contains("AP      0.8333"));
+}
+
+// --device: every training and scoring subcommand runs on another backend and gives the CPU's
+// results. Device::Reference stands in for a GPU here: under NORMAD_STRICT_DEVICE=1 its tensors
+// refuse host reads as CUDA tensors do, so a path that would stop on a GPU (a data() on a model's
+// tensor) fails this test on a machine without one. Values: the reference accumulates in double,
+// the CPU in float, so scores agree to rounding (1e-4 relative) and AUROCs within 0.02.
+namespace {
+struct StrictDevice {  // NORMAD_STRICT_DEVICE=1 for the commands this test runs
+  StrictDevice() { setenv("NORMAD_STRICT_DEVICE", "1", 1); }
+  ~StrictDevice() { unsetenv("NORMAD_STRICT_DEVICE"); }
+};
+std::vector<double> scores_of(const std::string& path) {
+  std::vector<double> out;
+  for (const auto& row : normad::data::read_csv(path).rows) out.push_back(std::stod(row[1]));
+  return out;
+}
+double max_rel_diff(const std::vector<double>& a, const std::vector<double>& b) {
+  REQUIRE(a.size() == b.size());
+  double m = 0;
+  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::fabs(a[i] - b[i]) / std::max(1e-6, std::fabs(a[i])));
+  return m;
+}
+}  // namespace
+
+TEST_CASE("cli: --device runs zeroshot and oneclass and train and score on another backend with the CPU results", "[cli]") {
+  // Bad devices: one line naming the accepted names or why the device is missing; --tf32 needs cuda.
+  Run r = run("zeroshot --device tpu");
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.out, Catch::Contains("--device") && Catch::Contains("cuda"));
+  if (!normad::device_available(normad::Device::CUDA)) {
+    r = run("zeroshot --device cuda");
+    CHECK(r.rc == 2);
+    CHECK_THAT(r.out, Catch::Contains("--device cuda: "));
+  }
+  r = run("zeroshot --tf32");
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.out, Catch::Contains("--tf32"));
+
+  StrictDevice strict;
+  const auto dir = std::filesystem::temp_directory_path() / "normad_cli_device";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  auto p = [&](const std::string& name) { return (dir / name).string(); };
+  const std::string csv = p("blobs.csv");
+  {
+    normad::Generator g(5);
+    std::ofstream f(csv);
+    f << "a,b,c,d,kind,class\n";
+    for (int k = 0; k < 6; ++k)
+      for (int i = 0; i < 40; ++i) {
+        for (int j = 0; j < 4; ++j) f << (j == k % 4 ? 2.0 * (k + 1) : 0.0) + g.normal1() << ",";
+        f << (i % 2 ? "x" : "y") << ",c" << k << "\n";
+      }
+  }
+  // zeroshot (ACR-DSVDD on the table): the same AUROCs per ratio on both devices.
+  std::map<std::string, nlohmann::json> zs;
+  for (const std::string dev : {"cpu", "reference"}) {
+    r = run("zeroshot --csv " + csv + " --label class --train-classes c0,c1,c2 --test-classes c3,c4,c5 --one-hot kind "
+            "--iters 5 --batch-normals 20 --ratios 0.1,0.2 --threads 1 --device " + dev + " --json " + p("zs_" + dev + ".json"));
+    INFO(dev << "\n" << r.out);
+    REQUIRE(r.rc == 0);
+    std::ifstream jf(p("zs_" + dev + ".json"));
+    zs[dev] = nlohmann::json::parse(jf);
+  }
+  REQUIRE(zs["cpu"]["ratios"].size() == 2);
+  CHECK(zs["cpu"]["device"] == "cpu");
+  CHECK(zs["reference"]["device"] == "reference");
+  for (size_t i = 0; i < 2; ++i)
+    CHECK(zs["reference"]["ratios"][i]["acr"].get<double>() ==
+          Approx(zs["cpu"]["ratios"][i]["acr"].get<double>()).margin(0.02));
+  // train on the reference device, score on both: model files do not depend on the device.
+  for (const std::string model : {"ntl", "dsvdd", "acr-dsvdd", "acr-ntl"}) {
+    const std::string rows = model.rfind("acr", 0) == 0 ? " --label class --iters 3" : " --label class --normal c0 --epochs 3";
+    r = run("train --model " + model + " --data " + csv + " --one-hot kind" + rows + " --threads 1 --device reference --out " +
+            p(model + ".safetensors"));
+    INFO(model << "\n" << r.out);
+    REQUIRE(r.rc == 0);
+    for (const std::string dev : {"cpu", "reference"})
+      REQUIRE(run("score --model " + p(model + ".safetensors") + " --data " + csv + " --threads 1 --device " + dev +
+                  " --out " + p(model + "_" + dev + ".csv")).rc == 0);
+    CHECK(max_rel_diff(scores_of(p(model + "_cpu.csv")), scores_of(p(model + "_reference.csv"))) < 1e-4);
+  }
+  // oneclass (LeNet autoencoder, then Deep SVDD) on a tiny Fashion-MNIST look-alike.
+  const std::string data = write_tiny_fmnist(dir / "fmnist", 20, 6);
+  std::map<std::string, double> auc;
+  for (const std::string dev : {"cpu", "reference"}) {
+    r = run("oneclass --data-dir " + data + " --classes 2 --epochs 1 --ae-epochs 1 --threads 1 --device " + dev +
+            " --json " + p("oc_" + dev + ".json"));
+    INFO(dev << "\n" << r.out);
+    REQUIRE(r.rc == 0);
+    std::ifstream jf(p("oc_" + dev + ".json"));
+    auc[dev] = nlohmann::json::parse(jf)["mean_auroc"].get<double>();
+  }
+  CHECK(auc["reference"] == Approx(auc["cpu"]).margin(0.02));
+  std::filesystem::remove_all(dir);
 }

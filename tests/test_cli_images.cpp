@@ -166,6 +166,29 @@ TEST_CASE("cli: features and mvg on an MVTec-like tree", "[cli][gaussian]") {
     CHECK(s.rows[i][2] == (want[i] > m.decision_threshold() ? "1" : "0"));
   }
 
+  // --device: features and Gaussian-AD scores on another backend equal the CPU's. The reference
+  // device stands in for a GPU under NORMAD_STRICT_DEVICE=1 (its tensors refuse host reads as CUDA
+  // ones do): the backbone runs there and the scoring is the device path (float32 whitening GEMM and
+  // row norms), so it agrees with the double CPU scores to float rounding.
+  setenv("NORMAD_STRICT_DEVICE", "1", 1);
+  r = run("features" + pipe + " --batch 3 --mvtec " + root + " --category bottle --device reference --out " + p("fr.csv"));
+  const test::Run rs = run("mvg score --model " + p("m.safetensors") + " --features " + p("f.csv") +
+                           " --device reference --out " + p("sr.csv"));
+  const test::Run ri = run("mvg score --model " + p("m.safetensors") + " --weights " + w + " --mvtec " + root +
+                           " --category bottle --split train --device reference --out " + p("sri.csv"));
+  unsetenv("NORMAD_STRICT_DEVICE");
+  INFO(r.out << rs.out << ri.out);
+  REQUIRE(r.rc == 0);
+  REQUIRE(rs.rc == 0);
+  test::expect_close(models::read_features_csv(p("fr.csv")).table.x, f.x, 1e-5, 1e-4, "features on the reference device");
+  const std::vector<double> s_dev = score_column(p("sr.csv"));
+  REQUIRE(s_dev.size() == want.size());
+  for (size_t i = 0; i < want.size(); ++i) CHECK(s_dev[i] == Approx(want[i]).epsilon(1e-4));
+  REQUIRE(ri.rc == 0);  // from the images: the backbone and the scoring on the device
+  const std::vector<double> s_img = score_column(p("sri.csv"));
+  REQUIRE(s_img.size() == want.size());
+  for (size_t i = 0; i < want.size(); ++i) CHECK(s_img[i] == Approx(want[i]).epsilon(1e-3));
+
   // One level fitted from images equals the same level fitted from its CSV (CSV keeps 9 digits).
   r = run("features" + pipe.substr(0, pipe.find("--levels")) + "--levels 4 --mvtec " + root +
           " --category grid --out " + p("g.csv"));
