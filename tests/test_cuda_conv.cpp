@@ -244,6 +244,17 @@ TEST_CASE("cuda conv body: v1 propagates NaN and inf as the reference", "[cuda_b
   expect_within(out, p.ref_forward(false), bound_of(p.abs_forward(false), 1), "forward");
   expect_within(dx, p.ref_input(), bound_of(p.abs_input(), 1), "backward input");
   expect_within(dw, p.ref_weight(), bound_of(p.abs_weight(), 1), "backward weight");
+  // the activations let NaN through and map -inf as the reference does (relu 0, silu NaN)
+  const Tensor shift = Generator(8).normal({k.ws[0]});
+  for (Activation act : {Activation::relu, Activation::silu}) {
+    run_on_host(out.numel(), cuda::ConvForwardBody{out.data(), p.x.data(), p.w.data(), s,
+                                                   cuda::ConvEpilogue{nullptr, shift.data(), act}});
+    const Tensor ref = conv2d_affine_act(on(p.x, Device::Reference), on(p.w, Device::Reference), Tensor(),
+                                         on(shift, Device::Reference), k.a, act);
+    const Tensor lin_abs = add(p.abs_forward(false), abs(shift).reshape({1, k.ws[0], 1, 1}));
+    expect_within(out, ref, add(mul_scalar(bound_of(lin_abs, 1), 1.1f), mul_scalar(abs(ref.to(Device::CPU)), float(8 * kUnit))),
+                  act == Activation::relu ? "relu" : "silu");
+  }
 }
 
 TEST_CASE("cuda conv body: the affine + activation epilogue (v1 and v3's pass) equals conv2d_affine_act", "[cuda_body]") {
