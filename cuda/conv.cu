@@ -42,9 +42,11 @@ int conv_version_for(int requested, ConvPass pass, const ConvShape& s) {
   const bool depthwise = s.groups == s.C && s.groups == s.F;
   if (requested == 3) return pass == ConvPass::forward && pointwise ? 3 : 2;
   if (requested != 0) return requested;
-  // Auto. Depthwise: K = KH KW is too short for a GEMM tile to pay; the direct loop reads each
-  // input a few times from cache. 1x1: a plain GEMM, cuBLAS's. The rest: the tiled kernel.
-  if (depthwise) return 1;
+  // Auto. Depthwise forward and backward input: K = KH KW is too short for a GEMM tile to pay;
+  // the direct loop reads each input a few times from cache. Not its weight gradient: v1 would run
+  // only F KH KW threads over N OH OW terms each, where v2 splits K. 1x1 forward: a plain GEMM,
+  // cuBLAS's. The rest: the tiled kernel.
+  if (depthwise && pass != ConvPass::backward_weight) return 1;
   if (pass == ConvPass::forward && pointwise) return 3;
   return 2;
 }
@@ -61,10 +63,14 @@ void launch(int64_t n, const ConvEpilogueBody& body) { launch_for_each(n, body);
 constexpr int kMicro = 4;                                                 // a thread's C tile is kMicro x kMicro
 constexpr int kGemmThreads = (kTileM / kMicro) * (kTileN / kMicro);       // 256
 
+// Shared tiles are stored with one float of padding per line (pitch inner + 1), so that threads
+// writing down a column hit 16 different banks instead of one.
+constexpr int kPitchA = kTileM + 1, kPitchB = kTileN + 1;
+
 // Copies rows [row0, row0 + kRows) x cols [col0, col0 + kCols) of a map's operand into a shared
-// tile, zero outside rows < row_end, cols < col_end. The tile is [kCols][kRows] when kTransposed
-// (the A tile, As[k][m], so the inner loop reads a column of A contiguously), else [kRows][kCols].
-template <int kRows, int kCols, bool kTransposed, class Map>
+// tile, zero outside rows < row_end, cols < col_end. The tile is [kCols][kPitch] when kTransposed
+// (the A tile, As[k][m], so the inner loop reads a column of A contiguously), else [kRows][kPitch].
+template <int kRows, int kCols, int kPitch, bool kTransposed, class Map>
 __device__ void load_tile(float* tile, const Map& map, int row0, int row_end, int col0, int col_end, int g) {
   for (int e = threadIdx.x; e < kRows * kCols; e += kGemmThreads) {
     // consecutive threads walk the map's contiguous index: coalesced global reads
@@ -72,7 +78,7 @@ __device__ void load_tile(float* tile, const Map& map, int row0, int row_end, in
     const int c = Map::row_fastest ? e / kRows : e % kCols;
     const int row = row0 + r, col = col0 + c;
     const float v = row < row_end && col < col_end ? gather(map, row, col, g) : 0.f;
-    tile[kTransposed ? c * kRows + r : r * kCols + c] = v;
+    tile[kTransposed ? c * kPitch + r : r * kPitch + c] = v;
   }
 }
 
@@ -83,8 +89,8 @@ __device__ void load_tile(float* tile, const Map& map, int row0, int row_end, in
 template <class MapA, class MapB, class Store>
 __global__ void __launch_bounds__(kGemmThreads)
     conv_gemm_kernel(GemmDims d, MapA map_a, MapB map_b, Store store) {
-  __shared__ float As[kTileK * kTileM];  // [k][m]
-  __shared__ float Bs[kTileK * kTileN];  // [k][n]
+  __shared__ float As[kTileK * kPitchA];  // [k][m]
+  __shared__ float Bs[kTileK * kPitchB];  // [k][n]
   const int g = blockIdx.z / d.chunks, chunk = blockIdx.z % d.chunks;
   const int m0 = blockIdx.x * kTileM, n0 = blockIdx.y * kTileN;
   const int k_begin = chunk * d.k_chunk, k_end = min(d.K, k_begin + d.k_chunk);
@@ -94,17 +100,17 @@ __global__ void __launch_bounds__(kGemmThreads)
   float acc[kMicro][kMicro] = {};
   for (int k0 = k_begin; k0 < k_end; k0 += kTileK) {
     // stage this K step's slices of A and B (zeros past M, N and the chunk's end)
-    load_tile<kTileM, kTileK, true>(As, map_a, m0, d.M, k0, k_end, g);
-    load_tile<kTileK, kTileN, false>(Bs, map_b, k0, k_end, n0, d.Ncols, g);
+    load_tile<kTileM, kTileK, kPitchA, true>(As, map_a, m0, d.M, k0, k_end, g);
+    load_tile<kTileK, kTileN, kPitchB, false>(Bs, map_b, k0, k_end, n0, d.Ncols, g);
     __syncthreads();
     // outer products of an A column and a B row, kTileK of them
 #pragma unroll
     for (int kk = 0; kk < kTileK; ++kk) {
       float av[kMicro], bv[kMicro];
 #pragma unroll
-      for (int i = 0; i < kMicro; ++i) av[i] = As[kk * kTileM + tm * kMicro + i];
+      for (int i = 0; i < kMicro; ++i) av[i] = As[kk * kPitchA + tm * kMicro + i];
 #pragma unroll
-      for (int j = 0; j < kMicro; ++j) bv[j] = Bs[kk * kTileN + tn * kMicro + j];
+      for (int j = 0; j < kMicro; ++j) bv[j] = Bs[kk * kPitchB + tn * kMicro + j];
 #pragma unroll
       for (int i = 0; i < kMicro; ++i)
 #pragma unroll

@@ -20,7 +20,8 @@
 //      order (SumBody of cuda/reduce.cuh).
 //   v3 cuBLAS: 1x1, stride 1, pad 0, groups 1 forward as out[n] [F, H W] = w [F, C] x[n] [C, H W]
 //      (one strided-batched sgemm), then the epilogue in place. Other shapes and passes use v2.
-//   0 = auto: depthwise -> v1, 1x1 forward -> v3, everything else -> v2 (unmeasured guesses).
+//   0 = auto: depthwise forward and backward input -> v1, 1x1 forward -> v3, everything else
+//      (the depthwise weight gradient included) -> v2. Unmeasured guesses.
 // No atomics: every output has one fixed summation order, so results are identical run to run.
 // Tested by tests/test_cuda_conv.cpp: [cuda_body] runs the v1 bodies, the v3 epilogue pass and a
 // naive host GEMM over the v2 operand maps, stores and split-K plan against the reference backend;
