@@ -37,8 +37,9 @@ ConvShape make_conv_shape(const Shape& x, const Shape& w, const Conv2dArgs& a) {
 }
 
 int conv_version_for(int requested, ConvPass pass, const ConvShape& s) {
+  // (C > 0: cuBLAS leaves C unwritten for an empty product)
   const bool pointwise = s.KH == 1 && s.KW == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 &&
-                         s.pad_w == 0 && s.groups == 1;
+                         s.pad_w == 0 && s.groups == 1 && s.C > 0;
   const bool depthwise = s.groups == s.C && s.groups == s.F;
   if (requested == 3) return pass == ConvPass::forward && pointwise ? 3 : 2;
   if (requested != 0) return requested;

@@ -305,6 +305,9 @@ NORMAD_HD inline GemmDims split_k(GemmDims d, int min_chunk, int max_chunks) {
   return d;
 }
 
+// All of K in one chunk (K = 0, from C = 0 channels, included).
+NORMAD_HD inline GemmDims one_chunk(const GemmDims& d) { return split_k(d, d.K > 0 ? d.K : 1, 1); }
+
 // The three GEMMs: sizes, the two operand maps and the store, as the v2 launchers build them (the
 // host tests run a naive GEMM over exactly these).
 struct ForwardGemm {
@@ -316,7 +319,7 @@ struct ForwardGemm {
 inline ForwardGemm forward_gemm(float* out, const float* x, const float* w, const ConvShape& s,
                                 const ConvEpilogue& epi) {
   const GemmDims d{s.N * s.OH * s.OW, s.Fg, s.Cg * s.KH * s.KW, s.groups};
-  return {split_k(d, d.K, 1), {x, s}, {w, s}, {out, s.F, s.Fg, s.OH * s.OW, epi}};  // one chunk (K >= 1)
+  return {one_chunk(d), {x, s}, {w, s}, {out, s.F, s.Fg, s.OH * s.OW, epi}};
 }
 
 struct BackwardInputGemm {
@@ -327,7 +330,7 @@ struct BackwardInputGemm {
 };
 inline BackwardInputGemm backward_input_gemm(float* dx, const float* dout, const float* w, const ConvShape& s) {
   const GemmDims d{s.N * s.H * s.W, s.Cg, s.Fg * s.KH * s.KW, s.groups};
-  return {split_k(d, d.K, 1), {dout, s}, {w, s}, {dx, s.C, s.Cg, s.H * s.W, ConvEpilogue{}}};
+  return {one_chunk(d), {dout, s}, {w, s}, {dx, s.C, s.Cg, s.H * s.W, ConvEpilogue{}}};
 }
 
 // `partial` holds d.chunks copies of dw (or is dw itself when d.chunks == 1).

@@ -72,6 +72,8 @@ std::vector<ConvCase> named_cases() {
       {"one row", {1, 2, 1, 5}, {3, 2, 1, 3}, args(1, 1, 0, 1)},
       {"one column strided", {1, 4, 5, 1}, {2, 4, 3, 1}, args(2, 1, 0, 0)},
       {"one filter", {2, 3, 6, 5}, {1, 3, 2, 2}, args(1, 1, 0, 0)},
+      {"no input channels", {2, 0, 5, 4}, {3, 0, 3, 3}, args(1, 1, 1, 1)},
+      {"no input channels 1x1", {2, 0, 5, 4}, {3, 0, 1, 1}, args(1, 1, 0, 0)},
   };
 }
 
@@ -356,6 +358,7 @@ TEST_CASE("cuda conv: the version pick and the version knob", "[cuda_body]") {
   const cuda::ConvShape pointwise = shape({"", {3, 5, 4, 4}, {3, 5, 1, 1}, args(1, 1, 0, 0)});
   const cuda::ConvShape strided1x1 = shape({"", {3, 5, 4, 4}, {3, 5, 1, 1}, args(2, 2, 0, 0)});
   const cuda::ConvShape plain = shape({"", {2, 3, 7, 6}, {4, 3, 3, 3}, args(1, 1, 1, 1)});
+  const cuda::ConvShape empty1x1 = shape({"", {2, 0, 4, 4}, {3, 0, 1, 1}, args(1, 1, 0, 0)});
   for (ConvPass pass : {ConvPass::forward, ConvPass::backward_input, ConvPass::backward_weight}) {
     CHECK(cuda::conv_version_for(0, pass, depthwise) == (pass == ConvPass::backward_weight ? 2 : 1));
     CHECK(cuda::conv_version_for(0, pass, plain) == 2);
@@ -365,6 +368,7 @@ TEST_CASE("cuda conv: the version pick and the version knob", "[cuda_body]") {
     // v3 only where it applies, v2 elsewhere
     CHECK(cuda::conv_version_for(3, pass, plain) == 2);
     CHECK(cuda::conv_version_for(3, pass, depthwise) == 2);
+    CHECK(cuda::conv_version_for(0, pass, empty1x1) == 2);  // cuBLAS would leave out unwritten
   }
   CHECK(cuda::conv_version_count() == 3);
   CHECK_THROWS_AS(cuda::set_conv_version(4), Error);
