@@ -10,6 +10,7 @@
 #include <cmath>
 
 #include "cuda/check.h"
+#include "cuda/conv.h"
 #include "cuda/device.h"
 #include "cuda/elementwise.cuh"
 #include "cuda/layout.cuh"
@@ -281,10 +282,10 @@ const Backend kCudaBackend{
     .index_select = index_select,
     .index_add = index_add,
     // convolution, pooling, batch norm and distances: the kernels issue
-    .conv2d = nullptr,
-    .conv2d_affine_act = nullptr,
-    .conv2d_backward_input = nullptr,
-    .conv2d_backward_weight = nullptr,
+    .conv2d = conv2d,
+    .conv2d_affine_act = conv2d_affine_act,
+    .conv2d_backward_input = conv2d_backward_input,
+    .conv2d_backward_weight = conv2d_backward_weight,
     .max_pool2d = nullptr,
     .max_pool2d_backward = nullptr,
     .avg_pool2d = nullptr,
