@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "cuda/batchnorm.h"
 #include "cuda/check.h"
 #include "cuda/device.h"
 #include "cuda/elementwise.cuh"
@@ -16,6 +17,7 @@
 #include "cuda/matmul.h"
 #include "cuda/optim.cuh"
 #include "cuda/plan.h"
+#include "cuda/pooling.h"
 #include "cuda/reduce.cuh"
 #include "tensor/backend.h"
 
@@ -285,18 +287,18 @@ const Backend kCudaBackend{
     .conv2d_affine_act = nullptr,
     .conv2d_backward_input = nullptr,
     .conv2d_backward_weight = nullptr,
-    .max_pool2d = nullptr,
-    .max_pool2d_backward = nullptr,
-    .avg_pool2d = nullptr,
-    .avg_pool2d_backward = nullptr,
-    .global_avg_pool = nullptr,
-    .upsample_nearest2d = nullptr,
-    .upsample_nearest2d_backward = nullptr,
+    .max_pool2d = max_pool2d,
+    .max_pool2d_backward = max_pool2d_backward,
+    .avg_pool2d = avg_pool2d,
+    .avg_pool2d_backward = avg_pool2d_backward,
+    .global_avg_pool = global_avg_pool,
+    .upsample_nearest2d = upsample_nearest2d,
+    .upsample_nearest2d_backward = upsample_nearest2d_backward,
     .scale_planes = scale_planes,
-    .batch_norm_train = nullptr,
-    .batch_norm_eval = nullptr,
-    .batch_norm_backward = nullptr,
-    .batch_norm_fold = nullptr,
+    .batch_norm_train = batch_norm_train,
+    .batch_norm_eval = batch_norm_eval,
+    .batch_norm_backward = batch_norm_backward,
+    .batch_norm_fold = batch_norm_fold,
     .pairwise_sqdist = nullptr,
     .pairwise_sqdist_backward = nullptr,
     .l2_normalize = nullptr,
