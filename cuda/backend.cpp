@@ -1,14 +1,16 @@
 // normad's CUDA backend: the dispatch table of Device::CUDA (tensor/backend.h). Each entry receives
 // validated arguments (tensor/ops.cpp), allocates its output on the GPU, plans the launch on the host
 // (cuda/plan.h) and calls one kernel family (cuda/*.cuh); copies and fills go through the stream.
-// Entries left null here (convolution, pooling, batch norm, distances, upsampling) are the next
-// issue's kernels; supports() reports them missing and calling them is a normad::Error.
+// Every entry is set: the kernel families are cuda/conv, cuda/pooling, cuda/batchnorm and
+// cuda/distance (their headers list the versions); supports() would report a null entry.
+// No entry has run on a GPU yet (issue 13 had none): compiled, not validated.
 // Math: as the CPU backend, op by op (see each kernel family's header).
 // Tested by tests/test_backend_ops.cpp on a GPU (every entry against the reference backend) and
 // tests/test_cuda.cpp ([cuda] with a GPU; [cuda_detect] here: no GPU -> no table and a reason).
 #include <algorithm>
 #include <cmath>
 
+#include "cuda/batchnorm.h"
 #include "cuda/check.h"
 #include "cuda/conv.h"
 #include "cuda/device.h"
@@ -17,6 +19,7 @@
 #include "cuda/matmul.h"
 #include "cuda/optim.cuh"
 #include "cuda/plan.h"
+#include "cuda/pooling.h"
 #include "cuda/reduce.cuh"
 #include "tensor/backend.h"
 
@@ -281,23 +284,23 @@ const Backend kCudaBackend{
     .slice_add = slice_add,
     .index_select = index_select,
     .index_add = index_add,
-    // convolution, pooling, batch norm and distances: the kernels issue
+    // convolution, pooling, batch norm and distances: their own families (cuda/*.h)
     .conv2d = conv2d,
     .conv2d_affine_act = conv2d_affine_act,
     .conv2d_backward_input = conv2d_backward_input,
     .conv2d_backward_weight = conv2d_backward_weight,
-    .max_pool2d = nullptr,
-    .max_pool2d_backward = nullptr,
-    .avg_pool2d = nullptr,
-    .avg_pool2d_backward = nullptr,
-    .global_avg_pool = nullptr,
-    .upsample_nearest2d = nullptr,
-    .upsample_nearest2d_backward = nullptr,
+    .max_pool2d = max_pool2d,
+    .max_pool2d_backward = max_pool2d_backward,
+    .avg_pool2d = avg_pool2d,
+    .avg_pool2d_backward = avg_pool2d_backward,
+    .global_avg_pool = global_avg_pool,
+    .upsample_nearest2d = upsample_nearest2d,
+    .upsample_nearest2d_backward = upsample_nearest2d_backward,
     .scale_planes = scale_planes,
-    .batch_norm_train = nullptr,
-    .batch_norm_eval = nullptr,
-    .batch_norm_backward = nullptr,
-    .batch_norm_fold = nullptr,
+    .batch_norm_train = batch_norm_train,
+    .batch_norm_eval = batch_norm_eval,
+    .batch_norm_backward = batch_norm_backward,
+    .batch_norm_fold = batch_norm_fold,
     .pairwise_sqdist = nullptr,
     .pairwise_sqdist_backward = nullptr,
     .l2_normalize = nullptr,
