@@ -21,16 +21,18 @@ def cpus(t):
     return "0" if t == 1 else f"0-{t - 1}"
 
 
-def run_normad(t, bench, pattern, key="real_time", extra=(), env=None):
-    """{benchmark name: value of `key`} for the cases of `bench` matching `pattern`, on t cores."""
+def run_normad_all(t, bench, pattern, extra=(), env=None):
+    """{benchmark name: its JSON record (times, counters)} for the cases of `bench` matching `pattern`,
+    on t cores."""
     cmd = ["taskset", "-c", cpus(t), bench, f"--benchmark_filter={pattern}", "--benchmark_format=json", *extra]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True,
                          env=dict(os.environ, **(env or {}))).stdout
-    res = {}
-    for b in json.loads(out)["benchmarks"]:
-        if key in b:
-            res[b["name"].split("/min_time")[0].replace("/real_time", "")] = b[key]
-    return res
+    return {b["name"].split("/min_time")[0].replace("/real_time", ""): b for b in json.loads(out)["benchmarks"]}
+
+
+def run_normad(t, bench, pattern, key="real_time", extra=(), env=None):
+    """{benchmark name: value of `key`} for the cases of `bench` matching `pattern`, on t cores."""
+    return {name: b[key] for name, b in run_normad_all(t, bench, pattern, extra, env).items() if key in b}
 
 
 def run_python(t, script, args, blas_env="OPENBLAS_NUM_THREADS", omp=None):

@@ -15,13 +15,15 @@ TORCH_SCRIPT = r'''
 import math, sys, time, torch
 import torch.nn.functional as F
 threads = int(sys.argv[1]); torch.set_num_threads(threads); torch.manual_seed(1)
+dev = sys.argv[2] if len(sys.argv) > 2 else 'cpu'  # bench/compare_torch_cuda.py runs these steps with 'cuda'
+sync = torch.cuda.synchronize if dev == 'cuda' else (lambda: None)
 
 def report(name, step, warm=3, seconds=3.0):
     """Warm up, then run `step` for `seconds` and print its mean time in ms."""
     for _ in range(warm): step()
-    n, t0 = 0, time.perf_counter()
+    sync(); n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        step(); n += 1
+        step(); sync(); n += 1
     print(name, 1000 * (time.perf_counter() - t0) / n)
 
 class OmniglotNet(torch.nn.Module):  # acr.md 7.1
@@ -36,9 +38,9 @@ class OmniglotNet(torch.nn.Module):  # acr.md 7.1
         return self.bn_out(self.head(x.mean((2, 3))))
 
 T, Q = 32, 30
-net = OmniglotNet(); c = torch.randn(32, requires_grad=True)
+net = OmniglotNet().to(dev); c = torch.randn(32).to(dev).requires_grad_()
 opt = torch.optim.Adam(list(net.parameters()) + [c], lr=1e-3)
-x = torch.rand(T * Q, 1, 28, 28); y = (torch.arange(T * Q) % 2).float()
+x = torch.rand(T * Q, 1, 28, 28).to(dev); y = (torch.arange(T * Q) % 2).float().to(dev)
 def step():
     losses = []
     for k in range(T):  # the reference: one forward pass (one BN batch) per task
@@ -62,9 +64,9 @@ class LeNet(torch.nn.Module):  # ntl_dsvdd.md A.4 MNIST_LeNet: bias-free, affine
         x = F.max_pool2d(F.leaky_relu(self.bn2(self.conv2(x))), 2, 2)
         return self.fc1(x.view(x.size(0), -1))
 
-lenet = LeNet(); cc = torch.full((32,), 0.1)
+lenet = LeNet().to(dev); cc = torch.full((32,), 0.1).to(dev)
 opt2 = torch.optim.Adam(lenet.parameters(), lr=1e-4, weight_decay=0.5e-6)
-xl = torch.rand(128, 1, 28, 28)
+xl = torch.rand(128, 1, 28, 28).to(dev)
 def step2():
     loss = torch.mean(torch.sum((lenet(xl) - cc) ** 2, dim=1))
     opt2.zero_grad(); loss.backward(); opt2.step()
@@ -78,9 +80,10 @@ trans = torch.nn.ModuleList([torch.nn.Sequential(torch.nn.Linear(D, H), torch.nn
 enc = torch.nn.Sequential(torch.nn.Linear(D, H), torch.nn.BatchNorm1d(H), torch.nn.ReLU(), torch.nn.Linear(H, H),
                           torch.nn.BatchNorm1d(H), torch.nn.ReLU(), torch.nn.Linear(H, H), torch.nn.BatchNorm1d(H),
                           torch.nn.ReLU(), torch.nn.Linear(H, Z))
+trans, enc = trans.to(dev), enc.to(dev)
 opt3 = torch.optim.Adam(list(trans.parameters()) + list(enc.parameters()), lr=4e-4)
-x3 = torch.randn(T3 * Q3, D); y3 = (torch.arange(T3 * Q3) % 5 == 0).float()
-eye = torch.eye(K + 1)
+x3 = torch.randn(T3 * Q3, D).to(dev); y3 = (torch.arange(T3 * Q3) % 5 == 0).float().to(dev)
+eye = torch.eye(K + 1).to(dev)
 def step3():
     losses = []
     for k in range(T3):

@@ -2,6 +2,8 @@
 # Carries normad's build dependencies to a machine without Debian packages or network (the lent GPU
 # machine: nvcc, PyTorch and cmake, nothing else). Two steps:
 #   scripts/device_bundle.sh fetch     here: `apt-get download` the .deb files into .device_deps/debs
+#   scripts/device_bundle.sh fetch-data here: the Fashion-MNIST package (30 MB) into .device_deps/data,
+#                                      for the FMNIST-ZS check of scripts/device_run.sh (optional)
 #   scripts/device_bundle.sh unpack    there: `dpkg -x` each into .device_deps/prefix (never into /)
 #                                      and print the CMake flags that point at it
 # .device_deps/ is ignored by git. Carry only the .deb files to the device (carry:
@@ -35,10 +37,16 @@ case "${1:-}" in
     (cd "$deps/debs" && apt-get download "${pkgs[@]}")
     du -sh "$deps/debs"
     ;;
+  fetch-data)
+    mkdir -p "$deps/data"
+    (cd "$deps/data" && apt-get download dataset-fashion-mnist)
+    du -sh "$deps/data"
+    ;;
   unpack)
     [ -d "$deps/debs" ] || { echo "device_bundle: no $deps/debs (run 'fetch' first)" >&2; exit 1; }
     rm -rf "$prefix" && mkdir -p "$prefix"
-    for d in "$deps"/debs/*.deb; do
+    for d in "$deps"/debs/*.deb "$deps"/data/*.deb; do
+      [ -f "$d" ] || continue  # no data packages fetched
       if command -v dpkg > /dev/null; then
         dpkg -x "$d" "$prefix"
       else
@@ -63,7 +71,7 @@ PY
       mkdir -p "$prefix/usr/lib/$arch_dir"
       cp -a "$prefix/lib/$arch_dir/." "$prefix/usr/lib/$arch_dir/"
     fi
-    echo "device_bundle: unpacked $(ls "$deps"/debs/*.deb | wc -l) packages into $prefix"
+    echo "device_bundle: unpacked $(ls "$deps"/debs/*.deb "$deps"/data/*.deb 2>/dev/null | wc -l) packages into $prefix"
     flags
     ;;
   flags) flags ;;
@@ -89,7 +97,7 @@ PY
     LD_LIBRARY_PATH="$prefix/usr/lib/$arch_dir" "$build/normad_tests" "[backend_ops]" | tail -2
     ;;
   *)
-    echo "usage: scripts/device_bundle.sh fetch|unpack|flags|libdir|check" >&2
+    echo "usage: scripts/device_bundle.sh fetch|fetch-data|unpack|flags|libdir|check" >&2
     exit 2
     ;;
 esac
