@@ -11,6 +11,7 @@
 
 #include "cuda/check.h"
 #include "cuda/device.h"
+#include "cuda/distance.h"
 #include "cuda/elementwise.cuh"
 #include "cuda/layout.cuh"
 #include "cuda/matmul.h"
@@ -291,10 +292,10 @@ const Backend kCudaBackend{
     .batch_norm_eval = nullptr,
     .batch_norm_backward = nullptr,
     .batch_norm_fold = nullptr,
-    .pairwise_sqdist = nullptr,
-    .pairwise_sqdist_backward = nullptr,
-    .l2_normalize = nullptr,
-    .l2_normalize_backward = nullptr,
+    .pairwise_sqdist = pairwise_sqdist,
+    .pairwise_sqdist_backward = pairwise_sqdist_backward,
+    .l2_normalize = l2_normalize,
+    .l2_normalize_backward = l2_normalize_backward,
     .sgd_step = sgd_step,
     .adam_step = adam_step,
     .adam_step_multi = adam_step_multi,
