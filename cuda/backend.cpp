@@ -14,10 +14,11 @@
 #include "cuda/check.h"
 #include "cuda/conv.h"
 #include "cuda/device.h"
+#include "cuda/distance.h"
 #include "cuda/elementwise.cuh"
 #include "cuda/layout.cuh"
 #include "cuda/matmul.h"
-#include "cuda/optim.cuh"
+#include "cuda/optim.h"
 #include "cuda/plan.h"
 #include "cuda/pooling.h"
 #include "cuda/reduce.cuh"
@@ -252,13 +253,7 @@ void sgd_step(Tensor& w, const Tensor& g, Tensor& velocity, const SgdParams& p) 
 }
 
 void adam_step(Tensor& w, const Tensor& g, Tensor& m, Tensor& v, const AdamParams& p) {
-  // nn/optim.cpp's constants: 1 - beta as a double rounded to float, bias corrections in double.
-  const double bc1 = 1.0 - std::pow(double(p.beta1), double(p.step));
-  const double bc2 = 1.0 - std::pow(double(p.beta2), double(p.step));
-  AdamBody body{ptr(w), ptr(m), ptr(v), ptr(g), p.beta1, p.beta2, p.eps, p.weight_decay,
-                static_cast<float>(1.0 - double(p.beta1)), static_cast<float>(1.0 - double(p.beta2)),
-                p.lr / bc1, std::sqrt(bc2)};
-  launch(w.numel(), body);
+  launch(w.numel(), adam_body(ptr(w), ptr(m), ptr(v), ptr(g), p));  // constants: cuda/optim.cu
 }
 
 // The table: designated initialisers in declaration order; missing entries are null.
@@ -301,12 +296,13 @@ const Backend kCudaBackend{
     .batch_norm_eval = batch_norm_eval,
     .batch_norm_backward = batch_norm_backward,
     .batch_norm_fold = batch_norm_fold,
-    .pairwise_sqdist = nullptr,
-    .pairwise_sqdist_backward = nullptr,
-    .l2_normalize = nullptr,
-    .l2_normalize_backward = nullptr,
+    .pairwise_sqdist = pairwise_sqdist,
+    .pairwise_sqdist_backward = pairwise_sqdist_backward,
+    .l2_normalize = l2_normalize,
+    .l2_normalize_backward = l2_normalize_backward,
     .sgd_step = sgd_step,
     .adam_step = adam_step,
+    .adam_step_multi = adam_step_multi,
 };
 
 }  // namespace

@@ -1,6 +1,6 @@
 // normad optimisers (SGD, Adam) and schedules (StepLR, MultiStepLR) with PyTorch's update rules
-// (see nn/optim.h). The updates themselves are the tensor ops sgd_step and adam_step (tensor/ops.h),
-// so they run on the parameters' device; Adam's bias corrections run in double.
+// (see nn/optim.h). The updates themselves are the tensor ops sgd_step and adam_step_multi
+// (tensor/ops.h), so they run on the parameters' device; Adam's bias corrections run in double.
 // zero_grad() sets grads to none (torch's set_to_none=True, the default since torch 2.0): a
 // parameter that receives no gradient in an iteration is not stepped.
 // Tested by tests/test_nn.cpp (hand-computed steps) and tests/test_parity.cpp (three Adam / SGD
@@ -48,7 +48,11 @@ Adam::Adam(std::vector<Var> params, float lr, float beta1, float beta2, float ep
   steps_.assign(params_.size(), 0);
 }
 
+// Every parameter with a grad in one fused update (adam_step_multi: one kernel launch on a GPU),
+// each with its own step count.
 void Adam::step() {
+  std::vector<AdamSlot> slots;
+  slots.reserve(params_.size());
   for (size_t i = 0; i < params_.size(); ++i) {
     Var& p = params_[i];
     if (!p.grad().defined()) continue;
@@ -59,8 +63,10 @@ void Adam::step() {
     }
     keep_on(m_[i], p);
     keep_on(v_[i], p);
-    adam_step(p.data(), p.grad(), m_[i], v_[i], AdamParams{lr, beta1, beta2, eps, weight_decay, t});
+    slots.push_back(AdamSlot{&p.data(), &p.grad(), &m_[i], &v_[i], t});
   }
+  // p.step is unused: each slot carries its own t
+  adam_step_multi(slots, AdamParams{lr, beta1, beta2, eps, weight_decay, 1});
 }
 
 StepLR::StepLR(Optimizer& opt, int64_t step_size, float gamma)

@@ -34,7 +34,7 @@ const char* op_name(Op op) {
       "upsample_nearest2d", "upsample_nearest2d_backward", "scale_planes",
       "batch_norm_train", "batch_norm_eval", "batch_norm_backward", "batch_norm_fold",
       "pairwise_sqdist", "pairwise_sqdist_backward", "l2_normalize", "l2_normalize_backward",
-      "sgd_step", "adam_step"};
+      "sgd_step", "adam_step", "adam_step_multi"};
   static_assert(sizeof(names) / sizeof(names[0]) == size_t(Op::count));
   return op < Op::count ? names[size_t(op)] : "?";
 }
@@ -80,6 +80,7 @@ bool supports(const Backend& b, Op op) {
     case Op::l2_normalize_backward: return b.l2_normalize_backward;
     case Op::sgd_step: return b.sgd_step;
     case Op::adam_step: return b.adam_step;
+    case Op::adam_step_multi: return b.adam_step_multi;
     case Op::count: break;
   }
   return false;
@@ -101,6 +102,15 @@ std::atomic<bool> g_allow_tf32{false};
 }
 void set_allow_tf32(bool on) { g_allow_tf32 = on; }
 bool allow_tf32() { return g_allow_tf32; }
+
+void adam_step_each(void (*adam_step)(Tensor&, const Tensor&, Tensor&, Tensor&, const AdamParams&),
+                    const std::vector<AdamSlot>& slots, const AdamParams& p) {
+  for (const AdamSlot& s : slots) {
+    AdamParams q = p;
+    q.step = s.step;
+    adam_step(*s.w, *s.g, *s.m, *s.v, q);
+  }
+}
 
 bool device_available(Device d) { return d != Device::CUDA || cuda_backend() != nullptr; }
 

@@ -57,7 +57,7 @@ enum class Op {
   upsample_nearest2d, upsample_nearest2d_backward, scale_planes,
   batch_norm_train, batch_norm_eval, batch_norm_backward, batch_norm_fold,
   pairwise_sqdist, pairwise_sqdist_backward, l2_normalize, l2_normalize_backward,
-  sgd_step, adam_step,
+  sgd_step, adam_step, adam_step_multi,
   count
 };
 const char* op_name(Op op);
@@ -136,7 +136,14 @@ struct Backend {
   // ---- optimisers (in place on w and the state) ----
   void (*sgd_step)(Tensor& w, const Tensor& g, Tensor& velocity, const SgdParams& p);
   void (*adam_step)(Tensor& w, const Tensor& g, Tensor& m, Tensor& v, const AdamParams& p);
+  // every slot with its own step (p.step unused); all slots validated and on this device
+  void (*adam_step_multi)(const std::vector<AdamSlot>& slots, const AdamParams& p);
 };
+
+// adam_step_multi as a loop of a backend's adam_step over the slots, each with its own step: the
+// CPU and reference entries (the CPU's values stay those of one adam_step per parameter).
+void adam_step_each(void (*adam_step)(Tensor&, const Tensor&, Tensor&, Tensor&, const AdamParams&),
+                    const std::vector<AdamSlot>& slots, const AdamParams& p);
 
 // The backend that runs ops on `d`; throws when it is not available (CUDA without a GPU).
 const Backend& backend_for(Device d);

@@ -83,5 +83,6 @@ Tensor l2_normalize_backward(const Tensor& dout, const Tensor& x, const Tensor& 
 // optimiser steps (optim.cpp)
 void sgd_step(Tensor& w, const Tensor& g, Tensor& velocity, const SgdParams& p);
 void adam_step(Tensor& w, const Tensor& g, Tensor& m, Tensor& v, const AdamParams& p);
+void adam_step_multi(const std::vector<AdamSlot>& slots, const AdamParams& p);
 
 }  // namespace normad::cpu

@@ -58,6 +58,7 @@ const Backend& cpu_backend() {
       .l2_normalize_backward = cpu::l2_normalize_backward,
       .sgd_step = cpu::sgd_step,
       .adam_step = cpu::adam_step,
+      .adam_step_multi = cpu::adam_step_multi,
   };
   return b;
 }

@@ -13,8 +13,9 @@ namespace normad {
 
 namespace {
 
-// "cpu [2, 3] and reference [3]": what an error about devices shows.
-std::string describe(std::initializer_list<const Tensor*> ts) {
+// "cpu [2, 3] and reference [3]": what an error about devices shows. Range: of const Tensor*.
+template <class Range>
+std::string describe(const Range& ts) {
   std::ostringstream os;
   bool first = true;
   for (const Tensor* t : ts) {
@@ -27,7 +28,8 @@ std::string describe(std::initializer_list<const Tensor*> ts) {
 
 // The backend of the tensors' common device (undefined tensors are skipped); throws naming the op,
 // the devices and the shapes when they differ or when that backend lacks the op.
-const Backend& pick(Op op, const char* what, std::initializer_list<const Tensor*> ts) {
+template <class Range>
+const Backend& pick_from(Op op, const char* what, const Range& ts) {
   Device dev = Device::CPU;
   bool seen = false;
   for (const Tensor* t : ts) {
@@ -44,6 +46,10 @@ const Backend& pick(Op op, const char* what, std::initializer_list<const Tensor*
     throw Error(std::string(what) + ": not implemented by the " + b.name + " backend (" +
                 describe(ts) + ")");
   return b;
+}
+
+const Backend& pick(Op op, const char* what, std::initializer_list<const Tensor*> ts) {
+  return pick_from(op, what, ts);
 }
 
 void check_same_shape(const Tensor& a, const Tensor& b, const char* what, const char* an,
@@ -604,13 +610,34 @@ void sgd_step(Tensor& w, const Tensor& g, Tensor& velocity, const SgdParams& p) 
   be.sgd_step(w, g, velocity, p);
 }
 
+// adam_step's checks of one parameter (adam_step_multi makes them for each slot).
+static void check_adam(const Tensor& w, const Tensor& g, const Tensor& m, const Tensor& v, int64_t step,
+                       const char* what) {
+  check_same_shape(g, w, what, "gradient", "parameter");
+  check_same_shape(m, w, what, "first moment", "parameter");
+  check_same_shape(v, w, what, "second moment", "parameter");
+  check(step >= 1, what, "step must be >= 1, got " + std::to_string(step));
+}
+
 void adam_step(Tensor& w, const Tensor& g, Tensor& m, Tensor& v, const AdamParams& p) {
   const Backend& be = pick(Op::adam_step, "adam_step", {&w, &g, &m, &v});
-  check_same_shape(g, w, "adam_step", "gradient", "parameter");
-  check_same_shape(m, w, "adam_step", "first moment", "parameter");
-  check_same_shape(v, w, "adam_step", "second moment", "parameter");
-  check(p.step >= 1, "adam_step", "step must be >= 1, got " + std::to_string(p.step));
+  check_adam(w, g, m, v, p.step, "adam_step");
   be.adam_step(w, g, m, v, p);
+}
+
+void adam_step_multi(const std::vector<AdamSlot>& slots, const AdamParams& p) {
+  const char* what = "adam_step_multi";
+  if (slots.empty()) return;
+  // every tensor of every slot: one device for all
+  std::vector<const Tensor*> all;
+  all.reserve(4 * slots.size());
+  for (const AdamSlot& s : slots) {
+    check(s.w && s.g && s.m && s.v, what, "a slot has a null tensor pointer");
+    all.insert(all.end(), {s.w, s.g, s.m, s.v});
+  }
+  const Backend& be = pick_from(Op::adam_step_multi, what, all);
+  for (const AdamSlot& s : slots) check_adam(*s.w, *s.g, *s.m, *s.v, s.step, what);
+  be.adam_step_multi(slots, p);
 }
 
 }  // namespace normad

@@ -201,5 +201,18 @@ struct AdamParams {
   int64_t step = 1;  // t, counted from 1
 };
 void adam_step(Tensor& w, const Tensor& g, Tensor& m, Tensor& v, const AdamParams& p);
+// One parameter of a fused Adam step (adam_step_multi): w, m and v are updated in place from g.
+struct AdamSlot {
+  Tensor* w;         // the parameter
+  const Tensor* g;   // its gradient, shaped like w
+  Tensor* m;         // first moment, shaped like w
+  Tensor* v;         // second moment, shaped like w
+  int64_t step = 1;  // this parameter's t (each counts its own steps: one without a grad is skipped)
+};
+// adam_step on every slot, with p's lr, betas, eps and weight_decay and the slot's own step
+// (p.step is not used). Every tensor of every slot on one device. Values are those of adam_step
+// slot by slot (on the CPU bit for bit: it is that loop); CUDA steps them all in one launch.
+//   slots {w [64, 3], ...}, {w [64], ...} -> one kernel over 256 weights
+void adam_step_multi(const std::vector<AdamSlot>& slots, const AdamParams& p);
 
 }  // namespace normad

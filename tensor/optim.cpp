@@ -45,4 +45,7 @@ void adam_step(Tensor& w_t, const Tensor& g_t, Tensor& m_t, Tensor& v_t, const A
   }
 }
 
+// One adam_step per slot, in order: the same float operations as stepping each parameter alone.
+void adam_step_multi(const std::vector<AdamSlot>& slots, const AdamParams& p) { adam_step_each(adam_step, slots, p); }
+
 }  // namespace normad::cpu

@@ -1137,6 +1137,10 @@ void ref_sgd_step(Tensor& w, const Tensor& g, Tensor& velocity, const SgdParams&
 void ref_adam_step(Tensor& w, const Tensor& g, Tensor& m, Tensor& v, const AdamParams& p) {
   ref::adam_step(ptr(w), ptr(m), ptr(v), ptr(g), w.numel(), p);
 }
+// the parameters one after another, each with its own step
+void ref_adam_step_multi(const std::vector<AdamSlot>& slots, const AdamParams& p) {
+  adam_step_each(ref_adam_step, slots, p);
+}
 
 }  // namespace
 
@@ -1185,6 +1189,7 @@ const Backend& reference_backend() {
       .l2_normalize_backward = ref_l2_normalize_backward,
       .sgd_step = ref_sgd_step,
       .adam_step = ref_adam_step,
+      .adam_step_multi = ref_adam_step_multi,
   };
   return b;
 }

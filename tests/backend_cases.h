@@ -372,6 +372,40 @@ inline void add_batch_norm(Table& t, Shape xs, int64_t groups, bool affine, bool
                 atol, 1e-5);
 }
 
+// One fused Adam step over parameters shaped `shapes` (inputs w, g, m, v per parameter, in that
+// order), slot k at step steps[k]. Outputs w, m, v of every slot; with `vs_single` also
+// "w<k> multi - single": the difference from adam_step on a copy of slot k on the same backend
+// (0 where the fused step is the per-tensor step, as it must be).
+inline OpCase& add_adam_multi(Table& t, const std::string& what, const std::vector<Shape>& shapes,
+                              std::vector<int64_t> steps, AdamParams p, bool vs_single) {
+  std::vector<Make> makers;
+  for (const Shape& s : shapes)
+    makers.insert(makers.end(), {normal(s), normal(s), normal(s, 0.f, 0.1f), uniform(s, 0.f, 0.1f)});
+  return t.add("adam_step_multi/" + what, Op::adam_step_multi, makers,
+               [steps, p, vs_single](std::vector<Tensor>& in) {
+                 std::vector<Tensor> single;  // copies stepped one tensor at a time
+                 if (vs_single)
+                   for (const Tensor& x : in) single.push_back(x.clone());
+                 std::vector<AdamSlot> slots;
+                 for (size_t k = 0; k < steps.size(); ++k)
+                   slots.push_back(AdamSlot{&in[4 * k], &in[4 * k + 1], &in[4 * k + 2], &in[4 * k + 3], steps[k]});
+                 adam_step_multi(slots, p);
+                 std::vector<Output> out;
+                 for (size_t k = 0; k < steps.size(); ++k) {
+                   const std::string n = std::to_string(k);
+                   out.insert(out.end(), {{"w" + n, in[4 * k]}, {"m" + n, in[4 * k + 2]}, {"v" + n, in[4 * k + 3]}});
+                 }
+                 for (size_t k = 0; vs_single && k < steps.size(); ++k) {
+                   AdamParams q = p;
+                   q.step = steps[k];
+                   adam_step(single[4 * k], single[4 * k + 1], single[4 * k + 2], single[4 * k + 3], q);
+                   out.push_back({"w" + std::to_string(k) + " multi - single", sub(in[4 * k], single[4 * k])});
+                 }
+                 return out;
+               },
+               1e-7, 1e-6);
+}
+
 // ---- the test table ---------------------------------------------------------------------------
 // Small shapes (the whole harness runs in seconds), odd and size-1 dims, and the edge values each
 // op documents (NaN, +-inf, exact kinks and bounds).
@@ -744,6 +778,10 @@ inline std::vector<OpCase> op_cases() {
           },
           1e-7, 1e-6);
   }
+  // several parameters of odd sizes, weight decay on, each slot at its own step (a parameter that
+  // gets no grad in some iterations counts fewer steps)
+  add_adam_multi(t, "[3, 5] [1] [7] [2, 1, 3] steps 3 3 2 5 wd", {{3, 5}, {1}, {7}, {2, 1, 3}}, {3, 3, 2, 5},
+                 AdamParams{3e-3f, 0.8f, 0.99f, 1e-6f, 1e-2f, 1}, true);
   return t.take();
 }
 
@@ -863,6 +901,16 @@ inline std::vector<OpCase> op_perf_cases() {
           adam_step(in[0], in[1], in[2], in[3], AdamParams{});
           return std::vector<Output>{{"w", in[0]}, {"m", in[2]}, {"v", in[3]}};
         });
+  // a model's parameters: 32 tensors of 62 to 557K weights (1M in all; weights and biases), one launch
+  std::vector<Shape> params;
+  std::vector<int64_t> steps;
+  for (int64_t k = 0, left = n; k < 32; ++k) {
+    const int64_t size = k == 31 ? left : std::min<int64_t>(left, (k % 2 ? 1 : 61) * (k + 1) * 31);
+    params.push_back({size});
+    steps.push_back(10);
+    left -= size;
+  }
+  add_adam_multi(t, "32 tensors 1M", params, steps, AdamParams{}, false);
   return t.take();
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "autograd/ops.h"
+#include "tensor/backend.h"
 #include "tensor/random.h"
 
 namespace normad::test {
@@ -126,6 +127,15 @@ inline void skip_or_fail(const std::string& why) {
     WARN("SKIPPED: " << why);
   }
 }
+// Whether a GPU runs the [cuda] tests here; without one, prints the "SKIPPED: <reason>" line
+// ctest's SKIP_REGULAR_EXPRESSION matches (Catch2 v2 has no SKIP: callers return on false).
+// Not skip_or_fail, which fails under CI=true: CI has no GPU, and that is not a failure.
+inline bool gpu_or_skip() {
+  if (cuda_backend()) return true;
+  WARN("SKIPPED: " << cuda_unavailable_reason());
+  return false;
+}
+
 // Path of fixture `name` (e.g. "conv2d.safetensors"), or "" after skip_or_fail when it is absent.
 // Catch2 v2 has no SKIP, so callers return early (or continue) on "".
 inline std::string fixture(const std::string& name) {

@@ -462,15 +462,7 @@ TEST_CASE("cuda body: SGD and Adam steps match the CPU bit for bit", "[cuda_body
 
 // ---- on a GPU ----
 
-namespace {
-// Catch2 v2 has no SKIP: print the line ctest's SKIP_REGULAR_EXPRESSION matches and return.
-// Not test::skip_or_fail, which fails under CI=true: CI has no GPU, and that is not a failure.
-bool gpu_or_skip() {
-  if (cuda_backend()) return true;
-  WARN("SKIPPED: " << cuda_unavailable_reason());
-  return false;
-}
-}  // namespace
+using test::gpu_or_skip;  // tests/helpers.h: "SKIPPED: <reason>" without a GPU
 
 TEST_CASE("cuda: tensors round-trip through the GPU and the allocator counts and caches", "[cuda]") {
   if (!gpu_or_skip()) return;
