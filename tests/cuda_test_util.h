@@ -41,11 +41,8 @@ inline void expect_match(const Tensor& got_any, const Tensor& ref_any, double at
   CHECK(bad == 0);
 }
 
-// Catch2 v2 has no SKIP: print the line ctest's SKIP_REGULAR_EXPRESSION matches and say to return.
-inline bool have_gpu() {
-  if (cuda_backend()) return true;
-  WARN("SKIPPED: " << cuda_unavailable_reason());
-  return false;
-}
+// Catch2 v2 has no SKIP: tests/helpers.h gpu_or_skip prints the line ctest's
+// SKIP_REGULAR_EXPRESSION matches and says to return.
+inline bool have_gpu() { return gpu_or_skip(); }
 
 }  // namespace normad::test

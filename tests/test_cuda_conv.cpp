@@ -380,18 +380,9 @@ TEST_CASE("cuda conv: the version pick and the version knob", "[cuda_body]") {
 
 // ---- on a GPU ----
 
-namespace {
-
-bool gpu_or_skip() {
-  if (cuda_backend()) return true;
-  WARN("SKIPPED: " << cuda_unavailable_reason());
-  return false;
-}
-
-}  // namespace
 
 TEST_CASE("cuda conv: every version of every entry matches the reference, bit-identical run to run", "[cuda]") {
-  if (!gpu_or_skip()) return;
+  if (!test::gpu_or_skip()) return;
 #ifdef NORMAD_HAS_CUDA
   struct Restore {
     ~Restore() { cuda::set_conv_version(0); }
