@@ -17,6 +17,9 @@ import torch.nn.functional as F
 threads = int(sys.argv[1]); torch.set_num_threads(threads); torch.manual_seed(1)
 dev = sys.argv[2] if len(sys.argv) > 2 else 'cpu'  # bench/compare_torch_cuda.py runs these steps with 'cuda'
 sync = torch.cuda.synchronize if dev == 'cuda' else (lambda: None)
+if dev == 'cuda':  # fp32 as normad (PyTorch lets cuDNN use TF32 by default), its fastest algorithms
+    torch.backends.cuda.matmul.allow_tf32 = False; torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = True
 
 def report(name, step, warm=3, seconds=3.0):
     """Warm up, then run `step` for `seconds` and print its mean time in ms."""
@@ -112,7 +115,7 @@ def run_torch(t):
 
 def main():
     a = arg_parser().parse_args()
-    n, t = run_normad(a.threads, a.bench, "_step/"), run_torch(a.threads)
+    n, t = run_normad(a.threads, a.bench, "^[a-z_]+_step/"), run_torch(a.threads)  # not cuda/...
     for name in sorted(n):
         if name in t:
             print(f"{name} normad_ms={n[name]:.1f} torch_ms={t[name]:.1f} speedup={t[name] / n[name]:.2f}")

@@ -11,6 +11,10 @@
 # At the end: the issue's targets (batch norm >= 80% of the measured copy bandwidth, distances >= 70%
 # of the cuBLAS GEMM form, conv within 1.25x of cuDNN (the worst shape), the ACR step >= 5x PyTorch).
 # Usage: python3 bench/compare_torch_cuda.py [--bench build/normad_bench] [--json out.json]
+#        [--normad-json FILE: normad's figures from an earlier `normad_bench --benchmark_filter=^cuda/
+#         --benchmark_out=FILE` instead of running it] [--libdir DIR: LD_LIBRARY_PATH for normad_bench]
+# A PyTorch failure (a torchvision that does not match torch, say) is reported and normad's figures
+# are still printed.
 import json
 import subprocess
 import sys
@@ -86,19 +90,45 @@ a, b = randn(8192, 512), randn(8192, 512)
 def gemm_form():  # FAISS's form: |a|^2 + |b|^2 - 2 a b^T, clamped at 0
     return ((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T).clamp_min_(0)
 report("cuda/pairwise_sqdist/8192x8192x512", gemm_form)
+
+# Gaussian-AD scoring: |(x - mu) W^T| per row, 100 000 rows of 1792 features
+xs, mu, wh = randn(100000, 1792), randn(1792), randn(1792, 1792)
+report("cuda/mvg_score/n100000_d1792", lambda: ((xs - mu) @ wh.T).norm(dim=1))
+
+try:  # WideResNet-50-2 features of 32 images (every stage), when torchvision is there
+    import torchvision
+    wrn = torchvision.models.wide_resnet50_2().to(dev).eval()
+    xi = randn(32, 3, 224, 224)
+    def wrn_features():
+        with torch.no_grad():
+            h = wrn.maxpool(wrn.relu(wrn.bn1(wrn.conv1(xi))))
+            for layer in (wrn.layer1, wrn.layer2, wrn.layer3, wrn.layer4):
+                h = layer(h)
+    report("cuda/wrn50_2_features/n32_224", wrn_features)
+except Exception as e:  # no torchvision, or one that does not match torch
+    print("# wide_resnet50_2 skipped:", type(e).__name__, file=sys.stderr)
 '''
 
 
 def run_torch_lines(script, args):
-    out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, check=True).stdout
-    return {ln.split()[0]: float(ln.split()[1]) for ln in out.splitlines() if ln.strip()}
+    """{name: ms} printed by a PyTorch script; a failure is reported and gives what it printed so far."""
+    p = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True)
+    if p.returncode != 0:
+        print(f"pytorch script failed (exit {p.returncode}): {p.stderr.strip().splitlines()[-1:]}")
+    return {ln.split()[0]: float(ln.split()[1]) for ln in p.stdout.splitlines() if len(ln.split()) == 2}
 
 
 def main():
     ap = arg_parser()
     ap.add_argument("--json", help="also write every figure to this file")
+    ap.add_argument("--normad-json", help="normad_bench's JSON output of the cuda/ cases (else run it)")
+    ap.add_argument("--libdir", help="LD_LIBRARY_PATH for normad_bench (the device bundle's libraries)")
     a = ap.parse_args()
-    records = run_normad_all(a.threads, a.bench, "^cuda/")
+    if a.normad_json:
+        with open(a.normad_json) as f:
+            records = {b["name"].split("/min_time")[0].replace("/real_time", ""): b for b in json.load(f)["benchmarks"]}
+    else:
+        records = run_normad_all(a.threads, a.bench, "^cuda/", env={"LD_LIBRARY_PATH": a.libdir} if a.libdir else None)
     skipped = [n for n, b in records.items() if b.get("error_occurred")]
     for n in skipped:
         print(f"{n} {records[n].get('error_message', 'failed')}")
@@ -111,6 +141,7 @@ def main():
                 rates[name] = f"{v:.2f} {key}" if key == "TFLOP/s" else f"{v:.1f} {key}"
     torch = run_torch_lines(TORCH_KERNELS, [])
     torch.update({"cuda/" + k: v for k, v in run_torch_lines(TORCH_SCRIPT, ["1", "cuda"]).items()})
+    sys.stdout.flush()
     rows = []
     for name in sorted(normad):
         base = name.rsplit("/", 1)[0] if name.rsplit("/", 1)[-1] in ("auto", "v1", "v2", "v3") else name

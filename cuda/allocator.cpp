@@ -3,6 +3,7 @@
 // Math: blocks of round_up(n, 512) bytes, best-fit reuse, flush and retry once on out-of-memory.
 // Tested by tests/test_cuda.cpp: the pool logic on the host with a fake raw allocator
 // ([cuda_pool], runs anywhere); this file's cudaMalloc side and the counters only on a GPU ([cuda]).
+#include <cstdlib>
 #include <string>
 
 #include "cuda/check.h"
@@ -47,7 +48,10 @@ class CudaAllocator final : public Allocator {
                 std::to_string(pool_.cached_bytes()) + " cached after a flush; device " +
                 std::to_string(free_b) + " of " + std::to_string(total_b) + " bytes free)");
   }
-  void give(void* p, size_t bytes) { pool_.release(p, bytes); }
+  void give(void* p, size_t bytes) {
+    pool_.release(p, bytes);
+    if (no_cache_) pool_.flush();  // each block straight back to cudaFree (for compute-sanitizer)
+  }
 
  protected:
   void* do_allocate(size_t bytes) override { return take(bytes, "a tensor"); }
@@ -56,6 +60,12 @@ class CudaAllocator final : public Allocator {
 
  private:
   CachingPool pool_;
+  // NORMAD_CUDA_NO_CACHE=1: no reuse, so compute-sanitizer's memcheck sees each tensor's own
+  // allocation (an overrun into a reused, larger cached block would be invisible). Slow; for checks.
+  const bool no_cache_ = [] {
+    const char* v = std::getenv("NORMAD_CUDA_NO_CACHE");
+    return v != nullptr && std::string(v) == "1";
+  }();
 };
 
 CudaAllocator* the_allocator() {

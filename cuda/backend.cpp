@@ -312,6 +312,7 @@ const Backend kCudaBackend{
 namespace normad {
 
 const Backend* cuda_backend() { return cuda::present() ? &cuda::kCudaBackend : nullptr; }
+const Backend* cuda_backend_table() { return &cuda::kCudaBackend; }
 std::string cuda_unavailable_reason() { return cuda::unavailable_reason(); }
 
 }  // namespace normad

@@ -341,6 +341,9 @@ struct BackwardWeightGemm {
   WeightGradStore store;
 };
 inline GemmDims backward_weight_dims(const ConvShape& s, int min_chunk = kMinChunkK, int max_chunks = kMaxChunks) {
+  // the grid's z is groups x chunks, at most 65535: a depthwise layer of many channels gets fewer chunks
+  const int z_room = s.groups > 0 ? 65535 / s.groups : 1;
+  if (max_chunks > z_room) max_chunks = z_room < 1 ? 1 : z_room;
   return split_k(GemmDims{s.Fg, s.Cg * s.KH * s.KW, s.N * s.OH * s.OW, s.groups}, min_chunk, max_chunks);
 }
 inline BackwardWeightGemm backward_weight_gemm(float* partial, const float* dout, const float* x,

@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include "cuda/check.h"
+#include "tensor/backend.h"
 #include "tensor/tensor.h"
 
 #ifndef NORMAD_CUDA_ARCHS
@@ -98,10 +99,11 @@ cublasHandle_t cublas() {
     cublasHandle_t hd = nullptr;
     NORMAD_CUBLAS_CHECK(cublasCreate(&hd));
     NORMAD_CUBLAS_CHECK(cublasSetStream(hd, stream()));
-    // Full fp32 products: no TF32 (CUBLAS_DEFAULT_MATH already excludes it; stated for readers).
-    NORMAD_CUBLAS_CHECK(cublasSetMathMode(hd, CUBLAS_DEFAULT_MATH));
     return hd;
   }();
+  // The math mode follows allow_tf32() (--tf32) at every use, so every product (matmul, the 1x1
+  // convolution, the distances' GEMM form) sees the current setting: fp32 unless asked.
+  NORMAD_CUBLAS_CHECK(cublasSetMathMode(h, allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
   return h;
 }
 

@@ -1,6 +1,7 @@
 // normad CUDA matrix products through cuBLAS sgemm and strided-batched sgemm (see cuda/matmul.h).
 // Math: C^T = op(B)^T op(A)^T in cuBLAS's column-major view of row-major storage.
-// Full fp32 by default (cuBLAS's default math mode); TF32 tensor cores only with allow_tf32() (--tf32). cuBLAS gives bitwise identical results run to run
+// Full fp32 by default (cuBLAS's default math mode); TF32 tensor cores only with allow_tf32() (--tf32),
+// which cuda::cublas() applies at every use. cuBLAS gives bitwise identical results run to run
 // on one GPU model with one stream (its documented reproducibility), so this stays deterministic.
 // Tested by tests/test_cuda.cpp ([cuda]) and tests/test_backend_ops.cpp on a GPU.
 #include "cuda/matmul.h"
@@ -11,7 +12,6 @@
 #include "cuda/check.h"
 #include "cuda/device.h"
 #include "cuda/elementwise.cuh"
-#include "tensor/backend.h"
 
 namespace normad::cuda {
 
@@ -31,8 +31,6 @@ void gemm(float* c, const float* a, const float* b, int64_t batch, int64_t M, in
   const cublasOperation_t op_b = tb ? CUBLAS_OP_T : CUBLAS_OP_N, op_a = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
   const int n = as_int(N, what), m = as_int(M, what), k = as_int(K, what);
   const int ldb = tb ? k : n, lda = ta ? m : k;
-  // fp32 unless the user asked for TF32 (--tf32); the mode is set per call, so a switch applies at once.
-  NORMAD_CUBLAS_CHECK(cublasSetMathMode(cublas(), allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
   if (batch == 1) {
     NORMAD_CUBLAS_CHECK(cublasSgemm(cublas(), op_b, op_a, n, m, k, &one, b, ldb, a, lda, &zero, c, n));
     return;

@@ -121,6 +121,7 @@ std::string device_unavailable_reason(Device d) {
 #ifndef NORMAD_HAS_CUDA
 // Built without nvcc: no CUDA backend (cuda/backend.cpp defines these when it is built).
 const Backend* cuda_backend() { return nullptr; }
+const Backend* cuda_backend_table() { return nullptr; }
 Allocator* cuda_allocator() { return nullptr; }
 std::string cuda_unavailable_reason() {
   return "normad was built without CUDA (no nvcc found, or -DNORMAD_CUDA=OFF)";

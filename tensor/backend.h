@@ -166,6 +166,9 @@ const Backend& reference_backend();
 // otherwise (still nullptr at run time when no GPU is found: see device_unavailable_reason).
 const Backend* cuda_backend();
 Allocator* cuda_allocator();
+// The CUDA table itself whether or not a GPU is present (nullptr when built without CUDA): for the
+// test that every entry is set (tests/test_cuda.cpp). Never call its entries without a GPU.
+const Backend* cuda_backend_table();
 // Why CUDA cannot be used here, "" when it can (cuda/backend.cpp; the stub says "built without CUDA").
 std::string cuda_unavailable_reason();
 

@@ -200,6 +200,19 @@ TEST_CASE("cuda: detection never throws and, without a GPU, says why in one line
 
 #ifdef NORMAD_HAS_CUDA
 
+// ---- the table: every op has a CUDA entry (checked without a GPU: the table is plain data) ----
+
+TEST_CASE("cuda: the CUDA table sets every entry of the backend", "[cuda_body]") {
+  const Backend* table = cuda_backend_table();
+  REQUIRE(table != nullptr);
+  CHECK(table->device == Device::CUDA);
+  std::string missing;
+  for (int k = 0; k < int(Op::count); ++k)
+    if (!supports(*table, Op(k))) missing += std::string(" ") + op_name(Op(k));
+  INFO("entries left null:" << missing);
+  CHECK(missing.empty());
+}
+
 // ---- checked calls: these calls fail on every machine (no driver, or an invalid argument) ----
 
 TEST_CASE("cuda: a failing checked call is a normad::Error with the call, the error, file and line",

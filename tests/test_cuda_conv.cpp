@@ -74,6 +74,9 @@ std::vector<ConvCase> named_cases() {
       {"one filter", {2, 3, 6, 5}, {1, 3, 2, 2}, args(1, 1, 0, 0)},
       {"no input channels", {2, 0, 5, 4}, {3, 0, 3, 3}, args(1, 1, 1, 1)},
       {"no input channels 1x1", {2, 0, 5, 4}, {3, 0, 1, 1}, args(1, 1, 0, 0)},
+      // N OH OW = 2048: the weight gradient's K splits into 4 chunks (partials summed in order)
+      {"split-K weight gradient", {8, 3, 16, 16}, {4, 3, 3, 3}, args(1, 1, 1, 1)},
+      {"split-K grouped", {8, 4, 16, 16}, {4, 2, 3, 3}, args(1, 1, 1, 1, 1, 1, 2)},
   };
 }
 

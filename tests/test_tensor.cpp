@@ -134,3 +134,19 @@ TEST_CASE("backend table: supports() is false for a missing entry, true for the 
   CHECK(std::string(unary_op_name(UnaryOp::silu)) == "silu");
   CHECK(std::string(binary_op_name(BinaryOp::clamp_backward)) == "clamp_backward");
 }
+
+TEST_CASE("tensor: strict device mode makes reference tensors refuse host reads as CUDA ones do", "[tensor][device]") {
+  struct Restore {  // the mode is process-wide: put it back even when a check throws
+    ~Restore() { set_strict_device(false); }
+  } restore;
+  Tensor r = Tensor::ones({2, 3}, Device::Reference);
+  CHECK_NOTHROW(r.data());
+  set_strict_device(true);
+  CHECK(strict_device());
+  CHECK_THROWS_WITH(r.data("probe"), Catch::Contains("probe") && Catch::Contains("reference") && Catch::Contains("strict"));
+  CHECK(r.to_vector() == std::vector<float>(6, 1.f));  // copies to the host still work
+  CHECK(add(r, r).to(Device::CPU).to_vector() == std::vector<float>(6, 2.f));  // and so do ops
+  CHECK_NOTHROW(Tensor::ones({2}).data());  // CPU tensors are untouched
+  set_strict_device(false);
+  CHECK_NOTHROW(r.data());
+}
