@@ -9,8 +9,8 @@
 // Run: build/normad_bench --benchmark_filter=backend_ops/ --benchmark_counters_tabular=true
 // (add /cpu/ or /reference/ to the filter for one backend). Names: backend_ops/<device>/<case>.
 // The reference backend is plain loops in double: expect it 10-1000x slower than cpu, by design.
-// A CUDA backend's ops run asynchronously; its entries must synchronise before these timings are
-// meaningful (the CUDA kernels issue adds a sync to the loop when it adds the backend).
+// CUDA ops run asynchronously: each timed call waits for the GPU (bench::wait_for), so a CUDA time
+// includes one synchronisation (~10 us), which dominates the smallest cases.
 #include <benchmark/benchmark.h>
 
 #include <memory>
@@ -28,10 +28,15 @@ void bm_case(benchmark::State& st, std::shared_ptr<const cases::OpCase> c, Devic
   std::vector<Tensor> in = cases::inputs_on(*c, d);
   std::vector<cases::Output> out;
   // warm-up: first-touch allocation, thread start, and a check that the op runs on this backend
-  if (!bench::warm_up(st, [&] { out = c->run(in); })) return;
+  if (!bench::warm_up(st, [&] {
+        out = c->run(in);
+        bench::wait_for(d);
+      }))
+    return;
   const double bytes = cases::bytes_moved(in, out);
   for (auto _ : st) {
     out = c->run(in);
+    bench::wait_for(d);
     benchmark::DoNotOptimize(out.data());
   }
   bench::set_rate(st, "bytes", bytes);

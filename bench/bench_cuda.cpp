@@ -29,7 +29,6 @@
 #ifdef NORMAD_HAS_CUDA
 #include "cuda/batchnorm.h"
 #include "cuda/conv.h"
-#include "cuda/device.h"
 #include "cuda/distance.h"
 #endif
 
@@ -49,12 +48,6 @@ void set_version(Family f, int v) {
 #endif
 }
 
-void wait_for_gpu() {
-#ifdef NORMAD_HAS_CUDA
-  cuda::synchronize();
-#endif
-}
-
 // Times `step` (work issued on the GPU) with a wait after each, version `v` of family `f` selected
 // for the duration; `setup` builds the inputs first (on the GPU). Skips without a GPU.
 void time_on_gpu(benchmark::State& st, Family f, int v, const std::function<std::function<void()>()>& setup) {
@@ -67,12 +60,12 @@ void time_on_gpu(benchmark::State& st, Family f, int v, const std::function<std:
   const bool ok = bench::warm_up(st, [&] {
     step = setup();
     step();
-    wait_for_gpu();
+    bench::wait_for(Device::CUDA);
   });
   if (ok)
     for (auto _ : st) {
       step();
-      wait_for_gpu();
+      bench::wait_for(Device::CUDA);
     }
   set_version(f, 0);
 }

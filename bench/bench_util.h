@@ -5,7 +5,23 @@
 
 #include <exception>
 
+#include "tensor/tensor.h"
+
+#ifdef NORMAD_HAS_CUDA
+#include "cuda/device.h"
+#endif
+
 namespace normad::bench {
+
+// Waits for the work a backend queued: CUDA runs asynchronously on normad's stream, so a timing
+// loop must wait before its clock stops; the host backends are done when an op returns.
+inline void wait_for(Device d) {
+#ifdef NORMAD_HAS_CUDA
+  if (d == Device::CUDA) cuda::synchronize();
+#else
+  (void)d;
+#endif
+}
 
 // Rates use iteration-invariant counts: the value per iteration times iterations / wall seconds.
 inline void set_rate(benchmark::State& st, const char* name, double per_iter) {

@@ -84,9 +84,9 @@ std::string compare(const Tensor& got_any, const Tensor& ref_any, double atol, d
 
 // ---- values: one backend against the reference on every case ----------------------------------
 
-// Ops a backend leaves null (the CUDA skeleton before the kernels issue) are counted and named, not
-// run: the complete backends (cpu, reference) must support every op (checked below and by
-// "the reference backend implements every op").
+// Ops a backend leaves null (a backend in progress; the CUDA table is complete, test_cuda.cpp) are
+// counted and named, not run: the complete backends (cpu, reference) must support every op
+// (checked below and by "the reference backend implements every op").
 bool lacks(Device d, Op op, std::map<std::string, int>& missing) {
   if (supports(backend_for(d), op)) return false;
   ++missing[op_name(op)];
