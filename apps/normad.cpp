@@ -36,6 +36,7 @@
 #include "models/zeroshot.h"
 #include "nn/safetensors.h"
 #include "tensor/parallel.h"
+#include "tensor/profile.h"
 #include "tensor/random.h"
 
 using namespace normad;
@@ -840,7 +841,7 @@ int main(int argc, char** argv) {
   app.failure_message([](const CLI::App*, const CLI::Error& e) { return "normad: " + std::string(e.what()) + "\n"; });
   uint64_t seed = 0;
   int threads = 0;
-  std::string json_path, device_arg = "cpu";
+  std::string json_path, device_arg = "cpu", profile_path;
   bool tf32 = false;
   auto common = [&](CLI::App* sub) {
     sub->add_option("--seed", seed, "random seed")->capture_default_str();
@@ -849,6 +850,9 @@ int main(int argc, char** argv) {
     sub->add_option("--device", device_arg, "where models run: cpu or cuda (reference: the plain-loop kernels, for checking)")
         ->capture_default_str();
     sub->add_flag("--tf32", tf32, "with --device cuda: TF32 tensor-core matrix products (faster, ~1e-3 relative error)");
+    sub->add_option("--profile", profile_path,
+                    "time every op call: a Chrome trace to FILE (Perfetto, chrome://tracing) and a per-op table on stderr "
+                    "(docs/profiling.md)");
   };
 
   auto* zs = app.add_subcommand("zeroshot", "zero-shot detection: meta-train ACR on some classes, score batches of unseen ones (FMNIST-ZS or a CSV)");
@@ -977,6 +981,7 @@ int main(int argc, char** argv) {
   try {
     set_num_threads(threads);
     select_device(device_arg, tf32);
+    if (!profile_path.empty()) profile::start();
     cfg.seed = seed;
     cfg.device = compute_device();
     if ((*zs && zs->get_option("--iters")->count() && ra.iters < 0) || ta.iters < 0) throw Error("--iters: must be >= 0");
@@ -1003,6 +1008,12 @@ int main(int argc, char** argv) {
       else if (model != "dsvdd") throw Error("--model ntl: only with --csv (FMNIST-ZS uses ACR-DSVDD)");
       else if (data == "fmnist") zeroshot_fmnist(dir, fold, cfg, ra, json_path);
       else throw Error("--data: unknown data set '" + data + "' (available: fmnist; or --csv FILE)");
+    }
+    if (!profile_path.empty()) {  // the run succeeded: its trace and table
+      profile::stop();
+      profile::write_trace(profile_path);
+      profile::print_table(stderr, profile::summarize(), profile::measure_ceiling());
+      std::fprintf(stderr, "wrote the trace of %zu op calls to %s\n", profile::events().size(), profile_path.c_str());
     }
   } catch (const Error& e) {
     std::fprintf(stderr, "normad: %s\n", e.what());

@@ -1,6 +1,7 @@
 // Op benchmarks for normad's CPU kernels: conv2d forward and backward (input, weight), batch norm
 // training forward+backward (plain and grouped), linear (matmul) next to the raw Eigen GEMM yardstick,
-// and pairwise squared distances. Counters: FLOP (shown as "G/s" = GFLOP/s) or bytes ("G/s" = GB/s);
+// pairwise squared distances, and the op profiler's overhead on a tiny op (profile/off vs profile/on).
+// Counters: FLOP (shown as "G/s" = GFLOP/s) or bytes ("G/s" = GB/s);
 // time is wall clock in ms, since oneTBB runs the ops on several threads.
 // bench/torch_ops.py times the same cases under the same names in PyTorch; bench/compare_ops.py
 // prints the ratios. Thread count: oneTBB follows the CPU affinity mask, so `taskset -c 0-(T-1)`.
@@ -27,6 +28,7 @@
 
 #include "bench/bench_util.h"
 #include "tensor/ops.h"
+#include "tensor/profile.h"
 #include "tensor/random.h"
 #include "tensor/tensor.h"
 
@@ -36,6 +38,15 @@ namespace {
 
 using bench::set_rate;
 using bench::warm_up;
+
+// ---- the profiler's overhead (tensor/profile.h) --------------------------------------------------
+
+void bm_profiled_add(benchmark::State& st, bool on) {
+  const Tensor a = Tensor::ones({16});
+  if (on) profile::start();
+  for (auto _ : st) benchmark::DoNotOptimize(add(a, a));
+  profile::stop();
+}
 
 // ---- conv2d ---------------------------------------------------------------------------------
 struct ConvCase {
@@ -243,6 +254,10 @@ int register_all() {
   reg("gemm_eigen_1t/n4096_k512_f512", bm_gemm_eigen_1t);
   reg("gemm_eigen_tbb/n4096_k512_f512", bm_gemm_eigen_tbb);
   reg("pairwise_sqdist/m4096_n4096_d512", bm_pairwise_sqdist);
+  // The profiler's cost on the smallest op: off must match a build without it (one atomic load per
+  // call); on adds an event (a clock read, the shapes as text, a mutex).
+  reg("profile/off/add_16", [](benchmark::State& st) { bm_profiled_add(st, false); });
+  reg("profile/on/add_16", [](benchmark::State& st) { bm_profiled_add(st, true); });
 
   // Shown in the header of the console output and in the JSON "context".
   benchmark::AddCustomContext(

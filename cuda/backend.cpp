@@ -313,6 +313,9 @@ namespace normad {
 
 const Backend* cuda_backend() { return cuda::present() ? &cuda::kCudaBackend : nullptr; }
 const Backend* cuda_backend_table() { return &cuda::kCudaBackend; }
+void cuda_synchronize() {
+  if (cuda::present()) cuda::synchronize();
+}
 std::string cuda_unavailable_reason() { return cuda::unavailable_reason(); }
 
 }  // namespace normad

@@ -122,6 +122,7 @@ std::string device_unavailable_reason(Device d) {
 // Built without nvcc: no CUDA backend (cuda/backend.cpp defines these when it is built).
 const Backend* cuda_backend() { return nullptr; }
 const Backend* cuda_backend_table() { return nullptr; }
+void cuda_synchronize() {}
 Allocator* cuda_allocator() { return nullptr; }
 std::string cuda_unavailable_reason() {
   return "normad was built without CUDA (no nvcc found, or -DNORMAD_CUDA=OFF)";

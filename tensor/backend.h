@@ -171,5 +171,7 @@ Allocator* cuda_allocator();
 const Backend* cuda_backend_table();
 // Why CUDA cannot be used here, "" when it can (cuda/backend.cpp; the stub says "built without CUDA").
 std::string cuda_unavailable_reason();
+// Waits for every CUDA op queued so far (a no-op without CUDA or a GPU): the profiler's per-op times.
+void cuda_synchronize();
 
 }  // namespace normad

@@ -5,9 +5,11 @@
 // Tested by tests/test_backend_ops.cpp (each op on each backend vs the reference backend, errors
 // for mixed devices and missing entries) and the op tests (tests/test_ops.cpp, test_grad.cpp).
 #include <algorithm>
+#include <memory>
 #include <sstream>
 
 #include "tensor/backend.h"
+#include "tensor/profile.h"
 
 namespace normad {
 
@@ -26,10 +28,22 @@ std::string describe(const Range& ts) {
   return os.str();
 }
 
+// The backend an op call runs on, and (with the profiler on) the timer of that call: it lives until
+// the op function returns, so the event covers the kernel. be->entry(...) calls the table.
+struct Picked {
+  const Backend* backend;
+  std::unique_ptr<profile::Scope> scope;  // null unless profiling
+  const Backend* operator->() const { return backend; }
+  // The call's useful flops (2 per multiply-add), for the profiler's GFLOP/s column.
+  void flops(double f) {
+    if (scope) scope->set_flops(f);
+  }
+};
+
 // The backend of the tensors' common device (undefined tensors are skipped); throws naming the op,
 // the devices and the shapes when they differ or when that backend lacks the op.
 template <class Range>
-const Backend& pick_from(Op op, const char* what, const Range& ts) {
+const Backend& backend_of(Op op, const char* what, const Range& ts) {
   Device dev = Device::CPU;
   bool seen = false;
   for (const Tensor* t : ts) {
@@ -48,8 +62,20 @@ const Backend& pick_from(Op op, const char* what, const Range& ts) {
   return b;
 }
 
-const Backend& pick(Op op, const char* what, std::initializer_list<const Tensor*> ts) {
-  return pick_from(op, what, ts);
+template <class Range>
+Picked pick_from(Op op, const char* what, const Range& ts) {
+  Picked p{&backend_of(op, what, ts), nullptr};
+  if (profile::enabled())
+    p.scope = std::make_unique<profile::Scope>(what, std::vector<const Tensor*>(std::begin(ts), std::end(ts)));
+  return p;
+}
+
+Picked pick(Op op, const char* what, std::initializer_list<const Tensor*> ts) { return pick_from(op, what, ts); }
+
+// A convolution's multiply-adds x 2, the same for its forward and both backward passes: every
+// output [N, F, OH, OW] sums C/groups x KH x KW products (w [F, C/groups, KH, KW]).
+double conv2d_flops(const Shape& out, const Shape& w) {
+  return 2.0 * double(shape_numel(out)) * double(w[1] * w[2] * w[3]);
 }
 
 void check_same_shape(const Tensor& a, const Tensor& b, const char* what, const char* an,
@@ -59,13 +85,13 @@ void check_same_shape(const Tensor& a, const Tensor& b, const char* what, const 
 }
 
 Tensor unary_op(UnaryOp op, const Tensor& a, float p0 = 0.f, float p1 = 0.f) {
-  return pick(Op::unary, unary_op_name(op), {&a}).unary(op, a, p0, p1);
+  return pick(Op::unary, unary_op_name(op), {&a})->unary(op, a, p0, p1);
 }
 
 Tensor binary_op(BinaryOp op, const Tensor& a, const Tensor& b, float p0 = 0.f, float p1 = 0.f) {
-  const Backend& be = pick(Op::binary, binary_op_name(op), {&a, &b});
+  Picked be = pick(Op::binary, binary_op_name(op), {&a, &b});
   broadcast_shape(a.shape(), b.shape());  // throws with both shapes
-  return be.binary(op, a, b, p0, p1);
+  return be->binary(op, a, b, p0, p1);
 }
 
 // Wraps, sorts and de-duplicates dims; empty means all.
@@ -174,13 +200,13 @@ Tensor expand_to(const Tensor& a, const Shape& shape) {
   if (a.shape() == shape) return a;
   if (broadcast_shape(a.shape(), shape) != shape)
     throw Error("expand_to: cannot expand " + shape_str(a.shape()) + " to " + shape_str(shape));
-  return pick(Op::expand, "expand_to", {&a}).expand(a, shape);
+  return pick(Op::expand, "expand_to", {&a})->expand(a, shape);
 }
 
 // ---- matrix products -------------------------------------------------------------------------
 
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
-  const Backend& be = pick(Op::matmul, "matmul", {&a, &b});
+  Picked be = pick(Op::matmul, "matmul", {&a, &b});
   check(a.dim() == 2 && b.dim() == 2, "matmul",
         "needs 2-d operands, got " + shape_str(a.shape()) + " and " + shape_str(b.shape()));
   const int64_t M = trans_a ? a.size(1) : a.size(0), K = trans_a ? a.size(0) : a.size(1);
@@ -189,11 +215,12 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
         "inner sizes differ: " + shape_str(a.shape()) + (trans_a ? "^T" : "") + " x " +
             shape_str(b.shape()) + (trans_b ? "^T" : ""));
   if (M * N == 0 || K == 0) return Tensor::zeros({M, N}, a.device());
-  return be.matmul(a, b, trans_a, trans_b);
+  be.flops(2.0 * double(M) * double(N) * double(K));
+  return be->matmul(a, b, trans_a, trans_b);
 }
 
 Tensor bmm(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
-  const Backend& be = pick(Op::bmm, "bmm", {&a, &b});
+  Picked be = pick(Op::bmm, "bmm", {&a, &b});
   check(a.dim() == 3 && b.dim() == 3, "bmm",
         "needs 3-d operands, got " + shape_str(a.shape()) + " and " + shape_str(b.shape()));
   const int64_t Ba = a.size(0), Bb = b.size(0);
@@ -204,15 +231,16 @@ Tensor bmm(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   const int64_t K2 = trans_b ? b.size(2) : b.size(1), N = trans_b ? b.size(1) : b.size(2);
   check(K == K2, "bmm", "inner sizes differ: " + shape_str(a.shape()) + " x " + shape_str(b.shape()));
   if (B * M * N == 0 || K == 0) return Tensor::zeros({B, M, N}, a.device());
-  return be.bmm(a, b, trans_a, trans_b);
+  be.flops(2.0 * double(B) * double(M) * double(N) * double(K));
+  return be->bmm(a, b, trans_a, trans_b);
 }
 
 // ---- reductions --------------------------------------------------------------------------
 
 Tensor sum(const Tensor& a, std::vector<int64_t> dims, bool keepdim) {
-  const Backend& be = pick(Op::sum, "sum", {&a});
+  Picked be = pick(Op::sum, "sum", {&a});
   if (a.dim() == 0) return a.clone();
-  return be.sum(a, norm_dims(std::move(dims), a.dim(), "sum"), keepdim);
+  return be->sum(a, norm_dims(std::move(dims), a.dim(), "sum"), keepdim);
 }
 
 Tensor mean(const Tensor& a, std::vector<int64_t> dims, bool keepdim) {
@@ -225,34 +253,34 @@ Tensor mean(const Tensor& a, std::vector<int64_t> dims, bool keepdim) {
 }
 
 Tensor max(const Tensor& a, int64_t dim, bool keepdim, Tensor* argmax) {
-  const Backend& be = pick(Op::max, "max", {&a});
+  Picked be = pick(Op::max, "max", {&a});
   dim = wrap_dim(dim, a.dim(), "max");
   if (a.shape()[dim] == 0) throw Error("max: empty dim in " + shape_str(a.shape()));
-  return be.max(a, dim, keepdim, argmax);
+  return be->max(a, dim, keepdim, argmax);
 }
 
 Tensor max_backward(const Tensor& dout, const Tensor& argmax, const Shape& in_shape, int64_t dim) {
-  const Backend& be = pick(Op::max_backward, "max_backward", {&dout, &argmax});
+  Picked be = pick(Op::max_backward, "max_backward", {&dout, &argmax});
   dim = wrap_dim(dim, static_cast<int64_t>(in_shape.size()), "max_backward");
   Shape kept = in_shape;
   kept[dim] = 1;
   check(dout.numel() == shape_numel(kept) && argmax.numel() == dout.numel(), "max_backward",
         "gradient " + shape_str(dout.shape()) + " and argmax " + shape_str(argmax.shape()) +
             " do not fit the max over dim " + std::to_string(dim) + " of " + shape_str(in_shape));
-  return be.max_backward(dout.reshape(kept), argmax.reshape(kept), in_shape, dim);
+  return be->max_backward(dout.reshape(kept), argmax.reshape(kept), in_shape, dim);
 }
 
 Tensor logsumexp(const Tensor& a, int64_t dim, bool keepdim) {
-  const Backend& be = pick(Op::logsumexp, "logsumexp", {&a});
+  Picked be = pick(Op::logsumexp, "logsumexp", {&a});
   dim = wrap_dim(dim, a.dim(), "logsumexp");
   if (a.shape()[dim] == 0) throw Error("logsumexp: empty dim in " + shape_str(a.shape()));
-  return be.logsumexp(a, dim, keepdim);
+  return be->logsumexp(a, dim, keepdim);
 }
 
 // ---- layout --------------------------------------------------------------------------------
 
 Tensor permute(const Tensor& a, const std::vector<int64_t>& perm) {
-  const Backend& be = pick(Op::permute, "permute", {&a});
+  Picked be = pick(Op::permute, "permute", {&a});
   const int64_t r = a.dim();
   check(static_cast<int64_t>(perm.size()) == r, "permute",
         "perm of size " + std::to_string(perm.size()) + " for shape " + shape_str(a.shape()));
@@ -263,7 +291,7 @@ Tensor permute(const Tensor& a, const std::vector<int64_t>& perm) {
     check(!seen[p[i]], "permute", "repeated dim in perm for shape " + shape_str(a.shape()));
     seen[p[i]] = true;
   }
-  return be.permute(a, p);
+  return be->permute(a, p);
 }
 
 std::vector<int64_t> swap_perm(int64_t rank, int64_t d0, int64_t d1) {
@@ -301,7 +329,7 @@ Tensor concat(const std::vector<Tensor>& ts, int64_t dim) {
                             " outside dim " + std::to_string(dim));
     if (t.device() != ts[0].device()) pick(Op::concat, "concat", {&ts[0], &t});  // throws
   }
-  return pick(Op::concat, "concat", {&ts[0]}).concat(ts, dim);
+  return pick(Op::concat, "concat", {&ts[0]})->concat(ts, dim);
 }
 
 Tensor stack(const std::vector<Tensor>& ts, int64_t dim) {
@@ -319,14 +347,14 @@ Tensor stack(const std::vector<Tensor>& ts, int64_t dim) {
 }
 
 Tensor slice(const Tensor& a, int64_t dim, int64_t start, int64_t end) {
-  const Backend& be = pick(Op::slice, "slice", {&a});
+  Picked be = pick(Op::slice, "slice", {&a});
   dim = wrap_dim(dim, a.dim(), "slice");
   resolve_range(a.shape()[dim], start, end);
-  return be.slice(a, dim, start, end);
+  return be->slice(a, dim, start, end);
 }
 
 void slice_add_(Tensor& out, const Tensor& g, int64_t dim, int64_t start) {
-  const Backend& be = pick(Op::slice_add, "slice_add_", {&out, &g});
+  Picked be = pick(Op::slice_add, "slice_add_", {&out, &g});
   dim = wrap_dim(dim, out.dim(), "slice_add_");
   const int64_t n = out.shape()[dim], len = g.dim() == out.dim() ? g.shape()[dim] : -1;
   bool fits = len >= 0 && start >= 0 && start + len <= n;
@@ -334,20 +362,20 @@ void slice_add_(Tensor& out, const Tensor& g, int64_t dim, int64_t start) {
   check(fits, "slice_add_",
         "gradient " + shape_str(g.shape()) + " at " + std::to_string(start) + " does not fit " +
             shape_str(out.shape()));
-  be.slice_add(out, g, dim, start);
+  be->slice_add(out, g, dim, start);
 }
 
 Tensor index_select(const Tensor& a, const std::vector<int64_t>& idx) {
-  const Backend& be = pick(Op::index_select, "index_select", {&a});
+  Picked be = pick(Op::index_select, "index_select", {&a});
   check(a.dim() >= 1, "index_select", "needs rank >= 1, got " + shape_str(a.shape()));
   for (int64_t i : idx)
     check(i >= 0 && i < a.shape()[0], "index_select",
           "index " + std::to_string(i) + " out of range for " + shape_str(a.shape()));
-  return be.index_select(a, idx);
+  return be->index_select(a, idx);
 }
 
 void index_add_(Tensor& out, const std::vector<int64_t>& idx, const Tensor& g) {
-  const Backend& be = pick(Op::index_add, "index_add_", {&out, &g});
+  Picked be = pick(Op::index_add, "index_add_", {&out, &g});
   check(out.dim() >= 1, "index_add_", "needs rank >= 1, got " + shape_str(out.shape()));
   const int64_t rows = out.shape()[0], row = rows ? out.numel() / rows : 0;
   check(g.numel() == static_cast<int64_t>(idx.size()) * row, "index_add_",
@@ -356,51 +384,55 @@ void index_add_(Tensor& out, const std::vector<int64_t>& idx, const Tensor& g) {
   for (int64_t i : idx)
     check(i >= 0 && i < rows, "index_add_",
           "index " + std::to_string(i) + " out of range for " + shape_str(out.shape()));
-  be.index_add(out, idx, g);
+  be->index_add(out, idx, g);
 }
 
 // ---- convolution and pooling -------------------------------------------------------------------
 
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dArgs& a) {
-  const Backend& be = pick(Op::conv2d, "conv2d", {&x, &w, &b});
+  Picked be = pick(Op::conv2d, "conv2d", {&x, &w, &b});
   const Shape out = conv2d_shape(x.shape(), w.shape(), a, "conv2d");
   if (b.defined())
     check(b.dim() == 1 && b.size(0) == out[1], "conv2d",
           "bias must be [F] = [" + std::to_string(out[1]) + "], got " + shape_str(b.shape()));
-  return be.conv2d(x, w, b, a);
+  be.flops(conv2d_flops(out, w.shape()));
+  return be->conv2d(x, w, b, a);
 }
 
 Tensor conv2d_affine_act(const Tensor& x, const Tensor& w, const Tensor& scale, const Tensor& shift,
                          const Conv2dArgs& a, Activation act) {
   const char* what = "conv2d_affine_act";
-  const Backend& be = pick(Op::conv2d_affine_act, what, {&x, &w, &scale, &shift});
+  Picked be = pick(Op::conv2d_affine_act, what, {&x, &w, &scale, &shift});
   const Shape out = conv2d_shape(x.shape(), w.shape(), a, what);
   for (const Tensor* t : {&scale, &shift})
     if (t->defined())
       check(t->dim() == 1 && t->size(0) == out[1], what,
             std::string(t == &scale ? "scale" : "shift") + " must be [F] = [" +
                 std::to_string(out[1]) + "], got " + shape_str(t->shape()));
-  return be.conv2d_affine_act(x, w, scale, shift, a, act);
+  be.flops(conv2d_flops(out, w.shape()));
+  return be->conv2d_affine_act(x, w, scale, shift, a, act);
 }
 
 Tensor conv2d_backward_input(const Tensor& dout, const Tensor& w, const Shape& x_shape,
                              const Conv2dArgs& a) {
   const char* what = "conv2d_backward_input";
-  const Backend& be = pick(Op::conv2d_backward_input, what, {&dout, &w});
+  Picked be = pick(Op::conv2d_backward_input, what, {&dout, &w});
   const Shape want = conv2d_shape(x_shape, w.shape(), a, what);
   check(dout.shape() == want, what,
         "dout must be " + shape_str(want) + ", got " + shape_str(dout.shape()));
-  return be.conv2d_backward_input(dout, w, x_shape, a);
+  be.flops(conv2d_flops(want, w.shape()));
+  return be->conv2d_backward_input(dout, w, x_shape, a);
 }
 
 Tensor conv2d_backward_weight(const Tensor& dout, const Tensor& x, const Shape& w_shape,
                               const Conv2dArgs& a) {
   const char* what = "conv2d_backward_weight";
-  const Backend& be = pick(Op::conv2d_backward_weight, what, {&dout, &x});
+  Picked be = pick(Op::conv2d_backward_weight, what, {&dout, &x});
   const Shape want = conv2d_shape(x.shape(), w_shape, a, what);
   check(dout.shape() == want, what,
         "dout must be " + shape_str(want) + ", got " + shape_str(dout.shape()));
-  return be.conv2d_backward_weight(dout, x, w_shape, a);
+  be.flops(conv2d_flops(want, w_shape));
+  return be->conv2d_backward_weight(dout, x, w_shape, a);
 }
 
 Shape conv_transpose2d_shape(const Shape& x, const Shape& w, const Conv2dArgs& a,
@@ -431,65 +463,65 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& b, const
 }
 
 Tensor max_pool2d(const Tensor& x, const Pool2dArgs& a, Tensor* argmax) {
-  const Backend& be = pick(Op::max_pool2d, "max_pool2d", {&x});
+  Picked be = pick(Op::max_pool2d, "max_pool2d", {&x});
   pool2d_shape(x.shape(), a, "max_pool2d");
-  return be.max_pool2d(x, a, argmax);
+  return be->max_pool2d(x, a, argmax);
 }
 
 Tensor max_pool2d_backward(const Tensor& dout, const Tensor& argmax, const Shape& x_shape) {
-  const Backend& be = pick(Op::max_pool2d_backward, "max_pool2d_backward", {&dout, &argmax});
+  Picked be = pick(Op::max_pool2d_backward, "max_pool2d_backward", {&dout, &argmax});
   check(x_shape.size() == 4 && dout.dim() == 4 && dout.shape() == argmax.shape() &&
             dout.size(0) == x_shape[0] && dout.size(1) == x_shape[1],
         "max_pool2d_backward",
         "dout " + shape_str(dout.shape()) + " and argmax " + shape_str(argmax.shape()) +
             " must be [N, C, OH, OW] for x " + shape_str(x_shape));
-  return be.max_pool2d_backward(dout, argmax, x_shape);
+  return be->max_pool2d_backward(dout, argmax, x_shape);
 }
 
 Tensor avg_pool2d(const Tensor& x, const Pool2dArgs& a) {
-  const Backend& be = pick(Op::avg_pool2d, "avg_pool2d", {&x});
+  Picked be = pick(Op::avg_pool2d, "avg_pool2d", {&x});
   pool2d_shape(x.shape(), a, "avg_pool2d");
-  return be.avg_pool2d(x, a);
+  return be->avg_pool2d(x, a);
 }
 
 Tensor avg_pool2d_backward(const Tensor& dout, const Shape& x_shape, const Pool2dArgs& a) {
-  const Backend& be = pick(Op::avg_pool2d_backward, "avg_pool2d_backward", {&dout});
+  Picked be = pick(Op::avg_pool2d_backward, "avg_pool2d_backward", {&dout});
   const Shape want = pool2d_shape(x_shape, a, "avg_pool2d_backward");
   check(dout.shape() == want, "avg_pool2d_backward",
         "dout must be " + shape_str(want) + ", got " + shape_str(dout.shape()));
-  return be.avg_pool2d_backward(dout, x_shape, a);
+  return be->avg_pool2d_backward(dout, x_shape, a);
 }
 
 Tensor global_avg_pool(const Tensor& x) {
-  const Backend& be = pick(Op::global_avg_pool, "global_avg_pool", {&x});
+  Picked be = pick(Op::global_avg_pool, "global_avg_pool", {&x});
   check(x.dim() == 4 && x.size(2) * x.size(3) > 0, "global_avg_pool",
         "input must be [N, C, H, W] with H, W > 0, got " + shape_str(x.shape()));
-  return be.global_avg_pool(x);
+  return be->global_avg_pool(x);
 }
 
 Tensor upsample_nearest2d(const Tensor& x, int64_t scale) {
-  const Backend& be = pick(Op::upsample_nearest2d, "upsample_nearest2d", {&x});
+  Picked be = pick(Op::upsample_nearest2d, "upsample_nearest2d", {&x});
   check(x.dim() == 4 && scale >= 1, "upsample_nearest2d",
         "input must be [N, C, H, W] and scale >= 1, got " + shape_str(x.shape()) + ", scale " +
             std::to_string(scale));
-  return be.upsample_nearest2d(x, scale);
+  return be->upsample_nearest2d(x, scale);
 }
 
 Tensor upsample_nearest2d_backward(const Tensor& dout, int64_t scale) {
-  const Backend& be = pick(Op::upsample_nearest2d_backward, "upsample_nearest2d_backward", {&dout});
+  Picked be = pick(Op::upsample_nearest2d_backward, "upsample_nearest2d_backward", {&dout});
   check(dout.dim() == 4 && scale >= 1 && dout.size(2) % scale == 0 && dout.size(3) % scale == 0,
         "upsample_nearest2d_backward",
         "dout must be [N, C, H*s, W*s] for scale s = " + std::to_string(scale) + ", got " +
             shape_str(dout.shape()));
-  return be.upsample_nearest2d_backward(dout, scale);
+  return be->upsample_nearest2d_backward(dout, scale);
 }
 
 Tensor scale_planes(const Tensor& x, const Tensor& s) {
-  const Backend& be = pick(Op::scale_planes, "scale_planes", {&x, &s});
+  Picked be = pick(Op::scale_planes, "scale_planes", {&x, &s});
   check(x.dim() == 4 && s.dim() == 2 && s.size(0) == x.size(0) && s.size(1) == x.size(1),
         "scale_planes", "expects x [N, C, H, W] and s [N, C], got " + shape_str(x.shape()) +
                             " and " + shape_str(s.shape()));
-  return be.scale_planes(x, s);
+  return be->scale_planes(x, s);
 }
 
 // ---- batch normalisation ---------------------------------------------------------------------
@@ -498,7 +530,7 @@ Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta
                         int64_t groups, BatchNormSaved* saved, Tensor* running_mean,
                         Tensor* running_var, float momentum) {
   const char* what = "batch_norm";
-  const Backend& be = pick(Op::batch_norm_train, what,
+  Picked be = pick(Op::batch_norm_train, what,
                            {&x, &gamma, &beta, running_mean, running_var});
   check_bn_input(x, what);
   const int64_t N = x.size(0), C = x.size(1), S = x.dim() == 4 ? x.size(2) * x.size(3) : 1;
@@ -513,13 +545,13 @@ Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta
   check(M > 0, what, "no values to normalise in " + shape_str(x.shape()));
   check(M > 1 || running_var == nullptr, what,
         "needs more than one value per channel in training mode, got " + shape_str(x.shape()));
-  return be.batch_norm_train(x, gamma, beta, eps, groups, saved, running_mean, running_var, momentum);
+  return be->batch_norm_train(x, gamma, beta, eps, groups, saved, running_mean, running_var, momentum);
 }
 
 Tensor batch_norm_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                        const Tensor& running_mean, const Tensor& running_var, float eps) {
   const char* what = "batch_norm (eval)";
-  const Backend& be = pick(Op::batch_norm_eval, what, {&x, &gamma, &beta, &running_mean, &running_var});
+  Picked be = pick(Op::batch_norm_eval, what, {&x, &gamma, &beta, &running_mean, &running_var});
   check_bn_input(x, what);
   const int64_t C = x.size(1);
   check_channel_vec(gamma, C, what, "weight");
@@ -527,14 +559,14 @@ Tensor batch_norm_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta,
   check(running_mean.defined() && running_var.defined(), what, "running statistics missing");
   check_channel_vec(running_mean, C, what, "running_mean");
   check_channel_vec(running_var, C, what, "running_var");
-  return be.batch_norm_eval(x, gamma, beta, running_mean, running_var, eps);
+  return be->batch_norm_eval(x, gamma, beta, running_mean, running_var, eps);
 }
 
 Tensor batch_norm_backward(const Tensor& dout, const Tensor& x, const Tensor& gamma,
                            const BatchNormSaved& saved, int64_t groups, Tensor* dgamma,
                            Tensor* dbeta) {
   const char* what = "batch_norm_backward";
-  const Backend& be = pick(Op::batch_norm_backward, what, {&dout, &x, &gamma, &saved.mean, &saved.invstd});
+  Picked be = pick(Op::batch_norm_backward, what, {&dout, &x, &gamma, &saved.mean, &saved.invstd});
   check_bn_input(x, what);
   check(dout.shape() == x.shape(), what,
         "gradient " + shape_str(dout.shape()) + " does not match input " + shape_str(x.shape()));
@@ -544,14 +576,14 @@ Tensor batch_norm_backward(const Tensor& dout, const Tensor& x, const Tensor& ga
         what, "saved statistics " + shape_str(saved.mean.shape()) + " do not match " +
                   std::to_string(groups) + " groups of " + shape_str(x.shape()));
   check_channel_vec(gamma, C, what, "weight");
-  return be.batch_norm_backward(dout, x, gamma, saved, groups, dgamma, dbeta);
+  return be->batch_norm_backward(dout, x, gamma, saved, groups, dgamma, dbeta);
 }
 
 void batch_norm_fold(const Tensor& gamma, const Tensor& beta, const Tensor& bias,
                      const Tensor& running_mean, const Tensor& running_var, float eps,
                      Tensor* scale, Tensor* shift) {
   const char* what = "batch_norm_fold";
-  const Backend& be = pick(Op::batch_norm_fold, what, {&gamma, &beta, &bias, &running_mean, &running_var});
+  Picked be = pick(Op::batch_norm_fold, what, {&gamma, &beta, &bias, &running_mean, &running_var});
   check(running_mean.defined() && running_var.defined() && running_mean.dim() == 1, what,
         "running statistics must be [C], got " + shape_str(running_mean.shape()));
   const int64_t C = running_mean.numel();
@@ -560,54 +592,55 @@ void batch_norm_fold(const Tensor& gamma, const Tensor& beta, const Tensor& bias
   check_channel_vec(beta, C, what, "bias");
   check_channel_vec(bias, C, what, "conv bias");
   check(scale && shift, what, "scale and shift outputs are required");
-  be.batch_norm_fold(gamma, beta, bias, running_mean, running_var, eps, scale, shift);
+  be->batch_norm_fold(gamma, beta, bias, running_mean, running_var, eps, scale, shift);
 }
 
 // ---- distances and normalisation -----------------------------------------------------------
 
 Tensor pairwise_sqdist(const Tensor& a, const Tensor& b) {
-  const Backend& be = pick(Op::pairwise_sqdist, "pairwise_sqdist", {&a, &b});
+  Picked be = pick(Op::pairwise_sqdist, "pairwise_sqdist", {&a, &b});
   check(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(1), "pairwise_sqdist",
         "expects [M, D] and [N, D], got " + shape_str(a.shape()) + " and " + shape_str(b.shape()));
-  return be.pairwise_sqdist(a, b);
+  be.flops(3.0 * double(a.size(0)) * double(b.size(0)) * double(a.size(1)));  // sub, mul, add
+  return be->pairwise_sqdist(a, b);
 }
 
 void pairwise_sqdist_backward(const Tensor& dout, const Tensor& a, const Tensor& b,
                               const Tensor& dist, Tensor* da, Tensor* db) {
   const char* what = "pairwise_sqdist_backward";
-  const Backend& be = pick(Op::pairwise_sqdist_backward, what, {&dout, &a, &b, &dist});
+  Picked be = pick(Op::pairwise_sqdist_backward, what, {&dout, &a, &b, &dist});
   check(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(1), what,
         "expects [M, D] and [N, D], got " + shape_str(a.shape()) + " and " + shape_str(b.shape()));
   const Shape mn{a.size(0), b.size(0)};
   check(dout.shape() == mn && dist.shape() == mn, what,
         "dout " + shape_str(dout.shape()) + " and dist " + shape_str(dist.shape()) + " must be " +
             shape_str(mn));
-  be.pairwise_sqdist_backward(dout, a, b, dist, da, db);
+  be->pairwise_sqdist_backward(dout, a, b, dist, da, db);
 }
 
 Tensor l2_normalize(const Tensor& a, float eps) {
-  const Backend& be = pick(Op::l2_normalize, "l2_normalize", {&a});
+  Picked be = pick(Op::l2_normalize, "l2_normalize", {&a});
   check(a.dim() == 2, "l2_normalize", "expects [M, D], got " + shape_str(a.shape()));
-  return be.l2_normalize(a, eps);
+  return be->l2_normalize(a, eps);
 }
 
 Tensor l2_normalize_backward(const Tensor& dout, const Tensor& x, const Tensor& y, float eps) {
   const char* what = "l2_normalize_backward";
-  const Backend& be = pick(Op::l2_normalize_backward, what, {&dout, &x, &y});
+  Picked be = pick(Op::l2_normalize_backward, what, {&dout, &x, &y});
   check(x.dim() == 2, what, "expects [M, D], got " + shape_str(x.shape()));
   check_same_shape(dout, x, what, "gradient", "input");
   check_same_shape(y, x, what, "output", "input");
-  return be.l2_normalize_backward(dout, x, y, eps);
+  return be->l2_normalize_backward(dout, x, y, eps);
 }
 
 // ---- optimiser steps -----------------------------------------------------------------------
 
 void sgd_step(Tensor& w, const Tensor& g, Tensor& velocity, const SgdParams& p) {
   const bool momentum = p.momentum != 0.f;
-  const Backend& be = pick(Op::sgd_step, "sgd_step", {&w, &g, momentum ? &velocity : nullptr});
+  Picked be = pick(Op::sgd_step, "sgd_step", {&w, &g, momentum ? &velocity : nullptr});
   check_same_shape(g, w, "sgd_step", "gradient", "parameter");
   if (momentum) check_same_shape(velocity, w, "sgd_step", "velocity", "parameter");
-  be.sgd_step(w, g, velocity, p);
+  be->sgd_step(w, g, velocity, p);
 }
 
 // adam_step's checks of one parameter (adam_step_multi makes them for each slot).
@@ -620,9 +653,9 @@ static void check_adam(const Tensor& w, const Tensor& g, const Tensor& m, const 
 }
 
 void adam_step(Tensor& w, const Tensor& g, Tensor& m, Tensor& v, const AdamParams& p) {
-  const Backend& be = pick(Op::adam_step, "adam_step", {&w, &g, &m, &v});
+  Picked be = pick(Op::adam_step, "adam_step", {&w, &g, &m, &v});
   check_adam(w, g, m, v, p.step, "adam_step");
-  be.adam_step(w, g, m, v, p);
+  be->adam_step(w, g, m, v, p);
 }
 
 void adam_step_multi(const std::vector<AdamSlot>& slots, const AdamParams& p) {
@@ -635,9 +668,9 @@ void adam_step_multi(const std::vector<AdamSlot>& slots, const AdamParams& p) {
     check(s.w && s.g && s.m && s.v, what, "a slot has a null tensor pointer");
     all.insert(all.end(), {s.w, s.g, s.m, s.v});
   }
-  const Backend& be = pick_from(Op::adam_step_multi, what, all);
+  Picked be = pick_from(Op::adam_step_multi, what, all);
   for (const AdamSlot& s : slots) check_adam(*s.w, *s.g, *s.m, *s.v, s.step, what);
-  be.adam_step_multi(slots, p);
+  be->adam_step_multi(slots, p);
 }
 
 }  // namespace normad

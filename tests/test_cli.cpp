@@ -452,3 +452,31 @@ TEST_CASE("cli: --device runs zeroshot and oneclass and train and score on anoth
   CHECK(auc["reference"] == Approx(auc["cpu"]).margin(0.02));
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("cli: --profile writes a Chrome trace of the run's ops and prints the per-op table", "[cli][profile]") {
+  const auto dir = std::filesystem::temp_directory_path() / "normad_cli_profile";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::string csv = (dir / "rows.csv").string(), trace = (dir / "trace.json").string();
+  {
+    normad::Generator g(6);
+    std::ofstream f(csv);
+    f << "a,b,c\n";
+    for (int i = 0; i < 60; ++i) f << g.normal1() << "," << g.normal1() << "," << g.normal1() << "\n";
+  }
+  Run r = run("train --model dsvdd --data " + csv + " --epochs 2 --contamination 0.1 --threads 1 --out " +
+              (dir / "m.safetensors").string() + " --profile " + trace);
+  INFO(r.out);
+  REQUIRE(r.rc == 0);
+  CHECK_THAT(r.out, Catch::Contains("op profile: wall") && Catch::Contains("matmul") && Catch::Contains("GFLOP/s"));
+  std::ifstream f(trace);
+  const auto js = nlohmann::json::parse(f);
+  REQUIRE(js["traceEvents"].size() > 10);
+  CHECK(js["traceEvents"][0]["ph"] == "X");
+  // a failed run writes no trace
+  const std::string trace2 = (dir / "trace2.json").string();
+  CHECK(run("train --model dsvdd --data " + (dir / "missing.csv").string() + " --out " + (dir / "m2.safetensors").string() +
+            " --profile " + trace2).rc == 2);
+  CHECK_FALSE(std::filesystem::exists(trace2));
+  std::filesystem::remove_all(dir);
+}

@@ -1,0 +1,191 @@
+// normad's op profiler (see tensor/profile.h): events recorded by Scope, the per-op table, the
+// measured ceilings and the Chrome trace file.
+// Math: share = total / wall; rate = flops (or input bytes) / total; fraction = rate / ceiling.
+// Tested by tests/test_profile.cpp.
+#include "tensor/profile.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <sstream>
+
+#include "tensor/backend.h"
+#include "tensor/ops.h"
+#include "tensor/random.h"
+
+namespace normad::profile {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::mutex g_mutex;  // guards everything below
+std::vector<Event> g_events;
+Clock::time_point g_t0, g_t1;
+bool g_stopped = false;
+std::atomic<uint64_t> g_next_thread{0};
+
+thread_local int t_depth = 0;  // ops in progress on this thread
+thread_local uint64_t t_thread = g_next_thread++;
+
+double us_since_start(Clock::time_point t) {
+  return std::chrono::duration<double, std::micro>(t - g_t0).count();
+}
+
+// JSON string contents: quotes and backslashes escaped, control characters dropped.
+std::string json_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (static_cast<unsigned char>(c) >= 0x20) out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
+void start() {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  g_events.clear();
+  g_t0 = Clock::now();
+  g_stopped = false;
+  detail::g_on.store(true);
+}
+
+void stop() {
+  detail::g_on.store(false);
+  std::lock_guard<std::mutex> lock(g_mutex);
+  g_t1 = Clock::now();
+  g_stopped = true;
+}
+
+std::vector<Event> events() {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  return g_events;
+}
+
+Scope::Scope(const char* name, const std::vector<const Tensor*>& inputs)
+    : name_(name), depth_(t_depth++), cuda_(false) {
+  // what the op reads: its inputs' shapes (for the trace) and bytes (for the GB/s column)
+  std::ostringstream os;
+  bool first = true;
+  for (const Tensor* t : inputs) {
+    if (!t || !t->defined()) continue;
+    if (first) os << device_name(t->device()) << " ";
+    os << (first ? "" : ", ") << shape_str(t->shape());
+    bytes_ += 4.0 * double(t->numel());
+    cuda_ = cuda_ || t->device() == Device::CUDA;
+    first = false;
+  }
+  args_ = os.str();
+  begin_us_ = us_since_start(Clock::now());
+}
+
+Scope::~Scope() {
+  // a GPU op has only been queued: wait for it, so the event holds its run and not its launch
+  if (cuda_) cuda_synchronize();
+  const double end_us = us_since_start(Clock::now());
+  --t_depth;
+  std::lock_guard<std::mutex> lock(g_mutex);
+  g_events.push_back({name_, args_, begin_us_, end_us - begin_us_, depth_, t_thread, flops_, bytes_});
+}
+
+Summary summarize() {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  Summary s;
+  const Clock::time_point end = g_stopped ? g_t1 : Clock::now();
+  s.wall_ms = std::chrono::duration<double, std::milli>(end - g_t0).count();
+  std::map<std::string, Row> by_name;
+  for (const Event& e : g_events) {
+    if (e.depth != 0) continue;  // inside another op: its time is already in the outer op's
+    Row& r = by_name[e.name];
+    r.name = e.name;
+    ++r.calls;
+    r.total_ms += e.dur_us / 1000.0;
+    r.flops += e.flops;
+    r.bytes += e.bytes;
+    s.ops_ms += e.dur_us / 1000.0;
+  }
+  for (auto& [name, r] : by_name) s.rows.push_back(r);
+  std::sort(s.rows.begin(), s.rows.end(), [](const Row& a, const Row& b) { return a.total_ms > b.total_ms; });
+  return s;
+}
+
+Ceiling measure_ceiling() {
+  static const Ceiling c = [] {
+    Ceiling out;
+    // best of a few runs of each: the machine's rate, not its warm-up
+    Generator g(0);
+    const Tensor a = g.uniform({1024, 1024}), b = g.uniform({1024, 1024});
+    double best = 1e30;
+    for (int r = 0; r < 5; ++r) {
+      const auto t0 = Clock::now();
+      const Tensor p = matmul(a, b);
+      best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
+    }
+    out.gflops = 2.0 * 1024 * 1024 * 1024 / best / 1e9;
+    const Tensor big = Tensor::zeros({int64_t(1) << 24});  // 64 MB
+    Tensor dst = Tensor::empty({int64_t(1) << 24});
+    best = 1e30;
+    for (int r = 0; r < 5; ++r) {
+      const auto t0 = Clock::now();
+      dst.copy_(big);
+      best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
+    }
+    out.gbs = 2.0 * 4 * double(int64_t(1) << 24) / best / 1e9;
+    return out;
+  }();
+  return c;
+}
+
+void write_trace(const std::string& path) {
+  const std::vector<Event> evs = events();
+  std::ostringstream os;
+  os << "{\"displayTimeUnit\": \"ms\", \"traceEvents\": [\n";
+  for (size_t i = 0; i < evs.size(); ++i) {
+    const Event& e = evs[i];
+    char num[160];
+    std::snprintf(num, sizeof num, "\"ph\": \"X\", \"ts\": %.3f, \"dur\": %.3f, \"pid\": 1, \"tid\": %llu", e.begin_us,
+                  e.dur_us, (unsigned long long)e.thread);
+    os << "{\"name\": \"" << json_escape(e.name) << "\", \"cat\": \"op\", " << num << ", \"args\": {\"inputs\": \""
+       << json_escape(e.args) << "\", \"depth\": " << e.depth;
+    if (e.flops > 0) os << ", \"flops\": " << e.flops;
+    os << "}}" << (i + 1 < evs.size() ? ",\n" : "\n");
+  }
+  os << "]}\n";
+  // nothing half-written: a temporary file beside the target, then a rename
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary);
+    check(bool(f), "--profile", path + ": cannot write");
+    f << os.str();
+    check(bool(f), "--profile", path + ": write failed");
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+void print_table(FILE* out, const Summary& s, const Ceiling& c) {
+  std::fprintf(out, "op profile: wall %.1f ms, inside ops %.1f ms (%.1f%%); ceiling %.1f GFLOP/s (1024^3 SGEMM), "
+                    "%.1f GB/s (copy)\n",
+               s.wall_ms, s.ops_ms, s.wall_ms > 0 ? 100 * s.ops_ms / s.wall_ms : 0.0, c.gflops, c.gbs);
+  std::fprintf(out, "%-28s %8s %11s %7s %16s %11s\n", "op", "calls", "total ms", "share", "rate", "of ceiling");
+  for (const Row& r : s.rows) {
+    const double secs = r.total_ms / 1000.0;
+    char rate[32] = "-", frac[16] = "-";
+    if (secs > 0 && r.flops > 0) {
+      std::snprintf(rate, sizeof rate, "%.1f GFLOP/s", r.flops / secs / 1e9);
+      if (c.gflops > 0) std::snprintf(frac, sizeof frac, "%.0f%%", 100 * r.flops / secs / 1e9 / c.gflops);
+    } else if (secs > 0 && r.bytes > 0) {
+      std::snprintf(rate, sizeof rate, "%.1f GB/s in", r.bytes / secs / 1e9);
+      if (c.gbs > 0) std::snprintf(frac, sizeof frac, "%.0f%%", 100 * r.bytes / secs / 1e9 / c.gbs);
+    }
+    std::fprintf(out, "%-28s %8lld %11.2f %6.1f%% %16s %11s\n", r.name.c_str(), (long long)r.calls, r.total_ms,
+                 s.wall_ms > 0 ? 100 * r.total_ms / s.wall_ms : 0.0, rate, frac);
+  }
+}
+
+}  // namespace normad::profile
