@@ -26,7 +26,8 @@ void select_device(const std::string& name, bool tf32) {
   } catch (const Error& e) {
     throw Error(std::string("--device: ") + e.what());
   }
-  if (!device_available(d)) throw Error("--device " + name + ": " + device_unavailable_reason(d));
+  if (!device_available(d))
+    throw Error("--device " + name + ": no usable GPU here (" + device_unavailable_reason(d) + "); use --device cpu");
   if (tf32 && d != Device::CUDA) throw Error("--tf32: TF32 matrix products exist on --device cuda only");
   set_allow_tf32(tf32);
   compute_device() = d;
@@ -66,7 +67,7 @@ nlohmann::json memory_report() {
 void write_json(const std::string& path, nlohmann::json js) {
   js["memory"] = memory_report();
   js["device"] = device_name(compute_device());
-  if (allow_tf32()) js["tf32"] = true;
+  js["tf32"] = allow_tf32();
   write_atomic(path, js.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
 }
 

@@ -115,9 +115,10 @@ void report(const std::vector<models::ZsFold>& results, const models::ZsConfig& 
 
 void print_header(const std::string& what, const models::ZsConfig& cfg, const std::string& recipe) {
   std::printf("%s: recipe %s, task augmentation %s, %lld iterations, %lld tasks x (%lld normals + %lld pseudo-anomalies), "
-              "lr %g, seed %llu, %d threads\n",
+              "lr %g, seed %llu, %d threads, device %s\n",
               what.c_str(), recipe.c_str(), cfg.task_aug.c_str(), (long long)cfg.iters, (long long)cfg.tasks,
-              (long long)cfg.normals, (long long)cfg.anomalies, cfg.lr, (unsigned long long)cfg.seed, num_threads());
+              (long long)cfg.normals, (long long)cfg.anomalies, cfg.lr, (unsigned long long)cfg.seed, num_threads(),
+              device_name(cfg.device));
 }
 
 // Prints one line per --eval-every checkpoint: ACR's mean AUROC per ratio so far.
@@ -197,9 +198,10 @@ void oneclass_fmnist(const OneClassArgs& a, uint64_t seed, const std::string& js
   }
   data::Mnist m = data::load_mnist_dir(a.dir);
   std::printf("Deep SVDD one-class, Fashion-MNIST, FashionMNIST_LeNet; preprocessing %s; pretraining %s "
-              "(%lld epochs); %lld epochs; seed %llu, %d threads\n",
+              "(%lld epochs); %lld epochs; seed %llu, %d threads, device %s\n",
               a.preprocess == "gcn" ? "GCN-L1 + min-max" : "[0, 1]", a.pretrain ? "on" : "off",
-              (long long)(a.pretrain ? a.ae_epochs : 0), (long long)a.epochs, (unsigned long long)seed, num_threads());
+              (long long)(a.pretrain ? a.ae_epochs : 0), (long long)a.epochs, (unsigned long long)seed, num_threads(),
+              device_name(compute_device()));
   nlohmann::json js{{"protocol", "ntl_dsvdd.md A.6, Fashion-MNIST"}, {"seed", seed}, {"epochs", a.epochs},
                     {"ae_epochs", a.pretrain ? a.ae_epochs : 0}, {"preprocess", a.preprocess}};
   js["classes"] = nlohmann::json::array();
@@ -847,7 +849,7 @@ int main(int argc, char** argv) {
     sub->add_option("--seed", seed, "random seed")->capture_default_str();
     sub->add_option("--threads", threads, "threads (0: all cores)")->capture_default_str();
     sub->add_option("--json", json_path, "also write machine-readable results to FILE");
-    sub->add_option("--device", device_arg, "where models run: cpu or cuda (reference: the plain-loop kernels, for checking)")
+    sub->add_option("--device", device_arg, "where models run: cpu or cuda (reference: the plain-loop kernels, slow, for checking; docs/cuda.md)")
         ->capture_default_str();
     sub->add_flag("--tf32", tf32, "with --device cuda: TF32 tensor-core matrix products (faster, ~1e-3 relative error)");
     sub->add_option("--profile", profile_path,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Carries normad's build dependencies to a machine without Debian packages or network (the lent GPU
-# machine: nvcc, PyTorch and cmake, nothing else). Two steps:
+# machine: nvcc, PyTorch and cmake, nothing else). Fetch here, unpack there:
 #   scripts/device_bundle.sh fetch     here: `apt-get download` the .deb files into .device_deps/debs
 #   scripts/device_bundle.sh fetch-data here: the Fashion-MNIST package (30 MB) into .device_deps/data,
 #                                      for the FMNIST-ZS check of scripts/device_run.sh (optional)

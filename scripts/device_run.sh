@@ -16,18 +16,31 @@
 #   zeroshot  FMNIST-ZS fold A, 300 iterations, --device cuda and --device cpu: AUROCs within 0.005
 #   sanitize  compute-sanitizer --tool memcheck over the CUDA kernel tests, the caching pool off
 #             (NORMAD_CUDA_NO_CACHE=1: an overrun into a reused block would be invisible)
-# Everything lands in $OUT (at most 8 files come back): log.txt (stage times and exit codes, the
-# GPU), build.txt.gz, tests.txt, bench.txt, bench.json, zeroshot.txt, sanitizer.txt. Commit the figures to
-# bench/results/ with the date, the device and this command.
+# Everything lands in $OUT (at most 8 files come back): log.txt (the machine, each stage's time and
+# exit code, the summary lines), build.txt.gz, tests.txt, bench.txt, bench.json, normad_bench.json,
+# zeroshot.txt, sanitizer.txt. Commit the figures to bench/results/ with the date, the device and
+# the commands. On your own GPU machine (Debian packages installed): OUT=dir bash
+# scripts/device_run.sh build tests bench ... works the same (docs/cuda.md).
+# The tests run with NORMAD_REQUIRE_GPU=1: a CUDA test that finds no GPU FAILS here instead of
+# skipping, so a run on a machine whose GPU is not visible cannot read as a pass.
 set -uo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
+root=$(cd "$(dirname "$0")/.." && pwd) || exit 1
+cd "$root" || exit 1
+usage="usage: bash scripts/device_run.sh STAGE... (stages: build tests bench zeroshot sanitize; one call may
+run 10 minutes: build tests bench in one, zeroshot sanitize in the next)"
+stages=("$@")
+[ ${#stages[@]} -gt 0 ] || { echo "$usage" >&2; exit 2; }
+for s in "${stages[@]}"; do
+  case $s in
+    build | tests | bench | zeroshot | sanitize) ;;
+    *) echo "device_run: unknown stage '$s'; $usage" >&2; exit 2 ;;
+  esac
+done
 out=${OUT:-$root/device_out}
 mkdir -p "$out"
 log=$out/log.txt
 build=$root/build-gpu
-stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(build tests bench zeroshot sanitize)
+export NORMAD_REQUIRE_GPU=1
 
 # Runs stage $1 with a time limit of $2 seconds, output to $3; records its time and exit code.
 stage() {
@@ -45,8 +58,17 @@ stage() {
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1
   nvcc --version | tail -1
   python3 -c "import torch; print('torch', torch.__version__, 'cudnn', torch.backends.cudnn.version())" 2>&1
+  grep PRETTY_NAME /etc/os-release 2>&1
+  ldd --version 2>&1 | head -1
+  c++ --version 2>&1 | head -1
   git -C "$root" log --oneline -1 2>/dev/null || true
 } >> "$log"
+# every stage after build needs its programs
+if [[ " ${stages[*]} " != *" build "* ]] && [ ! -x "$build/normad_tests" ]; then
+  echo "device_run: no $build/normad_tests: run the build stage first (this machine may have been given back)" |
+    tee -a "$log"
+  exit 1
+fi
 
 # The bundle's libraries (oneTBB, benchmark, libcrypto) for normad's programs only: PyTorch keeps the
 # machine's own.
@@ -70,11 +92,17 @@ for s in "${stages[@]}"; do
       stage tests 100 "$out/tests.txt" "$tests_bin '[cuda],[backend_ops],[cuda_body],[cuda_detect]' --durations yes" ||
         tail -40 "$out/tests.txt" >> "$log"
       grep -E "^(backend ops|backend grads|All tests|test cases)" "$out/tests.txt" >> "$log"
+      echo "tests: $(grep -c 'SKIPPED:' "$out/tests.txt") SKIPPED lines (must be 0 on a GPU)" | tee -a "$log"
       ;;
     sanitize)
       # memcheck slows kernels 10-100x: the [cuda] cases only (small shapes), not the benchmarks
+      sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+      if [ -z "$sanitizer" ]; then
+        echo "stage sanitize: skipped: no compute-sanitizer on PATH or in /usr/local/cuda/bin" | tee -a "$log"
+        continue
+      fi
       stage sanitize 120 "$out/sanitizer.txt" \
-        "NORMAD_CUDA_NO_CACHE=1 $with_libs compute-sanitizer --tool memcheck --leak-check full --error-exitcode 3 \
+        "NORMAD_CUDA_NO_CACHE=1 $with_libs $sanitizer --tool memcheck --leak-check full --error-exitcode 3 \
            $build/normad_tests '[cuda]'" ||
         tail -20 "$out/sanitizer.txt" >> "$log"
       grep -E "ERROR SUMMARY|All tests|test cases" "$out/sanitizer.txt" >> "$log"
@@ -87,7 +115,7 @@ for s in "${stages[@]}"; do
       stage bench-torch 70 "$out/compare.txt" \
         "python3 bench/compare_torch_cuda.py --normad-json '$out/normad_bench.json' --json '$out/bench.json'" ||
         tail -20 "$out/compare.txt" >> "$log"
-      cat "$out/compare.txt" >> "$out/bench.txt" && rm -f "$out/compare.txt" "$out/normad_bench.json"
+      cat "$out/compare.txt" >> "$out/bench.txt" && rm -f "$out/compare.txt"
       grep -E "^(target|device-to-device)" "$out/bench.txt" >> "$log"
       ;;
     zeroshot)
@@ -109,10 +137,6 @@ print('FMNIST-ZS fold A 300 iters: |AUROC cuda - cpu| max over ratios', round(wo
 PY" || tail -20 "$out/zeroshot.txt" >> "$log"
       grep -E "AUROC cuda|s per iteration" "$out/zeroshot.txt" >> "$log"
       rm -f "$out"/zs_*.json
-      ;;
-    *)
-      echo "device_run: unknown stage '$s' (build tests sanitize bench zeroshot)" | tee -a "$log"
-      exit 2
       ;;
   esac
 done

@@ -38,6 +38,10 @@ struct Picked {
   void flops(double f) {
     if (scope) scope->set_flops(f);
   }
+  // The bytes the call moves, when not its inputs' size (gathers read a few rows of a large input).
+  void bytes(double b) {
+    if (scope) scope->set_bytes(b);
+  }
 };
 
 // The backend of the tensors' common device (undefined tensors are skipped); throws naming the op,
@@ -350,6 +354,7 @@ Tensor slice(const Tensor& a, int64_t dim, int64_t start, int64_t end) {
   Picked be = pick(Op::slice, "slice", {&a});
   dim = wrap_dim(dim, a.dim(), "slice");
   resolve_range(a.shape()[dim], start, end);
+  be.bytes(2.0 * 4 * double(a.numel()) * double(end - start) / double(std::max<int64_t>(a.shape()[dim], 1)));
   return be->slice(a, dim, start, end);
 }
 
@@ -371,6 +376,8 @@ Tensor index_select(const Tensor& a, const std::vector<int64_t>& idx) {
   for (int64_t i : idx)
     check(i >= 0 && i < a.shape()[0], "index_select",
           "index " + std::to_string(i) + " out of range for " + shape_str(a.shape()));
+  // the rows read and written, not the whole source
+  be.bytes(2.0 * 4 * double(idx.size()) * double(a.numel()) / double(std::max<int64_t>(a.shape()[0], 1)));
   return be->index_select(a, idx);
 }
 

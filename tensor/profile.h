@@ -1,8 +1,10 @@
 // normad's op profiler: every call through the dispatch (tensor/ops.cpp) timed, as Chrome
 // trace events (one "X" event per op call: name, input shapes, device, thread; opens in Perfetto or
 // chrome://tracing) and as a table per op: calls, total ms, share of the wall time, GFLOP/s (GEMM-
-// shaped ops: matmul, bmm, convolutions, distances) or GB/s of the inputs read, and that rate as a
-// fraction of the machine's ceiling measured at the end (a large SGEMM, a large copy).
+// shaped ops: matmul, bmm, convolutions, distances) or GB/s of the inputs read (the rows read and
+// written for gathers: index_select, slice), and that rate as a fraction of the ceiling measured at
+// the end (normad's own 1024^3 SGEMM and a 64 MB copy on the same threads: what this build reaches,
+// a lower bound on the hardware's peak).
 // Math: share = op's self time / wall time of the profiled span; nested ops (a composed op calling
 // others) count in the trace but only the outermost call counts in the table, so the shares add up
 // to the time spent inside ops.
@@ -77,6 +79,7 @@ class Scope {
   Scope(const Scope&) = delete;
   Scope& operator=(const Scope&) = delete;
   void set_flops(double f) { flops_ = f; }
+  void set_bytes(double b) { bytes_ = b; }  // when the inputs' size says nothing (a gather reads rows)
 
  private:
   const char* name_;

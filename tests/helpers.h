@@ -127,14 +127,20 @@ inline void skip_or_fail(const std::string& why) {
     WARN("SKIPPED: " << why);
   }
 }
-// Whether a GPU runs the [cuda] tests here; without one, prints the "SKIPPED: <reason>" line
-// ctest's SKIP_REGULAR_EXPRESSION matches (Catch2 v2 has no SKIP: callers return on false).
-// Not skip_or_fail, which fails under CI=true: CI has no GPU, and that is not a failure.
-inline bool gpu_or_skip() {
-  if (cuda_backend()) return true;
-  WARN("SKIPPED: " << cuda_unavailable_reason());
+// Whether the device is there; without it, prints the "SKIPPED: <reason>" line ctest's
+// SKIP_REGULAR_EXPRESSION matches (Catch2 v2 has no SKIP: callers return on false).
+// Not skip_or_fail, which fails under CI=true: CI has no GPU, and that is not a failure. But with
+// NORMAD_REQUIRE_GPU=1 (scripts/device_run.sh on the lent GPU machine) a missing CUDA device FAILS:
+// there a skipped CUDA test would read as a pass.
+inline bool device_or_skip(Device d) {
+  if (device_available(d)) return true;
+  const char* req = std::getenv("NORMAD_REQUIRE_GPU");
+  if (d == Device::CUDA && req && std::string(req) == "1")
+    FAIL("NORMAD_REQUIRE_GPU=1 but " << device_unavailable_reason(d));
+  WARN("SKIPPED: " << device_name(d) << " backend not available: " << device_unavailable_reason(d));
   return false;
 }
+inline bool gpu_or_skip() { return device_or_skip(Device::CUDA); }
 
 // Path of fixture `name` (e.g. "conv2d.safetensors"), or "" after skip_or_fail when it is absent.
 // Catch2 v2 has no SKIP, so callers return early (or continue) on "".

@@ -555,11 +555,7 @@ void run_grads(Device d) {
 // Runs `f` on d, or reports the test as skipped with the reason (never as passed).
 template <class F>
 void on_device(Device d, F f) {
-  if (!device_available(d)) {
-    WARN("SKIPPED: " << device_name(d) << " backend not available: " << device_unavailable_reason(d));
-    return;
-  }
-  f(d);
+  if (test::device_or_skip(d)) f(d);
 }
 
 }  // namespace
