@@ -58,6 +58,7 @@ stage() {
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1
   nvcc --version | tail -1
   python3 -c "import torch; print('torch', torch.__version__, 'cudnn', torch.backends.cudnn.version())" 2>&1
+  uname -r  # gVisor reports 4.4.0: compute-sanitizer refuses the device there (docs/cuda.md)
   grep PRETTY_NAME /etc/os-release 2>&1
   ldd --version 2>&1 | head -1
   c++ --version 2>&1 | head -1
