@@ -1,6 +1,12 @@
 # Shared by the bench/compare_*.py scripts: pinning to T cores, running normad's benchmark binary and
 # a Python reference script under PyTorch's / NumPy's fastest threading set-up on those cores.
+# OpenBLAS (PyTorch's Linear and NumPy/scikit-learn here) picks its kernels by CPU model and falls
+# back to generic ones on a model it does not know (Debian's 0.3.21 on Sapphire Rapids: "Prescott",
+# 40 GFLOP/s sgemm instead of 183). So every comparison prints the CPU model and OpenBLAS's core, and
+# also runs the reference under each OPENBLAS_CORETYPE in CORE_CANDIDATES that is correct here (a
+# float32 product checked against float64), keeping the fastest per case, as for thread counts.
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -37,13 +43,71 @@ def run_normad(t, bench, pattern, key="real_time", extra=(), env=None):
             if key in b and not b.get("error_occurred")}
 
 
+# OpenBLAS kernel sets tried beside the one it detects: AVX-512 and AVX2.
+CORE_CANDIDATES = ("SkylakeX", "Haswell")
+
+_CORE_CHECK = r"""
+import numpy as np
+rng = np.random.default_rng(0)
+a, b = rng.standard_normal((300, 200)).astype(np.float32), rng.standard_normal((200, 250)).astype(np.float32)
+ref = a.astype(np.float64) @ b.astype(np.float64)
+err = np.abs(a @ b - ref).max() / np.abs(ref).max()
+print("ok" if err < 1e-5 else "wrong %g" % err)
+"""
+
+
+def cpu_model():
+    """The CPU's model name (/proc/cpuinfo), for the header of every comparison."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def openblas_core(env=None):
+    """The kernel set OpenBLAS uses under `env` (its OPENBLAS_VERBOSE=2 line "Core: X"), or None."""
+    env = dict(os.environ, **(env or {}), OPENBLAS_VERBOSE="2")
+    p = subprocess.run(["/usr/bin/python3", "-c", _CORE_CHECK], capture_output=True, text=True, env=env)
+    for line in p.stderr.splitlines() + p.stdout.splitlines():
+        if line.startswith("Core:"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def core_types():
+    """[None (OpenBLAS's own pick)] + the CORE_CANDIDATES that run and give a correct float32 product
+    here and differ from the detected core; prints the machine line once."""
+    detected = openblas_core()
+    kept = [None]
+    for c in CORE_CANDIDATES:
+        if c == detected:
+            continue
+        env = dict(os.environ, OPENBLAS_CORETYPE=c)
+        p = subprocess.run(["/usr/bin/python3", "-c", _CORE_CHECK], capture_output=True, text=True, env=env)
+        if p.returncode == 0 and p.stdout.strip() == "ok":  # an illegal instruction or a wrong result drops it
+            kept.append(c)
+    print(f"# machine: {cpu_model()}; OpenBLAS core {detected or 'unknown'}; also trying "
+          f"OPENBLAS_CORETYPE={','.join(k for k in kept if k) or 'none'}", flush=True)
+    return tuple(kept)
+
+
 def run_python(t, script, args, blas_env="OPENBLAS_NUM_THREADS", omp=None):
-    """Runs `script` (lines "name value") on t cores with the BLAS pool at 1 and at t threads.
-    Returns [(blas threads, {name: value})] so the caller keeps the best set-up per case."""
+    """Runs `script` (lines "name value") on t cores with the BLAS pool at 1 and at t threads, under
+    OpenBLAS's own core and each correct OPENBLAS_CORETYPE candidate (core_types()).
+    Returns [(set-up, {name: value})], set-up "blas threads[,core type]", so the caller keeps the best
+    set-up per case."""
     runs = []
-    for blas in sorted({1, t}):
-        env = dict(os.environ, **{blas_env: str(blas), "OMP_NUM_THREADS": str(omp or blas)})
-        out = subprocess.run(["taskset", "-c", cpus(t), "/usr/bin/python3", "-c", script, *map(str, args)],
-                             capture_output=True, text=True, check=True, env=env).stdout
-        runs.append((blas, {ln.split()[0]: float(ln.split()[1]) for ln in out.splitlines() if ln.strip()}))
+    for core in core_types():
+        for blas in sorted({1, t}):
+            env = dict(os.environ, **{blas_env: str(blas), "OMP_NUM_THREADS": str(omp or blas)})
+            if core:
+                env["OPENBLAS_CORETYPE"] = core
+            out = subprocess.run(["taskset", "-c", cpus(t), "/usr/bin/python3", "-c", script, *map(str, args)],
+                                 capture_output=True, text=True, check=True, env=env).stdout
+            label = f"{blas},{core}" if core else str(blas)
+            runs.append((label, {ln.split()[0]: float(ln.split()[1]) for ln in out.splitlines() if ln.strip()}))
     return runs

@@ -8,7 +8,9 @@
 # do OpenMP and OpenBLAS defaults. Both programs therefore run under `taskset -c 0-(T-1)`; torch also
 # gets torch.set_num_threads(T) and OMP_NUM_THREADS=T. Torch's OpenBLAS pool is sized separately
 # (OPENBLAS_NUM_THREADS): for T > 1 torch runs twice, with 1 and with T BLAS threads, and each case
-# keeps the faster (torch_blas says which), so the ratio is against torch's best set-up.
+# keeps the faster (torch_blas says which), so the ratio is against torch's best set-up. Each of
+# those also runs under every OPENBLAS_CORETYPE that is correct here (bench_common.core_types: Debian's
+# OpenBLAS may not know the CPU and fall back to generic kernels); torch_blas then names the core type.
 #
 # Example: python3 bench/compare_ops.py --threads 2 --filter 'conv_fwd|linear' --min-time 0.5
 import argparse
@@ -18,6 +20,8 @@ import re
 import shutil
 import subprocess
 import sys
+
+from bench_common import core_types
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -64,14 +68,17 @@ def run_normad(bench, threads, filt, min_time):
     return out
 
 
-def run_torch(threads, blas, filt, min_time):
-    """{case name: ms} from torch_ops.py run with OPENBLAS_NUM_THREADS=blas."""
+def run_torch(threads, blas, filt, min_time, core=None):
+    """{case name: ms} from torch_ops.py run with OPENBLAS_NUM_THREADS=blas (and OPENBLAS_CORETYPE=core)."""
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(blas), OMP_NUM_THREADS=str(threads))
+    if core:
+        env["OPENBLAS_CORETYPE"] = core
     cmd = pin(threads) + ["/usr/bin/python3", os.path.join(ROOT, "bench", "torch_ops.py"),
                           "--threads", str(threads), "--min-time", str(min_time)]
     if filt:
         cmd += ["--filter", filt]
-    print(f"# OPENBLAS_NUM_THREADS={blas} OMP_NUM_THREADS={threads} " + " ".join(cmd), flush=True)
+    print(f"# OPENBLAS_NUM_THREADS={blas} OMP_NUM_THREADS={threads}" + (f" OPENBLAS_CORETYPE={core}" if core else "")
+          + " " + " ".join(cmd), flush=True)
     res = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True, env=env)
     out = {}
     for line in res.stdout.splitlines():
@@ -100,11 +107,12 @@ def main():
     normad = run_normad(find_bench(args.bench), T, args.filter, args.min_time)
 
     blas_settings = {"1": [1], "T": [T], "both": sorted({1, T})}[args.torch_blas]
-    torch_best = {}  # name -> (ms, blas threads)
-    for blas in blas_settings:
-        for name, ms in run_torch(T, blas, args.filter, args.min_time).items():
-            if name not in torch_best or ms < torch_best[name][0]:
-                torch_best[name] = (ms, blas)
+    torch_best = {}  # name -> (ms, "blas threads[,core type]")
+    for core in core_types():  # OpenBLAS's own kernels, and each correct alternative (bench_common)
+        for blas in blas_settings:
+            for name, ms in run_torch(T, blas, args.filter, args.min_time, core).items():
+                if name not in torch_best or ms < torch_best[name][0]:
+                    torch_best[name] = (ms, f"{blas},{core}" if core else str(blas))
 
     for name, nm in normad.items():
         if isinstance(nm, str):

@@ -43,9 +43,9 @@ def run_sklearn(t):
     for dtype in ("f32", "f64"):
         for blas, res in run_python(t, SKLEARN_SCRIPT, [dtype]):
             for name, ms in res.items():
-                print(f"  sklearn {name} OPENBLAS_NUM_THREADS={blas} {dtype}: {ms:.1f} ms", file=sys.stderr)
+                print(f"  sklearn {name} OpenBLAS threads[,core] {blas} {dtype}: {ms:.1f} ms", file=sys.stderr)
                 if ms < best.get(name, (float("inf"),))[0]:
-                    best[name] = (ms, f"OPENBLAS_NUM_THREADS={blas} {dtype}")
+                    best[name] = (ms, f"OpenBLAS threads[,core] {blas} {dtype}")
     return best
 
 
