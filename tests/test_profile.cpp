@@ -9,7 +9,6 @@
 #include <json.hpp>
 
 #include "models/deep_svdd.h"
-#include "nn/optim.h"
 #include "tensor/profile.h"
 #include "tests/helpers.h"
 
@@ -108,23 +107,18 @@ TEST_CASE("profile: the trace file is Chrome trace-event JSON with every event",
 
 TEST_CASE("profile: the op totals cover most of a small training step's wall time", "[profile]") {
   StopAtEnd guard;
-  // Deep SVDD on the MNIST LeNet, batch 64: forward, backward and Adam are all ops; what is left
-  // outside them is autograd's graph bookkeeping and the loop.
+  // Deep SVDD on the MNIST LeNet: one epoch of batches of 64 (forward, backward and Adam are all
+  // ops); what is left outside them is autograd's graph bookkeeping, the shuffle and the loop.
   manual_seed(4);
-  auto net = models::lenet("mnist");
-  nn::Adam opt(net->parameters(), 1e-4f);
   Generator g(4);
-  const Tensor x = g.uniform({64, 1, 28, 28}), c = Tensor::full({32}, 0.1f);
-  auto step = [&] {
-    Var diff = sub((*net)(Var(x)), Var(c));
-    Var loss = mean(sum(mul(diff, diff), {1}));
-    opt.zero_grad();
-    loss.backward();
-    opt.step();
-  };
-  step();  // warm-up (first-touch allocation, thread start)
+  const Tensor x = g.uniform({192, 1, 28, 28});
+  models::SvddTrainConfig cfg;
+  cfg.epochs = 1, cfg.batch = 64;
+  models::DeepSvdd warm(models::lenet("mnist"));
+  warm.fit(x, cfg, g);  // warm-up (first-touch allocation, thread start)
+  models::DeepSvdd svdd(models::lenet("mnist"));
   profile::start();
-  for (int i = 0; i < 3; ++i) step();
+  svdd.fit(x, cfg, g);
   profile::stop();
   const profile::Summary s = profile::summarize();
   INFO("inside ops " << s.ops_ms << " ms of " << s.wall_ms << " ms");
