@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the same normad commands with two builds and compares every output byte for byte: the
 # refactor check of the device-layer issue ("FMNIST-ZS and the one-class results stay
-# bit-identical"). JSON outputs are compared without their timing and memory fields.
+# bit-identical"). JSON outputs are compared without their timing, memory and device fields.
 # Usage: scripts/bitwise_compare.sh BIN_BEFORE BIN_AFTER [WORKDIR]
 # Exit status 0 when every output is identical.
 set -euo pipefail
@@ -66,7 +66,7 @@ for f in $(cd a && ls); do
   if [[ $f == *.json ]]; then
     same=$("$python" - "a/$f" "b/$f" <<'PY'
 import json, sys
-drop = {"secs_per_iter", "seconds", "memory", "secs"}
+drop = {"secs_per_iter", "seconds", "memory", "secs", "device", "tf32"}  # timing and run metadata
 def clean(v):
     if isinstance(v, dict): return {k: clean(x) for k, x in v.items() if k not in drop}
     if isinstance(v, list): return [clean(x) for x in v]
