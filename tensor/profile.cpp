@@ -86,8 +86,15 @@ Scope::Scope(const char* name, const std::vector<const Tensor*>& inputs)
 }
 
 Scope::~Scope() {
-  // a GPU op has only been queued: wait for it, so the event holds its run and not its launch
-  if (cuda_) cuda_synchronize();
+  // a GPU op has only been queued: wait for it, so the event holds its run and not its launch. A
+  // destructor must not throw (it may run while an op's own error unwinds): a failed wait is left
+  // for the next op or copy to report.
+  if (cuda_) {
+    try {
+      cuda_synchronize();
+    } catch (...) {
+    }
+  }
   const double end_us = us_since_start(Clock::now());
   --t_depth;
   std::lock_guard<std::mutex> lock(g_mutex);
