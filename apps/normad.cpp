@@ -983,7 +983,15 @@ int main(int argc, char** argv) {
   try {
     set_num_threads(threads);
     select_device(device_arg, tf32);
-    if (!profile_path.empty()) profile::start();
+    if (!profile_path.empty()) {
+      // a trace that cannot be written is found now, not after the run
+      std::ofstream probe(profile_path + ".probe", std::ios::binary);
+      const bool writable = bool(probe);
+      probe.close();
+      std::filesystem::remove(profile_path + ".probe");
+      if (!writable) throw Error("--profile: " + profile_path + ": cannot write there");
+      profile::start();
+    }
     cfg.seed = seed;
     cfg.device = compute_device();
     if ((*zs && zs->get_option("--iters")->count() && ra.iters < 0) || ta.iters < 0) throw Error("--iters: must be >= 0");
@@ -1013,8 +1021,8 @@ int main(int argc, char** argv) {
     }
     if (!profile_path.empty()) {  // the run succeeded: its trace and table
       profile::stop();
-      profile::write_trace(profile_path);
       profile::print_table(stderr, profile::summarize(), profile::measure_ceiling());
+      profile::write_trace(profile_path);
       std::fprintf(stderr, "wrote the trace of %zu op calls to %s\n", profile::events().size(), profile_path.c_str());
     }
   } catch (const Error& e) {

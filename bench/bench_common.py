@@ -68,9 +68,12 @@ def cpu_model():
 
 
 def openblas_core(env=None):
-    """The kernel set OpenBLAS uses under `env` (its OPENBLAS_VERBOSE=2 line "Core: X"), or None."""
+    """The kernel set OpenBLAS uses under `env` (its OPENBLAS_VERBOSE=2 line "Core: X"), or None when
+    the probe (a float32 product checked against float64) crashes or is wrong."""
     env = dict(os.environ, **(env or {}), OPENBLAS_VERBOSE="2")
     p = subprocess.run(["/usr/bin/python3", "-c", _CORE_CHECK], capture_output=True, text=True, env=env)
+    if p.returncode != 0 or p.stdout.strip() != "ok":
+        return None
     for line in p.stderr.splitlines() + p.stdout.splitlines():
         if line.startswith("Core:"):
             return line.split(":", 1)[1].strip()
@@ -86,9 +89,9 @@ def core_types():
     for c in CORE_CANDIDATES:
         if c == detected:
             continue
-        env = dict(os.environ, OPENBLAS_CORETYPE=c)
-        p = subprocess.run(["/usr/bin/python3", "-c", _CORE_CHECK], capture_output=True, text=True, env=env)
-        if p.returncode == 0 and p.stdout.strip() == "ok":  # an illegal instruction or a wrong result drops it
+        # kept when OpenBLAS really switched to it (its "Core:" line) and the product is right; an
+        # illegal instruction, a wrong result or a build without runtime core selection drops it
+        if openblas_core({"OPENBLAS_CORETYPE": c}) == c:
             kept.append(c)
     print(f"# machine: {cpu_model()}; OpenBLAS core {detected or 'unknown'}; also trying "
           f"OPENBLAS_CORETYPE={','.join(k for k in kept if k) or 'none'}", flush=True)
@@ -106,8 +109,13 @@ def run_python(t, script, args, blas_env="OPENBLAS_NUM_THREADS", omp=None):
             env = dict(os.environ, **{blas_env: str(blas), "OMP_NUM_THREADS": str(omp or blas)})
             if core:
                 env["OPENBLAS_CORETYPE"] = core
-            out = subprocess.run(["taskset", "-c", cpus(t), "/usr/bin/python3", "-c", script, *map(str, args)],
-                                 capture_output=True, text=True, check=True, env=env).stdout
+            p = subprocess.run(["taskset", "-c", cpus(t), "/usr/bin/python3", "-c", script, *map(str, args)],
+                               capture_output=True, text=True, env=env)
+            if p.returncode != 0:
+                if core is None:  # OpenBLAS's own set-up must run
+                    raise subprocess.CalledProcessError(p.returncode, "python3", p.stdout, p.stderr)
+                print(f"# OPENBLAS_CORETYPE={core} failed in the script, dropped", flush=True)
+                continue
             label = f"{blas},{core}" if core else str(blas)
-            runs.append((label, {ln.split()[0]: float(ln.split()[1]) for ln in out.splitlines() if ln.strip()}))
+            runs.append((label, {ln.split()[0]: float(ln.split()[1]) for ln in p.stdout.splitlines() if ln.strip()}))
     return runs

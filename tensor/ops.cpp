@@ -38,7 +38,8 @@ struct Picked {
   void flops(double f) {
     if (scope) scope->set_flops(f);
   }
-  // The bytes the call moves, when not its inputs' size (gathers read a few rows of a large input).
+  // The bytes the call reads, when not its inputs' size (gathers and scatters touch a few rows of a
+  // large tensor).
   void bytes(double b) {
     if (scope) scope->set_bytes(b);
   }
@@ -354,7 +355,7 @@ Tensor slice(const Tensor& a, int64_t dim, int64_t start, int64_t end) {
   Picked be = pick(Op::slice, "slice", {&a});
   dim = wrap_dim(dim, a.dim(), "slice");
   resolve_range(a.shape()[dim], start, end);
-  be.bytes(2.0 * 4 * double(a.numel()) * double(end - start) / double(std::max<int64_t>(a.shape()[dim], 1)));
+  be.bytes(4 * double(a.numel()) * double(end - start) / double(std::max<int64_t>(a.shape()[dim], 1)));  // rows read
   return be->slice(a, dim, start, end);
 }
 
@@ -367,6 +368,7 @@ void slice_add_(Tensor& out, const Tensor& g, int64_t dim, int64_t start) {
   check(fits, "slice_add_",
         "gradient " + shape_str(g.shape()) + " at " + std::to_string(start) + " does not fit " +
             shape_str(out.shape()));
+  be.bytes(2.0 * 4 * double(g.numel()));  // g and the rows of out it lands on: not all of out
   be->slice_add(out, g, dim, start);
 }
 
@@ -376,8 +378,8 @@ Tensor index_select(const Tensor& a, const std::vector<int64_t>& idx) {
   for (int64_t i : idx)
     check(i >= 0 && i < a.shape()[0], "index_select",
           "index " + std::to_string(i) + " out of range for " + shape_str(a.shape()));
-  // the rows read and written, not the whole source
-  be.bytes(2.0 * 4 * double(idx.size()) * double(a.numel()) / double(std::max<int64_t>(a.shape()[0], 1)));
+  // the rows read, not the whole source
+  be.bytes(4 * double(idx.size()) * double(a.numel()) / double(std::max<int64_t>(a.shape()[0], 1)));
   return be->index_select(a, idx);
 }
 
@@ -391,6 +393,7 @@ void index_add_(Tensor& out, const std::vector<int64_t>& idx, const Tensor& g) {
   for (int64_t i : idx)
     check(i >= 0 && i < rows, "index_add_",
           "index " + std::to_string(i) + " out of range for " + shape_str(out.shape()));
+  be.bytes(2.0 * 4 * double(g.numel()));  // g and the rows of out it lands on: not all of out
   be->index_add(out, idx, g);
 }
 
@@ -608,7 +611,7 @@ Tensor pairwise_sqdist(const Tensor& a, const Tensor& b) {
   Picked be = pick(Op::pairwise_sqdist, "pairwise_sqdist", {&a, &b});
   check(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(1), "pairwise_sqdist",
         "expects [M, D] and [N, D], got " + shape_str(a.shape()) + " and " + shape_str(b.shape()));
-  be.flops(3.0 * double(a.size(0)) * double(b.size(0)) * double(a.size(1)));  // sub, mul, add
+  be.flops(2.0 * double(a.size(0)) * double(b.size(0)) * double(a.size(1)));  // the a b^T GEMM's
   return be->pairwise_sqdist(a, b);
 }
 

@@ -4,9 +4,12 @@
 // Tested by tests/test_profile.cpp.
 #include "tensor/profile.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -69,7 +72,7 @@ std::vector<Event> events() {
 }
 
 Scope::Scope(const char* name, const std::vector<const Tensor*>& inputs)
-    : name_(name), depth_(t_depth++), cuda_(false) {
+    : name_(name), depth_(t_depth), uncaught_(std::uncaught_exceptions()), cuda_(false) {
   // what the op reads: its inputs' shapes (for the trace) and bytes (for the GB/s column)
   std::ostringstream os;
   bool first = true;
@@ -82,6 +85,7 @@ Scope::Scope(const char* name, const std::vector<const Tensor*>& inputs)
     first = false;
   }
   args_ = os.str();
+  ++t_depth;  // last: nothing above may leave it raised
   begin_us_ = us_since_start(Clock::now());
 }
 
@@ -97,8 +101,12 @@ Scope::~Scope() {
   }
   const double end_us = us_since_start(Clock::now());
   --t_depth;
+  if (std::uncaught_exceptions() > uncaught_) return;  // the call failed: no event
   std::lock_guard<std::mutex> lock(g_mutex);
-  g_events.push_back({name_, args_, begin_us_, end_us - begin_us_, depth_, t_thread, flops_, bytes_});
+  try {
+    g_events.push_back({name_, args_, begin_us_, end_us - begin_us_, depth_, t_thread, flops_, bytes_, cuda_});
+  } catch (...) {  // out of memory: lose the event rather than terminate in a destructor
+  }
 }
 
 Summary summarize() {
@@ -115,6 +123,7 @@ Summary summarize() {
     r.total_ms += e.dur_us / 1000.0;
     r.flops += e.flops;
     r.bytes += e.bytes;
+    r.cuda = r.cuda || e.cuda;
     s.ops_ms += e.dur_us / 1000.0;
   }
   for (auto& [name, r] : by_name) s.rows.push_back(r);
@@ -135,15 +144,15 @@ Ceiling measure_ceiling() {
       best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
     }
     out.gflops = 2.0 * 1024 * 1024 * 1024 / best / 1e9;
-    const Tensor big = Tensor::zeros({int64_t(1) << 24});  // 64 MB
-    Tensor dst = Tensor::empty({int64_t(1) << 24});
+    // an elementwise op over 64 MB, parallel as the ops are: its read rate
+    const Tensor big = Tensor::zeros({int64_t(1) << 24});
     best = 1e30;
     for (int r = 0; r < 5; ++r) {
       const auto t0 = Clock::now();
-      dst.copy_(big);
+      const Tensor y = add_scalar(big, 1.f);
       best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
     }
-    out.gbs = 2.0 * 4 * double(int64_t(1) << 24) / best / 1e9;
+    out.gbs = 4 * double(int64_t(1) << 24) / best / 1e9;
     return out;
   }();
   return c;
@@ -164,31 +173,42 @@ void write_trace(const std::string& path) {
     os << "}}" << (i + 1 < evs.size() ? ",\n" : "\n");
   }
   os << "]}\n";
-  // nothing half-written: a temporary file beside the target, then a rename
-  const std::string tmp = path + ".tmp";
+  // nothing half-written: a temporary file beside the target (named by the process), then a rename
+  const std::string tmp = path + ".tmp" + std::to_string(::getpid());
+  bool ok = false;
   {
     std::ofstream f(tmp, std::ios::binary);
-    check(bool(f), "--profile", path + ": cannot write");
-    f << os.str();
-    check(bool(f), "--profile", path + ": write failed");
+    if (f) {
+      f << os.str();
+      f.flush();
+      ok = bool(f);
+      f.close();
+      ok = ok && !f.fail();
+    }
   }
-  std::filesystem::rename(tmp, path);
+  std::error_code ec;
+  if (ok) std::filesystem::rename(tmp, path, ec);
+  if (!ok || ec) {
+    std::filesystem::remove(tmp, ec);
+    throw Error("--profile: " + path + ": cannot write the trace");
+  }
 }
 
 void print_table(FILE* out, const Summary& s, const Ceiling& c) {
-  std::fprintf(out, "op profile: wall %.1f ms, inside ops %.1f ms (%.1f%%); ceiling %.1f GFLOP/s (1024^3 SGEMM), "
-                    "%.1f GB/s (copy)\n",
+  std::fprintf(out, "op profile: wall %.1f ms, inside ops %.1f ms (%.1f%%); CPU ceiling %.1f GFLOP/s (1024^3 SGEMM), "
+                    "%.1f GB/s read (elementwise op)\n",
                s.wall_ms, s.ops_ms, s.wall_ms > 0 ? 100 * s.ops_ms / s.wall_ms : 0.0, c.gflops, c.gbs);
   std::fprintf(out, "%-28s %8s %11s %7s %16s %11s\n", "op", "calls", "total ms", "share", "rate", "of ceiling");
   for (const Row& r : s.rows) {
     const double secs = r.total_ms / 1000.0;
     char rate[32] = "-", frac[16] = "-";
+    // a GPU op's rate against the CPU's ceiling would mean nothing: no fraction for it
     if (secs > 0 && r.flops > 0) {
       std::snprintf(rate, sizeof rate, "%.1f GFLOP/s", r.flops / secs / 1e9);
-      if (c.gflops > 0) std::snprintf(frac, sizeof frac, "%.0f%%", 100 * r.flops / secs / 1e9 / c.gflops);
+      if (c.gflops > 0 && !r.cuda) std::snprintf(frac, sizeof frac, "%.0f%%", 100 * r.flops / secs / 1e9 / c.gflops);
     } else if (secs > 0 && r.bytes > 0) {
       std::snprintf(rate, sizeof rate, "%.1f GB/s in", r.bytes / secs / 1e9);
-      if (c.gbs > 0) std::snprintf(frac, sizeof frac, "%.0f%%", 100 * r.bytes / secs / 1e9 / c.gbs);
+      if (c.gbs > 0 && !r.cuda) std::snprintf(frac, sizeof frac, "%.0f%%", 100 * r.bytes / secs / 1e9 / c.gbs);
     }
     std::fprintf(out, "%-28s %8lld %11.2f %6.1f%% %16s %11s\n", r.name.c_str(), (long long)r.calls, r.total_ms,
                  s.wall_ms > 0 ? 100 * r.total_ms / s.wall_ms : 0.0, rate, frac);

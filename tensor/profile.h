@@ -1,10 +1,10 @@
 // normad's op profiler: every call through the dispatch (tensor/ops.cpp) timed, as Chrome
 // trace events (one "X" event per op call: name, input shapes, device, thread; opens in Perfetto or
 // chrome://tracing) and as a table per op: calls, total ms, share of the wall time, GFLOP/s (GEMM-
-// shaped ops: matmul, bmm, convolutions, distances) or GB/s of the inputs read (the rows read and
-// written for gathers: index_select, slice), and that rate as a fraction of the ceiling measured at
-// the end (normad's own 1024^3 SGEMM and a 64 MB copy on the same threads: what this build reaches,
-// a lower bound on the hardware's peak).
+// shaped ops: matmul, bmm, convolutions, distances) or GB/s of the bytes read (the inputs; the rows
+// touched for gathers and scatters), and that rate as a fraction of the CPU's ceiling measured at
+// the end (normad's own 1024^3 SGEMM and an elementwise op's read rate on the same threads: what
+// this build reaches, a lower bound on the hardware's peak). A call that throws is not recorded.
 // Math: share = op's self time / wall time of the profiled span; nested ops (a composed op calling
 // others) count in the trace but only the outermost call counts in the table, so the shares add up
 // to the time spent inside ops.
@@ -42,7 +42,8 @@ struct Event {
   double begin_us, dur_us;  // since start(), steady clock
   int depth;                // 0: called from outside any op; > 0 nested in another op
   uint64_t thread;          // a small id per thread, in order of first use
-  double flops, bytes;      // work estimates (0: unknown)
+  double flops, bytes;      // work estimates (0: unknown); bytes are the bytes read
+  bool cuda;                // ran on the GPU (the CPU ceilings do not apply)
 };
 std::vector<Event> events();  // a copy, in completion order
 
@@ -51,6 +52,7 @@ struct Row {
   std::string name;
   int64_t calls = 0;
   double total_ms = 0, flops = 0, bytes = 0;
+  bool cuda = false;
 };
 struct Summary {
   double wall_ms = 0;         // from start() to stop()
@@ -59,8 +61,9 @@ struct Summary {
 };
 Summary summarize();
 
-// The machine's ceilings on this process's threads, measured once: a 1024^3 SGEMM through the CPU
-// backend (GFLOP/s) and a 64 MB copy (GB/s, read + write).
+// The CPU's ceilings on this process's threads, measured once through the CPU backend: a 1024^3
+// SGEMM (GFLOP/s) and the read rate of an elementwise op over 64 MB (add_scalar, parallel: GB/s
+// read, the unit of the table's "GB/s in"). GPU rows get no fraction.
 struct Ceiling {
   double gflops = 0, gbs = 0;
 };
@@ -86,6 +89,7 @@ class Scope {
   std::string args_;
   double begin_us_, flops_ = 0, bytes_ = 0;
   int depth_;
+  int uncaught_;  // exceptions in flight at the start: a call that throws is not recorded
   bool cuda_;
 };
 
