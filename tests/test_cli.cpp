@@ -478,5 +478,11 @@ TEST_CASE("cli: --profile writes a Chrome trace of the run's ops and prints the 
   CHECK(run("train --model dsvdd --data " + (dir / "missing.csv").string() + " --out " + (dir / "m2.safetensors").string() +
             " --profile " + trace2).rc == 2);
   CHECK_FALSE(std::filesystem::exists(trace2));
+  // a trace that cannot be written is refused before the run (no model file either)
+  r = run("train --model dsvdd --data " + csv + " --epochs 2 --contamination 0.1 --out " + (dir / "m3.safetensors").string() +
+          " --profile " + (dir / "no/such/dir/t.json").string());
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.out, Catch::Contains("--profile") && Catch::Contains("cannot write"));
+  CHECK_FALSE(std::filesystem::exists(dir / "m3.safetensors"));
   std::filesystem::remove_all(dir);
 }

@@ -51,6 +51,11 @@ TEST_CASE("profile: each op call is an event with its shapes, depth and flops", 
   profile::start();
   profile::stop();
   CHECK(profile::events().empty());
+  // a call that throws (here: its shapes do not fit) leaves no event
+  profile::start();
+  CHECK_THROWS_AS(matmul(a, a), Error);
+  profile::stop();
+  CHECK(profile::events().empty());
 }
 
 TEST_CASE("profile: an op called inside another counts in the trace, once in the table", "[profile]") {
