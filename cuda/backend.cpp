@@ -32,29 +32,6 @@ Tensor gpu_empty(const Shape& s) { return Tensor::empty(s, Device::CUDA); }
 float* ptr(const Tensor& t) { return t.device_data(); }
 size_t bytes_of(const Tensor& t) { return sizeof(float) * static_cast<size_t>(t.numel()); }
 
-// [outer, size(dim), inner] around dim of s.
-struct Split {
-  int64_t outer = 1, r = 1, inner = 1;
-};
-Split split_at(const Shape& s, int64_t dim) {
-  Split p;
-  for (int64_t d = 0; d < dim; ++d) p.outer *= s[d];
-  p.r = s[dim];
-  for (size_t d = dim + 1; d < s.size(); ++d) p.inner *= s[d];
-  return p;
-}
-
-// s without the dims in `dims` (or with them as 1 when keepdim).
-Shape reduced_shape(const Shape& s, const std::vector<int64_t>& dims, bool keepdim) {
-  Shape out;
-  for (int64_t d = 0; d < static_cast<int64_t>(s.size()); ++d) {
-    const bool red = std::find(dims.begin(), dims.end(), d) != dims.end();
-    if (!red) out.push_back(s[d]);
-    else if (keepdim) out.push_back(1);
-  }
-  return out;
-}
-
 // A host int64 list on the device for the duration of one op (see Scratch in cuda/device.h).
 struct DeviceList {
   Scratch buf;
@@ -126,7 +103,7 @@ Tensor scale_planes(const Tensor& x, const Tensor& s) {
 
 // Sums one dim, kept as size 1 (the CPU's sum_one).
 Tensor sum_one(const Tensor& a, int64_t dim) {
-  const Split p = split_at(a.shape(), dim);
+  const DimSplit p = split_at(a.shape(), dim);
   Shape os = a.shape();
   os[dim] = 1;
   Tensor out = gpu_empty(os);
@@ -152,7 +129,7 @@ Tensor sum(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
 }
 
 Tensor max(const Tensor& a, int64_t dim, bool keepdim, Tensor* argmax) {
-  const Split p = split_at(a.shape(), dim);
+  const DimSplit p = split_at(a.shape(), dim);
   check(p.r > 0, "max", "empty dim in " + shape_str(a.shape()));
   const Shape os = reduced_shape(a.shape(), {dim}, keepdim);
   Tensor out = gpu_empty(os);
@@ -163,14 +140,14 @@ Tensor max(const Tensor& a, int64_t dim, bool keepdim, Tensor* argmax) {
 }
 
 Tensor max_backward(const Tensor& dout, const Tensor& argmax, const Shape& in_shape, int64_t dim) {
-  const Split p = split_at(in_shape, dim);
+  const DimSplit p = split_at(in_shape, dim);
   Tensor dx = gpu_empty(in_shape);
   launch(dx.numel(), MaxBackwardBody{ptr(dx), ptr(dout), ptr(argmax), p.r, p.inner});
   return dx;
 }
 
 Tensor logsumexp(const Tensor& a, int64_t dim, bool keepdim) {
-  const Split p = split_at(a.shape(), dim);
+  const DimSplit p = split_at(a.shape(), dim);
   check(p.r > 0, "logsumexp", "empty dim in " + shape_str(a.shape()));
   Tensor out = gpu_empty(reduced_shape(a.shape(), {dim}, keepdim));
   launch(out.numel(), LogsumexpBody{ptr(out), ptr(a), p.r, p.inner});
@@ -188,7 +165,7 @@ Tensor permute(const Tensor& a, const std::vector<int64_t>& perm) {
 }
 
 Tensor concat(const std::vector<Tensor>& ts, int64_t dim) {
-  const Split p = split_at(ts[0].shape(), dim);
+  const DimSplit p = split_at(ts[0].shape(), dim);
   int64_t total = 0;
   for (auto& t : ts) total += t.shape()[dim];
   Shape os = ts[0].shape();
@@ -206,7 +183,7 @@ Tensor concat(const std::vector<Tensor>& ts, int64_t dim) {
 }
 
 Tensor slice(const Tensor& a, int64_t dim, int64_t start, int64_t end) {
-  const Split p = split_at(a.shape(), dim);
+  const DimSplit p = split_at(a.shape(), dim);
   Shape os = a.shape();
   os[dim] = end - start;
   Tensor out = gpu_empty(os);
@@ -217,7 +194,7 @@ Tensor slice(const Tensor& a, int64_t dim, int64_t start, int64_t end) {
 }
 
 void slice_add(Tensor& out, const Tensor& g, int64_t dim, int64_t start) {
-  const Split p = split_at(out.shape(), dim);
+  const DimSplit p = split_at(out.shape(), dim);
   const int64_t width = g.shape()[dim] * p.inner;
   if (width > 0)
     launch(p.outer * width, RowsBody{ptr(out) + start * p.inner, ptr(g), p.r * p.inner, width, width, true});

@@ -13,20 +13,9 @@ namespace normad::cpu {
 
 namespace {
 
-struct Split {
-  int64_t outer = 1, r = 1, inner = 1;
-};
-Split split_at(const Shape& s, int64_t d) {
-  Split p;
-  for (int64_t i = 0; i < d; ++i) p.outer *= s[i];
-  p.r = s[d];
-  for (size_t i = d + 1; i < s.size(); ++i) p.inner *= s[i];
-  return p;
-}
-
 // Reduces one dim (kept as size 1). Each output element is computed by exactly one task.
 Tensor sum_one(const Tensor& a, int64_t d) {
-  Split p = split_at(a.shape(), d);
+  DimSplit p = split_at(a.shape(), d);
   Shape os = a.shape();
   os[d] = 1;
   Tensor out(os);
@@ -60,18 +49,6 @@ Tensor sum_one(const Tensor& a, int64_t d) {
   return out;
 }
 
-Shape reduced_shape(const Shape& s, const std::vector<int64_t>& dims, bool keepdim) {
-  Shape out;
-  for (int64_t d = 0; d < static_cast<int64_t>(s.size()); ++d) {
-    bool red = std::find(dims.begin(), dims.end(), d) != dims.end();
-    if (!red)
-      out.push_back(s[d]);
-    else if (keepdim)
-      out.push_back(1);
-  }
-  return out;
-}
-
 }  // namespace
 
 // dims arrive wrapped, sorted and unique (the dispatch in tensor/ops.cpp, or a caller here).
@@ -89,7 +66,7 @@ Tensor sum(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
 
 
 Tensor max(const Tensor& a, int64_t dim, bool keepdim, Tensor* argmax) {
-  Split p = split_at(a.shape(), dim);
+  DimSplit p = split_at(a.shape(), dim);
   Shape os = a.shape();
   os[dim] = 1;
   Tensor out(os), idx(os);
@@ -113,7 +90,7 @@ Tensor max(const Tensor& a, int64_t dim, bool keepdim, Tensor* argmax) {
 
 // Scatters each output gradient to the position of its maximum; dx is 0 elsewhere.
 Tensor max_backward(const Tensor& dout, const Tensor& argmax, const Shape& in, int64_t dim) {
-  Split p = split_at(in, dim);
+  DimSplit p = split_at(in, dim);
   Tensor dx = Tensor::zeros(in);
   const float* g = dout.data();
   const float* idx = argmax.data();

@@ -163,6 +163,24 @@ int64_t shape_numel(const Shape& s) {
   return n;
 }
 
+DimSplit split_at(const Shape& s, int64_t dim) {
+  DimSplit p;
+  for (int64_t i = 0; i < dim; ++i) p.outer *= s[i];
+  p.r = s[dim];
+  for (size_t i = dim + 1; i < s.size(); ++i) p.inner *= s[i];
+  return p;
+}
+
+Shape reduced_shape(const Shape& s, const std::vector<int64_t>& dims, bool keepdim) {
+  Shape out;
+  for (int64_t d = 0; d < static_cast<int64_t>(s.size()); ++d) {
+    const bool reduced = std::find(dims.begin(), dims.end(), d) != dims.end();
+    if (!reduced) out.push_back(s[d]);
+    else if (keepdim) out.push_back(1);
+  }
+  return out;
+}
+
 void check(bool cond, const std::string& what, const std::string& msg) {
   if (!cond) throw Error(what + ": " + msg);
 }

@@ -46,6 +46,14 @@ using Shape = std::vector<int64_t>;
 
 std::string shape_str(const Shape& s);  // "[2, 3, 4]"
 int64_t shape_numel(const Shape& s);
+// A shape seen around one dim: [outer, r, inner] with r = s[dim] (the kernels' view of a reduced,
+// sliced or concatenated dim; dim in range).
+struct DimSplit {
+  int64_t outer = 1, r = 1, inner = 1;
+};
+DimSplit split_at(const Shape& s, int64_t dim);
+// s without the (sorted, unique) dims in `dims`, or with them as 1 when keepdim.
+Shape reduced_shape(const Shape& s, const std::vector<int64_t>& dims, bool keepdim);
 
 // Bytes in use and the high-water mark of one allocator (tensor storage only, not scratch).
 struct MemoryStats {
