@@ -270,4 +270,4 @@ const int registered = register_all();
 
 }  // namespace
 
-BENCHMARK_MAIN();
+

@@ -29,6 +29,7 @@
 
 #include "tensor/gemm.h"
 #include "tensor/cpu.h"
+#include "tensor/select.h"
 
 namespace normad::cpu {
 
@@ -103,14 +104,6 @@ void check_cpu(const Tensor& t, const char* what) {
   check(t.device() == Device::CPU, what, "only CPU tensors are supported");
 }
 
-// Output columns ow whose input column iw0 + ow * stride falls inside [0, W): [lo, hi).
-void valid_cols(int64_t iw0, int64_t stride, int64_t W, int64_t OW, int64_t& lo, int64_t& hi) {
-  lo = iw0 >= 0 ? 0 : (-iw0 + stride - 1) / stride;
-  hi = iw0 > W - 1 ? 0 : (W - 1 - iw0) / stride + 1;
-  lo = std::min(lo, OW);
-  hi = std::clamp(hi, lo, OW);
-}
-
 // cols [K, nb*OH*OW] for samples n0..n0+nb-1 of group g: row (c*KH + kh)*KW + kw, column
 // j*OH*OW + oh*OW + ow holds x[n0+j, g*Cg+c, oh*sh-ph+kh*dh, ow*sw-pw+kw*dw] (0 in the padding).
 void im2col(float* cols, const float* x, const ConvDims& d, const Conv2dArgs& a, int64_t n0,
@@ -179,13 +172,6 @@ void gather_chunk(float* buf, const float* t, const ConvDims& d, int64_t n0, int
     for (int64_t j = 0; j < nb; ++j)
       std::memcpy(buf + (f * nb + j) * ohw, t + ((n0 + j) * d.F + g * d.Fg + f) * ohw,
                   sizeof(float) * ohw);
-}
-
-// c ? a : b on floats as bit operations on a compare mask: GCC vectorises this, where it keeps a
-// float ?: (or std::min / std::max) as a branch under the default -ftrapping-math.
-inline float select(bool c, float a, float b) {
-  const int32_t m = -int32_t(c);
-  return std::bit_cast<float>((std::bit_cast<int32_t>(a) & m) | (std::bit_cast<int32_t>(b) & ~m));
 }
 
 // exp(x) in float as straight-line arithmetic, so that the loops calling it vectorise and every

@@ -7,6 +7,7 @@
 
 #include "tensor/cpu.h"
 #include "tensor/parallel.h"
+#include "tensor/select.h"
 
 namespace normad::cpu {
 
@@ -119,10 +120,10 @@ Tensor clamp(const Tensor& a, float lo, float hi) {
 // NaN passes through (as in PyTorch): `x > 0 ? x : 0` would turn it into a quiet 0.
 Tensor relu(const Tensor& a) { return map_unary(a, [](float x) { return x < 0 ? 0.f : x; }); }
 Tensor leaky_relu(const Tensor& a, float slope) {
-  return map_unary(a, [slope](float x) { return x > 0 ? x : slope * x; });
+  return map_unary(a, [slope](float x) { return select(x > 0, x, slope * x); });
 }
 Tensor leaky_relu_backward(const Tensor& g, const Tensor& x, float slope) {
-  return map_binary(g, x, [slope](float gv, float xv) { return xv > 0 ? gv : slope * gv; });
+  return map_binary(g, x, [slope](float gv, float xv) { return select(xv > 0, gv, slope * gv); });
 }
 // A select, as torch's clamp backward (where(lo <= x <= hi, g, 0)): outside the range the gradient
 // is 0 even when g is NaN or infinite.

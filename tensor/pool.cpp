@@ -21,6 +21,7 @@
 
 #include "tensor/cpu.h"
 #include "tensor/parallel.h"
+#include "tensor/select.h"
 
 namespace normad::cpu {
 
@@ -75,40 +76,52 @@ AvgWindow avg_window(const PoolDims& d, const Pool2dArgs& a, int64_t oh, int64_t
   return {h0, h1, w0, w1, float(count)};
 }
 
-// max(a, b) that propagates a NaN from either side, as PyTorch's max pooling does. Written as a
-// bit select on the compare mask: branch-free (random data would mispredict a branch half the
-// time) and vectorisable.
-inline float nan_max(float a, float b) {
-  const int32_t m = -int32_t((b > a) | (b != b));
-  return std::bit_cast<float>((std::bit_cast<int32_t>(b) & m) | (std::bit_cast<int32_t>(a) & ~m));
-}
-
-// Max pooling without the argmax (inference): separable, first the maximum over each row's KW
-// window per output column ([H, OW] per plane), then over KH of those rows. The same values as
-// the argmax loop (the maximum does not depend on the order; a NaN anywhere in the window wins),
-// with KH + KW instead of KH * KW comparisons per output.
-void max_pool2d_values(float* out, const float* x, const PoolDims& d, const Pool2dArgs& a) {
+// Max pooling by taps: for each output row, every window tap (kh, kw) in order sweeps all output
+// columns at once, so the inner loop runs over independent outputs and vectorises (one compare
+// chain per output would be latency-bound: ~10 cycles per input element). Per output this visits
+// the window's inputs in the same order as a plain loop (rows, then columns, ascending), so the
+// maximum and the argmax are those of the plain loop (tensor/reference.cpp): the first maximum
+// wins, a NaN wins (the last NaN's index). Padding is -inf and never wins; taps outside the input
+// are skipped through valid_cols. Without `argmax` (inference) only the values are kept.
+// Parallel over (n, c) planes, each plane computed by one task: thread-count independent.
+void max_pool2d_taps(float* out, float* argmax, const float* x, const PoolDims& d,
+                     const Pool2dArgs& a) {
   const float lowest = -std::numeric_limits<float>::infinity();
+  // each tap column's range of output columns, computed once (two divisions per tap and row
+  // would cost more than the comparisons on small maps)
+  std::vector<int64_t> col_lo(a.kw), col_hi(a.kw);
+  for (int64_t kw = 0; kw < a.kw; ++kw)
+    valid_cols(kw - a.pad_w, a.stride_w, d.W, d.OW, col_lo[kw], col_hi[kw]);
   tbb::parallel_for(int64_t(0), d.N * d.C, [&](int64_t nc) {
-    std::vector<float> rows(d.H * d.OW);  // rows[ih, ow] = max over the clipped window of row ih
     const float* plane = x + nc * d.H * d.W;
-    for (int64_t ih = 0; ih < d.H; ++ih) {
-      const float* r = plane + ih * d.W;
-      for (int64_t ow = 0; ow < d.OW; ++ow) {
-        const int64_t w0 = ow * a.stride_w - a.pad_w;
-        const int64_t lo = std::max<int64_t>(w0, 0), hi = std::min(w0 + a.kw, d.W);
-        float m = lowest;
-        for (int64_t iw = lo; iw < hi; ++iw) m = nan_max(m, r[iw]);
-        rows[ih * d.OW + ow] = m;
-      }
-    }
     float* o = out + nc * d.OH * d.OW;
+    float* oi = argmax ? argmax + nc * d.OH * d.OW : nullptr;
     for (int64_t oh = 0; oh < d.OH; ++oh, o += d.OW) {
       const int64_t h0 = oh * a.stride_h - a.pad_h;
-      const int64_t lo = std::max<int64_t>(h0, 0), hi = std::min(h0 + a.kh, d.H);
+      const int64_t lo_h = std::max<int64_t>(h0, 0), hi_h = std::min(h0 + a.kh, d.H);
       std::fill(o, o + d.OW, lowest);
-      for (int64_t ih = lo; ih < hi; ++ih)
-        for (int64_t ow = 0; ow < d.OW; ++ow) o[ow] = nan_max(o[ow], rows[ih * d.OW + ow]);
+      if (oi)  // a window of only -inf keeps its first in-bounds index
+        for (int64_t ow = 0; ow < d.OW; ++ow)
+          oi[ow] = float(lo_h * d.W + std::max<int64_t>(ow * a.stride_w - a.pad_w, 0));
+      for (int64_t ih = lo_h; ih < hi_h; ++ih)
+        for (int64_t kw = 0; kw < a.kw; ++kw) {
+          const int64_t iw0 = kw - a.pad_w;  // input column of output column 0
+          const int64_t lo = col_lo[kw], hi = col_hi[kw];
+          const float* r = plane + ih * d.W + iw0;
+          const int64_t sw = a.stride_w;
+          if (!oi) {
+            for (int64_t ow = lo; ow < hi; ++ow) o[ow] = nan_max(o[ow], r[ow * sw]);
+            continue;
+          }
+          const float base = float(ih * d.W + iw0);
+          for (int64_t ow = lo; ow < hi; ++ow) {
+            const float v = r[ow * sw];
+            const bool take = (v > o[ow]) | (v != v);
+            o[ow] = select(take, v, o[ow]);
+            oi[ow] = select(take, base + float(ow * sw), oi[ow]);
+          }
+        }
+      if (oi) oi += d.OW;
     }
   });
 }
@@ -117,38 +130,9 @@ void max_pool2d_values(float* out, const float* x, const PoolDims& d, const Pool
 
 Tensor max_pool2d(const Tensor& x, const Pool2dArgs& a, Tensor* argmax) {
   PoolDims d = pool_dims(x.shape(), a, "max_pool2d");
-  if (!argmax) {  // values only: the separable loop
-    Tensor out = Tensor::empty({d.N, d.C, d.OH, d.OW});
-    max_pool2d_values(out.data(), x.data(), d, a);
-    return out;
-  }
   Tensor out = Tensor::empty({d.N, d.C, d.OH, d.OW});
-  Tensor idx = Tensor::empty({d.N, d.C, d.OH, d.OW});
-  const float* xp = x.data();
-  float* op = out.data();
-  float* ip = idx.data();
-  tbb::parallel_for(int64_t(0), d.N * d.C, [&](int64_t nc) {
-    const float* plane = xp + nc * d.H * d.W;
-    float* o = op + nc * d.OH * d.OW;
-    float* oi = ip + nc * d.OH * d.OW;
-    for (int64_t oh = 0; oh < d.OH; ++oh)
-      for (int64_t ow = 0; ow < d.OW; ++ow) {
-        // the window clipped to the input: padding is -inf and never wins
-        int64_t h0 = oh * a.stride_h - a.pad_h, w0 = ow * a.stride_w - a.pad_w;
-        int64_t h1 = std::min(h0 + a.kh, d.H), w1 = std::min(w0 + a.kw, d.W);
-        h0 = std::max<int64_t>(h0, 0), w0 = std::max<int64_t>(w0, 0);
-        float best = -std::numeric_limits<float>::infinity();
-        int64_t best_i = h0 * d.W + w0;
-        for (int64_t ih = h0; ih < h1; ++ih)
-          for (int64_t iw = w0; iw < w1; ++iw) {
-            float v = plane[ih * d.W + iw];
-            // first maximum wins; NaN propagates (the same test as PyTorch)
-            if (v > best || std::isnan(v)) best = v, best_i = ih * d.W + iw;
-          }
-        o[oh * d.OW + ow] = best;
-        oi[oh * d.OW + ow] = float(best_i);
-      }
-  });
+  Tensor idx = argmax ? Tensor::empty({d.N, d.C, d.OH, d.OW}) : Tensor();
+  max_pool2d_taps(out.data(), argmax ? idx.data() : nullptr, x.data(), d, a);
   if (argmax) *argmax = idx;
   return out;
 }

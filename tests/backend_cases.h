@@ -640,6 +640,15 @@ inline std::vector<OpCase> op_cases() {
   add_pool(t, {1, 3, 7, 5}, pool_args(3, 2, 1, 2, 1, 1, false, false));
   add_pool(t, {1, 1, 1, 1}, pool_args(1, 1, 1, 1, 0, 0));
   add_pool(t, {1, 2, 5, 6}, pool_args(3, 3, 2, 2, 1, 1), true);
+  // windows holding only -inf (padding never wins): the argmax is the window's first in-bounds input
+  for (Pool2dArgs pa : {pool_args(2, 2, 2, 2, 0, 0), pool_args(3, 3, 2, 2, 1, 1)})
+    t.add("max_pool2d/-inf windows " + pool_str(pa), Op::max_pool2d,
+          {poke(values({1, 1, 5, 5}, std::vector<float>(25, -kInf)), {{12, 1.f}, {9, 2.f}})},
+          [pa](std::vector<Tensor>& in) {
+            Tensor am;
+            Tensor with = max_pool2d(in[0], pa, &am);
+            return std::vector<Output>{{"out", with}, {"argmax", am}, {"out (no argmax)", max_pool2d(in[0], pa)}};
+          });
   t.add("global_avg_pool/[2, 3, 5, 7]", Op::global_avg_pool, {normal({2, 3, 5, 7})},
         [](std::vector<Tensor>& in) { return out1(global_avg_pool(in[0])); });
   t.add("global_avg_pool/[1, 1, 1, 1]", Op::global_avg_pool, {normal({1, 1, 1, 1})},
@@ -794,6 +803,8 @@ inline std::vector<OpCase> op_perf_cases() {
   add_unary(t, "1M", UnaryOp::relu, normal({n}));
   add_unary(t, "1M", UnaryOp::exp, normal({n}));
   add_unary(t, "1M", UnaryOp::silu, normal({n}));
+  add_unary(t, "1M", UnaryOp::leaky_relu, normal({n}), 0.01f);
+  add_binary(t, "1M", BinaryOp::leaky_relu_backward, normal({n}), normal({n}), 0.01f);
   add_binary(t, "[1024, 1024]", BinaryOp::add, normal({1024, 1024}), normal({1024, 1024}));
   add_binary(t, "[1024, 1024] * [1024]", BinaryOp::mul, normal({1024, 1024}), normal({1024}));
   t.add("expand/[1024] -> [1024, 1024]", Op::expand, {normal({1024})},
@@ -825,6 +836,9 @@ inline std::vector<OpCase> op_perf_cases() {
         [](std::vector<Tensor>& in) { return out1(logsumexp(in[0], 1)); });
   t.add("permute/[64, 128, 128] by [2, 0, 1]", Op::permute, {normal({64, 128, 128})},
         [](std::vector<Tensor>& in) { return out1(permute(in[0], {2, 0, 1})); });
+  // ACR-NTL's views: [T, V, Q, D] -> [V, T, Q, D], whole [Q, D] rows moving
+  t.add("permute/[4, 20, 64, 570] by [1, 0, 2, 3]", Op::permute, {normal({4, 20, 64, 570})},
+        [](std::vector<Tensor>& in) { return out1(permute(in[0], {1, 0, 2, 3})); });
   t.add("concat/2 x [512, 1024] dim 1", Op::concat, {normal({512, 1024}), normal({512, 1024})},
         [](std::vector<Tensor>& in) { return out1(concat(in, 1)); });
   t.add("slice/[1024, 1024] dim 1 [256, 768)", Op::slice, {normal({1024, 1024})},

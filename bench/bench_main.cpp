@@ -1,0 +1,31 @@
+// normad_bench's main: Google Benchmark's, plus the op profiler (tensor/profile.h) over a run.
+// With NORMAD_BENCH_PROFILE=FILE.json in the environment, every op call of every case that runs
+// (warm-up and timing loops alike) is recorded; at exit the per-op table goes to stderr and the
+// Chrome trace to FILE. Run one case at a time to read one workload's table, e.g.
+//   NORMAD_BENCH_PROFILE=/tmp/acr.json build/normad_bench --benchmark_filter=acr_dsvdd_step/
+// The table's wall time includes Google Benchmark's own work between cases, so "inside ops" reads
+// a little low. Unset, the profiler stays off and this is BENCHMARK_MAIN().
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "tensor/profile.h"
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  const char* env = std::getenv("NORMAD_BENCH_PROFILE");
+  const std::string trace = env ? env : "";
+  if (!trace.empty()) normad::profile::start();
+  benchmark::RunSpecifiedBenchmarks();
+  if (!trace.empty()) {
+    normad::profile::stop();
+    normad::profile::print_table(stderr, normad::profile::summarize(),
+                                 normad::profile::measure_ceiling());
+    normad::profile::write_trace(trace);
+  }
+  benchmark::Shutdown();
+  return 0;
+}
