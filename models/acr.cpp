@@ -96,8 +96,11 @@ Var TabNtl::embed(const Var& x, int64_t T) {
   check(x.dim() == 2 && N % T == 0, "TabNtl", shape_str(x.shape()) + " does not split into " + std::to_string(T) + " tasks");
   std::vector<Var> vs{x};
   for (auto& t : trans_) vs.push_back((*t)(x));  // forward type: the view is T_k(x) itself (§7.4)
-  // [V, T, Q, D] -> [T, V, Q, D]: each task's views of its rows are contiguous, one BN group.
-  Var rows = reshape(permute(reshape(stack(vs, 0), {V, T, Q, D}), {1, 0, 2, 3}), {T * V * Q, D});
+  // rows in [T, V, Q, D] order: each task's views of its rows are contiguous, one BN group. One
+  // copy (each view [T, Q, D] goes in as [T, 1, Q, D], concatenated along dim 1) where stacking to
+  // [V, T, Q, D] and permuting made two of the step's largest tensor.
+  for (Var& v : vs) v = reshape(v, {T, 1, Q, D});
+  Var rows = reshape(concat(vs, 1), {T * V * Q, D});
   nn::set_bn_groups(*enc_, T);
   Var z = (*enc_)(rows);
   nn::set_bn_groups(*enc_, 1);

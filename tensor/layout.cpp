@@ -48,13 +48,20 @@ Tensor concat(const std::vector<Tensor>& ts, int64_t dim) {
   Shape os = s0;
   os[dim] = total;
   Tensor out = Tensor::empty(os);
-  int64_t off = 0;
-  for (auto& t : ts) {
-    int64_t chunk = t.shape()[dim] * inner;
-    for (int64_t o = 0; o < outer; ++o)
-      std::memcpy(out.data() + o * total * inner + off, t.data() + o * chunk, chunk * sizeof(float));
-    off += chunk;
-  }
+  // one block copy per (outer index, input): input t's block o lands at column offset off[t] of
+  // output row o; the blocks are disjoint, so they run in parallel
+  const int64_t n = static_cast<int64_t>(ts.size());
+  std::vector<int64_t> off(n + 1, 0);
+  for (int64_t t = 0; t < n; ++t) off[t + 1] = off[t] + ts[t].shape()[dim] * inner;
+  float* y = out.data();
+  parallel_for(outer * n, std::max<int64_t>(1, 16384 / std::max<int64_t>(off[n] / n, 1)),
+               [&](int64_t b, int64_t e) {
+                 for (int64_t i = b; i < e; ++i) {
+                   const int64_t o = i / n, t = i % n, chunk = off[t + 1] - off[t];
+                   std::memcpy(y + o * total * inner + off[t], ts[t].data() + o * chunk,
+                               chunk * sizeof(float));
+                 }
+               });
   return out;
 }
 

@@ -4,11 +4,13 @@
 // Tested by tests/test_profile.cpp.
 #include "tensor/profile.h"
 
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <filesystem>
 #include <fstream>
@@ -26,11 +28,47 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Recorded calls live outside the malloc heap: a run's tensors are large blocks in glibc's heap,
+// and small, long-lived event records placed between them (a std::string per event) kept freed
+// blocks from merging, so the heap grew and was trimmed every step and each step's tensors
+// faulted in fresh pages: ACR-NTL's step measured 930 ms profiled against 644 ms plain, with
+// twice the page faults. Records are plain structs in mmap'd chunks; recording allocates nothing
+// from the heap (the Scope formats its shapes into a fixed buffer too).
+struct Record {
+  const char* name;
+  char args[Scope::kArgsLen];
+  double begin_us, dur_us, flops, bytes;
+  int depth;
+  uint64_t thread;
+  bool cuda;
+};
+constexpr size_t kChunkRecords = 8192;
+struct Chunk {
+  Record rec[kChunkRecords];
+};
+
 std::mutex g_mutex;  // guards everything below
-std::vector<Event> g_events;
+std::vector<Chunk*> g_chunks;  // mmap'd; the vector itself grows once per 8192 calls
+size_t g_count = 0;            // records in use
 Clock::time_point g_t0, g_t1;
 bool g_stopped = false;
 std::atomic<uint64_t> g_next_thread{0};
+
+// A free record slot (nullptr when the system refuses memory: the event is lost, not the run).
+Record* next_record() {
+  const size_t chunk = g_count / kChunkRecords;
+  if (chunk == g_chunks.size()) {
+    void* m = mmap(nullptr, sizeof(Chunk), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return nullptr;
+    try {
+      g_chunks.push_back(static_cast<Chunk*>(m));
+    } catch (...) {
+      munmap(m, sizeof(Chunk));
+      return nullptr;
+    }
+  }
+  return &g_chunks[chunk]->rec[g_count++ % kChunkRecords];
+}
 
 thread_local int t_depth = 0;  // ops in progress on this thread
 thread_local uint64_t t_thread = g_next_thread++;
@@ -53,7 +91,7 @@ std::string json_escape(const std::string& s) {
 
 void start() {
   std::lock_guard<std::mutex> lock(g_mutex);
-  g_events.clear();
+  g_count = 0;  // the chunks stay mapped for the next run
   g_t0 = Clock::now();
   g_stopped = false;
   detail::g_on.store(true);
@@ -68,23 +106,41 @@ void stop() {
 
 std::vector<Event> events() {
   std::lock_guard<std::mutex> lock(g_mutex);
-  return g_events;
+  std::vector<Event> out;
+  out.reserve(g_count);
+  for (size_t i = 0; i < g_count; ++i) {
+    const Record& r = g_chunks[i / kChunkRecords]->rec[i % kChunkRecords];
+    out.push_back({r.name, r.args, r.begin_us, r.dur_us, r.depth, r.thread, r.flops, r.bytes, r.cuda});
+  }
+  return out;
 }
 
 Scope::Scope(const char* name, const std::vector<const Tensor*>& inputs)
     : name_(name), depth_(t_depth), uncaught_(std::uncaught_exceptions()), cuda_(false) {
-  // what the op reads: its inputs' shapes (for the trace) and bytes (for the GB/s column)
-  std::ostringstream os;
+  // what the op reads: its inputs' shapes (for the trace, "cpu [960, 1, 28, 28], [64, 1, 3, 3]",
+  // cut with "..." past kArgsLen) and bytes (for the GB/s column); no heap allocation
+  size_t len = 0;
+  auto put = [&](const char* text) {
+    for (; *text && len + 1 < kArgsLen; ++text) args_[len++] = *text;
+  };
   bool first = true;
   for (const Tensor* t : inputs) {
     if (!t || !t->defined()) continue;
-    if (first) os << device_name(t->device()) << " ";
-    os << (first ? "" : ", ") << shape_str(t->shape());
+    if (first) put(device_name(t->device())), put(" ");
+    else put(", ");
+    put("[");
+    char num[24];
+    for (int64_t d = 0; d < t->dim(); ++d) {
+      std::snprintf(num, sizeof num, d ? ", %lld" : "%lld", static_cast<long long>(t->size(d)));
+      put(num);
+    }
+    put("]");
     bytes_ += 4.0 * double(t->numel());
     cuda_ = cuda_ || t->device() == Device::CUDA;
     first = false;
   }
-  args_ = os.str();
+  if (len + 1 == kArgsLen) std::memcpy(args_ + kArgsLen - 4, "...", 3), len = kArgsLen - 1;
+  args_[len] = '\0';
   ++t_depth;  // last: nothing above may leave it raised
   begin_us_ = us_since_start(Clock::now());
 }
@@ -103,10 +159,13 @@ Scope::~Scope() {
   --t_depth;
   if (std::uncaught_exceptions() > uncaught_) return;  // the call failed: no event
   std::lock_guard<std::mutex> lock(g_mutex);
-  try {
-    g_events.push_back({name_, args_, begin_us_, end_us - begin_us_, depth_, t_thread, flops_, bytes_, cuda_});
-  } catch (...) {  // out of memory: lose the event rather than terminate in a destructor
-  }
+  Record* r = next_record();
+  if (!r) return;  // out of memory: lose the event rather than fail the op
+  r->name = name_;
+  std::memcpy(r->args, args_, kArgsLen);
+  r->begin_us = begin_us_, r->dur_us = end_us - begin_us_;
+  r->flops = flops_, r->bytes = bytes_;
+  r->depth = depth_, r->thread = t_thread, r->cuda = cuda_;
 }
 
 Summary summarize() {
@@ -115,7 +174,8 @@ Summary summarize() {
   const Clock::time_point end = g_stopped ? g_t1 : Clock::now();
   s.wall_ms = std::chrono::duration<double, std::milli>(end - g_t0).count();
   std::map<std::string, Row> by_name;
-  for (const Event& e : g_events) {
+  for (size_t i = 0; i < g_count; ++i) {
+    const Record& e = g_chunks[i / kChunkRecords]->rec[i % kChunkRecords];
     if (e.depth != 0) continue;  // inside another op: its time is already in the outer op's
     Row& r = by_name[e.name];
     r.name = e.name;

@@ -77,6 +77,8 @@ void print_table(FILE* table, const Summary& s, const Ceiling& c);
 // RAII timer of one op call; made by the dispatch (tensor/ops.cpp) when enabled() is true.
 class Scope {
  public:
+  static constexpr size_t kArgsLen = 160;  // the shapes text, cut with "..." beyond
+
   Scope(const char* name, const std::vector<const Tensor*>& inputs);
   ~Scope();
   Scope(const Scope&) = delete;
@@ -86,7 +88,7 @@ class Scope {
 
  private:
   const char* name_;
-  std::string args_;
+  char args_[kArgsLen];
   double begin_us_, flops_ = 0, bytes_ = 0;
   int depth_;
   int uncaught_;  // exceptions in flight at the start: a call that throws is not recorded
