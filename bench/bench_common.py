@@ -7,6 +7,7 @@
 # float32 product checked against float64), keeping the fastest per case, as for thread counts.
 import argparse
 import functools
+import itertools
 import json
 import os
 import subprocess
@@ -100,22 +101,24 @@ def core_types():
 
 def run_python(t, script, args, blas_env="OPENBLAS_NUM_THREADS", omp=None):
     """Runs `script` (lines "name value") on t cores with the BLAS pool at 1 and at t threads, under
-    OpenBLAS's own core and each correct OPENBLAS_CORETYPE candidate (core_types()).
-    Returns [(set-up, {name: value})], set-up "blas threads[,core type]", so the caller keeps the best
-    set-up per case."""
+    OpenBLAS's own core and each correct OPENBLAS_CORETYPE candidate (core_types()), with OpenMP's
+    default wait policy and with OMP_WAIT_POLICY=PASSIVE (idle threads sleep instead of spinning).
+    Returns [(set-up, {name: value})], set-up "blas threads[,core type][,OMP_WAIT_POLICY=PASSIVE]",
+    so the caller keeps the best set-up per case."""
     runs = []
-    for core in core_types():
-        for blas in sorted({1, t}):
-            env = dict(os.environ, **{blas_env: str(blas), "OMP_NUM_THREADS": str(omp or blas)})
-            if core:
-                env["OPENBLAS_CORETYPE"] = core
-            p = subprocess.run(["taskset", "-c", cpus(t), "/usr/bin/python3", "-c", script, *map(str, args)],
-                               capture_output=True, text=True, env=env)
-            if p.returncode != 0:
-                if core is None:  # OpenBLAS's own set-up must run
-                    raise subprocess.CalledProcessError(p.returncode, "python3", p.stdout, p.stderr)
-                print(f"# OPENBLAS_CORETYPE={core} failed in the script, dropped", flush=True)
-                continue
-            label = f"{blas},{core}" if core else str(blas)
-            runs.append((label, {ln.split()[0]: float(ln.split()[1]) for ln in p.stdout.splitlines() if ln.strip()}))
+    for core, blas, wait in itertools.product(core_types(), sorted({1, t}), (None, "PASSIVE")):
+        env = dict(os.environ, **{blas_env: str(blas), "OMP_NUM_THREADS": str(omp or blas)})
+        if core:
+            env["OPENBLAS_CORETYPE"] = core
+        if wait:
+            env["OMP_WAIT_POLICY"] = wait
+        p = subprocess.run(["taskset", "-c", cpus(t), "/usr/bin/python3", "-c", script, *map(str, args)],
+                           capture_output=True, text=True, env=env)
+        if p.returncode != 0:
+            if core is None:  # OpenBLAS's own set-up must run
+                raise subprocess.CalledProcessError(p.returncode, "python3", p.stdout, p.stderr)
+            print(f"# OPENBLAS_CORETYPE={core} failed in the script, dropped", flush=True)
+            continue
+        label = ",".join([str(blas)] + [x for x in (core, wait and f"OMP_WAIT_POLICY={wait}") if x])
+        runs.append((label, {ln.split()[0]: float(ln.split()[1]) for ln in p.stdout.splitlines() if ln.strip()}))
     return runs

@@ -4,7 +4,8 @@
 // one-class Deep SVDD on the MNIST LeNet with a batch of 128 (ntl_dsvdd.md A.4, A.7), and ACR-NTL
 // on a table: 4 tasks x 512 rows x 570 features, 19 transformations (acr.md §7.4).
 // bench/compare_torch.py times the same steps in PyTorch (the reference's per-task loop) and
-// prints the ratio. Time is wall clock in ms; oneTBB follows the CPU affinity mask.
+// prints the ratio. Time is wall clock in ms; oneTBB follows the CPU affinity mask. The "flops"
+// counter is the step's GEMM-shaped work (bench::count_flops) per second of the timed loop.
 #include <benchmark/benchmark.h>
 
 #include "bench/bench_util.h"
@@ -25,7 +26,7 @@ void time_acr_step(benchmark::State& st, models::AcrModel& model, nn::Optimizer&
     loss.backward();
     opt.step();
   };
-  if (!bench::warm_up(st, step)) return;
+  if (!bench::warm_up_counted(st, step)) return;
   for (auto _ : st) step();
 }
 
@@ -45,7 +46,7 @@ void bm_acr_dsvdd_step(benchmark::State& st, int64_t per_pass_arg) {
     models::acr_backward(model, x, y, T, per_pass);
     opt.step();
   };
-  if (!bench::warm_up(st, step)) return;
+  if (!bench::warm_up_counted(st, step)) return;
   for (auto _ : st) step();
 }
 
@@ -63,7 +64,7 @@ void bm_dsvdd_step(benchmark::State& st) {
     loss.backward();
     opt.step();
   };
-  if (!bench::warm_up(st, step)) return;
+  if (!bench::warm_up_counted(st, step)) return;
   for (auto _ : st) step();
 }
 

@@ -5,6 +5,7 @@
 
 #include <exception>
 
+#include "tensor/profile.h"
 #include "tensor/tensor.h"
 
 #ifdef NORMAD_HAS_CUDA
@@ -39,6 +40,31 @@ bool warm_up(benchmark::State& st, Op&& op) {
     st.SkipWithError(e.what());
     return false;
   }
+}
+
+// The floating-point operations of one call of `op`, as the op profiler counts them (tensor/
+// profile.h: 2 per multiply-add of the GEMM-shaped ops, matmul, bmm, the convolutions and their
+// backward passes, distances; elementwise work is not counted, so this is the useful GEMM work).
+// Runs `op` once more. Returns 0 inside a profiled run (NORMAD_BENCH_PROFILE): restarting the
+// profiler would drop what it recorded.
+template <class Op>
+double count_flops(Op&& op) {
+  if (profile::enabled()) return 0;
+  profile::start();
+  op();
+  profile::stop();
+  double flops = 0;
+  for (const profile::Event& e : profile::events())
+    if (e.depth == 0) flops += e.flops;
+  return flops;
+}
+
+// Warm-up, then the "flops" counter (FLOP/s over the timed loop) from one counted call.
+template <class Op>
+bool warm_up_counted(benchmark::State& st, Op&& op) {
+  if (!warm_up(st, op)) return false;
+  if (const double f = count_flops(op); f > 0) set_rate(st, "flops", f);
+  return true;
 }
 
 }  // namespace normad::bench

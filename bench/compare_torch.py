@@ -6,9 +6,13 @@
 # Threads: both run under `taskset -c 0..T-1`; torch gets set_num_threads(T) and, for T > 1, is run
 # with OPENBLAS_NUM_THREADS=1 and =T, keeping the faster (its fastest set-up on these cores).
 # Workloads: acr_dsvdd_step/omniglot_t32_q30, dsvdd_step/lenet_mnist_n128, acr_ntl_step/tab_t4_q512_d570_k19. Usage: python3 bench/compare_torch.py [--threads T]
+# Also per step: normad's GFLOP/s (the step's GEMM-shaped work, counted by normad's op profiler)
+# and its fraction of the machine's FLOP ceiling, the best large SGEMM reached on the same cores
+# (normad's Eigen GEMM, bench case gemm_eigen_tbb/, or PyTorch's torch.mm 2048^3 in its fastest
+# set-up). Issue 14's target for a step: speed-up >= 2.5 or >= 80% of the ceiling (either bar).
 import sys
 
-from bench_common import arg_parser, run_normad, run_python
+from bench_common import arg_parser, run_normad, run_normad_all, run_python
 
 
 TORCH_SCRIPT = r'''
@@ -115,15 +119,46 @@ def run_torch(t):
     return best
 
 
+def run_torch_ceiling(t):
+    """PyTorch's best 2048^3 SGEMM rate (GFLOP/s) over its set-ups on t cores."""
+    return max(res.get("sgemm_ceiling", 0.0) for _, res in run_python(t, CEILING_SCRIPT, [t], omp=t))
+
+
+# The FLOP ceiling on these cores as PyTorch reaches it: torch.mm on 2048^3, best of 5, GFLOP/s.
+CEILING_SCRIPT = r'''
+import sys, time, torch
+torch.set_num_threads(int(sys.argv[1]))
+a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+torch.mm(a, b)
+best = float("inf")
+for _ in range(5):
+    t0 = time.perf_counter(); torch.mm(a, b); best = min(best, time.perf_counter() - t0)
+print("sgemm_ceiling", 2 * 2048 ** 3 / best / 1e9)
+'''
+
+
 def main():
     a = arg_parser().parse_args()
-    n, t = run_normad(a.threads, a.bench, "^[a-z_]+_step/"), run_torch(a.threads)  # not cuda/...
+    steps = run_normad_all(a.threads, a.bench, "^[a-z_]+_step/")  # not cuda/...
+    n = {name: b["real_time"] for name, b in steps.items() if not b.get("error_occurred")}
+    gemm = run_normad(a.threads, a.bench, "^gemm_eigen_tbb/", key="FLOP")
+    t = run_torch(a.threads)
+    torch_ceiling = run_torch_ceiling(a.threads)
+    normad_ceiling = max(gemm.values(), default=0) / 1e9
+    ceiling = max(normad_ceiling, torch_ceiling)
+    print(f"# FLOP ceiling on {a.threads} core(s): {ceiling:.1f} GFLOP/s (normad Eigen GEMM {normad_ceiling:.1f}, "
+          f"torch.mm {torch_ceiling:.1f})")
     for name in sorted(n):
+        gflops = steps[name].get("flops", 0) / 1e9
+        frac = gflops / ceiling if ceiling else 0
         if name in t:
             ms, setup = t[name]
-            print(f"{name} normad_ms={n[name]:.1f} torch_ms={ms:.1f} speedup={ms / n[name]:.2f} torch_setup={setup}")
+            speedup = ms / n[name]
+            met = "met" if speedup >= 2.5 or frac >= 0.8 else "NOT met"
+            print(f"{name} normad_ms={n[name]:.1f} torch_ms={ms:.1f} speedup={speedup:.2f} "
+                  f"normad_gflops={gflops:.1f} of_ceiling={100 * frac:.0f}% target={met} torch_setup={setup}")
         else:
-            print(f"{name} normad_ms={n[name]:.1f} (no torch case)")
+            print(f"{name} normad_ms={n[name]:.1f} normad_gflops={gflops:.1f} of_ceiling={100 * frac:.0f}% (no torch case)")
     return 0
 
 
