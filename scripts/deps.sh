@@ -8,7 +8,7 @@ pkgs=(
   libeigen3-dev libtbb-dev catch2 libbenchmark-dev zlib1g-dev libstb-dev
   libcli11-dev nlohmann-json3-dev libboost-dev libssl-dev
   python3 python3-numpy python3-torch python3-torchvision python3-sklearn
-  libopenblas0-pthread rsync
+  libopenblas0-pthread libopenblas-dev rsync
   dataset-fashion-mnist
 )
 

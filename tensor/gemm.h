@@ -1,17 +1,41 @@
-// normad's GEMM on raw row-major buffers (Eigen kernels, oneTBB over fixed blocks), shared by
-// matmul, bmm and conv2d.
+// normad's GEMM on raw row-major buffers, shared by matmul, bmm and conv2d: oneTBB over fixed
+// blocks, each block one call of the engine, OpenBLAS's sgemm or Eigen's product.
 // Math: C[M, N] = op(A) op(B) (+ C when accumulate), op = identity or transpose; A is stored
 // [M, K] or [K, M] (trans_a), B [K, N] or [N, K] (trans_b).
-// Determinism: large products are split into fixed 64-row (or 64-column) blocks that depend only
-// on the shapes, each block one Eigen call, so the result is bit-identical for any thread count.
-// Tested by tests/test_ops.cpp (plain triple loop, 1 vs 2 threads) and tests/test_conv.cpp.
+// Engines: OpenBLAS (Debian's libopenblas, single-threaded calls) where the build found it and its
+// kernels match this CPU's vector unit, else Eigen (compiled for this CPU with -march=native).
+// OpenBLAS picks its kernels at run time and falls back to generic ones on processors it does not
+// know (0.3.21 on Sapphire Rapids: "Prescott", 4x slower); then the automatic choice is Eigen.
+// OpenBLAS was 1.2x to 2.3x faster than Eigen on every shape of normad's models on the 2-core
+// AVX-512 development machine (docs/profiling.md). NORMAD_GEMM=eigen|openblas in the
+// environment, or set_gemm_engine(), overrides the choice.
+// Determinism: large products are split into blocks that depend only on the shapes, each block one
+// single-threaded engine call, so the result is bit-identical for any thread count (for one
+// engine on one machine: the engines, and OpenBLAS's kernel sets, round differently).
+// Tested by tests/test_ops.cpp (plain triple loop and 1 vs 2 threads, under each engine built in)
+// and tests/test_conv.cpp.
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 namespace normad::cpu {
 
 void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_t K, bool trans_a,
           bool trans_b, bool accumulate = false);
+
+// One engine call on strided operands (leading dimensions lda, ldb, ldc), on the calling thread.
+void gemm_block(float* c, int64_t ldc, const float* a, int64_t lda, const float* b, int64_t ldb,
+                int64_t M, int64_t N, int64_t K, bool trans_a, bool trans_b, bool accumulate);
+
+enum class GemmEngine { automatic, eigen, openblas };
+// Chooses the engine for later products (automatic: the rule above). Throws when openblas is asked
+// of a build without it.
+void set_gemm_engine(GemmEngine e);
+// The engine products use now (never automatic), and its name with OpenBLAS's kernel set, e.g.
+// "openblas (Cooperlake)" or "eigen (OpenBLAS has generic Prescott kernels here)".
+GemmEngine gemm_engine();
+std::string gemm_engine_description();
+bool openblas_built_in();
 
 }  // namespace normad::cpu

@@ -1,11 +1,23 @@
-// normad matrix products through Eigen's GEMM (see tensor/ops.h).
+// normad matrix products (see tensor/ops.h) and the GEMM under them (tensor/gemm.h): OpenBLAS's
+// sgemm or Eigen's product per block.
 // Math: C[M, N] = op(A) op(B), op = identity or transpose; bmm does that per batch entry.
-// Eigen runs single-threaded (EIGEN_DONT_PARALLELIZE); gemm() (tensor/gemm.h) splits the output
-// into fixed blocks for oneTBB, so every element is computed identically for any thread count.
-// Tested by tests/test_ops.cpp (against a plain triple loop) and tests/test_parity.cpp (Linear).
+// Every engine call is single-threaded (Eigen is built with EIGEN_DONT_PARALLELIZE, OpenBLAS is set
+// to 1 thread); gemm() splits the output into fixed blocks for oneTBB, so every element is computed
+// identically for any thread count.
+// Tested by tests/test_ops.cpp (against a plain triple loop, 1 vs 2 threads, each engine) and
+// tests/test_parity.cpp (Linear).
 #include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <climits>
+#include <cstdlib>
+#include <mutex>
 
 #include <Eigen/Core>
+
+#ifdef NORMAD_HAS_OPENBLAS
+#include <cblas.h>
+#endif
 
 #include "tensor/gemm.h"
 #include "tensor/cpu.h"
@@ -16,7 +28,6 @@ namespace normad::cpu {
 namespace {
 
 using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using CMap = Eigen::Map<const RowMat>;
 using OStride = Eigen::OuterStride<>;
 using CMapS = Eigen::Map<const RowMat, 0, OStride>;
 using MapS = Eigen::Map<RowMat, 0, OStride>;
@@ -37,22 +48,119 @@ void product(CM&& C, const AM& A, const BM& B, bool ta, bool tb, bool acc) {
   else C.noalias() = A.transpose() * B.transpose();
 }
 
+// ---- the engine choice ----
+// g_override: set_gemm_engine's choice (automatic: none). The automatic choice is made once.
+std::atomic<GemmEngine> g_override{GemmEngine::automatic};
+
+#ifdef NORMAD_HAS_OPENBLAS
+std::string lower(std::string s) {
+  for (char& ch : s) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+  return s;
+}
+
+// OpenBLAS's kernel set for this process (it reads the CPU, or OPENBLAS_CORETYPE, at load time).
+std::string openblas_core() {
+  const char* name = openblas_get_corename();
+  return name ? name : "unknown";
+}
+
+// Whether that kernel set uses this CPU's vector unit: an AVX-512 set on an AVX-512 CPU, an AVX2
+// (or wider) set on an AVX2 CPU. Generic sets (Prescott, Nehalem, Sandybridge...) are not.
+bool openblas_fits_cpu(const std::string& core) {
+  const std::string c = lower(core);
+  const bool avx512_set = c == "skylakex" || c == "cooperlake" || c == "sapphirerapids";
+  const bool avx2_set = avx512_set || c == "haswell" || c == "zen";
+  if (__builtin_cpu_supports("avx512f")) return avx512_set;
+  if (__builtin_cpu_supports("avx2")) return avx2_set;
+  return true;
+}
+
+// OpenBLAS's own thread pool stays idle: normad's blocks are its parallelism, one call per block.
+void openblas_single_threaded() {
+  static std::once_flag once;
+  std::call_once(once, [] { openblas_set_num_threads(1); });
+}
+#endif
+
+GemmEngine automatic_engine() {
+  static const GemmEngine e = [] {
+    const char* env = std::getenv("NORMAD_GEMM");
+    const std::string want = env ? env : "";
+#ifdef NORMAD_HAS_OPENBLAS
+    if (want == "openblas" || (want != "eigen" && openblas_fits_cpu(openblas_core()))) {
+      openblas_single_threaded();
+      return GemmEngine::openblas;
+    }
+#endif
+    return GemmEngine::eigen;
+  }();
+  return e;
+}
+
 }  // namespace
+
+bool openblas_built_in() {
+#ifdef NORMAD_HAS_OPENBLAS
+  return true;
+#else
+  return false;
+#endif
+}
+
+void set_gemm_engine(GemmEngine e) {
+  if (e == GemmEngine::openblas) {
+    check(openblas_built_in(), "set_gemm_engine", "this build has no OpenBLAS (libopenblas-dev)");
+#ifdef NORMAD_HAS_OPENBLAS
+    openblas_single_threaded();
+#endif
+  }
+  g_override.store(e);
+}
+
+GemmEngine gemm_engine() {
+  const GemmEngine o = g_override.load(std::memory_order_relaxed);
+  return o == GemmEngine::automatic ? automatic_engine() : o;
+}
+
+std::string gemm_engine_description() {
+#ifdef NORMAD_HAS_OPENBLAS
+  const std::string core = openblas_core();
+  if (gemm_engine() == GemmEngine::openblas) return "openblas (" + core + ")";
+  return openblas_fits_cpu(core) ? "eigen (chosen over OpenBLAS " + core + ")"
+                                 : "eigen (OpenBLAS has generic " + core + " kernels here)";
+#else
+  return "eigen (built without OpenBLAS)";
+#endif
+}
+
+void gemm_block(float* c, int64_t ldc, const float* a, int64_t lda, const float* b, int64_t ldb,
+                int64_t M, int64_t N, int64_t K, bool ta, bool tb, bool acc) {
+#ifdef NORMAD_HAS_OPENBLAS
+  // OpenBLAS takes int sizes; beta = 0 overwrites C without reading it (C may be uninitialised)
+  if (gemm_engine() == GemmEngine::openblas &&
+      std::max({M, N, K, lda, ldb, ldc}) <= int64_t(INT_MAX)) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                int(M), int(N), int(K), 1.f, a, int(lda), b, int(ldb), acc ? 1.f : 0.f, c, int(ldc));
+    return;
+  }
+#endif
+  MapS C(c, M, N, OStride(ldc));
+  product(C, CMapS(a, ta ? K : M, ta ? M : K, OStride(lda)), CMapS(b, tb ? N : K, tb ? K : N, OStride(ldb)),
+          ta, tb, acc);
+}
 
 void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_t K, bool ta,
           bool tb, bool acc) {
   const int64_t lda = ta ? M : K, ldb = tb ? K : N;
-  // Small products: one Eigen call (a shape-only rule, so still thread-count independent).
+  // Small products: one engine call (a shape-only rule, so still thread-count independent).
   if (M * N * K < (int64_t(1) << 18)) {
-    MapS C(c, M, N, OStride(N));
-    product(C, CMapS(a, ta ? K : M, ta ? M : K, OStride(lda)),
-            CMapS(b, tb ? N : K, tb ? K : N, OStride(ldb)), ta, tb, acc);
+    gemm_block(c, N, a, lda, b, ldb, M, N, K, ta, tb, acc);
     return;
   }
   // Split the longer output side into blocks sized from the shape alone (about 8 of them, 64 to
-  // 512 long, a multiple of 16); each block is one Eigen call whatever the thread count, so every
-  // element sees the same kernel blocking. Eigen packs the other operand once per block, so blocks
-  // much smaller than that re-pack it too often (64-row blocks cost 1.5x on 4096 x 4096 x 512).
+  // 512 long, a multiple of 16); each block is one engine call whatever the thread count, so every
+  // element sees the same kernel blocking. The engine packs the other operand once per block, so
+  // blocks much smaller than that re-pack it too often (64-row blocks cost 1.5x on 4096 x 4096 x 512).
   const bool by_rows = M >= N || M >= 256;
   const int64_t len = by_rows ? M : N;
   const int64_t kBlock = std::clamp<int64_t>((len / 8 + 15) / 16 * 16, 64, 512);
@@ -60,19 +168,10 @@ void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_
   parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t s = blk * kBlock, n = std::min(len, s + kBlock) - s;
-      if (by_rows) {
-        // Rows s..s+n of C use rows s..s+n of op(A) (columns of the stored [K, M] when ta).
-        MapS C(c + s * N, n, N, OStride(N));
-        CMapS B(b, tb ? N : K, tb ? K : N, OStride(ldb));
-        if (ta) product(C, CMapS(a + s, K, n, OStride(M)), B, true, tb, acc);
-        else product(C, CMapS(a + s * K, n, K, OStride(K)), B, false, tb, acc);
-      } else {
-        // Columns s..s+n of C use columns s..s+n of op(B) (rows of the stored [N, K] when tb).
-        MapS C(c + s, M, n, OStride(N));
-        CMapS A(a, ta ? K : M, ta ? M : K, OStride(lda));
-        if (tb) product(C, A, CMapS(b + s * K, n, K, OStride(K)), ta, true, acc);
-        else product(C, A, CMapS(b + s, K, n, OStride(N)), ta, false, acc);
-      }
+      if (by_rows)  // rows s..s+n of C use rows s..s+n of op(A) (columns of the stored [K, M] when ta)
+        gemm_block(c + s * N, N, ta ? a + s : a + s * K, lda, b, ldb, n, N, K, ta, tb, acc);
+      else  // columns s..s+n of C use columns s..s+n of op(B) (rows of the stored [N, K] when tb)
+        gemm_block(c + s, N, a, lda, tb ? b + s * K : b + s, ldb, M, n, K, ta, tb, acc);
     }
   });
 }
@@ -95,12 +194,9 @@ Tensor bmm(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   Tensor c = Tensor::empty({B, M, N});
   const int64_t sa = Ba == 1 ? 0 : M * K, sb = Bb == 1 ? 0 : K * N;
   parallel_for(B, 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t i = b0; i < b1; ++i) {
-      MapS C(c.data() + i * M * N, M, N, OStride(N));
-      CMapS A(a.data() + i * sa, trans_a ? K : M, trans_a ? M : K, OStride(trans_a ? M : K));
-      CMapS Bm(b.data() + i * sb, trans_b ? N : K, trans_b ? K : N, OStride(trans_b ? K : N));
-      product(C, A, Bm, trans_a, trans_b, false);
-    }
+    for (int64_t i = b0; i < b1; ++i)
+      gemm_block(c.data() + i * M * N, N, a.data() + i * sa, trans_a ? M : K, b.data() + i * sb,
+                 trans_b ? K : N, M, N, K, trans_a, trans_b, false);
   });
   return c;
 }

@@ -1,10 +1,28 @@
 // Forward tests of tensor ops against closed forms or plain loops (tensor/ops.h), and
-// determinism across thread counts.
+// determinism across thread counts; the GEMM ops under each engine built in (tensor/gemm.h).
 #include <cmath>
+#include "tensor/gemm.h"
 #include "tensor/parallel.h"
 #include "tests/helpers.h"
 
 using namespace normad;
+
+namespace {
+
+// The CPU GEMM engines this build has: Eigen always, OpenBLAS when found at configure time.
+std::vector<cpu::GemmEngine> gemm_engines() {
+  std::vector<cpu::GemmEngine> e{cpu::GemmEngine::eigen};
+  if (cpu::openblas_built_in()) e.push_back(cpu::GemmEngine::openblas);
+  return e;
+}
+
+// Selects a GEMM engine for one scope, then restores the automatic choice.
+struct EngineScope {
+  explicit EngineScope(cpu::GemmEngine e) { cpu::set_gemm_engine(e); }
+  ~EngineScope() { cpu::set_gemm_engine(cpu::GemmEngine::automatic); }
+};
+
+}  // namespace
 
 TEST_CASE("elementwise: broadcasting and closed forms", "[ops]") {
   Tensor a = Tensor::from({2, 3}, {1, 2, 3, 4, 5, 6});
@@ -93,6 +111,9 @@ TEST_CASE("layout: permute, concat, stack, slice, index_select", "[ops]") {
 }
 
 TEST_CASE("matmul and bmm match a plain triple loop in every transpose mode", "[ops]") {
+  const cpu::GemmEngine engine = GENERATE(from_range(gemm_engines()));
+  EngineScope scope(engine);
+  INFO("GEMM engine " << (engine == cpu::GemmEngine::eigen ? "eigen" : "openblas"));
   Generator g(3);
   for (auto [M, K, N] : {std::tuple{5, 7, 3}, std::tuple{130, 70, 90}, std::tuple{3, 64, 300},
                           std::tuple{3, 200, 600} /* gemm's column-block split */}) {
@@ -148,13 +169,18 @@ TEST_CASE("pairwise_sqdist and l2_normalize against direct formulas", "[ops]") {
 }
 
 TEST_CASE("ops give bit-identical results with 1 and 2 threads", "[ops][determinism]") {
+  const cpu::GemmEngine engine = GENERATE(from_range(gemm_engines()));
+  EngineScope scope(engine);
+  INFO("GEMM engine " << (engine == cpu::GemmEngine::eigen ? "eigen" : "openblas"));
   Generator g(5);
   Tensor a = g.normal({300, 200}), b = g.normal({200, 150}), x = g.normal({64, 16, 12, 12});
-  Tensor deep_a = g.normal({130, 3000}), deep_b = g.normal({70, 3000});
+  Tensor deep_a = g.normal({130, 3000}), deep_b = g.normal({70, 3000}), conv_w = g.normal({8, 16, 3, 3});
   auto run = [&] {
     std::vector<Tensor> r;
     r.push_back(matmul(a, b));
     r.push_back(matmul(deep_a, deep_b, false, true));  // K deep enough for Eigen to block it
+    r.push_back(bmm(a.reshape({2, 150, 200}), b.reshape({1, 200, 150})));
+    r.push_back(conv2d(x, conv_w, Tensor(), Conv2dArgs{}));
     r.push_back(sum(a, {0}));
     r.push_back(batch_norm_train(x, Tensor(), Tensor(), 1e-5f, 4, nullptr));
     r.push_back(pairwise_sqdist(a, a));
@@ -167,4 +193,29 @@ TEST_CASE("ops give bit-identical results with 1 and 2 threads", "[ops][determin
   auto two = run();
   set_num_threads(0);
   for (size_t i = 0; i < one.size(); ++i) REQUIRE(one[i].to_vector() == two[i].to_vector());
+}
+
+TEST_CASE("the GEMM engine: the automatic choice, the override, and a build without OpenBLAS", "[ops]") {
+  const std::string auto_desc = cpu::gemm_engine_description();
+  INFO(auto_desc);
+  // automatic: OpenBLAS only where it is built in (and its kernels fit the CPU), else Eigen
+  if (!cpu::openblas_built_in()) {
+    CHECK(cpu::gemm_engine() == cpu::GemmEngine::eigen);
+    CHECK_THROWS_WITH(cpu::set_gemm_engine(cpu::GemmEngine::openblas), Catch::Contains("no OpenBLAS"));
+  }
+  CHECK(auto_desc.rfind(cpu::gemm_engine() == cpu::GemmEngine::openblas ? "openblas (" : "eigen (", 0) == 0);
+  {
+    EngineScope scope(cpu::GemmEngine::eigen);
+    CHECK(cpu::gemm_engine() == cpu::GemmEngine::eigen);
+  }
+  CHECK(cpu::gemm_engine_description() == auto_desc);  // back to the automatic choice
+  // both engines give the same product up to float rounding
+  Generator g(6);
+  Tensor a = g.normal({70, 300}), b = g.normal({300, 90});
+  std::vector<Tensor> out;
+  for (cpu::GemmEngine e : gemm_engines()) {
+    EngineScope scope(e);
+    out.push_back(matmul(a, b));
+  }
+  for (size_t i = 1; i < out.size(); ++i) test::expect_close(out[i], out[0], 1e-4, 1e-4, "openblas vs eigen");
 }
