@@ -12,11 +12,20 @@
 // Shapes: N batch, C input channels, F filters (output channels), H, W input, OH, OW output,
 // KH, KW kernel, G groups, Cg = C/G and Fg = F/G channels per group, K = Cg*KH*KW (GEMM depth).
 //
+// Columns: with few channels per group the columns are planar, K rows (c, kh, kw) of nb*OH*OW
+// entries gathered from the NCHW planes (short strided runs: OW entries per input row). With many
+// (>= 16, e.g. the Omniglot net's 64) they are channels-last, nb*OH*OW rows of K = (kh, kw, c)
+// entries: each sample is first transposed to [H, W, Cg] (in cache), then every tap of every output
+// pixel is one copy of Cg contiguous floats; the weights are reordered to [F, KH, KW, Cg] to match
+// and the GEMMs take the columns transposed. This made im2col and col2im 3x cheaper on the
+// Omniglot net (docs/profiling.md); both layouts are tested (set_conv_columns).
+//
 // Work split: the batch is cut into fixed chunks of `nb` samples (nb depends only on the shapes,
 // never on the thread count), so every sample always goes through the same GEMM sizes and the
 // results are bit-identical for any number of threads. One chunk's columns sit side by side in one
 // [K, nb*OH*OW] matrix, which makes the GEMM wide enough to be efficient on small feature maps.
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -99,6 +108,86 @@ ConvDims conv_dims(const Shape& xs, const Shape& ws, const Conv2dArgs& a, const 
 
 // Scratch memory left uninitialised (every element is written before it is read).
 std::unique_ptr<float[]> scratch(int64_t n) { return std::unique_ptr<float[]>(new float[n]); }
+
+std::atomic<ConvColumns> g_columns{ConvColumns::automatic};
+
+// Whether the columns of this convolution are channels-last (see the file comment).
+bool channels_last(const ConvDims& d) {
+  const ConvColumns c = g_columns.load(std::memory_order_relaxed);
+  return c == ConvColumns::channels_last || (c == ConvColumns::automatic && d.Cg >= 16);
+}
+
+// w [F, Cg, KH, KW] -> [F, KH, KW, Cg] (the row order of channels-last columns).
+std::vector<float> weights_channels_last(const float* w, const ConvDims& d) {
+  const int64_t taps = d.KH * d.KW;
+  std::vector<float> out(d.F * d.K);
+  for (int64_t f = 0; f < d.F; ++f)
+    for (int64_t c = 0; c < d.Cg; ++c)
+      for (int64_t t = 0; t < taps; ++t) out[(f * taps + t) * d.Cg + c] = w[(f * d.Cg + c) * taps + t];
+  return out;
+}
+
+// hwc [H, W, Cg] = channels g*Cg.. of sample n of x [N, C, H, W].
+void sample_to_hwc(float* hwc, const float* x, const ConvDims& d, int64_t n, int64_t g) {
+  const int64_t hw = d.H * d.W;
+  const float* src = x + (n * d.C + g * d.Cg) * hw;
+  for (int64_t c = 0; c < d.Cg; ++c)
+    for (int64_t i = 0; i < hw; ++i) hwc[i * d.Cg + c] = src[c * hw + i];
+}
+
+// The input pixel (ih, iw) read by tap (kh, kw) of output pixel (oh, ow), or false in the padding.
+inline bool tap_pixel(const ConvDims& d, const Conv2dArgs& a, int64_t oh, int64_t ow, int64_t kh,
+                      int64_t kw, int64_t& ih, int64_t& iw) {
+  ih = oh * a.stride_h - a.pad_h + kh * a.dil_h;
+  iw = ow * a.stride_w - a.pad_w + kw * a.dil_w;
+  return ih >= 0 && ih < d.H && iw >= 0 && iw < d.W;
+}
+
+// Channels-last columns [nb*OH*OW, K] for samples n0..n0+nb-1 of group g: row j*OH*OW + oh*OW + ow,
+// entry (kh*KW + kw)*Cg + c holds x[n0+j, g*Cg+c, ih, iw] for the tap's pixel (0 in the padding).
+// hwc: scratch of H*W*Cg floats.
+void im2col_channels_last(float* cols, float* hwc, const float* x, const ConvDims& d,
+                          const Conv2dArgs& a, int64_t n0, int64_t nb, int64_t g) {
+  const size_t run = sizeof(float) * d.Cg;
+  float* row = cols;
+  for (int64_t j = 0; j < nb; ++j) {
+    sample_to_hwc(hwc, x, d, n0 + j, g);
+    for (int64_t oh = 0; oh < d.OH; ++oh)
+      for (int64_t ow = 0; ow < d.OW; ++ow, row += d.K)
+        for (int64_t kh = 0; kh < d.KH; ++kh)
+          for (int64_t kw = 0; kw < d.KW; ++kw) {
+            float* dst = row + (kh * d.KW + kw) * d.Cg;
+            int64_t ih, iw;
+            if (tap_pixel(d, a, oh, ow, kh, kw, ih, iw)) std::memcpy(dst, hwc + (ih * d.W + iw) * d.Cg, run);
+            else std::memset(dst, 0, run);
+          }
+  }
+}
+
+// The adjoint of im2col_channels_last, for groups that own their input channels: every in-bounds
+// entry of dcols is summed into its pixel of a [H, W, Cg] buffer (output pixels in order, taps in
+// order), which is then written to dx[n0+j, g*Cg.., :, :] (assigned: no other group writes there).
+void col2im_channels_last(float* dx, const float* dcols, float* hwc, const ConvDims& d,
+                          const Conv2dArgs& a, int64_t n0, int64_t nb, int64_t g) {
+  const int64_t hw = d.H * d.W;
+  const float* row = dcols;
+  for (int64_t j = 0; j < nb; ++j) {
+    std::fill(hwc, hwc + hw * d.Cg, 0.f);
+    for (int64_t oh = 0; oh < d.OH; ++oh)
+      for (int64_t ow = 0; ow < d.OW; ++ow, row += d.K)
+        for (int64_t kh = 0; kh < d.KH; ++kh)
+          for (int64_t kw = 0; kw < d.KW; ++kw) {
+            int64_t ih, iw;
+            if (!tap_pixel(d, a, oh, ow, kh, kw, ih, iw)) continue;
+            float* acc = hwc + (ih * d.W + iw) * d.Cg;
+            const float* src = row + (kh * d.KW + kw) * d.Cg;
+            for (int64_t c = 0; c < d.Cg; ++c) acc[c] += src[c];
+          }
+    float* dst = dx + ((n0 + j) * d.C + g * d.Cg) * hw;
+    for (int64_t c = 0; c < d.Cg; ++c)
+      for (int64_t i = 0; i < hw; ++i) dst[c * hw + i] = hwc[i * d.Cg + c];
+  }
+}
 
 void check_cpu(const Tensor& t, const char* what) {
   check(t.device() == Device::CPU, what, "only CPU tensors are supported");
@@ -330,20 +419,29 @@ Tensor conv2d_impl(const Tensor& x, const Tensor& w, const Tensor& scale, const 
     return out;
   }
   const bool pointwise = is_pointwise(d, a);
+  const bool hwc = channels_last(d) && !(pointwise && d.nb == 1);
+  const std::vector<float> w_hwc = hwc ? weights_channels_last(wp, d) : std::vector<float>();
   tbb::parallel_for(int64_t(0), d.n_chunks, [&](int64_t chunk) {
     int64_t n0 = chunk * d.nb, nb = std::min(d.nb, d.N - n0);
     const bool direct = pointwise && nb == 1;
     auto cols = scratch(direct ? 0 : d.K * nb * ohw);
     auto res = scratch(d.Fg * nb * ohw);  // GEMM result [Fg, nb*OHW]
+    auto sample = scratch(hwc ? d.H * d.W * d.Cg : 0);
     for (int64_t g = 0; g < d.G; ++g) {
-      // columns of this chunk (the input itself for a 1x1 kernel on one sample)
-      const float* cp = cols.get();
-      if (direct)
-        cp = xp + (n0 * d.C + g * d.Cg) * ohw;
-      else
-        im2col(cols.get(), xp, d, a, n0, nb, g);
-      // res [Fg, nb*OHW] = W_g [Fg, K] x cols [K, nb*OHW]
-      gemm(res.get(), wp + g * d.Fg * d.K, cp, d.Fg, nb * ohw, d.K, false, false);
+      if (hwc) {
+        // res [Fg, nb*OHW] = W_g [Fg, K] x cols [nb*OHW, K]^T, K ordered (kh, kw, c)
+        im2col_channels_last(cols.get(), sample.get(), xp, d, a, n0, nb, g);
+        gemm(res.get(), w_hwc.data() + g * d.Fg * d.K, cols.get(), d.Fg, nb * ohw, d.K, false, true);
+      } else {
+        // columns of this chunk (the input itself for a 1x1 kernel on one sample)
+        const float* cp = cols.get();
+        if (direct)
+          cp = xp + (n0 * d.C + g * d.Cg) * ohw;
+        else
+          im2col(cols.get(), xp, d, a, n0, nb, g);
+        // res [Fg, nb*OHW] = W_g [Fg, K] x cols [K, nb*OHW]
+        gemm(res.get(), wp + g * d.Fg * d.K, cp, d.Fg, nb * ohw, d.K, false, false);
+      }
       // scatter [Fg, nb*OHW] back to out[n, g*Fg+f, :] through the epilogue
       for (int64_t f = 0; f < d.Fg; ++f) {
         const int64_t fo = g * d.Fg + f;
@@ -361,6 +459,8 @@ Tensor conv2d_impl(const Tensor& x, const Tensor& w, const Tensor& scale, const 
 
 }  // namespace
 
+void set_conv_columns(ConvColumns c) { g_columns.store(c); }
+
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dArgs& a) {
   return conv2d_impl(x, w, Tensor(), b, a, Activation::none, "conv2d");
 }
@@ -377,20 +477,29 @@ Tensor conv2d_backward_input(const Tensor& dout, const Tensor& w, const Shape& x
   Shape want{d.N, d.F, d.OH, d.OW};
   check(dout.shape() == want, "conv2d_backward_input",
         "dout must be " + shape_str(want) + ", got " + shape_str(dout.shape()));
-  Tensor dx(x_shape);  // zeros; col2im accumulates into it
+  const bool hwc = channels_last(d);
+  // planar: zeros, col2im accumulates into it; channels-last assigns every element
+  Tensor dx = hwc ? Tensor::empty(x_shape) : Tensor(x_shape);
   const int64_t ohw = d.OH * d.OW;
   const float* gp = dout.data();
   const float* wp = w.data();
   float* dxp = dx.data();
+  const std::vector<float> w_hwc = hwc ? weights_channels_last(wp, d) : std::vector<float>();
   tbb::parallel_for(int64_t(0), d.n_chunks, [&](int64_t chunk) {
     int64_t n0 = chunk * d.nb, nb = std::min(d.nb, d.N - n0);
     auto dg = scratch(d.Fg * nb * ohw);    // dout of the chunk, [Fg, nb*OHW]
-    auto dcols = scratch(d.K * nb * ohw);  // [K, nb*OHW]
+    auto dcols = scratch(d.K * nb * ohw);  // [K, nb*OHW] (channels-last: [nb*OHW, K])
+    auto sample = scratch(hwc ? d.H * d.W * d.Cg : 0);
     for (int64_t g = 0; g < d.G; ++g) {
       gather_chunk(dg.get(), gp, d, n0, nb, g);
       // dcols = W_g^T dout_g, then each column entry flows back to the input pixel it came from
-      gemm(dcols.get(), wp + g * d.Fg * d.K, dg.get(), d.K, nb * ohw, d.Fg, true, false);
-      col2im(dxp, dcols.get(), d, a, n0, nb, g);
+      if (hwc) {
+        gemm(dcols.get(), dg.get(), w_hwc.data() + g * d.Fg * d.K, nb * ohw, d.K, d.Fg, true, false);
+        col2im_channels_last(dxp, dcols.get(), sample.get(), d, a, n0, nb, g);
+      } else {
+        gemm(dcols.get(), wp + g * d.Fg * d.K, dg.get(), d.K, nb * ohw, d.Fg, true, false);
+        col2im(dxp, dcols.get(), d, a, n0, nb, g);
+      }
     }
   });
   return dx;
@@ -410,32 +519,44 @@ Tensor conv2d_backward_weight(const Tensor& dout, const Tensor& x, const Shape& 
   // to at most 32 partial sums in contiguous runs (fixed by the shapes), computed in parallel and
   // then added in index order: deterministic and independent of the thread count.
   const int64_t n_parts = std::min<int64_t>(d.n_chunks, 32);
-  std::vector<float> parts(n_parts * wsize, 0.f);
+  std::vector<float> parts(n_parts * wsize, 0.f);  // channels-last: each [F, KH, KW, Cg]
   const float* gp = dout.data();
   const float* xp = x.data();
+  const bool hwc = channels_last(d);
   tbb::parallel_for(int64_t(0), n_parts, [&](int64_t p) {
     int64_t c0 = d.n_chunks * p / n_parts, c1 = d.n_chunks * (p + 1) / n_parts;
     auto dg = scratch(d.Fg * d.nb * ohw);
     auto cols = scratch(d.K * d.nb * ohw);
+    auto sample = scratch(hwc ? d.H * d.W * d.Cg : 0);
     float* part = parts.data() + p * wsize;
     for (int64_t chunk = c0; chunk < c1; ++chunk) {
       int64_t n0 = chunk * d.nb, nb = std::min(d.nb, d.N - n0);
       for (int64_t g = 0; g < d.G; ++g) {
         gather_chunk(dg.get(), gp, d, n0, nb, g);
-        im2col(cols.get(), xp, d, a, n0, nb, g);
-        // part_g [Fg, K] += dout_g [Fg, nb*OHW] x cols^T [nb*OHW, K]
-        gemm(part + g * d.Fg * d.K, dg.get(), cols.get(), d.Fg, d.K, nb * ohw, false, true, true);
+        if (hwc) {
+          // part_g [Fg, K] += dout_g [Fg, nb*OHW] x cols [nb*OHW, K]
+          im2col_channels_last(cols.get(), sample.get(), xp, d, a, n0, nb, g);
+          gemm(part + g * d.Fg * d.K, dg.get(), cols.get(), d.Fg, d.K, nb * ohw, false, false, true);
+        } else {
+          // part_g [Fg, K] += dout_g [Fg, nb*OHW] x cols^T [nb*OHW, K]
+          im2col(cols.get(), xp, d, a, n0, nb, g);
+          gemm(part + g * d.Fg * d.K, dg.get(), cols.get(), d.Fg, d.K, nb * ohw, false, true, true);
+        }
       }
     }
   });
-  // reduce the partial sums in fixed order, elements in parallel
+  // reduce the partial sums in fixed order, elements in parallel; channels-last partials are read
+  // back in the weight's own [F, Cg, KH, KW] order
   Tensor dw = Tensor::empty(w_shape);
   float* dwp = dw.data();
+  const int64_t taps = d.KH * d.KW;
   tbb::parallel_for(int64_t(0), wsize, int64_t(4096), [&](int64_t i0) {
     int64_t i1 = std::min(i0 + 4096, wsize);
     for (int64_t i = i0; i < i1; ++i) {
+      const int64_t f = i / d.K, c = i % d.K / taps, t = i % taps;
+      const int64_t src = hwc ? (f * taps + t) * d.Cg + c : i;
       float s = 0.f;
-      for (int64_t p = 0; p < n_parts; ++p) s += parts[p * wsize + i];
+      for (int64_t p = 0; p < n_parts; ++p) s += parts[p * wsize + src];
       dwp[i] = s;
     }
   });

@@ -49,6 +49,11 @@ Tensor conv2d_backward_input(const Tensor& dout, const Tensor& w, const Shape& x
                              const Conv2dArgs& a);
 Tensor conv2d_backward_weight(const Tensor& dout, const Tensor& x, const Shape& w_shape,
                               const Conv2dArgs& a);
+// The layout of the convolutions' im2col columns (conv.cpp): planar, rows (c, kh, kw) read from
+// NCHW planes, or channels_last, rows (kh, kw, c) copied as runs of Cg floats from a per-sample
+// [H, W, Cg] copy of the input. automatic: channels_last when a group has >= 16 channels.
+enum class ConvColumns { automatic, planar, channels_last };
+void set_conv_columns(ConvColumns c);
 
 // pooling (pool.cpp)
 Tensor max_pool2d(const Tensor& x, const Pool2dArgs& a, Tensor* argmax);

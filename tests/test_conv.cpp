@@ -14,6 +14,7 @@
 #include <tbb/info.h>
 #include <tbb/task_arena.h>
 
+#include "tensor/cpu.h"
 #include "tests/helpers.h"
 
 using namespace normad;
@@ -111,6 +112,16 @@ void check_against_loops(const ConvCase& c, uint64_t seed) {
                      "dw " + c.str());
 }
 
+// Runs the scope's convolutions with one im2col column layout (tensor/cpu.h), then restores the
+// automatic choice: each layout is checked on every shape, whatever its channel count.
+struct ColumnsScope {
+  explicit ColumnsScope(cpu::ConvColumns c) { cpu::set_conv_columns(c); }
+  ~ColumnsScope() { cpu::set_conv_columns(cpu::ConvColumns::automatic); }
+};
+cpu::ConvColumns generated_columns() {
+  return GENERATE(cpu::ConvColumns::planar, cpu::ConvColumns::channels_last);
+}
+
 bool bitwise_equal(const Tensor& a, const Tensor& b) {
   return a.shape() == b.shape() &&
          std::memcmp(a.data(), b.data(), sizeof(float) * a.numel()) == 0;
@@ -143,7 +154,11 @@ Pool2dArgs pool_args(int64_t k, int64_t stride, int64_t pad, bool ceil_mode,
 
 TEST_CASE("conv2d: im2col + GEMM and backward match plain loops over a grid of arguments",
           "[conv]") {
-  check_against_loops(generated_case(), 7);
+  ConvCase c = generated_case();
+  const cpu::ConvColumns columns = generated_columns();
+  ColumnsScope scope(columns);
+  INFO("columns " << (columns == cpu::ConvColumns::planar ? "planar" : "channels-last"));
+  check_against_loops(c, 7);
 }
 
 TEST_CASE("conv2d: irregular shapes, batch chunking and the 1x1 fast path", "[conv]") {
@@ -170,6 +185,9 @@ TEST_CASE("conv2d: irregular shapes, batch chunking and the 1x1 fast path", "[co
       mk(30, 64, 14, 14, 64, 3, 3, 2, 2, 1, 1, 1, 1, 1, true),
       // Deep SVDD LeNet layer: 5x5, padding 2
       mk(16, 8, 14, 14, 4, 5, 5, 1, 1, 2, 2, 1, 1, 1, false));
+  const cpu::ConvColumns columns = generated_columns();
+  ColumnsScope scope(columns);
+  INFO("columns " << (columns == cpu::ConvColumns::planar ? "planar" : "channels-last"));
   check_against_loops(c, 11);
 }
 
@@ -270,6 +288,9 @@ TEST_CASE("conv2d: all-ones input and kernel count the in-window pixels", "[conv
 }
 
 TEST_CASE("conv2d: results are bit-identical for 1 and several threads", "[conv]") {
+  const cpu::ConvColumns columns = generated_columns();
+  ColumnsScope scope(columns);
+  INFO("columns " << (columns == cpu::ConvColumns::planar ? "planar" : "channels-last"));
   ConvCase c{40, 8, 9, 9, 16, 3, 3, {}, true};
   c.a.pad_h = c.a.pad_w = 1;
   c.a.groups = 2;
