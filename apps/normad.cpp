@@ -35,6 +35,7 @@
 #include "models/acr_nets.h"
 #include "models/zeroshot.h"
 #include "nn/safetensors.h"
+#include "tensor/backend.h"
 #include "tensor/parallel.h"
 #include "tensor/profile.h"
 #include "tensor/random.h"
@@ -839,6 +840,14 @@ int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   CLI::App app{"normad: deep anomaly detection (ACR zero-shot, Deep SVDD, NeuTraL-AD)"};
   app.require_subcommand(1);
+  // What this build computes with: results round differently under each GEMM engine and device.
+  app.set_version_flag("--version", std::function<std::string()>([] {
+    const Backend* cuda = cuda_backend();
+    return "normad: CPU GEMM " + cpu_gemm_engine() + "; CUDA backend " +
+           (cuda ? (device_available(Device::CUDA) ? std::string("built, GPU found")
+                                                   : "built, no GPU (" + device_unavailable_reason(Device::CUDA) + ")")
+                 : std::string("not built"));
+  }), "Print what this build computes with (CPU GEMM engine, CUDA) and exit");
   // Parse errors: one line, like every other error (CLI11 would add a second one).
   app.failure_message([](const CLI::App*, const CLI::Error& e) { return "normad: " + std::string(e.what()) + "\n"; });
   uint64_t seed = 0;

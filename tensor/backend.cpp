@@ -5,6 +5,8 @@
 // and tests/test_tensor.cpp (device errors).
 #include "tensor/backend.h"
 
+#include "tensor/gemm.h"
+
 #include <atomic>
 
 namespace normad {
@@ -100,6 +102,8 @@ const Backend& backend_for(Device d) {
 namespace {
 std::atomic<bool> g_allow_tf32{false};
 }
+std::string cpu_gemm_engine() { return cpu::gemm_engine_description(); }
+
 void set_allow_tf32(bool on) { g_allow_tf32 = on; }
 bool allow_tf32() { return g_allow_tf32; }
 

@@ -156,6 +156,10 @@ std::string device_unavailable_reason(Device d);
 // default: full fp32, as CPU results. Set by `normad --tf32`; read by cuda/matmul.cpp per product.
 void set_allow_tf32(bool on);
 bool allow_tf32();
+// The CPU's GEMM engine and why (tensor/gemm.h), e.g. "openblas (Cooperlake)" or "eigen (OpenBLAS
+// has generic Prescott kernels here)": products round differently under each, so results that
+// depend on them (a model trained on a small table) name it. Printed by `normad --version`.
+std::string cpu_gemm_engine();
 // Whether backend `b` implements op (for unary/binary: every UnaryOp/BinaryOp).
 bool supports(const Backend& b, Op op);
 

@@ -59,6 +59,14 @@ std::string write_plain_safetensors(const std::filesystem::path& dir) {
 }
 }  // namespace
 
+TEST_CASE("cli: --version names the CPU GEMM engine in use and the CUDA backend", "[cli]") {
+  Run r = run("--version");
+  INFO(r.out);
+  CHECK(r.rc == 0);
+  CHECK_THAT(r.out, Catch::Contains("CPU GEMM " + normad::cpu_gemm_engine()));
+  CHECK_THAT(r.out, Catch::Contains("CUDA backend"));
+}
+
 TEST_CASE("cli: bad arguments and missing data exit 2 with one clear line", "[cli]") {
   CHECK(run("zeroshot --help").rc == 0);
   Run r = run("zeroshot --data nope");

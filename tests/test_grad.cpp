@@ -116,5 +116,8 @@ TEST_CASE("grad: a composed expression (MLP with grouped BN and a DCL-like loss)
         Var sim = matmul(z, z, false, true) / 0.1f;
         return sub(logsumexp(sim, 1), mean(sim, {1}));
       },
-      {rn({8, 5}), rn({4, 5})}, 1e-2, 1e-4, 3e-4, "composed");
+      // step 4e-2: at 1e-2 the float rounding of the forward dominated the central differences
+      // (NORMAD_GRAD_REPORT: max error / max grad 1.2e-4 with Eigen's GEMM, 1.7e-4 with
+      // OpenBLAS's, falling as the step grows); at 4e-2 both are 2.5e-5
+      {rn({8, 5}), rn({4, 5})}, 4e-2, 1e-4, 3e-4, "composed");
 }
