@@ -8,6 +8,7 @@
 //
 // Shapes: x [N, C] or [N, C, H, W]; S = H*W (1 for [N, C]); G groups of Q = N / G rows.
 #include <algorithm>
+#include <array>
 #include <cmath>
 
 #include "tensor/cpu.h"
@@ -29,41 +30,57 @@ BnShape bn_shape(const Tensor& x) {
 
 constexpr int64_t kChanBlock = 64;  // channels per task when S == 1 (rows are contiguous in c)
 
-// out[g * C + c] = sum over the group's rows n and positions k of f(i, g * C + c), i the flat
-// index of x[n, c, k]. Each (g, c) is summed by one task in a fixed order (deterministic).
-// [N, C] inputs walk rows (contiguous channels); [N, C, H, W] inputs walk (n, c) planes.
-template <class F>
-std::vector<double> group_channel_sums(const BnShape& s, int64_t G, F f) {
+// out[p][g * C + c] = sum over the group's rows n and positions k of f(i, g * C + c)[p], i the flat
+// index of x[n, c, k], for P sums from one pass over the data (f returns std::array<double, P>).
+// Each (g, c) is summed by one task in a fixed order (deterministic), each of the P sums in the
+// same order whatever P. [N, C] inputs walk rows (contiguous channels); [N, C, H, W] inputs walk
+// (n, c) planes.
+template <size_t P, class F>
+std::array<std::vector<double>, P> group_channel_sums(const BnShape& s, int64_t G, F f) {
   const int64_t C = s.C, S = s.S, Q = s.N / G;
-  std::vector<double> out(G * C, 0.0);
+  std::array<std::vector<double>, P> out;
+  for (auto& o : out) o.assign(G * C, 0.0);
   if (S == 1) {
     const int64_t blocks = (C + kChanBlock - 1) / kChanBlock;
     parallel_for(G * blocks, 1, [&](int64_t b, int64_t e) {
-      double acc[kChanBlock];
+      double acc[P][kChanBlock];
       for (int64_t t = b; t < e; ++t) {
         const int64_t g = t / blocks, c0 = (t % blocks) * kChanBlock;
         const int64_t c1 = std::min(C, c0 + kChanBlock);
-        std::fill(acc, acc + kChanBlock, 0.0);
+        for (size_t p = 0; p < P; ++p) std::fill(acc[p], acc[p] + kChanBlock, 0.0);
         for (int64_t n = g * Q; n < (g + 1) * Q; ++n)
-          for (int64_t c = c0; c < c1; ++c) acc[c - c0] += f(n * C + c, g * C + c);
-        for (int64_t c = c0; c < c1; ++c) out[g * C + c] = acc[c - c0];
+          for (int64_t c = c0; c < c1; ++c) {
+            const std::array<double, P> v = f(n * C + c, g * C + c);
+            for (size_t p = 0; p < P; ++p) acc[p][c - c0] += v[p];
+          }
+        for (size_t p = 0; p < P; ++p)
+          for (int64_t c = c0; c < c1; ++c) out[p][g * C + c] = acc[p][c - c0];
       }
     });
   } else {
     parallel_for(G * C, 1, [&](int64_t b, int64_t e) {
       for (int64_t gc = b; gc < e; ++gc) {
         const int64_t g = gc / C, c = gc % C;
-        // 8 independent lanes break the add dependency chain and let the compiler vectorise,
-        // while the summation order stays fixed.
-        double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        // 8 independent lanes per sum break the add dependency chain and let the compiler
+        // vectorise, while the summation order stays fixed.
+        double lane[P][8] = {};
         for (int64_t n = g * Q; n < (g + 1) * Q; ++n) {
           const int64_t i0 = (n * C + c) * S;
           int64_t k = 0;
           for (; k + 8 <= S; k += 8)
-            for (int j = 0; j < 8; ++j) lane[j] += f(i0 + k + j, gc);
-          for (; k < S; ++k) lane[k % 8] += f(i0 + k, gc);
+            for (int j = 0; j < 8; ++j) {
+              const std::array<double, P> v = f(i0 + k + j, gc);
+              for (size_t p = 0; p < P; ++p) lane[p][j] += v[p];
+            }
+          for (; k < S; ++k) {
+            const std::array<double, P> v = f(i0 + k, gc);
+            for (size_t p = 0; p < P; ++p) lane[p][k % 8] += v[p];
+          }
         }
-        out[gc] = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+        for (size_t p = 0; p < P; ++p) {
+          const double* l = lane[p];
+          out[p][gc] = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+        }
       }
     });
   }
@@ -115,12 +132,14 @@ Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta
   const int64_t G = groups, M = s.N / G * s.S;
   const float* px = x.data();
   // Statistics per (g, c): two passes in double (mean, then squared deviations) for accuracy.
-  std::vector<double> mu = group_channel_sums(s, G, [&](int64_t i, int64_t) { return double(px[i]); });
+  std::vector<double> mu = group_channel_sums<1>(s, G, [&](int64_t i, int64_t) {
+    return std::array<double, 1>{double(px[i])};
+  })[0];
   for (double& m : mu) m /= M;
-  std::vector<double> var = group_channel_sums(s, G, [&](int64_t i, int64_t gc) {
+  std::vector<double> var = group_channel_sums<1>(s, G, [&](int64_t i, int64_t gc) {
     const double d = px[i] - mu[gc];
-    return d * d;
-  });
+    return std::array<double, 1>{d * d};
+  })[0];
   Tensor mean({G, C}), invstd({G, C});
   std::vector<float> scale(G * C), zero(G * C, 0.f), shift(G * C);
   for (int64_t gc = 0; gc < G * C; ++gc) {
@@ -176,10 +195,9 @@ Tensor batch_norm_backward(const Tensor& dout, const Tensor& x, const Tensor& ga
   const int64_t C = s.C, G = groups, M = s.N / G * s.S;
   const float *px = x.data(), *pd = dout.data();
   const float *mean = saved.mean.data(), *inv = saved.invstd.data();
-  // Per (g, c): sum(dout) and sum(dout * xhat), in double.
-  std::vector<double> sdy = group_channel_sums(s, G, [&](int64_t i, int64_t) { return double(pd[i]); });
-  std::vector<double> sdyx = group_channel_sums(s, G, [&](int64_t i, int64_t gc) {
-    return double(pd[i]) * (px[i] - mean[gc]) * inv[gc];
+  // Per (g, c): sum(dout) and sum(dout * xhat), in double, from one pass over dout and x.
+  auto [sdy, sdyx] = group_channel_sums<2>(s, G, [&](int64_t i, int64_t gc) {
+    return std::array<double, 2>{double(pd[i]), double(pd[i]) * (px[i] - mean[gc]) * inv[gc]};
   });
   // dx = gamma invstd / M * (M dout - sum(dout) - xhat sum(dout xhat)), written as
   // dx = p dout + q x + r with p = gamma invstd, q = -p invstd sdyx / M, r = -p sdy / M - q mu.
