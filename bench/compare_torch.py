@@ -8,8 +8,10 @@
 # Workloads: acr_dsvdd_step/omniglot_t32_q30, dsvdd_step/lenet_mnist_n128, acr_ntl_step/tab_t4_q512_d570_k19. Usage: python3 bench/compare_torch.py [--threads T]
 # Also per step: normad's GFLOP/s (the step's GEMM-shaped work, counted by normad's op profiler)
 # and its fraction of the machine's FLOP ceiling, the best large SGEMM reached on the same cores
-# (normad's Eigen GEMM, bench case gemm_eigen_tbb/, or PyTorch's torch.mm 2048^3 in its fastest
-# set-up). Issue 14's target for a step: speed-up >= 2.5 or >= 80% of the ceiling (either bar).
+# (normad's matmul or raw Eigen, bench cases linear_fwd/ and gemm_eigen_tbb/, or PyTorch's
+# torch.mm 2048^3 in its fastest set-up). Issue 14's target for a step: speed-up >= 2.5 or >= 80% of the ceiling (either bar).
+import os
+import subprocess
 import sys
 
 from bench_common import arg_parser, run_normad, run_normad_all, run_python
@@ -137,17 +139,28 @@ print("sgemm_ceiling", 2 * 2048 ** 3 / best / 1e9)
 '''
 
 
+def gemm_engine(bench):
+    """What `normad --version` (beside the bench binary) says of the CPU GEMM engine."""
+    cli = os.path.join(os.path.dirname(os.path.abspath(bench)), "normad")
+    try:
+        out = subprocess.run([cli, "--version"], capture_output=True, text=True, check=True).stdout
+        return out.split("CPU GEMM ", 1)[1].split(";")[0]
+    except (OSError, subprocess.CalledProcessError, IndexError):
+        return "unknown"
+
+
 def main():
     a = arg_parser().parse_args()
     steps = run_normad_all(a.threads, a.bench, "^[a-z_]+_step/")  # not cuda/...
     n = {name: b["real_time"] for name, b in steps.items() if not b.get("error_occurred")}
-    gemm = run_normad(a.threads, a.bench, "^gemm_eigen_tbb/", key="FLOP")
+    # normad's own matmul (its GEMM engine: OpenBLAS or Eigen) and raw Eigen, 4096 x 512 x 512
+    gemm = run_normad(a.threads, a.bench, "^(gemm_eigen_tbb|linear_fwd)/", key="FLOP")
     t = run_torch(a.threads)
     torch_ceiling = run_torch_ceiling(a.threads)
     normad_ceiling = max(gemm.values(), default=0) / 1e9
     ceiling = max(normad_ceiling, torch_ceiling)
-    print(f"# FLOP ceiling on {a.threads} core(s): {ceiling:.1f} GFLOP/s (normad Eigen GEMM {normad_ceiling:.1f}, "
-          f"torch.mm {torch_ceiling:.1f})")
+    print(f"# FLOP ceiling on {a.threads} core(s): {ceiling:.1f} GFLOP/s (normad GEMM {normad_ceiling:.1f}, "
+          f"torch.mm {torch_ceiling:.1f}); normad's CPU GEMM engine: {gemm_engine(a.bench)}")
     for name in sorted(n):
         gflops = steps[name].get("flops", 0) / 1e9
         frac = gflops / ceiling if ceiling else 0
