@@ -988,6 +988,9 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
+  } catch (const Error& e) {  // --version reading a bad NORMAD_GEMM
+    std::fprintf(stderr, "normad: %s\n", e.what());
+    return 2;
   }
   try {
     set_num_threads(threads);

@@ -269,5 +269,3 @@ int register_all() {
 const int registered = register_all();
 
 }  // namespace
-
-

@@ -51,7 +51,12 @@ template <class Op>
 double count_flops(Op&& op) {
   if (profile::enabled()) return 0;
   profile::start();
-  op();
+  try {
+    op();
+  } catch (...) {
+    profile::stop();
+    throw;
+  }
   profile::stop();
   double flops = 0;
   for (const profile::Event& e : profile::events())

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <utility>
 
 #include "tensor/cpu.h"
 #include "tensor/parallel.h"
@@ -132,14 +133,14 @@ Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta
   const int64_t G = groups, M = s.N / G * s.S;
   const float* px = x.data();
   // Statistics per (g, c): two passes in double (mean, then squared deviations) for accuracy.
-  std::vector<double> mu = group_channel_sums<1>(s, G, [&](int64_t i, int64_t) {
+  std::vector<double> mu = std::move(group_channel_sums<1>(s, G, [&](int64_t i, int64_t) {
     return std::array<double, 1>{double(px[i])};
-  })[0];
+  })[0]);
   for (double& m : mu) m /= M;
-  std::vector<double> var = group_channel_sums<1>(s, G, [&](int64_t i, int64_t gc) {
+  std::vector<double> var = std::move(group_channel_sums<1>(s, G, [&](int64_t i, int64_t gc) {
     const double d = px[i] - mu[gc];
     return std::array<double, 1>{d * d};
-  })[0];
+  })[0]);
   Tensor mean({G, C}), invstd({G, C});
   std::vector<float> scale(G * C), zero(G * C, 0.f), shift(G * C);
   for (int64_t gc = 0; gc < G * C; ++gc) {

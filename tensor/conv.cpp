@@ -419,11 +419,13 @@ Tensor conv2d_impl(const Tensor& x, const Tensor& w, const Tensor& scale, const 
     return out;
   }
   const bool pointwise = is_pointwise(d, a);
-  const bool hwc = channels_last(d) && !(pointwise && d.nb == 1);
+  const bool hwc = channels_last(d) && !(pointwise && d.nb == 1);  // d.nb == 1: every chunk direct
   const std::vector<float> w_hwc = hwc ? weights_channels_last(wp, d) : std::vector<float>();
   tbb::parallel_for(int64_t(0), d.n_chunks, [&](int64_t chunk) {
     int64_t n0 = chunk * d.nb, nb = std::min(d.nb, d.N - n0);
-    const bool direct = pointwise && nb == 1;
+    // a 1x1 kernel on one sample reads its columns from the input itself (planar layout only: a
+    // short last chunk of a channels-last call builds its columns like the others)
+    const bool direct = !hwc && pointwise && nb == 1;
     auto cols = scratch(direct ? 0 : d.K * nb * ohw);
     auto res = scratch(d.Fg * nb * ohw);  // GEMM result [Fg, nb*OHW]
     auto sample = scratch(hwc ? d.H * d.W * d.Cg : 0);
@@ -504,8 +506,6 @@ Tensor conv2d_backward_input(const Tensor& dout, const Tensor& w, const Shape& x
   });
   return dx;
 }
-
-
 
 Tensor conv2d_backward_weight(const Tensor& dout, const Tensor& x, const Shape& w_shape,
                               const Conv2dArgs& a) {

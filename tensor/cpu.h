@@ -1,4 +1,4 @@
-// normad CPU backend: the fast kernels (Eigen GEMM, oneTBB, vectorised loops) behind the dispatch
+// normad CPU backend: the fast kernels (OpenBLAS or Eigen GEMM, oneTBB, vectorised loops) behind the dispatch
 // table (tensor/backend.h). Internal to tensor/: everything else calls the public ops (tensor/ops.h),
 // which validate their arguments and land here for CPU tensors.
 // Math: each function computes the op documented in tensor/ops.h.

@@ -6,9 +6,12 @@
 // kernels match this CPU's vector unit, else Eigen (compiled for this CPU with -march=native).
 // OpenBLAS picks its kernels at run time and falls back to generic ones on processors it does not
 // know (0.3.21 on Sapphire Rapids: "Prescott", 4x slower); then the automatic choice is Eigen.
-// OpenBLAS was 1.2x to 2.3x faster than Eigen on every shape of normad's models on the 2-core
-// AVX-512 development machine (docs/profiling.md). NORMAD_GEMM=eigen|openblas in the
-// environment, or set_gemm_engine(), overrides the choice.
+// OpenBLAS was 1.2x to 2.3x faster than Eigen on every GEMM shape of normad's models on the
+// 2-core AVX-512 development machine, one thread (docs/profiling.md). NORMAD_GEMM=eigen|openblas
+// in the environment (any other value is an error), or set_gemm_engine(), overrides the choice.
+// OpenBLAS is set to one thread for the whole process (its pool stays idle), and the Debian build
+// serves a bounded number of concurrent calls (about 2 x its MAX_THREADS of 64): normad calls it
+// from at most as many oneTBB threads as cores, and chooses Eigen on machines of more than 64.
 // Determinism: large products are split into blocks that depend only on the shapes, each block one
 // single-threaded engine call, so the result is bit-identical for any thread count (for one
 // engine on one machine: the engines, and OpenBLAS's kernel sets, round differently).
@@ -24,11 +27,13 @@ namespace normad::cpu {
 void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_t K, bool trans_a,
           bool trans_b, bool accumulate = false);
 
-// One engine call on strided operands (leading dimensions lda, ldb, ldc), on the calling thread.
-void gemm_block(float* c, int64_t ldc, const float* a, int64_t lda, const float* b, int64_t ldb,
-                int64_t M, int64_t N, int64_t K, bool trans_a, bool trans_b, bool accumulate);
-
 enum class GemmEngine { automatic, eigen, openblas };
+
+// One call of `engine` (eigen or openblas, as gemm_engine() returned it) on strided operands
+// (leading dimensions lda, ldb, ldc), on the calling thread.
+void gemm_block(GemmEngine engine, float* c, int64_t ldc, const float* a, int64_t lda,
+                const float* b, int64_t ldb, int64_t M, int64_t N, int64_t K, bool trans_a,
+                bool trans_b, bool accumulate);
 // Chooses the engine for later products (automatic: the rule above). Throws when openblas is asked
 // of a build without it.
 void set_gemm_engine(GemmEngine e);

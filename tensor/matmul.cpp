@@ -12,6 +12,7 @@
 #include <climits>
 #include <cstdlib>
 #include <mutex>
+#include <thread>
 
 #include <Eigen/Core>
 
@@ -65,13 +66,19 @@ std::string openblas_core() {
 }
 
 // Whether that kernel set uses this CPU's vector unit: an AVX-512 set on an AVX-512 CPU, an AVX2
-// (or wider) set on an AVX2 CPU. Generic sets (Prescott, Nehalem, Sandybridge...) are not.
+// (or wider) set on an AVX2 CPU. Generic sets (Prescott, Nehalem, Sandybridge...) are not, nor is
+// an AVX2 set on an AVX-512 CPU (e.g. "Zen" on a Zen 4): Eigen, compiled with -march=native, uses
+// the wider unit there. Other architectures: OpenBLAS's own choice is kept.
 bool openblas_fits_cpu(const std::string& core) {
+#if defined(__x86_64__) || defined(__i386__)
   const std::string c = lower(core);
   const bool avx512_set = c == "skylakex" || c == "cooperlake" || c == "sapphirerapids";
   const bool avx2_set = avx512_set || c == "haswell" || c == "zen";
   if (__builtin_cpu_supports("avx512f")) return avx512_set;
   if (__builtin_cpu_supports("avx2")) return avx2_set;
+#else
+  (void)core;
+#endif
   return true;
 }
 
@@ -82,12 +89,20 @@ void openblas_single_threaded() {
 }
 #endif
 
+// The engine without an override: NORMAD_GEMM=eigen|openblas, else the rule above. A bad value is
+// an error at the first product (and every one after), never a silent fallback.
 GemmEngine automatic_engine() {
+  static const std::string env = std::getenv("NORMAD_GEMM") ? std::getenv("NORMAD_GEMM") : "";
+  check(env.empty() || env == "eigen" || env == "openblas", "NORMAD_GEMM",
+        "'" + env + "' is not a GEMM engine (eigen or openblas)");
+  check(env != "openblas" || openblas_built_in(), "NORMAD_GEMM",
+        "openblas: this build has no OpenBLAS (libopenblas-dev)");
   static const GemmEngine e = [] {
-    const char* env = std::getenv("NORMAD_GEMM");
-    const std::string want = env ? env : "";
 #ifdef NORMAD_HAS_OPENBLAS
-    if (want == "openblas" || (want != "eigen" && openblas_fits_cpu(openblas_core()))) {
+    // Debian's OpenBLAS serves at most ~2 x 64 concurrent calls (MAX_THREADS 64): on machines with
+    // more cores than that the automatic choice stays with Eigen
+    const bool few_cores = std::thread::hardware_concurrency() <= 64;
+    if (env == "openblas" || (env != "eigen" && few_cores && openblas_fits_cpu(openblas_core()))) {
       openblas_single_threaded();
       return GemmEngine::openblas;
     }
@@ -133,16 +148,19 @@ std::string gemm_engine_description() {
 #endif
 }
 
-void gemm_block(float* c, int64_t ldc, const float* a, int64_t lda, const float* b, int64_t ldb,
-                int64_t M, int64_t N, int64_t K, bool ta, bool tb, bool acc) {
+void gemm_block(GemmEngine engine, float* c, int64_t ldc, const float* a, int64_t lda,
+                const float* b, int64_t ldb, int64_t M, int64_t N, int64_t K, bool ta, bool tb,
+                bool acc) {
 #ifdef NORMAD_HAS_OPENBLAS
   // OpenBLAS takes int sizes; beta = 0 overwrites C without reading it (C may be uninitialised)
-  if (gemm_engine() == GemmEngine::openblas &&
+  if (engine == GemmEngine::openblas &&
       std::max({M, N, K, lda, ldb, ldc}) <= int64_t(INT_MAX)) {
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
                 int(M), int(N), int(K), 1.f, a, int(lda), b, int(ldb), acc ? 1.f : 0.f, c, int(ldc));
     return;
   }
+#else
+  (void)engine;
 #endif
   MapS C(c, M, N, OStride(ldc));
   product(C, CMapS(a, ta ? K : M, ta ? M : K, OStride(lda)), CMapS(b, tb ? N : K, tb ? K : N, OStride(ldb)),
@@ -152,9 +170,10 @@ void gemm_block(float* c, int64_t ldc, const float* a, int64_t lda, const float*
 void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_t K, bool ta,
           bool tb, bool acc) {
   const int64_t lda = ta ? M : K, ldb = tb ? K : N;
+  const GemmEngine engine = gemm_engine();  // once: every block of one product on one engine
   // Small products: one engine call (a shape-only rule, so still thread-count independent).
   if (M * N * K < (int64_t(1) << 18)) {
-    gemm_block(c, N, a, lda, b, ldb, M, N, K, ta, tb, acc);
+    gemm_block(engine, c, N, a, lda, b, ldb, M, N, K, ta, tb, acc);
     return;
   }
   // Split the longer output side into blocks sized from the shape alone (about 8 of them, 64 to
@@ -169,9 +188,9 @@ void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t s = blk * kBlock, n = std::min(len, s + kBlock) - s;
       if (by_rows)  // rows s..s+n of C use rows s..s+n of op(A) (columns of the stored [K, M] when ta)
-        gemm_block(c + s * N, N, ta ? a + s : a + s * K, lda, b, ldb, n, N, K, ta, tb, acc);
+        gemm_block(engine, c + s * N, N, ta ? a + s : a + s * K, lda, b, ldb, n, N, K, ta, tb, acc);
       else  // columns s..s+n of C use columns s..s+n of op(B) (rows of the stored [N, K] when tb)
-        gemm_block(c + s, N, a, lda, tb ? b + s * K : b + s, ldb, M, n, K, ta, tb, acc);
+        gemm_block(engine, c + s, N, a, lda, tb ? b + s * K : b + s, ldb, M, n, K, ta, tb, acc);
     }
   });
 }
@@ -193,9 +212,10 @@ Tensor bmm(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   const int64_t N = trans_b ? b.size(1) : b.size(2);  // shapes checked, B M N K > 0 (tensor/ops.cpp)
   Tensor c = Tensor::empty({B, M, N});
   const int64_t sa = Ba == 1 ? 0 : M * K, sb = Bb == 1 ? 0 : K * N;
+  const GemmEngine engine = gemm_engine();
   parallel_for(B, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t i = b0; i < b1; ++i)
-      gemm_block(c.data() + i * M * N, N, a.data() + i * sa, trans_a ? M : K, b.data() + i * sb,
+      gemm_block(engine, c.data() + i * M * N, N, a.data() + i * sa, trans_a ? M : K, b.data() + i * sb,
                  trans_b ? K : N, M, N, K, trans_a, trans_b, false);
   });
   return c;

@@ -45,7 +45,7 @@ Tensor clamp_backward(const Tensor& g, const Tensor& x, float lo, float hi);
 // Sums `g` (shaped like a broadcast result) down to `shape` (the inverse of broadcasting). Composed.
 Tensor sum_to(const Tensor& g, const Shape& shape);
 
-// ---- matrix products (Eigen GEMM) ---------------------------------------------------------
+// ---- matrix products (the CPU GEMM engine: OpenBLAS or Eigen, tensor/gemm.h) ---------------
 // a [M, K] x b [K, N] -> [M, N]; trans_a / trans_b read a or b transposed without copying.
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false);
 // a [B, M, K] x b [B, K, N] -> [B, M, N] (B may be 1 on either side: broadcast).

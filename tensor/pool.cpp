@@ -1,6 +1,6 @@
 // 2-D max / average pooling and global average pooling (NCHW) on the CPU, parallel over N*C planes.
 // Math: max: out = max over the window (padding is -inf), argmax = flat ih*W+iw of the first maximum
-// (without argmax: a separable row-then-column maximum);
+// (both by taps across output columns, see max_pool2d_taps; without argmax only the values);
 // avg: out = sum over the window / divisor (PyTorch's rules for count_include_pad and ceil_mode);
 // global: out[n,c] = mean over H, W; nearest upsample: out[h, w] = x[h / s, w / s] (backward sums
 // each s x s block).

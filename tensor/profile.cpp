@@ -120,8 +120,15 @@ Scope::Scope(const char* name, const std::vector<const Tensor*>& inputs)
   // what the op reads: its inputs' shapes (for the trace, "cpu [960, 1, 28, 28], [64, 1, 3, 3]",
   // cut with "..." past kArgsLen) and bytes (for the GB/s column); no heap allocation
   size_t len = 0;
+  bool cut = false;  // some text did not fit
   auto put = [&](const char* text) {
-    for (; *text && len + 1 < kArgsLen; ++text) args_[len++] = *text;
+    for (; *text; ++text) {
+      if (len + 1 == kArgsLen) {
+        cut = true;
+        return;
+      }
+      args_[len++] = *text;
+    }
   };
   bool first = true;
   for (const Tensor* t : inputs) {
@@ -139,7 +146,7 @@ Scope::Scope(const char* name, const std::vector<const Tensor*>& inputs)
     cuda_ = cuda_ || t->device() == Device::CUDA;
     first = false;
   }
-  if (len + 1 == kArgsLen) std::memcpy(args_ + kArgsLen - 4, "...", 3), len = kArgsLen - 1;
+  if (cut) std::memcpy(args_ + kArgsLen - 4, "...", 3);
   args_[len] = '\0';
   ++t_depth;  // last: nothing above may leave it raised
   begin_us_ = us_since_start(Clock::now());

@@ -79,6 +79,8 @@ class Scope {
  public:
   static constexpr size_t kArgsLen = 160;  // the shapes text, cut with "..." beyond
 
+  // `name` must outlive the profiled run (a string literal or a static table entry: records keep
+  // the pointer until the table and trace are made).
   Scope(const char* name, const std::vector<const Tensor*>& inputs);
   ~Scope();
   Scope(const Scope&) = delete;

@@ -313,7 +313,7 @@ inline void add_pool(Table& t, Shape xs, Pool2dArgs a, bool nan = false) {
   t.add("max_pool2d/" + tag, Op::max_pool2d, {x}, [a](std::vector<Tensor>& in) {
     Tensor am;
     Tensor with = max_pool2d(in[0], a, &am);
-    // the value-only path (the CPU's separable loop) must give the same values
+    // the value-only path (the CPU's tap loop without indices) must give the same values
     Tensor without = max_pool2d(in[0], a);
     return std::vector<Output>{{"out", with}, {"argmax", am}, {"out (no argmax)", without}};
   });

@@ -65,6 +65,16 @@ TEST_CASE("cli: --version names the CPU GEMM engine in use and the CUDA backend"
   CHECK(r.rc == 0);
   CHECK_THAT(r.out, Catch::Contains("CPU GEMM " + normad::cpu_gemm_engine()));
   CHECK_THAT(r.out, Catch::Contains("CUDA backend"));
+  // NORMAD_GEMM picks the engine; anything but eigen or openblas is an error, not a silent default
+  setenv("NORMAD_GEMM", "eigen", 1);
+  r = run("--version");
+  CHECK(r.rc == 0);
+  CHECK_THAT(r.out, Catch::Contains("CPU GEMM eigen"));
+  setenv("NORMAD_GEMM", "OpenBLAS", 1);
+  r = run("--version");
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.out, Catch::Contains("NORMAD_GEMM") && Catch::Contains("'OpenBLAS' is not a GEMM engine"));
+  unsetenv("NORMAD_GEMM");
 }
 
 TEST_CASE("cli: bad arguments and missing data exit 2 with one clear line", "[cli]") {

@@ -113,7 +113,8 @@ void check_against_loops(const ConvCase& c, uint64_t seed) {
 }
 
 // Runs the scope's convolutions with one im2col column layout (tensor/cpu.h), then restores the
-// automatic choice: each layout is checked on every shape, whatever its channel count.
+// automatic choice: each layout is checked on every shape, whatever its channel count (except the
+// paths that take no columns: depthwise, and a 1x1 kernel on one sample per chunk, planar only).
 struct ColumnsScope {
   explicit ColumnsScope(cpu::ConvColumns c) { cpu::set_conv_columns(c); }
   ~ColumnsScope() { cpu::set_conv_columns(cpu::ConvColumns::automatic); }
@@ -177,8 +178,11 @@ TEST_CASE("conv2d: irregular shapes, batch chunking and the 1x1 fast path", "[co
       mk(37, 2, 5, 5, 4, 3, 3, 1, 1, 1, 1, 1, 1, 2, true),
       // 1x1 kernel on a 16x16 map: one sample per chunk, the input is used as the columns
       mk(3, 5, 16, 16, 7, 1, 1, 1, 1, 0, 0, 1, 1, 1, true),
-      // 1x1 kernel on a small map: 5 samples per chunk go through im2col
+      // 1x1 kernel on a small map: 9 samples per chunk go through im2col
       mk(40, 6, 3, 5, 4, 1, 1, 1, 1, 0, 0, 1, 1, 2, false),
+      // 1x1 kernel, 16 channels (channels-last by default), chunks of 8 samples and a last chunk of
+      // one: it must build its columns, not read the input as the planar layout's one-sample case
+      mk(17, 16, 4, 4, 8, 1, 1, 1, 1, 0, 0, 1, 1, 1, true),
       // depthwise with channel multiplier 3 and a kernel as large as the padded input
       mk(2, 3, 4, 4, 9, 6, 6, 1, 1, 1, 1, 1, 1, 3, true),
       // Omniglot backbone layer: 64 -> 64, 3x3, stride 2, padding 1

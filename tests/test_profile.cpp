@@ -25,6 +25,23 @@ const profile::Event* find(const std::vector<profile::Event>& evs, const std::st
 }
 }  // namespace
 
+TEST_CASE("profile: the shapes text is kept whole up to its buffer and cut with '...' beyond", "[profile]") {
+  StopAtEnd guard;
+  // "cpu [1, ..., 1], [1, ..., 1]": 6 + 3 * (dims of x + dims of y) characters
+  auto ones = [](size_t dims) { return Tensor::ones(Shape(dims, 1)); };
+  const size_t fits = profile::Scope::kArgsLen - 1;  // characters before the terminating zero
+  profile::start();
+  add(ones(26), ones(25));  // 159 characters: exactly the buffer
+  add(ones(26), ones(26));  // 162: cut
+  profile::stop();
+  const auto evs = profile::events();
+  REQUIRE(evs.size() == 2);
+  CHECK(evs[0].args.size() == fits);
+  CHECK(evs[0].args.substr(evs[0].args.size() - 4) == ", 1]");
+  CHECK(evs[1].args.size() == fits);
+  CHECK(evs[1].args.substr(evs[1].args.size() - 3) == "...");
+}
+
 TEST_CASE("profile: each op call is an event with its shapes, depth and flops", "[profile]") {
   StopAtEnd guard;
   const Tensor a = Tensor::ones({2, 3}), b = Tensor::ones({3, 4});
