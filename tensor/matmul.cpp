@@ -138,12 +138,14 @@ GemmEngine gemm_engine() {
 }
 
 std::string gemm_engine_description() {
+  const GemmEngine engine = gemm_engine();  // also checks NORMAD_GEMM, in every build
 #ifdef NORMAD_HAS_OPENBLAS
   const std::string core = openblas_core();
-  if (gemm_engine() == GemmEngine::openblas) return "openblas (" + core + ")";
+  if (engine == GemmEngine::openblas) return "openblas (" + core + ")";
   return openblas_fits_cpu(core) ? "eigen (chosen over OpenBLAS " + core + ")"
                                  : "eigen (OpenBLAS has generic " + core + " kernels here)";
 #else
+  (void)engine;
   return "eigen (built without OpenBLAS)";
 #endif
 }
