@@ -5,7 +5,8 @@
 // Engines: OpenBLAS (Debian's libopenblas, single-threaded calls) where the build found it and its
 // kernels match this CPU's vector unit, else Eigen (compiled for this CPU with -march=native).
 // OpenBLAS picks its kernels at run time and falls back to generic ones on processors it does not
-// know (0.3.21 on Sapphire Rapids: "Prescott", 4x slower); then the automatic choice is Eigen.
+// know (0.3.21 on Sapphire Rapids: "Prescott", 40 against 183 GFLOP/s on 2 threads as issue 14
+// measured it); then the automatic choice is Eigen.
 // OpenBLAS was 1.2x to 2.3x faster than Eigen on every GEMM shape of normad's models on the
 // 2-core AVX-512 development machine, one thread (docs/profiling.md). NORMAD_GEMM=eigen|openblas
 // in the environment (any other value is an error), or set_gemm_engine(), overrides the choice.
@@ -28,12 +29,6 @@ void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_
           bool trans_b, bool accumulate = false);
 
 enum class GemmEngine { automatic, eigen, openblas };
-
-// One call of `engine` (eigen or openblas, as gemm_engine() returned it) on strided operands
-// (leading dimensions lda, ldb, ldc), on the calling thread.
-void gemm_block(GemmEngine engine, float* c, int64_t ldc, const float* a, int64_t lda,
-                const float* b, int64_t ldb, int64_t M, int64_t N, int64_t K, bool trans_a,
-                bool trans_b, bool accumulate);
 // Chooses the engine for later products (automatic: the rule above). Throws when openblas is asked
 // of a build without it.
 void set_gemm_engine(GemmEngine e);

@@ -89,15 +89,16 @@ void openblas_single_threaded() {
 }
 #endif
 
-// The engine without an override: NORMAD_GEMM=eigen|openblas, else the rule above. A bad value is
-// an error at the first product (and every one after), never a silent fallback.
+// The engine without an override: NORMAD_GEMM=eigen|openblas, else the rule above. Decided once; a
+// bad value throws from the initialiser, which C++ then runs again at the next call, so every
+// product fails with the same error rather than falling back silently.
 GemmEngine automatic_engine() {
-  static const std::string env = std::getenv("NORMAD_GEMM") ? std::getenv("NORMAD_GEMM") : "";
-  check(env.empty() || env == "eigen" || env == "openblas", "NORMAD_GEMM",
-        "'" + env + "' is not a GEMM engine (eigen or openblas)");
-  check(env != "openblas" || openblas_built_in(), "NORMAD_GEMM",
-        "openblas: this build has no OpenBLAS (libopenblas-dev)");
   static const GemmEngine e = [] {
+    const std::string env = std::getenv("NORMAD_GEMM") ? std::getenv("NORMAD_GEMM") : "";
+    check(env.empty() || env == "eigen" || env == "openblas", "NORMAD_GEMM",
+          "'" + env + "' is not a GEMM engine (eigen or openblas)");
+    check(env != "openblas" || openblas_built_in(), "NORMAD_GEMM",
+          "openblas: this build has no OpenBLAS (libopenblas-dev)");
 #ifdef NORMAD_HAS_OPENBLAS
     // Debian's OpenBLAS serves at most ~2 x 64 concurrent calls (MAX_THREADS 64): on machines with
     // more cores than that the automatic choice stays with Eigen
@@ -110,6 +111,27 @@ GemmEngine automatic_engine() {
     return GemmEngine::eigen;
   }();
   return e;
+}
+
+// One call of `engine` (eigen or openblas, as gemm_engine() returned it) on strided operands
+// (leading dimensions lda, ldb, ldc), on the calling thread.
+void gemm_block(GemmEngine engine, float* c, int64_t ldc, const float* a, int64_t lda,
+                const float* b, int64_t ldb, int64_t M, int64_t N, int64_t K, bool ta, bool tb,
+                bool acc) {
+#ifdef NORMAD_HAS_OPENBLAS
+  // OpenBLAS takes int sizes; beta = 0 overwrites C without reading it (C may be uninitialised)
+  if (engine == GemmEngine::openblas &&
+      std::max({M, N, K, lda, ldb, ldc}) <= int64_t(INT_MAX)) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                int(M), int(N), int(K), 1.f, a, int(lda), b, int(ldb), acc ? 1.f : 0.f, c, int(ldc));
+    return;
+  }
+#else
+  (void)engine;
+#endif
+  MapS C(c, M, N, OStride(ldc));
+  product(C, CMapS(a, ta ? K : M, ta ? M : K, OStride(lda)), CMapS(b, tb ? N : K, tb ? K : N, OStride(ldb)),
+          ta, tb, acc);
 }
 
 }  // namespace
@@ -148,25 +170,6 @@ std::string gemm_engine_description() {
   (void)engine;
   return "eigen (built without OpenBLAS)";
 #endif
-}
-
-void gemm_block(GemmEngine engine, float* c, int64_t ldc, const float* a, int64_t lda,
-                const float* b, int64_t ldb, int64_t M, int64_t N, int64_t K, bool ta, bool tb,
-                bool acc) {
-#ifdef NORMAD_HAS_OPENBLAS
-  // OpenBLAS takes int sizes; beta = 0 overwrites C without reading it (C may be uninitialised)
-  if (engine == GemmEngine::openblas &&
-      std::max({M, N, K, lda, ldb, ldc}) <= int64_t(INT_MAX)) {
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                int(M), int(N), int(K), 1.f, a, int(lda), b, int(ldb), acc ? 1.f : 0.f, c, int(ldc));
-    return;
-  }
-#else
-  (void)engine;
-#endif
-  MapS C(c, M, N, OStride(ldc));
-  product(C, CMapS(a, ta ? K : M, ta ? M : K, OStride(lda)), CMapS(b, tb ? N : K, tb ? K : N, OStride(ldb)),
-          ta, tb, acc);
 }
 
 void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_t K, bool ta,

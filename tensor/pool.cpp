@@ -105,18 +105,18 @@ void max_pool2d_taps(float* out, float* argmax, const float* x, const PoolDims& 
           oi[ow] = float(lo_h * d.W + std::max<int64_t>(ow * a.stride_w - a.pad_w, 0));
       for (int64_t ih = lo_h; ih < hi_h; ++ih)
         for (int64_t kw = 0; kw < a.kw; ++kw) {
-          const int64_t iw0 = kw - a.pad_w;  // input column of output column 0
+          const int64_t iw0 = kw - a.pad_w;  // input column of output column 0 (may be < 0)
           const int64_t lo = col_lo[kw], hi = col_hi[kw];
-          const float* r = plane + ih * d.W + iw0;
+          const float* r = plane + ih * d.W;
           const int64_t sw = a.stride_w;
           if (!oi) {
-            for (int64_t ow = lo; ow < hi; ++ow) o[ow] = nan_max(o[ow], r[ow * sw]);
+            for (int64_t ow = lo; ow < hi; ++ow) o[ow] = nan_max(o[ow], r[iw0 + ow * sw]);
             continue;
           }
           const float base = float(ih * d.W + iw0);
           for (int64_t ow = lo; ow < hi; ++ow) {
-            const float v = r[ow * sw];
-            const bool take = (v > o[ow]) | (v != v);
+            const float v = r[iw0 + ow * sw];
+            const bool take = replaces_max(v, o[ow]);
             o[ow] = select(take, v, o[ow]);
             oi[ow] = select(take, base + float(ow * sw), oi[ow]);
           }

@@ -54,6 +54,9 @@ Clock::time_point g_t0, g_t1;
 bool g_stopped = false;
 std::atomic<uint64_t> g_next_thread{0};
 
+// Record i (its chunk mapped; the caller holds g_mutex).
+Record& record(size_t i) { return g_chunks[i / kChunkRecords]->rec[i % kChunkRecords]; }
+
 // A free record slot (nullptr when the system refuses memory: the event is lost, not the run).
 Record* next_record() {
   const size_t chunk = g_count / kChunkRecords;
@@ -67,7 +70,7 @@ Record* next_record() {
       return nullptr;
     }
   }
-  return &g_chunks[chunk]->rec[g_count++ % kChunkRecords];
+  return &record(g_count++);
 }
 
 thread_local int t_depth = 0;  // ops in progress on this thread
@@ -109,7 +112,7 @@ std::vector<Event> events() {
   std::vector<Event> out;
   out.reserve(g_count);
   for (size_t i = 0; i < g_count; ++i) {
-    const Record& r = g_chunks[i / kChunkRecords]->rec[i % kChunkRecords];
+    const Record& r = record(i);
     out.push_back({r.name, r.args, r.begin_us, r.dur_us, r.depth, r.thread, r.flops, r.bytes, r.cuda});
   }
   return out;
@@ -182,7 +185,7 @@ Summary summarize() {
   s.wall_ms = std::chrono::duration<double, std::milli>(end - g_t0).count();
   std::map<std::string, Row> by_name;
   for (size_t i = 0; i < g_count; ++i) {
-    const Record& e = g_chunks[i / kChunkRecords]->rec[i % kChunkRecords];
+    const Record& e = record(i);
     if (e.depth != 0) continue;  // inside another op: its time is already in the outer op's
     Row& r = by_name[e.name];
     r.name = e.name;

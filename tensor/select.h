@@ -21,9 +21,10 @@ inline float select(bool c, float a, float b) {
   return std::bit_cast<float>((std::bit_cast<int32_t>(a) & m) | (std::bit_cast<int32_t>(b) & ~m));
 }
 
-// max(a, b) that propagates a NaN from b, as PyTorch's max pooling does (a NaN in a stays too: no
-// b compares greater than it).
-inline float nan_max(float a, float b) { return select((b > a) | (b != b), b, a); }
+// Whether b replaces a running maximum a, as in PyTorch's max pooling: b is larger, or b is NaN (a
+// NaN in a stays too: no b compares greater than it). A bit or, not ||: no branch.
+inline bool replaces_max(float b, float a) { return (b > a) | (b != b); }
+inline float nan_max(float a, float b) { return select(replaces_max(b, a), b, a); }
 
 // Output columns ow whose input column iw0 + ow * stride falls inside [0, W): [lo, hi), clipped to
 // [0, OW).
