@@ -842,11 +842,12 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   // What this build computes with: results round differently under each GEMM engine and device.
   app.set_version_flag("--version", std::function<std::string()>([] {
-    const Backend* cuda = cuda_backend();
+    // cuda_backend() is null without a GPU too; the table exists whenever the backend was compiled
     return "normad: CPU GEMM " + cpu_gemm_engine() + "; CUDA backend " +
-           (cuda ? (device_available(Device::CUDA) ? std::string("built, GPU found")
-                                                   : "built, no GPU (" + device_unavailable_reason(Device::CUDA) + ")")
-                 : std::string("not built"));
+           (cuda_backend_table() ? (device_available(Device::CUDA)
+                                        ? std::string("built, GPU found")
+                                        : "built, no GPU (" + device_unavailable_reason(Device::CUDA) + ")")
+                                 : std::string("not built"));
   }), "Print what this build computes with (CPU GEMM engine, CUDA) and exit");
   // Parse errors: one line, like every other error (CLI11 would add a second one).
   app.failure_message([](const CLI::App*, const CLI::Error& e) { return "normad: " + std::string(e.what()) + "\n"; });

@@ -14,15 +14,19 @@ namespace {
 // Pushes g into parent i when it needs it, reduced to the parent's (pre-broadcast) shape.
 void push(Node& self, size_t i, const Tensor& g) {
   Node& p = *self.parents[i];
-  if (p.requires_grad) p.accumulate(sum_to(g, p.data.shape()));
+  if (p.requires_grad) p.accumulate(sum_to(g, p.shape()));
 }
 bool wants(Node& self, size_t i) { return self.parents[i]->requires_grad; }
 
-// Unary op whose local derivative is a function of (input, output): dx = g * dfn(x, y).
+// Which of (input, output) a unary op's derivative reads: only that one is kept for the backward.
+enum class Keeps { input, output };
+
+// Unary op whose local derivative is a function of its input or its output: dx = g * dfn(x, y),
+// the one it does not keep passed undefined.
 template <class D>
-Var unary(const Var& a, Tensor y, const char* op, D dfn) {
-  Tensor x = a.data();
-  return Var::make(y, {a}, op, [x, y, dfn](Node& self) { push(self, 0, mul(self.grad, dfn(x, y))); });
+Var unary(const Var& a, Tensor y, const char* op, Keeps keeps, D dfn) {
+  Tensor x = keeps == Keeps::input ? a.data() : Tensor(), y_kept = keeps == Keeps::output ? y : Tensor();
+  return Var::make(y, {a}, op, [x, y_kept, dfn](Node& self) { push(self, 0, mul(self.grad, dfn(x, y_kept))); });
 }
 }  // namespace
 
@@ -41,10 +45,13 @@ Var sub(const Var& a, const Var& b) {
 }
 
 Var mul(const Var& a, const Var& b) {
-  Tensor x = a.data(), y = b.data();
-  return Var::make(mul(x, y), {a, b}, "mul", [x, y](Node& self) {
-    if (wants(self, 0)) push(self, 0, mul(self.grad, y));
-    if (wants(self, 1)) push(self, 1, mul(self.grad, x));
+  // each factor is kept only for the other's gradient (which factors need one: fixed here, as in
+  // PyTorch's graph)
+  const bool da = a.requires_grad(), db = b.requires_grad();
+  Tensor x = db ? a.data() : Tensor(), y = da ? b.data() : Tensor();
+  return Var::make(mul(a.data(), b.data()), {a, b}, "mul", [x, y, da, db](Node& self) {
+    if (da) push(self, 0, mul(self.grad, y));
+    if (db) push(self, 1, mul(self.grad, x));
   });
 }
 
@@ -69,27 +76,27 @@ Var mul_scalar(const Var& a, float s) {
 Var neg(const Var& a) { return mul_scalar(a, -1.f); }
 
 Var exp(const Var& a) {
-  return unary(a, exp(a.data()), "exp", [](const Tensor&, const Tensor& y) { return y; });
+  return unary(a, exp(a.data()), "exp", Keeps::output, [](const Tensor&, const Tensor& y) { return y; });
 }
 
 Var log(const Var& a) {
-  return unary(a, log(a.data()), "log", [](const Tensor& x, const Tensor&) {
+  return unary(a, log(a.data()), "log", Keeps::input, [](const Tensor& x, const Tensor&) {
     return pow(x, -1.f);
   });
 }
 
 Var sqrt(const Var& a) {
-  return unary(a, sqrt(a.data()), "sqrt", [](const Tensor&, const Tensor& y) {
+  return unary(a, sqrt(a.data()), "sqrt", Keeps::output, [](const Tensor&, const Tensor& y) {
     return mul_scalar(pow(y, -1.f), 0.5f);
   });
 }
 
 Var abs(const Var& a) {
-  return unary(a, abs(a.data()), "abs", [](const Tensor& x, const Tensor&) { return sign(x); });
+  return unary(a, abs(a.data()), "abs", Keeps::input, [](const Tensor& x, const Tensor&) { return sign(x); });
 }
 
 Var pow(const Var& a, float p) {
-  return unary(a, pow(a.data(), p), "pow", [p](const Tensor& x, const Tensor&) {
+  return unary(a, pow(a.data(), p), "pow", Keeps::input, [p](const Tensor& x, const Tensor&) {
     return mul_scalar(pow(x, p - 1.f), p);
   });
 }
@@ -105,21 +112,25 @@ Var clamp(const Var& a, float lo, float hi) {
 Var relu(const Var& a) { return leaky_relu(a, 0.f); }
 
 Var leaky_relu(const Var& a, float slope) {
-  Tensor x = a.data();
+  const Tensor& x = a.data();
   Tensor y = slope == 0.f ? relu(x) : leaky_relu(x, slope);
-  return Var::make(y, {a}, slope == 0.f ? "relu" : "leaky_relu", [x, slope](Node& self) {
-    push(self, 0, leaky_relu_backward(self.grad, x, slope));
+  // The backward's mask x > 0 read from the output, as PyTorch saves it: for slope >= 0, y > 0
+  // exactly where x > 0 (x <= 0 gives slope x <= 0 or -0, NaN stays NaN), so the input (often a
+  // batch norm's output nothing else keeps) is freed.
+  Tensor mask_source = slope >= 0.f ? y : x;
+  return Var::make(y, {a}, slope == 0.f ? "relu" : "leaky_relu", [mask_source, slope](Node& self) {
+    push(self, 0, leaky_relu_backward(self.grad, mask_source, slope));
   });
 }
 
 Var sigmoid(const Var& a) {
-  return unary(a, sigmoid(a.data()), "sigmoid", [](const Tensor&, const Tensor& y) {
+  return unary(a, sigmoid(a.data()), "sigmoid", Keeps::output, [](const Tensor&, const Tensor& y) {
     return mul(y, add_scalar(neg(y), 1.f));
   });
 }
 
 Var silu(const Var& a) {
-  return unary(a, silu(a.data()), "silu", [](const Tensor& x, const Tensor&) {
+  return unary(a, silu(a.data()), "silu", Keeps::input, [](const Tensor& x, const Tensor&) {
     Tensor s = sigmoid(x);
     // s (1 + x (1 - s))
     return mul(s, add_scalar(mul(x, add_scalar(neg(s), 1.f)), 1.f));

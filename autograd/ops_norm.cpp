@@ -43,8 +43,8 @@ Var batch_norm_train(const Var& x, const Var& gamma, const Var& beta, float eps,
     Tensor dx = batch_norm_backward(self.grad, xd, g, saved, groups, want_g ? &dg : nullptr,
                                     want_b ? &db : nullptr);
     if (self.parents[0]->requires_grad) self.parents[0]->accumulate(dx);
-    if (want_g) self.parents[1]->accumulate(dg.reshape(self.parents[1]->data.shape()));
-    if (want_b) self.parents[has_g ? 2 : 1]->accumulate(db.reshape(self.parents[has_g ? 2 : 1]->data.shape()));
+    if (want_g) self.parents[1]->accumulate(dg.reshape(self.parents[1]->shape()));
+    if (want_b) self.parents[has_g ? 2 : 1]->accumulate(db.reshape(self.parents[has_g ? 2 : 1]->shape()));
   });
 }
 
@@ -68,10 +68,10 @@ Var batch_norm_eval(const Var& x, const Var& gamma, const Var& beta, const Tenso
     auto dims = non_channel_dims(xd);
     if (has_g && self.parents[1]->requires_grad) {
       Tensor xhat = mul(sub(xd, rm), inv);
-      self.parents[1]->accumulate(sum(mul(G, xhat), dims).reshape(self.parents[1]->data.shape()));
+      self.parents[1]->accumulate(sum(mul(G, xhat), dims).reshape(self.parents[1]->shape()));
     }
     Node* pb = has_b ? self.parents[has_g ? 2 : 1].get() : nullptr;
-    if (pb && pb->requires_grad) pb->accumulate(sum(G, dims).reshape(pb->data.shape()));
+    if (pb && pb->requires_grad) pb->accumulate(sum(G, dims).reshape(pb->shape()));
   });
 }
 

@@ -60,26 +60,28 @@ Var logsumexp(const Var& a, int64_t dim, bool keepdim) {
   });
 }
 
+// Each operand is kept only for the other's gradient: a Linear on data that needs no gradient
+// keeps the data (for dW), not a second reference to W; which operands need one is fixed here.
 Var matmul(const Var& a, const Var& b, bool ta, bool tb) {
-  Tensor A = a.data(), B = b.data();
-  return Var::make(matmul(A, B, ta, tb), {a, b}, "matmul", [A, B, ta, tb](Node& self) {
+  const bool da = a.requires_grad(), db = b.requires_grad();
+  Tensor A = db ? a.data() : Tensor(), B = da ? b.data() : Tensor();
+  return Var::make(matmul(a.data(), b.data(), ta, tb), {a, b}, "matmul", [A, B, ta, tb, da, db](Node& self) {
     const Tensor& G = self.grad;
-    if (self.parents[0]->requires_grad)
-      self.parents[0]->accumulate(ta ? matmul(B, G, tb, true) : matmul(G, B, false, !tb));
-    if (self.parents[1]->requires_grad)
-      self.parents[1]->accumulate(tb ? matmul(G, A, true, ta) : matmul(A, G, !ta, false));
+    if (da) self.parents[0]->accumulate(ta ? matmul(B, G, tb, true) : matmul(G, B, false, !tb));
+    if (db) self.parents[1]->accumulate(tb ? matmul(G, A, true, ta) : matmul(A, G, !ta, false));
   });
 }
 
 Var bmm(const Var& a, const Var& b, bool ta, bool tb) {
-  Tensor A = a.data(), B = b.data();
-  return Var::make(bmm(A, B, ta, tb), {a, b}, "bmm", [A, B, ta, tb](Node& self) {
+  const bool da = a.requires_grad(), db = b.requires_grad();
+  Tensor A = db ? a.data() : Tensor(), B = da ? b.data() : Tensor();
+  const Shape a_shape = a.shape(), b_shape = b.shape();
+  return Var::make(bmm(a.data(), b.data(), ta, tb), {a, b}, "bmm",
+                   [A, B, a_shape, b_shape, ta, tb, da, db](Node& self) {
     const Tensor& G = self.grad;
     // A batch of 1 that was broadcast gets its gradient summed over the batch.
-    if (self.parents[0]->requires_grad)
-      self.parents[0]->accumulate(sum_to(ta ? bmm(B, G, tb, true) : bmm(G, B, false, !tb), A.shape()));
-    if (self.parents[1]->requires_grad)
-      self.parents[1]->accumulate(sum_to(tb ? bmm(G, A, true, ta) : bmm(A, G, !ta, false), B.shape()));
+    if (da) self.parents[0]->accumulate(sum_to(ta ? bmm(B, G, tb, true) : bmm(G, B, false, !tb), a_shape));
+    if (db) self.parents[1]->accumulate(sum_to(tb ? bmm(G, A, true, ta) : bmm(A, G, !ta, false), b_shape));
   });
 }
 

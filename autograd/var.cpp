@@ -17,16 +17,23 @@ NoGradGuard::NoGradGuard() : prev_(g_grad_enabled) { g_grad_enabled = false; }
 NoGradGuard::~NoGradGuard() { g_grad_enabled = prev_; }
 
 void Node::accumulate(const Tensor& g) {
-  if (g.shape() != data.shape())
+  if (g.shape() != shape())
     throw Error(std::string("autograd: gradient ") + shape_str(g.shape()) + " for " + op +
-                " output " + shape_str(data.shape()));
+                " output " + shape_str(shape()));
   // Never in place: g may share storage with another node's grad, so a sum is a new tensor.
   grad = grad.defined() ? add(grad, g) : g;
+}
+
+void Node::release_value() {
+  if (!data.defined()) return;
+  released_shape = data.shape();
+  data = Tensor();
 }
 
 Var::Var(Tensor data, bool requires_grad) : node_(std::make_shared<Node>()) {
   node_->data = std::move(data);
   node_->requires_grad = requires_grad;
+  acquire();
 }
 
 Var Var::make(Tensor data, std::vector<Var> parents, const char* op,

@@ -6,6 +6,7 @@
 // differences).
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -18,16 +19,27 @@ namespace normad {
 
 // One node of the graph: a value, its gradient, the nodes it was computed from and the local chain
 // rule that pushes this node's grad into theirs.
+//
+// Memory (PyTorch's rule): the graph keeps a node for its gradient, not for its value. When the
+// last Var referring to a node goes, its value is released (data becomes undefined, its shape
+// stays); what a backward function needs it captured itself when the op ran (a Tensor shares
+// storage). So an intermediate result nobody saved (a Linear's product before the bias, a batch
+// norm's output that only a ReLU read) is freed during the forward pass instead of living until
+// the graph goes. Backward functions therefore never read a node's data, only its shape().
 struct Node {
-  Tensor data;
+  Tensor data;                                  // the value; undefined once no Var refers to it
   Tensor grad;                                  // undefined until something flows into it
   bool requires_grad = false;
   std::vector<std::shared_ptr<Node>> parents;
   std::function<void(Node& self)> backward_fn;  // reads self.grad, accumulates into parents
   const char* op = "leaf";
   bool freed = false;  // its backward ran and released the graph behind it
+  std::atomic<int32_t> handles{0};  // Vars referring to this node
+  Shape released_shape;             // the value's shape after it was released
 
+  const Shape& shape() const { return data.defined() ? data.shape() : released_shape; }
   void accumulate(const Tensor& g);  // grad += g (allocates on first use)
+  void release_value();              // the last Var went: drop the value, keep its shape
 };
 
 // A handle to a Node; copies share the node (like a torch.Tensor).
@@ -35,6 +47,22 @@ class Var {
  public:
   Var() = default;
   explicit Var(Tensor data, bool requires_grad = false);
+  // Copies count as handles of the node (Node::handles); the last one releases its value.
+  Var(const Var& other) : node_(other.node_) { acquire(); }
+  Var(Var&& other) noexcept : node_(std::move(other.node_)) {}
+  Var& operator=(const Var& other) {
+    Var copy(other);
+    std::swap(node_, copy.node_);
+    return *this;
+  }
+  Var& operator=(Var&& other) noexcept {
+    if (this != &other) {
+      drop();  // now: `z = f(z)` frees the old z's value during the call's full expression
+      node_ = std::move(other.node_);
+    }
+    return *this;
+  }
+  ~Var() { drop(); }
 
   bool defined() const { return node_ != nullptr; }
   const Tensor& data() const { return node_->data; }
@@ -45,7 +73,7 @@ class Var {
   void zero_grad() { node_->grad = Tensor(); }
   const char* op() const { return node_->op; }
 
-  const Shape& shape() const { return node_->data.shape(); }
+  const Shape& shape() const { return node_->data.shape(); }  // a Var's node always has its value
   int64_t dim() const { return node_->data.dim(); }
   int64_t size(int64_t d) const { return node_->data.size(d); }
   int64_t numel() const { return node_->data.numel(); }
@@ -65,6 +93,12 @@ class Var {
                   std::function<void(Node& self)> backward_fn);
 
  private:
+  void acquire() {
+    if (node_) node_->handles.fetch_add(1, std::memory_order_relaxed);
+  }
+  void drop() {
+    if (node_ && node_->handles.fetch_sub(1, std::memory_order_acq_rel) == 1) node_->release_value();
+  }
   std::shared_ptr<Node> node_;
 };
 

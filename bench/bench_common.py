@@ -11,6 +11,7 @@ import itertools
 import json
 import os
 import subprocess
+import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -122,3 +123,16 @@ def run_python(t, script, args, blas_env="OPENBLAS_NUM_THREADS", omp=None):
         label = ",".join([str(blas)] + [x for x in (core, wait and f"OMP_WAIT_POLICY={wait}") if x])
         runs.append((label, {ln.split()[0]: float(ln.split()[1]) for ln in p.stdout.splitlines() if ln.strip()}))
     return runs
+
+
+def peak_rss_mb(cmd, env=None):
+    """Peak resident memory (MiB, the kernel's ru_maxrss, what `/usr/bin/time -v` reports) of the process
+    `cmd`, run to completion; raises with its stderr when it fails."""
+    with tempfile.TemporaryFile() as err:
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
+        _, status, usage = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if p.returncode != 0:
+            err.seek(0)
+            raise subprocess.CalledProcessError(p.returncode, cmd, None, err.read().decode(errors="replace"))
+    return usage.ru_maxrss / 1024

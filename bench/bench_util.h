@@ -64,11 +64,23 @@ double count_flops(Op&& op) {
   return flops;
 }
 
-// Warm-up, then the "flops" counter (FLOP/s over the timed loop) from one counted call.
+// The most CPU tensor memory in use during one call of `op` (MiB; the CPU allocator's high-water
+// mark, tensor storage only: parameters, optimiser state, activations, gradients). Runs `op` once
+// more.
+template <class Op>
+double peak_tensor_mib(Op&& op) {
+  cpu_allocator().reset_peak();
+  op();
+  return double(cpu_allocator().stats().peak) / (1 << 20);
+}
+
+// Warm-up, then the "flops" counter (FLOP/s over the timed loop) from one counted call and the
+// "tensor_peak_MiB" counter (peak_tensor_mib) from one more.
 template <class Op>
 bool warm_up_counted(benchmark::State& st, Op&& op) {
   if (!warm_up(st, op)) return false;
   if (const double f = count_flops(op); f > 0) set_rate(st, "flops", f);
+  st.counters["tensor_peak_MiB"] = peak_tensor_mib(op);
   return true;
 }
 

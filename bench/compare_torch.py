@@ -10,11 +10,13 @@
 # and its fraction of the machine's FLOP ceiling, the best large SGEMM reached on the same cores
 # (normad's matmul or raw Eigen, bench cases linear_fwd/ and gemm_eigen_tbb/, or PyTorch's
 # torch.mm 2048^3 in its fastest set-up). Issue 14's target for a step: speed-up >= 2.5 or >= 80% of the ceiling (either bar).
+# Then each step's peak memory (whole-process peak RSS, each step alone in its own process, both
+# sides; PyTorch's lower peak of 1 and T BLAS threads) and each side's baseline with no step run.
 import os
 import subprocess
 import sys
 
-from bench_common import arg_parser, run_normad, run_normad_all, run_python
+from bench_common import arg_parser, cpus, peak_rss_mb, run_normad, run_normad_all, run_python
 
 
 TORCH_SCRIPT = r'''
@@ -22,13 +24,16 @@ import math, sys, time, torch
 import torch.nn.functional as F
 threads = int(sys.argv[1]); torch.set_num_threads(threads); torch.manual_seed(1)
 dev = sys.argv[2] if len(sys.argv) > 2 else 'cpu'  # bench/compare_torch_cuda.py runs these steps with 'cuda'
+only = sys.argv[3] if len(sys.argv) > 3 else ''  # one workload (peak-memory runs), '' all; 'none': just torch
+timed_seconds = float(sys.argv[4]) if len(sys.argv) > 4 else 3.0
 sync = torch.cuda.synchronize if dev == 'cuda' else (lambda: None)
 if dev == 'cuda':  # fp32 as normad (PyTorch lets cuDNN use TF32 by default), its fastest algorithms
     torch.backends.cuda.matmul.allow_tf32 = False; torch.backends.cudnn.allow_tf32 = False
     torch.backends.cudnn.benchmark = True
 
-def report(name, step, warm=3, seconds=3.0):
-    """Warm up, then run `step` for `seconds` and print its mean time in ms."""
+def report(name, step, warm=3):
+    """Warm up, then run `step` for timed_seconds and print its mean time in ms."""
+    seconds = timed_seconds
     for _ in range(warm): step()
     sync(); n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
@@ -46,19 +51,20 @@ class OmniglotNet(torch.nn.Module):  # acr.md 7.1
             x = F.relu(b(c(x)))
         return self.bn_out(self.head(x.mean((2, 3))))
 
-T, Q = 32, 30
-net = OmniglotNet().to(dev); c = torch.randn(32).to(dev).requires_grad_()
-opt = torch.optim.Adam(list(net.parameters()) + [c], lr=1e-3)
-x = torch.rand(T * Q, 1, 28, 28).to(dev); y = (torch.arange(T * Q) % 2).float().to(dev)
-def step():
-    losses = []
-    for k in range(T):  # the reference: one forward pass (one BN batch) per task
-        d = ((net(x[k*Q:(k+1)*Q]) - c) ** 2).sum(1)
-        yk = y[k*Q:(k+1)*Q]
-        losses.append(((1 - yk) * d + yk / d).mean())
-    loss = torch.stack(losses).mean()
-    opt.zero_grad(); loss.backward(); opt.step()
-report("acr_dsvdd_step/omniglot_t32_q30", step)
+def acr_dsvdd():
+    T, Q = 32, 30
+    net = OmniglotNet().to(dev); c = torch.randn(32).to(dev).requires_grad_()
+    opt = torch.optim.Adam(list(net.parameters()) + [c], lr=1e-3)
+    x = torch.rand(T * Q, 1, 28, 28).to(dev); y = (torch.arange(T * Q) % 2).float().to(dev)
+    def step():
+        losses = []
+        for k in range(T):  # the reference: one forward pass (one BN batch) per task
+            d = ((net(x[k*Q:(k+1)*Q]) - c) ** 2).sum(1)
+            yk = y[k*Q:(k+1)*Q]
+            losses.append(((1 - yk) * d + yk / d).mean())
+        loss = torch.stack(losses).mean()
+        opt.zero_grad(); loss.backward(); opt.step()
+    report("acr_dsvdd_step/omniglot_t32_q30", step)
 
 class LeNet(torch.nn.Module):  # ntl_dsvdd.md A.4 MNIST_LeNet: bias-free, affine-free BN eps 1e-4
     def __init__(self):
@@ -73,41 +79,48 @@ class LeNet(torch.nn.Module):  # ntl_dsvdd.md A.4 MNIST_LeNet: bias-free, affine
         x = F.max_pool2d(F.leaky_relu(self.bn2(self.conv2(x))), 2, 2)
         return self.fc1(x.view(x.size(0), -1))
 
-lenet = LeNet().to(dev); cc = torch.full((32,), 0.1).to(dev)
-opt2 = torch.optim.Adam(lenet.parameters(), lr=1e-4, weight_decay=0.5e-6)
-xl = torch.rand(128, 1, 28, 28).to(dev)
-def step2():
-    loss = torch.mean(torch.sum((lenet(xl) - cc) ** 2, dim=1))
-    opt2.zero_grad(); loss.backward(); opt2.step()
-report("dsvdd_step/lenet_mnist_n128", step2)
+def dsvdd():
+    lenet = LeNet().to(dev); cc = torch.full((32,), 0.1).to(dev)
+    opt2 = torch.optim.Adam(lenet.parameters(), lr=1e-4, weight_decay=0.5e-6)
+    xl = torch.rand(128, 1, 28, 28).to(dev)
+    def step2():
+        loss = torch.mean(torch.sum((lenet(xl) - cc) ** 2, dim=1))
+        opt2.zero_grad(); loss.backward(); opt2.step()
+    report("dsvdd_step/lenet_mnist_n128", step2)
 
 # ACR-NTL (acr.md 7.4): 19 forward-type transformations, encoder MLP without its final BN; one
 # encoder pass per task over its 20 views (the reference loop); DCL L_n and L_a.
-D, K, H, Z, T3, Q3, tau = 570, 19, 128, 32, 4, 512, 0.1
-trans = torch.nn.ModuleList([torch.nn.Sequential(torch.nn.Linear(D, H), torch.nn.ReLU(), torch.nn.Linear(H, H),
-                                                 torch.nn.ReLU(), torch.nn.Linear(H, D)) for _ in range(K)])
-enc = torch.nn.Sequential(torch.nn.Linear(D, H), torch.nn.BatchNorm1d(H), torch.nn.ReLU(), torch.nn.Linear(H, H),
-                          torch.nn.BatchNorm1d(H), torch.nn.ReLU(), torch.nn.Linear(H, H), torch.nn.BatchNorm1d(H),
-                          torch.nn.ReLU(), torch.nn.Linear(H, Z))
-trans, enc = trans.to(dev), enc.to(dev)
-opt3 = torch.optim.Adam(list(trans.parameters()) + list(enc.parameters()), lr=4e-4)
-x3 = torch.randn(T3 * Q3, D).to(dev); y3 = (torch.arange(T3 * Q3) % 5 == 0).float().to(dev)
-eye = torch.eye(K + 1).to(dev)
-def step3():
-    losses = []
-    for k in range(T3):
-        xk = x3[k*Q3:(k+1)*Q3]
-        z = enc(torch.cat([xk] + [m(xk) for m in trans], 0)).reshape(K + 1, Q3, Z).transpose(0, 1)
-        u = F.normalize(z, dim=-1)
-        h = torch.exp(u @ u.transpose(1, 2) / tau)
-        den = (h * (1 - eye)).sum(-1)[:, 1:]; pos = h[:, 1:, 0]
-        ln = (torch.log(den) - torch.log(pos)).sum(1) / (K * math.log(K))
-        la = (-torch.log(1 - pos / den)).sum(1) / (K * math.log(K))
-        yk = y3[k*Q3:(k+1)*Q3]
-        losses.append(((1 - yk) * ln + yk * la).mean())
-    loss = torch.stack(losses).mean()
-    opt3.zero_grad(); loss.backward(); opt3.step()
-report("acr_ntl_step/tab_t4_q512_d570_k19", step3, warm=2)
+def acr_ntl():
+    D, K, H, Z, T3, Q3, tau = 570, 19, 128, 32, 4, 512, 0.1
+    trans = torch.nn.ModuleList([torch.nn.Sequential(torch.nn.Linear(D, H), torch.nn.ReLU(), torch.nn.Linear(H, H),
+                                                     torch.nn.ReLU(), torch.nn.Linear(H, D)) for _ in range(K)])
+    enc = torch.nn.Sequential(torch.nn.Linear(D, H), torch.nn.BatchNorm1d(H), torch.nn.ReLU(), torch.nn.Linear(H, H),
+                              torch.nn.BatchNorm1d(H), torch.nn.ReLU(), torch.nn.Linear(H, H), torch.nn.BatchNorm1d(H),
+                              torch.nn.ReLU(), torch.nn.Linear(H, Z))
+    trans, enc = trans.to(dev), enc.to(dev)
+    opt3 = torch.optim.Adam(list(trans.parameters()) + list(enc.parameters()), lr=4e-4)
+    x3 = torch.randn(T3 * Q3, D).to(dev); y3 = (torch.arange(T3 * Q3) % 5 == 0).float().to(dev)
+    eye = torch.eye(K + 1).to(dev)
+    def step3():
+        losses = []
+        for k in range(T3):
+            xk = x3[k*Q3:(k+1)*Q3]
+            z = enc(torch.cat([xk] + [m(xk) for m in trans], 0)).reshape(K + 1, Q3, Z).transpose(0, 1)
+            u = F.normalize(z, dim=-1)
+            h = torch.exp(u @ u.transpose(1, 2) / tau)
+            den = (h * (1 - eye)).sum(-1)[:, 1:]; pos = h[:, 1:, 0]
+            ln = (torch.log(den) - torch.log(pos)).sum(1) / (K * math.log(K))
+            la = (-torch.log(1 - pos / den)).sum(1) / (K * math.log(K))
+            yk = y3[k*Q3:(k+1)*Q3]
+            losses.append(((1 - yk) * ln + yk * la).mean())
+        loss = torch.stack(losses).mean()
+        opt3.zero_grad(); loss.backward(); opt3.step()
+    report("acr_ntl_step/tab_t4_q512_d570_k19", step3, warm=2)
+
+WORKLOADS = {'acr_dsvdd_step/omniglot_t32_q30': acr_dsvdd, 'dsvdd_step/lenet_mnist_n128': dsvdd,
+             'acr_ntl_step/tab_t4_q512_d570_k19': acr_ntl}
+for name, workload in WORKLOADS.items():
+    if only in ('', name): workload()
 '''
 
 
@@ -137,6 +150,28 @@ for _ in range(5):
     t0 = time.perf_counter(); torch.mm(a, b); best = min(best, time.perf_counter() - t0)
 print("sgemm_ceiling", 2 * 2048 ** 3 / best / 1e9)
 '''
+
+
+def peak_memory(t, bench, names):
+    """{name: (normad MiB, torch MiB)}: each step's whole-process peak RSS, every step in a process of
+    its own (normad's bench binary on that case alone, PyTorch's script on that workload alone, at 1
+    and at t BLAS threads, keeping its lower peak), plus "(baseline)": the same processes running no
+    step (normad: the binary's start, with its libraries; PyTorch: the interpreter and `import torch`)."""
+    def torch_peak(name):
+        peaks = []
+        for blas in sorted({1, t}):
+            env = dict(os.environ, OPENBLAS_NUM_THREADS=str(blas), OMP_NUM_THREADS=str(t))
+            cmd = ["taskset", "-c", cpus(t), "/usr/bin/python3", "-c", TORCH_SCRIPT, str(t), "cpu", name, "0.5"]
+            peaks.append(peak_rss_mb(cmd, env))
+        return min(peaks)
+
+    def normad_peak(pattern):
+        return peak_rss_mb(["taskset", "-c", cpus(t), bench, f"--benchmark_filter={pattern}"])
+
+    out = {"(baseline)": (normad_peak("^$"), torch_peak("none"))}
+    for name in names:
+        out[name] = (normad_peak(f"^{name}(/|$)"), torch_peak(name))  # names end in /min_time:...
+    return out
 
 
 def gemm_engine(bench):
@@ -172,6 +207,15 @@ def main():
                   f"normad_gflops={gflops:.1f} of_ceiling={100 * frac:.0f}% target={met} torch_setup={setup}")
         else:
             print(f"{name} normad_ms={n[name]:.1f} normad_gflops={gflops:.1f} of_ceiling={100 * frac:.0f}% (no torch case)")
+    # Issue 14's memory target: each step's peak no higher than PyTorch's (whole process, as
+    # /usr/bin/time -v); "own" is the peak above that process's baseline.
+    mem = peak_memory(a.threads, a.bench, sorted(name for name in n if name in t))
+    base_n, base_t = mem.pop("(baseline)")
+    print(f"# peak RSS, whole process, MiB; baseline (no step): normad {base_n:.0f}, torch {base_t:.0f}")
+    for name, (pn, pt) in mem.items():
+        met = "met" if pn <= pt else "NOT met"
+        print(f"{name} normad_peak_mib={pn:.0f} torch_peak_mib={pt:.0f} normad_own_mib={pn - base_n:.0f} "
+              f"torch_own_mib={pt - base_t:.0f} memory_target={met}")
     return 0
 
 

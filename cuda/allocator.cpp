@@ -1,15 +1,15 @@
-// normad's CUDA allocator: the caching pool (cuda/pool.h) over cudaMalloc/cudaFree, as the
+// normad's CUDA allocator: the caching pool (tensor/caching_pool.h) over cudaMalloc/cudaFree, as the
 // normad::Allocator of Device::CUDA, and the scratch blocks of cuda/device.h from the same cache.
 // Math: blocks of round_up(n, 512) bytes, best-fit reuse, flush and retry once on out-of-memory.
-// Tested by tests/test_cuda.cpp: the pool logic on the host with a fake raw allocator
-// ([cuda_pool], runs anywhere); this file's cudaMalloc side and the counters only on a GPU ([cuda]).
+// Tested by tests/test_caching_pool.cpp: the pool logic with a fake raw allocator (runs anywhere);
+// tests/test_cuda.cpp: this file's cudaMalloc side and the counters only on a GPU ([cuda]).
 #include <cstdlib>
 #include <string>
 
 #include "cuda/check.h"
 #include "cuda/device.h"
-#include "cuda/pool.h"
 #include "tensor/backend.h"
+#include "tensor/caching_pool.h"
 
 namespace normad::cuda {
 
@@ -29,7 +29,7 @@ void* raw_alloc(size_t bytes, void*) {
 }
 
 // cudaFree waits for the device, so a cached block still read by queued work is freed after it.
-void raw_free(void* p, void*) { NORMAD_CUDA_CHECK(cudaFree(p)); }
+void raw_free(void* p, size_t, void*) { NORMAD_CUDA_CHECK(cudaFree(p)); }
 
 class CudaAllocator final : public Allocator {
  public:

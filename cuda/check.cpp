@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "cuda/cublas.h"
 #include "tensor/tensor.h"
 
 namespace normad::cuda {
@@ -26,7 +27,8 @@ void fail_cuda(const char* call, cudaError_t err, const char* file, int line) {
 }
 
 void fail_cublas(const char* call, cublasStatus_t st, const char* file, int line) {
-  fail("cuBLAS", call, cublasGetStatusName(st), cublasGetStatusString(st), file, line);
+  // a status exists only after a cuBLAS call, so the library is open here
+  fail("cuBLAS", call, cublas_api().status_name(st), cublas_api().status_string(st), file, line);
 }
 
 }  // namespace normad::cuda

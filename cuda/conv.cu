@@ -147,8 +147,9 @@ void launch_gemm(const GemmDims& d, const MapA& a, const MapB& b, const Store& s
 void pointwise_forward(float* out, const float* x, const float* w, const ConvShape& s, const ConvEpilogue& epi) {
   const int hw = s.H * s.W;
   const float one = 1.f, zero = 0.f;
-  NORMAD_CUBLAS_CHECK(cublasSgemmStridedBatched(cublas(), CUBLAS_OP_N, CUBLAS_OP_N, hw, s.F, s.C, &one, x, hw,
-                                                int64_t(s.C) * hw, w, s.C, 0, &zero, out, hw, int64_t(s.F) * hw, s.N));
+  NORMAD_CUBLAS_CHECK(cublas_api().sgemm_strided_batched(cublas(), CUBLAS_OP_N, CUBLAS_OP_N, hw, s.F, s.C, &one, x,
+                                                         hw, int64_t(s.C) * hw, w, s.C, 0, &zero, out, hw,
+                                                         int64_t(s.F) * hw, s.N));
   // the epilogue as a second pass over out, unless it is the identity
   if (epi.scale || epi.shift || epi.act != Activation::none)
     launch(int64_t(s.N) * s.F * hw, ConvEpilogueBody{out, s.F, hw, epi});

@@ -97,13 +97,13 @@ cudaStream_t stream() {
 cublasHandle_t cublas() {
   static const cublasHandle_t h = [] {
     cublasHandle_t hd = nullptr;
-    NORMAD_CUBLAS_CHECK(cublasCreate(&hd));
-    NORMAD_CUBLAS_CHECK(cublasSetStream(hd, stream()));
+    NORMAD_CUBLAS_CHECK(cublas_api().create(&hd));
+    NORMAD_CUBLAS_CHECK(cublas_api().set_stream(hd, stream()));
     return hd;
   }();
   // The math mode follows allow_tf32() (--tf32) at every use, so every product (matmul, the 1x1
   // convolution, the distances' GEMM form) sees the current setting: fp32 unless asked.
-  NORMAD_CUBLAS_CHECK(cublasSetMathMode(h, allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  NORMAD_CUBLAS_CHECK(cublas_api().set_math_mode(h, allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
   return h;
 }
 

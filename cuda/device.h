@@ -7,12 +7,13 @@
 // synchronise it before the host reads, so ops look synchronous to callers above tensor/.
 #pragma once
 
-#include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <string>
+
+#include "cuda/cublas.h"
 
 namespace normad::cuda {
 

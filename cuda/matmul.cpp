@@ -32,11 +32,11 @@ void gemm(float* c, const float* a, const float* b, int64_t batch, int64_t M, in
   const int n = as_int(N, what), m = as_int(M, what), k = as_int(K, what);
   const int ldb = tb ? k : n, lda = ta ? m : k;
   if (batch == 1) {
-    NORMAD_CUBLAS_CHECK(cublasSgemm(cublas(), op_b, op_a, n, m, k, &one, b, ldb, a, lda, &zero, c, n));
+    NORMAD_CUBLAS_CHECK(cublas_api().sgemm(cublas(), op_b, op_a, n, m, k, &one, b, ldb, a, lda, &zero, c, n));
     return;
   }
-  NORMAD_CUBLAS_CHECK(cublasSgemmStridedBatched(cublas(), op_b, op_a, n, m, k, &one, b, ldb, stride_b, a,
-                                                lda, stride_a, &zero, c, n, M * N, as_int(batch, what)));
+  NORMAD_CUBLAS_CHECK(cublas_api().sgemm_strided_batched(cublas(), op_b, op_a, n, m, k, &one, b, ldb, stride_b, a,
+                                                         lda, stride_a, &zero, c, n, M * N, as_int(batch, what)));
 }
 
 // [..., M, N] zeros for K = 0 (cuBLAS with k = 0 would leave C unwritten).

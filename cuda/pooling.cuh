@@ -1,6 +1,6 @@
 // normad CUDA pooling and upsampling over NCHW planes: max pooling with argmax and its backward,
 // average pooling (ceil_mode, padding, count_include_pad) and its backward, global average pooling,
-// nearest upsampling by an integer scale and its backward. (cuda/pool.h is the memory pool.)
+// nearest upsampling by an integer scale and its backward. (tensor/caching_pool.h is the memory pool.)
 // Math (tensor/reference.cpp is the spec, operation for operation):
 //   max: the window clipped to the input, first maximum by `>`, a NaN always takes over (so the
 //        last NaN of a window wins: PyTorch); argmax = ih*W + iw as a float;

@@ -1,5 +1,5 @@
 // normad CUDA pooling and upsampling: the table entries of Device::CUDA (tensor/backend.h, same
-// signatures) and the version knob. Kernels, math and versions: cuda/pooling.cuh (cuda/pool.h is
+// signatures) and the version knob. Kernels, math and versions: cuda/pooling.cuh (tensor/caching_pool.h is
 // the memory pool, unrelated).
 // Math: tensor/reference.cpp's pooling, plane by plane.
 // Tested by tests/test_cuda_pooling.cpp ([cuda]: every version against the reference backend on a

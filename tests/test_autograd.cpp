@@ -67,3 +67,22 @@ TEST_CASE("autograd: a deep chain does not overflow the stack", "[autograd]") {
   y.backward();
   CHECK(x.grad().item() == 1.f);
 }
+
+TEST_CASE("autograd: an intermediate nobody holds is freed in the forward pass; backward still right",
+          "[autograd]") {
+  // out = relu(x W): the product h is read by nothing after relu (relu keeps its output for the
+  // mask, as PyTorch; matmul keeps x for dW), so only out's bytes stay in use, not h's too.
+  Generator g(5);
+  const Tensor x = g.normal({64, 256}), w = g.normal({256, 256});
+  Var xv(x), wv(w, true);
+  Allocator& cpu = cpu_allocator();
+  const int64_t before = cpu.stats().in_use;
+  Var out = relu(matmul(xv, wv));
+  CHECK(cpu.stats().in_use - before == 64 * 256 * 4);  // out only (h is 64 KiB more)
+  // The gradient through the mask read from the output: dW = x^T (1[x W > 0]), with h recomputed.
+  sum(out).backward();
+  const Tensor h = matmul(x, w), mask = sign(relu(h));  // 1 where h > 0, else 0
+  test::expect_close(wv.grad(), matmul(x, mask, true, false), 1e-5, 1e-5, "dW");
+  // A Var still held keeps its value: out is readable after the backward.
+  CHECK(out.data().shape() == Shape{64, 256});
+}

@@ -4,22 +4,23 @@
 // arrays (bit for bit where the order of operations is the CPU's; sum v2, whose order differs, at
 // 1e-6 relative). That checks index math and formulas; on a GPU the CUDA math library (expf, logf,
 // powf within 2 ulp) and nvcc's FMA fusion can move the last bit, which the op harness allows.
-// Tags: [cuda_pool] and [cuda_detect] run on any machine; [cuda_body] and [cuda_check] need a build
+// Tags: [cuda_detect] runs on any machine (the caching pool: tests/test_caching_pool.cpp); [cuda_body] and [cuda_check] need a build
 // with nvcc but no GPU; [cuda] needs a GPU and otherwise prints "SKIPPED: <reason>" (ctest lists it
 // as skipped). Every op's values on a GPU against the reference backend: tests/test_backend_ops.cpp.
 #include <cmath>
 #include <cstdlib>
+#include <fstream>
 #include <limits>
 #include <map>
 #include <string>
 #include <vector>
 
-#include "cuda/pool.h"
 #include "helpers.h"
 #include "tensor/backend.h"
 
 #ifdef NORMAD_HAS_CUDA
 #include "cuda/check.h"
+#include "cuda/cublas.h"
 #include "cuda/elementwise.cuh"
 #include "cuda/layout.cuh"
 #include "cuda/optim.cuh"
@@ -28,153 +29,6 @@
 #endif
 
 using namespace normad;
-
-namespace {
-
-// ---- a fake raw allocator for the pool: a byte budget, counted calls ----
-struct FakeRaw {
-  explicit FakeRaw(size_t capacity) : capacity(capacity) {}
-  size_t capacity;
-  size_t used = 0;
-  int allocs = 0, frees = 0;
-  std::map<void*, size_t> live;
-
-  static void* alloc(size_t bytes, void* ctx) {
-    auto* f = static_cast<FakeRaw*>(ctx);
-    if (f->used + bytes > f->capacity) return nullptr;  // simulated out-of-memory
-    void* p = ::operator new(bytes);
-    f->live[p] = bytes;
-    f->used += bytes;
-    ++f->allocs;
-    return p;
-  }
-  static void free(void* p, void* ctx) {
-    auto* f = static_cast<FakeRaw*>(ctx);
-    f->used -= f->live.at(p);
-    f->live.erase(p);
-    ::operator delete(p);
-    ++f->frees;
-  }
-  cuda::RawMemory raw() { return {&alloc, &free, this}; }
-  ~FakeRaw() {
-    for (auto& [p, n] : live) ::operator delete(p);
-  }
-};
-
-}  // namespace
-
-TEST_CASE("cuda pool: sizes round up to 512-byte blocks", "[cuda_pool]") {
-  CHECK(cuda::CachingPool::round_up(0) == 512);  // a zero-size tensor still gets its own block
-  CHECK(cuda::CachingPool::round_up(1) == 512);
-  CHECK(cuda::CachingPool::round_up(512) == 512);
-  CHECK(cuda::CachingPool::round_up(513) == 1024);
-  FakeRaw raw{1 << 20};
-  cuda::CachingPool pool(raw.raw());
-  void* p = pool.allocate(1);
-  REQUIRE(p);
-  CHECK(raw.used == 512);
-  CHECK(pool.in_use_bytes() == 512);
-  pool.release(p, 1);
-  CHECK(pool.in_use_bytes() == 0);
-  CHECK(pool.cached_bytes() == 512);
-}
-
-TEST_CASE("cuda pool: a released block serves the next request of its size", "[cuda_pool]") {
-  FakeRaw raw{1 << 20};
-  cuda::CachingPool pool(raw.raw());
-  void* p = pool.allocate(1000);  // a 1024-byte block
-  pool.release(p, 1000);
-  void* q = pool.allocate(600);  // also 1024
-  CHECK(q == p);
-  CHECK(raw.allocs == 1);
-  CHECK(pool.cached_bytes() == 0);
-  CHECK(pool.in_use_bytes() == 1024);
-}
-
-TEST_CASE("cuda pool: best fit takes the smallest cached block that holds the request", "[cuda_pool]") {
-  FakeRaw raw{1 << 20};
-  cuda::CachingPool pool(raw.raw());
-  void* b4096 = pool.allocate(4096);
-  void* b1024 = pool.allocate(1024);
-  void* b2048 = pool.allocate(2048);
-  pool.release(b4096, 4096);
-  pool.release(b1024, 1024);
-  pool.release(b2048, 2048);
-  // 1100 rounds to 1536: 1024 is too small, 2048 is the best fit (4096 would also hold it).
-  CHECK(pool.allocate(1100) == b2048);
-  CHECK(pool.allocate(3000) == b4096);
-  CHECK(pool.allocate(1024) == b1024);
-  CHECK(raw.allocs == 3);
-  CHECK(pool.cached_bytes() == 0);
-}
-
-TEST_CASE("cuda pool: a cached block more than twice the request is left for larger ones", "[cuda_pool]") {
-  FakeRaw raw{1 << 20};
-  cuda::CachingPool pool(raw.raw());
-  void* big = pool.allocate(4096);
-  pool.release(big, 4096);
-  void* small = pool.allocate(512);
-  CHECK(small != big);
-  CHECK(raw.allocs == 2);
-  CHECK(pool.cached_bytes() == 4096);
-  CHECK(pool.allocate(2048) == big);  // exactly twice: taken
-}
-
-TEST_CASE("cuda pool: out of memory flushes the cache and retries once", "[cuda_pool]") {
-  FakeRaw raw{4096};
-  cuda::CachingPool pool(raw.raw());
-  void* big = pool.allocate(4096);  // the whole budget
-  pool.release(big, 4096);          // cached, too large to serve 1024
-  void* p = pool.allocate(1024);
-  REQUIRE(p);
-  CHECK(raw.frees == 1);   // the cached 4096 went back
-  CHECK(raw.allocs == 2);  // the failed first try is not counted by the fake
-  CHECK(pool.cached_bytes() == 0);
-  CHECK(pool.in_use_bytes() == 1024);
-}
-
-TEST_CASE("cuda pool: out of memory after the flush returns null and keeps the books", "[cuda_pool]") {
-  FakeRaw raw{2048};
-  cuda::CachingPool pool(raw.raw());
-  void* held = pool.allocate(1536);
-  void* spare = pool.allocate(512);
-  pool.release(spare, 512);
-  // 1024 more cannot fit even with the cached 512 handed back.
-  CHECK(pool.allocate(1024) == nullptr);
-  CHECK(raw.frees == 1);
-  CHECK(pool.cached_bytes() == 0);
-  CHECK(pool.in_use_bytes() == 1536);
-  // Nothing cached: no flush, one failed try, null again; the held block is untouched.
-  CHECK(pool.allocate(1024) == nullptr);
-  CHECK(raw.frees == 1);
-  pool.release(held, 1536);
-  CHECK(pool.cached_bytes() == 1536);
-}
-
-TEST_CASE("cuda pool: releasing an unknown pointer, twice, or too many bytes throws", "[cuda_pool]") {
-  FakeRaw raw{1 << 20};
-  cuda::CachingPool pool(raw.raw());
-  int on_stack = 0;
-  CHECK_THROWS_AS(pool.release(&on_stack, 4), Error);
-  void* p = pool.allocate(100);
-  CHECK_THROWS_AS(pool.release(p, 600), Error);  // 600 bytes cannot have come from a 512 block
-  pool.release(p, 100);
-  CHECK_THROWS_AS(pool.release(p, 100), Error);
-}
-
-TEST_CASE("cuda pool: flush hands back cached blocks and leaves blocks in use", "[cuda_pool]") {
-  FakeRaw raw{1 << 20};
-  cuda::CachingPool pool(raw.raw());
-  void* a = pool.allocate(512);
-  void* b = pool.allocate(8192);
-  pool.release(b, 8192);
-  pool.flush();
-  CHECK(raw.frees == 1);
-  CHECK(raw.used == 512);
-  CHECK(pool.cached_bytes() == 0);
-  CHECK(pool.in_use_bytes() == 512);
-  pool.release(a, 512);
-}
 
 // ---- detection: runs everywhere; without a GPU (or without CUDA in the build) it must explain ----
 
@@ -215,6 +69,33 @@ TEST_CASE("cuda: the CUDA table sets every entry of the backend", "[cuda_body]")
 
 // ---- checked calls: these calls fail on every machine (no driver, or an invalid argument) ----
 
+// Whether a library whose file name contains `name` is mapped into this process.
+bool mapped(const std::string& name) {
+  std::ifstream maps("/proc/self/maps");
+  for (std::string line; std::getline(maps, line);)
+    if (line.find(name) != std::string::npos) return true;
+  return false;
+}
+
+// Read during static initialisation, before any test: the linked libraries are mapped by then.
+const bool cublas_mapped_at_start = mapped("libcublas");
+
+TEST_CASE("cuda: cuBLAS opens on first use, not at start", "[cuda_check]") {
+  // libcublas (216 MiB resident when linked) must not come with the program: a build linking it
+  // fails this. It is opened by the first product on a GPU, or here.
+  CHECK_FALSE(cublas_mapped_at_start);
+  const cuda::CublasApi& api = cuda::cublas_api();
+  CHECK(mapped("libcublas.so"));
+  CHECK(api.create != nullptr);
+  CHECK(api.set_stream != nullptr);
+  CHECK(api.set_math_mode != nullptr);
+  CHECK(api.sgemm != nullptr);
+  CHECK(api.sgemm_strided_batched != nullptr);
+  // the resolved entry points are the library's: a table look-up that needs no GPU
+  CHECK(std::string(api.status_name(CUBLAS_STATUS_NOT_INITIALIZED)) == "CUBLAS_STATUS_NOT_INITIALIZED");
+  CHECK(std::string(api.status_string(CUBLAS_STATUS_SUCCESS)).size() > 0);
+}
+
 TEST_CASE("cuda: a failing checked call is a normad::Error with the call, the error, file and line",
           "[cuda_check]") {
   std::string msg;
@@ -233,12 +114,12 @@ TEST_CASE("cuda: a failing checked call is a normad::Error with the call, the er
 
   const int line2 = __LINE__ + 2;
   try {
-    NORMAD_CUBLAS_CHECK(cublasSetStream(nullptr, nullptr));  // a null handle
+    NORMAD_CUBLAS_CHECK(cuda::cublas_api().set_stream(nullptr, nullptr));  // a null handle
   } catch (const Error& e) {
     msg = e.what();
   }
   INFO(msg);
-  CHECK(msg.find("cuBLAS call cublasSetStream(nullptr, nullptr) failed: CUBLAS_STATUS_NOT_INITIALIZED") !=
+  CHECK(msg.find("cuBLAS call cuda::cublas_api().set_stream(nullptr, nullptr) failed: CUBLAS_STATUS_NOT_INITIALIZED") !=
         std::string::npos);
   CHECK(msg.find("test_cuda.cpp:" + std::to_string(line2)) != std::string::npos);
 }

@@ -123,6 +123,31 @@ TEST_CASE("allocator: bytes in use and peak follow tensor lifetimes, 64-byte ali
   CHECK(Tensor::scalar(1.f).data() != nullptr);
 }
 
+TEST_CASE("allocator: large host blocks are cached for the next tensor of their size",
+          "[tensor][device]") {
+  Allocator& a = allocator_for(Device::Reference);
+  a.flush();
+  const MemoryStats before = a.stats();
+  CHECK(before.cached == 0);
+  const void* first = nullptr;
+  {
+    Tensor big = Tensor::empty({1 << 18}, Device::Reference);  // 1 MiB: from the pool
+    first = big.device_data();
+    CHECK(reinterpret_cast<uintptr_t>(first) % 64 == 0);
+  }
+  CHECK(a.stats().cached == 1 << 20);  // kept, not handed back
+  {
+    Tensor again = Tensor::empty({1 << 18}, Device::Reference);  // the next step's tensor of that size
+    CHECK(again.device_data() == first);
+    CHECK(a.stats().cached == 0);
+    Tensor small = Tensor::empty({100}, Device::Reference);  // 400 bytes: malloc, not cached
+  }
+  CHECK(a.stats().cached == 1 << 20);
+  // (the bound on what stays cached: tests/test_caching_pool.cpp)
+  a.flush();
+  CHECK(a.stats().cached == 0);
+}
+
 TEST_CASE("backend table: supports() is false for a missing entry, true for the built-in CPU ops", "[tensor][device]") {
   Backend empty{};
   for (int op = 0; op < int(Op::count); ++op) CHECK_FALSE(supports(empty, Op(op)));
