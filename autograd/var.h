@@ -57,7 +57,7 @@ class Var {
   }
   Var& operator=(Var&& other) noexcept {
     if (this != &other) {
-      drop();  // now: `z = f(z)` frees the old z's value during the call's full expression
+      drop();  // `z = f(z)`: the old z's value goes at the assignment unless the graph kept it
       node_ = std::move(other.node_);
     }
     return *this;

@@ -35,7 +35,11 @@ void* open_cublas() {
 template <class Fn>
 void resolve(void* lib, const char* symbol, Fn& fn) {
   fn = reinterpret_cast<Fn>(dlsym(lib, symbol));
-  if (!fn) throw Error(std::string("cuBLAS (") + NORMAD_CUBLAS_SONAME + ") has no entry point " + symbol);
+  if (!fn) {
+    const char* why = dlerror();
+    throw Error(std::string("cuBLAS (") + NORMAD_CUBLAS_SONAME + ") has no entry point " + symbol + ": " +
+                (why ? why : "null"));
+  }
 }
 
 }  // namespace

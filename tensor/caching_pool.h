@@ -90,13 +90,17 @@ class CachingPool {
     if (round_up(bytes) > size)
       throw Error("caching pool: release of " + std::to_string(bytes) + " bytes from a block of " +
                   std::to_string(size));
+    // (in use + cached is unchanged by a release: the bound needs no trimming here)
+    age_.push_back({});
+    try {
+      age_.back() = free_.emplace(size, Cached{p, std::prev(age_.end())});
+    } catch (...) {  // bad_alloc: the block stays in live_, the books as before
+      age_.pop_back();
+      throw;
+    }
     live_.erase(it);
     in_use_ -= size;
-    age_.push_back({});
-    auto cached = free_.emplace(size, Cached{p, std::prev(age_.end())});
-    age_.back() = cached;
     cached_ += size;
-    trim_locked(0);
   }
 
   // Hands every cached block back to raw memory; blocks in use are untouched.
@@ -139,12 +143,16 @@ class CachingPool {
     const int64_t in_use = in_use_ + int64_t(extra), bound = 2 * std::max(peak_in_use_, in_use);
     while (!age_.empty() && in_use + cached_ > bound) evict_oldest_locked();
   }
+  // The books first, then the raw free: a free that throws (cudaFree after a sticky error) leaves
+  // no entry pointing at a block that is gone.
   void evict_oldest_locked() {
     const FreeMap::iterator oldest = age_.front();
+    void* const p = oldest->second.p;
+    const size_t size = oldest->first;
     age_.pop_front();
-    raw_.free(oldest->second.p, oldest->first, raw_.ctx);
-    cached_ -= oldest->first;
     free_.erase(oldest);
+    cached_ -= size;
+    raw_.free(p, size, raw_.ctx);
   }
   void flush_locked() {
     while (!age_.empty()) evict_oldest_locked();

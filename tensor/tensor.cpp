@@ -32,7 +32,8 @@ void unmap_pages(void* p, size_t bytes, void*) { munmap(p, bytes); }
 // Host memory for the CPU and Reference devices, 64-byte aligned. Large blocks go through a
 // bounded caching pool over mmap (tensor/caching_pool.h): a training step's tensors repeat their
 // sizes, so the next step reuses the same pages (no page faults, no zeroing by the kernel), while
-// the cache never holds more than the most bytes ever in use at once. Before it, glibc's heap
+// the pool never holds more than twice the most bytes ever in use at once (in use + cached <=
+// 2 peak). Before it, glibc's heap
 // served them: freed blocks fragmented the heap and its footprint reached 2.5x the tensors' peak
 // (ACR-NTL step: 405 MiB of tensors, 1017 MiB resident); returning them with munmap on every free
 // instead costs fresh page faults for every op output.
@@ -105,15 +106,17 @@ MemoryStats Allocator::stats() const {
 
 void Allocator::reset_peak() { peak_.store(in_use_.load()); }
 
+// Never destroyed (as the CUDA allocator): a tensor freed during static destruction, after the
+// allocator's own destructor, would otherwise release into a destroyed pool.
 Allocator& cpu_allocator() {
-  static HostAllocator a(Device::CPU);
-  return a;
+  static HostAllocator* const a = new HostAllocator(Device::CPU);
+  return *a;
 }
 
 Allocator& allocator_for(Device d) {
-  static HostAllocator reference(Device::Reference);
+  static HostAllocator* const reference = new HostAllocator(Device::Reference);
   if (d == Device::CPU) return cpu_allocator();
-  if (d == Device::Reference) return reference;
+  if (d == Device::Reference) return *reference;
   Allocator* cuda = cuda_allocator();
   if (!cuda) throw Error("cuda: " + cuda_unavailable_reason());
   return *cuda;

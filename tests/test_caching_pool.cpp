@@ -1,7 +1,7 @@
 // Tests of the caching pool (tensor/caching_pool.h) behind the CUDA allocator and the CPU
 // allocator's large blocks, with a fake raw allocator (a byte budget, counted calls): runs anywhere.
 // Math: rounding to 512 bytes, best fit within 2x, flush and retry on out-of-memory, and the CPU's
-// bound (cached bytes <= the peak in use, blocks cached longest ago handed back first).
+// bound (in use + cached <= 2x the peak in use, blocks cached longest ago handed back first).
 #include <map>
 
 #include "helpers.h"
