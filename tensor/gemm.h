@@ -16,8 +16,8 @@
 // Determinism: large products are split into blocks that depend only on the shapes, each block one
 // single-threaded engine call, so the result is bit-identical for any thread count (for one
 // engine on one machine: the engines, and OpenBLAS's kernel sets, round differently).
-// Tested by tests/test_ops.cpp (plain triple loop and 1 vs 2 threads, under each engine built in)
-// and tests/test_conv.cpp.
+// Tested by tests/test_ops.cpp (plain triple loop and 1 vs 2 threads, under each engine built in;
+// gemm_f64 and cholesky_f64 against Eigen under each engine) and tests/test_conv.cpp.
 #pragma once
 
 #include <cstdint>
@@ -27,6 +27,18 @@ namespace normad::cpu {
 
 void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_t K, bool trans_a,
           bool trans_b, bool accumulate = false);
+
+// Double precision for the models' statistics (Gaussian-AD's moments and precision), column-major
+// as Eigen's MatrixXd: one single-threaded call of the current engine (OpenBLAS's dgemm or Eigen's
+// product), no blocking (the caller splits the work into fixed blocks, so results do not depend on
+// the thread count). C[M, N] (+)= op(A) op(B) with leading dimensions ldc, lda, ldb.
+void gemm_f64(double* c, int64_t ldc, const double* a, int64_t lda, const double* b, int64_t ldb, int64_t M,
+              int64_t N, int64_t K, bool trans_a, bool trans_b, bool accumulate);
+// The Cholesky factor of the symmetric matrix a [n, n] (column-major, leading dimension n): its
+// lower triangle is read and overwritten by L (a = L L^T), the strict upper triangle is left as it
+// was. False when a is not positive definite (its contents then undefined). One single-threaded
+// call: LAPACK's dpotrf (in Debian's OpenBLAS) under the OpenBLAS engine, else Eigen's LLT.
+bool cholesky_f64(double* a, int64_t n);
 
 enum class GemmEngine { automatic, eigen, openblas };
 // Chooses the engine for later products (automatic: the rule above). Throws when openblas is asked

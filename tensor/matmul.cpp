@@ -18,7 +18,10 @@
 
 #ifdef NORMAD_HAS_OPENBLAS
 #include <cblas.h>
+// LAPACK's Cholesky, built into Debian's OpenBLAS (Fortran calling convention; cblas.h has no LAPACK)
+extern "C" void dpotrf_(const char* uplo, const int* n, double* a, const int* lda, int* info);
 #endif
+#include <Eigen/Cholesky>
 
 #include "tensor/gemm.h"
 #include "tensor/cpu.h"
@@ -33,20 +36,19 @@ using OStride = Eigen::OuterStride<>;
 using CMapS = Eigen::Map<const RowMat, 0, OStride>;
 using MapS = Eigen::Map<RowMat, 0, OStride>;
 
-// C = op(A) op(B) (or C += ...) for Eigen maps A, B stored untransposed-or-transposed as flagged.
+// C = op(A) op(B) (acc 0), C += ... (acc 1) or C -= ... (acc -1) for Eigen maps A, B stored
+// untransposed-or-transposed as flagged.
 template <class CM, class AM, class BM>
-void product(CM&& C, const AM& A, const BM& B, bool ta, bool tb, bool acc) {
-  if (acc) {
-    if (!ta && !tb) C.noalias() += A * B;
-    else if (ta && !tb) C.noalias() += A.transpose() * B;
-    else if (!ta && tb) C.noalias() += A * B.transpose();
-    else C.noalias() += A.transpose() * B.transpose();
-    return;
-  }
-  if (!ta && !tb) C.noalias() = A * B;
-  else if (ta && !tb) C.noalias() = A.transpose() * B;
-  else if (!ta && tb) C.noalias() = A * B.transpose();
-  else C.noalias() = A.transpose() * B.transpose();
+void product(CM&& C, const AM& A, const BM& B, bool ta, bool tb, int acc) {
+  auto apply = [&](const auto& prod) {
+    if (acc > 0) C.noalias() += prod;
+    else if (acc < 0) C.noalias() -= prod;
+    else C.noalias() = prod;
+  };
+  if (!ta && !tb) apply(A * B);
+  else if (ta && !tb) apply(A.transpose() * B);
+  else if (!ta && tb) apply(A * B.transpose());
+  else apply(A.transpose() * B.transpose());
 }
 
 // ---- the engine choice ----
@@ -170,6 +172,126 @@ std::string gemm_engine_description() {
   (void)engine;
   return "eigen (built without OpenBLAS)";
 #endif
+}
+
+namespace {
+
+using ColMapD = Eigen::Map<Eigen::MatrixXd, 0, OStride>;
+using CColMapD = Eigen::Map<const Eigen::MatrixXd, 0, OStride>;
+
+// One double product on `engine`, column-major: C = op(A) op(B) (acc 0), C += (acc 1), C -= (acc -1).
+void gemm_f64_block(GemmEngine engine, double* c, int64_t ldc, const double* a, int64_t lda, const double* b,
+                    int64_t ldb, int64_t M, int64_t N, int64_t K, bool ta, bool tb, int acc) {
+  if (M == 0 || N == 0) return;
+#ifdef NORMAD_HAS_OPENBLAS
+  // beta = 0 overwrites C without reading it (C may be uninitialised)
+  if (engine == GemmEngine::openblas && std::max({M, N, K, lda, ldb, ldc}) <= int64_t(INT_MAX)) {
+    cblas_dgemm(CblasColMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(M), int(N),
+                int(K), acc < 0 ? -1.0 : 1.0, a, int(lda), b, int(ldb), acc == 0 ? 0.0 : 1.0, c, int(ldc));
+    return;
+  }
+#else
+  (void)engine;
+#endif
+  product(ColMapD(c, M, N, OStride(ldc)), CColMapD(a, ta ? K : M, ta ? M : K, OStride(lda)),
+          CColMapD(b, tb ? N : K, tb ? K : N, OStride(ldb)), ta, tb, acc);
+}
+
+// The unblocked step: the Cholesky factor of one diagonal block a [n, n] (leading dimension lda)
+// in place, one single-threaded call; false when it is not positive definite.
+bool cholesky_block(GemmEngine engine, double* a, int64_t n, int64_t lda) {
+#ifdef NORMAD_HAS_OPENBLAS
+  if (engine == GemmEngine::openblas) {
+    const int ni = int(n), ld = int(lda);
+    int info = 0;
+    dpotrf_("L", &ni, a, &ld, &info);
+    check(info >= 0, "cholesky_f64", "dpotrf rejected argument " + std::to_string(-info));
+    return info == 0;
+  }
+#else
+  (void)engine;
+#endif
+  ColMapD A(a, n, n, OStride(lda));
+  Eigen::LLT<Eigen::Ref<Eigen::MatrixXd, 0, OStride>> llt(A);  // in place: the lower triangle becomes L
+  return llt.info() == Eigen::Success;
+}
+
+// B [m, n] = B L⁻ᵀ for the lower-triangular L [n, n] (leading dimensions ldb, ldl): the panel
+// below a factored diagonal block. One single-threaded call.
+void solve_right_lower_transposed(GemmEngine engine, double* b, int64_t m, int64_t n, int64_t ldb, const double* l,
+                                  int64_t ldl) {
+#ifdef NORMAD_HAS_OPENBLAS
+  if (engine == GemmEngine::openblas) {
+    cblas_dtrsm(CblasColMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, int(m), int(n), 1.0, l, int(ldl),
+                b, int(ldb));
+    return;
+  }
+#else
+  (void)engine;
+#endif
+  Eigen::Map<const Eigen::MatrixXd, 0, OStride> L(l, n, n, OStride(ldl));
+  ColMapD B(b, m, n, OStride(ldb));
+  L.transpose().triangularView<Eigen::Upper>().solveInPlace<Eigen::OnTheRight>(B);  // B Lᵀ⁻¹
+}
+
+// The lower triangle of C [n, n] -= P Pᵀ for P [n, k] (leading dimensions ldc, ldp); C's strict
+// upper triangle is not touched. One single-threaded call.
+void syrk_lower_subtract(GemmEngine engine, double* c, int64_t ldc, const double* p, int64_t ldp, int64_t n,
+                         int64_t k) {
+#ifdef NORMAD_HAS_OPENBLAS
+  if (engine == GemmEngine::openblas) {
+    cblas_dsyrk(CblasColMajor, CblasLower, CblasNoTrans, int(n), int(k), -1.0, p, int(ldp), 1.0, c, int(ldc));
+    return;
+  }
+#else
+  (void)engine;
+#endif
+  ColMapD C(c, n, n, OStride(ldc));
+  C.selfadjointView<Eigen::Lower>().rankUpdate(CColMapD(p, n, k, OStride(ldp)), -1.0);
+}
+
+}  // namespace
+
+bool cholesky_f64(double* a, int64_t n) {
+  check(n <= int64_t(INT_MAX), "cholesky_f64", "a " + std::to_string(n) + " x " + std::to_string(n) + " matrix");
+  const GemmEngine engine = gemm_engine();
+  // Right-looking blocked Cholesky with fixed 128-wide panels: factor the diagonal block, solve the
+  // panel below it (row blocks in parallel), subtract the panel's outer product from the lower
+  // triangle of the rest (column blocks in parallel). Every block is one single-threaded engine
+  // call on a shape-only split, so the factor does not depend on the thread count; the serial
+  // dpotrf of the whole matrix took 107 ms of Gaussian-AD's 1792-wide fit on one core.
+  constexpr int64_t kPanel = 128, kRows = 256;
+  for (int64_t k = 0; k < n; k += kPanel) {
+    const int64_t kb = std::min(kPanel, n - k), rest = n - k - kb;
+    double* akk = a + k + k * n;
+    if (!cholesky_block(engine, akk, kb, n)) return false;
+    if (rest == 0) break;
+    double* panel = akk + kb;  // rows k+kb.., columns k..k+kb
+    parallel_for((rest + kRows - 1) / kRows, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t r = b * kRows, m = std::min(kRows, rest - r);
+        solve_right_lower_transposed(engine, panel + r, m, kb, n, akk, n);
+      }
+    });
+    // A[j:, j:j+w] -= panel[j:] panel[j:j+w]ᵀ for each column block j of the trailing matrix: the
+    // diagonal w x w square's lower triangle by a SYRK, the rows below it by a GEMM
+    const int64_t blocks = (rest + kPanel - 1) / kPanel;
+    parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t j = b * kPanel, w = std::min(kPanel, rest - j);
+        double* c = a + (k + kb + j) + (k + kb + j) * n;
+        const double* pj = panel + j;
+        syrk_lower_subtract(engine, c, n, pj, n, w, kb);
+        gemm_f64_block(engine, c + w, n, pj + w, n, pj, n, rest - j - w, w, kb, false, true, -1);
+      }
+    });
+  }
+  return true;
+}
+
+void gemm_f64(double* c, int64_t ldc, const double* a, int64_t lda, const double* b, int64_t ldb, int64_t M,
+              int64_t N, int64_t K, bool ta, bool tb, bool acc) {
+  gemm_f64_block(gemm_engine(), c, ldc, a, lda, b, ldb, M, N, K, ta, tb, acc ? 1 : 0);
 }
 
 void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_t K, bool ta,

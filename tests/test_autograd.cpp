@@ -68,7 +68,7 @@ TEST_CASE("autograd: a deep chain does not overflow the stack", "[autograd]") {
   CHECK(x.grad().item() == 1.f);
 }
 
-TEST_CASE("autograd: an intermediate nobody holds is freed in the forward pass; backward still right",
+TEST_CASE("autograd: an intermediate nobody holds is freed in the forward pass and the backward stays right",
           "[autograd]") {
   // out = relu(x W): the product h is read by nothing after relu (relu keeps its output for the
   // mask, as PyTorch; matmul keeps x for dW), so only out's bytes stay in use, not h's too.

@@ -14,6 +14,7 @@
 #include "models/gaussian_ad.h"
 #include "models/image_features.h"
 #include "nn/safetensors.h"
+#include "tensor/parallel.h"
 
 using namespace normad;
 using namespace normad::models;
@@ -154,6 +155,26 @@ TEST_CASE("gaussian-ad: one feature is a z-score and streaming equals one batch"
   // The score is the mean of the level distances.
   const Eigen::MatrixXd d2 = m1.level_distances({a, b});
   CHECK(s1[3] == Approx((d2(3, 0) + d2(3, 1)) / 2).epsilon(1e-12));
+}
+
+TEST_CASE("gaussian-ad: the fit is bit-identical with 1 and 2 threads", "[gaussian][determinism]") {
+  // p = 300: three column blocks of the moment sums, five of L⁻¹ and P, each one engine call, so
+  // the split over threads cannot change a bit; 1100 rows: two row blocks of the streaming sums.
+  const Tensor x = random_rows(1100, 300, 9);
+  auto fit = [&] {
+    GaussianFitter f({300});
+    f.add({x});
+    return f.finish();
+  };
+  set_num_threads(1);
+  const GaussianAd one = fit();
+  set_num_threads(2);
+  const GaussianAd two = fit();
+  set_num_threads(0);
+  REQUIRE(one.levels[0].whiten.size() == two.levels[0].whiten.size());
+  CHECK(one.levels[0].whiten == two.levels[0].whiten);
+  CHECK(one.levels[0].precision == two.levels[0].precision);
+  CHECK(one.levels[0].shrinkage == two.levels[0].shrinkage);
 }
 
 TEST_CASE("gaussian-ad: pinvh drops directions with no variance", "[gaussian]") {

@@ -219,3 +219,64 @@ TEST_CASE("the GEMM engine: the automatic choice, the override, and a build with
   }
   for (size_t i = 1; i < out.size(); ++i) test::expect_close(out[i], out[0], 1e-4, 1e-4, "openblas vs eigen");
 }
+
+TEST_CASE("gemm_f64 and cholesky_f64 match plain loops under each engine", "[ops]") {
+  const cpu::GemmEngine engine = GENERATE(from_range(gemm_engines()));
+  EngineScope scope(engine);
+  INFO("GEMM engine " << (engine == cpu::GemmEngine::eigen ? "eigen" : "openblas"));
+  // Column-major blocks inside larger matrices (leading dimensions 41, 37, 29), every transpose,
+  // overwrite and accumulate, against a triple loop in long double.
+  const int64_t M = 13, N = 7, K = 19, lda = 41, ldb = 37, ldc = 29;
+  std::vector<double> a(lda * 41), b(ldb * 37), c0(ldc * N);
+  uint64_t s = 1;
+  auto next = [&] { s = s * 6364136223846793005ULL + 1442695040888963407ULL; return double(s >> 11) / double(1ULL << 53) - 0.5; };
+  for (double& v : a) v = next();
+  for (double& v : b) v = next();
+  for (double& v : c0) v = next();
+  for (bool ta : {false, true})
+    for (bool tb : {false, true})
+      for (bool acc : {false, true}) {
+        std::vector<double> c = c0;
+        cpu::gemm_f64(c.data(), ldc, a.data(), lda, b.data(), ldb, M, N, K, ta, tb, acc);
+        for (int64_t i = 0; i < M; ++i)
+          for (int64_t j = 0; j < N; ++j) {
+            long double r = acc ? c0[i + j * ldc] : 0;
+            for (int64_t k = 0; k < K; ++k)
+              r += (long double)(ta ? a[k + i * lda] : a[i + k * lda]) * (tb ? b[j + k * ldb] : b[k + j * ldb]);
+            INFO("ta " << ta << " tb " << tb << " acc " << acc << " at " << i << "," << j);
+            REQUIRE(c[i + j * ldc] == Approx(double(r)).margin(1e-13));
+          }
+        // rows beyond M in each column of C are not written
+        for (int64_t j = 0; j < N; ++j)
+          for (int64_t i = M; i < ldc; ++i) REQUIRE(c[i + j * ldc] == c0[i + j * ldc]);
+      }
+  // Cholesky of A = B Bᵀ + I (n = 150: a 128-wide panel, then 22): L Lᵀ = A, the strict upper triangle
+  // untouched; a matrix with a negative eigenvalue is reported, not factored.
+  const int64_t n = 150;
+  std::vector<double> bm(n * n), spd(n * n, 0.0);
+  for (double& v : bm) v = next();
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double r = i == j ? 1.0 : 0.0;
+      for (int64_t k = 0; k < n; ++k) r += bm[i + k * n] * bm[j + k * n];
+      spd[i + j * n] = r;
+    }
+  std::vector<double> l = spd;
+  for (int64_t j = 1; j < n; ++j)
+    for (int64_t i = 0; i < j; ++i) l[i + j * n] = 12345.0;  // a marker above the diagonal
+  REQUIRE(cpu::cholesky_f64(l.data(), n));
+  for (int64_t j = 1; j < n; ++j)
+    for (int64_t i = 0; i < j; ++i) REQUIRE(l[i + j * n] == 12345.0);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j <= i; ++j) {
+      long double r = 0;
+      for (int64_t k = 0; k <= j; ++k) r += (long double)l[i + k * n] * l[j + k * n];
+      REQUIRE(double(r) == Approx(spd[i + j * n]).margin(1e-10));
+    }
+  std::vector<double> indefinite = spd;
+  indefinite[7 + 7 * n] = -1.0;  // found in the first 128-wide panel
+  CHECK_FALSE(cpu::cholesky_f64(indefinite.data(), n));
+  indefinite = spd;
+  indefinite[140 + 140 * n] = -1e6;  // found in the second, after the first panel's update
+  CHECK_FALSE(cpu::cholesky_f64(indefinite.data(), n));
+}
