@@ -3,8 +3,8 @@
 // passes of 1, 4 and 8 tasks (acr_backward: the same gradients, activations that fit in cache), and
 // one-class Deep SVDD on the MNIST LeNet with a batch of 128 (ntl_dsvdd.md A.4, A.7), and ACR-NTL
 // on a table: 4 tasks x 512 rows x 570 features, 19 transformations (acr.md §7.4).
-// bench/compare_torch.py times the same steps in PyTorch (the reference's per-task loop) and
-// prints the ratio. Time is wall clock in ms; oneTBB follows the CPU affinity mask. The "flops"
+// Also zero-shot scoring of 1000 Omniglot images in one batch. bench/compare_torch.py times the same
+// steps in PyTorch (the reference's per-task loop) and prints the ratio. Time is wall clock in ms; oneTBB follows the CPU affinity mask. The "flops"
 // counter is the step's GEMM-shaped work (bench::count_flops) per second of the timed loop.
 #include <benchmark/benchmark.h>
 
@@ -80,8 +80,20 @@ void bm_acr_ntl_step(benchmark::State& st) {
   time_acr_step(st, model, opt, x, y, T);
 }
 
+// Zero-shot scoring with the Omniglot net (issue 14's "batch scoring on batches of 1000"): one
+// batch of 1000 images normalised with its own BN statistics, ||phi(x) - c||^2 per image, no graph.
+void bm_acr_dsvdd_score(benchmark::State& st) {
+  Generator g(1);
+  models::AcrDsvdd model(std::make_shared<models::OmniglotNet>(g), 32, g);
+  Tensor x = g.uniform({1000, 1, 28, 28});
+  auto score = [&] { benchmark::DoNotOptimize(model.score(x)); };
+  if (!bench::warm_up_counted(st, score)) return;
+  for (auto _ : st) score();
+}
+
 }  // namespace
 
+BENCHMARK(bm_acr_dsvdd_score)->Name("acr_dsvdd_score/omniglot_n1000")->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 BENCHMARK(bm_acr_ntl_step)->Name("acr_ntl_step/tab_t4_q512_d570_k19")->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 BENCHMARK(bm_dsvdd_step)->Name("dsvdd_step/lenet_mnist_n128")->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 BENCHMARK_CAPTURE(bm_acr_dsvdd_step, all, 0)->Name("acr_dsvdd_step/omniglot_t32_q30")->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);

@@ -37,7 +37,11 @@ class LeNet : public nn::Module {
   Var forward(const Var& x) override {
     Var h = x;
     const Pool2dArgs pool{2, 2, 2, 2, 0, 0, false, true};
-    for (size_t i = 0; i < convs_.size(); ++i) h = max_pool2d(leaky_relu((*bns_[i])((*convs_[i])(h)), 0.01f), pool);
+    for (size_t i = 0; i < convs_.size(); ++i) {  // one op a statement: temporaries die at each `;`
+      h = (*convs_[i])(h);
+      h = (*bns_[i])(h);
+      h = max_pool2d(leaky_relu(h, 0.01f), pool);
+    }
     h = flatten(h);  // (C, H, W) order
     for (size_t i = 0; i < fcs_.size(); ++i) {
       h = (*fcs_[i])(h);
