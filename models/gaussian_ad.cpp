@@ -55,16 +55,22 @@ MomentSums::MomentSums(int64_t p)
 void MomentSums::add(const float* rows, int64_t n) {
   for (int64_t b = 0; b < n; b += kRowBlock) {
     const int64_t m = std::min(kRowBlock, n - b);
-    add(to_double(rows + b * p_, m, p_));
+    Eigen::MatrixXd y = to_double(rows + b * p_, m, p_);  // shifted in place: no second copy
+    shift_and_add(y);
   }
 }
 
 void MomentSums::add(const Eigen::MatrixXd& rows) {
   require(rows.cols() == p_, "rows have " + std::to_string(rows.cols()) + " columns, the level has " +
                                  std::to_string(p_));
-  if (rows.rows() == 0) return;
-  if (n_ == 0) shift_ = rows.colwise().mean().transpose();
-  Eigen::MatrixXd y = rows.rowwise() - shift_.transpose();
+  Eigen::MatrixXd y = rows;
+  shift_and_add(y);
+}
+
+void MomentSums::shift_and_add(Eigen::MatrixXd& y) {
+  if (y.rows() == 0) return;
+  if (n_ == 0) shift_ = y.colwise().mean().transpose();
+  y.rowwise() -= shift_.transpose();
   add_block(y);
 }
 

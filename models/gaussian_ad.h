@@ -50,6 +50,7 @@ class MomentSums {
   LedoitWolf ledoit_wolf() const;
 
  private:
+  void shift_and_add(Eigen::MatrixXd& y);    // y -= shift in place (setting it first), then add_block
   void add_block(const Eigen::MatrixXd& y);  // rows already shifted
   int64_t p_, n_ = 0;
   Eigen::VectorXd shift_, s1_, s3_;  // Σy, Σ||y||² y
