@@ -18,7 +18,7 @@ namespace normad::models {
 namespace {
 
 constexpr int64_t kRowBlock = 1024;  // rows converted to double at a time
-constexpr int64_t kColBlock = 64;   // columns of L⁻¹ and P per parallel task
+constexpr int64_t kColBlock = 64;   // columns of L⁻¹ per parallel task
 constexpr int64_t kSyrkBlock = 128; // columns of Σ y yᵀ per parallel task
 constexpr int64_t kPBlock = 128;    // tiles of the precision P = L⁻ᵀ L⁻¹ per parallel task
 
@@ -151,9 +151,8 @@ Whitening whitening(const LedoitWolf& lw, double rcond) {
     Eigen::MatrixXd L = cov;
     if (cpu::cholesky_f64(L.data(), p)) {
       L.triangularView<Eigen::StrictlyUpper>().setZero();
-      // L⁻¹ one column block per task (L X = I[:, j..j+w): rows above j are zero), then
-      // P = L⁻ᵀ L⁻¹ by column blocks (column block j of L⁻¹ is zero above row j). Each entry has one
-      // owner, so the result does not depend on the thread count.
+      // L⁻¹ one column block per task (L X = I[:, j..j+w): rows above j are zero), then P = L⁻ᵀ L⁻¹
+      // by tiles (below). Each entry has one owner, so the result does not depend on the thread count.
       const int64_t nb = (p + kColBlock - 1) / kColBlock;
       w.whiten = Eigen::MatrixXd::Zero(p, p);
       parallel_for(nb, 1, [&](int64_t b0, int64_t b1) {

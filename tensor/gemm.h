@@ -17,7 +17,7 @@
 // single-threaded engine call, so the result is bit-identical for any thread count (for one
 // engine on one machine: the engines, and OpenBLAS's kernel sets, round differently).
 // Tested by tests/test_ops.cpp (plain triple loop and 1 vs 2 threads, under each engine built in;
-// gemm_f64 and cholesky_f64 against Eigen under each engine) and tests/test_conv.cpp.
+// gemm_f64 and cholesky_f64 against plain loops under each engine) and tests/test_conv.cpp.
 #pragma once
 
 #include <cstdint>
@@ -36,8 +36,10 @@ void gemm_f64(double* c, int64_t ldc, const double* a, int64_t lda, const double
               int64_t N, int64_t K, bool trans_a, bool trans_b, bool accumulate);
 // The Cholesky factor of the symmetric matrix a [n, n] (column-major, leading dimension n): its
 // lower triangle is read and overwritten by L (a = L L^T), the strict upper triangle is left as it
-// was. False when a is not positive definite (its contents then undefined). One single-threaded
-// call: LAPACK's dpotrf (in Debian's OpenBLAS) under the OpenBLAS engine, else Eigen's LLT.
+// was. False when a is not positive definite (its contents then undefined). Blocked and parallel
+// over shape-only blocks (bit-identical for any thread count): each diagonal block by LAPACK's
+// dpotrf (in Debian's OpenBLAS) or Eigen's LLT, the panels and updates by the engine's dtrsm,
+// dsyrk and dgemm (or Eigen's), each one single-threaded call.
 bool cholesky_f64(double* a, int64_t n);
 
 enum class GemmEngine { automatic, eigen, openblas };

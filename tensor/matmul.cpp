@@ -205,7 +205,7 @@ bool cholesky_block(GemmEngine engine, double* a, int64_t n, int64_t lda) {
     const int ni = int(n), ld = int(lda);
     int info = 0;
     dpotrf_("L", &ni, a, &ld, &info);
-    check(info >= 0, "cholesky_f64", "dpotrf rejected argument " + std::to_string(-info));
+    if (info < 0) throw Error("cholesky_f64: dpotrf rejected argument " + std::to_string(-info));
     return info == 0;
   }
 #else
@@ -253,7 +253,8 @@ void syrk_lower_subtract(GemmEngine engine, double* c, int64_t ldc, const double
 }  // namespace
 
 bool cholesky_f64(double* a, int64_t n) {
-  check(n <= int64_t(INT_MAX), "cholesky_f64", "a " + std::to_string(n) + " x " + std::to_string(n) + " matrix");
+  if (n < 0 || n > int64_t(INT_MAX))
+    throw Error("cholesky_f64: a " + std::to_string(n) + " x " + std::to_string(n) + " matrix");
   const GemmEngine engine = gemm_engine();
   // Right-looking blocked Cholesky with fixed 128-wide panels: factor the diagonal block, solve the
   // panel below it (row blocks in parallel), subtract the panel's outer product from the lower

@@ -175,6 +175,18 @@ TEST_CASE("gaussian-ad: the fit is bit-identical with 1 and 2 threads", "[gaussi
   CHECK(one.levels[0].whiten == two.levels[0].whiten);
   CHECK(one.levels[0].precision == two.levels[0].precision);
   CHECK(one.levels[0].shrinkage == two.levels[0].shrinkage);
+  // ... and right, at this size (several SYRK blocks, Cholesky panels and precision tiles): the
+  // moment sums against the centred product XᵀX / n, the precision against the inverse of the
+  // Ledoit-Wolf covariance (the model stores float32: 1e-6).
+  Eigen::MatrixXd xd(1100, 300);
+  for (int64_t i = 0; i < 1100; ++i)
+    for (int64_t j = 0; j < 300; ++j) xd(i, j) = x.data()[i * 300 + j];
+  const Eigen::MatrixXd centred = xd.rowwise() - xd.colwise().mean();
+  MomentSums sums(300);
+  sums.add(x.data(), 1100);
+  CHECK(rel_err(sums.covariance(), centred.transpose() * centred / 1100.0) < 1e-12);
+  const LedoitWolf lw = sums.ledoit_wolf();
+  CHECK(rel_err(one.levels[0].precision, lw.covariance.inverse()) < 1e-6);
 }
 
 TEST_CASE("gaussian-ad: pinvh drops directions with no variance", "[gaussian]") {

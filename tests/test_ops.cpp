@@ -244,15 +244,17 @@ TEST_CASE("gemm_f64 and cholesky_f64 match plain loops under each engine", "[ops
             for (int64_t k = 0; k < K; ++k)
               r += (long double)(ta ? a[k + i * lda] : a[i + k * lda]) * (tb ? b[j + k * ldb] : b[k + j * ldb]);
             INFO("ta " << ta << " tb " << tb << " acc " << acc << " at " << i << "," << j);
-            REQUIRE(c[i + j * ldc] == Approx(double(r)).margin(1e-13));
+            REQUIRE(c[i + j * ldc] == Approx(double(r)).epsilon(0).margin(1e-13));
           }
         // rows beyond M in each column of C are not written
         for (int64_t j = 0; j < N; ++j)
           for (int64_t i = M; i < ldc; ++i) REQUIRE(c[i + j * ldc] == c0[i + j * ldc]);
       }
-  // Cholesky of A = B Bᵀ + I (n = 150: a 128-wide panel, then 22): L Lᵀ = A, the strict upper triangle
-  // untouched; a matrix with a negative eigenvalue is reported, not factored.
-  const int64_t n = 150;
+  // Cholesky of A = B Bᵀ + I, n = 400: panels of 128, 128, 128 and 16, so the first panel's solve
+  // runs in two row blocks (272 rows below it) and its trailing update in three column blocks,
+  // each a SYRK on its diagonal square and a GEMM below it (the last GEMM empty). L Lᵀ = A, the
+  // strict upper triangle untouched; a matrix with a negative eigenvalue is reported, not factored.
+  const int64_t n = 400;
   std::vector<double> bm(n * n), spd(n * n, 0.0);
   for (double& v : bm) v = next();
   for (int64_t i = 0; i < n; ++i)
@@ -271,12 +273,15 @@ TEST_CASE("gemm_f64 and cholesky_f64 match plain loops under each engine", "[ops
     for (int64_t j = 0; j <= i; ++j) {
       long double r = 0;
       for (int64_t k = 0; k <= j; ++k) r += (long double)l[i + k * n] * l[j + k * n];
-      REQUIRE(double(r) == Approx(spd[i + j * n]).margin(1e-10));
+      REQUIRE(double(r) == Approx(spd[i + j * n]).epsilon(0).margin(1e-9));
     }
   std::vector<double> indefinite = spd;
   indefinite[7 + 7 * n] = -1.0;  // found in the first 128-wide panel
   CHECK_FALSE(cpu::cholesky_f64(indefinite.data(), n));
   indefinite = spd;
   indefinite[140 + 140 * n] = -1e6;  // found in the second, after the first panel's update
+  CHECK_FALSE(cpu::cholesky_f64(indefinite.data(), n));
+  indefinite = spd;
+  indefinite[390 + 390 * n] = -1e6;  // in the last, after three panels' updates
   CHECK_FALSE(cpu::cholesky_f64(indefinite.data(), n));
 }
