@@ -67,8 +67,10 @@ Var matmul(const Var& a, const Var& b, bool ta, bool tb) {
   Tensor A = db ? a.data() : Tensor(), B = da ? b.data() : Tensor();
   return Var::make(matmul(a.data(), b.data(), ta, tb), {a, b}, "matmul", [A, B, ta, tb, da, db](Node& self) {
     const Tensor& G = self.grad;
-    if (da && self.parents[0]->requires_grad) self.parents[0]->accumulate(ta ? matmul(B, G, tb, true) : matmul(G, B, false, !tb));
-    if (db && self.parents[1]->requires_grad) self.parents[1]->accumulate(tb ? matmul(G, A, true, ta) : matmul(A, G, !ta, false));
+    if (da && self.parents[0]->requires_grad)
+      self.parents[0]->accumulate(ta ? matmul(B, G, tb, true) : matmul(G, B, false, !tb));
+    if (db && self.parents[1]->requires_grad)
+      self.parents[1]->accumulate(tb ? matmul(G, A, true, ta) : matmul(A, G, !ta, false));
   });
 }
 
@@ -80,8 +82,10 @@ Var bmm(const Var& a, const Var& b, bool ta, bool tb) {
                    [A, B, a_shape, b_shape, ta, tb, da, db](Node& self) {
     const Tensor& G = self.grad;
     // A batch of 1 that was broadcast gets its gradient summed over the batch.
-    if (da && self.parents[0]->requires_grad) self.parents[0]->accumulate(sum_to(ta ? bmm(B, G, tb, true) : bmm(G, B, false, !tb), a_shape));
-    if (db && self.parents[1]->requires_grad) self.parents[1]->accumulate(sum_to(tb ? bmm(G, A, true, ta) : bmm(A, G, !ta, false), b_shape));
+    if (da && self.parents[0]->requires_grad)
+      self.parents[0]->accumulate(sum_to(ta ? bmm(B, G, tb, true) : bmm(G, B, false, !tb), a_shape));
+    if (db && self.parents[1]->requires_grad)
+      self.parents[1]->accumulate(sum_to(tb ? bmm(G, A, true, ta) : bmm(A, G, !ta, false), b_shape));
   });
 }
 

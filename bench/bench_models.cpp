@@ -4,8 +4,9 @@
 // one-class Deep SVDD on the MNIST LeNet with a batch of 128 (ntl_dsvdd.md A.4, A.7), and ACR-NTL
 // on a table: 4 tasks x 512 rows x 570 features, 19 transformations (acr.md §7.4).
 // Also zero-shot scoring of 1000 Omniglot images in one batch. bench/compare_torch.py times the same
-// steps in PyTorch (the reference's per-task loop) and prints the ratio. Time is wall clock in ms; oneTBB follows the CPU affinity mask. The "flops"
-// counter is the step's GEMM-shaped work (bench::count_flops) per second of the timed loop.
+// steps in PyTorch (the reference's per-task loop) and prints the ratio. Time is wall clock in ms;
+// oneTBB follows the CPU affinity mask. The "flops" counter is the step's GEMM-shaped work
+// (bench::count_flops) per second of the timed loop; "tensor_peak_MiB" its peak tensor memory.
 #include <benchmark/benchmark.h>
 
 #include "bench/bench_util.h"

@@ -18,9 +18,9 @@ namespace normad::models {
 namespace {
 
 constexpr int64_t kRowBlock = 1024;  // rows converted to double at a time
-constexpr int64_t kColBlock = 64;   // columns of L⁻¹ per parallel task
-constexpr int64_t kSyrkBlock = 128; // columns of Σ y yᵀ per parallel task
-constexpr int64_t kPBlock = 128;    // tiles of the precision P = L⁻ᵀ L⁻¹ per parallel task
+constexpr int64_t kColBlock = 64;    // columns of L⁻¹ per parallel task
+constexpr int64_t kSyrkBlock = 128;  // columns of Σ y yᵀ per parallel task
+constexpr int64_t kPBlock = 128;     // tiles of the precision P = L⁻ᵀ L⁻¹ per parallel task
 
 void require(bool ok, const std::string& msg) { check(ok, "gaussian-ad", msg); }
 

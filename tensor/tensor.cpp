@@ -33,10 +33,10 @@ void unmap_pages(void* p, size_t bytes, void*) { munmap(p, bytes); }
 // bounded caching pool over mmap (tensor/caching_pool.h): a training step's tensors repeat their
 // sizes, so the next step reuses the same pages (no page faults, no zeroing by the kernel), while
 // the pool never holds more than twice the most bytes ever in use at once (in use + cached <=
-// 2 peak). Before it, glibc's heap
-// served them: freed blocks fragmented the heap and its footprint reached 2.5x the tensors' peak
-// (ACR-NTL step: 405 MiB of tensors, 1017 MiB resident); returning them with munmap on every free
-// instead costs fresh page faults for every op output.
+// 2 peak). Before it, glibc's heap served them: freed blocks fragmented the heap and its footprint
+// reached 2.4x the tensors' peak (ACR-NTL step: 405 MiB of tensors, 978 MiB resident; 564 with the
+// pool); returning them with munmap on every free instead costs fresh page faults for every op
+// output.
 class HostAllocator final : public Allocator {
  public:
   explicit HostAllocator(Device d) : device_(d) {}
