@@ -132,19 +132,28 @@ Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta
   const int64_t C = s.C;
   const int64_t G = groups, M = s.N / G * s.S;
   const float* px = x.data();
-  // Statistics per (g, c): two passes in double (mean, then squared deviations) for accuracy.
-  std::vector<double> mu = std::move(group_channel_sums<1>(s, G, [&](int64_t i, int64_t) {
-    return std::array<double, 1>{double(px[i])};
-  })[0]);
-  for (double& m : mu) m /= M;
-  std::vector<double> var = std::move(group_channel_sums<1>(s, G, [&](int64_t i, int64_t gc) {
-    const double d = px[i] - mu[gc];
-    return std::array<double, 1>{d * d};
-  })[0]);
+  // Statistics per (g, c) from one pass in double over d = x - k, k the (g, c)'s first value:
+  // mu = k + sum(d) / M, var = (sum(d^2) - sum(d)^2 / M) / M. The shift keeps the subtraction from
+  // cancelling when |mu| >> std (a value of the data is within a few std of the mean, so the
+  // relative error of var stays near double's 1e-16 times (mu - k)^2 / var); two passes (mean,
+  // then squared deviations) read x once more for no accuracy a float output could show.
+  std::vector<double> shift_k(G * C);
+  for (int64_t gc = 0; gc < G * C; ++gc)
+    shift_k[gc] = px[((gc / C) * (s.N / G) * C + gc % C) * s.S];  // row g Q, channel c, position 0
+  auto [sum_d, sum_d2] = group_channel_sums<2>(s, G, [&](int64_t i, int64_t gc) {
+    const double d = px[i] - shift_k[gc];
+    return std::array<double, 2>{d, d * d};
+  });
+  std::vector<double> mu(G * C), var(G * C);
+  for (int64_t gc = 0; gc < G * C; ++gc) {
+    mu[gc] = shift_k[gc] + sum_d[gc] / M;
+    // biased variance normalises; clipped at 0 against rounding (a NaN stays NaN)
+    const double v = (sum_d2[gc] - sum_d[gc] * sum_d[gc] / M) / M;
+    var[gc] = v < 0 ? 0.0 : v;
+  }
   Tensor mean({G, C}), invstd({G, C});
   std::vector<float> scale(G * C), zero(G * C, 0.f), shift(G * C);
   for (int64_t gc = 0; gc < G * C; ++gc) {
-    var[gc] /= M;  // biased variance normalises
     const int64_t c = gc % C;
     mean.data()[gc] = static_cast<float>(mu[gc]);
     invstd.data()[gc] = static_cast<float>(1.0 / std::sqrt(var[gc] + eps));

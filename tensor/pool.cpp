@@ -126,13 +126,65 @@ void max_pool2d_taps(float* out, float* argmax, const float* x, const PoolDims& 
   });
 }
 
+// The 2x2 window with stride 2 and no padding (LeNet's and the autoencoders' pooling), every
+// window inside the input: each output reads its four inputs (row 2 oh: columns 2 ow, 2 ow + 1;
+// then row 2 oh + 1) in the plain loop's order, starting from the first, so the maximum and argmax
+// are the plain loop's (a NaN wins, the first maximum wins; an all -inf window keeps its first
+// index). Whole output rows of all planes in one flat loop: the per-row set-up of the taps loop
+// (fills, tap ranges) cost more than the four compares on 14-wide rows. Each output is written once
+// by one task: thread-count independent.
+bool is_pool_2x2_stride_2(const PoolDims& d, const Pool2dArgs& a) {
+  return a.kh == 2 && a.kw == 2 && a.stride_h == 2 && a.stride_w == 2 && a.pad_h == 0 &&
+         a.pad_w == 0 && 2 * d.OH <= d.H && 2 * d.OW <= d.W;
+}
+
+void max_pool2d_2x2(float* out, float* argmax, const float* x, const PoolDims& d) {
+  const int64_t rows = d.N * d.C * d.OH;  // output rows, all planes
+  parallel_for(rows, std::max<int64_t>(1, 4096 / d.OW), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t nc = r / d.OH, oh = r % d.OH;
+      const float* top = x + (nc * d.H + 2 * oh) * d.W;  // input rows 2 oh and 2 oh + 1
+      const float* bottom = top + d.W;
+      float* o = out + r * d.OW;
+      if (!argmax) {
+        for (int64_t ow = 0; ow < d.OW; ++ow) {
+          float m = top[2 * ow];
+          m = nan_max(m, top[2 * ow + 1]);
+          m = nan_max(m, bottom[2 * ow]);
+          o[ow] = nan_max(m, bottom[2 * ow + 1]);
+        }
+        continue;
+      }
+      float* oi = argmax + r * d.OW;
+      const float base = float(2 * oh * d.W);  // flat index of (2 oh, 0) in the plane
+      const float below = float(d.W);
+      for (int64_t ow = 0; ow < d.OW; ++ow) {
+        const float i0 = base + float(2 * ow);
+        float m = top[2 * ow], mi = i0;
+        float v = top[2 * ow + 1];
+        bool take = replaces_max(v, m);
+        m = select(take, v, m), mi = select(take, i0 + 1.f, mi);
+        v = bottom[2 * ow];
+        take = replaces_max(v, m);
+        m = select(take, v, m), mi = select(take, i0 + below, mi);
+        v = bottom[2 * ow + 1];
+        take = replaces_max(v, m);
+        o[ow] = select(take, v, m), oi[ow] = select(take, i0 + below + 1.f, mi);
+      }
+    }
+  });
+}
+
 }  // namespace
 
 Tensor max_pool2d(const Tensor& x, const Pool2dArgs& a, Tensor* argmax) {
   PoolDims d = pool_dims(x.shape(), a, "max_pool2d");
   Tensor out = Tensor::empty({d.N, d.C, d.OH, d.OW});
   Tensor idx = argmax ? Tensor::empty({d.N, d.C, d.OH, d.OW}) : Tensor();
-  max_pool2d_taps(out.data(), argmax ? idx.data() : nullptr, x.data(), d, a);
+  if (is_pool_2x2_stride_2(d, a))
+    max_pool2d_2x2(out.data(), argmax ? idx.data() : nullptr, x.data(), d);
+  else
+    max_pool2d_taps(out.data(), argmax ? idx.data() : nullptr, x.data(), d, a);
   if (argmax) *argmax = idx;
   return out;
 }
@@ -234,11 +286,17 @@ Tensor upsample_nearest2d(const Tensor& x, int64_t scale) {
   Tensor out = Tensor::empty({x.size(0), x.size(1), OH, OW});
   const float* xp = x.data();
   float* op = out.data();
-  tbb::parallel_for(int64_t(0), x.size(0) * x.size(1), [&](int64_t nc) {
-    const float* in = xp + nc * H * W;
-    float* o = op + nc * OH * OW;
-    for (int64_t oh = 0; oh < OH; ++oh)
-      for (int64_t ow = 0; ow < OW; ++ow) o[oh * OW + ow] = in[(oh / scale) * W + ow / scale];
+  // each input row widened once (every value `scale` times), then copied to the other scale - 1
+  // output rows; no division per element
+  parallel_for(x.size(0) * x.size(1), std::max<int64_t>(1, 16384 / (OH * OW)), [&](int64_t b, int64_t e) {
+    for (int64_t nc = b; nc < e; ++nc)
+      for (int64_t h = 0; h < H; ++h) {
+        const float* in = xp + (nc * H + h) * W;
+        float* o = op + (nc * OH + h * scale) * OW;
+        for (int64_t w = 0; w < W; ++w)
+          for (int64_t j = 0; j < scale; ++j) o[w * scale + j] = in[w];
+        for (int64_t i = 1; i < scale; ++i) std::copy(o, o + OW, o + i * OW);
+      }
   });
   return out;
 }
@@ -252,11 +310,18 @@ Tensor upsample_nearest2d_backward(const Tensor& dout, int64_t scale) {
   Tensor dx({dout.size(0), dout.size(1), H, W});
   const float* gp = dout.data();
   float* dp = dx.data();
-  tbb::parallel_for(int64_t(0), dout.size(0) * dout.size(1), [&](int64_t nc) {
-    const float* g = gp + nc * OH * OW;
-    float* d = dp + nc * H * W;
-    for (int64_t oh = 0; oh < OH; ++oh)
-      for (int64_t ow = 0; ow < OW; ++ow) d[(oh / scale) * W + ow / scale] += g[oh * OW + ow];
+  // dx[h, w] = 0 + each of its block's s x s values, row by row, left to right (the plain loop's
+  // order, so the same bits): for each block row i and column j one sweep over w, which vectorises
+  parallel_for(dout.size(0) * dout.size(1), std::max<int64_t>(1, 16384 / (OH * OW)), [&](int64_t b, int64_t e) {
+    for (int64_t nc = b; nc < e; ++nc)
+      for (int64_t h = 0; h < H; ++h) {
+        float* d = dp + (nc * H + h) * W;  // zero from the constructor
+        for (int64_t i = 0; i < scale; ++i) {
+          const float* g = gp + (nc * OH + h * scale + i) * OW;
+          for (int64_t j = 0; j < scale; ++j)
+            for (int64_t w = 0; w < W; ++w) d[w] += g[w * scale + j];
+        }
+      }
   });
   return dx;
 }

@@ -640,6 +640,10 @@ inline std::vector<OpCase> op_cases() {
   add_pool(t, {1, 3, 7, 5}, pool_args(3, 2, 1, 2, 1, 1, false, false));
   add_pool(t, {1, 1, 1, 1}, pool_args(1, 1, 1, 1, 0, 0));
   add_pool(t, {1, 2, 5, 6}, pool_args(3, 3, 2, 2, 1, 1), true);
+  // the CPU's 2x2 stride-2 path (every window inside): even and odd (floor-mode) maps, NaNs
+  add_pool(t, {2, 3, 8, 6}, pool_args(2, 2, 2, 2, 0, 0));
+  add_pool(t, {2, 3, 8, 6}, pool_args(2, 2, 2, 2, 0, 0), true);
+  add_pool(t, {2, 2, 5, 7}, pool_args(2, 2, 2, 2, 0, 0), true);
   // windows holding only -inf (padding never wins): the argmax is the window's first in-bounds input
   for (Pool2dArgs pa : {pool_args(2, 2, 2, 2, 0, 0), pool_args(3, 3, 2, 2, 1, 1)})
     t.add("max_pool2d/-inf windows " + pool_str(pa), Op::max_pool2d,
@@ -874,6 +878,9 @@ inline std::vector<OpCase> op_perf_cases() {
   // ACR's grouped batch norm (32 tasks x 30 rows x 64) and a conv feature map
   add_batch_norm(t, {960, 64}, 32, true, true);
   add_batch_norm(t, {120, 64, 14, 14}, 1, true, true);
+  // the ACR steps' largest: ACR-NTL's 4 tasks x 512 rows x 20 views x 128, ACR-DSVDD's first block
+  add_batch_norm(t, {40960, 128}, 4, true, true);
+  add_batch_norm(t, {960, 64, 14, 14}, 32, true, true);
   t.add("batch_norm_fold/[2048]", Op::batch_norm_fold,
         {normal({2048}), normal({2048}), normal({2048}), normal({2048}), uniform({2048}, 0.5f, 2.f)},
         [](std::vector<Tensor>& in) {

@@ -56,6 +56,44 @@ TEST_CASE("batchnorm: closed-form statistics and running-stat update", "[batchno
   CHECK_THROWS_AS(batch_norm_train(Tensor({5, 2, 3}), Tensor(), Tensor(), 1e-5f, 1, nullptr), Error);
 }
 
+TEST_CASE("batchnorm: statistics stay exact when the mean dwarfs the spread, and NaN reaches them", "[batchnorm]") {
+  // x = 1e6 + N(0, 1) per channel (float: steps of 1/16 at 1e6), in two groups and as [N, C, H, W].
+  // Summing x and x^2 in double and subtracting would lose ~1e-16 * (1e6)^2 = 1e-4 of the variance;
+  // the CPU's shifted sums (and the reference's two passes) keep it to ~1e-12.
+  Generator g(13);
+  for (Shape s : {Shape{4096, 3}, Shape{64, 3, 8, 8}}) {
+    Tensor x = g.normal(s, 1e6f, 1.f);
+    const int64_t G = 2, C = s[1], S = shape_numel(s) / (s[0] * C), Q = s[0] / G;
+    BatchNormSaved saved;
+    Tensor rv = Tensor::ones({C});
+    batch_norm_train(x, Tensor(), Tensor(), 0.f, G, &saved, nullptr, &rv, 1.f);
+    for (int64_t gr = 0; gr < G; ++gr)
+      for (int64_t c = 0; c < C; ++c) {
+        double sum = 0, dev = 0;
+        for (int64_t n = gr * Q; n < (gr + 1) * Q; ++n)
+          for (int64_t k = 0; k < S; ++k) sum += x.data()[(n * C + c) * S + k];
+        const double mean = sum / (Q * S);
+        for (int64_t n = gr * Q; n < (gr + 1) * Q; ++n)
+          for (int64_t k = 0; k < S; ++k) dev += std::pow(x.data()[(n * C + c) * S + k] - mean, 2);
+        const double var = dev / (Q * S);
+        CHECK(saved.mean.data()[gr * C + c] == Approx(mean).epsilon(1e-7));
+        CHECK(saved.invstd.data()[gr * C + c] == Approx(1 / std::sqrt(var)).epsilon(1e-6));
+        if (gr == G - 1)  // momentum 1: the running variance is the last group's, unbiased
+          CHECK(rv.data()[c] == Approx(var * (Q * S) / (Q * S - 1)).epsilon(1e-6));
+      }
+  }
+  // A NaN in a channel makes its mean, invstd and running variance NaN, not a clipped 0.
+  Tensor x = g.normal({8, 2});
+  x.data()[5] = std::nanf("");  // row 2, channel 1
+  BatchNormSaved saved;
+  Tensor rm = Tensor::zeros({2}), rv = Tensor::ones({2});
+  batch_norm_train(x, Tensor(), Tensor(), 1e-5f, 1, &saved, &rm, &rv, 0.1f);
+  CHECK(std::isfinite(saved.invstd.data()[0]));
+  CHECK(std::isnan(saved.mean.data()[1]));
+  CHECK(std::isnan(saved.invstd.data()[1]));
+  CHECK(std::isnan(rv.data()[1]));
+}
+
 TEST_CASE("nn::BatchNorm: train/eval modes, batch statistics in eval, groups", "[batchnorm][nn]") {
   Generator g(12);
   nn::BatchNorm1d bn(3);
