@@ -37,8 +37,9 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
-#include "tensor/gemm.h"
 #include "tensor/cpu.h"
+#include "tensor/gemm.h"
+#include "tensor/parallel.h"
 #include "tensor/select.h"
 
 namespace normad::cpu {
@@ -320,72 +321,103 @@ void epilogue(float* dst, const float* src, int64_t n, float scale, float shift,
 // Depthwise: one KH x KW filter per channel (G = C = F, so Cg = Fg = 1).
 bool is_depthwise(const ConvDims& d) { return d.G > 1 && d.Cg == 1 && d.Fg == 1; }
 
-// Direct depthwise convolution with the epilogue: out[n,c] = act(scale[c] * (w[c] * x[n,c]) +
-// shift[c]) (scale null: 1). Parallel over (n, c) planes; a plane is computed by one task, so the
-// result does not depend on the thread count.
-// Per plane: the zero-padded plane is split by column phase modulo the stride, phase q holding
-// padded columns q, q + sw, q + 2 sw, ...; tap (kh, kw) of output column ow then reads phase
-// (kw dw) % sw at column ow + (kw dw) / sw, so every tap is a contiguous run whatever the stride.
-// Each output row is computed in blocks of kLanes columns kept in registers across all KH*KW taps
-// (one load and one FMA per tap and lane), then written through the epilogue.
 constexpr int64_t kLanes = 16;
 typedef float lanes __attribute__((vector_size(kLanes * sizeof(float))));  // GCC vector extension
 
+inline lanes load_lanes(const float* p) {  // unaligned vector load
+  lanes v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// The direct kernels' copy of an input plane: zero-padded and split by column phase modulo the
+// stride. Phase q holds padded columns q, q + sw, q + 2 sw, ..., so tap (kh, kw) of output column ow
+// reads phase (kw dw) % sw at column ow + (kw dw) / sw: a contiguous run whatever the stride. Rows
+// are `stride` floats apart, wide enough that a block of kLanes output columns never reads past
+// its row, and a phase keeps only the columns some real output column (ow < OW) reads: the rest of
+// the row is zero. So the lanes beyond OW read zeros, and a 0 of the backward's padded gradient
+// never meets an input value (an infinite one the convolution never reads would make a NaN).
+struct PhasePlanes {
+  int64_t rows, stride, phase, plane;  // padded rows, row stride, floats per phase, per plane
+  std::vector<int64_t> read;           // per phase: the columns real outputs read, [0, read[q])
+};
+PhasePlanes phase_planes(const ConvDims& d, const Conv2dArgs& a) {
+  const int64_t sw = a.stride_w;
+  const int64_t cols = (d.W + 2 * a.pad_w + sw - 1) / sw;  // padded columns per phase
+  const int64_t blocks = (d.OW + kLanes - 1) / kLanes;
+  PhasePlanes p{};
+  p.rows = d.H + 2 * a.pad_h;
+  p.read.assign(sw, 0);
+  for (int64_t kw = 0; kw < d.KW; ++kw) {  // tap kw reads phase (kw dw) % sw from column (kw dw) / sw
+    const int64_t col = kw * a.dil_w;
+    p.read[col % sw] = std::max(p.read[col % sw], std::min(cols, d.OW + col / sw));
+  }
+  p.stride = std::max(cols, blocks * kLanes + (d.KW - 1) * a.dil_w / sw);
+  p.phase = p.rows * p.stride;
+  p.plane = sw * p.phase;
+  return p;
+}
+
+// dst (p.plane floats) = the phase-split padded copy of one [H, W] plane.
+void fill_phase_planes(float* dst, const float* src, const ConvDims& d, const Conv2dArgs& a,
+                       const PhasePlanes& p) {
+  const int64_t sw = a.stride_w;
+  for (int64_t q = 0; q < sw; ++q) {
+    float* ph = dst + q * p.phase;
+    std::fill(ph, ph + a.pad_h * p.stride, 0.f);
+    std::fill(ph + (a.pad_h + d.H) * p.stride, ph + p.phase, 0.f);
+    int64_t lo, hi;  // this phase's columns that hold input columns
+    valid_cols(q - a.pad_w, sw, d.W, p.read[q], lo, hi);
+    for (int64_t h = 0; h < d.H; ++h) {
+      const float* in = src + h * d.W;
+      float* row = ph + (h + a.pad_h) * p.stride;
+      std::fill(row, row + lo, 0.f);
+      if (sw == 1) std::memcpy(row + lo, in + lo - a.pad_w, sizeof(float) * (hi - lo));
+      else for (int64_t k = lo; k < hi; ++k) row[k] = in[q - a.pad_w + k * sw];
+      std::fill(row + hi, row + p.stride, 0.f);
+    }
+  }
+}
+
+// Offset of tap t = kh KW + kw's first input inside a sample's phase planes, relative to the row
+// of output row 0.
+std::vector<int64_t> tap_offsets(const ConvDims& d, const Conv2dArgs& a, const PhasePlanes& p) {
+  std::vector<int64_t> off(d.KH * d.KW);
+  for (int64_t kh = 0; kh < d.KH; ++kh)
+    for (int64_t kw = 0; kw < d.KW; ++kw) {
+      const int64_t col = kw * a.dil_w;
+      off[kh * d.KW + kw] = (col % a.stride_w) * p.phase + kh * a.dil_h * p.stride + col / a.stride_w;
+    }
+  return off;
+}
+
+// Direct depthwise convolution with the epilogue: out[n,c] = act(scale[c] * (w[c] * x[n,c]) +
+// shift[c]) (scale null: 1). Parallel over (n, c) planes; a plane is computed by one task, so the
+// result does not depend on the thread count. Per plane: its phase planes (above); each output row
+// is computed in blocks of kLanes columns kept in registers across all KH*KW taps (one load and
+// one FMA per tap and lane), then written through the epilogue.
 void depthwise_forward(float* out, const float* x, const float* w, const float* scale,
                        const float* shift, const ConvDims& d, const Conv2dArgs& a, Activation act) {
-  const int64_t sh = a.stride_h, sw = a.stride_w;
-  const int64_t PH = d.H + 2 * a.pad_h, PW = d.W + 2 * a.pad_w;
-  const int64_t QW = (PW + sw - 1) / sw;     // columns per phase
-  const int64_t phase = PH * QW + kLanes;    // floats per phase, slack for the last block's reads
-  const int64_t ohw = d.OH * d.OW, planes = d.N * d.C;
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(ohw * d.KH * d.KW / 8, 1));
+  const PhasePlanes pp = phase_planes(d, a);
+  const std::vector<int64_t> tap_off = tap_offsets(d, a, pp);
+  const int64_t ohw = d.OH * d.OW, planes = d.N * d.C, taps = d.KH * d.KW;
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(ohw * taps / 8, 1));
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, planes, grain),
                     [&](const tbb::blocked_range<int64_t>& r) {
-    // One padded buffer per thread, reused across calls (no allocation or page faults per plane).
-    // Interior rows are rewritten whole (zero edges included) for each plane; the top and bottom
-    // padding rows are zeroed once per task; the slack is only read into discarded lanes.
+    // one buffer per thread, reused across calls (no allocation or page faults per plane)
     thread_local std::vector<float> buf;
-    if (buf.size() < size_t(sw * phase)) buf.assign(sw * phase, 0.f);
+    if (buf.size() < size_t(pp.plane)) buf.resize(pp.plane);
     float* pad = buf.data();
-    for (int64_t q = 0; q < sw; ++q) {
-      std::fill(pad + q * phase, pad + q * phase + a.pad_h * QW, 0.f);
-      std::fill(pad + q * phase + (a.pad_h + d.H) * QW, pad + q * phase + PH * QW, 0.f);
-    }
-    // per tap: offset of its first input within the phase planes (row part added per output row)
-    std::vector<int64_t> tap_off(d.KH * d.KW);
-    for (int64_t kh = 0; kh < d.KH; ++kh)
-      for (int64_t kw = 0; kw < d.KW; ++kw) {
-        const int64_t col = kw * a.dil_w;
-        tap_off[kh * d.KW + kw] = (col % sw) * phase + kh * a.dil_h * QW + col / sw;
-      }
     for (int64_t p = r.begin(); p < r.end(); ++p) {
       const int64_t c = p % d.C;
-      const float* src = x + p * d.H * d.W;
-      for (int64_t h = 0; h < d.H; ++h) {
-        // phase q, column k holds padded column q + k sw, i.e. input column q + k sw - pad_w
-        const float* in = src + h * d.W;
-        for (int64_t q = 0; q < sw; ++q) {
-          int64_t lo, hi;
-          valid_cols(q - a.pad_w, sw, d.W, QW, lo, hi);
-          float* dst = pad + q * phase + (h + a.pad_h) * QW;
-          std::fill(dst, dst + lo, 0.f);
-          if (sw == 1) std::memcpy(dst + lo, in + lo - a.pad_w, sizeof(float) * (hi - lo));
-          else for (int64_t k = lo; k < hi; ++k) dst[k] = in[q - a.pad_w + k * sw];
-          std::fill(dst + hi, dst + QW, 0.f);
-        }
-      }
-      const float* wc = w + c * d.KH * d.KW;
-      const int64_t taps = d.KH * d.KW;
+      fill_phase_planes(pad, x + p * d.H * d.W, d, a, pp);
+      const float* wc = w + c * taps;
       float* o = out + p * ohw;
       for (int64_t oh = 0; oh < d.OH; ++oh, o += d.OW) {
-        const float* base = pad + oh * sh * QW;
+        const float* base = pad + oh * a.stride_h * pp.stride;
         for (int64_t ow0 = 0; ow0 < d.OW; ow0 += kLanes) {
           lanes acc = {};
-          for (int64_t t = 0; t < taps; ++t) {
-            lanes v;
-            std::memcpy(&v, base + tap_off[t] + ow0, sizeof v);  // unaligned vector load
-            acc += wc[t] * v;
-          }
+          for (int64_t t = 0; t < taps; ++t) acc += wc[t] * load_lanes(base + tap_off[t] + ow0);
           const int64_t m = std::min(kLanes, d.OW - ow0);
           if (m == kLanes) std::memcpy(o + ow0, &acc, sizeof acc);
           else for (int64_t j = 0; j < m; ++j) o[ow0 + j] = acc[j];
@@ -394,6 +426,216 @@ void depthwise_forward(float* out, const float* x, const float* w, const float* 
       }
     }
   });
+}
+
+// ---- direct convolution for few channels (groups 1, dilation 1) ----------------------------------
+// With few input or output channels the im2col columns are many times the size of the output
+// (LeNet's 8 -> 4 channels, 5x5: 200 floats of columns per output pixel against 4 of output), and
+// building them, not the multiply-adds, is the cost. The direct kernels compute from each sample's
+// phase planes instead:
+// - forward: per output row and block of kLanes columns, FB filters' sums stay in registers over
+//   all C * KH * KW taps (per tap: one load, FB FMAs); conv2d_affine_act's epilogue as above;
+// - backward-input (stride 1): the forward of dout with the weights flipped and transposed,
+//   [C, F, KH, KW], padding dil (K - 1) - pad: dx[n, c, ih, iw] = sum_{f,kh,kw} w[f, c, kh, kw]
+//   dout[n, f, ih + ph - kh, iw + pw - kw];
+// - backward-weight: dw[f, c, kh, kw] = sum over n, oh, ow of dout[n, f, oh, ow] x the tap's input,
+//   per (filter block, channel) task one kernel row's FB x KW sums in registers over every sample,
+//   row and column block (per column block: FB + KW loads, FB KW FMAs), reduced over the lanes at
+//   the end.
+// Every output element is summed by one task in a fixed order: bit-identical for any thread count.
+// Summation orders differ from the GEMM path's (results agree to float rounding).
+bool direct_applies(const ConvDims& d, const Conv2dArgs& a) {
+  return d.G == 1 && a.dil_h == 1 && a.dil_w == 1;
+}
+// The backward-weight kernel's kernel widths (its register block is FB x KW).
+bool direct_weight_applies(const ConvDims& d, const Conv2dArgs& a) {
+  return direct_applies(d, a) && (d.KW == 1 || d.KW == 3 || d.KW == 5);
+}
+// The backward-input kernel is a forward with padding K - 1 - pad, which must be >= 0.
+bool direct_input_applies(const ConvDims& d, const Conv2dArgs& a) {
+  return direct_applies(d, a) && a.stride_h == 1 && a.stride_w == 1 && a.pad_h <= d.KH - 1 &&
+         a.pad_w <= d.KW - 1;
+}
+
+// Output rows of filters [f0, f0 + FB) of one sample: o [F, OH, OW] (raw sums), planes the
+// sample's C phase planes, w [F, C, KH, KW].
+template <int FB>
+void direct_forward_block(float* o, const float* planes, const float* w, int64_t f0,
+                          const ConvDims& d, const Conv2dArgs& a, const PhasePlanes& pp,
+                          const int64_t* tap_off) {
+  const int64_t taps = d.KH * d.KW, ohw = d.OH * d.OW;
+  for (int64_t oh = 0; oh < d.OH; ++oh)
+    for (int64_t ow0 = 0; ow0 < d.OW; ow0 += kLanes) {
+      lanes acc[FB] = {};
+      for (int64_t c = 0; c < d.C; ++c) {
+        const float* base = planes + c * pp.plane + oh * a.stride_h * pp.stride + ow0;
+        const float* wc = w + (f0 * d.C + c) * taps;  // filter f0's taps of channel c
+        for (int64_t t = 0; t < taps; ++t) {
+          const lanes v = load_lanes(base + tap_off[t]);
+          for (int fb = 0; fb < FB; ++fb) acc[fb] += wc[fb * d.K + t] * v;
+        }
+      }
+      const int64_t m = std::min(kLanes, d.OW - ow0);
+      for (int fb = 0; fb < FB; ++fb) {
+        float* dst = o + (f0 + fb) * ohw + oh * d.OW + ow0;
+        if (m == kLanes) std::memcpy(dst, &acc[fb], sizeof(lanes));
+        else for (int64_t j = 0; j < m; ++j) dst[j] = acc[fb][j];
+      }
+    }
+}
+
+// out [N, F, OH, OW] = act(scale[f] * conv + shift[f]) by the direct forward; parallel over samples.
+void direct_forward(float* out, const float* x, const float* w, const float* scale,
+                    const float* shift, const ConvDims& d, const Conv2dArgs& a, Activation act) {
+  const PhasePlanes pp = phase_planes(d, a);
+  const std::vector<int64_t> tap_off = tap_offsets(d, a, pp);
+  const int64_t ohw = d.OH * d.OW;
+  tbb::parallel_for(int64_t(0), d.N, [&](int64_t n) {
+    thread_local std::vector<float> buf;
+    if (buf.size() < size_t(d.C * pp.plane)) buf.resize(d.C * pp.plane);
+    for (int64_t c = 0; c < d.C; ++c)
+      fill_phase_planes(buf.data() + c * pp.plane, x + (n * d.C + c) * d.H * d.W, d, a, pp);
+    float* o = out + n * d.F * ohw;
+    int64_t f0 = 0;
+    for (; f0 + 8 <= d.F; f0 += 8) direct_forward_block<8>(o, buf.data(), w, f0, d, a, pp, tap_off.data());
+    for (; f0 + 4 <= d.F; f0 += 4) direct_forward_block<4>(o, buf.data(), w, f0, d, a, pp, tap_off.data());
+    for (; f0 < d.F; ++f0) direct_forward_block<1>(o, buf.data(), w, f0, d, a, pp, tap_off.data());
+    for (int64_t f = 0; f < d.F; ++f)
+      epilogue(o + f * ohw, o + f * ohw, ohw, scale ? scale[f] : 1.f, shift ? shift[f] : 0.f, act);
+  });
+}
+
+// dx [N, C, H, W] by the direct forward of dout with the flipped, transposed weights (stride 1).
+void direct_backward_input(float* dx, const float* dout, const float* w, const ConvDims& d,
+                           const Conv2dArgs& a) {
+  std::vector<float> wt(d.F * d.K);  // [C, F, KH, KW], each kernel rotated by 180 degrees
+  const int64_t taps = d.KH * d.KW;
+  for (int64_t f = 0; f < d.F; ++f)
+    for (int64_t c = 0; c < d.C; ++c)
+      for (int64_t t = 0; t < taps; ++t)
+        wt[(c * d.F + f) * taps + (taps - 1 - t)] = w[(f * d.C + c) * taps + t];
+  Conv2dArgs at;
+  at.pad_h = d.KH - 1 - a.pad_h, at.pad_w = d.KW - 1 - a.pad_w;
+  ConvDims dt = d;  // the transposed convolution's sizes: input dout, output dx
+  dt.C = d.F, dt.H = d.OH, dt.W = d.OW, dt.F = d.C, dt.OH = d.H, dt.OW = d.W;
+  dt.Cg = dt.C, dt.Fg = dt.F, dt.K = dt.C * taps;
+  direct_forward(dx, dout, wt.data(), nullptr, nullptr, dt, at, Activation::none);
+}
+
+// Sums of one (filter block, channel, kernel row) over samples [n0, n1): acc[fb][kw] (lanes,
+// carried across calls), dpad [N, F, OH, OWp] the zero-padded dout, planes the chunk's phase
+// planes [n - n0][C].
+template <int FB, int KW>
+void direct_weight_block(lanes (&acc)[FB][KW], const float* dpad, const float* planes, int64_t n0,
+                         int64_t n1, int64_t f0, int64_t c, int64_t kh, int64_t owp,
+                         const ConvDims& d, const Conv2dArgs& a, const PhasePlanes& pp,
+                         const int64_t* tap_off) {
+  for (int64_t n = n0; n < n1; ++n) {
+    const float* pl = planes + ((n - n0) * d.C + c) * pp.plane;
+    for (int64_t oh = 0; oh < d.OH; ++oh) {
+      const float* g = dpad + ((n * d.F + f0) * d.OH + oh) * owp;
+      const float* base = pl + oh * a.stride_h * pp.stride;
+      for (int64_t ow0 = 0; ow0 < owp; ow0 += kLanes) {
+        lanes dv[FB];
+        for (int fb = 0; fb < FB; ++fb) dv[fb] = load_lanes(g + fb * d.OH * owp + ow0);
+        for (int kw = 0; kw < KW; ++kw) {
+          const lanes v = load_lanes(base + tap_off[kh * KW + kw] + ow0);
+          for (int fb = 0; fb < FB; ++fb) acc[fb][kw] += dv[fb] * v;
+        }
+      }
+    }
+  }
+}
+
+template <int FB, int KW>
+void direct_weight_task(float* dw, lanes* state, const float* dpad, const float* planes,
+                        int64_t n0, int64_t n1, bool last, int64_t f0, int64_t c, int64_t owp,
+                        const ConvDims& d, const Conv2dArgs& a, const PhasePlanes& pp,
+                        const int64_t* tap_off) {
+  for (int64_t kh = 0; kh < d.KH; ++kh) {
+    lanes acc[FB][KW];
+    lanes* st = state + kh * FB * KW;  // this row's sums so far (zero before the first chunk)
+    for (int fb = 0; fb < FB; ++fb)
+      for (int kw = 0; kw < KW; ++kw) acc[fb][kw] = st[fb * KW + kw];
+    direct_weight_block<FB, KW>(acc, dpad, planes, n0, n1, f0, c, kh, owp, d, a, pp, tap_off);
+    for (int fb = 0; fb < FB; ++fb)
+      for (int kw = 0; kw < KW; ++kw) {
+        st[fb * KW + kw] = acc[fb][kw];
+        if (!last) continue;
+        float s = 0.f;  // lanes reduced in order
+        for (int64_t j = 0; j < kLanes; ++j) s += acc[fb][kw][j];
+        dw[((f0 + fb) * d.C + c) * d.KH * KW + kh * KW + kw] = s;
+      }
+  }
+}
+
+template <int KW>
+void direct_backward_weight_kw(float* dw, const float* dout, const float* x, const ConvDims& d,
+                               const Conv2dArgs& a) {
+  const PhasePlanes pp = phase_planes(d, a);
+  const std::vector<int64_t> tap_off = tap_offsets(d, a, pp);
+  const int64_t owp = (d.OW + kLanes - 1) / kLanes * kLanes;
+  // dout with each row zero-padded to whole lane blocks
+  std::vector<float> dpad(d.N * d.F * d.OH * owp);
+  parallel_for(d.N * d.F * d.OH, 256, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      std::copy(dout + r * d.OW, dout + (r + 1) * d.OW, dpad.begin() + r * owp);
+      std::fill(dpad.begin() + r * owp + d.OW, dpad.begin() + (r + 1) * owp, 0.f);
+    }
+  });
+  // tasks: (filter block of 4, or single filters past the last whole block) x channel
+  const int64_t f_blocks = d.F / 4, f_tasks = f_blocks + d.F % 4, tasks = f_tasks * d.C;
+  std::vector<lanes> state(tasks * d.KH * 4 * KW, lanes{});
+  // samples in chunks fixed by the shapes (phase planes of <= ~4M floats), summed in order
+  const int64_t nb = std::clamp<int64_t>((int64_t(4) << 20) / std::max<int64_t>(d.C * pp.plane, 1), 1, d.N);
+  std::vector<float> planes(nb * d.C * pp.plane);
+  for (int64_t n0 = 0; n0 < d.N; n0 += nb) {
+    const int64_t n1 = std::min(d.N, n0 + nb);
+    const bool last = n1 == d.N;
+    parallel_for((n1 - n0) * d.C, 1, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i)
+        fill_phase_planes(planes.data() + i * pp.plane, x + (n0 * d.C + i) * d.H * d.W, d, a, pp);
+    });
+    parallel_for(tasks, 1, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) {
+        const int64_t ft = t / d.C, c = t % d.C;
+        lanes* st = state.data() + t * d.KH * 4 * KW;
+        if (ft < f_blocks)
+          direct_weight_task<4, KW>(dw, st, dpad.data(), planes.data(), n0, n1, last, ft * 4, c, owp, d, a, pp, tap_off.data());
+        else
+          direct_weight_task<1, KW>(dw, st, dpad.data(), planes.data(), n0, n1, last, f_blocks * 4 + (ft - f_blocks), c, owp, d, a, pp, tap_off.data());
+      }
+    });
+  }
+}
+
+void direct_backward_weight(float* dw, const float* dout, const float* x, const ConvDims& d,
+                            const Conv2dArgs& a) {
+  switch (d.KW) {
+    case 1: return direct_backward_weight_kw<1>(dw, dout, x, d, a);
+    case 3: return direct_backward_weight_kw<3>(dw, dout, x, d, a);
+    default: return direct_backward_weight_kw<5>(dw, dout, x, d, a);  // direct_weight_applies
+  }
+}
+
+// Whether a pass takes its direct kernel: forced (tests), or automatically where it measured
+// faster than im2col + GEMM (bench conv_*/lenet*, omni1*; 1 core, docs/profiling.md): the forward
+// and backward-input kernels when the channels they write (F, resp. C) fill a register block of 4
+// to 8 (LeNet 8 -> 4: forward 2.6-3.8 -> 0.7 ms, backward-input 3.0 -> 0.65; with 1 channel to
+// write, 1 -> 8's backward-input, 1.3 -> 2.1 ms), the backward-weight kernel with at most 8 filters
+// (8 -> 4: 2.8 -> 1.2 ms; with 64 filters, the Omniglot net's 1 -> 64, it re-reads the gradient
+// per channel and kernel row: 10 -> 58 ms).
+enum class DirectPass { forward, input, weight };
+bool use_direct(const ConvDims& d, DirectPass pass) {
+  const ConvColumns c = g_columns.load(std::memory_order_relaxed);
+  if (c == ConvColumns::direct) return true;
+  if (c != ConvColumns::automatic) return false;
+  switch (pass) {
+    case DirectPass::forward: return d.F >= 4 && d.F <= 8;
+    case DirectPass::input: return d.C >= 4 && d.C <= 8;
+    case DirectPass::weight: return d.F <= 8;
+  }
+  return false;
 }
 
 // conv2d and conv2d_affine_act: im2col + GEMM per chunk and group, or the depthwise loop, then
@@ -417,6 +659,10 @@ Tensor conv2d_impl(const Tensor& x, const Tensor& w, const Tensor& scale, const 
   float* op = out.data();
   if (is_depthwise(d)) {
     depthwise_forward(op, xp, wp, sp, bp, d, a, act);
+    return out;
+  }
+  if (direct_applies(d, a) && use_direct(d, DirectPass::forward)) {
+    direct_forward(op, xp, wp, sp, bp, d, a, act);
     return out;
   }
   const bool pointwise = is_pointwise(d, a);
@@ -480,6 +726,11 @@ Tensor conv2d_backward_input(const Tensor& dout, const Tensor& w, const Shape& x
   Shape want{d.N, d.F, d.OH, d.OW};
   check(dout.shape() == want, "conv2d_backward_input",
         "dout must be " + shape_str(want) + ", got " + shape_str(dout.shape()));
+  if (direct_input_applies(d, a) && use_direct(d, DirectPass::input)) {
+    Tensor dx = Tensor::empty(x_shape);  // every element assigned
+    direct_backward_input(dx.data(), dout.data(), w.data(), d, a);
+    return dx;
+  }
   const bool hwc = channels_last(d);
   // planar: zeros, col2im accumulates into it; channels-last assigns every element
   Tensor dx = hwc ? Tensor::empty(x_shape) : Tensor(x_shape);
@@ -515,6 +766,11 @@ Tensor conv2d_backward_weight(const Tensor& dout, const Tensor& x, const Shape& 
   Shape want{d.N, d.F, d.OH, d.OW};
   check(dout.shape() == want, "conv2d_backward_weight",
         "dout must be " + shape_str(want) + ", got " + shape_str(dout.shape()));
+  if (direct_weight_applies(d, a) && use_direct(d, DirectPass::weight)) {
+    Tensor dw = Tensor::empty(w_shape);  // every element assigned
+    direct_backward_weight(dw.data(), dout.data(), x.data(), d, a);
+    return dw;
+  }
   const int64_t ohw = d.OH * d.OW, wsize = d.F * d.K;
   // dW_g = sum_chunks dout_g,chunk [Fg, nb*OHW] x cols_chunk^T [nb*OHW, K]. The chunks are dealt
   // to at most 32 partial sums in contiguous runs (fixed by the shapes), computed in parallel and

@@ -7,6 +7,7 @@
 //
 // Shapes: N batch, C channels, F filters, H, W spatial, KH, KW kernel.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -120,7 +121,11 @@ struct ColumnsScope {
   ~ColumnsScope() { cpu::set_conv_columns(cpu::ConvColumns::automatic); }
 };
 cpu::ConvColumns generated_columns() {
-  return GENERATE(cpu::ConvColumns::planar, cpu::ConvColumns::channels_last);
+  return GENERATE(cpu::ConvColumns::planar, cpu::ConvColumns::channels_last, cpu::ConvColumns::direct);
+}
+const char* columns_name(cpu::ConvColumns c) {
+  return c == cpu::ConvColumns::planar ? "planar" : c == cpu::ConvColumns::channels_last ? "channels-last"
+         : c == cpu::ConvColumns::direct ? "direct" : "automatic";
 }
 
 bool bitwise_equal(const Tensor& a, const Tensor& b) {
@@ -158,7 +163,7 @@ TEST_CASE("conv2d: im2col + GEMM and backward match plain loops over a grid of a
   ConvCase c = generated_case();
   const cpu::ConvColumns columns = generated_columns();
   ColumnsScope scope(columns);
-  INFO("columns " << (columns == cpu::ConvColumns::planar ? "planar" : "channels-last"));
+  INFO("columns " << columns_name(columns));
   check_against_loops(c, 7);
 }
 
@@ -191,8 +196,47 @@ TEST_CASE("conv2d: irregular shapes, batch chunking and the 1x1 fast path", "[co
       mk(16, 8, 14, 14, 4, 5, 5, 1, 1, 2, 2, 1, 1, 1, false));
   const cpu::ConvColumns columns = generated_columns();
   ColumnsScope scope(columns);
-  INFO("columns " << (columns == cpu::ConvColumns::planar ? "planar" : "channels-last"));
+  INFO("columns " << columns_name(columns));
   check_against_loops(c, 11);
+}
+
+TEST_CASE("conv2d: the direct kernels for few channels match plain loops", "[conv]") {
+  // kernels 1 / 3 / 5 / 3x5 / 2 (2: the weight gradient falls back to im2col) x stride 1 / 2 / 3 x
+  // padding 0..3 (past K - 1 the input gradient falls back) x 1 / 3 / 13 filters (register blocks
+  // of 8, 4 and 1) on 9x21 planes (two lane blocks per row at stride 1)
+  ColumnsScope scope(cpu::ConvColumns::direct);
+  const int kernel = GENERATE(0, 1, 2, 3, 4);
+  const int64_t KH = std::array<int64_t, 5>{1, 3, 5, 3, 2}[kernel];
+  const int64_t KW = std::array<int64_t, 5>{1, 3, 5, 5, 2}[kernel];
+  const int64_t stride = GENERATE(1, 2, 3);
+  const int64_t pad = GENERATE(0, 1, 2, 3);
+  const int64_t F = GENERATE(1, 3, 13);
+  const bool bias = F != 3;
+  ConvCase c{2, F == 13 ? 1 : 3, 9, 21, F, KH, KW, {}, bias};
+  c.a.stride_h = c.a.stride_w = stride;
+  c.a.pad_h = c.a.pad_w = pad;
+  if (9 + 2 * pad - KH < 0) return;
+  check_against_loops(c, 23);
+}
+
+TEST_CASE("conv2d: an infinite input no tap reads leaves every direct result finite", "[conv]") {
+  // stride 2, kernel 3, no padding on 8 columns: outputs read columns 0..6, never column 7. The
+  // direct kernels' lanes past the last output column must not multiply it by a padded zero.
+  for (cpu::ConvColumns columns : {cpu::ConvColumns::direct, cpu::ConvColumns::planar}) {
+    ColumnsScope scope(columns);
+    INFO("columns " << columns_name(columns));
+    ConvCase c{2, 2, 7, 8, 3, 3, 3, {}, true};
+    c.a.stride_h = c.a.stride_w = 2;
+    Tensor x, w, b;
+    make_inputs(c, 29, &x, &w, &b);
+    for (int64_t r = 0; r < 2 * 2 * 7; ++r) x.data()[r * 8 + 7] = r % 2 ? INFINITY : -INFINITY;
+    Tensor y = conv2d(x, w, b, c.a);
+    Tensor dout = Generator(30).normal(y.shape());
+    Tensor dx_ref, dw_ref;
+    conv2d_backward_loops(dout, x, w, c.a, &dx_ref, &dw_ref);
+    test::expect_close(y, conv2d(on_ref(x), on_ref(w), on_ref(b), c.a), 1e-4, 1e-4, "forward");
+    test::expect_close(conv2d_backward_weight(dout, x, w.shape(), c.a), dw_ref, 1e-4, 1e-4, "dw");
+  }
 }
 
 TEST_CASE("conv2d: the depthwise direct loop (groups = C = F) matches plain loops", "[conv]") {
@@ -218,14 +262,16 @@ TEST_CASE("conv2d: the depthwise direct loop (groups = C = F) matches plain loop
 
 TEST_CASE("conv2d_affine_act: the fused epilogue equals conv, affine and activation composed",
           "[conv]") {
-  // the three forward paths: depthwise loop, 1x1 on one sample (direct GEMM), im2col + GEMM
-  const int path = GENERATE(0, 1, 2);
+  // the forward paths: depthwise loop, 1x1 on one sample (direct GEMM), the direct kernel for few
+  // channels, im2col + GEMM
+  const int path = GENERATE(0, 1, 2, 3);
   const Activation act = GENERATE(Activation::none, Activation::relu, Activation::silu);
   ConvCase c = path == 0 ? ConvCase{2, 6, 9, 8, 6, 3, 3, {}, false}
-             : path == 1 ? ConvCase{2, 5, 12, 12, 7, 1, 1, {}, false}
-                         : ConvCase{3, 4, 7, 9, 6, 3, 3, {}, false};
+             : path == 1 ? ConvCase{2, 10, 12, 12, 9, 1, 1, {}, false}
+             : path == 2 ? ConvCase{3, 4, 7, 9, 6, 3, 3, {}, false}
+                         : ConvCase{3, 12, 7, 9, 10, 3, 3, {}, false};
   if (path == 0) c.a.groups = 6, c.a.stride_h = c.a.stride_w = 2, c.a.pad_h = c.a.pad_w = 1;
-  if (path == 2) c.a.pad_h = c.a.pad_w = 1;
+  if (path >= 2) c.a.pad_h = c.a.pad_w = 1;
   INFO(c.str() << " act " << int(act));
   Tensor x, w, b;
   make_inputs(c, 19, &x, &w, &b);
@@ -294,10 +340,10 @@ TEST_CASE("conv2d: all-ones input and kernel count the in-window pixels", "[conv
 TEST_CASE("conv2d: results are bit-identical for 1 and several threads", "[conv]") {
   const cpu::ConvColumns columns = generated_columns();
   ColumnsScope scope(columns);
-  INFO("columns " << (columns == cpu::ConvColumns::planar ? "planar" : "channels-last"));
+  INFO("columns " << columns_name(columns));
   ConvCase c{40, 8, 9, 9, 16, 3, 3, {}, true};
   c.a.pad_h = c.a.pad_w = 1;
-  c.a.groups = 2;
+  c.a.groups = columns == cpu::ConvColumns::direct ? 1 : 2;  // the direct kernels take groups 1
   Tensor x, w, b;
   make_inputs(c, 3, &x, &w, &b);
   Tensor dout = Generator(4).normal({c.N, c.F, 9, 9});
