@@ -134,12 +134,16 @@ Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta
   const float* px = x.data();
   // Statistics per (g, c) from one pass in double over d = x - k, k the (g, c)'s first value:
   // mu = k + sum(d) / M, var = (sum(d^2) - sum(d)^2 / M) / M. The shift keeps the subtraction from
-  // cancelling when |mu| >> std (a value of the data is within a few std of the mean, so the
-  // relative error of var stays near double's 1e-16 times (mu - k)^2 / var); two passes (mean,
-  // then squared deviations) read x once more for no accuracy a float output could show.
+  // cancelling when |mu| >> std: the relative error of var is about double's 1e-16 times
+  // (mu - k)^2 / var, and for a value k of the data (mu - k)^2 / var <= M - 1 (Samuelson), so at
+  // most ~1e-10 for a million values. Two passes (mean, then squared deviations) would read x once
+  // more for no accuracy a float output could show. An infinite k would make every d NaN; 0 then
+  // keeps the mean infinite, as the sum of the values is.
   std::vector<double> shift_k(G * C);
-  for (int64_t gc = 0; gc < G * C; ++gc)
+  for (int64_t gc = 0; gc < G * C; ++gc) {
     shift_k[gc] = px[((gc / C) * (s.N / G) * C + gc % C) * s.S];  // row g Q, channel c, position 0
+    if (std::isinf(shift_k[gc])) shift_k[gc] = 0.0;
+  }
   auto [sum_d, sum_d2] = group_channel_sums<2>(s, G, [&](int64_t i, int64_t gc) {
     const double d = px[i] - shift_k[gc];
     return std::array<double, 2>{d, d * d};

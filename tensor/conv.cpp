@@ -1,10 +1,12 @@
 // 2-D convolution (NCHW) on the CPU: im2col + GEMM (tensor/gemm.h) per group, parallel over batch
-// chunks and inside each GEMM (oneTBB), and a direct loop for depthwise convolutions (groups = C = F).
+// chunks and inside each GEMM (oneTBB); a direct loop for depthwise convolutions (groups = C = F);
+// direct kernels (forward, backward-input, backward-weight) for few channels, where im2col's columns
+// would dwarf the output (see "direct convolution" below).
 // Math: out[n,f,oh,ow] = b[f] + sum_{c,kh,kw} w[f,c,kh,kw] x[n, g*Cg+c, oh*sh-ph+kh*dh, ow*sw-pw+kw*dw]
 // with g = f / Fg (zero outside the input); as matrices per group: out_g = W_g [Fg, Cg*KH*KW] x cols.
 // conv2d_affine_act applies act(scale[f] * conv + shift[f]) in the same write-back pass (inference
 // with a BN folded in).
-// Tested by tests/test_conv.cpp: im2col path and depthwise path vs conv2d on the reference backend
+// Tested by tests/test_conv.cpp: im2col, depthwise and direct paths vs conv2d on the reference backend
 // (tensor/reference.cpp) over strides/pads/dilations/groups, the fused epilogue vs the composed
 // ops, a closed form, backward vs plain scatter loops, finite differences, thread-count
 // determinism; and by tests/test_backend_ops.cpp (every conv entry vs the reference).
@@ -324,6 +326,8 @@ bool is_depthwise(const ConvDims& d) { return d.G > 1 && d.Cg == 1 && d.Fg == 1;
 constexpr int64_t kLanes = 16;
 typedef float lanes __attribute__((vector_size(kLanes * sizeof(float))));  // GCC vector extension
 
+typedef int32_t lane_mask __attribute__((vector_size(kLanes * sizeof(int32_t))));
+
 inline lanes load_lanes(const float* p) {  // unaligned vector load
   lanes v;
   std::memcpy(&v, p, sizeof v);
@@ -332,42 +336,37 @@ inline lanes load_lanes(const float* p) {  // unaligned vector load
 
 // The direct kernels' copy of an input plane: zero-padded and split by column phase modulo the
 // stride. Phase q holds padded columns q, q + sw, q + 2 sw, ..., so tap (kh, kw) of output column ow
-// reads phase (kw dw) % sw at column ow + (kw dw) / sw: a contiguous run whatever the stride. Rows
-// are `stride` floats apart, wide enough that a block of kLanes output columns never reads past
-// its row, and a phase keeps only the columns some real output column (ow < OW) reads: the rest of
-// the row is zero. So the lanes beyond OW read zeros, and a 0 of the backward's padded gradient
-// never meets an input value (an infinite one the convolution never reads would make a NaN).
+// reads phase (kw dw) % sw at column ow + (kw dw) / sw: a contiguous run whatever the stride. The
+// lanes of a row's last block beyond OW read on into the next row (or phase, or the slack after
+// the last phase): the forward discards them, the backward-weight kernel masks them.
 struct PhasePlanes {
   int64_t rows, stride, phase, plane;  // padded rows, row stride, floats per phase, per plane
-  std::vector<int64_t> read;           // per phase: the columns real outputs read, [0, read[q])
 };
 PhasePlanes phase_planes(const ConvDims& d, const Conv2dArgs& a) {
   const int64_t sw = a.stride_w;
-  const int64_t cols = (d.W + 2 * a.pad_w + sw - 1) / sw;  // padded columns per phase
-  const int64_t blocks = (d.OW + kLanes - 1) / kLanes;
   PhasePlanes p{};
   p.rows = d.H + 2 * a.pad_h;
-  p.read.assign(sw, 0);
-  for (int64_t kw = 0; kw < d.KW; ++kw) {  // tap kw reads phase (kw dw) % sw from column (kw dw) / sw
-    const int64_t col = kw * a.dil_w;
-    p.read[col % sw] = std::max(p.read[col % sw], std::min(cols, d.OW + col / sw));
-  }
-  p.stride = std::max(cols, blocks * kLanes + (d.KW - 1) * a.dil_w / sw);
+  p.stride = (d.W + 2 * a.pad_w + sw - 1) / sw;  // padded columns per phase
   p.phase = p.rows * p.stride;
-  p.plane = sw * p.phase;
+  p.plane = sw * p.phase + kLanes + (d.KW - 1) * a.dil_w / sw;  // slack for the last block's reads
   return p;
 }
 
-// dst (p.plane floats) = the phase-split padded copy of one [H, W] plane.
+// dst (p.plane floats) = the phase-split padded copy of one [H, W] plane, slack zeroed. With
+// `borders` false only the input rows are written: the padding rows and the slack are those of the
+// previous plane filled into dst with the same layout (zeros).
 void fill_phase_planes(float* dst, const float* src, const ConvDims& d, const Conv2dArgs& a,
-                       const PhasePlanes& p) {
+                       const PhasePlanes& p, bool borders = true) {
   const int64_t sw = a.stride_w;
+  if (borders) std::fill(dst + sw * p.phase, dst + p.plane, 0.f);
   for (int64_t q = 0; q < sw; ++q) {
     float* ph = dst + q * p.phase;
-    std::fill(ph, ph + a.pad_h * p.stride, 0.f);
-    std::fill(ph + (a.pad_h + d.H) * p.stride, ph + p.phase, 0.f);
+    if (borders) {
+      std::fill(ph, ph + a.pad_h * p.stride, 0.f);
+      std::fill(ph + (a.pad_h + d.H) * p.stride, ph + p.phase, 0.f);
+    }
     int64_t lo, hi;  // this phase's columns that hold input columns
-    valid_cols(q - a.pad_w, sw, d.W, p.read[q], lo, hi);
+    valid_cols(q - a.pad_w, sw, d.W, p.stride, lo, hi);
     for (int64_t h = 0; h < d.H; ++h) {
       const float* in = src + h * d.W;
       float* row = ph + (h + a.pad_h) * p.stride;
@@ -410,7 +409,7 @@ void depthwise_forward(float* out, const float* x, const float* w, const float* 
     float* pad = buf.data();
     for (int64_t p = r.begin(); p < r.end(); ++p) {
       const int64_t c = p % d.C;
-      fill_phase_planes(pad, x + p * d.H * d.W, d, a, pp);
+      fill_phase_planes(pad, x + p * d.H * d.W, d, a, pp, /*borders=*/p == r.begin());
       const float* wc = w + c * taps;
       float* o = out + p * ohw;
       for (int64_t oh = 0; oh < d.OH; ++oh, o += d.OW) {
@@ -522,51 +521,64 @@ void direct_backward_input(float* dx, const float* dout, const float* w, const C
   direct_forward(dx, dout, wt.data(), nullptr, nullptr, dt, at, Activation::none);
 }
 
-// Sums of one (filter block, channel, kernel row) over samples [n0, n1): acc[fb][kw] (lanes,
-// carried across calls), dpad [N, F, OH, OWp] the zero-padded dout, planes the chunk's phase
-// planes [n - n0][C].
+// Adds one sample's products to the sums of one (filter block, channel, kernel row): acc[fb][kw]
+// (lanes), g the sample's zero-padded dout rows of filter f0 ([F, OH, OWp] slices), pl its phase
+// planes of channel c.
+// The lanes of a row's last block past OW multiply a zero gradient by an input value no real output
+// of that tap reads; `tail` (all ones on lanes < OW) clears those values first, so an infinite one
+// cannot turn the sum into NaN (0 x inf).
 template <int FB, int KW>
-void direct_weight_block(lanes (&acc)[FB][KW], const float* dpad, const float* planes, int64_t n0,
-                         int64_t n1, int64_t f0, int64_t c, int64_t kh, int64_t owp,
-                         const ConvDims& d, const Conv2dArgs& a, const PhasePlanes& pp,
-                         const int64_t* tap_off) {
-  for (int64_t n = n0; n < n1; ++n) {
-    const float* pl = planes + ((n - n0) * d.C + c) * pp.plane;
-    for (int64_t oh = 0; oh < d.OH; ++oh) {
-      const float* g = dpad + ((n * d.F + f0) * d.OH + oh) * owp;
-      const float* base = pl + oh * a.stride_h * pp.stride;
-      for (int64_t ow0 = 0; ow0 < owp; ow0 += kLanes) {
-        lanes dv[FB];
-        for (int fb = 0; fb < FB; ++fb) dv[fb] = load_lanes(g + fb * d.OH * owp + ow0);
-        for (int kw = 0; kw < KW; ++kw) {
-          const lanes v = load_lanes(base + tap_off[kh * KW + kw] + ow0);
-          for (int fb = 0; fb < FB; ++fb) acc[fb][kw] += dv[fb] * v;
-        }
+void direct_weight_row(lanes (&acc)[FB][KW], const float* g, const float* pl, int64_t kh,
+                       int64_t owp, const lane_mask& tail, const ConvDims& d, const Conv2dArgs& a,
+                       const PhasePlanes& pp, const int64_t* tap_off) {
+  for (int64_t oh = 0; oh < d.OH; ++oh, g += owp) {
+    const float* base = pl + oh * a.stride_h * pp.stride;
+    for (int64_t ow0 = 0; ow0 < owp; ow0 += kLanes) {
+      const bool last_block = ow0 + kLanes > d.OW;
+      lanes dv[FB];
+      for (int fb = 0; fb < FB; ++fb) dv[fb] = load_lanes(g + fb * d.OH * owp + ow0);
+      for (int kw = 0; kw < KW; ++kw) {
+        lanes v = load_lanes(base + tap_off[kh * KW + kw] + ow0);
+        if (last_block) v = (lanes)((lane_mask)v & tail);
+        for (int fb = 0; fb < FB; ++fb) acc[fb][kw] += dv[fb] * v;
       }
     }
   }
 }
 
+// One task's sums over samples [n0, n1): sample by sample, and within a sample kernel row by
+// kernel row, so the sample's gradient rows and planes stay in L1 across the KH rows (kernel rows
+// outermost re-read the whole gradient KH times: the 1 -> 8 LeNet layer's 1.8 MB per row). The
+// FB x KW sums of each kernel row live in `state` between samples and chunks (the same order of
+// additions per sum as a kernel-row-outer loop); after the last chunk their lanes are reduced in
+// order into dw.
 template <int FB, int KW>
 void direct_weight_task(float* dw, lanes* state, const float* dpad, const float* planes,
                         int64_t n0, int64_t n1, bool last, int64_t f0, int64_t c, int64_t owp,
-                        const ConvDims& d, const Conv2dArgs& a, const PhasePlanes& pp,
-                        const int64_t* tap_off) {
-  for (int64_t kh = 0; kh < d.KH; ++kh) {
-    lanes acc[FB][KW];
-    lanes* st = state + kh * FB * KW;  // this row's sums so far (zero before the first chunk)
-    for (int fb = 0; fb < FB; ++fb)
-      for (int kw = 0; kw < KW; ++kw) acc[fb][kw] = st[fb * KW + kw];
-    direct_weight_block<FB, KW>(acc, dpad, planes, n0, n1, f0, c, kh, owp, d, a, pp, tap_off);
+                        const lane_mask& tail, const ConvDims& d, const Conv2dArgs& a,
+                        const PhasePlanes& pp, const int64_t* tap_off) {
+  for (int64_t n = n0; n < n1; ++n) {
+    const float* g = dpad + (n * d.F + f0) * d.OH * owp;
+    const float* pl = planes + ((n - n0) * d.C + c) * pp.plane;
+    for (int64_t kh = 0; kh < d.KH; ++kh) {
+      lanes acc[FB][KW];
+      lanes* st = state + kh * FB * KW;  // this kernel row's sums so far (zero at first)
+      for (int fb = 0; fb < FB; ++fb)
+        for (int kw = 0; kw < KW; ++kw) acc[fb][kw] = st[fb * KW + kw];
+      direct_weight_row<FB, KW>(acc, g, pl, kh, owp, tail, d, a, pp, tap_off);
+      for (int fb = 0; fb < FB; ++fb)
+        for (int kw = 0; kw < KW; ++kw) st[fb * KW + kw] = acc[fb][kw];
+    }
+  }
+  if (!last) return;
+  for (int64_t kh = 0; kh < d.KH; ++kh)
     for (int fb = 0; fb < FB; ++fb)
       for (int kw = 0; kw < KW; ++kw) {
-        st[fb * KW + kw] = acc[fb][kw];
-        if (!last) continue;
+        const lanes& sum = state[(kh * FB + fb) * KW + kw];
         float s = 0.f;  // lanes reduced in order
-        for (int64_t j = 0; j < kLanes; ++j) s += acc[fb][kw][j];
+        for (int64_t j = 0; j < kLanes; ++j) s += sum[j];
         dw[((f0 + fb) * d.C + c) * d.KH * KW + kh * KW + kw] = s;
       }
-  }
 }
 
 template <int KW>
@@ -575,6 +587,8 @@ void direct_backward_weight_kw(float* dw, const float* dout, const float* x, con
   const PhasePlanes pp = phase_planes(d, a);
   const std::vector<int64_t> tap_off = tap_offsets(d, a, pp);
   const int64_t owp = (d.OW + kLanes - 1) / kLanes * kLanes;
+  lane_mask tail;  // lanes of the last block that hold real output columns
+  for (int64_t j = 0; j < kLanes; ++j) tail[j] = owp - kLanes + j < d.OW ? -1 : 0;
   // dout with each row zero-padded to whole lane blocks
   std::vector<float> dpad(d.N * d.F * d.OH * owp);
   parallel_for(d.N * d.F * d.OH, 256, [&](int64_t r0, int64_t r1) {
@@ -587,7 +601,8 @@ void direct_backward_weight_kw(float* dw, const float* dout, const float* x, con
   const int64_t f_blocks = d.F / 4, f_tasks = f_blocks + d.F % 4, tasks = f_tasks * d.C;
   std::vector<lanes> state(tasks * d.KH * 4 * KW, lanes{});
   // samples in chunks fixed by the shapes (phase planes of <= ~4M floats), summed in order
-  const int64_t nb = std::clamp<int64_t>((int64_t(4) << 20) / std::max<int64_t>(d.C * pp.plane, 1), 1, d.N);
+  const int64_t nb =
+      std::clamp<int64_t>((int64_t(4) << 20) / std::max<int64_t>(d.C * pp.plane, 1), 1, d.N);
   std::vector<float> planes(nb * d.C * pp.plane);
   for (int64_t n0 = 0; n0 < d.N; n0 += nb) {
     const int64_t n1 = std::min(d.N, n0 + nb);
@@ -601,9 +616,12 @@ void direct_backward_weight_kw(float* dw, const float* dout, const float* x, con
         const int64_t ft = t / d.C, c = t % d.C;
         lanes* st = state.data() + t * d.KH * 4 * KW;
         if (ft < f_blocks)
-          direct_weight_task<4, KW>(dw, st, dpad.data(), planes.data(), n0, n1, last, ft * 4, c, owp, d, a, pp, tap_off.data());
+          direct_weight_task<4, KW>(dw, st, dpad.data(), planes.data(), n0, n1, last, ft * 4, c, owp,
+                                    tail, d, a, pp, tap_off.data());
         else
-          direct_weight_task<1, KW>(dw, st, dpad.data(), planes.data(), n0, n1, last, f_blocks * 4 + (ft - f_blocks), c, owp, d, a, pp, tap_off.data());
+          direct_weight_task<1, KW>(dw, st, dpad.data(), planes.data(), n0, n1, last,
+                                    f_blocks * 4 + (ft - f_blocks), c, owp, tail, d, a, pp,
+                                    tap_off.data());
       }
     });
   }
@@ -611,6 +629,10 @@ void direct_backward_weight_kw(float* dw, const float* dout, const float* x, con
 
 void direct_backward_weight(float* dw, const float* dout, const float* x, const ConvDims& d,
                             const Conv2dArgs& a) {
+  if (d.N == 0) {  // an empty batch: no products, zero gradient
+    std::fill(dw, dw + d.F * d.K, 0.f);
+    return;
+  }
   switch (d.KW) {
     case 1: return direct_backward_weight_kw<1>(dw, dout, x, d, a);
     case 3: return direct_backward_weight_kw<3>(dw, dout, x, d, a);
@@ -619,23 +641,22 @@ void direct_backward_weight(float* dw, const float* dout, const float* x, const 
 }
 
 // Whether a pass takes its direct kernel: forced (tests), or automatically where it measured
-// faster than im2col + GEMM (bench conv_*/lenet*, omni1*; 1 core, docs/profiling.md): the forward
-// and backward-input kernels when the channels they write (F, resp. C) fill a register block of 4
-// to 8 (LeNet 8 -> 4: forward 2.6-3.8 -> 0.7 ms, backward-input 3.0 -> 0.65; with 1 channel to
-// write, 1 -> 8's backward-input, 1.3 -> 2.1 ms), the backward-weight kernel with at most 8 filters
-// (8 -> 4: 2.8 -> 1.2 ms; with 64 filters, the Omniglot net's 1 -> 64, it re-reads the gradient
-// per channel and kernel row: 10 -> 58 ms).
+// faster than im2col + GEMM (bench conv_*/lenet*, omni1*; 1 core, docs/profiling.md): when the
+// channels the pass sums into fill a register block of 4 to 8 (the forward's F, the
+// backward-input's C, the backward-weight's F) and an output row fills at least half a lane block.
+// LeNet 8 -> 4 on 14x14: forward 2.5-4.4 -> 0.64-0.77 ms, backward-input 2.9-3.6 -> 0.60-0.65,
+// backward-weight 2.8-4.1 -> 1.16-1.19. With 1 channel to write (1 -> 8's backward-input) a block
+// of one does one multiply-add per load: 1.3 -> 2.1 ms; with 64 filters (the Omniglot net's
+// 1 -> 64, stride 2) the forward stored 14 of 16 lanes one by one (2x slower) and the
+// backward-weight re-read the gradient per channel and kernel row (6x).
 enum class DirectPass { forward, input, weight };
 bool use_direct(const ConvDims& d, DirectPass pass) {
   const ConvColumns c = g_columns.load(std::memory_order_relaxed);
   if (c == ConvColumns::direct) return true;
   if (c != ConvColumns::automatic) return false;
-  switch (pass) {
-    case DirectPass::forward: return d.F >= 4 && d.F <= 8;
-    case DirectPass::input: return d.C >= 4 && d.C <= 8;
-    case DirectPass::weight: return d.F <= 8;
-  }
-  return false;
+  const int64_t block = pass == DirectPass::input ? d.C : d.F;
+  const int64_t row = pass == DirectPass::input ? d.W : d.OW;
+  return block >= 4 && block <= 8 && row >= kLanes / 2;
 }
 
 // conv2d and conv2d_affine_act: im2col + GEMM per chunk and group, or the depthwise loop, then

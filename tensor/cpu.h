@@ -53,7 +53,7 @@ Tensor conv2d_backward_weight(const Tensor& dout, const Tensor& x, const Shape& 
 // NCHW planes, or channels_last, rows (kh, kw, c) copied as runs of Cg floats from a per-sample
 // [H, W, Cg] copy of the input; or direct: no columns, the direct kernels wherever they apply
 // (groups 1, dilation 1; the backward-input one at stride 1, the backward-weight one for kernel
-// widths 1, 3, 5), im2col elsewhere. automatic: direct where it applies and measured faster (few
+// widths 1, 3, 5), planar im2col elsewhere. automatic: direct where it applies and measured faster (few
 // channels: conv.cpp's use_direct), else channels_last when a group has >= 16 channels, else
 // planar.
 enum class ConvColumns { automatic, planar, channels_last, direct };

@@ -91,7 +91,8 @@ struct Conv2dArgs {
 };
 // x [N, C, H, W], w [F, C/groups, KH, KW], b [F] or undefined -> [N, F, OH, OW]
 // OH = (H + 2 pad_h - dil_h (KH - 1) - 1) / stride_h + 1, likewise OW.
-// Depthwise convolutions (groups = C = F) run a direct loop; the rest im2col + GEMM.
+// On the CPU, depthwise convolutions (groups = C = F) and those with few channels run direct loops,
+// the rest im2col + GEMM (tensor/conv.cpp).
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dArgs& a);
 // Inference convolution with a per-filter affine and an activation fused into the write-back
 // (a BN in eval mode folded in: scale = gamma / sqrt(var + eps), shift = beta - mean * scale):

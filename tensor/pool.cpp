@@ -1,10 +1,12 @@
 // 2-D max / average pooling and global average pooling (NCHW) on the CPU, parallel over N*C planes.
 // Math: max: out = max over the window (padding is -inf), argmax = flat ih*W+iw of the first maximum
-// (both by taps across output columns, see max_pool2d_taps; without argmax only the values);
+// (by taps across output columns, see max_pool2d_taps, or for 2x2 windows at stride 2 four taps per
+// output, max_pool2d_2x2; without argmax only the values);
 // avg: out = sum over the window / divisor (PyTorch's rules for count_include_pad and ceil_mode);
 // global: out[n,c] = mean over H, W; nearest upsample: out[h, w] = x[h / s, w / s] (backward sums
 // each s x s block).
-// Tested by tests/test_conv.cpp ([pool]: closed forms checked against PyTorch, finite differences).
+// Tested by tests/test_conv.cpp ([pool]: closed forms checked against PyTorch, finite differences)
+// and tests/test_backend_ops.cpp (every case, NaNs and ties included, against the reference loops).
 //
 // Shapes: N batch, C channels, H, W input, OH, OW output, KH, KW window.
 //
@@ -161,15 +163,14 @@ void max_pool2d_2x2(float* out, float* argmax, const float* x, const PoolDims& d
       for (int64_t ow = 0; ow < d.OW; ++ow) {
         const float i0 = base + float(2 * ow);
         float m = top[2 * ow], mi = i0;
-        float v = top[2 * ow + 1];
-        bool take = replaces_max(v, m);
-        m = select(take, v, m), mi = select(take, i0 + 1.f, mi);
-        v = bottom[2 * ow];
-        take = replaces_max(v, m);
-        m = select(take, v, m), mi = select(take, i0 + below, mi);
-        v = bottom[2 * ow + 1];
-        take = replaces_max(v, m);
-        o[ow] = select(take, v, m), oi[ow] = select(take, i0 + below + 1.f, mi);
+        auto visit = [&](float v, float vi) {  // the next tap, in the plain loop's order
+          const bool take = replaces_max(v, m);
+          m = select(take, v, m), mi = select(take, vi, mi);
+        };
+        visit(top[2 * ow + 1], i0 + 1.f);
+        visit(bottom[2 * ow], i0 + below);
+        visit(bottom[2 * ow + 1], i0 + below + 1.f);
+        o[ow] = m, oi[ow] = mi;
       }
     }
   });
@@ -288,7 +289,8 @@ Tensor upsample_nearest2d(const Tensor& x, int64_t scale) {
   float* op = out.data();
   // each input row widened once (every value `scale` times), then copied to the other scale - 1
   // output rows; no division per element
-  parallel_for(x.size(0) * x.size(1), std::max<int64_t>(1, 16384 / (OH * OW)), [&](int64_t b, int64_t e) {
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, OH * OW));
+  parallel_for(x.size(0) * x.size(1), grain, [&](int64_t b, int64_t e) {
     for (int64_t nc = b; nc < e; ++nc)
       for (int64_t h = 0; h < H; ++h) {
         const float* in = xp + (nc * H + h) * W;
@@ -312,7 +314,8 @@ Tensor upsample_nearest2d_backward(const Tensor& dout, int64_t scale) {
   float* dp = dx.data();
   // dx[h, w] = 0 + each of its block's s x s values, row by row, left to right (the plain loop's
   // order, so the same bits): for each block row i and column j one sweep over w, which vectorises
-  parallel_for(dout.size(0) * dout.size(1), std::max<int64_t>(1, 16384 / (OH * OW)), [&](int64_t b, int64_t e) {
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, OH * OW));
+  parallel_for(dout.size(0) * dout.size(1), grain, [&](int64_t b, int64_t e) {
     for (int64_t nc = b; nc < e; ++nc)
       for (int64_t h = 0; h < H; ++h) {
         float* d = dp + (nc * H + h) * W;  // zero from the constructor

@@ -92,6 +92,12 @@ TEST_CASE("batchnorm: statistics stay exact when the mean dwarfs the spread, and
   CHECK(std::isnan(saved.mean.data()[1]));
   CHECK(std::isnan(saved.invstd.data()[1]));
   CHECK(std::isnan(rv.data()[1]));
+  // An infinite first value (the shift of the one-pass sums) keeps the mean infinite, not NaN.
+  Tensor xi = g.normal({8, 2});
+  xi.data()[0] = INFINITY;  // row 0, channel 0
+  batch_norm_train(xi, Tensor(), Tensor(), 1e-5f, 1, &saved);
+  CHECK(saved.mean.data()[0] == INFINITY);
+  CHECK(std::isfinite(saved.mean.data()[1]));
 }
 
 TEST_CASE("nn::BatchNorm: train/eval modes, batch statistics in eval, groups", "[batchnorm][nn]") {

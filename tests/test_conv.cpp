@@ -202,41 +202,79 @@ TEST_CASE("conv2d: irregular shapes, batch chunking and the 1x1 fast path", "[co
 
 TEST_CASE("conv2d: the direct kernels for few channels match plain loops", "[conv]") {
   // kernels 1 / 3 / 5 / 3x5 / 2 (2: the weight gradient falls back to im2col) x stride 1 / 2 / 3 x
-  // padding 0..3 (past K - 1 the input gradient falls back) x 1 / 3 / 13 filters (register blocks
-  // of 8, 4 and 1) on 9x21 planes (two lane blocks per row at stride 1)
+  // padding 0..3 (past K - 1 the input gradient falls back) x (C, F) = (3, 1), (1, 13), (13, 3):
+  // 13 channels written make register blocks of 8, 4 and 1 in the forward (F) and the
+  // backward-input (C); on 9x21 planes (two lane blocks per row at stride 1), and on 3x2 planes
+  // smaller than the kernel
   ColumnsScope scope(cpu::ConvColumns::direct);
   const int kernel = GENERATE(0, 1, 2, 3, 4);
   const int64_t KH = std::array<int64_t, 5>{1, 3, 5, 3, 2}[kernel];
   const int64_t KW = std::array<int64_t, 5>{1, 3, 5, 5, 2}[kernel];
   const int64_t stride = GENERATE(1, 2, 3);
   const int64_t pad = GENERATE(0, 1, 2, 3);
-  const int64_t F = GENERATE(1, 3, 13);
-  const bool bias = F != 3;
-  ConvCase c{2, F == 13 ? 1 : 3, 9, 21, F, KH, KW, {}, bias};
+  const int channels = GENERATE(0, 1, 2);
+  const int64_t C = std::array<int64_t, 3>{3, 1, 13}[channels];
+  const int64_t F = std::array<int64_t, 3>{1, 13, 3}[channels];
+  const bool small = GENERATE(false, true);
+  ConvCase c{2, C, small ? 3 : 9, small ? 2 : 21, F, KH, KW, {}, F != 3};
   c.a.stride_h = c.a.stride_w = stride;
   c.a.pad_h = c.a.pad_w = pad;
-  if (9 + 2 * pad - KH < 0) return;
+  if (c.H + 2 * pad - KH < 0 || c.W + 2 * pad - KW < 0) return;  // kernel larger than the padded input
   check_against_loops(c, 23);
 }
 
-TEST_CASE("conv2d: an infinite input no tap reads leaves every direct result finite", "[conv]") {
-  // stride 2, kernel 3, no padding on 8 columns: outputs read columns 0..6, never column 7. The
-  // direct kernels' lanes past the last output column must not multiply it by a padded zero.
-  for (cpu::ConvColumns columns : {cpu::ConvColumns::direct, cpu::ConvColumns::planar}) {
-    ColumnsScope scope(columns);
-    INFO("columns " << columns_name(columns));
-    ConvCase c{2, 2, 7, 8, 3, 3, 3, {}, true};
-    c.a.stride_h = c.a.stride_w = 2;
-    Tensor x, w, b;
-    make_inputs(c, 29, &x, &w, &b);
-    for (int64_t r = 0; r < 2 * 2 * 7; ++r) x.data()[r * 8 + 7] = r % 2 ? INFINITY : -INFINITY;
-    Tensor y = conv2d(x, w, b, c.a);
-    Tensor dout = Generator(30).normal(y.shape());
-    Tensor dx_ref, dw_ref;
-    conv2d_backward_loops(dout, x, w, c.a, &dx_ref, &dw_ref);
-    test::expect_close(y, conv2d(on_ref(x), on_ref(w), on_ref(b), c.a), 1e-4, 1e-4, "forward");
-    test::expect_close(conv2d_backward_weight(dout, x, w.shape(), c.a), dw_ref, 1e-4, 1e-4, "dw");
-  }
+TEST_CASE("conv2d: the direct weight gradient carries its sums across sample chunks", "[conv]") {
+  // 3 samples of one 45000 x 16 channel at column stride 3: ~2.2M floats of phase planes per sample,
+  // so the kernel takes one sample per chunk and its sums cross two chunk boundaries; 5 filters
+  // make one block of 4 and a single one
+  ColumnsScope scope(cpu::ConvColumns::direct);
+  ConvCase c{3, 1, 45000, 16, 5, 3, 3, {}, false};
+  c.a.stride_w = 3;
+  c.a.pad_h = c.a.pad_w = 1;
+  Tensor x, w, b;
+  make_inputs(c, 27, &x, &w, &b);
+  Tensor dout = Generator(28).normal({3, 5, 45000, 6});
+  Tensor dx_ref, dw_ref;
+  conv2d_backward_loops(dout, x, w, c.a, &dx_ref, &dw_ref);
+  // each weight gradient is a float sum of 810 000 products (~1e-4 relative rounding, as the
+  // GEMM path's); a sum that restarted at a chunk would be off by about a third
+  test::expect_close(conv2d_backward_weight(dout, x, w.shape(), c.a), dw_ref, 1e-3, 1e-3, "dw");
+}
+
+TEST_CASE("conv2d: infinite inputs reach only the results whose taps read them", "[conv]") {
+  // Row stride 1, kernel 3, no padding on 8 columns: tap kw reads columns kw..kw+5, so an infinite
+  // column 7 belongs to tap 2 alone (taps 0 and 1 must stay finite: the direct weight kernel's
+  // lanes past the 6th output column read it, times a padded zero). At stride 2 column 7 is read by
+  // no output at all: every result stays finite.
+  for (int64_t stride : {1, 2})
+    for (cpu::ConvColumns columns : {cpu::ConvColumns::direct, cpu::ConvColumns::planar}) {
+      ColumnsScope scope(columns);
+      INFO("columns " << columns_name(columns) << ", stride " << stride);
+      ConvCase c{2, 2, 7, 8, 3, 3, 3, {}, true};
+      c.a.stride_h = c.a.stride_w = stride;
+      Tensor x, w, b;
+      make_inputs(c, 29, &x, &w, &b);
+      for (int64_t r = 0; r < 2 * 2 * 7; ++r) x.data()[r * 8 + 7] = r % 2 ? INFINITY : -INFINITY;
+      Tensor y = conv2d(x, w, b, c.a);
+      Tensor dout = Generator(30).normal(y.shape());
+      Tensor dx_ref, dw_ref;
+      conv2d_backward_loops(dout, x, w, c.a, &dx_ref, &dw_ref);
+      Tensor dw = conv2d_backward_weight(dout, x, w.shape(), c.a);
+      int64_t finite = 0;
+      for (int64_t i = 0; i < dw.numel(); ++i) {
+        const float got = dw.data()[i], want = dw_ref.data()[i];
+        INFO("dw[" << i << "] got " << got << " want " << want);
+        if (!std::isfinite(want)) {
+          CHECK(!std::isfinite(got));
+          continue;
+        }
+        ++finite;
+        CHECK(got == Approx(want).epsilon(1e-4).margin(1e-4));
+      }
+      CHECK(finite == (stride == 1 ? dw.numel() * 2 / 3 : dw.numel()));  // kw = 2 of each row
+      if (stride == 2)
+        test::expect_close(y, conv2d(on_ref(x), on_ref(w), on_ref(b), c.a), 1e-4, 1e-4, "forward");
+    }
 }
 
 TEST_CASE("conv2d: the depthwise direct loop (groups = C = F) matches plain loops", "[conv]") {
@@ -272,6 +310,7 @@ TEST_CASE("conv2d_affine_act: the fused epilogue equals conv, affine and activat
                          : ConvCase{3, 12, 7, 9, 10, 3, 3, {}, false};
   if (path == 0) c.a.groups = 6, c.a.stride_h = c.a.stride_w = 2, c.a.pad_h = c.a.pad_w = 1;
   if (path >= 2) c.a.pad_h = c.a.pad_w = 1;
+  ColumnsScope scope(path == 2 ? cpu::ConvColumns::direct : cpu::ConvColumns::automatic);
   INFO(c.str() << " act " << int(act));
   Tensor x, w, b;
   make_inputs(c, 19, &x, &w, &b);
