@@ -5,12 +5,14 @@
 #                 (about 6 minutes on 2 cores after the build)
 #   make test   - the test suite (ctest)
 #   make bench  - the benchmarks
+#   make sanitize - the test suite built with AddressSanitizer + UndefinedBehaviorSanitizer (CPU
+#                 only, in build-sanitize; a report fails its test)
 BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_ARGS ?=
 DEMO_ITERS ?= 300
 
-.PHONY: deps configure build test demo bench clean
+.PHONY: deps configure build test demo bench sanitize clean
 
 deps:
 	bash scripts/deps.sh
@@ -31,5 +33,15 @@ demo: build
 bench: build
 	./$(BUILD)/normad_bench --benchmark_counters_tabular=true
 
+# detect_leaks=0: oneTBB's and OpenBLAS's worker threads keep their own buffers to the end;
+# normad's own allocators are reachable from statics, so leak reports would be noise.
+SANITIZE_ENV = ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:detect_stack_use_after_return=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+sanitize: deps
+	cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNORMAD_SANITIZE=ON \
+	  -DNORMAD_CUDA=OFF $(CMAKE_ARGS)
+	cmake --build build-sanitize -j $(JOBS)
+	cd build-sanitize && $(SANITIZE_ENV) ctest --output-on-failure -j $(JOBS)
+
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) build-sanitize

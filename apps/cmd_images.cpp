@@ -28,6 +28,7 @@ struct ImageArgs {
   int size = 0, crop = 0;
   bool shorter_side = false;
   int64_t batch = 16;
+  int64_t max_image_pixels = data::kDefaultMaxImagePixels;
   // Gaussian-AD.
   std::string features, model, out;
   double pca = 0, npca = 0, fpr = 0.05, calibration = 0.2;
@@ -54,10 +55,17 @@ void add_pipeline_options(CLI::App* c, ImageArgs& a, bool weights_required) {
   if (weights_required) w->required();
 }
 
+void add_max_pixels_option(CLI::App* c, ImageArgs& a) {
+  c->add_option("--max-image-pixels", a.max_image_pixels,
+                "refuse images declaring more pixels (width x height) before decoding them")
+      ->capture_default_str();
+}
+
 void add_source_options(CLI::App* c, ImageArgs& a) {
   c->add_option("--images", a.images, "a directory of images (PNG, JPEG, BMP)");
   c->add_option("--mvtec", a.mvtec, "MVTec AD root (ROOT/<category>/train/good, test/<defect>, ground_truth)");
   c->add_option("--category", a.category, "with --mvtec: the category");
+  add_max_pixels_option(c, a);
 }
 
 // Feature levels copied to --device for scoring (Gaussian-AD scores there: see level_distances).
@@ -298,6 +306,7 @@ ImageCommands::ImageCommands(CLI::App& app, const std::function<void(CLI::App*)>
   eval_->add_flag("--all", a.all, "every category under the root, with mean and SEM");
   eval_->add_option("--backbone", a.backbone, "the backbone")->required();
   add_pipeline_options(eval_, a, true);
+  add_max_pixels_option(eval_, a);
   eval_->add_option("--pca", a.pca, "PCA variance threshold");
   eval_->add_option("--npca", a.npca, "NPCA variance threshold");
   eval_->add_flag("--f32-cutoff", a.f32_cutoff, "pinvh with float32's cut-off");
@@ -315,6 +324,9 @@ bool ImageCommands::run() {
 
 bool ImageCommands::run_chosen() {
   ImageArgs& a = *a_;
+  if (a.max_image_pixels < 1)
+    throw Error("--max-image-pixels: expected >= 1, got " + std::to_string(a.max_image_pixels));
+  data::set_max_image_pixels(a.max_image_pixels);
   if (*features_) {
     models::FeatureExtractor fx(feature_spec(a));  // a bad backbone, weights or level fails first
     const std::vector<data::ImageItem> items = source_items(a, a.split);

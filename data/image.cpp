@@ -5,6 +5,7 @@
 #include "data/image.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <memory>
@@ -37,8 +38,22 @@ struct StbFree {
 
 // Decodes `path` to `channels` uint8 channels (stb converts grey <-> RGB and drops alpha).
 // The failure reason is thread-local in stb 2.27 (STBI_THREAD_LOCAL), so parallel loads are safe.
+std::atomic<int64_t> g_max_image_pixels{kDefaultMaxImagePixels};
+
+// The header's size, checked against the limit before any pixel memory exists.
+void check_declared_size(const std::string& path) {
+  int w = 0, h = 0, n = 0;
+  if (!stbi_info(path.c_str(), &w, &h, &n)) return;  // stbi_load reports the reason
+  const int64_t pixels = int64_t(w) * h, limit = max_image_pixels();
+  if (pixels > limit)
+    throw Error(path + ": the image declares " + std::to_string(w) + " x " + std::to_string(h) + " = " +
+                std::to_string(pixels) + " pixels, more than the limit of " + std::to_string(limit) +
+                " (--max-image-pixels raises it)");
+}
+
 std::unique_ptr<unsigned char, StbFree> decode(const std::string& path, int channels, int* h, int* w) {
   if (!std::filesystem::is_regular_file(path)) throw Error(path + ": no such image file");
+  check_declared_size(path);
   int n_in = 0;
   unsigned char* px = stbi_load(path.c_str(), w, h, &n_in, channels);
   if (!px) {
@@ -49,6 +64,12 @@ std::unique_ptr<unsigned char, StbFree> decode(const std::string& path, int chan
 }
 
 }  // namespace
+
+void set_max_image_pixels(int64_t pixels) {
+  if (pixels < 1) throw Error("max image pixels must be >= 1, got " + std::to_string(pixels));
+  g_max_image_pixels.store(pixels);
+}
+int64_t max_image_pixels() { return g_max_image_pixels.load(); }
 
 Tensor load_image_rgb(const std::string& path) {
   int h = 0, w = 0;

@@ -45,6 +45,14 @@ namespace normad::data {
 
 // ---- decoding --------------------------------------------------------------------------------
 
+// The largest image (width x height) decoded before anything is allocated for it: PIL's
+// MAX_IMAGE_PIXELS (89 478 485, about 0.25 GiB of 8-bit RGB; the float tensor is 4x that). A file
+// declaring more is an error naming its size and the limit, not a many-GB allocation (a 945 KB
+// PNG can declare 18000 x 18000). The CLI's --max-image-pixels raises it for real large images.
+constexpr int64_t kDefaultMaxImagePixels = 89478485;
+void set_max_image_pixels(int64_t pixels);  // >= 1; process-wide
+int64_t max_image_pixels();
+
 // Decodes an image file to [3, H, W] floats 0..255 (RGB). Grayscale and grey+alpha become three
 // equal channels; alpha is dropped. A missing, unreadable or malformed file throws normad::Error
 // naming the file and stb's reason.

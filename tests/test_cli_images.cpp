@@ -440,6 +440,10 @@ TEST_CASE("cli: image command errors name the file, the field and what was expec
   // Options: the option, the range, never an allocation failure or a parser's name.
   expect_error("features" + pipe + " --size 100000 --images " + p("train") + out, {"--size", "1..4096"}, never);
   expect_error("features" + pipe + " --size 32 --crop -1 --images " + p("train") + out, {"--crop"}, never);
+  expect_error("features" + pipe + " --size 32 --max-image-pixels 0 --images " + p("train") + out,
+               {"--max-image-pixels", ">= 1"}, never);
+  expect_error("features" + pipe + " --size 32 --max-image-pixels 10 --images " + p("train") + out,
+               {p("train"), "pixels, more than the limit of 10", "--max-image-pixels"}, never);
   expect_error("mvg fit" + pipe + " --size 32 --images " + p("train") + " --calibration 1.5" + out,
                {"--calibration", "(0, 1)"}, never);
   expect_error("mvg fit" + pipe + " --size 32 --images " + p("two") + out, {p("two"), "--calibration", "at least 2"},

@@ -164,6 +164,33 @@ TEST_CASE("image: missing, truncated and malformed files name the file", "[image
   CHECK(data::image_size_hw(dir + "/full.png") == std::pair<int64_t, int64_t>{64, 64});
 }
 
+TEST_CASE("image: a declared size over the pixel limit is refused before decoding", "[image]") {
+  // A 2x2 PNG whose header is rewritten to declare 18000 x 18000 (stb checks no CRC): decoding it
+  // would first allocate ~1 GB of pixels (5.8 GB of floats downstream); it must fail on the header.
+  const std::string dir = fresh_dir("declared");
+  write_image(dir + "/small.png", 2, 2, 3, test::pattern(2, 2, 3));
+  std::ifstream in(dir + "/small.png", std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  REQUIRE(bytes.substr(12, 4) == "IHDR");
+  for (int k : {16, 20}) {  // width, then height: big-endian 18000 = 0x00004650
+    bytes[k] = 0, bytes[k + 1] = 0, bytes[k + 2] = char(0x46), bytes[k + 3] = char(0x50);
+  }
+  write_text(dir + "/huge.png", bytes);
+  CHECK(data::max_image_pixels() == data::kDefaultMaxImagePixels);
+  CHECK_THROWS_WITH(data::load_image_rgb(dir + "/huge.png"),
+                    Catch::Contains("huge.png") && Catch::Contains("18000 x 18000") &&
+                        Catch::Contains("limit of 89478485") && Catch::Contains("--max-image-pixels"));
+  CHECK_THROWS_WITH(data::load_image_gray(dir + "/huge.png"), Catch::Contains("limit of"));
+  // the limit is exact: a 4 x 4 image passes at 16 pixels, not at 15
+  write_image(dir + "/four.png", 4, 4, 3, test::pattern(4, 4, 3));
+  data::set_max_image_pixels(16);
+  CHECK_NOTHROW(data::load_image_rgb(dir + "/four.png"));
+  data::set_max_image_pixels(15);
+  CHECK_THROWS_WITH(data::load_image_rgb(dir + "/four.png"), Catch::Contains("4 x 4 = 16 pixels"));
+  CHECK_THROWS_AS(data::set_max_image_pixels(0), Error);
+  data::set_max_image_pixels(data::kDefaultMaxImagePixels);
+}
+
 // ---- resizing: closed forms ------------------------------------------------------------------
 
 TEST_CASE("image: resize closed forms - constants, ramps, integer factors", "[image]") {
