@@ -13,9 +13,12 @@ only=${1:-}
 python=/usr/bin/python3
 
 mkdir -p "$scratch/src"
-# Tracked and untracked-but-not-ignored files: what CI would build.
+# Tracked and untracked-but-not-ignored files: what CI would build. Files whose contents changed
+# are copied with the current time as their mtime (--no-times): with the source's older mtime an
+# object built from the previous contents after that edit would look up to date, and the edit
+# (a new test, say) would silently not be in the build the mutations run against.
 (cd "$root" && git ls-files -co --exclude-standard -z) |
-  rsync -a --from0 --files-from=- --checksum "$root/" "$scratch/src/"
+  rsync -a --no-times --from0 --files-from=- --checksum "$root/" "$scratch/src/"
 cmake -S "$scratch/src" -B "$scratch/build" -DCMAKE_BUILD_TYPE=Release > "$scratch/configure.log"
 cmake --build "$scratch/build" -j "$jobs" > "$scratch/build.log" 2>&1 || { tail -20 "$scratch/build.log"; exit 1; }
 
