@@ -36,8 +36,6 @@ struct StbFree {
   void operator()(unsigned char* p) const { stbi_image_free(p); }
 };
 
-// Decodes `path` to `channels` uint8 channels (stb converts grey <-> RGB and drops alpha).
-// The failure reason is thread-local in stb 2.27 (STBI_THREAD_LOCAL), so parallel loads are safe.
 std::atomic<int64_t> g_max_image_pixels{kDefaultMaxImagePixels};
 
 // The header's size, checked against the limit before any pixel memory exists.
@@ -51,6 +49,8 @@ void check_declared_size(const std::string& path) {
                 " (--max-image-pixels raises it)");
 }
 
+// Decodes `path` to `channels` uint8 channels (stb converts grey <-> RGB and drops alpha).
+// The failure reason is thread-local in stb 2.27 (STBI_THREAD_LOCAL), so parallel loads are safe.
 std::unique_ptr<unsigned char, StbFree> decode(const std::string& path, int channels, int* h, int* w) {
   if (!std::filesystem::is_regular_file(path)) throw Error(path + ": no such image file");
   check_declared_size(path);

@@ -334,6 +334,12 @@ inline lanes load_lanes(const float* p) {  // unaligned vector load
   return v;
 }
 
+// dst[0, m) = v's first m lanes (m <= kLanes: a row's last block writes only its real columns).
+inline void store_lanes(float* dst, const lanes& v, int64_t m) {
+  if (m == kLanes) std::memcpy(dst, &v, sizeof v);
+  else for (int64_t j = 0; j < m; ++j) dst[j] = v[j];
+}
+
 // The direct kernels' copy of an input plane: zero-padded and split by column phase modulo the
 // stride. Phase q holds padded columns q, q + sw, q + 2 sw, ..., so tap (kh, kw) of output column ow
 // reads phase (kw dw) % sw at column ow + (kw dw) / sw: a contiguous run whatever the stride. The
@@ -417,9 +423,7 @@ void depthwise_forward(float* out, const float* x, const float* w, const float* 
         for (int64_t ow0 = 0; ow0 < d.OW; ow0 += kLanes) {
           lanes acc = {};
           for (int64_t t = 0; t < taps; ++t) acc += wc[t] * load_lanes(base + tap_off[t] + ow0);
-          const int64_t m = std::min(kLanes, d.OW - ow0);
-          if (m == kLanes) std::memcpy(o + ow0, &acc, sizeof acc);
-          else for (int64_t j = 0; j < m; ++j) o[ow0 + j] = acc[j];
+          store_lanes(o + ow0, acc, std::min(kLanes, d.OW - ow0));
         }
         epilogue(o, o, d.OW, scale ? scale[c] : 1.f, shift ? shift[c] : 0.f, act);
       }
@@ -438,9 +442,9 @@ void depthwise_forward(float* out, const float* x, const float* w, const float* 
 //   [C, F, KH, KW], padding dil (K - 1) - pad: dx[n, c, ih, iw] = sum_{f,kh,kw} w[f, c, kh, kw]
 //   dout[n, f, ih + ph - kh, iw + pw - kw];
 // - backward-weight: dw[f, c, kh, kw] = sum over n, oh, ow of dout[n, f, oh, ow] x the tap's input,
-//   per (filter block, channel) task one kernel row's FB x KW sums in registers over every sample,
-//   row and column block (per column block: FB + KW loads, FB KW FMAs), reduced over the lanes at
-//   the end.
+//   per (filter block, channel) task, sample by sample: one kernel row's FB x KW sums in registers
+//   over the sample's rows and column blocks (per column block: FB + KW loads, FB KW FMAs), kept
+//   in memory between samples, reduced over the lanes at the end.
 // Every output element is summed by one task in a fixed order: bit-identical for any thread count.
 // Summation orders differ from the GEMM path's (results agree to float rounding).
 bool direct_applies(const ConvDims& d, const Conv2dArgs& a) {
@@ -475,11 +479,7 @@ void direct_forward_block(float* o, const float* planes, const float* w, int64_t
         }
       }
       const int64_t m = std::min(kLanes, d.OW - ow0);
-      for (int fb = 0; fb < FB; ++fb) {
-        float* dst = o + (f0 + fb) * ohw + oh * d.OW + ow0;
-        if (m == kLanes) std::memcpy(dst, &acc[fb], sizeof(lanes));
-        else for (int64_t j = 0; j < m; ++j) dst[j] = acc[fb][j];
-      }
+      for (int fb = 0; fb < FB; ++fb) store_lanes(o + (f0 + fb) * ohw + oh * d.OW + ow0, acc[fb], m);
     }
 }
 
@@ -597,7 +597,8 @@ void direct_backward_weight_kw(float* dw, const float* dout, const float* x, con
       std::fill(dpad.begin() + r * owp + d.OW, dpad.begin() + (r + 1) * owp, 0.f);
     }
   });
-  // tasks: (filter block of 4, or single filters past the last whole block) x channel
+  // tasks: (filter block of 4, or single filters past the last whole block) x channel; each task's
+  // sums get room for a block of 4 (a single filter uses the first quarter)
   const int64_t f_blocks = d.F / 4, f_tasks = f_blocks + d.F % 4, tasks = f_tasks * d.C;
   std::vector<lanes> state(tasks * d.KH * 4 * KW, lanes{});
   // samples in chunks fixed by the shapes (phase planes of <= ~4M floats), summed in order
@@ -648,7 +649,8 @@ void direct_backward_weight(float* dw, const float* dout, const float* x, const 
 // backward-weight 2.8-4.1 -> 1.16-1.19. With 1 channel to write (1 -> 8's backward-input) a block
 // of one does one multiply-add per load: 1.3 -> 2.1 ms; with 64 filters (the Omniglot net's
 // 1 -> 64, stride 2) the forward stored 14 of 16 lanes one by one (2x slower) and the
-// backward-weight re-read the gradient per channel and kernel row (6x).
+// backward-weight re-read the gradient per channel and kernel row (6x; measured with kernel rows
+// outermost, before direct_weight_task went sample by sample).
 enum class DirectPass { forward, input, weight };
 bool use_direct(const ConvDims& d, DirectPass pass) {
   const ConvColumns c = g_columns.load(std::memory_order_relaxed);
