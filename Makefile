@@ -7,12 +7,14 @@
 #   make bench  - the benchmarks
 #   make sanitize - the test suite built with AddressSanitizer + UndefinedBehaviorSanitizer (CPU
 #                 only, in build-sanitize; a report fails its test)
+#   make fuzz     - every libFuzzer target (tests/fuzz/) for FUZZ_SECONDS seconds each, built with
+#                 clang, ASan and UBSan in build-fuzz; crashes land in build-fuzz/crashes/<target>/
 BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_ARGS ?=
 DEMO_ITERS ?= 300
 
-.PHONY: deps configure build test demo bench sanitize clean
+.PHONY: deps configure build test demo bench sanitize fuzz clean
 
 deps:
 	bash scripts/deps.sh
@@ -46,5 +48,13 @@ sanitize: deps
 	cmake --build build-sanitize -j $(JOBS)
 	cd build-sanitize && $(SANITIZE_ENV) ctest --output-on-failure -j $(JOBS)
 
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS = fuzz_csv fuzz_features_csv fuzz_idx fuzz_mat fuzz_image fuzz_safetensors fuzz_model
+fuzz: deps
+	CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNORMAD_FUZZ=ON -DNORMAD_CUDA=OFF \
+	  $(CMAKE_ARGS)
+	cmake --build build-fuzz -j $(JOBS) --target $(FUZZ_TARGETS)
+	bash scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 clean:
-	rm -rf $(BUILD) build-sanitize
+	rm -rf $(BUILD) build-sanitize build-fuzz

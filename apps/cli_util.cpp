@@ -33,6 +33,41 @@ void select_device(const std::string& name, bool tf32) {
   compute_device() = d;
 }
 
+void check_paths(const std::vector<PathArg>& inputs, const std::vector<PathArg>& outputs) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const PathArg& out = outputs[i];
+    const std::string where = out.option + " " + out.path;
+    if (fs::is_directory(out.path, ec)) throw Error(where + ": is a directory; give a file name");
+    const fs::path parent = fs::path(out.path).parent_path();
+    const fs::path dir = parent.empty() ? fs::path(".") : parent;
+    if (!fs::is_directory(dir, ec)) throw Error(where + ": directory " + dir.string() + " does not exist");
+    // A probe file in the directory: permissions, read-only file systems and root's exceptions
+    // (which access(2) does not see) all answer the same way as the real write will.
+    const fs::path probe = dir / (".normad-probe-" + std::to_string(getpid()));
+    {
+      std::ofstream f(probe, std::ios::binary);
+      if (!f) throw Error(where + ": cannot write in directory " + dir.string());
+    }
+    fs::remove(probe, ec);
+    // The same file as an input, or as another output: compare device and inode (fs::equivalent
+    // follows symlinks and sees hard links) when both exist, else the normalised paths.
+    auto same = [&](const std::string& a, const std::string& b) {
+      std::error_code e1;
+      if (fs::exists(a, e1) && fs::exists(b, e1)) return fs::equivalent(a, b, e1);
+      return fs::weakly_canonical(fs::absolute(a), e1) == fs::weakly_canonical(fs::absolute(b), e1);
+    };
+    for (const PathArg& in : inputs)
+      if (fs::exists(out.path, ec) && fs::exists(in.path, ec) && fs::equivalent(out.path, in.path, ec))
+        throw Error(where + ": is the same file as " + in.option + " " + in.path +
+                    " (it would be overwritten); write the output elsewhere");
+    for (size_t j = 0; j < i; ++j)
+      if (same(outputs[j].path, out.path))
+        throw Error(outputs[j].option + " and " + out.option + " both name " + out.path + "; give each output its own file");
+  }
+}
+
 void write_atomic(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp" + std::to_string(getpid());  // concurrent runs never collide
   {

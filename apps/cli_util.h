@@ -20,6 +20,19 @@ Device& compute_device();
 // e.g. no GPU) and that --tf32 goes with cuda.
 void select_device(const std::string& name, bool tf32);
 
+// A file or directory named by an option, e.g. {"--out", "scores.csv"}.
+struct PathArg {
+  std::string option, path;
+};
+// Checks the run's outputs before any work starts, so a long run never ends on an unwritable path
+// or overwrites its own data. An Error names the option and the path when an output
+//   - is the same file as an input (the same path, a hard link or a symlink: device and inode),
+//   - is named by two outputs (--out = --json),
+//   - is a directory, or its directory does not exist or cannot be written (a probe file is
+//     created and removed there: permissions, a read-only file system).
+// Inputs that do not exist are left to their readers (which name them).
+void check_paths(const std::vector<PathArg>& inputs, const std::vector<PathArg>& outputs);
+
 // Writes `text` to path via a temporary file + rename, so a failure leaves nothing half-written.
 void write_atomic(const std::string& path, const std::string& text);
 

@@ -21,6 +21,7 @@
 #include <new>
 #include <sstream>
 
+#include "apps/cli_models.h"
 #include "apps/cli_util.h"
 #include "apps/cmd_images.h"
 #include "data/csv.h"
@@ -466,33 +467,6 @@ struct TrainArgs {
   models::NtlTrainConfig train;
 };
 
-std::vector<int64_t> parse_widths(const std::string& s, const std::string& what) {
-  std::vector<int64_t> out;
-  for (auto& item : split_list(s, what.c_str())) {
-    int64_t v = 0;
-    auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
-    if (ec != std::errc() || end != item.data() + item.size() || v < 1 || v > (1 << 20))
-      throw Error(what + ": '" + item + "' is not a positive integer up to 1048576");
-    out.push_back(v);
-  }
-  return out;
-}
-
-// The ACR model of a model-file kind, for F features; `init` draws its weights.
-std::unique_ptr<models::AcrModel> make_acr(const std::string& kind, int64_t F, Generator& init) {
-  if (kind == "acr-ntl") return std::make_unique<models::AcrNtl>(std::make_shared<models::TabNtl>(F, init));
-  return std::make_unique<models::AcrDsvdd>(models::tabular_mlp(F, init), 32, init);
-}
-
-// Trainable tensors of an ACR model under their file names (ACR-DSVDD's centre is "c").
-std::vector<std::pair<std::string, Tensor>> acr_tensors(const std::string& kind, models::AcrModel& m) {
-  if (kind == "acr-ntl") return static_cast<models::AcrNtl&>(m).net->state_dict();
-  auto& d = static_cast<models::AcrDsvdd&>(m);
-  auto t = d.net->state_dict();
-  t.emplace_back("c", d.c.data());
-  return t;
-}
-
 // Non-finite scores are an error naming the file and the row, never a quiet "normal".
 void check_scores(const std::vector<double>& scores, const data::Csv& rows, const std::string& what) {
   for (size_t i = 0; i < scores.size(); ++i)
@@ -585,7 +559,7 @@ void train_acr(const TrainArgs& a, uint64_t seed, const std::string& json_path) 
                   " rows to meta-train on" + (rule == "calibration" ? " after --calibration holds some out" : "") +
                   ", fewer than the " + std::to_string(cfg.normals) + " normals a task needs");
   Generator init(seed), rng(seed + 1);
-  auto model = make_acr(a.model, F, init);
+  auto model = cli::make_acr(a.model, F, init);
   model->to(compute_device());
   std::printf("%s: %zu classes as tasks, %lld rows, %lld features, %lld iterations, recipe %s, task augmentation %s\n",
               a.model.c_str(), classes.size(), (long long)table.x.size(0), (long long)F, (long long)cfg.iters,
@@ -628,7 +602,7 @@ void train_acr(const TrainArgs& a, uint64_t seed, const std::string& json_path) 
   meta["acr.iters"] = std::to_string(cfg.iters);
   meta["acr.batch"] = std::to_string(a.acr_batch);
   meta["acr.threshold_batches"] = std::to_string(smallest) + "-" + std::to_string(largest);
-  nn::save_safetensors(a.out, acr_tensors(a.model, *model), meta);
+  nn::save_safetensors(a.out, cli::acr_tensors(a.model, *model), meta);
   std::printf("threshold set on %zu batches of %lld-%lld rows (one class each); normad score cuts a file into "
               "batches of about %lld rows (--batch, stored in the model); wrote %s\n",
               batch_sizes.size(), (long long)smallest, (long long)largest, (long long)a.acr_batch, a.out.c_str());
@@ -695,7 +669,7 @@ void train_model(const TrainArgs& a, uint64_t seed, const std::string& json_path
     tensors = net->state_dict();
     score = [net](const Tensor& x) { return models::score_ntl(*net, x); };
   } else {
-    const auto widths = parse_widths(a.widths, "--widths");
+    const auto widths = cli::parse_widths(a.widths, "--widths");
     svdd = std::make_shared<models::DeepSvdd>(models::svdd_mlp(F, widths));
     svdd->net->to(compute_device());
     models::SvddTrainConfig cfg;
@@ -740,21 +714,11 @@ void score_model(const std::string& model_path, const std::string& data_path, co
                  const std::string& json_path) {
   if (out.empty()) throw Error("--out: missing");
   if (batch < 0) throw Error("--batch: must be >= 0 (0: the model's)");
-  nn::Safetensors f = nn::load_safetensors(model_path);
-  nn::check_finite(f);
-  if (!f.has_meta("normad.kind")) throw Error(model_path + ": not a normad model file (no metadata field normad.kind)");
-  const std::string& k = f.meta("normad.kind");
-  if (k != "ntl" && k != "dsvdd" && k != "acr-dsvdd" && k != "acr-ntl")
-    throw Error(model_path + ": metadata field 'normad.kind' = '" + k + "' is not ntl, dsvdd, acr-dsvdd or acr-ntl");
-  const double threshold = f.meta_number("normad.threshold");
-  data::Preprocess pre;
-  try {
-    pre = data::Preprocess::from_metadata(f.metadata);
-  } catch (const Error& e) {
-    throw Error(model_path + ": " + e.what());
-  }
+  const nn::Safetensors f = nn::load_safetensors(model_path);
+  cli::TableModel model = cli::load_table_model(f, model_path);
+  const double threshold = model.threshold;
   const data::Csv rows = data::read_csv(data_path);
-  data::Table table = pre.apply(rows);
+  data::Table table = model.pre.apply(rows);
   if (table.unknown_categories)
     std::fprintf(stderr, "normad: %lld cells had categories unseen in training (encoded as zeros)\n",
                  (long long)table.unknown_categories);
@@ -763,56 +727,18 @@ void score_model(const std::string& model_path, const std::string& data_path, co
                  "normad: warning: %lld cells are more than %g training standard deviations from the mean (first: %s); "
                  "the scores of their rows say little\n",
                  (long long)table.extreme_cells, data::kExtremeStd, table.first_extreme.c_str());
+  // ACR: batch-level scores, the file's rows in balanced chunks of about acr.batch rows, each with
+  // its own statistics (models/acr.h score_chunks).
+  if (model.acr && batch && batch != model.acr_batch)
+    std::fprintf(stderr, "normad: --batch %lld differs from the %lld rows per batch the threshold was set with; "
+                         "zero-shot scores depend on the batch, so the threshold may not hold\n",
+                 (long long)batch, (long long)model.acr_batch);
+  if (model.acr && batch == 1) throw Error("--batch: ACR scores batches of at least 2 rows (their own BN statistics)");
   std::vector<double> scores;
-  if (k == "acr-dsvdd" || k == "acr-ntl") {
-    // Batch-level scores: the file's rows in balanced chunks of about acr.batch rows, each with its
-    // own statistics (models/acr.h score_chunks).
-    const int64_t stored = f.has_meta("acr.batch") ? f.meta_int("acr.batch", 2, int64_t(1) << 30) : 1000;
-    if (batch && batch != stored)
-      std::fprintf(stderr, "normad: --batch %lld differs from the %lld rows per batch the threshold was set with; "
-                           "zero-shot scores depend on the batch, so the threshold may not hold\n",
-                   (long long)batch, (long long)stored);
-    Generator unused(0);
-    auto model = make_acr(k, f.meta_int("acr.in", 1, int64_t(1) << 24), unused);
-    auto tensors = acr_tensors(k, *model);
-    for (auto& [name, t] : tensors) {
-      auto it = f.tensors.find(name);
-      if (it == f.tensors.end() || it->second.shape() != t.shape())
-        throw Error(model_path + ": tensor '" + name + "' missing or of the wrong shape");
-      t.copy_(it->second);
-    }
-    if (batch == 1) throw Error("--batch: ACR scores batches of at least 2 rows (their own BN statistics)");
-    model->to(compute_device());  // loaded on the host: model files are device-independent
-    try {
-      scores = model->score(table.x, false, batch ? batch : stored);
-    } catch (const Error& e) {
-      throw Error(data_path + ": " + e.what());
-    }
-  } else if (k == "ntl") {
-    models::NtlConfig cfg;
-    try {
-      cfg = models::ntl_from_metadata(f.metadata);
-    } catch (const Error& e) {
-      throw Error(model_path + ": " + e.what());
-    }
-    models::NeutralAD net(cfg);
-    try {
-      nn::load_state(net, f, true);
-    } catch (const Error& e) {
-      throw Error(model_path + ": " + e.what());
-    }
-    net.to(compute_device());
-    scores = models::score_ntl(net, table.x, batch ? batch : 1000);
-  } else {
-    if (!f.tensors.count("c")) throw Error(model_path + ": dsvdd model without its centre tensor 'c'");
-    models::DeepSvdd svdd(models::svdd_mlp(f.meta_int("dsvdd.in", 1, int64_t(1) << 24),
-                                           parse_widths(f.meta("dsvdd.widths"), model_path + ": metadata field 'dsvdd.widths'")));
-    nn::LoadReport rep = nn::load_state(*svdd.net, f, false);  // the file also holds c
-    if (!rep.missing.empty() || !rep.mismatched.empty() || rep.unexpected != std::vector<std::string>{"c"})
-      throw Error(model_path + ": " + rep.str());
-    svdd.c = f.tensors.at("c").to(compute_device());
-    svdd.net->to(compute_device());
-    scores = svdd.score(table.x, batch ? batch : 1000);
+  try {
+    scores = model.score(table.x, batch);
+  } catch (const Error& e) {
+    throw Error(data_path + ": " + e.what());
   }
   check_scores(scores, rows, "anomaly");
   std::string text = "index,score,prediction\n";
@@ -833,6 +759,35 @@ void score_model(const std::string& model_path, const std::string& data_path, co
 }
 
 }  // namespace
+
+// The file options of the chosen subcommand (and its own subcommand: mvg fit), split into inputs
+// and outputs, for cli::check_paths. Options that name a kind (train --model ntl) or a built-in
+// data set (zeroshot --data fmnist) count as inputs only when such a file exists.
+void check_run_paths(const CLI::App& app) {
+  static const std::vector<std::string> input_options = {"--data", "--csv", "--reference", "--features", "--model",
+                                                          "--weights", "--scores", "--labels", "--data-dir",
+                                                          "--images", "--mvtec"};
+  static const std::vector<std::string> output_options = {"--out", "--json", "--profile"};
+  std::vector<cli::PathArg> inputs, outputs;
+  std::vector<const CLI::App*> chosen;
+  for (const CLI::App* sub : app.get_subcommands()) {
+    chosen.push_back(sub);
+    for (const CLI::App* inner : sub->get_subcommands()) chosen.push_back(inner);
+  }
+  for (const CLI::App* sub : chosen)
+    for (const CLI::Option* opt : sub->get_options()) {
+      if (opt->count() == 0) continue;
+      if (opt->get_lnames().empty()) continue;
+      const std::string name = "--" + opt->get_lnames().front();
+      for (const std::string& value : opt->results()) {
+        if (std::find(input_options.begin(), input_options.end(), name) != input_options.end())
+          inputs.push_back({name, value});
+        if (std::find(output_options.begin(), output_options.end(), name) != output_options.end() && !value.empty())
+          outputs.push_back({name, value});
+      }
+    }
+  cli::check_paths(inputs, outputs);
+}
 
 int main(int argc, char** argv) {
   // Line-buffered stdout keeps result lines in order with the progress lines on stderr, also when
@@ -996,15 +951,8 @@ int main(int argc, char** argv) {
   try {
     set_num_threads(threads);
     select_device(device_arg, tf32);
-    if (!profile_path.empty()) {
-      // a trace that cannot be written is found now, not after the run
-      std::ofstream probe(profile_path + ".probe", std::ios::binary);
-      const bool writable = bool(probe);
-      probe.close();
-      std::filesystem::remove(profile_path + ".probe");
-      if (!writable) throw Error("--profile: " + profile_path + ": cannot write there");
-      profile::start();
-    }
+    check_run_paths(app);  // outputs that would fail or overwrite an input are found now, not after the run
+    if (!profile_path.empty()) profile::start();
     cfg.seed = seed;
     cfg.device = compute_device();
     if ((*zs && zs->get_option("--iters")->count() && ra.iters < 0) || ta.iters < 0) throw Error("--iters: must be >= 0");

@@ -4,6 +4,7 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <memory>
 
@@ -47,8 +48,14 @@ Idx read_idx(const std::string& path) {
     if (n > (uint64_t(1) << 34)) throw Error(path + ": IDX dimensions too large");
     out.shape.push_back(static_cast<int64_t>(s));
   }
-  out.bytes.resize(n);
-  read_exact(f.get(), out.bytes.data(), n, path, "the values");
+  // In chunks, so memory follows the values the file really holds, not the sizes its header
+  // declares (a 20-byte file may declare 2^34 values; a gzip file's length says nothing).
+  constexpr uint64_t chunk = uint64_t(1) << 24;
+  while (out.bytes.size() < n) {
+    const size_t done = out.bytes.size(), step = static_cast<size_t>(std::min(n - done, chunk));
+    out.bytes.resize(done + step);
+    read_exact(f.get(), out.bytes.data() + done, step, path, "the values");
+  }
   return out;
 }
 

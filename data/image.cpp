@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 
 #include "tensor/parallel.h"
@@ -49,11 +50,24 @@ void check_declared_size(const std::string& path) {
                 " (--max-image-pixels raises it)");
 }
 
+// 16-bit PNM files (maxval > 255) are refused: stb 2.27, Debian 12's, reads their big-endian
+// samples as native-endian and, converting their channels, reads past its buffer
+// (nothings/stb#1166, fixed in 2.28; the overrun was found here by tests/fuzz/fuzz_image.cpp).
+void refuse_16_bit_pnm(const std::string& path) {
+  if (!stbi_is_16_bit(path.c_str())) return;
+  char magic[2] = {0, 0};
+  std::ifstream(path, std::ios::binary).read(magic, 2);
+  if (magic[0] == 'P' && (magic[1] == '5' || magic[1] == '6'))
+    throw Error(path + ": 16-bit PNM image (maxval > 255) is not supported: this build's decoder (stb_image 2.27) "
+                       "reads its samples in the wrong byte order; save it as PNG");
+}
+
 // Decodes `path` to `channels` uint8 channels (stb converts grey <-> RGB and drops alpha).
 // The failure reason is thread-local in stb 2.27 (STBI_THREAD_LOCAL), so parallel loads are safe.
 std::unique_ptr<unsigned char, StbFree> decode(const std::string& path, int channels, int* h, int* w) {
   if (!std::filesystem::is_regular_file(path)) throw Error(path + ": no such image file");
   check_declared_size(path);
+  refuse_16_bit_pnm(path);
   int n_in = 0;
   unsigned char* px = stbi_load(path.c_str(), w, h, &n_in, channels);
   if (!px) {

@@ -1,4 +1,5 @@
 // IDX reader tests on small gzip and plain files written here; truncated and malformed files.
+#include <sys/resource.h>
 #include <zlib.h>
 
 #include <fstream>
@@ -51,4 +52,19 @@ TEST_CASE("idx: missing, truncated and malformed files name the file", "[data]")
   CHECK_THROWS_WITH(data::read_idx(tmp_path("type")), Catch::Contains("uint8"));
   write_plain(tmp_path("lab3"), idx_bytes({2, 3, 4}, std::vector<unsigned char>(24, 1)));
   CHECK_THROWS_WITH(data::read_idx_labels(tmp_path("lab3")), Catch::Contains("[N] labels"));
+}
+
+TEST_CASE("idx: memory follows the values a file holds, not the sizes its header declares", "[data]") {
+  // A 20-byte file declaring 4 x 65535 x 65535 values (16 GiB, under the 2^34 cap) resized its
+  // buffer to 16 GiB before reading (std::bad_alloc, or the OOM killer); now it is read in 16 MiB
+  // steps and fails at the first one.
+  for (bool gz : {false, true}) {
+    const std::string p = tmp_path(gz ? "huge.gz" : "huge");
+    const auto b = idx_bytes({4, 65535, 65535}, {1, 2, 3, 4});
+    gz ? write_gz(p, b) : write_plain(p, b);
+    CHECK_THROWS_WITH(data::read_idx(p), Catch::Contains(p) && Catch::Contains("truncated"));
+  }
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  CHECK(ru.ru_maxrss < 1024 * 1024);  // KiB: the whole test process stayed under 1 GiB
 }

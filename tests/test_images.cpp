@@ -139,6 +139,43 @@ TEST_CASE("image: PNG and BMP decode exactly, JPEG closely, grey gives three equ
   CHECK(worst <= 4);
 }
 
+TEST_CASE("image: 16-bit PNM files are refused with a message, 8-bit ones decode", "[image]") {
+  // stb 2.27 reads 16-bit PNM samples in the wrong byte order and, converting their channels,
+  // read past its buffer (nothings/stb#1166; the fuzzer's input is in
+  // tests/fuzz/regressions/fuzz_image/): a grey image's second half came from the heap.
+  const std::string dir = std::filesystem::temp_directory_path().string();
+  auto write_pnm = [&](const std::string& name, const std::string& magic, int maxval, const std::vector<int>& v) {
+    const std::string path = dir + "/" + name;
+    std::ofstream f(path, std::ios::binary);
+    f << magic << "\n3 2\n" << maxval << "\n";
+    for (int x : v) {
+      if (maxval > 255) f.put(char(x >> 8));
+      f.put(char(x & 255));
+    }
+    return path;
+  };
+  std::vector<int> v16, v8;
+  for (int i = 0; i < 18; ++i) v16.push_back(1000 + 3001 * i), v8.push_back(7 + 13 * i);
+  const std::string p16 = write_pnm("normad_img16.ppm", "P6", 65535, v16);
+  for (auto load : {&normad::data::load_image_rgb, &normad::data::load_image_gray}) {
+    try {
+      load(p16);
+      FAIL("a 16-bit PNM file decoded");
+    } catch (const normad::Error& e) {
+      CHECK_THAT(e.what(), Catch::Contains(p16) && Catch::Contains("16-bit PNM"));
+    }
+  }
+  const std::string p8 = write_pnm("normad_img8.ppm", "P6", 255, v8);
+  const normad::Tensor rgb = normad::data::load_image_rgb(p8), grey = normad::data::load_image_gray(p8);
+  REQUIRE(rgb.shape() == normad::Shape{3, 2, 3});
+  for (int i = 0; i < 6; ++i) {
+    for (int c = 0; c < 3; ++c) CHECK(rgb.data()[c * 6 + i] == float(v8[3 * i + c]));
+    CHECK(grey.data()[i] == float((77 * v8[3 * i] + 150 * v8[3 * i + 1] + 29 * v8[3 * i + 2]) >> 8));
+  }
+  std::filesystem::remove(p16);
+  std::filesystem::remove(p8);
+}
+
 TEST_CASE("image: missing, truncated and malformed files name the file", "[image]") {
   const std::string dir = fresh_dir("errors");
   CHECK_THROWS_WITH(data::load_image_rgb(dir + "/nope.png"),
