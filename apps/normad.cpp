@@ -17,9 +17,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <new>
 #include <sstream>
+#include <thread>
 
 #include "apps/cli_models.h"
 #include "apps/cli_util.h"
@@ -139,7 +141,21 @@ struct RecipeArgs {
   int64_t iters = -1, tasks_per_pass = 0;
   int64_t normals = -1, anomalies = -1;  // per task
   double lr = -1;
+  bool batch_normals_given = false;      // zeroshot --batch-normals on the command line (else the default)
 };
+// A --batch-normals the user chose must fit every test class; the default shrinks to a smaller
+// class (one batch of all its rows), as fmnist_zs.md §5 does for small classes.
+void check_batch_normals(const models::ZsData& d, const models::ZsConfig& cfg, const RecipeArgs& ra,
+                         const std::function<std::string(int64_t)>& class_name) {
+  if (!ra.batch_normals_given) return;
+  std::vector<int64_t> rows(static_cast<size_t>(d.num_classes), 0);
+  for (int64_t y : d.test_y) ++rows.at(static_cast<size_t>(y));
+  for (int64_t c : d.test_classes)
+    if (cfg.batch_normals > rows[static_cast<size_t>(c)])
+      throw Error("--batch-normals: " + std::to_string(cfg.batch_normals) + " is more than the " +
+                  std::to_string(rows[static_cast<size_t>(c)]) + " rows of test class " + class_name(c) +
+                  " (leave it out to take all of a smaller class in one batch)");
+}
 // Resolves the recipe for `train_classes` classes, then applies explicit overrides.
 std::string resolve_recipe(models::ZsConfig& cfg, const RecipeArgs& ra, int64_t train_classes, bool images) {
   std::string r = models::apply_recipe(cfg, ra.recipe, train_classes, images);
@@ -267,7 +283,9 @@ void zeroshot_fmnist(const std::string& dir, const std::string& fold_arg, models
   for (char f : folds) {
     cfg.fold = f;
     Progress p{std::string("fold ") + f};
-    results.push_back(models::run_zeroshot(models::fmnist_fold(m, f), cfg, omniglot, std::ref(p), print_checkpoint(f)));
+    const models::ZsData d = models::fmnist_fold(m, f);
+    check_batch_normals(d, cfg, ra, [](int64_t c) { return std::to_string(c); });
+    results.push_back(models::run_zeroshot(d, cfg, omniglot, std::ref(p), print_checkpoint(f)));
   }
   report(results, cfg, json_path, "FMNIST-ZS", recipe);
 }
@@ -304,6 +322,7 @@ void zeroshot_csv(const std::string& path, const std::string& label, const std::
   for (int64_t c : d.train_classes)
     if (std::find(d.test_classes.begin(), d.test_classes.end(), c) != d.test_classes.end())
       throw Error("class '" + classes[c] + "' is both a training and a test class");
+  check_batch_normals(d, cfg, ra, [&](int64_t c) { return "'" + classes[c] + "'"; });
   cfg.fold = 'T';
   const int64_t F = table.x.size(1);
   const std::string recipe = resolve_recipe(cfg, ra, static_cast<int64_t>(d.train_classes.size()), false);
@@ -789,6 +808,65 @@ void check_run_paths(const CLI::App& app) {
   cli::check_paths(inputs, outputs);
 }
 
+// Every numeric option of every subcommand: the value must be a finite number ("nan", "inf" and
+// "1e999" are refused, naming the option), and an unsigned one must not be negative (CLI11 would
+// wrap "--seed -1" to 2^64 - 1). Ranges particular to an option are checked where it is used.
+void check_numeric_options(CLI::App& app) {
+  const CLI::Validator finite(
+      [](std::string& v) -> std::string {
+        char* end = nullptr;
+        const double x = std::strtod(v.c_str(), &end);
+        if (end == v.c_str() || !std::isfinite(x)) return "must be a finite number, got '" + v + "'";
+        return "";
+      },
+      "");
+  const CLI::Validator non_negative(
+      [](std::string& v) -> std::string {
+        return v.find('-') != std::string::npos ? "must be a non-negative integer, got '" + v + "'" : "";
+      },
+      "");
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+    for (CLI::Option* opt : sub->get_options()) {
+      const std::string type = opt->get_type_name();
+      if (type == "INT" || type == "UINT" || type == "FLOAT") opt->check(finite);
+      if (type == "UINT") opt->check(non_negative);
+    }
+    check_numeric_options(*sub);
+  }
+}
+
+// A first argument that is no subcommand: suggest the ones within two edits (trian -> train).
+// Nested commands too (mvg fitt -> mvg fit).
+void check_subcommand(const CLI::App& app, int argc, char** argv, int at = 1) {
+  const auto subs = app.get_subcommands([](const CLI::App*) { return true; });
+  if (subs.empty() || argc <= at || argv[at][0] == '-') return;
+  const std::string given = argv[at];
+  std::vector<std::string> names;
+  for (const CLI::App* sub : subs) {
+    names.push_back(sub->get_name());
+    if (sub->get_name() == given) return check_subcommand(*sub, argc, argv, at + 1);
+  }
+  auto distance = [](const std::string& a, const std::string& b) {  // Damerau-Levenshtein (adjacent swaps)
+    std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+    for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+    for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+    for (size_t i = 1; i <= a.size(); ++i)
+      for (size_t j = 1; j <= b.size(); ++j) {
+        d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1])});
+        if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    return d[a.size()][b.size()];
+  };
+  std::string close, all;
+  for (const std::string& n : names) {
+    all += (all.empty() ? "" : ", ") + n;
+    if (distance(given, n) <= 2) close += (close.empty() ? "" : " or ") + n;
+  }
+  const std::string parent = at > 1 ? std::string(argv[at - 1]) + " " : "";
+  throw Error("unknown command '" + parent + given + "'" + (close.empty() ? "" : "; did you mean " + close + "?") +
+              " (" + (at > 1 ? argv[at - 1] + std::string(" commands: ") : "commands: ") + all + ")");
+}
+
 int main(int argc, char** argv) {
   // Line-buffered stdout keeps result lines in order with the progress lines on stderr, also when
   // both go to one file.
@@ -939,16 +1017,23 @@ int main(int argc, char** argv) {
 
   cli::ImageCommands image_commands(app, common, json_path);
 
+  check_numeric_options(app);
   try {
+    check_subcommand(app, argc, argv);
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
-  } catch (const Error& e) {  // --version reading a bad NORMAD_GEMM
+  } catch (const Error& e) {  // an unknown command, or --version reading a bad NORMAD_GEMM
     std::fprintf(stderr, "normad: %s\n", e.what());
     return 2;
   }
   try {
+    // More threads than 4 x the hardware's only slows a run down; 1000 is a typo, not a setting.
+    const int hardware = std::max(1u, std::thread::hardware_concurrency());
+    if (threads < 0 || threads > 4 * hardware)
+      throw Error("--threads: must be 0 (all cores) to " + std::to_string(4 * hardware) + " (4 x the " +
+                  std::to_string(hardware) + " hardware threads here), got " + std::to_string(threads));
     set_num_threads(threads);
     select_device(device_arg, tf32);
     check_run_paths(app);  // outputs that would fail or overwrite an input are found now, not after the run
@@ -957,6 +1042,10 @@ int main(int argc, char** argv) {
     cfg.device = compute_device();
     if ((*zs && zs->get_option("--iters")->count() && ra.iters < 0) || ta.iters < 0) throw Error("--iters: must be >= 0");
     if (*tr) {
+      if (!ta.normal.empty() && ta.label.empty())
+        throw Error("--normal " + ta.normal + ": needs --label, the column whose value it names");
+      if (ta.train.patience < 0) throw Error("--patience: must be >= 0 (0: keep the last epoch), got " +
+                                             std::to_string(ta.train.patience));
       ta.thr.calibration_given = calibration->count() > 0;
       ta.thr.contamination_given = contamination->count() > 0;
       ta.thr.fpr_given = fpr->count() > 0;
@@ -971,6 +1060,16 @@ int main(int argc, char** argv) {
     if (*ev) eval_scores(scores_path, labels_path, eval_label, normal, json_path);
     image_commands.run();
     if (*zs) {
+      // Recipe overrides: -1 means "the recipe's", so a negative value given by hand is an error,
+      // not a silent default.
+      auto given = [&](const char* name) { return zs->get_option(name)->count() > 0; };
+      if (given("--lr") && !(ra.lr > 0)) throw Error("--lr: must be a positive number, got " + std::to_string(ra.lr));
+      if (given("--task-normals") && ra.normals < 1) throw Error("--task-normals: must be >= 1");
+      if (given("--task-anomalies") && ra.anomalies < 1) throw Error("--task-anomalies: must be >= 1");
+      if (ra.tasks_per_pass < 0) throw Error("--tasks-per-pass: must be >= 0 (0: all tasks in one pass)");
+      if (cfg.eval_every < 0) throw Error("--eval-every: must be >= 0 (0: off)");
+      if (cfg.batch_normals < 1) throw Error("--batch-normals: must be >= 1");
+      ra.batch_normals_given = given("--batch-normals");
       if (model != "dsvdd" && model != "ntl") throw Error("--model: '" + model + "' is not dsvdd or ntl");
       cfg.ratios = parse_ratios(ratios);
       models::ZsConfig probe;

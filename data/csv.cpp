@@ -2,6 +2,7 @@
 // cells by a fitted Preprocess (numbers, one-hot categories, labels). Math: x' = (x - mean) / std with
 // the population std (divide by N) accumulated in double. Tested by tests/test_csv.cpp.
 #include "data/csv.h"
+#include "data/mat.h"
 
 #include <algorithm>
 #include <string_view>
@@ -251,6 +252,40 @@ Csv parse_csv(const std::string& text, const std::string& name) {
   return csv;
 }
 
+namespace {
+
+// A level-5 MAT-file by content, whatever its name: a 116-byte text header starting "MATLAB 5.0"
+// and the endian indicator "IM" or "MI" at byte 126.
+bool is_mat_file(const std::string& bytes) {
+  return bytes.size() >= 128 && bytes.compare(0, 10, "MATLAB 5.0") == 0 &&
+         (bytes.compare(126, 2, "IM") == 0 || bytes.compare(126, 2, "MI") == 0);
+}
+
+// An ODDS table (X [n, d], y [n]) as the CSV x0, ..., x{d-1}, y; values printed "%.9g", which
+// reads back to the same float32. Lines are the rows' 1-based positions plus the header's line.
+Csv odds_as_csv(const std::string& path) {
+  const OddsTable t = read_odds(path);
+  const int64_t n = t.X.size(0), d = t.X.size(1);
+  Csv csv;
+  csv.path = path;
+  for (int64_t j = 0; j < d; ++j) csv.header.push_back("x" + std::to_string(j));
+  csv.header.push_back("y");
+  char cell[32];
+  csv.rows.resize(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    auto& row = csv.rows[static_cast<size_t>(i)];
+    for (int64_t j = 0; j < d; ++j) {
+      std::snprintf(cell, sizeof cell, "%.9g", t.X.data()[i * d + j]);
+      row.emplace_back(cell);
+    }
+    row.push_back(std::to_string(t.y[static_cast<size_t>(i)]));
+    csv.lines.push_back(i + 2);
+  }
+  return csv;
+}
+
+}  // namespace
+
 Csv read_csv(const std::string& path) {
   if (!std::filesystem::is_regular_file(path)) throw Error(path + ": no such CSV file");
   std::ifstream f(path, std::ios::binary);
@@ -258,7 +293,9 @@ Csv read_csv(const std::string& path) {
   // The whole file at once: tabular anomaly-detection sets are small (ODDS: up to ~600k short rows).
   std::ostringstream ss;
   ss << f.rdbuf();
-  return parse_csv(ss.str(), path);
+  std::string text = ss.str();
+  if (is_mat_file(text)) return odds_as_csv(path);
+  return parse_csv(text, path);
 }
 
 Preprocess Preprocess::fit(const Csv& train, const PreprocessOptions& options) {

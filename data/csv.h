@@ -41,6 +41,9 @@ struct Csv {
 // Reads and parses `path`. Errors (normad::Error) name the file and, where it applies, the line:
 // missing file, empty file (no header), duplicate column names, a row with the wrong number of
 // fields, an unterminated quote. A UTF-8 byte order mark before the header is skipped.
+// A level-5 MAT-file (recognised by content, not by name: ODDS's X and y, data/mat.h read_odds)
+// reads as the table with columns x0, ..., x{d-1} and y (0 inlier, 1 outlier), so every command
+// that takes a table takes .mat files: `normad train --data cardio.mat --label y --normal 0`.
 Csv read_csv(const std::string& path);
 // The same on text in memory; `name` stands in for the file name in error messages.
 Csv parse_csv(const std::string& text,          // the whole file's contents

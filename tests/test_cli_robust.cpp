@@ -70,3 +70,48 @@ TEST_CASE("cli robust: an output that would overwrite an input or cannot be writ
   CHECK(slurp(data) == original);
   fs::remove_all(dir);
 }
+
+TEST_CASE("cli robust: numeric options are range-checked and mistyped commands get suggestions", "[cli][robust]") {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("normad_cli_args_" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  const std::string data = (dir / "t.csv").string(), out = (dir / "m.st").string();
+  {
+    std::ofstream f(data);
+    f << "a,b,label\n";
+    for (int i = 0; i < 30; ++i) f << i % 7 << "," << i % 5 << "," << (i % 3 ? "n" : "m") << "\n";
+  }
+  const std::string train = "train --model ntl --epochs 1000000 --data " + data + " --out " + out + " ";
+  struct Case {
+    std::string args, message;
+  };
+  // Each was accepted before: nan reached the optimiser, -1 wrapped to 2^64 - 1 or meant "the
+  // recipe's", 1000 threads started, --normal without --label trained on every row.
+  const std::vector<Case> cases = {
+      {train + "--lr nan", "--lr: must be a finite number, got 'nan'"},
+      {train + "--weight-decay inf", "--weight-decay: must be a finite number"},
+      {train + "--epochs 1e999", "--epochs: must be a finite number"},
+      {train + "--seed -1", "--seed: must be a non-negative integer, got '-1'"},
+      {train + "--threads 1000", "--threads: must be 0 (all cores) to"},
+      {train + "--threads -2", "--threads: must be 0 (all cores) to"},
+      {train + "--patience -1", "--patience: must be >= 0"},
+      {train + "--normal n", "--normal n: needs --label"},
+      {"zeroshot --iters 1000000 --lr -5", "--lr: must be a positive number"},
+      {"zeroshot --iters 1000000 --task-normals -3", "--task-normals: must be >= 1"},
+      {"zeroshot --iters 1000000 --tasks-per-pass -1", "--tasks-per-pass: must be >= 0"},
+      {"zeroshot --iters 1000000 --csv " + data + " --label label --train-classes n --test-classes m --batch-normals 500",
+       "--batch-normals: 500 is more than the 10 rows of test class 'm'"},
+      {"trian --data x", "unknown command 'trian'; did you mean train?"},
+      {"socre", "did you mean score?"},
+      {"mvg fitt", "unknown command 'mvg fitt'; did you mean fit?"},
+      {"xyzzy", "unknown command 'xyzzy' (commands: zeroshot, oneclass, eval, train, score, features, mvg)"},
+  };
+  for (const Case& c : cases) {
+    const normad::test::Run r = normad::test::run(c.args);
+    INFO(c.args << "\n" << r.out);
+    CHECK(r.rc == 2);
+    CHECK_THAT(r.out, Catch::Contains(c.message));
+    CHECK(!fs::exists(out));
+  }
+  fs::remove_all(dir);
+}

@@ -9,6 +9,7 @@
 #include <random>
 #include <set>
 
+#include "data/csv.h"
 #include "data/mat.h"
 #include "tests/helpers.h"
 
@@ -492,4 +493,27 @@ TEST_CASE("mat: randomly corrupted files either read or raise normad::Error", "[
     }
   }
   CHECK(errors > 0);  // the pass did reach the error paths
+}
+
+TEST_CASE("mat: read_csv recognises a MAT-file by content and reads ODDS's X and y as a table", "[data][mat]") {
+  // `normad train --data cardio.mat` read the MAT-file as CSV ("line 1: ..."); every command that
+  // takes a table goes through read_csv, so each now takes .mat files whatever their name.
+  for (bool z : {false, true}) {
+    const std::string p = tmp_path(z ? "table_z.dat" : "table.dat");  // not named .mat on purpose
+    write_file(p, mat_file({odds_x(), odds_y()}, false, z));
+    const data::Csv csv = data::read_csv(p);
+    CHECK(csv.header == std::vector<std::string>{"x0", "x1", "y"});
+    REQUIRE(csv.rows.size() == 3);
+    // X = [1 -4; 2 5; 3 6] (column-major 1 2 3 -4 5 6), y = 0 1 0
+    CHECK(csv.rows[0] == std::vector<std::string>{"1", "-4", "0"});
+    CHECK(csv.rows[1] == std::vector<std::string>{"2", "5", "1"});
+    CHECK(csv.rows[2] == std::vector<std::string>{"3", "6", "0"});
+    const data::Table t = data::Preprocess::fit(csv, {.label = "y"}).apply(csv);
+    CHECK(t.x.shape() == Shape{3, 2});
+    CHECK(t.labels == std::vector<std::string>{"0", "1", "0"});
+  }
+  const std::string bad = tmp_path("table_bad.dat");
+  Bytes b = mat_file({odds_x()});  // no y
+  write_file(bad, b);
+  CHECK_THROWS_WITH(data::read_csv(bad), Catch::Contains(bad) && Catch::Contains("'y'"));
 }
