@@ -24,8 +24,21 @@
 #pragma GCC diagnostic ignored "-Wdouble-promotion"
 #define STB_IMAGE_IMPLEMENTATION
 #define STBI_FAILURE_USERMSG  // "Corrupt PNG" rather than "bad IHDR len"-style codes where both exist
+// PNG and BMP only. stb 2.27 (Debian 12's) overruns its buffers on crafted JPEG (a DHT segment
+// with more than 256 codes: nothings/stb#1289-class, fixed in 2.28) and 16-bit PNM files
+// (nothings/stb#1166), both found here by tests/fuzz/fuzz_image.cpp; JPEG goes to libjpeg-turbo
+// (below), the other formats are refused.
+#define STBI_ONLY_PNG
+#define STBI_ONLY_BMP
 #include <stb_image.h>
 #pragma GCC diagnostic pop
+
+#include <jpeglib.h>
+
+#include <csetjmp>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 
 namespace normad::data {
 
@@ -39,10 +52,113 @@ struct StbFree {
 
 std::atomic<int64_t> g_max_image_pixels{kDefaultMaxImagePixels};
 
+// ---- JPEG through libjpeg-turbo ----
+// libjpeg reports errors through error_exit, which must not return: it longjmps back to the
+// setjmp in jpeg_decode, whose frame holds no C++ object (a longjmp skips destructors). Warnings
+// (corrupt or truncated data, which libjpeg would paint grey and go on) are errors here, like
+// PIL's "image file is truncated".
+struct JpegErrors {
+  jpeg_error_mgr mgr;
+  jmp_buf jump;
+  char message[JMSG_LENGTH_MAX];
+};
+void jpeg_fail(j_common_ptr c) {
+  JpegErrors* e = reinterpret_cast<JpegErrors*>(c->err);
+  (*c->err->format_message)(c, e->message);
+  longjmp(e->jump, 1);
+}
+void jpeg_message(j_common_ptr c, int level) {
+  if (level < 0) jpeg_fail(c);  // a warning: corrupt data
+}
+
+struct JpegResult {
+  unsigned char* pixels = nullptr;  // malloc'ed [h, w, channels]; null after a header-only read
+  int h = 0, w = 0;
+};
+
+// Reads the header and, with channels 1 or 3, the pixels (grey or RGB) of the JPEG file f.
+// Returns false with `message` on any error.
+bool jpeg_decode(FILE* f, int channels, JpegResult* result, char* message) {
+  jpeg_decompress_struct cinfo;
+  JpegErrors errors;
+  cinfo.err = jpeg_std_error(&errors.mgr);
+  errors.mgr.error_exit = jpeg_fail;
+  errors.mgr.emit_message = jpeg_message;
+  if (setjmp(errors.jump)) {
+    jpeg_destroy_decompress(&cinfo);
+    std::free(result->pixels);
+    result->pixels = nullptr;
+    std::memcpy(message, errors.message, JMSG_LENGTH_MAX);
+    return false;
+  }
+  jpeg_create_decompress(&cinfo);
+  jpeg_stdio_src(&cinfo, f);
+  jpeg_read_header(&cinfo, TRUE);
+  result->h = static_cast<int>(cinfo.image_height);
+  result->w = static_cast<int>(cinfo.image_width);
+  if (channels == 0) {
+    jpeg_destroy_decompress(&cinfo);
+    return true;
+  }
+  cinfo.out_color_space = channels == 1 ? JCS_GRAYSCALE : JCS_RGB;
+  jpeg_start_decompress(&cinfo);
+  result->h = static_cast<int>(cinfo.output_height);
+  result->w = static_cast<int>(cinfo.output_width);
+  const size_t row = size_t(cinfo.output_width) * size_t(channels);
+  result->pixels = static_cast<unsigned char*>(std::malloc(row * cinfo.output_height));
+  if (!result->pixels) {
+    std::snprintf(message, JMSG_LENGTH_MAX, "out of memory");
+    jpeg_destroy_decompress(&cinfo);
+    return false;
+  }
+  while (cinfo.output_scanline < cinfo.output_height) {
+    JSAMPROW dst = result->pixels + row * cinfo.output_scanline;
+    jpeg_read_scanlines(&cinfo, &dst, 1);
+  }
+  jpeg_finish_decompress(&cinfo);
+  jpeg_destroy_decompress(&cinfo);
+  return true;
+}
+
+bool is_jpeg(const std::string& path) {
+  unsigned char magic[3] = {0, 0, 0};
+  std::ifstream(path, std::ios::binary).read(reinterpret_cast<char*>(magic), 3);
+  return magic[0] == 0xFF && magic[1] == 0xD8 && magic[2] == 0xFF;
+}
+
+struct FileCloser {
+  void operator()(FILE* f) const { std::fclose(f); }
+};
+
+// JPEG header or pixels (channels 0: the size only); an Error names the file and libjpeg's reason.
+JpegResult read_jpeg(const std::string& path, int channels) {
+  std::unique_ptr<FILE, FileCloser> f(std::fopen(path.c_str(), "rb"));
+  if (!f) throw Error(path + ": cannot open");
+  JpegResult r;
+  char message[JMSG_LENGTH_MAX] = {0};
+  if (!jpeg_decode(f.get(), channels, &r, message))
+    throw Error(path + ": cannot decode image (JPEG: " + message + ")");
+  return r;
+}
+
+// The image's (width, height, ok) from its header: libjpeg for JPEG, stb for PNG and BMP.
+bool header_size(const std::string& path, int* w, int* h, std::string* why) {
+  if (is_jpeg(path)) {
+    const JpegResult r = read_jpeg(path, 0);
+    *w = r.w, *h = r.h;
+    return true;
+  }
+  int n = 0;
+  if (stbi_info(path.c_str(), w, h, &n)) return true;
+  const char* reason = stbi_failure_reason();
+  *why = reason ? reason : "unknown reason";
+  if (*why == "Image not of any known type, or corrupt")
+    *why = "not a PNG, JPEG or BMP file, or corrupt: normad decodes those three";
+  return false;
+}
+
 // The header's size, checked against the limit before any pixel memory exists.
-void check_declared_size(const std::string& path) {
-  int w = 0, h = 0, n = 0;
-  if (!stbi_info(path.c_str(), &w, &h, &n)) return;  // stbi_load reports the reason
+void check_declared_size(const std::string& path, int w, int h) {
   const int64_t pixels = int64_t(w) * h, limit = max_image_pixels();
   if (pixels > limit)
     throw Error(path + ": the image declares " + std::to_string(w) + " x " + std::to_string(h) + " = " +
@@ -50,29 +166,26 @@ void check_declared_size(const std::string& path) {
                 " (--max-image-pixels raises it)");
 }
 
-// 16-bit PNM files (maxval > 255) are refused: stb 2.27, Debian 12's, reads their big-endian
-// samples as native-endian and, converting their channels, reads past its buffer
-// (nothings/stb#1166, fixed in 2.28; the overrun was found here by tests/fuzz/fuzz_image.cpp).
-void refuse_16_bit_pnm(const std::string& path) {
-  if (!stbi_is_16_bit(path.c_str())) return;
-  char magic[2] = {0, 0};
-  std::ifstream(path, std::ios::binary).read(magic, 2);
-  if (magic[0] == 'P' && (magic[1] == '5' || magic[1] == '6'))
-    throw Error(path + ": 16-bit PNM image (maxval > 255) is not supported: this build's decoder (stb_image 2.27) "
-                       "reads its samples in the wrong byte order; save it as PNG");
-}
-
-// Decodes `path` to `channels` uint8 channels (stb converts grey <-> RGB and drops alpha).
-// The failure reason is thread-local in stb 2.27 (STBI_THREAD_LOCAL), so parallel loads are safe.
+// Decodes `path` to `channels` (1 or 3) uint8 channels, interleaved [H, W, channels]: JPEG with
+// libjpeg-turbo (as PIL does: grey is the Y channel), PNG and BMP with stb (grey <-> RGB
+// converted, alpha dropped). stb's failure reason is thread-local in 2.27 (STBI_THREAD_LOCAL) and
+// libjpeg keeps its state per call, so parallel loads are safe.
 std::unique_ptr<unsigned char, StbFree> decode(const std::string& path, int channels, int* h, int* w) {
   if (!std::filesystem::is_regular_file(path)) throw Error(path + ": no such image file");
-  check_declared_size(path);
-  refuse_16_bit_pnm(path);
+  std::string why;
+  if (!header_size(path, w, h, &why)) throw Error(path + ": cannot decode image (" + why + ")");
+  check_declared_size(path, *w, *h);
+  if (is_jpeg(path)) {
+    const JpegResult r = read_jpeg(path, channels);
+    check_declared_size(path, r.w, r.h);  // the same header, unless the file changed meanwhile
+    *h = r.h, *w = r.w;
+    return std::unique_ptr<unsigned char, StbFree>(r.pixels);  // malloc'ed: stbi_image_free is free()
+  }
   int n_in = 0;
   unsigned char* px = stbi_load(path.c_str(), w, h, &n_in, channels);
   if (!px) {
-    const char* why = stbi_failure_reason();
-    throw Error(path + ": cannot decode image (" + std::string(why ? why : "unknown reason") + ")");
+    const char* reason = stbi_failure_reason();
+    throw Error(path + ": cannot decode image (" + std::string(reason ? reason : "unknown reason") + ")");
   }
   return std::unique_ptr<unsigned char, StbFree>(px);
 }
@@ -107,11 +220,9 @@ Tensor load_image_gray(const std::string& path) {
 
 std::pair<int64_t, int64_t> image_size_hw(const std::string& path) {
   if (!std::filesystem::is_regular_file(path)) throw Error(path + ": no such image file");
-  int w = 0, h = 0, n = 0;
-  if (!stbi_info(path.c_str(), &w, &h, &n)) {
-    const char* why = stbi_failure_reason();
-    throw Error(path + ": cannot read image header (" + std::string(why ? why : "unknown reason") + ")");
-  }
+  int w = 0, h = 0;
+  std::string why;
+  if (!header_size(path, &w, &h, &why)) throw Error(path + ": cannot read image header (" + why + ")");
   return {h, w};
 }
 

@@ -18,10 +18,10 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 deps=$root/.device_deps
 prefix=$deps/prefix
-# The -dev packages with their runtime libraries (zlib, oneTBB, benchmark, libcrypto).
+# The -dev packages with their runtime libraries (zlib, libjpeg-turbo, oneTBB, benchmark, libcrypto).
 pkgs=(
   libeigen3-dev libtbb-dev libtbb12 libtbbmalloc2 libtbbbind-2-5 libhwloc15 catch2 libbenchmark-dev libbenchmark1debian
-  zlib1g-dev zlib1g libstb-dev libstb0 libcli11-dev nlohmann-json3-dev libboost-dev libboost1.74-dev
+  zlib1g-dev zlib1g libjpeg62-turbo-dev libjpeg62-turbo libstb-dev libstb0 libcli11-dev nlohmann-json3-dev libboost-dev libboost1.74-dev
   libssl-dev libssl3
 )
 arch_dir=x86_64-linux-gnu

@@ -77,10 +77,10 @@ def image_seeds(out):
     rgb = Image.fromarray(rng.integers(0, 256, size=(9, 7, 3), dtype=np.uint8))
     for fmt, name, img in (("PNG", "rgb.png", rgb), ("PNG", "gray.png", rgb.convert("L")),
                            ("PNG", "rgba.png", rgb.convert("RGBA")), ("PNG", "palette.png", rgb.convert("P")),
-                           ("BMP", "rgb.bmp", rgb), ("JPEG", "rgb.jpg", rgb), ("GIF", "rgb.gif", rgb),
-                           ("PPM", "rgb.ppm", rgb), ("TGA", "rgb.tga", rgb)):
+                           ("BMP", "rgb.bmp", rgb), ("JPEG", "rgb.jpg", rgb), ("JPEG", "gray.jpg", rgb.convert("L")),
+                           ("JPEG", "progressive.jpg", rgb)):
         b = io.BytesIO()
-        img.save(b, fmt)
+        img.save(b, fmt, **({"progressive": True} if name.startswith("progressive") else {}))
         write(out, "fuzz_image", name, b.getvalue())
     b = io.BytesIO()
     Image.fromarray(rng.integers(0, 65536, size=(5, 4), dtype=np.uint16)).save(b, "PNG")
