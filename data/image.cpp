@@ -25,7 +25,7 @@
 #define STB_IMAGE_IMPLEMENTATION
 #define STBI_FAILURE_USERMSG  // "Corrupt PNG" rather than "bad IHDR len"-style codes where both exist
 // PNG and BMP only. stb 2.27 (Debian 12's) overruns its buffers on crafted JPEG (a DHT segment
-// with more than 256 codes: nothings/stb#1289-class, fixed in 2.28) and 16-bit PNM files
+// with more than 256 codes: nothings/stb#1289, fixed in 2.28) and 16-bit PNM files
 // (nothings/stb#1166), both found here by tests/fuzz/fuzz_image.cpp; JPEG goes to libjpeg-turbo
 // (below), the other formats are refused.
 #define STBI_ONLY_PNG
