@@ -141,7 +141,7 @@ models::GaussianAdOptions gaussian_options(const ImageArgs& a, bool pca_given, b
 }
 
 std::string format_row(const std::string& name, const float* v, int64_t n) {
-  std::string s = name;
+  std::string s = data::csv_field(name);
   char buf[32];
   for (int64_t j = 0; j < n; ++j) {
     std::snprintf(buf, sizeof buf, ",%.9g", v[j]);
@@ -164,7 +164,7 @@ void write_scores(const std::string& out, const std::vector<std::string>& names,
   char buf[64];
   for (size_t i = 0; i < scores.size(); ++i) {
     std::snprintf(buf, sizeof buf, ",%.9g,%d\n", scores[i], scores[i] > threshold ? 1 : 0);
-    text += names[i] + buf;
+    text += data::csv_field(names[i]) + buf;
   }
   write_atomic(out, text);
 }

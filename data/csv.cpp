@@ -218,6 +218,14 @@ const std::string& get_key(const std::map<std::string, std::string>& m, const st
 
 }  // namespace
 
+std::string csv_field(const std::string& s) {
+  const bool edge_space = !s.empty() && (s.front() == ' ' || s.front() == '\t' || s.back() == ' ' || s.back() == '\t');
+  if (!edge_space && s.find_first_of(",\"\r\n") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += (c == '"') ? std::string("\"\"") : std::string(1, c);
+  return q + '"';
+}
+
 Csv parse_csv(const std::string& text, const std::string& name) {
   std::vector<Record> recs = parse_records(text, name);
   // Trailing empty lines are ignored; an empty line inside the table is an error below.

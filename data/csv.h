@@ -45,6 +45,11 @@ struct Csv {
 // reads as the table with columns x0, ..., x{d-1} and y (0 inlier, 1 outlier), so every command
 // that takes a table takes .mat files: `normad train --data cardio.mat --label y --normal 0`.
 Csv read_csv(const std::string& path);
+// One field for a CSV file normad writes (RFC 4180): quoted when it holds a comma, a quote, a line
+// break or leading / trailing spaces or tabs (which the reader would trim), quotes doubled; as is
+// otherwise. read_csv gives the field back unchanged: an image named `a,"b".png` stays one name.
+std::string csv_field(const std::string& s);
+
 // The same on text in memory; `name` stands in for the file name in error messages.
 Csv parse_csv(const std::string& text,          // the whole file's contents
               const std::string& name);         // e.g. "data.csv"

@@ -483,3 +483,35 @@ TEST_CASE("cli: image command errors name the file, the field and what was expec
   expect_error("mvg score --model " + p("old.safetensors") + " --features " + p("f.csv") + out,
                {"old.safetensors", "decision.threshold", "mvg fit"}, never);
 }
+
+TEST_CASE("cli: image names with commas, quotes and line breaks survive features and mvg score CSVs", "[cli][gaussian]") {
+  // Names went into the CSVs unquoted: `a,b.png` split into two fields, and the features CSV could
+  // not be read back (one field too many) or, worse, shifted every feature by one column.
+  const Scratch p("normad_test_cli_names");
+  write_normals(p.dir / "imgs", 10, 100, 3);
+  const std::vector<std::string> odd = {"a,b.png", "say \"hi\".png", "two\nlines.png", " lead.png"};
+  int k = 0;
+  for (const std::string& name : odd) {
+    std::vector<unsigned char> px(24 * 24 * 3, (unsigned char)(90 + 10 * k++));
+    test::write_image((p.dir / "imgs" / name).string(), 24, 24, 3, px);
+  }
+  const std::string pipe = resnet18_options(p, " --levels 2");
+  test::Run r = run("features" + pipe + " --images " + p("imgs") + " --out " + p("feats.csv"));
+  INFO(r.out);
+  REQUIRE(r.rc == 0);
+  const models::FeaturesCsv f = models::read_features_csv(p("feats.csv"));
+  REQUIRE(f.table.labels.size() == 14);
+  for (const std::string& name : odd)
+    CHECK(std::count(f.table.labels.begin(), f.table.labels.end(), name) == 1);
+  r = run("mvg fit --features " + p("feats.csv") + " --out " + p("m.st"));
+  INFO(r.out);
+  REQUIRE(r.rc == 0);
+  r = run("mvg score --model " + p("m.st") + " --images " + p("imgs") + " --out " + p("s.csv") + " --threads 2");
+  INFO(r.out);
+  REQUIRE(r.rc == 0);
+  const data::Csv s = data::read_csv(p("s.csv"));
+  REQUIRE(s.rows.size() == 14);
+  std::vector<std::string> names;
+  for (const auto& row : s.rows) names.push_back(row[0]);
+  for (const std::string& name : odd) CHECK(std::count(names.begin(), names.end(), name) == 1);
+}

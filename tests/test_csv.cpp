@@ -226,3 +226,22 @@ TEST_CASE("csv: unknown label, one-hot and fitted columns list the available col
   CHECK_THROWS_WITH(data::Preprocess::from_metadata(cats),
                     Contains("csv.categories.kind is not a sorted list"));
 }
+
+TEST_CASE("csv: fields normad writes read back intact (RFC 4180 quoting)", "[data][csv]") {
+  // Image file names went into features and scores CSVs as they were: `a,b.png` became two fields
+  // and every later column shifted.
+  const std::vector<std::string> names = {"plain.png", "a,b.png",  "say \"hi\".png", "two\nlines.png",
+                                          "cr\r\n.png", " lead.png", "trail.png\t",   "", "\"", ","};
+  std::string text = "name,v\n";
+  for (size_t i = 0; i < names.size(); ++i) text += data::csv_field(names[i]) + "," + std::to_string(i) + "\n";
+  const data::Csv csv = data::parse_csv(text, "names.csv");
+  REQUIRE(csv.rows.size() == names.size());
+  for (size_t i = 0; i < names.size(); ++i) {
+    INFO(i);
+    CHECK(csv.rows[i][0] == names[i]);
+    CHECK(csv.rows[i][1] == std::to_string(i));
+  }
+  CHECK(data::csv_field("plain.png") == "plain.png");  // only what needs quotes is quoted
+  CHECK(data::csv_field("a,b") == "\"a,b\"");
+  CHECK(data::csv_field("say \"hi\"") == "\"say \"\"hi\"\"\"");
+}
