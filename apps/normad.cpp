@@ -179,10 +179,13 @@ std::string resolve_recipe(models::ZsConfig& cfg, const RecipeArgs& ra, int64_t 
 
 // The preprocessing every table model uses: the label column, optional one-hot columns, and
 // standardisation fitted on `rows` (the training rows).
-data::Preprocess fit_preprocess(const data::Csv& rows, const std::string& label, const std::string& one_hot) {
+// `ignore`: comma-separated columns kept out of the features (--ignore, and the --id column).
+data::Preprocess fit_preprocess(const data::Csv& rows, const std::string& label, const std::string& one_hot,
+                                const std::string& ignore) {
   data::PreprocessOptions opts;
   opts.label = label;
   if (!one_hot.empty()) opts.one_hot = split_list(one_hot, "--one-hot");
+  if (!ignore.empty()) opts.ignore = split_list(ignore, "--ignore");
   opts.standardise = true;
   return data::Preprocess::fit(rows, opts);
 }
@@ -293,7 +296,8 @@ void zeroshot_fmnist(const std::string& dir, const std::string& fold_arg, models
 // The same protocol on a labelled table: classes are tasks, the tabular MLP (acr.md §7.3), features
 // standardised with the statistics of the training classes' rows.
 void zeroshot_csv(const std::string& path, const std::string& label, const std::string& train_arg,
-                  const std::string& test_arg, const std::string& one_hot, const std::string& model,
+                  const std::string& test_arg, const std::string& one_hot, const std::string& ignore,
+                  const std::string& model,
                   models::ZsConfig cfg, const RecipeArgs& ra, const std::string& json_path) {
   if (label.empty()) throw Error("--csv needs --label COL (the class column)");
   data::Csv csv = data::read_csv(path);
@@ -301,7 +305,7 @@ void zeroshot_csv(const std::string& path, const std::string& label, const std::
   // Preprocessing is fitted on the training classes' rows only.
   data::Csv train_rows = data::select_rows(csv, label, train_names);
   if (train_rows.rows.empty()) throw Error(path + ": no row has one of the --train-classes");
-  data::Table table = fit_preprocess(train_rows, label, one_hot).apply(csv);
+  data::Table table = fit_preprocess(train_rows, label, one_hot, ignore).apply(csv);
   const auto classes = data::label_classes(table.labels);
   const auto ids = data::label_ids(table.labels, classes);
   auto class_ids = [&](const std::vector<std::string>& names, const char* what) {
@@ -477,6 +481,8 @@ struct TrainArgs {
   // thyroid / arrhythmia configs of ntl_dsvdd.md B.6) scores below chance (AUROC 0.18 / 0.47 / 0.33,
   // seeds 0-2), mul 0.79 / 0.83 / 0.89.
   std::string model = "ntl", data, label, normal, one_hot, out, trans_type = "mul", widths = "64,32";
+  std::string ignore, id;     // columns kept out of the features; id is also written by normad score
+  std::string ignored() const { return id.empty() ? ignore : ignore.empty() ? id : ignore + "," + id; }
   std::string train_classes;  // ACR: the classes that become tasks (default: all)
   int64_t iters = 2000;       // ACR meta-training iterations
   std::string recipe = "auto", task_aug;  // ACR: see RecipeArgs
@@ -520,7 +526,7 @@ struct FitRows {
 };
 FitRows split_and_preprocess(const data::Csv& csv, const TrainArgs& a, const std::string& rule, uint64_t seed,
                              bool by_label = false) {
-  const data::Table all = fit_preprocess(csv, a.label, a.one_hot).apply(csv);
+  const data::Table all = fit_preprocess(csv, a.label, a.one_hot, a.ignored()).apply(csv);
   FitRows r{csv, {}, {}, {}};
   if (rule == "calibration") {
     std::map<std::string, std::vector<int64_t>> groups;  // label (or one group) -> rows
@@ -541,7 +547,7 @@ FitRows split_and_preprocess(const data::Csv& csv, const TrainArgs& a, const std
     std::sort(held.begin(), held.end());
     r.fit = data::take_rows(csv, fit), r.held = data::take_rows(csv, held);
   }
-  r.pre = fit_preprocess(r.fit, a.label, a.one_hot);
+  r.pre = fit_preprocess(r.fit, a.label, a.one_hot, a.ignored());
   r.table = r.pre.apply(r.fit);
   return r;
 }
@@ -615,6 +621,7 @@ void train_acr(const TrainArgs& a, uint64_t seed, const std::string& json_path) 
   auto meta = pre.to_metadata();
   print_rule(thr, meta);
   meta["normad.kind"] = a.model;
+  if (!a.id.empty()) meta["normad.id"] = a.id;
   meta["acr.in"] = std::to_string(F);
   meta["acr.recipe"] = recipe;
   meta["acr.task_aug"] = cfg.task_aug;
@@ -716,6 +723,7 @@ void train_model(const TrainArgs& a, uint64_t seed, const std::string& json_path
   }
   print_rule(thr, meta);
   meta["normad.kind"] = a.model;
+  if (!a.id.empty()) meta["normad.id"] = a.id;
   nn::save_safetensors(a.out, tensors, meta);
   std::printf("final loss %.4f, %lld rows fitted, wrote %s\n", losses.back(), (long long)table.x.size(0), a.out.c_str());
   if (!json_path.empty())
@@ -730,7 +738,7 @@ void train_model(const TrainArgs& a, uint64_t seed, const std::string& json_path
 // batch 0: the model's (ACR: the batch it was calibrated with, acr.batch; others 1000 rows per pass,
 // which does not change their scores).
 void score_model(const std::string& model_path, const std::string& data_path, const std::string& out, int64_t batch,
-                 const std::string& json_path) {
+                 const std::string& id_arg, const std::string& json_path) {
   if (out.empty()) throw Error("--out: missing");
   if (batch < 0) throw Error("--batch: must be >= 0 (0: the model's)");
   const nn::Safetensors f = nn::load_safetensors(model_path);
@@ -760,10 +768,23 @@ void score_model(const std::string& model_path, const std::string& data_path, co
     throw Error(data_path + ": " + e.what());
   }
   check_scores(scores, rows, "anomaly");
-  std::string text = "index,score,prediction\n";
+  // The identifier column: --id, else the model's (train --id); one from the model that this file
+  // lacks is left out with a note, one asked for is an error.
+  const std::string id = !id_arg.empty() ? id_arg : f.has_meta("normad.id") ? f.meta("normad.id") : "";
+  int64_t id_col = id.empty() ? -1 : data::column_index(rows, id);
+  if (id_col < 0 && !id_arg.empty())
+    throw Error("--id: column '" + id + "' not found in " + data_path);
+  if (id_col < 0 && !id.empty())
+    std::fprintf(stderr, "normad: %s has no column '%s' (the model's --id): the scores carry the row index only\n",
+                 data_path.c_str(), id.c_str());
+  if (id_col >= 0 && (id == "index" || id == "score" || id == "prediction"))
+    throw Error("--id: column '" + id + "' would clash with the scores file's own column of that name");
+  std::string text = id_col >= 0 ? "index," + data::csv_field(id) + ",score,prediction\n" : "index,score,prediction\n";
   char line[96];
   for (size_t i = 0; i < scores.size(); ++i) {
-    std::snprintf(line, sizeof line, "%zu,%.9g,%d\n", i, scores[i], scores[i] > threshold ? 1 : 0);
+    text += std::to_string(i) + ",";
+    if (id_col >= 0) text += data::csv_field(rows.rows[i][size_t(id_col)]) + ",";
+    std::snprintf(line, sizeof line, "%.9g,%d\n", scores[i], scores[i] > threshold ? 1 : 0);
     text += line;
   }
   write_atomic(out, text);
@@ -911,6 +932,8 @@ int main(int argc, char** argv) {
   zs->add_option("--train-classes", train_classes, "with --csv: meta-training classes, comma-separated");
   zs->add_option("--test-classes", test_classes, "with --csv: unseen test classes, comma-separated");
   zs->add_option("--one-hot", one_hot, "with --csv: categorical columns to one-hot encode");
+  std::string zs_ignore;
+  zs->add_option("--ignore", zs_ignore, "with --csv: columns kept out of the features (identifiers, free text)");
   zs->add_option("--batch-normals", cfg.batch_normals, "normals per test batch")->capture_default_str();
   zs->add_option("--data-dir", dir, "directory with the Fashion-MNIST IDX files")->capture_default_str();
   zs->add_option("--fold", fold, "A, B or both")->capture_default_str();
@@ -966,6 +989,9 @@ int main(int argc, char** argv) {
   tr->add_option("--label", ta.label, "label column (then --normal picks the training rows)");
   tr->add_option("--normal", ta.normal, "the label value of normal rows");
   tr->add_option("--one-hot", ta.one_hot, "categorical columns to one-hot encode");
+  tr->add_option("--ignore", ta.ignore, "columns kept out of the features (free text, dates, ...)");
+  tr->add_option("--id", ta.id, "an identifier column: kept out of the features, stored in the model, and written "
+                                "beside each score by normad score");
   tr->add_option("--out", ta.out, "model file (.safetensors)")->required();
   tr->add_option("--epochs", ta.train.epochs, "epochs")->capture_default_str();
   auto* train_batch = tr->add_option("--batch", ta.train.batch,
@@ -1010,6 +1036,9 @@ int main(int argc, char** argv) {
   scs->add_option("--model", model_path, "model file from normad train")->required();
   scs->add_option("--data", data_path, "CSV table to score")->required();
   scs->add_option("--out", scores_out, "scores CSV")->required();
+  std::string score_id;
+  scs->add_option("--id", score_id, "an identifier column of --data to write beside each score (default: the "
+                                    "model's, from train --id)");
   scs->add_option("--batch", score_batch,
                   "rows per forward pass; 0: the model's. ACR: rows per batch of statistics, by default the batch "
                   "size the model's threshold was set with (zero-shot scores depend on the batch)")
@@ -1052,7 +1081,7 @@ int main(int argc, char** argv) {
       if ((ta.model == "acr-dsvdd" || ta.model == "acr-ntl")) ta.acr_batch = train_batch->count() ? ta.train.batch : 200;
       train_model(ta, seed, json_path);
     }
-    if (*scs) score_model(model_path, data_path, scores_out, score_batch, json_path);
+    if (*scs) score_model(model_path, data_path, scores_out, score_batch, score_id, json_path);
     if (*oc) {
       if (oa.epochs < 1 || oa.ae_epochs < 1) throw Error("--epochs and --ae-epochs must be >= 1");
       oneclass_fmnist(oa, seed, json_path);
@@ -1074,7 +1103,7 @@ int main(int argc, char** argv) {
       cfg.ratios = parse_ratios(ratios);
       models::ZsConfig probe;
       resolve_recipe(probe, ra, 0, false);  // a bad recipe or augmentation name fails before any data is read
-      if (!csv_path.empty()) zeroshot_csv(csv_path, label, train_classes, test_classes, one_hot, model, cfg, ra, json_path);
+      if (!csv_path.empty()) zeroshot_csv(csv_path, label, train_classes, test_classes, one_hot, zs_ignore, model, cfg, ra, json_path);
       else if (model != "dsvdd") throw Error("--model ntl: only with --csv (FMNIST-ZS uses ACR-DSVDD)");
       else if (data == "fmnist") zeroshot_fmnist(dir, fold, cfg, ra, json_path);
       else throw Error("--data: unknown data set '" + data + "' (available: fmnist; or --csv FILE)");

@@ -317,11 +317,20 @@ Preprocess Preprocess::fit(const Csv& train, const PreprocessOptions& options) {
     if (c == p.label)
       throw Error(train.path + ": column '" + c + "' is the label column, it cannot be one-hot");
   }
+  for (const std::string& c : options.ignore) {
+    if (find_column(train.header, c) < 0)
+      throw Error(train.path + ": ignored column '" + c + "' not found (columns: " + name_list(train.header) + ")");
+    if (c == p.label) throw Error(train.path + ": column '" + c + "' is the label column, it cannot be ignored");
+    if (std::find(options.one_hot.begin(), options.one_hot.end(), c) != options.one_hot.end())
+      throw Error(train.path + ": column '" + c + "' is both one-hot and ignored");
+  }
+  p.ignored = options.ignore;
   if (train.rows.empty()) throw Error(train.path + ": no data rows to fit on");
-  // Inputs: the header minus the label, in file order; a one-hot column keeps its place.
+  // Inputs: the header minus the label and the ignored columns, in file order; a one-hot column
+  // keeps its place.
   for (size_t j = 0; j < train.header.size(); ++j) {
     const std::string& name = train.header[j];
-    if (name == p.label) continue;
+    if (name == p.label || std::find(p.ignored.begin(), p.ignored.end(), name) != p.ignored.end()) continue;
     p.inputs.push_back(name);
     if (std::find(options.one_hot.begin(), options.one_hot.end(), name) == options.one_hot.end()) continue;
     // Categories: the distinct training values, sorted bytewise (std::string order).
@@ -330,7 +339,8 @@ Preprocess Preprocess::fit(const Csv& train, const PreprocessOptions& options) {
     p.categories[name] = std::vector<std::string>(seen.begin(), seen.end());
   }
   if (p.inputs.empty())
-    throw Error(train.path + ": no feature columns (the only column is the label '" + p.label + "')");
+    throw Error(train.path + ": no feature columns (columns: " + name_list(train.header) +
+                "; the label and ignored columns are not features)");
   if (!options.standardise) return p;
   // Standardisation statistics from the encoded training rows, two passes in double.
   Table t = p.apply(train);
@@ -370,11 +380,17 @@ Table Preprocess::apply(const Csv& csv) const {
   // one sequential pass when the file keeps the fitted order, else through hash maps: a search per
   // name was quadratic in the width (80 000 columns took 52 s). The label column is optional.
   const int64_t label_col = label.empty() ? -1 : find_column(csv.header, label);
+  // Columns that are no input: the label and the ignored columns, wherever they are.
+  std::vector<char> skip(csv.header.size(), 0);
+  if (label_col >= 0) skip[size_t(label_col)] = 1;
+  for (const std::string& name : ignored)
+    if (const int64_t j = find_column(csv.header, name); j >= 0) skip[size_t(j)] = 1;
+  const size_t skipped = size_t(std::count(skip.begin(), skip.end(), 1));
   std::vector<int64_t> src;
-  // The usual file has the fitted inputs in their order around the label: one sequential pass.
+  // The usual file has the fitted inputs in their order around the others: one sequential pass.
   for (size_t j = 0; j < csv.header.size() && src.size() < inputs.size(); ++j)
-    if (int64_t(j) != label_col && csv.header[j] == inputs[src.size()]) src.push_back(int64_t(j));
-  if (src.size() != inputs.size() || csv.header.size() != inputs.size() + (label_col >= 0)) {
+    if (!skip[j] && csv.header[j] == inputs[src.size()]) src.push_back(int64_t(j));
+  if (src.size() != inputs.size() || csv.header.size() != inputs.size() + skipped) {
     src.clear();
     std::unordered_map<std::string_view, int64_t> column_of;
     column_of.reserve(csv.header.size());
@@ -390,7 +406,7 @@ Table Preprocess::apply(const Csv& csv) const {
     // file.
     const std::unordered_set<std::string_view> fitted(inputs.begin(), inputs.end());
     for (size_t j = 0; j < csv.header.size(); ++j)
-      if (int64_t(j) != label_col && !fitted.count(csv.header[j]))
+      if (!skip[j] && !fitted.count(csv.header[j]))
         throw Error(csv.path + ": column '" + csv.header[j] + "' (" + std::to_string(j + 1) +
                     ") is not a fitted feature (fitted: " + name_list(inputs) + ")");
   }
@@ -424,7 +440,7 @@ Table Preprocess::apply(const Csv& csv) const {
       if (!parse_number(cell, &v, &why))
         throw Error(csv.path + ":" + std::to_string(csv.lines[i]) + ": column '" + inputs[k] + "' (" +
                     std::to_string(src[k] + 1) + "): '" + cell + "' " + why +
-                    (why == "is not a number" && !cell.empty() ? " (a label or category column? name it with --label or --one-hot)" : ""));
+                    (why == "is not a number" && !cell.empty() ? " (a label, category or identifier column? name it with --label, --one-hot, or --ignore / --id)" : ""));
       // Standardised in double: (x - mean) of two extreme float32 values would overflow in float.
       // A value so far from the training rows that its standardised form leaves float32 is an
       // error: as infinity it would reach the model as NaN or a meaningless score.
@@ -466,6 +482,7 @@ std::map<std::string, std::string> Preprocess::to_metadata() const {
   for (const std::string& name : inputs)
     if (categories.count(name)) one_hot.push_back(name);
   m["csv.one_hot"] = join_record(one_hot);
+  if (!ignored.empty()) m["csv.ignore"] = join_record(ignored);
   for (const auto& [name, cats] : categories) m["csv.categories." + name] = join_record(cats);
   if (!mean.empty()) {
     m["csv.mean"] = join_floats(mean);
@@ -489,6 +506,10 @@ Preprocess Preprocess::from_metadata(const std::map<std::string, std::string>& m
     if (!sorted || std::adjacent_find(cats.begin(), cats.end()) != cats.end())
       throw Error("model metadata: " + key + " is not a sorted list of distinct categories");
   }
+  if (metadata.count("csv.ignore")) p.ignored = split_record(metadata.at("csv.ignore"), "csv.ignore");
+  for (const std::string& name : p.ignored)
+    if (name == p.label || std::find(p.inputs.begin(), p.inputs.end(), name) != p.inputs.end())
+      throw Error("model metadata: ignored column '" + name + "' is also the label or a fitted input");
   // Standardisation is on exactly when the statistics are present.
   if (metadata.count("csv.mean")) {
     p.mean = split_floats(get_key(metadata, "csv.mean"), "csv.mean");

@@ -72,6 +72,7 @@ struct PreprocessOptions {
   // Default initialisers on every member keep GCC quiet about designated initialisers that skip one.
   std::string label = "";                       // label column name; "" when the table has none
   std::vector<std::string> one_hot = {};        // categorical columns to one-hot encode
+  std::vector<std::string> ignore = {};         // columns kept out of the features (ids, free text)
   bool standardise = false;                     // fit mean and std per output feature
 };
 
@@ -83,6 +84,7 @@ struct Preprocess {
   std::string label;                                           // label column, "" for none
   std::vector<std::string> inputs;                             // raw feature columns, in file order
   std::map<std::string, std::vector<std::string>> categories;  // one-hot column -> sorted categories
+  std::vector<std::string> ignored;                            // columns skipped wherever they appear
   std::vector<float> mean, stddev;                             // per output feature; empty: none
 
   // Fits on `train`: finds the label and one-hot columns (errors list the available columns),
@@ -92,14 +94,14 @@ struct Preprocess {
                         const PreprocessOptions& options); // label, one-hot columns, standardise
 
   // Encodes `csv`, whose columns must be the fitted inputs (any order) plus, optionally, the label
-  // column; without it the labels come back empty (a table to score). Errors name the file, line and
+  // column and ignored columns; without the label the labels come back empty (a table to score). Errors name the file, line and
   // column of a cell that is not a finite number, and any missing or unexpected column.
   Table apply(const Csv& csv) const;
 
   std::vector<std::string> columns() const;  // output feature names, as in Table::columns
 
-  // Keys "csv.label", "csv.inputs", "csv.one_hot", "csv.categories.<column>", and with
-  // standardisation "csv.mean", "csv.std" (values printed "%.9g", which round-trips float32 exactly).
+  // Keys "csv.label", "csv.inputs", "csv.one_hot", "csv.categories.<column>", "csv.ignore" when
+  // columns are ignored, and with standardisation "csv.mean", "csv.std" (values printed "%.9g", which round-trips float32 exactly).
   // Lists are stored as one CSV record. from_metadata ignores other keys; it throws on missing or
   // malformed csv.* keys.
   std::map<std::string, std::string> to_metadata() const;

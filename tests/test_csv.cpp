@@ -245,3 +245,31 @@ TEST_CASE("csv: fields normad writes read back intact (RFC 4180 quoting)", "[dat
   CHECK(data::csv_field("a,b") == "\"a,b\"");
   CHECK(data::csv_field("say \"hi\"") == "\"say \"\"hi\"\"\"");
 }
+
+TEST_CASE("csv: ignored columns stay out of the features, wherever they are, and round-trip through metadata", "[data][csv]") {
+  const data::Csv train = data::parse_csv("id,a,note,b,label\nr1,1,x y,2,n\nr2,3,\"p, q\",4,m\n", "t.csv");
+  const data::Preprocess pre = data::Preprocess::fit(train, {.label = "label", .ignore = {"id", "note"}});
+  CHECK(pre.inputs == std::vector<std::string>{"a", "b"});
+  const data::Table t = pre.apply(train);
+  CHECK(t.x.shape() == Shape{2, 2});
+  CHECK(t.x.data()[2] == 3.f);
+  // A scoring file: ignored columns may be missing or elsewhere; any other extra column is an error.
+  const data::Csv moved = data::parse_csv("b,note,a\n2,z,1\n", "s.csv");
+  const data::Preprocess back = data::Preprocess::from_metadata(pre.to_metadata());
+  CHECK(back.ignored == pre.ignored);
+  const data::Table u = back.apply(moved);
+  CHECK(u.x.data()[0] == 1.f);
+  CHECK(u.x.data()[1] == 2.f);
+  CHECK_THROWS_WITH(back.apply(data::parse_csv("a,b,extra\n1,2,3\n", "e.csv")),
+                    Catch::Contains("column 'extra'") && Catch::Contains("not a fitted feature"));
+  // Errors: an ignored column that does not exist, or is the label or a one-hot column.
+  CHECK_THROWS_WITH(data::Preprocess::fit(train, {.label = "label", .ignore = {"nope"}}),
+                    Catch::Contains("ignored column 'nope' not found"));
+  CHECK_THROWS_WITH(data::Preprocess::fit(train, {.label = "label", .ignore = {"label"}}),
+                    Catch::Contains("is the label column"));
+  CHECK_THROWS_WITH(data::Preprocess::fit(train, {.label = "label", .one_hot = {"id"}, .ignore = {"id"}}),
+                    Catch::Contains("both one-hot and ignored"));
+  // Without --ignore, a text column is named in the error with the options that would fix it.
+  CHECK_THROWS_WITH(data::Preprocess::fit(train, {.label = "label", .ignore = {"id"}, .standardise = true}),
+                    Catch::Contains("column 'note'") && Catch::Contains("--ignore"));
+}
