@@ -31,14 +31,6 @@ std::unique_ptr<models::AcrModel> make_acr(const std::string& kind, int64_t F, G
   return std::make_unique<models::AcrDsvdd>(models::tabular_mlp(F, init), 32, init);
 }
 
-std::vector<std::pair<std::string, Tensor>> acr_tensors(const std::string& kind, models::AcrModel& m) {
-  if (kind == "acr-ntl") return static_cast<models::AcrNtl&>(m).net->state_dict();
-  auto& d = static_cast<models::AcrDsvdd&>(m);
-  auto t = d.net->state_dict();
-  t.emplace_back("c", d.c.data());
-  return t;
-}
-
 namespace {
 
 double linear_values(double in, double out, bool bias) { return in * out + (bias ? out : 0); }
@@ -87,8 +79,8 @@ double acr_state_values(const std::string& kind, int64_t F) {
   // Only the input and output layers of the ACR nets touch F, so the state is affine in F: count
   // it on networks built for F = 1 and 2 (small) and extrapolate. A test checks it at other F.
   Generator g(0);
-  const double v1 = state_values(acr_tensors(kind, *make_acr(kind, 1, g)));
-  const double v2 = state_values(acr_tensors(kind, *make_acr(kind, 2, g)));
+  const double v1 = state_values(make_acr(kind, 1, g)->state());
+  const double v2 = state_values(make_acr(kind, 2, g)->state());
   return v1 + static_cast<double>(F - 1) * (v2 - v1);
 }
 
@@ -127,7 +119,7 @@ TableModel load_table_model(const nn::Safetensors& f, const std::string& path) {
     check_declared(acr_state_values(k, F), f, path, "acr.in = " + std::to_string(F));
     Generator unused(0);
     m.acr = make_acr(k, F, unused);
-    for (auto& [name, t] : acr_tensors(k, *m.acr)) {
+    for (auto& [name, t] : m.acr->state()) {
       auto it = f.tensors.find(name);
       if (it == f.tensors.end() || it->second.shape() != t.shape())
         throw Error(path + ": tensor '" + name + "' missing or of the wrong shape");

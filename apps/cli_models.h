@@ -29,8 +29,6 @@ std::vector<int64_t> parse_widths(const std::string& s, const std::string& what)
 
 // The ACR model of a model-file kind, for F features; `init` draws its weights.
 std::unique_ptr<models::AcrModel> make_acr(const std::string& kind, int64_t F, Generator& init);
-// Trainable tensors of an ACR model under their file names (ACR-DSVDD's centre is "c").
-std::vector<std::pair<std::string, Tensor>> acr_tensors(const std::string& kind, models::AcrModel& m);
 
 // Values in the state of each architecture (parameters and buffers, as the file stores them),
 // counted without building it. In double: metadata can declare sizes whose product overflows int64.

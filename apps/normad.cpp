@@ -288,7 +288,8 @@ void zeroshot_fmnist(const std::string& dir, const std::string& fold_arg, models
     Progress p{std::string("fold ") + f};
     const models::ZsData d = models::fmnist_fold(m, f);
     check_batch_normals(d, cfg, ra, [](int64_t c) { return std::to_string(c); });
-    results.push_back(models::run_zeroshot(d, cfg, omniglot, std::ref(p), print_checkpoint(f)));
+    results.push_back(models::run_zeroshot(d, cfg, omniglot, std::ref(p), print_checkpoint(f),
+                                           {{"command", "zeroshot-fmnist"}, {"recipe", recipe}}));
   }
   report(results, cfg, json_path, "FMNIST-ZS", recipe);
 }
@@ -337,7 +338,9 @@ void zeroshot_csv(const std::string& path, const std::string& label, const std::
     return std::make_unique<models::AcrDsvdd>(models::tabular_mlp(F, init), 32, init);
   };
   Progress p{"train"};
-  report({models::run_zeroshot(d, cfg, make, std::ref(p), print_checkpoint(cfg.fold))}, cfg, json_path, "zeroshot-csv", recipe);
+  report({models::run_zeroshot(d, cfg, make, std::ref(p), print_checkpoint(cfg.fold),
+                               {{"command", "zeroshot-csv"}, {"model", model}, {"recipe", recipe}})},
+         cfg, json_path, "zeroshot-csv", recipe);
 }
 
 // `normad eval`: AUROC, AP and F1 of a scores file (columns "score" and "index" or "name") against
@@ -482,6 +485,8 @@ struct TrainArgs {
   // seeds 0-2), mul 0.79 / 0.83 / 0.89.
   std::string model = "ntl", data, label, normal, one_hot, out, trans_type = "mul", widths = "64,32";
   std::string ignore, id;     // columns kept out of the features; id is also written by normad score
+  std::string checkpoint, resume;  // ACR: meta-training state file, and one to continue from
+  int64_t checkpoint_every = 0;
   std::string ignored() const { return id.empty() ? ignore : ignore.empty() ? id : ignore + "," + id; }
   std::string train_classes;  // ACR: the classes that become tasks (default: all)
   int64_t iters = 2000;       // ACR meta-training iterations
@@ -583,6 +588,7 @@ void train_acr(const TrainArgs& a, uint64_t seed, const std::string& json_path) 
       throw Error(a.data + ": class '" + classes[c] + "' has " + std::to_string(class_rows[c].size()) +
                   " rows to meta-train on" + (rule == "calibration" ? " after --calibration holds some out" : "") +
                   ", fewer than the " + std::to_string(cfg.normals) + " normals a task needs");
+  cfg.state_file = a.checkpoint, cfg.resume_from = a.resume, cfg.checkpoint_every = a.checkpoint_every;
   Generator init(seed), rng(seed + 1);
   auto model = cli::make_acr(a.model, F, init);
   model->to(compute_device());
@@ -590,7 +596,9 @@ void train_acr(const TrainArgs& a, uint64_t seed, const std::string& json_path) 
               a.model.c_str(), classes.size(), (long long)table.x.size(0), (long long)F, (long long)cfg.iters,
               recipe.c_str(), cfg.task_aug.c_str());
   Progress p{"train"};
-  models::meta_train(*model, table.x, ids, static_cast<int64_t>(classes.size()), all, cfg, rng, std::ref(p));
+  if (!a.resume.empty()) std::printf("resuming from %s\n", a.resume.c_str());
+  models::meta_train(*model, table.x, ids, static_cast<int64_t>(classes.size()), all, cfg, rng, std::ref(p),
+                     {{{"command", "train"}, {"model", a.model}, {"recipe", recipe}}, {}, {}});
   // Scores of a table whose rows come in classes: each class its own batches (its own statistics),
   // balanced chunks of about --batch rows; the batch sizes used are reported and stored.
   std::vector<int64_t> batch_sizes;
@@ -628,7 +636,7 @@ void train_acr(const TrainArgs& a, uint64_t seed, const std::string& json_path) 
   meta["acr.iters"] = std::to_string(cfg.iters);
   meta["acr.batch"] = std::to_string(a.acr_batch);
   meta["acr.threshold_batches"] = std::to_string(smallest) + "-" + std::to_string(largest);
-  nn::save_safetensors(a.out, cli::acr_tensors(a.model, *model), meta);
+  nn::save_safetensors(a.out, model->state(), meta);
   std::printf("threshold set on %zu batches of %lld-%lld rows (one class each); normad score cuts a file into "
               "batches of about %lld rows (--batch, stored in the model); wrote %s\n",
               batch_sizes.size(), (long long)smallest, (long long)largest, (long long)a.acr_batch, a.out.c_str());
@@ -807,7 +815,7 @@ void check_run_paths(const CLI::App& app) {
   static const std::vector<std::string> input_options = {"--data", "--csv", "--reference", "--features", "--model",
                                                           "--weights", "--scores", "--labels", "--data-dir",
                                                           "--images", "--mvtec"};
-  static const std::vector<std::string> output_options = {"--out", "--json", "--profile"};
+  static const std::vector<std::string> output_options = {"--out", "--json", "--profile", "--checkpoint"};
   std::vector<cli::PathArg> inputs, outputs;
   std::vector<const CLI::App*> chosen;
   for (const CLI::App* sub : app.get_subcommands()) {
@@ -827,6 +835,15 @@ void check_run_paths(const CLI::App& app) {
       }
     }
   cli::check_paths(inputs, outputs);
+  // --resume FILE is read before anything is written: --checkpoint may replace it (and usually
+  // does, continuing the same file), no other output may.
+  for (const CLI::App* sub : chosen) {
+    const CLI::Option* resume = sub->get_option_no_throw("--resume");
+    if (!resume || resume->count() == 0) continue;
+    for (const cli::PathArg& out : outputs)
+      if (out.option != "--checkpoint")
+        cli::check_paths({{"--resume", resume->results().front()}}, {out});
+  }
 }
 
 // Every numeric option of every subcommand: the value must be a finite number ("nan", "inf" and
@@ -954,6 +971,11 @@ int main(int argc, char** argv) {
   zs->add_option("--tasks-per-pass", ra.tasks_per_pass, "tasks per forward/backward pass (0: all; same gradients)")
       ->capture_default_str();
   zs->add_option("--ratios", ratios, "anomaly ratios, comma-separated")->capture_default_str();
+  zs->add_option("--checkpoint", cfg.state_file, "write the meta-training state to FILE every --checkpoint-every "
+                                                 "iterations (atomically), for --resume; one fold per run");
+  zs->add_option("--checkpoint-every", cfg.checkpoint_every, "iterations between checkpoints")->capture_default_str();
+  zs->add_option("--resume", cfg.resume_from, "continue a run from its checkpoint FILE (same options and data): the "
+                                              "same results as the uninterrupted run, bit for bit");
 
   auto* oc = app.add_subcommand("oneclass", "Deep SVDD one-class per normal class on Fashion-MNIST (autoencoder pretraining, then Deep SVDD)");
   common(oc);
@@ -990,6 +1012,11 @@ int main(int argc, char** argv) {
   tr->add_option("--normal", ta.normal, "the label value of normal rows");
   tr->add_option("--one-hot", ta.one_hot, "categorical columns to one-hot encode");
   tr->add_option("--ignore", ta.ignore, "columns kept out of the features (free text, dates, ...)");
+  tr->add_option("--checkpoint", ta.checkpoint, "acr-*: write the meta-training state to FILE every --checkpoint-every "
+                                                "iterations (atomically), for --resume");
+  tr->add_option("--checkpoint-every", ta.checkpoint_every, "acr-*: iterations between checkpoints")->capture_default_str();
+  tr->add_option("--resume", ta.resume, "acr-*: continue a run from its checkpoint FILE (same options and data): the "
+                                        "same model file as the uninterrupted run, bit for bit");
   tr->add_option("--id", ta.id, "an identifier column: kept out of the features, stored in the model, and written "
                                 "beside each score by normad score");
   tr->add_option("--out", ta.out, "model file (.safetensors)")->required();
@@ -1070,6 +1097,21 @@ int main(int argc, char** argv) {
     cfg.seed = seed;
     cfg.device = compute_device();
     if ((*zs && zs->get_option("--iters")->count() && ra.iters < 0) || ta.iters < 0) throw Error("--iters: must be >= 0");
+    // Checkpoints: a state file needs an interval and the other way round; one fold per zeroshot
+    // run (a file holds one meta-training); the one-class trainers have none yet.
+    auto check_checkpoint_options = [](const std::string& file, int64_t every, const std::string& resume) {
+      if (every < 0) throw Error("--checkpoint-every: must be >= 1");
+      if (!file.empty() && every == 0) throw Error("--checkpoint " + file + ": needs --checkpoint-every N");
+      if (file.empty() && every > 0) throw Error("--checkpoint-every: needs --checkpoint FILE");
+      return !file.empty() || !resume.empty();
+    };
+    if (*zs && check_checkpoint_options(cfg.state_file, cfg.checkpoint_every, cfg.resume_from) && fold == "both" &&
+        csv_path.empty())
+      throw Error("--checkpoint / --resume: one fold per run (--fold A or --fold B)");
+    if (*tr && check_checkpoint_options(ta.checkpoint, ta.checkpoint_every, ta.resume) && ta.model != "acr-dsvdd" &&
+        ta.model != "acr-ntl")
+      throw Error("--checkpoint / --resume: for --model acr-dsvdd and acr-ntl (meta-training); " + ta.model +
+                  " trains in minutes and has no checkpoints yet");
     if (*tr) {
       if (!ta.normal.empty() && ta.label.empty())
         throw Error("--normal " + ta.normal + ": needs --label, the column whose value it names");

@@ -19,6 +19,12 @@ std::vector<Var> AcrDsvdd::parameters() const {
   return ps;
 }
 
+std::vector<std::pair<std::string, Tensor>> AcrDsvdd::state() const {
+  auto t = net->state_dict();
+  t.emplace_back("c", c.data());
+  return t;
+}
+
 Var AcrDsvdd::distances(const Var& z) {
   Var diff = sub(z, c);  // [N, D] - [D] broadcasts
   return sum(mul(diff, diff), {1});

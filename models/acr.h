@@ -31,6 +31,9 @@ class AcrModel {
   // depend on the batch: a row is scored relative to the others in its chunk.
   virtual std::vector<double> score(const Tensor& x, bool stationary = false, int64_t chunk = 1000) = 0;
   virtual std::vector<Var> parameters() const = 0;
+  // Every parameter and buffer under its model-file name (values sharing storage, on the model's
+  // device): the network's state_dict and, for ACR-DSVDD, the centre "c".
+  virtual std::vector<std::pair<std::string, Tensor>> state() const = 0;
   // Moves every parameter and buffer (the network's and, for ACR-DSVDD, the centre c) to `d`.
   virtual void to(Device d) = 0;
 };
@@ -44,6 +47,7 @@ class AcrDsvdd : public AcrModel {
   Var loss(const Tensor& x, const std::vector<int>& y, int64_t tasks) override;
   std::vector<double> score(const Tensor& x, bool stationary = false, int64_t chunk = 1000) override;
   std::vector<Var> parameters() const override;
+  std::vector<std::pair<std::string, Tensor>> state() const override;
   void to(Device d) override;
 
   std::shared_ptr<nn::Module> net;
@@ -75,6 +79,7 @@ class AcrNtl : public AcrModel {
   Var loss(const Tensor& x, const std::vector<int>& y, int64_t tasks) override;
   std::vector<double> score(const Tensor& x, bool stationary = false, int64_t chunk = 1000) override;
   std::vector<Var> parameters() const override { return net->parameters(); }
+  std::vector<std::pair<std::string, Tensor>> state() const override { return net->state_dict(); }
   void to(Device d) override { net->to(d); }
 
   std::shared_ptr<TabNtl> net;

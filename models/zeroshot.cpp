@@ -4,11 +4,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <sstream>
 
 #include "data/task_aug.h"
 #include "data/tasks.h"
 #include "eval/metrics.h"
 #include "models/acr.h"
+#include "nn/checkpoint.h"
 
 namespace normad::models {
 
@@ -102,7 +105,7 @@ std::string apply_recipe(ZsConfig& cfg, const std::string& recipe, int64_t train
 
 double meta_train(AcrModel& model, const Tensor& x, const std::vector<int64_t>& y, int64_t num_classes,
                   const std::vector<int64_t>& classes, const ZsConfig& cfg, Generator& rng,
-                  const ZsProgress& progress) {
+                  const ZsProgress& progress, const ZsResume& resume) {
   check(classes.size() >= 2, "meta_train", "needs at least 2 training classes");
   auto by_class = data::rows_by_class(y, num_classes);
   for (int64_t c : classes)
@@ -119,8 +122,32 @@ double meta_train(AcrModel& model, const Tensor& x, const std::vector<int64_t>& 
   const int64_t Q = cfg.normals + cfg.anomalies;
   Shape task_shape = x.shape();
   task_shape[0] = cfg.tasks * Q;
+  // Checkpoints: the model's state (taken afresh each time: storage may move between devices),
+  // Adam's, both generators; the run is identified by every setting that changes the draws or the
+  // updates, and by a digest of the data.
+  auto training_state = [&] { return nn::TrainingState{model.state(), &opt, {{"tasks", &rng}, {"augment", &aug_rng}}}; };
+  std::map<std::string, std::string> run = resume.run;
+  int64_t start = 0;
+  if (!cfg.state_file.empty() || !cfg.resume_from.empty()) {
+    check(cfg.state_file.empty() || cfg.checkpoint_every > 0, "meta_train", "a state file needs checkpoint_every > 0");
+    char lr[32];
+    std::snprintf(lr, sizeof lr, "%.9g/%.9g", double(cfg.lr), double(cfg.lr_gamma));
+    run.insert({{"seed", std::to_string(cfg.seed)}, {"fold", std::string(1, cfg.fold)},
+                {"iters", std::to_string(cfg.iters)},
+                {"task", std::to_string(cfg.tasks) + "x(" + std::to_string(cfg.normals) + "+" + std::to_string(cfg.anomalies) + ")"},
+                {"lr/gamma", lr}, {"lr_step", std::to_string(cfg.lr_step)}, {"task_aug", cfg.task_aug},
+                {"tasks_per_pass", std::to_string(per_pass)}, {"device", device_name(cfg.device)},
+                {"data", nn::digest({x, Tensor::from({int64_t(y.size())}, std::vector<float>(y.begin(), y.end()))})}});
+  }
+  if (!cfg.resume_from.empty()) {
+    std::map<std::string, std::string> extra;
+    start = nn::load_checkpoint(cfg.resume_from, training_state(), run, &extra);
+    check(start <= cfg.iters, cfg.resume_from, "checkpoint after " + std::to_string(start) + " iterations, more than --iters");
+    sched.set_last_epoch(start);  // StepLR counts iterations
+    if (resume.restore) resume.restore(extra);
+  }
   auto t0 = std::chrono::steady_clock::now();
-  for (int64_t it = 0; it < cfg.iters; ++it) {
+  for (int64_t it = start; it < cfg.iters; ++it) {
     std::vector<int64_t> rows;
     std::vector<int> labels;
     std::vector<Tensor> parts;  // augmented tasks
@@ -137,12 +164,17 @@ double meta_train(AcrModel& model, const Tensor& x, const std::vector<int64_t>& 
     opt.step();
     sched.step();  // StepLR counts iterations
     if (progress) progress(it + 1, cfg.iters, loss);
+    if (!cfg.state_file.empty() && (it + 1) % cfg.checkpoint_every == 0)
+      nn::save_checkpoint(cfg.state_file, training_state(), it + 1, run,
+                          resume.save ? resume.save() : std::map<std::string, std::string>{});
   }
-  return cfg.iters ? std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / cfg.iters : 0.0;
+  const int64_t done = cfg.iters - start;
+  return done ? std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / double(done) : 0.0;
 }
 
 ZsFold run_zeroshot(const ZsData& data, const ZsConfig& cfg, const ZsModelFactory& make_model,
-                    const ZsProgress& progress, const ZsCheckpointFn& on_checkpoint) {
+                    const ZsProgress& progress, const ZsCheckpointFn& on_checkpoint,
+                    const std::map<std::string, std::string>& run) {
   const auto& train_classes = data.train_classes;
   const auto& test_classes = data.test_classes;
   check(train_classes.size() >= 2, "zeroshot", "needs at least 2 training classes");
@@ -241,7 +273,40 @@ ZsFold run_zeroshot(const ZsData& data, const ZsConfig& cfg, const ZsModelFactor
       if (on_checkpoint) on_checkpoint(out.curve.back());
     }
   };
-  const double train_secs = meta_train(model, data.train_x, data.train_y, data.num_classes, train_classes, cfg, train_rng, on_iter);
+  // A checkpoint carries the learning curve so far ("iter:auroc,auroc;..." with exact doubles).
+  ZsResume resume{run, {}, {}};
+  resume.save = [&] {
+    std::string text;
+    char v[32];
+    for (const ZsCheckpoint& c : out.curve) {
+      text += (text.empty() ? "" : ";") + std::to_string(c.iter) + ":";
+      for (size_t k = 0; k < c.acr.size(); ++k) {
+        std::snprintf(v, sizeof v, "%s%.17g", k ? "," : "", c.acr[k]);
+        text += v;
+      }
+    }
+    return std::map<std::string, std::string>{{"curve", text}};
+  };
+  resume.restore = [&](const std::map<std::string, std::string>& extra) {
+    out.curve.clear();
+    const auto it = extra.find("curve");
+    if (it == extra.end() || it->second.empty()) return;
+    std::stringstream points(it->second);
+    std::string point;
+    while (std::getline(points, point, ';')) {
+      ZsCheckpoint c{};
+      const size_t colon = point.find(':');
+      check(colon != std::string::npos, cfg.resume_from, "malformed learning curve in the checkpoint");
+      c.iter = std::stoll(point.substr(0, colon));
+      std::stringstream values(point.substr(colon + 1));
+      std::string value;
+      while (std::getline(values, value, ',')) c.acr.push_back(std::strtod(value.c_str(), nullptr));
+      check(c.acr.size() == cfg.ratios.size(), cfg.resume_from, "learning curve point of another ratio count");
+      out.curve.push_back(c);
+    }
+  };
+  const double train_secs = meta_train(model, data.train_x, data.train_y, data.num_classes, train_classes, cfg,
+                                       train_rng, on_iter, resume);
   out.secs_per_iter = cfg.iters ? std::max(0.0, train_secs - scoring_secs / double(cfg.iters)) : 0.0;
 
   for (auto& tb : tests) {

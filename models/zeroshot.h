@@ -9,6 +9,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,11 @@ struct ZsConfig {
   int64_t eval_every = 0;
   // Where the model trains and scores (the data stays on the host; each batch is copied over).
   Device device = Device::CPU;
+  // Training checkpoints (nn/checkpoint.h): every checkpoint_every iterations (0: never) the whole
+  // meta-training state is written to state_file; resume_from continues a run from such a file to
+  // the results the uninterrupted run gives.
+  std::string state_file, resume_from;
+  int64_t checkpoint_every = 0;
 };
 
 // Meta-training recipes (docs/acr_augmentation.md):
@@ -110,13 +116,23 @@ using ZsModelFactory = std::function<std::unique_ptr<AcrModel>(Generator& init)>
 // `classes` rows of x (labels y), Adam and StepLR per iteration. Tasks come from `rng`; the task
 // augmentation draws from a stream of its own (seed, fold), so "none" leaves everything else as
 // it was. Returns seconds per iteration.
+// With cfg.state_file / cfg.resume_from, `resume` adds the caller's part: fields that identify
+// the run beyond cfg and the data (ckpt.run), and its own state to save and restore.
+struct ZsResume {
+  std::map<std::string, std::string> run;
+  std::function<std::map<std::string, std::string>()> save;
+  std::function<void(const std::map<std::string, std::string>&)> restore;
+};
 double meta_train(AcrModel& model, const Tensor& x, const std::vector<int64_t>& y, int64_t num_classes,
                   const std::vector<int64_t>& classes, const ZsConfig& cfg, Generator& rng,
-                  const ZsProgress& progress = {});
+                  const ZsProgress& progress = {}, const ZsResume& resume = {});
 
 // Test batches: per test class, min(batches_per_class, rows / batch_normals) batches of
 // batch_normals rows (one batch of all its rows when it has fewer).
+// With checkpoints (cfg.state_file, cfg.resume_from) the learning curve so far travels with the
+// training state; `run` adds the caller's identifying fields (the model kind, the data source).
 ZsFold run_zeroshot(const ZsData& data, const ZsConfig& cfg, const ZsModelFactory& make_model,
-                    const ZsProgress& progress = {}, const ZsCheckpointFn& on_checkpoint = {});
+                    const ZsProgress& progress = {}, const ZsCheckpointFn& on_checkpoint = {},
+                    const std::map<std::string, std::string>& run = {});
 
 }  // namespace normad::models

@@ -74,9 +74,42 @@ StepLR::StepLR(Optimizer& opt, int64_t step_size, float gamma)
   check(step_size > 0, "StepLR", "step_size must be positive, got " + std::to_string(step_size));
 }
 
-void StepLR::step() {
-  ++epoch_;
+void StepLR::step() { set_last_epoch(epoch_ + 1); }
+
+void StepLR::set_last_epoch(int64_t epoch) {
+  epoch_ = epoch;
   opt_.lr = static_cast<float>(base_lr_ * std::pow(double(gamma_), double(epoch_ / step_size_)));
+}
+
+std::vector<std::pair<std::string, Tensor>> Adam::state_tensors() const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (!m_[i].defined()) continue;
+    out.emplace_back("m." + std::to_string(i), m_[i]);
+    out.emplace_back("v." + std::to_string(i), v_[i]);
+  }
+  return out;
+}
+
+void Adam::set_state(const std::map<std::string, Tensor>& tensors, const std::vector<int64_t>& steps) {
+  check(steps.size() == params_.size(), "Adam::set_state",
+        std::to_string(steps.size()) + " step counts for " + std::to_string(params_.size()) + " parameters");
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const auto m = tensors.find("m." + std::to_string(i)), v = tensors.find("v." + std::to_string(i));
+    check((m == tensors.end()) == (v == tensors.end()) && (m == tensors.end()) == (steps[i] == 0), "Adam::set_state",
+          "parameter " + std::to_string(i) + ": moments and step count disagree");
+    if (m == tensors.end()) {
+      m_[i] = Tensor(), v_[i] = Tensor();
+      continue;
+    }
+    const Shape& shape = params_[i].shape();
+    check(m->second.shape() == shape && v->second.shape() == shape, "Adam::set_state",
+          "parameter " + std::to_string(i) + ": moments of shape " + shape_str(m->second.shape()) + ", parameter " +
+              shape_str(shape));
+    m_[i] = m->second.to(params_[i].data().device()).clone();
+    v_[i] = v->second.to(params_[i].data().device()).clone();
+  }
+  steps_ = steps;
 }
 
 MultiStepLR::MultiStepLR(Optimizer& opt, std::vector<int64_t> milestones, float gamma)

@@ -4,6 +4,9 @@
 // Tested by tests/test_nn.cpp (hand-computed steps) and tests/test_parity.cpp (three Adam steps).
 #pragma once
 
+#include <map>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "autograd/var.h"
@@ -41,6 +44,12 @@ class Adam : public Optimizer {
   void step() override;
   float beta1, beta2, eps, weight_decay;
 
+  // The state a checkpoint keeps (nn/checkpoint.h): per parameter i its moments "m.<i>", "v.<i>"
+  // (absent until its first step) and its step count. set_state checks the shapes.
+  std::vector<std::pair<std::string, Tensor>> state_tensors() const;
+  const std::vector<int64_t>& step_counts() const { return steps_; }
+  void set_state(const std::map<std::string, Tensor>& tensors, const std::vector<int64_t>& steps);
+
  private:
   std::vector<Tensor> m_, v_;
   std::vector<int64_t> steps_;  // per parameter, counted only when it has a grad (torch.optim)
@@ -52,6 +61,7 @@ class StepLR {
   StepLR(Optimizer& opt, int64_t step_size, float gamma = 0.1f);
   void step();
   int64_t last_epoch() const { return epoch_; }
+  void set_last_epoch(int64_t epoch);  // as after `epoch` calls of step() (resuming a checkpoint)
 
  private:
   Optimizer& opt_;

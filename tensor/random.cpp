@@ -4,10 +4,27 @@
 // Tested by tests/test_random.cpp.
 #include "tensor/random.h"
 
+#include <sstream>
+
 #include <cmath>
 #include <numbers>
 
 namespace normad {
+
+std::string Generator::state() const {
+  std::ostringstream out;
+  out << eng_;
+  return out.str();
+}
+
+void Generator::set_state(const std::string& state) {
+  std::istringstream in(state);
+  std::mt19937_64 e;
+  in >> e;
+  if (in.fail()) throw Error("random generator state: not a std::mt19937_64 state (" + std::to_string(state.size()) +
+                             " characters)");
+  eng_ = e;
+}
 
 double Generator::uniform01() {
   // 53 random bits -> [0, 1), identical on every platform (std::uniform_real_distribution is not).

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "tensor/tensor.h"
@@ -15,6 +16,10 @@ class Generator {
  public:
   explicit Generator(uint64_t seed = 0) : eng_(seed) {}
   void seed(uint64_t s) { eng_.seed(s); }
+  // The engine's whole state as text (std::mt19937_64's stream form), and back: a generator
+  // restored from state() draws exactly what the original would have (checkpoints).
+  std::string state() const;
+  void set_state(const std::string& state);  // throws on text that is no engine state
 
   double uniform01();                       // in [0, 1)
   // One draw. (Named apart from the tensor versions: normal({3}) must never mean normal(3.f).)
