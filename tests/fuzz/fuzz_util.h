@@ -16,6 +16,7 @@
 #include <string>
 #include <typeinfo>
 
+#include "nn/safetensors.h"
 #include "tensor/tensor.h"
 
 namespace normad::fuzz {
@@ -61,6 +62,17 @@ inline std::string scratch_file(const uint8_t* data, size_t size, const std::str
   out.close();
   require(out.good(), "scratch_file", "cannot write " + path);
   return path;
+}
+
+// The input as a safetensors file: true with *out filled, false when the parser refused it with a
+// normad::Error (anything else aborts, as in expect_clean).
+inline bool parse_safetensors(const uint8_t* data, size_t size, nn::Safetensors* out) {
+  bool parsed = false;
+  expect_clean("safetensors", [&] {
+    *out = nn::parse_safetensors(std::string(reinterpret_cast<const char*>(data), size), "fuzz.safetensors");
+    parsed = true;
+  });
+  return parsed;
 }
 
 }  // namespace normad::fuzz
