@@ -113,9 +113,18 @@ TableModel load_table_model(const nn::Safetensors& f, const std::string& path) {
   } catch (const Error& e) {
     throw Error(path + ": " + e.what());
   }
+  // The network's input width must be the preprocessing's output width (a file that disagrees with
+  // itself is the model file's fault, not the data's).
+  const int64_t features = static_cast<int64_t>(m.pre.columns().size());
+  auto check_width = [&](const std::string& field, int64_t width) {
+    if (width != features)
+      throw Error(path + ": metadata field '" + field + "' = " + std::to_string(width) + ", but the stored preprocessing makes " +
+                  std::to_string(features) + " features");
+  };
   if (k == "acr-dsvdd" || k == "acr-ntl") {
     if (f.has_meta("acr.batch")) m.acr_batch = f.meta_int("acr.batch", 2, int64_t(1) << 30);
     const int64_t F = f.meta_int("acr.in", 1, int64_t(1) << 24);
+    check_width("acr.in", F);
     check_declared(acr_state_values(k, F), f, path, "acr.in = " + std::to_string(F));
     Generator unused(0);
     m.acr = make_acr(k, F, unused);
@@ -133,6 +142,7 @@ TableModel load_table_model(const nn::Safetensors& f, const std::string& path) {
     } catch (const Error& e) {
       throw Error(path + ": " + e.what());
     }
+    check_width("ntl.x_dim", cfg.x_dim);
     check_declared(ntl_state_values(cfg), f, path, "ntl.*");
     m.ntl = std::make_unique<models::NeutralAD>(cfg);
     try {
@@ -144,6 +154,7 @@ TableModel load_table_model(const nn::Safetensors& f, const std::string& path) {
   } else {
     if (!f.tensors.count("c")) throw Error(path + ": dsvdd model without its centre tensor 'c'");
     const int64_t in = f.meta_int("dsvdd.in", 1, int64_t(1) << 24);
+    check_width("dsvdd.in", in);
     const auto widths = parse_widths(f.meta("dsvdd.widths"), path + ": metadata field 'dsvdd.widths'");
     check_declared(svdd_mlp_state_values(in, widths), f, path, "dsvdd.in, dsvdd.widths");
     m.svdd = std::make_unique<models::DeepSvdd>(models::svdd_mlp(in, widths));

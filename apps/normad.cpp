@@ -157,6 +157,13 @@ void check_batch_normals(const models::ZsData& d, const models::ZsConfig& cfg, c
                   " (leave it out to take all of a smaller class in one batch)");
 }
 // Resolves the recipe for `train_classes` classes, then applies explicit overrides.
+// "resumed from FILE after iteration N of M" once a checkpoint is loaded.
+std::function<void(int64_t)> print_resumed(const models::ZsConfig& cfg) {
+  return [file = cfg.resume_from, iters = cfg.iters](int64_t done) {
+    std::printf("resumed from %s after iteration %lld of %lld\n", file.c_str(), (long long)done, (long long)iters);
+  };
+}
+
 std::string resolve_recipe(models::ZsConfig& cfg, const RecipeArgs& ra, int64_t train_classes, bool images) {
   std::string r = models::apply_recipe(cfg, ra.recipe, train_classes, images);
   if (ra.iters >= 0) cfg.iters = ra.iters;
@@ -289,7 +296,7 @@ void zeroshot_fmnist(const std::string& dir, const std::string& fold_arg, models
     const models::ZsData d = models::fmnist_fold(m, f);
     check_batch_normals(d, cfg, ra, [](int64_t c) { return std::to_string(c); });
     results.push_back(models::run_zeroshot(d, cfg, omniglot, std::ref(p), print_checkpoint(f),
-                                           {{"command", "zeroshot-fmnist"}, {"recipe", recipe}}));
+                                           {{"command", "zeroshot-fmnist"}, {"recipe", recipe}}, print_resumed(cfg)));
   }
   report(results, cfg, json_path, "FMNIST-ZS", recipe);
 }
@@ -339,7 +346,8 @@ void zeroshot_csv(const std::string& path, const std::string& label, const std::
   };
   Progress p{"train"};
   report({models::run_zeroshot(d, cfg, make, std::ref(p), print_checkpoint(cfg.fold),
-                               {{"command", "zeroshot-csv"}, {"model", model}, {"recipe", recipe}})},
+                               {{"command", "zeroshot-csv"}, {"model", model}, {"recipe", recipe}},
+                               print_resumed(cfg))},
          cfg, json_path, "zeroshot-csv", recipe);
 }
 
@@ -596,9 +604,8 @@ void train_acr(const TrainArgs& a, uint64_t seed, const std::string& json_path) 
               a.model.c_str(), classes.size(), (long long)table.x.size(0), (long long)F, (long long)cfg.iters,
               recipe.c_str(), cfg.task_aug.c_str());
   Progress p{"train"};
-  if (!a.resume.empty()) std::printf("resuming from %s\n", a.resume.c_str());
   models::meta_train(*model, table.x, ids, static_cast<int64_t>(classes.size()), all, cfg, rng, std::ref(p),
-                     {{{"command", "train"}, {"model", a.model}, {"recipe", recipe}}, {}, {}});
+                     {{{"command", "train"}, {"model", a.model}, {"recipe", recipe}}, {}, {}, print_resumed(cfg)});
   // Scores of a table whose rows come in classes: each class its own batches (its own statistics),
   // balanced chunks of about --batch rows; the batch sizes used are reported and stored.
   std::vector<int64_t> batch_sizes;
@@ -753,6 +760,20 @@ void score_model(const std::string& model_path, const std::string& data_path, co
   cli::TableModel model = cli::load_table_model(f, model_path);
   const double threshold = model.threshold;
   const data::Csv rows = data::read_csv(data_path);
+  // The identifier column: --id, else the model's (train --id); one from the model that this file
+  // lacks is left out with a note, one asked for is an error. Found before encoding, so that a
+  // column the model never saw can be the id (it is then skipped like an ignored column).
+  const std::string id = !id_arg.empty() ? id_arg : f.has_meta("normad.id") ? f.meta("normad.id") : "";
+  const int64_t id_col = id.empty() ? -1 : data::column_index(rows, id);
+  if (id_col < 0 && !id_arg.empty()) throw Error("--id: column '" + id + "' not found in " + data_path);
+  if (id_col < 0 && !id.empty())
+    std::fprintf(stderr, "normad: %s has no column '%s' (the model's --id): the scores carry the row index only\n",
+                 data_path.c_str(), id.c_str());
+  if (id_col >= 0 && (id == "index" || id == "score" || id == "prediction"))
+    throw Error("--id: column '" + id + "' would clash with the scores file's own column of that name");
+  if (id_col >= 0 && id != model.pre.label &&
+      std::find(model.pre.inputs.begin(), model.pre.inputs.end(), id) == model.pre.inputs.end())
+    model.pre.ignored.push_back(id);
   data::Table table = model.pre.apply(rows);
   if (table.unknown_categories)
     std::fprintf(stderr, "normad: %lld cells had categories unseen in training (encoded as zeros)\n",
@@ -776,17 +797,6 @@ void score_model(const std::string& model_path, const std::string& data_path, co
     throw Error(data_path + ": " + e.what());
   }
   check_scores(scores, rows, "anomaly");
-  // The identifier column: --id, else the model's (train --id); one from the model that this file
-  // lacks is left out with a note, one asked for is an error.
-  const std::string id = !id_arg.empty() ? id_arg : f.has_meta("normad.id") ? f.meta("normad.id") : "";
-  int64_t id_col = id.empty() ? -1 : data::column_index(rows, id);
-  if (id_col < 0 && !id_arg.empty())
-    throw Error("--id: column '" + id + "' not found in " + data_path);
-  if (id_col < 0 && !id.empty())
-    std::fprintf(stderr, "normad: %s has no column '%s' (the model's --id): the scores carry the row index only\n",
-                 data_path.c_str(), id.c_str());
-  if (id_col >= 0 && (id == "index" || id == "score" || id == "prediction"))
-    throw Error("--id: column '" + id + "' would clash with the scores file's own column of that name");
   std::string text = id_col >= 0 ? "index," + data::csv_field(id) + ",score,prediction\n" : "index,score,prediction\n";
   char line[96];
   for (size_t i = 0; i < scores.size(); ++i) {
@@ -1100,11 +1110,12 @@ int main(int argc, char** argv) {
     // Checkpoints: a state file needs an interval and the other way round; one fold per zeroshot
     // run (a file holds one meta-training); the one-class trainers have none yet.
     auto check_checkpoint_options = [](const std::string& file, int64_t every, const std::string& resume) {
-      if (every < 0) throw Error("--checkpoint-every: must be >= 1");
+      if (every < 0) throw Error("--checkpoint-every: must be >= 0 (0: no checkpoints)");
       if (!file.empty() && every == 0) throw Error("--checkpoint " + file + ": needs --checkpoint-every N");
       if (file.empty() && every > 0) throw Error("--checkpoint-every: needs --checkpoint FILE");
       return !file.empty() || !resume.empty();
     };
+    if (*zs && !zs_ignore.empty() && csv_path.empty()) throw Error("--ignore: only with --csv (a table's columns)");
     if (*zs && check_checkpoint_options(cfg.state_file, cfg.checkpoint_every, cfg.resume_from) && fold == "both" &&
         csv_path.empty())
       throw Error("--checkpoint / --resume: one fold per run (--fold A or --fold B)");
@@ -1135,7 +1146,7 @@ int main(int argc, char** argv) {
       // not a silent default.
       auto given = [&](const char* name) { return zs->get_option(name)->count() > 0; };
       if (given("--lr") && !(ra.lr > 0)) throw Error("--lr: must be a positive number, got " + std::to_string(ra.lr));
-      if (given("--task-normals") && ra.normals < 1) throw Error("--task-normals: must be >= 1");
+      if (given("--task-normals") && ra.normals < 2) throw Error("--task-normals: must be >= 2");
       if (given("--task-anomalies") && ra.anomalies < 1) throw Error("--task-anomalies: must be >= 1");
       if (ra.tasks_per_pass < 0) throw Error("--tasks-per-pass: must be >= 0 (0: all tasks in one pass)");
       if (cfg.eval_every < 0) throw Error("--eval-every: must be >= 0 (0: off)");

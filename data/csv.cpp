@@ -303,6 +303,9 @@ Csv read_csv(const std::string& path) {
   ss << f.rdbuf();
   std::string text = ss.str();
   if (is_mat_file(text)) return odds_as_csv(path);
+  if (text.compare(0, 10, "MATLAB 7.3") == 0)  // HDF5-based (ODDS http.mat, smtp.mat)
+    throw Error(path + ": a MATLAB 7.3 (HDF5) MAT-file: normad reads level-5 MAT-files; save it with "
+                       "scipy.io.savemat or MATLAB's save -v7");
   return parse_csv(text, path);
 }
 
@@ -319,10 +322,12 @@ Preprocess Preprocess::fit(const Csv& train, const PreprocessOptions& options) {
   }
   for (const std::string& c : options.ignore) {
     if (find_column(train.header, c) < 0)
-      throw Error(train.path + ": ignored column '" + c + "' not found (columns: " + name_list(train.header) + ")");
-    if (c == p.label) throw Error(train.path + ": column '" + c + "' is the label column, it cannot be ignored");
+      throw Error(train.path + ": ignored column '" + c + "' (--ignore or --id) not found (columns: " +
+                name_list(train.header) + ")");
+    if (c == p.label)
+      throw Error(train.path + ": column '" + c + "' is the label column, it cannot be ignored (--ignore or --id)");
     if (std::find(options.one_hot.begin(), options.one_hot.end(), c) != options.one_hot.end())
-      throw Error(train.path + ": column '" + c + "' is both one-hot and ignored");
+      throw Error(train.path + ": column '" + c + "' is both one-hot and ignored (--ignore or --id)");
   }
   p.ignored = options.ignore;
   if (train.rows.empty()) throw Error(train.path + ": no data rows to fit on");

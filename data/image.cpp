@@ -34,6 +34,7 @@
 #pragma GCC diagnostic pop
 
 #include <jpeglib.h>
+#include <jerror.h>
 
 #include <csetjmp>
 #include <cstdio>
@@ -67,56 +68,97 @@ void jpeg_fail(j_common_ptr c) {
   (*c->err->format_message)(c, e->message);
   longjmp(e->jump, 1);
 }
+// Warnings that mean wrong pixels (truncated or corrupt entropy-coded data, which libjpeg would
+// paint grey) are errors; harmless ones (extraneous bytes before a marker, an unknown JFIF
+// revision, an odd progression) are ignored, as PIL ignores them.
 void jpeg_message(j_common_ptr c, int level) {
-  if (level < 0) jpeg_fail(c);  // a warning: corrupt data
+  if (level >= 0) return;
+  const int code = c->err->msg_code;
+  if (code == JWRN_JPEG_EOF || code == JWRN_HIT_MARKER || code == JWRN_HUFF_BAD_CODE || code == JWRN_MUST_RESYNC ||
+      code == JWRN_NOT_SEQUENTIAL)
+    jpeg_fail(c);
+}
+// A progressive JPEG of thousands of tiny scans decodes for minutes: more than this many is an
+// error (djpeg's -maxscans guard for untrusted input).
+constexpr int kMaxJpegScans = 500;
+void jpeg_scan_limit(j_common_ptr c) {
+  if (reinterpret_cast<j_decompress_ptr>(c)->input_scan_number <= kMaxJpegScans) return;
+  JpegErrors* e = reinterpret_cast<JpegErrors*>(c->err);
+  std::snprintf(e->message, JMSG_LENGTH_MAX, "more than %d scans", kMaxJpegScans);
+  longjmp(e->jump, 1);
 }
 
 struct JpegResult {
   unsigned char* pixels = nullptr;  // malloc'ed [h, w, channels]; null after a header-only read
+  unsigned char* cmyk_row = nullptr;  // malloc'ed scratch row for CMYK files
   int h = 0, w = 0;
+  bool too_large = false;  // the header declares more than max_pixels: nothing decoded
 };
 
-// Reads the header and, with channels 1 or 3, the pixels (grey or RGB) of the JPEG file f.
-// Returns false with `message` on any error.
-bool jpeg_decode(FILE* f, int channels, JpegResult* result, char* message) {
+// stb's CMYK -> RGB for Adobe (inverted) CMYK: channel * K / 255, rounded as stbi__blinn_8x8.
+unsigned char blinn(unsigned x, unsigned y) {
+  const unsigned t = x * y + 128;
+  return static_cast<unsigned char>((t + (t >> 8)) >> 8);
+}
+
+// Reads the header and, with channels 1 or 3, the pixels (grey or RGB; CMYK and YCCK files are
+// converted as stb converts them) of the JPEG file f, unless the header declares more than
+// max_pixels. Returns false with `message` on any error.
+bool jpeg_decode(FILE* f, int channels, int64_t max_pixels, JpegResult* result, char* message) {
   jpeg_decompress_struct cinfo;
   JpegErrors errors;
+  jpeg_progress_mgr progress{};
   cinfo.err = jpeg_std_error(&errors.mgr);
   errors.mgr.error_exit = jpeg_fail;
   errors.mgr.emit_message = jpeg_message;
+  progress.progress_monitor = jpeg_scan_limit;
   if (setjmp(errors.jump)) {
     jpeg_destroy_decompress(&cinfo);
     std::free(result->pixels);
-    result->pixels = nullptr;
+    std::free(result->cmyk_row);
+    result->pixels = result->cmyk_row = nullptr;
     std::memcpy(message, errors.message, JMSG_LENGTH_MAX);
     return false;
   }
   jpeg_create_decompress(&cinfo);
+  cinfo.progress = &progress;
   jpeg_stdio_src(&cinfo, f);
   jpeg_read_header(&cinfo, TRUE);
   result->h = static_cast<int>(cinfo.image_height);
   result->w = static_cast<int>(cinfo.image_width);
-  if (channels == 0) {
+  result->too_large = int64_t(result->h) * result->w > max_pixels;
+  if (channels == 0 || result->too_large) {
     jpeg_destroy_decompress(&cinfo);
     return true;
   }
-  cinfo.out_color_space = channels == 1 ? JCS_GRAYSCALE : JCS_RGB;
+  const bool cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
+  cinfo.out_color_space = cmyk ? JCS_CMYK : channels == 1 ? JCS_GRAYSCALE : JCS_RGB;
   jpeg_start_decompress(&cinfo);
   result->h = static_cast<int>(cinfo.output_height);
   result->w = static_cast<int>(cinfo.output_width);
-  const size_t row = size_t(cinfo.output_width) * size_t(channels);
+  const size_t w = cinfo.output_width, row = w * size_t(channels);
   result->pixels = static_cast<unsigned char*>(std::malloc(row * cinfo.output_height));
-  if (!result->pixels) {
-    std::snprintf(message, JMSG_LENGTH_MAX, "out of memory");
-    jpeg_destroy_decompress(&cinfo);
-    return false;
+  if (cmyk) result->cmyk_row = static_cast<unsigned char*>(std::malloc(4 * w));
+  if (!result->pixels || (cmyk && !result->cmyk_row)) {
+    std::snprintf(errors.message, JMSG_LENGTH_MAX, "out of memory");
+    longjmp(errors.jump, 1);
   }
   while (cinfo.output_scanline < cinfo.output_height) {
-    JSAMPROW dst = result->pixels + row * cinfo.output_scanline;
+    unsigned char* out = result->pixels + row * cinfo.output_scanline;
+    JSAMPROW dst = cmyk ? result->cmyk_row : out;
     jpeg_read_scanlines(&cinfo, &dst, 1);
+    if (!cmyk) continue;
+    for (size_t x = 0; x < w; ++x) {
+      const unsigned char* p = result->cmyk_row + 4 * x;
+      const unsigned char r = blinn(p[0], p[3]), g = blinn(p[1], p[3]), b = blinn(p[2], p[3]);
+      if (channels == 3) out[3 * x] = r, out[3 * x + 1] = g, out[3 * x + 2] = b;
+      else out[x] = static_cast<unsigned char>((r * 77 + g * 150 + b * 29) >> 8);  // stbi__compute_y
+    }
   }
   jpeg_finish_decompress(&cinfo);
   jpeg_destroy_decompress(&cinfo);
+  std::free(result->cmyk_row);
+  result->cmyk_row = nullptr;
   return true;
 }
 
@@ -130,14 +172,18 @@ struct FileCloser {
   void operator()(FILE* f) const { std::fclose(f); }
 };
 
-// JPEG header or pixels (channels 0: the size only); an Error names the file and libjpeg's reason.
+void check_declared_size(const std::string& path, int w, int h);
+
+// JPEG header or pixels (channels 0: the size only); an Error names the file and libjpeg's reason,
+// or the pixel limit (checked on the header the pixels are decoded from).
 JpegResult read_jpeg(const std::string& path, int channels) {
   std::unique_ptr<FILE, FileCloser> f(std::fopen(path.c_str(), "rb"));
   if (!f) throw Error(path + ": cannot open");
   JpegResult r;
   char message[JMSG_LENGTH_MAX] = {0};
-  if (!jpeg_decode(f.get(), channels, &r, message))
+  if (!jpeg_decode(f.get(), channels, channels ? max_image_pixels() : INT64_MAX, &r, message))
     throw Error(path + ": cannot decode image (JPEG: " + message + ")");
+  if (r.too_large) check_declared_size(path, r.w, r.h);  // throws
   return r;
 }
 
@@ -177,7 +223,6 @@ std::unique_ptr<unsigned char, StbFree> decode(const std::string& path, int chan
   check_declared_size(path, *w, *h);
   if (is_jpeg(path)) {
     const JpegResult r = read_jpeg(path, channels);
-    check_declared_size(path, r.w, r.h);  // the same header, unless the file changed meanwhile
     *h = r.h, *w = r.w;
     return std::unique_ptr<unsigned char, StbFree>(r.pixels);  // malloc'ed: stbi_image_free is free()
   }

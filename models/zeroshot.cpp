@@ -2,6 +2,7 @@
 #include "models/zeroshot.h"
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -12,6 +13,8 @@
 #include "eval/metrics.h"
 #include "models/acr.h"
 #include "nn/checkpoint.h"
+#include "tensor/backend.h"
+#include "tensor/parallel.h"
 
 namespace normad::models {
 
@@ -137,6 +140,7 @@ double meta_train(AcrModel& model, const Tensor& x, const std::vector<int64_t>& 
                 {"task", std::to_string(cfg.tasks) + "x(" + std::to_string(cfg.normals) + "+" + std::to_string(cfg.anomalies) + ")"},
                 {"lr/gamma", lr}, {"lr_step", std::to_string(cfg.lr_step)}, {"task_aug", cfg.task_aug},
                 {"tasks_per_pass", std::to_string(per_pass)}, {"device", device_name(cfg.device)},
+                {"threads", std::to_string(num_threads())}, {"gemm", cpu_gemm_engine()},
                 {"data", nn::digest({x, Tensor::from({int64_t(y.size())}, std::vector<float>(y.begin(), y.end()))})}});
   }
   if (!cfg.resume_from.empty()) {
@@ -145,6 +149,7 @@ double meta_train(AcrModel& model, const Tensor& x, const std::vector<int64_t>& 
     check(start <= cfg.iters, cfg.resume_from, "checkpoint after " + std::to_string(start) + " iterations, more than --iters");
     sched.set_last_epoch(start);  // StepLR counts iterations
     if (resume.restore) resume.restore(extra);
+    if (resume.resumed) resume.resumed(start);
   }
   auto t0 = std::chrono::steady_clock::now();
   for (int64_t it = start; it < cfg.iters; ++it) {
@@ -174,7 +179,7 @@ double meta_train(AcrModel& model, const Tensor& x, const std::vector<int64_t>& 
 
 ZsFold run_zeroshot(const ZsData& data, const ZsConfig& cfg, const ZsModelFactory& make_model,
                     const ZsProgress& progress, const ZsCheckpointFn& on_checkpoint,
-                    const std::map<std::string, std::string>& run) {
+                    const std::map<std::string, std::string>& run, const std::function<void(int64_t)>& resumed) {
   const auto& train_classes = data.train_classes;
   const auto& test_classes = data.test_classes;
   check(train_classes.size() >= 2, "zeroshot", "needs at least 2 training classes");
@@ -273,8 +278,25 @@ ZsFold run_zeroshot(const ZsData& data, const ZsConfig& cfg, const ZsModelFactor
       if (on_checkpoint) on_checkpoint(out.curve.back());
     }
   };
-  // A checkpoint carries the learning curve so far ("iter:auroc,auroc;..." with exact doubles).
-  ZsResume resume{run, {}, {}};
+  // A checkpoint carries the learning curve so far ("iter:auroc,auroc;..." with exact doubles); the
+  // run is also identified by everything that makes the test batches and the curve.
+  ZsResume resume{run, {}, {}, {}};
+  if (!cfg.state_file.empty() || !cfg.resume_from.empty()) {
+    std::string ratios, classes;
+    char v[32];
+    for (double r : cfg.ratios) std::snprintf(v, sizeof v, "%s%.17g", ratios.empty() ? "" : ",", r), ratios += v;
+    for (int64_t c : test_classes) classes += (classes.empty() ? "" : ",") + std::to_string(c);
+    resume.run.insert({{"eval_every", std::to_string(cfg.eval_every)}, {"ratios", ratios},
+                       {"test_batches", std::to_string(cfg.batch_normals) + "x" + std::to_string(cfg.batches_per_class)},
+                       {"test_classes", classes},
+                       {"test_data", nn::digest({data.test_x, Tensor::from({int64_t(data.test_y.size())},
+                                                                          std::vector<float>(data.test_y.begin(), data.test_y.end()))})}});
+  }
+  int64_t start = 0;
+  resume.resumed = [&](int64_t done) {
+    start = done;
+    if (resumed) resumed(done);
+  };
   resume.save = [&] {
     std::string text;
     char v[32];
@@ -291,23 +313,33 @@ ZsFold run_zeroshot(const ZsData& data, const ZsConfig& cfg, const ZsModelFactor
     out.curve.clear();
     const auto it = extra.find("curve");
     if (it == extra.end() || it->second.empty()) return;
+    const std::string bad = "its learning curve (ckpt.extra.curve) is malformed";
+    auto number = [&](const std::string& text, auto* value) {
+      const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *value);
+      check(ec == std::errc() && end == text.data() + text.size(), cfg.resume_from, bad);
+    };
     std::stringstream points(it->second);
     std::string point;
     while (std::getline(points, point, ';')) {
       ZsCheckpoint c{};
       const size_t colon = point.find(':');
-      check(colon != std::string::npos, cfg.resume_from, "malformed learning curve in the checkpoint");
-      c.iter = std::stoll(point.substr(0, colon));
+      check(colon != std::string::npos, cfg.resume_from, bad);
+      number(point.substr(0, colon), &c.iter);
+      check(c.iter >= 1 && (out.curve.empty() || c.iter > out.curve.back().iter), cfg.resume_from, bad);
       std::stringstream values(point.substr(colon + 1));
-      std::string value;
-      while (std::getline(values, value, ',')) c.acr.push_back(std::strtod(value.c_str(), nullptr));
-      check(c.acr.size() == cfg.ratios.size(), cfg.resume_from, "learning curve point of another ratio count");
+      for (std::string value; std::getline(values, value, ',');) {
+        double a = 0;
+        number(value, &a);
+        c.acr.push_back(a);
+      }
+      check(c.acr.size() == cfg.ratios.size(), cfg.resume_from, bad);
       out.curve.push_back(c);
     }
   };
   const double train_secs = meta_train(model, data.train_x, data.train_y, data.num_classes, train_classes, cfg,
                                        train_rng, on_iter, resume);
-  out.secs_per_iter = cfg.iters ? std::max(0.0, train_secs - scoring_secs / double(cfg.iters)) : 0.0;
+  const int64_t done = cfg.iters - start;  // iterations this process ran (after a resume, the rest)
+  out.secs_per_iter = done ? std::max(0.0, train_secs - scoring_secs / double(done)) : 0.0;
 
   for (auto& tb : tests) {
     ZsBatch zb{tb.test_class, tb.index, tb.ratio, 0, 0, 0, 0};

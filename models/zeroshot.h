@@ -122,6 +122,7 @@ struct ZsResume {
   std::map<std::string, std::string> run;
   std::function<std::map<std::string, std::string>()> save;
   std::function<void(const std::map<std::string, std::string>&)> restore;
+  std::function<void(int64_t iteration)> resumed;  // after a resume, with the iterations already done
 };
 double meta_train(AcrModel& model, const Tensor& x, const std::vector<int64_t>& y, int64_t num_classes,
                   const std::vector<int64_t>& classes, const ZsConfig& cfg, Generator& rng,
@@ -133,6 +134,7 @@ double meta_train(AcrModel& model, const Tensor& x, const std::vector<int64_t>& 
 // training state; `run` adds the caller's identifying fields (the model kind, the data source).
 ZsFold run_zeroshot(const ZsData& data, const ZsConfig& cfg, const ZsModelFactory& make_model,
                     const ZsProgress& progress = {}, const ZsCheckpointFn& on_checkpoint = {},
-                    const std::map<std::string, std::string>& run = {});
+                    const std::map<std::string, std::string>& run = {},
+                    const std::function<void(int64_t)>& resumed = {});
 
 }  // namespace normad::models

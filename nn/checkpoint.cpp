@@ -22,6 +22,7 @@ std::string join_counts(const std::vector<int64_t>& v) {
 
 std::vector<int64_t> split_counts(const std::string& s, const std::string& where) {
   std::vector<int64_t> out;
+  if (!s.empty() && s.back() == ',') throw Error(where + ": '" + s + "' is not a list of counts");
   size_t at = 0;
   while (at < s.size()) {
     const size_t end = std::min(s.find(',', at), s.size());

@@ -9,6 +9,9 @@
 // bounded by a small multiple of the file size whatever the header claims.
 #include "nn/safetensors.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <json.hpp>
 
 #include <algorithm>
@@ -320,8 +323,10 @@ void save_safetensors(const std::string& path,
   }
   header.append((8 - header.size() % 8) % 8, ' ');  // pad so the data buffer starts 8-aligned
 
-  // Write everything to a sibling temp file, then rename over the target (atomic on POSIX).
-  const std::string tmp = path + ".tmp";
+  // Write everything to a sibling temp file (named per process: concurrent writers never share
+  // one), flush it to the disk, then rename over the target (atomic on POSIX): after a crash of
+  // the process or the machine the target is the old file or the new one, never a torn one.
+  const std::string tmp = path + ".tmp" + std::to_string(::getpid());
   auto cleanup_and_fail = [&](const std::string& msg) {
     std::error_code ec;
     std::filesystem::remove(tmp, ec);
@@ -345,6 +350,10 @@ void save_safetensors(const std::string& path,
     f.flush();
     if (!f) throw cleanup_and_fail("write to '" + tmp + "' failed");
   }
+  const int fd = ::open(tmp.c_str(), O_RDONLY);
+  const bool synced = fd >= 0 && ::fsync(fd) == 0;
+  if (fd >= 0) ::close(fd);
+  if (!synced) throw cleanup_and_fail("cannot flush '" + tmp + "' to the disk");
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
   if (ec) throw cleanup_and_fail("cannot rename '" + tmp + "': " + ec.message());

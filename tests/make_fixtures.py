@@ -466,6 +466,14 @@ def make_resize(fx, out):
                         ("bilinear_aa", T.InterpolationMode.BILINEAR)):
         tf = T.Compose([T.Resize(256, interp), T.CenterCrop(224), T.ToTensor(), norm])
         fx["pipe." + key] = tf(pil)
+    # JPEG as PIL decodes it (libjpeg-turbo, as normad since issue 15): an RGB file and an Adobe
+    # CMYK file (PIL writes CMYK inverted with an Adobe marker), both converted to RGB by PIL.
+    jpg_rgb, jpg_cmyk = os.path.join(out, "jpeg_rgb.jpg"), os.path.join(out, "jpeg_cmyk.jpg")
+    Image.fromarray(img.permute(1, 2, 0).numpy()[:40, :56], "RGB").save(jpg_rgb, quality=90)
+    cmyk = torch.randint(0, 256, (12, 10, 4), generator=torch.Generator().manual_seed(5), dtype=torch.uint8)
+    Image.fromarray(cmyk.numpy(), "CMYK").save(jpg_cmyk, quality=95)
+    for key, path in (("jpeg.rgb", jpg_rgb), ("jpeg.cmyk", jpg_cmyk)):
+        fx[key] = torch.from_numpy(np.asarray(Image.open(path).convert("RGB")).astype(np.float32)).permute(2, 0, 1)
     # Gaussian-AD's S x S bilinear without antialiasing, as torch computes it in float64
     fx["pipe.bilinear"] = norm(F.interpolate(img.double()[None], size=(64, 64), mode="bilinear",
                                              align_corners=False)[0] / 255)

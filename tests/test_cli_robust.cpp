@@ -98,7 +98,7 @@ TEST_CASE("cli robust: numeric options are range-checked and mistyped commands g
       {train + "--patience -1", "--patience: must be >= 0"},
       {train + "--normal n", "--normal n: needs --label"},
       {"zeroshot --iters 1000000 --lr -5", "--lr: must be a positive number"},
-      {"zeroshot --iters 1000000 --task-normals -3", "--task-normals: must be >= 1"},
+      {"zeroshot --iters 1000000 --task-normals -3", "--task-normals: must be >= 2"},
       {"zeroshot --iters 1000000 --tasks-per-pass -1", "--tasks-per-pass: must be >= 0"},
       {"zeroshot --iters 1000000 --csv " + data + " --label label --train-classes n --test-classes m --batch-normals 500",
        "--batch-normals: 500 is more than the 10 rows of test class 'm'"},
@@ -155,6 +155,16 @@ TEST_CASE("cli robust: --id and --ignore keep columns out of the features, and s
   r = normad::test::run("score --model " + model + " --data " + bare + " --out " + scores + " --id a");
   CHECK(r.rc == 0);
   CHECK(normad::data::read_csv(scores).header == std::vector<std::string>{"index", "a", "score", "prediction"});
+  // A column the model never saw can be the id: it is skipped like an ignored column.
+  const std::string named = (dir / "named.csv").string();
+  {
+    std::ofstream f(named);
+    f << "name,a,b\nfirst,1,2\nsecond,3,4\n";
+  }
+  r = normad::test::run("score --model " + model + " --data " + named + " --out " + scores + " --id name");
+  INFO(r.out);
+  CHECK(r.rc == 0);
+  CHECK(normad::data::read_csv(scores).rows.at(1).at(1) == "second");
   r = normad::test::run("score --model " + model + " --data " + bare + " --out " + scores + " --id nope");
   CHECK(r.rc == 2);
   CHECK_THAT(r.out, Catch::Contains("--id: column 'nope' not found"));

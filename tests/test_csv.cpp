@@ -264,7 +264,7 @@ TEST_CASE("csv: ignored columns stay out of the features, wherever they are, and
                     Catch::Contains("column 'extra'") && Catch::Contains("not a fitted feature"));
   // Errors: an ignored column that does not exist, or is the label or a one-hot column.
   CHECK_THROWS_WITH(data::Preprocess::fit(train, {.label = "label", .ignore = {"nope"}}),
-                    Catch::Contains("ignored column 'nope' not found"));
+                    Catch::Contains("ignored column 'nope' (--ignore or --id) not found"));
   CHECK_THROWS_WITH(data::Preprocess::fit(train, {.label = "label", .ignore = {"label"}}),
                     Catch::Contains("is the label column"));
   CHECK_THROWS_WITH(data::Preprocess::fit(train, {.label = "label", .one_hot = {"id"}, .ignore = {"id"}}),

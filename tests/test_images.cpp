@@ -187,6 +187,23 @@ TEST_CASE("image: JPEG decodes through libjpeg, and formats other than PNG, JPEG
   }
 }
 
+TEST_CASE("image: JPEG decodes as PIL decodes it, CMYK files included", "[image]") {
+  // Both use libjpeg-turbo; PIL converts Adobe CMYK to RGB as stb did (channel x K / 255).
+  const std::string rgb = test::fixture("jpeg_rgb.jpg"), cmyk = test::fixture("jpeg_cmyk.jpg");
+  const std::string fx_path = test::fixture("resize.safetensors");
+  if (rgb.empty() || cmyk.empty() || fx_path.empty()) return;  // skip_or_fail reported the missing file
+  const nn::Safetensors fx = nn::load_safetensors(fx_path);
+  for (const auto& [path, key] : {std::pair<std::string, std::string>{rgb, "jpeg.rgb"}, {cmyk, "jpeg.cmyk"}}) {
+    INFO(path);
+    const Tensor t = data::load_image_rgb(path);
+    const Tensor& ref = fx.tensors.at(key);
+    REQUIRE(t.shape() == ref.shape());
+    int bad = 0;
+    for (int64_t i = 0; i < t.numel(); ++i) bad += t.data()[i] != ref.data()[i];
+    CHECK(bad == 0);
+  }
+}
+
 TEST_CASE("image: missing, truncated and malformed files name the file", "[image]") {
   const std::string dir = fresh_dir("errors");
   CHECK_THROWS_WITH(data::load_image_rgb(dir + "/nope.png"),

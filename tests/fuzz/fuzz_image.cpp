@@ -1,5 +1,5 @@
-// Fuzz target: image decoding (stb_image through data/image.h: PNG, JPEG, BMP, GIF, PNM, TGA, PSD,
-// HDR, PIC) and the preprocessing after it (resize with each filter, centre crop, masks). The pixel
+// Fuzz target: image decoding (data/image.h: PNG and BMP through stb_image, JPEG through
+// libjpeg-turbo; any other format must be refused) and the preprocessing after it (resize with each filter, centre crop, masks). The pixel
 // limit is lowered to 2^20 here so that inputs declaring large images test the limit, not the
 // machine (the default is 89,478,485, data/image.h). Checks beyond "no crash, only normad::Error":
 // a decoded image has the size image_size_hw reported and values in 0..255; preprocessing gives
