@@ -195,7 +195,12 @@ bool header_size(const std::string& path, int* w, int* h, std::string* why) {
     return true;
   }
   int n = 0;
-  if (stbi_info(path.c_str(), w, h, &n)) return true;
+  if (stbi_info(path.c_str(), w, h, &n)) {
+    // stb 2.27 reports a top-down BMP's height as stored, negative (found by the fuzzer: the pixel
+    // limit saw a negative size and let any such file through): the size is the magnitude.
+    *w = std::abs(*w), *h = std::abs(*h);
+    return true;
+  }
   const char* reason = stbi_failure_reason();
   *why = reason ? reason : "unknown reason";
   if (*why == "Image not of any known type, or corrupt")

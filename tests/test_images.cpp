@@ -9,6 +9,7 @@
 // bilinear-aa), and against torch's float64 bilinear within 1e-3 grey levels.
 //
 // Shapes: C channels, H, W spatial, N images.
+#include <cstring>
 #include <fstream>
 
 #include "data/image.h"
@@ -252,6 +253,20 @@ TEST_CASE("image: a declared size over the pixel limit is refused before decodin
   CHECK_NOTHROW(data::load_image_rgb(dir + "/four.png"));
   data::set_max_image_pixels(15);
   CHECK_THROWS_WITH(data::load_image_rgb(dir + "/four.png"), Catch::Contains("4 x 4 = 16 pixels"));
+  // A top-down BMP stores its height negative; stb's header reader passed it on, so the limit saw a
+  // negative pixel count and let any such file through (the fuzzer's input:
+  // tests/fuzz/regressions/fuzz_image/stb_bmp_top_down_negative_height.bmp).
+  write_image(dir + "/four.bmp", 4, 4, 3, test::pattern(4, 4, 3), Fmt::bmp);
+  std::ifstream bin(dir + "/four.bmp", std::ios::binary);
+  std::string bmp((std::istreambuf_iterator<char>(bin)), std::istreambuf_iterator<char>());
+  REQUIRE(bmp.substr(0, 2) == "BM");
+  const int32_t down = -4;  // biHeight at byte 22, little-endian
+  std::memcpy(&bmp[22], &down, 4);
+  write_text(dir + "/down.bmp", bmp);
+  CHECK(data::image_size_hw(dir + "/down.bmp") == std::pair<int64_t, int64_t>{4, 4});
+  CHECK_THROWS_WITH(data::load_image_rgb(dir + "/down.bmp"), Catch::Contains("4 x 4 = 16 pixels"));
+  data::set_max_image_pixels(16);
+  CHECK(data::load_image_rgb(dir + "/down.bmp").shape() == Shape{3, 4, 4});
   CHECK_THROWS_AS(data::set_max_image_pixels(0), Error);
   data::set_max_image_pixels(data::kDefaultMaxImagePixels);
 }
