@@ -37,6 +37,7 @@
 #include "models/ntl.h"
 #include "models/acr_nets.h"
 #include "models/zeroshot.h"
+#include "nn/checkpoint.h"
 #include "nn/safetensors.h"
 #include "tensor/backend.h"
 #include "tensor/parallel.h"
@@ -680,6 +681,14 @@ void train_model(const TrainArgs& a, uint64_t seed, const std::string& json_path
   Generator shuffle(seed + 1);
   Progress p{"train"};
   auto meta = pre.to_metadata();
+  // Epoch checkpoints: the trainer adds its settings and a digest of the rows to the run's fields.
+  nn::CheckpointPlan plan{a.checkpoint, a.resume, a.checkpoint_every,
+                          {{"command", "train"}, {"model", a.model}, {"widths", a.widths}, {"K", std::to_string(a.K)},
+                           {"trans_type", a.trans_type}},
+                          [&a](int64_t done) {
+                            std::printf("resumed from %s after epoch %lld of %lld\n", a.resume.c_str(), (long long)done,
+                                        (long long)a.train.epochs);
+                          }};
   std::vector<double> losses;
   std::vector<std::pair<std::string, Tensor>> tensors;
   std::function<std::vector<double>(const Tensor&)> score;
@@ -694,7 +703,9 @@ void train_model(const TrainArgs& a, uint64_t seed, const std::string& json_path
     net->to(compute_device());
     std::printf("NeuTraL-AD: %lld normal rows, %lld features, K = %lld (%s), %lld epochs\n", (long long)table.x.size(0),
                 (long long)F, (long long)cfg.K, cfg.trans_type.c_str(), (long long)a.train.epochs);
-    auto fit = models::train_ntl(*net, table.x, a.train, shuffle, std::ref(p));
+    models::NtlTrainConfig train = a.train;
+    train.checkpoint = plan;
+    auto fit = models::train_ntl(*net, table.x, train, shuffle, std::ref(p));
     losses = fit.losses;
     if (fit.selection_applied)
       std::printf("kept epoch %lld of the %zu run: the lowest training loss from epoch %lld on (patience %lld)\n",
@@ -716,6 +727,7 @@ void train_model(const TrainArgs& a, uint64_t seed, const std::string& json_path
     models::SvddTrainConfig cfg;
     cfg.epochs = a.train.epochs, cfg.batch = a.train.batch, cfg.lr = a.train.lr;
     cfg.weight_decay = a.train.weight_decay, cfg.milestones = {};
+    cfg.checkpoint = plan;
     std::printf("Deep SVDD: %lld normal rows, %lld features, widths %s, %lld epochs\n", (long long)table.x.size(0),
                 (long long)F, a.widths.c_str(), (long long)cfg.epochs);
     losses = svdd->fit(table.x, cfg, shuffle, std::ref(p));
@@ -1022,11 +1034,12 @@ int main(int argc, char** argv) {
   tr->add_option("--normal", ta.normal, "the label value of normal rows");
   tr->add_option("--one-hot", ta.one_hot, "categorical columns to one-hot encode");
   tr->add_option("--ignore", ta.ignore, "columns kept out of the features (free text, dates, ...)");
-  tr->add_option("--checkpoint", ta.checkpoint, "acr-*: write the meta-training state to FILE every --checkpoint-every "
-                                                "iterations (atomically), for --resume");
-  tr->add_option("--checkpoint-every", ta.checkpoint_every, "acr-*: iterations between checkpoints")->capture_default_str();
-  tr->add_option("--resume", ta.resume, "acr-*: continue a run from its checkpoint FILE (same options and data): the "
-                                        "same model file as the uninterrupted run, bit for bit");
+  tr->add_option("--checkpoint", ta.checkpoint, "write the training state to FILE every --checkpoint-every epochs "
+                                                "(acr-*: iterations), atomically, for --resume");
+  tr->add_option("--checkpoint-every", ta.checkpoint_every, "epochs (acr-*: iterations) between checkpoints")
+      ->capture_default_str();
+  tr->add_option("--resume", ta.resume, "continue a run from its checkpoint FILE (same options and data): the same "
+                                        "model file as the uninterrupted run, bit for bit");
   tr->add_option("--id", ta.id, "an identifier column: kept out of the features, stored in the model, and written "
                                 "beside each score by normad score");
   tr->add_option("--out", ta.out, "model file (.safetensors)")->required();
@@ -1119,10 +1132,7 @@ int main(int argc, char** argv) {
     if (*zs && check_checkpoint_options(cfg.state_file, cfg.checkpoint_every, cfg.resume_from) && fold == "both" &&
         csv_path.empty())
       throw Error("--checkpoint / --resume: one fold per run (--fold A or --fold B)");
-    if (*tr && check_checkpoint_options(ta.checkpoint, ta.checkpoint_every, ta.resume) && ta.model != "acr-dsvdd" &&
-        ta.model != "acr-ntl")
-      throw Error("--checkpoint / --resume: for --model acr-dsvdd and acr-ntl (meta-training); " + ta.model +
-                  " trains in minutes and has no checkpoints yet");
+    if (*tr) check_checkpoint_options(ta.checkpoint, ta.checkpoint_every, ta.resume);
     if (*tr) {
       if (!ta.normal.empty() && ta.label.empty())
         throw Error("--normal " + ta.normal + ": needs --label, the column whose value it names");

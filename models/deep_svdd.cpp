@@ -6,6 +6,8 @@
 
 #include "nn/init.h"
 #include "nn/optim.h"
+#include "tensor/backend.h"
+#include "tensor/parallel.h"
 
 namespace normad::models {
 
@@ -104,15 +106,45 @@ class LeNetDecoder : public nn::Module {
 
 // One epoch loop shared by pretraining and Deep SVDD: shuffled batches of x, Adam (weight decay as
 // L2 on the gradient) with MultiStepLR stepped once per epoch; `loss` maps a batch to its loss.
+// `fixed`: tensors the loss reads that a checkpoint must carry too (Deep SVDD's centre c).
 std::vector<double> train_epochs(const char* what, nn::Module& net, const Tensor& x, const SvddTrainConfig& cfg,
                                  Generator& g, const std::function<Var(const Tensor&)>& loss_of,
-                                 const SvddProgress& progress) {
+                                 const SvddProgress& progress,
+                                 const std::vector<std::pair<std::string, Tensor>>& fixed = {}) {
   check(cfg.epochs >= 1 && cfg.batch >= 2, "Deep SVDD training", "needs epochs >= 1 and batch >= 2");
   nn::Adam opt(net.parameters(), cfg.lr, 0.9f, 0.999f, 1e-8f, cfg.weight_decay);
   nn::MultiStepLR sched(opt, cfg.milestones, 0.1f);
   const int64_t n = x.size(0);
   std::vector<double> losses;
-  for (int64_t e = 0; e < cfg.epochs; ++e) {
+  // Checkpoints: the network's state and `fixed`, Adam, the generator, the losses; the run is
+  // identified by the phase, every training setting and a digest of the rows.
+  const nn::CheckpointPlan& plan = cfg.checkpoint;
+  auto training_state = [&] {
+    nn::TrainingState ts{net.state_dict(), &opt, {{"shuffle", &g}}};
+    for (const auto& f : fixed) ts.model.push_back(f);
+    return ts;
+  };
+  std::map<std::string, std::string> run = plan.run;
+  int64_t start = 0;
+  if (plan.active()) {
+    char hp[64];
+    std::snprintf(hp, sizeof hp, "lr %.9g wd %.9g", double(cfg.lr), double(cfg.weight_decay));
+    std::string milestones;
+    for (int64_t m : cfg.milestones) milestones += (milestones.empty() ? "" : ",") + std::to_string(m);
+    run.insert({{"phase", what}, {"epochs", std::to_string(cfg.epochs)}, {"batch", std::to_string(cfg.batch)},
+                {"optimiser", hp}, {"milestones", milestones}, {"device", device_name(net.device())},
+                {"threads", std::to_string(num_threads())}, {"gemm", cpu_gemm_engine()}, {"data", nn::digest({x})}});
+  }
+  if (!plan.resume.empty()) {
+    std::map<std::string, std::string> extra;
+    start = nn::load_checkpoint(plan.resume, training_state(), run, &extra);
+    if (!extra.count("losses")) throw Error(plan.resume + ": not a checkpoint of " + what + " (no losses field)");
+    losses = nn::split_doubles(extra.at("losses"), plan.resume + ": checkpoint field losses");
+    check(int64_t(losses.size()) == start && start <= cfg.epochs, plan.resume, "checkpoint losses and epochs disagree");
+    sched.set_last_epoch(start);  // MultiStepLR counts epochs
+    if (plan.resumed) plan.resumed(start);
+  }
+  for (int64_t e = start; e < cfg.epochs; ++e) {
     net.train();
     auto order = g.permutation(n);
     double total = 0;
@@ -131,6 +163,8 @@ std::vector<double> train_epochs(const char* what, nn::Module& net, const Tensor
     sched.step();  // epochs 1..50 at lr, then lr / 10 (A.7)
     losses.push_back(total / double(batches));
     if (progress) progress(e + 1, cfg.epochs, losses.back());
+    if (plan.due(e + 1))
+      nn::save_checkpoint(plan.file, training_state(), e + 1, run, {{"losses", nn::join_doubles(losses)}});
   }
   return losses;
 }
@@ -243,10 +277,11 @@ std::vector<double> DeepSvdd::fit(const Tensor& x, const SvddTrainConfig& cfg, G
     check(std::isfinite(c_values[j]), "Deep SVDD",
           "the centre c is not finite (component " + std::to_string(j) +
               "): the network's outputs overflow on this input; look for extreme values");
+  // The centre travels with a checkpoint: on a resume it comes back as it was computed here.
   return train_epochs("Deep SVDD", *net, x, cfg, g, [&](const Tensor& b) {
     Var diff = sub((*net)(Var(b)), Var(c));
     return mean(sum(mul(diff, diff), {1}));
-  }, progress);
+  }, progress, {{"c", c}});
 }
 
 std::vector<double> DeepSvdd::score(const Tensor& x, int64_t batch) {

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "nn/checkpoint.h"
 #include "nn/layers.h"
 #include "tensor/random.h"
 
@@ -39,6 +40,9 @@ struct SvddTrainConfig {
   int64_t epochs = 150, batch = 200;
   float lr = 1e-4f, weight_decay = 0.5e-6f;
   std::vector<int64_t> milestones{50};  // lr x 0.1 after these epochs (A.7, the intended schedule)
+  // Epoch checkpoints (--checkpoint, --resume): the network (and Deep SVDD's centre c), Adam, the
+  // shuffling generator and the losses.
+  nn::CheckpointPlan checkpoint;
 };
 using SvddProgress = std::function<void(int64_t epoch, int64_t epochs, double loss)>;
 

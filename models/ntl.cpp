@@ -8,6 +8,8 @@
 #include <limits>
 
 #include "nn/optim.h"
+#include "tensor/backend.h"
+#include "tensor/parallel.h"
 
 namespace normad::models {
 
@@ -176,12 +178,49 @@ NtlTrainResult train_ntl(NeutralAD& net, const Tensor& x, const NtlTrainConfig& 
   NtlTrainResult r;
   std::vector<double>& losses = r.losses;
   // B.5 selection: a copy of the best epoch's state (parameters and buffers), restored at the end
+  // when `selected` (kept allocated from the start so that a checkpoint always has the same parts).
   auto state = net.state_dict();
   std::vector<Tensor> best;
+  for (auto& [name, t] : state) best.push_back(t.clone());
+  bool selected = false;
   double best_loss = INFINITY;
   int64_t since_best = 0;
+  // Checkpoints: the state, the best copy, Adam and the generator; the losses and the selection
+  // counters as fields. The run: every training setting and a digest of the rows.
+  const nn::CheckpointPlan& plan = cfg.checkpoint;
+  auto training_state = [&] {
+    nn::TrainingState ts{net.state_dict(), &opt, {{"shuffle", &g}}};
+    for (size_t i = 0; i < state.size(); ++i) ts.model.emplace_back("best." + state[i].first, best[i]);
+    return ts;
+  };
+  std::map<std::string, std::string> run = plan.run;
+  int64_t start = 0;
+  if (plan.active()) {
+    char hp[96];
+    std::snprintf(hp, sizeof hp, "lr %.9g wd %.9g gamma %.9g", double(cfg.lr), double(cfg.weight_decay), double(cfg.lr_gamma));
+    run.insert({{"epochs", std::to_string(cfg.epochs)}, {"batch", std::to_string(cfg.batch)}, {"optimiser", hp},
+                {"lr_step", std::to_string(cfg.lr_step)},
+                {"selection", std::to_string(cfg.patience) + " from " + std::to_string(cfg.select_from)},
+                {"device", device_name(net.device())}, {"threads", std::to_string(num_threads())},
+                {"gemm", cpu_gemm_engine()}, {"data", nn::digest({x})}});
+  }
+  if (!plan.resume.empty()) {
+    std::map<std::string, std::string> extra;
+    start = nn::load_checkpoint(plan.resume, training_state(), run, &extra);
+    const std::string where = plan.resume + ": checkpoint field";
+    try {
+      losses = nn::split_doubles(extra.at("losses"), where + " losses");
+      const auto sel = nn::split_doubles(extra.at("selection"), where + " selection");
+      check(sel.size() == 4 && int64_t(losses.size()) == start && start <= cfg.epochs, where, "selection or losses");
+      selected = sel[0] != 0, best_loss = sel[1], since_best = int64_t(sel[2]), r.selected_epoch = int64_t(sel[3]);
+    } catch (const std::out_of_range&) {
+      throw Error(plan.resume + ": not a checkpoint of NeuTraL-AD training (no losses or selection fields)");
+    }
+    sched.set_last_epoch(start);  // StepLR counts epochs
+    if (plan.resumed) plan.resumed(start);
+  }
   net.train();
-  for (int64_t e = 0; e < cfg.epochs; ++e) {
+  for (int64_t e = start; e < cfg.epochs; ++e) {
     auto order = g.permutation(n);
     double total = 0;
     int64_t batches = 0;
@@ -200,17 +239,22 @@ NtlTrainResult train_ntl(NeutralAD& net, const Tensor& x, const NtlTrainConfig& 
     sched.step();  // per epoch (ntl_dsvdd.md B.5)
     losses.push_back(total / double(batches));
     if (progress) progress(e + 1, cfg.epochs, losses.back());
-    if (cfg.patience == 0 || e + 1 < cfg.select_from) continue;
-    if (losses.back() <= best_loss) {
-      best_loss = losses.back(), since_best = 0, r.selected_epoch = e + 1;
-      best.clear();
-      for (auto& [name, t] : state) best.push_back(t.clone());
-    } else if (++since_best >= cfg.patience) {
-      break;
+    if (cfg.patience > 0 && e + 1 >= cfg.select_from) {
+      if (losses.back() <= best_loss) {
+        best_loss = losses.back(), since_best = 0, r.selected_epoch = e + 1, selected = true;
+        for (size_t i = 0; i < state.size(); ++i) best[i].copy_(state[i].second);
+      } else if (++since_best >= cfg.patience) {
+        break;
+      }
     }
+    if (plan.due(e + 1))
+      nn::save_checkpoint(plan.file, training_state(), e + 1, run,
+                          {{"losses", nn::join_doubles(losses)},
+                           {"selection", nn::join_doubles({selected ? 1.0 : 0.0, best_loss, double(since_best),
+                                                           double(r.selected_epoch)})}});
   }
-  r.selection_applied = !best.empty();
-  if (best.empty()) {
+  r.selection_applied = selected;
+  if (!selected) {
     r.selected_epoch = int64_t(losses.size());
   } else {
     for (size_t i = 0; i < state.size(); ++i) state[i].second.copy_(best[i]);

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "nn/checkpoint.h"
 #include "nn/layers.h"
 #include "tensor/random.h"
 
@@ -64,6 +65,9 @@ struct NtlTrainConfig {
   // keep the weights of the epoch with the lowest mean training loss (ties: the later epoch) and
   // stop after `patience` epochs without improvement. patience 0: no selection, the last epoch.
   int64_t patience = 100, select_from = 6;
+  // Epoch checkpoints (--checkpoint, --resume): the network, Adam, the shuffling generator, the
+  // losses and the model-selection state (best weights, loss, epochs since).
+  nn::CheckpointPlan checkpoint;
 };
 struct NtlTrainResult {
   std::vector<double> losses;  // mean training loss of each epoch run

@@ -6,6 +6,7 @@
 #include <openssl/evp.h>
 
 #include <charconv>
+#include <cstdio>
 #include <memory>
 
 #include "nn/safetensors.h"
@@ -103,6 +104,31 @@ int64_t load_checkpoint(const std::string& path, const TrainingState& state,
       if (k.rfind("ckpt.extra.", 0) == 0) (*extra)[k.substr(11)] = v;
   }
   return step;
+}
+
+std::string join_doubles(const std::vector<double>& v) {
+  std::string s;
+  char buf[32];
+  for (size_t i = 0; i < v.size(); ++i) {
+    std::snprintf(buf, sizeof buf, "%s%.17g", i ? "," : "", v[i]);
+    s += buf;
+  }
+  return s;
+}
+
+std::vector<double> split_doubles(const std::string& s, const std::string& where) {
+  std::vector<double> out;
+  if (s.empty()) return out;
+  size_t at = 0;
+  while (true) {
+    const size_t end = std::min(s.find(',', at), s.size());
+    double v = 0;
+    const auto [p, ec] = std::from_chars(s.data() + at, s.data() + end, v);
+    if (ec != std::errc() || p != s.data() + end) throw Error(where + ": '" + s.substr(at, end - at) + "' is not a number");
+    out.push_back(v);
+    if (end == s.size()) return out;
+    at = end + 1;
+  }
 }
 
 std::string digest(const std::vector<Tensor>& tensors) {

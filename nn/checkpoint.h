@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -43,5 +44,23 @@ int64_t load_checkpoint(const std::string& path, const TrainingState& state,
 
 // A hex SHA-256 of the tensors' bytes (shapes included), for ckpt.run: the same data, or not.
 std::string digest(const std::vector<Tensor>& tensors);
+
+// What a training loop is asked to do about checkpoints (part of its config): write to `file`
+// every `every` steps (epochs or iterations), continue from `resume`, identify the run by `run`
+// (the loop adds its own settings and a digest of its data), and tell `resumed` the steps already
+// done after a resume.
+struct CheckpointPlan {
+  std::string file, resume;
+  int64_t every = 0;
+  std::map<std::string, std::string> run;
+  std::function<void(int64_t)> resumed;
+  bool active() const { return !file.empty() || !resume.empty(); }
+  bool due(int64_t done) const { return !file.empty() && every > 0 && done % every == 0; }
+};
+
+// Doubles as text that reads back to the same bits ("%.17g", comma-separated), and back; the
+// reader names `where` in its errors.
+std::string join_doubles(const std::vector<double>& v);
+std::vector<double> split_doubles(const std::string& s, const std::string& where);
 
 }  // namespace normad::nn

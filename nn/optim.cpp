@@ -117,8 +117,10 @@ MultiStepLR::MultiStepLR(Optimizer& opt, std::vector<int64_t> milestones, float 
   std::sort(milestones_.begin(), milestones_.end());
 }
 
-void MultiStepLR::step() {
-  ++epoch_;
+void MultiStepLR::step() { set_last_epoch(epoch_ + 1); }
+
+void MultiStepLR::set_last_epoch(int64_t epoch) {
+  epoch_ = epoch;
   const auto passed = std::upper_bound(milestones_.begin(), milestones_.end(), epoch_) -
                       milestones_.begin();
   opt_.lr = static_cast<float>(base_lr_ * std::pow(double(gamma_), double(passed)));

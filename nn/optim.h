@@ -75,6 +75,7 @@ class MultiStepLR {
  public:
   MultiStepLR(Optimizer& opt, std::vector<int64_t> milestones, float gamma = 0.1f);
   void step();
+  void set_last_epoch(int64_t epoch);  // as after `epoch` calls of step() (resuming a checkpoint)
 
  private:
   Optimizer& opt_;

@@ -1,7 +1,7 @@
 // Training checkpoints (nn/checkpoint.h, --checkpoint / --resume): every part of the state round
 // trips, a checkpoint of another run is refused naming the field, and a run killed by SIGKILL after
 // a checkpoint and resumed gives the uninterrupted run's results bit for bit (zeroshot on a table:
-// its JSON results; train --model acr-dsvdd: its model file).
+// its JSON results; train --model acr-dsvdd, ntl and dsvdd: the model file).
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -178,6 +178,28 @@ TEST_CASE("checkpoint: a run killed after a checkpoint and resumed equals the un
     CHECK_THAT(r.out, Catch::Contains("after iteration " + std::to_string(at) + " of 300"));
     CHECK(slurp(d + "resumed.st") == slurp(d + "full.st"));
   }
+  SECTION("train --model ntl and dsvdd: the model file, epoch checkpoints with model selection") {
+    for (const std::string model : {"ntl", "dsvdd"}) {
+      INFO(model);
+      const std::string args = "train --model " + model + " --data " + data +
+                               " --label cls --normal c0 --epochs 400 --batch 16 --threads 1" +
+                               (model == "ntl" ? " --transformations 3 --patience 50" : " --widths 8,4");
+      test::Run r = test::run(args + " --out " + d + model + "_full.st");
+      INFO(r.out);
+      REQUIRE(r.rc == 0);
+      const std::string ck = d + model + "_ck.st";
+      // every 7: the first checkpoint falls after epoch 6, where model selection (a best copy) begins
+      REQUIRE(run_and_kill_after(args + " --checkpoint " + ck + " --checkpoint-every 7 --out " + d + model + "_part.st", ck,
+                                 d + model + "_killed.log"));
+      CHECK_FALSE(fs::exists(d + model + "_part.st"));
+      const int64_t at = nn::load_safetensors(ck).meta_int("ckpt.step", 1, 400);
+      r = test::run(args + " --resume " + ck + " --out " + d + model + "_resumed.st");
+      INFO(r.out);
+      REQUIRE(r.rc == 0);
+      CHECK_THAT(r.out, Catch::Contains("resumed from " + ck + " after epoch " + std::to_string(at) + " of 400"));
+      CHECK(slurp(d + model + "_resumed.st") == slurp(d + model + "_full.st"));
+    }
+  }
   fs::remove_all(dir);
 }
 
@@ -190,8 +212,7 @@ TEST_CASE("checkpoint: option errors name the option", "[checkpoint][cli]") {
            {"zeroshot --iters 5 --checkpoint " + d + "c.st", "--checkpoint " + d + "c.st: needs --checkpoint-every N"},
            {"zeroshot --iters 5 --checkpoint-every 5", "--checkpoint-every: needs --checkpoint FILE"},
            {"zeroshot --iters 5 --fold both --checkpoint " + d + "c.st --checkpoint-every 2", "one fold per run"},
-           {"train --model ntl --data x.csv --out " + d + "m.st --checkpoint " + d + "c.st --checkpoint-every 2",
-            "for --model acr-dsvdd and acr-ntl"},
+           {"train --model ntl --data x.csv --out " + d + "m.st --checkpoint-every -1", "--checkpoint-every: must be >= 0"},
        }) {
     const test::Run r = test::run(c.args);
     INFO(c.args << "\n" << r.out);
