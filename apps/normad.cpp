@@ -207,6 +207,8 @@ struct OneClassArgs {
   std::string dir = data::kFashionMnistDir, classes = "all", preprocess = "gcn";
   int64_t epochs = 150, ae_epochs = 150;
   bool pretrain = true;
+  std::string checkpoint, resume;  // epoch checkpoints of one class's run (both phases)
+  int64_t checkpoint_every = 0;
 };
 
 void oneclass_fmnist(const OneClassArgs& a, uint64_t seed, const std::string& json_path) {
@@ -224,6 +226,17 @@ void oneclass_fmnist(const OneClassArgs& a, uint64_t seed, const std::string& js
       if (c.size() != 1 || c[0] < '0' || c[0] > '9') throw Error("--classes: '" + c + "' is not a class 0..9");
       classes.push_back(c[0] - '0');
     }
+  }
+  if ((!a.checkpoint.empty() || !a.resume.empty()) && classes.size() != 1)
+    throw Error("--checkpoint / --resume: one class per run (--classes K)");
+  // A resume in the Deep SVDD phase skips the finished pretraining: the checkpoint holds the
+  // trained encoder, the centre and the generator as they were.
+  std::string resume_phase;
+  if (!a.resume.empty()) {
+    const nn::Safetensors f = nn::load_safetensors(a.resume);
+    resume_phase = f.has_meta("ckpt.run.phase") ? f.meta("ckpt.run.phase") : "";
+    if (resume_phase != "autoencoder pretraining" && resume_phase != "Deep SVDD")
+      throw Error(a.resume + ": not a checkpoint of oneclass (no autoencoder pretraining or Deep SVDD phase)");
   }
   data::Mnist m = data::load_mnist_dir(a.dir);
   std::printf("Deep SVDD one-class, Fashion-MNIST, FashionMNIST_LeNet; preprocessing %s; pretraining %s "
@@ -251,17 +264,30 @@ void oneclass_fmnist(const OneClassArgs& a, uint64_t seed, const std::string& js
     Generator g(seed + 1);
     auto ae = models::lenet_autoencoder("fmnist");
     ae->to(compute_device());  // initialised on the host, trained on --device
-    if (a.pretrain) {
+    double ae_loss = NAN;  // the last epoch's mean loss of each phase (NaN: not run in this process)
+    // Checkpoints of both phases go to one file; each phase resumes only from its own.
+    auto plan = [&](const std::string& phase) {
+      return nn::CheckpointPlan{a.checkpoint, resume_phase == phase ? a.resume : "", a.checkpoint_every,
+                                {{"command", "oneclass"}, {"class", std::to_string(k)}, {"seed", std::to_string(seed)},
+                                 {"preprocess", a.preprocess}, {"pretrain", a.pretrain ? "on" : "off"}},
+                                [&a, phase](int64_t done) {
+                                  std::printf("resumed from %s in %s after epoch %lld\n", a.resume.c_str(),
+                                              phase.c_str(), (long long)done);
+                                }};
+    };
+    if (a.pretrain && resume_phase != "Deep SVDD") {
       models::SvddTrainConfig ac = models::ae_defaults("fmnist");
       ac.epochs = a.ae_epochs;
+      ac.checkpoint = plan("autoencoder pretraining");
       Progress p{"class " + std::to_string(k) + " autoencoder"};
-      models::pretrain_autoencoder(*ae, train, ac, g, std::ref(p));
+      ae_loss = models::pretrain_autoencoder(*ae, train, ac, g, std::ref(p)).back();
     }
     models::DeepSvdd svdd(ae->encoder);  // the pretrained encoder is the Deep SVDD network (A.5)
     models::SvddTrainConfig cfg;
     cfg.epochs = a.epochs;
+    cfg.checkpoint = plan("Deep SVDD");
     Progress p{"class " + std::to_string(k) + " deep svdd"};
-    svdd.fit(train, cfg, g, std::ref(p));
+    const double svdd_loss = svdd.fit(train, cfg, g, std::ref(p)).back();
     std::vector<int> y;
     for (int64_t t : m.test_y) y.push_back(t == k ? 0 : 1);
     const double auc = eval::auroc(svdd.score(test), y);
@@ -269,7 +295,9 @@ void oneclass_fmnist(const OneClassArgs& a, uint64_t seed, const std::string& js
     std::printf("class %lld %-12s AUROC %.1f   reference %.1f   (%.0f s)\n", (long long)k, kNames[k], 100 * auc,
                 kReference[k], secs);
     total += auc, ref_total += kReference[k];
-    js["classes"].push_back({{"class", k}, {"name", kNames[k]}, {"auroc", auc}, {"reference", kReference[k] / 100}, {"secs", secs}});
+    js["classes"].push_back({{"class", k}, {"name", kNames[k]}, {"auroc", auc}, {"reference", kReference[k] / 100},
+                             {"secs", secs}, {"svdd_final_loss", svdd_loss}});
+    if (!std::isnan(ae_loss)) js["classes"].back()["ae_final_loss"] = ae_loss;
   }
   const double n = double(classes.size());
   std::printf("mean over %zu classes: AUROC %.1f   reference %.1f\n", classes.size(), 100 * total / n, ref_total / n);
@@ -1008,6 +1036,11 @@ int main(int argc, char** argv) {
   oc->add_option("--ae-epochs", oa.ae_epochs, "autoencoder pretraining epochs")->capture_default_str();
   oc->add_flag("!--no-pretrain", oa.pretrain, "skip autoencoder pretraining");
   oc->add_option("--preprocess", oa.preprocess, "gcn (GCN-L1 + min-max, A.6) or unit ([0, 1] only)")->capture_default_str();
+  oc->add_option("--checkpoint", oa.checkpoint, "write the training state to FILE every --checkpoint-every epochs "
+                                                "(both phases, atomically), for --resume; one class per run");
+  oc->add_option("--checkpoint-every", oa.checkpoint_every, "epochs between checkpoints")->capture_default_str();
+  oc->add_option("--resume", oa.resume, "continue a run from its checkpoint FILE (same options and data): the same "
+                                        "results as the uninterrupted run, bit for bit");
 
   auto* ev = app.add_subcommand("eval", "AUROC, AP and F1 of a scores file against labels");
   common(ev);
@@ -1133,6 +1166,7 @@ int main(int argc, char** argv) {
         csv_path.empty())
       throw Error("--checkpoint / --resume: one fold per run (--fold A or --fold B)");
     if (*tr) check_checkpoint_options(ta.checkpoint, ta.checkpoint_every, ta.resume);
+    if (*oc) check_checkpoint_options(oa.checkpoint, oa.checkpoint_every, oa.resume);
     if (*tr) {
       if (!ta.normal.empty() && ta.label.empty())
         throw Error("--normal " + ta.normal + ": needs --label, the column whose value it names");

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <iterator>
 #include <sstream>
@@ -22,6 +23,7 @@
 #include "tensor/random.h"
 #include "tests/cli_run.h"
 #include "tests/helpers.h"
+#include "tests/tiny_fmnist.h"
 
 extern char** environ;
 
@@ -35,9 +37,10 @@ std::string slurp(const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
 }
 
-// Starts normad with `args` (split on spaces), output to `log`; waits until `file` exists, then
-// kills it with SIGKILL. Returns false when the run ended before the file appeared.
-bool run_and_kill_after(const std::string& args, const std::string& file, const std::string& log) {
+// Starts normad with `args` (split on spaces), output to `log`; waits until `file` exists (and
+// `ready` says yes), then kills it with SIGKILL. Returns false when the run ended first.
+bool run_and_kill_after(const std::string& args, const std::string& file, const std::string& log,
+                        const std::function<bool()>& ready = {}) {
   std::vector<std::string> words{NORMAD_BIN};
   std::istringstream in(args);
   for (std::string w; in >> w;) words.push_back(w);
@@ -52,7 +55,7 @@ bool run_and_kill_after(const std::string& args, const std::string& file, const 
   REQUIRE(posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ) == 0);
   posix_spawn_file_actions_destroy(&actions);
   int status = 0;
-  while (!fs::exists(file)) {
+  while (!fs::exists(file) || (ready && !ready())) {
     if (waitpid(pid, &status, WNOHANG) == pid) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
@@ -200,6 +203,45 @@ TEST_CASE("checkpoint: a run killed after a checkpoint and resumed equals the un
       CHECK(slurp(d + model + "_resumed.st") == slurp(d + model + "_full.st"));
     }
   }
+  fs::remove_all(dir);
+}
+
+TEST_CASE("checkpoint: oneclass resumes in either phase to the uninterrupted results", "[checkpoint][cli]") {
+  const fs::path dir = fs::temp_directory_path() / ("normad_ckpt_oc_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  const std::string d = dir.string() + "/", data = test::write_tiny_fmnist(dir / "fmnist", 20, 6);
+  const std::string common = "oneclass --data-dir " + data + " --ae-epochs 40 --epochs 40 --threads 1";
+  const std::string args = common + " --classes 3";
+  test::Run r = test::run(args + " --json " + d + "full.json");
+  INFO(r.out);
+  REQUIRE(r.rc == 0);
+  // AUROC and the last epoch's loss (the tiny classes separate perfectly: the loss tells runs apart)
+  auto result = [](const std::string& path) {
+    const auto c = nlohmann::json::parse(slurp(path))["classes"][0];
+    return std::pair<double, double>{c["auroc"].get<double>(), c["svdd_final_loss"].get<double>()};
+  };
+  for (const std::string phase : {"autoencoder pretraining", "Deep SVDD"}) {
+    INFO(phase);
+    const std::string ck = d + (phase == "Deep SVDD" ? "svdd" : "ae") + ".st";
+    auto in_phase = [&] {
+      try {
+        return nn::load_safetensors(ck).meta("ckpt.run.phase") == phase;
+      } catch (const Error&) {
+        return false;  // a file being renamed into place
+      }
+    };
+    REQUIRE(run_and_kill_after(args + " --checkpoint " + ck + " --checkpoint-every 7 --json " + d + "part.json", ck,
+                               d + "killed.log", in_phase));
+    CHECK_FALSE(fs::exists(d + "part.json"));
+    r = test::run(args + " --resume " + ck + " --checkpoint " + ck + " --checkpoint-every 7 --json " + d + "resumed.json");
+    INFO(r.out);
+    REQUIRE(r.rc == 0);
+    CHECK_THAT(r.out, Catch::Contains("resumed from " + ck + " in " + phase + " after epoch"));
+    CHECK(result(d + "resumed.json") == result(d + "full.json"));
+  }
+  r = test::run(common + " --classes 3,4 --checkpoint " + d + "x.st --checkpoint-every 2");
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.out, Catch::Contains("one class per run"));
   fs::remove_all(dir);
 }
 
