@@ -7,6 +7,8 @@
 #   make bench  - the benchmarks
 #   make sanitize - the test suite built with AddressSanitizer + UndefinedBehaviorSanitizer (CPU
 #                 only, in build-sanitize; a report fails its test)
+#   make sanitize-replay - only the library and the fuzz replay tests under the sanitizers (the
+#                 subset that fits beside make test in CI)
 #   make fuzz     - every libFuzzer target (tests/fuzz/) for FUZZ_SECONDS seconds each, built with
 #                 clang, ASan and UBSan in build-fuzz; crashes land in build-fuzz/crashes/<target>/
 BUILD ?= build
@@ -14,7 +16,7 @@ JOBS ?= $(shell nproc)
 CMAKE_ARGS ?=
 DEMO_ITERS ?= 300
 
-.PHONY: deps configure build test demo bench sanitize fuzz clean
+.PHONY: deps configure build test demo bench sanitize sanitize-replay fuzz clean
 
 deps:
 	bash scripts/deps.sh
@@ -47,6 +49,14 @@ sanitize: deps
 	  -DNORMAD_CUDA=OFF $(CMAKE_ARGS)
 	cmake --build build-sanitize -j $(JOBS)
 	cd build-sanitize && $(SANITIZE_ENV) ctest --output-on-failure -j $(JOBS)
+
+# The subset of `make sanitize` that fits beside `make test` in CI's time: the library and the fuzz
+# replay programs under ASan + UBSan, run on every committed seed and regression input.
+sanitize-replay: deps
+	cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNORMAD_SANITIZE=ON \
+	  -DNORMAD_CUDA=OFF $(CMAKE_ARGS)
+	cmake --build build-sanitize -j $(JOBS) --target $(FUZZ_TARGETS)
+	cd build-sanitize && $(SANITIZE_ENV) ctest --output-on-failure -j $(JOBS) -R _replay
 
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS = fuzz_csv fuzz_features_csv fuzz_idx fuzz_mat fuzz_image fuzz_safetensors fuzz_model
