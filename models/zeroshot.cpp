@@ -282,9 +282,8 @@ ZsFold run_zeroshot(const ZsData& data, const ZsConfig& cfg, const ZsModelFactor
   // run is also identified by everything that makes the test batches and the curve.
   ZsResume resume{run, {}, {}, {}};
   if (!cfg.state_file.empty() || !cfg.resume_from.empty()) {
-    std::string ratios, classes;
-    char v[32];
-    for (double r : cfg.ratios) std::snprintf(v, sizeof v, "%s%.17g", ratios.empty() ? "" : ",", r), ratios += v;
+    const std::string ratios = nn::join_doubles(cfg.ratios);
+    std::string classes;
     for (int64_t c : test_classes) classes += (classes.empty() ? "" : ",") + std::to_string(c);
     resume.run.insert({{"eval_every", std::to_string(cfg.eval_every)}, {"ratios", ratios},
                        {"test_batches", std::to_string(cfg.batch_normals) + "x" + std::to_string(cfg.batches_per_class)},
@@ -299,14 +298,8 @@ ZsFold run_zeroshot(const ZsData& data, const ZsConfig& cfg, const ZsModelFactor
   };
   resume.save = [&] {
     std::string text;
-    char v[32];
-    for (const ZsCheckpoint& c : out.curve) {
-      text += (text.empty() ? "" : ";") + std::to_string(c.iter) + ":";
-      for (size_t k = 0; k < c.acr.size(); ++k) {
-        std::snprintf(v, sizeof v, "%s%.17g", k ? "," : "", c.acr[k]);
-        text += v;
-      }
-    }
+    for (const ZsCheckpoint& c : out.curve)
+      text += (text.empty() ? "" : ";") + std::to_string(c.iter) + ":" + nn::join_doubles(c.acr);
     return std::map<std::string, std::string>{{"curve", text}};
   };
   resume.restore = [&](const std::map<std::string, std::string>& extra) {
@@ -314,24 +307,15 @@ ZsFold run_zeroshot(const ZsData& data, const ZsConfig& cfg, const ZsModelFactor
     const auto it = extra.find("curve");
     if (it == extra.end() || it->second.empty()) return;
     const std::string bad = "its learning curve (ckpt.extra.curve) is malformed";
-    auto number = [&](const std::string& text, auto* value) {
-      const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *value);
-      check(ec == std::errc() && end == text.data() + text.size(), cfg.resume_from, bad);
-    };
     std::stringstream points(it->second);
-    std::string point;
-    while (std::getline(points, point, ';')) {
+    for (std::string point; std::getline(points, point, ';');) {
       ZsCheckpoint c{};
       const size_t colon = point.find(':');
       check(colon != std::string::npos, cfg.resume_from, bad);
-      number(point.substr(0, colon), &c.iter);
+      const auto [end, ec] = std::from_chars(point.data(), point.data() + colon, c.iter);
+      check(ec == std::errc() && end == point.data() + colon, cfg.resume_from, bad);
       check(c.iter >= 1 && (out.curve.empty() || c.iter > out.curve.back().iter), cfg.resume_from, bad);
-      std::stringstream values(point.substr(colon + 1));
-      for (std::string value; std::getline(values, value, ',');) {
-        double a = 0;
-        number(value, &a);
-        c.acr.push_back(a);
-      }
+      c.acr = nn::split_doubles(point.substr(colon + 1), cfg.resume_from + ": learning curve");
       check(c.acr.size() == cfg.ratios.size(), cfg.resume_from, bad);
       out.curve.push_back(c);
     }
