@@ -106,6 +106,26 @@ std::string apply_recipe(ZsConfig& cfg, const std::string& recipe, int64_t train
   return r;
 }
 
+std::string resolve_recipe(ZsConfig& cfg, const RecipeOverrides& o, int64_t train_classes, bool images) {
+  std::string r = apply_recipe(cfg, o.recipe, train_classes, images);
+  if (o.iters >= 0) cfg.iters = o.iters;
+  if (o.normals >= 0) cfg.normals = o.normals;
+  if (o.anomalies >= 0) cfg.anomalies = o.anomalies;
+  if (o.lr >= 0) cfg.lr = float(o.lr);
+  if (cfg.normals < 2 || cfg.anomalies < 1 || !(cfg.lr > 0))
+    throw Error("--task-normals must be >= 2, --task-anomalies >= 1 and --lr > 0");
+  if (!o.task_aug.empty()) {
+    data::task_aug(o.task_aug);  // validates the name before anything runs
+    cfg.task_aug = o.task_aug;
+  }
+  if (train_classes > 0 && (images ? cfg.task_aug == "permute" : cfg.task_aug.rfind("dihedral", 0) == 0))
+    throw Error("--task-aug " + cfg.task_aug + " is for " + (images ? "tables" : "images") + ", and these rows are " +
+                (images ? "images" : "feature vectors"));
+  if (o.tasks_per_pass < 0) throw Error("--tasks-per-pass: must be >= 0");
+  cfg.tasks_per_pass = o.tasks_per_pass;
+  return r;
+}
+
 double meta_train(AcrModel& model, const Tensor& x, const std::vector<int64_t>& y, int64_t num_classes,
                   const std::vector<int64_t>& classes, const ZsConfig& cfg, Generator& rng,
                   const ZsProgress& progress, const ZsResume& resume) {

@@ -74,6 +74,19 @@ constexpr int64_t kFewClassImageIters = 1000;
 // ("auto" resolved). `images`: the rows are [C, S, S] images, else feature vectors.
 std::string apply_recipe(ZsConfig& cfg, const std::string& recipe, int64_t train_classes, bool images);
 
+// A recipe with explicit overrides, as a user gives them (normad zeroshot / train, the detector
+// API): empty or -1 keeps the recipe's value.
+struct RecipeOverrides {
+  std::string recipe = "auto", task_aug;
+  int64_t iters = -1, tasks_per_pass = 0;
+  int64_t normals = -1, anomalies = -1;  // per task
+  double lr = -1;
+  bool batch_normals_given = false;      // zeroshot --batch-normals on the command line (else the default)
+};
+// apply_recipe for `train_classes` classes (0: not known yet, only the names are checked), then
+// the overrides; an Error names the option (--task-normals, --task-aug, ...) of a bad value.
+std::string resolve_recipe(ZsConfig& cfg, const RecipeOverrides& o, int64_t train_classes, bool images);
+
 struct ZsBatch {  // one test batch's AUROC per method
   int64_t test_class, index;
   double ratio, acr, stationary, batch_l2, knn;

@@ -1,4 +1,4 @@
-// Model files read by `normad score` (apps/cli_models.h): the weights a file's metadata declares
+// Model files read by `normad score` (detect/table_detector.h): the weights a file's metadata declares
 // are counted without building the network, and a file must hold them before anything is
 // allocated. Tests: the counts equal the built networks' state for each architecture; a real model
 // file whose metadata is edited to declare a huge network is refused with a message naming the
@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "apps/cli_models.h"
+#include "detect/table_detector.h"
 #include "models/acr_nets.h"
 #include "tensor/random.h"
 #include "tests/cli_run.h"
@@ -32,15 +32,15 @@ TEST_CASE("model files: declared weights counted without building equal the buil
         c.trans_bias = bias, c.enc_bias = bias;
         c = models::ntl_defaults(c);
         INFO("bn " << bn << " bias " << bias << " layers " << layers);
-        CHECK(cli::ntl_state_values(c) == built_values(models::NeutralAD(c).state_dict()));
+        CHECK(ntl_state_values(c) == built_values(models::NeutralAD(c).state_dict()));
       }
   for (const auto& widths : std::vector<std::vector<int64_t>>{{3}, {8, 4}, {16, 9, 5}})
-    CHECK(cli::svdd_mlp_state_values(11, widths) == built_values(models::svdd_mlp(11, widths)->state_dict()));
+    CHECK(svdd_mlp_state_values(11, widths) == built_values(models::svdd_mlp(11, widths)->state_dict()));
   for (const std::string kind : {"acr-dsvdd", "acr-ntl"})
     for (int64_t F : {1, 3, 37}) {
       Generator g(0);
       INFO(kind << " F " << F);
-      CHECK(cli::acr_state_values(kind, F) == built_values(cli::make_acr(kind, F, g)->state()));
+      CHECK(acr_state_values(kind, F) == built_values(make_acr(kind, F, g)->state()));
     }
 }
 
@@ -76,10 +76,10 @@ TEST_CASE("model files: metadata declaring more weights than the file holds, or 
     INFO(r.out);
     REQUIRE(r.rc == 0);
     nn::Safetensors f = nn::load_safetensors(path);
-    REQUIRE_NOTHROW(cli::load_table_model(f, path));  // the file as written loads
+    REQUIRE_NOTHROW(TableDetector::from_file(f, path));  // the file as written loads
     f.metadata[c.field] = c.huge;
     try {
-      cli::load_table_model(f, path);
+      TableDetector::from_file(f, path);
       FAIL("the edited file loaded");
     } catch (const Error& e) {
       const std::string msg = e.what();

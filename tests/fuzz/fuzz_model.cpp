@@ -1,9 +1,9 @@
 // Fuzz target: loading each kind of normad model file from a safetensors file and scoring with it:
-// the table models of `normad train` (ntl, dsvdd, acr-dsvdd, acr-ntl: apps/cli_models.h
+// the table models of `normad train` (ntl, dsvdd, acr-dsvdd, acr-ntl: detect/table_detector.h
 // load_table_model) and Gaussian-AD models of `normad mvg fit` (GaussianAd::load). Checks beyond
 // "no crash, only normad::Error": a loaded model scores a small batch of rows with one score per
 // row. Seeds: corpus/fuzz_model (model files normad trained on small tables and features).
-#include "apps/cli_models.h"
+#include "detect/table_detector.h"
 #include "models/gaussian_ad.h"
 #include "tests/fuzz/fuzz_util.h"
 
@@ -24,9 +24,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   fuzz::expect_clean("load_table_model", [&] {
-    cli::TableModel m = cli::load_table_model(f, "fuzz.safetensors");
-    const int64_t F = static_cast<int64_t>(m.pre.columns().size());
-    fuzz::require(m.score(Tensor::zeros({rows, F}), 0).size() == rows, "table model", "not one score per row");
+    TableDetector m = TableDetector::from_file(f, "fuzz.safetensors");
+    const int64_t F = static_cast<int64_t>(m.preprocess().columns().size());
+    fuzz::require(m.score_encoded(Tensor::zeros({rows, F}), 0).size() == rows, "table model", "not one score per row");
   });
   return 0;
 }

@@ -1,0 +1,176 @@
+// The image detector (Gaussian-AD): see detect/image_detector.h.
+// Math: score(x) = (1/L) Σ_l Mahalanobis_l(f_l(x)), f_l the pooled level l of the backbone.
+// Tested by tests/test_detect.cpp and tests/test_cli_images.cpp.
+#include "detect/image_detector.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+
+namespace normad {
+
+namespace {
+
+std::string join_list(const std::vector<int64_t>& v) {  // "128,512"
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
+  return s;
+}
+
+std::vector<Tensor> on_device(const std::vector<Tensor>& levels, Device device) {
+  std::vector<Tensor> out;
+  for (const Tensor& t : levels) out.push_back(t.to(device));
+  return out;
+}
+
+
+}  // namespace
+
+// The pipeline fields a features CSV must share with the model (the weights path may differ,
+// their SHA-256 may not).
+void check_same_pipeline(const std::map<std::string, std::string>& csv, const std::string& csv_path,
+                         const std::map<std::string, std::string>& other, const std::string& other_path) {
+  for (const char* key : {"features.backbone", "features.weights_sha256", "features.levels", "features.size",
+                          "features.crop", "features.filter", "features.shorter_side"}) {
+    auto c = csv.find(key), o = other.find(key);
+    if (c != csv.end() && o != other.end() && c->second != o->second)
+      throw Error(csv_path + ": field '" + key + "' is '" + c->second + "', " + other_path + " has '" + o->second +
+                  "' (features made with another pipeline)");
+  }
+}
+
+void check_finite_scores(const std::vector<double>& scores, const std::vector<std::string>& names,
+                         const std::string& where) {
+  for (size_t i = 0; i < scores.size(); ++i)
+    if (!std::isfinite(scores[i]))
+      throw Error(where + ": row '" + names[i] + "' scores " + std::to_string(scores[i]) +
+                  ", expected a finite number (non-finite features or model values)");
+}
+
+ImageDetector ImageDetector::load(const std::string& path, Device device, const std::string& weights, int64_t batch) {
+  ImageDetector d;
+  d.path_ = path, d.weights_ = weights, d.device_ = device, d.batch_ = batch;
+  d.model_ = models::GaussianAd::load(path);
+  d.threshold_ = d.model_.threshold;
+  return d;
+}
+
+std::vector<int64_t> ImageDetector::dims() const {
+  std::vector<int64_t> d;
+  for (const auto& lv : model_.levels) d.push_back(lv.dim);
+  return d;
+}
+
+// The model's image pipeline, its weights checked against the SHA-256 it stores (by the
+// FeatureExtractor, which hashes them once; the error says which weights were used).
+const models::FeatureExtractor& ImageDetector::extractor() {
+  if (extractor_) return *extractor_;
+  const models::GaussianAd& m = model_;
+  if (!m.info.count("features.backbone"))
+    throw Error(path_ + ": fitted on " +
+                (m.info.count("features.csv") ? "the features CSV " + m.info.at("features.csv") : "a features CSV") +
+                " without a '# normad-features' line, so it does not know the backbone, weights or preprocessing "
+                "of its features; score a features CSV made the same way with --features, or fit on `normad "
+                "features` output or on images");
+  models::FeatureSpec spec = models::FeatureSpec::from_metadata(m.info, path_);
+  const std::string stored = spec.weights, want = spec.weights_sha256;
+  if (!weights_.empty()) spec.weights = weights_;
+  const std::string which = weights_.empty()
+                                ? "the weights path stored in the model (features.weights, relative to its directory)"
+                                : "--weights";
+  if (!std::filesystem::is_regular_file(spec.weights))
+    throw Error(path_ + ": weights " + spec.weights + " (" + which + ") not found; give --weights FILE with the "
+                "weights it was fitted with (SHA-256 " + want + ")");
+  spec.batch = batch_;
+  spec.device = device_;
+  try {
+    extractor_.emplace(spec);  // refuses weights whose SHA-256 is not `want`
+  } catch (const Error& e) {
+    throw Error(path_ + ": fitted with the weights " + stored + " (SHA-256 " + want + "); with " + spec.weights +
+                " (" + which + "): " + e.what() + "; use the weights the model was fitted with, or fit a new model");
+  }
+  if (extractor_->dims() != dims())
+    throw Error(path_ + ": levels of " + join_list(dims()) + " features, but its pipeline gives " +
+                join_list(extractor_->dims()));
+  return *extractor_;
+}
+
+std::vector<double> ImageDetector::score_levels(const std::vector<Tensor>& levels,
+                                                const std::vector<std::string>& names, const std::string& where) {
+  const std::vector<double> s = model_.score(on_device(levels, device_));
+  check_finite_scores(s, names, where);
+  return s;
+}
+
+std::vector<double> ImageDetector::score_features(const models::FeaturesCsv& t, const std::string& where) {
+  const std::vector<int64_t> want = dims();
+  int64_t total = 0;
+  for (int64_t d : want) total += d;
+  if (t.table.x.size(1) != total || (!t.pipeline.empty() && t.dims != want))
+    throw Error(where + ": feature columns per level " + join_list(t.dims) + ", " + path_ + " expects " +
+                join_list(want) + " (" + std::to_string(total) + " columns)");
+  check_same_pipeline(t.pipeline, where, model_.info, path_);
+  models::FeaturesCsv cut = t;
+  cut.dims = want;
+  return score_levels(cut.levels(), t.table.labels, where);
+}
+
+std::vector<double> ImageDetector::decision_function(const Table& x) {
+  // The feature columns as numbers (a `name` column, as normad features writes it, is skipped).
+  models::FeaturesCsv t;
+  data::PreprocessOptions o;
+  if (data::column_index(x, "name") >= 0) o.label = "name";
+  t.table = data::Preprocess::fit(x, o).apply(x);
+  if (t.table.labels.empty())
+    for (size_t i = 0; i < x.rows.size(); ++i) t.table.labels.push_back(std::to_string(i));
+  t.dims = {t.table.x.size(1)};
+  return score_features(t, x.path);
+}
+
+std::vector<double> ImageDetector::decision_function(const Tensor& x) {
+  if (x.dim() != 2) throw Error("decision_function: x has shape " + shape_str(x.shape()) + ", expected [N, D]");
+  models::FeaturesCsv t;
+  t.table.x = x;
+  for (int64_t i = 0; i < x.size(0); ++i) t.table.labels.push_back(std::to_string(i));
+  t.dims = {x.size(1)};
+  return score_features(t, "decision_function(x)");
+}
+
+std::vector<double> ImageDetector::score_images(const std::vector<std::string>& paths,
+                                                const models::ProgressFn& progress) {
+  std::vector<double> s = models::score_images(extractor(), model_, paths, progress);
+  std::vector<std::string> names;
+  for (const std::string& p : paths) names.push_back(std::filesystem::path(p).filename().string());
+  check_finite_scores(s, names, "score_images");
+  return s;
+}
+
+std::vector<double> ImageDetector::score_decoded(const std::vector<Tensor>& images) {
+  const models::FeatureExtractor& fx = extractor();
+  std::vector<double> out;
+  // In batches of the extractor's size, as score_images runs files (the same passes, the same sums).
+  const int64_t n = static_cast<int64_t>(images.size()), b = fx.spec().batch;
+  for (int64_t start = 0; start < n; start += b) {
+    std::vector<Tensor> prepared;
+    for (int64_t i = start; i < std::min(n, start + b); ++i) {
+      const Tensor& img = images[size_t(i)];
+      if (img.dim() != 3 || img.size(0) != 3)
+        throw Error("score_decoded: image " + std::to_string(i) + " has shape " + shape_str(img.shape()) +
+                    ", expected [3, H, W] RGB 0..255");
+      prepared.push_back(data::preprocess_image(img.to(Device::CPU), fx.spec().prep));
+    }
+    for (double v : model_.score(fx.pooled(stack(prepared, 0)))) out.push_back(v);
+  }
+  std::vector<std::string> names;
+  for (int64_t i = 0; i < n; ++i) names.push_back("image " + std::to_string(i));
+  check_finite_scores(out, names, "score_decoded");
+  return out;
+}
+
+const eval::ThresholdReport& ImageDetector::infer_threshold(const Table& normals, double fpr) {
+  model_.set_thresholds(fpr, decision_function(normals), "reference");
+  threshold_ = model_.threshold;
+  return threshold_;
+}
+
+}  // namespace normad

@@ -1,0 +1,68 @@
+// The image detector: Gaussian-AD (gaussian_ad.md) on pooled backbone features, with the image
+// pipeline and backbone weights (checked by SHA-256) its model file records. `normad mvg score` is
+// ImageDetector::load + score_images / score_features.
+// Math: score(x) = (1/L) Σ_l Mahalanobis_l(pool(level_l(backbone(prep(x))))).
+// Tested by tests/test_detect.cpp (API = CLI bit for bit, decoded buffers = files) and
+// tests/test_cli_images.cpp.
+//
+// Typical use:
+//   normad::ImageDetector det = normad::ImageDetector::load("bottle.safetensors");
+//   std::vector<double> s = det.score_images({"test/000.png", "test/001.png"});
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "detect/detector.h"
+#include "models/image_features.h"
+
+namespace normad {
+
+class ImageDetector : public Detector {
+ public:
+  // weights: the backbone weights file to use instead of the path the model stores (relative to the
+  // model file); it must have the SHA-256 the model was fitted with.
+  static ImageDetector load(const std::string& path, Device device = Device::CPU, const std::string& weights = "",
+                            int64_t batch = 16);
+
+  std::string kind() const override { return "gaussian-ad"; }
+  // Features as `normad features` writes them: columns f0 .. f{D-1} (the levels concatenated; a
+  // `name` column is skipped), or a tensor x [N, D].
+  std::vector<double> decision_function(const Table& x) override;
+  std::vector<double> decision_function(const Tensor& x) override;
+  // A features CSV (models::read_features_csv): its levels must be the model's and its pipeline
+  // the model's (backbone, weights' SHA-256, levels, image preparation).
+  std::vector<double> score_features(const models::FeaturesCsv& features, const std::string& where);
+  // Image files, decoded and prepared as the model's pipeline says, in batches.
+  std::vector<double> score_images(const std::vector<std::string>& paths, const models::ProgressFn& progress = {});
+  // Decoded images, each [3, H, W] RGB 0..255 (data::load_image_rgb), prepared the same way.
+  std::vector<double> score_decoded(const std::vector<Tensor>& images);
+  const eval::ThresholdReport& infer_threshold(const Table& normals, double fpr) override;
+  void save(const std::string& path) const override { model_.save(path); }
+
+  const models::GaussianAd& model() const { return model_; }
+  std::vector<int64_t> dims() const;  // features per level
+
+ private:
+  std::string path_, weights_;
+  Device device_ = Device::CPU;
+  int64_t batch_ = 16;
+  models::GaussianAd model_;
+  std::optional<models::FeatureExtractor> extractor_;  // built on the first image
+  const models::FeatureExtractor& extractor();
+  std::vector<double> score_levels(const std::vector<Tensor>& levels, const std::vector<std::string>& names,
+                                   const std::string& where);
+};
+
+// The pipeline fields a features CSV must share with a model or another CSV (backbone, weights'
+// SHA-256, levels, size, crop, filter, shorter side; the weights path may differ): an Error naming
+// the field and both files.
+void check_same_pipeline(const std::map<std::string, std::string>& csv, const std::string& csv_path,
+                         const std::map<std::string, std::string>& other, const std::string& other_path);
+// Non-finite scores of named rows (image names): an Error naming the first, never a quiet label.
+void check_finite_scores(const std::vector<double>& scores, const std::vector<std::string>& names,
+                         const std::string& where);
+
+}  // namespace normad
