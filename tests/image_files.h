@@ -3,6 +3,7 @@
 #pragma once
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -16,6 +17,8 @@
 #define STB_IMAGE_WRITE_IMPLEMENTATION
 #include <stb_image_write.h>
 #pragma GCC diagnostic pop
+
+#include "tensor/random.h"
 
 namespace normad::test {
 
@@ -39,6 +42,18 @@ inline void write_image(const std::string& path, int h, int w, int comp, const s
   if (fmt == Fmt::bmp) ok = stbi_write_bmp(path.c_str(), w, h, comp, px.data());
   if (fmt == Fmt::jpg) ok = stbi_write_jpg(path.c_str(), w, h, comp, px.data(), 100);
   REQUIRE(ok);
+}
+
+// A 24 x 24 RGB PNG of noise around grey `base` (draws from g, pixel by pixel); with `defect` a
+// bright 8 x 8 square at rows 6..13, columns 8..15 (an MVTec-like "crack").
+inline void write_noisy_image(const std::string& path, int base, bool defect, Generator& g) {
+  std::vector<unsigned char> px(24 * 24 * 3);
+  for (int i = 0; i < 24 * 24 * 3; ++i) {
+    const int y = i / 72, x = (i / 3) % 24;
+    const bool in = defect && y >= 6 && y < 14 && x >= 8 && x < 16;
+    px[size_t(i)] = (unsigned char)std::clamp(base + int(g.uniform1(-20, 20)) + (in ? 120 : 0), 0, 255);
+  }
+  write_image(path, 24, 24, 3, px);
 }
 
 }  // namespace normad::test

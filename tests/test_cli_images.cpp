@@ -18,6 +18,7 @@
 #include "tests/cli_run.h"
 #include "tests/helpers.h"
 #include "tests/image_files.h"
+#include "tests/scratch.h"
 
 using namespace normad;
 using normad::test::run;
@@ -29,15 +30,7 @@ namespace {
 std::string write_tree(const fs::path& dir) {
   const fs::path root = dir / "mvtec";
   Generator g(5);
-  auto image = [&](const fs::path& path, int base, bool defect) {
-    std::vector<unsigned char> px(24 * 24 * 3);
-    for (int i = 0; i < 24 * 24 * 3; ++i) {
-      const int y = i / 72, x = (i / 3) % 24;
-      const bool in = defect && y >= 6 && y < 14 && x >= 8 && x < 16;
-      px[size_t(i)] = (unsigned char)std::clamp(base + int(g.uniform1(-20, 20)) + (in ? 120 : 0), 0, 255);
-    }
-    test::write_image(path.string(), 24, 24, 3, px);
-  };
+  auto image = [&](const fs::path& path, int base, bool defect) { test::write_noisy_image(path.string(), base, defect, g); };
   for (auto [cat, base] : {std::pair<std::string, int>{"bottle", 90}, {"grid", 130}}) {
     for (int i = 0; i < 8; ++i) image(root / cat / "train/good" / (std::to_string(100 + i) + ".png"), base, false);
     for (int i = 0; i < 4; ++i) {
@@ -60,16 +53,7 @@ void spill(const std::string& path, const std::string& text) {
   f << text;
 }
 
-// A fresh temporary directory, removed at the end; p("f.csv") names a file in it.
-struct Scratch {
-  fs::path dir;
-  explicit Scratch(const std::string& name) : dir(fs::temp_directory_path() / name) {
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  ~Scratch() { fs::remove_all(dir); }
-  std::string operator()(const std::string& file) const { return (dir / file).string(); }
-};
+using test::Scratch;
 
 // resnet18 weights of nn's default initialisation from `seed`.
 void write_resnet18(const std::string& path, uint64_t seed) {

@@ -19,6 +19,7 @@
 #include "tensor/random.h"
 #include "tests/cli_run.h"
 #include "tests/image_files.h"
+#include "tests/scratch.h"
 
 using namespace normad;
 using normad::test::run;
@@ -26,15 +27,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Scratch {
-  fs::path dir;
-  explicit Scratch(const std::string& name) : dir(fs::temp_directory_path() / name) {
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  ~Scratch() { fs::remove_all(dir); }
-  std::string operator()(const std::string& file) const { return (dir / file).string(); }
-};
+using test::Scratch;
 
 std::string slurp(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
@@ -198,15 +191,7 @@ TEST_CASE("detect: Gaussian-AD scores images through the API as normad mvg score
   fs::create_directories(p("train"));
   fs::create_directories(p("test"));
   Generator g(5);
-  auto image = [&](const std::string& path, int base, bool defect) {
-    std::vector<unsigned char> px(24 * 24 * 3);
-    for (int i = 0; i < 24 * 24 * 3; ++i) {
-      const int y = i / 72, x = (i / 3) % 24;
-      const bool in = defect && y >= 6 && y < 14 && x >= 8 && x < 16;
-      px[size_t(i)] = (unsigned char)std::clamp(base + int(g.uniform1(-20, 20)) + (in ? 120 : 0), 0, 255);
-    }
-    test::write_image(path, 24, 24, 3, px);
-  };
+  auto image = [&](const std::string& path, int base, bool defect) { test::write_noisy_image(path, base, defect, g); };
   for (int i = 0; i < 12; ++i) image(p("train/" + std::to_string(100 + i) + ".png"), 90, false);
   std::vector<std::string> test_paths;
   for (int i = 0; i < 6; ++i) {
