@@ -143,7 +143,7 @@ TEST_CASE("detect: every table model kind scores through the API as normad score
   }
 }
 
-TEST_CASE("detect: tensors in, the same numbers as a table; bad shapes and files are errors", "[detect]") {
+TEST_CASE("detect: tensors in score as the same numbers in a table, and bad shapes and files are errors", "[detect]") {
   Scratch p("normad_test_detect_tensors");
   set_num_threads(2);
   Generator g(7);
