@@ -107,6 +107,15 @@ void check_subcommand(const CLI::App& app, int argc, char** argv, int at) {
   throw Error("unknown command '" + parent + given + "'" + (close.empty() ? "" : "; did you mean " + close + "?") +
               " (" + (at > 1 ? argv[at - 1] + std::string(" commands: ") : "commands: ") + all + ")");
 }
+void add_checkpoint_options(CLI::App* sub, std::string& file, int64_t& every, std::string& resume,
+                            const std::string& unit, const std::string& scope, const std::string& result) {
+  sub->add_option("--checkpoint", file, "write the training state to FILE every --checkpoint-every " + unit +
+                                            " (atomically), for --resume" + (scope.empty() ? "" : "; " + scope));
+  sub->add_option("--checkpoint-every", every, unit + " between checkpoints")->capture_default_str();
+  sub->add_option("--resume", resume, "continue a run from its checkpoint FILE (same options and data): the same " +
+                                          result + " as the uninterrupted run, bit for bit");
+}
+
 bool check_checkpoint_options(const std::string& file, int64_t every, const std::string& resume) {
   if (every < 0) throw Error("--checkpoint-every: must be >= 0 (0: no checkpoints)");
   if (!file.empty() && every == 0) throw Error("--checkpoint " + file + ": needs --checkpoint-every N");

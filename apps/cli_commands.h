@@ -42,6 +42,11 @@ void check_run_paths(const CLI::App& app);
 void check_numeric_options(CLI::App& app);
 // a first argument that is no subcommand: an Error suggesting the close ones.
 void check_subcommand(const CLI::App& app, int argc, char** argv, int at = 1);
+// Adds --checkpoint FILE, --checkpoint-every N and --resume FILE to `sub`. `unit`: what N counts
+// ("epochs"); `scope`: how much a file holds ("one fold per run", may be empty); `result`: what a
+// resumed run ends with ("results", "model file").
+void add_checkpoint_options(CLI::App* sub, std::string& file, int64_t& every, std::string& resume,
+                            const std::string& unit, const std::string& scope, const std::string& result);
 // --checkpoint FILE needs --checkpoint-every N and the other way round; true when either
 // checkpoint option or --resume is given.
 bool check_checkpoint_options(const std::string& file, int64_t every, const std::string& resume);

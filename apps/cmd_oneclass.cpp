@@ -140,11 +140,8 @@ Command add_oneclass(CLI::App& app, const AddCommon& add_common, const CommonOpt
   oc->add_option("--ae-epochs", oa.ae_epochs, "autoencoder pretraining epochs")->capture_default_str();
   oc->add_flag("!--no-pretrain", oa.pretrain, "skip autoencoder pretraining");
   oc->add_option("--preprocess", oa.preprocess, "gcn (GCN-L1 + min-max, A.6) or unit ([0, 1] only)")->capture_default_str();
-  oc->add_option("--checkpoint", oa.checkpoint, "write the training state to FILE every --checkpoint-every epochs "
-                                                "(both phases, atomically), for --resume; one class per run");
-  oc->add_option("--checkpoint-every", oa.checkpoint_every, "epochs between checkpoints")->capture_default_str();
-  oc->add_option("--resume", oa.resume, "continue a run from its checkpoint FILE (same options and data): the same "
-                                        "results as the uninterrupted run, bit for bit");
+  add_checkpoint_options(oc, oa.checkpoint, oa.checkpoint_every, oa.resume, "epochs",
+                         "both phases, one class per run", "results");
   return {oc, [a, &common] {
             check_checkpoint_options(a->checkpoint, a->checkpoint_every, a->resume);
             if (a->epochs < 1 || a->ae_epochs < 1) throw Error("--epochs and --ae-epochs must be >= 1");

@@ -121,12 +121,8 @@ Command add_train(CLI::App& app, const AddCommon& add_common, const CommonOption
   tr->add_option("--normal", ta.normal, "the label value of normal rows");
   tr->add_option("--one-hot", ta.one_hot, "categorical columns to one-hot encode");
   tr->add_option("--ignore", ta.ignore, "columns kept out of the features (free text, dates, ...)");
-  tr->add_option("--checkpoint", ta.checkpoint, "write the training state to FILE every --checkpoint-every epochs "
-                                                "(acr-*: iterations), atomically, for --resume");
-  tr->add_option("--checkpoint-every", ta.checkpoint_every, "epochs (acr-*: iterations) between checkpoints")
-      ->capture_default_str();
-  tr->add_option("--resume", ta.resume, "continue a run from its checkpoint FILE (same options and data): the same "
-                                        "model file as the uninterrupted run, bit for bit");
+  add_checkpoint_options(tr, ta.checkpoint, ta.checkpoint_every, ta.resume, "epochs (acr-*: iterations)", "",
+                         "model file");
   tr->add_option("--id", ta.id, "an identifier column: kept out of the features, stored in the model, and written "
                                 "beside each score by normad score");
   tr->add_option("--out", ta.out, "model file (.safetensors)")->required();

@@ -256,11 +256,8 @@ Command add_zeroshot(CLI::App& app, const AddCommon& add_common, const CommonOpt
   zs->add_option("--tasks-per-pass", a->ra.tasks_per_pass, "tasks per forward/backward pass (0: all; same gradients)")
       ->capture_default_str();
   zs->add_option("--ratios", a->ratios, "anomaly ratios, comma-separated")->capture_default_str();
-  zs->add_option("--checkpoint", a->cfg.state_file, "write the meta-training state to FILE every --checkpoint-every "
-                                                 "iterations (atomically), for --resume; one fold per run");
-  zs->add_option("--checkpoint-every", a->cfg.checkpoint_every, "iterations between checkpoints")->capture_default_str();
-  zs->add_option("--resume", a->cfg.resume_from, "continue a run from its checkpoint FILE (same options and data): the "
-                                              "same results as the uninterrupted run, bit for bit");
+  add_checkpoint_options(zs, a->cfg.state_file, a->cfg.checkpoint_every, a->cfg.resume_from, "iterations",
+                         "one fold per run", "results");
 
   return {zs, [a, zs, &common] {
             models::ZsConfig& cfg = a->cfg;

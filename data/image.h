@@ -1,4 +1,4 @@
-// normad image input: decoding (stb_image: PNG, JPEG, BMP, ...), resizing with the filters of the
+// normad image input: decoding (stb_image: PNG, BMP; libjpeg-turbo: JPEG), resizing with the filters of the
 // reference pipelines, centre crop and ImageNet normalisation, one image or a batch.
 // Math: out[o] = sum_k w[o, k] * in[first[o] + k] along W, then along H (separable), with
 //   bilinear     OpenCV / torch (align_corners=False): src = (o + 0.5) * in/out - 0.5 clamped at 0,
@@ -29,8 +29,8 @@
 //     torchvision + PIL on a noisy 300x320 PNG: Lanczos max 1.14 / mean 0.31 grey levels,
 //     bilinear-aa max 0.99 / mean 0.30. OpenCV's 8-bit INTER_LINEAR (11-bit fixed-point weights,
 //     rounded output) was not measured (no cv2 here); expect at most about half a grey level.
-//   - JPEG: stb_image's decoder (IDCT, chroma upsampling) differs from libjpeg's by a few grey
-//     levels on some pixels; PNG and BMP decode bit-exactly.
+//   - JPEG is decoded by libjpeg-turbo, as PIL does (bit-identical on the RGB and CMYK fixtures of
+//     tests/test_images.cpp); PNG and BMP decode bit-exactly.
 //   - 16-bit PNGs are reduced to 8 bits by stb (value >> 8).
 #pragma once
 

@@ -61,11 +61,6 @@ std::vector<int> above(const std::vector<double>& scores, double threshold) {
 std::vector<int> Detector::predict(const Table& x) { return above(decision_function(x), threshold()); }
 std::vector<int> Detector::predict(const Tensor& x) { return above(decision_function(x), threshold()); }
 
-const eval::ThresholdReport& Detector::infer_threshold(const Table& normals, double fpr) {
-  threshold_ = eval::fpr_rule(decision_function(normals), fpr, "reference");
-  return threshold_;
-}
-
 std::unique_ptr<Detector> Detector::load(const std::string& path, Device device) {
   // Gaussian-AD files say model = gaussian-ad; table models say normad.kind.
   const nn::Safetensors f = nn::load_safetensors(path);

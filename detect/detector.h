@@ -57,7 +57,7 @@ class Detector {
   const eval::ThresholdReport& threshold_report() const { return threshold_; }
   // Sets the threshold from normal rows the model was not fitted on: the conformal (1 - fpr)
   // quantile of their scores (eval::fpr_rule, rule "reference"). Returns the report.
-  virtual const eval::ThresholdReport& infer_threshold(const Table& normals, double fpr);
+  virtual const eval::ThresholdReport& infer_threshold(const Table& normals, double fpr) = 0;
 
   // A normad model file (safetensors, written atomically): load() gives the same scores back.
   virtual void save(const std::string& path) const = 0;
