@@ -159,13 +159,6 @@ std::vector<Tensor> pick_rows(const std::vector<Tensor>& levels, const std::vect
   return out;
 }
 
-std::vector<int64_t> model_dims(const models::GaussianAd& m) {
-  std::vector<int64_t> d;
-  for (const auto& lv : m.levels) d.push_back(lv.dim);
-  return d;
-}
-
-
 void apply_max_image_pixels(const ImageArgs& a) {
   if (a.max_image_pixels < 1)
     throw Error("--max-image-pixels: expected >= 1, got " + std::to_string(a.max_image_pixels));

@@ -55,7 +55,6 @@ void write_scores(const std::string& out, const std::vector<std::string>& names,
 double sem(const std::vector<double>& v);  // sample std (ddof 1) / sqrt(n)
 std::vector<std::string> item_names(const std::vector<data::ImageItem>& items);
 std::vector<Tensor> pick_rows(const std::vector<Tensor>& levels, const std::vector<int64_t>& idx);
-std::vector<int64_t> model_dims(const models::GaussianAd& m);
 // Runs fn; std::bad_alloc becomes an Error saying which options lower the memory.
 void with_image_memory_message(const std::function<void()>& fn);
 
@@ -66,11 +65,6 @@ std::vector<T> pick(const std::vector<T>& v, const std::vector<int64_t>& idx) {
   return out;
 }
 
-template <typename T>
-std::string join_list(const std::vector<T>& v) {  // "128,512"
-  std::string s;
-  for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
-  return s;
-}
+using data::join_list;
 
 }  // namespace normad::cli

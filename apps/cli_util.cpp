@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include "tensor/backend.h"
 #include "tensor/tensor.h"
@@ -129,15 +128,6 @@ void Progress::operator()(int64_t done, int64_t total, double loss) {
     std::fprintf(stderr, "%s %lld/%lld  %.2f it/s%s  ETA %.0fs\n", label.c_str(), (long long)done,
                  (long long)total, rate, tail, eta);
   }
-}
-
-std::vector<std::string> split_list(const std::string& s, const char* what) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) out.push_back(item);
-  if (out.empty()) throw Error(std::string(what) + ": empty list");
-  return out;
 }
 
 }  // namespace normad::cli

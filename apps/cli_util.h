@@ -9,6 +9,7 @@
 
 #include <json.hpp>
 
+#include "data/csv.h"
 #include "tensor/tensor.h"
 
 namespace normad::cli {
@@ -55,7 +56,6 @@ struct Progress {
   void operator()(int64_t done, int64_t total, double loss = 0);
 };
 
-// "a,b,c" -> {"a", "b", "c"}; an empty list throws naming the option.
-std::vector<std::string> split_list(const std::string& s, const char* what);
+using data::split_list;  // "a,b,c" -> {"a", "b", "c"} (data/csv.h)
 
 }  // namespace normad::cli

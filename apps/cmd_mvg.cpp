@@ -32,7 +32,7 @@ void run_mvg(ImageArgs& a, CLI::App* fit_cmd, CLI::App* score_cmd, CLI::App* eva
     const std::string rule = a.reference.empty() ? "calibration" : "reference";
     const std::string source = source_name(a, "train/good");
     models::GaussianAd m;
-    int64_t rows = 0, fit_cmdrows = 0;
+    int64_t rows = 0, fit_rows = 0;
     std::vector<double> scores;       // normal scores the threshold is set on
     std::vector<std::string> names;   // their rows, for errors
     // Fit errors (too few rows, a level without variance) name the training data.
@@ -51,14 +51,14 @@ void run_mvg(ImageArgs& a, CLI::App* fit_cmd, CLI::App* score_cmd, CLI::App* eva
       rows = t.table.x.size(0);
       const std::vector<Tensor> all = t.levels();
       fitting([&] {
-        std::vector<int64_t> fit_cmdidx, cal_idx;
+        std::vector<int64_t> fit_idx, cal_idx;
         if (a.reference.empty()) {
           const eval::CalibrationSplit sp = eval::calibration_split(rows, a.calibration, seed);
-          fit_cmdidx = sp.fit, cal_idx = sp.calibration;
+          fit_idx = sp.fit, cal_idx = sp.calibration;
         }
         models::GaussianFitter fitter(t.dims, o);
-        fitter.add(fit_cmdidx.empty() ? all : pick_rows(all, fit_cmdidx));
-        fit_cmdrows = fitter.count();
+        fitter.add(fit_idx.empty() ? all : pick_rows(all, fit_idx));
+        fit_rows = fitter.count();
         m = fitter.finish();
         if (a.reference.empty()) {
           scores = m.score(on_compute_device(pick_rows(all, cal_idx)));
@@ -82,23 +82,23 @@ void run_mvg(ImageArgs& a, CLI::App* fit_cmd, CLI::App* score_cmd, CLI::App* eva
       const std::vector<data::ImageItem> items = source_items(a, "train");
       rows = int64_t(items.size());
       models::FeatureExtractor fx(feature_spec(a));
-      std::vector<data::ImageItem> fit_cmditems = items, normal = a.reference.empty() ? items : dir_items(a.reference, "--reference");
+      std::vector<data::ImageItem> fit_items = items, normal = a.reference.empty() ? items : dir_items(a.reference, "--reference");
       if (a.reference.empty()) {
         fitting([&] {
           const eval::CalibrationSplit sp = eval::calibration_split(rows, a.calibration, seed);
-          fit_cmditems = pick(items, sp.fit), normal = pick(items, sp.calibration);
+          fit_items = pick(items, sp.fit), normal = pick(items, sp.calibration);
         });
       }
       Progress p{"fit", false}, pr{"threshold", false};
-      fitting([&] { m = models::fit_images(fx, data::item_paths(fit_cmditems), o, std::ref(p)); });
-      fit_cmdrows = int64_t(fit_cmditems.size());
+      fitting([&] { m = models::fit_images(fx, data::item_paths(fit_items), o, std::ref(p)); });
+      fit_rows = int64_t(fit_items.size());
       scores = models::score_images(fx, m, data::item_paths(normal), std::ref(pr));
       names = item_names(normal);
       m.info = fx.spec().to_metadata(a.out);
     }
     check_finite_scores(scores, names, rule == "calibration" ? source + " (held-out rows)" : a.reference);
     m.set_thresholds(a.fpr, scores, rule);
-    m.info["fit.rows"] = std::to_string(fit_cmdrows);
+    m.info["fit.rows"] = std::to_string(fit_rows);
     if (rule == "calibration") {
       m.info["fit.calibration"] = num(a.calibration);
       m.info["fit.seed"] = std::to_string(seed);
@@ -107,7 +107,7 @@ void run_mvg(ImageArgs& a, CLI::App* fit_cmd, CLI::App* score_cmd, CLI::App* eva
     }
     m.save(a.out);
     std::printf("fitted %zu level(s) on %lld of the %lld rows of %s (reduction %s), wrote %s\n", m.levels.size(),
-                (long long)fit_cmdrows, (long long)rows, source.c_str(), o.reduction.c_str(), a.out.c_str());
+                (long long)fit_rows, (long long)rows, source.c_str(), o.reduction.c_str(), a.out.c_str());
     std::printf("decision threshold (sets the labels), rule %s%s: %s\n", rule.c_str(),
                 rule == "calibration" ? (" (--calibration " + num(a.calibration) + ", --seed " +
                                          std::to_string(seed) + ": rows held out of the fit)").c_str()
@@ -120,7 +120,7 @@ void run_mvg(ImageArgs& a, CLI::App* fit_cmd, CLI::App* score_cmd, CLI::App* eva
                   (long long)m.levels[l].dim, (long long)m.levels[l].reduced, m.levels[l].shrinkage,
                   m.chi2_thresholds[l]);
     if (!common.json.empty()) {
-      nlohmann::json js{{"rows", rows}, {"fit_cmdrows", fit_cmdrows}, {"levels", m.levels.size()},
+      nlohmann::json js{{"rows", rows}, {"fit_rows", fit_rows}, {"levels", m.levels.size()},
                         {"reduction", o.reduction}, {"fpr", a.fpr}, {"chi2_thresholds", m.chi2_thresholds},
                         {"out", a.out}};
       js["threshold"] = {{"value", m.threshold.threshold}, {"rule", m.threshold.rule},
@@ -143,14 +143,11 @@ void run_mvg(ImageArgs& a, CLI::App* fit_cmd, CLI::App* score_cmd, CLI::App* eva
       names = t.table.labels;
       scores = det.score_features(t, a.features);
     } else {
+      det.extractor();  // the weights and the pipeline are checked before the images are listed
       const std::vector<data::ImageItem> items = source_items(a, a.score_split);
       Progress p{"score", false};
       names = item_names(items);
-      try {
-        scores = det.score_images(data::item_paths(items), std::ref(p));
-      } catch (const Error& e) {  // a non-finite score names the image source
-        throw Error(source_name(a, a.score_split) + ": " + e.what());
-      }
+      scores = det.score_images(data::item_paths(items), std::ref(p), names, source_name(a, a.score_split));
     }
     const double thr = m.decision_threshold();
     write_scores(a.out, names, scores, thr);

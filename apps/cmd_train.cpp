@@ -26,15 +26,13 @@ struct ThresholdArgs {
 
   bool fpr_given = false;
 
-  // Validates the options (before any data is read or a model trained) and names the rule.
+  // Names the rule the options choose (which of them were given; their values are checked by
+  // check_fit_options), before any data is read or a model trained.
   std::string rule() const {
     if (int(!reference.empty()) + int(calibration_given) + int(contamination_given) > 1)
       throw Error("--calibration, --reference and --contamination are alternative threshold rules: give at most one");
-    if (!(fpr > 0 && fpr < 1)) throw Error("--fpr: must be in (0, 1), got " + std::to_string(fpr));
     if (contamination_given && fpr_given)
       throw Error("--fpr sets the calibration and reference rules; --contamination is a rule of its own");
-    if (contamination_given && !(contamination > 0 && contamination < 0.5))
-      throw Error("--contamination: must be in (0, 0.5), got " + std::to_string(contamination));
     if (!reference.empty()) {
       std::error_code ec;
       if (!std::filesystem::is_regular_file(reference, ec)) throw Error("--reference: " + reference + ": no such file");
@@ -71,9 +69,10 @@ void train(const TrainArgs& a, int64_t acr_batch, const CommonOptions& common) {
   if (!a.train_classes.empty()) o.train_classes = split_list(a.train_classes, "--train-classes");
   o.recipe = {a.recipe, a.task_aug, a.iters, 0, -1, -1, -1, false};
   o.acr_batch = acr_batch;
-  o.threshold.rule = a.thr.rule();  // checks the threshold options before any data is read
+  o.threshold.rule = a.thr.rule();
   o.threshold.fpr = a.thr.fpr, o.threshold.calibration = a.thr.calibration;
   o.threshold.contamination = a.thr.contamination;
+  check_fit_options(o);  // every option's value before any data is read
   if (o.threshold.rule == "reference") o.threshold.reference = data::read_csv(a.thr.reference);
   o.seed = common.seed;
   o.device = compute_device();
@@ -161,12 +160,10 @@ Command add_train(CLI::App& app, const AddCommon& add_common, const CommonOption
                                        "(optimistic: a model fitted to shrink its training scores flags more new "
                                        "normal rows); not used unless given")
                             ->capture_default_str();
-  return {tr, [a, tr, train_batch, fpr, calibration, contamination, &common] {
+  return {tr, [a, train_batch, fpr, calibration, contamination, &common] {
             TrainArgs& ta = *a;
             if (ta.iters < 0) throw Error("--iters: must be >= 0");
             check_checkpoint_options(ta.checkpoint, ta.checkpoint_every, ta.resume);
-            if (!ta.normal.empty() && ta.label.empty())
-              throw Error("--normal " + ta.normal + ": needs --label, the column whose value it names");
             ta.thr.calibration_given = calibration->count() > 0;
             ta.thr.contamination_given = contamination->count() > 0;
             ta.thr.fpr_given = fpr->count() > 0;

@@ -542,6 +542,15 @@ Table read_table(const std::string& path, const std::string& label) {
   return p.apply(csv);
 }
 
+std::vector<std::string> split_list(const std::string& s, const char* what) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) out.push_back(item);
+  if (out.empty()) throw Error(std::string(what) + ": empty list");
+  return out;
+}
+
 int64_t column_index(const Csv& csv, const std::string& name) { return find_column(csv.header, name); }
 
 Csv take_rows(const Csv& csv, const std::vector<int64_t>& rows) {

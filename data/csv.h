@@ -114,6 +114,17 @@ Csv select_rows(const Csv& csv,                          // parsed file
                 const std::string& column,               // e.g. the label column
                 const std::vector<std::string>& values); // values to keep
 
+// An option's comma list: "a,b,c" -> {"a", "b", "c"} (fields as given, a final comma adds none);
+// an empty list throws naming `what` (the option or metadata field).
+std::vector<std::string> split_list(const std::string& s, const char* what);
+// The other way for numbers: {128, 512} -> "128,512".
+template <typename T>
+std::string join_list(const std::vector<T>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
+  return s;
+}
+
 // Position of column `name` in csv's header, or -1 when there is none.
 int64_t column_index(const Csv& csv, const std::string& name);
 

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 
 #include "tensor/parallel.h"
@@ -597,18 +598,22 @@ Tensor load_preprocessed(const std::string& path, const ImagePrep& prep) {
   return preprocess_image(load_image_rgb(path), prep);
 }
 
-Tensor load_batch(const std::vector<std::string>& paths, const ImagePrep& prep) {
+namespace {
+
+// n images prepared in parallel by prepare(i) -> [n, 3, Ho, Wo]; name(i) names image i in errors.
+// `none` is the error for n = 0.
+Tensor prepared_batch(int64_t n, const ImagePrep& prep, const std::function<Tensor(int64_t)>& prepare,
+                      const std::function<std::string(int64_t)>& name, const char* none) {
   prep.validate();
-  const int64_t n = int64_t(paths.size());
-  if (n == 0) throw Error("load_batch: no image paths");
-  // Decode in parallel; errors are kept per image and the first in list order is raised, so the
-  // message does not depend on scheduling.
+  if (n == 0) throw Error(none);
+  // In parallel; errors are kept per image and the first in list order is raised, so the message
+  // does not depend on scheduling.
   std::vector<Tensor> images(n);
   std::vector<std::string> errors(n);
   parallel_for(n, 1, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       try {
-        images[i] = load_preprocessed(paths[i], prep);
+        images[i] = prepare(i);
       } catch (const std::exception& ex) {
         errors[i] = ex.what();
       }
@@ -619,12 +624,33 @@ Tensor load_batch(const std::vector<std::string>& paths, const ImagePrep& prep) 
   const Shape one = images[0].shape();  // [3, Ho, Wo]
   for (int64_t i = 1; i < n; ++i)
     if (images[i].shape() != one)
-      throw Error(paths[i] + ": preprocessed to " + shape_str(images[i].shape()) + " but " +
-                  paths[0] + " to " + shape_str(one) + " (use a crop or an S x S resize)");
+      throw Error(name(i) + ": preprocessed to " + shape_str(images[i].shape()) + " but " +
+                  name(0) + " to " + shape_str(one) + " (use a crop or an S x S resize)");
   Tensor out = Tensor::empty({n, one[0], one[1], one[2]});
   const int64_t per = images[0].numel();
   for (int64_t i = 0; i < n; ++i) std::copy_n(images[i].data(), per, out.data() + i * per);
   return out;
+}
+
+}  // namespace
+
+Tensor load_batch(const std::vector<std::string>& paths, const ImagePrep& prep) {
+  return prepared_batch(
+      int64_t(paths.size()), prep, [&](int64_t i) { return load_preprocessed(paths[size_t(i)], prep); },
+      [&](int64_t i) { return paths[size_t(i)]; }, "load_batch: no image paths");
+}
+
+Tensor preprocess_batch(const std::vector<Tensor>& images, const ImagePrep& prep) {
+  auto name = [](int64_t i) { return "image " + std::to_string(i); };
+  return prepared_batch(
+      int64_t(images.size()), prep,
+      [&](int64_t i) {
+        const Tensor& img = images[size_t(i)];
+        if (img.dim() != 3 || img.size(0) != 3)
+          throw Error(name(i) + " has shape " + shape_str(img.shape()) + ", expected [3, H, W] RGB 0..255");
+        return preprocess_image(img.to(Device::CPU), prep);
+      },
+      name, "preprocess_batch: no images");
 }
 
 Tensor load_mask(const std::string& path, const ImagePrep& prep) {

@@ -128,6 +128,9 @@ Tensor load_preprocessed(const std::string& path, const ImagePrep& prep);
 // thread count) -> [N, 3, Ho, Wo]. Every image must give the same (Ho, Wo); otherwise, and on a
 // decoding error, throws naming the first offending file in list order.
 Tensor load_batch(const std::vector<std::string>& paths, const ImagePrep& prep);
+// The same on decoded images, each [3, H, W] RGB 0..255 (load_image_rgb's form): errors name
+// "image i" (a wrong shape, prepared sizes that differ).
+Tensor preprocess_batch(const std::vector<Tensor>& images, const ImagePrep& prep);
 
 // A ground-truth mask: decoded to grey, resized with nearest neighbour by the same size rule as
 // the images (filter ignored), the same centre crop, then 1 where the grey value is > 0 and 0

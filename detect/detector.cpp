@@ -66,7 +66,7 @@ std::unique_ptr<Detector> Detector::load(const std::string& path, Device device)
   const nn::Safetensors f = nn::load_safetensors(path);
   auto it = f.metadata.find("model");
   if (it != f.metadata.end() && it->second == "gaussian-ad")
-    return std::make_unique<ImageDetector>(ImageDetector::load(path, device));
+    return std::make_unique<ImageDetector>(ImageDetector::from_file(f, path, device));
   return std::make_unique<TableDetector>(TableDetector::from_file(f, path, device));
 }
 

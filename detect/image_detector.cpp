@@ -11,12 +11,6 @@ namespace normad {
 
 namespace {
 
-std::string join_list(const std::vector<int64_t>& v) {  // "128,512"
-  std::string s;
-  for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
-  return s;
-}
-
 std::vector<Tensor> on_device(const std::vector<Tensor>& levels, Device device) {
   std::vector<Tensor> out;
   for (const Tensor& t : levels) out.push_back(t.to(device));
@@ -48,9 +42,14 @@ void check_finite_scores(const std::vector<double>& scores, const std::vector<st
 }
 
 ImageDetector ImageDetector::load(const std::string& path, Device device, const std::string& weights, int64_t batch) {
+  return from_file(nn::load_safetensors(path), path, device, weights, batch);
+}
+
+ImageDetector ImageDetector::from_file(const nn::Safetensors& f, const std::string& path, Device device,
+                                       const std::string& weights, int64_t batch) {
   ImageDetector d;
   d.path_ = path, d.weights_ = weights, d.device_ = device, d.batch_ = batch;
-  d.model_ = models::GaussianAd::load(path);
+  d.model_ = models::GaussianAd::from_file(f, path);
   d.threshold_ = d.model_.threshold;
   return d;
 }
@@ -83,15 +82,17 @@ const models::FeatureExtractor& ImageDetector::extractor() {
                 "weights it was fitted with (SHA-256 " + want + ")");
   spec.batch = batch_;
   spec.device = device_;
+  std::optional<models::FeatureExtractor> fx;  // kept only once every check has passed
   try {
-    extractor_.emplace(spec);  // refuses weights whose SHA-256 is not `want`
+    fx.emplace(spec);  // refuses weights whose SHA-256 is not `want`
   } catch (const Error& e) {
     throw Error(path_ + ": fitted with the weights " + stored + " (SHA-256 " + want + "); with " + spec.weights +
                 " (" + which + "): " + e.what() + "; use the weights the model was fitted with, or fit a new model");
   }
-  if (extractor_->dims() != dims())
-    throw Error(path_ + ": levels of " + join_list(dims()) + " features, but its pipeline gives " +
-                join_list(extractor_->dims()));
+  if (fx->dims() != dims())
+    throw Error(path_ + ": levels of " + data::join_list(dims()) + " features, but its pipeline gives " +
+                data::join_list(fx->dims()));
+  extractor_ = std::move(fx);
   return *extractor_;
 }
 
@@ -107,8 +108,8 @@ std::vector<double> ImageDetector::score_features(const models::FeaturesCsv& t, 
   int64_t total = 0;
   for (int64_t d : want) total += d;
   if (t.table.x.size(1) != total || (!t.pipeline.empty() && t.dims != want))
-    throw Error(where + ": feature columns per level " + join_list(t.dims) + ", " + path_ + " expects " +
-                join_list(want) + " (" + std::to_string(total) + " columns)");
+    throw Error(where + ": feature columns per level " + data::join_list(t.dims) + ", " + path_ + " expects " +
+                data::join_list(want) + " (" + std::to_string(total) + " columns)");
   check_same_pipeline(t.pipeline, where, model_.info, path_);
   models::FeaturesCsv cut = t;
   cut.dims = want;
@@ -137,34 +138,20 @@ std::vector<double> ImageDetector::decision_function(const Tensor& x) {
 }
 
 std::vector<double> ImageDetector::score_images(const std::vector<std::string>& paths,
-                                                const models::ProgressFn& progress) {
-  std::vector<double> s = models::score_images(extractor(), model_, paths, progress);
-  std::vector<std::string> names;
-  for (const std::string& p : paths) names.push_back(std::filesystem::path(p).filename().string());
-  check_finite_scores(s, names, "score_images");
+                                                const models::ProgressFn& progress,
+                                                const std::vector<std::string>& names, const std::string& where) {
+  const std::vector<double> s = models::score_images(extractor(), model_, paths, progress);
+  check_finite_scores(s, names.empty() ? paths : names, where);
   return s;
 }
 
 std::vector<double> ImageDetector::score_decoded(const std::vector<Tensor>& images) {
-  const models::FeatureExtractor& fx = extractor();
-  std::vector<double> out;
-  // In batches of the extractor's size, as score_images runs files (the same passes, the same sums).
-  const int64_t n = static_cast<int64_t>(images.size()), b = fx.spec().batch;
-  for (int64_t start = 0; start < n; start += b) {
-    std::vector<Tensor> prepared;
-    for (int64_t i = start; i < std::min(n, start + b); ++i) {
-      const Tensor& img = images[size_t(i)];
-      if (img.dim() != 3 || img.size(0) != 3)
-        throw Error("score_decoded: image " + std::to_string(i) + " has shape " + shape_str(img.shape()) +
-                    ", expected [3, H, W] RGB 0..255");
-      prepared.push_back(data::preprocess_image(img.to(Device::CPU), fx.spec().prep));
-    }
-    for (double v : model_.score(fx.pooled(stack(prepared, 0)))) out.push_back(v);
-  }
+  // The same batches as score_images runs on files (the same passes, the same sums).
+  const std::vector<double> s = models::score_images(extractor(), model_, images);
   std::vector<std::string> names;
-  for (int64_t i = 0; i < n; ++i) names.push_back("image " + std::to_string(i));
-  check_finite_scores(out, names, "score_decoded");
-  return out;
+  for (size_t i = 0; i < images.size(); ++i) names.push_back("image " + std::to_string(i));
+  check_finite_scores(s, names, "score_decoded");
+  return s;
 }
 
 const eval::ThresholdReport& ImageDetector::infer_threshold(const Table& normals, double fpr) {

@@ -26,6 +26,8 @@ class ImageDetector : public Detector {
   // model file); it must have the SHA-256 the model was fitted with.
   static ImageDetector load(const std::string& path, Device device = Device::CPU, const std::string& weights = "",
                             int64_t batch = 16);
+  static ImageDetector from_file(const nn::Safetensors& f, const std::string& path, Device device = Device::CPU,
+                                 const std::string& weights = "", int64_t batch = 16);
 
   std::string kind() const override { return "gaussian-ad"; }
   // Features as `normad features` writes them: columns f0 .. f{D-1} (the levels concatenated; a
@@ -35,14 +37,19 @@ class ImageDetector : public Detector {
   // A features CSV (models::read_features_csv): its levels must be the model's and its pipeline
   // the model's (backbone, weights' SHA-256, levels, image preparation).
   std::vector<double> score_features(const models::FeaturesCsv& features, const std::string& where);
-  // Image files, decoded and prepared as the model's pipeline says, in batches.
-  std::vector<double> score_images(const std::vector<std::string>& paths, const models::ProgressFn& progress = {});
+  // Image files, decoded and prepared as the model's pipeline says, in batches. A non-finite score
+  // is an Error naming `where` and the row's entry of `names` (default: the paths).
+  std::vector<double> score_images(const std::vector<std::string>& paths, const models::ProgressFn& progress = {},
+                                   const std::vector<std::string>& names = {}, const std::string& where = "score_images");
   // Decoded images, each [3, H, W] RGB 0..255 (data::load_image_rgb), prepared the same way.
   std::vector<double> score_decoded(const std::vector<Tensor>& images);
   const eval::ThresholdReport& infer_threshold(const Table& normals, double fpr) override;
   void save(const std::string& path) const override { model_.save(path); }
 
   const models::GaussianAd& model() const { return model_; }
+  // The model's image pipeline, built on first use: its backbone with weights of the SHA-256 the
+  // model stores, giving the model's level widths (an Error naming the model file otherwise).
+  const models::FeatureExtractor& extractor();
   std::vector<int64_t> dims() const;  // features per level
 
  private:
@@ -51,7 +58,6 @@ class ImageDetector : public Detector {
   int64_t batch_ = 16;
   models::GaussianAd model_;
   std::optional<models::FeatureExtractor> extractor_;  // built on the first image
-  const models::FeatureExtractor& extractor();
   std::vector<double> score_levels(const std::vector<Tensor>& levels, const std::vector<std::string>& names,
                                    const std::string& where);
 };

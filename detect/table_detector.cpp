@@ -23,18 +23,12 @@ namespace normad {
 
 std::vector<int64_t> parse_widths(const std::string& s, const std::string& what) {
   std::vector<int64_t> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    const size_t end = std::min(s.find(',', start), s.size());
-    std::string item = s.substr(start, end - start);
-    item.erase(0, item.find_first_not_of(" \t"));
-    item.erase(item.find_last_not_of(" \t") + 1);
+  for (const std::string& item : data::split_list(s, what.c_str())) {
     int64_t v = 0;
-    auto [stop, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
-    if (ec != std::errc() || stop != item.data() + item.size() || v < 1 || v > (1 << 20))
+    auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
+    if (ec != std::errc() || end != item.data() + item.size() || v < 1 || v > (1 << 20))
       throw Error(what + ": '" + item + "' is not a positive integer up to 1048576");
     out.push_back(v);
-    start = end + 1;
   }
   return out;
 }
@@ -53,12 +47,6 @@ double state_values(const std::vector<std::pair<std::string, Tensor>>& state) {
   double n = 0;
   for (const auto& [name, t] : state) n += static_cast<double>(t.numel());
   return n;
-}
-
-std::string join_widths(const std::vector<int64_t>& w) {  // {64, 32} -> "64,32"
-  std::string s;
-  for (size_t i = 0; i < w.size(); ++i) s += (i ? "," : "") + std::to_string(w[i]);
-  return s;
 }
 
 bool is_acr(const std::string& kind) { return kind == "acr-dsvdd" || kind == "acr-ntl"; }
@@ -118,13 +106,15 @@ void check_declared(double declared, const nn::Safetensors& f, const std::string
   throw Error(path + ": metadata " + what + msg + " (a truncated or corrupt model file)");
 }
 
-// The threshold report as a model file stores it (normad.threshold, normad.threshold_rule, ...).
+// The threshold report as a model file stores it (every field eval::ThresholdReport::to_metadata
+// writes: normad.threshold, _rule, _target, _achieved, _expected, _rows).
 eval::ThresholdReport threshold_from_metadata(const nn::Safetensors& f) {
   eval::ThresholdReport r;
   r.threshold = f.meta_number("normad.threshold");
   r.rule = f.has_meta("normad.threshold_rule") ? f.meta("normad.threshold_rule") : "unrecorded";
   if (f.has_meta("normad.threshold_target")) r.target = f.meta_number("normad.threshold_target");
   if (f.has_meta("normad.threshold_achieved")) r.achieved = f.meta_number("normad.threshold_achieved");
+  if (f.has_meta("normad.threshold_expected")) r.expected = f.meta_number("normad.threshold_expected");
   if (f.has_meta("normad.threshold_rows")) r.rows = f.meta_int("normad.threshold_rows", 0, int64_t(1) << 40);
   return r;
 }
@@ -138,7 +128,6 @@ TableDetector TableDetector::from_file(const nn::Safetensors& f, const std::stri
   if (!f.has_meta("normad.kind")) throw Error(path + ": not a normad model file (no metadata field normad.kind)");
   TableDetector m;
   m.kind_ = f.meta("normad.kind");
-  m.device_ = device;
   m.meta_ = f.metadata;
   const std::string& k = m.kind_;
   if (k != "ntl" && k != "dsvdd" && !is_acr(k))
@@ -225,6 +214,7 @@ std::vector<double> TableDetector::score_encoded(const Tensor& x, int64_t batch)
 }
 
 data::Table TableDetector::encode(const Table& x, const std::vector<std::string>& extra_ignored) {
+  if (extra_ignored.empty()) return pre_.apply(x);
   data::Preprocess pre = pre_;
   for (const std::string& c : extra_ignored)
     if (c != pre.label && std::find(pre.inputs.begin(), pre.inputs.end(), c) == pre.inputs.end() &&
@@ -319,16 +309,6 @@ data::Preprocess fit_preprocess(const data::Csv& rows, const TableFitOptions& o)
   return data::Preprocess::fit(rows, opts);
 }
 
-// The threshold options must name a known rule with values in range, before any training.
-void check_threshold_options(const ThresholdOptions& t) {
-  if (t.rule != "calibration" && t.rule != "reference" && t.rule != "contamination")
-    throw Error("threshold rule '" + t.rule + "' is not calibration, reference or contamination");
-  if (!(t.fpr > 0 && t.fpr < 1)) throw Error("--fpr: must be in (0, 1), got " + std::to_string(t.fpr));
-  if (t.rule == "contamination" && !(t.contamination > 0 && t.contamination < 0.5))
-    throw Error("--contamination: must be in (0, 0.5), got " + std::to_string(t.contamination));
-  if (t.rule == "reference" && !t.reference) throw Error("--reference: the reference rule needs a table of normal rows");
-}
-
 // The rows a model is fitted on and, for the calibration rule, the held-out normal rows its
 // threshold is set on (a seeded draw of `calibration` of them; the model never sees them, nor does
 // its standardisation). With `by_label` (ACR) the draw is made within each class, so every class
@@ -380,6 +360,35 @@ data::Csv reference_rows(const TableFitOptions& o) {
 
 }  // namespace
 
+void check_fit_options(const TableFitOptions& o) {
+  if (!is_acr(o.model) && o.model != "ntl" && o.model != "dsvdd")
+    throw Error("--model: '" + o.model + "' is not one of dsvdd, ntl, acr-dsvdd, acr-ntl");
+  const ThresholdOptions& t = o.threshold;
+  if (t.rule != "calibration" && t.rule != "reference" && t.rule != "contamination")
+    throw Error("threshold rule '" + t.rule + "' is not calibration, reference or contamination");
+  if (!(t.fpr > 0 && t.fpr < 1)) throw Error("--fpr: must be in (0, 1), got " + std::to_string(t.fpr));
+  if (t.rule == "contamination" && !(t.contamination > 0 && t.contamination < 0.5))
+    throw Error("--contamination: must be in (0, 0.5), got " + std::to_string(t.contamination));
+  if (o.train.patience < 0)
+    throw Error("--patience: must be >= 0 (0: keep the last epoch), got " + std::to_string(o.train.patience));
+  if (!o.normal.empty() && o.label.empty())
+    throw Error("--normal " + o.normal + ": needs --label, the column whose value it names");
+  if (is_acr(o.model)) {
+    if (o.label.empty()) throw Error("--model " + o.model + " needs --label COL (its classes are the tasks)");
+    if (o.acr_batch < 2) throw Error("--batch: ACR scores batches of at least 2 rows, got " + std::to_string(o.acr_batch));
+    return;
+  }
+  if (o.train.epochs < 1 || o.train.batch < 2) throw Error("--epochs must be >= 1 and --batch >= 2");
+  if (!(o.train.lr > 0) || !std::isfinite(o.train.lr)) throw Error("--lr: must be a positive number");
+  if (!(o.train.weight_decay >= 0) || !std::isfinite(o.train.weight_decay))
+    throw Error("--weight-decay: must be a number >= 0");
+  if (o.K < 2 || o.K > 1000) throw Error("--transformations: K must be in [2, 1000] (the loss divides by ln K)");
+  if (o.trans_type != "forward" && o.trans_type != "residual" && o.trans_type != "mul")
+    throw Error("--trans-type: '" + o.trans_type + "' is not forward, residual or mul");
+  if (o.model == "dsvdd" && o.widths.empty()) throw Error("--widths: at least one layer width");
+  if (!o.label.empty() && o.normal.empty()) throw Error("--label needs --normal VALUE (the normal class)");
+}
+
 TableDetector TableDetector::fit(const Tensor& x, TableFitOptions options, const std::vector<std::string>& classes) {
   if (x.dim() != 2) throw Error("fit: x has shape " + shape_str(x.shape()) + ", expected [N, F]");
   if (!classes.empty()) {
@@ -393,19 +402,16 @@ TableDetector TableDetector::fit(const Tensor& x, TableFitOptions options, const
 }
 
 TableDetector TableDetector::fit(const Table& data, const TableFitOptions& o) {
+  check_fit_options(o);
+  if (o.threshold.rule == "reference" && !o.threshold.reference)
+    throw Error("--reference: the reference rule needs a table of normal rows");
   const bool acr = is_acr(o.model);
-  if (!acr && o.model != "ntl" && o.model != "dsvdd")
-    throw Error("--model: '" + o.model + "' is not one of dsvdd, ntl, acr-dsvdd, acr-ntl");
-  check_threshold_options(o.threshold);
   TableDetector m;
   m.kind_ = o.model;
   m.id_ = o.id;
-  m.device_ = o.device;
   data::Csv csv = data;
   if (acr) {
     // ---- ACR: meta-train on the labelled classes of a table (each class a task, acr.md §6) ----
-    if (o.label.empty()) throw Error("--model " + o.model + " needs --label COL (its classes are the tasks)");
-    if (o.acr_batch < 2) throw Error("--batch: ACR scores batches of at least 2 rows, got " + std::to_string(o.acr_batch));
     if (!o.train_classes.empty()) csv = data::select_rows(csv, o.label, o.train_classes);
     auto [fit_csv, held_csv, pre, table] = split_and_preprocess(csv, o, true);
     const auto classes = data::label_classes(table.labels);
@@ -485,30 +491,19 @@ TableDetector TableDetector::fit(const Table& data, const TableFitOptions& o) {
     m.set_threshold(thr);
   } else {
     // ---- one-class NeuTraL-AD or Deep SVDD on the normal rows ----
-    if (o.train.epochs < 1 || o.train.batch < 2) throw Error("--epochs must be >= 1 and --batch >= 2");
-    if (!(o.train.lr > 0) || !std::isfinite(o.train.lr)) throw Error("--lr: must be a positive number");
-    if (!(o.train.weight_decay >= 0) || !std::isfinite(o.train.weight_decay))
-      throw Error("--weight-decay: must be a number >= 0");
-    if (o.train.patience < 0)
-      throw Error("--patience: must be >= 0 (0: keep the last epoch), got " + std::to_string(o.train.patience));
-    if (o.K < 2 || o.K > 1000) throw Error("--transformations: K must be in [2, 1000] (the loss divides by ln K)");
-    if (o.trans_type != "forward" && o.trans_type != "residual" && o.trans_type != "mul")
-      throw Error("--trans-type: '" + o.trans_type + "' is not forward, residual or mul");
-    if (o.model == "dsvdd" && o.widths.empty()) throw Error("--widths: at least one layer width");
-    if (!o.normal.empty() && o.label.empty())
-      throw Error("--normal " + o.normal + ": needs --label, the column whose value it names");
     if (!o.label.empty()) {
       // One-class: train on the rows whose label is the normal value.
-      if (o.normal.empty()) throw Error("--label needs --normal VALUE (the normal class)");
       csv = data::select_rows(csv, o.label, {o.normal});
       if (csv.rows.empty()) throw Error(data.path + ": no row has " + o.label + " = '" + o.normal + "'");
     }
+    // The reference's normal rows are found before training, so a reference without any fails first.
+    const data::Csv reference = o.threshold.rule == "reference" ? reference_rows(o) : data::Csv{};
     auto [fit_csv, held_csv, pre, table] = split_and_preprocess(csv, o, false);
     const int64_t F = table.x.size(1);
     manual_seed(o.seed);  // initialisation draws from the default generator
     Generator shuffle(o.seed + 1);
     m.meta_ = pre.to_metadata();
-    const std::string widths = join_widths(o.widths);
+    const std::string widths = data::join_list(o.widths);
     // Epoch checkpoints: the trainer adds its settings and a digest of the rows to the run's fields.
     nn::CheckpointPlan plan{o.checkpoint, o.resume, o.checkpoint_every,
                             {{"command", "train"}, {"model", o.model}, {"widths", widths}, {"K", std::to_string(o.K)},
@@ -566,7 +561,7 @@ TableDetector TableDetector::fit(const Table& data, const TableFitOptions& o) {
       check_scores(train_scores, fit_csv, "training");
       thr = eval::contamination_rule(train_scores, o.threshold.contamination);
     } else {
-      const data::Csv rows = o.threshold.rule == "calibration" ? held_csv : reference_rows(o);
+      const data::Csv& rows = o.threshold.rule == "calibration" ? held_csv : reference;
       const std::vector<double> s = score(pre.apply(rows).x);
       check_scores(s, rows, o.threshold.rule);
       thr = eval::fpr_rule(s, o.threshold.fpr, o.threshold.rule);

@@ -84,6 +84,10 @@ struct TableFitReport {
   int64_t smallest_batch = 0, largest_batch = 0, threshold_batches = 0;  // ACR: batches the threshold saw
 };
 
+// The options' values on their own (model name, threshold rule and its values, training settings,
+// label / normal pairing), before any data is read; TableDetector::fit checks them again.
+void check_fit_options(const TableFitOptions& options);
+
 class TableDetector : public Detector {
  public:
   // Fits on `data` (checked cell by cell before training) and sets the threshold by options.threshold.
@@ -120,7 +124,6 @@ class TableDetector : public Detector {
   std::string kind_, id_;
   data::Preprocess pre_;
   int64_t acr_batch_ = 1000;  // ACR: rows per batch the threshold was set with (acr.batch)
-  Device device_ = Device::CPU;
   std::shared_ptr<models::AcrModel> acr_;
   std::shared_ptr<models::NeutralAD> ntl_;
   std::shared_ptr<models::DeepSvdd> svdd_;

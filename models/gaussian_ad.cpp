@@ -462,8 +462,9 @@ void GaussianAd::save(const std::string& path) const {
   nn::save_safetensors(path, ts, meta);
 }
 
-GaussianAd GaussianAd::load(const std::string& path) {
-  const nn::Safetensors f = nn::load_safetensors(path);
+GaussianAd GaussianAd::load(const std::string& path) { return from_file(nn::load_safetensors(path), path); }
+
+GaussianAd GaussianAd::from_file(const nn::Safetensors& f, const std::string& path) {
   auto meta = [&](const std::string& key) -> const std::string& {
     auto it = f.metadata.find(key);
     check(it != f.metadata.end(), path, "not a Gaussian-AD model: metadata field '" + key + "' is missing");
@@ -511,6 +512,7 @@ GaussianAd GaussianAd::load(const std::string& path) {
   check(m.threshold.achieved >= 0 && m.threshold.achieved <= 1, path,
         "metadata field 'decision.threshold_achieved' must be in [0, 1], got " + meta("decision.threshold_achieved"));
   m.threshold.rows = integer("decision.threshold_rows", 1, INT64_MAX);
+  if (f.metadata.count("decision.threshold_expected")) m.threshold.expected = number("decision.threshold_expected");
   const int64_t nl = integer("levels", 1, 64);
   auto tensor = [&](const std::string& name, int64_t rank) -> const Tensor& {
     auto it = f.tensors.find(name);

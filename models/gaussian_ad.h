@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "eval/metrics.h"
+#include "nn/safetensors.h"
 #include "tensor/tensor.h"
 
 namespace normad::models {
@@ -134,6 +135,8 @@ class GaussianAd {
 
   void save(const std::string& path) const;  // safetensors, written atomically
   static GaussianAd load(const std::string& path);
+  // A model file already read (Detector::load reads it once to learn its kind); errors name `path`.
+  static GaussianAd from_file(const nn::Safetensors& f, const std::string& path);
 };
 
 // Streaming fit: add() batches of every level, then finish(). Without reduction only the moment

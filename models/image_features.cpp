@@ -158,19 +158,41 @@ std::vector<Tensor> FeatureExtractor::pooled(const Tensor& images) const {
 void FeatureExtractor::for_each_batch(const std::vector<std::string>& paths,
                                       const std::function<void(const std::vector<Tensor>&)>& each,
                                       const ProgressFn& progress) const {
-  const int64_t n = int64_t(paths.size());
+  batches(
+      int64_t(paths.size()),
+      [&](int64_t b, int64_t e) {
+        return data::load_batch(std::vector<std::string>(paths.begin() + b, paths.begin() + e), spec_.prep);
+      },
+      [&](int64_t i) { return paths[size_t(i)]; }, each, progress);
+}
+
+void FeatureExtractor::for_each_batch(const std::vector<Tensor>& images,
+                                      const std::function<void(const std::vector<Tensor>&)>& each,
+                                      const ProgressFn& progress) const {
+  batches(
+      int64_t(images.size()),
+      [&](int64_t b, int64_t e) {
+        return data::preprocess_batch(std::vector<Tensor>(images.begin() + b, images.begin() + e), spec_.prep);
+      },
+      [](int64_t i) { return "image " + std::to_string(i); }, each, progress);
+}
+
+void FeatureExtractor::batches(int64_t n, const std::function<Tensor(int64_t, int64_t)>& load,
+                               const std::function<std::string(int64_t)>& name,
+                               const std::function<void(const std::vector<Tensor>&)>& each,
+                               const ProgressFn& progress) const {
   for (int64_t b = 0; b < n; b += spec_.batch) {
-    const std::vector<std::string> chunk(paths.begin() + b, paths.begin() + std::min(n, b + spec_.batch));
-    const std::vector<Tensor> lv = pooled(data::load_batch(chunk, spec_.prep));
+    const std::vector<Tensor> lv = pooled(load(b, std::min(n, b + spec_.batch)));
     // A backbone that overflows gives inf / NaN features, which would score as NaN: name the image
     // (checked on a host copy: no copy when the backbone runs on the CPU).
     for (size_t l = 0; l < lv.size(); ++l) {
       const Tensor host = lv[l].to(Device::CPU);
       for (int64_t i = 0; i < host.numel(); ++i)
-        check(std::isfinite(host.data()[i]), chunk[size_t(i / host.size(1))],
-              "level " + std::to_string(spec_.levels[l]) + " feature " + std::to_string(i % host.size(1)) + " is " +
-                  std::to_string(host.data()[i]) + ", expected a finite number (the backbone " + spec_.backbone +
-                  " with " + spec_.weights + " overflowed)");
+        if (!std::isfinite(host.data()[i]))  // the name is built only for the error
+          check(false, name(b + i / host.size(1)),
+                  "level " + std::to_string(spec_.levels[l]) + " feature " + std::to_string(i % host.size(1)) + " is " +
+                    std::to_string(host.data()[i]) + ", expected a finite number (the backbone " + spec_.backbone +
+                    " with " + spec_.weights + " overflowed)");
     }
     each(lv);
     if (progress) progress(std::min(n, b + spec_.batch), n);
@@ -184,14 +206,27 @@ Tensor FeatureExtractor::extract(const std::vector<std::string>& paths, const Pr
   return concat(rows, 0);
 }
 
-std::vector<double> score_images(const FeatureExtractor& fx, const GaussianAd& model,
-                                 const std::vector<std::string>& paths, const ProgressFn& progress) {
+namespace {
+template <typename Images>
+std::vector<double> score_batches(const FeatureExtractor& fx, const GaussianAd& model, const Images& images,
+                                  const ProgressFn& progress) {
   std::vector<double> scores;
-  fx.for_each_batch(paths, [&](const std::vector<Tensor>& lv) {
+  fx.for_each_batch(images, [&](const std::vector<Tensor>& lv) {
     const std::vector<double> s = model.score(lv);
     scores.insert(scores.end(), s.begin(), s.end());
   }, progress);
   return scores;
+}
+}  // namespace
+
+std::vector<double> score_images(const FeatureExtractor& fx, const GaussianAd& model,
+                                 const std::vector<std::string>& paths, const ProgressFn& progress) {
+  return score_batches(fx, model, paths, progress);
+}
+
+std::vector<double> score_images(const FeatureExtractor& fx, const GaussianAd& model,
+                                 const std::vector<Tensor>& images, const ProgressFn& progress) {
+  return score_batches(fx, model, images, progress);
 }
 
 GaussianAd fit_images(const FeatureExtractor& fx, const std::vector<std::string>& paths,

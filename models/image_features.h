@@ -65,12 +65,21 @@ class FeatureExtractor {
   void for_each_batch(const std::vector<std::string>& paths,
                       const std::function<void(const std::vector<Tensor>&)>& each,
                       const ProgressFn& progress = {}) const;
+  // The same on decoded images, each [3, H, W] RGB 0..255 (data::load_image_rgb), prepared by
+  // spec().prep; errors name "image i".
+  void for_each_batch(const std::vector<Tensor>& images,
+                      const std::function<void(const std::vector<Tensor>&)>& each,
+                      const ProgressFn& progress = {}) const;
   // All files' pooled levels concatenated → [N, Σ C_l], on the host.
   Tensor extract(const std::vector<std::string>& paths, const ProgressFn& progress = {}) const;
 
  private:
   FeatureSpec spec_;
   std::shared_ptr<Backbone> net_;
+  // Images [begin, end) prepared as one batch by load(begin, end); name(i) in errors.
+  void batches(int64_t n, const std::function<Tensor(int64_t, int64_t)>& load,
+               const std::function<std::string(int64_t)>& name,
+               const std::function<void(const std::vector<Tensor>&)>& each, const ProgressFn& progress) const;
 };
 
 // Streaming Gaussian-AD fit on the images: batch by batch into the moment sums, so memory is
@@ -81,6 +90,9 @@ GaussianAd fit_images(const FeatureExtractor& fx, const std::vector<std::string>
 // Scores of the images, batch by batch.
 std::vector<double> score_images(const FeatureExtractor& fx, const GaussianAd& model,
                                  const std::vector<std::string>& paths, const ProgressFn& progress = {});
+// The same on decoded images (FeatureExtractor::for_each_batch on tensors).
+std::vector<double> score_images(const FeatureExtractor& fx, const GaussianAd& model,
+                                 const std::vector<Tensor>& images, const ProgressFn& progress = {});
 
 // "0,2,4" -> {0, 2, 4}; `where` names the option or file in the error for a non-integer entry.
 std::vector<int> parse_levels(const std::string& text, const std::string& where);

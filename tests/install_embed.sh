@@ -3,12 +3,13 @@
 # examples/embed against it twice — with CMake's find_package(normad CONFIG) and with pkg-config —
 # and checks that both programs flag the same rows as `normad score` with the same model.
 #   tests/install_embed.sh BUILD SOURCE
-# Exit 0 when all agree; 1 with a message otherwise.
+# Exit 0 when all agree; 1 with a message otherwise; 77 (skipped) without pkg-config.
 set -euo pipefail
 build=$1 src=$2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 fail() { echo "install_embed: $*" >&2; exit 1; }
+command -v pkg-config > /dev/null || { echo "install_embed: SKIPPED: no pkg-config (apt install pkg-config)"; exit 77; }
 
 cmake --install "$build" --prefix "$work/prefix" > "$work/install.log" || { cat "$work/install.log"; fail "cmake --install failed"; }
 for f in lib/libnormad.a include/normad/normad/normad.h lib/cmake/normad/normadConfig.cmake lib/pkgconfig/normad.pc bin/normad; do

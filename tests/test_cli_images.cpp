@@ -355,6 +355,8 @@ TEST_CASE("cli: mvg fit sets the decision threshold on held-out normal images", 
   const auto js = nlohmann::json::parse(slurp(p("fit.json")));
   CHECK(js["threshold"]["rule"] == "calibration");
   CHECK(js["threshold"]["value"].get<double>() == m.decision_threshold());
+  CHECK(js["rows"] == 40);
+  CHECK(js["fit_rows"] == 32);
 
   // New normal images: a threshold set on the training images themselves flagged all of them;
   // the held-out one flags about 1 / (8 + 1) of them.

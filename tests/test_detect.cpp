@@ -126,6 +126,8 @@ TEST_CASE("detect: every table model kind scores through the API as normad score
       const TableDetector fitted = TableDetector::fit(read_table(p("train.csv")), o);
       fitted.save(p("api.safetensors"));
       CHECK(slurp(p("api.safetensors")) == slurp(model));
+      // A loaded model reports its threshold as the fit did, every field (describe() prints them).
+      CHECK(det->threshold_report().describe() == fitted.threshold_report().describe());
 
       // save / load round trip: the same scores; infer_threshold moves only the threshold.
       TableDetector loaded = TableDetector::load(p("api.safetensors"));
@@ -178,7 +180,7 @@ TEST_CASE("detect: tensors in score as the same numbers in a table, and bad shap
   // A NaN in the rows is an error naming the row, never a score.
   Tensor bad = fresh.clone();
   bad.data()[4 * 2 + 1] = std::nanf("");
-  CHECK_THROWS(copy.decision_function(bad));
+  CHECK_THROWS_WITH(copy.decision_function(bad), Catch::Contains("x1") && Catch::Contains("nan"));
   // ACR needs classes: fitting a tensor without them is an error naming the label.
   TableFitOptions acr;
   acr.model = "acr-dsvdd";
@@ -218,7 +220,12 @@ TEST_CASE("detect: Gaussian-AD scores images through the API as normad mvg score
   std::vector<Tensor> decoded;
   for (const std::string& path : test_paths) decoded.push_back(data::load_image_rgb(path));
   check_same_bits(det.score_decoded(decoded), cli.score);
-  CHECK(det.threshold() == det.model().decision_threshold());
+  // The CLI's predictions are the API's scores above the API's threshold; the loaded threshold
+  // report is the whole one the fit wrote (its expected rate included, as describe() prints it).
+  for (size_t i = 0; i < cli.score.size(); ++i) CHECK(cli.prediction[i] == (cli.score[i] > det.threshold() ? 1 : 0));
+  CHECK(det.threshold_report().rule == "calibration");
+  CHECK(det.threshold_report().expected ==
+        eval::conformal_expected_fpr(det.threshold_report().rows, det.threshold_report().target));
   // A decoded image of the wrong shape names itself.
   CHECK_THROWS_WITH(det.score_decoded({Tensor::zeros({24, 24})}), Catch::Contains("image 0"));
   // Features of the wrong width name the widths the model expects.
