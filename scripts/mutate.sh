@@ -24,8 +24,12 @@ mkdir -p "$scratch/src"
 cmake -S "$scratch/src" -B "$scratch/build" -DCMAKE_BUILD_TYPE=Release > "$scratch/configure.log"
 cmake --build "$scratch/build" -j "$jobs" > "$scratch/build.log" 2>&1 || { tail -20 "$scratch/build.log"; exit 1; }
 
-# The failing tests of a ctest log, one " NUM - NAME (Failed)" line each, sorted.
-failures() { grep ' - .*(Failed)\| - .*(Not Run)' "$1" | sed 's/^[[:space:]]*//' | sort || true; }
+# The failing tests of a ctest log, sorted: every " NUM - NAME (why)" line after ctest's "The
+# following tests FAILED:" (why: Failed, Not Run, SEGFAULT, Timeout, Subprocess aborted, ...).
+failures() {
+  sed -n '/^The following tests FAILED:/,$p' "$1" | grep -E '^[[:space:]]+[0-9]+ - .* \([^)]*\)$' |
+    sed 's/^[[:space:]]*//' | sort || true
+}
 (cd "$scratch/build" && ctest -j "$jobs" > "$scratch/baseline.log" 2>&1) || true
 baseline=$(failures "$scratch/baseline.log")
 [ -z "$baseline" ] || printf "mutate: failing before any mutation (not counted):\n%s\n" "$baseline" >&2
@@ -59,6 +63,7 @@ PY
   else
     (cd "$scratch/build" && ctest -j "$jobs" > "$scratch/ctest.log" 2>&1) || true
     red=$(comm -13 <(echo "$baseline") <(failures "$scratch/ctest.log") | grep -c . || true)
+    grep -q "tests passed" "$scratch/ctest.log" || red=1  # ctest itself did not finish
     [ "$red" -gt 0 ] && verdict="KILLED    ($red tests red)" || verdict="SURVIVED"
   fi
   mv "$target.orig" "$target"
