@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 
@@ -268,6 +269,12 @@ const eval::ThresholdReport& TableDetector::infer_threshold(const Table& normals
   if (!(fpr > 0 && fpr < 1)) throw Error("infer_threshold: fpr must be in (0, 1), got " + std::to_string(fpr));
   const std::vector<double> s = score(normals, 0, {});
   set_threshold(eval::fpr_rule(s, fpr, "reference"));
+  if (acr_) {  // the batches the new threshold was set on (score() cut the rows into these)
+    int64_t smallest = INT64_MAX, largest = 0;
+    for (auto [b, e] : models::score_chunks(static_cast<int64_t>(normals.rows.size()), acr_batch_))
+      smallest = std::min(smallest, e - b), largest = std::max(largest, e - b);
+    meta_["acr.threshold_batches"] = std::to_string(smallest) + "-" + std::to_string(largest);
+  }
   return threshold_;
 }
 

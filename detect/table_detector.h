@@ -88,6 +88,7 @@ struct TableFitReport {
 // label / normal pairing), before any data is read; TableDetector::fit checks them again.
 void check_fit_options(const TableFitOptions& options);
 
+// Copies share the networks (scoring does not change them); thresholds and metadata are their own.
 class TableDetector : public Detector {
  public:
   // Fits on `data` (checked cell by cell before training) and sets the threshold by options.threshold.

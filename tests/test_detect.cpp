@@ -140,6 +140,8 @@ TEST_CASE("detect: every table model kind scores through the API as normad score
       TableDetector moved = TableDetector::load(p("moved.safetensors"));
       CHECK(moved.threshold() == r.threshold);
       CHECK(moved.threshold_report().rows == 40);
+      // ACR: the file says which batches the new threshold saw (40 rows in chunks of about 20).
+      if (kind.rfind("acr", 0) == 0) CHECK(moved.metadata().at("acr.threshold_batches") == "20-20");
       check_same_bits(moved.decision_function(rows), cli.score);
     }
   }
