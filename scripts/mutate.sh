@@ -6,7 +6,8 @@
 # what it touched. The source tree is never modified. Tests that already fail without any mutation
 # (a README figure another machine measured, say) are listed first and do not count: a mutation is
 # killed only by a test that passed on the unmutated build.
-# Usage: scripts/mutate.sh [NAME_SUBSTRING]   (env MUTATE_DIR, default /tmp/normad_mutate; JOBS)
+# Usage: scripts/mutate.sh [NAME_REGEX]   (an extended regex on the names, e.g. 'issue 1[56]'; env
+# MUTATE_DIR, default /tmp/normad_mutate; JOBS)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 scratch=${MUTATE_DIR:-/tmp/normad_mutate}
@@ -48,7 +49,7 @@ PY
 
 killed=0; survived=0; errors=0; report=""
 while IFS=$'\t' read -r name file from to; do
-  [ -n "$only" ] && [[ "$name" != *"$only"* ]] && continue
+  [ -n "$only" ] && ! [[ "$name" =~ $only ]] && continue
   target="$scratch/src/$file"
   cp "$target" "$target.orig"
   if ! FROM="$from" TO="$to" "$python" - "$target" <<'PY'
