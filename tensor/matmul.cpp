@@ -51,6 +51,23 @@ void product(CM&& C, const AM& A, const BM& B, bool ta, bool tb, int acc) {
   else apply(A.transpose() * B.transpose());
 }
 
+// ---- Eigen's blocking, the same on every machine ----
+// Eigen sizes its GEMM blocks from the cache sizes it reads off the CPU at run time: the depth of
+// a block (kc) follows the L1 size, and kc is the length of each partial sum, so the same binary
+// rounds products differently on a CPU with a 48 KiB L1 (Zen 5, Sapphire Rapids) than on one with
+// 32 KiB (Zen 4), and 200 epochs of training carry that last-bit difference into a different model
+// (the README's table chain: AUROC 0.724 against 0.790). Fixed sizes (32 KiB L1, 1 MiB L2, 32 MiB
+// L3: the common small case) make Eigen's results depend on the compiled instruction set only.
+// Set before the first product: at static initialisation and again, once, from gemm_engine().
+bool pin_eigen_blocking() {
+  static const bool pinned = [] {
+    Eigen::setCpuCacheSizes(32 * 1024, 1024 * 1024, 32 * 1024 * 1024);
+    return true;
+  }();
+  return pinned;
+}
+[[maybe_unused]] const bool g_eigen_blocking_pinned = pin_eigen_blocking();
+
 // ---- the engine choice ----
 // g_override: set_gemm_engine's choice (automatic: none). The automatic choice is made once.
 std::atomic<GemmEngine> g_override{GemmEngine::automatic};
@@ -157,6 +174,7 @@ void set_gemm_engine(GemmEngine e) {
 }
 
 GemmEngine gemm_engine() {
+  pin_eigen_blocking();
   const GemmEngine o = g_override.load(std::memory_order_relaxed);
   return o == GemmEngine::automatic ? automatic_engine() : o;
 }

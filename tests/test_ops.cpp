@@ -1,6 +1,7 @@
 // Forward tests of tensor ops against closed forms or plain loops (tensor/ops.h), and
 // determinism across thread counts; the GEMM ops under each engine built in (tensor/gemm.h).
 #include <cmath>
+#include <Eigen/Core>
 #include "tensor/gemm.h"
 #include "tensor/parallel.h"
 #include "tests/helpers.h"
@@ -218,6 +219,18 @@ TEST_CASE("the GEMM engine: the automatic choice, the override, and a build with
     out.push_back(matmul(a, b));
   }
   for (size_t i = 1; i < out.size(); ++i) test::expect_close(out[i], out[0], 1e-4, 1e-4, "openblas vs eigen");
+}
+
+// Eigen sizes its GEMM blocks (and so the length of each partial sum) from the CPU's cache sizes;
+// normad pins them (tensor/matmul.cpp) so that one binary gives the same bits on a 32 KiB-L1 and a
+// 48 KiB-L1 machine. Without the pin, Eigen reports this machine's own sizes here.
+TEST_CASE("Eigen's GEMM blocking does not follow the machine's cache sizes", "[ops][determinism]") {
+  EngineScope scope(cpu::GemmEngine::eigen);
+  const Tensor p = matmul(Tensor::ones({3, 4}), Tensor::ones({4, 5}));
+  CHECK(p.to_vector().back() == 4.f);
+  CHECK(Eigen::l1CacheSize() == 32 * 1024);
+  CHECK(Eigen::l2CacheSize() == 1024 * 1024);
+  CHECK(Eigen::l3CacheSize() == 32 * 1024 * 1024);
 }
 
 TEST_CASE("gemm_f64 and cholesky_f64 match plain loops under each engine", "[ops]") {
