@@ -17,8 +17,8 @@ namespace normad::cli {
 void check_run_paths(const CLI::App& app) {
   static const std::vector<std::string> input_options = {"--data", "--csv", "--reference", "--features", "--model",
                                                           "--weights", "--scores", "--labels", "--data-dir",
-                                                          "--images", "--mvtec"};
-  static const std::vector<std::string> output_options = {"--out", "--json", "--profile", "--checkpoint"};
+                                                          "--images", "--mvtec", "--results"};
+  static const std::vector<std::string> output_options = {"--out", "--json", "--profile", "--checkpoint", "--report"};
   std::vector<cli::PathArg> inputs, outputs;
   std::vector<const CLI::App*> chosen;
   for (const CLI::App* sub : app.get_subcommands()) {

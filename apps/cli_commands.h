@@ -6,6 +6,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <json.hpp>
 
 #include <cstdint>
 #include <functional>
@@ -33,6 +34,16 @@ Command add_train(CLI::App& app, const AddCommon& add_common, const CommonOption
 Command add_score(CLI::App& app, const AddCommon& add_common, const CommonOptions& common);
 Command add_features(CLI::App& app, const AddCommon& add_common, const CommonOptions& common);
 Command add_mvg(CLI::App& app, const AddCommon& add_common, const CommonOptions& common);
+Command add_report(CLI::App& app, const AddCommon& add_common, const CommonOptions& common);
+
+// --report FILE (eval, zeroshot, mvg eval: apps/cmd_report.cpp), and the end of such a run: the
+// results document to --json FILE and its HTML page (report/report.h) to --report FILE, each written
+// whole or not at all; either path may be empty.
+struct ResultFiles {
+  std::string json, report;  // --json FILE, --report FILE
+};
+void add_report_option(CLI::App* sub, std::string& path);
+void write_results(const nlohmann::json& js, const ResultFiles& files);
 
 // Checks before any work (apps/cli_checks.cpp):
 // the file options of the chosen subcommand: an output that would overwrite an input or cannot be

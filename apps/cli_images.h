@@ -27,7 +27,7 @@ struct ImageArgs {
   int64_t batch = 16;
   int64_t max_image_pixels = data::kDefaultMaxImagePixels;
   // Gaussian-AD.
-  std::string features, model, out;
+  std::string features, model, out, report;  // report: mvg eval --report FILE
   double pca = 0, npca = 0, fpr = 0.05, calibration = 0.2;
   bool f32_cutoff = false;
 };

@@ -98,12 +98,18 @@ nlohmann::json memory_report() {
   return js;
 }
 
-void write_json(const std::string& path, nlohmann::json js) {
+nlohmann::json with_run_info(nlohmann::json js) {
   js["memory"] = memory_report();
   js["device"] = device_name(compute_device());
   js["tf32"] = allow_tf32();
-  write_atomic(path, js.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  return js;
 }
+
+std::string json_text(const nlohmann::json& js) {
+  return js.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+void write_json(const std::string& path, nlohmann::json js) { write_atomic(path, json_text(with_run_info(std::move(js)))); }
 
 Progress::Progress(std::string l, bool loss)
     : label(std::move(l)), show_loss(loss), tty(isatty(fileno(stderr))),

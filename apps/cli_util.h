@@ -44,6 +44,10 @@ nlohmann::json memory_report();
 // Writes js plus {"memory": memory_report(), "device": the --device name} to path atomically (invalid UTF-8 in a string becomes
 // U+FFFD instead of an exception).
 void write_json(const std::string& path, nlohmann::json js);
+// What write_json adds to a results document (the run's memory, device, TF32 setting), and the
+// document as write_json writes it (2-space indent, invalid UTF-8 replaced).
+nlohmann::json with_run_info(nlohmann::json js);
+std::string json_text(const nlohmann::json& js);
 
 // Progress on stderr: a redrawn bar on a terminal, plain lines every 10 s otherwise. `loss` is
 // shown unless show_loss is false (feature extraction).

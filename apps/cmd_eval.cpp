@@ -23,7 +23,7 @@ namespace {
 // threshold decision) it also reports the share of normal rows flagged (false-positive rate) and of
 // anomalies flagged (recall).
 void eval_scores(const std::string& scores_path, const std::string& labels_path, const std::string& label,
-                 const std::string& normal, const std::string& json_path) {
+                 const std::string& normal, const ResultFiles& out_files) {
   const data::Csv scores = data::read_csv(scores_path);
   const auto column = data::column_index;
   const int64_t sc = column(scores, "score");
@@ -107,7 +107,13 @@ void eval_scores(const std::string& scores_path, const std::string& labels_path,
   const double f1 = eval::f1_at_true_ratio(s, y), f1max = eval::f1_max(s, y);
   std::printf("rows %lld, anomalies %lld (paired by %s)\nAUROC   %.4f\nAP      %.4f\nF1      %.4f  (threshold at the true anomaly ratio)\nF1-max  %.4f\n",
               (long long)n, (long long)anomalies, by_name >= 0 ? "name" : "index", auroc, ap, f1, f1max);
-  nlohmann::json js{{"auroc", auroc}, {"ap", ap}, {"f1", f1}, {"f1_max", f1max}, {"rows", n}, {"anomalies", anomalies}};
+  // The results document: the metrics, and every score with its label (and the model's decision),
+  // in the scores file's order, which `normad report` draws its curves and histograms from.
+  nlohmann::json js{{"kind", "eval"}, {"scores_file", scores_path}, {"labels_file", labels_path},
+                    {"label", label}, {"normal", normal}, {"paired_by", by_name >= 0 ? "name" : "index"},
+                    {"auroc", auroc}, {"ap", ap}, {"f1", f1}, {"f1_max", f1max}, {"rows", n}, {"anomalies", anomalies},
+                    {"scores", s}, {"labels", y}};
+  if (pred_col >= 0) js["flagged"] = flagged;
   if (pred_col >= 0) {
     // The model's own threshold, as stored in its file: what a user of `prediction` gets.
     int64_t fp = 0, tp = 0;
@@ -118,11 +124,11 @@ void eval_scores(const std::string& scores_path, const std::string& labels_path,
                 100 * fpr, (long long)fp, (long long)(n - anomalies), 100 * recall);
     js["threshold_fpr"] = fpr, js["threshold_recall"] = recall;
   }
-  if (!json_path.empty()) write_json(json_path, js);
+  write_results(js, out_files);
 }
 
 struct EvalArgs {
-  std::string scores_path, labels_path, label = "label", normal;
+  std::string scores_path, labels_path, label = "label", normal, report;
 };
 
 }  // namespace
@@ -137,7 +143,8 @@ Command add_eval(CLI::App& app, const AddCommon& add_common, const CommonOptions
                  "the scored data file with its true labels; paired with the scores by index (row) or by name")->required();
   ev->add_option("--label", a->label, "label column")->capture_default_str();
   ev->add_option("--normal", a->normal, "the label value of normal rows (default: labels are 0/1)");
-  return {ev, [a, &common] { eval_scores(a->scores_path, a->labels_path, a->label, a->normal, common.json); }};
+  add_report_option(ev, a->report);
+  return {ev, [a, &common] { eval_scores(a->scores_path, a->labels_path, a->label, a->normal, {common.json, a->report}); }};
 }
 
 }  // namespace normad::cli

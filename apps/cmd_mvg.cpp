@@ -175,7 +175,7 @@ void run_mvg(ImageArgs& a, CLI::App* fit_cmd, CLI::App* score_cmd, CLI::App* eva
                 fx.spec().prep.size, fx.spec().prep.filter.c_str(),
                 fx.spec().prep.crop ? (", crop " + std::to_string(fx.spec().prep.crop)).c_str() : "",
                 o.reduction.c_str(), o.reduction == "none" ? "" : (" " + num(o.variance)).c_str());
-    nlohmann::json js{{"backbone", fx.spec().backbone}, {"weights", fx.spec().weights},
+    nlohmann::json js{{"kind", "mvg-eval"}, {"mvtec", a.mvtec}, {"backbone", fx.spec().backbone}, {"weights", fx.spec().weights},
                       {"levels", fx.spec().levels}, {"reduction", o.reduction}};
     std::vector<double> aurocs;
     for (const std::string& c : cats) {
@@ -190,6 +190,10 @@ void run_mvg(ImageArgs& a, CLI::App* fit_cmd, CLI::App* score_cmd, CLI::App* eva
       aurocs.push_back(auc);
       std::printf("%-12s train %4zu  test %4zu  image AUROC %.1f\n", c.c_str(), train.size(), test.size(), 100 * auc);
       js["categories"][c] = {{"auroc", auc}, {"train", train.size()}, {"test", test.size()}};
+      // every test image with its score and label, for the report's curves and image grid
+      for (size_t i = 0; i < test.size(); ++i)
+        js["categories"][c]["items"].push_back(
+            {{"path", test[i].path}, {"name", test[i].name}, {"score", s[i]}, {"label", test[i].label}});
     }
     if (a.all) {
       double mean = 0;
@@ -199,7 +203,7 @@ void run_mvg(ImageArgs& a, CLI::App* fit_cmd, CLI::App* score_cmd, CLI::App* eva
       js["mean"] = mean;
       js["sem"] = sem(aurocs);
     }
-    if (!common.json.empty()) write_json(common.json, js);
+    write_results(js, {common.json, a.report});
     return;
   }
 }
@@ -254,6 +258,7 @@ Command add_mvg(CLI::App& app, const AddCommon& add_common, const CommonOptions&
   eval_cmd->add_option("--pca", a->pca, "PCA variance threshold");
   eval_cmd->add_option("--npca", a->npca, "NPCA variance threshold");
   eval_cmd->add_flag("--f32-cutoff", a->f32_cutoff, "pinvh with float32's cut-off");
+  add_report_option(eval_cmd, a->report);
   return {mvg, [a, fit_cmd, score_cmd, eval_cmd, &common] {
             with_image_memory_message([&] { run_mvg(*a, fit_cmd, score_cmd, eval_cmd, common); });
           }};

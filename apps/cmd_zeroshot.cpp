@@ -45,7 +45,7 @@ std::vector<double> parse_ratios(const std::string& s) {
 
 // Prints the results table (mean (std) over each fold's batches, then fold means) and writes the
 // JSON (top-level "ratios": one object per ratio with each method's mean AUROC over the folds).
-void report(const std::vector<models::ZsFold>& results, const models::ZsConfig& cfg, const std::string& json_path,
+void report(const std::vector<models::ZsFold>& results, const models::ZsConfig& cfg, const ResultFiles& out_files,
             const std::string& protocol, const std::string& recipe) {
   std::printf("\n%-5s %-5s %5s  %-15s %-15s %-15s %-15s\n", "fold", "r", "n_a", "ACR", "stationary", "batch-mean L2", "kNN-5");
   auto cell = [](double m, double s) { char b[32]; std::snprintf(b, sizeof b, "%.3f (%.3f)", m, s); return std::string(b); };
@@ -55,6 +55,7 @@ void report(const std::vector<models::ZsFold>& results, const models::ZsConfig& 
                   cell(r.acr, r.acr_std).c_str(), cell(r.stationary, r.stationary_std).c_str(),
                   cell(r.batch_l2, r.batch_l2_std).c_str(), cell(r.knn, r.knn_std).c_str());
   nlohmann::json js;
+  js["kind"] = "zeroshot";
   js["protocol"] = protocol;
   js["seed"] = cfg.seed;
   js["iters"] = cfg.iters;
@@ -83,7 +84,7 @@ void report(const std::vector<models::ZsFold>& results, const models::ZsConfig& 
                                {"stationary", b.stationary}, {"batch_l2", b.batch_l2}, {"knn", b.knn}});
     js["folds"].push_back(jf);
   }
-  if (!json_path.empty()) write_json(json_path, js);
+  write_results(js, out_files);
 }
 
 void print_header(const std::string& what, const models::ZsConfig& cfg, const std::string& recipe) {
@@ -140,7 +141,7 @@ data::Preprocess fit_preprocess(const data::Csv& rows, const std::string& label,
 
 // FMNIST-ZS on the Debian Fashion-MNIST files, the Omniglot net.
 void zeroshot_fmnist(const std::string& dir, const std::string& fold_arg, models::ZsConfig cfg, const models::RecipeOverrides& ra,
-                     const std::string& json_path) {
+                     const ResultFiles& out_files) {
   std::vector<char> folds;
   if (fold_arg == "A" || fold_arg == "B") folds = {fold_arg[0]};
   else if (fold_arg == "both") folds = {'A', 'B'};
@@ -160,7 +161,7 @@ void zeroshot_fmnist(const std::string& dir, const std::string& fold_arg, models
     results.push_back(models::run_zeroshot(d, cfg, omniglot, std::ref(p), print_checkpoint(f),
                                            {{"command", "zeroshot-fmnist"}, {"recipe", recipe}}, print_resumed(cfg)));
   }
-  report(results, cfg, json_path, "FMNIST-ZS", recipe);
+  report(results, cfg, out_files, "FMNIST-ZS", recipe);
 }
 
 // The same protocol on a labelled table: classes are tasks, the tabular MLP (acr.md §7.3), features
@@ -168,7 +169,7 @@ void zeroshot_fmnist(const std::string& dir, const std::string& fold_arg, models
 void zeroshot_csv(const std::string& path, const std::string& label, const std::string& train_arg,
                   const std::string& test_arg, const std::string& one_hot, const std::string& ignore,
                   const std::string& model,
-                  models::ZsConfig cfg, const models::RecipeOverrides& ra, const std::string& json_path) {
+                  models::ZsConfig cfg, const models::RecipeOverrides& ra, const ResultFiles& out_files) {
   if (label.empty()) throw Error("--csv needs --label COL (the class column)");
   data::Csv csv = data::read_csv(path);
   const auto train_names = split_list(train_arg, "--train-classes"), test_names = split_list(test_arg, "--test-classes");
@@ -210,12 +211,12 @@ void zeroshot_csv(const std::string& path, const std::string& label, const std::
   report({models::run_zeroshot(d, cfg, make, std::ref(p), print_checkpoint(cfg.fold),
                                {{"command", "zeroshot-csv"}, {"model", model}, {"recipe", recipe}},
                                print_resumed(cfg))},
-         cfg, json_path, "zeroshot-csv", recipe);
+         cfg, out_files, "zeroshot-csv", recipe);
 }
 
 struct ZeroshotArgs {
   std::string data = "fmnist", dir = data::kFashionMnistDir, fold = "both", model = "dsvdd", ratios = "0.01,0.05,0.1,0.2";
-  std::string csv_path, label, train_classes, test_classes, one_hot, ignore;
+  std::string csv_path, label, train_classes, test_classes, one_hot, ignore, report;
   models::ZsConfig cfg;
   models::RecipeOverrides ra;
 };
@@ -226,6 +227,7 @@ Command add_zeroshot(CLI::App& app, const AddCommon& add_common, const CommonOpt
   auto a = std::make_shared<ZeroshotArgs>();
   auto* zs = app.add_subcommand("zeroshot", "zero-shot detection: meta-train ACR on some classes, score batches of unseen ones (FMNIST-ZS or a CSV)");
   add_common(zs);
+  add_report_option(zs, a->report);
 
 
   zs->add_option("--data", a->data, "built-in data set: fmnist")->capture_default_str();
@@ -285,9 +287,9 @@ Command add_zeroshot(CLI::App& app, const AddCommon& add_common, const CommonOpt
             models::resolve_recipe(probe, ra, 0, false);  // a bad recipe or augmentation name fails before any data is read
             if (!a->csv_path.empty())
               zeroshot_csv(a->csv_path, a->label, a->train_classes, a->test_classes, a->one_hot, a->ignore, a->model, cfg,
-                           ra, common.json);
+                           ra, {common.json, a->report});
             else if (a->model != "dsvdd") throw Error("--model ntl: only with --csv (FMNIST-ZS uses ACR-DSVDD)");
-            else if (a->data == "fmnist") zeroshot_fmnist(a->dir, a->fold, cfg, ra, common.json);
+            else if (a->data == "fmnist") zeroshot_fmnist(a->dir, a->fold, cfg, ra, {common.json, a->report});
             else throw Error("--data: unknown data set '" + a->data + "' (available: fmnist; or --csv FILE)");
           }};
 }

@@ -57,7 +57,7 @@ int main(int argc, char** argv) {
       cli::add_zeroshot(app, add_common, common), cli::add_oneclass(app, add_common, common),
       cli::add_eval(app, add_common, common),     cli::add_train(app, add_common, common),
       cli::add_score(app, add_common, common),    cli::add_features(app, add_common, common),
-      cli::add_mvg(app, add_common, common)};
+      cli::add_mvg(app, add_common, common),      cli::add_report(app, add_common, common)};
 
   cli::check_numeric_options(app);
   try {

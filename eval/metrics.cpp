@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <numeric>
 #include <string>
 
@@ -81,6 +82,22 @@ double average_precision(const std::vector<double>& s, const std::vector<int>& y
     prev_recall = recall;
   });
   return ap;
+}
+
+std::vector<CurvePoint> threshold_curve(const std::vector<double>& s, const std::vector<int>& y) {
+  const int64_t pos = count_pos(s, y, "threshold_curve", true), neg = int64_t(y.size()) - pos;
+  std::vector<CurvePoint> curve{CurvePoint{std::numeric_limits<double>::infinity(), 0, 0, 1, 0}};
+  // sweep() visits the distinct scores from high to low; the score itself is the lowest flagged.
+  const std::vector<size_t> idx = order_desc(s);
+  sweep(s, y, [&](int64_t tp, int64_t fp) {
+    CurvePoint p;  // tp + fp rows flagged so far: the last of them has this run's score
+    p.threshold = s[idx[size_t(tp + fp) - 1]];
+    p.fpr = double(fp) / double(neg);
+    p.tpr = p.recall = double(tp) / double(pos);
+    p.precision = double(tp) / double(tp + fp);
+    curve.push_back(p);
+  });
+  return curve;
 }
 
 double f1_score(const std::vector<int>& pred, const std::vector<int>& y) {

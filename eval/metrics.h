@@ -20,6 +20,17 @@ double average_precision(const std::vector<double>& scores, const std::vector<in
 double f1_at_true_ratio(const std::vector<double>& scores, const std::vector<int>& labels);
 // The best F1 over all thresholds (each distinct score).
 double f1_max(const std::vector<double>& scores, const std::vector<int>& labels);
+// One point of the ROC and precision-recall curves: everything scoring >= threshold is flagged.
+struct CurvePoint {
+  double threshold = 0;
+  double fpr = 0, tpr = 0;            // ROC: false- and true-positive rates
+  double precision = 1, recall = 0;   // PR (recall = tpr)
+};
+// The curves at every distinct score, highest first (scikit-learn's roc_curve without
+// drop_intermediate, and precision_recall_curve reversed), after a first point flagging nothing
+// (threshold +inf, fpr = tpr = recall = 0, precision 1). The trapezoid area under (fpr, tpr) is
+// auroc(); sum_k (recall_k - recall_{k-1}) precision_k is average_precision(). Needs both labels.
+std::vector<CurvePoint> threshold_curve(const std::vector<double>& scores, const std::vector<int>& labels);
 // F1 of given 0/1 predictions.
 double f1_score(const std::vector<int>& predicted, const std::vector<int>& labels);
 

@@ -10,6 +10,7 @@ pkgs=(
   python3 python3-numpy python3-torch python3-torchvision python3-sklearn
   libopenblas0-pthread libopenblas-dev rsync
   dataset-fashion-mnist
+  chromium
 )
 
 missing=()

@@ -53,6 +53,50 @@ TEST_CASE("metrics: AUROC, AP, F1-max and percentiles match scikit-learn / NumPy
   }
 }
 
+// The report draws ROC and PR from threshold_curve: its points must give back the metrics printed
+// beside them (trapezoid area = AUROC, step sum = AP), on a hand case and on the 40 fixtures.
+namespace {
+void check_curve_matches_metrics(const std::vector<double>& s, const std::vector<int>& y) {
+  const auto curve = eval::threshold_curve(s, y);
+  REQUIRE(curve.size() >= 2);
+  CHECK(std::isinf(curve.front().threshold));
+  CHECK(curve.back().fpr == 1.0);
+  CHECK(curve.back().tpr == 1.0);
+  double area = 0, ap = 0;
+  for (size_t k = 1; k < curve.size(); ++k) {
+    CHECK(curve[k].threshold < curve[k - 1].threshold);
+    area += (curve[k].fpr - curve[k - 1].fpr) * (curve[k].tpr + curve[k - 1].tpr) / 2;
+    ap += (curve[k].recall - curve[k - 1].recall) * curve[k].precision;
+  }
+  CHECK(area == Approx(eval::auroc(s, y)).epsilon(1e-12));
+  CHECK(ap == Approx(eval::average_precision(s, y)).epsilon(1e-12));
+}
+}  // namespace
+
+TEST_CASE("metrics: the ROC / PR points give back AUROC and AP", "[metrics]") {
+  // + - + with scores 3, 2, 1: after nothing, flag 3 (tp 1), 2 (fp 1), 1 (tp 2)
+  const auto c = eval::threshold_curve({3, 2, 1}, {1, 0, 1});
+  REQUIRE(c.size() == 4);
+  CHECK(c[1].threshold == 3.0);
+  CHECK(c[1].tpr == 0.5);
+  CHECK(c[1].fpr == 0.0);
+  CHECK(c[2].fpr == 1.0);
+  CHECK(c[2].precision == 0.5);
+  CHECK(c[3].precision == Approx(2.0 / 3));
+  check_curve_matches_metrics({3, 2, 2, 1}, {1, 1, 0, 0});  // a tie across the classes: one point
+  CHECK(eval::threshold_curve({3, 2, 2, 1}, {1, 1, 0, 0}).size() == 4);
+  CHECK_THROWS_WITH(eval::threshold_curve({1, 2}, {0, 0}), Catch::Contains("both"));
+  std::string path = test::fixture("metrics.safetensors");
+  if (path.empty()) return;
+  auto f = nn::load_safetensors(path);
+  for (int i = 0; i < 40; ++i) {
+    const std::string p = "c" + std::to_string(i);
+    auto sf = f.tensors.at(p + ".s").to_vector(), yf = f.tensors.at(p + ".y").to_vector();
+    INFO(p);
+    check_curve_matches_metrics(std::vector<double>(sf.begin(), sf.end()), std::vector<int>(yf.begin(), yf.end()));
+  }
+}
+
 TEST_CASE("metrics: conformal threshold closed form and its false-positive guarantee", "[metrics][trust]") {
   using namespace normad::eval;
   std::vector<double> s;

@@ -1,0 +1,461 @@
+// normad report (see report/report.h): reads a results document, checks the fields each section
+// needs, and writes the page section by section: a header naming the document, a settings table,
+// then the tables and plots of its kind.
+// Tested by tests/test_report.cpp and tests/report_chromium.sh.
+#include "report/report.h"
+
+#include <json.hpp>
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <numeric>
+#include <optional>
+
+#include "data/image.h"
+#include "eval/metrics.h"
+#include "report/svg.h"
+#include "tensor/tensor.h"
+
+// stb's PNG writer: its implementation lives in this file only (static), and its own code trips
+// -Wall -Wextra.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wall"
+#pragma GCC diagnostic ignored "-Wextra"
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#define STB_IMAGE_WRITE_STATIC
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#include <stb_image_write.h>
+#pragma GCC diagnostic pop
+
+namespace normad::report {
+
+namespace {
+
+using nlohmann::json;
+
+// ---- reading the document: every missing or mistyped field is an Error naming it ----
+
+// The value at `key` of object `j` (path `where`), required to be of the tested type.
+const json& field(const json& j, const std::string& key, const std::string& where, bool (json::*is_type)() const,
+                  const char* type_name) {
+  if (!j.is_object() || !j.contains(key))
+    throw Error(where + ": no '" + key + "' field");
+  const json& v = j.at(key);
+  if (!(v.*is_type)()) throw Error(where + "." + key + ": expected " + type_name + ", found " + v.type_name());
+  return v;
+}
+double number(const json& j, const std::string& key, const std::string& where) {
+  return field(j, key, where, &json::is_number, "a number").get<double>();
+}
+const json& array(const json& j, const std::string& key, const std::string& where) {
+  return field(j, key, where, &json::is_array, "an array");
+}
+// An array of numbers; NaN and infinity cannot be stored in JSON (they arrive as null: an Error).
+std::vector<double> numbers(const json& j, const std::string& key, const std::string& where) {
+  std::vector<double> out;
+  const json& a = array(j, key, where);
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!a[i].is_number())
+      throw Error(where + "." + key + "[" + std::to_string(i) + "]: expected a number, found " + a[i].type_name() +
+                  (a[i].is_null() ? " (a NaN or infinite score?)" : ""));
+    out.push_back(a[i].get<double>());
+  }
+  return out;
+}
+std::vector<int> labels01(const json& j, const std::string& key, const std::string& where) {
+  std::vector<int> out;
+  for (double v : numbers(j, key, where)) {
+    if (v != 0 && v != 1) throw Error(where + "." + key + ": a label " + short_number(v) + " is not 0 or 1");
+    out.push_back(int(v));
+  }
+  return out;
+}
+
+// Scalar settings of the document (strings, numbers, booleans) as text, in key order.
+std::vector<std::pair<std::string, std::string>> scalars(const json& j, const std::vector<std::string>& skip) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    if (std::find(skip.begin(), skip.end(), it.key()) != skip.end()) continue;
+    const json& v = it.value();
+    if (v.is_string()) out.emplace_back(it.key(), v.get<std::string>());
+    else if (v.is_number_float()) out.emplace_back(it.key(), short_number(v.get<double>(), 6));
+    else if (v.is_number() || v.is_boolean()) out.emplace_back(it.key(), v.dump());
+  }
+  return out;
+}
+
+// ---- HTML pieces ----
+
+std::string table(const std::vector<std::string>& head, const std::vector<std::vector<std::string>>& rows,
+                  const std::string& css_class) {
+  std::string s = "<table class=\"" + css_class + "\"><tr>";
+  for (const std::string& h : head) s += "<th>" + xml_escape(h) + "</th>";
+  s += "</tr>\n";
+  for (const auto& r : rows) {
+    s += "<tr>";
+    for (const std::string& c : r) s += "<td>" + xml_escape(c) + "</td>";
+    s += "</tr>\n";
+  }
+  return s + "</table>\n";
+}
+
+std::string settings_table(const std::vector<std::pair<std::string, std::string>>& kv) {
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& [k, v] : kv) rows.push_back({k, v});
+  return table({"setting", "value"}, rows, "settings");
+}
+
+std::string fixed(double v, int decimals) {
+  char b[48];
+  std::snprintf(b, sizeof b, "%.*f", decimals, v);
+  return b;
+}
+
+double mean(const std::vector<double>& v) {
+  return v.empty() ? NAN : std::accumulate(v.begin(), v.end(), 0.0) / double(v.size());
+}
+double population_std(const std::vector<double>& v) {  // as the zero-shot CLI prints it
+  const double m = mean(v);
+  double ss = 0;
+  for (double x : v) ss += (x - m) * (x - m);
+  return v.empty() ? NAN : std::sqrt(ss / double(v.size()));
+}
+
+// ROC and precision-recall plots of one or more scored sets (one series each).
+struct Scored {
+  std::string label;
+  std::vector<double> scores;
+  std::vector<int> labels;
+};
+std::string roc_and_pr(const std::vector<Scored>& sets) {
+  std::vector<Series> roc, pr;
+  for (size_t i = 0; i < sets.size(); ++i) {
+    const auto curve = eval::threshold_curve(sets[i].scores, sets[i].labels);
+    // several sets: each legend entry carries its own AUROC / AP
+    const std::string auroc = fixed(eval::auroc(sets[i].scores, sets[i].labels), 3);
+    const std::string ap = fixed(eval::average_precision(sets[i].scores, sets[i].labels), 3);
+    Series r{sets[i].label + " (" + auroc + ")", palette(i), {}}, p{sets[i].label + " (" + ap + ")", palette(i), {}};
+    for (const auto& c : curve) r.points.emplace_back(c.fpr, c.tpr);
+    // PR: the first point (nothing flagged) is recall 0 at precision 1, as scikit-learn's last
+    for (const auto& c : curve) p.points.emplace_back(c.recall, c.precision);
+    roc.push_back(std::move(r));
+    pr.push_back(std::move(p));
+  }
+  if (sets.size() == 1) {  // the precision of flagging everything: the anomaly share
+    const auto& y = sets[0].labels;
+    const double share = double(std::count(y.begin(), y.end(), 1)) / double(y.size());
+    pr.push_back(Series{"anomaly share " + short_number(share), "#999", {{0, share}, {1, share}}, true});
+    roc[0].label = "AUROC " + fixed(eval::auroc(sets[0].scores, y), 3);
+    pr[0].label = "AP " + fixed(eval::average_precision(sets[0].scores, y), 3);
+  }
+  return line_plot("roc", Axes{"ROC curve", "false-positive rate", "true-positive rate", 0, 1, 0, 1}, roc, true) +
+         line_plot("pr", Axes{"Precision-recall curve", "recall", "precision", 0, 1, 0, 1.02}, pr);
+}
+
+const char* kStyle = R"(body{font-family:sans-serif;margin:24px;color:#222;max-width:1400px}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ccc}
+.source{color:#555;margin:0 0 12px}.note{color:#7a4b00;background:#fff6e0;padding:6px 10px;border-left:3px solid #e0a000}
+table{border-collapse:collapse;margin:6px 0 12px;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}.plots{display:flex;flex-wrap:wrap;gap:12px}
+.grid{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0;text-align:center;font-size:11px}
+figure img{display:block;border:3px solid #1f77b4}figure.anomalous img{border-color:#d62728}
+)";
+
+std::string page(const std::string& title, const std::string& source, const std::string& body) {
+  return "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>" + xml_escape(title) +
+         "</title>\n<style>" + kStyle + "</style></head>\n<body>\n<h1>" + xml_escape(title) +
+         "</h1>\n<p class=\"source\">from <code>" + xml_escape(source) + "</code> (normad)</p>\n" + body +
+         "</body></html>\n";
+}
+
+// ---- eval: one scored table or image set against its labels ----
+
+std::string eval_page(const json& j, const std::string& source) {
+  const std::vector<double> s = numbers(j, "scores", source);
+  const std::vector<int> y = labels01(j, "labels", source);
+  if (s.size() != y.size())
+    throw Error(source + ": " + std::to_string(s.size()) + " scores but " + std::to_string(y.size()) + " labels");
+  const int64_t anomalies = std::count(y.begin(), y.end(), 1), n = int64_t(y.size());
+  if (anomalies == 0 || anomalies == n) throw Error(source + ": the labels need both normal (0) and anomalous (1) rows");
+  // The page's metrics come from the stored scores; a document whose own figures disagree with them
+  // (edited, or written by another version) is an error, not a page with two answers.
+  const double auroc = eval::auroc(s, y), ap = eval::average_precision(s, y);
+  for (const auto& [key, value] : {std::pair<std::string, double>{"auroc", auroc}, {"ap", ap}})
+    if (j.contains(key) && std::abs(number(j, key, source) - value) > 1e-9)
+      throw Error(source + ": its " + key + " " + short_number(number(j, key, source), 6) +
+                  " disagrees with its scores and labels (" + short_number(value, 6) + ")");
+  std::string body = "<h2>Metrics</h2>\n";
+  std::vector<std::vector<std::string>> rows{{"rows", std::to_string(n)},
+                                             {"anomalies", std::to_string(anomalies)},
+                                             {"AUROC", fixed(auroc, 4)},
+                                             {"AP", fixed(ap, 4)},
+                                             {"F1 (threshold at the true anomaly ratio)", fixed(eval::f1_at_true_ratio(s, y), 4)},
+                                             {"F1-max", fixed(eval::f1_max(s, y), 4)}};
+  // The model's threshold, seen through its predictions: score > threshold is flagged, so it lies
+  // in [highest unflagged score, lowest flagged score).
+  std::optional<double> threshold;
+  std::string threshold_label, note;
+  if (j.contains("flagged")) {
+    const std::vector<int> flagged = labels01(j, "flagged", source);
+    if (flagged.size() != s.size()) throw Error(source + ": 'flagged' has " + std::to_string(flagged.size()) + " entries for " + std::to_string(s.size()) + " scores");
+    double lo = -INFINITY, hi = INFINITY;
+    int64_t fp = 0, tp = 0;
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (flagged[i]) hi = std::min(hi, s[i]), (y[i] ? tp : fp) += 1;
+      else lo = std::max(lo, s[i]);
+    }
+    rows.push_back({"normal rows flagged at the model's threshold", fixed(100.0 * double(fp) / double(n - anomalies), 1) + "% (" +
+                                                                       std::to_string(fp) + " of " + std::to_string(n - anomalies) + ")"});
+    rows.push_back({"anomalies flagged (recall)", fixed(100.0 * double(tp) / double(anomalies), 1) + "%"});
+    if (lo < hi) {
+      threshold = std::isinf(hi) ? lo : std::isinf(lo) ? hi : (lo + hi) / 2;
+      threshold_label = std::isinf(hi)   ? "threshold: nothing flagged"
+                        : std::isinf(lo) ? "threshold: everything flagged"
+                                         : "threshold (between " + short_number(lo, 4) + " and " + short_number(hi, 4) + ")";
+    } else {
+      note = "The predictions are not one threshold on these scores (some flagged rows score lower than unflagged "
+             "ones: zero-shot scores depend on the batch they were scored in), so no threshold is drawn.";
+    }
+  }
+  body += table({"metric", "value"}, rows, "metrics");
+  body += "<h2>Curves and scores</h2>\n<div class=\"plots\">\n" + roc_and_pr({Scored{"", s, y}});
+  std::vector<double> normal_scores, anomalous_scores;
+  for (size_t i = 0; i < s.size(); ++i) (y[i] ? anomalous_scores : normal_scores).push_back(s[i]);
+  body += histogram("Scores", "anomaly score", normal_scores, anomalous_scores, threshold, threshold_label) + "</div>\n";
+  if (!note.empty()) body += "<p class=\"note\">" + xml_escape(note) + "</p>\n";
+  body += "<h2>Settings</h2>\n" + settings_table(scalars(j, {"auroc", "ap", "f1", "f1_max", "rows", "anomalies"}));
+  return page("normad eval report", source, body);
+}
+
+// ---- zeroshot: ACR and its baselines per anomaly ratio, per batch, and while training ----
+
+std::string zeroshot_page(const json& j, const std::string& source) {
+  static const std::vector<std::pair<std::string, std::string>> methods{
+      {"acr", "ACR"}, {"stationary", "stationary"}, {"batch_l2", "batch-mean L2"}, {"knn", "kNN-5"}};
+  const json& ratios = array(j, "ratios", source);
+  std::vector<double> ratio_values;
+  std::vector<std::vector<std::string>> mean_rows;
+  for (size_t i = 0; i < ratios.size(); ++i) {
+    const std::string where = source + ".ratios[" + std::to_string(i) + "]";
+    ratio_values.push_back(number(ratios[i], "ratio", where));
+    std::vector<std::string> row{short_number(ratio_values.back())};
+    for (const auto& m : methods) row.push_back(fixed(number(ratios[i], m.first, where), 3));
+    mean_rows.push_back(row);
+  }
+  std::string body = "<h2>AUROC per anomaly ratio (mean over the folds)</h2>\n" +
+                     table({"anomaly ratio", "ACR", "stationary", "batch-mean L2", "kNN-5"}, mean_rows, "ratios");
+  // Per fold: mean (std) over its test batches at each ratio, the numbers the CLI prints.
+  const json empty = json::array();
+  const json& folds = j.contains("folds") ? array(j, "folds", source) : empty;
+  // values[ratio][method]: every batch's AUROC of every fold, for the strip plot
+  std::vector<std::vector<std::vector<double>>> values(ratio_values.size(), std::vector<std::vector<double>>(methods.size()));
+  std::vector<Series> curves;
+  for (size_t f = 0; f < folds.size(); ++f) {
+    const std::string where = source + ".folds[" + std::to_string(f) + "]";
+    const std::string fold = folds[f].contains("fold") ? folds[f]["fold"].get<std::string>() : std::to_string(f);
+    std::vector<std::vector<std::vector<double>>> per(ratio_values.size(), std::vector<std::vector<double>>(methods.size()));
+    const json& batches = folds[f].contains("batches") ? array(folds[f], "batches", where) : empty;
+    for (size_t b = 0; b < batches.size(); ++b) {
+      const std::string bw = where + ".batches[" + std::to_string(b) + "]";
+      const double r = number(batches[b], "ratio", bw);
+      const auto it = std::find(ratio_values.begin(), ratio_values.end(), r);
+      if (it == ratio_values.end()) throw Error(bw + ": ratio " + short_number(r) + " is not one of the document's ratios");
+      for (size_t m = 0; m < methods.size(); ++m) {
+        const double v = number(batches[b], methods[m].first, bw);
+        per[size_t(it - ratio_values.begin())][m].push_back(v);
+        values[size_t(it - ratio_values.begin())][m].push_back(v);
+      }
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (size_t r = 0; r < ratio_values.size(); ++r) {
+      std::vector<std::string> row{short_number(ratio_values[r]), std::to_string(per[r][0].size())};
+      for (size_t m = 0; m < methods.size(); ++m)
+        row.push_back(fixed(mean(per[r][m]), 3) + " (" + fixed(population_std(per[r][m]), 3) + ")");
+      rows.push_back(row);
+    }
+    std::string secs;
+    if (folds[f].contains("secs_per_iter")) secs = ", " + short_number(number(folds[f], "secs_per_iter", where)) + " s per iteration";
+    if (!batches.empty())
+      body += "<h2>Fold " + xml_escape(fold) + ": mean (std) AUROC over its test batches" + xml_escape(secs) + "</h2>\n" +
+              table({"anomaly ratio", "batches", "ACR", "stationary", "batch-mean L2", "kNN-5"}, rows, "fold");
+    // A learning curve: ACR's mean AUROC at each ratio, every --eval-every iterations.
+    if (folds[f].contains("curve") && folds[f]["curve"].is_array()) {
+      const json& curve = folds[f]["curve"];
+      for (size_t r = 0; r < ratio_values.size(); ++r) {
+        Series ser{"fold " + fold + ", ratio " + short_number(ratio_values[r]), palette(curves.size()), {}, f % 2 == 1, true};
+        for (size_t c = 0; c < curve.size(); ++c) {
+          const std::string cw = where + ".curve[" + std::to_string(c) + "]";
+          const json& acr = array(curve[c], "acr", cw);
+          if (acr.size() != ratio_values.size())
+            throw Error(cw + ".acr: " + std::to_string(acr.size()) + " values for " + std::to_string(ratio_values.size()) + " ratios");
+          ser.points.emplace_back(number(curve[c], "iter", cw), acr[r].get<double>());
+        }
+        curves.push_back(std::move(ser));
+      }
+    }
+  }
+  std::vector<std::string> groups;
+  for (double r : ratio_values) groups.push_back("ratio " + short_number(r));
+  std::vector<std::pair<std::string, std::string>> legend;
+  for (size_t m = 0; m < methods.size(); ++m) legend.emplace_back(methods[m].second, palette(m));
+  body += "<h2>Every test batch</h2>\n<div class=\"plots\">\n" +
+          strip_plot("AUROC of each test batch (bar: mean)", "AUROC", groups, legend, values, 0, 1);
+  if (!curves.empty()) {
+    auto [x0, x1] = data_range(curves, false);
+    body += line_plot("learning-curve", Axes{"Learning curve (ACR, mean AUROC over the test batches)", "iteration",
+                                             "AUROC", std::max(0.0, x0), x1, 0, 1},
+                      curves);
+  }
+  body += "</div>\n";
+  if (curves.empty()) body += "<p class=\"note\">No learning curve: the run was not made with --eval-every.</p>\n";
+  body += "<h2>Settings</h2>\n" + settings_table(scalars(j, {}));
+  return page("normad zero-shot report" + (j.contains("protocol") && j["protocol"].is_string()
+                                               ? ": " + j["protocol"].get<std::string>() : std::string()),
+              source, body);
+}
+
+// ---- mvg eval: per-category image AUROC, ROC curves and the highest-scored test images ----
+
+std::string mvg_eval_page(const json& j, const std::string& source) {
+  const json& cats = field(j, "categories", source, &json::is_object, "an object");
+  std::vector<std::vector<std::string>> rows;
+  std::vector<Scored> sets;
+  std::string grids;
+  bool any_map = false;
+  for (auto it = cats.begin(); it != cats.end(); ++it) {
+    const std::string where = source + ".categories." + it.key();
+    rows.push_back({it.key(), std::to_string(int64_t(number(it.value(), "train", where))),
+                    std::to_string(int64_t(number(it.value(), "test", where))),
+                    fixed(100 * number(it.value(), "auroc", where), 1)});
+    if (!it.value().contains("items")) continue;
+    const json& items = array(it.value(), "items", where);
+    Scored set{it.key(), {}, {}};
+    for (size_t i = 0; i < items.size(); ++i) {
+      const std::string iw = where + ".items[" + std::to_string(i) + "]";
+      set.scores.push_back(number(items[i], "score", iw));
+      set.labels.push_back(int(number(items[i], "label", iw)));
+    }
+    // The grid: the category's 8 highest-scored test images, border red for a true anomaly.
+    std::vector<size_t> order(items.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return set.scores[a] > set.scores[b]; });
+    grids += "<h3>" + xml_escape(it.key()) + "</h3>\n<div class=\"grid\">\n";
+    for (size_t k = 0; k < std::min<size_t>(8, order.size()); ++k) {
+      const json& item = items[order[k]];
+      const std::string iw = where + ".items[" + std::to_string(order[k]) + "]";
+      const std::string path = field(item, "path", iw, &json::is_string, "a string").get<std::string>();
+      const std::string name = item.contains("name") ? item["name"].get<std::string>() : path;
+      std::vector<float> map;
+      int64_t mh = 0, mw = 0;
+      if (item.contains("map")) {
+        any_map = true;
+        const json& m = item["map"];
+        mh = int64_t(number(m, "height", iw + ".map")), mw = int64_t(number(m, "width", iw + ".map"));
+        for (double v : numbers(m, "values", iw + ".map")) map.push_back(float(v));
+        if (int64_t(map.size()) != mh * mw)
+          throw Error(iw + ".map: " + std::to_string(map.size()) + " values for " + std::to_string(mh) + " x " + std::to_string(mw));
+      }
+      const Thumbnail t = thumbnail(path, 128, map.empty() ? nullptr : &map, mh, mw);
+      grids += std::string("<figure class=\"") + (set.labels[order[k]] ? "anomalous" : "normal") + "\"><img alt=\"" +
+               xml_escape(name) + "\" width=\"" + std::to_string(t.width) + "\" height=\"" + std::to_string(t.height) +
+               "\" src=\"" + png_data_url(t.rgb, t.height, t.width) + "\"><figcaption>" + xml_escape(name) + "<br>score " +
+               short_number(set.scores[order[k]], 4) + "</figcaption></figure>\n";
+    }
+    grids += "</div>\n";
+    sets.push_back(std::move(set));
+  }
+  if (j.contains("mean"))
+    rows.push_back({"mean (± SEM)", "", "", fixed(100 * number(j, "mean", source), 1) + " ± " +
+                                                 fixed(100 * (j.contains("sem") ? number(j, "sem", source) : NAN), 1)});
+  std::string body = "<h2>Image AUROC per category</h2>\n" + table({"category", "train", "test", "image AUROC (%)"}, rows, "categories");
+  if (!sets.empty())
+    body += "<h2>Curves</h2>\n<div class=\"plots\">\n" + roc_and_pr(sets) + "</div>\n<h2>Highest-scored test images</h2>\n" +
+            "<p>Blue border: normal (good), red: a true anomaly; sorted by score, highest first. " +
+            std::string(any_map ? "An image with a per-pixel anomaly map shows it blended over the image, blue (0) "
+                                  "through yellow to red (1)."
+                                : "Gaussian-AD scores whole images, so these carry no heat map.") +
+            "</p>\n" + grids;
+  body += "<h2>Settings</h2>\n" + settings_table(scalars(j, {"mean", "sem"}));
+  return page("normad Gaussian-AD report (MVTec AD)", source, body);
+}
+
+}  // namespace
+
+std::string results_kind(const std::string& results_json, const std::string& source) {
+  const json j = json::parse(results_json, nullptr, false);
+  if (j.is_discarded()) throw Error(source + ": not a JSON document");
+  if (!j.is_object()) throw Error(source + ": a results document is a JSON object, found " + std::string(j.type_name()));
+  std::string kind;
+  if (j.contains("kind") && j["kind"].is_string()) kind = j["kind"].get<std::string>();
+  else if (j.contains("protocol") && j.contains("ratios")) kind = "zeroshot";  // written before "kind" existed
+  if (kind != "eval" && kind != "zeroshot" && kind != "mvg-eval")
+    throw Error(source + ": " + (kind.empty() ? std::string("no 'kind' field") : "kind '" + kind + "'") +
+                "; a report shows the --json results of normad eval, zeroshot or mvg eval");
+  return kind;
+}
+
+std::string render_html(const std::string& results_json, const std::string& source) {
+  const std::string kind = results_kind(results_json, source);
+  const json j = json::parse(results_json);
+  if (kind == "eval") return eval_page(j, source);
+  if (kind == "zeroshot") return zeroshot_page(j, source);
+  return mvg_eval_page(j, source);
+}
+
+std::string png_bytes(const std::vector<uint8_t>& rgb, int64_t height, int64_t width) {
+  check(height > 0 && width > 0 && int64_t(rgb.size()) == height * width * 3, "png_bytes",
+        std::to_string(rgb.size()) + " bytes for a " + std::to_string(height) + " x " + std::to_string(width) + " RGB image");
+  std::string out;
+  auto append = [](void* context, void* data, int size) {
+    static_cast<std::string*>(context)->append(static_cast<const char*>(data), size_t(size));
+  };
+  if (!stbi_write_png_to_func(append, &out, int(width), int(height), 3, rgb.data(), int(width * 3)))
+    throw Error("png_bytes: stb_image_write failed");
+  return out;
+}
+
+std::string png_data_url(const std::vector<uint8_t>& rgb, int64_t height, int64_t width) {
+  const std::string png = png_bytes(rgb, height, width);
+  std::string b64(4 * ((png.size() + 2) / 3) + 1, '\0');  // OpenSSL's base64, NUL-terminated
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(b64.data()),
+                                reinterpret_cast<const unsigned char*>(png.data()), int(png.size()));
+  b64.resize(size_t(n));
+  return "data:image/png;base64," + b64;
+}
+
+Thumbnail thumbnail(const std::string& image_path, int64_t size, const std::vector<float>* map, int64_t map_h,
+                    int64_t map_w) {
+  const Tensor img = data::load_image_rgb(image_path);  // [3, H, W] 0..255
+  const int64_t h = img.size(1), w = img.size(2);
+  Thumbnail t;
+  t.height = std::max<int64_t>(1, h >= w ? size : (h * size + w / 2) / w);
+  t.width = std::max<int64_t>(1, w >= h ? size : (w * size + h / 2) / h);
+  const std::vector<float> small =
+      data::resize(img, t.height, t.width, data::ResizeFilter::bilinear_aa, true).to_vector();  // [3, h, w]
+  std::vector<float> heat;
+  if (map) {
+    check(map_h > 0 && map_w > 0 && int64_t(map->size()) == map_h * map_w, "thumbnail",
+          image_path + ": heat map of " + std::to_string(map->size()) + " values for " + std::to_string(map_h) + " x " +
+              std::to_string(map_w));
+    heat = data::resize(Tensor::from({map_h, map_w}, *map), t.height, t.width, data::ResizeFilter::bilinear).to_vector();
+  }
+  const int64_t plane = t.height * t.width;
+  t.rgb.resize(size_t(plane * 3));
+  for (int64_t p = 0; p < plane; ++p) {
+    float px[3] = {small[size_t(p)], small[size_t(plane + p)], small[size_t(2 * plane + p)]};
+    if (map) {
+      // blue (0) -> cyan -> yellow -> red (1), blended half over the image
+      const float v = std::clamp(std::isfinite(heat[size_t(p)]) ? heat[size_t(p)] : 0.f, 0.f, 1.f);
+      const float r = std::clamp(2 * v, 0.f, 1.f), g = std::clamp(v < 0.5f ? 2 * v : 2 - 2 * v, 0.f, 1.f),
+                  b = std::clamp(1 - 2 * v, 0.f, 1.f);
+      const float color[3] = {255 * r, 255 * g, 255 * b};
+      for (int c = 0; c < 3; ++c) px[c] = 0.5f * px[c] + 0.5f * color[c];
+    }
+    for (int c = 0; c < 3; ++c) t.rgb[size_t(p * 3 + c)] = uint8_t(std::lround(std::clamp(px[c], 0.f, 255.f)));
+  }
+  return t;
+}
+
+}  // namespace normad::report
