@@ -2,6 +2,7 @@
 // cells by a fitted Preprocess (numbers, one-hot categories, labels). Math: x' = (x - mean) / std with
 // the population std (divide by N) accumulated in double. Tested by tests/test_csv.cpp.
 #include "data/csv.h"
+#include "tensor/metadata.h"
 #include "data/mat.h"
 
 #include <algorithm>
@@ -210,11 +211,6 @@ void check_label(const Csv& csv, const std::string& label) {
                 ")");
 }
 
-const std::string& get_key(const std::map<std::string, std::string>& m, const std::string& key) {
-  auto it = m.find(key);
-  if (it == m.end()) throw Error("model metadata: missing key " + key);
-  return it->second;
-}
 
 }  // namespace
 
@@ -496,37 +492,38 @@ std::map<std::string, std::string> Preprocess::to_metadata() const {
   return m;
 }
 
-Preprocess Preprocess::from_metadata(const std::map<std::string, std::string>& metadata) {
+Preprocess Preprocess::from_metadata(const std::map<std::string, std::string>& metadata, const std::string& file) {
+  const MetadataReader meta(metadata, file);
   Preprocess p;
-  p.label = get_key(metadata, "csv.label");
-  p.inputs = split_record(get_key(metadata, "csv.inputs"), "csv.inputs");
-  for (const std::string& name : split_record(get_key(metadata, "csv.one_hot"), "csv.one_hot")) {
+  p.label = meta.text("csv.label");
+  p.inputs = split_record(meta.text("csv.inputs"), "csv.inputs");
+  for (const std::string& name : split_record(meta.text("csv.one_hot"), "csv.one_hot")) {
     if (std::find(p.inputs.begin(), p.inputs.end(), name) == p.inputs.end())
-      throw Error("model metadata: one-hot column '" + name + "' is not among csv.inputs");
+      throw Error(file + ": one-hot column '" + name + "' is not among csv.inputs");
     const std::string key = "csv.categories." + name;
     auto& cats = p.categories[name];
-    cats = split_record(get_key(metadata, key), key);
+    cats = split_record(meta.text(key), key);
     // apply() finds a category by binary search: the list must be sorted and distinct, as fit wrote it.
     const bool sorted = std::is_sorted(cats.begin(), cats.end());
     if (!sorted || std::adjacent_find(cats.begin(), cats.end()) != cats.end())
-      throw Error("model metadata: " + key + " is not a sorted list of distinct categories");
+      throw Error(file + ": " + key + " is not a sorted list of distinct categories");
   }
-  if (metadata.count("csv.ignore")) p.ignored = split_record(metadata.at("csv.ignore"), "csv.ignore");
+  if (meta.has("csv.ignore")) p.ignored = split_record(meta.text("csv.ignore"), "csv.ignore");
   for (const std::string& name : p.ignored)
     if (name == p.label || std::find(p.inputs.begin(), p.inputs.end(), name) != p.inputs.end())
-      throw Error("model metadata: ignored column '" + name + "' is also the label or a fitted input");
+      throw Error(file + ": ignored column '" + name + "' is also the label or a fitted input");
   // Standardisation is on exactly when the statistics are present.
-  if (metadata.count("csv.mean")) {
-    p.mean = split_floats(get_key(metadata, "csv.mean"), "csv.mean");
-    p.stddev = split_floats(get_key(metadata, "csv.std"), "csv.std");
+  if (meta.has("csv.mean")) {
+    p.mean = split_floats(meta.text("csv.mean"), "csv.mean");
+    p.stddev = split_floats(meta.text("csv.std"), "csv.std");
     const size_t F = p.columns().size();
     if (p.mean.size() != F || p.stddev.size() != F)
-      throw Error("model metadata: csv.mean/csv.std hold " + std::to_string(p.mean.size()) + "/" +
+      throw Error(file + ": csv.mean/csv.std hold " + std::to_string(p.mean.size()) + "/" +
                   std::to_string(p.stddev.size()) + " values for " + std::to_string(F) + " features");
     // split_floats already refuses non-finite values; a standard deviation must also be positive.
     for (size_t f = 0; f < F; ++f)
       if (!(p.stddev[f] > 0))
-        throw Error("model metadata: csv.std value " + std::to_string(f + 1) + " (feature '" + p.columns()[f] +
+        throw Error(file + ": csv.std value " + std::to_string(f + 1) + " (feature '" + p.columns()[f] +
                     "') is " + std::to_string(p.stddev[f]) + ", not a positive standard deviation");
   }
   return p;

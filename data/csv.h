@@ -105,7 +105,9 @@ struct Preprocess {
   // Lists are stored as one CSV record. from_metadata ignores other keys; it throws on missing or
   // malformed csv.* keys.
   std::map<std::string, std::string> to_metadata() const;
-  static Preprocess from_metadata(const std::map<std::string, std::string>& metadata);
+  // `file` names the model file in errors.
+  static Preprocess from_metadata(const std::map<std::string, std::string>& metadata,
+                                  const std::string& file = "model metadata");
 };
 
 // The rows of `csv` whose column `column` holds one of `values` (in file order, lines kept).

@@ -136,7 +136,7 @@ TableDetector TableDetector::from_file(const nn::Safetensors& f, const std::stri
   m.threshold_ = threshold_from_metadata(f);
   if (f.has_meta("normad.id")) m.id_ = f.meta("normad.id");
   try {
-    m.pre_ = data::Preprocess::from_metadata(f.metadata);
+    m.pre_ = data::Preprocess::from_metadata(f.metadata, f.name);
   } catch (const Error& e) {
     throw Error(path + ": " + e.what());
   }
@@ -165,7 +165,7 @@ TableDetector TableDetector::from_file(const nn::Safetensors& f, const std::stri
   } else if (k == "ntl") {
     models::NtlConfig cfg;
     try {
-      cfg = models::ntl_from_metadata(f.metadata);
+      cfg = models::ntl_from_metadata(f.metadata, f.name);
     } catch (const Error& e) {
       throw Error(path + ": " + e.what());
     }

@@ -4,13 +4,13 @@
 
 #include <algorithm>
 #include <boost/math/distributions/chi_squared.hpp>
-#include <charconv>
 #include <cmath>
 #include <cstdio>
 
 #include "eval/metrics.h"
 #include "nn/safetensors.h"
 #include "tensor/gemm.h"
+#include "tensor/metadata.h"
 #include "tensor/parallel.h"
 
 namespace normad::models {
@@ -465,29 +465,11 @@ void GaussianAd::save(const std::string& path) const {
 GaussianAd GaussianAd::load(const std::string& path) { return from_file(nn::load_safetensors(path), path); }
 
 GaussianAd GaussianAd::from_file(const nn::Safetensors& f, const std::string& path) {
-  auto meta = [&](const std::string& key) -> const std::string& {
-    auto it = f.metadata.find(key);
-    check(it != f.metadata.end(), path, "not a Gaussian-AD model: metadata field '" + key + "' is missing");
-    return it->second;
-  };
-  // The whole field must be one finite number.
-  auto number = [&](const std::string& key) {
-    const std::string& v = meta(key);
-    double x = 0;
-    const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
-    check(ec == std::errc() && end == v.data() + v.size() && std::isfinite(x), path,
-          "metadata field '" + key + "' is not a finite number: '" + v + "'");
-    return x;
-  };
-  auto integer = [&](const std::string& key, int64_t lo, int64_t hi) {
-    const std::string& v = meta(key);
-    int64_t x = 0;
-    const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
-    check(ec == std::errc() && end == v.data() + v.size() && x >= lo && x <= hi, path,
-          "metadata field '" + key + "' must be an integer in " + std::to_string(lo) + ".." + std::to_string(hi) +
-              ", got '" + v + "'");
-    return x;
-  };
+  // Every field read strictly (tensor/metadata.h): whole, finite, integers within bounds.
+  const MetadataReader r(f.metadata, path);
+  auto meta = [&](const std::string& key) -> const std::string& { return r.text(key, "not a Gaussian-AD model"); };
+  auto number = [&](const std::string& key) { return r.number(key); };
+  auto integer = [&](const std::string& key, int64_t lo, int64_t hi) { return r.integer(key, lo, hi); };
   check(meta("model") == "gaussian-ad", path,
         "metadata field 'model' is '" + meta("model") + "', expected 'gaussian-ad'");
   GaussianAd m;

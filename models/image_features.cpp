@@ -12,6 +12,7 @@
 #include <json.hpp>
 #include <sstream>
 
+#include "tensor/metadata.h"
 #include "tensor/ops.h"
 
 namespace normad::models {
@@ -24,16 +25,6 @@ std::string join_ints(const std::vector<int>& v) {
   std::string s;
   for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
   return s;
-}
-
-// A whole field as one integer in [lo, hi]; the error names the file and the field.
-int64_t parse_int(const std::string& text, int64_t lo, int64_t hi, const std::string& file, const std::string& key) {
-  int64_t v = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  check(!text.empty() && ec == std::errc() && end == text.data() + text.size() && v >= lo && v <= hi, file,
-        "field '" + key + "' must be an integer in " + std::to_string(lo) + ".." + std::to_string(hi) + ", got '" +
-            text + "'");
-  return v;
 }
 
 constexpr const char* kFeaturesLine = "# normad-features ";
@@ -97,10 +88,9 @@ std::map<std::string, std::string> FeatureSpec::to_metadata(const std::string& f
 }
 
 FeatureSpec FeatureSpec::from_metadata(const std::map<std::string, std::string>& meta, const std::string& file) {
+  const MetadataReader m(meta, file);
   auto get = [&](const std::string& key) -> const std::string& {
-    auto it = meta.find(key);
-    check(it != meta.end(), file, "field '" + key + "' is missing (expected the image pipeline its features were made with)");
-    return it->second;
+    return m.text(key, "expected the image pipeline its features were made with");
   };
   FeatureSpec s;
   s.backbone = get("features.backbone");
@@ -109,10 +99,10 @@ FeatureSpec FeatureSpec::from_metadata(const std::map<std::string, std::string>&
   check(s.weights_sha256.size() == 64 && s.weights_sha256.find_first_not_of("0123456789abcdef") == std::string::npos,
         file, "field 'features.weights_sha256' must be 64 lowercase hex digits, got '" + s.weights_sha256 + "'");
   s.levels = parse_levels(get("features.levels"), file + ": field 'features.levels'");
-  s.prep.size = int(parse_int(get("features.size"), 1, kMaxImageSize, file, "features.size"));
-  s.prep.crop = int(parse_int(get("features.crop"), 0, s.prep.size, file, "features.crop"));
+  s.prep.size = int(m.integer("features.size", 1, kMaxImageSize));
+  s.prep.crop = int(m.integer("features.crop", 0, s.prep.size));
   s.prep.filter = get("features.filter");
-  s.prep.shorter_side = parse_int(get("features.shorter_side"), 0, 1, file, "features.shorter_side") == 1;
+  s.prep.shorter_side = m.flag("features.shorter_side");
   try {
     data::parse_resize_filter(s.prep.filter);
   } catch (const Error& e) {

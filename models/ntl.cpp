@@ -1,7 +1,6 @@
 // NeuTraL-AD (see models/ntl.h). Tested by tests/test_ntl.cpp.
 #include "models/ntl.h"
 
-#include <charconv>
 
 #include <cmath>
 #include <cstdio>
@@ -9,6 +8,7 @@
 
 #include "nn/optim.h"
 #include "tensor/backend.h"
+#include "tensor/metadata.h"
 #include "tensor/parallel.h"
 
 namespace normad::models {
@@ -125,45 +125,19 @@ std::map<std::string, std::string> ntl_metadata(const NtlConfig& c) {
           {"ntl.trans_bias", b(c.trans_bias)}, {"ntl.enc_bias", b(c.enc_bias)}, {"ntl.tau", tau}};
 }
 
-NtlConfig ntl_from_metadata(const std::map<std::string, std::string>& meta) {
-  auto get = [&](const char* k) {
-    auto it = meta.find(k);
-    if (it == meta.end()) throw Error(std::string("model metadata: missing '") + k + "'");
-    return it->second;
-  };
-  // Strict: the whole field is one number (an integer where one is expected), finite.
-  auto real = [&](const char* k) {
-    const std::string v = get(k);
-    double x = 0;
-    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
-    if (ec != std::errc() || end != v.data() + v.size() || !std::isfinite(x))
-      throw Error(std::string("model metadata: '") + k + "' = '" + v + "' is not a finite number");
-    return x;
-  };
-  auto num = [&](const char* k) {
-    const double x = real(k);
-    if (x != std::floor(x) || std::fabs(x) > 1e9)
-      throw Error(std::string("model metadata: '") + k + "' = '" + get(k) + "' is not an integer");
-    return static_cast<int64_t>(x);
-  };
+NtlConfig ntl_from_metadata(const std::map<std::string, std::string>& meta, const std::string& file) {
+  // Strict (tensor/metadata.h): each field whole, sizes bounded as `train` bounds them, before
+  // anything is allocated from them.
+  const MetadataReader m(meta, file);
   NtlConfig c;
-  c.x_dim = num("ntl.x_dim"), c.K = num("ntl.K"), c.trans_type = get("ntl.trans_type");
-  c.trans_layers = num("ntl.trans_layers"), c.trans_hidden = num("ntl.trans_hidden");
-  c.enc_layers = num("ntl.enc_layers"), c.enc_hidden = num("ntl.enc_hidden"), c.z_dim = num("ntl.z_dim");
-  c.batch_norm = num("ntl.batch_norm") != 0, c.trans_bias = num("ntl.trans_bias") != 0;
-  c.enc_bias = num("ntl.enc_bias") != 0;
-  // Sizes bounded as `train` bounds them, before anything is allocated from them.
-  auto bounded = [&](const char* k, int64_t v, int64_t lo, int64_t hi) {
-    if (v < lo || v > hi)
-      throw Error(std::string("model metadata: '") + k + "' = " + std::to_string(v) + " is outside [" +
-                  std::to_string(lo) + ", " + std::to_string(hi) + "]");
-  };
-  bounded("ntl.x_dim", c.x_dim, 1, 1 << 20), bounded("ntl.K", c.K, 2, 1000);
-  bounded("ntl.trans_layers", c.trans_layers, 1, 64), bounded("ntl.enc_layers", c.enc_layers, 1, 64);
-  bounded("ntl.trans_hidden", c.trans_hidden, 0, 1 << 16), bounded("ntl.enc_hidden", c.enc_hidden, 0, 1 << 16);
-  bounded("ntl.z_dim", c.z_dim, 0, 1 << 16);
-  c.tau = static_cast<float>(real("ntl.tau"));
-  if (!(c.tau > 0)) throw Error("model metadata: 'ntl.tau' = '" + get("ntl.tau") + "' is not a positive temperature");
+  c.x_dim = m.integer("ntl.x_dim", 1, 1 << 20), c.K = m.integer("ntl.K", 2, 1000);
+  c.trans_type = m.text("ntl.trans_type");
+  c.trans_layers = m.integer("ntl.trans_layers", 1, 64), c.trans_hidden = m.integer("ntl.trans_hidden", 0, 1 << 16);
+  c.enc_layers = m.integer("ntl.enc_layers", 1, 64), c.enc_hidden = m.integer("ntl.enc_hidden", 0, 1 << 16);
+  c.z_dim = m.integer("ntl.z_dim", 0, 1 << 16);
+  c.batch_norm = m.flag("ntl.batch_norm"), c.trans_bias = m.flag("ntl.trans_bias"), c.enc_bias = m.flag("ntl.enc_bias");
+  c.tau = static_cast<float>(m.number("ntl.tau"));
+  if (!(c.tau > 0)) throw Error(file + ": metadata field 'ntl.tau' = '" + m.text("ntl.tau") + "' is not a positive temperature");
   return ntl_defaults(c);  // validates
 }
 

@@ -54,7 +54,8 @@ class NeutralAD : public nn::Module {
 
 // The architecture as model-file metadata ("ntl.*" keys) and back; from_metadata validates.
 std::map<std::string, std::string> ntl_metadata(const NtlConfig& c);
-NtlConfig ntl_from_metadata(const std::map<std::string, std::string>& meta);
+NtlConfig ntl_from_metadata(const std::map<std::string, std::string>& meta,
+                            const std::string& file = "model metadata");  // `file`: named in errors
 
 // One-class training on normal rows x [N, D] (ntl_dsvdd.md B.5): Adam with weight decay, StepLR
 // (step, gamma 0.5) per epoch, shuffled mini-batches; loss = batch mean of the DCL.

@@ -16,7 +16,6 @@
 
 #include <algorithm>
 #include <bit>
-#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -374,31 +373,6 @@ std::string LoadReport::str() const {
   list("unexpected (in the file, not in the module)", unexpected);
   list("shape mismatched", mismatched);
   return os.str();
-}
-
-const std::string& Safetensors::meta(const std::string& key) const {
-  auto it = metadata.find(key);
-  if (it == metadata.end()) throw Error(name + ": metadata field '" + key + "' is missing");
-  return it->second;
-}
-
-double Safetensors::meta_number(const std::string& key) const {
-  const std::string& v = meta(key);
-  double x = 0;
-  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
-  if (ec != std::errc() || end != v.data() + v.size() || !std::isfinite(x))
-    throw Error(name + ": metadata field '" + key + "' = '" + v + "' is not a finite number");
-  return x;
-}
-
-int64_t Safetensors::meta_int(const std::string& key, int64_t lo, int64_t hi) const {
-  const std::string& v = meta(key);
-  int64_t x = 0;
-  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
-  if (ec != std::errc() || end != v.data() + v.size() || x < lo || x > hi)
-    throw Error(name + ": metadata field '" + key + "' = '" + v + "' is not an integer in [" + std::to_string(lo) +
-                ", " + std::to_string(hi) + "]");
-  return x;
 }
 
 namespace {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "nn/module.h"
+#include "tensor/metadata.h"
 
 namespace normad::nn {
 
@@ -19,11 +20,15 @@ struct Safetensors {
   std::map<std::string, std::string> metadata;
   std::string name;  // the file name given to parse / load, for error messages
 
-  // Metadata fields, strictly parsed; an Error names the file, the field and what was expected.
-  const std::string& meta(const std::string& key) const;  // must be present
+  // Metadata fields, strictly parsed (tensor/metadata.h); an Error names the file, the field and
+  // what was expected.
+  MetadataReader meta_reader() const { return MetadataReader(metadata, name); }
+  const std::string& meta(const std::string& key) const { return meta_reader().text(key); }  // must be present
   bool has_meta(const std::string& key) const { return metadata.count(key) > 0; }
-  double meta_number(const std::string& key) const;       // one finite number, nothing else
-  int64_t meta_int(const std::string& key, int64_t lo, int64_t hi) const;  // an integer in [lo, hi]
+  double meta_number(const std::string& key) const { return meta_reader().number(key); }  // one finite number
+  int64_t meta_int(const std::string& key, int64_t lo, int64_t hi) const {  // an integer in [lo, hi]
+    return meta_reader().integer(key, lo, hi);
+  }
 };
 // An Error naming the file, the tensor and the first bad index when a tensor holds NaN or infinity.
 // The parser itself keeps such values (the format allows them); weights are checked where they

@@ -105,7 +105,7 @@ TEST_CASE("cli robust: numeric options are range-checked and mistyped commands g
       {"trian --data x", "unknown command 'trian'; did you mean train?"},
       {"socre", "did you mean score?"},
       {"mvg fitt", "unknown command 'mvg fitt'; did you mean fit?"},
-      {"xyzzy", "unknown command 'xyzzy' (commands: zeroshot, oneclass, eval, train, score, features, mvg)"},
+      {"xyzzy", "unknown command 'xyzzy' (commands: zeroshot, oneclass, eval, train, score, features, mvg, report)"},
   };
   for (const Case& c : cases) {
     const normad::test::Run r = normad::test::run(c.args);

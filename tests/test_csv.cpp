@@ -216,7 +216,7 @@ TEST_CASE("csv: unknown label, one-hot and fitted columns list the available col
   CHECK_THROWS_WITH(pre.apply(data::read_csv(extra)),
                     Contains(extra) && Contains("column 'c' (3) is not a fitted feature"));
   // Metadata without the csv keys, or with statistics of the wrong length.
-  CHECK_THROWS_WITH(data::Preprocess::from_metadata({}), Contains("missing key csv.label"));
+  CHECK_THROWS_WITH(data::Preprocess::from_metadata({}), Contains("model metadata: metadata field 'csv.label' is missing"));
   auto meta = data::Preprocess::fit(csv, {.label = "kind", .standardise = true}).to_metadata();
   meta.at("csv.mean") = std::string("1");
   CHECK_THROWS_WITH(data::Preprocess::from_metadata(meta),
