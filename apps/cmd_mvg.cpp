@@ -193,7 +193,8 @@ void run_mvg(ImageArgs& a, CLI::App* fit_cmd, CLI::App* score_cmd, CLI::App* eva
       // every test image with its score and label, for the report's curves and image grid
       for (size_t i = 0; i < test.size(); ++i)
         js["categories"][c]["items"].push_back(
-            {{"path", test[i].path}, {"name", test[i].name}, {"score", s[i]}, {"label", test[i].label}});
+            {{"path", std::filesystem::absolute(test[i].path).string()}, {"name", test[i].name}, {"score", s[i]},
+             {"label", test[i].label}});  // absolute: `normad report` may run from elsewhere
     }
     if (a.all) {
       double mean = 0;

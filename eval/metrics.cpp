@@ -100,6 +100,20 @@ std::vector<CurvePoint> threshold_curve(const std::vector<double>& s, const std:
   return curve;
 }
 
+double mean(const std::vector<double>& v) {
+  if (v.empty()) return std::numeric_limits<double>::quiet_NaN();
+  double s = 0;
+  for (double x : v) s += x;
+  return s / double(v.size());
+}
+
+double population_std(const std::vector<double>& v) {
+  const double m = mean(v);
+  double s = 0;
+  for (double x : v) s += (x - m) * (x - m);
+  return v.empty() ? m : std::sqrt(s / double(v.size()));
+}
+
 double f1_score(const std::vector<int>& pred, const std::vector<int>& y) {
   check(pred.size() == y.size(), "f1_score", "sizes differ");
   int64_t tp = 0, fp = 0, fn = 0;

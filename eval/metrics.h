@@ -31,6 +31,10 @@ struct CurvePoint {
 // (threshold +inf, fpr = tpr = recall = 0, precision 1). The trapezoid area under (fpr, tpr) is
 // auroc(); sum_k (recall_k - recall_{k-1}) precision_k is average_precision(). Needs both labels.
 std::vector<CurvePoint> threshold_curve(const std::vector<double>& scores, const std::vector<int>& labels);
+// The mean and the population standard deviation (NumPy's std, ddof 0) of per-batch figures; NaN
+// for an empty list.
+double mean(const std::vector<double>& values);
+double population_std(const std::vector<double>& values);
 // F1 of given 0/1 predictions.
 double f1_score(const std::vector<int>& predicted, const std::vector<int>& labels);
 

@@ -29,18 +29,6 @@ uint64_t stream_seed(uint64_t seed, char fold, uint64_t purpose) {
 }
 enum Stream : uint64_t { kInit = 1, kTrain = 2, kTest = 3, kAug = 4 };
 
-double mean_of(const std::vector<double>& v) {
-  double s = 0;
-  for (double x : v) s += x;
-  return s / double(v.size());
-}
-double std_of(const std::vector<double>& v) {  // population std over the batches
-  const double m = mean_of(v);
-  double s = 0;
-  for (double x : v) s += (x - m) * (x - m);
-  return std::sqrt(s / double(v.size()));
-}
-
 }  // namespace
 
 int64_t anomalies_for_ratio(int64_t normals, double r) {
@@ -280,7 +268,7 @@ ZsFold run_zeroshot(const ZsData& data, const ZsConfig& cfg, const ZsModelFactor
       std::vector<double> a;
       for (auto& tb : tests)
         if (tb.ratio == r) a.push_back(eval::auroc(model.score(tb.x), tb.labels));
-      out.push_back(mean_of(a));
+      out.push_back(eval::mean(a));
     }
     return out;
   };
@@ -357,7 +345,7 @@ ZsFold run_zeroshot(const ZsData& data, const ZsConfig& cfg, const ZsModelFactor
     std::vector<double> a, s, l, k;
     for (auto& zb : out.batches)
       if (zb.ratio == r) a.push_back(zb.acr), s.push_back(zb.stationary), l.push_back(zb.batch_l2), k.push_back(zb.knn);
-    out.ratios.push_back({r, anomalies_for_ratio(cfg.batch_normals, r), mean_of(a), std_of(a), mean_of(s), std_of(s), mean_of(l), std_of(l), mean_of(k), std_of(k)});
+    out.ratios.push_back({r, anomalies_for_ratio(cfg.batch_normals, r), eval::mean(a), eval::population_std(a), eval::mean(s), eval::population_std(s), eval::mean(l), eval::population_std(l), eval::mean(k), eval::population_std(k)});
   }
   return out;
 }

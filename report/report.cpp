@@ -52,6 +52,17 @@ double number(const json& j, const std::string& key, const std::string& where) {
 const json& array(const json& j, const std::string& key, const std::string& where) {
   return field(j, key, where, &json::is_array, "an array");
 }
+std::string text(const json& j, const std::string& key, const std::string& where) {
+  return field(j, key, where, &json::is_string, "a string").get<std::string>();
+}
+// A whole number in [lo, hi] (counts, sizes, 0/1 labels).
+int64_t integer(const json& j, const std::string& key, const std::string& where, int64_t lo, int64_t hi) {
+  const double v = number(j, key, where);
+  if (!(v >= double(lo) && v <= double(hi) && v == std::floor(v)))
+    throw Error(where + "." + key + ": " + short_number(v, 10) + " is not an integer in [" + std::to_string(lo) + ", " +
+                std::to_string(hi) + "]");
+  return int64_t(v);
+}
 // An array of numbers; NaN and infinity cannot be stored in JSON (they arrive as null: an Error).
 std::vector<double> numbers(const json& j, const std::string& key, const std::string& where) {
   std::vector<double> out;
@@ -113,42 +124,52 @@ std::string fixed(double v, int decimals) {
   return b;
 }
 
-double mean(const std::vector<double>& v) {
-  return v.empty() ? NAN : std::accumulate(v.begin(), v.end(), 0.0) / double(v.size());
-}
-double population_std(const std::vector<double>& v) {  // as the zero-shot CLI prints it
-  const double m = mean(v);
-  double ss = 0;
-  for (double x : v) ss += (x - m) * (x - m);
-  return v.empty() ? NAN : std::sqrt(ss / double(v.size()));
-}
-
 // ROC and precision-recall plots of one or more scored sets (one series each).
 struct Scored {
   std::string label;
   std::vector<double> scores;
   std::vector<int> labels;
 };
+// The ROC polyline without its collinear points (a point between two on the same vertical or
+// horizontal line, as scikit-learn's drop_intermediate): the same drawing, far fewer points on
+// large sets.
+std::vector<std::pair<double, double>> roc_points(const std::vector<eval::CurvePoint>& curve) {
+  std::vector<std::pair<double, double>> out;
+  for (size_t k = 0; k < curve.size(); ++k) {
+    const bool inner = k > 0 && k + 1 < curve.size();
+    if (inner && ((curve[k - 1].fpr == curve[k].fpr && curve[k].fpr == curve[k + 1].fpr) ||
+                  (curve[k - 1].tpr == curve[k].tpr && curve[k].tpr == curve[k + 1].tpr)))
+      continue;
+    out.emplace_back(curve[k].fpr, curve[k].tpr);
+  }
+  return out;
+}
+// The PR curve as steps: AP is the step sum, so precision_k holds from recall_{k-1} to recall_k
+// (a straight line between the points would draw more area than AP counts).
+std::vector<std::pair<double, double>> pr_steps(const std::vector<eval::CurvePoint>& curve) {
+  std::vector<std::pair<double, double>> out{{curve.front().recall, curve.front().precision}};
+  for (size_t k = 1; k < curve.size(); ++k) {
+    if (curve[k].recall == curve[k - 1].recall) continue;  // a run of normals: recall unchanged
+    out.emplace_back(curve[k - 1].recall, curve[k].precision);
+    out.emplace_back(curve[k].recall, curve[k].precision);
+  }
+  return out;
+}
 std::string roc_and_pr(const std::vector<Scored>& sets) {
   std::vector<Series> roc, pr;
   for (size_t i = 0; i < sets.size(); ++i) {
     const auto curve = eval::threshold_curve(sets[i].scores, sets[i].labels);
-    // several sets: each legend entry carries its own AUROC / AP
+    // one set: the legend says AUROC / AP; several: each entry names its set and carries its own
     const std::string auroc = fixed(eval::auroc(sets[i].scores, sets[i].labels), 3);
     const std::string ap = fixed(eval::average_precision(sets[i].scores, sets[i].labels), 3);
-    Series r{sets[i].label + " (" + auroc + ")", palette(i), {}}, p{sets[i].label + " (" + ap + ")", palette(i), {}};
-    for (const auto& c : curve) r.points.emplace_back(c.fpr, c.tpr);
-    // PR: the first point (nothing flagged) is recall 0 at precision 1, as scikit-learn's last
-    for (const auto& c : curve) p.points.emplace_back(c.recall, c.precision);
-    roc.push_back(std::move(r));
-    pr.push_back(std::move(p));
+    const bool one = sets.size() == 1;
+    roc.push_back(Series{one ? "AUROC " + auroc : sets[i].label + " (" + auroc + ")", palette(i), roc_points(curve)});
+    pr.push_back(Series{one ? "AP " + ap : sets[i].label + " (" + ap + ")", palette(i), pr_steps(curve)});
   }
   if (sets.size() == 1) {  // the precision of flagging everything: the anomaly share
     const auto& y = sets[0].labels;
     const double share = double(std::count(y.begin(), y.end(), 1)) / double(y.size());
     pr.push_back(Series{"anomaly share " + short_number(share), "#999", {{0, share}, {1, share}}, true});
-    roc[0].label = "AUROC " + fixed(eval::auroc(sets[0].scores, y), 3);
-    pr[0].label = "AP " + fixed(eval::average_precision(sets[0].scores, y), 3);
   }
   return line_plot("roc", Axes{"ROC curve", "false-positive rate", "true-positive rate", 0, 1, 0, 1}, roc, true) +
          line_plot("pr", Axes{"Precision-recall curve", "recall", "precision", 0, 1, 0, 1.02}, pr);
@@ -252,9 +273,10 @@ std::string zeroshot_page(const json& j, const std::string& source) {
   // values[ratio][method]: every batch's AUROC of every fold, for the strip plot
   std::vector<std::vector<std::vector<double>>> values(ratio_values.size(), std::vector<std::vector<double>>(methods.size()));
   std::vector<Series> curves;
+  std::vector<std::vector<std::vector<double>>> fold_means;  // [fold][ratio][method], folds with batches
   for (size_t f = 0; f < folds.size(); ++f) {
     const std::string where = source + ".folds[" + std::to_string(f) + "]";
-    const std::string fold = folds[f].contains("fold") ? folds[f]["fold"].get<std::string>() : std::to_string(f);
+    const std::string fold = folds[f].contains("fold") ? text(folds[f], "fold", where) : std::to_string(f);
     std::vector<std::vector<std::vector<double>>> per(ratio_values.size(), std::vector<std::vector<double>>(methods.size()));
     const json& batches = folds[f].contains("batches") ? array(folds[f], "batches", where) : empty;
     for (size_t b = 0; b < batches.size(); ++b) {
@@ -269,10 +291,13 @@ std::string zeroshot_page(const json& j, const std::string& source) {
       }
     }
     std::vector<std::vector<std::string>> rows;
+    if (!batches.empty()) fold_means.emplace_back(ratio_values.size(), std::vector<double>(methods.size()));
     for (size_t r = 0; r < ratio_values.size(); ++r) {
+      if (!batches.empty())
+        for (size_t m = 0; m < methods.size(); ++m) fold_means.back()[r][m] = eval::mean(per[r][m]);
       std::vector<std::string> row{short_number(ratio_values[r]), std::to_string(per[r][0].size())};
       for (size_t m = 0; m < methods.size(); ++m)
-        row.push_back(fixed(mean(per[r][m]), 3) + " (" + fixed(population_std(per[r][m]), 3) + ")");
+        row.push_back(fixed(eval::mean(per[r][m]), 3) + " (" + fixed(eval::population_std(per[r][m]), 3) + ")");
       rows.push_back(row);
     }
     std::string secs;
@@ -281,21 +306,33 @@ std::string zeroshot_page(const json& j, const std::string& source) {
       body += "<h2>Fold " + xml_escape(fold) + ": mean (std) AUROC over its test batches" + xml_escape(secs) + "</h2>\n" +
               table({"anomaly ratio", "batches", "ACR", "stationary", "batch-mean L2", "kNN-5"}, rows, "fold");
     // A learning curve: ACR's mean AUROC at each ratio, every --eval-every iterations.
-    if (folds[f].contains("curve") && folds[f]["curve"].is_array()) {
-      const json& curve = folds[f]["curve"];
+    if (folds[f].contains("curve")) {
+      const json& curve = array(folds[f], "curve", where);
       for (size_t r = 0; r < ratio_values.size(); ++r) {
         Series ser{"fold " + fold + ", ratio " + short_number(ratio_values[r]), palette(curves.size()), {}, f % 2 == 1, true};
         for (size_t c = 0; c < curve.size(); ++c) {
           const std::string cw = where + ".curve[" + std::to_string(c) + "]";
-          const json& acr = array(curve[c], "acr", cw);
+          const std::vector<double> acr = numbers(curve[c], "acr", cw);
           if (acr.size() != ratio_values.size())
             throw Error(cw + ".acr: " + std::to_string(acr.size()) + " values for " + std::to_string(ratio_values.size()) + " ratios");
-          ser.points.emplace_back(number(curve[c], "iter", cw), acr[r].get<double>());
+          ser.points.emplace_back(number(curve[c], "iter", cw), acr[r]);
         }
         curves.push_back(std::move(ser));
       }
     }
   }
+  // The first table shows the stored means over the folds: when every fold carries its batches,
+  // they must be the means of the batch means (as `normad zeroshot` computed them).
+  if (!fold_means.empty() && fold_means.size() == folds.size())
+    for (size_t r = 0; r < ratio_values.size(); ++r)
+      for (size_t m = 0; m < methods.size(); ++m) {
+        double sum = 0;
+        for (const auto& fm : fold_means) sum += fm[r][m];
+        const double stored = number(ratios[r], methods[m].first, source + ".ratios[" + std::to_string(r) + "]");
+        if (std::abs(sum / double(fold_means.size()) - stored) > 1e-9)
+          throw Error(source + ".ratios[" + std::to_string(r) + "]." + methods[m].first + ": " + short_number(stored, 6) +
+                      " disagrees with the mean of its folds' batches (" + short_number(sum / double(fold_means.size()), 6) + ")");
+      }
   std::vector<std::string> groups;
   for (double r : ratio_values) groups.push_back("ratio " + short_number(r));
   std::vector<std::pair<std::string, std::string>> legend;
@@ -311,8 +348,7 @@ std::string zeroshot_page(const json& j, const std::string& source) {
   body += "</div>\n";
   if (curves.empty()) body += "<p class=\"note\">No learning curve: the run was not made with --eval-every.</p>\n";
   body += "<h2>Settings</h2>\n" + settings_table(scalars(j, {}));
-  return page("normad zero-shot report" + (j.contains("protocol") && j["protocol"].is_string()
-                                               ? ": " + j["protocol"].get<std::string>() : std::string()),
+  return page("normad zero-shot report" + (j.contains("protocol") ? ": " + text(j, "protocol", source) : std::string()),
               source, body);
 }
 
@@ -326,8 +362,8 @@ std::string mvg_eval_page(const json& j, const std::string& source) {
   bool any_map = false;
   for (auto it = cats.begin(); it != cats.end(); ++it) {
     const std::string where = source + ".categories." + it.key();
-    rows.push_back({it.key(), std::to_string(int64_t(number(it.value(), "train", where))),
-                    std::to_string(int64_t(number(it.value(), "test", where))),
+    rows.push_back({it.key(), std::to_string(integer(it.value(), "train", where, 0, int64_t(1) << 40)),
+                    std::to_string(integer(it.value(), "test", where, 0, int64_t(1) << 40)),
                     fixed(100 * number(it.value(), "auroc", where), 1)});
     if (!it.value().contains("items")) continue;
     const json& items = array(it.value(), "items", where);
@@ -335,8 +371,16 @@ std::string mvg_eval_page(const json& j, const std::string& source) {
     for (size_t i = 0; i < items.size(); ++i) {
       const std::string iw = where + ".items[" + std::to_string(i) + "]";
       set.scores.push_back(number(items[i], "score", iw));
-      set.labels.push_back(int(number(items[i], "label", iw)));
+      set.labels.push_back(int(integer(items[i], "label", iw, 0, 1)));
     }
+    // The table shows the stored AUROC: it must be the one its items give.
+    const int64_t anomalous = std::count(set.labels.begin(), set.labels.end(), 1);
+    if (anomalous == 0 || anomalous == int64_t(set.labels.size()))
+      throw Error(where + ".items: needs both normal (label 0) and anomalous (label 1) test images");
+    const double recomputed = eval::auroc(set.scores, set.labels);
+    if (std::abs(recomputed - number(it.value(), "auroc", where)) > 1e-9)
+      throw Error(where + ": its auroc " + short_number(number(it.value(), "auroc", where), 6) +
+                  " disagrees with its items' scores and labels (" + short_number(recomputed, 6) + ")");
     // The grid: the category's 8 highest-scored test images, border red for a true anomaly.
     std::vector<size_t> order(items.size());
     std::iota(order.begin(), order.end(), 0);
@@ -345,15 +389,18 @@ std::string mvg_eval_page(const json& j, const std::string& source) {
     for (size_t k = 0; k < std::min<size_t>(8, order.size()); ++k) {
       const json& item = items[order[k]];
       const std::string iw = where + ".items[" + std::to_string(order[k]) + "]";
-      const std::string path = field(item, "path", iw, &json::is_string, "a string").get<std::string>();
-      const std::string name = item.contains("name") ? item["name"].get<std::string>() : path;
+      const std::string path = text(item, "path", iw);
+      const std::string name = item.contains("name") ? text(item, "name", iw) : path;
       std::vector<float> map;
       int64_t mh = 0, mw = 0;
       if (item.contains("map")) {
         any_map = true;
         const json& m = item["map"];
-        mh = int64_t(number(m, "height", iw + ".map")), mw = int64_t(number(m, "width", iw + ".map"));
-        for (double v : numbers(m, "values", iw + ".map")) map.push_back(float(v));
+        mh = integer(m, "height", iw + ".map", 1, 1 << 14), mw = integer(m, "width", iw + ".map", 1, 1 << 14);
+        for (double v : numbers(m, "values", iw + ".map")) {
+          if (!(v >= 0 && v <= 1)) throw Error(iw + ".map: a value " + short_number(v) + " is outside [0, 1] (maps are min-max scaled)");
+          map.push_back(float(v));
+        }
         if (int64_t(map.size()) != mh * mw)
           throw Error(iw + ".map: " + std::to_string(map.size()) + " values for " + std::to_string(mh) + " x " + std::to_string(mw));
       }
@@ -373,8 +420,8 @@ std::string mvg_eval_page(const json& j, const std::string& source) {
   if (!sets.empty())
     body += "<h2>Curves</h2>\n<div class=\"plots\">\n" + roc_and_pr(sets) + "</div>\n<h2>Highest-scored test images</h2>\n" +
             "<p>Blue border: normal (good), red: a true anomaly; sorted by score, highest first. " +
-            std::string(any_map ? "An image with a per-pixel anomaly map shows it blended over the image, blue (0) "
-                                  "through yellow to red (1)."
+            std::string(any_map ? "An image with a per-pixel anomaly map shows it blended over the image: blue (0), "
+                                  "cyan, green, yellow, red (1)."
                                 : "Gaussian-AD scores whole images, so these carry no heat map.") +
             "</p>\n" + grids;
   body += "<h2>Settings</h2>\n" + settings_table(scalars(j, {"mean", "sem"}));
@@ -399,9 +446,13 @@ std::string results_kind(const std::string& results_json, const std::string& sou
 std::string render_html(const std::string& results_json, const std::string& source) {
   const std::string kind = results_kind(results_json, source);
   const json j = json::parse(results_json);
-  if (kind == "eval") return eval_page(j, source);
-  if (kind == "zeroshot") return zeroshot_page(j, source);
-  return mvg_eval_page(j, source);
+  try {
+    if (kind == "eval") return eval_page(j, source);
+    if (kind == "zeroshot") return zeroshot_page(j, source);
+    return mvg_eval_page(j, source);
+  } catch (const json::exception& e) {  // a field of a type the checks above did not foresee
+    throw Error(source + ": " + e.what());
+  }
 }
 
 std::string png_bytes(const std::vector<uint8_t>& rgb, int64_t height, int64_t width) {
@@ -446,10 +497,10 @@ Thumbnail thumbnail(const std::string& image_path, int64_t size, const std::vect
   for (int64_t p = 0; p < plane; ++p) {
     float px[3] = {small[size_t(p)], small[size_t(plane + p)], small[size_t(2 * plane + p)]};
     if (map) {
-      // blue (0) -> cyan -> yellow -> red (1), blended half over the image
+      // blue (0) -> cyan (1/4) -> green (1/2) -> yellow (3/4) -> red (1), blended half over the image
       const float v = std::clamp(std::isfinite(heat[size_t(p)]) ? heat[size_t(p)] : 0.f, 0.f, 1.f);
-      const float r = std::clamp(2 * v, 0.f, 1.f), g = std::clamp(v < 0.5f ? 2 * v : 2 - 2 * v, 0.f, 1.f),
-                  b = std::clamp(1 - 2 * v, 0.f, 1.f);
+      const float r = std::clamp(4 * v - 2, 0.f, 1.f), g = std::clamp(std::min(4 * v, 4 - 4 * v), 0.f, 1.f),
+                  b = std::clamp(2 - 4 * v, 0.f, 1.f);
       const float color[3] = {255 * r, 255 * g, 255 * b};
       for (int c = 0; c < 3; ++c) px[c] = 0.5f * px[c] + 0.5f * color[c];
     }

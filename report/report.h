@@ -33,7 +33,7 @@ std::string png_data_url(const std::vector<uint8_t>& rgb, int64_t height, int64_
 
 // A thumbnail of an image file, longer side `size` pixels, RGB bytes [h, w, 3]; with `map`
 // ([map_h, map_w] values in [0, 1], any size) a heat map blended over it (resized bilinearly,
-// colours from blue (0) through yellow to red (1), half opaque).
+// colours blue (0), cyan, green, yellow, red (1), half opaque).
 struct Thumbnail {
   int64_t height = 0, width = 0;
   std::vector<uint8_t> rgb;

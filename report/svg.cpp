@@ -13,7 +13,7 @@ namespace normad::report {
 namespace {
 
 // The plot's size in pixels and its margins (room for tick labels, axis labels and the title).
-constexpr double kWidth = 440, kHeight = 320, kLeft = 58, kRight = 16, kTop = 30, kBottom = 48;
+constexpr double kWidth = 400, kHeight = 320, kLeft = 58, kRight = 16, kTop = 30, kBottom = 48;
 
 std::string fmt(double v) {  // a pixel coordinate
   char b[32];
@@ -29,19 +29,33 @@ struct Frame {
   double py(double y) const { return kTop + (1 - (y - y0) / (y1 - y0)) * (kHeight - kTop - kBottom); }
 };
 
-// Widens an empty range so that the map above never divides by zero.
+// Widens an empty or vanishing range (narrower than a billionth of its magnitude, where ticks and
+// bins would fall below the doubles' spacing) so that the map above never divides by zero.
 void widen(double& lo, double& hi) {
-  if (!(hi > lo)) lo -= 0.5, hi += 0.5;
+  const double magnitude = std::max(std::abs(lo), std::abs(hi));
+  if (hi - lo > 1e-9 * magnitude && hi > lo) return;
+  const double mid = lo / 2 + hi / 2, half = std::max(0.5, 1e-6 * magnitude);
+  lo = mid - half, hi = mid + half;
 }
 
-// Tick positions inside [lo, hi]: about five, at multiples of 1, 2 or 5 x 10^k.
-std::vector<double> ticks(double lo, double hi) {
+// Tick positions inside [lo, hi]: about five, at multiples of 1, 2 or 5 x 10^k (at most 20, counted
+// by an integer so that the loop ends whatever the rounding), and the significant digits their
+// labels need to differ (1412, 1414, ... rather than 1.41e+03 four times).
+struct Ticks {
+  std::vector<double> at;
+  int digits = 3;
+};
+Ticks ticks(double lo, double hi) {
   const double raw = (hi - lo) / 5, mag = std::pow(10.0, std::floor(std::log10(raw)));
   const double step = raw / mag < 1.5 ? mag : raw / mag < 3.5 ? 2 * mag : raw / mag < 7.5 ? 5 * mag : 10 * mag;
-  std::vector<double> out;
-  for (double t = std::ceil(lo / step) * step; t <= hi + step * 1e-9; t += step)
-    out.push_back(std::abs(t) < step * 1e-9 ? 0.0 : t);
-  return out;
+  Ticks t;
+  const int64_t k0 = int64_t(std::ceil(lo / step - 1e-9)), k1 = int64_t(std::floor(hi / step + 1e-9));
+  for (int64_t k = k0; k <= k1 && t.at.size() < 20; ++k) t.at.push_back(k == 0 ? 0.0 : double(k) * step);
+  const double largest = std::max(std::abs(lo), std::abs(hi));
+  const int to_tell_apart = int(std::ceil(std::log10(std::max(largest / step, 1.0)))) + 1;
+  const int integer_digits = largest >= 1 ? int(std::floor(std::log10(largest))) + 1 : 1;  // 1000, not 1e+03
+  t.digits = std::clamp(std::max(to_tell_apart, integer_digits), 3, 12);
+  return t;
 }
 
 // The opening <svg>, its title and the plot box with ticks, grid lines and axis labels.
@@ -53,17 +67,18 @@ std::string open_plot(const std::string& css_class, const Axes& a, const Frame& 
        xml_escape(a.title) + "</text>\n";
   s += "<rect class=\"frame\" x=\"" + fmt(kLeft) + "\" y=\"" + fmt(kTop) + "\" width=\"" + fmt(f.width - kLeft - f.right) +
        "\" height=\"" + fmt(kHeight - kTop - kBottom) + "\" fill=\"white\" stroke=\"#333\"/>\n";
-  for (double t : ticks(f.x0, f.x1)) {
+  const Ticks tx = ticks(f.x0, f.x1), ty = ticks(f.y0, f.y1);
+  for (double t : tx.at) {
     const std::string x = fmt(f.px(t));
     s += "<line class=\"grid\" x1=\"" + x + "\" y1=\"" + fmt(kTop) + "\" x2=\"" + x + "\" y2=\"" + fmt(kHeight - kBottom) +
          "\" stroke=\"#e4e4e4\"/><text x=\"" + x + "\" y=\"" + fmt(kHeight - kBottom + 14) + "\" text-anchor=\"middle\">" +
-         short_number(t) + "</text>\n";
+         short_number(t, tx.digits) + "</text>\n";
   }
-  for (double t : ticks(f.y0, f.y1)) {
+  for (double t : ty.at) {
     const std::string y = fmt(f.py(t));
     s += "<line class=\"grid\" x1=\"" + fmt(kLeft) + "\" y1=\"" + y + "\" x2=\"" + fmt(f.width - f.right) + "\" y2=\"" + y +
          "\" stroke=\"#e4e4e4\"/><text x=\"" + fmt(kLeft - 5) + "\" y=\"" + fmt(f.py(t) + 4) + "\" text-anchor=\"end\">" +
-         short_number(t) + "</text>\n";
+         short_number(t, ty.digits) + "</text>\n";
   }
   s += "<text class=\"x-label\" x=\"" + fmt((kLeft + f.width - f.right) / 2) + "\" y=\"" + fmt(kHeight - 10) +
        "\" text-anchor=\"middle\">" + xml_escape(a.x_label) + "</text>\n";
@@ -136,7 +151,10 @@ std::pair<double, double> data_range(const std::vector<Series>& series, bool y_a
 }
 
 std::string line_plot(const std::string& css_class, const Axes& axes, const std::vector<Series>& series, bool diagonal) {
+  size_t entries_wanted = 0;
+  for (const Series& ser : series) entries_wanted += !ser.label.empty();
   Frame f{axes.x0, axes.x1, axes.y0, axes.y1};
+  if (entries_wanted > 4) f.width += 150, f.right += 150;  // many series: the legend beside the plot
   widen(f.x0, f.x1);
   widen(f.y0, f.y1);
   std::string s = open_plot(css_class, axes, f);
@@ -181,7 +199,7 @@ std::string histogram(const std::string& title, const std::string& x_label, cons
   const std::vector<double> hn = shares(normal), ha = shares(anomalous);
   double top = 0;
   for (size_t b = 0; b < size_t(bins); ++b) top = std::max({top, hn[b], ha[b]});
-  Frame f{lo, hi, 0, top > 0 ? top * 1.08 : 1};
+  Frame f{lo, hi, 0, top > 0 ? top * 1.08 : 1, kWidth + 130, kRight + 130};  // the legend beside the bars
   std::string s = open_plot("histogram", Axes{title, x_label, "share of the set", lo, hi, 0, f.y1}, f);
   auto bars = [&](const std::vector<double>& h, const std::string& color, const std::string& cls) {
     for (size_t b = 0; b < size_t(bins); ++b) {

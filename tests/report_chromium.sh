@@ -12,6 +12,7 @@ set -euo pipefail
 bin=$1
 src=$2
 keep=${3:-}
+[ -z "$keep" ] || keep=$(cd "$keep" && pwd)  # the script works in a temporary directory
 python=${NORMAD_PYTHON:-/usr/bin/python3}
 
 skip() {
@@ -26,7 +27,7 @@ fail() {
 
 browser=$(command -v chromium || command -v chromium-browser || true)
 [ -n "$browser" ] || skip "no chromium on PATH (Debian package chromium; scripts/deps.sh installs it)"
-"$python" -c "import PIL" 2>/dev/null || skip "$python lacks PIL (python3-pil) to read the screenshots"
+"$python" -c "import PIL, numpy" 2>/dev/null || skip "$python lacks PIL or numpy (python3-pil, python3-numpy) to read the screenshots"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -43,7 +44,7 @@ fi
 # ---- the pages ----
 # eval: 200 rows, anomalies scoring higher on average, predictions at a threshold of 0.6.
 awk 'BEGIN { srand(3); print "index,score,prediction" > "scores.csv"; print "id,label" > "labels.csv";
-  for (i = 0; i < 200; i++) { y = (i % 4 == 0); s = rand() * 0.6 + 0.35 * y;
+  for (i = 0; i < 200; i++) { y = (i % 4 == 0); s = sprintf("%.6f", rand() * 0.6 + 0.35 * y) + 0;
     printf "%d,%.6f,%d\n", i, s, (s > 0.6) > "scores.csv"; printf "%d,%d\n", i, y > "labels.csv" } }'
 "$bin" eval --scores scores.csv --labels labels.csv --json eval.json --report eval.html >eval.log ||
   { cat eval.log; fail "normad eval --report failed"; }
@@ -80,18 +81,19 @@ EOF
 
 # ---- each page in Chromium: the DOM it built, and a screenshot ----
 check_page() {
-  local name=$1 min_svg=$2 pattern=$3 dom
+  local name=$1 min_svg=$2 pattern=$3
   timeout 120 "$browser" "${flags[@]}" --dump-dom "file://$work/$name.html" >"$name.dom" 2>"$name.err" ||
     { tail -n 5 "$name.err"; fail "$name: chromium --dump-dom failed"; }
   local svgs
-  svgs=$(grep -o '<svg class="plot' "$name.dom" | wc -l)
+  svgs=$({ grep -o '<svg class="plot' "$name.dom" || true; } | wc -l)
   [ "$svgs" -ge "$min_svg" ] || fail "$name: Chromium's DOM has $svgs plots, expected at least $min_svg"
   grep -q "$pattern" "$name.dom" || fail "$name: Chromium's DOM has no '$pattern'"
-  timeout 120 "$browser" "${flags[@]}" --window-size=1400,1000 --screenshot="$work/$name.png" "file://$work/$name.html" \
+  timeout 120 "$browser" "${flags[@]}" --window-size=1400,1800 --screenshot="$work/$name.png" "file://$work/$name.html" \
     >"$name.shot" 2>&1 || { tail -n 5 "$name.shot"; fail "$name: chromium --screenshot failed"; }
   [ -s "$name.png" ] || fail "$name: no screenshot written"
-  # Not blank: at least 4% of the pixels are not white, and the plots' blue (and for eval and mvg
-  # the anomalies' red) is there.
+  # Not blank: at least 2% of the pixels are not white, the plots' blue is there, and what each
+  # page must show: eval the anomalies' half-transparent red bars, mvg the red borders of anomalous
+  # images and the heat map's blue over the one image that has a map (so the PNGs decoded).
   "$python" - "$work/$name.png" "$name" <<'EOF' || fail "$name: the screenshot does not show the page"
 import sys
 from PIL import Image
@@ -100,10 +102,15 @@ px = list(img.getdata())
 inked = sum(1 for r, g, b in px if r < 235 or g < 235 or b < 235) / len(px)
 def near(c, tol=60):
     return sum(1 for p in px if all(abs(p[i] - c[i]) <= tol for i in range(3)))
+name = sys.argv[2]
 blue = near((31, 119, 180))
-red = near((214, 39, 40), 80)
-print(f"{sys.argv[2]}: {img.size[0]}x{img.size[1]}, {100 * inked:.1f}% inked, {blue} blue px, {red} red px")
-ok = inked > 0.04 and blue > 200 and (sys.argv[2] == "zeroshot" or red > 50)
+bars = near((234, 147, 147), 25)    # #d62728 at half opacity over white
+border = near((214, 39, 40), 30)
+heat = near((60, 60, 188), 40)      # grey ~120 half under pure blue
+print(f"{name}: {img.size[0]}x{img.size[1]}, {100 * inked:.1f}% inked, blue {blue}, red bars {bars}, "
+      f"red borders {border}, heat-map blue {heat} px")
+need = {"eval": bars > 500, "zeroshot": True, "mvg": border > 1000 and heat > 1000}[name]
+ok = inked > 0.02 and blue > 200 and need
 sys.exit(0 if ok else 1)
 EOF
   [ -z "$keep" ] || cp "$work/$name.png" "$keep/report_$name.png"
@@ -112,6 +119,6 @@ EOF
 check_page eval 3 '<line class="threshold"'
 check_page zeroshot 1 '<circle class="dot"'
 check_page mvg 2 'src="data:image/png;base64,'
-images=$(grep -o '<img ' mvg.dom | wc -l)
+images=$({ grep -o '<img ' mvg.dom || true; } | wc -l)
 [ "$images" -eq 12 ] || fail "mvg: Chromium's DOM has $images images, expected 12"
 echo "report_chromium: all pages rendered"

@@ -45,12 +45,12 @@ json eval_doc(const std::vector<double>& s, const std::vector<int>& y, const std
 }  // namespace
 
 TEST_CASE("report svg: a line plot puts data points where the frame maps them", "[report]") {
-  // The plot box: x 58..424, y 30..272 (440 x 320 with margins 58, 16, 30, 48).
+  // The plot box: x 58..384, y 30..272 (400 x 320 with margins 58, 16, 30, 48).
   const std::string svg = report::line_plot(
       "roc", report::Axes{"T", "x", "y", 0, 1, 0, 1},
       {report::Series{"a <b>", "#123456", {{0, 0}, {1, 1}, {0.5, 0.25}}}}, true);
   CHECK(svg.rfind("<svg class=\"plot roc\"", 0) == 0);
-  CHECK(svg.find("points=\"58.0,272.0 424.0,30.0 241.0,211.5 \"") != std::string::npos);
+  CHECK(svg.find("points=\"58.0,272.0 384.0,30.0 221.0,211.5 \"") != std::string::npos);
   CHECK(count(svg, "<polyline class=\"curve\"") == 1);
   CHECK(count(svg, "class=\"chance\"") == 1);
   CHECK(svg.find("a &lt;b&gt;") != std::string::npos);  // labels are escaped
@@ -64,13 +64,30 @@ TEST_CASE("report svg: a line plot puts data points where the frame maps them", 
   CHECK(gap.find("inf") == std::string::npos);
 }
 
+TEST_CASE("report svg: vanishing and huge ranges draw, tick labels tell ticks apart", "[report]") {
+  // Two scores one double apart (their ticks once looped forever) and scores near 1e17.
+  const std::string tiny = report::histogram("H", "s", {0.3}, {0.30000000000000004}, 0.3, "t");
+  CHECK(count(tiny, "class=\"bar ") == 2);
+  const std::string huge = report::histogram("H", "s", {1e17, 1e17}, {1e17}, std::nullopt, "");
+  CHECK(huge.find("nan") == std::string::npos);
+  CHECK(count(huge, "class=\"bar ") == 2);
+  // Ticks over 1412..1418 read 1412, 1414, ... (not 1.41e+03 three times).
+  const std::string near = report::line_plot("x", report::Axes{"T", "x", "y", 1412, 1418, 0, 1},
+                                             {report::Series{"", "red", {{1412, 0}, {1418, 1}}}});
+  CHECK(near.find(">1414</text>") != std::string::npos);
+  CHECK(near.find("e+03") == std::string::npos);
+  const std::string iters = report::line_plot("x", report::Axes{"T", "x", "y", 100, 1000, 0, 1},
+                                              {report::Series{"", "red", {{100, 0}, {1000, 1}}}});
+  CHECK(iters.find(">1000</text>") != std::string::npos);
+}
+
 TEST_CASE("report svg: histogram bars are shares of each set, the threshold sits at its score", "[report]") {
   // Range 0..10, 10 bins of width 1: normals in bins 0 and 1, anomalies in bin 9.
   const std::string svg = report::histogram("H", "score", {0, 0.5, 1.5, 1.6}, {9.5, 10}, 5.0, "thr", 10);
   CHECK(count(svg, "class=\"bar normal\"") == 2);
   CHECK(count(svg, "class=\"bar anomalous\"") == 1);
-  // The threshold 5 of 0..10 lies at x = 58 + 0.5 * 366 = 241.
-  CHECK(svg.find("<line class=\"threshold\" x1=\"241.0\"") != std::string::npos);
+  // The threshold 5 of 0..10 lies at x = 58 + 0.5 * 326 = 221.
+  CHECK(svg.find("<line class=\"threshold\" x1=\"221.0\"") != std::string::npos);
   CHECK(svg.find(">thr</text>") != std::string::npos);
   // Shares: 2 of 4 normals in each normal bin, 2 of 2 anomalies in theirs, so the anomalies' bar is
   // twice as tall as each normal bar.
@@ -97,14 +114,22 @@ TEST_CASE("report: an eval page has the metrics, ROC, PR and histogram with the 
   CHECK(count(html, "<svg class=\"plot histogram\"") == 1);
   CHECK(count(html, "<line class=\"threshold\"") == 1);
   CHECK(html.find("threshold (between 0.4 and 0.7)") != std::string::npos);
+  // at the midpoint 0.55 of the scores' range 0.1..0.9: x = 58 + 0.5625 * 326
+  CHECK(html.find("<line class=\"threshold\" x1=\"241.4\"") != std::string::npos);
   CHECK(html.find("<td>AUROC</td><td>0.7500</td>") != std::string::npos);  // 12 of 16 pairs ordered
   CHECK(html.find("25.0% (1 of 4)") != std::string::npos);  // normal rows flagged: 0.7 only
   CHECK(html.find("<script") == std::string::npos);         // no JavaScript
   CHECK(count(html, "http") == count(html, "http://www.w3.org/2000/svg"));  // nothing fetched
-  // The ROC polyline has one point per distinct score plus the origin.
-  const std::string roc = html.substr(html.find("<svg class=\"plot roc\""));
-  const std::string pts = roc.substr(roc.find("points=\"") + 8, roc.find('"', roc.find("points=\"") + 8) - roc.find("points=\"") - 8);
-  CHECK(count(pts, ",") == s.size() + 1);
+  // The ROC polyline leaves out collinear points: a perfect ranking draws (0,0), (0,1), (1,1);
+  // the PR polyline is drawn in steps: (0,1) then (0,1)-(0.5,1), skip, (0.5,2/3)-(1,2/3).
+  auto first_points = [](const std::string& page, const std::string& plot) {
+    const std::string svg = page.substr(page.find("<svg class=\"plot " + plot + "\""));
+    const size_t at = svg.find("points=\"") + 8;
+    return count(svg.substr(at, svg.find('"', at) - at), ",");
+  };
+  CHECK(first_points(report::render_html(eval_doc({1, 2, 3, 4}, {0, 0, 1, 1}).dump(), "e"), "roc") == 3);
+  CHECK(first_points(report::render_html(eval_doc({3, 2, 1}, {1, 0, 1}).dump(), "e"), "pr") == 5);
+  CHECK(first_points(html, "roc") <= s.size() + 1);
 
   // Predictions that are no single threshold on the scores (ACR's batch-dependent ones): no line,
   // a note instead.
@@ -141,7 +166,7 @@ TEST_CASE("report: bad documents are errors naming the document and the field", 
 TEST_CASE("report: a zero-shot page has per-ratio tables, every batch, and learning curves when recorded", "[report]") {
   json j{{"kind", "zeroshot"}, {"protocol", "FMNIST-ZS"}, {"seed", 0}, {"iters", 20}};
   j["ratios"] = {{{"ratio", 0.05}, {"acr", 0.7}, {"stationary", 0.5}, {"batch_l2", 0.8}, {"knn", 0.9}},
-                 {{"ratio", 0.1}, {"acr", 0.6}, {"stationary", 0.5}, {"batch_l2", 0.8}, {"knn", 0.9}}};
+                 {{"ratio", 0.1}, {"acr", 0.7}, {"stationary", 0.5}, {"batch_l2", 0.8}, {"knn", 0.9}}};
   json fold{{"fold", "A"}, {"secs_per_iter", 0.5}};
   for (int b = 0; b < 3; ++b)
     for (double r : {0.05, 0.1})
@@ -162,6 +187,14 @@ TEST_CASE("report: a zero-shot page has per-ratio tables, every batch, and learn
   html = report::render_html(j.dump(), "zs.json");
   CHECK(count(html, "<svg class=\"plot learning-curve\"") == 1);
   CHECK(count(html, "<polyline class=\"curve\"") == 2);  // one line per ratio
+  // The stored means over the folds must be those of the batches.
+  json edited = j;
+  edited["ratios"][1]["acr"] = 0.6;
+  CHECK_THROWS_WITH(report::render_html(edited.dump(), "zs.json"),
+                    Catch::Contains("zs.json.ratios[1].acr: 0.6 disagrees with the mean of its folds' batches (0.7)"));
+  edited = j;
+  edited["folds"][0]["fold"] = 7;
+  CHECK_THROWS_WITH(report::render_html(edited.dump(), "zs.json"), Catch::Contains("zs.json.folds[0].fold: expected a string"));
   // A document written before there was a "kind" field is still a zero-shot one.
   j.erase("kind");
   CHECK(report::results_kind(j.dump(), "old.json") == "zeroshot");
@@ -190,6 +223,12 @@ TEST_CASE("report: thumbnails, heat maps and PNGs, pixel for pixel", "[report]")
   const report::Thumbnail cold = report::thumbnail(dir("a.png"), 10, &zeros, 2, 2);
   CHECK(int(cold.rgb[0]) == 100);
   CHECK(int(cold.rgb[2]) == 148);  // (40 + 255) / 2 = 147.5
+  // A quarter is cyan (0, 255, 255), a half green (0, 255, 0).
+  const std::vector<float> quarters(4, 0.25f), halves(4, 0.5f);
+  const report::Thumbnail cyan = report::thumbnail(dir("a.png"), 10, &quarters, 2, 2);
+  CHECK((int(cyan.rgb[0]) == 100 && int(cyan.rgb[1]) == 178 && int(cyan.rgb[2]) == 148));
+  const report::Thumbnail green = report::thumbnail(dir("a.png"), 10, &halves, 2, 2);
+  CHECK((int(green.rgb[0]) == 100 && int(green.rgb[1]) == 178 && int(green.rgb[2]) == 20));
   CHECK_THROWS_WITH(report::thumbnail(dir("a.png"), 10, &ones, 3, 3), Catch::Contains("4 values for 3 x 3"));
   // png_bytes writes a PNG that decodes back to the same pixels.
   {
@@ -235,6 +274,20 @@ TEST_CASE("report: an mvg eval page has the category table, curves and the image
   // Highest score first: bottle's crack/3.png (score 3) leads its grid.
   const size_t bottle = html.find("<h3>bottle</h3>");
   CHECK(html.find("crack/3.png", bottle) < html.find("good/0.png", bottle));
+  // Stored figures that disagree with the items, and malformed items, are errors naming them.
+  json bad = j;
+  bad["categories"]["bottle"]["auroc"] = 0.5;
+  CHECK_THROWS_WITH(report::render_html(bad.dump(), "mvg.json"), Catch::Contains("mvg.json.categories.bottle: its auroc 0.5 disagrees"));
+  bad = j;
+  bad["categories"]["cable"]["items"][0]["label"] = 2;
+  CHECK_THROWS_WITH(report::render_html(bad.dump(), "mvg.json"),
+                    Catch::Contains("mvg.json.categories.cable.items[0].label: 2 is not an integer in [0, 1]"));
+  bad = j;
+  bad["categories"]["bottle"]["items"][3]["map"]["values"][1] = 1.5;
+  CHECK_THROWS_WITH(report::render_html(bad.dump(), "mvg.json"), Catch::Contains("items[3].map: a value 1.5 is outside [0, 1]"));
+  bad = j;
+  bad["categories"]["bottle"]["items"][3]["name"] = 12;
+  CHECK_THROWS_WITH(report::render_html(bad.dump(), "mvg.json"), Catch::Contains("items[3].name: expected a string"));
   // An image that is gone is an error naming it, not a page with a hole.
   std::filesystem::remove(dir("bottle3.png"));
   CHECK_THROWS_WITH(report::render_html(j.dump(), "mvg.json"), Catch::Contains("bottle3.png"));
