@@ -46,11 +46,6 @@ void add_source_options(CLI::App* c, ImageArgs& a) {
 }
 
 // Feature levels copied to --device for scoring (Gaussian-AD scores there: see level_distances).
-std::vector<Tensor> on_compute_device(const std::vector<Tensor>& levels) {
-  std::vector<Tensor> out;
-  for (const Tensor& t : levels) out.push_back(t.to(compute_device()));
-  return out;
-}
 
 models::FeatureSpec feature_spec(const ImageArgs& a) {
   if (a.size < 0 || a.size > models::kMaxImageSize)
@@ -153,11 +148,6 @@ std::vector<std::string> item_names(const std::vector<data::ImageItem>& items) {
 }
 
 
-std::vector<Tensor> pick_rows(const std::vector<Tensor>& levels, const std::vector<int64_t>& idx) {
-  std::vector<Tensor> out;
-  for (const Tensor& t : levels) out.push_back(index_select(t, idx));
-  return out;
-}
 
 void apply_max_image_pixels(const ImageArgs& a) {
   if (a.max_image_pixels < 1)

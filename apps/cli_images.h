@@ -39,8 +39,6 @@ void add_source_options(CLI::App* c, ImageArgs& a);     // --images, --mvtec, --
 // Sets the process-wide decoding limit from --max-image-pixels (checked).
 void apply_max_image_pixels(const ImageArgs& a);
 std::string num(double v);  // shortest readable form: 0.2, not 0.200000
-// Feature levels copied to --device for scoring (Gaussian-AD scores there: see level_distances).
-std::vector<Tensor> on_compute_device(const std::vector<Tensor>& levels);
 models::FeatureSpec feature_spec(const ImageArgs& a);  // the pipeline options, checked
 // The images of one directory, named by file name; none is an error naming the directory.
 std::vector<data::ImageItem> dir_items(const std::string& dir, const std::string& option);
@@ -54,16 +52,8 @@ void write_scores(const std::string& out, const std::vector<std::string>& names,
                   double threshold);
 double sem(const std::vector<double>& v);  // sample std (ddof 1) / sqrt(n)
 std::vector<std::string> item_names(const std::vector<data::ImageItem>& items);
-std::vector<Tensor> pick_rows(const std::vector<Tensor>& levels, const std::vector<int64_t>& idx);
 // Runs fn; std::bad_alloc becomes an Error saying which options lower the memory.
 void with_image_memory_message(const std::function<void()>& fn);
-
-template <typename T>
-std::vector<T> pick(const std::vector<T>& v, const std::vector<int64_t>& idx) {
-  std::vector<T> out;
-  for (int64_t i : idx) out.push_back(v[size_t(i)]);
-  return out;
-}
 
 using data::join_list;
 

@@ -31,81 +31,30 @@ void run_mvg(ImageArgs& a, CLI::App* fit_cmd, CLI::App* score_cmd, CLI::App* eva
     const uint64_t seed = fit_cmd->get_option("--seed")->as<uint64_t>();
     const std::string rule = a.reference.empty() ? "calibration" : "reference";
     const std::string source = source_name(a, "train/good");
-    models::GaussianAd m;
-    int64_t rows = 0, fit_rows = 0;
-    std::vector<double> scores;       // normal scores the threshold is set on
-    std::vector<std::string> names;   // their rows, for errors
-    // Fit errors (too few rows, a level without variance) name the training data.
-    auto fitting = [&](const auto& fn) {
-      try {
-        fn();
-      } catch (const Error& e) {
-        throw Error(source + ": " + e.what());
-      }
-    };
+    // normad::ImageDetector's fit (detect/image_detector.h), the same path the API takes.
+    ImageFitOptions fo;
+    fo.gaussian = o, fo.fpr = a.fpr, fo.calibration = a.calibration, fo.seed = seed, fo.device = compute_device();
+    Progress p{"fit", false}, pr{"threshold", false};
+    fo.fit_progress = std::ref(p), fo.threshold_progress = std::ref(pr);
+    std::optional<ImageDetector> det;
     if (!a.features.empty()) {
       if (!a.images.empty() || !a.mvtec.empty() || !a.backbone.empty() || !a.weights.empty() || !a.levels.empty() ||
           a.size || a.crop)
         throw Error("--features: give either a features CSV or images with --backbone (and its pipeline options), not both");
       const models::FeaturesCsv t = models::read_features_csv(a.features);
-      rows = t.table.x.size(0);
-      const std::vector<Tensor> all = t.levels();
-      fitting([&] {
-        std::vector<int64_t> fit_idx, cal_idx;
-        if (a.reference.empty()) {
-          const eval::CalibrationSplit sp = eval::calibration_split(rows, a.calibration, seed);
-          fit_idx = sp.fit, cal_idx = sp.calibration;
-        }
-        models::GaussianFitter fitter(t.dims, o);
-        fitter.add(fit_idx.empty() ? all : pick_rows(all, fit_idx));
-        fit_rows = fitter.count();
-        m = fitter.finish();
-        if (a.reference.empty()) {
-          scores = m.score(on_compute_device(pick_rows(all, cal_idx)));
-          names = pick(t.table.labels, cal_idx);
-        }
-      });
-      if (!a.reference.empty()) {
-        const models::FeaturesCsv ref = models::read_features_csv(a.reference);
-        if (ref.dims != t.dims)
-          throw Error(a.reference + ": feature columns per level " + join_list(ref.dims) + ", " + a.features + " has " +
-                      join_list(t.dims));
-        check_same_pipeline(ref.pipeline, a.reference, t.pipeline, a.features);
-        scores = m.score(on_compute_device(ref.levels()));
-        names = ref.table.labels;
-      }
-      // The CSV's pipeline (weights re-anchored at the model's directory); none for a hand-made CSV.
-      if (!t.pipeline.empty()) m.info = models::FeatureSpec::from_metadata(t.pipeline, a.features).to_metadata(a.out);
-      m.info["features.csv"] = a.features;
+      std::optional<models::FeaturesCsv> ref;
+      if (!a.reference.empty()) ref = models::read_features_csv(a.reference);
+      det.emplace(ImageDetector::fit_features(t, a.features, fo, ref ? &*ref : nullptr, a.reference));
     } else {
       if (a.backbone.empty() || a.weights.empty()) throw Error("mvg fit: give --features CSV, or --backbone and --weights with images");
       const std::vector<data::ImageItem> items = source_items(a, "train");
-      rows = int64_t(items.size());
-      models::FeatureExtractor fx(feature_spec(a));
-      std::vector<data::ImageItem> fit_items = items, normal = a.reference.empty() ? items : dir_items(a.reference, "--reference");
-      if (a.reference.empty()) {
-        fitting([&] {
-          const eval::CalibrationSplit sp = eval::calibration_split(rows, a.calibration, seed);
-          fit_items = pick(items, sp.fit), normal = pick(items, sp.calibration);
-        });
-      }
-      Progress p{"fit", false}, pr{"threshold", false};
-      fitting([&] { m = models::fit_images(fx, data::item_paths(fit_items), o, std::ref(p)); });
-      fit_rows = int64_t(fit_items.size());
-      scores = models::score_images(fx, m, data::item_paths(normal), std::ref(pr));
-      names = item_names(normal);
-      m.info = fx.spec().to_metadata(a.out);
+      const std::vector<std::string> reference =
+          a.reference.empty() ? std::vector<std::string>{} : data::item_paths(dir_items(a.reference, "--reference"));
+      det.emplace(ImageDetector::fit(feature_spec(a), data::item_paths(items), fo, reference, source, a.reference));
     }
-    check_finite_scores(scores, names, rule == "calibration" ? source + " (held-out rows)" : a.reference);
-    m.set_thresholds(a.fpr, scores, rule);
-    m.info["fit.rows"] = std::to_string(fit_rows);
-    if (rule == "calibration") {
-      m.info["fit.calibration"] = num(a.calibration);
-      m.info["fit.seed"] = std::to_string(seed);
-    } else {
-      m.info["fit.reference"] = a.reference;
-    }
-    m.save(a.out);
+    const models::GaussianAd& m = det->model();
+    const int64_t rows = det->fit_summary().rows, fit_rows = det->fit_summary().fit_rows;
+    det->save(a.out);
     std::printf("fitted %zu level(s) on %lld of the %lld rows of %s (reduction %s), wrote %s\n", m.levels.size(),
                 (long long)fit_rows, (long long)rows, source.c_str(), o.reduction.c_str(), a.out.c_str());
     std::printf("decision threshold (sets the labels), rule %s%s: %s\n", rule.c_str(),

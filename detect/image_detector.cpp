@@ -5,7 +5,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
+
+#include "eval/metrics.h"
+#include "tensor/ops.h"
 
 namespace normad {
 
@@ -15,6 +19,35 @@ std::vector<Tensor> on_device(const std::vector<Tensor>& levels, Device device) 
   std::vector<Tensor> out;
   for (const Tensor& t : levels) out.push_back(t.to(device));
   return out;
+}
+
+std::vector<Tensor> pick_rows(const std::vector<Tensor>& levels, const std::vector<int64_t>& idx) {
+  std::vector<Tensor> out;
+  for (const Tensor& t : levels) out.push_back(index_select(t, idx));
+  return out;
+}
+
+template <typename T>
+std::vector<T> pick(const std::vector<T>& v, const std::vector<int64_t>& idx) {
+  std::vector<T> out;
+  for (int64_t i : idx) out.push_back(v[size_t(i)]);
+  return out;
+}
+
+// Fit errors (too few rows, a level without variance) name the training data.
+template <class F>
+void naming(const std::string& source, F&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    throw Error(source + ": " + e.what());
+  }
+}
+
+std::string short_text(double v) {  // as the CLI prints options: 0.2, not 0.200000
+  char b[32];
+  std::snprintf(b, sizeof b, "%g", v);
+  return b;
 }
 
 
@@ -39,6 +72,105 @@ void check_finite_scores(const std::vector<double>& scores, const std::vector<st
     if (!std::isfinite(scores[i]))
       throw Error(where + ": row '" + names[i] + "' scores " + std::to_string(scores[i]) +
                   ", expected a finite number (non-finite features or model values)");
+}
+
+// ---- fitting (`normad mvg fit`) ----
+// Step by step: split the training rows (seeded) unless a reference is given, stream the fit rows
+// into the Gaussian fitter, score the held-out (or reference) rows, put the threshold at their
+// conformal (1 - fpr) quantile, and record how it was made.
+
+void ImageDetector::finish_fit(const std::vector<double>& normal_scores, const std::vector<std::string>& names,
+                               const std::string& where, const ImageFitOptions& o, const std::string& reference) {
+  check_finite_scores(normal_scores, names, where);
+  model_.set_thresholds(o.fpr, normal_scores, reference.empty() ? "calibration" : "reference");
+  threshold_ = model_.threshold;
+  model_.info["fit.rows"] = std::to_string(fit_summary_.fit_rows);
+  if (reference.empty()) {
+    model_.info["fit.calibration"] = short_text(o.calibration);
+    model_.info["fit.seed"] = std::to_string(o.seed);
+  } else {
+    model_.info["fit.reference"] = reference;
+  }
+}
+
+ImageDetector ImageDetector::fit(const models::FeatureSpec& spec, const std::vector<std::string>& train,
+                                 const ImageFitOptions& o, const std::vector<std::string>& reference,
+                                 const std::string& source, const std::string& reference_source) {
+  check(o.fpr > 0 && o.fpr < 1, "ImageDetector::fit", "fpr must be in (0, 1), got " + short_text(o.fpr));
+  ImageDetector d;
+  d.device_ = o.device, d.batch_ = spec.batch;
+  models::FeatureSpec on_device_spec = spec;
+  on_device_spec.device = o.device;
+  d.extractor_.emplace(on_device_spec);  // the backbone, its weights hashed once
+  const models::FeatureExtractor& fx = *d.extractor_;
+  std::vector<std::string> fit_paths = train, normal = reference;
+  if (reference.empty())
+    naming(source, [&] {
+      const eval::CalibrationSplit sp = eval::calibration_split(int64_t(train.size()), o.calibration, o.seed);
+      fit_paths = pick(train, sp.fit), normal = pick(train, sp.calibration);
+    });
+  naming(source, [&] { d.model_ = models::fit_images(fx, fit_paths, o.gaussian, o.fit_progress); });
+  d.fit_summary_ = {int64_t(train.size()), int64_t(fit_paths.size())};
+  d.fitted_spec_ = fx.spec();
+  d.model_.info = fx.spec().to_metadata("model.safetensors");  // relative to the working directory until save(path)
+  const std::vector<double> scores = models::score_images(fx, d.model_, normal, o.threshold_progress);
+  d.finish_fit(scores, normal, reference.empty() ? source + " (held-out rows)" : reference_source, o,
+               reference.empty() ? "" : reference_source);
+  return d;
+}
+
+ImageDetector ImageDetector::fit_features(const models::FeaturesCsv& t, const std::string& train_path,
+                                          const ImageFitOptions& o, const models::FeaturesCsv* reference,
+                                          const std::string& reference_path) {
+  check(o.fpr > 0 && o.fpr < 1, "ImageDetector::fit_features", "fpr must be in (0, 1), got " + short_text(o.fpr));
+  ImageDetector d;
+  d.device_ = o.device;
+  const int64_t rows = t.table.x.size(0);
+  const std::vector<Tensor> all = t.levels();
+  std::vector<double> scores;      // normal scores the threshold is set on
+  std::vector<std::string> names;  // their rows, for errors
+  naming(train_path, [&] {
+    std::vector<int64_t> fit_idx, cal_idx;
+    if (!reference) {
+      const eval::CalibrationSplit sp = eval::calibration_split(rows, o.calibration, o.seed);
+      fit_idx = sp.fit, cal_idx = sp.calibration;
+    }
+    models::GaussianFitter fitter(t.dims, o.gaussian);
+    fitter.add(fit_idx.empty() ? all : pick_rows(all, fit_idx));
+    d.fit_summary_ = {rows, fitter.count()};
+    d.model_ = fitter.finish();
+    if (!reference) {
+      scores = d.model_.score(on_device(pick_rows(all, cal_idx), o.device));
+      names = pick(t.table.labels, cal_idx);
+    }
+  });
+  if (reference) {
+    if (reference->dims != t.dims)
+      throw Error(reference_path + ": feature columns per level " + data::join_list(reference->dims) + ", " +
+                  train_path + " has " + data::join_list(t.dims));
+    check_same_pipeline(reference->pipeline, reference_path, t.pipeline, train_path);
+    scores = d.model_.score(on_device(reference->levels(), o.device));
+    names = reference->table.labels;
+  }
+  // The CSV's pipeline (weights re-anchored at the model's directory by save); none for a hand-made CSV.
+  if (!t.pipeline.empty()) {
+    d.fitted_spec_ = models::FeatureSpec::from_metadata(t.pipeline, train_path);
+    d.model_.info = d.fitted_spec_->to_metadata("model.safetensors");  // until save(path)
+  }
+  d.fitted_features_csv_ = train_path;
+  d.model_.info["features.csv"] = train_path;
+  d.finish_fit(scores, names,
+               reference ? reference_path : (train_path.empty() ? "the features" : train_path) + " (held-out rows)", o,
+               reference ? reference_path : "");
+  return d;
+}
+
+void ImageDetector::save(const std::string& path) const {
+  if (!fitted_spec_) return model_.save(path);
+  // A fitted model's pipeline, its weights path relative to the model file's directory.
+  models::GaussianAd m = model_;
+  for (auto& [key, value] : fitted_spec_->to_metadata(path)) m.info[key] = value;
+  m.save(path);
 }
 
 ImageDetector ImageDetector::load(const std::string& path, Device device, const std::string& weights, int64_t batch) {

@@ -1,8 +1,10 @@
 // The image detector: Gaussian-AD (gaussian_ad.md) on pooled backbone features, with the image
-// pipeline and backbone weights (checked by SHA-256) its model file records. `normad mvg score` is
-// ImageDetector::load + score_images / score_features.
+// pipeline and backbone weights (checked by SHA-256) its model file records. `normad mvg fit` is
+// ImageDetector::fit / fit_features + save; `normad mvg score` is ImageDetector::load + score_images
+// / score_features.
 // Math: score(x) = (1/L) Σ_l Mahalanobis_l(pool(level_l(backbone(prep(x))))).
-// Tested by tests/test_detect.cpp (API = CLI bit for bit, decoded buffers = files) and
+// Tested by tests/test_detect.cpp (API = CLI bit for bit, API fit = mvg fit's file byte for byte,
+// decoded buffers = files) and
 // tests/test_cli_images.cpp.
 //
 // Typical use:
@@ -20,8 +22,39 @@
 
 namespace normad {
 
+// How ImageDetector::fit sets up Gaussian-AD and its decision threshold (`normad mvg fit`'s options).
+struct ImageFitOptions {
+  models::GaussianAdOptions gaussian;  // reduction (none, pca, npca), its variance share, rcond
+  double fpr = 0.05;                   // share of new normal images the threshold may flag
+  double calibration = 0.2;            // share held out of the fit for the threshold (no reference)
+  uint64_t seed = 0;                   // the held-out draw
+  Device device = Device::CPU;         // where the backbone and the scoring run
+  models::ProgressFn fit_progress, threshold_progress;
+};
+
 class ImageDetector : public Detector {
  public:
+  // Fits Gaussian-AD on normal image files with the pipeline `spec` (backbone, weights, levels,
+  // preparation): on all of `train` but a seeded `calibration` share held out, the threshold the
+  // conformal (1 - fpr) quantile of the held-out images' scores; or, with `reference` images, on
+  // all of `train` with the threshold on the reference. `source` and `reference_source` name the
+  // data in errors (a non-finite score names its image) and the model records the latter
+  // (fit.reference). `normad mvg fit` is this + save.
+  static ImageDetector fit(const models::FeatureSpec& spec, const std::vector<std::string>& train,
+                           const ImageFitOptions& o, const std::vector<std::string>& reference = {},
+                           const std::string& source = "the training images",
+                           const std::string& reference_source = "the reference images");
+  // The same on a features CSV of `normad features` (its rows are images), with a reference CSV of
+  // the same pipeline instead of held-out rows when given. A CSV without a pipeline line fits too;
+  // such a model scores features only.
+  static ImageDetector fit_features(const models::FeaturesCsv& train, const std::string& train_path,
+                                    const ImageFitOptions& o, const models::FeaturesCsv* reference = nullptr,
+                                    const std::string& reference_path = "");
+  struct FitSummary {
+    int64_t rows = 0, fit_rows = 0;  // training rows given, rows the Gaussian was fitted on
+  };
+  const FitSummary& fit_summary() const { return fit_summary_; }
+
   // weights: the backbone weights file to use instead of the path the model stores (relative to the
   // model file); it must have the SHA-256 the model was fitted with.
   static ImageDetector load(const std::string& path, Device device = Device::CPU, const std::string& weights = "",
@@ -44,7 +77,8 @@ class ImageDetector : public Detector {
   // Decoded images, each [3, H, W] RGB 0..255 (data::load_image_rgb), prepared the same way.
   std::vector<double> score_decoded(const std::vector<Tensor>& images);
   const eval::ThresholdReport& infer_threshold(const Table& normals, double fpr) override;
-  void save(const std::string& path) const override { model_.save(path); }
+  // A fitted detector records its pipeline with the weights path relative to `path`'s directory.
+  void save(const std::string& path) const override;
 
   const models::GaussianAd& model() const { return model_; }
   // The model's image pipeline, built on first use: its backbone with weights of the SHA-256 the
@@ -58,6 +92,12 @@ class ImageDetector : public Detector {
   int64_t batch_ = 16;
   models::GaussianAd model_;
   std::optional<models::FeatureExtractor> extractor_;  // built on the first image
+  std::optional<models::FeatureSpec> fitted_spec_;     // fit: the pipeline, written by save(path)
+  std::string fitted_features_csv_;                    // fit_features: the CSV, recorded by save
+  FitSummary fit_summary_;
+  // Held-out or reference scores -> the decision threshold and the fit.* fields.
+  void finish_fit(const std::vector<double>& normal_scores, const std::vector<std::string>& names,
+                  const std::string& where, const ImageFitOptions& o, const std::string& reference);
   std::vector<double> score_levels(const std::vector<Tensor>& levels, const std::vector<std::string>& names,
                                    const std::string& where);
 };

@@ -228,6 +228,35 @@ TEST_CASE("detect: Gaussian-AD scores images through the API as normad mvg score
   CHECK(det.threshold_report().rule == "calibration");
   CHECK(det.threshold_report().expected ==
         eval::conformal_expected_fpr(det.threshold_report().rows, det.threshold_report().target));
+  // ImageDetector::fit with mvg fit's options (calibration 0.2, seed 0, fpr 0.05) writes mvg fit's
+  // model file byte for byte, and scores right after the fit as the saved file does.
+  models::FeatureSpec spec;
+  spec.backbone = "resnet18", spec.weights = p("w.safetensors"), spec.levels = {3, 4};
+  spec.prep.size = 32, spec.prep.filter = "bilinear", spec.batch = 4;
+  std::vector<std::string> train_paths;
+  for (int i = 0; i < 12; ++i) train_paths.push_back(p("train/" + std::to_string(100 + i) + ".png"));
+  ImageDetector fitted = ImageDetector::fit(spec, train_paths, ImageFitOptions{});
+  CHECK(fitted.fit_summary().rows == 12);
+  CHECK(fitted.fit_summary().fit_rows == 10);  // round(0.2 * 12) = 2 held out
+  check_same_bits(fitted.score_images(test_paths), cli.score);
+  fitted.save(p("api.safetensors"));
+  CHECK(slurp(p("api.safetensors")) == slurp(p("m.safetensors")));
+  // The same from a features CSV (normad features) with a reference CSV: mvg fit --features.
+  REQUIRE(run("features" + pipe + " --images " + p("train") + " --threads 2 --out " + p("f.csv")).rc == 0);
+  REQUIRE(run("features" + pipe + " --images " + p("test") + " --threads 2 --out " + p("g.csv")).rc == 0);
+  const test::Run ffit = run("mvg fit --features " + p("f.csv") + " --reference " + p("g.csv") + " --threads 2 --out " +
+                             p("mf.safetensors"));
+  INFO(ffit.out);
+  REQUIRE(ffit.rc == 0);
+  const models::FeaturesCsv f = models::read_features_csv(p("f.csv")), gref = models::read_features_csv(p("g.csv"));
+  ImageDetector from_features = ImageDetector::fit_features(f, p("f.csv"), ImageFitOptions{}, &gref, p("g.csv"));
+  from_features.save(p("apif.safetensors"));
+  CHECK(slurp(p("apif.safetensors")) == slurp(p("mf.safetensors")));
+  CHECK(from_features.threshold_report().rule == "reference");
+  // A bad option is an error before any work.
+  ImageFitOptions bad;
+  bad.fpr = 1.5;
+  CHECK_THROWS_WITH(ImageDetector::fit(spec, train_paths, bad), Catch::Contains("fpr must be in (0, 1)"));
   // A decoded image of the wrong shape names itself.
   CHECK_THROWS_WITH(det.score_decoded({Tensor::zeros({24, 24})}), Catch::Contains("image 0"));
   // Features of the wrong width name the widths the model expects.
