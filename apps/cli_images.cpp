@@ -45,8 +45,6 @@ void add_source_options(CLI::App* c, ImageArgs& a) {
   add_max_pixels_option(c, a);
 }
 
-// Feature levels copied to --device for scoring (Gaussian-AD scores there: see level_distances).
-
 models::FeatureSpec feature_spec(const ImageArgs& a) {
   if (a.size < 0 || a.size > models::kMaxImageSize)
     throw Error("--size: expected 1.." + std::to_string(models::kMaxImageSize) + " pixels (0: the backbone's native size), got " +
@@ -133,13 +131,6 @@ void write_scores(const std::string& out, const std::vector<std::string>& names,
   write_atomic(out, text);
 }
 
-double sem(const std::vector<double>& v) {  // sample std (ddof 1) / sqrt(n)
-  if (v.size() < 2) return 0;
-  double m = 0, ss = 0;
-  for (double x : v) m += x / double(v.size());
-  for (double x : v) ss += (x - m) * (x - m);
-  return std::sqrt(ss / double(v.size() - 1)) / std::sqrt(double(v.size()));
-}
 
 std::vector<std::string> item_names(const std::vector<data::ImageItem>& items) {
   std::vector<std::string> names;

@@ -50,7 +50,6 @@ std::string format_row(const std::string& name, const float* v, int64_t n);  // 
 // name,score,prediction with scores "%.17g" (they read back to the same double), atomically.
 void write_scores(const std::string& out, const std::vector<std::string>& names, const std::vector<double>& scores,
                   double threshold);
-double sem(const std::vector<double>& v);  // sample std (ddof 1) / sqrt(n)
 std::vector<std::string> item_names(const std::vector<data::ImageItem>& items);
 // Runs fn; std::bad_alloc becomes an Error saying which options lower the memory.
 void with_image_memory_message(const std::function<void()>& fn);

@@ -149,9 +149,9 @@ void run_mvg(ImageArgs& a, CLI::App* fit_cmd, CLI::App* score_cmd, CLI::App* eva
       double mean = 0;
       for (double v : aurocs) mean += v / double(aurocs.size());
       std::printf("%-12s %zu categories  image AUROC %.1f ± %.1f (mean ± SEM)\n", "mean", aurocs.size(), 100 * mean,
-                  100 * sem(aurocs));
+                  100 * eval::standard_error(aurocs));
       js["mean"] = mean;
-      js["sem"] = sem(aurocs);
+      js["sem"] = eval::standard_error(aurocs);
     }
     write_results(js, {common.json, a.report});
     return;

@@ -24,7 +24,8 @@ void write_results(const nlohmann::json& js, const ResultFiles& files) {
   const std::string text = json_text(with_run_info(js));
   if (!files.json.empty()) write_atomic(files.json, text);
   if (!files.report.empty()) {
-    const std::string kind = js.value("kind", std::string("results"));
+    std::string kind = js.value("kind", std::string("results"));
+    if (kind == "mvg-eval") kind = "mvg eval";
     write_atomic(files.report,
                  report::render_html(text, files.json.empty() ? "normad " + kind + " (no --json file written)" : files.json));
     std::printf("wrote the report %s\n", files.report.c_str());

@@ -179,7 +179,7 @@ std::string join_record(const std::vector<std::string>& fields) {
 std::vector<std::string> split_record(const std::string& s, const std::string& key) {
   if (s.empty()) return {};
   std::vector<Record> r = parse_records(s, "model metadata " + key);
-  if (r.size() != 1) throw Error("model metadata: " + key + " is not a single CSV record");
+  if (r.size() != 1) throw Error(key + " is not a single CSV record");
   return r[0].fields;
 }
 
@@ -198,7 +198,7 @@ std::vector<float> split_floats(const std::string& s, const std::string& key) {
   for (const std::string& f : split_record(s, key)) {
     float v;
     std::string why;
-    if (!parse_float(f, &v, &why)) throw Error("model metadata: " + key + ": '" + f + "' " + why);
+    if (!parse_float(f, &v, &why)) throw Error(key + ": '" + f + "' " + why);
     out.push_back(v);
   }
   return out;
@@ -494,28 +494,29 @@ std::map<std::string, std::string> Preprocess::to_metadata() const {
 
 Preprocess Preprocess::from_metadata(const std::map<std::string, std::string>& metadata, const std::string& file) {
   const MetadataReader meta(metadata, file);
+  auto field = [&](const std::string& key) { return file + ": metadata field '" + key + "'"; };  // in errors
   Preprocess p;
   p.label = meta.text("csv.label");
-  p.inputs = split_record(meta.text("csv.inputs"), "csv.inputs");
-  for (const std::string& name : split_record(meta.text("csv.one_hot"), "csv.one_hot")) {
+  p.inputs = split_record(meta.text("csv.inputs"), field("csv.inputs"));
+  for (const std::string& name : split_record(meta.text("csv.one_hot"), field("csv.one_hot"))) {
     if (std::find(p.inputs.begin(), p.inputs.end(), name) == p.inputs.end())
       throw Error(file + ": one-hot column '" + name + "' is not among csv.inputs");
     const std::string key = "csv.categories." + name;
     auto& cats = p.categories[name];
-    cats = split_record(meta.text(key), key);
+    cats = split_record(meta.text(key), field(key));
     // apply() finds a category by binary search: the list must be sorted and distinct, as fit wrote it.
     const bool sorted = std::is_sorted(cats.begin(), cats.end());
     if (!sorted || std::adjacent_find(cats.begin(), cats.end()) != cats.end())
       throw Error(file + ": " + key + " is not a sorted list of distinct categories");
   }
-  if (meta.has("csv.ignore")) p.ignored = split_record(meta.text("csv.ignore"), "csv.ignore");
+  if (meta.has("csv.ignore")) p.ignored = split_record(meta.text("csv.ignore"), field("csv.ignore"));
   for (const std::string& name : p.ignored)
     if (name == p.label || std::find(p.inputs.begin(), p.inputs.end(), name) != p.inputs.end())
       throw Error(file + ": ignored column '" + name + "' is also the label or a fitted input");
   // Standardisation is on exactly when the statistics are present.
   if (meta.has("csv.mean")) {
-    p.mean = split_floats(meta.text("csv.mean"), "csv.mean");
-    p.stddev = split_floats(meta.text("csv.std"), "csv.std");
+    p.mean = split_floats(meta.text("csv.mean"), field("csv.mean"));
+    p.stddev = split_floats(meta.text("csv.std"), field("csv.std"));
     const size_t F = p.columns().size();
     if (p.mean.size() != F || p.stddev.size() != F)
       throw Error(file + ": csv.mean/csv.std hold " + std::to_string(p.mean.size()) + "/" +

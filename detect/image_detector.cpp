@@ -80,12 +80,13 @@ void check_finite_scores(const std::vector<double>& scores, const std::vector<st
 // conformal (1 - fpr) quantile, and record how it was made.
 
 void ImageDetector::finish_fit(const std::vector<double>& normal_scores, const std::vector<std::string>& names,
-                               const std::string& where, const ImageFitOptions& o, const std::string& reference) {
+                               const std::string& where, const ImageFitOptions& o, bool has_reference,
+                               const std::string& reference) {
   check_finite_scores(normal_scores, names, where);
-  model_.set_thresholds(o.fpr, normal_scores, reference.empty() ? "calibration" : "reference");
+  model_.set_thresholds(o.fpr, normal_scores, has_reference ? "reference" : "calibration");
   threshold_ = model_.threshold;
   model_.info["fit.rows"] = std::to_string(fit_summary_.fit_rows);
-  if (reference.empty()) {
+  if (!has_reference) {
     model_.info["fit.calibration"] = short_text(o.calibration);
     model_.info["fit.seed"] = std::to_string(o.seed);
   } else {
@@ -98,6 +99,7 @@ ImageDetector ImageDetector::fit(const models::FeatureSpec& spec, const std::vec
                                  const std::string& source, const std::string& reference_source) {
   check(o.fpr > 0 && o.fpr < 1, "ImageDetector::fit", "fpr must be in (0, 1), got " + short_text(o.fpr));
   ImageDetector d;
+  d.path_ = "ImageDetector::fit(" + source + ")";  // what errors name until the model is saved and loaded
   d.device_ = o.device, d.batch_ = spec.batch;
   models::FeatureSpec on_device_spec = spec;
   on_device_spec.device = o.device;
@@ -112,10 +114,11 @@ ImageDetector ImageDetector::fit(const models::FeatureSpec& spec, const std::vec
   naming(source, [&] { d.model_ = models::fit_images(fx, fit_paths, o.gaussian, o.fit_progress); });
   d.fit_summary_ = {int64_t(train.size()), int64_t(fit_paths.size())};
   d.fitted_spec_ = fx.spec();
-  d.model_.info = fx.spec().to_metadata("model.safetensors");  // relative to the working directory until save(path)
+  d.model_.info = fx.spec().to_metadata("model.safetensors");
+  d.model_.info["features.weights"] = std::filesystem::absolute(fx.spec().weights).string();  // until save(path)
   const std::vector<double> scores = models::score_images(fx, d.model_, normal, o.threshold_progress);
   d.finish_fit(scores, normal, reference.empty() ? source + " (held-out rows)" : reference_source, o,
-               reference.empty() ? "" : reference_source);
+               !reference.empty(), reference_source);
   return d;
 }
 
@@ -124,6 +127,7 @@ ImageDetector ImageDetector::fit_features(const models::FeaturesCsv& t, const st
                                           const std::string& reference_path) {
   check(o.fpr > 0 && o.fpr < 1, "ImageDetector::fit_features", "fpr must be in (0, 1), got " + short_text(o.fpr));
   ImageDetector d;
+  d.path_ = "ImageDetector::fit_features(" + train_path + ")";  // named in errors until saved and loaded
   d.device_ = o.device;
   const int64_t rows = t.table.x.size(0);
   const std::vector<Tensor> all = t.levels();
@@ -155,13 +159,13 @@ ImageDetector ImageDetector::fit_features(const models::FeaturesCsv& t, const st
   // The CSV's pipeline (weights re-anchored at the model's directory by save); none for a hand-made CSV.
   if (!t.pipeline.empty()) {
     d.fitted_spec_ = models::FeatureSpec::from_metadata(t.pipeline, train_path);
-    d.model_.info = d.fitted_spec_->to_metadata("model.safetensors");  // until save(path)
+    d.model_.info = d.fitted_spec_->to_metadata("model.safetensors");
+    d.model_.info["features.weights"] = std::filesystem::absolute(d.fitted_spec_->weights).string();  // until save
   }
-  d.fitted_features_csv_ = train_path;
   d.model_.info["features.csv"] = train_path;
-  d.finish_fit(scores, names,
-               reference ? reference_path : (train_path.empty() ? "the features" : train_path) + " (held-out rows)", o,
-               reference ? reference_path : "");
+  const std::string reference_name = reference_path.empty() ? "the reference features" : reference_path;
+  d.finish_fit(scores, names, reference ? reference_name : train_path + " (held-out rows)", o, reference != nullptr,
+               reference_name);
   return d;
 }
 
@@ -196,6 +200,12 @@ std::vector<int64_t> ImageDetector::dims() const {
 // FeatureExtractor, which hashes them once; the error says which weights were used).
 const models::FeatureExtractor& ImageDetector::extractor() {
   if (extractor_) return *extractor_;
+  if (fitted_spec_ && weights_.empty()) {  // fitted here: the pipeline as given, its weights path resolved
+    models::FeatureSpec spec = *fitted_spec_;
+    spec.batch = batch_, spec.device = device_;
+    extractor_.emplace(spec);
+    return *extractor_;
+  }
   const models::GaussianAd& m = model_;
   if (!m.info.count("features.backbone"))
     throw Error(path_ + ": fitted on " +

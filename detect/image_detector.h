@@ -28,7 +28,7 @@ struct ImageFitOptions {
   double fpr = 0.05;                   // share of new normal images the threshold may flag
   double calibration = 0.2;            // share held out of the fit for the threshold (no reference)
   uint64_t seed = 0;                   // the held-out draw
-  Device device = Device::CPU;         // where the backbone and the scoring run
+  Device device = Device::CPU;         // where the backbone and the scoring run (spec.device is not read)
   models::ProgressFn fit_progress, threshold_progress;
 };
 
@@ -45,8 +45,8 @@ class ImageDetector : public Detector {
                            const std::string& source = "the training images",
                            const std::string& reference_source = "the reference images");
   // The same on a features CSV of `normad features` (its rows are images), with a reference CSV of
-  // the same pipeline instead of held-out rows when given. A CSV without a pipeline line fits too;
-  // such a model scores features only.
+  // the same pipeline instead of held-out rows when given (`reference_path` names it in errors and
+  // in the model). A CSV without a pipeline line fits too; such a model scores features only.
   static ImageDetector fit_features(const models::FeaturesCsv& train, const std::string& train_path,
                                     const ImageFitOptions& o, const models::FeaturesCsv* reference = nullptr,
                                     const std::string& reference_path = "");
@@ -77,7 +77,8 @@ class ImageDetector : public Detector {
   // Decoded images, each [3, H, W] RGB 0..255 (data::load_image_rgb), prepared the same way.
   std::vector<double> score_decoded(const std::vector<Tensor>& images);
   const eval::ThresholdReport& infer_threshold(const Table& normals, double fpr) override;
-  // A fitted detector records its pipeline with the weights path relative to `path`'s directory.
+  // A fitted detector records its pipeline with the weights path relative to `path`'s directory
+  // (model().save(path) would keep the absolute path the detector holds in memory).
   void save(const std::string& path) const override;
 
   const models::GaussianAd& model() const { return model_; }
@@ -93,11 +94,10 @@ class ImageDetector : public Detector {
   models::GaussianAd model_;
   std::optional<models::FeatureExtractor> extractor_;  // built on the first image
   std::optional<models::FeatureSpec> fitted_spec_;     // fit: the pipeline, written by save(path)
-  std::string fitted_features_csv_;                    // fit_features: the CSV, recorded by save
   FitSummary fit_summary_;
   // Held-out or reference scores -> the decision threshold and the fit.* fields.
   void finish_fit(const std::vector<double>& normal_scores, const std::vector<std::string>& names,
-                  const std::string& where, const ImageFitOptions& o, const std::string& reference);
+                  const std::string& where, const ImageFitOptions& o, bool has_reference, const std::string& reference);
   std::vector<double> score_levels(const std::vector<Tensor>& levels, const std::vector<std::string>& names,
                                    const std::string& where);
 };

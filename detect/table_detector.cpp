@@ -135,11 +135,7 @@ TableDetector TableDetector::from_file(const nn::Safetensors& f, const std::stri
     throw Error(path + ": metadata field 'normad.kind' = '" + k + "' is not ntl, dsvdd, acr-dsvdd or acr-ntl");
   m.threshold_ = threshold_from_metadata(f);
   if (f.has_meta("normad.id")) m.id_ = f.meta("normad.id");
-  try {
-    m.pre_ = data::Preprocess::from_metadata(f.metadata, f.name);
-  } catch (const Error& e) {
-    throw Error(path + ": " + e.what());
-  }
+  m.pre_ = data::Preprocess::from_metadata(f.metadata, path);  // its errors name the file and the field
   // The network's input width must be the preprocessing's output width (a file that disagrees with
   // itself is the model file's fault, not the data's).
   const int64_t features = static_cast<int64_t>(m.pre_.columns().size());
@@ -163,12 +159,7 @@ TableDetector TableDetector::from_file(const nn::Safetensors& f, const std::stri
     }
     m.acr_->to(device);  // loaded on the host: model files are device-independent
   } else if (k == "ntl") {
-    models::NtlConfig cfg;
-    try {
-      cfg = models::ntl_from_metadata(f.metadata, f.name);
-    } catch (const Error& e) {
-      throw Error(path + ": " + e.what());
-    }
+    const models::NtlConfig cfg = models::ntl_from_metadata(f.metadata, path);  // errors name the file and field
     check_width("ntl.x_dim", cfg.x_dim);
     check_declared(ntl_state_values(cfg), f, path, "ntl.*");
     m.ntl_ = std::make_shared<models::NeutralAD>(cfg);

@@ -114,6 +114,14 @@ double population_std(const std::vector<double>& v) {
   return v.empty() ? m : std::sqrt(s / double(v.size()));
 }
 
+double standard_error(const std::vector<double>& v) {
+  if (v.size() < 2) return 0;
+  double m = 0, ss = 0;
+  for (double x : v) m += x / double(v.size());
+  for (double x : v) ss += (x - m) * (x - m);
+  return std::sqrt(ss / double(v.size() - 1)) / std::sqrt(double(v.size()));
+}
+
 double f1_score(const std::vector<int>& pred, const std::vector<int>& y) {
   check(pred.size() == y.size(), "f1_score", "sizes differ");
   int64_t tp = 0, fp = 0, fn = 0;

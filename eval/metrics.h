@@ -35,6 +35,8 @@ std::vector<CurvePoint> threshold_curve(const std::vector<double>& scores, const
 // for an empty list.
 double mean(const std::vector<double>& values);
 double population_std(const std::vector<double>& values);
+// The standard error of the mean: sample std (ddof 1) / sqrt(n); 0 below two values.
+double standard_error(const std::vector<double>& values);
 // F1 of given 0/1 predictions.
 double f1_score(const std::vector<int>& predicted, const std::vector<int>& labels);
 

@@ -329,7 +329,7 @@ std::string zeroshot_page(const json& j, const std::string& source) {
         double sum = 0;
         for (const auto& fm : fold_means) sum += fm[r][m];
         const double stored = number(ratios[r], methods[m].first, source + ".ratios[" + std::to_string(r) + "]");
-        if (std::abs(sum / double(fold_means.size()) - stored) > 1e-9)
+        if (!(std::abs(sum / double(fold_means.size()) - stored) <= 1e-9))  // NaN (no batches) fails too
           throw Error(source + ".ratios[" + std::to_string(r) + "]." + methods[m].first + ": " + short_number(stored, 6) +
                       " disagrees with the mean of its folds' batches (" + short_number(sum / double(fold_means.size()), 6) + ")");
       }
@@ -367,6 +367,9 @@ std::string mvg_eval_page(const json& j, const std::string& source) {
                     fixed(100 * number(it.value(), "auroc", where), 1)});
     if (!it.value().contains("items")) continue;
     const json& items = array(it.value(), "items", where);
+    if (int64_t(items.size()) != integer(it.value(), "test", where, 0, int64_t(1) << 40))
+      throw Error(where + ": " + std::to_string(items.size()) + " items for its test count " +
+                  std::to_string(integer(it.value(), "test", where, 0, int64_t(1) << 40)));
     Scored set{it.key(), {}, {}};
     for (size_t i = 0; i < items.size(); ++i) {
       const std::string iw = where + ".items[" + std::to_string(i) + "]";
@@ -412,6 +415,16 @@ std::string mvg_eval_page(const json& j, const std::string& source) {
     }
     grids += "</div>\n";
     sets.push_back(std::move(set));
+  }
+  if (j.contains("mean")) {
+    // the stored mean and SEM must be those of the categories' AUROCs (sample std / sqrt(n))
+    std::vector<double> aurocs;
+    for (auto it = cats.begin(); it != cats.end(); ++it) aurocs.push_back(number(it.value(), "auroc", source));
+    const double m = eval::mean(aurocs), sem = eval::standard_error(aurocs);
+    if (!(std::abs(number(j, "mean", source) - m) <= 1e-9) ||
+        (j.contains("sem") && !(std::abs(number(j, "sem", source) - sem) <= 1e-9)))
+      throw Error(source + ": its mean / sem disagree with its categories' AUROCs (" + short_number(m, 6) + " / " +
+                  short_number(sem, 6) + ")");
   }
   if (j.contains("mean"))
     rows.push_back({"mean (± SEM)", "", "", fixed(100 * number(j, "mean", source), 1) + " ± " +

@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <limits>
 
+#include "tensor/tensor.h"
+
 namespace normad::report {
 
 namespace {
@@ -32,6 +34,8 @@ struct Frame {
 // Widens an empty or vanishing range (narrower than a billionth of its magnitude, where ticks and
 // bins would fall below the doubles' spacing) so that the map above never divides by zero.
 void widen(double& lo, double& hi) {
+  if (!std::isfinite(hi - lo))
+    throw Error("report: values from " + short_number(lo) + " to " + short_number(hi) + " span more than a double holds");
   const double magnitude = std::max(std::abs(lo), std::abs(hi));
   if (hi - lo > 1e-9 * magnitude && hi > lo) return;
   const double mid = lo / 2 + hi / 2, half = std::max(0.5, 1e-6 * magnitude);

@@ -16,6 +16,7 @@ class MetadataReader {
  public:
   // `file` names the source in errors ("model.safetensors", "features.csv:1").
   MetadataReader(const std::map<std::string, std::string>& fields, std::string file);
+  MetadataReader(std::map<std::string, std::string>&&, std::string) = delete;  // it keeps a reference
 
   bool has(const std::string& key) const;
   // The field's text; a missing field is an Error ("FILE: metadata field 'KEY' is missing", with

@@ -253,6 +253,13 @@ TEST_CASE("detect: Gaussian-AD scores images through the API as normad mvg score
   from_features.save(p("apif.safetensors"));
   CHECK(slurp(p("apif.safetensors")) == slurp(p("mf.safetensors")));
   CHECK(from_features.threshold_report().rule == "reference");
+  // Left to its defaults the reference is still a reference (nothing held out), and a detector
+  // fitted on features with a pipeline scores images before it is ever saved, as its saved file does.
+  ImageDetector defaults = ImageDetector::fit_features(f, p("f.csv"), ImageFitOptions{}, &gref);
+  CHECK(defaults.threshold_report().rule == "reference");
+  CHECK(defaults.fit_summary().fit_rows == 12);
+  ImageDetector reloaded = ImageDetector::load(p("apif.safetensors"));  // batches of 16, as `defaults` (the bits follow the batch)
+  check_same_bits(defaults.score_images(test_paths), reloaded.score_images(test_paths));
   // A bad option is an error before any work.
   ImageFitOptions bad;
   bad.fpr = 1.5;

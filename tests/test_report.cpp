@@ -245,7 +245,7 @@ TEST_CASE("report: thumbnails, heat maps and PNGs, pixel for pixel", "[report]")
 
 TEST_CASE("report: an mvg eval page has the category table, curves and the image grid", "[report]") {
   test::Scratch dir("normad_report_mvg");
-  json j{{"kind", "mvg-eval"}, {"backbone", "resnet18"}, {"mean", 0.75}, {"sem", 0.25}};
+  json j{{"kind", "mvg-eval"}, {"backbone", "resnet18"}, {"mean", 0.5}, {"sem", 0.5}};
   for (const std::string c : {"bottle", "cable"}) {
     json cat{{"train", 10}, {"test", 4}};
     std::vector<double> s;
@@ -265,7 +265,7 @@ TEST_CASE("report: an mvg eval page has the category table, curves and the image
   const std::string html = report::render_html(j.dump(), "mvg.json");
   CHECK(html.find("<td>bottle</td><td>10</td><td>4</td><td>100.0</td>") != std::string::npos);
   CHECK(html.find("<td>cable</td><td>10</td><td>4</td><td>0.0</td>") != std::string::npos);
-  CHECK(html.find("75.0 ± 25.0") != std::string::npos);
+  CHECK(html.find("50.0 ± 50.0") != std::string::npos);  // AUROCs 1 and 0
   CHECK(count(html, "<svg class=\"plot roc\"") == 1);
   CHECK(count(html, "<polyline class=\"curve\"") >= 4);  // two categories on each of ROC and PR
   CHECK(count(html, "<img ") == 8);                        // all 4 test images of each category
@@ -278,6 +278,12 @@ TEST_CASE("report: an mvg eval page has the category table, curves and the image
   json bad = j;
   bad["categories"]["bottle"]["auroc"] = 0.5;
   CHECK_THROWS_WITH(report::render_html(bad.dump(), "mvg.json"), Catch::Contains("mvg.json.categories.bottle: its auroc 0.5 disagrees"));
+  bad = j;
+  bad["mean"] = 0.75;
+  CHECK_THROWS_WITH(report::render_html(bad.dump(), "mvg.json"), Catch::Contains("mean / sem disagree"));
+  bad = j;
+  bad["categories"]["cable"]["test"] = 5;
+  CHECK_THROWS_WITH(report::render_html(bad.dump(), "mvg.json"), Catch::Contains("4 items for its test count 5"));
   bad = j;
   bad["categories"]["cable"]["items"][0]["label"] = 2;
   CHECK_THROWS_WITH(report::render_html(bad.dump(), "mvg.json"),
