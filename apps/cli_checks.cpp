@@ -17,7 +17,7 @@ namespace normad::cli {
 void check_run_paths(const CLI::App& app) {
   static const std::vector<std::string> input_options = {"--data", "--csv", "--reference", "--features", "--model",
                                                           "--weights", "--scores", "--labels", "--data-dir",
-                                                          "--images", "--mvtec", "--results"};
+                                                          "--images", "--mvtec", "RESULTS"};
   static const std::vector<std::string> output_options = {"--out", "--json", "--profile", "--checkpoint", "--report"};
   std::vector<cli::PathArg> inputs, outputs;
   std::vector<const CLI::App*> chosen;
@@ -28,9 +28,14 @@ void check_run_paths(const CLI::App& app) {
   for (const CLI::App* sub : chosen)
     for (const CLI::Option* opt : sub->get_options()) {
       if (opt->count() == 0) continue;
-      if (opt->get_lnames().empty()) continue;
-      const std::string name = "--" + opt->get_lnames().front();
+      std::string name;  // the long option, or a positional's name (report's RESULTS)
+      if (!opt->get_lnames().empty()) name = "--" + opt->get_lnames().front();
+      else if (opt->get_positional()) name = opt->get_name();
+      else continue;
+      const bool file_option = std::find(input_options.begin(), input_options.end(), name) != input_options.end() ||
+                               std::find(output_options.begin(), output_options.end(), name) != output_options.end();
       for (const std::string& value : opt->results()) {
+        if (file_option && value.empty()) throw Error(name + ": the file name is empty");
         if (std::find(input_options.begin(), input_options.end(), name) != input_options.end())
           inputs.push_back({name, value});
         if (std::find(output_options.begin(), output_options.end(), name) != output_options.end() && !value.empty())

@@ -3,6 +3,7 @@
 // the run). The page itself: report/report.h.
 // Math: none. Tested by tests/test_report.cpp (CLI report = --report, bit for bit; errors) and
 // tests/report_chromium.sh (the page in headless Chromium).
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -39,6 +40,7 @@ struct ReportArgs {
 };
 
 void run_report(const ReportArgs& a) {
+  if (std::filesystem::is_directory(a.results)) throw Error(a.results + ": a directory, not a results document");
   std::ifstream f(a.results, std::ios::binary);
   if (!f) throw Error(a.results + ": cannot read");
   std::ostringstream text;
@@ -53,7 +55,7 @@ Command add_report(CLI::App& app, const AddCommon&, const CommonOptions&) {
   auto a = std::make_shared<ReportArgs>();
   auto* rep = app.add_subcommand("report", "an HTML report (tables, ROC / PR curves, histograms, learning curves) of "
                                            "the --json results of eval, zeroshot or mvg eval");
-  rep->add_option("--results,results", a->results, "the results document (--json FILE of eval, zeroshot or mvg eval)")
+  rep->add_option("RESULTS", a->results, "the results document (--json FILE of eval, zeroshot or mvg eval)")
       ->required();
   rep->add_option("--out", a->out, "the HTML file to write")->required();
   return {rep, [a] { run_report(*a); }};

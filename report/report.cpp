@@ -77,9 +77,11 @@ std::vector<double> numbers(const json& j, const std::string& key, const std::st
 }
 std::vector<int> labels01(const json& j, const std::string& key, const std::string& where) {
   std::vector<int> out;
-  for (double v : numbers(j, key, where)) {
-    if (v != 0 && v != 1) throw Error(where + "." + key + ": a label " + short_number(v) + " is not 0 or 1");
-    out.push_back(int(v));
+  const std::vector<double> values = numbers(j, key, where);
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (values[i] != 0 && values[i] != 1)
+      throw Error(where + "." + key + "[" + std::to_string(i) + "]: " + short_number(values[i]) + " is not 0 or 1");
+    out.push_back(int(values[i]));
   }
   return out;
 }
@@ -187,7 +189,7 @@ figure img{display:block;border:3px solid #1f77b4}figure.anomalous img{border-co
 std::string page(const std::string& title, const std::string& source, const std::string& body) {
   return "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>" + xml_escape(title) +
          "</title>\n<style>" + kStyle + "</style></head>\n<body>\n<h1>" + xml_escape(title) +
-         "</h1>\n<p class=\"source\">from <code>" + xml_escape(source) + "</code> (normad)</p>\n" + body +
+         "</h1>\n<p class=\"source\">from <code>" + xml_escape(source) + "</code></p>\n" + body +
          "</body></html>\n";
 }
 
@@ -203,17 +205,22 @@ std::string eval_page(const json& j, const std::string& source) {
   // The page's metrics come from the stored scores; a document whose own figures disagree with them
   // (edited, or written by another version) is an error, not a page with two answers.
   const double auroc = eval::auroc(s, y), ap = eval::average_precision(s, y);
-  for (const auto& [key, value] : {std::pair<std::string, double>{"auroc", auroc}, {"ap", ap}})
-    if (j.contains(key) && std::abs(number(j, key, source) - value) > 1e-9)
+  const double f1 = eval::f1_at_true_ratio(s, y), f1_max = eval::f1_max(s, y);
+  auto agrees = [&](const std::string& key, double value, bool required) {
+    if (!required && !j.contains(key)) return;
+    if (!(std::abs(number(j, key, source) - value) <= 1e-9))
       throw Error(source + ": its " + key + " " + short_number(number(j, key, source), 6) +
                   " disagrees with its scores and labels (" + short_number(value, 6) + ")");
+  };
+  agrees("auroc", auroc, true), agrees("ap", ap, true), agrees("f1", f1, false), agrees("f1_max", f1_max, false);
+  agrees("rows", double(n), false), agrees("anomalies", double(anomalies), false);
   std::string body = "<h2>Metrics</h2>\n";
   std::vector<std::vector<std::string>> rows{{"rows", std::to_string(n)},
                                              {"anomalies", std::to_string(anomalies)},
                                              {"AUROC", fixed(auroc, 4)},
                                              {"AP", fixed(ap, 4)},
-                                             {"F1 (threshold at the true anomaly ratio)", fixed(eval::f1_at_true_ratio(s, y), 4)},
-                                             {"F1-max", fixed(eval::f1_max(s, y), 4)}};
+                                             {"F1 (threshold at the true anomaly ratio)", fixed(f1, 4)},
+                                             {"F1-max", fixed(f1_max, 4)}};
   // The model's threshold, seen through its predictions: score > threshold is flagged, so it lies
   // in [highest unflagged score, lowest flagged score).
   std::optional<double> threshold;
@@ -227,17 +234,24 @@ std::string eval_page(const json& j, const std::string& source) {
       if (flagged[i]) hi = std::min(hi, s[i]), (y[i] ? tp : fp) += 1;
       else lo = std::max(lo, s[i]);
     }
+    agrees("threshold_fpr", double(fp) / double(n - anomalies), false);
+    agrees("threshold_recall", double(tp) / double(anomalies), false);
     rows.push_back({"normal rows flagged at the model's threshold", fixed(100.0 * double(fp) / double(n - anomalies), 1) + "% (" +
                                                                        std::to_string(fp) + " of " + std::to_string(n - anomalies) + ")"});
     rows.push_back({"anomalies flagged (recall)", fixed(100.0 * double(tp) / double(anomalies), 1) + "%"});
     if (lo < hi) {
       threshold = std::isinf(hi) ? lo : std::isinf(lo) ? hi : (lo + hi) / 2;
-      threshold_label = std::isinf(hi)   ? "threshold: nothing flagged"
-                        : std::isinf(lo) ? "threshold: everything flagged"
-                                         : "threshold (between " + short_number(lo, 4) + " and " + short_number(hi, 4) + ")";
+      threshold_label = std::isinf(hi) ? "threshold: nothing flagged" : std::isinf(lo) ? "threshold: all flagged" : "threshold";
+      // the bounds in the table, with the digits that tell them apart
+      int digits = 4;
+      while (digits < 17 && !std::isinf(lo) && !std::isinf(hi) && short_number(lo, digits) == short_number(hi, digits)) ++digits;
+      rows.push_back({"the model's threshold (from its predictions)",
+                      std::isinf(hi)   ? "above the highest score " + short_number(lo, digits)
+                      : std::isinf(lo) ? "below the lowest score " + short_number(hi, digits)
+                                       : "between " + short_number(lo, digits) + " and " + short_number(hi, digits)});
     } else {
-      note = "The predictions are not one threshold on these scores (some flagged rows score lower than unflagged "
-             "ones: zero-shot scores depend on the batch they were scored in), so no threshold is drawn.";
+      note = "The predictions are not one threshold on these scores: some flagged rows score lower than unflagged "
+             "ones (as when scores depend on the batch they were scored in, ACR's), so no threshold is drawn.";
     }
   }
   body += table({"metric", "value"}, rows, "metrics");
@@ -246,7 +260,8 @@ std::string eval_page(const json& j, const std::string& source) {
   for (size_t i = 0; i < s.size(); ++i) (y[i] ? anomalous_scores : normal_scores).push_back(s[i]);
   body += histogram("Scores", "anomaly score", normal_scores, anomalous_scores, threshold, threshold_label) + "</div>\n";
   if (!note.empty()) body += "<p class=\"note\">" + xml_escape(note) + "</p>\n";
-  body += "<h2>Settings</h2>\n" + settings_table(scalars(j, {"auroc", "ap", "f1", "f1_max", "rows", "anomalies"}));
+  body += "<h2>Settings</h2>\n" + settings_table(scalars(j, {"auroc", "ap", "f1", "f1_max", "rows", "anomalies",
+                                                                "threshold_fpr", "threshold_recall"}));
   return page("normad eval report", source, body);
 }
 
@@ -269,7 +284,7 @@ std::string zeroshot_page(const json& j, const std::string& source) {
                      table({"anomaly ratio", "ACR", "stationary", "batch-mean L2", "kNN-5"}, mean_rows, "ratios");
   // Per fold: mean (std) over its test batches at each ratio, the numbers the CLI prints.
   const json empty = json::array();
-  const json& folds = j.contains("folds") ? array(j, "folds", source) : empty;
+  const json& folds = array(j, "folds", source);  // every zero-shot run writes its folds
   // values[ratio][method]: every batch's AUROC of every fold, for the strip plot
   std::vector<std::vector<std::vector<double>>> values(ratio_values.size(), std::vector<std::vector<double>>(methods.size()));
   std::vector<Series> curves;
@@ -444,8 +459,12 @@ std::string mvg_eval_page(const json& j, const std::string& source) {
 }  // namespace
 
 std::string results_kind(const std::string& results_json, const std::string& source) {
-  const json j = json::parse(results_json, nullptr, false);
-  if (j.is_discarded()) throw Error(source + ": not a JSON document");
+  json j;
+  try {
+    j = json::parse(results_json);
+  } catch (const json::parse_error& e) {  // its text gives the position
+    throw Error(source + ": not a JSON document (" + e.what() + ")");
+  }
   if (!j.is_object()) throw Error(source + ": a results document is a JSON object, found " + std::string(j.type_name()));
   std::string kind;
   if (j.contains("kind") && j["kind"].is_string()) kind = j["kind"].get<std::string>();

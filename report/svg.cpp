@@ -63,7 +63,8 @@ Ticks ticks(double lo, double hi) {
 }
 
 // The opening <svg>, its title and the plot box with ticks, grid lines and axis labels.
-std::string open_plot(const std::string& css_class, const Axes& a, const Frame& f) {
+// x_ticks false: no numeric x tick labels (the strip plot writes group names there instead).
+std::string open_plot(const std::string& css_class, const Axes& a, const Frame& f, bool x_ticks = true) {
   std::string s = "<svg class=\"plot " + css_class + "\" xmlns=\"http://www.w3.org/2000/svg\" width=\"" + fmt(f.width) +
                   "\" height=\"" + fmt(kHeight) + "\" viewBox=\"0 0 " + fmt(f.width) + " " + fmt(kHeight) +
                   "\" font-family=\"sans-serif\" font-size=\"11\">\n";
@@ -72,7 +73,7 @@ std::string open_plot(const std::string& css_class, const Axes& a, const Frame& 
   s += "<rect class=\"frame\" x=\"" + fmt(kLeft) + "\" y=\"" + fmt(kTop) + "\" width=\"" + fmt(f.width - kLeft - f.right) +
        "\" height=\"" + fmt(kHeight - kTop - kBottom) + "\" fill=\"white\" stroke=\"#333\"/>\n";
   const Ticks tx = ticks(f.x0, f.x1), ty = ticks(f.y0, f.y1);
-  for (double t : tx.at) {
+  for (double t : x_ticks ? tx.at : std::vector<double>{}) {
     const std::string x = fmt(f.px(t));
     s += "<line class=\"grid\" x1=\"" + x + "\" y1=\"" + fmt(kTop) + "\" x2=\"" + x + "\" y2=\"" + fmt(kHeight - kBottom) +
          "\" stroke=\"#e4e4e4\"/><text x=\"" + x + "\" y=\"" + fmt(kHeight - kBottom + 14) + "\" text-anchor=\"middle\">" +
@@ -204,7 +205,7 @@ std::string histogram(const std::string& title, const std::string& x_label, cons
   double top = 0;
   for (size_t b = 0; b < size_t(bins); ++b) top = std::max({top, hn[b], ha[b]});
   Frame f{lo, hi, 0, top > 0 ? top * 1.08 : 1, kWidth + 130, kRight + 130};  // the legend beside the bars
-  std::string s = open_plot("histogram", Axes{title, x_label, "share of the set", lo, hi, 0, f.y1}, f);
+  std::string s = open_plot("histogram", Axes{title, x_label, "share of its class", lo, hi, 0, f.y1}, f);
   auto bars = [&](const std::vector<double>& h, const std::string& color, const std::string& cls) {
     for (size_t b = 0; b < size_t(bins); ++b) {
       if (h[b] == 0) continue;
@@ -238,10 +239,7 @@ std::string strip_plot(const std::string& title, const std::string& y_label, con
   const double n_groups = double(std::max<size_t>(groups.size(), 1)), n_methods = double(methods.size());
   Frame f{0, n_groups, y0, y1, kLeft + 150 * n_groups + 130, 130};  // 150 px per group, the legend on the right
   widen(f.y0, f.y1);
-  std::string s = open_plot("strip", Axes{title, "", y_label, 0, n_groups, f.y0, f.y1}, f);
-  // Group names under the axis replace the numeric x ticks (drawn over them on a white band).
-  s += "<rect x=\"" + fmt(kLeft - 20) + "\" y=\"" + fmt(kHeight - kBottom + 1) + "\" width=\"" + fmt(f.width) +
-       "\" height=\"16\" fill=\"white\"/>\n";
+  std::string s = open_plot("strip", Axes{title, "", y_label, 0, n_groups, f.y0, f.y1}, f, false);
   for (size_t g = 0; g < groups.size(); ++g) {
     s += "<text class=\"group\" x=\"" + fmt(f.px(double(g) + 0.5)) + "\" y=\"" + fmt(kHeight - kBottom + 14) +
          "\" text-anchor=\"middle\">" + xml_escape(groups[g]) + "</text>\n";

@@ -113,7 +113,7 @@ TEST_CASE("report: an eval page has the metrics, ROC, PR and histogram with the 
   CHECK(count(html, "<svg class=\"plot pr\"") == 1);
   CHECK(count(html, "<svg class=\"plot histogram\"") == 1);
   CHECK(count(html, "<line class=\"threshold\"") == 1);
-  CHECK(html.find("threshold (between 0.4 and 0.7)") != std::string::npos);
+  CHECK(html.find("<td>between 0.4 and 0.7</td>") != std::string::npos);
   // at the midpoint 0.55 of the scores' range 0.1..0.9: x = 58 + 0.5625 * 326
   CHECK(html.find("<line class=\"threshold\" x1=\"241.4\"") != std::string::npos);
   CHECK(html.find("<td>AUROC</td><td>0.7500</td>") != std::string::npos);  // 12 of 16 pairs ordered
@@ -154,11 +154,20 @@ TEST_CASE("report: bad documents are errors naming the document and the field", 
   j["auroc"] = 0.5;  // edited: the page would show two answers
   CHECK_THROWS_WITH(report::render_html(j.dump(), "r.json"), Catch::Contains("auroc 0.5 disagrees"));
   j = eval_doc(s, y);
+  j["f1_max"] = 0.5;  // every stored figure is checked, not only AUROC and AP
+  CHECK_THROWS_WITH(report::render_html(j.dump(), "r.json"), Catch::Contains("f1_max 0.5 disagrees"));
+  j = eval_doc(s, y);
+  j["flagged"] = {0, 2};
+  CHECK_THROWS_WITH(report::render_html(j.dump(), "r.json"), Catch::Contains("r.json.flagged[1]: 2 is not 0 or 1"));
+  CHECK_THROWS_WITH(report::render_html("{\"kind\": \"eval\",}", "r.json"), Catch::Contains("column"));  // where it broke
+  j = eval_doc(s, y);
   j["labels"] = {0, 0};
   CHECK_THROWS_WITH(report::render_html(j.dump(), "r.json"), Catch::Contains("both normal"));
   j = eval_doc(s, y);
   j.erase("scores");
   CHECK_THROWS_WITH(report::render_html(j.dump(), "r.json"), Catch::Contains("r.json: no 'scores' field"));
+  CHECK_THROWS_WITH(report::render_html("{\"kind\": \"zeroshot\", \"ratios\": []}", "z.json"),
+                    Catch::Contains("z.json: no 'folds' field"));
   CHECK_THROWS_WITH(report::render_html("{\"kind\": \"zeroshot\", \"ratios\": [{\"ratio\": 0.1}]}", "z.json"),
                     Catch::Contains("z.json.ratios[0]: no 'acr' field"));
 }
@@ -335,4 +344,11 @@ TEST_CASE("normad report: the page of the --json file equals eval --report, byte
   CHECK(over.rc == 2);
   CHECK(over.out.find("--report") != std::string::npos);
   CHECK(test::run("report " + dir("missing.json") + " --out " + dir("d.html")).rc == 2);
+  const auto folder = test::run("report " + dir.dir.string() + " --out " + dir("d.html"));
+  CHECK(folder.rc == 2);
+  CHECK(folder.out.find("a directory, not a results document") != std::string::npos);
+  // An empty file name is an error, not a run that silently writes no report.
+  const auto empty = test::run("eval --scores " + dir("scores.csv") + " --labels " + dir("labels.csv") + " --report ''");
+  CHECK(empty.rc == 2);
+  CHECK(empty.out.find("--report: the file name is empty") != std::string::npos);
 }
