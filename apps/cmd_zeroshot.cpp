@@ -10,6 +10,7 @@
 
 #include "apps/cli_commands.h"
 #include "apps/cli_util.h"
+#include "apps/cmd_zeroshot_mvtec.h"
 #include "data/csv.h"
 #include "data/idx.h"
 #include "data/tasks.h"
@@ -219,6 +220,7 @@ struct ZeroshotArgs {
   std::string csv_path, label, train_classes, test_classes, one_hot, ignore, report;
   models::ZsConfig cfg;
   models::RecipeOverrides ra;
+  MvtecZeroshotArgs mvtec;
 };
 
 }  // namespace
@@ -258,12 +260,47 @@ Command add_zeroshot(CLI::App& app, const AddCommon& add_common, const CommonOpt
   zs->add_option("--tasks-per-pass", a->ra.tasks_per_pass, "tasks per forward/backward pass (0: all; same gradients)")
       ->capture_default_str();
   zs->add_option("--ratios", a->ratios, "anomaly ratios, comma-separated")->capture_default_str();
+  // ACR on MVTec AD (acr.md §11): zero-shot segmentation with a frozen backbone.
+  auto& mv = a->mvtec;
+  zs->add_option("--mvtec", mv.root, "MVTec AD root: ACR's zero-shot segmentation (acr.md §11), one model per held-out category");
+  zs->add_option("--category", mv.category, "with --mvtec: the held-out category (trained on the others under ROOT)");
+  zs->add_flag("--all", mv.all, "with --mvtec: hold out each category in turn");
+  zs->add_option("--backbone", mv.backbone, "with --mvtec: the frozen feature extractor")->capture_default_str();
+  zs->add_option("--weights", mv.weights, "with --mvtec: its torchvision weights (scripts/export_torchvision.py NAME --pretrained)");
+  zs->add_option("--level", mv.level, "with --mvtec: the backbone level whose maps are the patch features (3: layer3)")
+      ->capture_default_str();
+  zs->add_option("--size", mv.size, "with --mvtec: resize the shorter side to SIZE (Lanczos)")->capture_default_str();
+  zs->add_option("--crop", mv.crop, "with --mvtec: then centre-crop CROP x CROP (the maps' size)")->capture_default_str();
+  zs->add_option("--batch", mv.batch, "with --mvtec: images per backbone forward pass")->capture_default_str();
+  zs->add_option("--cache", mv.cache, "with --mvtec: feature cache directory (default: ~/.cache/normad/features)");
+  zs->add_flag("--no-cache", mv.no_cache, "with --mvtec: neither read nor write cached features");
+  zs->add_option("--maps", mv.maps, "with --mvtec: write each test image's anomaly map as a PNG overlay under DIR");
+  zs->add_flag("--no-test-noisy-copies", mv.no_test_noisy_copies,
+               "with --mvtec: test batches of the real rows only (acr.md §12 item 3; default: the released code's N noisy copies)");
   add_checkpoint_options(zs, a->cfg.state_file, a->cfg.checkpoint_every, a->cfg.resume_from, "iterations",
                          "one fold per run", "results");
 
   return {zs, [a, zs, &common] {
             models::ZsConfig& cfg = a->cfg;
             models::RecipeOverrides& ra = a->ra;
+            auto given_any = [&](const char* name) { return zs->get_option(name)->count() > 0; };
+            const std::vector<const char*> mvtec_only = {"--category", "--all", "--backbone", "--weights", "--level", "--size",
+                                                         "--crop", "--batch", "--cache", "--no-cache", "--maps",
+                                                         "--no-test-noisy-copies"};
+            if (!a->mvtec.root.empty()) {
+              for (const char* o : {"--csv", "--data", "--fold", "--recipe", "--task-aug", "--task-anomalies", "--eval-every",
+                                    "--batch-normals", "--tasks-per-pass", "--ratios", "--model", "--checkpoint", "--resume",
+                                    "--label", "--data-dir"})
+                if (given_any(o)) throw Error(std::string(o) + ": not with --mvtec (ACR on MVTec AD follows acr.md §11)");
+              MvtecZeroshotArgs m = a->mvtec;
+              if (given_any("--iters")) m.iters = ra.iters;
+              if (given_any("--task-normals")) m.normals = ra.normals;
+              if (given_any("--lr")) m.lr = ra.lr;
+              zeroshot_mvtec(m, common.seed, {common.json, a->report});
+              return;
+            }
+            for (const char* o : mvtec_only)
+              if (given_any(o)) throw Error(std::string(o) + ": only with --mvtec ROOT");
             cfg.seed = common.seed;
             cfg.device = compute_device();
             if (zs->get_option("--iters")->count() && ra.iters < 0) throw Error("--iters: must be >= 0");

@@ -533,11 +533,26 @@ Tensor center_crop(const Tensor& img, int64_t ch, int64_t cw) {
   return out;
 }
 
+namespace {
+const float kImagenetMean[3] = {0.485f, 0.456f, 0.406f}, kImagenetStd[3] = {0.229f, 0.224f, 0.225f};
+}  // namespace
+
+Tensor imagenet_denormalize(const Tensor& img) {
+  check(img.dim() == 3 && img.size(0) == 3, "imagenet_denormalize", "expected an RGB image [3, H, W], got " + shape_str(img.shape()));
+  Tensor out = Tensor::empty(img.shape());
+  const int64_t hw = img.size(1) * img.size(2);
+  for (int64_t c = 0; c < 3; ++c)
+    for (int64_t i = 0; i < hw; ++i)
+      out.data()[c * hw + i] = std::clamp((img.data()[c * hw + i] * kImagenetStd[c] + kImagenetMean[c]) * 255.f, 0.f, 255.f);
+  return out;
+}
+
 Tensor imagenet_normalize(const Tensor& img) {
   if (img.dim() != 3 || img.size(0) != 3)
     throw Error("imagenet normalisation: expected an RGB image [3, H, W], got " +
                 shape_str(img.shape()));
-  static const float mean[3] = {0.485f, 0.456f, 0.406f}, stdev[3] = {0.229f, 0.224f, 0.225f};
+  const float* mean = kImagenetMean;
+  const float* stdev = kImagenetStd;
   Tensor out = Tensor::empty(img.shape());
   const int64_t hw = img.size(1) * img.size(2);
   for (int64_t c = 0; c < 3; ++c)

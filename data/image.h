@@ -96,6 +96,8 @@ Tensor center_crop(const Tensor& img,  // [C, H, W] or [H, W]
 // x / 255, minus ImageNet mean (0.485, 0.456, 0.406), divided by std (0.229, 0.224, 0.225),
 // per channel of a [3, H, W] image with values 0..255. Returns a new tensor.
 Tensor imagenet_normalize(const Tensor& img);
+// The inverse, back to 0..255 (clamped): what a prepared image looks like, for overlays.
+Tensor imagenet_denormalize(const Tensor& img);
 
 // ---- preprocessing pipelines -----------------------------------------------------------------
 

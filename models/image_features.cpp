@@ -63,6 +63,16 @@ std::string file_sha256(const std::string& path) {
   return out;
 }
 
+std::string text_sha256(const std::string& text) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  check(EVP_Digest(text.data(), text.size(), md, &len, EVP_sha256(), nullptr) == 1, "text_sha256", "SHA-256 failed");
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < len; ++i) out += {hex[md[i] >> 4], hex[md[i] & 15]};
+  return out;
+}
+
 std::string path_relative_to(const std::string& target, const std::string& file) {
   const fs::path dir = fs::absolute(fs::path(file)).parent_path();
   std::error_code ec;
@@ -145,6 +155,21 @@ std::vector<Tensor> FeatureExtractor::pooled(const Tensor& images) const {
   return maps;
 }
 
+std::vector<Tensor> FeatureExtractor::maps(const Tensor& images) const {
+  return net_->features(images.to(spec_.device), spec_.levels);
+}
+
+void FeatureExtractor::for_each_batch_maps(const std::vector<std::string>& paths,
+                                           const std::function<void(const std::vector<Tensor>&)>& each,
+                                           const ProgressFn& progress) const {
+  batches(
+      int64_t(paths.size()),
+      [&](int64_t b, int64_t e) {
+        return data::load_batch(std::vector<std::string>(paths.begin() + b, paths.begin() + e), spec_.prep);
+      },
+      [&](int64_t i) { return paths[size_t(i)]; }, each, progress, false);
+}
+
 void FeatureExtractor::for_each_batch(const std::vector<std::string>& paths,
                                       const std::function<void(const std::vector<Tensor>&)>& each,
                                       const ProgressFn& progress) const {
@@ -170,17 +195,19 @@ void FeatureExtractor::for_each_batch(const std::vector<Tensor>& images,
 void FeatureExtractor::batches(int64_t n, const std::function<Tensor(int64_t, int64_t)>& load,
                                const std::function<std::string(int64_t)>& name,
                                const std::function<void(const std::vector<Tensor>&)>& each,
-                               const ProgressFn& progress) const {
+                               const ProgressFn& progress, bool pool) const {
   for (int64_t b = 0; b < n; b += spec_.batch) {
-    const std::vector<Tensor> lv = pooled(load(b, std::min(n, b + spec_.batch)));
+    const Tensor images = load(b, std::min(n, b + spec_.batch));
+    const std::vector<Tensor> lv = pool ? pooled(images) : maps(images);
     // A backbone that overflows gives inf / NaN features, which would score as NaN: name the image
     // (checked on a host copy: no copy when the backbone runs on the CPU).
     for (size_t l = 0; l < lv.size(); ++l) {
       const Tensor host = lv[l].to(Device::CPU);
+      const int64_t per_image = host.numel() / host.size(0), channel_size = per_image / host.size(1);
       for (int64_t i = 0; i < host.numel(); ++i)
         if (!std::isfinite(host.data()[i]))  // the name is built only for the error
-          check(false, name(b + i / host.size(1)),
-                  "level " + std::to_string(spec_.levels[l]) + " feature " + std::to_string(i % host.size(1)) + " is " +
+          check(false, name(b + i / per_image),
+                  "level " + std::to_string(spec_.levels[l]) + " feature " + std::to_string(i % per_image / channel_size) + " is " +
                     std::to_string(host.data()[i]) + ", expected a finite number (the backbone " + spec_.backbone +
                     " with " + spec_.weights + " overflowed)");
     }

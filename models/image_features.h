@@ -44,6 +44,8 @@ struct FeatureSpec {
 
 // Hex SHA-256 of a file's bytes (OpenSSL's EVP digest); an Error naming the file if it cannot be read.
 std::string file_sha256(const std::string& path);
+// Hex SHA-256 of a string's bytes.
+std::string text_sha256(const std::string& text);
 // `target` as seen from the directory of `file` (relative when possible) and back.
 std::string path_relative_to(const std::string& target, const std::string& file);
 std::string path_resolved_from(const std::string& stored, const std::string& file);
@@ -60,6 +62,8 @@ class FeatureExtractor {
   // Pooled features of images [N, 3, S, S] (already preprocessed, on the host): one [N, C_l] per
   // level, on spec().device.
   std::vector<Tensor> pooled(const Tensor& images) const;
+  // The chosen levels' maps [N, C_l, H_l, W_l], not pooled (ACR on MVTec AD scores each position).
+  std::vector<Tensor> maps(const Tensor& images) const;
   // The files in batches of spec().batch, in order; `each` gets every batch's pooled levels (on
   // spec().device). A non-finite feature is an Error naming the image and the level.
   void for_each_batch(const std::vector<std::string>& paths,
@@ -70,6 +74,10 @@ class FeatureExtractor {
   void for_each_batch(const std::vector<Tensor>& images,
                       const std::function<void(const std::vector<Tensor>&)>& each,
                       const ProgressFn& progress = {}) const;
+  // for_each_batch(paths, ...) with each level's maps [B, C_l, H_l, W_l] instead of the pooled vectors.
+  void for_each_batch_maps(const std::vector<std::string>& paths,
+                           const std::function<void(const std::vector<Tensor>&)>& each,
+                           const ProgressFn& progress = {}) const;
   // All files' pooled levels concatenated → [N, Σ C_l], on the host.
   Tensor extract(const std::vector<std::string>& paths, const ProgressFn& progress = {}) const;
 
@@ -79,7 +87,8 @@ class FeatureExtractor {
   // Images [begin, end) prepared as one batch by load(begin, end); name(i) in errors.
   void batches(int64_t n, const std::function<Tensor(int64_t, int64_t)>& load,
                const std::function<std::string(int64_t)>& name,
-               const std::function<void(const std::vector<Tensor>&)>& each, const ProgressFn& progress) const;
+               const std::function<void(const std::vector<Tensor>&)>& each, const ProgressFn& progress,
+               bool pool = true) const;
 };
 
 // Streaming Gaussian-AD fit on the images: batch by batch into the moment sums, so memory is

@@ -508,9 +508,48 @@ std::string png_data_url(const std::vector<uint8_t>& rgb, int64_t height, int64_
   return "data:image/png;base64," + b64;
 }
 
+std::vector<uint8_t> heat_overlay(const float* image, int64_t height, int64_t width, const float* map,
+                                  const float* mask) {
+  const int64_t plane = height * width;
+  std::vector<uint8_t> rgb(size_t(plane * 3));
+  auto defect = [&](int64_t y, int64_t x) {
+    return y >= 0 && y < height && x >= 0 && x < width && mask[y * width + x] > 0;
+  };
+  for (int64_t p = 0; p < plane; ++p) {
+    float px[3] = {image[p], image[plane + p], image[2 * plane + p]};
+    if (map) {
+      // blue (0) -> cyan (1/4) -> green (1/2) -> yellow (3/4) -> red (1), blended half over the image
+      const float v = std::clamp(std::isfinite(map[p]) ? map[p] : 0.f, 0.f, 1.f);
+      const float r = std::clamp(4 * v - 2, 0.f, 1.f), g = std::clamp(std::min(4 * v, 4 - 4 * v), 0.f, 1.f),
+                  b = std::clamp(2 - 4 * v, 0.f, 1.f);
+      const float color[3] = {255 * r, 255 * g, 255 * b};
+      for (int c = 0; c < 3; ++c) px[c] = 0.5f * px[c] + 0.5f * color[c];
+    }
+    if (mask) {  // the ground truth's outline
+      const int64_t y = p / width, x = p % width;
+      if (defect(y, x) && !(defect(y - 1, x) && defect(y + 1, x) && defect(y, x - 1) && defect(y, x + 1)))
+        px[0] = px[1] = px[2] = 255.f;
+    }
+    for (int c = 0; c < 3; ++c) rgb[size_t(p * 3 + c)] = uint8_t(std::lround(std::clamp(px[c], 0.f, 255.f)));
+  }
+  return rgb;
+}
+
 Thumbnail thumbnail(const std::string& image_path, int64_t size, const std::vector<float>* map, int64_t map_h,
-                    int64_t map_w) {
-  const Tensor img = data::load_image_rgb(image_path);  // [3, H, W] 0..255
+                    int64_t map_w, const CropBox& crop) {
+  Tensor img = data::load_image_rgb(image_path);  // [3, H, W] 0..255
+  if (crop.height > 0) {
+    check(crop.top >= 0 && crop.left >= 0 && crop.width > 0 && crop.top + crop.height <= img.size(1) &&
+              crop.left + crop.width <= img.size(2),
+          "thumbnail", image_path + ": the crop box lies outside the " + std::to_string(img.size(1)) + " x " +
+                           std::to_string(img.size(2)) + " image");
+    Tensor cut = Tensor::empty({3, crop.height, crop.width});
+    for (int64_t k = 0; k < 3; ++k)
+      for (int64_t y = 0; y < crop.height; ++y)
+        std::copy_n(img.data() + (k * img.size(1) + crop.top + y) * img.size(2) + crop.left, crop.width,
+                    cut.data() + (k * crop.height + y) * crop.width);
+    img = cut;
+  }
   const int64_t h = img.size(1), w = img.size(2);
   Thumbnail t;
   t.height = std::max<int64_t>(1, h >= w ? size : (h * size + w / 2) / w);
@@ -524,20 +563,7 @@ Thumbnail thumbnail(const std::string& image_path, int64_t size, const std::vect
               std::to_string(map_w));
     heat = data::resize(Tensor::from({map_h, map_w}, *map), t.height, t.width, data::ResizeFilter::bilinear).to_vector();
   }
-  const int64_t plane = t.height * t.width;
-  t.rgb.resize(size_t(plane * 3));
-  for (int64_t p = 0; p < plane; ++p) {
-    float px[3] = {small[size_t(p)], small[size_t(plane + p)], small[size_t(2 * plane + p)]};
-    if (map) {
-      // blue (0) -> cyan (1/4) -> green (1/2) -> yellow (3/4) -> red (1), blended half over the image
-      const float v = std::clamp(std::isfinite(heat[size_t(p)]) ? heat[size_t(p)] : 0.f, 0.f, 1.f);
-      const float r = std::clamp(4 * v - 2, 0.f, 1.f), g = std::clamp(std::min(4 * v, 4 - 4 * v), 0.f, 1.f),
-                  b = std::clamp(2 - 4 * v, 0.f, 1.f);
-      const float color[3] = {255 * r, 255 * g, 255 * b};
-      for (int c = 0; c < 3; ++c) px[c] = 0.5f * px[c] + 0.5f * color[c];
-    }
-    for (int c = 0; c < 3; ++c) t.rgb[size_t(p * 3 + c)] = uint8_t(std::lround(std::clamp(px[c], 0.f, 255.f)));
-  }
+  t.rgb = heat_overlay(small.data(), t.height, t.width, map ? heat.data() : nullptr);
   return t;
 }
 

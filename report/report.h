@@ -38,7 +38,19 @@ struct Thumbnail {
   int64_t height = 0, width = 0;
   std::vector<uint8_t> rgb;
 };
+// `crop` ({top, left, height, width} in the file's pixels, height 0: none) cuts the image first,
+// for maps made on a crop of it (MVTec AD's 224 centre crop of the 256 resize).
+struct CropBox {
+  int64_t top = 0, left = 0, height = 0, width = 0;
+};
 Thumbnail thumbnail(const std::string& image_path, int64_t size, const std::vector<float>* map = nullptr,
-                    int64_t map_h = 0, int64_t map_w = 0);
+                    int64_t map_h = 0, int64_t map_w = 0, const CropBox& crop = {});
+
+// An anomaly-map overlay: `image` [3, H, W] 0..255 (planar) with `map` [H, W] (values in [0, 1])
+// blended half over it in the colours above, and, with `mask` ([H, W], > 0 = defect), the
+// ground truth's outline (defect pixels with a 4-neighbour outside the defect) drawn in white.
+// Returns RGB bytes [H, W, 3].
+std::vector<uint8_t> heat_overlay(const float* image, int64_t height, int64_t width, const float* map,
+                                  const float* mask = nullptr);
 
 }  // namespace normad::report

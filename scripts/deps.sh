@@ -7,7 +7,7 @@ pkgs=(
   cmake g++ make pkg-config clang libclang-rt-dev
   libeigen3-dev libtbb-dev catch2 libbenchmark-dev zlib1g-dev libjpeg-dev libstb-dev
   libcli11-dev nlohmann-json3-dev libboost-dev libssl-dev
-  python3 python3-numpy python3-torch python3-torchvision python3-sklearn
+  python3 python3-numpy python3-scipy python3-pil python3-torch python3-torchvision python3-sklearn
   libopenblas0-pthread libopenblas-dev rsync
   dataset-fashion-mnist
   chromium
