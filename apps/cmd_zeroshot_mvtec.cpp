@@ -159,8 +159,18 @@ void zeroshot_mvtec(const MvtecZeroshotArgs& a, uint64_t seed, const ResultFiles
   std::map<std::string, models::PatchFeatures> train, test;
   std::map<std::string, Tensor> masks;
   std::map<std::string, double> extract_seconds;
+  // Every list first, so that a category too small for a task fails before any extraction.
+  std::map<std::string, std::vector<data::ImageItem>> train_items, test_items;
+  for (const std::string& cat : present) {
+    train_items[cat] = data::mvtec_items(a.root, cat, "train");
+    if (int64_t(train_items[cat].size()) < cfg.normals)
+      throw Error((fs::path(a.root) / cat / "train" / "good").string() + ": " + std::to_string(train_items[cat].size()) +
+                  " images, fewer than the " + std::to_string(cfg.normals) +
+                  " distinct images a training task takes (--task-normals, acr.md §6: 30)");
+  }
+  for (const std::string& cat : held_out) test_items[cat] = data::mvtec_items(a.root, cat, "test");
   auto extract = [&](const std::string& cat, const std::string& split) {
-    const std::vector<data::ImageItem> items = data::mvtec_items(a.root, cat, split);
+    const std::vector<data::ImageItem>& items = (split == "train" ? train_items : test_items).at(cat);
     Progress p{cat + "/" + split + " features", false};
     models::PatchFeatures f = models::patch_features(fx, items, cache, cat + "/" + split, std::ref(p));
     std::fprintf(stderr, "%s/%s: %zu images, %s in %.1f s\n", cat.c_str(), split.c_str(), items.size(),

@@ -367,24 +367,52 @@ std::string zeroshot_page(const json& j, const std::string& source) {
               source, body);
 }
 
-// ---- mvg eval: per-category image AUROC, ROC curves and the highest-scored test images ----
+// ---- mvg eval and zeroshot --mvtec: per-category figures, ROC curves, the highest-scored images ----
 
-std::string mvg_eval_page(const json& j, const std::string& source) {
+// The zero-shot MVTec AD document's seven figures per category (acr.md §14.1's columns).
+const std::vector<std::pair<std::string, std::string>> kMvtecFigures = {
+    {"image_auroc", "image AUROC"}, {"image_f1_max", "image F1-max"}, {"image_ap", "image AP"},
+    {"pixel_auroc", "pixel AUROC"}, {"pixel_f1_max", "pixel F1-max"}, {"pixel_ap", "pixel AP"},
+    {"aupro", "AUPRO (FPR 0.3)"}};
+// A figure that may be undefined (null: e.g. AUPRO of a category without defect pixels).
+double number_or_nan(const json& j, const std::string& key, const std::string& where) {
+  if (j.contains(key) && j[key].is_null()) return NAN;
+  const double v = number(j, key, where);
+  if (!(v >= 0 && v <= 1)) throw Error(where + "." + key + ": " + short_number(v) + " is outside [0, 1]");
+  return v;
+}
+std::string percent_or_dash(double v) { return std::isfinite(v) ? fixed(100 * v, 1) : "-"; }
+
+// `zeroshot`: the zeroshot --mvtec document (kind zeroshot-mvtec), else mvg eval's.
+std::string image_categories_page(const json& j, const std::string& source, bool zeroshot) {
   const json& cats = field(j, "categories", source, &json::is_object, "an object");
+  const std::string auroc_key = zeroshot ? "image_auroc" : "auroc";
   std::vector<std::vector<std::string>> rows;
+  std::vector<std::vector<double>> figures;  // zeroshot: per category, kMvtecFigures' order
   std::vector<Scored> sets;
   std::string grids;
   bool any_map = false;
   for (auto it = cats.begin(); it != cats.end(); ++it) {
     const std::string where = source + ".categories." + it.key();
-    rows.push_back({it.key(), std::to_string(integer(it.value(), "train", where, 0, int64_t(1) << 40)),
-                    std::to_string(integer(it.value(), "test", where, 0, int64_t(1) << 40)),
-                    fixed(100 * number(it.value(), "auroc", where), 1)});
+    const int64_t tests = integer(it.value(), "test", where, 0, int64_t(1) << 40);
+    if (zeroshot) {
+      std::vector<double> f;
+      std::vector<std::string> row{it.key(), std::to_string(integer(it.value(), "train_images", where, 0, int64_t(1) << 40)),
+                                   std::to_string(tests)};
+      for (const auto& [key, name] : kMvtecFigures) {
+        f.push_back(number_or_nan(it.value(), key, where));
+        row.push_back(percent_or_dash(f.back()));
+      }
+      figures.push_back(f);
+      rows.push_back(row);
+    } else {
+      rows.push_back({it.key(), std::to_string(integer(it.value(), "train", where, 0, int64_t(1) << 40)),
+                      std::to_string(tests), fixed(100 * number(it.value(), "auroc", where), 1)});
+    }
     if (!it.value().contains("items")) continue;
     const json& items = array(it.value(), "items", where);
-    if (int64_t(items.size()) != integer(it.value(), "test", where, 0, int64_t(1) << 40))
-      throw Error(where + ": " + std::to_string(items.size()) + " items for its test count " +
-                  std::to_string(integer(it.value(), "test", where, 0, int64_t(1) << 40)));
+    if (int64_t(items.size()) != tests)
+      throw Error(where + ": " + std::to_string(items.size()) + " items for its test count " + std::to_string(tests));
     Scored set{it.key(), {}, {}};
     for (size_t i = 0; i < items.size(); ++i) {
       const std::string iw = where + ".items[" + std::to_string(i) + "]";
@@ -396,8 +424,8 @@ std::string mvg_eval_page(const json& j, const std::string& source) {
     if (anomalous == 0 || anomalous == int64_t(set.labels.size()))
       throw Error(where + ".items: needs both normal (label 0) and anomalous (label 1) test images");
     const double recomputed = eval::auroc(set.scores, set.labels);
-    if (std::abs(recomputed - number(it.value(), "auroc", where)) > 1e-9)
-      throw Error(where + ": its auroc " + short_number(number(it.value(), "auroc", where), 6) +
+    if (std::abs(recomputed - number(it.value(), auroc_key, where)) > 1e-9)
+      throw Error(where + ": its " + auroc_key + " " + short_number(number(it.value(), auroc_key, where), 6) +
                   " disagrees with its items' scores and labels (" + short_number(recomputed, 6) + ")");
     // The grid: the category's 8 highest-scored test images, border red for a true anomaly.
     std::vector<size_t> order(items.size());
@@ -422,7 +450,13 @@ std::string mvg_eval_page(const json& j, const std::string& source) {
         if (int64_t(map.size()) != mh * mw)
           throw Error(iw + ".map: " + std::to_string(map.size()) + " values for " + std::to_string(mh) + " x " + std::to_string(mw));
       }
-      const Thumbnail t = thumbnail(path, 128, map.empty() ? nullptr : &map, mh, mw);
+      CropBox crop;  // the region of the file the map covers (zeroshot --mvtec: the centre crop)
+      if (item.contains("crop")) {
+        const std::string cw = iw + ".crop";
+        crop = {integer(item["crop"], "top", cw, 0, 1 << 20), integer(item["crop"], "left", cw, 0, 1 << 20),
+                integer(item["crop"], "height", cw, 1, 1 << 20), integer(item["crop"], "width", cw, 1, 1 << 20)};
+      }
+      const Thumbnail t = thumbnail(path, 128, map.empty() ? nullptr : &map, mh, mw, crop);
       grids += std::string("<figure class=\"") + (set.labels[order[k]] ? "anomalous" : "normal") + "\"><img alt=\"" +
                xml_escape(name) + "\" width=\"" + std::to_string(t.width) + "\" height=\"" + std::to_string(t.height) +
                "\" src=\"" + png_data_url(t.rgb, t.height, t.width) + "\"><figcaption>" + xml_escape(name) + "<br>score " +
@@ -431,29 +465,57 @@ std::string mvg_eval_page(const json& j, const std::string& source) {
     grids += "</div>\n";
     sets.push_back(std::move(set));
   }
-  if (j.contains("mean")) {
-    // the stored mean and SEM must be those of the categories' AUROCs (sample std / sqrt(n))
-    std::vector<double> aurocs;
-    for (auto it = cats.begin(); it != cats.end(); ++it) aurocs.push_back(number(it.value(), "auroc", source));
-    const double m = eval::mean(aurocs), sem = eval::standard_error(aurocs);
-    if (!(std::abs(number(j, "mean", source) - m) <= 1e-9) ||
-        (j.contains("sem") && !(std::abs(number(j, "sem", source) - sem) <= 1e-9)))
-      throw Error(source + ": its mean / sem disagree with its categories' AUROCs (" + short_number(m, 6) + " / " +
-                  short_number(sem, 6) + ")");
+  std::string body;
+  if (zeroshot) {
+    // The stored mean must be the categories' mean (undefined where a category lacks the figure),
+    // shown beside the published row.
+    const json& mean = field(j, "mean", source, &json::is_object, "an object");
+    std::vector<std::string> mean_row{"mean", "", ""}, published_row{"published (acr.md §14.1)", "", ""};
+    for (size_t k = 0; k < kMvtecFigures.size(); ++k) {
+      double sum = 0;
+      bool defined = !figures.empty();
+      for (const auto& f : figures) sum += f[k], defined = defined && std::isfinite(f[k]);
+      const double want = defined ? sum / double(figures.size()) : NAN, stored = number_or_nan(mean, kMvtecFigures[k].first, source + ".mean");
+      if (std::isfinite(want) != std::isfinite(stored) || (std::isfinite(want) && std::abs(want - stored) > 1e-9))
+        throw Error(source + ".mean." + kMvtecFigures[k].first + ": " + short_number(stored, 6) +
+                    " disagrees with its categories' mean (" + short_number(want, 6) + ")");
+      mean_row.push_back(percent_or_dash(stored));
+      published_row.push_back(j.contains("published") ? percent_or_dash(number_or_nan(j["published"], kMvtecFigures[k].first,
+                                                                                      source + ".published"))
+                                                      : "-");
+    }
+    rows.push_back(mean_row);
+    rows.push_back(published_row);
+    std::vector<std::string> head{"category", "train images", "test"};
+    for (const auto& [key, name] : kMvtecFigures) head.push_back(name + " (%)");
+    body = "<h2>Per category</h2>\n" + table(head, rows, "categories") +
+           "<p class=\"note\">Published: ACR's mean over MVTec AD's 15 categories (third-party transcription); "
+           "a run on other data or fewer categories is not comparable with it.</p>\n";
+  } else {
+    if (j.contains("mean")) {
+      // the stored mean and SEM must be those of the categories' AUROCs (sample std / sqrt(n))
+      std::vector<double> aurocs;
+      for (auto it = cats.begin(); it != cats.end(); ++it) aurocs.push_back(number(it.value(), "auroc", source));
+      const double m = eval::mean(aurocs), sem = eval::standard_error(aurocs);
+      if (!(std::abs(number(j, "mean", source) - m) <= 1e-9) ||
+          (j.contains("sem") && !(std::abs(number(j, "sem", source) - sem) <= 1e-9)))
+        throw Error(source + ": its mean / sem disagree with its categories' AUROCs (" + short_number(m, 6) + " / " +
+                    short_number(sem, 6) + ")");
+      rows.push_back({"mean (± SEM)", "", "", fixed(100 * number(j, "mean", source), 1) + " ± " +
+                                                   fixed(100 * (j.contains("sem") ? number(j, "sem", source) : NAN), 1)});
+    }
+    body = "<h2>Image AUROC per category</h2>\n" + table({"category", "train", "test", "image AUROC (%)"}, rows, "categories");
   }
-  if (j.contains("mean"))
-    rows.push_back({"mean (± SEM)", "", "", fixed(100 * number(j, "mean", source), 1) + " ± " +
-                                                 fixed(100 * (j.contains("sem") ? number(j, "sem", source) : NAN), 1)});
-  std::string body = "<h2>Image AUROC per category</h2>\n" + table({"category", "train", "test", "image AUROC (%)"}, rows, "categories");
   if (!sets.empty())
-    body += "<h2>Curves</h2>\n<div class=\"plots\">\n" + roc_and_pr(sets) + "</div>\n<h2>Highest-scored test images</h2>\n" +
+    body += "<h2>Curves (image level)</h2>\n<div class=\"plots\">\n" + roc_and_pr(sets) +
+            "</div>\n<h2>Highest-scored test images</h2>\n" +
             "<p>Blue border: normal (good), red: a true anomaly; sorted by score, highest first. " +
             std::string(any_map ? "An image with a per-pixel anomaly map shows it blended over the image: blue (0), "
                                   "cyan, green, yellow, red (1)."
                                 : "Gaussian-AD scores whole images, so these carry no heat map.") +
             "</p>\n" + grids;
   body += "<h2>Settings</h2>\n" + settings_table(scalars(j, {"mean", "sem"}));
-  return page("normad Gaussian-AD report (MVTec AD)", source, body);
+  return page(zeroshot ? "normad ACR zero-shot report (MVTec AD)" : "normad Gaussian-AD report (MVTec AD)", source, body);
 }
 
 }  // namespace
@@ -469,7 +531,7 @@ std::string results_kind(const std::string& results_json, const std::string& sou
   std::string kind;
   if (j.contains("kind") && j["kind"].is_string()) kind = j["kind"].get<std::string>();
   else if (j.contains("protocol") && j.contains("ratios")) kind = "zeroshot";  // written before "kind" existed
-  if (kind != "eval" && kind != "zeroshot" && kind != "mvg-eval")
+  if (kind != "eval" && kind != "zeroshot" && kind != "mvg-eval" && kind != "zeroshot-mvtec")
     throw Error(source + ": " + (kind.empty() ? std::string("no 'kind' field") : "kind '" + kind + "'") +
                 "; a report shows the --json results of normad eval, zeroshot or mvg eval");
   return kind;
@@ -481,7 +543,7 @@ std::string render_html(const std::string& results_json, const std::string& sour
   try {
     if (kind == "eval") return eval_page(j, source);
     if (kind == "zeroshot") return zeroshot_page(j, source);
-    return mvg_eval_page(j, source);
+    return image_categories_page(j, source, kind == "zeroshot-mvtec");
   } catch (const json::exception& e) {  // a field of a type the checks above did not foresee
     throw Error(source + ": " + e.what());
   }
