@@ -150,12 +150,14 @@ TEST_CASE("ACR MVTec: the command on a generated MVTec-layout set localises the 
     CHECK(c["noisy_copies"] == 10);  // n_a = N at ratio 0.5
     CHECK(c["regions"].get<int64_t>() >= 6);
     // Random features still separate a saturated blob or scratch from a texture: well above 0.5.
-    CHECK(c["pixel_auroc"].get<double>() > 0.6);
+    CHECK(c["pixel_auroc"].get<double>() > 0.7);
     for (const char* k : {"image_auroc", "image_ap", "image_f1_max", "pixel_ap", "pixel_f1_max", "aupro"})
       CHECK((c[k].get<double>() >= 0 && c[k].get<double>() <= 1));
     maps_expected += c["test"].get<int64_t>();
   }
-  CHECK(js["mean"]["pixel_auroc"].get<double>() > 0.75);
+  CHECK(js["mean"]["pixel_auroc"].get<double>() > 0.85);  // measured 0.983 (Intel Xeon, OpenBLAS)
+  WARN("generated set, resnet18 seed-11 weights: mean image AUROC " << js["mean"]["image_auroc"].get<double>()
+       << ", pixel AUROC " << js["mean"]["pixel_auroc"].get<double>() << ", AUPRO " << js["mean"]["aupro"].get<double>());
   int64_t pngs = 0;
   for (auto& e : fs::recursive_directory_iterator(dir("maps"))) pngs += e.path().extension() == ".png";
   CHECK(pngs == maps_expected);
