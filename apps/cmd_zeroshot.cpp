@@ -227,7 +227,7 @@ struct ZeroshotArgs {
 
 Command add_zeroshot(CLI::App& app, const AddCommon& add_common, const CommonOptions& common) {
   auto a = std::make_shared<ZeroshotArgs>();
-  auto* zs = app.add_subcommand("zeroshot", "zero-shot detection: meta-train ACR on some classes, score batches of unseen ones (FMNIST-ZS or a CSV)");
+  auto* zs = app.add_subcommand("zeroshot", "zero-shot detection: meta-train ACR on some classes, score batches of unseen ones (FMNIST-ZS, a CSV, or MVTec AD segmentation with --mvtec)");
   add_common(zs);
   add_report_option(zs, a->report);
 
@@ -251,10 +251,10 @@ Command add_zeroshot(CLI::App& app, const AddCommon& add_common, const CommonOpt
                  "docs/acr_augmentation.md)")
       ->capture_default_str();
   zs->add_option("--task-aug", a->ra.task_aug, "task augmentation, overriding the recipe's: none, dihedral-invert or dihedral-invert-16 (images), permute (tables)");
-  zs->add_option("--iters", a->ra.iters, "meta-training iterations (default: the recipe's: 2000, few-class on images 1000)");
-  zs->add_option("--task-normals", a->ra.normals, "normals per training task (default: the recipe's, 15)");
+  zs->add_option("--iters", a->ra.iters, "meta-training iterations (default: the recipe's: 2000, few-class on images 1000; with --mvtec 50)");
+  zs->add_option("--task-normals", a->ra.normals, "normals per training task (default: the recipe's, 15; with --mvtec 30 images at one position)");
   zs->add_option("--task-anomalies", a->ra.anomalies, "pseudo-anomalies per training task (default: the recipe's, 15)");
-  zs->add_option("--lr", a->ra.lr, "Adam learning rate (default: the recipe's: 1e-3, few-class on images 3e-3)");
+  zs->add_option("--lr", a->ra.lr, "Adam learning rate (default: the recipe's: 1e-3, few-class on images 3e-3; with --mvtec 3e-4)");
   zs->add_option("--eval-every", a->cfg.eval_every, "score ACR on the test batches every N iterations (a learning curve; 0: off)")
       ->capture_default_str();
   zs->add_option("--tasks-per-pass", a->ra.tasks_per_pass, "tasks per forward/backward pass (0: all; same gradients)")
@@ -265,7 +265,7 @@ Command add_zeroshot(CLI::App& app, const AddCommon& add_common, const CommonOpt
   zs->add_option("--mvtec", mv.root, "MVTec AD root: ACR's zero-shot segmentation (acr.md §11), one model per held-out category");
   zs->add_option("--category", mv.category, "with --mvtec: the held-out category (trained on the others under ROOT)");
   zs->add_flag("--all", mv.all, "with --mvtec: hold out each category in turn");
-  zs->add_option("--backbone", mv.backbone, "with --mvtec: the frozen feature extractor")->capture_default_str();
+  zs->add_option("--backbone", mv.backbone, "with --mvtec: the frozen feature extractor: resnet18, resnet50 or wide_resnet50_2 (a level of 64, 128, ... channels)")->capture_default_str();
   zs->add_option("--weights", mv.weights, "with --mvtec: its torchvision weights (scripts/export_torchvision.py NAME --pretrained)");
   zs->add_option("--level", mv.level, "with --mvtec: the backbone level whose maps are the patch features (3: layer3)")
       ->capture_default_str();
@@ -290,7 +290,8 @@ Command add_zeroshot(CLI::App& app, const AddCommon& add_common, const CommonOpt
             if (!a->mvtec.root.empty()) {
               for (const char* o : {"--csv", "--data", "--fold", "--recipe", "--task-aug", "--task-anomalies", "--eval-every",
                                     "--batch-normals", "--tasks-per-pass", "--ratios", "--model", "--checkpoint", "--resume",
-                                    "--label", "--data-dir"})
+                                    "--label", "--data-dir", "--train-classes", "--test-classes", "--one-hot", "--ignore",
+                                    "--checkpoint-every"})
                 if (given_any(o)) throw Error(std::string(o) + ": not with --mvtec (ACR on MVTec AD follows acr.md §11)");
               MvtecZeroshotArgs m = a->mvtec;
               if (given_any("--iters")) m.iters = ra.iters;

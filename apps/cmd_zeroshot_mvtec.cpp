@@ -30,15 +30,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// acr.md §14.1, ACR's published mean over the 15 classes (%), third-party transcription.
-const std::vector<std::pair<std::string, double>> kPublished = {
-    {"image_auroc", 85.8}, {"image_f1_max", 91.3}, {"image_ap", 92.9}, {"pixel_auroc", 92.5},
-    {"pixel_f1_max", 44.2}, {"pixel_ap", 38.9},     {"aupro", 72.7}};
-
-// The seven figures of a class in kPublished's order.
-std::vector<double> figures(const models::AcrMvtecResult& r) {
-  return {r.image.auroc, r.image.f1_max, r.image.ap, r.pixel.auroc, r.pixel.f1_max, r.pixel.ap, r.pixel.aupro};
-}
+// acr.md §14.1, ACR's published mean over the 15 classes (%), third-party transcription, in
+// eval::kSegmentationFigures' order.
+constexpr std::array<double, 7> kPublished = {85.8, 91.3, 92.9, 92.5, 44.2, 38.9, 72.7};
 
 // A figure in % with one decimal, "-" where undefined (NaN).
 std::string pct(double v) {
@@ -115,7 +109,14 @@ std::string default_feature_cache() {
 
 void zeroshot_mvtec(const MvtecZeroshotArgs& a, uint64_t seed, const ResultFiles& out_files) {
   if (a.all == !a.category.empty()) throw Error("--mvtec: give exactly one of --category C and --all");
-  if (a.weights.empty()) throw Error("--mvtec needs --weights FILE (scripts/export_torchvision.py " + a.backbone + " --pretrained)");
+  if (a.weights.empty())
+    throw Error("--mvtec needs --weights FILE (/usr/bin/python3 scripts/export_torchvision.py " + a.backbone + " " +
+                a.backbone + ".safetensors --pretrained)");
+  if (a.no_cache && !a.cache.empty()) throw Error("--no-cache and --cache: give one of them");
+  if (a.size < 1 || a.size > models::kMaxImageSize)
+    throw Error("--size: expected 1.." + std::to_string(models::kMaxImageSize) + ", got " + std::to_string(a.size));
+  if (a.crop < 0 || a.crop > a.size)
+    throw Error("--crop: expected 0 (none) up to --size " + std::to_string(a.size) + ", got " + std::to_string(a.crop));
   if (a.iters < 1) throw Error("--iters: must be >= 1");
   if (a.normals < 2) throw Error("--task-normals: must be >= 2");
   if (!(a.lr > 0)) throw Error("--lr: must be a positive number");
@@ -125,9 +126,19 @@ void zeroshot_mvtec(const MvtecZeroshotArgs& a, uint64_t seed, const ResultFiles
     throw Error("--category: '" + a.category + "' has no train/good under " + a.root + " (categories: " +
                 join_names(present) + ")");
   if (present.size() < 3)
-    throw Error(a.root + ": ACR trains on the categories other than the held-out one and needs at least 2 of them; found " +
-                std::to_string(present.size()) + " (" + join_names(present) + ")");
+    throw Error(a.root + ": ACR needs at least 3 categories (the held-out one and 2 or more to train on), each with "
+                "train/good; found " + std::to_string(present.size()) +
+                (present.empty() ? std::string(" (is it a category's folder instead of the MVTec AD root?)")
+                                 : " (" + join_names(present) + ")"));
   const std::vector<std::string> held_out = a.all ? present : std::vector<std::string>{a.category};
+  if (!a.maps.empty()) {
+    // Overlays inside the data set would be read as images by later runs (or overwrite them).
+    const fs::path maps = fs::weakly_canonical(fs::absolute(a.maps)), root = fs::weakly_canonical(fs::absolute(a.root));
+    const auto [r_end, m_it] = std::mismatch(root.begin(), root.end(), maps.begin(), maps.end());
+    if (r_end == root.end())
+      throw Error("--maps " + a.maps + ": inside the data set " + a.root + "; choose a directory outside it");
+    if (fs::exists(a.maps) && !fs::is_directory(a.maps)) throw Error("--maps " + a.maps + ": exists and is not a directory");
+  }
 
   // ---- the feature pipeline: acr.md §7.5 (Lanczos, shorter side 256, centre crop 224) ----
   models::FeatureSpec spec;
@@ -138,7 +149,15 @@ void zeroshot_mvtec(const MvtecZeroshotArgs& a, uint64_t seed, const ResultFiles
   spec.prep.size = a.size, spec.prep.crop = a.crop;
   spec.batch = a.batch;
   spec.device = compute_device();
-  const models::FeatureExtractor fx(spec);
+  const models::FeatureExtractor fx = [&] {
+    try {
+      return models::FeatureExtractor(spec);
+    } catch (const Error& e) {  // the extractor names its option --levels; here it is --level
+      std::string m = e.what();
+      if (const size_t at = m.find("--levels"); at != std::string::npos) m.replace(at, 8, "--level");
+      throw Error(m);
+    }
+  }();
   const int64_t C = fx.dims().at(0);
   if (C < 64 || (C & (C - 1)) != 0)
     throw Error("--level " + std::to_string(a.level) + " of " + a.backbone + " has " + std::to_string(C) +
@@ -156,17 +175,20 @@ void zeroshot_mvtec(const MvtecZeroshotArgs& a, uint64_t seed, const ResultFiles
               (unsigned long long)seed, num_threads(), cache.empty() ? "off" : cache.c_str());
 
   // ---- patch features: every category's training images, the held-out ones' test images ----
-  std::map<std::string, models::PatchFeatures> train, test;
-  std::map<std::string, Tensor> masks;
-  std::map<std::string, double> extract_seconds;
-  // Every list first, so that a category too small for a task fails before any extraction.
+  // The categories whose training images are used: all of them with --all, the others with
+  // --category C (C's own training images are never read). Every list first, so that a category
+  // too small for a task fails before any extraction.
+  std::vector<std::string> trained;
+  for (const std::string& cat : present)
+    if (a.all || cat != a.category) trained.push_back(cat);
   std::map<std::string, std::vector<data::ImageItem>> train_items, test_items;
-  for (const std::string& cat : present) {
+  for (const std::string& cat : trained) {
     train_items[cat] = data::mvtec_items(a.root, cat, "train");
     if (int64_t(train_items[cat].size()) < cfg.normals)
       throw Error((fs::path(a.root) / cat / "train" / "good").string() + ": " + std::to_string(train_items[cat].size()) +
                   " images, fewer than the " + std::to_string(cfg.normals) +
-                  " distinct images a training task takes (--task-normals, acr.md §6: 30)");
+                  " distinct images a training task takes (lower --task-normals to at most " +
+                  std::to_string(train_items[cat].size()) + "; acr.md §6 uses 30)");
   }
   for (const std::string& cat : held_out) test_items[cat] = data::mvtec_items(a.root, cat, "test");
   auto extract = [&](const std::string& cat, const std::string& split) {
@@ -175,14 +197,24 @@ void zeroshot_mvtec(const MvtecZeroshotArgs& a, uint64_t seed, const ResultFiles
     models::PatchFeatures f = models::patch_features(fx, items, cache, cat + "/" + split, std::ref(p));
     std::fprintf(stderr, "%s/%s: %zu images, %s in %.1f s\n", cat.c_str(), split.c_str(), items.size(),
                  f.from_cache ? "read from the cache" : "extracted", f.seconds);
-    extract_seconds[cat] += f.seconds;
     return f;
   };
-  with_image_memory_message([&] {
-    for (const std::string& cat : present) train[cat] = extract(cat, "train");
-    for (const std::string& cat : held_out) {
-      test[cat] = extract(cat, "test");
-      masks[cat] = data::load_item_masks(test[cat].items, spec.prep);  // [N, 224, 224]
+  auto out_of_memory = [](const std::function<void()>& fn) {
+    try {
+      fn();
+    } catch (const std::bad_alloc&) {
+      throw Error("out of memory: the training features of every category are held at once (MVTec AD at level 3: "
+                  "2.9 GB); lower --batch, or hold out fewer categories");
+    }
+  };
+  // Training features of every category stay in memory; a held-out category's test features and
+  // masks only while it runs.
+  std::map<std::string, models::PatchFeatures> train;
+  std::map<std::string, double> extract_seconds;
+  out_of_memory([&] {
+    for (const std::string& cat : trained) {
+      train[cat] = extract(cat, "train");
+      extract_seconds[cat] += train[cat].seconds;
     }
   });
 
@@ -194,6 +226,9 @@ void zeroshot_mvtec(const MvtecZeroshotArgs& a, uint64_t seed, const ResultFiles
   js["backbone"] = a.backbone;
   js["weights_sha256"] = fx.spec().weights_sha256;
   js["level"] = a.level;
+  js["weights"] = fs::absolute(a.weights).string();
+  js["size"] = a.size;
+  js["crop"] = a.crop;
   js["seed"] = seed;
   js["iters"] = cfg.iters;
   js["tasks"] = cfg.tasks;
@@ -205,21 +240,42 @@ void zeroshot_mvtec(const MvtecZeroshotArgs& a, uint64_t seed, const ResultFiles
   js["pixel_metrics"] = "exact (one sort of all pixels' scores, no binning)";
   std::printf("\n%-12s %6s %6s %6s %6s %6s %6s %6s %6s %8s %8s %8s\n", "category", "train", "test", "I-AUC", "I-F1",
               "I-AP", "P-AUC", "P-F1", "P-AP", "AUPRO", "train s", "test s");
-  std::vector<std::vector<double>> all;
+  std::vector<std::array<double, 7>> all;
   for (const std::string& cat : held_out) {
     std::vector<const models::PatchFeatures*> others;
     for (const std::string& o : present)
       if (o != cat) others.push_back(&train.at(o));
+    models::PatchFeatures test;
+    Tensor masks;  // [N, 224, 224]
+    out_of_memory([&] {
+      test = extract(cat, "test");
+      masks = data::load_item_masks(test.items, spec.prep);
+    });
+    extract_seconds[cat] += test.seconds;
+    // Images are labelled by their folder (acr.md §7.5); a defect whose mask the centre crop cuts
+    // away leaves a "defective" image without a defect pixel: counted and reported.
+    int64_t empty_masks = 0;
+    const int64_t plane = masks.size(1) * masks.size(2);
+    for (size_t i = 0; i < test.items.size(); ++i)
+      if (test.items[i].label == 1 &&
+          std::none_of(masks.data() + int64_t(i) * plane, masks.data() + int64_t(i + 1) * plane, [](float v) { return v > 0; }))
+        ++empty_masks;
+    if (empty_masks)
+      std::fprintf(stderr, "%s: %lld of %lld defective test images have no defect pixel in the %lld x %lld crop (no "
+                   "ground_truth folder, or defects outside the crop): their pixels count as normal%s\n", cat.c_str(),
+                   (long long)empty_masks, (long long)test.items.size(), (long long)masks.size(1), (long long)masks.size(2),
+                   empty_masks == int64_t(std::count_if(test.items.begin(), test.items.end(), [](const data::ImageItem& it) { return it.label == 1; }))
+                       ? "; no pixel metrics for this category" : "");
     Progress p{cat + " meta-training"};
-    const models::AcrMvtecResult r = models::acr_mvtec_class(others, test.at(cat), masks.at(cat), cat, cfg, std::ref(p));
-    const std::vector<double> f = figures(r);
+    const models::AcrMvtecResult r = models::acr_mvtec_class(others, test, masks, cat, cfg, std::ref(p));
+    const std::array<double, 7> f = eval::segmentation_figures(r.image, r.pixel);
     all.push_back(f);
     std::printf("%-12s %6lld %6lld %6s %6s %6s %6s %6s %6s %8s %8.1f %8.1f\n", cat.c_str(), (long long)r.train_images,
                 (long long)r.test_images, pct(f[0]).c_str(), pct(f[1]).c_str(), pct(f[2]).c_str(), pct(f[3]).c_str(),
                 pct(f[4]).c_str(), pct(f[5]).c_str(), pct(f[6]).c_str(), r.train_seconds, r.test_seconds);
     std::fflush(stdout);
     nlohmann::json jc;
-    for (size_t k = 0; k < kPublished.size(); ++k) jc[kPublished[k].first] = number_or_null(f[k]);
+    for (size_t k = 0; k < f.size(); ++k) jc[eval::kSegmentationFigures[k].key] = number_or_null(f[k]);
     jc["train_categories"] = r.train_categories;
     jc["train_images"] = r.train_images;
     jc["test"] = r.test_images;
@@ -228,6 +284,7 @@ void zeroshot_mvtec(const MvtecZeroshotArgs& a, uint64_t seed, const ResultFiles
     jc["pixels"] = r.pixel.pixels;
     jc["defect_pixels"] = r.pixel.defect_pixels;
     jc["regions"] = r.pixel.regions;
+    jc["defective_without_mask_pixels"] = empty_masks;
     jc["extract_seconds"] = extract_seconds.at(cat);
     jc["train_seconds"] = r.train_seconds;
     jc["test_seconds"] = r.test_seconds;
@@ -238,7 +295,7 @@ void zeroshot_mvtec(const MvtecZeroshotArgs& a, uint64_t seed, const ResultFiles
     std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) { return r.image_scores[x] > r.image_scores[y]; });
     std::vector<bool> with_map(order.size(), false);
     for (size_t k = 0; k < std::min<size_t>(8, order.size()); ++k) with_map[order[k]] = true;
-    const auto& items = test.at(cat).items;
+    const auto& items = test.items;
     for (size_t i = 0; i < items.size(); ++i) {
       nlohmann::json item{{"name", items[i].name}, {"path", fs::absolute(items[i].path).string()},
                           {"label", items[i].label}, {"score", r.image_scores[i]}};
@@ -252,7 +309,7 @@ void zeroshot_mvtec(const MvtecZeroshotArgs& a, uint64_t seed, const ResultFiles
       jc["items"].push_back(item);
     }
     js["categories"][cat] = jc;
-    if (!a.maps.empty()) write_maps(a.maps, cat, r, items, masks.at(cat), spec.prep);
+    if (!a.maps.empty()) write_maps(a.maps, cat, r, items, masks, spec.prep);
   }
   // ---- the mean over the held-out categories, beside the published row ----
   std::vector<double> mean(kPublished.size(), 0);
@@ -261,15 +318,22 @@ void zeroshot_mvtec(const MvtecZeroshotArgs& a, uint64_t seed, const ResultFiles
     for (const auto& f : all)
       if (std::isfinite(f[k])) v.push_back(f[k]);
     mean[k] = v.size() == all.size() ? eval::mean(v) : NAN;  // a class without the figure: no mean
-    js["mean"][kPublished[k].first] = number_or_null(mean[k]);
-    js["published"][kPublished[k].first] = kPublished[k].second / 100;
+    js["mean"][eval::kSegmentationFigures[k].key] = number_or_null(mean[k]);
+    js["published"][eval::kSegmentationFigures[k].key] = kPublished[k] / 100;
   }
   if (held_out.size() > 1)
     std::printf("%-12s %6s %6s %6s %6s %6s %6s %6s %6s %8s\n", "mean", "", "", pct(mean[0]).c_str(), pct(mean[1]).c_str(),
                 pct(mean[2]).c_str(), pct(mean[3]).c_str(), pct(mean[4]).c_str(), pct(mean[5]).c_str(), pct(mean[6]).c_str());
-  std::printf("%-12s %6s %6s %6.1f %6.1f %6.1f %6.1f %6.1f %6.1f %8.1f   (acr.md §14.1: MVTec AD, 15 classes)\n",
-              "published", "", "", kPublished[0].second, kPublished[1].second, kPublished[2].second, kPublished[3].second,
-              kPublished[4].second, kPublished[5].second, kPublished[6].second);
+  // The published row is a mean over MVTec AD's 15 categories: beside any other set it is context only.
+  std::vector<std::string> official(data::kMvtecCategories.begin(), data::kMvtecCategories.end()), sorted_held = held_out;
+  std::sort(official.begin(), official.end());
+  std::sort(sorted_held.begin(), sorted_held.end());
+  const bool comparable = sorted_held == official;
+  js["published_comparable"] = comparable;
+  std::printf("%-12s %6s %6s %6.1f %6.1f %6.1f %6.1f %6.1f %6.1f %8.1f   (acr.md §14.1: MVTec AD, 15 categories%s)\n",
+              "published", "", "", kPublished[0], kPublished[1], kPublished[2], kPublished[3],
+              kPublished[4], kPublished[5], kPublished[6],
+              comparable ? "" : ("; not comparable with this run's " + std::to_string(held_out.size()) + " categories").c_str());
   if (!a.maps.empty()) std::printf("maps: %s/<category>/<defect>/<image>.png\n", a.maps.c_str());
   write_results(js, out_files);
 }

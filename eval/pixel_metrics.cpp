@@ -3,8 +3,6 @@
 // Tested by tests/test_pixel_metrics.cpp.
 #include "eval/pixel_metrics.h"
 
-#include <tbb/parallel_sort.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -12,6 +10,7 @@
 #include <string>
 
 #include "eval/metrics.h"
+#include "tensor/parallel.h"
 #include "tensor/tensor.h"
 
 namespace normad::eval {
@@ -96,9 +95,11 @@ PixelMetrics pixel_metrics(const float* maps, const float* masks, int64_t n, int
   }
 
   // ---- one exact sort of (score, pixel) keys, ascending; the sweep walks it from the top ----
+  // (eval::auroc and friends sort doubles with indices; here 8-byte keys keep 30 M pixels in
+  // 240 MB and give all curves and the PRO in one pass.)
   std::vector<uint64_t> keys(static_cast<size_t>(total));
   for (int64_t p = 0; p < total; ++p) keys[size_t(p)] = (uint64_t(sortable_key(maps[p])) << 32) | uint64_t(p);
-  tbb::parallel_sort(keys.begin(), keys.end());  // keys are distinct: the order does not depend on threads
+  parallel_sort(keys.begin(), keys.end());  // keys are distinct: the order does not depend on threads
 
   // ---- the sweep: one step per distinct score, highest first ----
   int64_t tp = 0, fp = 0;

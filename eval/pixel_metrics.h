@@ -13,6 +13,7 @@
 // curves, scipy.ndimage.label's components, AUPRO from the definition) and hand-made cases.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -45,5 +46,23 @@ ImageMetrics image_metrics(const float* maps, const float* masks, int64_t n, int
 ImageMetrics image_metrics(const std::vector<double>& scores, const std::vector<int>& labels);
 // Each [H, W] map's maximum, for n maps [n, H, W].
 std::vector<double> map_maxima(const float* maps, int64_t n, int64_t height, int64_t width);
+
+// The seven figures of a category in acr.md §14.1's column order: their JSON key (normad zeroshot
+// --mvtec, the report) and their column name.
+struct FigureName {
+  const char* key;
+  const char* label;
+};
+inline constexpr std::array<FigureName, 7> kSegmentationFigures = {{{"image_auroc", "image AUROC"},
+                                                                    {"image_f1_max", "image F1-max"},
+                                                                    {"image_ap", "image AP"},
+                                                                    {"pixel_auroc", "pixel AUROC"},
+                                                                    {"pixel_f1_max", "pixel F1-max"},
+                                                                    {"pixel_ap", "pixel AP"},
+                                                                    {"aupro", "AUPRO (FPR 0.3)"}}};
+// A category's figures in that order.
+inline std::array<double, 7> segmentation_figures(const ImageMetrics& image, const PixelMetrics& pixel) {
+  return {image.auroc, image.f1_max, image.ap, pixel.auroc, pixel.f1_max, pixel.ap, pixel.aupro};
+}
 
 }  // namespace normad::eval

@@ -38,14 +38,18 @@ uint64_t stream_seed(uint64_t seed, const std::string& category, uint64_t purpos
 }
 
 // What the cached features depend on, one "key=value" line each: a file made from anything else
-// is not reused.
+// is not reused. kFeaturePipelineVersion changes whenever normad's image decoding, resizing or
+// backbone code changes what a feature is (a cache made by older code is then not reused).
+constexpr int kFeaturePipelineVersion = 1;
 std::string cache_identity(const FeatureExtractor& fx, const std::vector<data::ImageItem>& items) {
   const FeatureSpec& s = fx.spec();
-  std::string id = "normad patch features v1\nbackbone=" + s.backbone + "\nweights_sha256=" + s.weights_sha256 +
+  std::string id = "normad patch features, pipeline version " + std::to_string(kFeaturePipelineVersion) +
+                   "\nbackbone=" + s.backbone + "\nweights_sha256=" + s.weights_sha256 +
                    "\nlevel=" + std::to_string(s.levels.at(0)) + "\nsize=" + std::to_string(s.prep.size) +
                    "\ncrop=" + std::to_string(s.prep.crop) + "\nfilter=" + s.prep.filter +
                    "\nshorter_side=" + std::to_string(s.prep.shorter_side) + "\nbatch=" + std::to_string(s.batch) +
-                   "\ndevice=" + device_name(s.device) + "\ngemm=" + cpu_gemm_engine() + "\n";
+                   "\ndevice=" + device_name(s.device) + "\ngemm=" + cpu_gemm_engine() +
+                   "\ntf32=" + std::to_string(allow_tf32()) + "\n";
   for (const auto& item : items) {
     struct stat st {};
     check(::stat(item.path.c_str(), &st) == 0, item.path, "cannot read the image file");
@@ -99,22 +103,25 @@ PatchFeatures patch_features(const FeatureExtractor& fx, const std::vector<data:
     }
   }
   // ---- extraction: [B, C, h, w] maps -> [B, h*w, C] rows, batch by batch ----
-  std::vector<float> rows;
+  if (!cache_file.empty()) {  // before the work: an unusable cache directory fails first
+    std::error_code ec;
+    fs::create_directories(cache_dir, ec);
+    check(!ec && fs::is_directory(cache_dir), cache_dir,
+          "cannot create the feature cache directory" + (ec ? ": " + ec.message() : std::string(" (a file is in the way)")) +
+              " (--cache DIR, or --no-cache)");
+  }
   int64_t done = 0;
   fx.for_each_batch_maps(data::item_paths(items), [&](const std::vector<Tensor>& lv) {
     const Tensor m = lv[0].to(Device::CPU);  // [B, C, h, w]
     const int64_t B = m.size(0), h = m.size(2), w = m.size(3), P = h * w;
-    if (done == 0) out.grid_h = h, out.grid_w = w, rows.reserve(size_t(N * P * C));
+    if (done == 0) out.grid_h = h, out.grid_w = w, out.x = Tensor::empty({N, P, C});
+    float* dst = out.x.data() + done * P * C;  // written in place: no second copy of the set
     for (int64_t b = 0; b < B; ++b)
       for (int64_t p = 0; p < P; ++p)
-        for (int64_t c = 0; c < C; ++c) rows.push_back(m.data()[(b * C + c) * P + p]);
+        for (int64_t c = 0; c < C; ++c) dst[(b * P + p) * C + c] = m.data()[(b * C + c) * P + p];
     done += B;
   }, progress);
-  out.x = Tensor::from({N, out.grid_h * out.grid_w, C}, rows);
   if (!cache_file.empty()) {
-    std::error_code ec;
-    fs::create_directories(cache_dir, ec);
-    check(!ec, cache_dir, "cannot create the feature cache directory: " + ec.message());
     nn::save_safetensors(cache_file, {{"features", out.x}},
                          {{"normad.identity", identity}, {"grid_h", std::to_string(out.grid_h)},
                           {"grid_w", std::to_string(out.grid_w)}, {"set", label}});
@@ -145,6 +152,19 @@ Tensor mvtec_task_batch(const std::vector<const PatchFeatures*>& train, const Ac
     for (int64_t q = 0; q < Q; ++q) labels[size_t(t * 2 * Q + Q + q)] = 1;
   }
   return Tensor::from({cfg.tasks * 2 * Q, C}, rows);
+}
+
+Tensor mvtec_test_batch(const PatchFeatures& test, int64_t position, int64_t noisy_copies, double noise_std,
+                        Generator& noise) {
+  const int64_t N = test.x.size(0), C = test.x.size(2);
+  check(noisy_copies >= 0 && noisy_copies <= N, test.label,
+        std::to_string(noisy_copies) + " noisy copies of " + std::to_string(N) + " test rows: at most one per row");
+  Tensor batch = Tensor::empty({N + noisy_copies, C});
+  float* rows = batch.data();
+  for (int64_t i = 0; i < N; ++i) std::copy_n(patch(test, i, position), C, rows + i * C);
+  for (int64_t a = 0; a < noisy_copies; ++a)  // copies of the first rows, x + noise_std * eps
+    for (int64_t c = 0; c < C; ++c) rows[(N + a) * C + c] = rows[a * C + c] + noise.normal1(0.f, float(noise_std));
+  return batch;
 }
 
 AcrMvtecResult acr_mvtec_class(const std::vector<const PatchFeatures*>& train, const PatchFeatures& test,
@@ -201,16 +221,12 @@ AcrMvtecResult acr_mvtec_class(const std::vector<const PatchFeatures*>& train, c
   // ---- test batches (§11.3): per position, the N test rows (+ n_a noisy copies), one BN batch ----
   t0 = Clock::now();
   r.noisy_copies = cfg.test_noisy_copies ? mvtec_noisy_copies(N, cfg.test_ratio) : 0;
-  const int64_t A = r.noisy_copies, rows = N + A;
+  const int64_t rows = N + r.noisy_copies;
   Generator noise(stream_seed(cfg.seed, category, kTestNoise));  // drawn in position order, as once per run
   std::vector<float> patch_scores(static_cast<size_t>(N * P));    // [N, grid_h, grid_w]
-  std::vector<float> batch(static_cast<size_t>(rows * C));
   for (int64_t p = 0; p < P; ++p) {
-    for (int64_t i = 0; i < N; ++i) std::copy_n(patch(test, i, p), C, batch.data() + i * C);
-    for (int64_t a = 0; a < A; ++a)
-      for (int64_t c = 0; c < C; ++c)
-        batch[size_t((N + a) * C + c)] = batch[size_t(a * C + c)] + noise.normal1(0.f, float(cfg.noise_std));
-    const std::vector<double> s = model.score(Tensor::from({rows, C}, batch), false, rows);  // one chunk
+    const std::vector<double> s = model.score(mvtec_test_batch(test, p, r.noisy_copies, cfg.noise_std, noise), false,
+                                              rows);  // one chunk: one BN batch
     for (int64_t i = 0; i < N; ++i) patch_scores[size_t(i * P + p)] = float(s[size_t(i)]);
   }
 

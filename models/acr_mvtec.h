@@ -86,4 +86,10 @@ AcrMvtecResult acr_mvtec_class(const std::vector<const PatchFeatures*>& train, c
 Tensor mvtec_task_batch(const std::vector<const PatchFeatures*>& train, const AcrMvtecConfig& cfg, Generator& rng,
                         std::vector<int>& labels);
 
+// Test batch `position` of §11.3: [N + noisy_copies, C], the N test rows at that position in file
+// order, then noisy copies of the first `noisy_copies` of them (x + noise_std * eps, eps from
+// `noise`). More copies than rows is an Error.
+Tensor mvtec_test_batch(const PatchFeatures& test, int64_t position, int64_t noisy_copies, double noise_std,
+                        Generator& noise);
+
 }  // namespace normad::models

@@ -43,6 +43,15 @@ std::string shift_line(const std::string& msg, const std::string& path, int64_t 
 
 }  // namespace
 
+namespace {
+std::string hex(const unsigned char* bytes, unsigned int n) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < n; ++i) out += {digits[bytes[i] >> 4], digits[bytes[i] & 15]};
+  return out;
+}
+}  // namespace
+
 std::string file_sha256(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   check(fs::is_regular_file(path) && f.good(), path, "cannot read the file (expected a weights file)");
@@ -57,20 +66,14 @@ std::string file_sha256(const std::string& path) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   check(EVP_DigestFinal_ex(ctx.get(), md, &len) == 1, path, "SHA-256 failed");
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < len; ++i) out += {hex[md[i] >> 4], hex[md[i] & 15]};
-  return out;
+  return hex(md, len);
 }
 
 std::string text_sha256(const std::string& text) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   check(EVP_Digest(text.data(), text.size(), md, &len, EVP_sha256(), nullptr) == 1, "text_sha256", "SHA-256 failed");
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < len; ++i) out += {hex[md[i] >> 4], hex[md[i] & 15]};
-  return out;
+  return hex(md, len);
 }
 
 std::string path_relative_to(const std::string& target, const std::string& file) {

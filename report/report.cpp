@@ -15,6 +15,7 @@
 
 #include "data/image.h"
 #include "eval/metrics.h"
+#include "eval/pixel_metrics.h"
 #include "report/svg.h"
 #include "tensor/tensor.h"
 
@@ -369,11 +370,6 @@ std::string zeroshot_page(const json& j, const std::string& source) {
 
 // ---- mvg eval and zeroshot --mvtec: per-category figures, ROC curves, the highest-scored images ----
 
-// The zero-shot MVTec AD document's seven figures per category (acr.md §14.1's columns).
-const std::vector<std::pair<std::string, std::string>> kMvtecFigures = {
-    {"image_auroc", "image AUROC"}, {"image_f1_max", "image F1-max"}, {"image_ap", "image AP"},
-    {"pixel_auroc", "pixel AUROC"}, {"pixel_f1_max", "pixel F1-max"}, {"pixel_ap", "pixel AP"},
-    {"aupro", "AUPRO (FPR 0.3)"}};
 // A figure that may be undefined (null: e.g. AUPRO of a category without defect pixels).
 double number_or_nan(const json& j, const std::string& key, const std::string& where) {
   if (j.contains(key) && j[key].is_null()) return NAN;
@@ -388,7 +384,7 @@ std::string image_categories_page(const json& j, const std::string& source, bool
   const json& cats = field(j, "categories", source, &json::is_object, "an object");
   const std::string auroc_key = zeroshot ? "image_auroc" : "auroc";
   std::vector<std::vector<std::string>> rows;
-  std::vector<std::vector<double>> figures;  // zeroshot: per category, kMvtecFigures' order
+  std::vector<std::vector<double>> figures;  // zeroshot: per category, eval::kSegmentationFigures' order
   std::vector<Scored> sets;
   std::string grids;
   bool any_map = false;
@@ -399,7 +395,7 @@ std::string image_categories_page(const json& j, const std::string& source, bool
       std::vector<double> f;
       std::vector<std::string> row{it.key(), std::to_string(integer(it.value(), "train_images", where, 0, int64_t(1) << 40)),
                                    std::to_string(tests)};
-      for (const auto& [key, name] : kMvtecFigures) {
+      for (const auto& [key, name] : eval::kSegmentationFigures) {
         f.push_back(number_or_nan(it.value(), key, where));
         row.push_back(percent_or_dash(f.back()));
       }
@@ -471,23 +467,23 @@ std::string image_categories_page(const json& j, const std::string& source, bool
     // shown beside the published row.
     const json& mean = field(j, "mean", source, &json::is_object, "an object");
     std::vector<std::string> mean_row{"mean", "", ""}, published_row{"published (acr.md §14.1)", "", ""};
-    for (size_t k = 0; k < kMvtecFigures.size(); ++k) {
+    for (size_t k = 0; k < eval::kSegmentationFigures.size(); ++k) {
       double sum = 0;
       bool defined = !figures.empty();
       for (const auto& f : figures) sum += f[k], defined = defined && std::isfinite(f[k]);
-      const double want = defined ? sum / double(figures.size()) : NAN, stored = number_or_nan(mean, kMvtecFigures[k].first, source + ".mean");
+      const double want = defined ? sum / double(figures.size()) : NAN, stored = number_or_nan(mean, eval::kSegmentationFigures[k].key, source + ".mean");
       if (std::isfinite(want) != std::isfinite(stored) || (std::isfinite(want) && std::abs(want - stored) > 1e-9))
-        throw Error(source + ".mean." + kMvtecFigures[k].first + ": " + short_number(stored, 6) +
+        throw Error(source + ".mean." + eval::kSegmentationFigures[k].key + ": " + short_number(stored, 6) +
                     " disagrees with its categories' mean (" + short_number(want, 6) + ")");
       mean_row.push_back(percent_or_dash(stored));
-      published_row.push_back(j.contains("published") ? percent_or_dash(number_or_nan(j["published"], kMvtecFigures[k].first,
+      published_row.push_back(j.contains("published") ? percent_or_dash(number_or_nan(j["published"], eval::kSegmentationFigures[k].key,
                                                                                       source + ".published"))
                                                       : "-");
     }
     rows.push_back(mean_row);
     rows.push_back(published_row);
     std::vector<std::string> head{"category", "train images", "test"};
-    for (const auto& [key, name] : kMvtecFigures) head.push_back(name + " (%)");
+    for (const auto& [key, name] : eval::kSegmentationFigures) head.push_back(std::string(name) + " (%)");
     body = "<h2>Per category</h2>\n" + table(head, rows, "categories") +
            "<p class=\"note\">Published: ACR's mean over MVTec AD's 15 categories (third-party transcription); "
            "a run on other data or fewer categories is not comparable with it.</p>\n";

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include <tbb/blocked_range.h>
+#include <tbb/parallel_sort.h>
 #include <tbb/parallel_for.h>
 #include <tbb/partitioner.h>
 
@@ -30,6 +31,13 @@ void parallel_for(int64_t n, int64_t grain, F&& f) {
       tbb::blocked_range<int64_t>(0, n, grain),
       [&](const tbb::blocked_range<int64_t>& r) { f(r.begin(), r.end()); },
       tbb::simple_partitioner());
+}
+
+// Sorts [first, last) ascending on oneTBB's threads. The order of equal elements is unspecified:
+// callers sort distinct keys (then the result does not depend on the thread count).
+template <class It>
+void parallel_sort(It first, It last) {
+  tbb::parallel_sort(first, last);
 }
 
 }  // namespace normad
