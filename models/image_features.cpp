@@ -165,23 +165,24 @@ std::vector<Tensor> FeatureExtractor::maps(const Tensor& images) const {
 void FeatureExtractor::for_each_batch_maps(const std::vector<std::string>& paths,
                                            const std::function<void(const std::vector<Tensor>&)>& each,
                                            const ProgressFn& progress) const {
-  batches(
-      int64_t(paths.size()),
-      [&](int64_t b, int64_t e) {
-        return data::load_batch(std::vector<std::string>(paths.begin() + b, paths.begin() + e), spec_.prep);
-      },
-      [&](int64_t i) { return paths[size_t(i)]; }, each, progress, false);
+  file_batches(paths, each, progress, false);
 }
 
 void FeatureExtractor::for_each_batch(const std::vector<std::string>& paths,
                                       const std::function<void(const std::vector<Tensor>&)>& each,
                                       const ProgressFn& progress) const {
+  file_batches(paths, each, progress, true);
+}
+
+void FeatureExtractor::file_batches(const std::vector<std::string>& paths,
+                                    const std::function<void(const std::vector<Tensor>&)>& each,
+                                    const ProgressFn& progress, bool pool) const {
   batches(
       int64_t(paths.size()),
       [&](int64_t b, int64_t e) {
         return data::load_batch(std::vector<std::string>(paths.begin() + b, paths.begin() + e), spec_.prep);
       },
-      [&](int64_t i) { return paths[size_t(i)]; }, each, progress);
+      [&](int64_t i) { return paths[size_t(i)]; }, each, progress, pool);
 }
 
 void FeatureExtractor::for_each_batch(const std::vector<Tensor>& images,

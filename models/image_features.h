@@ -84,6 +84,9 @@ class FeatureExtractor {
  private:
   FeatureSpec spec_;
   std::shared_ptr<Backbone> net_;
+  // The files in batches, pooled or not (for_each_batch, for_each_batch_maps).
+  void file_batches(const std::vector<std::string>& paths, const std::function<void(const std::vector<Tensor>&)>& each,
+                    const ProgressFn& progress, bool pool) const;
   // Images [begin, end) prepared as one batch by load(begin, end); name(i) in errors.
   void batches(int64_t n, const std::function<Tensor(int64_t, int64_t)>& load,
                const std::function<std::string(int64_t)>& name,

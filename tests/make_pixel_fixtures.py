@@ -16,9 +16,7 @@
 #   gauss{j}.in/out = scipy.ndimage.gaussian_filter(float64, sigma=4, mode='reflect', truncate=4.0).
 # Run as `/usr/bin/python3 tests/make_pixel_fixtures.py OUTDIR`; without numpy/scipy/sklearn/torch it prints
 # a message and exits 77 (the test skips; 1 under CI=true).
-import json
 import os
-import struct
 import sys
 
 try:
@@ -32,21 +30,9 @@ except ImportError as e:
     sys.exit(1 if os.environ.get("CI") == "true" else 77)
 
 
-def save(path, tensors):
-    """safetensors with F32 (maps, masks) and F64 (reference values) tensors."""
-    header, blobs, offset = {}, [], 0
-    for name in sorted(tensors):
-        a = np.ascontiguousarray(tensors[name])
-        dtype = "F64" if a.dtype == np.float64 else "F32"
-        raw = a.astype("<f8" if dtype == "F64" else "<f4").tobytes()
-        header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
-    js = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
-    js += b" " * (-len(js) % 8)
-    with open(path + ".tmp", "wb") as f:
-        f.write(struct.pack("<Q", len(js)) + js + b"".join(blobs))
-    os.replace(path + ".tmp", path)
+# The safetensors writer the other fixture scripts use (F32 maps and masks, F64 references).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_sklearn_fixtures import save  # noqa: E402
 
 
 def curve_metrics(y, s):
