@@ -9,6 +9,7 @@ pkgs=(
   libcli11-dev nlohmann-json3-dev libboost-dev libssl-dev
   python3 python3-numpy python3-scipy python3-pil python3-torch python3-torchvision python3-sklearn
   libopenblas0-pthread libopenblas-dev rsync
+  libopenmpi-dev openmpi-bin
   dataset-fashion-mnist
   chromium
 )

@@ -1,0 +1,63 @@
+// The single-process communicator and the choice of world() (see tensor/comm.h); the MPI one is
+// tensor/comm_mpi.cpp. Tested by tests/test_comm.cpp and tests/mpi/comm_check.cpp.
+#include "tensor/comm.h"
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "tensor/tensor.h"
+
+namespace normad {
+
+#if NORMAD_HAS_MPI
+Communicator& mpi_world();  // tensor/comm_mpi.cpp
+#endif
+
+namespace {
+
+class SingleProcess : public Communicator {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  std::string name() const override { return "single"; }
+  void all_reduce_sum(float*, int64_t) override {}  // the sum over one rank is the buffer itself
+  void all_reduce_sum(double*, int64_t) override {}
+  void broadcast(void*, int64_t, int root) override {
+    check(root == 0, "broadcast", "root " + std::to_string(root) + " in a single process");
+  }
+  [[noreturn]] void abort(const std::string& message, int code) override {
+    std::fprintf(stderr, "normad: %s\n", message.c_str());
+    std::exit(code);
+  }
+};
+
+}  // namespace
+
+bool launched_by_mpi() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"})
+    if (const char* s = std::getenv(v); s && *s) return true;
+  return false;
+}
+
+bool built_with_mpi() {
+#if NORMAD_HAS_MPI
+  return true;
+#else
+  return false;
+#endif
+}
+
+Communicator& world() {
+  if (launched_by_mpi()) {
+#if NORMAD_HAS_MPI
+    return mpi_world();
+#else
+    throw Error("started by an MPI launcher, but this normad was built without MPI (install libopenmpi-dev and "
+                "configure with NORMAD_MPI=ON); every rank would run the whole job alone");
+#endif
+  }
+  static SingleProcess single;
+  return single;
+}
+
+}  // namespace normad

@@ -1,0 +1,43 @@
+// normad's communicator: what a multi-process job (mpirun, Slurm's srun) needs from its ranks —
+// rank and size, an in-place all-reduce of host buffers, a broadcast, and an abort that ends every
+// rank with one rank's message. Two implementations behind one interface: a single process (no
+// launcher: every call is the identity) and MPI (Open MPI from Debian, built when found:
+// NORMAD_MPI=AUTO|ON|OFF). NCCL (device buffers) is planned behind the same interface (issue 18).
+// Math: all_reduce_sum(x) leaves sum_r x_r in every rank's buffer (MPI_Allreduce, MPI_IN_PLACE).
+// Tested by tests/test_comm.cpp (the single process) and tests/mpi/comm_check.cpp under
+// `mpirun -np 2` (ctest mpi_comm, when MPI is built): sums, broadcast, rank and size.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace normad {
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual std::string name() const = 0;  // "single" or "mpi"
+  // Every rank's n values summed into every rank's `data` (host memory), in place.
+  virtual void all_reduce_sum(float* data, int64_t n) = 0;
+  virtual void all_reduce_sum(double* data, int64_t n) = 0;
+  // `bytes` bytes of `root`'s buffer copied into every rank's.
+  virtual void broadcast(void* data, int64_t bytes, int root) = 0;
+  // Prints "normad (rank r of R): message" on stderr and ends the whole job with exit code `code`
+  // (MPI_Abort: no rank waits forever for one that failed).
+  [[noreturn]] virtual void abort(const std::string& message, int code) = 0;
+};
+
+// True when an MPI launcher started this process (OMPI_COMM_WORLD_SIZE, PMI_SIZE or PMIX_RANK in
+// the environment).
+bool launched_by_mpi();
+// Whether this build has the MPI communicator.
+bool built_with_mpi();
+
+// The job's communicator: MPI's world when launched by an MPI launcher (MPI_Init on first use,
+// MPI_Finalize at exit), otherwise a single process of rank 0 and size 1. Launched by MPI without
+// MPI built in is an Error (every rank would otherwise run the whole job alone).
+Communicator& world();
+
+}  // namespace normad

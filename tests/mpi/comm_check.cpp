@@ -1,0 +1,39 @@
+// Run under `mpirun -np R` (ctest mpi_comm, R = 2): every rank checks the MPI communicator of
+// tensor/comm.h — rank and size, all_reduce_sum of float and double buffers (in place, the sum of
+// every rank's values in every rank), a broadcast from the last rank — and exits 0, or prints what
+// differed and exits 1. Launched without mpirun it checks the single-process communicator instead.
+#include <cmath>
+#include <cstdio>
+#include <vector>
+
+#include "tensor/comm.h"
+
+int main() {
+  normad::Communicator& c = normad::world();
+  const int r = c.rank(), R = c.size();
+  int bad = 0;
+  auto expect = [&](bool ok, const char* what) {
+    if (!ok) std::fprintf(stderr, "rank %d of %d: %s\n", r, R, what), ++bad;
+  };
+  expect(normad::launched_by_mpi() ? c.name() == "mpi" : c.name() == "single", "communicator kind");
+  expect(r >= 0 && r < R, "rank in [0, size)");
+  // x_r[i] = (r + 1) * i + 0.5: sum_r = i * R (R + 1) / 2 + R / 2, exact in float for these sizes.
+  std::vector<float> f(1000);
+  std::vector<double> d(3);
+  for (size_t i = 0; i < f.size(); ++i) f[i] = float((r + 1) * double(i) + 0.5);
+  for (size_t i = 0; i < d.size(); ++i) d[i] = (r + 1) * 1e-3 * double(i + 1);
+  c.all_reduce_sum(f.data(), int64_t(f.size()));
+  c.all_reduce_sum(d.data(), int64_t(d.size()));
+  for (size_t i = 0; i < f.size(); ++i)
+    if (f[i] != float(double(i) * R * (R + 1) / 2 + 0.5 * R)) {
+      expect(false, "float all-reduce sum");
+      break;
+    }
+  for (size_t i = 0; i < d.size(); ++i)
+    expect(std::abs(d[i] - 1e-3 * double(i + 1) * R * (R + 1) / 2) < 1e-15, "double all-reduce sum");
+  std::vector<int> b(5, r);  // the last rank's values everywhere
+  c.broadcast(b.data(), int64_t(b.size() * sizeof(int)), R - 1);
+  for (int v : b) expect(v == R - 1, "broadcast from the last rank");
+  if (r == 0) std::printf("comm_check: %s communicator, %d ranks: %s\n", c.name().c_str(), R, bad ? "FAILED" : "ok");
+  return bad ? 1 : 0;
+}
