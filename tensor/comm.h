@@ -24,7 +24,7 @@ class Communicator {
   virtual void all_reduce_sum(double* data, int64_t n) = 0;
   // `bytes` bytes of `root`'s buffer copied into every rank's.
   virtual void broadcast(void* data, int64_t bytes, int root) = 0;
-  // Prints "normad (rank r of R): message" on stderr and ends the whole job with exit code `code`
+  // Prints "normad (rank r of R): message" ("normad: message" in a single process) on stderr and ends the whole job with exit code `code`
   // (MPI_Abort: no rank waits forever for one that failed).
   [[noreturn]] virtual void abort(const std::string& message, int code) = 0;
 };
@@ -37,7 +37,9 @@ bool built_with_mpi();
 
 // The job's communicator: MPI's world when launched by an MPI launcher (MPI_Init on first use,
 // MPI_Finalize at exit), otherwise a single process of rank 0 and size 1. Launched by MPI without
-// MPI built in is an Error (every rank would otherwise run the whole job alone).
+// MPI built in is an Error (every rank would otherwise run the whole job alone). MPI is initialised
+// FUNNELED: the first call must come from the main thread, and only it calls collectives.
+// A rank that fails must abort() (a rank that just exits leaves the others waiting in a collective).
 Communicator& world();
 
 }  // namespace normad

@@ -4,6 +4,7 @@
 #if NORMAD_HAS_MPI
 #include <mpi.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>

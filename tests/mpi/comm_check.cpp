@@ -1,14 +1,16 @@
 // Run under `mpirun -np R` (ctest mpi_comm, R = 2): every rank checks the MPI communicator of
 // tensor/comm.h — rank and size, all_reduce_sum of float and double buffers (in place, the sum of
 // every rank's values in every rank), a broadcast from the last rank — and exits 0, or prints what
-// differed and exits 1. Launched without mpirun it checks the single-process communicator instead.
+// differed and exits 1. With an argument R it also requires MPI and exactly R ranks (ctest passes
+// 2); without one, launched alone, it checks the single-process communicator.
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <vector>
 
 #include "tensor/comm.h"
 
-int main() {
+int main(int argc, char** argv) {
   normad::Communicator& c = normad::world();
   const int r = c.rank(), R = c.size();
   int bad = 0;
@@ -17,6 +19,10 @@ int main() {
   };
   expect(normad::launched_by_mpi() ? c.name() == "mpi" : c.name() == "single", "communicator kind");
   expect(r >= 0 && r < R, "rank in [0, size)");
+  if (argc > 1) {
+    expect(c.name() == "mpi", "an MPI communicator (started by mpirun?)");
+    expect(R == std::atoi(argv[1]), "the rank count asked for");
+  }
   // x_r[i] = (r + 1) * i + 0.5: sum_r = i * R (R + 1) / 2 + R / 2, exact in float for these sizes.
   std::vector<float> f(1000);
   std::vector<double> d(3);
