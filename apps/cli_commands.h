@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 
 namespace normad::cli {
 
@@ -23,8 +24,13 @@ struct CommonOptions {
 using AddCommon = std::function<void(CLI::App*)>;
 
 struct Command {
+  Command(CLI::App* app, std::function<void()> run, std::function<bool()> runs_across_ranks = {})
+      : app(app), run(std::move(run)), runs_across_ranks(std::move(runs_across_ranks)) {}
   CLI::App* app = nullptr;     // the subcommand (true when chosen)
   std::function<void()> run;   // runs it; errors are normad::Error (exit code 2 in main)
+  // Whether the chosen form shares its work between the ranks of an MPI job (null: never). Under
+  // mpirun with more than one rank, main refuses the others (every rank would do the whole job).
+  std::function<bool()> runs_across_ranks;
 };
 
 Command add_zeroshot(CLI::App& app, const AddCommon& add_common, const CommonOptions& common);

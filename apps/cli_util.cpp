@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "tensor/backend.h"
+#include "tensor/comm.h"
 #include "tensor/tensor.h"
 
 namespace normad::cli {
@@ -67,7 +68,10 @@ void check_paths(const std::vector<PathArg>& inputs, const std::vector<PathArg>&
   }
 }
 
+bool writes_outputs() { return !launched_by_mpi() || world().rank() == 0; }
+
 void write_atomic(const std::string& path, const std::string& text) {
+  if (!writes_outputs()) return;
   const std::string tmp = path + ".tmp" + std::to_string(getpid());  // concurrent runs never collide
   {
     std::ofstream f(tmp);
@@ -116,6 +120,7 @@ Progress::Progress(std::string l, bool loss)
       t0(std::chrono::steady_clock::now()), last(t0) {}
 
 void Progress::operator()(int64_t done, int64_t total, double loss) {
+  if (!writes_outputs()) return;
   auto now = std::chrono::steady_clock::now();
   const double secs = std::chrono::duration<double>(now - t0).count();
   const bool final = done == total;

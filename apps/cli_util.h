@@ -34,7 +34,13 @@ struct PathArg {
 // Inputs that do not exist are left to their readers (which name them).
 void check_paths(const std::vector<PathArg>& inputs, const std::vector<PathArg>& outputs);
 
+// Whether this process writes the run's outputs and prints its progress and results: a process
+// alone, or rank 0 of a job an MPI launcher started (tensor/comm.h). The other ranks compute their
+// shares and print only their errors.
+bool writes_outputs();
+
 // Writes `text` to path via a temporary file + rename, so a failure leaves nothing half-written.
+// On a rank other than 0 (writes_outputs() false) it writes nothing: rank 0 writes every output.
 void write_atomic(const std::string& path, const std::string& text);
 
 // The run's memory so far, for --json: per device the tensor bytes in use and at the peak
@@ -50,7 +56,7 @@ nlohmann::json with_run_info(nlohmann::json js);
 std::string json_text(const nlohmann::json& js);
 
 // Progress on stderr: a redrawn bar on a terminal, plain lines every 10 s otherwise. `loss` is
-// shown unless show_loss is false (feature extraction).
+// shown unless show_loss is false (feature extraction). Silent where writes_outputs() is false.
 struct Progress {
   std::string label;
   bool show_loss = true;

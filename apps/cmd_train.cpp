@@ -12,6 +12,7 @@
 #include "apps/cli_commands.h"
 #include "apps/cli_util.h"
 #include "detect/table_detector.h"
+#include "tensor/comm.h"
 
 namespace normad::cli {
 
@@ -77,11 +78,12 @@ void train(const TrainArgs& a, int64_t acr_batch, const CommonOptions& common) {
   o.seed = common.seed;
   o.device = compute_device();
   o.checkpoint = a.checkpoint, o.resume = a.resume, o.checkpoint_every = a.checkpoint_every;
+  o.comm = &world();  // acr-* under mpirun: the ranks share each iteration's tasks
   o.log = [](const std::string& line) { std::printf("%s\n", line.c_str()); };
   Progress p{"train"};
   o.progress = std::ref(p);
   const TableDetector det = TableDetector::fit(data::read_csv(a.data), o);
-  det.save(a.out);
+  if (writes_outputs()) det.save(a.out);  // every rank holds the same model; rank 0 writes it
   const TableFitReport& r = det.fit_report();
   const eval::ThresholdReport& thr = det.threshold_report();
   nlohmann::json js{{"model", a.model}, {"rows", r.rows}, {"threshold", thr.threshold}, {"threshold_rule", thr.rule},
@@ -170,7 +172,8 @@ Command add_train(CLI::App& app, const AddCommon& add_common, const CommonOption
             // ACR: --batch is the rows per BN batch when scoring (default 200).
             const bool acr = ta.model == "acr-dsvdd" || ta.model == "acr-ntl";
             train(ta, acr ? (train_batch->count() ? ta.train.batch : 200) : 0, common);
-          }};
+          },
+          [a] { return a->model == "acr-dsvdd" || a->model == "acr-ntl"; }};  // data-parallel meta-training
 }
 
 }  // namespace normad::cli

@@ -17,6 +17,7 @@
 #include "models/acr.h"
 #include "models/acr_nets.h"
 #include "models/zeroshot.h"
+#include "tensor/comm.h"
 #include "tensor/parallel.h"
 
 namespace normad::cli {
@@ -304,6 +305,7 @@ Command add_zeroshot(CLI::App& app, const AddCommon& add_common, const CommonOpt
               if (given_any(o)) throw Error(std::string(o) + ": only with --mvtec ROOT");
             cfg.seed = common.seed;
             cfg.device = compute_device();
+            cfg.comm = &world();  // under mpirun: the ranks share each iteration's tasks
             if (zs->get_option("--iters")->count() && ra.iters < 0) throw Error("--iters: must be >= 0");
             if (!a->ignore.empty() && a->csv_path.empty()) throw Error("--ignore: only with --csv (a table's columns)");
             if (check_checkpoint_options(cfg.state_file, cfg.checkpoint_every, cfg.resume_from) && a->fold == "both" &&
@@ -329,7 +331,8 @@ Command add_zeroshot(CLI::App& app, const AddCommon& add_common, const CommonOpt
             else if (a->model != "dsvdd") throw Error("--model ntl: only with --csv (FMNIST-ZS uses ACR-DSVDD)");
             else if (a->data == "fmnist") zeroshot_fmnist(a->dir, a->fold, cfg, ra, {common.json, a->report});
             else throw Error("--data: unknown data set '" + a->data + "' (available: fmnist; or --csv FILE)");
-          }};
+          },
+          [] { return true; }};  // every form meta-trains ACR, data-parallel across ranks
 }
 
 }  // namespace normad::cli

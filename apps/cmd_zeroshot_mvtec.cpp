@@ -22,6 +22,7 @@
 #include "eval/metrics.h"
 #include "models/acr_mvtec.h"
 #include "report/report.h"
+#include "tensor/comm.h"
 #include "tensor/parallel.h"
 
 namespace normad::cli {
@@ -167,6 +168,7 @@ void zeroshot_mvtec(const MvtecZeroshotArgs& a, uint64_t seed, const ResultFiles
   cfg.iters = a.iters, cfg.normals = a.normals, cfg.lr = a.lr, cfg.seed = seed;
   cfg.test_noisy_copies = !a.no_test_noisy_copies;
   cfg.device = compute_device();
+  cfg.comm = &world();  // under mpirun: the ranks share each iteration's tasks (every rank extracts the features)
   std::printf("ACR on MVTec AD (acr.md §11): %s level %d (%lld channels), %lld iterations x %lld tasks x (%lld + %lld noisy), "
               "lr %g, test batches %s, seed %llu, %d threads, feature cache %s\n",
               a.backbone.c_str(), a.level, (long long)C, (long long)cfg.iters, (long long)cfg.tasks, (long long)cfg.normals,
@@ -194,7 +196,7 @@ void zeroshot_mvtec(const MvtecZeroshotArgs& a, uint64_t seed, const ResultFiles
   auto extract = [&](const std::string& cat, const std::string& split) {
     const std::vector<data::ImageItem>& items = (split == "train" ? train_items : test_items).at(cat);
     Progress p{cat + "/" + split + " features", false};
-    models::PatchFeatures f = models::patch_features(fx, items, cache, cat + "/" + split, std::ref(p));
+    models::PatchFeatures f = models::patch_features(fx, items, cache, cat + "/" + split, std::ref(p), writes_outputs());
     std::fprintf(stderr, "%s/%s: %zu images, %s in %.1f s\n", cat.c_str(), split.c_str(), items.size(),
                  f.from_cache ? "read from the cache" : "extracted", f.seconds);
     return f;

@@ -7,6 +7,8 @@
 // Output files are written to a temporary name and renamed, so nothing is left half-written.
 // Math: none. Tested by tests/test_cli*.cpp (error cases, exit codes) and by `make demo`.
 #include <CLI/CLI.hpp>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -18,6 +20,7 @@
 #include "apps/cli_commands.h"
 #include "apps/cli_util.h"
 #include "tensor/backend.h"
+#include "tensor/comm.h"
 #include "tensor/parallel.h"
 #include "tensor/profile.h"
 
@@ -70,7 +73,37 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "normad: %s\n", e.what());
     return 2;
   }
+  // Under an MPI launcher (mpirun, srun) every rank runs this program; MPI starts here. An error
+  // on any rank from now on ends the whole job (Communicator::abort): a rank that just returned
+  // would leave the others waiting in a collective.
+  Communicator* ranks = nullptr;
+  int error_fd = -1;  // ranks other than 0: their standard error, kept for their own errors
+  auto fail = [&ranks, &error_fd](const std::string& message) {
+    if (error_fd >= 0) std::fflush(stderr), dup2(error_fd, STDERR_FILENO);
+    if (ranks && ranks->size() > 1) ranks->abort(message, 2);
+    std::fprintf(stderr, "normad: %s\n", message.c_str());
+    return 2;
+  };
   try {
+    if (launched_by_mpi()) ranks = &world();
+    if (ranks && ranks->size() > 1) {
+      for (const cli::Command& c : commands)
+        if (*c.app && !(c.runs_across_ranks && c.runs_across_ranks())) {
+          const auto chosen = c.app->get_subcommands();  // mvg fit / score / eval
+          throw Error("normad " + c.app->get_name() + (chosen.empty() ? "" : " " + chosen[0]->get_name()) +
+                      " does not share its work between ranks (" + std::to_string(ranks->size()) +
+                      " were started; every one would do the whole job): run it without mpirun. Across ranks: "
+                      "zeroshot, train --model acr-dsvdd / acr-ntl, mvg fit (docs/distributed.md)");
+        }
+      // Results, progress and warnings are printed by rank 0; the others print only their errors.
+      if (ranks->rank() != 0) {
+        error_fd = dup(STDERR_FILENO);
+        const int null_fd = open("/dev/null", O_WRONLY);
+        if (error_fd < 0 || null_fd < 0 || dup2(null_fd, STDOUT_FILENO) < 0 || dup2(null_fd, STDERR_FILENO) < 0)
+          throw Error("cannot silence the output of rank " + std::to_string(ranks->rank()));
+        close(null_fd);
+      }
+    }
     // More threads than 4 x the hardware's only slows a run down; 1000 is a typo, not a setting.
     const int hardware = std::max(1u, std::thread::hardware_concurrency());
     if (common.threads < 0 || common.threads > 4 * hardware)
@@ -82,26 +115,22 @@ int main(int argc, char** argv) {
     if (!common.profile.empty()) profile::start();
     for (const cli::Command& c : commands)
       if (*c.app) c.run();
-    if (!common.profile.empty()) {  // the run succeeded: its trace and table
+    if (!common.profile.empty() && cli::writes_outputs()) {  // the run succeeded: its trace and table (rank 0's)
       profile::stop();
       profile::print_table(stderr, profile::summarize(), profile::measure_ceiling());
       profile::write_trace(common.profile);
       std::fprintf(stderr, "wrote the trace of %zu op calls to %s\n", profile::events().size(), common.profile.c_str());
     }
   } catch (const Error& e) {
-    std::fprintf(stderr, "normad: %s\n", e.what());
-    return 2;
+    return fail(e.what());
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "normad: out of memory: an input file or an option (sizes, batch, widths, K) asks for more "
-                         "memory than this machine has\n");
-    return 2;
+    return fail("out of memory: an input file or an option (sizes, batch, widths, K) asks for more memory than this "
+                "machine has");
   } catch (const std::filesystem::filesystem_error& e) {
-    std::fprintf(stderr, "normad: %s\n", e.what());
-    return 2;
+    return fail(e.what());
   } catch (const std::exception& e) {
     // Anything else is a bug in normad, not a user error: say so rather than leak a library's words.
-    std::fprintf(stderr, "normad: internal error (%s); please report it with the command line\n", e.what());
-    return 2;
+    return fail(std::string("internal error (") + e.what() + "); please report it with the command line");
   }
   return 0;
 }

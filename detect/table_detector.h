@@ -71,6 +71,9 @@ struct TableFitOptions {
   // Checkpoints (epochs; ACR: iterations): the state file, one to resume from, the interval.
   std::string checkpoint, resume;
   int64_t checkpoint_every = 0;
+  // acr-*: the ranks that share each meta-training iteration's tasks (models/data_parallel.h);
+  // null: this process alone. Every rank ends with the same model; the caller saves it once.
+  Communicator* comm = nullptr;
   // What the fit reports: lines (the CLI prints them) and (done, total, loss) progress.
   std::function<void(const std::string&)> log;
   std::function<void(int64_t, int64_t, double)> progress;

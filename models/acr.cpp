@@ -49,18 +49,21 @@ void AcrDsvdd::to(Device d) {
   if (c.grad().defined()) const_cast<Tensor&>(c.grad()).move_to(d);
 }
 
-double acr_backward(AcrModel& model, const Tensor& x, const std::vector<int>& y, int64_t tasks, int64_t per_pass) {
+double acr_backward(AcrModel& model, const Tensor& x, const std::vector<int>& y, int64_t tasks, int64_t per_pass,
+                    int64_t of_tasks) {
   check(static_cast<int64_t>(y.size()) == x.size(0), "acr_backward",
         std::to_string(y.size()) + " labels for " + std::to_string(x.size(0)) + " rows");
   check(tasks >= 1 && per_pass >= 1 && x.size(0) % tasks == 0, "acr_backward",
         "needs tasks >= 1, per_pass >= 1 and rows divisible by tasks, got " + shape_str(x.shape()) + " in " +
             std::to_string(tasks) + " tasks");
+  if (of_tasks == 0) of_tasks = tasks;
+  check(of_tasks >= tasks, "acr_backward", "a share of " + std::to_string(tasks) + " tasks of " + std::to_string(of_tasks));
   const int64_t Q = x.size(0) / tasks;
   double total = 0;
   for (int64_t t0 = 0; t0 < tasks; t0 += per_pass) {
     const int64_t n = std::min(per_pass, tasks - t0);
     std::vector<int> yb(y.begin() + t0 * Q, y.begin() + (t0 + n) * Q);
-    Var part = model.loss(slice(x, 0, t0 * Q, (t0 + n) * Q), yb, n) * (float(n) / float(tasks));
+    Var part = model.loss(slice(x, 0, t0 * Q, (t0 + n) * Q), yb, n) * (float(n) / float(of_tasks));
     part.backward();
     total += part.item();
   }

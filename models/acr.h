@@ -36,6 +36,8 @@ class AcrModel {
   virtual std::vector<std::pair<std::string, Tensor>> state() const = 0;
   // Moves every parameter and buffer (the network's and, for ACR-DSVDD, the centre c) to `d`.
   virtual void to(Device d) = 0;
+  // The network (its BatchNorm layers' running statistics are merged across ranks, models/data_parallel.h).
+  virtual nn::Module& network() = 0;
 };
 
 class AcrDsvdd : public AcrModel {
@@ -49,6 +51,7 @@ class AcrDsvdd : public AcrModel {
   std::vector<Var> parameters() const override;
   std::vector<std::pair<std::string, Tensor>> state() const override;
   void to(Device d) override;
+  nn::Module& network() override { return *net; }
 
   std::shared_ptr<nn::Module> net;
   Var c;  // centre [D], trainable
@@ -81,6 +84,7 @@ class AcrNtl : public AcrModel {
   std::vector<Var> parameters() const override { return net->parameters(); }
   std::vector<std::pair<std::string, Tensor>> state() const override { return net->state_dict(); }
   void to(Device d) override { net->to(d); }
+  nn::Module& network() override { return *net; }
 
   std::shared_ptr<TabNtl> net;
   float tau;
@@ -91,7 +95,10 @@ class AcrNtl : public AcrModel {
 // gradients accumulate to exactly those of model.loss(x, y, T) (tasks never share BN statistics,
 // and running statistics update once per task in order either way). Smaller passes keep the
 // activations in cache. Returns the loss value. Gradients are accumulated, not zeroed.
-double acr_backward(AcrModel& model, const Tensor& x, const std::vector<int>& y, int64_t tasks, int64_t per_pass);
+// `of_tasks` (0: `tasks`) is the iteration's whole task count when x holds only a share of it
+// (a rank's share, models/data_parallel.h): each pass is then scaled by per_pass / of_tasks.
+double acr_backward(AcrModel& model, const Tensor& x, const std::vector<int>& y, int64_t tasks, int64_t per_pass,
+                    int64_t of_tasks = 0);
 
 // How N rows are cut into BN batches for scoring: k = clamp(round(N / chunk), 1, N / 2) consecutive
 // chunks whose sizes differ by at most one, so no chunk is a small remainder (1,001 rows at chunk

@@ -10,6 +10,7 @@
 #include "data/tasks.h"
 #include "models/acr.h"
 #include "models/acr_nets.h"
+#include "models/data_parallel.h"
 #include "models/anomaly_maps.h"
 #include "models/zeroshot.h"
 #include "nn/optim.h"
@@ -68,7 +69,8 @@ const float* patch(const PatchFeatures& f, int64_t image, int64_t position) {
 }  // namespace
 
 PatchFeatures patch_features(const FeatureExtractor& fx, const std::vector<data::ImageItem>& items,
-                             const std::string& cache_dir, const std::string& label, const ProgressFn& progress) {
+                             const std::string& cache_dir, const std::string& label, const ProgressFn& progress,
+                             bool write_cache) {
   check(fx.spec().levels.size() == 1, "patch_features", "needs exactly one backbone level");
   check(!items.empty(), label, "no images");
   const auto t0 = Clock::now();
@@ -103,6 +105,7 @@ PatchFeatures patch_features(const FeatureExtractor& fx, const std::vector<data:
     }
   }
   // ---- extraction: [B, C, h, w] maps -> [B, h*w, C] rows, batch by batch ----
+  if (!write_cache) cache_file.clear();
   if (!cache_file.empty()) {  // before the work: an unusable cache directory fails first
     std::error_code ec;
     fs::create_directories(cache_dir, ec);
@@ -206,16 +209,18 @@ AcrMvtecResult acr_mvtec_class(const std::vector<const PatchFeatures*>& train, c
   model.to(cfg.device);
   nn::Adam opt(model.parameters(), float(cfg.lr));
   nn::StepLR sched(opt, cfg.lr_step, float(cfg.lr_gamma));
+  Communicator& comm = cfg.comm ? *cfg.comm : single_process();
   for (int64_t it = 0; it < cfg.iters; ++it) {
     std::vector<int> labels;
     const Tensor batch = mvtec_task_batch(train, cfg, tasks, labels);
     opt.zero_grad();
-    r.final_loss = acr_backward(model, batch, labels, cfg.tasks, cfg.tasks);
+    r.final_loss = acr_backward_shared(model, batch, labels, cfg.tasks, cfg.tasks, comm);  // every rank built all tasks
     nn::check_loss(r.final_loss, "ACR meta-training on MVTec AD (" + category + " held out)", "iteration", it + 1);
     opt.step();
     sched.step();
     if (progress) progress(it + 1, cfg.iters, r.final_loss);
   }
+  check_replicas_agree(model, comm, "ACR meta-training on MVTec AD (" + category + " held out)");
   r.train_seconds = seconds_since(t0);
 
   // ---- test batches (§11.3): per position, the N test rows (+ n_a noisy copies), one BN batch ----

@@ -19,6 +19,7 @@
 #include "data/image_sets.h"
 #include "eval/pixel_metrics.h"
 #include "models/image_features.h"
+#include "tensor/comm.h"
 #include "tensor/random.h"
 
 namespace normad::models {
@@ -38,9 +39,11 @@ struct PatchFeatures {
 // [B, h*w, C]). With a cache directory, a file there made from the same image files (paths,
 // sizes, modification times), weights, level, preprocessing, batch size and GEMM engine is read
 // instead; otherwise the features are extracted and written there (atomically). `label` names
-// the set in the cache file's name and in errors ("bottle/train").
+// the set in the cache file's name and in errors ("bottle/train"). With write_cache false a cache
+// is read but never written (the ranks other than 0 of an MPI job: rank 0 writes it).
 PatchFeatures patch_features(const FeatureExtractor& fx, const std::vector<data::ImageItem>& items,
-                             const std::string& cache_dir, const std::string& label, const ProgressFn& progress = {});
+                             const std::string& cache_dir, const std::string& label, const ProgressFn& progress = {},
+                             bool write_cache = true);
 
 struct AcrMvtecConfig {
   int64_t iters = 50, tasks = 32, normals = 30;  // acr.md §9; anomalies = noisy copies of the normals
@@ -53,6 +56,9 @@ struct AcrMvtecConfig {
   double sigma = 4.0;              // the maps' Gaussian blur
   uint64_t seed = 0;
   Device device = Device::CPU;
+  // Data-parallel meta-training (models/data_parallel.h): each rank of `comm` computes its share of
+  // every iteration's tasks; null: this process alone.
+  Communicator* comm = nullptr;
 };
 
 struct AcrMvtecResult {

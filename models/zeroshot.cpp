@@ -12,6 +12,7 @@
 #include "data/tasks.h"
 #include "eval/metrics.h"
 #include "models/acr.h"
+#include "models/data_parallel.h"
 #include "nn/checkpoint.h"
 #include "tensor/backend.h"
 #include "tensor/parallel.h"
@@ -128,6 +129,7 @@ double meta_train(AcrModel& model, const Tensor& x, const std::vector<int64_t>& 
   Generator aug_rng(stream_seed(cfg.seed, cfg.fold, kAug));
   check(cfg.tasks_per_pass >= 0, "meta_train", "tasks_per_pass must be >= 0");
   const int64_t per_pass = cfg.tasks_per_pass ? cfg.tasks_per_pass : cfg.tasks;
+  Communicator& comm = cfg.comm ? *cfg.comm : single_process();
   nn::Adam opt(model.parameters(), cfg.lr);
   nn::StepLR sched(opt, cfg.lr_step, cfg.lr_gamma);
   const int64_t Q = cfg.normals + cfg.anomalies;
@@ -150,6 +152,9 @@ double meta_train(AcrModel& model, const Tensor& x, const std::vector<int64_t>& 
                 {"tasks_per_pass", std::to_string(per_pass)}, {"device", device_name(cfg.device)},
                 {"threads", std::to_string(num_threads())}, {"gemm", cpu_gemm_engine()},
                 {"data", nn::digest({x, Tensor::from({int64_t(y.size())}, std::vector<float>(y.begin(), y.end()))})}});
+    // Shares sum in another order than one process does: a run continues on as many ranks as it
+    // started with (a single-process checkpoint stays as it was).
+    if (comm.size() > 1) run.insert({"ranks", std::to_string(comm.size())});
   }
   if (!cfg.resume_from.empty()) {
     std::map<std::string, std::string> extra;
@@ -172,15 +177,17 @@ double meta_train(AcrModel& model, const Tensor& x, const std::vector<int64_t>& 
     }
     Tensor batch = augment ? concat(parts, 0) : index_select(x, rows).reshape(task_shape);
     opt.zero_grad();
-    const double loss = acr_backward(model, batch, labels, cfg.tasks, per_pass);
+    // Every rank built the whole iteration (the same draws); each computes its share of the tasks.
+    const double loss = acr_backward_shared(model, batch, labels, cfg.tasks, per_pass, comm);
     nn::check_loss(loss, "ACR meta-training", "iteration", it + 1);
     opt.step();
     sched.step();  // StepLR counts iterations
     if (progress) progress(it + 1, cfg.iters, loss);
-    if (!cfg.state_file.empty() && (it + 1) % cfg.checkpoint_every == 0)
+    if (!cfg.state_file.empty() && (it + 1) % cfg.checkpoint_every == 0 && comm.rank() == 0)
       nn::save_checkpoint(cfg.state_file, training_state(), it + 1, run,
                           resume.save ? resume.save() : std::map<std::string, std::string>{});
   }
+  check_replicas_agree(model, comm, "ACR meta-training");
   const int64_t done = cfg.iters - start;
   return done ? std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / double(done) : 0.0;
 }

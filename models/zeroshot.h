@@ -15,6 +15,7 @@
 
 #include "data/idx.h"
 #include "nn/module.h"
+#include "tensor/comm.h"
 #include "tensor/random.h"
 
 namespace normad::models {
@@ -56,6 +57,10 @@ struct ZsConfig {
   // the results the uninterrupted run gives.
   std::string state_file, resume_from;
   int64_t checkpoint_every = 0;
+  // Data-parallel meta-training (models/data_parallel.h): each rank of `comm` computes its share of
+  // every iteration's tasks and the gradients are summed; null: this process alone. Only rank 0
+  // writes checkpoints; every rank ends with the same model (checked).
+  Communicator* comm = nullptr;
 };
 
 // Meta-training recipes (docs/acr_augmentation.md):

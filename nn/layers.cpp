@@ -106,6 +106,12 @@ void set_bn_batch_stats_in_eval(Module& m, bool on) {
   for_each_bn(m, [&](BatchNorm& bn) { bn.batch_stats_in_eval = on; });
 }
 
+std::vector<BatchNorm*> batch_norms(Module& m) {
+  std::vector<BatchNorm*> out;
+  for_each_bn(m, [&](BatchNorm& bn) { out.push_back(&bn); });
+  return out;
+}
+
 MaxPool2d::MaxPool2d(int64_t kernel, int64_t stride, int64_t padding, bool ceil_mode) {
   const int64_t s = stride > 0 ? stride : kernel;  // PyTorch: stride defaults to kernel_size
   args = Pool2dArgs{kernel, kernel, s, s, padding, padding, ceil_mode, true};

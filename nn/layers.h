@@ -82,6 +82,8 @@ class BatchNorm2d : public BatchNorm {
 // each task separately in training and uses batch statistics at test time (acr.md §3).
 void set_bn_groups(Module& m, int64_t groups);
 void set_bn_batch_stats_in_eval(Module& m, bool on);
+// Every BatchNorm inside `m`, depth first in registration order (the state_dict's order).
+std::vector<BatchNorm*> batch_norms(Module& m);
 
 class ReLU : public Module {
  public:

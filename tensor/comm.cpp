@@ -22,12 +22,19 @@ class SingleProcess : public Communicator {
   std::string name() const override { return "single"; }
   void all_reduce_sum(float*, int64_t) override {}  // the sum over one rank is the buffer itself
   void all_reduce_sum(double*, int64_t) override {}
+  void all_gather(float*, const std::vector<int64_t>& counts) override { check_counts(counts); }
+  void all_gather(double*, const std::vector<int64_t>& counts) override { check_counts(counts); }
   void broadcast(void*, int64_t, int root) override {
     check(root == 0, "broadcast", "root " + std::to_string(root) + " in a single process");
   }
   [[noreturn]] void abort(const std::string& message, int code) override {
     std::fprintf(stderr, "normad: %s\n", message.c_str());
     std::exit(code);
+  }
+
+ private:
+  static void check_counts(const std::vector<int64_t>& counts) {
+    check(counts.size() == 1 && counts[0] >= 0, "all_gather", std::to_string(counts.size()) + " counts in a single process");
   }
 };
 
@@ -56,6 +63,10 @@ Communicator& world() {
                 "configure with NORMAD_MPI=ON); every rank would run the whole job alone");
 #endif
   }
+  return single_process();
+}
+
+Communicator& single_process() {
   static SingleProcess single;
   return single;
 }

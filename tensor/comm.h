@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace normad {
 
@@ -22,6 +23,11 @@ class Communicator {
   // Every rank's n values summed into every rank's `data` (host memory), in place.
   virtual void all_reduce_sum(float* data, int64_t n) = 0;
   virtual void all_reduce_sum(double* data, int64_t n) = 0;
+  // In place: `data` holds counts[0] + ... + counts[R-1] values, this rank's counts[rank] of them
+  // at offset counts[0] + ... + counts[rank-1]; afterwards every rank holds every rank's part
+  // (MPI_Allgatherv). The counts must be the same on every rank.
+  virtual void all_gather(float* data, const std::vector<int64_t>& counts) = 0;
+  virtual void all_gather(double* data, const std::vector<int64_t>& counts) = 0;
   // `bytes` bytes of `root`'s buffer copied into every rank's.
   virtual void broadcast(void* data, int64_t bytes, int root) = 0;
   // Prints "normad (rank r of R): message" ("normad: message" in a single process) on stderr and ends the whole job with exit code `code`
@@ -41,5 +47,8 @@ bool built_with_mpi();
 // FUNNELED: the first call must come from the main thread, and only it calls collectives.
 // A rank that fails must abort() (a rank that just exits leaves the others waiting in a collective).
 Communicator& world();
+// The single-process communicator (rank 0 of 1, every call the identity), whatever launched us:
+// what a model's config uses when it is given no communicator.
+Communicator& single_process();
 
 }  // namespace normad

@@ -8,6 +8,7 @@
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <vector>
 
 #include "tensor/comm.h"
 #include "tensor/tensor.h"
@@ -24,6 +25,24 @@ void all_reduce_chunks(T* data, int64_t n, MPI_Datatype type) {
     check(MPI_Allreduce(MPI_IN_PLACE, data + at, count, type, MPI_SUM, MPI_COMM_WORLD) == MPI_SUCCESS, "MPI_Allreduce",
           "failed");
   }
+}
+
+// MPI_Allgatherv in place; counts and displacements are int in MPI, so a larger gather is an Error.
+template <class T>
+void all_gather_parts(T* data, const std::vector<int64_t>& counts, int size, MPI_Datatype type) {
+  check(static_cast<int>(counts.size()) == size, "all_gather",
+        std::to_string(counts.size()) + " counts for " + std::to_string(size) + " ranks");
+  std::vector<int> count(counts.size()), displacement(counts.size());
+  int64_t at = 0;
+  for (size_t r = 0; r < counts.size(); ++r) {
+    check(counts[r] >= 0 && at + counts[r] <= INT_MAX, "all_gather",
+          "more than " + std::to_string(INT_MAX) + " values in one gather (MPI counts are int)");
+    count[r] = int(counts[r]), displacement[r] = int(at);
+    at += counts[r];
+  }
+  check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, count.data(), displacement.data(), type,
+                       MPI_COMM_WORLD) == MPI_SUCCESS,
+        "MPI_Allgatherv", "failed");
 }
 
 class Mpi : public Communicator {
@@ -48,6 +67,12 @@ class Mpi : public Communicator {
   std::string name() const override { return "mpi"; }
   void all_reduce_sum(float* data, int64_t n) override { all_reduce_chunks(data, n, MPI_FLOAT); }
   void all_reduce_sum(double* data, int64_t n) override { all_reduce_chunks(data, n, MPI_DOUBLE); }
+  void all_gather(float* data, const std::vector<int64_t>& counts) override {
+    all_gather_parts(data, counts, size_, MPI_FLOAT);
+  }
+  void all_gather(double* data, const std::vector<int64_t>& counts) override {
+    all_gather_parts(data, counts, size_, MPI_DOUBLE);
+  }
   void broadcast(void* data, int64_t bytes, int root) override {
     check(root >= 0 && root < size_, "broadcast", "root " + std::to_string(root) + " of " + std::to_string(size_) + " ranks");
     auto* p = static_cast<char*>(data);

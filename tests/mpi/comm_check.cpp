@@ -1,6 +1,6 @@
 // Run under `mpirun -np R` (ctest mpi_comm, R = 2): every rank checks the MPI communicator of
 // tensor/comm.h — rank and size, all_reduce_sum of float and double buffers (in place, the sum of
-// every rank's values in every rank), a broadcast from the last rank — and exits 0, or prints what
+// every rank's values in every rank), an all-gather of uneven parts, a broadcast from the last rank — and exits 0, or prints what
 // differed and exits 1. With an argument R it also requires MPI and exactly R ranks (ctest passes
 // 2); without one, launched alone, it checks the single-process communicator.
 #include <cmath>
@@ -40,6 +40,20 @@ int main(int argc, char** argv) {
   std::vector<int> b(5, r);  // the last rank's values everywhere
   c.broadcast(b.data(), int64_t(b.size() * sizeof(int)), R - 1);
   for (int v : b) expect(v == R - 1, "broadcast from the last rank");
+  // all_gather: rank q contributes q + 1 values (q + 1) * 10 + i; uneven parts, in place.
+  std::vector<int64_t> counts;
+  for (int q = 0; q < R; ++q) counts.push_back(q + 1);
+  std::vector<float> gf(size_t(R * (R + 1) / 2), -1.f);
+  std::vector<double> gd(gf.size(), -1.0);
+  const size_t mine = size_t(r * (r + 1) / 2);
+  for (int i = 0; i <= r; ++i) gf[mine + size_t(i)] = float((r + 1) * 10 + i), gd[mine + size_t(i)] = (r + 1) * 10.5 + i;
+  c.all_gather(gf.data(), counts);
+  c.all_gather(gd.data(), counts);
+  for (int q = 0, at = 0; q < R; ++q)
+    for (int i = 0; i <= q; ++i, ++at) {
+      expect(gf[size_t(at)] == float((q + 1) * 10 + i), "float all_gather");
+      expect(gd[size_t(at)] == (q + 1) * 10.5 + i, "double all_gather");
+    }
   if (r == 0) std::printf("comm_check: %s communicator, %d ranks: %s\n", c.name().c_str(), R, bad ? "FAILED" : "ok");
   return bad ? 1 : 0;
 }
