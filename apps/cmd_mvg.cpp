@@ -15,6 +15,7 @@
 #include "apps/cli_util.h"
 #include "detect/image_detector.h"
 #include "eval/metrics.h"
+#include "tensor/comm.h"
 #include "tensor/ops.h"
 
 namespace normad::cli {
@@ -34,6 +35,7 @@ void run_mvg(ImageArgs& a, CLI::App* fit_cmd, CLI::App* score_cmd, CLI::App* eva
     // normad::ImageDetector's fit (detect/image_detector.h), the same path the API takes.
     ImageFitOptions fo;
     fo.gaussian = o, fo.fpr = a.fpr, fo.calibration = a.calibration, fo.seed = seed, fo.device = compute_device();
+    fo.comm = &world();  // under mpirun: each rank extracts its share of the images
     Progress p{"fit", false}, pr{"threshold", false};
     fo.fit_progress = std::ref(p), fo.threshold_progress = std::ref(pr);
     std::optional<ImageDetector> det;
@@ -54,7 +56,7 @@ void run_mvg(ImageArgs& a, CLI::App* fit_cmd, CLI::App* score_cmd, CLI::App* eva
     }
     const models::GaussianAd& m = det->model();
     const int64_t rows = det->fit_summary().rows, fit_rows = det->fit_summary().fit_rows;
-    det->save(a.out);
+    if (writes_outputs()) det->save(a.out);  // every rank holds the same model; rank 0 writes it
     std::printf("fitted %zu level(s) on %lld of the %lld rows of %s (reduction %s), wrote %s\n", m.levels.size(),
                 (long long)fit_rows, (long long)rows, source.c_str(), o.reduction.c_str(), a.out.c_str());
     std::printf("decision threshold (sets the labels), rule %s%s: %s\n", rule.c_str(),
@@ -96,7 +98,8 @@ void run_mvg(ImageArgs& a, CLI::App* fit_cmd, CLI::App* score_cmd, CLI::App* eva
       const std::vector<data::ImageItem> items = source_items(a, a.score_split);
       Progress p{"score", false};
       names = item_names(items);
-      scores = det.score_images(data::item_paths(items), std::ref(p), names, source_name(a, a.score_split));
+      scores = det.score_images(data::item_paths(items), std::ref(p), names, source_name(a, a.score_split),
+                                &world());  // under mpirun: each rank its share, rank 0 writes them all
     }
     const double thr = m.decision_threshold();
     write_scores(a.out, names, scores, thr);
@@ -211,7 +214,9 @@ Command add_mvg(CLI::App& app, const AddCommon& add_common, const CommonOptions&
   add_report_option(eval_cmd, a->report);
   return {mvg, [a, fit_cmd, score_cmd, eval_cmd, &common] {
             with_image_memory_message([&] { run_mvg(*a, fit_cmd, score_cmd, eval_cmd, common); });
-          }};
+          },
+          // images: each rank extracts its share (a features CSV is read whole by one process)
+          [a, fit_cmd, score_cmd] { return (*fit_cmd || *score_cmd) && a->features.empty(); }};
 }
 
 }  // namespace normad::cli

@@ -111,12 +111,12 @@ ImageDetector ImageDetector::fit(const models::FeatureSpec& spec, const std::vec
       const eval::CalibrationSplit sp = eval::calibration_split(int64_t(train.size()), o.calibration, o.seed);
       fit_paths = pick(train, sp.fit), normal = pick(train, sp.calibration);
     });
-  naming(source, [&] { d.model_ = models::fit_images(fx, fit_paths, o.gaussian, o.fit_progress); });
+  naming(source, [&] { d.model_ = models::fit_images(fx, fit_paths, o.gaussian, o.fit_progress, o.comm); });
   d.fit_summary_ = {int64_t(train.size()), int64_t(fit_paths.size())};
   d.fitted_spec_ = fx.spec();
   d.model_.info = fx.spec().to_metadata("model.safetensors");
   d.model_.info["features.weights"] = std::filesystem::absolute(fx.spec().weights).string();  // until save(path)
-  const std::vector<double> scores = models::score_images(fx, d.model_, normal, o.threshold_progress);
+  const std::vector<double> scores = models::score_images(fx, d.model_, normal, o.threshold_progress, o.comm);
   d.finish_fit(scores, normal, reference.empty() ? source + " (held-out rows)" : reference_source, o,
                !reference.empty(), reference_source);
   return d;
@@ -281,8 +281,9 @@ std::vector<double> ImageDetector::decision_function(const Tensor& x) {
 
 std::vector<double> ImageDetector::score_images(const std::vector<std::string>& paths,
                                                 const models::ProgressFn& progress,
-                                                const std::vector<std::string>& names, const std::string& where) {
-  const std::vector<double> s = models::score_images(extractor(), model_, paths, progress);
+                                                const std::vector<std::string>& names, const std::string& where,
+                                                Communicator* comm) {
+  const std::vector<double> s = models::score_images(extractor(), model_, paths, progress, comm);
   check_finite_scores(s, names.empty() ? paths : names, where);
   return s;
 }

@@ -30,6 +30,10 @@ struct ImageFitOptions {
   uint64_t seed = 0;                   // the held-out draw
   Device device = Device::CPU;         // where the backbone and the scoring run (spec.device is not read)
   models::ProgressFn fit_progress, threshold_progress;
+  // A sharded fit (an MPI job): each rank extracts its share of the fit and held-out images, the
+  // moment sums and the held-out scores are combined; every rank ends with the same detector (the
+  // caller saves it once). Null: this process alone.
+  Communicator* comm = nullptr;
 };
 
 class ImageDetector : public Detector {
@@ -72,8 +76,10 @@ class ImageDetector : public Detector {
   std::vector<double> score_features(const models::FeaturesCsv& features, const std::string& where);
   // Image files, decoded and prepared as the model's pipeline says, in batches. A non-finite score
   // is an Error naming `where` and the row's entry of `names` (default: the paths).
+  // With `comm` each rank scores its share of the paths and every rank returns all the scores.
   std::vector<double> score_images(const std::vector<std::string>& paths, const models::ProgressFn& progress = {},
-                                   const std::vector<std::string>& names = {}, const std::string& where = "score_images");
+                                   const std::vector<std::string>& names = {}, const std::string& where = "score_images",
+                                   Communicator* comm = nullptr);
   // Decoded images, each [3, H, W] RGB 0..255 (data::load_image_rgb), prepared the same way.
   std::vector<double> score_decoded(const std::vector<Tensor>& images);
   const eval::ThresholdReport& infer_threshold(const Table& normals, double fpr) override;

@@ -12,12 +12,6 @@
 
 namespace normad::models {
 
-std::pair<int64_t, int64_t> task_share(int64_t tasks, int rank, int ranks) {
-  check(tasks >= 0 && ranks >= 1 && rank >= 0 && rank < ranks, "task_share",
-        "rank " + std::to_string(rank) + " of " + std::to_string(ranks) + ", " + std::to_string(tasks) + " tasks");
-  return {tasks * rank / ranks, tasks * (rank + 1) / ranks};
-}
-
 namespace {
 
 // A tensor's values as doubles on the host (running statistics may live on a GPU).
@@ -40,7 +34,7 @@ double acr_backward_shared(AcrModel& model, const Tensor& x, const std::vector<i
   check(tasks >= 1 && x.size(0) % tasks == 0 && static_cast<int64_t>(y.size()) == x.size(0), "acr_backward_shared",
         std::to_string(y.size()) + " labels for " + shape_str(x.shape()) + " in " + std::to_string(tasks) + " tasks");
   const int64_t Q = x.size(0) / tasks;
-  const auto [begin, end] = task_share(tasks, comm.rank(), comm.size());
+  const auto [begin, end] = rank_share(tasks, comm.rank(), comm.size());
   const int64_t mine = end - begin;
 
   // ---- the running statistics before this rank's share (R_0, the same on every rank) ----

@@ -5,10 +5,10 @@
 // same optimiser step. BatchNorm needs no synchronisation in the forward pass (each task is its own
 // BN batch); its running statistics, an exponential average over the tasks in order, are merged
 // exactly (below), so the model file and the stationary scores match the single process too.
-// Math: share_r = [floor(T r / R), floor(T (r+1) / R)); g = sum_r sum_{t in share_r} (1/T) grad L_t.
+// Math: share_r = rank_share(T, r, R) = [floor(T r / R), floor(T (r+1) / R)); g = sum_r sum_{t in share_r} (1/T) grad L_t.
 // Running statistics with d = 1 - momentum, rank r's share [a_r, b_r) of n_r tasks started from
 // R_0 and left R_r: R_T = d^T R_0 + sum_r d^(T - b_r) (R_r - d^(n_r) R_0) (in double).
-// Tested by tests/test_data_parallel.cpp (shares, the merge against a single process with a
+// Tested by tests/test_data_parallel.cpp (rank_share, the merge against a single process with a
 // simulated communicator) and tests/mpi/zeroshot_check.sh under mpirun -np 2 (ctest mpi_zeroshot).
 #pragma once
 
@@ -21,10 +21,6 @@
 #include "tensor/comm.h"
 
 namespace normad::models {
-
-// Rank `rank` of `ranks`' tasks: [T rank / ranks, T (rank + 1) / ranks); shares differ by at most
-// one task, and a rank gets none when ranks > T.
-std::pair<int64_t, int64_t> task_share(int64_t tasks, int rank, int ranks);
 
 // What one shared step moved between the ranks (for benchmarks and docs/distributed.md).
 struct ShareStats {

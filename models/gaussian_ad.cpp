@@ -96,6 +96,47 @@ void MomentSums::add_block(const Eigen::MatrixXd& y) {
   n_ += y.rows();
 }
 
+void MomentSums::all_reduce(Communicator& comm) {
+  if (comm.size() == 1) return;
+  // The lowest rank with rows gives the common shift.
+  std::vector<double> counts(size_t(comm.size()), 0.0);
+  counts[size_t(comm.rank())] = double(n_);
+  comm.all_reduce_sum(counts.data(), comm.size());
+  int root = 0;
+  while (root < comm.size() && counts[size_t(root)] == 0) ++root;
+  require(root < comm.size(), "no rows were added on any rank");
+  Eigen::VectorXd shift = n_ > 0 ? shift_ : Eigen::VectorXd::Zero(p_);
+  comm.broadcast(shift.data(), int64_t(sizeof(double)) * p_, root);
+  if (n_ > 0) {  // y' = y + d: every sum around the common shift
+    const Eigen::VectorXd d = shift_ - shift;
+    const double n = double(n_), dd = d.squaredNorm(), s1d = s1_.dot(d), tr = s2_.trace();
+    const Eigen::MatrixXd s2 = s2_.selfadjointView<Eigen::Lower>();
+    const Eigen::VectorXd s2d = s2 * d;
+    s4_ += 4 * d.dot(s2d) + 4 * s3_.dot(d) + 2 * dd * tr + 4 * dd * s1d + n * dd * dd;
+    s3_ += 2 * s2d + tr * d + 2 * s1d * d + dd * s1_ + n * dd * d;
+    Eigen::MatrixXd s2_new = s2 + s1_ * d.transpose() + d * s1_.transpose() + n * d * d.transpose();
+    s2_ = s2_new.triangularView<Eigen::Lower>();
+    s1_ += n * d;
+  } else {
+    s1_.setZero(), s2_.setZero(), s3_.setZero(), s4_ = 0;
+  }
+  shift_ = shift;
+  // One buffer: n, s1, s3, s4, then S2 (lower triangle stored in the full matrix; the rest is 0).
+  std::vector<double> buffer;
+  buffer.reserve(size_t(3 + 2 * p_ + p_ * p_));
+  buffer.push_back(double(n_));
+  buffer.insert(buffer.end(), s1_.data(), s1_.data() + p_);
+  buffer.insert(buffer.end(), s3_.data(), s3_.data() + p_);
+  buffer.push_back(s4_);
+  buffer.insert(buffer.end(), s2_.data(), s2_.data() + p_ * p_);
+  comm.all_reduce_sum(buffer.data(), int64_t(buffer.size()));
+  n_ = int64_t(buffer[0]);
+  std::copy_n(buffer.data() + 1, p_, s1_.data());
+  std::copy_n(buffer.data() + 1 + p_, p_, s3_.data());
+  s4_ = buffer[size_t(1 + 2 * p_)];
+  std::copy_n(buffer.data() + 2 + 2 * p_, p_ * p_, s2_.data());
+}
+
 Eigen::VectorXd MomentSums::mean() const {
   require(n_ > 0, "no rows were added");
   return shift_ + s1_ / double(n_);
@@ -316,25 +357,39 @@ void round_to_float(GaussianLevel& lv) {
 
 }  // namespace
 
-GaussianAd GaussianFitter::finish() const {
-  require(n_ >= 1, "no training rows");
-  require(n_ >= 2, "need at least 2 training rows for a covariance, got 1");
+GaussianAd GaussianFitter::finish(Communicator* comm) const {
+  // A sharded fit: every rank's sums summed (on copies: finish() leaves the fitter as it was).
+  std::vector<MomentSums> sums = sums_;
+  int64_t n_all = n_;
+  if (comm && comm->size() > 1) {
+    for (MomentSums& m : sums) m.all_reduce(*comm);
+    n_all = sums[0].count();
+  }
+  require(n_all >= 1, "no training rows");
+  require(n_all >= 2, "need at least 2 training rows for a covariance, got 1");
   GaussianAd model;
   model.options = opt_;
   for (size_t l = 0; l < dims_.size(); ++l) {
     if (held_.empty()) {
-      model.levels.push_back(make_level(sums_[l].ledoit_wolf(), nullptr, {}, opt_.rcond));
+      model.levels.push_back(make_level(sums[l].ledoit_wolf(), nullptr, {}, opt_.rcond));
       continue;
     }
-    const Eigen::VectorXd mu = sums_[l].mean();
-    const Projection pr = pca_projection(sums_[l].covariance(), n_, opt_.reduction, opt_.variance);
+    const Eigen::VectorXd mu = sums[l].mean();
+    Projection pr = pca_projection(sums[l].covariance(), n_all, opt_.reduction, opt_.variance);
+    if (comm && comm->size() > 1) {  // rank 0's components everywhere (another CPU may round them differently)
+      int64_t k = pr.components.rows();
+      comm->broadcast(&k, sizeof k, 0);
+      pr.components.conservativeResize(k, dims_[l]);
+      comm->broadcast(pr.components.data(), int64_t(sizeof(double)) * k * dims_[l], 0);
+    }
     MomentSums red(pr.components.rows());
     const int64_t p = dims_[l];
-    for (int64_t b = 0; b < n_; b += kRowBlock) {
+    for (int64_t b = 0; b < n_; b += kRowBlock) {  // this rank's rows
       const int64_t m = std::min(kRowBlock, n_ - b);
       const Eigen::MatrixXd xb = to_double(held_[l].data() + b * p, m, p);
       red.add(Eigen::MatrixXd((xb.rowwise() - mu.transpose()) * pr.components.transpose()));
     }
+    if (comm) red.all_reduce(*comm);
     model.levels.push_back(make_level(red.ledoit_wolf(), &pr, mu, opt_.rcond));
   }
   for (size_t l = 0; l < model.levels.size(); ++l) {

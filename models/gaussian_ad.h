@@ -21,6 +21,7 @@
 
 #include "eval/metrics.h"
 #include "nn/safetensors.h"
+#include "tensor/comm.h"
 #include "tensor/tensor.h"
 
 namespace normad::models {
@@ -49,6 +50,14 @@ class MomentSums {
   Eigen::VectorXd mean() const;
   Eigen::MatrixXd covariance() const;  // biased (divide by n), full symmetric
   LedoitWolf ledoit_wolf() const;
+  // Sums over every rank's rows (a sharded fit, issue 18): each rank's sums are first moved to one
+  // shift (the lowest rank with rows broadcasts its own; y' = y + d with d = own shift - that one):
+  //   s1' = s1 + n d, S2' = S2 + s1 dᵀ + d s1ᵀ + n d dᵀ,
+  //   s3' = s3 + 2 S2 d + tr(S2) d + 2 (s1·d) d + |d|² s1 + n |d|² d,
+  //   s4' = s4 + 4 dᵀS2 d + 4 s3·d + 2 |d|² tr(S2) + 4 |d|² s1·d + n |d|⁴,
+  // then all-reduced in double. Afterwards every rank holds the sums of all rows: the moments of
+  // one process that added them all (to double rounding: d is a difference of two batch means).
+  void all_reduce(Communicator& comm);
 
  private:
   void shift_and_add(Eigen::MatrixXd& y);    // y -= shift in place (setting it first), then add_block
@@ -148,7 +157,10 @@ class GaussianFitter {
   GaussianFitter(std::vector<int64_t> dims, GaussianAdOptions options = {});
   void add(const std::vector<Tensor>& feats);  // one [b, p_l] tensor per level
   int64_t count() const { return n_; }
-  GaussianAd finish() const;
+  // With `comm` (a sharded fit: each rank added its share of the rows) the sums are all-reduced
+  // first (MomentSums::all_reduce) and PCA / NPCA use rank 0's components; every rank returns the
+  // model of all rows.
+  GaussianAd finish(Communicator* comm = nullptr) const;
 
  private:
   std::vector<int64_t> dims_;

@@ -240,9 +240,32 @@ std::vector<double> score_batches(const FeatureExtractor& fx, const GaussianAd& 
 }
 }  // namespace
 
+namespace {
+// This rank's share of the paths (all of them without a communicator).
+std::vector<std::string> my_share(const std::vector<std::string>& paths, Communicator* comm) {
+  if (!comm || comm->size() == 1) return paths;
+  const auto [begin, end] = rank_share(int64_t(paths.size()), comm->rank(), comm->size());
+  return std::vector<std::string>(paths.begin() + begin, paths.begin() + end);
+}
+}  // namespace
+
 std::vector<double> score_images(const FeatureExtractor& fx, const GaussianAd& model,
-                                 const std::vector<std::string>& paths, const ProgressFn& progress) {
-  return score_batches(fx, model, paths, progress);
+                                 const std::vector<std::string>& paths, const ProgressFn& progress,
+                                 Communicator* comm) {
+  const std::vector<std::string> mine = my_share(paths, comm);
+  std::vector<double> scores = mine.empty() ? std::vector<double>{} : score_batches(fx, model, mine, progress);
+  if (!comm || comm->size() == 1) return scores;
+  // Every rank's scores in path order: this rank's at its share's offset, then one all-gather.
+  std::vector<int64_t> counts;
+  for (int r = 0; r < comm->size(); ++r) {
+    const auto [b, e] = rank_share(int64_t(paths.size()), r, comm->size());
+    counts.push_back(e - b);
+  }
+  std::vector<double> all(paths.size(), 0.0);
+  const int64_t at = rank_share(int64_t(paths.size()), comm->rank(), comm->size()).first;
+  std::copy(scores.begin(), scores.end(), all.begin() + at);
+  comm->all_gather(all.data(), counts);
+  return all;
 }
 
 std::vector<double> score_images(const FeatureExtractor& fx, const GaussianAd& model,
@@ -251,15 +274,17 @@ std::vector<double> score_images(const FeatureExtractor& fx, const GaussianAd& m
 }
 
 GaussianAd fit_images(const FeatureExtractor& fx, const std::vector<std::string>& paths,
-                      const GaussianAdOptions& options, const ProgressFn& progress) {
+                      const GaussianAdOptions& options, const ProgressFn& progress, Communicator* comm) {
   GaussianFitter fitter(fx.dims(), options);
   // The fit's moment sums are in double on the host (gaussian_ad.md): the pooled vectors come back.
-  fx.for_each_batch(paths, [&](const std::vector<Tensor>& lv) {
-    std::vector<Tensor> host;
-    for (const Tensor& t : lv) host.push_back(t.to(Device::CPU));
-    fitter.add(host);
-  }, progress);
-  return fitter.finish();
+  const std::vector<std::string> mine = my_share(paths, comm);  // a rank with none still joins finish()
+  if (!mine.empty())
+    fx.for_each_batch(mine, [&](const std::vector<Tensor>& lv) {
+      std::vector<Tensor> host;
+      for (const Tensor& t : lv) host.push_back(t.to(Device::CPU));
+      fitter.add(host);
+    }, progress);
+  return fitter.finish(comm);
 }
 
 std::vector<int> parse_levels(const std::string& text, const std::string& where) {

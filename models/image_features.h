@@ -97,11 +97,15 @@ class FeatureExtractor {
 // Streaming Gaussian-AD fit on the images: batch by batch into the moment sums, so memory is
 // O(d²) per level whatever the number of images (PCA / NPCA hold the pooled vectors once).
 // The caller records the spec in model.info (fx.spec().to_metadata(model file)).
+// With `comm` (an MPI job, issue 18) each rank extracts only its share of the paths
+// (rank_share) and the moment sums are all-reduced: every rank returns the model of all images.
 GaussianAd fit_images(const FeatureExtractor& fx, const std::vector<std::string>& paths,
-                      const GaussianAdOptions& options, const ProgressFn& progress = {});
-// Scores of the images, batch by batch.
+                      const GaussianAdOptions& options, const ProgressFn& progress = {}, Communicator* comm = nullptr);
+// Scores of the images, batch by batch. With `comm` each rank scores its share and every rank
+// returns all the scores, in the order of `paths`.
 std::vector<double> score_images(const FeatureExtractor& fx, const GaussianAd& model,
-                                 const std::vector<std::string>& paths, const ProgressFn& progress = {});
+                                 const std::vector<std::string>& paths, const ProgressFn& progress = {},
+                                 Communicator* comm = nullptr);
 // The same on decoded images (FeatureExtractor::for_each_batch on tensors).
 std::vector<double> score_images(const FeatureExtractor& fx, const GaussianAd& model,
                                  const std::vector<Tensor>& images, const ProgressFn& progress = {});

@@ -40,6 +40,12 @@ class SingleProcess : public Communicator {
 
 }  // namespace
 
+std::pair<int64_t, int64_t> rank_share(int64_t n, int rank, int ranks) {
+  check(n >= 0 && ranks >= 1 && rank >= 0 && rank < ranks, "rank_share",
+        "rank " + std::to_string(rank) + " of " + std::to_string(ranks) + ", " + std::to_string(n) + " items");
+  return {n * rank / ranks, n * (rank + 1) / ranks};
+}
+
 bool launched_by_mpi() {
   for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"})
     if (const char* s = std::getenv(v); s && *s) return true;

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace normad {
@@ -34,6 +35,10 @@ class Communicator {
   // (MPI_Abort: no rank waits forever for one that failed).
   [[noreturn]] virtual void abort(const std::string& message, int code) = 0;
 };
+
+// Rank `rank` of `ranks`' contiguous share of n items (tasks, images, rows): [n rank / ranks,
+// n (rank + 1) / ranks). Shares differ by at most one item; a rank gets none when ranks > n.
+std::pair<int64_t, int64_t> rank_share(int64_t n, int rank, int ranks);
 
 // True when an MPI launcher started this process (OMPI_COMM_WORLD_SIZE, PMI_SIZE or PMIX_RANK in
 // the environment).

@@ -2,7 +2,7 @@
 // ranks through ThreadRanks (a Communicator whose all-reduce sums in rank order, as MPI's does for
 // these sizes). The references are the single process: acr_backward over all T tasks and
 // meta_train alone. What must hold:
-//   - the task shares cover [0, T) in order, differ by at most one, and are empty when R > T;
+//   - rank_share's shares cover [0, T) in order, differ by at most one, and are empty when R > T;
 //   - every rank ends an iteration with the same gradients, loss and BN running statistics, equal
 //     to the single process's within float summation order (the merged exponential average too),
 //     num_batches_tracked exactly;
@@ -19,6 +19,7 @@
 #include "models/acr.h"
 #include "models/acr_nets.h"
 #include "models/data_parallel.h"
+#include "models/gaussian_ad.h"
 #include "models/zeroshot.h"
 #include "nn/layers.h"
 
@@ -112,12 +113,12 @@ std::vector<float> values(const Tensor& t) { return std::vector<float>(t.data(),
 
 }  // namespace
 
-TEST_CASE("data parallel: task shares cover the tasks in order and differ by at most one", "[data_parallel]") {
+TEST_CASE("data parallel: rank shares cover the tasks in order and differ by at most one", "[data_parallel]") {
   for (int64_t T : {0, 1, 5, 32})
     for (int R : {1, 2, 3, 7, 40}) {
       int64_t next = 0, smallest = T, largest = 0;
       for (int r = 0; r < R; ++r) {
-        const auto [b, e] = models::task_share(T, r, R);
+        const auto [b, e] = rank_share(T, r, R);
         CHECK(b == next);
         next = e;
         smallest = std::min(smallest, e - b), largest = std::max(largest, e - b);
@@ -125,9 +126,9 @@ TEST_CASE("data parallel: task shares cover the tasks in order and differ by at 
       CHECK(next == T);
       CHECK(largest - smallest <= 1);
     }
-  CHECK(models::task_share(32, 1, 2) == std::pair<int64_t, int64_t>{16, 32});
-  CHECK(models::task_share(2, 1, 3) == std::pair<int64_t, int64_t>{0, 1});  // 2 * 1 / 3 = 0, 2 * 2 / 3 = 1
-  CHECK_THROWS_WITH(models::task_share(4, 2, 2), Catch::Contains("rank 2 of 2"));
+  CHECK(rank_share(32, 1, 2) == std::pair<int64_t, int64_t>{16, 32});
+  CHECK(rank_share(2, 1, 3) == std::pair<int64_t, int64_t>{0, 1});  // 2 * 1 / 3 = 0, 2 * 2 / 3 = 1
+  CHECK_THROWS_WITH(rank_share(4, 2, 2), Catch::Contains("rank 2 of 2"));
 }
 
 TEST_CASE("data parallel: one shared iteration gives every rank the single process's gradients, loss and BN statistics",
@@ -261,5 +262,98 @@ TEST_CASE("data parallel: check_replicas_agree finds a rank whose model differs"
   for (const std::string& e : errors) {  // every rank says so, not just the one that differs
     CHECK_THAT(e, Catch::Contains("drifted"));
     CHECK_THAT(e, Catch::Contains("1 of 2 ranks"));
+  }
+}
+
+// ---- sharded Gaussian-AD fits (models/gaussian_ad.h: MomentSums::all_reduce, finish(comm)) ----
+
+namespace {
+
+// [n, p] rows around a large offset (1e4: the sums must not cancel), correlated columns.
+Tensor gaussian_rows(int64_t n, int64_t p, uint64_t seed) {
+  Generator g(seed);
+  Tensor x = g.normal({n, p});
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 1; j < p; ++j) x.data()[i * p + j] += 0.5f * x.data()[i * p + j - 1] + 1e4f;
+  return x;
+}
+
+double rel(const Eigen::MatrixXd& a, const Eigen::MatrixXd& b) { return (a - b).norm() / std::max(b.norm(), 1e-300); }
+
+}  // namespace
+
+TEST_CASE("data parallel: sharded moment sums equal one process's, whatever each rank's shift", "[data_parallel]") {
+  const int64_t n = 203, p = 7;
+  const Tensor x = gaussian_rows(n, p, 41);
+  models::MomentSums one(p);
+  one.add(x.data(), n);
+  for (int R : {2, 3, 5}) {
+    INFO(R << " ranks");
+    std::vector<models::MomentSums> ranks(static_cast<size_t>(R), models::MomentSums(p));
+    on_ranks(R, [&](Communicator& c, int r) {
+      const auto [b, e] = rank_share(n, r, R);
+      // Two batches per rank: each rank's shift is its own first batch's mean.
+      const int64_t mid = (b + e) / 2;
+      ranks[size_t(r)].add(x.data() + b * p, mid - b);
+      ranks[size_t(r)].add(x.data() + mid * p, e - mid);
+      ranks[size_t(r)].all_reduce(c);
+    });
+    for (int r = 0; r < R; ++r) {
+      const models::MomentSums& m = ranks[size_t(r)];
+      CHECK(m.count() == n);
+      CHECK(rel(m.mean(), one.mean()) < 1e-13);
+      CHECK(rel(m.covariance(), one.covariance()) < 1e-10);
+      const models::LedoitWolf a = m.ledoit_wolf(), b = one.ledoit_wolf();
+      CHECK(a.shrinkage == Approx(b.shrinkage).epsilon(1e-9));  // uses the fourth moments s3, s4
+      CHECK(rel(a.covariance, b.covariance) < 1e-10);
+      CHECK(m.mean() == ranks[0].mean());  // the same sums on every rank
+    }
+  }
+  // A rank with no rows (3 ranks, 2 rows: rank 0 gets none) takes the shift of the first that has some.
+  models::MomentSums two(p);
+  two.add(x.data(), 2);
+  std::vector<models::MomentSums> ranks(3, models::MomentSums(p));
+  on_ranks(3, [&](Communicator& c, int r) {
+    const auto [b, e] = rank_share(2, r, 3);
+    ranks[size_t(r)].add(x.data() + b * p, e - b);
+    ranks[size_t(r)].all_reduce(c);
+  });
+  CHECK(rank_share(2, 0, 3).second == 0);
+  for (const auto& m : ranks) {
+    CHECK(m.count() == 2);
+    CHECK(rel(m.covariance(), two.covariance()) < 1e-10);
+  }
+}
+
+TEST_CASE("data parallel: a sharded GaussianFitter gives one process's model (none, pca, npca)", "[data_parallel]") {
+  const int64_t n = 150;
+  const std::vector<int64_t> dims{6, 4};
+  const std::vector<Tensor> levels{gaussian_rows(n, 6, 51), gaussian_rows(n, 4, 52)};
+  for (const std::string reduction : {"none", "pca", "npca"}) {
+    INFO(reduction);
+    models::GaussianAdOptions o;
+    o.reduction = reduction, o.variance = 0.9;
+    models::GaussianFitter one(dims, o);
+    one.add(levels);
+    const models::GaussianAd ref = one.finish();
+    const int R = 3;
+    std::vector<models::GaussianAd> got(static_cast<size_t>(R));
+    on_ranks(R, [&](Communicator& c, int r) {
+      models::GaussianFitter f(dims, o);
+      const auto [b, e] = rank_share(n, r, R);
+      f.add({slice(levels[0], 0, b, e), slice(levels[1], 0, b, e)});
+      got[size_t(r)] = f.finish(&c);
+    });
+    const Eigen::MatrixXd d_ref = ref.level_distances(levels);
+    for (int r = 0; r < R; ++r) {
+      REQUIRE(got[size_t(r)].levels.size() == 2);
+      for (size_t l = 0; l < 2; ++l) {
+        CHECK(got[size_t(r)].levels[l].reduced == ref.levels[l].reduced);
+        CHECK(got[size_t(r)].levels[l].shrinkage == Approx(ref.levels[l].shrinkage).epsilon(1e-8));
+      }
+      // The model is stored in float32 (round_to_float): distances agree to float precision.
+      CHECK(rel(got[size_t(r)].level_distances(levels), d_ref) < 1e-6);
+      CHECK(got[size_t(r)].level_distances(levels) == got[0].level_distances(levels));
+    }
   }
 }
