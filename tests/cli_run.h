@@ -1,5 +1,5 @@
-// Test helper: runs the normad binary (NORMAD_BIN, set by CMakeLists.txt) and returns its exit code
-// and its stdout + stderr together.
+// Test helper: runs the normad binary (NORMAD_BIN, set by CMakeLists.txt), or any command line, and
+// returns its exit code and its stdout + stderr together.
 #pragma once
 
 #include <sys/wait.h>
@@ -14,8 +14,9 @@ struct Run {
   std::string out;
 };
 
-inline Run run(const std::string& args) {
-  std::string cmd = std::string(NORMAD_BIN) + " " + args + " 2>&1";
+// Runs a shell command line (stdout and stderr together).
+inline Run run_command(const std::string& command) {
+  const std::string cmd = command + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   std::string out;
   char buf[4096];
@@ -23,5 +24,7 @@ inline Run run(const std::string& args) {
   const int st = pclose(p);
   return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
 }
+
+inline Run run(const std::string& args) { return run_command(std::string(NORMAD_BIN) + " " + args); }
 
 }  // namespace normad::test
