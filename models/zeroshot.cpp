@@ -117,7 +117,7 @@ std::string resolve_recipe(ZsConfig& cfg, const RecipeOverrides& o, int64_t trai
 
 double meta_train(AcrModel& model, const Tensor& x, const std::vector<int64_t>& y, int64_t num_classes,
                   const std::vector<int64_t>& classes, const ZsConfig& cfg, Generator& rng,
-                  const ZsProgress& progress, const ZsResume& resume) {
+                  const ZsProgress& progress, const ZsResume& resume, ShareStats* share) {
   check(classes.size() >= 2, "meta_train", "needs at least 2 training classes");
   auto by_class = data::rows_by_class(y, num_classes);
   for (int64_t c : classes)
@@ -178,7 +178,7 @@ double meta_train(AcrModel& model, const Tensor& x, const std::vector<int64_t>& 
     Tensor batch = augment ? concat(parts, 0) : index_select(x, rows).reshape(task_shape);
     opt.zero_grad();
     // Every rank built the whole iteration (the same draws); each computes its share of the tasks.
-    const double loss = acr_backward_shared(model, batch, labels, cfg.tasks, per_pass, comm);
+    const double loss = acr_backward_shared(model, batch, labels, cfg.tasks, per_pass, comm, share);
     nn::check_loss(loss, "ACR meta-training", "iteration", it + 1);
     opt.step();
     sched.step();  // StepLR counts iterations
@@ -336,8 +336,10 @@ ZsFold run_zeroshot(const ZsData& data, const ZsConfig& cfg, const ZsModelFactor
     }
   };
   const double train_secs = meta_train(model, data.train_x, data.train_y, data.num_classes, train_classes, cfg,
-                                       train_rng, on_iter, resume);
+                                       train_rng, on_iter, resume, &out.share);
   const int64_t done = cfg.iters - start;  // iterations this process ran (after a resume, the rest)
+  out.ranks = cfg.comm ? cfg.comm->size() : 1;
+  out.reduce_secs_per_iter = done ? out.share.reduce_seconds / double(done) : 0.0;
   out.secs_per_iter = done ? std::max(0.0, train_secs - scoring_secs / double(done)) : 0.0;
 
   for (auto& tb : tests) {

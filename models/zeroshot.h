@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "data/idx.h"
+#include "models/data_parallel.h"
 #include "nn/module.h"
 #include "tensor/comm.h"
 #include "tensor/random.h"
@@ -112,6 +113,11 @@ struct ZsFold {
   char fold;
   int64_t iters;
   double secs_per_iter;  // meta-training only (checkpoint scoring excluded)
+  // Data-parallel runs (cfg.comm with more than one rank): the ranks, the values all-reduced per
+  // iteration and rank 0's seconds per iteration in the all-reduces (waiting for the others included).
+  int ranks = 1;
+  ShareStats share;
+  double reduce_secs_per_iter = 0;
   std::vector<ZsRatio> ratios;
   std::vector<ZsBatch> batches;
   std::vector<ZsCheckpoint> curve;  // with cfg.eval_every
@@ -142,9 +148,10 @@ struct ZsResume {
   std::function<void(const std::map<std::string, std::string>&)> restore;
   std::function<void(int64_t iteration)> resumed;  // after a resume, with the iterations already done
 };
+// With cfg.comm of several ranks, `share` (if given) receives what the iterations all-reduced.
 double meta_train(AcrModel& model, const Tensor& x, const std::vector<int64_t>& y, int64_t num_classes,
                   const std::vector<int64_t>& classes, const ZsConfig& cfg, Generator& rng,
-                  const ZsProgress& progress = {}, const ZsResume& resume = {});
+                  const ZsProgress& progress = {}, const ZsResume& resume = {}, ShareStats* share = nullptr);
 
 // Test batches: per test class, min(batches_per_class, rows / batch_normals) batches of
 // batch_normals rows (one batch of all its rows when it has fewer).
