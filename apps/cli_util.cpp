@@ -70,6 +70,11 @@ void check_paths(const std::vector<PathArg>& inputs, const std::vector<PathArg>&
 
 bool writes_outputs() { return !launched_by_mpi() || world().rank() == 0; }
 
+Communicator* gradient_ranks(Device device) {
+  if (device == Device::CPU || !launched_by_mpi() || world().size() == 1 || !built_with_nccl()) return nullptr;
+  return &gpu_world();
+}
+
 void write_atomic(const std::string& path, const std::string& text) {
   if (!writes_outputs()) return;
   const std::string tmp = path + ".tmp" + std::to_string(getpid());  // concurrent runs never collide

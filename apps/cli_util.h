@@ -10,6 +10,7 @@
 #include <json.hpp>
 
 #include "data/csv.h"
+#include "tensor/comm.h"
 #include "tensor/tensor.h"
 
 namespace normad::cli {
@@ -38,6 +39,10 @@ void check_paths(const std::vector<PathArg>& inputs, const std::vector<PathArg>&
 // alone, or rank 0 of a job an MPI launcher started (tensor/comm.h). The other ranks compute their
 // shares and print only their errors.
 bool writes_outputs();
+
+// Where data-parallel ranks sum the gradients of a model on `device`: NCCL (gpu_world()) for a
+// GPU model when several ranks run and NCCL was built, else null (through world() on the host).
+Communicator* gradient_ranks(Device device);
 
 // Writes `text` to path via a temporary file + rename, so a failure leaves nothing half-written.
 // On a rank other than 0 (writes_outputs() false) it writes nothing: rank 0 writes every output.

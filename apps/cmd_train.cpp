@@ -79,6 +79,7 @@ void train(const TrainArgs& a, int64_t acr_batch, const CommonOptions& common) {
   o.device = compute_device();
   o.checkpoint = a.checkpoint, o.resume = a.resume, o.checkpoint_every = a.checkpoint_every;
   o.comm = &world();  // acr-* under mpirun: the ranks share each iteration's tasks
+  o.device_comm = gradient_ranks(o.device);
   o.log = [](const std::string& line) { std::printf("%s\n", line.c_str()); };
   Progress p{"train"};
   o.progress = std::ref(p);

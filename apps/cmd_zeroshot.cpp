@@ -314,6 +314,7 @@ Command add_zeroshot(CLI::App& app, const AddCommon& add_common, const CommonOpt
             cfg.seed = common.seed;
             cfg.device = compute_device();
             cfg.comm = &world();  // under mpirun: the ranks share each iteration's tasks
+            cfg.device_comm = gradient_ranks(cfg.device);
             if (zs->get_option("--iters")->count() && ra.iters < 0) throw Error("--iters: must be >= 0");
             if (!a->ignore.empty() && a->csv_path.empty()) throw Error("--ignore: only with --csv (a table's columns)");
             if (check_checkpoint_options(cfg.state_file, cfg.checkpoint_every, cfg.resume_from) && a->fold == "both" &&

@@ -430,7 +430,7 @@ TableDetector TableDetector::fit(const Table& data, const TableFitOptions& o) {
                     (o.threshold.rule == "calibration" ? " after --calibration holds some out" : "") +
                     ", fewer than the " + std::to_string(cfg.normals) + " normals a task needs");
     cfg.state_file = o.checkpoint, cfg.resume_from = o.resume, cfg.checkpoint_every = o.checkpoint_every;
-    cfg.comm = o.comm;
+    cfg.comm = o.comm, cfg.device_comm = o.device_comm;
     Generator init(o.seed), rng(o.seed + 1);
     std::shared_ptr<models::AcrModel> model = make_acr(o.model, F, init);
     model->to(o.device);

@@ -74,6 +74,7 @@ struct TableFitOptions {
   // acr-*: the ranks that share each meta-training iteration's tasks (models/data_parallel.h);
   // null: this process alone. Every rank ends with the same model; the caller saves it once.
   Communicator* comm = nullptr;
+  Communicator* device_comm = nullptr;  // with comm and a GPU model: NCCL for the gradients (ZsConfig::device_comm)
   // What the fit reports: lines (the CLI prints them) and (done, total, loss) progress.
   std::function<void(const std::string&)> log;
   std::function<void(int64_t, int64_t, double)> progress;

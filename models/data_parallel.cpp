@@ -29,7 +29,7 @@ void assign(Tensor& t, const float* values) {
 }  // namespace
 
 double acr_backward_shared(AcrModel& model, const Tensor& x, const std::vector<int>& y, int64_t tasks,
-                           int64_t per_pass, Communicator& comm, ShareStats* stats) {
+                           int64_t per_pass, Communicator& comm, ShareStats* stats, Communicator* device_comm) {
   if (comm.size() == 1) return acr_backward(model, x, y, tasks, per_pass);
   check(tasks >= 1 && x.size(0) % tasks == 0 && static_cast<int64_t>(y.size()) == x.size(0), "acr_backward_shared",
         std::to_string(y.size()) + " labels for " + shape_str(x.shape()) + " in " + std::to_string(tasks) + " tasks");
@@ -57,13 +57,24 @@ double acr_backward_shared(AcrModel& model, const Tensor& x, const std::vector<i
 
   // ---- one flat float buffer of every gradient; doubles: the loss, "has a gradient" flags, BN ----
   std::vector<Var> params = model.parameters();
+  const Device device = params.at(0).data().device();
+  const bool on_device = device_comm && device_comm->device_buffers() && device != Device::CPU;
   int64_t total = 0;
   for (const Var& p : params) total += p.numel();
-  std::vector<float> grads(static_cast<size_t>(total), 0.f);
+  std::vector<float> grads;  // on the host
+  Tensor flat;               // on the device (NCCL)
   std::vector<double> extra{loss};
+  if (on_device) {
+    std::vector<Tensor> parts;
+    for (const Var& p : params)
+      parts.push_back(p.grad().defined() ? p.grad().reshape({p.numel()}) : Tensor::zeros({p.numel()}, device));
+    flat = concat(parts, 0);  // [total], a fresh buffer on the device
+  } else {
+    grads.assign(static_cast<size_t>(total), 0.f);
+  }
   int64_t at = 0;
   for (const Var& p : params) {
-    if (p.grad().defined()) {
+    if (!on_device && p.grad().defined()) {
       const Tensor g = p.grad().to(Device::CPU);
       std::memcpy(grads.data() + at, g.data(), sizeof(float) * size_t(p.numel()));
     }
@@ -80,7 +91,8 @@ double acr_backward_shared(AcrModel& model, const Tensor& x, const std::vector<i
     for (size_t c = 0; c < var.size(); ++c) extra.push_back(late * (var[c] - kept * before_var[i][c]));
   }
   const auto t0 = std::chrono::steady_clock::now();
-  comm.all_reduce_sum(grads.data(), total);
+  if (on_device) device_comm->all_reduce_sum(flat.device_data(), total);
+  else comm.all_reduce_sum(grads.data(), total);
   comm.all_reduce_sum(extra.data(), static_cast<int64_t>(extra.size()));
   if (stats) {
     stats->float_values = total, stats->double_values = static_cast<int64_t>(extra.size());
@@ -93,7 +105,8 @@ double acr_backward_shared(AcrModel& model, const Tensor& x, const std::vector<i
   for (Var& p : params) {
     if (extra[e++] > 0) {  // some rank's share reached this parameter
       if (!p.grad().defined()) p.node()->grad = Tensor::zeros(p.shape(), p.data().device());
-      assign(p.node()->grad, grads.data() + at);
+      if (on_device) p.node()->grad.copy_(slice(flat, 0, at, at + p.numel()).reshape(p.shape()));
+      else assign(p.node()->grad, grads.data() + at);
     }
     at += p.numel();
   }

@@ -34,8 +34,11 @@ struct ShareStats {
 // gradients (accumulated into, like acr_backward: zero them before), running statistics and loss
 // of the whole iteration. A parameter gets a gradient when any rank's share reached it. In a
 // single process it is acr_backward itself (bit for bit).
+// With `device_comm` (device buffers: NCCL, gpu_world()) and the model on a GPU, the gradients are
+// summed there in one flat device buffer; the loss, flags and BN statistics still go through comm.
 double acr_backward_shared(AcrModel& model, const Tensor& x, const std::vector<int>& y, int64_t tasks,
-                           int64_t per_pass, Communicator& comm, ShareStats* stats = nullptr);
+                           int64_t per_pass, Communicator& comm, ShareStats* stats = nullptr,
+                           Communicator* device_comm = nullptr);
 
 // After training: an Error on every rank (naming `what`) unless every rank holds the same model
 // bytes (parameters and buffers), which the same summed gradients must give. A 64-bit digest.

@@ -178,7 +178,7 @@ double meta_train(AcrModel& model, const Tensor& x, const std::vector<int64_t>& 
     Tensor batch = augment ? concat(parts, 0) : index_select(x, rows).reshape(task_shape);
     opt.zero_grad();
     // Every rank built the whole iteration (the same draws); each computes its share of the tasks.
-    const double loss = acr_backward_shared(model, batch, labels, cfg.tasks, per_pass, comm, share);
+    const double loss = acr_backward_shared(model, batch, labels, cfg.tasks, per_pass, comm, share, cfg.device_comm);
     nn::check_loss(loss, "ACR meta-training", "iteration", it + 1);
     opt.step();
     sched.step();  // StepLR counts iterations

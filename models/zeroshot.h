@@ -62,6 +62,8 @@ struct ZsConfig {
   // every iteration's tasks and the gradients are summed; null: this process alone. Only rank 0
   // writes checkpoints; every rank ends with the same model (checked).
   Communicator* comm = nullptr;
+  // With comm: where the gradients of a model on a GPU are summed (NCCL, gpu_world()); null: on the host through comm.
+  Communicator* device_comm = nullptr;
 };
 
 // Meta-training recipes (docs/acr_augmentation.md):

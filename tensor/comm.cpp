@@ -12,6 +12,9 @@ namespace normad {
 #if NORMAD_HAS_MPI
 Communicator& mpi_world();  // tensor/comm_mpi.cpp
 #endif
+#if NORMAD_HAS_NCCL
+Communicator& nccl_world();  // cuda/comm_nccl.cpp
+#endif
 
 namespace {
 
@@ -70,6 +73,22 @@ Communicator& world() {
 #endif
   }
   return single_process();
+}
+
+bool built_with_nccl() {
+#if NORMAD_HAS_NCCL
+  return true;
+#else
+  return false;
+#endif
+}
+
+Communicator& gpu_world() {
+#if NORMAD_HAS_NCCL
+  return nccl_world();
+#else
+  throw Error("this normad was built without NCCL (it needs CUDA, MPI and nccl.h at configure time)");
+#endif
 }
 
 Communicator& single_process() {

@@ -2,7 +2,8 @@
 // rank and size, an in-place all-reduce of host buffers, a broadcast, and an abort that ends every
 // rank with one rank's message. Two implementations behind one interface: a single process (no
 // launcher: every call is the identity) and MPI (Open MPI from Debian, built when found:
-// NORMAD_MPI=AUTO|ON|OFF). NCCL (device buffers) is planned behind the same interface (issue 18).
+// NORMAD_MPI=AUTO|ON|OFF). NCCL (device buffers, cuda/comm_nccl.cpp: gpu_world()) behind the same
+// interface, built with CUDA and MPI where nccl.h is found.
 // Math: all_reduce_sum(x) leaves sum_r x_r in every rank's buffer (MPI_Allreduce, MPI_IN_PLACE).
 // Tested by tests/test_comm.cpp (the single process) and tests/mpi/comm_check.cpp under
 // `mpirun -np 2` (ctest mpi_comm, when MPI is built): sums, broadcast, rank and size.
@@ -20,8 +21,11 @@ class Communicator {
   virtual ~Communicator() = default;
   virtual int rank() const = 0;
   virtual int size() const = 0;
-  virtual std::string name() const = 0;  // "single" or "mpi"
-  // Every rank's n values summed into every rank's `data` (host memory), in place.
+  virtual std::string name() const = 0;  // "single", "mpi" or "nccl"
+  // Whether the collectives take device (GPU) buffers (NCCL) instead of host ones.
+  virtual bool device_buffers() const { return false; }
+  // Every rank's n values summed into every rank's `data` (host memory; device memory where
+  // device_buffers()), in place.
   virtual void all_reduce_sum(float* data, int64_t n) = 0;
   virtual void all_reduce_sum(double* data, int64_t n) = 0;
   // In place: `data` holds counts[0] + ... + counts[R-1] values, this rank's counts[rank] of them
@@ -52,6 +56,12 @@ bool built_with_mpi();
 // FUNNELED: the first call must come from the main thread, and only it calls collectives.
 // A rank that fails must abort() (a rank that just exits leaves the others waiting in a collective).
 Communicator& world();
+// The ranks of world() with collectives on GPU buffers (NCCL; each rank on its device 0), for
+// gradients that live on the GPU. An Error when this normad was built without NCCL, or MPI did not
+// start the process (NCCL's ranks are bootstrapped through MPI).
+Communicator& gpu_world();
+bool built_with_nccl();
+
 // The single-process communicator (rank 0 of 1, every call the identity), whatever launched us:
 // what a model's config uses when it is given no communicator.
 Communicator& single_process();

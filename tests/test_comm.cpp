@@ -38,3 +38,14 @@ TEST_CASE("comm: launcher variables are recognised, and without MPI built in the
   CHECK_FALSE(launched_by_mpi());
   CHECK(world().name() == "single");
 }
+
+TEST_CASE("comm: the NCCL communicator outside an MPI job is a clear error", "[comm]") {
+  if (launched_by_mpi()) return;
+  if (!built_with_nccl()) {
+    CHECK_THROWS_WITH(gpu_world(), Catch::Contains("built without NCCL"));
+    return;
+  }
+  // NCCL's ranks are bootstrapped through MPI: a lone process is told so (before any GPU is asked for).
+  CHECK_THROWS_WITH(gpu_world(), Catch::Contains("bootstrapped by MPI"));
+  CHECK_THROWS_WITH(gpu_world(), Catch::Contains("mpirun"));  // asked again: the same answer, no crash
+}
