@@ -70,6 +70,12 @@ void check_paths(const std::vector<PathArg>& inputs, const std::vector<PathArg>&
 
 bool writes_outputs() { return !launched_by_mpi() || world().rank() == 0; }
 
+void outputs_barrier() {
+  if (!launched_by_mpi()) return;
+  double ready = 1;
+  world().all_reduce_sum(&ready, 1);  // returns once every rank is here; a failed rank aborted the job
+}
+
 Communicator* gradient_ranks(Device device) {
   if (device == Device::CPU || !launched_by_mpi() || world().size() == 1 || !built_with_nccl()) return nullptr;
   return &gpu_world();

@@ -40,6 +40,11 @@ void check_paths(const std::vector<PathArg>& inputs, const std::vector<PathArg>&
 // shares and print only their errors.
 bool writes_outputs();
 
+// Every rank of an MPI job reached this point without an error (one small all-reduce). Called on
+// every rank right before a command's first output, so that a rank that failed (and so ended the
+// job) leaves no output from rank 0 behind. Nothing in a process alone.
+void outputs_barrier();
+
 // Where data-parallel ranks sum the gradients of a model on `device`: NCCL (gpu_world()) for a
 // GPU model when several ranks run and NCCL was built, else null (through world() on the host).
 Communicator* gradient_ranks(Device device);

@@ -56,6 +56,7 @@ void run_mvg(ImageArgs& a, CLI::App* fit_cmd, CLI::App* score_cmd, CLI::App* eva
     }
     const models::GaussianAd& m = det->model();
     const int64_t rows = det->fit_summary().rows, fit_rows = det->fit_summary().fit_rows;
+    outputs_barrier();
     if (writes_outputs()) det->save(a.out);  // every rank holds the same model; rank 0 writes it
     std::printf("fitted %zu level(s) on %lld of the %lld rows of %s (reduction %s), wrote %s\n", m.levels.size(),
                 (long long)fit_rows, (long long)rows, source.c_str(), o.reduction.c_str(), a.out.c_str());
@@ -102,6 +103,7 @@ void run_mvg(ImageArgs& a, CLI::App* fit_cmd, CLI::App* score_cmd, CLI::App* eva
                                 &world());  // under mpirun: each rank its share, rank 0 writes them all
     }
     const double thr = m.decision_threshold();
+    outputs_barrier();
     write_scores(a.out, names, scores, thr);
     int64_t flagged = 0;
     for (double s : scores) flagged += s > thr;

@@ -84,6 +84,7 @@ void train(const TrainArgs& a, int64_t acr_batch, const CommonOptions& common) {
   Progress p{"train"};
   o.progress = std::ref(p);
   const TableDetector det = TableDetector::fit(data::read_csv(a.data), o);
+  outputs_barrier();
   if (writes_outputs()) det.save(a.out);  // every rank holds the same model; rank 0 writes it
   const TableFitReport& r = det.fit_report();
   const eval::ThresholdReport& thr = det.threshold_report();

@@ -49,6 +49,7 @@ std::vector<double> parse_ratios(const std::string& s) {
 // JSON (top-level "ratios": one object per ratio with each method's mean AUROC over the folds).
 void report(const std::vector<models::ZsFold>& results, const models::ZsConfig& cfg, const ResultFiles& out_files,
             const std::string& protocol, const std::string& recipe) {
+  outputs_barrier();  // every rank finished; only then does rank 0 print and write
   std::printf("\n%-5s %-5s %5s  %-15s %-15s %-15s %-15s\n", "fold", "r", "n_a", "ACR", "stationary", "batch-mean L2", "kNN-5");
   auto cell = [](double m, double s) { char b[32]; std::snprintf(b, sizeof b, "%.3f (%.3f)", m, s); return std::string(b); };
   for (auto& fr : results)

@@ -78,6 +78,8 @@ std::vector<double> small_map(const float* map, int64_t h, int64_t w, int64_t si
 // and the ground truth's outline, written atomically.
 void write_maps(const std::string& dir, const std::string& category, const models::AcrMvtecResult& r,
                 const std::vector<data::ImageItem>& items, const Tensor& masks, const data::ImagePrep& prep) {
+  outputs_barrier();  // every rank got this far; then rank 0 alone draws and writes
+  if (!writes_outputs()) return;
   const int64_t plane = r.map_h * r.map_w;
   for (size_t i = 0; i < items.size(); ++i) {
     const Tensor image = data::imagenet_denormalize(data::load_preprocessed(items[i].path, prep));  // [3, H, W]
@@ -337,6 +339,7 @@ void zeroshot_mvtec(const MvtecZeroshotArgs& a, uint64_t seed, const ResultFiles
               kPublished[4], kPublished[5], kPublished[6],
               comparable ? "" : ("; not comparable with this run's " + std::to_string(held_out.size()) + " categories").c_str());
   if (!a.maps.empty()) std::printf("maps: %s/<category>/<defect>/<image>.png\n", a.maps.c_str());
+  outputs_barrier();
   write_results(js, out_files);
 }
 

@@ -93,7 +93,7 @@ int main(int argc, char** argv) {
           throw Error("normad " + c.app->get_name() + (chosen.empty() ? "" : " " + chosen[0]->get_name()) +
                       " does not share its work between ranks (" + std::to_string(ranks->size()) +
                       " were started; every one would do the whole job): run it without mpirun. Across ranks: "
-                      "zeroshot, train --model acr-dsvdd / acr-ntl, mvg fit (docs/distributed.md)");
+                      "zeroshot, train --model acr-dsvdd / acr-ntl, mvg fit / score on images (docs/distributed.md)");
         }
       // Results, progress and warnings are printed by rank 0; the others print only their errors.
       if (ranks->rank() != 0) {

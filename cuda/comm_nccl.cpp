@@ -90,7 +90,11 @@ class Nccl : public Communicator {
     ncclUniqueId id{};
     if (host.rank() == 0) nccl_check(nccl_api().get_unique_id(&id), "ncclGetUniqueId");
     host.broadcast(&id, sizeof id, 0);
-    nccl_check(nccl_api().comm_init_rank(&comm_, host.size(), id, host.rank()), "ncclCommInitRank");
+    const ncclResult_t r = nccl_api().comm_init_rank(&comm_, host.size(), id, host.rank());
+    if (r != ncclSuccess)
+      throw Error(std::string("NCCL ncclCommInitRank: ") + nccl_api().error_string(r) +
+                  " (each rank uses its device 0: give every rank its own GPU with CUDA_VISIBLE_DEVICES, as Slurm's "
+                  "--gpus-per-task=1 does)");
   }
   int rank() const override { return host_.rank(); }
   int size() const override { return host_.size(); }

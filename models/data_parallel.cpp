@@ -1,5 +1,5 @@
 // Data-parallel ACR meta-training (see models/data_parallel.h). Tested by
-// tests/test_data_parallel.cpp and, under mpirun -np 2, tests/mpi/zeroshot_check.sh.
+// tests/test_data_parallel.cpp and, under mpiexec -np 2, tests/test_cli_mpi.cpp.
 #include "models/data_parallel.h"
 
 #include <chrono>
@@ -84,7 +84,7 @@ double acr_backward_shared(AcrModel& model, const Tensor& x, const std::vector<i
   // Rank r's contribution to the merged running statistics: d^(T - b_r) (R_r - d^(n_r) R_0).
   for (size_t i = 0; i < bns.size(); ++i) {
     if (before_mean[i].empty()) continue;
-    const double d = 1.0 - double(bns[i]->momentum);
+    const double d = double(1.f - bns[i]->momentum);  // the kernel's decay, computed in float
     const double late = std::pow(d, double(tasks - end)), kept = std::pow(d, double(mine));
     const std::vector<double> mean = host_doubles(bns[i]->running_mean), var = host_doubles(bns[i]->running_var);
     for (size_t c = 0; c < mean.size(); ++c) extra.push_back(late * (mean[c] - kept * before_mean[i][c]));
@@ -112,7 +112,7 @@ double acr_backward_shared(AcrModel& model, const Tensor& x, const std::vector<i
   }
   for (size_t i = 0; i < bns.size(); ++i) {
     if (before_mean[i].empty()) continue;
-    const double all = std::pow(1.0 - double(bns[i]->momentum), double(tasks));
+    const double all = std::pow(double(1.f - bns[i]->momentum), double(tasks));
     using Stat = std::pair<Tensor*, const std::vector<double>*>;
     for (auto [stat, before] : {Stat{&bns[i]->running_mean, &before_mean[i]}, Stat{&bns[i]->running_var, &before_var[i]}}) {
       std::vector<float> merged(before->size());

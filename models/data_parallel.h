@@ -9,7 +9,7 @@
 // Running statistics with d = 1 - momentum, rank r's share [a_r, b_r) of n_r tasks started from
 // R_0 and left R_r: R_T = d^T R_0 + sum_r d^(T - b_r) (R_r - d^(n_r) R_0) (in double).
 // Tested by tests/test_data_parallel.cpp (rank_share, the merge against a single process with a
-// simulated communicator) and tests/mpi/zeroshot_check.sh under mpirun -np 2 (ctest mpi_zeroshot).
+// simulated communicator) and tests/test_cli_mpi.cpp (the command line under mpiexec -np 2).
 #pragma once
 
 #include <cstdint>

@@ -397,6 +397,27 @@ GaussianAd GaussianFitter::finish(Communicator* comm) const {
             "level " + std::to_string(l) + ": the training features have no variance (all rows equal)");
     round_to_float(model.levels[l]);
   }
+  if (comm && comm->size() > 1) {
+    // Every rank scores its share with its own copy: the copies must be the same bytes (ranks on
+    // CPUs that round differently would not be), else an Error on every rank.
+    uint64_t hash = 1469598103934665603ull;  // FNV-1a over every level's matrices
+    auto add = [&hash](const double* v, int64_t n) {
+      const auto* b = reinterpret_cast<const unsigned char*>(v);
+      for (size_t i = 0; i < sizeof(double) * size_t(n); ++i) hash = (hash ^ b[i]) * 1099511628211ull;
+    };
+    for (const GaussianLevel& lv : model.levels) {
+      for (const Eigen::MatrixXd* m : {&lv.whiten, &lv.precision, &lv.projection}) add(m->data(), m->size());
+      for (const Eigen::VectorXd* v : {&lv.center, &lv.mean}) add(v->data(), v->size());
+    }
+    uint64_t first = hash;
+    comm->broadcast(&first, sizeof first, 0);
+    double differ = first == hash ? 0.0 : 1.0;
+    comm->all_reduce_sum(&differ, 1);
+    require(differ == 0, "after the sharded fit " + std::to_string(int64_t(differ)) + " of " +
+                             std::to_string(comm->size()) +
+                             " ranks hold a model that differs from rank 0's (ranks on different CPU types or "
+                             "libraries round differently)");
+  }
   return model;
 }
 

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include "tensor/tensor.h"
 
@@ -50,9 +51,18 @@ std::pair<int64_t, int64_t> rank_share(int64_t n, int rank, int ranks) {
 }
 
 bool launched_by_mpi() {
-  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"})
-    if (const char* s = std::getenv(v); s && *s) return true;
-  return false;
+  // The launcher's own size, most specific first; one rank (mpirun -np 1, srun -n 1) is a process
+  // alone, which needs neither MPI nor a build with it.
+  auto env = [](const char* v) -> const char* {
+    const char* s = std::getenv(v);
+    return s && *s ? s : nullptr;
+  };
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"})
+    if (const char* s = env(v)) return std::strcmp(s, "1") != 0;
+  if (!env("PMIX_RANK")) return false;
+  // PMIx gives no size variable; srun's step (SLURM_STEP_NUM_TASKS) does.
+  const char* step = env("SLURM_STEP_NUM_TASKS");
+  return !(step && std::strcmp(step, "1") == 0);
 }
 
 bool built_with_mpi() {

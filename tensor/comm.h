@@ -44,8 +44,9 @@ class Communicator {
 // n (rank + 1) / ranks). Shares differ by at most one item; a rank gets none when ranks > n.
 std::pair<int64_t, int64_t> rank_share(int64_t n, int rank, int ranks);
 
-// True when an MPI launcher started this process (OMPI_COMM_WORLD_SIZE, PMI_SIZE or PMIX_RANK in
-// the environment).
+// True when an MPI launcher started this process as one of several ranks: OMPI_COMM_WORLD_SIZE or
+// PMI_SIZE above 1, or PMIX_RANK set unless Slurm's SLURM_STEP_NUM_TASKS says 1 (a single rank runs
+// as a process alone, MPI or not).
 bool launched_by_mpi();
 // Whether this build has the MPI communicator.
 bool built_with_mpi();

@@ -106,6 +106,25 @@ TEST_CASE("mpi: zeroshot --csv and train --model acr-dsvdd on 2 ranks match one 
   CHECK(acr <= 0.01);
   CHECK(stationary <= 0.03);
 
+  // Checkpoints: rank 0 writes them, the run is identified with its rank count (the shares sum in
+  // another order), every rank resumes from the file; a single process refuses it.
+  const std::string ck = " --checkpoint " + p("ck.st") + " --checkpoint-every 30";
+  const test::Run c2 = mpi2(zs + p("ck.json") + ck);
+  INFO(c2.out);
+  REQUIRE(c2.rc == 0);
+  const nn::Safetensors st = nn::load_safetensors(p("ck.st"));
+  CHECK(st.metadata.at("ckpt.run.ranks") == "2");
+  CHECK(st.metadata.at("ckpt.step") == "60");
+  CHECK(read_json(p("ck.json"))["folds"][0]["batches"] == b);  // checkpointing changes nothing
+  const test::Run r2 = mpi2(zs + p("resumed.json") + " --resume " + p("ck.st"));
+  INFO(r2.out);
+  REQUIRE(r2.rc == 0);
+  CHECK(count(r2.out, "resumed from") == 1);
+  CHECK(read_json(p("resumed.json"))["folds"][0]["batches"] == b);
+  const test::Run r1 = test::run(zs + p("single.json") + " --resume " + p("ck.st"));
+  CHECK(r1.rc == 2);
+  CHECK(r1.out.find("ranks") != std::string::npos);
+
   // train --model acr-dsvdd: one file from rank 0; scores within float order of one process's.
   const std::string tr = "train --model acr-dsvdd --data " + p("t.csv") + " --label class --train-classes c0,c1,c2,c3 "
                          "--iters 40 --threads 1 --out ";

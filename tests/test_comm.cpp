@@ -34,7 +34,20 @@ TEST_CASE("comm: launcher variables are recognised, and without MPI built in the
   setenv("OMPI_COMM_WORLD_SIZE", "2", 1);
   CHECK(launched_by_mpi());
   if (!built_with_mpi()) CHECK_THROWS_WITH(world(), Catch::Contains("built without MPI"));
+  // One rank (srun -n 1, mpirun -np 1) is a process alone: no MPI, no error without it.
+  setenv("OMPI_COMM_WORLD_SIZE", "1", 1);
+  CHECK_FALSE(launched_by_mpi());
+  CHECK(world().name() == "single");
   unsetenv("OMPI_COMM_WORLD_SIZE");
+  setenv("SLURM_STEP_NUM_TASKS", "1", 1);  // an sbatch of 1 task whose mpirun starts 4: 4 ranks
+  setenv("OMPI_COMM_WORLD_SIZE", "4", 1);
+  CHECK(launched_by_mpi());
+  unsetenv("OMPI_COMM_WORLD_SIZE");
+  setenv("PMIX_RANK", "0", 1);  // srun -n 1 with PMIx
+  CHECK_FALSE(launched_by_mpi());
+  unsetenv("SLURM_STEP_NUM_TASKS");
+  CHECK(launched_by_mpi());  // PMIx without a size: a rank of an MPI job
+  unsetenv("PMIX_RANK");
   CHECK_FALSE(launched_by_mpi());
   CHECK(world().name() == "single");
 }

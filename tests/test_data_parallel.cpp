@@ -8,7 +8,7 @@
 //     num_batches_tracked exactly;
 //   - meta_train on 2 and 3 ranks leaves the same model bytes on every rank, close to one process's;
 //   - a rank whose model drifted is caught by check_replicas_agree.
-// (tests/mpi/zeroshot_check.sh runs the same under mpirun -np 2 through the command line.)
+// (tests/test_cli_mpi.cpp runs the command line under mpiexec -np 2.)
 #include <catch2/catch.hpp>
 
 #include <barrier>
@@ -328,20 +328,23 @@ TEST_CASE("data parallel: sharded moment sums equal one process's, whatever each
 TEST_CASE("data parallel: a sharded GaussianFitter gives one process's model (none, pca, npca)", "[data_parallel]") {
   const int64_t n = 150;
   const std::vector<int64_t> dims{6, 4};
-  const std::vector<Tensor> levels{gaussian_rows(n, 6, 51), gaussian_rows(n, 4, 52)};
-  for (const std::string reduction : {"none", "pca", "npca"}) {
-    INFO(reduction);
+  const std::vector<Tensor> all_levels{gaussian_rows(n, 6, 51), gaussian_rows(n, 4, 52)};
+  // 3 ranks; and 9 ranks on 7 rows, where rank 0 and others have none (the shift and the
+  // components come from elsewhere, the empty ranks still join every collective).
+  for (auto [reduction, R, rows] : {std::tuple{std::string("none"), 3, n}, {"pca", 3, n}, {"npca", 3, n},
+                                     {"none", 9, int64_t(7)}, {"npca", 9, int64_t(7)}}) {
+    INFO(reduction << ", " << R << " ranks, " << rows << " rows");
     models::GaussianAdOptions o;
     o.reduction = reduction, o.variance = 0.9;
+    const std::vector<Tensor> levels{slice(all_levels[0], 0, 0, rows), slice(all_levels[1], 0, 0, rows)};
     models::GaussianFitter one(dims, o);
     one.add(levels);
     const models::GaussianAd ref = one.finish();
-    const int R = 3;
     std::vector<models::GaussianAd> got(static_cast<size_t>(R));
     on_ranks(R, [&](Communicator& c, int r) {
       models::GaussianFitter f(dims, o);
-      const auto [b, e] = rank_share(n, r, R);
-      f.add({slice(levels[0], 0, b, e), slice(levels[1], 0, b, e)});
+      const auto [b, e] = rank_share(rows, r, R);
+      if (e > b) f.add({slice(levels[0], 0, b, e), slice(levels[1], 0, b, e)});
       got[size_t(r)] = f.finish(&c);
     });
     const Eigen::MatrixXd d_ref = ref.level_distances(levels);
