@@ -83,8 +83,8 @@ void report(const std::vector<models::ZsFold>& results, const models::ZsConfig& 
     nlohmann::json jf{{"fold", std::string(1, fr.fold)}, {"secs_per_iter", fr.secs_per_iter}};
     if (fr.ranks > 1) {  // data-parallel: what each iteration moved between the ranks
       const int64_t bytes = 4 * fr.share.float_values + 8 * fr.share.double_values;
-      std::printf("fold %c: %d ranks, each iteration all-reduced %lld floats + %lld doubles (%.2f MB), %.1f ms of it in "
-                  "the all-reduce on rank 0 (waiting for the other ranks included)\n",
+      std::printf("fold %c: %d ranks, each iteration all-reduced %lld floats + %lld doubles (%.2f MB); rank 0 spent %.1f "
+                  "ms per iteration in the all-reduce (waiting for the other ranks included)\n",
                   fr.fold, fr.ranks, (long long)fr.share.float_values, (long long)fr.share.double_values, bytes / 1e6,
                   1e3 * fr.reduce_secs_per_iter);
       jf["ranks"] = fr.ranks, jf["allreduce_bytes_per_iter"] = bytes, jf["allreduce_secs_per_iter"] = fr.reduce_secs_per_iter;

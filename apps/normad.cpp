@@ -39,8 +39,9 @@ int main(int argc, char** argv) {
            (cuda_backend_table() ? (device_available(Device::CUDA)
                                         ? std::string("built, GPU found")
                                         : "built, no GPU (" + device_unavailable_reason(Device::CUDA) + ")")
-                                 : std::string("not built"));
-  }), "Print what this build computes with (CPU GEMM engine, CUDA) and exit");
+                                 : std::string("not built")) +
+           "; MPI " + (built_with_mpi() ? "built" : "not built") + ", NCCL " + (built_with_nccl() ? "built" : "not built");
+  }), "Print what this build computes with (CPU GEMM engine, CUDA, MPI, NCCL) and exit");
   // Parse errors: one line, like every other error (CLI11 would add a second one).
   app.failure_message([](const CLI::App*, const CLI::Error& e) { return "normad: " + std::string(e.what()) + "\n"; });
   cli::CommonOptions common;
@@ -91,7 +92,7 @@ int main(int argc, char** argv) {
         if (*c.app && !(c.runs_across_ranks && c.runs_across_ranks())) {
           const auto chosen = c.app->get_subcommands();  // mvg fit / score / eval
           throw Error("normad " + c.app->get_name() + (chosen.empty() ? "" : " " + chosen[0]->get_name()) +
-                      " does not share its work between ranks (" + std::to_string(ranks->size()) +
+                      " with these options does not share its work between ranks (" + std::to_string(ranks->size()) +
                       " were started; every one would do the whole job): run it without mpirun. Across ranks: "
                       "zeroshot, train --model acr-dsvdd / acr-ntl, mvg fit / score on images (docs/distributed.md)");
         }

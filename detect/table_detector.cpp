@@ -438,6 +438,9 @@ TableDetector TableDetector::fit(const Table& data, const TableFitOptions& o) {
                        "augmentation %s",
                        o.model.c_str(), classes.size(), (long long)table.x.size(0), (long long)F, (long long)cfg.iters,
                        recipe.c_str(), cfg.task_aug.c_str()));
+    if (o.comm && o.comm->size() > 1)
+      log_line(o, format("meta-training on %d ranks: each computes its share of the %lld tasks of every iteration",
+                         o.comm->size(), (long long)cfg.tasks));
     auto resumed = [&o, iters = cfg.iters](int64_t done) {
       log_line(o, format("resumed from %s after iteration %lld of %lld", o.resume.c_str(), (long long)done,
                          (long long)iters));

@@ -158,7 +158,14 @@ double meta_train(AcrModel& model, const Tensor& x, const std::vector<int64_t>& 
   }
   if (!cfg.resume_from.empty()) {
     std::map<std::string, std::string> extra;
-    start = nn::load_checkpoint(cfg.resume_from, training_state(), run, &extra);
+    try {
+      start = nn::load_checkpoint(cfg.resume_from, training_state(), run, &extra);
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      if (m.find(" ranks is ") == std::string::npos) throw;
+      throw Error(m + " (a checkpoint resumes under as many ranks as wrote it: mpirun -np N for N ranks, no "
+                      "mpirun for one process)");
+    }
     check(start <= cfg.iters, cfg.resume_from, "checkpoint after " + std::to_string(start) + " iterations, more than --iters");
     sched.set_last_epoch(start);  // StepLR counts iterations
     if (resume.restore) resume.restore(extra);

@@ -61,14 +61,15 @@ int64_t load_checkpoint(const std::string& path, const TrainingState& state,
   // The same run: every identifying field equal, none missing or extra.
   for (const auto& [key, value] : run) {
     const std::string k = "ckpt.run." + key;
-    if (!f.has_meta(k)) throw Error(path + ": checkpoint of another kind of run (no field " + key + ")");
+    if (!f.has_meta(k))
+      throw Error(path + ": checkpoint of another kind of run: " + key + " is '" + value + "' now and not recorded there");
     if (f.meta(k) != value)
       throw Error(path + ": checkpoint of another run: " + key + " is '" + f.meta(k) + "' there, '" + value +
                   "' now (resume with the options and data it was written with)");
   }
   for (const auto& [k, v] : f.metadata)
     if (k.rfind("ckpt.run.", 0) == 0 && !run.count(k.substr(9)))
-      throw Error(path + ": checkpoint of another kind of run (field " + k.substr(9) + ")");
+      throw Error(path + ": checkpoint of another kind of run: " + k.substr(9) + " is '" + v + "' there and not set now");
   const int64_t step = f.meta_int("ckpt.step", 0, INT64_MAX);
   for (const auto& [name, t] : state.model) {
     const auto it = f.tensors.find("model." + name);

@@ -14,6 +14,7 @@
 #include "data/csv.h"
 #include "nn/safetensors.h"
 #include "tensor/backend.h"
+#include "tensor/comm.h"
 #include "tensor/random.h"
 #include "tests/cli_run.h"
 #include "tests/tiny_fmnist.h"
@@ -38,6 +39,9 @@ TEST_CASE("cli: --version names the CPU GEMM engine in use and the CUDA backend"
   CHECK_THAT(r.out, Catch::Contains("CPU GEMM " + normad::cpu_gemm_engine()));
   // built or not as this test binary was (a build with nvcc used to say "not built" without a GPU)
   CHECK_THAT(r.out, Catch::Contains(normad::cuda_backend_table() ? "CUDA backend built" : "CUDA backend not built"));
+  // whether mpirun can start it as several ranks, and whether GPU ranks sum through NCCL (issue 18)
+  CHECK_THAT(r.out, Catch::Contains(normad::built_with_mpi() ? "MPI built" : "MPI not built"));
+  CHECK_THAT(r.out, Catch::Contains(normad::built_with_nccl() ? "NCCL built" : "NCCL not built"));
   // NORMAD_GEMM picks the engine; anything but eigen or openblas is an error, not a silent default
   setenv("NORMAD_GEMM", "eigen", 1);
   r = run("--version");

@@ -211,11 +211,11 @@ TEST_CASE("mpi: a command that does not share its work is refused under 2 ranks"
   const test::Run r = mpi2("train --model ntl --data " + p("t.csv") + " --out " + p("m.safetensors"));
   INFO(r.out);
   CHECK(r.rc == 2);
-  CHECK(r.out.find("normad train does not share its work between ranks") != std::string::npos);
+  CHECK(r.out.find("normad train with these options does not share its work between ranks") != std::string::npos);
   CHECK_FALSE(fs::exists(p("m.safetensors")));
   const test::Run m = mpi2("mvg eval --mvtec " + p("none") + " --category x --backbone resnet18 --weights " + p("w"));
   INFO(m.out);
   CHECK(m.rc == 2);
-  CHECK(m.out.find("normad mvg eval does not share its work") != std::string::npos);
+  CHECK(m.out.find("normad mvg eval with these options does not share its work") != std::string::npos);
 #endif
 }
