@@ -59,10 +59,10 @@ if s.count(a) != 1: sys.exit(f"mutate: '{a}' occurs {s.count(a)} times in {p}")
 open(p, "w").write(s.replace(a, b))
 PY
   then mv "$target.orig" "$target"; errors=$((errors + 1)); report+="ERROR     $name (text not found once)\n"; continue; fi
-  if ! cmake --build "$scratch/build" -j "$jobs" > "$scratch/build.log" 2>&1; then
+  if ! cmake --build "$scratch/build" -j "$jobs" > "$scratch/build.log" 2>&1 < /dev/null; then
     verdict="KILLED    (does not compile)"
   else
-    (cd "$scratch/build" && ctest -j "$jobs" > "$scratch/ctest.log" 2>&1) || true
+    (cd "$scratch/build" && ctest -j "$jobs" > "$scratch/ctest.log" 2>&1 < /dev/null) || true  # no test may eat the list
     red=$(comm -13 <(echo "$baseline") <(failures "$scratch/ctest.log") | grep -c . || true)
     grep -q "tests passed" "$scratch/ctest.log" || red=1  # ctest itself did not finish
     [ "$red" -gt 0 ] && verdict="KILLED    ($red tests red)" || verdict="SURVIVED"

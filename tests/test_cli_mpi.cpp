@@ -32,11 +32,12 @@ namespace {
 
 #ifdef NORMAD_MPIEXEC
 // Two ranks on this machine, shared memory between them (no network probing; no single-copy,
-// which needs ptrace in containers), 120 s before a hang counts as a failure.
+// which needs ptrace in containers), 120 s before a hang counts as a failure. Standard input from
+// /dev/null: mpiexec forwards its stdin to rank 0 and would eat a caller's (a `while read` loop's).
 test::Run mpi2(const std::string& args) {
   return test::run_command("OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none timeout 120 " +
                            std::string(NORMAD_MPIEXEC) + " -np 2 --oversubscribe --allow-run-as-root " + NORMAD_BIN +
-                           " " + args);
+                           " " + args + " < /dev/null");
 }
 #endif
 
