@@ -5,17 +5,36 @@
 //   NORMAD_BENCH_PROFILE=/tmp/acr.json build/normad_bench --benchmark_filter=acr_dsvdd_step/
 // The table's wall time includes Google Benchmark's own work between cases, so "inside ops" reads
 // a little low. Unset, the profiler stays off and this is BENCHMARK_MAIN().
+// NORMAD_BENCH_CONV=planar|channels_last|direct|implicit forces one convolution path for the whole
+// run (tensor/cpu.h, set_conv_columns), to compare a kernel with the others on the same cases;
+// unset or automatic: the library's own choice. Any other value is an error.
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 
+#include "tensor/cpu.h"
 #include "tensor/profile.h"
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  if (const char* conv = std::getenv("NORMAD_BENCH_CONV")) {
+    using normad::cpu::ConvColumns;
+    const std::string c = conv;
+    const ConvColumns columns = c == "planar" ? ConvColumns::planar
+                              : c == "channels_last" ? ConvColumns::channels_last
+                              : c == "direct" ? ConvColumns::direct
+                              : c == "implicit" ? ConvColumns::implicit
+                                                : ConvColumns::automatic;
+    if (columns == ConvColumns::automatic && !c.empty() && c != "automatic") {
+      std::fprintf(stderr, "normad_bench: NORMAD_BENCH_CONV=%s: expected planar, channels_last, "
+                           "direct, implicit or automatic\n", conv);
+      return 1;
+    }
+    normad::cpu::set_conv_columns(columns);
+  }
   const char* env = std::getenv("NORMAD_BENCH_PROFILE");
   const std::string trace = env ? env : "";
   if (!trace.empty()) normad::profile::start();

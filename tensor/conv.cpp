@@ -36,6 +36,10 @@
 #include <string>
 #include <vector>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
@@ -641,6 +645,202 @@ void direct_backward_weight(float* dw, const float* dout, const float* x, const 
   }
 }
 
+// ---- implicit GEMM forward, channels-last (groups 1, many channels) ------------------------------
+// With many channels (the Omniglot net's 64) im2col + OpenBLAS spent as long building and packing
+// operands as multiplying them (perf of the Omniglot scoring step, 1 core: sgemm kernel 28% of the
+// time, im2col 13%, OpenBLAS packing the columns and, per chunk again, the weights 13.5%). This
+// kernel reads each tap straight from a zero-padded channels-last copy of the samples:
+//   out[pixel, f] = sum_{kh, kw, c} xpad[window(pixel) + (kh dh, kw dw), c] w[f, c, kh, kw],
+// with the weights packed once per call as blocks of filters, [block][KH][KW][C][filters of the
+// block] (filters in vector lanes, zero-padded to whole vectors). A register tile of kTileP output
+// pixels x FV vectors of filters stays in registers over all KH KW C terms: per term FV weight
+// loads, kTileP broadcasts, kTileP FV multiply-adds. The tile's pixels run on across rows and
+// samples of the chunk (each pixel has its own window pointer), so small maps (7x7, 4x4, 2x2)
+// leave no lanes empty. The [pixels, F] tile results are written to out [N, F, OH, OW] through the
+// epilogue. Every output is summed by one task in one order (taps, then channels): bit-identical
+// for any thread count; the order differs from the GEMM paths' (results agree to float rounding).
+#if defined(__AVX512F__)
+constexpr int64_t kVec = 16;  // floats per vector register
+constexpr int kMaxFV = 4;     // tile 6 x 4 vectors: 24 sums + 4 weights of 32 registers
+#else
+constexpr int64_t kVec = 8;   // AVX2 and narrower: 16 registers
+constexpr int kMaxFV = 2;     // tile 6 x 2: 12 sums + 2 weights
+#endif
+constexpr int kTileP = 6;
+typedef float vecf __attribute__((vector_size(kVec * sizeof(float))));
+// the same, at any float address (packed weights and results are not vector-aligned)
+typedef float vecf_unaligned __attribute__((vector_size(kVec * sizeof(float)), aligned(4)));
+
+bool implicit_applies(const ConvDims& d) { return d.G == 1; }
+
+// Filters padded to whole vectors.
+int64_t implicit_padded_filters(const ConvDims& d) { return (d.F + kVec - 1) / kVec * kVec; }
+
+// w [F, C, KH, KW] -> blocks of kMaxFV vectors of filters (the last block narrower), each
+// [KH KW][C][block width]; block f0 starts at f0 * K (filters past F are zero).
+std::vector<float> implicit_weights(const float* w, const ConvDims& d) {
+  const int64_t fp = implicit_padded_filters(d), taps = d.KH * d.KW;
+  std::vector<float> out(fp * d.K, 0.f);
+  for (int64_t f0 = 0; f0 < fp; f0 += kMaxFV * kVec) {
+    const int64_t width = std::min<int64_t>(kMaxFV * kVec, fp - f0);
+    float* blk = out.data() + f0 * d.K;
+    for (int64_t f = f0; f < std::min(f0 + width, d.F); ++f)
+      for (int64_t c = 0; c < d.C; ++c)
+        for (int64_t t = 0; t < taps; ++t) blk[(t * d.C + c) * width + (f - f0)] = w[(f * d.C + c) * taps + t];
+  }
+  return out;
+}
+
+#if defined(__AVX512F__)
+// r[j][i] = r[i][j] for a 16 x 16 block in registers: pairs of rows interleaved by floats, then by
+// pairs of floats, then 128-bit quarters exchanged twice.
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  auto pd = [](__m512 v) { return _mm512_castps_pd(v); };
+  for (int i = 0; i < 4; ++i) {
+    r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(t[4 * i]), pd(t[4 * i + 2])));
+    r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(t[4 * i]), pd(t[4 * i + 2])));
+    r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(t[4 * i + 1]), pd(t[4 * i + 3])));
+    r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(t[4 * i + 1]), pd(t[4 * i + 3])));
+  }
+  for (int i = 0; i < 4; ++i) {
+    t[i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0x88);
+    t[4 + i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0xdd);
+    t[8 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0x88);
+    t[12 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0xdd);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
+    r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xdd);
+    r[4 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0x88);
+    r[12 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0xdd);
+  }
+}
+#endif
+
+// dst[j ldd + i] = src[i lds + j] for i < rows, j < cols: a transposed copy. With AVX-512 in 16 x 16
+// blocks through registers (masked at the edges); the strided scalar copy took half as long as the
+// multiply-adds of the Omniglot net's 64 -> 64 layer.
+void transpose_copy(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t rows, int64_t cols) {
+#if defined(__AVX512F__)
+  for (int64_t i0 = 0; i0 < rows; i0 += 16) {
+    const int64_t nr = std::min<int64_t>(16, rows - i0);
+    for (int64_t j0 = 0; j0 < cols; j0 += 16) {
+      const int64_t nc = std::min<int64_t>(16, cols - j0);
+      const __mmask16 col_mask = __mmask16((1u << nc) - 1), row_mask = __mmask16((1u << nr) - 1);
+      __m512 r[16];
+      for (int64_t i = 0; i < 16; ++i)
+        r[i] = i < nr ? _mm512_maskz_loadu_ps(col_mask, src + (i0 + i) * lds + j0) : _mm512_setzero_ps();
+      transpose16(r);
+      for (int64_t j = 0; j < nc; ++j) _mm512_mask_storeu_ps(dst + (j0 + j) * ldd + i0, row_mask, r[j]);
+    }
+  }
+#else
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) dst[j * ldd + i] = src[i * lds + j];
+#endif
+}
+
+// dst [H + 2 ph, W + 2 pw, C] = sample x [C, H, W] with a zero border.
+void padded_hwc(float* dst, const float* x, const ConvDims& d, const Conv2dArgs& a) {
+  const int64_t wp = d.W + 2 * a.pad_w, hp = d.H + 2 * a.pad_h;
+  std::fill(dst, dst + hp * wp * d.C, 0.f);
+  // 16 planes at a time, row by row ([16, W] -> [W, 16]): 16 input streams read in order (all C
+  // planes' rows at once missed the cache on most loads)
+  const int64_t hw = d.H * d.W;
+  for (int64_t c0 = 0; c0 < d.C; c0 += 16)
+    for (int64_t h = 0; h < d.H; ++h)
+      transpose_copy(dst + ((h + a.pad_h) * wp + a.pad_w) * d.C + c0, d.C, x + c0 * hw + h * d.W, hw,
+                     std::min<int64_t>(16, d.C - c0), d.W);
+}
+
+// res[p, 0 .. FV kVec) for the first m of the tile's kTileP pixels (window pointers px; past m
+// they repeat the last one and their sums are dropped), wb the filter block's packed weights.
+template <int FV>
+void implicit_tile(float* res, int64_t ldr, const float* const* px, int64_t m, const float* wb,
+                   const int64_t* tap_off, int64_t taps, int64_t C) {
+  // sums and weights are named registers only when every loop over them is unrolled (GCC kept
+  // the arrays on the stack otherwise: 3x slower)
+  vecf acc[kTileP][FV];
+#pragma GCC unroll 8
+  for (int p = 0; p < kTileP; ++p)
+#pragma GCC unroll 4
+    for (int v = 0; v < FV; ++v) acc[p][v] = vecf{};
+  for (int64_t t = 0; t < taps; ++t) {
+    const vecf_unaligned* wt = reinterpret_cast<const vecf_unaligned*>(wb + t * C * FV * kVec);
+    const float* q[kTileP];
+#pragma GCC unroll 8
+    for (int p = 0; p < kTileP; ++p) q[p] = px[p] + tap_off[t];
+    for (int64_t c = 0; c < C; ++c, wt += FV) {
+      vecf wv[FV];
+#pragma GCC unroll 4
+      for (int v = 0; v < FV; ++v) wv[v] = wt[v];
+#pragma GCC unroll 8
+      for (int p = 0; p < kTileP; ++p) {
+        const float xv = q[p][c];
+#pragma GCC unroll 4
+        for (int v = 0; v < FV; ++v) acc[p][v] += xv * wv[v];
+      }
+    }
+  }
+  vecf_unaligned* out = reinterpret_cast<vecf_unaligned*>(res);
+  for (int64_t p = 0; p < m; ++p)
+#pragma GCC unroll 4
+    for (int v = 0; v < FV; ++v) out[p * (ldr / kVec) + v] = acc[p][v];
+}
+
+// out [N, F, OH, OW] = act(scale[f] * conv + shift[f]) by the implicit GEMM; parallel over the
+// shape-fixed chunks of samples.
+void implicit_forward(float* out, const float* x, const float* w, const float* scale,
+                      const float* shift, const ConvDims& d, const Conv2dArgs& a, Activation act) {
+  const int64_t hp = d.H + 2 * a.pad_h, wp = d.W + 2 * a.pad_w, sample = hp * wp * d.C;
+  const int64_t taps = d.KH * d.KW, ohw = d.OH * d.OW, fp = implicit_padded_filters(d);
+  const std::vector<float> packed = implicit_weights(w, d);
+  std::vector<int64_t> tap_off(taps);  // a tap's offset from its pixel's window origin
+  for (int64_t kh = 0; kh < d.KH; ++kh)
+    for (int64_t kw = 0; kw < d.KW; ++kw)
+      tap_off[kh * d.KW + kw] = (kh * a.dil_h * wp + kw * a.dil_w) * d.C;
+  tbb::parallel_for(int64_t(0), d.n_chunks, [&](int64_t chunk) {
+    const int64_t n0 = chunk * d.nb, nb = std::min(d.nb, d.N - n0), pixels = nb * ohw;
+    thread_local std::vector<float> xpad, res;  // reused across calls
+    xpad.resize(std::max<size_t>(xpad.size(), nb * sample));
+    res.resize(std::max<size_t>(res.size(), pixels * fp));
+    for (int64_t j = 0; j < nb; ++j) padded_hwc(xpad.data() + j * sample, x + (n0 + j) * d.C * d.H * d.W, d, a);
+    // res [pixels, fp]: tiles of kTileP pixels (across rows and samples) x blocks of filters
+    for (int64_t p0 = 0; p0 < pixels; p0 += kTileP) {
+      const int64_t m = std::min<int64_t>(kTileP, pixels - p0);
+      const float* px[kTileP];
+      for (int64_t p = 0; p < kTileP; ++p) {
+        const int64_t q = p0 + std::min(p, m - 1), j = q / ohw, oh = q % ohw / d.OW, ow = q % d.OW;
+        px[p] = xpad.data() + j * sample + (oh * a.stride_h * wp + ow * a.stride_w) * d.C;
+      }
+      for (int64_t f0 = 0; f0 < fp; f0 += kMaxFV * kVec) {
+        const int fv = int(std::min<int64_t>(kMaxFV, (fp - f0) / kVec));
+        float* r = res.data() + p0 * fp + f0;
+        const float* wb = packed.data() + f0 * d.K;
+        switch (fv) {  // fv <= kMaxFV
+          case 1: implicit_tile<1>(r, fp, px, m, wb, tap_off.data(), taps, d.C); break;
+          case 2: implicit_tile<2>(r, fp, px, m, wb, tap_off.data(), taps, d.C); break;
+          case 3: implicit_tile<3>(r, fp, px, m, wb, tap_off.data(), taps, d.C); break;
+          default: implicit_tile<4>(r, fp, px, m, wb, tap_off.data(), taps, d.C); break;
+        }
+      }
+    }
+    // write-back: each sample's [OH OW, F] sums transposed into out[n] [F, OH OW], then the
+    // epilogue in place
+    for (int64_t j = 0; j < nb; ++j) {
+      float* o = out + (n0 + j) * d.F * ohw;
+      transpose_copy(o, ohw, res.data() + j * ohw * fp, fp, ohw, d.F);
+      for (int64_t f = 0; f < d.F; ++f)
+        epilogue(o + f * ohw, o + f * ohw, ohw, scale ? scale[f] : 1.f, shift ? shift[f] : 0.f, act);
+    }
+  });
+}
+
 // Whether a pass takes its direct kernel: forced (tests), or automatically where it measured
 // faster than im2col + GEMM (bench conv_*/lenet*, omni1*; 1 core, docs/profiling.md): when the
 // channels the pass sums into fill a register block of 4 to 8 (the forward's F, the
@@ -659,6 +859,14 @@ bool use_direct(const ConvDims& d, DirectPass pass) {
   const int64_t block = pass == DirectPass::input ? d.C : d.F;
   const int64_t row = pass == DirectPass::input ? d.W : d.OW;
   return block >= 4 && block <= 8 && row >= kLanes / 2;
+}
+
+// Whether the forward takes the implicit GEMM: forced (tests), or automatically where channels-last
+// columns would be built (>= 16 channels), except a 1x1 kernel read in place by the GEMM.
+bool use_implicit(const ConvDims& d, const Conv2dArgs& a) {
+  const ConvColumns c = g_columns.load(std::memory_order_relaxed);
+  if (c == ConvColumns::implicit) return true;
+  return c == ConvColumns::automatic && d.Cg >= 16 && !(is_pointwise(d, a) && d.nb == 1);
 }
 
 // conv2d and conv2d_affine_act: im2col + GEMM per chunk and group, or the depthwise loop, then
@@ -686,6 +894,10 @@ Tensor conv2d_impl(const Tensor& x, const Tensor& w, const Tensor& scale, const 
   }
   if (direct_applies(d, a) && use_direct(d, DirectPass::forward)) {
     direct_forward(op, xp, wp, sp, bp, d, a, act);
+    return out;
+  }
+  if (implicit_applies(d) && use_implicit(d, a)) {
+    implicit_forward(op, xp, wp, sp, bp, d, a, act);
     return out;
   }
   const bool pointwise = is_pointwise(d, a);

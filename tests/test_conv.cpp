@@ -121,11 +121,13 @@ struct ColumnsScope {
   ~ColumnsScope() { cpu::set_conv_columns(cpu::ConvColumns::automatic); }
 };
 cpu::ConvColumns generated_columns() {
-  return GENERATE(cpu::ConvColumns::planar, cpu::ConvColumns::channels_last, cpu::ConvColumns::direct);
+  return GENERATE(cpu::ConvColumns::planar, cpu::ConvColumns::channels_last, cpu::ConvColumns::direct,
+                  cpu::ConvColumns::implicit);
 }
 const char* columns_name(cpu::ConvColumns c) {
   return c == cpu::ConvColumns::planar ? "planar" : c == cpu::ConvColumns::channels_last ? "channels-last"
-         : c == cpu::ConvColumns::direct ? "direct" : "automatic";
+         : c == cpu::ConvColumns::direct ? "direct"
+         : c == cpu::ConvColumns::implicit ? "implicit" : "automatic";
 }
 
 bool bitwise_equal(const Tensor& a, const Tensor& b) {
@@ -221,6 +223,39 @@ TEST_CASE("conv2d: the direct kernels for few channels match plain loops", "[con
   c.a.pad_h = c.a.pad_w = pad;
   if (c.H + 2 * pad - KH < 0 || c.W + 2 * pad - KW < 0) return;  // kernel larger than the padded input
   check_against_loops(c, 23);
+}
+
+TEST_CASE("conv2d: the implicit GEMM's filter blocks, pixel tiles and transposes match plain loops",
+          "[conv]") {
+  // F = 1, 16, 17, 64, 70, 100: one narrow vector, whole vectors, a block of 4 vectors plus a
+  // partial one, several blocks (16 lanes; 8 without AVX-512); C = 1, 19 (a block of 16 planes
+  // and 3 more in the transposes), 33; 3 samples of 5 x 37 (rows longer than 16 columns, pixel
+  // tiles of 6 running across rows and samples) at stride 1 and 2, with and without padding
+  ColumnsScope scope(cpu::ConvColumns::implicit);
+  const int64_t F = GENERATE(1, 16, 17, 64, 70, 100);
+  const int64_t C = GENERATE(1, 19, 33);
+  const int64_t stride = GENERATE(1, 2);
+  const int64_t pad = GENERATE(0, 1);
+  ConvCase c{3, C, 5, 37, F, 3, 3, {}, true};
+  c.a.stride_h = c.a.stride_w = stride;
+  c.a.pad_h = c.a.pad_w = pad;
+  INFO(c.str());
+  Tensor x, w, b;
+  make_inputs(c, 31, &x, &w, &b);
+  test::expect_close(conv2d(x, w, b, c.a), conv2d(on_ref(x), on_ref(w), on_ref(b), c.a), 1e-4, 1e-4,
+                     "forward " + c.str());
+  // the fused epilogue on this path: act(scale * conv + shift)
+  Generator g(32);
+  Tensor scale = g.uniform({F}, -2.f, 2.f);
+  Tensor conv = conv2d(on_ref(x), on_ref(w), Tensor(), c.a);
+  Tensor ref = Tensor::empty(conv.shape());
+  const int64_t plane = conv.size(2) * conv.size(3);
+  for (int64_t i = 0; i < conv.numel(); ++i) {
+    const int64_t f = (i / plane) % F;
+    ref.data()[i] = std::max(scale.data()[f] * conv.data()[i] + b.data()[f], 0.f);
+  }
+  test::expect_close(conv2d_affine_act(x, w, scale, b, c.a, Activation::relu), ref, 1e-4, 1e-4,
+                     "relu epilogue " + c.str());
 }
 
 TEST_CASE("conv2d: the direct weight gradient carries its sums across sample chunks", "[conv]") {
@@ -382,7 +417,8 @@ TEST_CASE("conv2d: results are bit-identical for 1 and several threads", "[conv]
   INFO("columns " << columns_name(columns));
   ConvCase c{40, 8, 9, 9, 16, 3, 3, {}, true};
   c.a.pad_h = c.a.pad_w = 1;
-  c.a.groups = columns == cpu::ConvColumns::direct ? 1 : 2;  // the direct kernels take groups 1
+  // the direct and implicit kernels take groups 1
+  c.a.groups = columns == cpu::ConvColumns::direct || columns == cpu::ConvColumns::implicit ? 1 : 2;
   Tensor x, w, b;
   make_inputs(c, 3, &x, &w, &b);
   Tensor dout = Generator(4).normal({c.N, c.F, 9, 9});
