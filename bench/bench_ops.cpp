@@ -56,7 +56,9 @@ struct ConvCase {
 };
 
 // The Omniglot 4-block backbone (3x3, stride 2, pad 1) at the task batch (30) and at 32 tasks
-// stacked (960); the Deep SVDD LeNet convs (5x5, pad 2, no bias) at batch 128.
+// stacked (960); the Deep SVDD LeNet convs (5x5, pad 2, no bias) at batch 128; 3x3 layers of the
+// backbones at batch 8 and 224 pixels: resnet18's layer1 (64 channels, 56x56) and layer3 (256,
+// 14x14), wide_resnet50_2's layer3 (512, 14x14).
 const std::vector<ConvCase> conv_cases = {
     {"omni1_n30", 30, 1, 64, 28, 28, 3, 2, 1, true},
     {"omni2_n30", 30, 64, 64, 14, 14, 3, 2, 1, true},
@@ -68,6 +70,9 @@ const std::vector<ConvCase> conv_cases = {
     {"omni4_n960", 960, 64, 64, 4, 4, 3, 2, 1, true},
     {"lenet1_n128", 128, 1, 8, 28, 28, 5, 1, 2, false},
     {"lenet2_n128", 128, 8, 4, 14, 14, 5, 1, 2, false},
+    {"r18l1_n8", 8, 64, 64, 56, 56, 3, 1, 1, false},
+    {"r18l3_n8", 8, 256, 256, 14, 14, 3, 1, 1, false},
+    {"wrnl3_n8", 8, 512, 512, 14, 14, 3, 1, 1, false},
 };
 
 Conv2dArgs conv_args(const ConvCase& c) {

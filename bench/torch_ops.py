@@ -33,6 +33,9 @@ CONV_CASES = [
     ("omni4_n960", 960, 64, 64, 4, 4, 3, 2, 1, True),
     ("lenet1_n128", 128, 1, 8, 28, 28, 5, 1, 2, False),
     ("lenet2_n128", 128, 8, 4, 14, 14, 5, 1, 2, False),
+    ("r18l1_n8", 8, 64, 64, 56, 56, 3, 1, 1, False),
+    ("r18l3_n8", 8, 256, 256, 14, 14, 3, 1, 1, False),
+    ("wrnl3_n8", 8, 512, 512, 14, 14, 3, 1, 1, False),
 ]
 # name, shape, groups (as bn_cases in bench_ops.cpp)
 BN_CASES = [

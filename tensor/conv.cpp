@@ -810,18 +810,19 @@ void implicit_forward(float* out, const float* x, const float* w, const float* s
     xpad.resize(std::max<size_t>(xpad.size(), nb * sample));
     res.resize(std::max<size_t>(res.size(), pixels * fp));
     for (int64_t j = 0; j < nb; ++j) padded_hwc(xpad.data() + j * sample, x + (n0 + j) * d.C * d.H * d.W, d, a);
-    // res [pixels, fp]: tiles of kTileP pixels (across rows and samples) x blocks of filters
-    for (int64_t p0 = 0; p0 < pixels; p0 += kTileP) {
-      const int64_t m = std::min<int64_t>(kTileP, pixels - p0);
-      const float* px[kTileP];
-      for (int64_t p = 0; p < kTileP; ++p) {
-        const int64_t q = p0 + std::min(p, m - 1), j = q / ohw, oh = q % ohw / d.OW, ow = q % d.OW;
-        px[p] = xpad.data() + j * sample + (oh * a.stride_h * wp + ow * a.stride_w) * d.C;
-      }
-      for (int64_t f0 = 0; f0 < fp; f0 += kMaxFV * kVec) {
-        const int fv = int(std::min<int64_t>(kMaxFV, (fp - f0) / kVec));
+    // res [pixels, fp]: blocks of filters x tiles of kTileP pixels (across rows and samples); the
+    // filter block outermost, so its packed weights stay in cache over the chunk's pixels
+    for (int64_t f0 = 0; f0 < fp; f0 += kMaxFV * kVec) {
+      const int fv = int(std::min<int64_t>(kMaxFV, (fp - f0) / kVec));
+      const float* wb = packed.data() + f0 * d.K;
+      for (int64_t p0 = 0; p0 < pixels; p0 += kTileP) {
+        const int64_t m = std::min<int64_t>(kTileP, pixels - p0);
+        const float* px[kTileP];
+        for (int64_t p = 0; p < kTileP; ++p) {
+          const int64_t q = p0 + std::min(p, m - 1), j = q / ohw, oh = q % ohw / d.OW, ow = q % d.OW;
+          px[p] = xpad.data() + j * sample + (oh * a.stride_h * wp + ow * a.stride_w) * d.C;
+        }
         float* r = res.data() + p0 * fp + f0;
-        const float* wb = packed.data() + f0 * d.K;
         switch (fv) {  // fv <= kMaxFV
           case 1: implicit_tile<1>(r, fp, px, m, wb, tap_off.data(), taps, d.C); break;
           case 2: implicit_tile<2>(r, fp, px, m, wb, tap_off.data(), taps, d.C); break;
