@@ -749,13 +749,50 @@ void transpose_copy(float* dst, int64_t ldd, const float* src, int64_t lds, int6
 void padded_hwc(float* dst, const float* x, const ConvDims& d, const Conv2dArgs& a) {
   const int64_t wp = d.W + 2 * a.pad_w, hp = d.H + 2 * a.pad_h;
   std::fill(dst, dst + hp * wp * d.C, 0.f);
+  const int64_t hw = d.H * d.W;
+  if (d.W < 16) {
+    // narrow rows would fill a fraction of each 16 x 16 block: the whole sample transposed at once
+    // ([C, H W] -> [H W, C]), then its rows copied into place
+    thread_local std::vector<float> hwc;
+    hwc.resize(std::max<size_t>(hwc.size(), hw * d.C));
+    transpose_copy(hwc.data(), d.C, x, hw, d.C, hw);
+    for (int64_t h = 0; h < d.H; ++h)
+      std::memcpy(dst + ((h + a.pad_h) * wp + a.pad_w) * d.C, hwc.data() + h * d.W * d.C,
+                  sizeof(float) * d.W * d.C);
+    return;
+  }
   // 16 planes at a time, row by row ([16, W] -> [W, 16]): 16 input streams read in order (all C
   // planes' rows at once missed the cache on most loads)
-  const int64_t hw = d.H * d.W;
   for (int64_t c0 = 0; c0 < d.C; c0 += 16)
     for (int64_t h = 0; h < d.H; ++h)
       transpose_copy(dst + ((h + a.pad_h) * wp + a.pad_w) * d.C + c0, d.C, x + c0 * hw + h * d.W, hw,
                      std::min<int64_t>(16, d.C - c0), d.W);
+}
+
+// A chunk of samples as the implicit kernels read it: each sample zero-padded, channels-last
+// [H + 2 ph, W + 2 pw, C] (`sample` floats), and each tap's offset from a window's origin.
+struct ImplicitLayout {
+  int64_t wp, sample;
+  std::vector<int64_t> tap_off;
+};
+ImplicitLayout implicit_layout(const ConvDims& d, const Conv2dArgs& a) {
+  ImplicitLayout l;
+  l.wp = d.W + 2 * a.pad_w;
+  l.sample = (d.H + 2 * a.pad_h) * l.wp * d.C;
+  l.tap_off.resize(d.KH * d.KW);
+  for (int64_t kh = 0; kh < d.KH; ++kh)
+    for (int64_t kw = 0; kw < d.KW; ++kw) l.tap_off[kh * d.KW + kw] = (kh * a.dil_h * l.wp + kw * a.dil_w) * d.C;
+  return l;
+}
+// xpad (nb samples) = samples n0 .. n0 + nb - 1 of x, padded channels-last.
+void implicit_fill_chunk(float* xpad, const float* x, const ConvDims& d, const Conv2dArgs& a,
+                         const ImplicitLayout& l, int64_t n0, int64_t nb) {
+  for (int64_t j = 0; j < nb; ++j) padded_hwc(xpad + j * l.sample, x + (n0 + j) * d.C * d.H * d.W, d, a);
+}
+// Offset of the window of the chunk's output pixel q (sample-major, then oh, ow) in its xpad.
+inline int64_t window_offset(const ConvDims& d, const Conv2dArgs& a, const ImplicitLayout& l, int64_t q) {
+  const int64_t ohw = d.OH * d.OW, j = q / ohw, oh = q % ohw / d.OW, ow = q % d.OW;
+  return j * l.sample + (oh * a.stride_h * l.wp + ow * a.stride_w) * d.C;
 }
 
 // res[p, 0 .. FV kVec) for the first m of the tile's kTileP pixels (window pointers px; past m
@@ -797,19 +834,16 @@ void implicit_tile(float* res, int64_t ldr, const float* const* px, int64_t m, c
 // shape-fixed chunks of samples.
 void implicit_forward(float* out, const float* x, const float* w, const float* scale,
                       const float* shift, const ConvDims& d, const Conv2dArgs& a, Activation act) {
-  const int64_t hp = d.H + 2 * a.pad_h, wp = d.W + 2 * a.pad_w, sample = hp * wp * d.C;
-  const int64_t taps = d.KH * d.KW, ohw = d.OH * d.OW, fp = implicit_padded_filters(d);
+  const ImplicitLayout l = implicit_layout(d, a);
+  const int64_t sample = l.sample, taps = d.KH * d.KW, ohw = d.OH * d.OW, fp = implicit_padded_filters(d);
+  const std::vector<int64_t>& tap_off = l.tap_off;
   const std::vector<float> packed = implicit_weights(w, d);
-  std::vector<int64_t> tap_off(taps);  // a tap's offset from its pixel's window origin
-  for (int64_t kh = 0; kh < d.KH; ++kh)
-    for (int64_t kw = 0; kw < d.KW; ++kw)
-      tap_off[kh * d.KW + kw] = (kh * a.dil_h * wp + kw * a.dil_w) * d.C;
   tbb::parallel_for(int64_t(0), d.n_chunks, [&](int64_t chunk) {
     const int64_t n0 = chunk * d.nb, nb = std::min(d.nb, d.N - n0), pixels = nb * ohw;
     thread_local std::vector<float> xpad, res;  // reused across calls
     xpad.resize(std::max<size_t>(xpad.size(), nb * sample));
     res.resize(std::max<size_t>(res.size(), pixels * fp));
-    for (int64_t j = 0; j < nb; ++j) padded_hwc(xpad.data() + j * sample, x + (n0 + j) * d.C * d.H * d.W, d, a);
+    implicit_fill_chunk(xpad.data(), x, d, a, l, n0, nb);
     // res [pixels, fp]: blocks of filters x tiles of kTileP pixels (across rows and samples); the
     // filter block outermost, so its packed weights stay in cache over the chunk's pixels
     for (int64_t f0 = 0; f0 < fp; f0 += kMaxFV * kVec) {
@@ -818,10 +852,8 @@ void implicit_forward(float* out, const float* x, const float* w, const float* s
       for (int64_t p0 = 0; p0 < pixels; p0 += kTileP) {
         const int64_t m = std::min<int64_t>(kTileP, pixels - p0);
         const float* px[kTileP];
-        for (int64_t p = 0; p < kTileP; ++p) {
-          const int64_t q = p0 + std::min(p, m - 1), j = q / ohw, oh = q % ohw / d.OW, ow = q % d.OW;
-          px[p] = xpad.data() + j * sample + (oh * a.stride_h * wp + ow * a.stride_w) * d.C;
-        }
+        for (int64_t p = 0; p < kTileP; ++p)
+          px[p] = xpad.data() + window_offset(d, a, l, p0 + std::min(p, m - 1));
         float* r = res.data() + p0 * fp + f0;
         switch (fv) {  // fv <= kMaxFV
           case 1: implicit_tile<1>(r, fp, px, m, wb, tap_off.data(), taps, d.C); break;
@@ -862,8 +894,113 @@ bool use_direct(const ConvDims& d, DirectPass pass) {
   return block >= 4 && block <= 8 && row >= kLanes / 2;
 }
 
-// Whether the forward takes the implicit GEMM: forced (tests), or automatically where channels-last
-// columns would be built (>= 16 channels), except a 1x1 kernel read in place by the GEMM.
+// The implicit weight gradient (groups 1, many channels):
+//   dw[f, c, kh, kw] = sum over pixels of dout[pixel, f] xpad[window(pixel) + (kh dh, kw dw), c].
+// Per chunk: the samples padded channels-last (as the forward) and dout transposed to [pixels,
+// F padded]; a register tile of M <= kTileP channels of one tap x FV vectors of filters sums over
+// every pixel of the chunk (per pixel: FV loads of dout, M broadcasts, M FV multiply-adds), on
+// top of the running sums [KH KW, C, F padded] of its part. Chunks are dealt to parts and the parts
+// added in a fixed order as on the GEMM path: bit-identical for any thread count.
+template <int M, int FV>
+void implicit_weight_tile(float* sums, int64_t fp, const float* dt, const float* xpad,
+                          const int64_t* win, int64_t pixels, int64_t off) {
+  vecf acc[M][FV];
+  vecf_unaligned* s = reinterpret_cast<vecf_unaligned*>(sums);
+#pragma GCC unroll 8
+  for (int r = 0; r < M; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < FV; ++v) acc[r][v] = s[r * (fp / kVec) + v];
+  for (int64_t i = 0; i < pixels; ++i) {
+    const vecf_unaligned* g = reinterpret_cast<const vecf_unaligned*>(dt + i * fp);
+    vecf dv[FV];
+#pragma GCC unroll 4
+    for (int v = 0; v < FV; ++v) dv[v] = g[v];
+    const float* xv = xpad + win[i] + off;
+#pragma GCC unroll 8
+    for (int r = 0; r < M; ++r) {
+      const float xr = xv[r];
+#pragma GCC unroll 4
+      for (int v = 0; v < FV; ++v) acc[r][v] += xr * dv[v];
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < M; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < FV; ++v) s[r * (fp / kVec) + v] = acc[r][v];
+}
+
+template <int FV>
+void implicit_weight_tile_m(int64_t m, float* sums, int64_t fp, const float* dt, const float* xpad,
+                            const int64_t* win, int64_t pixels, int64_t off) {
+  static_assert(kTileP == 6);
+  switch (m) {
+    case 1: return implicit_weight_tile<1, FV>(sums, fp, dt, xpad, win, pixels, off);
+    case 2: return implicit_weight_tile<2, FV>(sums, fp, dt, xpad, win, pixels, off);
+    case 3: return implicit_weight_tile<3, FV>(sums, fp, dt, xpad, win, pixels, off);
+    case 4: return implicit_weight_tile<4, FV>(sums, fp, dt, xpad, win, pixels, off);
+    case 5: return implicit_weight_tile<5, FV>(sums, fp, dt, xpad, win, pixels, off);
+    default: return implicit_weight_tile<6, FV>(sums, fp, dt, xpad, win, pixels, off);
+  }
+}
+
+void implicit_backward_weight(float* dw, const float* dout, const float* x, const ConvDims& d,
+                              const Conv2dArgs& a) {
+  if (d.N == 0) {  // an empty batch: no products, zero gradient
+    std::fill(dw, dw + d.F * d.K, 0.f);
+    return;
+  }
+  const ImplicitLayout l = implicit_layout(d, a);
+  const int64_t taps = d.KH * d.KW, ohw = d.OH * d.OW, fp = implicit_padded_filters(d);
+  const int64_t wsize = taps * d.C * fp;  // one part's sums [KH KW, C, fp]
+  const int64_t n_parts = std::min<int64_t>(d.n_chunks, 32);
+  std::vector<float> parts(n_parts * wsize, 0.f);
+  tbb::parallel_for(int64_t(0), n_parts, [&](int64_t p) {
+    const int64_t c0 = d.n_chunks * p / n_parts, c1 = d.n_chunks * (p + 1) / n_parts;
+    thread_local std::vector<float> xpad, dt;  // reused across calls
+    thread_local std::vector<int64_t> win;
+    float* part = parts.data() + p * wsize;
+    for (int64_t chunk = c0; chunk < c1; ++chunk) {
+      const int64_t n0 = chunk * d.nb, nb = std::min(d.nb, d.N - n0), pixels = nb * ohw;
+      xpad.resize(std::max<size_t>(xpad.size(), nb * l.sample));
+      dt.resize(std::max<size_t>(dt.size(), pixels * fp));
+      win.resize(std::max<size_t>(win.size(), pixels));
+      implicit_fill_chunk(xpad.data(), x, d, a, l, n0, nb);
+      if (fp != d.F) std::fill(dt.begin(), dt.begin() + pixels * fp, 0.f);  // padded filters: 0
+      for (int64_t j = 0; j < nb; ++j)  // dout[n] [F, OH OW] -> dt [OH OW, fp]
+        transpose_copy(dt.data() + j * ohw * fp, fp, dout + (n0 + j) * d.F * ohw, ohw, d.F, ohw);
+      for (int64_t q = 0; q < pixels; ++q) win[q] = window_offset(d, a, l, q);
+      for (int64_t t = 0; t < taps; ++t)
+        for (int64_t cb = 0; cb < d.C; cb += kTileP) {
+          const int64_t m = std::min<int64_t>(kTileP, d.C - cb), off = l.tap_off[t] + cb;
+          for (int64_t f0 = 0; f0 < fp; f0 += kMaxFV * kVec) {
+            float* sums = part + (t * d.C + cb) * fp + f0;
+            const float* g = dt.data() + f0;
+            switch (std::min<int64_t>(kMaxFV, (fp - f0) / kVec)) {
+              case 1: implicit_weight_tile_m<1>(m, sums, fp, g, xpad.data(), win.data(), pixels, off); break;
+              case 2: implicit_weight_tile_m<2>(m, sums, fp, g, xpad.data(), win.data(), pixels, off); break;
+              case 3: implicit_weight_tile_m<3>(m, sums, fp, g, xpad.data(), win.data(), pixels, off); break;
+              default: implicit_weight_tile_m<4>(m, sums, fp, g, xpad.data(), win.data(), pixels, off); break;
+            }
+          }
+        }
+    }
+  });
+  // the parts added in index order into part 0 (contiguous runs, in parallel), then reordered
+  // into dw [F, C, KH, KW] (adding in dw's order read each sum from another cache line: half the
+  // time of the Omniglot net's 4x4 layer)
+  float* sum = parts.data();
+  parallel_for(wsize, 4096, [&](int64_t i0, int64_t i1) {
+    for (int64_t p = 1; p < n_parts; ++p)
+      for (int64_t i = i0; i < i1; ++i) sum[i] += parts[p * wsize + i];
+  });
+  for (int64_t f = 0; f < d.F; ++f)
+    for (int64_t c = 0; c < d.C; ++c)
+      for (int64_t t = 0; t < taps; ++t) dw[(f * d.C + c) * taps + t] = sum[(t * d.C + c) * fp + f];
+}
+
+// Whether the forward and the weight gradient take the implicit GEMM: forced (tests), or
+// automatically where channels-last columns would be built (>= 16 channels), except a 1x1 kernel
+// read in place by the GEMM.
 bool use_implicit(const ConvDims& d, const Conv2dArgs& a) {
   const ConvColumns c = g_columns.load(std::memory_order_relaxed);
   if (c == ConvColumns::implicit) return true;
@@ -1005,6 +1142,11 @@ Tensor conv2d_backward_weight(const Tensor& dout, const Tensor& x, const Shape& 
   if (direct_weight_applies(d, a) && use_direct(d, DirectPass::weight)) {
     Tensor dw = Tensor::empty(w_shape);  // every element assigned
     direct_backward_weight(dw.data(), dout.data(), x.data(), d, a);
+    return dw;
+  }
+  if (implicit_applies(d) && use_implicit(d, a)) {
+    Tensor dw = Tensor::empty(w_shape);  // every element assigned
+    implicit_backward_weight(dw.data(), dout.data(), x.data(), d, a);
     return dw;
   }
   const int64_t ohw = d.OH * d.OW, wsize = d.F * d.K;

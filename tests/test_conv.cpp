@@ -225,7 +225,7 @@ TEST_CASE("conv2d: the direct kernels for few channels match plain loops", "[con
   check_against_loops(c, 23);
 }
 
-TEST_CASE("conv2d: the implicit GEMM's filter blocks, pixel tiles and transposes match plain loops",
+TEST_CASE("conv2d: the implicit GEMM's filter blocks, tiles and transposes match plain loops",
           "[conv]") {
   // F = 1, 16, 17, 64, 70, 100: one narrow vector, whole vectors, a block of 4 vectors plus a
   // partial one, several blocks (16 lanes; 8 without AVX-512); C = 1, 19 (a block of 16 planes
@@ -244,6 +244,12 @@ TEST_CASE("conv2d: the implicit GEMM's filter blocks, pixel tiles and transposes
   make_inputs(c, 31, &x, &w, &b);
   test::expect_close(conv2d(x, w, b, c.a), conv2d(on_ref(x), on_ref(w), on_ref(b), c.a), 1e-4, 1e-4,
                      "forward " + c.str());
+  // the weight gradient: channel tiles of 6 (C = 19: 3 of 6 and one of 1), filters padded to
+  // whole vectors
+  Tensor dout = Generator(33).normal(conv2d_shape(x.shape(), w.shape(), c.a, "test"));
+  Tensor dx_ref, dw_ref;
+  conv2d_backward_loops(dout, x, w, c.a, &dx_ref, &dw_ref);
+  test::expect_close(conv2d_backward_weight(dout, x, w.shape(), c.a), dw_ref, 1e-4, 1e-4, "dw " + c.str());
   // the fused epilogue on this path: act(scale * conv + shift)
   Generator g(32);
   Tensor scale = g.uniform({F}, -2.f, 2.f);
