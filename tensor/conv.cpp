@@ -666,10 +666,11 @@ void direct_backward_weight(float* dw, const float* dout, const float* x, const 
 constexpr int64_t kVec = 16;  // floats per vector register
 constexpr int kMaxFV = 4;     // tile 6 x 4 vectors: 24 sums + 4 weights of 32 registers
 #else
-constexpr int64_t kVec = 8;   // AVX2 and narrower: 16 registers
+constexpr int64_t kVec = 8;   // AVX2: 16 registers (narrower ISAs split each vector: correct, slower)
 constexpr int kMaxFV = 2;     // tile 6 x 2: 12 sums + 2 weights
 #endif
 constexpr int kTileP = 6;
+static_assert(kMaxFV <= 4, "the tile switches dispatch 1 to 4 vectors of filters");
 typedef float vecf __attribute__((vector_size(kVec * sizeof(float))));
 // the same, at any float address (packed weights and results are not vector-aligned)
 typedef float vecf_unaligned __attribute__((vector_size(kVec * sizeof(float)), aligned(4)));
@@ -1002,15 +1003,17 @@ void implicit_backward_weight(float* dw, const float* dout, const float* x, cons
 }
 
 // Whether the forward and the weight gradient take the implicit GEMM: forced (tests), or
-// automatically where channels-last columns would be built (>= 16 channels), except a 1x1 kernel
-// read in place by the GEMM.
+// automatically with >= 16 input channels and >= 16 filters (the shapes measured: fewer filters
+// would leave most vector lanes empty), except a 1x1 stride-1 kernel with one sample per chunk,
+// whose forward the GEMM reads in place.
 bool use_implicit(const ConvDims& d, const Conv2dArgs& a) {
   const ConvColumns c = g_columns.load(std::memory_order_relaxed);
   if (c == ConvColumns::implicit) return true;
-  return c == ConvColumns::automatic && d.Cg >= 16 && !(is_pointwise(d, a) && d.nb == 1);
+  return c == ConvColumns::automatic && d.Cg >= 16 && d.F >= 16 && !(is_pointwise(d, a) && d.nb == 1);
 }
 
-// conv2d and conv2d_affine_act: im2col + GEMM per chunk and group, or the depthwise loop, then
+// conv2d and conv2d_affine_act: the depthwise loop, the direct or implicit kernels where they
+// apply, else im2col + GEMM per chunk and group, then
 // the write-back. scale null and act none: out = conv + shift (the plain conv2d, bias = shift).
 Tensor conv2d_impl(const Tensor& x, const Tensor& w, const Tensor& scale, const Tensor& shift,
                    const Conv2dArgs& a, Activation act, const char* what) {

@@ -55,8 +55,9 @@ Tensor conv2d_backward_weight(const Tensor& dout, const Tensor& x, const Shape& 
 // (groups 1, dilation 1; the backward-input one at stride 1, the backward-weight one for kernel
 // widths 1, 3, 5), planar im2col elsewhere. automatic: direct where it applies and measured faster (few
 // channels: conv.cpp's use_direct), else channels_last when a group has >= 16 channels, else
-// planar; the forward and the weight gradient take no columns at all where channels_last would
-// apply (>= 16 channels, groups 1; conv.cpp's implicit GEMM). implicit: those two passes by the
+// planar; the forward and the weight gradient take no columns at all with groups 1, >= 16
+// channels and >= 16 filters (conv.cpp's implicit GEMM; not a 1x1 stride-1 kernel on one sample
+// per chunk). implicit: those two passes by the
 // implicit GEMM wherever groups is 1, the input gradient by planar columns.
 enum class ConvColumns { automatic, planar, channels_last, direct, implicit };
 void set_conv_columns(ConvColumns c);

@@ -230,7 +230,8 @@ TEST_CASE("conv2d: the implicit GEMM's filter blocks, tiles and transposes match
   // F = 1, 16, 17, 64, 70, 100: one narrow vector, whole vectors, a block of 4 vectors plus a
   // partial one, several blocks (16 lanes; 8 without AVX-512); C = 1, 19 (a block of 16 planes
   // and 3 more in the transposes), 33; 3 samples of 5 x 37 (rows longer than 16 columns, pixel
-  // tiles of 6 running across rows and samples) at stride 1 and 2, with and without padding
+  // tiles of 6 running across rows; one sample per chunk here, tiles across samples are covered
+  // by the Omniglot and determinism cases) at stride 1 and 2, with and without padding
   ColumnsScope scope(cpu::ConvColumns::implicit);
   const int64_t F = GENERATE(1, 16, 17, 64, 70, 100);
   const int64_t C = GENERATE(1, 19, 33);
@@ -288,7 +289,8 @@ TEST_CASE("conv2d: infinite inputs reach only the results whose taps read them",
   // lanes past the 6th output column read it, times a padded zero). At stride 2 column 7 is read by
   // no output at all: every result stays finite.
   for (int64_t stride : {1, 2})
-    for (cpu::ConvColumns columns : {cpu::ConvColumns::direct, cpu::ConvColumns::planar}) {
+    for (cpu::ConvColumns columns :
+         {cpu::ConvColumns::direct, cpu::ConvColumns::planar, cpu::ConvColumns::implicit}) {
       ColumnsScope scope(columns);
       INFO("columns " << columns_name(columns) << ", stride " << stride);
       ConvCase c{2, 2, 7, 8, 3, 3, 3, {}, true};
