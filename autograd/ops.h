@@ -77,6 +77,12 @@ Var batch_norm_train(const Var& x, const Var& gamma, const Var& beta, float eps,
                      float momentum = 0.1f);
 Var batch_norm_eval(const Var& x, const Var& gamma, const Var& beta, const Tensor& running_mean,
                     const Tensor& running_var, float eps);
+// leaky_relu(batch_norm_train(x, ...), slope) (slope 0: ReLU) as one node: the same values and
+// gradients as the two ops, without keeping the normalised tensor (the backward recomputes the
+// ReLU's mask from x and the saved statistics).
+Var batch_norm_relu_train(const Var& x, const Var& gamma, const Var& beta, float eps,
+                          int64_t groups, float slope, Tensor* running_mean = nullptr,
+                          Tensor* running_var = nullptr, float momentum = 0.1f);
 
 // distances
 Var pairwise_sqdist(const Var& a, const Var& b);

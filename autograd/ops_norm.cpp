@@ -22,6 +22,27 @@ std::vector<int64_t> non_channel_dims(const Tensor& x) {
   for (int64_t i = 2; i < x.dim(); ++i) d.push_back(i);
   return d;
 }
+// x, then gamma and beta where defined: a batch norm's parents.
+std::vector<Var> bn_parents(const Var& x, const Var& gamma, const Var& beta) {
+  std::vector<Var> parents{x};
+  if (gamma.defined()) parents.push_back(gamma);
+  if (beta.defined()) parents.push_back(beta);
+  return parents;
+}
+
+// Routes a training-mode batch norm's gradients to its parents (bn_parents' order); `backward`
+// returns dx and fills dgamma / dbeta where they are wanted (non-null).
+template <class Backward>
+void push_bn_grads(Node& self, bool has_g, bool has_b, Backward backward) {
+  Node* pg = has_g ? self.parents[1].get() : nullptr;
+  Node* pb = has_b ? self.parents[has_g ? 2 : 1].get() : nullptr;
+  const bool want_g = pg && pg->requires_grad, want_b = pb && pb->requires_grad;
+  Tensor dg, db;
+  Tensor dx = backward(want_g ? &dg : nullptr, want_b ? &db : nullptr);
+  if (self.parents[0]->requires_grad) self.parents[0]->accumulate(dx);
+  if (want_g) pg->accumulate(dg.reshape(pg->shape()));
+  if (want_b) pb->accumulate(db.reshape(pb->shape()));
+}
 }  // namespace
 
 Var batch_norm_train(const Var& x, const Var& gamma, const Var& beta, float eps, int64_t groups,
@@ -31,20 +52,30 @@ Var batch_norm_train(const Var& x, const Var& gamma, const Var& beta, float eps,
   Tensor b = beta.defined() ? beta.data() : Tensor();
   Tensor y = batch_norm_train(x.data(), g, b, eps, groups, &saved, running_mean, running_var,
                               momentum);
-  std::vector<Var> parents{x};
-  if (gamma.defined()) parents.push_back(gamma);
-  if (beta.defined()) parents.push_back(beta);
   Tensor xd = x.data();
   const bool has_g = gamma.defined(), has_b = beta.defined();
-  return Var::make(y, parents, "batch_norm", [xd, g, saved, groups, has_g, has_b](Node& self) {
-    Tensor dg, db;
-    const bool want_g = has_g && self.parents[1]->requires_grad;
-    const bool want_b = has_b && self.parents[has_g ? 2 : 1]->requires_grad;
-    Tensor dx = batch_norm_backward(self.grad, xd, g, saved, groups, want_g ? &dg : nullptr,
-                                    want_b ? &db : nullptr);
-    if (self.parents[0]->requires_grad) self.parents[0]->accumulate(dx);
-    if (want_g) self.parents[1]->accumulate(dg.reshape(self.parents[1]->shape()));
-    if (want_b) self.parents[has_g ? 2 : 1]->accumulate(db.reshape(self.parents[has_g ? 2 : 1]->shape()));
+  return Var::make(y, bn_parents(x, gamma, beta), "batch_norm", [xd, g, saved, groups, has_g, has_b](Node& self) {
+    push_bn_grads(self, has_g, has_b, [&](Tensor* dg, Tensor* db) {
+      return batch_norm_backward(self.grad, xd, g, saved, groups, dg, db);
+    });
+  });
+}
+
+Var batch_norm_relu_train(const Var& x, const Var& gamma, const Var& beta, float eps,
+                          int64_t groups, float slope, Tensor* running_mean, Tensor* running_var,
+                          float momentum) {
+  BatchNormSaved saved;
+  Tensor g = gamma.defined() ? gamma.data() : Tensor();
+  Tensor b = beta.defined() ? beta.data() : Tensor();
+  Tensor y = batch_norm_relu_train(x.data(), g, b, eps, groups, slope, &saved, running_mean,
+                                   running_var, momentum);
+  Tensor xd = x.data();
+  const bool has_g = gamma.defined(), has_b = beta.defined();
+  const char* name = slope == 0.f ? "batch_norm_relu" : "batch_norm_leaky_relu";
+  return Var::make(y, bn_parents(x, gamma, beta), name, [xd, g, b, saved, groups, slope, has_g, has_b](Node& self) {
+    push_bn_grads(self, has_g, has_b, [&](Tensor* dg, Tensor* db) {
+      return batch_norm_relu_backward(self.grad, xd, g, b, saved, groups, slope, dg, db);
+    });
   });
 }
 
@@ -53,9 +84,7 @@ Var batch_norm_eval(const Var& x, const Var& gamma, const Var& beta, const Tenso
   Tensor g = gamma.defined() ? gamma.data() : Tensor();
   Tensor b = beta.defined() ? beta.data() : Tensor();
   Tensor y = batch_norm_eval(x.data(), g, b, running_mean, running_var, eps);
-  std::vector<Var> parents{x};
-  if (gamma.defined()) parents.push_back(gamma);
-  if (beta.defined()) parents.push_back(beta);
+  std::vector<Var> parents = bn_parents(x, gamma, beta);
   // invstd of the running variance, shaped to broadcast over x.
   Tensor inv = pow(add_scalar(running_var, eps), -0.5f).reshape(channel_shape(x.data()));
   Tensor rm = running_mean.reshape(channel_shape(x.data()));

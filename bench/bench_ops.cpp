@@ -149,12 +149,21 @@ const std::vector<BnCase> bn_cases = {
 // The [G, C] statistics and [C] parameters are negligible and not counted.
 double bn_bytes(const Shape& s) { return 8.0 * sizeof(float) * shape_numel(s); }
 
+// A batch norm's inputs for case c: x, the gradient dout, gamma and beta.
+struct BnInputs {
+  Tensor x, dout, gamma, beta;
+  explicit BnInputs(const BnCase& c) {
+    Generator gen(4);
+    x = gen.normal(c.shape, 0.5f, 2.f);
+    dout = gen.normal(c.shape);
+    gamma = gen.uniform(Shape{c.shape[1]}, 0.5f, 1.5f);
+    beta = gen.normal(Shape{c.shape[1]});
+  }
+};
+
 void bm_bn_train(benchmark::State& st, BnCase c) {
-  Generator gen(4);
-  Tensor x = gen.normal(c.shape, 0.5f, 2.f);
-  Tensor dout = gen.normal(c.shape);
-  Tensor gamma = gen.uniform(Shape{c.shape[1]}, 0.5f, 1.5f);
-  Tensor beta = gen.normal(Shape{c.shape[1]});
+  const BnInputs in(c);
+  const Tensor &x = in.x, &dout = in.dout, &gamma = in.gamma, &beta = in.beta;
   auto step = [&] {
     BatchNormSaved saved;
     Tensor dgamma, dbeta;
@@ -166,6 +175,32 @@ void bm_bn_train(benchmark::State& st, BnCase c) {
   if (!warm_up(st, step)) return;
   for (auto _ : st) step();
   set_rate(st, "bytes", bn_bytes(c.shape));
+}
+
+// Batch norm then ReLU, forward and backward, as the fused op or as the four ops it replaces
+// (tinygrad's check of a fused path against the composed one, here for speed). "bytes" counts
+// the composed ops' passes over numel floats: 8 of the batch norm, 2 of the ReLU, 3 of its
+// backward; the fused op's cache blocking makes 5 of those 13 (x read, y written; dout and x
+// read, dx written) when a group's planes of a channel fit in cache.
+void bm_bn_relu(benchmark::State& st, BnCase c, bool fused) {
+  const BnInputs in(c);
+  const Tensor &x = in.x, &dout = in.dout, &gamma = in.gamma, &beta = in.beta;
+  auto step = [&] {
+    BatchNormSaved saved;
+    Tensor dgamma, dbeta, y, dx;
+    if (fused) {
+      y = batch_norm_relu_train(x, gamma, beta, 1e-5f, c.groups, 0.f, &saved);
+      dx = batch_norm_relu_backward(dout, x, gamma, beta, saved, c.groups, 0.f, &dgamma, &dbeta);
+    } else {
+      y = relu(batch_norm_train(x, gamma, beta, 1e-5f, c.groups, &saved));
+      dx = batch_norm_backward(leaky_relu_backward(dout, y, 0.f), x, gamma, saved, c.groups, &dgamma, &dbeta);
+    }
+    benchmark::DoNotOptimize(y.data());
+    benchmark::DoNotOptimize(dx.data());
+  };
+  if (!warm_up(st, step)) return;
+  for (auto _ : st) step();
+  set_rate(st, "bytes", 13.0 * sizeof(float) * shape_numel(c.shape));
 }
 
 // ---- linear forward and the GEMM yardstick ---------------------------------------------------
@@ -255,6 +290,11 @@ int register_all() {
   }
   for (const BnCase& c : bn_cases)
     reg(std::string("bn_train_fwd_bwd/") + c.name, [c](benchmark::State& st) { bm_bn_train(st, c); });
+  for (bool fused : {true, false}) {  // the Omniglot net's first block in an ACR step
+    const BnCase c{"g32x30_c64_14x14", {960, 64, 14, 14}, 32};
+    reg(std::string("bn_relu_fwd_bwd/") + c.name + (fused ? "/fused" : "/composed"),
+        [c, fused](benchmark::State& st) { bm_bn_relu(st, c, fused); });
+  }
   reg("linear_fwd/n4096_k512_f512", bm_linear_fwd);
   reg("gemm_eigen_1t/n4096_k512_f512", bm_gemm_eigen_1t);
   reg("gemm_eigen_tbb/n4096_k512_f512", bm_gemm_eigen_tbb);

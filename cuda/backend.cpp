@@ -2,7 +2,8 @@
 // validated arguments (tensor/ops.cpp), allocates its output on the GPU, plans the launch on the host
 // (cuda/plan.h) and calls one kernel family (cuda/*.cuh); copies and fills go through the stream.
 // Every entry is set: the kernel families are cuda/conv, cuda/pooling, cuda/batchnorm and
-// cuda/distance (their headers list the versions); supports() would report a null entry.
+// cuda/distance (their headers list the versions); supports() would report a null entry. Batch
+// norm + ReLU is composed from the batch-norm and elementwise entries.
 // No entry has run on a GPU yet (issue 13 had none): compiled, not validated.
 // Math: as the CPU backend, op by op (see each kernel family's header).
 // Tested by tests/test_backend_ops.cpp on a GPU (every entry against the reference backend) and
@@ -222,6 +223,33 @@ void index_add(Tensor& out, const std::vector<int64_t>& idx, const Tensor& g) {
   launch(plan.rows * row, IndexAddBody{ptr(out), ptr(g), dest, dest + plan.rows, dest + 2 * plan.rows + 1, row});
 }
 
+// ---- batch norm + leaky ReLU: composed from this table's own entries (no fused kernel yet; the
+// CPU backend has one). Compiled, not run on a GPU.
+
+Tensor batch_norm_relu_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,
+                             int64_t groups, float slope, BatchNormSaved* saved,
+                             Tensor* running_mean, Tensor* running_var, float momentum) {
+  Tensor z = cuda::batch_norm_train(x, gamma, beta, eps, groups, saved, running_mean, running_var, momentum);
+  return slope == 0.f ? unary(UnaryOp::relu, z, 0.f, 0.f) : unary(UnaryOp::leaky_relu, z, slope, 0.f);
+}
+
+Tensor batch_norm_relu_backward(const Tensor& dout, const Tensor& x, const Tensor& gamma,
+                                const Tensor& beta, const BatchNormSaved& saved, int64_t groups,
+                                float slope, Tensor* dgamma, Tensor* dbeta) {
+  // z = x scale + shift from the saved statistics (scale = invstd gamma, shift = beta - mean
+  // scale), x viewed as [G, N/G, C, S] against per-(group, channel) [G, 1, C, 1] factors; then
+  // dz = z > 0 ? dout : slope dout and the batch norm's backward of dz.
+  const int64_t N = x.size(0), C = x.size(1), S = x.numel() / (N * C);
+  const Shape xg{groups, N / groups, C, S}, sg{groups, 1, C, 1}, cg{1, 1, C, 1};
+  Tensor scale = saved.invstd.reshape(sg);
+  if (gamma.defined()) scale = binary(BinaryOp::mul, scale, gamma.reshape(cg), 0.f, 0.f);
+  Tensor z = binary(BinaryOp::mul, x.reshape(xg), scale, 0.f, 0.f);
+  z = binary(BinaryOp::sub, z, binary(BinaryOp::mul, saved.mean.reshape(sg), scale, 0.f, 0.f), 0.f, 0.f);
+  if (beta.defined()) z = binary(BinaryOp::add, z, beta.reshape(cg), 0.f, 0.f);
+  Tensor dz = binary(BinaryOp::leaky_relu_backward, dout.reshape(xg), z, slope, 0.f).reshape(x.shape());
+  return cuda::batch_norm_backward(dz, x, gamma, saved, groups, dgamma, dbeta);
+}
+
 // ---- optimisers ----
 
 void sgd_step(Tensor& w, const Tensor& g, Tensor& velocity, const SgdParams& p) {
@@ -273,6 +301,8 @@ const Backend kCudaBackend{
     .batch_norm_eval = batch_norm_eval,
     .batch_norm_backward = batch_norm_backward,
     .batch_norm_fold = batch_norm_fold,
+    .batch_norm_relu_train = batch_norm_relu_train,
+    .batch_norm_relu_backward = batch_norm_relu_backward,
     .pairwise_sqdist = pairwise_sqdist,
     .pairwise_sqdist_backward = pairwise_sqdist_backward,
     .l2_normalize = l2_normalize,

@@ -30,8 +30,7 @@ Var OmniglotNet::forward(const Var& x) {
   // until the statement ends, 4 activations at once instead of 2 when scoring without a graph.
   for (size_t i = 0; i < convs_.size(); ++i) {
     h = (*convs_[i])(h);
-    h = (*bns_[i])(h);
-    h = relu(h);
+    h = bns_[i]->forward_relu(h);  // BN + ReLU, one fused op
   }
   return (*bns_.back())((*head_)(global_avg_pool(h)));
 }
@@ -62,8 +61,8 @@ Var Cnn4::forward(const Var& x) {
   Var h = x;
   for (size_t i = 0; i < convs_.size(); ++i) {  // one op a statement, as OmniglotNet
     h = (*convs_[i])(h);
-    h = (*bns_[i])(h);
-    h = max_pool2d(relu(h), pool);
+    h = bns_[i]->forward_relu(h);
+    h = max_pool2d(h, pool);
   }
   return (*bns_.back())((*head_)(flatten(h)));  // 128 x 2 x 2 in (C, H, W) order
 }

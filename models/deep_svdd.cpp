@@ -41,13 +41,13 @@ class LeNet : public nn::Module {
     const Pool2dArgs pool{2, 2, 2, 2, 0, 0, false, true};
     for (size_t i = 0; i < convs_.size(); ++i) {  // one op a statement: temporaries die at each `;`
       h = (*convs_[i])(h);
-      h = (*bns_[i])(h);
-      h = max_pool2d(leaky_relu(h, 0.01f), pool);
+      h = bns_[i]->forward_relu(h, 0.01f);  // BN + leaky ReLU, one fused op
+      h = max_pool2d(h, pool);
     }
     h = flatten(h);  // (C, H, W) order
     for (size_t i = 0; i < fcs_.size(); ++i) {
       h = (*fcs_[i])(h);
-      if (i + 1 < fcs_.size()) h = leaky_relu((*bn1d_[i])(h), 0.01f);
+      if (i + 1 < fcs_.size()) h = bn1d_[i]->forward_relu(h, 0.01f);
     }
     return h;
   }
@@ -90,7 +90,7 @@ class LeNetDecoder : public nn::Module {
     for (size_t i = 0; i < deconvs_.size(); ++i) {
       if (i > 0 || up_first_) h = upsample_nearest2d(h, 2);
       h = (*deconvs_[i])(h);
-      h = i < bns_.size() ? leaky_relu((*bns_[i])(h), 0.01f) : sigmoid(h);
+      h = i < bns_.size() ? bns_[i]->forward_relu(h, 0.01f) : sigmoid(h);
     }
     return h;
   }

@@ -76,18 +76,27 @@ BatchNorm::BatchNorm(int64_t channels, int64_t expected_rank, float eps, float m
   }
 }
 
-Var BatchNorm::forward(const Var& x) {
+Var BatchNorm::forward(const Var& x) { return forward_act(x, false, 0.f); }
+
+Var BatchNorm::forward_relu(const Var& x, float slope) { return forward_act(x, true, slope); }
+
+Var BatchNorm::forward_act(const Var& x, bool relu_after, float slope) {
   check(x.dim() == rank_ && x.size(1) == channels_, rank_ == 2 ? "BatchNorm1d" : "BatchNorm2d",
         "expects [N, " + std::to_string(channels_) +
             (rank_ == 2 ? "]" : ", H, W]") + ", got " + shape_str(x.shape()));
   const bool use_batch = is_training() || batch_stats_in_eval || !track_;
-  if (!use_batch) return batch_norm_eval(x, weight, bias, running_mean, running_var, eps);
+  if (!use_batch) {
+    Var y = batch_norm_eval(x, weight, bias, running_mean, running_var, eps);
+    return relu_after ? leaky_relu(y, slope) : y;
+  }
   // Running statistics move only in training mode, no-grad or not (as in PyTorch); a grouped
   // pass counts as `groups` passes, one per group.
   const bool update = is_training() && track_;
   if (update) num_batches_tracked.copy_(add_scalar(num_batches_tracked, static_cast<float>(groups)));
-  return batch_norm_train(x, weight, bias, eps, groups, update ? &running_mean : nullptr,
-                          update ? &running_var : nullptr, momentum);
+  Tensor* rm = update ? &running_mean : nullptr;
+  Tensor* rv = update ? &running_var : nullptr;
+  if (relu_after) return batch_norm_relu_train(x, weight, bias, eps, groups, slope, rm, rv, momentum);
+  return batch_norm_train(x, weight, bias, eps, groups, rm, rv, momentum);
 }
 
 namespace {

@@ -54,6 +54,8 @@ class BatchNorm : public Module {
   BatchNorm(int64_t channels, int64_t expected_rank, float eps = 1e-5f, float momentum = 0.1f,
             bool affine = true, bool track_running_stats = true);
   Var forward(const Var& x) override;
+  // leaky_relu(forward(x), slope) (slope 0: ReLU), one fused op when batch statistics are used.
+  Var forward_relu(const Var& x, float slope = 0.f);
   Var weight, bias;  // gamma, beta [C]; undefined when affine = false
   Tensor running_mean, running_var, num_batches_tracked;
   float eps, momentum;
@@ -61,6 +63,7 @@ class BatchNorm : public Module {
   bool batch_stats_in_eval = false;
 
  private:
+  Var forward_act(const Var& x, bool relu_after, float slope);
   int64_t channels_, rank_;
   bool track_;
 };

@@ -3,6 +3,8 @@
 // Tested by tests/test_nn.cpp.
 #include "nn/module.h"
 
+#include "nn/layers.h"
+
 namespace normad::nn {
 
 std::vector<std::pair<std::string, Var>> Module::named_parameters() const {
@@ -80,7 +82,19 @@ void Sequential::push_back(ModulePtr m) {
 
 Var Sequential::forward(const Var& x) {
   Var h = x;
-  for (auto& m : layers_) h = m->forward(h);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    // A batch norm followed by a (leaky) ReLU runs as one fused op: the same values and gradients
+    // without the normalised tensor in between (BatchNorm::forward_relu).
+    auto* bn = dynamic_cast<BatchNorm*>(layers_[i].get());
+    Module* next = i + 1 < layers_.size() ? layers_[i + 1].get() : nullptr;
+    if (bn && next && dynamic_cast<ReLU*>(next)) {
+      h = bn->forward_relu(h, 0.f), ++i;
+    } else if (auto* leaky = bn ? dynamic_cast<LeakyReLU*>(next) : nullptr) {
+      h = bn->forward_relu(h, leaky->slope), ++i;
+    } else {
+      h = layers_[i]->forward(h);
+    }
+  }
   return h;
 }
 

@@ -56,6 +56,7 @@ enum class Op {
   max_pool2d, max_pool2d_backward, avg_pool2d, avg_pool2d_backward, global_avg_pool,
   upsample_nearest2d, upsample_nearest2d_backward, scale_planes,
   batch_norm_train, batch_norm_eval, batch_norm_backward, batch_norm_fold,
+  batch_norm_relu_train, batch_norm_relu_backward,
   pairwise_sqdist, pairwise_sqdist_backward, l2_normalize, l2_normalize_backward,
   sgd_step, adam_step, adam_step_multi,
   count
@@ -125,6 +126,12 @@ struct Backend {
   void (*batch_norm_fold)(const Tensor& gamma, const Tensor& beta, const Tensor& bias,
                           const Tensor& running_mean, const Tensor& running_var, float eps,
                           Tensor* scale, Tensor* shift);
+  Tensor (*batch_norm_relu_train)(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                  float eps, int64_t groups, float slope, BatchNormSaved* saved,
+                                  Tensor* running_mean, Tensor* running_var, float momentum);
+  Tensor (*batch_norm_relu_backward)(const Tensor& dout, const Tensor& x, const Tensor& gamma,
+                                     const Tensor& beta, const BatchNormSaved& saved,
+                                     int64_t groups, float slope, Tensor* dgamma, Tensor* dbeta);
 
   // ---- distances ----
   Tensor (*pairwise_sqdist)(const Tensor& a, const Tensor& b);

@@ -1,9 +1,12 @@
 // normad batch normalisation: training (batch statistics, optionally per row group), evaluation
-// (running statistics) and the training-mode backward (see tensor/ops.h).
+// (running statistics) and the training-mode backward (see tensor/ops.h); also training mode fused
+// with a following (leaky) ReLU, forward and backward.
 // Math: per group g and channel c over its M = Q*H*W values: mu = mean(x), var = mean((x - mu)^2)
 // (biased), xhat = (x - mu) / sqrt(var + eps), y = gamma xhat + beta;
-// dx = invstd / M * (M dy - sum(dy) - xhat sum(dy xhat)) with dy = gamma dout.
-// Tested by tests/test_batchnorm.cpp (grouped = per-group loop, finite differences) and
+// dx = invstd / M * (M dy - sum(dy) - xhat sum(dy xhat)) with dy = gamma dout; fused with the ReLU:
+// y = relu_slope(z), dout replaced by dz = z > 0 ? dout : slope dout (z recomputed from x).
+// Tested by tests/test_batchnorm.cpp (grouped = per-group loop, fused = composed bit for bit,
+// finite differences), tests/test_backend_ops.cpp (vs the reference backend) and
 // tests/test_parity.cpp (PyTorch F.batch_norm).
 //
 // Shapes: x [N, C] or [N, C, H, W]; S = H*W (1 for [N, C]); G groups of Q = N / G rows.
@@ -11,9 +14,11 @@
 #include <array>
 #include <cmath>
 #include <utility>
+#include <vector>
 
 #include "tensor/cpu.h"
 #include "tensor/parallel.h"
+#include "tensor/select.h"
 
 namespace normad::cpu {
 
@@ -88,46 +93,79 @@ std::array<std::vector<double>, P> group_channel_sums(const BnShape& s, int64_t 
   return out;
 }
 
-// out[i] = a[gc] * u[i] + b[gc] * v[i] + c[gc] for every element, gc its (group, channel);
-// v may be null. This one affine form covers normalisation (u = x) and the backward (u = dout,
-// v = x).
-void group_channel_affine(float* out, const BnShape& s, int64_t G, const float* u,
-                          const float* v, const std::vector<float>& a,
-                          const std::vector<float>& b, const std::vector<float>& c) {
-  const int64_t C = s.C, S = s.S, Q = s.N / G;
-  parallel_for(s.N, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, C * S)), [&](int64_t n0, int64_t n1) {
-    for (int64_t n = n0; n < n1; ++n) {
-      const int64_t base = (n / Q) * C;
-      if (S == 1) {  // [N, C]: one contiguous row, vectorised over channels
-        const float *A = &a[base], *B = &b[base], *K = &c[base];
-        const float* un = u + n * C;
-        float* on = out + n * C;
-        if (v) {
-          const float* vn = v + n * C;
-          for (int64_t ch = 0; ch < C; ++ch) on[ch] = A[ch] * un[ch] + B[ch] * vn[ch] + K[ch];
-        } else {
-          for (int64_t ch = 0; ch < C; ++ch) on[ch] = A[ch] * un[ch] + K[ch];
-        }
-        continue;
+// out[i] = act(a[gc] * u(i, gc) + b[gc] * v[i] + c[gc]) for the rows [n0, n1), gc = (n / Q) * C +
+// channel; v may be null. This one affine form covers normalisation (u = x, act the optional ReLU)
+// and the backward (u = dout or the ReLU-masked dout, v = x).
+template <class U, class Act>
+void affine_rows(float* out, const BnShape& s, int64_t Q, int64_t n0, int64_t n1, U u,
+                 const float* v, const float* a, const float* b, const float* c, Act act) {
+  const int64_t C = s.C, S = s.S;
+  for (int64_t n = n0; n < n1; ++n) {
+    const int64_t base = (n / Q) * C;
+    if (S == 1) {  // [N, C]: one contiguous row, vectorised over channels
+      const float *A = a + base, *B = b + base, *K = c + base;
+      float* on = out + n * C;
+      if (v) {
+        const float* vn = v + n * C;
+        for (int64_t ch = 0; ch < C; ++ch)
+          on[ch] = act(A[ch] * u(n * C + ch, base + ch) + B[ch] * vn[ch] + K[ch]);
+      } else {
+        for (int64_t ch = 0; ch < C; ++ch) on[ch] = act(A[ch] * u(n * C + ch, base + ch) + K[ch]);
       }
-      for (int64_t ch = 0; ch < C; ++ch) {
-        const float A = a[base + ch], B = b[base + ch], K = c[base + ch];
-        const int64_t i0 = (n * C + ch) * S;
-        if (v) {
-          for (int64_t k = 0; k < S; ++k) out[i0 + k] = A * u[i0 + k] + B * v[i0 + k] + K;
-        } else {
-          for (int64_t k = 0; k < S; ++k) out[i0 + k] = A * u[i0 + k] + K;
-        }
+      continue;
+    }
+    for (int64_t ch = 0; ch < C; ++ch) {
+      const float A = a[base + ch], B = b[base + ch], K = c[base + ch];
+      const int64_t i0 = (n * C + ch) * S, gc = base + ch;
+      if (v) {
+        for (int64_t k = 0; k < S; ++k) out[i0 + k] = act(A * u(i0 + k, gc) + B * v[i0 + k] + K);
+      } else {
+        for (int64_t k = 0; k < S; ++k) out[i0 + k] = act(A * u(i0 + k, gc) + K);
       }
     }
+  }
+}
+
+// affine_rows over every row, G groups of rows, in parallel over rows (memory order: a walk of one
+// channel's planes at a time would write short runs far apart; measured slower in an ACR step).
+template <class U, class Act>
+void group_channel_affine(float* out, const BnShape& s, int64_t G, U u, const float* v,
+                          const float* a, const float* b, const float* c, Act act) {
+  parallel_for(s.N, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, s.C * s.S)), [&](int64_t n0, int64_t n1) {
+    affine_rows(out, s, s.N / G, n0, n1, u, v, a, b, c, act);
   });
 }
 
-}  // namespace
+// The activations after the normalisation, written as the elementwise ops write them
+// (tensor/elementwise.cpp), so that the fused op is bit for bit the composed one.
+struct NoAct {
+  float operator()(float z) const { return z; }
+};
+struct Relu {  // NaN passes, as in PyTorch
+  float operator()(float z) const { return z < 0 ? 0.f : z; }
+};
+struct LeakyRelu {
+  float slope;
+  float operator()(float z) const { return select(z > 0, z, slope * z); }
+};
 
-Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,
-                        int64_t groups, BatchNormSaved* saved, Tensor* running_mean,
-                        Tensor* running_var, float momentum) {
+// The per-(group, channel) affine of the normalisation, y = x scale + shift, from the statistics
+// the forward saves: scale = invstd gamma, shift = beta - mean scale, [G, C]. The forward and the
+// fused backward both take it from here, so the backward recomputes the forward's z exactly.
+void bn_scale_shift(const float* mean, const float* invstd, const Tensor& gamma,
+                    const Tensor& beta, int64_t G, int64_t C, float* scale, float* shift) {
+  for (int64_t gc = 0; gc < G * C; ++gc) {
+    const int64_t c = gc % C;
+    scale[gc] = invstd[gc] * (gamma.defined() ? gamma.data()[c] : 1.f);
+    shift[gc] = (beta.defined() ? beta.data()[c] : 0.f) - mean[gc] * scale[gc];
+  }
+}
+
+// Training-mode batch norm with the activation `act` applied to its output (NoAct: plain BN).
+template <class Act>
+Tensor batch_norm_train_act(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,
+                            int64_t groups, BatchNormSaved* saved, Tensor* running_mean,
+                            Tensor* running_var, float momentum, Act act) {
   const BnShape s = bn_shape(x);
   const int64_t C = s.C;
   const int64_t G = groups, M = s.N / G * s.S;
@@ -139,34 +177,33 @@ Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta
   // most ~1e-10 for a million values. Two passes (mean, then squared deviations) would read x once
   // more for no accuracy a float output could show. An infinite k would make every d NaN; 0 then
   // keeps the mean infinite, as the sum of the values is.
-  std::vector<double> shift_k(G * C);
+  // k is a value of the data, a float: kept as one, the compiler widens 8 values at a time for
+  // the same double subtraction d = double(x) - double(k).
+  std::vector<float> shift_k(G * C);
   for (int64_t gc = 0; gc < G * C; ++gc) {
     shift_k[gc] = px[((gc / C) * (s.N / G) * C + gc % C) * s.S];  // row g Q, channel c, position 0
-    if (std::isinf(shift_k[gc])) shift_k[gc] = 0.0;
+    if (std::isinf(shift_k[gc])) shift_k[gc] = 0.f;
   }
   auto [sum_d, sum_d2] = group_channel_sums<2>(s, G, [&](int64_t i, int64_t gc) {
-    const double d = px[i] - shift_k[gc];
+    const double d = double(px[i]) - double(shift_k[gc]);
     return std::array<double, 2>{d, d * d};
   });
   std::vector<double> mu(G * C), var(G * C);
+  Tensor mean({G, C}), invstd({G, C});
   for (int64_t gc = 0; gc < G * C; ++gc) {
-    mu[gc] = shift_k[gc] + sum_d[gc] / M;
+    mu[gc] = double(shift_k[gc]) + sum_d[gc] / M;
     // biased variance normalises; clipped at 0 against rounding (a NaN stays NaN)
     const double v = (sum_d2[gc] - sum_d[gc] * sum_d[gc] / M) / M;
     var[gc] = v < 0 ? 0.0 : v;
-  }
-  Tensor mean({G, C}), invstd({G, C});
-  std::vector<float> scale(G * C), zero(G * C, 0.f), shift(G * C);
-  for (int64_t gc = 0; gc < G * C; ++gc) {
-    const int64_t c = gc % C;
     mean.data()[gc] = static_cast<float>(mu[gc]);
     invstd.data()[gc] = static_cast<float>(1.0 / std::sqrt(var[gc] + eps));
-    // y = (x - mu) invstd gamma + beta = x scale + shift
-    scale[gc] = invstd.data()[gc] * (gamma.defined() ? gamma.data()[c] : 1.f);
-    shift[gc] = (beta.defined() ? beta.data()[c] : 0.f) - mean.data()[gc] * scale[gc];
   }
+  // y = act((x - mu) invstd gamma + beta) = act(x scale + shift), one pass over x
+  std::vector<float> scale(G * C), shift(G * C), zero(G * C, 0.f);
+  bn_scale_shift(mean.data(), invstd.data(), gamma, beta, G, C, scale.data(), shift.data());
   Tensor y = Tensor::empty(x.shape());
-  group_channel_affine(y.data(), s, G, px, nullptr, scale, zero, shift);
+  group_channel_affine(y.data(), s, G, [px](int64_t i, int64_t) { return px[i]; }, nullptr,
+                       scale.data(), zero.data(), shift.data(), act);
   // Running statistics (PyTorch: unbiased variance): one momentum update per group, in group
   // order, exactly as a per-task loop of G forward passes would leave them (fmnist_zs.md §4).
   if (running_mean || running_var) {
@@ -187,34 +224,22 @@ Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta
   return y;
 }
 
-Tensor batch_norm_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta,
-                       const Tensor& running_mean, const Tensor& running_var, float eps) {
-  const BnShape s = bn_shape(x);
-  const int64_t C = s.C;
-  std::vector<float> scale(C), zero(C, 0.f), shift(C);
-  for (int64_t c = 0; c < C; ++c) {
-    const float inv = 1.f / std::sqrt(running_var.data()[c] + eps);
-    scale[c] = inv * (gamma.defined() ? gamma.data()[c] : 1.f);
-    shift[c] = (beta.defined() ? beta.data()[c] : 0.f) - running_mean.data()[c] * scale[c];
-  }
-  Tensor y = Tensor::empty(x.shape());
-  group_channel_affine(y.data(), s, 1, x.data(), nullptr, scale, zero, shift);
-  return y;
-}
-
-Tensor batch_norm_backward(const Tensor& dout, const Tensor& x, const Tensor& gamma,
-                           const BatchNormSaved& saved, int64_t groups, Tensor* dgamma,
-                           Tensor* dbeta) {
-  const BnShape s = bn_shape(x);
+// Training-mode backward of dz = mask(dout): dx, dgamma, dbeta. `dz(i, gc)` gives dz at flat
+// index i of (group, channel) gc: dout itself, or dout masked by the recomputed ReLU input.
+template <class Dz>
+Tensor batch_norm_backward_of(const BnShape& s, const Tensor& x, const Tensor& gamma,
+                              const BatchNormSaved& saved, int64_t groups, Tensor* dgamma,
+                              Tensor* dbeta, Dz dz) {
   const int64_t C = s.C, G = groups, M = s.N / G * s.S;
-  const float *px = x.data(), *pd = dout.data();
+  const float* px = x.data();
   const float *mean = saved.mean.data(), *inv = saved.invstd.data();
-  // Per (g, c): sum(dout) and sum(dout * xhat), in double, from one pass over dout and x.
+  // Per (g, c): sum(dz) and sum(dz * xhat), in double, from one pass over dz and x.
   auto [sdy, sdyx] = group_channel_sums<2>(s, G, [&](int64_t i, int64_t gc) {
-    return std::array<double, 2>{double(pd[i]), double(pd[i]) * (px[i] - mean[gc]) * inv[gc]};
+    const float d = dz(i, gc);
+    return std::array<double, 2>{double(d), double(d) * (px[i] - mean[gc]) * inv[gc]};
   });
-  // dx = gamma invstd / M * (M dout - sum(dout) - xhat sum(dout xhat)), written as
-  // dx = p dout + q x + r with p = gamma invstd, q = -p invstd sdyx / M, r = -p sdy / M - q mu.
+  // dx = gamma invstd / M * (M dz - sum(dz) - xhat sum(dz xhat)), written as
+  // dx = p dz + q x + r with p = gamma invstd, q = -p invstd sdyx / M, r = -p sdy / M - q mu.
   std::vector<float> p(G * C), q(G * C), r(G * C);
   for (int64_t gc = 0; gc < G * C; ++gc) {
     const double pg = (gamma.defined() ? gamma.data()[gc % C] : 1.f) * double(inv[gc]);
@@ -224,7 +249,7 @@ Tensor batch_norm_backward(const Tensor& dout, const Tensor& x, const Tensor& ga
     r[gc] = static_cast<float>(-pg * sdy[gc] / M - qg * mean[gc]);
   }
   Tensor dx = Tensor::empty(x.shape());
-  group_channel_affine(dx.data(), s, G, pd, px, p, q, r);
+  group_channel_affine(dx.data(), s, G, dz, px, p.data(), q.data(), r.data(), NoAct{});
   // Parameter gradients sum over the groups.
   if (dgamma || dbeta) {
     Tensor dg({C}), db({C});
@@ -238,6 +263,68 @@ Tensor batch_norm_backward(const Tensor& dout, const Tensor& x, const Tensor& ga
     if (dbeta) *dbeta = db;
   }
   return dx;
+}
+
+}  // namespace
+
+Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,
+                        int64_t groups, BatchNormSaved* saved, Tensor* running_mean,
+                        Tensor* running_var, float momentum) {
+  return batch_norm_train_act(x, gamma, beta, eps, groups, saved, running_mean, running_var,
+                              momentum, NoAct{});
+}
+
+Tensor batch_norm_relu_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,
+                             int64_t groups, float slope, BatchNormSaved* saved,
+                             Tensor* running_mean, Tensor* running_var, float momentum) {
+  if (slope == 0.f)
+    return batch_norm_train_act(x, gamma, beta, eps, groups, saved, running_mean, running_var,
+                                momentum, Relu{});
+  return batch_norm_train_act(x, gamma, beta, eps, groups, saved, running_mean, running_var,
+                              momentum, LeakyRelu{slope});
+}
+
+Tensor batch_norm_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                       const Tensor& running_mean, const Tensor& running_var, float eps) {
+  const BnShape s = bn_shape(x);
+  const int64_t C = s.C;
+  std::vector<float> scale(C), zero(C, 0.f), shift(C);
+  for (int64_t c = 0; c < C; ++c) {
+    const float inv = 1.f / std::sqrt(running_var.data()[c] + eps);
+    scale[c] = inv * (gamma.defined() ? gamma.data()[c] : 1.f);
+    shift[c] = (beta.defined() ? beta.data()[c] : 0.f) - running_mean.data()[c] * scale[c];
+  }
+  Tensor y = Tensor::empty(x.shape());
+  const float* px = x.data();
+  group_channel_affine(y.data(), s, 1, [px](int64_t i, int64_t) { return px[i]; }, nullptr,
+                       scale.data(), zero.data(), shift.data(), NoAct{});
+  return y;
+}
+
+Tensor batch_norm_backward(const Tensor& dout, const Tensor& x, const Tensor& gamma,
+                           const BatchNormSaved& saved, int64_t groups, Tensor* dgamma,
+                           Tensor* dbeta) {
+  const float* pd = dout.data();
+  return batch_norm_backward_of(bn_shape(x), x, gamma, saved, groups, dgamma, dbeta,
+                                [pd](int64_t i, int64_t) { return pd[i]; });
+}
+
+Tensor batch_norm_relu_backward(const Tensor& dout, const Tensor& x, const Tensor& gamma,
+                                const Tensor& beta, const BatchNormSaved& saved, int64_t groups,
+                                float slope, Tensor* dgamma, Tensor* dbeta) {
+  const BnShape s = bn_shape(x);
+  // The forward's z = x scale + shift, recomputed with its very operations: the ReLU's gradient
+  // mask z > 0 is the forward's (the composed ops read it from the ReLU's output: y > 0 exactly
+  // where z > 0), and dz = z > 0 ? dout : slope dout as leaky_relu_backward writes it.
+  std::vector<float> scale(groups * s.C), shift(groups * s.C);
+  bn_scale_shift(saved.mean.data(), saved.invstd.data(), gamma, beta, groups, s.C, scale.data(),
+                 shift.data());
+  const float *pd = dout.data(), *px = x.data(), *zs = scale.data(), *zk = shift.data();
+  return batch_norm_backward_of(s, x, gamma, saved, groups, dgamma, dbeta,
+                                [=](int64_t i, int64_t gc) {
+                                  const float z = zs[gc] * px[i] + zk[gc];
+                                  return select(z > 0, pd[i], slope * pd[i]);
+                                });
 }
 
 // One pass over the C channels. The shift's multiply-add may be contracted into one FMA by the

@@ -84,6 +84,12 @@ Tensor batch_norm_backward(const Tensor& dout, const Tensor& x, const Tensor& ga
 void batch_norm_fold(const Tensor& gamma, const Tensor& beta, const Tensor& bias,
                      const Tensor& running_mean, const Tensor& running_var, float eps,
                      Tensor* scale, Tensor* shift);
+Tensor batch_norm_relu_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,
+                             int64_t groups, float slope, BatchNormSaved* saved,
+                             Tensor* running_mean, Tensor* running_var, float momentum);
+Tensor batch_norm_relu_backward(const Tensor& dout, const Tensor& x, const Tensor& gamma,
+                                const Tensor& beta, const BatchNormSaved& saved, int64_t groups,
+                                float slope, Tensor* dgamma, Tensor* dbeta);
 
 // distances (distance.cpp)
 Tensor pairwise_sqdist(const Tensor& a, const Tensor& b);

@@ -5,6 +5,7 @@
 // Tested by tests/test_backend_ops.cpp (each op on each backend vs the reference backend, errors
 // for mixed devices and missing entries) and the op tests (tests/test_ops.cpp, test_grad.cpp).
 #include <algorithm>
+#include <cmath>
 #include <memory>
 #include <sstream>
 
@@ -536,12 +537,10 @@ Tensor scale_planes(const Tensor& x, const Tensor& s) {
 
 // ---- batch normalisation ---------------------------------------------------------------------
 
-Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,
-                        int64_t groups, BatchNormSaved* saved, Tensor* running_mean,
-                        Tensor* running_var, float momentum) {
-  const char* what = "batch_norm";
-  Picked be = pick(Op::batch_norm_train, what,
-                           {&x, &gamma, &beta, running_mean, running_var});
+namespace {
+// The arguments of a training-mode batch norm (plain or followed by a ReLU).
+void check_bn_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, int64_t groups,
+                    const Tensor* running_mean, const Tensor* running_var, const char* what) {
   check_bn_input(x, what);
   const int64_t N = x.size(0), C = x.size(1), S = x.dim() == 4 ? x.size(2) * x.size(3) : 1;
   check(groups >= 1 && N % groups == 0, what,
@@ -555,7 +554,53 @@ Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta
   check(M > 0, what, "no values to normalise in " + shape_str(x.shape()));
   check(M > 1 || running_var == nullptr, what,
         "needs more than one value per channel in training mode, got " + shape_str(x.shape()));
+}
+
+// The arguments of a training-mode batch norm's backward.
+void check_bn_backward(const Tensor& dout, const Tensor& x, const Tensor& gamma,
+                       const BatchNormSaved& saved, int64_t groups, const char* what) {
+  check_bn_input(x, what);
+  check(dout.shape() == x.shape(), what,
+        "gradient " + shape_str(dout.shape()) + " does not match input " + shape_str(x.shape()));
+  const int64_t N = x.size(0), C = x.size(1);
+  check(groups >= 1 && N % groups == 0 && saved.mean.numel() == groups * C &&
+            saved.invstd.numel() == groups * C,
+        what, "saved statistics " + shape_str(saved.mean.shape()) + " do not match " +
+                  std::to_string(groups) + " groups of " + shape_str(x.shape()));
+  check_channel_vec(gamma, C, what, "weight");
+}
+}  // namespace
+
+Tensor batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,
+                        int64_t groups, BatchNormSaved* saved, Tensor* running_mean,
+                        Tensor* running_var, float momentum) {
+  const char* what = "batch_norm";
+  Picked be = pick(Op::batch_norm_train, what, {&x, &gamma, &beta, running_mean, running_var});
+  check_bn_train(x, gamma, beta, groups, running_mean, running_var, what);
   return be->batch_norm_train(x, gamma, beta, eps, groups, saved, running_mean, running_var, momentum);
+}
+
+Tensor batch_norm_relu_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,
+                             int64_t groups, float slope, BatchNormSaved* saved,
+                             Tensor* running_mean, Tensor* running_var, float momentum) {
+  const char* what = "batch_norm_relu";
+  Picked be = pick(Op::batch_norm_relu_train, what, {&x, &gamma, &beta, running_mean, running_var});
+  check_bn_train(x, gamma, beta, groups, running_mean, running_var, what);
+  check(std::isfinite(slope), what, "the leaky ReLU slope must be finite, got " + std::to_string(slope));
+  return be->batch_norm_relu_train(x, gamma, beta, eps, groups, slope, saved, running_mean,
+                                   running_var, momentum);
+}
+
+Tensor batch_norm_relu_backward(const Tensor& dout, const Tensor& x, const Tensor& gamma,
+                                const Tensor& beta, const BatchNormSaved& saved, int64_t groups,
+                                float slope, Tensor* dgamma, Tensor* dbeta) {
+  const char* what = "batch_norm_relu_backward";
+  Picked be = pick(Op::batch_norm_relu_backward, what,
+                   {&dout, &x, &gamma, &beta, &saved.mean, &saved.invstd});
+  check_bn_backward(dout, x, gamma, saved, groups, what);
+  check_channel_vec(beta, x.size(1), what, "bias");
+  check(std::isfinite(slope), what, "the leaky ReLU slope must be finite, got " + std::to_string(slope));
+  return be->batch_norm_relu_backward(dout, x, gamma, beta, saved, groups, slope, dgamma, dbeta);
 }
 
 Tensor batch_norm_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta,
@@ -577,15 +622,7 @@ Tensor batch_norm_backward(const Tensor& dout, const Tensor& x, const Tensor& ga
                            Tensor* dbeta) {
   const char* what = "batch_norm_backward";
   Picked be = pick(Op::batch_norm_backward, what, {&dout, &x, &gamma, &saved.mean, &saved.invstd});
-  check_bn_input(x, what);
-  check(dout.shape() == x.shape(), what,
-        "gradient " + shape_str(dout.shape()) + " does not match input " + shape_str(x.shape()));
-  const int64_t N = x.size(0), C = x.size(1);
-  check(groups >= 1 && N % groups == 0 && saved.mean.numel() == groups * C &&
-            saved.invstd.numel() == groups * C,
-        what, "saved statistics " + shape_str(saved.mean.shape()) + " do not match " +
-                  std::to_string(groups) + " groups of " + shape_str(x.shape()));
-  check_channel_vec(gamma, C, what, "weight");
+  check_bn_backward(dout, x, gamma, saved, groups, what);
   return be->batch_norm_backward(dout, x, gamma, saved, groups, dgamma, dbeta);
 }
 

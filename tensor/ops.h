@@ -175,6 +175,20 @@ Tensor batch_norm_backward(const Tensor& dout, const Tensor& x, const Tensor& ga
                            const BatchNormSaved& saved, int64_t groups, Tensor* dgamma,
                            Tensor* dbeta);
 
+// Training-mode batch norm and a leaky ReLU of slope `slope` (0: ReLU) as one op:
+// y = leaky_relu(z, slope), z = batch_norm_train(x, ...), without storing z. The CPU backend makes
+// one pass over x for the statistics and one that writes y (the two ops in sequence make three
+// and write z); its y is bit for bit the composed ops' (tests/test_batchnorm.cpp).
+Tensor batch_norm_relu_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,
+                             int64_t groups, float slope, BatchNormSaved* saved,
+                             Tensor* running_mean = nullptr, Tensor* running_var = nullptr,
+                             float momentum = 0.1f);
+// Its backward: batch_norm_backward of dz = (z > 0 ? dout : slope dout), z recomputed from x, the
+// saved statistics, gamma and beta (the same float operations as the forward, so the same mask).
+Tensor batch_norm_relu_backward(const Tensor& dout, const Tensor& x, const Tensor& gamma,
+                                const Tensor& beta, const BatchNormSaved& saved, int64_t groups,
+                                float slope, Tensor* dgamma, Tensor* dbeta);
+
 // ---- distances and normalisation -----------------------------------------------------------
 // a [M, D], b [N, D] -> [M, N] with |a_i|^2 + |b_j|^2 - 2 a_i.b_j, clamped at 0.
 Tensor pairwise_sqdist(const Tensor& a, const Tensor& b);

@@ -641,6 +641,40 @@ void batch_norm_backward(T* dx, T* dgamma, T* dbeta, const T* dout, const T* x, 
   }
 }
 
+template <class T>
+void batch_norm_relu_train_forward(T* out, T* mean, T* invstd, T* running_mean, T* running_var,
+                                   const T* x, const T* gamma, const T* beta, int64_t N,
+                                   int64_t C, int64_t S, int64_t G, double eps, double momentum,
+                                   double slope) {
+  // the two ops in sequence: normalise, then the activation of each output
+  batch_norm_train_forward(out, mean, invstd, running_mean, running_var, x, gamma, beta, N, C, S,
+                           G, eps, momentum);
+  for (int64_t i = 0; i < N * C * S; ++i)
+    out[i] = slope == 0 ? (out[i] < 0 ? T(0) : out[i]) : (out[i] > 0 ? out[i] : T(slope * out[i]));
+}
+
+template <class T>
+void batch_norm_relu_backward(T* dx, T* dgamma, T* dbeta, const T* dout, const T* x,
+                              const T* gamma, const T* beta, const T* mean, const T* invstd,
+                              int64_t N, int64_t C, int64_t S, int64_t G, double slope) {
+  const int64_t Q = N / G;
+  std::vector<T> dz(N * C * S);
+  // the activation's input z of each value from the saved statistics; its gradient passes
+  // where z > 0 and is scaled by the slope elsewhere
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c) {
+      const int64_t gc = (n / Q) * C + c;
+      const double ga = gamma ? double(gamma[c]) : 1.0, be = beta ? double(beta[c]) : 0.0;
+      for (int64_t k = 0; k < S; ++k) {
+        const int64_t i = (n * C + c) * S + k;
+        const double z = ga * (double(x[i]) - double(mean[gc])) * double(invstd[gc]) + be;
+        dz[i] = z > 0 ? dout[i] : T(slope * double(dout[i]));
+      }
+    }
+  // then the batch norm's backward of that gradient
+  batch_norm_backward(dx, dgamma, dbeta, dz.data(), x, gamma, mean, invstd, N, C, S, G);
+}
+
 // ---- distances and normalisation -----------------------------------------------------------------
 
 template <class T>
@@ -791,6 +825,12 @@ void adam_step(T* w, T* m, T* v, const T* g, int64_t n, const AdamParams& p) {
                                        const T*, int64_t, int64_t, int64_t, int64_t);            \
   template void batch_norm_fold<T>(T*, T*, const T*, const T*, const T*, const T*, const T*,     \
                                    int64_t, double);                                             \
+  template void batch_norm_relu_train_forward<T>(T*, T*, T*, T*, T*, const T*, const T*,        \
+                                                 const T*, int64_t, int64_t, int64_t, int64_t,   \
+                                                 double, double, double);                        \
+  template void batch_norm_relu_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,  \
+                                            const T*, const T*, int64_t, int64_t, int64_t,       \
+                                            int64_t, double);                                    \
   template void pairwise_sqdist_forward<T>(T*, const T*, const T*, int64_t, int64_t, int64_t);   \
   template void pairwise_sqdist_backward<T>(T*, T*, const T*, const T*, const T*, const T*,      \
                                             int64_t, int64_t, int64_t);                          \
@@ -1093,6 +1133,27 @@ Tensor ref_batch_norm_backward(const Tensor& dout, const Tensor& x, const Tensor
   if (dbeta) *dbeta = db;
   return dx;
 }
+Tensor ref_batch_norm_relu_train(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                 float eps, int64_t groups, float slope, BatchNormSaved* saved,
+                                 Tensor* running_mean, Tensor* running_var, float momentum) {
+  // the two ops in sequence: the reference's batch norm, then its (leaky) ReLU
+  Tensor z = ref_batch_norm_train(x, gamma, beta, eps, groups, saved, running_mean, running_var, momentum);
+  return ref_unary(slope == 0.f ? UnaryOp::relu : UnaryOp::leaky_relu, z, slope, 0.f);
+}
+Tensor ref_batch_norm_relu_backward(const Tensor& dout, const Tensor& x, const Tensor& gamma,
+                                    const Tensor& beta, const BatchNormSaved& saved,
+                                    int64_t groups, float slope, Tensor* dgamma, Tensor* dbeta) {
+  int64_t N, C, S;
+  bn_sizes(x, &N, &C, &S);
+  Tensor dx = Tensor::empty(x.shape(), kRef);
+  Tensor dg = Tensor::empty({C}, kRef), db = Tensor::empty({C}, kRef);
+  ref::batch_norm_relu_backward(ptr(dx), ptr(dg), ptr(db), ptr(dout), ptr(x), ptr(gamma),
+                                ptr(beta), ptr(saved.mean), ptr(saved.invstd), N, C, S, groups,
+                                double(slope));
+  if (dgamma) *dgamma = dg;
+  if (dbeta) *dbeta = db;
+  return dx;
+}
 void ref_batch_norm_fold(const Tensor& gamma, const Tensor& beta, const Tensor& bias,
                          const Tensor& running_mean, const Tensor& running_var, float eps,
                          Tensor* scale, Tensor* shift) {
@@ -1183,6 +1244,8 @@ const Backend& reference_backend() {
       .batch_norm_eval = ref_batch_norm_eval,
       .batch_norm_backward = ref_batch_norm_backward,
       .batch_norm_fold = ref_batch_norm_fold,
+      .batch_norm_relu_train = ref_batch_norm_relu_train,
+      .batch_norm_relu_backward = ref_batch_norm_relu_backward,
       .pairwise_sqdist = ref_pairwise_sqdist,
       .pairwise_sqdist_backward = ref_pairwise_sqdist_backward,
       .l2_normalize = ref_l2_normalize,

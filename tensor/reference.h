@@ -202,6 +202,17 @@ void batch_norm_backward(T* dx, T* dgamma, T* dbeta, const T* dout, const T* x, 
 template <class T>
 void batch_norm_fold(T* scale, T* shift, const T* gamma, const T* beta, const T* bias,
                      const T* running_mean, const T* running_var, int64_t C, double eps);
+// batch_norm_train_forward, then a leaky ReLU of slope `slope` (0: ReLU) on every output.
+template <class T>
+void batch_norm_relu_train_forward(T* out, T* mean, T* invstd, T* running_mean, T* running_var,
+                                   const T* x, const T* gamma, const T* beta, int64_t N,
+                                   int64_t C, int64_t S, int64_t G, double eps, double momentum,
+                                   double slope);
+// batch_norm_backward of dz = (z > 0 ? dout : slope dout), z = gamma (x - mean) invstd + beta.
+template <class T>
+void batch_norm_relu_backward(T* dx, T* dgamma, T* dbeta, const T* dout, const T* x,
+                              const T* gamma, const T* beta, const T* mean, const T* invstd,
+                              int64_t N, int64_t C, int64_t S, int64_t G, double slope);
 
 // ---- distances and normalisation -----------------------------------------------------------------
 // out[i, j] = sum_k (a[i, k] - b[j, k])^2: a [M, D], b [N, D], out [M, N].

@@ -372,6 +372,44 @@ inline void add_batch_norm(Table& t, Shape xs, int64_t groups, bool affine, bool
                 atol, 1e-5);
 }
 
+// Batch norm + leaky ReLU (slope 0: ReLU), forward and backward, on one shape: the fused op
+// against the reference's two ops in sequence.
+inline void add_batch_norm_relu(Table& t, Shape xs, int64_t groups, bool affine, bool running,
+                                float slope, double atol = 1e-5) {
+  const int64_t C = xs[1];
+  const std::string tag = "x" + shape_str(xs) + " G" + std::to_string(groups) +
+                          (affine ? "" : " no affine") + (running ? " running" : "") +
+                          (slope != 0.f ? " slope " + std::to_string(slope) : "");
+  t.add("batch_norm_relu_train/" + tag, Op::batch_norm_relu_train,
+        {normal(xs), affine ? uniform({C}, 0.5f, 1.5f) : none(), affine ? normal({C}) : none(),
+         running ? normal({C}) : none(), running ? uniform({C}, 0.5f, 2.f) : none()},
+        [groups, running, slope](std::vector<Tensor>& in) {
+          BatchNormSaved saved;
+          Tensor y = batch_norm_relu_train(in[0], in[1], in[2], 1e-5f, groups, slope, &saved,
+                                           running ? &in[3] : nullptr, running ? &in[4] : nullptr, 0.1f);
+          std::vector<Output> out{{"y", y}, {"saved.mean", saved.mean}, {"saved.invstd", saved.invstd}};
+          if (running) out.push_back({"running_mean", in[3]}), out.push_back({"running_var", in[4]});
+          return out;
+        },
+        atol, 1e-5);
+  t.add_derived("batch_norm_relu_backward/" + tag, Op::batch_norm_relu_backward,
+                [=](Generator& g) {
+                  Tensor dout = g.normal(xs), x = g.normal(xs);
+                  Tensor gamma = affine ? g.uniform({C}, 0.5f, 1.5f) : Tensor();
+                  Tensor beta = affine ? g.normal({C}) : Tensor();
+                  BatchNormSaved saved;  // as the CPU forward leaves them
+                  batch_norm_train(x, gamma, beta, 1e-5f, groups, &saved);
+                  return std::vector<Tensor>{dout, x, gamma, beta, saved.mean, saved.invstd};
+                },
+                [groups, slope](std::vector<Tensor>& in) {
+                  Tensor dg, db;
+                  Tensor dx = batch_norm_relu_backward(in[0], in[1], in[2], in[3],
+                                                       BatchNormSaved{in[4], in[5]}, groups, slope, &dg, &db);
+                  return std::vector<Output>{{"dx", dx}, {"dgamma", dg}, {"dbeta", db}};
+                },
+                atol, 1e-5);
+}
+
 // One fused Adam step over parameters shaped `shapes` (inputs w, g, m, v per parameter, in that
 // order), slot k at step steps[k]. Outputs w, m, v of every slot; with `vs_single` also
 // "w<k> multi - single": the difference from adam_step on a copy of slot k on the same backend
@@ -682,6 +720,11 @@ inline std::vector<OpCase> op_cases() {
   // The CPU's affine forms (y = x scale + shift, dx = p dout + q x + r) cancel terms of size
   // ~316 |x| in float: ulp(316) ~ 3e-5, hence atol 1e-4 here (the reference is exact).
   add_batch_norm(t, {2, 5}, 2, true, false, 0.f, 1e-4);
+  add_batch_norm_relu(t, {6, 4}, 1, true, true, 0.f);
+  add_batch_norm_relu(t, {12, 4}, 3, true, false, 0.01f);
+  add_batch_norm_relu(t, {4, 3, 3, 5}, 2, true, true, 0.f);
+  add_batch_norm_relu(t, {4, 3, 3, 5}, 1, false, true, 0.01f);
+  add_batch_norm_relu(t, {6, 2, 1, 3}, 3, true, false, -0.5f);
   for (Shape s : {Shape{5, 3}, Shape{2, 3, 4, 4}})
     t.add("batch_norm_eval/" + shape_str(s), Op::batch_norm_eval,
           {normal(s), uniform({3}, 0.5f, 1.5f), normal({3}), normal({3}), uniform({3}, 0.5f, 2.f)},
@@ -882,6 +925,7 @@ inline std::vector<OpCase> op_perf_cases() {
   // the ACR steps' largest: ACR-NTL's 4 tasks x 512 rows x 20 views x 128, ACR-DSVDD's first block
   add_batch_norm(t, {40960, 128}, 4, true, true);
   add_batch_norm(t, {960, 64, 14, 14}, 32, true, true);
+  add_batch_norm_relu(t, {960, 64, 14, 14}, 32, true, true, 0.f);
   t.add("batch_norm_fold/[2048]", Op::batch_norm_fold,
         {normal({2048}), normal({2048}), normal({2048}), normal({2048}), uniform({2048}, 0.5f, 2.f)},
         [](std::vector<Tensor>& in) {

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <sstream>
@@ -43,6 +44,12 @@ inline bool close_report(const Tensor& got, const Tensor& ref, double atol, doub
   if (bad) os << "  " << bad << " of " << got.numel() << " mismatched; max abs err " << worst;
   *report = os.str();
   return bad == 0;
+}
+
+// Same shape and same bytes (NaN payloads and -0 count too); tensors on any device.
+inline bool same_bits(const Tensor& a_any, const Tensor& b_any) {
+  const Tensor a = a_any.to(Device::CPU), b = b_any.to(Device::CPU);
+  return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), sizeof(float) * a.numel()) == 0;
 }
 
 inline void expect_close(const Tensor& got, const Tensor& ref, double atol, double rtol,

@@ -428,6 +428,37 @@ std::vector<GradCase> grad_cases() {
     cs.push_back(c);
   }
 
+  // ---- batch norm + leaky ReLU: dx, dgamma, dbeta through the statistics and the ReLU's mask ----
+  for (BnG b : {BnG{{6, 4}, 1, true}, BnG{{4, 3, 2, 3}, 2, true}, BnG{{4, 2, 3, 3}, 1, false}}) {
+    for (float slope : {0.f, 0.1f}) {
+      const int64_t C = b.xs[1];
+      Generator g(seed++);
+      Tensor x = g.normal(b.xs), gamma = g.uniform({C}, 0.5f, 1.5f), beta = g.normal({C});
+      GradCase c = grad_case("batch_norm_relu_backward/x" + shape_str(b.xs) + " G" + std::to_string(b.groups) +
+                                 (b.affine ? "" : " no affine") + " slope " + std::to_string(slope),
+                             Op::batch_norm_relu_backward, -1,
+                             {x, b.affine ? gamma : Tensor(), b.affine ? beta : Tensor()},
+                             b.affine ? std::vector<int>{0, 1, 2} : std::vector<int>{0}, b.xs);
+      c.forward = [b, slope](const std::vector<DVec>& x) {
+        const int64_t N = b.xs[0], C = b.xs[1], S = b.xs.size() == 4 ? b.xs[2] * b.xs[3] : 1;
+        DVec y(x[0].size()), mean(b.groups * C), invstd(b.groups * C);
+        ref::batch_norm_relu_train_forward<double>(y.data(), mean.data(), invstd.data(), nullptr, nullptr,
+                                                   x[0].data(), b.affine ? x[1].data() : nullptr,
+                                                   b.affine ? x[2].data() : nullptr, N, C, S, b.groups, 1e-5,
+                                                   0.1, slope);
+        return y;
+      };
+      c.backward = [b, slope](std::vector<Tensor>& in, const Tensor& w) {
+        BatchNormSaved saved;
+        batch_norm_relu_train(in[0], in[1], in[2], 1e-5f, b.groups, slope, &saved);
+        Tensor dg, db;
+        Tensor dx = batch_norm_relu_backward(w, in[0], in[1], in[2], saved, b.groups, slope, &dg, &db);
+        return b.affine ? std::vector<Tensor>{dx, dg, db} : std::vector<Tensor>{dx};
+      };
+      cs.push_back(c);
+    }
+  }
+
   // ---- distances and normalisation ----
   {
     Generator g(seed++);
@@ -615,7 +646,8 @@ TEST_CASE("backend ops: every backward entry has a finite-difference case", "[ba
                   Entry{Op::max_backward, -1}, Entry{Op::conv2d_backward_input, -1},
                   Entry{Op::conv2d_backward_weight, -1}, Entry{Op::max_pool2d_backward, -1},
                   Entry{Op::avg_pool2d_backward, -1}, Entry{Op::upsample_nearest2d_backward, -1},
-                  Entry{Op::batch_norm_backward, -1}, Entry{Op::pairwise_sqdist_backward, -1},
+                  Entry{Op::batch_norm_backward, -1}, Entry{Op::batch_norm_relu_backward, -1},
+                  Entry{Op::pairwise_sqdist_backward, -1},
                   Entry{Op::l2_normalize_backward, -1}, Entry{Op::slice_add, -1}, Entry{Op::index_add, -1}}) {
     const bool covered = std::any_of(table.begin(), table.end(),
                                      [&](const GradCase& c) { return c.op == e.op && c.sub == e.sub; });

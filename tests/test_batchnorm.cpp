@@ -100,6 +100,83 @@ TEST_CASE("batchnorm: statistics stay exact when the mean dwarfs the spread, and
   CHECK(std::isfinite(saved.mean.data()[1]));
 }
 
+// The fused BN + (leaky) ReLU must be the two ops in sequence bit for bit: outputs, saved and
+// running statistics, and the gradients of x, gamma and beta (its backward recomputes the ReLU's
+// mask from x; the composed ops read it from the ReLU's output). Inputs include a channel whose
+// z is exactly 0 (gamma = beta = 0: the mask must be off there, which dbeta shows), a constant
+// channel (z lands on or next to 0), a NaN and rows past one 64-channel block of the [N, C] walk.
+TEST_CASE("batchnorm + relu: the fused op equals batch norm then (leaky) ReLU, bit for bit", "[batchnorm]") {
+  Generator g(21);
+  for (Shape s : {Shape{12, 70}, Shape{12, 3, 5, 7}})
+    for (int64_t groups : {1, 3})
+      for (bool affine : {true, false})
+        for (float slope : {0.f, 0.01f, -0.3f}) {
+          const int64_t C = s[1], S = s.size() == 4 ? s[2] * s[3] : 1;
+          INFO("x " << shape_str(s) << " groups " << groups << (affine ? "" : " no affine") << " slope " << slope);
+          Tensor x = g.normal(s, 0.5f, 2.f), w = g.normal(s);
+          for (int64_t n = 0; n < s[0]; ++n)
+            for (int64_t k = 0; k < S; ++k) x.data()[(n * C + 1) * S + k] = 0.75f;  // channel 1 constant
+          x.data()[(5 * C + 2) * S] = NAN;  // channel 2 of row 5: its group's statistics turn NaN
+          Tensor gam = affine ? g.uniform({C}, 0.5f, 1.5f) : Tensor(), bet = affine ? g.normal({C}) : Tensor();
+          if (affine) gam.data()[0] = 0.f, bet.data()[0] = 0.f;  // channel 0: z = 0 exactly, masked off
+          Tensor rm = g.normal({C}), rv = g.uniform({C}, 0.5f, 2.f);
+          Tensor rm_c = rm.clone(), rv_c = rv.clone();
+          Var xf(x, true), gf(gam, affine), bf(bet, affine);
+          Var yf = batch_norm_relu_train(xf, affine ? gf : Var(), affine ? bf : Var(), 1e-5f, groups, slope, &rm, &rv);
+          sum(mul(yf, Var(w))).backward();
+          Var xc(x, true), gc(gam, affine), bc(bet, affine);
+          Var yc = leaky_relu(batch_norm_train(xc, affine ? gc : Var(), affine ? bc : Var(), 1e-5f, groups, &rm_c, &rv_c), slope);
+          sum(mul(yc, Var(w))).backward();
+          CHECK(test::same_bits(yf.data(), yc.data()));
+          CHECK(test::same_bits(rm, rm_c));
+          CHECK(test::same_bits(rv, rv_c));
+          CHECK(test::same_bits(xf.grad(), xc.grad()));
+          if (affine) {
+            CHECK(test::same_bits(gf.grad(), gc.grad()));
+            CHECK(test::same_bits(bf.grad(), bc.grad()));
+          }
+          CHECK(std::isnan(yf.data().data()[(5 * C + 2) * S]));  // NaN is not masked away
+        }
+}
+
+TEST_CASE("nn: BatchNorm::forward_relu and Sequential's BN + ReLU fusion match the modules one by one", "[batchnorm][nn]") {
+  Generator g(22);
+  Tensor x = g.normal({16, 5}, 1.f, 2.f), w = g.normal({16, 5});
+  for (float slope : {0.f, 0.2f}) {
+    INFO("slope " << slope);
+    // Two identical networks: one Sequential (which fuses), one module at a time (which does not).
+    auto make_bn = [&]() {
+      auto bn = std::make_shared<nn::BatchNorm1d>(5);
+      Generator init(3);
+      bn->weight.data().copy_(init.uniform({5}, 0.5f, 1.5f));
+      bn->bias.data().copy_(init.normal({5}));
+      return bn;
+    };
+    auto bn_seq = make_bn(), bn_one = make_bn(), bn_fused = make_bn(), bn_twin = make_bn();
+    nn::ModulePtr act = slope == 0.f ? nn::ModulePtr(std::make_shared<nn::ReLU>())
+                                     : nn::ModulePtr(std::make_shared<nn::LeakyReLU>(slope));
+    nn::Sequential seq({bn_seq, act});
+    for (bool training : {true, false}) {
+      seq.train(training), bn_one->train(training), bn_fused->train(training), bn_twin->train(training);
+      Var xs(x, true), xo(x, true);
+      Var ys = seq(xs);
+      Var yo = act->forward((*bn_one)(xo));
+      CHECK(test::same_bits(ys.data(), yo.data()));
+      sum(mul(ys, Var(w))).backward();
+      sum(mul(yo, Var(w))).backward();
+      CHECK(test::same_bits(xs.grad(), xo.grad()));
+      CHECK(test::same_bits(bn_seq->running_mean, bn_one->running_mean));
+      CHECK(test::same_bits(bn_seq->running_var, bn_one->running_var));
+      CHECK(bn_seq->num_batches_tracked.item() == bn_one->num_batches_tracked.item());
+      // forward_relu itself, in this mode, against the module then the activation on a twin
+      CHECK(test::same_bits(bn_fused->forward_relu(Var(x), slope).data(), act->forward((*bn_twin)(Var(x))).data()));
+    }
+    CHECK(test::same_bits(bn_fused->running_var, bn_twin->running_var));
+    CHECK(test::same_bits(bn_seq->weight.grad(), bn_one->weight.grad()));
+    CHECK(test::same_bits(bn_seq->bias.grad(), bn_one->bias.grad()));
+  }
+}
+
 TEST_CASE("nn::BatchNorm: train/eval modes, batch statistics in eval, groups", "[batchnorm][nn]") {
   Generator g(12);
   nn::BatchNorm1d bn(3);

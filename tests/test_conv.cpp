@@ -130,10 +130,6 @@ const char* columns_name(cpu::ConvColumns c) {
          : c == cpu::ConvColumns::implicit ? "implicit" : "automatic";
 }
 
-bool bitwise_equal(const Tensor& a, const Tensor& b) {
-  return a.shape() == b.shape() &&
-         std::memcmp(a.data(), b.data(), sizeof(float) * a.numel()) == 0;
-}
 
 // Values 0.1 * (a random permutation of 0..n-1): distinct by 0.1, so a finite-difference step
 // never changes which element of a pooling window is the maximum.
@@ -371,7 +367,7 @@ TEST_CASE("conv2d_affine_act: the fused epilogue equals conv, affine and activat
   test::expect_close(conv2d_affine_act(x, w, scale, shift, c.a, act), ref, 1e-4, 1e-4, c.str());
   // undefined scale means 1: the plain conv2d with shift as its bias
   if (act == Activation::none)
-    CHECK(bitwise_equal(conv2d_affine_act(x, w, Tensor(), shift, c.a, act), conv2d(x, w, shift, c.a)));
+    CHECK(test::same_bits(conv2d_affine_act(x, w, Tensor(), shift, c.a, act), conv2d(x, w, shift, c.a)));
   CHECK_THROWS_AS(conv2d_affine_act(x, w, Tensor({c.F + 1}), shift, c.a, act), Error);
 }
 
@@ -439,9 +435,9 @@ TEST_CASE("conv2d: results are bit-identical for 1 and several threads", "[conv]
       dw[t] = conv2d_backward_weight(dout, x, w.shape(), c.a);
     });
   }
-  CHECK(bitwise_equal(y[0], y[1]));
-  CHECK(bitwise_equal(dx[0], dx[1]));
-  CHECK(bitwise_equal(dw[0], dw[1]));
+  CHECK(test::same_bits(y[0], y[1]));
+  CHECK(test::same_bits(dx[0], dx[1]));
+  CHECK(test::same_bits(dw[0], dw[1]));
   // the depthwise loop: one plane per task
   ConvCase dwc{8, 32, 9, 9, 32, 3, 3, {}, true};
   dwc.a.pad_h = dwc.a.pad_w = 1;
@@ -451,7 +447,7 @@ TEST_CASE("conv2d: results are bit-identical for 1 and several threads", "[conv]
     tbb::task_arena arena(t == 0 ? 1 : std::max(2, tbb::info::default_concurrency()));
     arena.execute([&] { y[t] = conv2d(x, w, b, dwc.a); });
   }
-  CHECK(bitwise_equal(y[0], y[1]));
+  CHECK(test::same_bits(y[0], y[1]));
 }
 
 TEST_CASE("conv2d: gradients match finite differences", "[conv]") {

@@ -64,11 +64,7 @@ void step_each(Params& p, const AdamParams& base) {
   }
 }
 
-// Same bytes (so NaN payloads and -0 count too).
-bool same_bits(const Tensor& a_any, const Tensor& b_any) {
-  const Tensor a = a_any.to(Device::CPU), b = b_any.to(Device::CPU);
-  return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), sizeof(float) * a.numel()) == 0;
-}
+using test::same_bits;
 
 void check_same_state(const Params& got, const Params& want, const std::string& what) {
   for (size_t k = 0; k < got.w.size(); ++k) {
