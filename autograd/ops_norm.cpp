@@ -1,6 +1,7 @@
 // normad differentiable batch norm and distance ops (see autograd/ops.h).
 // Math: training-mode BN backpropagates through the batch mean and variance (tensor/batchnorm.cpp);
-// eval mode is y = x s + t with per-channel s = gamma / sqrt(rv + eps), so dx = g s;
+// eval mode is y = x s + t with per-channel s = gamma / sqrt(rv + eps), so dx = g s; batch norm +
+// leaky ReLU y = relu_slope(z) backpropagates dz = z > 0 ? g : slope g through the batch norm;
 // pairwise D_ij = |a_i - b_j|^2: dA = 2 (rowsum(G) a - G b), dB = 2 (colsum(G) b - G^T a) with G
 // masked where the clamp at 0 was active; normalize y = x / |x|: dx = (g - y (g.y)) / |x|.
 // Tested by tests/test_grad.cpp, tests/test_batchnorm.cpp and tests/test_parity.cpp.

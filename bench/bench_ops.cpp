@@ -180,8 +180,8 @@ void bm_bn_train(benchmark::State& st, BnCase c) {
 // Batch norm then ReLU, forward and backward, as the fused op or as the four ops it replaces
 // (tinygrad's check of a fused path against the composed one, here for speed). "bytes" counts
 // the composed ops' passes over numel floats: 8 of the batch norm, 2 of the ReLU, 3 of its
-// backward; the fused op's cache blocking makes 5 of those 13 (x read, y written; dout and x
-// read, dx written) when a group's planes of a channel fit in cache.
+// backward; the fused op makes 8 of those 13 (x read twice, y written; dout and x read twice, dx
+// written).
 void bm_bn_relu(benchmark::State& st, BnCase c, bool fused) {
   const BnInputs in(c);
   const Tensor &x = in.x, &dout = in.dout, &gamma = in.gamma, &beta = in.beta;

@@ -224,29 +224,40 @@ void index_add(Tensor& out, const std::vector<int64_t>& idx, const Tensor& g) {
 }
 
 // ---- batch norm + leaky ReLU: composed from this table's own entries (no fused kernel yet; the
-// CPU backend has one). Compiled, not run on a GPU.
+// CPU backend has one). Compiled, not run on a GPU. The forward and the backward both take the
+// ReLU's input z from z_from_saved, so the backward's mask is the forward's exactly (the batch
+// norm kernel's own output, normalised in double, could differ from it in the last bit).
+
+// z = x scale + shift from the saved statistics (scale = invstd gamma, shift = beta - mean scale):
+// x viewed as [G, N/G, C, S] against per-(group, channel) [G, 1, C, 1] factors.
+Tensor z_from_saved(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                    const BatchNormSaved& saved, int64_t groups) {
+  const int64_t N = x.size(0), C = x.size(1), S = x.dim() == 4 ? x.size(2) * x.size(3) : 1;
+  const Shape xg{groups, N / groups, C, S}, sg{groups, 1, C, 1}, cg{1, 1, C, 1};
+  Tensor scale = saved.invstd.reshape(sg);
+  if (gamma.defined()) scale = binary(BinaryOp::mul, scale, gamma.reshape(cg), 0.f, 0.f);
+  Tensor shift = binary(BinaryOp::mul, saved.mean.reshape(sg), scale, 0.f, 0.f);
+  shift = beta.defined() ? binary(BinaryOp::sub, beta.reshape(cg), shift, 0.f, 0.f)
+                         : unary(UnaryOp::neg, shift, 0.f, 0.f);
+  return binary(BinaryOp::add, binary(BinaryOp::mul, x.reshape(xg), scale, 0.f, 0.f), shift, 0.f, 0.f)
+      .reshape(x.shape());
+}
 
 Tensor batch_norm_relu_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,
                              int64_t groups, float slope, BatchNormSaved* saved,
                              Tensor* running_mean, Tensor* running_var, float momentum) {
-  Tensor z = cuda::batch_norm_train(x, gamma, beta, eps, groups, saved, running_mean, running_var, momentum);
+  BatchNormSaved stats;  // the statistics (and running updates) of the batch norm entry
+  cuda::batch_norm_train(x, gamma, beta, eps, groups, &stats, running_mean, running_var, momentum);
+  Tensor z = z_from_saved(x, gamma, beta, stats, groups);
+  if (saved) *saved = stats;
   return slope == 0.f ? unary(UnaryOp::relu, z, 0.f, 0.f) : unary(UnaryOp::leaky_relu, z, slope, 0.f);
 }
 
 Tensor batch_norm_relu_backward(const Tensor& dout, const Tensor& x, const Tensor& gamma,
                                 const Tensor& beta, const BatchNormSaved& saved, int64_t groups,
                                 float slope, Tensor* dgamma, Tensor* dbeta) {
-  // z = x scale + shift from the saved statistics (scale = invstd gamma, shift = beta - mean
-  // scale), x viewed as [G, N/G, C, S] against per-(group, channel) [G, 1, C, 1] factors; then
-  // dz = z > 0 ? dout : slope dout and the batch norm's backward of dz.
-  const int64_t N = x.size(0), C = x.size(1), S = x.numel() / (N * C);
-  const Shape xg{groups, N / groups, C, S}, sg{groups, 1, C, 1}, cg{1, 1, C, 1};
-  Tensor scale = saved.invstd.reshape(sg);
-  if (gamma.defined()) scale = binary(BinaryOp::mul, scale, gamma.reshape(cg), 0.f, 0.f);
-  Tensor z = binary(BinaryOp::mul, x.reshape(xg), scale, 0.f, 0.f);
-  z = binary(BinaryOp::sub, z, binary(BinaryOp::mul, saved.mean.reshape(sg), scale, 0.f, 0.f), 0.f, 0.f);
-  if (beta.defined()) z = binary(BinaryOp::add, z, beta.reshape(cg), 0.f, 0.f);
-  Tensor dz = binary(BinaryOp::leaky_relu_backward, dout.reshape(xg), z, slope, 0.f).reshape(x.shape());
+  // dz = z > 0 ? dout : slope dout, then the batch norm's backward of dz
+  Tensor dz = binary(BinaryOp::leaky_relu_backward, dout, z_from_saved(x, gamma, beta, saved, groups), slope, 0.f);
   return cuda::batch_norm_backward(dz, x, gamma, saved, groups, dgamma, dbeta);
 }
 

@@ -1,7 +1,8 @@
 // normad nn layers (see nn/layers.h) with PyTorch's default initialisation:
 // weight kaiming_uniform(a = sqrt(5)) => U(+-1/sqrt(fan_in)); bias U(+-1/sqrt(fan_in)); BN gamma 1,
-// beta 0, running mean 0, running var 1.
-// Tested by tests/test_nn.cpp and tests/test_parity.cpp.
+// beta 0, running mean 0, running var 1. BatchNorm::forward_relu: the batch norm and a (leaky)
+// ReLU as one op (batch_norm_relu_train) when batch statistics are used.
+// Tested by tests/test_nn.cpp, tests/test_batchnorm.cpp and tests/test_parity.cpp.
 #include "nn/layers.h"
 
 #include <cmath>

@@ -1,7 +1,11 @@
 // normad nn::Module bookkeeping and Sequential (see nn/module.h).
 // Names are built like PyTorch's state_dict: child name, dot, then the child's own names.
-// Tested by tests/test_nn.cpp.
+// Sequential runs a BatchNorm followed by a ReLU / LeakyReLU as BatchNorm::forward_relu.
+// Tested by tests/test_nn.cpp and tests/test_batchnorm.cpp (the fusion: the same bits).
 #include "nn/module.h"
+
+#include <cmath>
+#include <typeinfo>
 
 #include "nn/layers.h"
 
@@ -84,12 +88,16 @@ Var Sequential::forward(const Var& x) {
   Var h = x;
   for (size_t i = 0; i < layers_.size(); ++i) {
     // A batch norm followed by a (leaky) ReLU runs as one fused op: the same values and gradients
-    // without the normalised tensor in between (BatchNorm::forward_relu).
-    auto* bn = dynamic_cast<BatchNorm*>(layers_[i].get());
+    // on the CPU, bit for bit, without the normalised tensor in between (BatchNorm::forward_relu).
+    // Exact types only: a subclass may override forward.
+    Module* m = layers_[i].get();
     Module* next = i + 1 < layers_.size() ? layers_[i + 1].get() : nullptr;
-    if (bn && next && dynamic_cast<ReLU*>(next)) {
+    auto* bn = dynamic_cast<BatchNorm*>(m);
+    const bool bn_exact = bn && (typeid(*m) == typeid(BatchNorm1d) || typeid(*m) == typeid(BatchNorm2d));
+    auto* leaky = next && typeid(*next) == typeid(LeakyReLU) ? static_cast<LeakyReLU*>(next) : nullptr;
+    if (bn_exact && next && typeid(*next) == typeid(ReLU)) {
       h = bn->forward_relu(h, 0.f), ++i;
-    } else if (auto* leaky = bn ? dynamic_cast<LeakyReLU*>(next) : nullptr) {
+    } else if (bn_exact && leaky && std::isfinite(leaky->slope)) {  // the fused op refuses others
       h = bn->forward_relu(h, leaky->slope), ++i;
     } else {
       h = layers_[i]->forward(h);

@@ -93,6 +93,11 @@ std::array<std::vector<double>, P> group_channel_sums(const BnShape& s, int64_t 
   return out;
 }
 
+// a x + k: the normalisation's affine map, one expression for the forward's z (affine_rows) and
+// the fused backward's recomputed z, so both compile to the same operations (one FMA where the
+// target has it) and give the same float.
+inline float bn_affine(float a, float x, float k) { return a * x + k; }
+
 // out[i] = act(a[gc] * u(i, gc) + b[gc] * v[i] + c[gc]) for the rows [n0, n1), gc = (n / Q) * C +
 // channel; v may be null. This one affine form covers normalisation (u = x, act the optional ReLU)
 // and the backward (u = dout or the ReLU-masked dout, v = x).
@@ -110,7 +115,8 @@ void affine_rows(float* out, const BnShape& s, int64_t Q, int64_t n0, int64_t n1
         for (int64_t ch = 0; ch < C; ++ch)
           on[ch] = act(A[ch] * u(n * C + ch, base + ch) + B[ch] * vn[ch] + K[ch]);
       } else {
-        for (int64_t ch = 0; ch < C; ++ch) on[ch] = act(A[ch] * u(n * C + ch, base + ch) + K[ch]);
+        for (int64_t ch = 0; ch < C; ++ch)
+          on[ch] = act(bn_affine(A[ch], u(n * C + ch, base + ch), K[ch]));
       }
       continue;
     }
@@ -120,7 +126,7 @@ void affine_rows(float* out, const BnShape& s, int64_t Q, int64_t n0, int64_t n1
       if (v) {
         for (int64_t k = 0; k < S; ++k) out[i0 + k] = act(A * u(i0 + k, gc) + B * v[i0 + k] + K);
       } else {
-        for (int64_t k = 0; k < S; ++k) out[i0 + k] = act(A * u(i0 + k, gc) + K);
+        for (int64_t k = 0; k < S; ++k) out[i0 + k] = act(bn_affine(A, u(i0 + k, gc), K));
       }
     }
   }
@@ -313,7 +319,8 @@ Tensor batch_norm_relu_backward(const Tensor& dout, const Tensor& x, const Tenso
                                 const Tensor& beta, const BatchNormSaved& saved, int64_t groups,
                                 float slope, Tensor* dgamma, Tensor* dbeta) {
   const BnShape s = bn_shape(x);
-  // The forward's z = x scale + shift, recomputed with its very operations: the ReLU's gradient
+  // The forward's z = x scale + shift, recomputed with its very operations (bn_scale_shift and
+  // bn_affine, from the saved statistics and the same gamma and beta): the ReLU's gradient
   // mask z > 0 is the forward's (the composed ops read it from the ReLU's output: y > 0 exactly
   // where z > 0), and dz = z > 0 ? dout : slope dout as leaky_relu_backward writes it.
   std::vector<float> scale(groups * s.C), shift(groups * s.C);
@@ -322,7 +329,7 @@ Tensor batch_norm_relu_backward(const Tensor& dout, const Tensor& x, const Tenso
   const float *pd = dout.data(), *px = x.data(), *zs = scale.data(), *zk = shift.data();
   return batch_norm_backward_of(s, x, gamma, saved, groups, dgamma, dbeta,
                                 [=](int64_t i, int64_t gc) {
-                                  const float z = zs[gc] * px[i] + zk[gc];
+                                  const float z = bn_affine(zs[gc], px[i], zk[gc]);
                                   return select(z > 0, pd[i], slope * pd[i]);
                                 });
 }

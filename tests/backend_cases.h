@@ -333,78 +333,51 @@ inline void add_pool(Table& t, Shape xs, Pool2dArgs a, bool nan = false) {
         1e-6, 1e-5);
 }
 
-// Batch norm training forward (saved and running statistics) and backward on one shape.
+// Batch norm training forward (saved and running statistics) and backward on one shape; with a
+// relu_slope (not NaN), the fused batch norm + leaky ReLU of that slope (0: ReLU) instead, against
+// the reference's two ops in sequence.
 inline void add_batch_norm(Table& t, Shape xs, int64_t groups, bool affine, bool running,
-                           float offset = 0.f, double atol = 1e-5) {
+                           float offset = 0.f, double atol = 1e-5, float relu_slope = NAN) {
   const int64_t C = xs[1];
+  const bool relu = !std::isnan(relu_slope);
+  const float slope = relu ? relu_slope : 0.f;
   const std::string tag = "x" + shape_str(xs) + " G" + std::to_string(groups) +
                           (affine ? "" : " no affine") + (running ? " running" : "") +
-                          (offset != 0.f ? " offset" : "");
+                          (offset != 0.f ? " offset" : "") +
+                          (relu && slope != 0.f ? " slope " + std::to_string(slope) : "");
   // the CPU normalises as x scale + shift in float: with an offset mean, cancellation costs a few
   // ulp of |offset scale|
-  t.add("batch_norm_train/" + tag, Op::batch_norm_train,
+  t.add(std::string(relu ? "batch_norm_relu_train/" : "batch_norm_train/") + tag,
+        relu ? Op::batch_norm_relu_train : Op::batch_norm_train,
         {normal(xs, offset, 1.f), affine ? uniform({C}, 0.5f, 1.5f) : none(), affine ? normal({C}) : none(),
          running ? normal({C}) : none(), running ? uniform({C}, 0.5f, 2.f) : none()},
-        [groups, running](std::vector<Tensor>& in) {
+        [groups, running, relu, slope](std::vector<Tensor>& in) {
           BatchNormSaved saved;
-          Tensor y = batch_norm_train(in[0], in[1], in[2], 1e-5f, groups, &saved,
-                                      running ? &in[3] : nullptr, running ? &in[4] : nullptr, 0.1f);
+          Tensor* rm = running ? &in[3] : nullptr;
+          Tensor* rv = running ? &in[4] : nullptr;
+          Tensor y = relu ? batch_norm_relu_train(in[0], in[1], in[2], 1e-5f, groups, slope, &saved, rm, rv, 0.1f)
+                          : batch_norm_train(in[0], in[1], in[2], 1e-5f, groups, &saved, rm, rv, 0.1f);
           std::vector<Output> out{{"y", y}, {"saved.mean", saved.mean}, {"saved.invstd", saved.invstd}};
           if (running) out.push_back({"running_mean", in[3]}), out.push_back({"running_var", in[4]});
           return out;
         },
         offset != 0.f ? std::max(atol, 3e-5) : atol, 1e-5);
-  t.add_derived("batch_norm_backward/" + tag, Op::batch_norm_backward,
+  t.add_derived(std::string(relu ? "batch_norm_relu_backward/" : "batch_norm_backward/") + tag,
+                relu ? Op::batch_norm_relu_backward : Op::batch_norm_backward,
                 [=](Generator& g) {
                   Tensor dout = g.normal(xs), x = g.normal(xs, offset, 1.f);
                   Tensor gamma = affine ? g.uniform({C}, 0.5f, 1.5f) : Tensor();
+                  Tensor beta = affine && relu ? g.normal({C}) : Tensor();  // only the ReLU's mask reads it
                   // saved statistics as the CPU forward leaves them (both backends read the same)
                   BatchNormSaved saved;
-                  batch_norm_train(x, gamma, Tensor(), 1e-5f, groups, &saved);
-                  return std::vector<Tensor>{dout, x, gamma, saved.mean, saved.invstd};
-                },
-                [groups](std::vector<Tensor>& in) {
-                  Tensor dg, db;
-                  Tensor dx = batch_norm_backward(in[0], in[1], in[2], BatchNormSaved{in[3], in[4]},
-                                                  groups, &dg, &db);
-                  return std::vector<Output>{{"dx", dx}, {"dgamma", dg}, {"dbeta", db}};
-                },
-                atol, 1e-5);
-}
-
-// Batch norm + leaky ReLU (slope 0: ReLU), forward and backward, on one shape: the fused op
-// against the reference's two ops in sequence.
-inline void add_batch_norm_relu(Table& t, Shape xs, int64_t groups, bool affine, bool running,
-                                float slope, double atol = 1e-5) {
-  const int64_t C = xs[1];
-  const std::string tag = "x" + shape_str(xs) + " G" + std::to_string(groups) +
-                          (affine ? "" : " no affine") + (running ? " running" : "") +
-                          (slope != 0.f ? " slope " + std::to_string(slope) : "");
-  t.add("batch_norm_relu_train/" + tag, Op::batch_norm_relu_train,
-        {normal(xs), affine ? uniform({C}, 0.5f, 1.5f) : none(), affine ? normal({C}) : none(),
-         running ? normal({C}) : none(), running ? uniform({C}, 0.5f, 2.f) : none()},
-        [groups, running, slope](std::vector<Tensor>& in) {
-          BatchNormSaved saved;
-          Tensor y = batch_norm_relu_train(in[0], in[1], in[2], 1e-5f, groups, slope, &saved,
-                                           running ? &in[3] : nullptr, running ? &in[4] : nullptr, 0.1f);
-          std::vector<Output> out{{"y", y}, {"saved.mean", saved.mean}, {"saved.invstd", saved.invstd}};
-          if (running) out.push_back({"running_mean", in[3]}), out.push_back({"running_var", in[4]});
-          return out;
-        },
-        atol, 1e-5);
-  t.add_derived("batch_norm_relu_backward/" + tag, Op::batch_norm_relu_backward,
-                [=](Generator& g) {
-                  Tensor dout = g.normal(xs), x = g.normal(xs);
-                  Tensor gamma = affine ? g.uniform({C}, 0.5f, 1.5f) : Tensor();
-                  Tensor beta = affine ? g.normal({C}) : Tensor();
-                  BatchNormSaved saved;  // as the CPU forward leaves them
                   batch_norm_train(x, gamma, beta, 1e-5f, groups, &saved);
                   return std::vector<Tensor>{dout, x, gamma, beta, saved.mean, saved.invstd};
                 },
-                [groups, slope](std::vector<Tensor>& in) {
+                [groups, relu, slope](std::vector<Tensor>& in) {
                   Tensor dg, db;
-                  Tensor dx = batch_norm_relu_backward(in[0], in[1], in[2], in[3],
-                                                       BatchNormSaved{in[4], in[5]}, groups, slope, &dg, &db);
+                  const BatchNormSaved saved{in[4], in[5]};
+                  Tensor dx = relu ? batch_norm_relu_backward(in[0], in[1], in[2], in[3], saved, groups, slope, &dg, &db)
+                                   : batch_norm_backward(in[0], in[1], in[2], saved, groups, &dg, &db);
                   return std::vector<Output>{{"dx", dx}, {"dgamma", dg}, {"dbeta", db}};
                 },
                 atol, 1e-5);
@@ -720,11 +693,12 @@ inline std::vector<OpCase> op_cases() {
   // The CPU's affine forms (y = x scale + shift, dx = p dout + q x + r) cancel terms of size
   // ~316 |x| in float: ulp(316) ~ 3e-5, hence atol 1e-4 here (the reference is exact).
   add_batch_norm(t, {2, 5}, 2, true, false, 0.f, 1e-4);
-  add_batch_norm_relu(t, {6, 4}, 1, true, true, 0.f);
-  add_batch_norm_relu(t, {12, 4}, 3, true, false, 0.01f);
-  add_batch_norm_relu(t, {4, 3, 3, 5}, 2, true, true, 0.f);
-  add_batch_norm_relu(t, {4, 3, 3, 5}, 1, false, true, 0.01f);
-  add_batch_norm_relu(t, {6, 2, 1, 3}, 3, true, false, -0.5f);
+  // batch norm + leaky ReLU (slope 0: ReLU)
+  add_batch_norm(t, {6, 4}, 1, true, true, 0.f, 1e-5, 0.f);
+  add_batch_norm(t, {12, 4}, 3, true, false, 0.f, 1e-5, 0.01f);
+  add_batch_norm(t, {4, 3, 3, 5}, 2, true, true, 0.f, 1e-5, 0.f);
+  add_batch_norm(t, {4, 3, 3, 5}, 1, false, true, 0.f, 1e-5, 0.01f);
+  add_batch_norm(t, {6, 2, 1, 3}, 3, true, false, 0.f, 1e-5, -0.5f);
   for (Shape s : {Shape{5, 3}, Shape{2, 3, 4, 4}})
     t.add("batch_norm_eval/" + shape_str(s), Op::batch_norm_eval,
           {normal(s), uniform({3}, 0.5f, 1.5f), normal({3}), normal({3}), uniform({3}, 0.5f, 2.f)},
@@ -925,7 +899,7 @@ inline std::vector<OpCase> op_perf_cases() {
   // the ACR steps' largest: ACR-NTL's 4 tasks x 512 rows x 20 views x 128, ACR-DSVDD's first block
   add_batch_norm(t, {40960, 128}, 4, true, true);
   add_batch_norm(t, {960, 64, 14, 14}, 32, true, true);
-  add_batch_norm_relu(t, {960, 64, 14, 14}, 32, true, true, 0.f);
+  add_batch_norm(t, {960, 64, 14, 14}, 32, true, true, 0.f, 1e-5, 0.f);
   t.add("batch_norm_fold/[2048]", Op::batch_norm_fold,
         {normal({2048}), normal({2048}), normal({2048}), normal({2048}), uniform({2048}, 0.5f, 2.f)},
         [](std::vector<Tensor>& in) {

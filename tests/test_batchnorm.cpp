@@ -1,6 +1,8 @@
 // Batch norm tests (tensor/batchnorm.cpp, nn::BatchNorm): grouped training mode equals a loop of
 // per-group passes in output and gradients (composed vs fused, as tinygrad checks fast paths),
-// the closed-form statistics, running-statistics updates and eval mode.
+// the closed-form statistics, running-statistics updates and eval mode; the fused batch norm +
+// (leaky) ReLU equals the two ops bit for bit, and so do BatchNorm::forward_relu and Sequential's
+// fusion.
 #include <cmath>
 #include "nn/layers.h"
 #include "tests/helpers.h"
@@ -104,7 +106,8 @@ TEST_CASE("batchnorm: statistics stay exact when the mean dwarfs the spread, and
 // running statistics, and the gradients of x, gamma and beta (its backward recomputes the ReLU's
 // mask from x; the composed ops read it from the ReLU's output). Inputs include a channel whose
 // z is exactly 0 (gamma = beta = 0: the mask must be off there, which dbeta shows), a constant
-// channel (z lands on or next to 0), a NaN and rows past one 64-channel block of the [N, C] walk.
+// channel, a NaN and rows past one 64-channel block of the [N, C] walk; the next test puts z in
+// rounding noise.
 TEST_CASE("batchnorm + relu: the fused op equals batch norm then (leaky) ReLU, bit for bit", "[batchnorm]") {
   Generator g(21);
   for (Shape s : {Shape{12, 70}, Shape{12, 3, 5, 7}})
@@ -137,6 +140,42 @@ TEST_CASE("batchnorm + relu: the fused op equals batch norm then (leaky) ReLU, b
           }
           CHECK(std::isnan(yf.data().data()[(5 * C + 2) * S]));  // NaN is not masked away
         }
+}
+
+// x = 1000 + N(0, 1): z = x scale + shift cancels about 1000 scale, so every z carries a rounding
+// error of ~ulp(500) = 3e-5, and dozens of the million values lie within it of 0. There a backward
+// that recomputed z any other way than the forward computed it would flip the ReLU's mask.
+TEST_CASE("batchnorm + relu: the backward's mask is the forward's where z is rounding noise", "[batchnorm]") {
+  Generator g(23);
+  const Shape s{64, 16, 32, 32};
+  const int64_t G = 4, C = 16, S = 32 * 32, Q = 16;
+  Tensor x = g.normal(s, 1000.f, 1.f), w = g.normal(s);
+  Tensor gam = g.uniform({C}, 0.5f, 1.5f), bet = g.normal({C});
+  Var xf(x, true), gf(gam, true), bf(bet, true);
+  Var yf = batch_norm_relu_train(xf, gf, bf, 1e-5f, G, 0.f);
+  sum(mul(yf, Var(w))).backward();
+  Var xc(x, true), gc(gam, true), bc(bet, true);
+  Var yc = relu(batch_norm_train(xc, gc, bc, 1e-5f, G));
+  sum(mul(yc, Var(w))).backward();
+  CHECK(test::same_bits(yf.data(), yc.data()));
+  CHECK(test::same_bits(xf.grad(), xc.grad()));
+  CHECK(test::same_bits(gf.grad(), gc.grad()));
+  CHECK(test::same_bits(bf.grad(), bc.grad()));
+  // the test is only as sharp as the number of z in the noise: count them from exact statistics
+  BatchNormSaved saved;
+  batch_norm_train(x, gam, bet, 1e-5f, G, &saved);
+  int64_t near_zero = 0;
+  for (int64_t n = 0; n < s[0]; ++n)
+    for (int64_t c = 0; c < C; ++c) {
+      const int64_t gc_ = (n / Q) * C + c;
+      for (int64_t k = 0; k < S; ++k) {
+        const double z = (double(x.data()[(n * C + c) * S + k]) - saved.mean.data()[gc_]) *
+                             saved.invstd.data()[gc_] * gam.data()[c] + bet.data()[c];
+        near_zero += std::fabs(z) < 1e-4;
+      }
+    }
+  INFO(near_zero << " values with |z| < 1e-4");
+  CHECK(near_zero >= 20);
 }
 
 TEST_CASE("nn: BatchNorm::forward_relu and Sequential's BN + ReLU fusion match the modules one by one", "[batchnorm][nn]") {

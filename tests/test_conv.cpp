@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <cstring>
 #include <string>
 
 #include <tbb/info.h>
@@ -129,7 +128,6 @@ const char* columns_name(cpu::ConvColumns c) {
          : c == cpu::ConvColumns::direct ? "direct"
          : c == cpu::ConvColumns::implicit ? "implicit" : "automatic";
 }
-
 
 // Values 0.1 * (a random permutation of 0..n-1): distinct by 0.1, so a finite-difference step
 // never changes which element of a pooling window is the maximum.

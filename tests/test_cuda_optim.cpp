@@ -6,7 +6,6 @@
 // Math: torch.optim.Adam per weight, each parameter at its own step t.
 // Tags: [optim] runs everywhere; [cuda_body] needs a build with nvcc, not a GPU; [cuda] needs a
 // GPU and otherwise prints "SKIPPED: <reason>".
-#include <cstring>
 #include <string>
 #include <vector>
 
