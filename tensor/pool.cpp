@@ -196,13 +196,16 @@ Tensor max_pool2d_backward(const Tensor& dout, const Tensor& argmax, const Shape
         "max_pool2d_backward",
         "dout " + shape_str(dout.shape()) + " and argmax " + shape_str(argmax.shape()) +
             " must be [N, C, OH, OW] for x " + shape_str(x_shape));
-  Tensor dx(x_shape);
+  Tensor dx = Tensor::empty(x_shape);
   const int64_t hw = x_shape[2] * x_shape[3], ohw = dout.size(2) * dout.size(3);
   const float* gp = dout.data();
   const float* ip = argmax.data();
   float* dxp = dx.data();
-  // each plane is written by one task only, in a fixed order: no races, deterministic
+  // each plane is zeroed and then written by one task only, in a fixed order: no races,
+  // deterministic, and the plane is still in cache for the scatter (a zero-filled tensor would be
+  // one more pass over dx, on one thread)
   tbb::parallel_for(int64_t(0), x_shape[0] * x_shape[1], [&](int64_t nc) {
+    std::fill(dxp + nc * hw, dxp + (nc + 1) * hw, 0.f);
     for (int64_t i = 0; i < ohw; ++i) {
       int64_t src = int64_t(ip[nc * ohw + i]);
       if (src < 0 || src >= hw) throw Error("max_pool2d_backward: argmax index out of range");
