@@ -685,13 +685,21 @@ int64_t implicit_padded_filters(const ConvDims& d) { return (d.F + kVec - 1) / k
 std::vector<float> implicit_weights(const float* w, const ConvDims& d) {
   const int64_t fp = implicit_padded_filters(d), taps = d.KH * d.KW;
   std::vector<float> out(fp * d.K, 0.f);
-  for (int64_t f0 = 0; f0 < fp; f0 += kMaxFV * kVec) {
-    const int64_t width = std::min<int64_t>(kMaxFV * kVec, fp - f0);
+  const int64_t block = kMaxFV * kVec, blocks = (fp + block - 1) / block;
+  // One task per block of filters; inside, the writes run along the filters (contiguous) while a
+  // channel's taps of the block's filters (block lines of w) stay in L1 across the taps. Writing
+  // the taps of one filter at a time instead scattered each store across K x block floats, on
+  // the calling thread alone (7% of resnet18 layer3's forward at 2 threads).
+  tbb::parallel_for(int64_t(0), blocks, [&](int64_t b) {
+    const int64_t f0 = b * block, width = std::min<int64_t>(block, fp - f0);
+    const int64_t f1 = std::min(f0 + width, d.F);
     float* blk = out.data() + f0 * d.K;
-    for (int64_t f = f0; f < std::min(f0 + width, d.F); ++f)
-      for (int64_t c = 0; c < d.C; ++c)
-        for (int64_t t = 0; t < taps; ++t) blk[(t * d.C + c) * width + (f - f0)] = w[(f * d.C + c) * taps + t];
-  }
+    for (int64_t c = 0; c < d.C; ++c)
+      for (int64_t t = 0; t < taps; ++t) {
+        float* row = blk + (t * d.C + c) * width - f0;
+        for (int64_t f = f0; f < f1; ++f) row[f] = w[(f * d.C + c) * taps + t];
+      }
+  });
   return out;
 }
 
