@@ -5,7 +5,7 @@
 //   NORMAD_BENCH_PROFILE=/tmp/acr.json build/normad_bench --benchmark_filter=acr_dsvdd_step/
 // The table's wall time includes Google Benchmark's own work between cases, so "inside ops" reads
 // a little low. Unset, the profiler stays off and this is BENCHMARK_MAIN().
-// NORMAD_BENCH_CONV=planar|channels_last|direct|implicit forces one convolution path for the whole
+// NORMAD_BENCH_CONV=planar|channels_last|direct|implicit|small_depth forces one convolution path for the whole
 // run (tensor/cpu.h, set_conv_columns), to compare a kernel with the others on the same cases;
 // unset or automatic: the library's own choice. Any other value is an error.
 #include <benchmark/benchmark.h>
@@ -27,10 +27,11 @@ int main(int argc, char** argv) {
                               : c == "channels_last" ? ConvColumns::channels_last
                               : c == "direct" ? ConvColumns::direct
                               : c == "implicit" ? ConvColumns::implicit
+                              : c == "small_depth" ? ConvColumns::small_depth
                                                 : ConvColumns::automatic;
     if (columns == ConvColumns::automatic && !c.empty() && c != "automatic") {
       std::fprintf(stderr, "normad_bench: NORMAD_BENCH_CONV=%s: expected planar, channels_last, "
-                           "direct, implicit or automatic\n", conv);
+                           "direct, implicit, small_depth or automatic\n", conv);
       return 1;
     }
     normad::cpu::set_conv_columns(columns);

@@ -73,6 +73,8 @@ const std::vector<ConvCase> conv_cases = {
     {"r18l1_n8", 8, 64, 64, 56, 56, 3, 1, 1, false},
     {"r18l3_n8", 8, 256, 256, 14, 14, 3, 1, 1, false},
     {"wrnl3_n8", 8, 512, 512, 14, 14, 3, 1, 1, false},
+    {"effb4stem_n4", 4, 3, 48, 380, 380, 3, 2, 1, false},
+    {"cnn4l1_n30", 30, 3, 128, 32, 32, 3, 1, 1, true},
 };
 
 Conv2dArgs conv_args(const ConvCase& c) {

@@ -206,9 +206,11 @@ void check_cpu(const Tensor& t, const char* what) {
 
 // cols [K, nb*OH*OW] for samples n0..n0+nb-1 of group g: row (c*KH + kh)*KW + kw, column
 // j*OH*OW + oh*OW + ow holds x[n0+j, g*Cg+c, oh*sh-ph+kh*dh, ow*sw-pw+kw*dw] (0 in the padding).
+// Rows are ldc apart (0: nb*OH*OW, packed); columns past nb*OH*OW are not written.
 void im2col(float* cols, const float* x, const ConvDims& d, const Conv2dArgs& a, int64_t n0,
-            int64_t nb, int64_t g) {
-  const int64_t ohw = d.OH * d.OW, ldc = nb * ohw;
+            int64_t nb, int64_t g, int64_t ldc = 0) {
+  const int64_t ohw = d.OH * d.OW;
+  if (ldc == 0) ldc = nb * ohw;
   for (int64_t c = 0; c < d.Cg; ++c)
     for (int64_t kh = 0; kh < d.KH; ++kh)
       for (int64_t kw = 0; kw < d.KW; ++kw) {
@@ -648,6 +650,180 @@ void direct_backward_weight(float* dw, const float* dout, const float* x, const 
   }
 }
 
+// ---- small GEMM depth: few taps per output (groups 1, K = C KH KW up to ~32) ---------------------
+// The Omniglot net's first layer (1 -> 64 channels, 3x3, stride 2: K = 9) went through im2col and
+// one OpenBLAS sgemm of [64, 9] x [9, 196] per sample: 14 GFLOP/s, the call, the packing and a copy
+// of the result costing more than 9 multiply-adds per output (15 ms a batch of 960 for 48 MB of
+// output; its weight gradient 13 ms). These kernels read each sample's planar im2col columns
+// [K, OH OW] (rows padded to whole vectors, zeros past OH OW) one chunk of kPixelChunk pixels at a
+// time, so the chunk's columns stay in L1/L2 while every filter block passes over them:
+// - forward: a tile of FB filters x PV vectors of pixels sums over all K rows in registers (per
+//   row: PV loads, FB broadcasts, FB PV multiply-adds) and goes through the epilogue (scale, shift,
+//   ReLU) on its way into out's rows (SiLU: per row after the sample);
+// - weight gradient: dw[f, k] = sum over samples and pixels of dout[n, f, p] cols_n[k, p]; a tile
+//   of FB filters x KB column rows keeps its lanes in registers over a chunk's pixel vectors and in
+//   memory between chunks and samples. The samples are cut into at most 32 parts fixed by the
+//   batch size; the parts' lanes are added in part order, then the lanes in order.
+// The gradient's last vector of a row is loaded masked (its lanes past OH OW are zero, not the
+// next filter's row), and the columns' padding is zero, so no value outside a row enters a sum.
+// Every output element is summed by one task in a fixed order: bit-identical for any thread count.
+constexpr int64_t kPixelChunk = 512;  // pixels: K = 32 rows of columns are 64 KB
+
+int64_t padded_pixels(const ConvDims& d) { return (d.OH * d.OW + kLanes - 1) / kLanes * kLanes; }
+
+// One sample's columns [K, ohwp] into `cols`, the padding past OH OW zero.
+void small_depth_columns(float* cols, const float* x, const ConvDims& d, const Conv2dArgs& a, int64_t n) {
+  const int64_t ohw = d.OH * d.OW, ohwp = padded_pixels(d);
+  im2col(cols, x, d, a, n, 1, 0, ohwp);
+  for (int64_t k = 0; k < d.K; ++k) std::fill(cols + k * ohwp + ohw, cols + (k + 1) * ohwp, 0.f);
+}
+
+// Filters [f0, f0 + FB) x pixel vectors [p0, p0 + PV kLanes) of one sample: o its output [F, ohw],
+// cols its columns [K, ohwp], w [F, K]. The sums are written as scale * sum + shift, then the ReLU;
+// raw for SiLU (small_depth_forward's row epilogue). Full: every vector lies inside OH OW.
+template <int FB, int PV, bool Full>
+void small_depth_tile(float* o, const float* cols, const float* w, int64_t f0, int64_t p0,
+                      const ConvDims& d, int64_t ohwp, const float* scale, const float* shift,
+                      Activation act) {
+  const int64_t ohw = d.OH * d.OW;
+  lanes acc[FB][PV];
+  for (int fb = 0; fb < FB; ++fb)
+    for (int pv = 0; pv < PV; ++pv) acc[fb][pv] = lanes{};
+  for (int64_t k = 0; k < d.K; ++k) {
+    lanes v[PV];
+    for (int pv = 0; pv < PV; ++pv) v[pv] = load_lanes(cols + k * ohwp + p0 + pv * kLanes);
+    for (int fb = 0; fb < FB; ++fb) {
+      const float wk = w[(f0 + fb) * d.K + k];
+      for (int pv = 0; pv < PV; ++pv) acc[fb][pv] += wk * v[pv];
+    }
+  }
+  for (int fb = 0; fb < FB; ++fb) {
+    const int64_t f = f0 + fb;
+    const float sf = scale ? scale[f] : 1.f, hf = shift ? shift[f] : 0.f;
+    for (int pv = 0; pv < PV; ++pv) {
+      lanes r = acc[fb][pv];
+      if (act != Activation::silu) r = r * sf + hf;  // x * 1 + b is exactly x + b
+      if (act == Activation::relu) r = r < 0.f ? lanes{} : r;  // NaN stays NaN, as std::max(x, 0)
+      const int64_t p = p0 + pv * kLanes;
+      if (Full) std::memcpy(o + f * ohw + p, &r, sizeof r);
+      else store_lanes(o + f * ohw + p, r, std::min(kLanes, ohw - p));
+    }
+  }
+}
+
+template <int FB>
+void small_depth_filters(float* o, const float* cols, const float* w, int64_t f0, int64_t p0,
+                         int64_t p1, const ConvDims& d, int64_t ohwp, const float* scale,
+                         const float* shift, Activation act) {
+  constexpr int PV = 4;
+  const int64_t ohw = d.OH * d.OW;
+  int64_t p = p0;
+  for (; p + PV * kLanes <= std::min(p1, ohw); p += PV * kLanes)
+    small_depth_tile<FB, PV, true>(o, cols, w, f0, p, d, ohwp, scale, shift, act);
+  for (; p < p1; p += kLanes)
+    small_depth_tile<FB, 1, false>(o, cols, w, f0, p, d, ohwp, scale, shift, act);
+}
+
+// out [N, F, OH, OW] = act(scale[f] * conv + shift[f]); parallel over samples.
+void small_depth_forward(float* out, const float* x, const float* w, const float* scale,
+                         const float* shift, const ConvDims& d, const Conv2dArgs& a, Activation act) {
+  const int64_t ohw = d.OH * d.OW, ohwp = padded_pixels(d);
+  tbb::parallel_for(int64_t(0), d.N, [&](int64_t n) {
+    thread_local std::vector<float> cols;
+    if (cols.size() < size_t(d.K * ohwp)) cols.resize(d.K * ohwp);
+    small_depth_columns(cols.data(), x, d, a, n);
+    float* o = out + n * d.F * ohw;
+    for (int64_t p0 = 0; p0 < ohwp; p0 += kPixelChunk) {
+      const int64_t p1 = std::min(ohwp, p0 + kPixelChunk);
+      int64_t f0 = 0;
+      for (; f0 + 4 <= d.F; f0 += 4)
+        small_depth_filters<4>(o, cols.data(), w, f0, p0, p1, d, ohwp, scale, shift, act);
+      for (; f0 < d.F; ++f0) small_depth_filters<1>(o, cols.data(), w, f0, p0, p1, d, ohwp, scale, shift, act);
+    }
+    if (act == Activation::silu)
+      for (int64_t f = 0; f < d.F; ++f)
+        epilogue(o + f * ohw, o + f * ohw, ohw, scale ? scale[f] : 1.f, shift ? shift[f] : 0.f, act);
+  });
+}
+
+// p[0, m) and zeros (0 < m <= kLanes): a row's last vector without the values past its end.
+inline lanes load_lanes_upto(const float* p, int64_t m) {
+#if defined(__AVX512F__)
+  return (lanes)_mm512_maskz_loadu_ps(__mmask16((1u << m) - 1), p);
+#else
+  float buf[kLanes] = {};
+  std::memcpy(buf, p, sizeof(float) * m);
+  return load_lanes(buf);
+#endif
+}
+
+// Adds pixels [p0, p1) of one sample to the sums of filters [f0, f0 + FB) x column rows
+// [k0, k0 + KB): st their lanes (row f at st + f K), g the sample's dout [F, ohw].
+template <int FB, int KB>
+void small_depth_weight_tile(lanes* st, const float* g, const float* cols, int64_t f0, int64_t k0,
+                             int64_t p0, int64_t p1, const ConvDims& d, int64_t ohwp) {
+  const int64_t ohw = d.OH * d.OW;
+  lanes acc[FB][KB];
+  for (int fb = 0; fb < FB; ++fb)
+    for (int kb = 0; kb < KB; ++kb) acc[fb][kb] = st[(f0 + fb) * d.K + k0 + kb];
+  auto add = [&](int64_t p, int64_t m) {
+    lanes gv[FB];
+    for (int fb = 0; fb < FB; ++fb)
+      gv[fb] = m == kLanes ? load_lanes(g + (f0 + fb) * ohw + p) : load_lanes_upto(g + (f0 + fb) * ohw + p, m);
+    for (int kb = 0; kb < KB; ++kb) {
+      const lanes c = load_lanes(cols + (k0 + kb) * ohwp + p);
+      for (int fb = 0; fb < FB; ++fb) acc[fb][kb] += gv[fb] * c;
+    }
+  };
+  const int64_t full_end = std::min(p1, ohw / kLanes * kLanes);  // vectors wholly inside OH OW
+  int64_t p = p0;
+  for (; p < full_end; p += kLanes) add(p, kLanes);
+  if (p < std::min(p1, ohw)) add(p, ohw - p);  // the row's last, partial vector
+  for (int fb = 0; fb < FB; ++fb)
+    for (int kb = 0; kb < KB; ++kb) st[(f0 + fb) * d.K + k0 + kb] = acc[fb][kb];
+}
+
+template <int FB>
+void small_depth_weight_rows(lanes* st, const float* g, const float* cols, int64_t f0, int64_t p0,
+                             int64_t p1, const ConvDims& d, int64_t ohwp) {
+  int64_t k0 = 0;
+  for (; k0 + 4 <= d.K; k0 += 4) small_depth_weight_tile<FB, 4>(st, g, cols, f0, k0, p0, p1, d, ohwp);
+  for (; k0 < d.K; ++k0) small_depth_weight_tile<FB, 1>(st, g, cols, f0, k0, p0, p1, d, ohwp);
+}
+
+void small_depth_backward_weight(float* dw, const float* dout, const float* x, const ConvDims& d,
+                                 const Conv2dArgs& a) {
+  const int64_t ohw = d.OH * d.OW, ohwp = padded_pixels(d), wsize = d.F * d.K;
+  const int64_t n_parts = std::min<int64_t>(d.N, 32);
+  std::vector<lanes> state(n_parts * wsize, lanes{});  // [part][F][K] lanes
+  tbb::parallel_for(int64_t(0), n_parts, [&](int64_t part) {
+    std::vector<float> cols(d.K * ohwp);
+    lanes* st = state.data() + part * wsize;
+    for (int64_t n = d.N * part / n_parts; n < d.N * (part + 1) / n_parts; ++n) {
+      small_depth_columns(cols.data(), x, d, a, n);
+      const float* g = dout + n * d.F * ohw;
+      for (int64_t p0 = 0; p0 < ohwp; p0 += kPixelChunk) {
+        const int64_t p1 = std::min(ohwp, p0 + kPixelChunk);
+        int64_t f0 = 0;
+        for (; f0 + 4 <= d.F; f0 += 4) small_depth_weight_rows<4>(st, g, cols.data(), f0, p0, p1, d, ohwp);
+        for (; f0 < d.F; ++f0) small_depth_weight_rows<1>(st, g, cols.data(), f0, p0, p1, d, ohwp);
+      }
+    }
+  });
+  // dw [F, C, KH, KW] = [F, K]: the parts' lanes added part by part in order, then the lanes in
+  // order (0 for N = 0); vector adds, independent across elements (a scalar chain per element
+  // through 32 x 16 values took longer than the products on a batch of 30)
+  parallel_for(wsize, 64, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      lanes v = {};
+      for (int64_t part = 0; part < n_parts; ++part) v += state[part * wsize + i];
+      float s = 0.f;
+      for (int64_t j = 0; j < kLanes; ++j) s += v[j];
+      dw[i] = s;
+    }
+  });
+}
+
 // ---- implicit GEMM forward, channels-last (groups 1, many channels) ------------------------------
 // With many channels (the Omniglot net's 64) im2col + OpenBLAS spent as long building and packing
 // operands as multiplying them (perf of the Omniglot scoring step, 1 core: sgemm kernel 28% of the
@@ -1020,8 +1196,17 @@ bool use_implicit(const ConvDims& d, const Conv2dArgs& a) {
   return c == ConvColumns::automatic && d.Cg >= 16 && d.F >= 16 && !(is_pointwise(d, a) && d.nb == 1);
 }
 
-// conv2d and conv2d_affine_act: the depthwise loop, the direct or implicit kernels where they
-// apply, else im2col + GEMM per chunk and group, then
+// The small-depth kernels: groups 1 with few taps per output and many filters, where the
+// implicit GEMM does not apply (fewer than 16 channels); forced: wherever groups is 1.
+bool use_small_depth(const ConvDims& d) {
+  const ConvColumns c = g_columns.load(std::memory_order_relaxed);
+  if (d.G != 1) return false;
+  if (c == ConvColumns::small_depth) return true;
+  return c == ConvColumns::automatic && d.K <= 32 && d.Cg < 16 && d.F >= 16 && d.F <= 512;
+}
+
+// conv2d and conv2d_affine_act: the depthwise loop, the direct, small-depth or implicit kernels
+// where they apply, else im2col + GEMM per chunk and group, then
 // the write-back. scale null and act none: out = conv + shift (the plain conv2d, bias = shift).
 Tensor conv2d_impl(const Tensor& x, const Tensor& w, const Tensor& scale, const Tensor& shift,
                    const Conv2dArgs& a, Activation act, const char* what) {
@@ -1046,6 +1231,10 @@ Tensor conv2d_impl(const Tensor& x, const Tensor& w, const Tensor& scale, const 
   }
   if (direct_applies(d, a) && use_direct(d, DirectPass::forward)) {
     direct_forward(op, xp, wp, sp, bp, d, a, act);
+    return out;
+  }
+  if (use_small_depth(d)) {
+    small_depth_forward(op, xp, wp, sp, bp, d, a, act);
     return out;
   }
   if (implicit_applies(d) && use_implicit(d, a)) {
@@ -1156,6 +1345,11 @@ Tensor conv2d_backward_weight(const Tensor& dout, const Tensor& x, const Shape& 
   if (direct_weight_applies(d, a) && use_direct(d, DirectPass::weight)) {
     Tensor dw = Tensor::empty(w_shape);  // every element assigned
     direct_backward_weight(dw.data(), dout.data(), x.data(), d, a);
+    return dw;
+  }
+  if (use_small_depth(d)) {
+    Tensor dw = Tensor::empty(w_shape);  // every element assigned
+    small_depth_backward_weight(dw.data(), dout.data(), x.data(), d, a);
     return dw;
   }
   if (implicit_applies(d) && use_implicit(d, a)) {

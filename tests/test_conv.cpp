@@ -121,12 +121,13 @@ struct ColumnsScope {
 };
 cpu::ConvColumns generated_columns() {
   return GENERATE(cpu::ConvColumns::planar, cpu::ConvColumns::channels_last, cpu::ConvColumns::direct,
-                  cpu::ConvColumns::implicit);
+                  cpu::ConvColumns::implicit, cpu::ConvColumns::small_depth);
 }
 const char* columns_name(cpu::ConvColumns c) {
   return c == cpu::ConvColumns::planar ? "planar" : c == cpu::ConvColumns::channels_last ? "channels-last"
          : c == cpu::ConvColumns::direct ? "direct"
-         : c == cpu::ConvColumns::implicit ? "implicit" : "automatic";
+         : c == cpu::ConvColumns::implicit ? "implicit"
+         : c == cpu::ConvColumns::small_depth ? "small-depth" : "automatic";
 }
 
 // Values 0.1 * (a random permutation of 0..n-1): distinct by 0.1, so a finite-difference step
@@ -259,6 +260,54 @@ TEST_CASE("conv2d: the implicit GEMM's filter blocks, tiles and transposes match
                      "relu epilogue " + c.str());
 }
 
+TEST_CASE("conv2d: the small-depth kernels' filter blocks, row tails and pixel chunks match plain loops",
+          "[conv]") {
+  // F = 1, 5, 16, 19: blocks of 4 filters and single ones; K = C KH KW = 1, 9, 18, 27: blocks of 4
+  // column rows and single ones; output maps of 16 pixels (one whole vector), 35 (a partial last
+  // vector) and 600 (two pixel chunks of 512, the second with a partial vector), at stride 1 and 2
+  ColumnsScope scope(cpu::ConvColumns::small_depth);
+  const int64_t F = GENERATE(1, 5, 16, 19);
+  const int depth = GENERATE(0, 1, 2, 3);
+  const int64_t C = std::array<int64_t, 4>{1, 1, 2, 3}[depth], k = depth == 0 ? 1 : 3;
+  const int map = GENERATE(0, 1, 2);
+  const int64_t stride = GENERATE(1, 2);
+  const int64_t OH = std::array<int64_t, 3>{4, 5, 30}[map], OW = std::array<int64_t, 3>{4, 7, 20}[map];
+  const int64_t pad = k / 2;  // the input that gives OH x OW at this stride
+  ConvCase c{3, C, (OH - 1) * stride + k - 2 * pad, (OW - 1) * stride + k - 2 * pad, F, k, k, {}, F != 5};
+  c.a.stride_h = c.a.stride_w = stride;
+  c.a.pad_h = c.a.pad_w = pad;
+  INFO(c.str());
+  REQUIRE(conv2d_shape({c.N, c.C, c.H, c.W}, {c.F, c.C, c.KH, c.KW}, c.a) == Shape{c.N, c.F, OH, OW});
+  check_against_loops(c, 37);
+  // an infinite gradient at the start of filter 1's rows: in a 35-pixel map filter 0's last vector
+  // ends there (masked off: the other filters' weight gradients stay finite). Filter 1's own taps
+  // that read the padding are NaN here (0 x inf, as on the im2col + GEMM path) where the loops skip
+  // the padding: only its taps that read inputs must agree (infinite).
+  if (F < 2 || map != 1) return;
+  Tensor x, w, b;
+  make_inputs(c, 38, &x, &w, &b);
+  Tensor dout = Generator(39).normal({c.N, F, OH, OW});
+  for (int64_t n = 0; n < c.N; ++n) dout.data()[(n * F + 1) * OH * OW] = INFINITY;
+  Tensor dx_ref, dw_ref;
+  conv2d_backward_loops(dout, x, w, c.a, &dx_ref, &dw_ref);
+  Tensor dw = conv2d_backward_weight(dout, x, w.shape(), c.a);
+  const int64_t per_filter = c.C * k * k;
+  int64_t infinite = 0;
+  for (int64_t i = 0; i < dw.numel(); ++i) {
+    const float got = dw.data()[i], want = dw_ref.data()[i];
+    INFO("dw[" << i << "] got " << got << " want " << want);
+    if (i / per_filter == 1) {
+      if (!std::isfinite(want)) {
+        CHECK(!std::isfinite(got));
+        ++infinite;
+      }
+      continue;
+    }
+    CHECK(got == Approx(want).epsilon(1e-4).margin(1e-4));
+  }
+  CHECK(infinite > 0);
+}
+
 TEST_CASE("conv2d: the direct weight gradient carries its sums across sample chunks", "[conv]") {
   // 3 samples of one 45000 x 16 channel at column stride 3: ~2.2M floats of phase planes per sample,
   // so the kernel takes one sample per chunk and its sums cross two chunk boundaries; 5 filters
@@ -284,7 +333,8 @@ TEST_CASE("conv2d: infinite inputs reach only the results whose taps read them",
   // no output at all: every result stays finite.
   for (int64_t stride : {1, 2})
     for (cpu::ConvColumns columns :
-         {cpu::ConvColumns::direct, cpu::ConvColumns::planar, cpu::ConvColumns::implicit}) {
+         {cpu::ConvColumns::direct, cpu::ConvColumns::planar, cpu::ConvColumns::implicit,
+          cpu::ConvColumns::small_depth}) {
       ColumnsScope scope(columns);
       INFO("columns " << columns_name(columns) << ", stride " << stride);
       ConvCase c{2, 2, 7, 8, 3, 3, 3, {}, true};
@@ -338,13 +388,15 @@ TEST_CASE("conv2d: the depthwise direct loop (groups = C = F) matches plain loop
 TEST_CASE("conv2d_affine_act: the fused epilogue equals conv, affine and activation composed",
           "[conv]") {
   // the forward paths: depthwise loop, 1x1 on one sample (direct GEMM), the direct kernel for few
-  // channels, im2col + GEMM
-  const int path = GENERATE(0, 1, 2, 3);
+  // channels, im2col + GEMM, the small-depth kernel (automatic: 3 channels x 3 x 3 = 27 taps into
+  // 20 filters)
+  const int path = GENERATE(0, 1, 2, 3, 4);
   const Activation act = GENERATE(Activation::none, Activation::relu, Activation::silu);
   ConvCase c = path == 0 ? ConvCase{2, 6, 9, 8, 6, 3, 3, {}, false}
              : path == 1 ? ConvCase{2, 10, 12, 12, 9, 1, 1, {}, false}
              : path == 2 ? ConvCase{3, 4, 7, 9, 6, 3, 3, {}, false}
-                         : ConvCase{3, 12, 7, 9, 10, 3, 3, {}, false};
+             : path == 3 ? ConvCase{3, 12, 7, 9, 10, 3, 3, {}, false}
+                         : ConvCase{3, 3, 7, 9, 20, 3, 3, {}, false};
   if (path == 0) c.a.groups = 6, c.a.stride_h = c.a.stride_w = 2, c.a.pad_h = c.a.pad_w = 1;
   if (path >= 2) c.a.pad_h = c.a.pad_w = 1;
   ColumnsScope scope(path == 2 ? cpu::ConvColumns::direct : cpu::ConvColumns::automatic);
@@ -419,8 +471,11 @@ TEST_CASE("conv2d: results are bit-identical for 1 and several threads", "[conv]
   INFO("columns " << columns_name(columns));
   ConvCase c{40, 8, 9, 9, 16, 3, 3, {}, true};
   c.a.pad_h = c.a.pad_w = 1;
-  // the direct and implicit kernels take groups 1
-  c.a.groups = columns == cpu::ConvColumns::direct || columns == cpu::ConvColumns::implicit ? 1 : 2;
+  // the direct, implicit and small-depth kernels take groups 1
+  c.a.groups = columns == cpu::ConvColumns::direct || columns == cpu::ConvColumns::implicit ||
+                       columns == cpu::ConvColumns::small_depth
+                   ? 1
+                   : 2;
   Tensor x, w, b;
   make_inputs(c, 3, &x, &w, &b);
   Tensor dout = Generator(4).normal({c.N, c.F, 9, 9});
