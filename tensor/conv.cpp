@@ -786,6 +786,12 @@ void small_depth_weight_tile(lanes* st, const float* g, const float* cols, int64
 template <int FB>
 void small_depth_weight_rows(lanes* st, const float* g, const float* cols, int64_t f0, int64_t p0,
                              int64_t p1, const ConvDims& d, int64_t ohwp) {
+  // the next block's gradient rows (and past the last block, the next sample's) on their way while
+  // this block's tiles run: its first tile waited on memory for every row otherwise (a prefetch
+  // never faults, past the end of dout included)
+  const int64_t ohw = d.OH * d.OW;
+  for (int64_t q = p0; q < std::min(p1, ohw); q += kLanes)
+    for (int fb = 0; fb < FB; ++fb) __builtin_prefetch(g + (f0 + FB + fb) * ohw + q);
   int64_t k0 = 0;
   for (; k0 + 4 <= d.K; k0 += 4) small_depth_weight_tile<FB, 4>(st, g, cols, f0, k0, p0, p1, d, ohwp);
   for (; k0 < d.K; ++k0) small_depth_weight_tile<FB, 1>(st, g, cols, f0, k0, p0, p1, d, ohwp);
