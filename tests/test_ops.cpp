@@ -116,8 +116,10 @@ TEST_CASE("matmul and bmm match a plain triple loop in every transpose mode", "[
   EngineScope scope(engine);
   INFO("GEMM engine " << (engine == cpu::GemmEngine::eigen ? "eigen" : "openblas"));
   Generator g(3);
+  // gemm's column-block split (3 x 200 x 600) and its depth split: 2 chunks of 4500 (K = 9000), 9
+  // of 4445 and a last one of 4440 (K = 40000)
   for (auto [M, K, N] : {std::tuple{5, 7, 3}, std::tuple{130, 70, 90}, std::tuple{3, 64, 300},
-                          std::tuple{3, 200, 600} /* gemm's column-block split */}) {
+                          std::tuple{3, 200, 600}, std::tuple{20, 9000, 24}, std::tuple{5, 40000, 7}}) {
     for (int ta = 0; ta < 2; ++ta)
       for (int tb = 0; tb < 2; ++tb) {
         Tensor a = g.normal(ta ? Shape{K, M} : Shape{M, K});
@@ -131,8 +133,16 @@ TEST_CASE("matmul and bmm match a plain triple loop in every transpose mode", "[
                    (tb ? b.data()[j * K + k] : b.data()[k * N + j]);
             ref.data()[i * N + j] = float(s);
           }
-        test::expect_close(matmul(a, b, ta, tb), ref, 1e-4, 1e-4,
-                           "matmul ta=" + std::to_string(ta) + " tb=" + std::to_string(tb));
+        const std::string mode = "M " + std::to_string(M) + " K " + std::to_string(K) + " N " +
+                                 std::to_string(N) + " ta=" + std::to_string(ta) + " tb=" + std::to_string(tb);
+        // a float sum of K products of N(0, 1) values rounds off by up to ~K 2^-24 (the depth
+        // split's chunks too); one product left out or counted twice is off by ~1
+        const double atol = 1e-4 * std::max(1.0, K / 1000.0);
+        test::expect_close(matmul(a, b, ta, tb), ref, atol, 1e-4, "matmul " + mode);
+        // accumulate: C += op(A) op(B) onto C = 1 (the depth split adds its first chunk to C)
+        Tensor acc = Tensor::full({M, N}, 1.f);
+        cpu::gemm(acc.data(), a.data(), b.data(), M, N, K, ta, tb, true);
+        test::expect_close(acc, add_scalar(ref, 1.f), atol, 1e-4, "gemm accumulate " + mode);
       }
   }
   Tensor a = g.normal({4, 3, 5}), b = g.normal({1, 5, 2});
@@ -176,10 +186,12 @@ TEST_CASE("ops give bit-identical results with 1 and 2 threads", "[ops][determin
   Generator g(5);
   Tensor a = g.normal({300, 200}), b = g.normal({200, 150}), x = g.normal({64, 16, 12, 12});
   Tensor deep_a = g.normal({130, 3000}), deep_b = g.normal({70, 3000}), conv_w = g.normal({8, 16, 3, 3});
+  Tensor split_a = g.normal({20000, 30}), split_b = g.normal({20000, 40});
   auto run = [&] {
     std::vector<Tensor> r;
     r.push_back(matmul(a, b));
     r.push_back(matmul(deep_a, deep_b, false, true));  // K deep enough for Eigen to block it
+    r.push_back(matmul(split_a, split_b, true, false));  // gemm's depth split: 4 chunks of 5000
     r.push_back(bmm(a.reshape({2, 150, 200}), b.reshape({1, 200, 150})));
     r.push_back(conv2d(x, conv_w, Tensor(), Conv2dArgs{}));
     r.push_back(sum(a, {0}));
