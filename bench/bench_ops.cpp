@@ -226,6 +226,20 @@ void bm_linear_fwd(benchmark::State& st) {
   set_rate(st, "FLOP", lin_flops);
 }
 
+// A Linear layer's weight gradient over a large batch, dW [128, 570] = dY^T [128, 40960] X [40960, 570]
+// (ACR-NTL's encoder: 4 tasks x 20 views x 512 rows): a deep product with a small result, which
+// gemm() splits by depth.
+void bm_linear_weight_grad(benchmark::State& st) {
+  Generator gen(6);
+  Tensor dy = gen.normal(Shape{40960, 128}), x = gen.normal(Shape{40960, 570});
+  if (!warm_up(st, [&] { matmul(dy, x, true, false); })) return;
+  for (auto _ : st) {
+    Tensor dw = matmul(dy, x, true, false);
+    benchmark::DoNotOptimize(dw.data());
+  }
+  set_rate(st, "FLOP", 2.0 * 40960 * 128 * 570);
+}
+
 // Raw Eigen on one thread (normad builds with EIGEN_DONT_PARALLELIZE): the per-core upper bound.
 // The output is allocated each iteration, as normad's matmul must.
 void bm_gemm_eigen_1t(benchmark::State& st) {
@@ -298,6 +312,7 @@ int register_all() {
         [c, fused](benchmark::State& st) { bm_bn_relu(st, c, fused); });
   }
   reg("linear_fwd/n4096_k512_f512", bm_linear_fwd);
+  reg("linear_weight_grad/n40960_k570_f128", bm_linear_weight_grad);
   reg("gemm_eigen_1t/n4096_k512_f512", bm_gemm_eigen_1t);
   reg("gemm_eigen_tbb/n4096_k512_f512", bm_gemm_eigen_tbb);
   reg("pairwise_sqdist/m4096_n4096_d512", bm_pairwise_sqdist);

@@ -663,7 +663,7 @@ void direct_backward_weight(float* dw, const float* dout, const float* x, const 
 // - weight gradient: dw[f, k] = sum over samples and pixels of dout[n, f, p] cols_n[k, p]; a tile
 //   of FB filters x KB column rows keeps its lanes in registers over a chunk's pixel vectors and in
 //   memory between chunks and samples. The samples are cut into at most 32 parts fixed by the
-//   batch size; the parts' lanes are added in part order, then the lanes in order.
+//   shapes; the parts' lanes are added in part order, then the lanes in order.
 // The gradient's last vector of a row is loaded masked (its lanes past OH OW are zero, not the
 // next filter's row), and the columns' padding is zero, so no value outside a row enters a sum.
 // Every output element is summed by one task in a fixed order: bit-identical for any thread count.
@@ -800,7 +800,10 @@ void small_depth_weight_rows(lanes* st, const float* g, const float* cols, int64
 void small_depth_backward_weight(float* dw, const float* dout, const float* x, const ConvDims& d,
                                  const Conv2dArgs& a) {
   const int64_t ohw = d.OH * d.OW, ohwp = padded_pixels(d), wsize = d.F * d.K;
-  const int64_t n_parts = std::min<int64_t>(d.N, 32);
+  // parts of >= ~4096 output pixels (a part per sample made the 1 -> 64 layer's batch of 30 zero
+  // and reduce 30 sets of sums: 1.5x slower at 2 threads than 2 parts), at most 32, fixed by the shapes
+  const int64_t n_parts = std::clamp<int64_t>((d.N * ohw + 4095) / 4096, std::min<int64_t>(d.N, 1),
+                                              std::min<int64_t>(d.N, 32));
   std::vector<lanes> state(n_parts * wsize, lanes{});  // [part][F][K] lanes
   tbb::parallel_for(int64_t(0), n_parts, [&](int64_t part) {
     std::vector<float> cols(d.K * ohwp);

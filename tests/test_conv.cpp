@@ -308,6 +308,27 @@ TEST_CASE("conv2d: the small-depth kernels' filter blocks, row tails and pixel c
   CHECK(infinite > 0);
 }
 
+TEST_CASE("conv2d: the small-depth weight gradient adds its parts of the batch in order", "[conv]") {
+  // 37 samples of 30 x 20 outputs: parts of >= 4096 pixels, so 6 parts of 6 or 7 samples; against
+  // the plain loops, and the same bits with 1 and several threads
+  ColumnsScope scope(cpu::ConvColumns::small_depth);
+  ConvCase c{37, 1, 30, 20, 19, 3, 3, {}, true};
+  c.a.pad_h = c.a.pad_w = 1;
+  Tensor x, w, b;
+  make_inputs(c, 40, &x, &w, &b);
+  Tensor dout = Generator(41).normal({c.N, c.F, 30, 20});
+  Tensor dx_ref, dw_ref;
+  conv2d_backward_loops(dout, x, w, c.a, &dx_ref, &dw_ref);
+  Tensor dw[2];
+  for (int t = 0; t < 2; ++t) {
+    tbb::task_arena arena(t == 0 ? 1 : std::max(2, tbb::info::default_concurrency()));
+    arena.execute([&] { dw[t] = conv2d_backward_weight(dout, x, w.shape(), c.a); });
+  }
+  // each a float sum of 22 200 products
+  test::expect_close(dw[0], dw_ref, 1e-3, 1e-3, "dw");
+  CHECK(test::same_bits(dw[0], dw[1]));
+}
+
 TEST_CASE("conv2d: the direct weight gradient carries its sums across sample chunks", "[conv]") {
   // 3 samples of one 45000 x 16 channel at column stride 3: ~2.2M floats of phase planes per sample,
   // so the kernel takes one sample per chunk and its sums cross two chunk boundaries; 5 filters
