@@ -1,14 +1,16 @@
 // 2-D convolution (NCHW) on the CPU: im2col + GEMM (tensor/gemm.h) per group, parallel over batch
 // chunks and inside each GEMM (oneTBB); a direct loop for depthwise convolutions (groups = C = F);
 // direct kernels (forward, backward-input, backward-weight) for few channels, where im2col's columns
-// would dwarf the output (see "direct convolution" below); an implicit GEMM (forward and
-// backward-weight) for groups 1 and >= 16 channels, which reads the taps from a padded
-// channels-last copy of the input instead of building columns (see "implicit GEMM" below).
+// would dwarf the output (see "direct convolution" below); small-depth kernels (forward and
+// backward-weight) for groups 1 with few taps per output (K = C KH KW <= 32) and many filters,
+// register tiles over each sample's columns (see "small GEMM depth" below); an implicit GEMM
+// (forward and backward-weight) for groups 1 and >= 16 channels, which reads the taps from a
+// padded channels-last copy of the input instead of building columns (see "implicit GEMM" below).
 // Math: out[n,f,oh,ow] = b[f] + sum_{c,kh,kw} w[f,c,kh,kw] x[n, g*Cg+c, oh*sh-ph+kh*dh, ow*sw-pw+kw*dw]
 // with g = f / Fg (zero outside the input); as matrices per group: out_g = W_g [Fg, Cg*KH*KW] x cols.
 // conv2d_affine_act applies act(scale[f] * conv + shift[f]) in the same write-back pass (inference
 // with a BN folded in).
-// Tested by tests/test_conv.cpp: im2col, depthwise, direct and implicit paths vs conv2d on the
+// Tested by tests/test_conv.cpp: im2col, depthwise, direct, small-depth and implicit paths vs conv2d on the
 // reference backend
 // (tensor/reference.cpp) over strides/pads/dilations/groups, the fused epilogue vs the composed
 // ops, a closed form, backward vs plain scatter loops, finite differences, thread-count
