@@ -436,6 +436,19 @@ TEST_CASE("conv2d_affine_act: the fused epilogue equals conv, affine and activat
                           : act == Activation::silu ? v / (1.0 + std::exp(-v)) : v);
   }
   test::expect_close(conv2d_affine_act(x, w, scale, shift, c.a, act), ref, 1e-4, 1e-4, c.str());
+  // a NaN input stays NaN through every activation: every output whose taps read it (the first
+  // sample's, filter 0's output pixel 0 at least), none of the others
+  Tensor x_nan = x.clone();
+  x_nan.data()[0] = NAN;
+  Tensor y_nan = conv2d_affine_act(x_nan, w, scale, shift, c.a, act);
+  Tensor conv_nan = conv2d(on_ref(x_nan), on_ref(w), Tensor(), c.a);
+  int64_t nans = 0;
+  for (int64_t i = 0; i < y_nan.numel(); ++i) {
+    INFO("output " << i);
+    CHECK(std::isnan(y_nan.data()[i]) == std::isnan(conv_nan.data()[i]));
+    nans += std::isnan(y_nan.data()[i]);
+  }
+  CHECK(nans > 0);
   // undefined scale means 1: the plain conv2d with shift as its bias
   if (act == Activation::none)
     CHECK(test::same_bits(conv2d_affine_act(x, w, Tensor(), shift, c.a, act), conv2d(x, w, shift, c.a)));
