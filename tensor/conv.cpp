@@ -730,21 +730,23 @@ void small_depth_filters(float* o, const float* cols, const float* w, int64_t f0
 void small_depth_forward(float* out, const float* x, const float* w, const float* scale,
                          const float* shift, const ConvDims& d, const Conv2dArgs& a, Activation act) {
   const int64_t ohw = d.OH * d.OW, ohwp = padded_pixels(d);
-  tbb::parallel_for(int64_t(0), d.N, [&](int64_t n) {
-    thread_local std::vector<float> cols;
-    if (cols.size() < size_t(d.K * ohwp)) cols.resize(d.K * ohwp);
-    small_depth_columns(cols.data(), x, d, a, n);
-    float* o = out + n * d.F * ohw;
-    for (int64_t p0 = 0; p0 < ohwp; p0 += kPixelChunk) {
-      const int64_t p1 = std::min(ohwp, p0 + kPixelChunk);
-      int64_t f0 = 0;
-      for (; f0 + 4 <= d.F; f0 += 4)
-        small_depth_filters<4>(o, cols.data(), w, f0, p0, p1, d, ohwp, scale, shift, act);
-      for (; f0 < d.F; ++f0) small_depth_filters<1>(o, cols.data(), w, f0, p0, p1, d, ohwp, scale, shift, act);
+  parallel_for(d.N, 1, [&](int64_t n0, int64_t n1) {
+    std::vector<float> cols(d.K * ohwp);  // one sample's columns, reused over the task's samples
+    for (int64_t n = n0; n < n1; ++n) {
+      small_depth_columns(cols.data(), x, d, a, n);
+      float* o = out + n * d.F * ohw;
+      for (int64_t p0 = 0; p0 < ohwp; p0 += kPixelChunk) {
+        const int64_t p1 = std::min(ohwp, p0 + kPixelChunk);
+        int64_t f0 = 0;
+        for (; f0 + 4 <= d.F; f0 += 4)
+          small_depth_filters<4>(o, cols.data(), w, f0, p0, p1, d, ohwp, scale, shift, act);
+        for (; f0 < d.F; ++f0)
+          small_depth_filters<1>(o, cols.data(), w, f0, p0, p1, d, ohwp, scale, shift, act);
+      }
+      if (act == Activation::silu)
+        for (int64_t f = 0; f < d.F; ++f)
+          epilogue(o + f * ohw, o + f * ohw, ohw, scale ? scale[f] : 1.f, shift ? shift[f] : 0.f, act);
     }
-    if (act == Activation::silu)
-      for (int64_t f = 0; f < d.F; ++f)
-        epilogue(o + f * ohw, o + f * ohw, ohw, scale ? scale[f] : 1.f, shift ? shift[f] : 0.f, act);
   });
 }
 
@@ -788,12 +790,12 @@ void small_depth_weight_tile(lanes* st, const float* g, const float* cols, int64
 template <int FB>
 void small_depth_weight_rows(lanes* st, const float* g, const float* cols, int64_t f0, int64_t p0,
                              int64_t p1, const ConvDims& d, int64_t ohwp) {
-  // the next block's gradient rows (and past the last block, the next sample's) on their way while
-  // this block's tiles run: its first tile waited on memory for every row otherwise (a prefetch
-  // never faults, past the end of dout included)
+  // the sample's next filter block's gradient rows on their way while this block's tiles run: its
+  // first tile waited on memory for every row otherwise
   const int64_t ohw = d.OH * d.OW;
-  for (int64_t q = p0; q < std::min(p1, ohw); q += kLanes)
-    for (int fb = 0; fb < FB; ++fb) __builtin_prefetch(g + (f0 + FB + fb) * ohw + q);
+  if (f0 + 2 * FB <= d.F)
+    for (int64_t q = p0; q < std::min(p1, ohw); q += kLanes)
+      for (int fb = 0; fb < FB; ++fb) __builtin_prefetch(g + (f0 + FB + fb) * ohw + q);
   int64_t k0 = 0;
   for (; k0 + 4 <= d.K; k0 += 4) small_depth_weight_tile<FB, 4>(st, g, cols, f0, k0, p0, p1, d, ohwp);
   for (; k0 < d.K; ++k0) small_depth_weight_tile<FB, 1>(st, g, cols, f0, k0, p0, p1, d, ohwp);
@@ -1207,13 +1209,14 @@ bool use_implicit(const ConvDims& d, const Conv2dArgs& a) {
   return c == ConvColumns::automatic && d.Cg >= 16 && d.F >= 16 && !(is_pointwise(d, a) && d.nb == 1);
 }
 
-// The small-depth kernels: groups 1 with few taps per output and many filters, where the
+// The small-depth kernels: groups 1 with few taps per output (not 1x1) and many filters, where the
 // implicit GEMM does not apply (fewer than 16 channels); forced: wherever groups is 1.
 bool use_small_depth(const ConvDims& d) {
   const ConvColumns c = g_columns.load(std::memory_order_relaxed);
   if (d.G != 1) return false;
   if (c == ConvColumns::small_depth) return true;
-  return c == ConvColumns::automatic && d.K <= 32 && d.Cg < 16 && d.F >= 16 && d.F <= 512;
+  return c == ConvColumns::automatic && d.K <= 32 && d.KH * d.KW > 1 && d.Cg < 16 && d.F >= 16 &&
+         d.F <= 512;  // measured on 3x3 kernels; a 1x1 kernel keeps its columns-free GEMM
 }
 
 // conv2d and conv2d_affine_act: the depthwise loop, the direct, small-depth or implicit kernels

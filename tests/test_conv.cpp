@@ -327,6 +327,11 @@ TEST_CASE("conv2d: the small-depth weight gradient adds its parts of the batch i
   // each a float sum of 22 200 products
   test::expect_close(dw[0], dw_ref, 1e-3, 1e-3, "dw");
   CHECK(test::same_bits(dw[0], dw[1]));
+  // an empty batch: no output, a zero weight gradient
+  Tensor x0({0, 1, 30, 20}), dout0({0, c.F, 30, 20});
+  CHECK(conv2d(x0, w, b, c.a).shape() == Shape{0, c.F, 30, 20});
+  Tensor dw0 = conv2d_backward_weight(dout0, x0, w.shape(), c.a);
+  for (int64_t i = 0; i < dw0.numel(); ++i) REQUIRE(dw0.data()[i] == 0.f);
 }
 
 TEST_CASE("conv2d: the direct weight gradient carries its sums across sample chunks", "[conv]") {
@@ -410,14 +415,14 @@ TEST_CASE("conv2d_affine_act: the fused epilogue equals conv, affine and activat
           "[conv]") {
   // the forward paths: depthwise loop, 1x1 on one sample (direct GEMM), the direct kernel for few
   // channels, im2col + GEMM, the small-depth kernel (automatic: 3 channels x 3 x 3 = 27 taps into
-  // 20 filters)
+  // 20 filters; 144 output pixels: two tiles of 4 vectors, then single vectors)
   const int path = GENERATE(0, 1, 2, 3, 4);
   const Activation act = GENERATE(Activation::none, Activation::relu, Activation::silu);
   ConvCase c = path == 0 ? ConvCase{2, 6, 9, 8, 6, 3, 3, {}, false}
              : path == 1 ? ConvCase{2, 10, 12, 12, 9, 1, 1, {}, false}
              : path == 2 ? ConvCase{3, 4, 7, 9, 6, 3, 3, {}, false}
              : path == 3 ? ConvCase{3, 12, 7, 9, 10, 3, 3, {}, false}
-                         : ConvCase{3, 3, 7, 9, 20, 3, 3, {}, false};
+                         : ConvCase{3, 3, 12, 12, 20, 3, 3, {}, false};
   if (path == 0) c.a.groups = 6, c.a.stride_h = c.a.stride_w = 2, c.a.pad_h = c.a.pad_w = 1;
   if (path >= 2) c.a.pad_h = c.a.pad_w = 1;
   ColumnsScope scope(path == 2 ? cpu::ConvColumns::direct : cpu::ConvColumns::automatic);

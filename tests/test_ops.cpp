@@ -116,8 +116,8 @@ TEST_CASE("matmul and bmm match a plain triple loop in every transpose mode", "[
   EngineScope scope(engine);
   INFO("GEMM engine " << (engine == cpu::GemmEngine::eigen ? "eigen" : "openblas"));
   Generator g(3);
-  // gemm's column-block split (3 x 200 x 600) and its depth split: 2 chunks of 4500 (K = 9000), 9
-  // of 4445 and a last one of 4440 (K = 40000)
+  // gemm's column-block split (3 x 200 x 600) and its depth split: 4 chunks of 2250 (K = 9000), 16
+  // of 2500 (K = 40000)
   for (auto [M, K, N] : {std::tuple{5, 7, 3}, std::tuple{130, 70, 90}, std::tuple{3, 64, 300},
                           std::tuple{3, 200, 600}, std::tuple{20, 9000, 24}, std::tuple{5, 40000, 7}}) {
     for (int ta = 0; ta < 2; ++ta)
@@ -187,11 +187,13 @@ TEST_CASE("ops give bit-identical results with 1 and 2 threads", "[ops][determin
   Tensor a = g.normal({300, 200}), b = g.normal({200, 150}), x = g.normal({64, 16, 12, 12});
   Tensor deep_a = g.normal({130, 3000}), deep_b = g.normal({70, 3000}), conv_w = g.normal({8, 16, 3, 3});
   Tensor split_a = g.normal({20000, 30}), split_b = g.normal({20000, 40});
+  Tensor split_at = transpose(split_a, 0, 1), split_bt = transpose(split_b, 0, 1);
   auto run = [&] {
     std::vector<Tensor> r;
     r.push_back(matmul(a, b));
     r.push_back(matmul(deep_a, deep_b, false, true));  // K deep enough for Eigen to block it
-    r.push_back(matmul(split_a, split_b, true, false));  // gemm's depth split: 4 chunks of 5000
+    r.push_back(matmul(split_a, split_b, true, false));  // gemm's depth split: 9 chunks of 2223
+    r.push_back(matmul(split_bt, split_at, false, true));  // the same split, the other modes
     r.push_back(bmm(a.reshape({2, 150, 200}), b.reshape({1, 200, 150})));
     r.push_back(conv2d(x, conv_w, Tensor(), Conv2dArgs{}));
     r.push_back(sum(a, {0}));
