@@ -15,9 +15,9 @@
 // from at most as many oneTBB threads as cores, and chooses Eigen on machines of more than 64.
 // Determinism: large products are split into blocks that depend only on the shapes, each block one
 // single-threaded engine call (deep products with a small C, K >= 8192 and >= 16 max(M, N), at
-// most 256K outputs: the depth in K / 2048 chunks, 2 to 16, whose products are added in chunk order), so the result is bit-identical for
-// any thread count (for one engine on one machine: the engines, and OpenBLAS's kernel sets, round
-// differently).
+// most 256K outputs: the depth in K / 2048 chunks, 2 to 16, whose products are added in chunk
+// order), so the result is bit-identical for any thread count (for one engine on one machine: the
+// engines, and OpenBLAS's kernel sets, round differently).
 // Tested by tests/test_ops.cpp (plain triple loop and 1 vs 2 threads, under each engine built in;
 // gemm_f64 and cholesky_f64 against plain loops under each engine) and tests/test_conv.cpp.
 #pragma once
