@@ -4,8 +4,9 @@
 // would dwarf the output (see "direct convolution" below); small-depth kernels (forward and
 // backward-weight) for groups 1 with few taps per output (K = C KH KW <= 32) and many filters,
 // register tiles over each sample's columns (see "small GEMM depth" below); an implicit GEMM
-// (forward and backward-weight) for groups 1 and >= 16 channels, which reads the taps from a
-// padded channels-last copy of the input instead of building columns (see "implicit GEMM" below).
+// (forward, backward-input by stride phases, backward-weight) for groups 1 and >= 16 channels,
+// which reads the taps from a padded channels-last copy of the input (of dout for the input
+// gradient) instead of building columns (see "implicit GEMM" below).
 // Math: out[n,f,oh,ow] = b[f] + sum_{c,kh,kw} w[f,c,kh,kw] x[n, g*Cg+c, oh*sh-ph+kh*dh, ow*sw-pw+kw*dw]
 // with g = f / Fg (zero outside the input); as matrices per group: out_g = W_g [Fg, Cg*KH*KW] x cols.
 // conv2d_affine_act applies act(scale[f] * conv + shift[f]) in the same write-back pass (inference
@@ -946,28 +947,32 @@ void transpose_copy(float* dst, int64_t ldd, const float* src, int64_t lds, int6
 #endif
 }
 
-// dst [H + 2 ph, W + 2 pw, C] = sample x [C, H, W] with a zero border.
-void padded_hwc(float* dst, const float* x, const ConvDims& d, const Conv2dArgs& a) {
-  const int64_t wp = d.W + 2 * a.pad_w, hp = d.H + 2 * a.pad_h;
-  std::fill(dst, dst + hp * wp * d.C, 0.f);
-  const int64_t hw = d.H * d.W;
-  if (d.W < 16) {
+// dst [top + H + bottom, left + W + right, C] = planes x [C, H, W] with a zero border.
+void padded_hwc(float* dst, const float* x, int64_t C, int64_t H, int64_t W, int64_t top,
+                int64_t bottom, int64_t left, int64_t right) {
+  const int64_t wp = left + W + right, hp = top + H + bottom;
+  std::fill(dst, dst + hp * wp * C, 0.f);
+  const int64_t hw = H * W;
+  if (W < 16) {
     // narrow rows would fill a fraction of each 16 x 16 block: the whole sample transposed at once
     // ([C, H W] -> [H W, C]), then its rows copied into place
     thread_local std::vector<float> hwc;
-    hwc.resize(std::max<size_t>(hwc.size(), hw * d.C));
-    transpose_copy(hwc.data(), d.C, x, hw, d.C, hw);
-    for (int64_t h = 0; h < d.H; ++h)
-      std::memcpy(dst + ((h + a.pad_h) * wp + a.pad_w) * d.C, hwc.data() + h * d.W * d.C,
-                  sizeof(float) * d.W * d.C);
+    hwc.resize(std::max<size_t>(hwc.size(), hw * C));
+    transpose_copy(hwc.data(), C, x, hw, C, hw);
+    for (int64_t h = 0; h < H; ++h)
+      std::memcpy(dst + ((h + top) * wp + left) * C, hwc.data() + h * W * C, sizeof(float) * W * C);
     return;
   }
   // 16 planes at a time, row by row ([16, W] -> [W, 16]): 16 input streams read in order (all C
   // planes' rows at once missed the cache on most loads)
-  for (int64_t c0 = 0; c0 < d.C; c0 += 16)
-    for (int64_t h = 0; h < d.H; ++h)
-      transpose_copy(dst + ((h + a.pad_h) * wp + a.pad_w) * d.C + c0, d.C, x + c0 * hw + h * d.W, hw,
-                     std::min<int64_t>(16, d.C - c0), d.W);
+  for (int64_t c0 = 0; c0 < C; c0 += 16)
+    for (int64_t h = 0; h < H; ++h)
+      transpose_copy(dst + ((h + top) * wp + left) * C + c0, C, x + c0 * hw + h * W, hw,
+                     std::min<int64_t>(16, C - c0), W);
+}
+// dst [H + 2 ph, W + 2 pw, C] = sample x [C, H, W] with the convolution's zero padding.
+void padded_hwc(float* dst, const float* x, const ConvDims& d, const Conv2dArgs& a) {
+  padded_hwc(dst, x, d.C, d.H, d.W, a.pad_h, a.pad_h, a.pad_w, a.pad_w);
 }
 
 // A chunk of samples as the implicit kernels read it: each sample zero-padded, channels-last
@@ -996,10 +1001,11 @@ inline int64_t window_offset(const ConvDims& d, const Conv2dArgs& a, const Impli
   return j * l.sample + (oh * a.stride_h * l.wp + ow * a.stride_w) * d.C;
 }
 
-// res[p, 0 .. FV kVec) for the first m of the tile's kTileP pixels (window pointers px; past m
-// they repeat the last one and their sums are dropped), wb the filter block's packed weights.
+// rows[p][0 .. FV kVec) for the first m of the tile's kTileP pixels (window pointers px; past m
+// they repeat the last one and their sums are dropped), wb the filter block's packed weights
+// [taps][C][FV kVec]: sum over taps t and c of px[p][tap_off[t] + c] wb[t][c][lane].
 template <int FV>
-void implicit_tile(float* res, int64_t ldr, const float* const* px, int64_t m, const float* wb,
+void implicit_tile(float* const* rows, const float* const* px, int64_t m, const float* wb,
                    const int64_t* tap_off, int64_t taps, int64_t C) {
   // sums and weights are named registers only when every loop over them is unrolled (GCC kept
   // the arrays on the stack otherwise: 3x slower)
@@ -1025,10 +1031,22 @@ void implicit_tile(float* res, int64_t ldr, const float* const* px, int64_t m, c
       }
     }
   }
-  vecf_unaligned* out = reinterpret_cast<vecf_unaligned*>(res);
-  for (int64_t p = 0; p < m; ++p)
+  for (int64_t p = 0; p < m; ++p) {
+    vecf_unaligned* out = reinterpret_cast<vecf_unaligned*>(rows[p]);
 #pragma GCC unroll 4
-    for (int v = 0; v < FV; ++v) out[p * (ldr / kVec) + v] = acc[p][v];
+    for (int v = 0; v < FV; ++v) out[v] = acc[p][v];
+  }
+}
+
+// The tile above for fv = 1 .. kMaxFV vectors of lanes.
+void implicit_tile_fv(int fv, float* const* rows, const float* const* px, int64_t m, const float* wb,
+                      const int64_t* tap_off, int64_t taps, int64_t C) {
+  switch (fv) {  // fv <= kMaxFV
+    case 1: return implicit_tile<1>(rows, px, m, wb, tap_off, taps, C);
+    case 2: return implicit_tile<2>(rows, px, m, wb, tap_off, taps, C);
+    case 3: return implicit_tile<3>(rows, px, m, wb, tap_off, taps, C);
+    default: return implicit_tile<4>(rows, px, m, wb, tap_off, taps, C);
+  }
 }
 
 // out [N, F, OH, OW] = act(scale[f] * conv + shift[f]) by the implicit GEMM; parallel over the
@@ -1053,15 +1071,12 @@ void implicit_forward(float* out, const float* x, const float* w, const float* s
       for (int64_t p0 = 0; p0 < pixels; p0 += kTileP) {
         const int64_t m = std::min<int64_t>(kTileP, pixels - p0);
         const float* px[kTileP];
-        for (int64_t p = 0; p < kTileP; ++p)
+        float* rows[kTileP];
+        for (int64_t p = 0; p < kTileP; ++p) {
           px[p] = xpad.data() + window_offset(d, a, l, p0 + std::min(p, m - 1));
-        float* r = res.data() + p0 * fp + f0;
-        switch (fv) {  // fv <= kMaxFV
-          case 1: implicit_tile<1>(r, fp, px, m, wb, tap_off.data(), taps, d.C); break;
-          case 2: implicit_tile<2>(r, fp, px, m, wb, tap_off.data(), taps, d.C); break;
-          case 3: implicit_tile<3>(r, fp, px, m, wb, tap_off.data(), taps, d.C); break;
-          default: implicit_tile<4>(r, fp, px, m, wb, tap_off.data(), taps, d.C); break;
+          rows[p] = res.data() + (p0 + p) * fp + f0;
         }
+        implicit_tile_fv(fv, rows, px, m, wb, tap_off.data(), taps, d.C);
       }
     }
     // write-back: each sample's [OH OW, F] sums transposed into out[n] [F, OH OW], then the
@@ -1199,6 +1214,99 @@ void implicit_backward_weight(float* dw, const float* dout, const float* x, cons
       for (int64_t t = 0; t < taps; ++t) dw[(f * d.C + c) * taps + t] = sum[(t * d.C + c) * fp + f];
 }
 
+// The implicit input gradient (groups 1, many channels), the forward's tile with the roles of
+// channels and filters exchanged:
+//   dx[n, c, ih, iw] = sum over taps (kh, kw) and f of dout[n, f, oh, ow] w[f, c, kh, kw],
+//   oh = (ih + ph - kh dh) / sh where that divides, ow likewise.
+// Input pixels fall into sh x sw phases by r = ((ih + ph) mod sh, (iw + pw) mod sw); a phase's taps
+// are those with kh dh = rh (mod sh) and kw dw = rw (mod sw) (3x3 stride 2: 4, 2, 2 and 1), each
+// one fixed offset back from the pixel's window origin ((ih + ph - rh) / sh, (iw + pw - rw) / sw) in
+// a zero-bordered channels-last copy of dout [top + OH + bottom, left + OW + right, F] (the
+// border holds the out-of-range oh, ow). So every input pixel is one tile row summing its phase's
+// taps x F terms, against weights packed per phase as blocks of input channels [tap][F][block]
+// (channels in vector lanes). Replaces W^T dout into columns and col2im's scattered adds (the
+// Omniglot net's stride-2 layers: the column GEMM at ~80 GFLOP/s against ~140 for the forward,
+// Zen 5 core). The tile rows land in [pixels, C padded] per chunk, transposed into dx at the end;
+// each value is summed by one task in one order: bit-identical for any thread count.
+void implicit_backward_input(float* dx, const float* dout, const float* w, const ConvDims& d,
+                             const Conv2dArgs& a) {
+  const int64_t sh = a.stride_h, sw = a.stride_w, hw = d.H * d.W, ohw = d.OH * d.OW;
+  // dout's border: the furthest tap back, and the furthest window origin past the last row / column
+  const int64_t top = (d.KH - 1) * a.dil_h / sh, left = (d.KW - 1) * a.dil_w / sw;
+  const int64_t bottom = std::max<int64_t>(0, (d.H - 1 + a.pad_h) / sh - (d.OH - 1));
+  const int64_t right = std::max<int64_t>(0, (d.W - 1 + a.pad_w) / sw - (d.OW - 1));
+  const int64_t wp = left + d.OW + right, sample = (top + d.OH + bottom) * wp * d.F;
+  const int64_t cp = (d.C + kVec - 1) / kVec * kVec, block = kMaxFV * kVec, taps_all = d.KH * d.KW;
+  struct Phase {
+    std::vector<int64_t> tap_off;  // offsets of the phase's taps from a window origin in dpad
+    std::vector<float> packed;     // blocks of channels: block c0 at c0 taps F, [tap][F][width]
+    std::vector<int64_t> win, row;  // per pixel of a full chunk: window origin, row of res
+  };
+  std::vector<Phase> phases(sh * sw);
+  tbb::parallel_for(int64_t(0), sh * sw, [&](int64_t r) {
+    Phase& ph = phases[r];
+    const int64_t rh = r / sw, rw = r % sw;
+    std::vector<int64_t> tap_index;  // kh KW + kw of each tap of the phase
+    for (int64_t kh = 0; kh < d.KH; ++kh)
+      for (int64_t kw = 0; kw < d.KW; ++kw)
+        if (kh * a.dil_h % sh == rh && kw * a.dil_w % sw == rw) {
+          tap_index.push_back(kh * d.KW + kw);
+          ph.tap_off.push_back(-((kh * a.dil_h - rh) / sh * wp + (kw * a.dil_w - rw) / sw) * d.F);
+        }
+    const int64_t taps = int64_t(tap_index.size());
+    ph.packed.assign(cp * taps * d.F, 0.f);  // channels past C are zero
+    for (int64_t c0 = 0; c0 < cp; c0 += block) {
+      const int64_t width = std::min(block, cp - c0), c1 = std::min(c0 + width, d.C);
+      float* blk = ph.packed.data() + c0 * taps * d.F;
+      for (int64_t t = 0; t < taps; ++t)
+        for (int64_t f = 0; f < d.F; ++f) {
+          float* lanes_row = blk + (t * d.F + f) * width - c0;
+          for (int64_t c = c0; c < c1; ++c) lanes_row[c] = w[(f * d.C + c) * taps_all + tap_index[t]];
+        }
+    }
+    // the phase's input pixels of a full chunk, sample by sample, row by row
+    const int64_t ih0 = ((rh - a.pad_h) % sh + sh) % sh, iw0 = ((rw - a.pad_w) % sw + sw) % sw;
+    for (int64_t j = 0; j < d.nb; ++j)
+      for (int64_t ih = ih0; ih < d.H; ih += sh)
+        for (int64_t iw = iw0; iw < d.W; iw += sw) {
+          const int64_t oh = (ih + a.pad_h - rh) / sh + top, ow = (iw + a.pad_w - rw) / sw + left;
+          ph.win.push_back(j * sample + (oh * wp + ow) * d.F);
+          ph.row.push_back((j * d.H + ih) * d.W + iw);
+        }
+  });
+  tbb::parallel_for(int64_t(0), d.n_chunks, [&](int64_t chunk) {
+    const int64_t n0 = chunk * d.nb, nb = std::min(d.nb, d.N - n0);
+    thread_local std::vector<float> dpad, res;  // reused across calls
+    dpad.resize(std::max<size_t>(dpad.size(), nb * sample));
+    res.resize(std::max<size_t>(res.size(), nb * hw * cp));
+    for (int64_t j = 0; j < nb; ++j)
+      padded_hwc(dpad.data() + j * sample, dout + (n0 + j) * d.F * ohw, d.F, d.OH, d.OW, top, bottom, left,
+                 right);
+    // res [nb H W, cp]: blocks of channels outermost (their packed weights stay in cache), then
+    // phases, then tiles of kTileP of the phase's pixels (across rows and samples)
+    for (int64_t c0 = 0; c0 < cp; c0 += block) {
+      const int fv = int(std::min<int64_t>(kMaxFV, (cp - c0) / kVec));
+      for (const Phase& ph : phases) {
+        const int64_t taps = int64_t(ph.tap_off.size()), pixels = int64_t(ph.win.size()) / d.nb * nb;
+        const float* wb = ph.packed.data() + c0 * taps * d.F;
+        for (int64_t p0 = 0; p0 < pixels; p0 += kTileP) {
+          const int64_t m = std::min<int64_t>(kTileP, pixels - p0);
+          const float* px[kTileP];
+          float* rows[kTileP];
+          for (int64_t p = 0; p < kTileP; ++p) {
+            px[p] = dpad.data() + ph.win[p0 + std::min(p, m - 1)];
+            rows[p] = res.data() + ph.row[p0 + std::min(p, m - 1)] * cp + c0;
+          }
+          implicit_tile_fv(fv, rows, px, m, wb, ph.tap_off.data(), taps, d.F);
+        }
+      }
+    }
+    // each sample's [H W, C] rows transposed into dx[n] [C, H W]
+    for (int64_t j = 0; j < nb; ++j)
+      transpose_copy(dx + (n0 + j) * d.C * hw, hw, res.data() + j * hw * cp, cp, hw, d.C);
+  });
+}
+
 // Whether the forward and the weight gradient take the implicit GEMM: forced (tests), or
 // automatically with >= 16 input channels and >= 16 filters (the shapes measured: fewer filters
 // would leave most vector lanes empty), except a 1x1 stride-1 kernel with one sample per chunk,
@@ -1319,6 +1427,11 @@ Tensor conv2d_backward_input(const Tensor& dout, const Tensor& w, const Shape& x
   if (direct_input_applies(d, a) && use_direct(d, DirectPass::input)) {
     Tensor dx = Tensor::empty(x_shape);  // every element assigned
     direct_backward_input(dx.data(), dout.data(), w.data(), d, a);
+    return dx;
+  }
+  if (implicit_applies(d) && use_implicit(d, a)) {
+    Tensor dx = Tensor::empty(x_shape);  // every element assigned
+    implicit_backward_input(dx.data(), dout.data(), w.data(), d, a);
     return dx;
   }
   const bool hwc = channels_last(d);

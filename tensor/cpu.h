@@ -55,11 +55,12 @@ Tensor conv2d_backward_weight(const Tensor& dout, const Tensor& x, const Shape& 
 // (groups 1, dilation 1; the backward-input one at stride 1, the backward-weight one for kernel
 // widths 1, 3, 5), planar im2col elsewhere. automatic: direct where it applies and measured faster (few
 // channels: conv.cpp's use_direct), else channels_last when a group has >= 16 channels, else
-// planar; the forward and the weight gradient take no columns at all with groups 1, >= 16
-// channels and >= 16 filters (conv.cpp's implicit GEMM; not a 1x1 stride-1 kernel on one sample
-// per chunk), and by the small-depth kernels with groups 1, fewer than 16 channels, K = C KH KW
-// <= 32 and 16 to 512 filters (the Omniglot net's 1 -> 64 layer). implicit: those two passes by the
-// implicit GEMM wherever groups is 1, the input gradient by planar columns. small_depth: those two
+// planar; all three passes take no columns at all with groups 1, >= 16 channels and >= 16
+// filters (conv.cpp's implicit GEMM, the input gradient by stride phases; not a 1x1 stride-1
+// kernel on one sample per chunk), and the forward and the weight gradient take the small-depth
+// kernels with groups 1, fewer than 16 channels, K = C KH KW <= 32 and 16 to 512 filters (the
+// Omniglot net's 1 -> 64 layer). implicit: all three passes by the implicit GEMM wherever groups
+// is 1. small_depth: the forward and the weight gradient
 // passes by the small-depth kernels wherever groups is 1, the input gradient by planar columns.
 enum class ConvColumns { automatic, planar, channels_last, direct, implicit, small_depth };
 void set_conv_columns(ConvColumns c);

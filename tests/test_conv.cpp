@@ -246,6 +246,8 @@ TEST_CASE("conv2d: the implicit GEMM's filter blocks, tiles and transposes match
   Tensor dx_ref, dw_ref;
   conv2d_backward_loops(dout, x, w, c.a, &dx_ref, &dw_ref);
   test::expect_close(conv2d_backward_weight(dout, x, w.shape(), c.a), dw_ref, 1e-4, 1e-4, "dw " + c.str());
+  // the input gradient: channels in lanes (C = 1, 19, 33: blocks of 1, 2 and 3 vectors), F terms
+  test::expect_close(conv2d_backward_input(dout, w, x.shape(), c.a), dx_ref, 1e-4, 1e-4, "dx " + c.str());
   // the fused epilogue on this path: act(scale * conv + shift)
   Generator g(32);
   Tensor scale = g.uniform({F}, -2.f, 2.f);
@@ -258,6 +260,48 @@ TEST_CASE("conv2d: the implicit GEMM's filter blocks, tiles and transposes match
   }
   test::expect_close(conv2d_affine_act(x, w, scale, b, c.a, Activation::relu), ref, 1e-4, 1e-4,
                      "relu epilogue " + c.str());
+}
+
+TEST_CASE("conv2d: the implicit input gradient's stride phases match plain loops", "[conv]") {
+  // Input pixels fall into stride_h x stride_w phases, each summing the taps with kh dil = phase
+  // (mod stride). Cases: 1x1 at stride 2 (three of four phases have no tap: zero gradient), 2x2 at
+  // stride 3 (phase 2 has none), 3x3 at stride 3 dilation 2 (taps 0, 2, 1 in phases 0, 1, 2), 3x2
+  // at strides 2 x 1 with padding 2 x 0 (borders past the output on one side only), 5x5 at stride
+  // 2 padding 2, a kernel wider than its stride at dilation 2; each on 5 samples (chunks of several
+  // samples: tiles across samples), C = 19 / 33 (one and three vectors of channels), F = 17 / 64.
+  // Then an infinite dout value must reach exactly the input pixels whose taps read it.
+  ColumnsScope scope(cpu::ConvColumns::implicit);
+  struct Geometry { int64_t kh, kw, sh, sw, ph, pw, dil; };
+  const Geometry g = GENERATE(Geometry{1, 1, 2, 2, 0, 0, 1}, Geometry{2, 2, 3, 3, 1, 1, 1},
+                              Geometry{3, 3, 3, 3, 1, 1, 2}, Geometry{3, 2, 2, 1, 2, 0, 1},
+                              Geometry{5, 5, 2, 2, 2, 2, 1}, Geometry{3, 3, 2, 2, 1, 2, 2});
+  const int64_t C = GENERATE(19, 33);
+  const int64_t F = GENERATE(17, 64);
+  ConvCase c{5, C, 11, 10, F, g.kh, g.kw, {}, false};
+  c.a.stride_h = g.sh, c.a.stride_w = g.sw, c.a.pad_h = g.ph, c.a.pad_w = g.pw;
+  c.a.dil_h = c.a.dil_w = g.dil;
+  INFO(c.str());
+  Tensor x, w, b;
+  make_inputs(c, 41, &x, &w, &b);
+  Tensor dout = Generator(42).normal(conv2d_shape(x.shape(), w.shape(), c.a, "test"));
+  Tensor dx_ref, dw_ref;
+  conv2d_backward_loops(dout, x, w, c.a, &dx_ref, &dw_ref);
+  test::expect_close(conv2d_backward_input(dout, w, x.shape(), c.a), dx_ref, 1e-4, 1e-4, "dx " + c.str());
+  // one infinite gradient value in sample 3, filter 5, output pixel (1, 2)
+  dout.data()[((3 * F + 5) * dout.size(2) + 1) * dout.size(3) + 2] = INFINITY;
+  conv2d_backward_loops(dout, x, w, c.a, &dx_ref, &dw_ref);
+  const Tensor dx = conv2d_backward_input(dout, w, x.shape(), c.a);
+  int64_t infinite = 0;
+  for (int64_t i = 0; i < dx.numel(); ++i) {
+    const float got = dx.data()[i], want = dx_ref.data()[i];
+    if (!std::isfinite(want)) {
+      ++infinite;
+      CHECK(got == want);  // the same infinity (w's values are nonzero)
+    } else if (!(std::abs(got - want) <= 1e-4f + 1e-4f * std::abs(want))) {
+      FAIL_CHECK("dx[" << i << "] got " << got << " want " << want);
+    }
+  }
+  CHECK(infinite == C * g.kh * g.kw);  // every tap of that output pixel lands inside this input
 }
 
 TEST_CASE("conv2d: the small-depth kernels' filter blocks, row tails and pixel chunks match plain loops",
