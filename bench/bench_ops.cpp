@@ -58,7 +58,8 @@ struct ConvCase {
 // The Omniglot 4-block backbone (3x3, stride 2, pad 1) at the task batch (30) and at 32 tasks
 // stacked (960); the Deep SVDD LeNet convs (5x5, pad 2, no bias) at batch 128; 3x3 layers of the
 // backbones at batch 8 and 224 pixels: resnet18's layer1 (64 channels, 56x56) and layer3 (256,
-// 14x14), wide_resnet50_2's layer3 (512, 14x14).
+// 14x14), wide_resnet50_2's layer3 (512, 14x14); wide_resnet50_2's 1x1 convolutions: layer1's
+// 256 -> 128 and 128 -> 256 on 56x56, layer3's 1024 -> 512 on 14x14.
 const std::vector<ConvCase> conv_cases = {
     {"omni1_n30", 30, 1, 64, 28, 28, 3, 2, 1, true},
     {"omni2_n30", 30, 64, 64, 14, 14, 3, 2, 1, true},
@@ -73,6 +74,9 @@ const std::vector<ConvCase> conv_cases = {
     {"r18l1_n8", 8, 64, 64, 56, 56, 3, 1, 1, false},
     {"r18l3_n8", 8, 256, 256, 14, 14, 3, 1, 1, false},
     {"wrnl3_n8", 8, 512, 512, 14, 14, 3, 1, 1, false},
+    {"wrnpw1_n8", 8, 256, 128, 56, 56, 1, 1, 0, false},
+    {"wrnpw2_n8", 8, 128, 256, 56, 56, 1, 1, 0, false},
+    {"wrnpw3_n8", 8, 1024, 512, 14, 14, 1, 1, 0, false},
     {"effb4stem_n4", 4, 3, 48, 380, 380, 3, 2, 1, false},
     {"cnn4l1_n30", 30, 3, 128, 32, 32, 3, 1, 1, true},
 };

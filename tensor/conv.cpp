@@ -1307,14 +1307,17 @@ void implicit_backward_input(float* dx, const float* dout, const float* w, const
   });
 }
 
-// Whether the forward and the weight gradient take the implicit GEMM: forced (tests), or
-// automatically with >= 16 input channels and >= 16 filters (the shapes measured: fewer filters
-// would leave most vector lanes empty), except a 1x1 stride-1 kernel with one sample per chunk,
-// whose forward the GEMM reads in place.
-bool use_implicit(const ConvDims& d, const Conv2dArgs& a) {
+// Whether a pass takes the implicit GEMM: forced (tests), or automatically with >= 16 input
+// channels and >= 16 filters (the shapes measured: fewer filters would leave most vector lanes
+// empty) -- except the forward of a 1x1 stride-1 kernel with one sample per chunk on OpenBLAS,
+// whose GEMM reads the input in place: wide_resnet50_2's 1x1 layers on 56x56 (batch 8, one Zen 5
+// core) 10.7-11.4 ms against 12.0-12.6 implicit, where Eigen's GEMM took 15.0-17.6. Those layers'
+// gradients went through channels-last columns at 170-300 ms against 11-19 implicit.
+bool use_implicit(const ConvDims& d, const Conv2dArgs& a, bool forward) {
   const ConvColumns c = g_columns.load(std::memory_order_relaxed);
   if (c == ConvColumns::implicit) return true;
-  return c == ConvColumns::automatic && d.Cg >= 16 && d.F >= 16 && !(is_pointwise(d, a) && d.nb == 1);
+  if (c != ConvColumns::automatic || d.Cg < 16 || d.F < 16) return false;
+  return !(forward && is_pointwise(d, a) && d.nb == 1 && gemm_engine() == GemmEngine::openblas);
 }
 
 // The small-depth kernels: groups 1 with few taps per output (not 1x1) and many filters, where the
@@ -1359,7 +1362,7 @@ Tensor conv2d_impl(const Tensor& x, const Tensor& w, const Tensor& scale, const 
     small_depth_forward(op, xp, wp, sp, bp, d, a, act);
     return out;
   }
-  if (implicit_applies(d) && use_implicit(d, a)) {
+  if (implicit_applies(d) && use_implicit(d, a, true)) {
     implicit_forward(op, xp, wp, sp, bp, d, a, act);
     return out;
   }
@@ -1429,7 +1432,7 @@ Tensor conv2d_backward_input(const Tensor& dout, const Tensor& w, const Shape& x
     direct_backward_input(dx.data(), dout.data(), w.data(), d, a);
     return dx;
   }
-  if (implicit_applies(d) && use_implicit(d, a)) {
+  if (implicit_applies(d) && use_implicit(d, a, false)) {
     Tensor dx = Tensor::empty(x_shape);  // every element assigned
     implicit_backward_input(dx.data(), dout.data(), w.data(), d, a);
     return dx;
@@ -1479,7 +1482,7 @@ Tensor conv2d_backward_weight(const Tensor& dout, const Tensor& x, const Shape& 
     small_depth_backward_weight(dw.data(), dout.data(), x.data(), d, a);
     return dw;
   }
-  if (implicit_applies(d) && use_implicit(d, a)) {
+  if (implicit_applies(d) && use_implicit(d, a, false)) {
     Tensor dw = Tensor::empty(w_shape);  // every element assigned
     implicit_backward_weight(dw.data(), dout.data(), x.data(), d, a);
     return dw;

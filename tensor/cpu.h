@@ -56,8 +56,8 @@ Tensor conv2d_backward_weight(const Tensor& dout, const Tensor& x, const Shape& 
 // widths 1, 3, 5), planar im2col elsewhere. automatic: direct where it applies and measured faster (few
 // channels: conv.cpp's use_direct), else channels_last when a group has >= 16 channels, else
 // planar; all three passes take no columns at all with groups 1, >= 16 channels and >= 16
-// filters (conv.cpp's implicit GEMM, the input gradient by stride phases; not a 1x1 stride-1
-// kernel on one sample per chunk), and the forward and the weight gradient take the small-depth
+// filters (conv.cpp's implicit GEMM, the input gradient by stride phases; not the forward of a
+// 1x1 stride-1 kernel on one sample per chunk when the GEMM engine is OpenBLAS), and the forward and the weight gradient take the small-depth
 // kernels with groups 1, fewer than 16 channels, K = C KH KW <= 32 and 16 to 512 filters (the
 // Omniglot net's 1 -> 64 layer). implicit: all three passes by the implicit GEMM wherever groups
 // is 1. small_depth: the forward and the weight gradient

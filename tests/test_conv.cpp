@@ -15,6 +15,7 @@
 #include <tbb/task_arena.h>
 
 #include "tensor/cpu.h"
+#include "tensor/gemm.h"
 #include "tests/helpers.h"
 
 using namespace normad;
@@ -302,6 +303,21 @@ TEST_CASE("conv2d: the implicit input gradient's stride phases match plain loops
     }
   }
   CHECK(infinite == C * g.kh * g.kw);  // every tap of that output pixel lands inside this input
+}
+
+TEST_CASE("conv2d: the automatic choice for a 1x1 layer on one sample per chunk, under each GEMM engine",
+          "[conv]") {
+  // 16 -> 17 channels on 12x12 maps (>= 128 pixels: one sample per chunk): the forward reads its
+  // input in place through the GEMM on OpenBLAS and takes the implicit GEMM on Eigen; both
+  // gradients take the implicit GEMM on either
+  std::vector<cpu::GemmEngine> engines{cpu::GemmEngine::eigen};
+  if (cpu::openblas_built_in()) engines.push_back(cpu::GemmEngine::openblas);
+  for (cpu::GemmEngine engine : engines) {
+    cpu::set_gemm_engine(engine);
+    INFO("engine " << (engine == cpu::GemmEngine::eigen ? "eigen" : "openblas"));
+    check_against_loops(ConvCase{3, 16, 12, 12, 17, 1, 1, {}, true}, 43);
+  }
+  cpu::set_gemm_engine(cpu::GemmEngine::automatic);
 }
 
 TEST_CASE("conv2d: the small-depth kernels' filter blocks, row tails and pixel chunks match plain loops",
