@@ -93,6 +93,44 @@ std::array<std::vector<double>, P> group_channel_sums(const BnShape& s, int64_t 
   return out;
 }
 
+// Large grouped inputs (ACR's per-task batch norm: 32 groups of 30 images, 1.5 MB per group and
+// 48 MB in all for 64 channels on 14x14) go group by group instead: one task takes a group's
+// statistics and then, while its rows are still in cache, the affine pass over them, so the input
+// comes from memory once instead of twice. Whether a call does so depends on the shapes only; both
+// ways give the same bits (the same sums in the same order, the same affine per element).
+bool group_by_group(const BnShape& s, int64_t G) { return s.S > 1 && G >= 8; }
+
+// group_channel_sums for the one group g ([N, C, H, W], S > 1), every channel, the group's planes
+// walked in memory order: each (g, c) summed with the same 8 lanes in the same order as there.
+template <size_t P, class F>
+void one_group_sums(const BnShape& s, int64_t G, int64_t g, F f, std::array<std::vector<double>, P>& out) {
+  const int64_t C = s.C, S = s.S, Q = s.N / G;
+  thread_local std::vector<double> lanes;  // [C][P][8]
+  lanes.assign(C * P * 8, 0.0);
+  for (int64_t n = g * Q; n < (g + 1) * Q; ++n)
+    for (int64_t c = 0; c < C; ++c) {
+      const int64_t i0 = (n * C + c) * S, gc = g * C + c;
+      double lane[P][8];  // the channel's lanes in registers over its plane
+      std::copy_n(lanes.data() + c * P * 8, P * 8, &lane[0][0]);
+      int64_t k = 0;
+      for (; k + 8 <= S; k += 8)
+        for (int j = 0; j < 8; ++j) {
+          const std::array<double, P> v = f(i0 + k + j, gc);
+          for (size_t p = 0; p < P; ++p) lane[p][j] += v[p];
+        }
+      for (; k < S; ++k) {
+        const std::array<double, P> v = f(i0 + k, gc);
+        for (size_t p = 0; p < P; ++p) lane[p][k % 8] += v[p];
+      }
+      std::copy_n(&lane[0][0], P * 8, lanes.data() + c * P * 8);
+    }
+  for (int64_t c = 0; c < C; ++c)
+    for (size_t p = 0; p < P; ++p) {
+      const double* l = lanes.data() + (c * P + p) * 8;
+      out[p][g * C + c] = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+    }
+}
+
 // a x + k: the normalisation's affine map, one expression for the forward's z (affine_rows) and
 // the fused backward's recomputed z, so both compile to the same operations (one FMA where the
 // target has it) and give the same float.
@@ -156,11 +194,12 @@ struct LeakyRelu {
 };
 
 // The per-(group, channel) affine of the normalisation, y = x scale + shift, from the statistics
-// the forward saves: scale = invstd gamma, shift = beta - mean scale, [G, C]. The forward and the
+// the forward saves: scale = invstd gamma, shift = beta - mean scale, [G, C] (entries gc0 .. gc1 - 1
+// of them). The forward and the
 // fused backward both take it from here, so the backward recomputes the forward's z exactly.
 void bn_scale_shift(const float* mean, const float* invstd, const Tensor& gamma,
-                    const Tensor& beta, int64_t G, int64_t C, float* scale, float* shift) {
-  for (int64_t gc = 0; gc < G * C; ++gc) {
+                    const Tensor& beta, int64_t gc0, int64_t gc1, int64_t C, float* scale, float* shift) {
+  for (int64_t gc = gc0; gc < gc1; ++gc) {
     const int64_t c = gc % C;
     scale[gc] = invstd[gc] * (gamma.defined() ? gamma.data()[c] : 1.f);
     shift[gc] = (beta.defined() ? beta.data()[c] : 0.f) - mean[gc] * scale[gc];
@@ -190,26 +229,44 @@ Tensor batch_norm_train_act(const Tensor& x, const Tensor& gamma, const Tensor& 
     shift_k[gc] = px[((gc / C) * (s.N / G) * C + gc % C) * s.S];  // row g Q, channel c, position 0
     if (std::isinf(shift_k[gc])) shift_k[gc] = 0.f;
   }
-  auto [sum_d, sum_d2] = group_channel_sums<2>(s, G, [&](int64_t i, int64_t gc) {
+  auto deviations = [&](int64_t i, int64_t gc) {
     const double d = double(px[i]) - double(shift_k[gc]);
     return std::array<double, 2>{d, d * d};
-  });
+  };
+  std::array<std::vector<double>, 2> sums;  // sum(d), sum(d^2) per (g, c)
   std::vector<double> mu(G * C), var(G * C);
   Tensor mean({G, C}), invstd({G, C});
-  for (int64_t gc = 0; gc < G * C; ++gc) {
-    mu[gc] = double(shift_k[gc]) + sum_d[gc] / M;
-    // biased variance normalises; clipped at 0 against rounding (a NaN stays NaN)
-    const double v = (sum_d2[gc] - sum_d[gc] * sum_d[gc] / M) / M;
-    var[gc] = v < 0 ? 0.0 : v;
-    mean.data()[gc] = static_cast<float>(mu[gc]);
-    invstd.data()[gc] = static_cast<float>(1.0 / std::sqrt(var[gc] + eps));
-  }
-  // y = act((x - mu) invstd gamma + beta) = act(x scale + shift), one pass over x
   std::vector<float> scale(G * C), shift(G * C), zero(G * C, 0.f);
-  bn_scale_shift(mean.data(), invstd.data(), gamma, beta, G, C, scale.data(), shift.data());
+  // the statistics of (g, c) in gc0 .. gc1 - 1 from their sums, then y's scale and shift
+  auto statistics = [&](int64_t gc0, int64_t gc1) {
+    for (int64_t gc = gc0; gc < gc1; ++gc) {
+      mu[gc] = double(shift_k[gc]) + sums[0][gc] / M;
+      // biased variance normalises; clipped at 0 against rounding (a NaN stays NaN)
+      const double v = (sums[1][gc] - sums[0][gc] * sums[0][gc] / M) / M;
+      var[gc] = v < 0 ? 0.0 : v;
+      mean.data()[gc] = static_cast<float>(mu[gc]);
+      invstd.data()[gc] = static_cast<float>(1.0 / std::sqrt(var[gc] + eps));
+    }
+    bn_scale_shift(mean.data(), invstd.data(), gamma, beta, gc0, gc1, C, scale.data(), shift.data());
+  };
+  // y = act((x - mu) invstd gamma + beta) = act(x scale + shift), one pass over x
   Tensor y = Tensor::empty(x.shape());
-  group_channel_affine(y.data(), s, G, [px](int64_t i, int64_t) { return px[i]; }, nullptr,
-                       scale.data(), zero.data(), shift.data(), act);
+  auto x_at = [px](int64_t i, int64_t) { return px[i]; };
+  if (group_by_group(s, G)) {
+    for (auto& v : sums) v.resize(G * C);
+    parallel_for(G, 1, [&](int64_t g0, int64_t g1) {
+      for (int64_t g = g0; g < g1; ++g) {
+        one_group_sums<2>(s, G, g, deviations, sums);
+        statistics(g * C, (g + 1) * C);
+        affine_rows(y.data(), s, s.N / G, g * (s.N / G), (g + 1) * (s.N / G), x_at, nullptr,
+                    scale.data(), zero.data(), shift.data(), act);
+      }
+    });
+  } else {
+    sums = group_channel_sums<2>(s, G, deviations);
+    statistics(0, G * C);
+    group_channel_affine(y.data(), s, G, x_at, nullptr, scale.data(), zero.data(), shift.data(), act);
+  }
   // Running statistics (PyTorch: unbiased variance): one momentum update per group, in group
   // order, exactly as a per-task loop of G forward passes would leave them (fmnist_zs.md §4).
   if (running_mean || running_var) {
@@ -240,22 +297,42 @@ Tensor batch_norm_backward_of(const BnShape& s, const Tensor& x, const Tensor& g
   const float* px = x.data();
   const float *mean = saved.mean.data(), *inv = saved.invstd.data();
   // Per (g, c): sum(dz) and sum(dz * xhat), in double, from one pass over dz and x.
-  auto [sdy, sdyx] = group_channel_sums<2>(s, G, [&](int64_t i, int64_t gc) {
+  auto terms = [&](int64_t i, int64_t gc) {
     const float d = dz(i, gc);
     return std::array<double, 2>{double(d), double(d) * (px[i] - mean[gc]) * inv[gc]};
-  });
+  };
+  std::array<std::vector<double>, 2> sums;
+  const std::vector<double>& sdy = sums[0];
+  const std::vector<double>& sdyx = sums[1];
   // dx = gamma invstd / M * (M dz - sum(dz) - xhat sum(dz xhat)), written as
-  // dx = p dz + q x + r with p = gamma invstd, q = -p invstd sdyx / M, r = -p sdy / M - q mu.
+  // dx = p dz + q x + r with p = gamma invstd, q = -p invstd sdyx / M, r = -p sdy / M - q mu
+  // (for (g, c) in gc0 .. gc1 - 1).
   std::vector<float> p(G * C), q(G * C), r(G * C);
-  for (int64_t gc = 0; gc < G * C; ++gc) {
-    const double pg = (gamma.defined() ? gamma.data()[gc % C] : 1.f) * double(inv[gc]);
-    const double qg = -pg * inv[gc] * sdyx[gc] / M;
-    p[gc] = static_cast<float>(pg);
-    q[gc] = static_cast<float>(qg);
-    r[gc] = static_cast<float>(-pg * sdy[gc] / M - qg * mean[gc]);
-  }
+  auto coefficients = [&](int64_t gc0, int64_t gc1) {
+    for (int64_t gc = gc0; gc < gc1; ++gc) {
+      const double pg = (gamma.defined() ? gamma.data()[gc % C] : 1.f) * double(inv[gc]);
+      const double qg = -pg * inv[gc] * sdyx[gc] / M;
+      p[gc] = static_cast<float>(pg);
+      q[gc] = static_cast<float>(qg);
+      r[gc] = static_cast<float>(-pg * sdy[gc] / M - qg * mean[gc]);
+    }
+  };
   Tensor dx = Tensor::empty(x.shape());
-  group_channel_affine(dx.data(), s, G, dz, px, p.data(), q.data(), r.data(), NoAct{});
+  if (group_by_group(s, G)) {  // each group's sums, then its dx while dz and x are in cache
+    for (auto& v : sums) v.resize(G * C);
+    parallel_for(G, 1, [&](int64_t g0, int64_t g1) {
+      for (int64_t g = g0; g < g1; ++g) {
+        one_group_sums<2>(s, G, g, terms, sums);
+        coefficients(g * C, (g + 1) * C);
+        affine_rows(dx.data(), s, s.N / G, g * (s.N / G), (g + 1) * (s.N / G), dz, px, p.data(),
+                    q.data(), r.data(), NoAct{});
+      }
+    });
+  } else {
+    sums = group_channel_sums<2>(s, G, terms);
+    coefficients(0, G * C);
+    group_channel_affine(dx.data(), s, G, dz, px, p.data(), q.data(), r.data(), NoAct{});
+  }
   // Parameter gradients sum over the groups.
   if (dgamma || dbeta) {
     Tensor dg({C}), db({C});
@@ -324,7 +401,7 @@ Tensor batch_norm_relu_backward(const Tensor& dout, const Tensor& x, const Tenso
   // mask z > 0 is the forward's (the composed ops read it from the ReLU's output: y > 0 exactly
   // where z > 0), and dz = z > 0 ? dout : slope dout as leaky_relu_backward writes it.
   std::vector<float> scale(groups * s.C), shift(groups * s.C);
-  bn_scale_shift(saved.mean.data(), saved.invstd.data(), gamma, beta, groups, s.C, scale.data(),
+  bn_scale_shift(saved.mean.data(), saved.invstd.data(), gamma, beta, 0, groups * s.C, s.C, scale.data(),
                  shift.data());
   const float *pd = dout.data(), *px = x.data(), *zs = scale.data(), *zk = shift.data();
   return batch_norm_backward_of(s, x, gamma, saved, groups, dgamma, dbeta,
