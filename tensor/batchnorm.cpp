@@ -36,6 +36,26 @@ BnShape bn_shape(const Tensor& x) {
 
 constexpr int64_t kChanBlock = 64;  // channels per task when S == 1 (rows are contiguous in c)
 
+// lane[p][k % 8] += f(i0 + k, gc)[p] for the S values of one (n, c) plane: 8 independent lanes
+// per sum break the add dependency chain and let the compiler vectorise, while the summation order
+// stays fixed. lanes_total adds a sum's 8 lanes in a fixed tree.
+template <size_t P, class F>
+inline void add_plane(double (&lane)[P][8], F& f, int64_t i0, int64_t gc, int64_t S) {
+  int64_t k = 0;
+  for (; k + 8 <= S; k += 8)
+    for (int j = 0; j < 8; ++j) {
+      const std::array<double, P> v = f(i0 + k + j, gc);
+      for (size_t p = 0; p < P; ++p) lane[p][j] += v[p];
+    }
+  for (; k < S; ++k) {
+    const std::array<double, P> v = f(i0 + k, gc);
+    for (size_t p = 0; p < P; ++p) lane[p][k % 8] += v[p];
+  }
+}
+inline double lanes_total(const double* l) {
+  return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+}
+
 // out[p][g * C + c] = sum over the group's rows n and positions k of f(i, g * C + c)[p], i the flat
 // index of x[n, c, k], for P sums from one pass over the data (f returns std::array<double, P>).
 // Each (g, c) is summed by one task in a fixed order (deterministic), each of the P sums in the
@@ -67,26 +87,9 @@ std::array<std::vector<double>, P> group_channel_sums(const BnShape& s, int64_t 
     parallel_for(G * C, 1, [&](int64_t b, int64_t e) {
       for (int64_t gc = b; gc < e; ++gc) {
         const int64_t g = gc / C, c = gc % C;
-        // 8 independent lanes per sum break the add dependency chain and let the compiler
-        // vectorise, while the summation order stays fixed.
         double lane[P][8] = {};
-        for (int64_t n = g * Q; n < (g + 1) * Q; ++n) {
-          const int64_t i0 = (n * C + c) * S;
-          int64_t k = 0;
-          for (; k + 8 <= S; k += 8)
-            for (int j = 0; j < 8; ++j) {
-              const std::array<double, P> v = f(i0 + k + j, gc);
-              for (size_t p = 0; p < P; ++p) lane[p][j] += v[p];
-            }
-          for (; k < S; ++k) {
-            const std::array<double, P> v = f(i0 + k, gc);
-            for (size_t p = 0; p < P; ++p) lane[p][k % 8] += v[p];
-          }
-        }
-        for (size_t p = 0; p < P; ++p) {
-          const double* l = lane[p];
-          out[p][gc] = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
-        }
+        for (int64_t n = g * Q; n < (g + 1) * Q; ++n) add_plane<P>(lane, f, (n * C + c) * S, gc, S);
+        for (size_t p = 0; p < P; ++p) out[p][gc] = lanes_total(lane[p]);
       }
     });
   }
@@ -109,26 +112,13 @@ void one_group_sums(const BnShape& s, int64_t G, int64_t g, F f, std::array<std:
   lanes.assign(C * P * 8, 0.0);
   for (int64_t n = g * Q; n < (g + 1) * Q; ++n)
     for (int64_t c = 0; c < C; ++c) {
-      const int64_t i0 = (n * C + c) * S, gc = g * C + c;
       double lane[P][8];  // the channel's lanes in registers over its plane
       std::copy_n(lanes.data() + c * P * 8, P * 8, &lane[0][0]);
-      int64_t k = 0;
-      for (; k + 8 <= S; k += 8)
-        for (int j = 0; j < 8; ++j) {
-          const std::array<double, P> v = f(i0 + k + j, gc);
-          for (size_t p = 0; p < P; ++p) lane[p][j] += v[p];
-        }
-      for (; k < S; ++k) {
-        const std::array<double, P> v = f(i0 + k, gc);
-        for (size_t p = 0; p < P; ++p) lane[p][k % 8] += v[p];
-      }
+      add_plane<P>(lane, f, (n * C + c) * S, g * C + c, S);
       std::copy_n(&lane[0][0], P * 8, lanes.data() + c * P * 8);
     }
   for (int64_t c = 0; c < C; ++c)
-    for (size_t p = 0; p < P; ++p) {
-      const double* l = lanes.data() + (c * P + p) * 8;
-      out[p][g * C + c] = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
-    }
+    for (size_t p = 0; p < P; ++p) out[p][g * C + c] = lanes_total(lanes.data() + (c * P + p) * 8);
 }
 
 // a x + k: the normalisation's affine map, one expression for the forward's z (affine_rows) and
