@@ -1074,7 +1074,7 @@ void implicit_forward(float* out, const float* x, const float* w, const float* s
         float* rows[kTileP];
         for (int64_t p = 0; p < kTileP; ++p) {
           px[p] = xpad.data() + window_offset(d, a, l, p0 + std::min(p, m - 1));
-          rows[p] = res.data() + (p0 + p) * fp + f0;
+          rows[p] = res.data() + (p0 + std::min(p, m - 1)) * fp + f0;  // past m: not written
         }
         implicit_tile_fv(fv, rows, px, m, wb, tap_off.data(), taps, d.C);
       }
