@@ -160,15 +160,42 @@ void affine_rows(float* out, const BnShape& s, int64_t Q, int64_t n0, int64_t n1
   }
 }
 
+// Rows per task of the affine pass: about 8192 values.
+int64_t affine_row_grain(const BnShape& s) { return std::max<int64_t>(1, 8192 / std::max<int64_t>(1, s.C * s.S)); }
+
 // affine_rows over every row, G groups of rows, in parallel over rows (memory order: a walk of one
 // channel's planes at a time would write short runs far apart; measured slower in an ACR step).
 template <class U, class Act>
 void group_channel_affine(float* out, const BnShape& s, int64_t G, U u, const float* v,
                           const float* a, const float* b, const float* c, Act act) {
-  parallel_for(s.N, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, s.C * s.S)), [&](int64_t n0, int64_t n1) {
+  parallel_for(s.N, affine_row_grain(s), [&](int64_t n0, int64_t n1) {
     affine_rows(out, s, s.N / G, n0, n1, u, v, a, b, c, act);
   });
 }
+
+// The two passes of a training-mode forward or backward: per-(g, c) sums of f into `sums` (G C
+// each), finish(gc0, gc1) turning a range of them into coefficients, then rows(n0, n1) writing the
+// output rows -- group by group where group_by_group says so, else each pass over all groups.
+template <class F, class Finish, class Rows>
+void sums_then_rows(const BnShape& s, int64_t G, F f, std::array<std::vector<double>, 2>& sums,
+                    Finish finish, Rows rows) {
+  const int64_t C = s.C, Q = s.N / G;
+  if (group_by_group(s, G)) {
+    for (auto& v : sums) v.resize(G * C);
+    parallel_for(G, 1, [&](int64_t g0, int64_t g1) {
+      for (int64_t g = g0; g < g1; ++g) {
+        one_group_sums<2>(s, G, g, f, sums);
+        finish(g * C, (g + 1) * C);
+        rows(g * Q, (g + 1) * Q);
+      }
+    });
+    return;
+  }
+  sums = group_channel_sums<2>(s, G, f);
+  finish(0, G * C);
+  parallel_for(s.N, affine_row_grain(s), rows);
+}
+
 
 // The activations after the normalisation, written as the elementwise ops write them
 // (tensor/elementwise.cpp), so that the fused op is bit for bit the composed one.
@@ -242,21 +269,9 @@ Tensor batch_norm_train_act(const Tensor& x, const Tensor& gamma, const Tensor& 
   // y = act((x - mu) invstd gamma + beta) = act(x scale + shift), one pass over x
   Tensor y = Tensor::empty(x.shape());
   auto x_at = [px](int64_t i, int64_t) { return px[i]; };
-  if (group_by_group(s, G)) {
-    for (auto& v : sums) v.resize(G * C);
-    parallel_for(G, 1, [&](int64_t g0, int64_t g1) {
-      for (int64_t g = g0; g < g1; ++g) {
-        one_group_sums<2>(s, G, g, deviations, sums);
-        statistics(g * C, (g + 1) * C);
-        affine_rows(y.data(), s, s.N / G, g * (s.N / G), (g + 1) * (s.N / G), x_at, nullptr,
-                    scale.data(), zero.data(), shift.data(), act);
-      }
-    });
-  } else {
-    sums = group_channel_sums<2>(s, G, deviations);
-    statistics(0, G * C);
-    group_channel_affine(y.data(), s, G, x_at, nullptr, scale.data(), zero.data(), shift.data(), act);
-  }
+  sums_then_rows(s, G, deviations, sums, statistics, [&](int64_t n0, int64_t n1) {
+    affine_rows(y.data(), s, s.N / G, n0, n1, x_at, nullptr, scale.data(), zero.data(), shift.data(), act);
+  });
   // Running statistics (PyTorch: unbiased variance): one momentum update per group, in group
   // order, exactly as a per-task loop of G forward passes would leave them (fmnist_zs.md §4).
   if (running_mean || running_var) {
@@ -308,21 +323,10 @@ Tensor batch_norm_backward_of(const BnShape& s, const Tensor& x, const Tensor& g
     }
   };
   Tensor dx = Tensor::empty(x.shape());
-  if (group_by_group(s, G)) {  // each group's sums, then its dx while dz and x are in cache
-    for (auto& v : sums) v.resize(G * C);
-    parallel_for(G, 1, [&](int64_t g0, int64_t g1) {
-      for (int64_t g = g0; g < g1; ++g) {
-        one_group_sums<2>(s, G, g, terms, sums);
-        coefficients(g * C, (g + 1) * C);
-        affine_rows(dx.data(), s, s.N / G, g * (s.N / G), (g + 1) * (s.N / G), dz, px, p.data(),
-                    q.data(), r.data(), NoAct{});
-      }
-    });
-  } else {
-    sums = group_channel_sums<2>(s, G, terms);
-    coefficients(0, G * C);
-    group_channel_affine(dx.data(), s, G, dz, px, p.data(), q.data(), r.data(), NoAct{});
-  }
+  // each group's sums, then its dx while dz and x are in cache (group_by_group)
+  sums_then_rows(s, G, terms, sums, coefficients, [&](int64_t n0, int64_t n1) {
+    affine_rows(dx.data(), s, s.N / G, n0, n1, dz, px, p.data(), q.data(), r.data(), NoAct{});
+  });
   // Parameter gradients sum over the groups.
   if (dgamma || dbeta) {
     Tensor dg({C}), db({C});

@@ -867,8 +867,9 @@ typedef float vecf_unaligned __attribute__((vector_size(kVec * sizeof(float)), a
 
 bool implicit_applies(const ConvDims& d) { return d.G == 1; }
 
-// Filters padded to whole vectors.
-int64_t implicit_padded_filters(const ConvDims& d) { return (d.F + kVec - 1) / kVec * kVec; }
+// n rounded up to whole vectors (the filters of the forward, the channels of the input gradient).
+int64_t whole_vectors(int64_t n) { return (n + kVec - 1) / kVec * kVec; }
+int64_t implicit_padded_filters(const ConvDims& d) { return whole_vectors(d.F); }
 
 // w [F, C, KH, KW] -> blocks of kMaxFV vectors of filters (the last block narrower), each
 // [KH KW][C][block width]; block f0 starts at f0 * K (filters past F are zero).
@@ -1236,7 +1237,7 @@ void implicit_backward_input(float* dx, const float* dout, const float* w, const
   const int64_t bottom = std::max<int64_t>(0, (d.H - 1 + a.pad_h) / sh - (d.OH - 1));
   const int64_t right = std::max<int64_t>(0, (d.W - 1 + a.pad_w) / sw - (d.OW - 1));
   const int64_t wp = left + d.OW + right, sample = (top + d.OH + bottom) * wp * d.F;
-  const int64_t cp = (d.C + kVec - 1) / kVec * kVec, block = kMaxFV * kVec, taps_all = d.KH * d.KW;
+  const int64_t cp = whole_vectors(d.C), block = kMaxFV * kVec, taps_all = d.KH * d.KW;
   struct Phase {
     std::vector<int64_t> tap_off;  // offsets of the phase's taps from a window origin in dpad
     std::vector<float> packed;     // blocks of channels: block c0 at c0 taps F, [tap][F][width]
