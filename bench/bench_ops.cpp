@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "bench/bench_util.h"
+#include "tensor/gemm.h"
 #include "tensor/ops.h"
 #include "tensor/profile.h"
 #include "tensor/random.h"
@@ -280,6 +281,37 @@ void bm_gemm_eigen_tbb(benchmark::State& st) {
   set_rate(st, "FLOP", lin_flops);
 }
 
+// ---- the GEMM engine on the products of normad's models ---------------------------------------
+// cpu::gemm (the engine NORMAD_GEMM or the automatic rule picks, tensor/gemm.h) into a preallocated
+// C, for side-by-side runs of the engines: `NORMAD_GEMM=native|eigen|openblas normad_bench
+// --benchmark_filter=^gemm/`. Shapes: ACR-NTL's Linear layers (570 -> 128 -> 128 -> 32 on 40960
+// rows, the 19 transformations' 570 -> 128 -> 570 on 2048), forward (nt: x W^T), input gradient
+// (nn: dY W) and weight gradient (tn: dY^T X), and a square 1024^3.
+struct GemmCase {
+  const char* name;
+  int64_t M, N, K;
+  bool ta, tb;
+};
+const GemmCase gemm_cases[] = {
+    {"m40960_n128_k570_nt", 40960, 128, 570, false, true},  {"m40960_n570_k128_nn", 40960, 570, 128, false, false},
+    {"m128_n570_k40960_tn", 128, 570, 40960, true, false},  {"m40960_n128_k128_nn", 40960, 128, 128, false, false},
+    {"m2048_n570_k128_nt", 2048, 570, 128, false, true},    {"m2048_n128_k570_nt", 2048, 128, 570, false, true},
+    {"m2048_n128_k570_nn", 2048, 128, 570, false, false},   {"m570_n128_k2048_tn", 570, 128, 2048, true, false},
+    {"m128_n570_k2048_tn", 128, 570, 2048, true, false},    {"m1024_n1024_k1024_nn", 1024, 1024, 1024, false, false},
+};
+
+void bm_gemm(benchmark::State& st, GemmCase c) {
+  Generator gen(7);
+  Tensor a = gen.normal(Shape{c.M * c.K}), b = gen.normal(Shape{c.K * c.N}), out({c.M, c.N});
+  auto op = [&] { cpu::gemm(out.data(), a.data(), b.data(), c.M, c.N, c.K, c.ta, c.tb); };
+  if (!warm_up(st, op)) return;
+  for (auto _ : st) {
+    op();
+    benchmark::DoNotOptimize(out.data());
+  }
+  set_rate(st, "FLOP", 2.0 * c.M * c.N * c.K);
+}
+
 // ---- pairwise squared distances ---------------------------------------------------------------
 // a [M, D], b [M, D] -> [M, M]; counted as the GEMM part only: 2 M M D FLOPs.
 constexpr int64_t pd_M = 4096, pd_D = 512;
@@ -320,6 +352,8 @@ int register_all() {
   reg("gemm_eigen_1t/n4096_k512_f512", bm_gemm_eigen_1t);
   reg("gemm_eigen_tbb/n4096_k512_f512", bm_gemm_eigen_tbb);
   reg("pairwise_sqdist/m4096_n4096_d512", bm_pairwise_sqdist);
+  for (const GemmCase& c : gemm_cases)
+    reg(std::string("gemm/") + c.name, [c](benchmark::State& st) { bm_gemm(st, c); });
   // The profiler's cost on the smallest op: off must match a build without it (one atomic load per
   // call); on adds an event (a clock read, the shapes as text, a mutex).
   reg("profile/off/add_16", [](benchmark::State& st) { bm_profiled_add(st, false); });

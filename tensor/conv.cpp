@@ -52,6 +52,7 @@
 #include "tensor/cpu.h"
 #include "tensor/gemm.h"
 #include "tensor/parallel.h"
+#include "tensor/register_tile.h"
 #include "tensor/select.h"
 
 namespace normad::cpu {
@@ -852,23 +853,8 @@ void small_depth_backward_weight(float* dw, const float* dout, const float* x, c
 // leave no lanes empty. The [pixels, F] tile results are written to out [N, F, OH, OW] through the
 // epilogue. Every output is summed by one task in one order (taps, then channels): bit-identical
 // for any thread count; the order differs from the GEMM paths' (results agree to float rounding).
-#if defined(__AVX512F__)
-constexpr int64_t kVec = 16;  // floats per vector register
-constexpr int kMaxFV = 4;     // tile 6 x 4 vectors: 24 sums + 4 weights of 32 registers
-#else
-constexpr int64_t kVec = 8;   // AVX2: 16 registers (narrower ISAs split each vector: correct, slower)
-constexpr int kMaxFV = 2;     // tile 6 x 2: 12 sums + 2 weights
-#endif
-constexpr int kTileP = 6;
-static_assert(kMaxFV <= 4, "the tile switches dispatch 1 to 4 vectors of filters");
-typedef float vecf __attribute__((vector_size(kVec * sizeof(float))));
-// the same, at any float address (packed weights and results are not vector-aligned)
-typedef float vecf_unaligned __attribute__((vector_size(kVec * sizeof(float)), aligned(4)));
-
 bool implicit_applies(const ConvDims& d) { return d.G == 1; }
 
-// n rounded up to whole vectors (the filters of the forward, the channels of the input gradient).
-int64_t whole_vectors(int64_t n) { return (n + kVec - 1) / kVec * kVec; }
 int64_t implicit_padded_filters(const ConvDims& d) { return whole_vectors(d.F); }
 
 // w [F, C, KH, KW] -> blocks of kMaxFV vectors of filters (the last block narrower), each
@@ -892,60 +878,6 @@ std::vector<float> implicit_weights(const float* w, const ConvDims& d) {
       }
   });
   return out;
-}
-
-#if defined(__AVX512F__)
-// r[j][i] = r[i][j] for a 16 x 16 block in registers: pairs of rows interleaved by floats, then by
-// pairs of floats, then 128-bit quarters exchanged twice.
-inline void transpose16(__m512 r[16]) {
-  __m512 t[16];
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  auto pd = [](__m512 v) { return _mm512_castps_pd(v); };
-  for (int i = 0; i < 4; ++i) {
-    r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(t[4 * i]), pd(t[4 * i + 2])));
-    r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(t[4 * i]), pd(t[4 * i + 2])));
-    r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(t[4 * i + 1]), pd(t[4 * i + 3])));
-    r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(t[4 * i + 1]), pd(t[4 * i + 3])));
-  }
-  for (int i = 0; i < 4; ++i) {
-    t[i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0x88);
-    t[4 + i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0xdd);
-    t[8 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0x88);
-    t[12 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0xdd);
-  }
-  for (int i = 0; i < 4; ++i) {
-    r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
-    r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xdd);
-    r[4 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0x88);
-    r[12 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0xdd);
-  }
-}
-#endif
-
-// dst[j ldd + i] = src[i lds + j] for i < rows, j < cols: a transposed copy. With AVX-512 in 16 x 16
-// blocks through registers (masked at the edges); the strided scalar copy took half as long as the
-// multiply-adds of the Omniglot net's 64 -> 64 layer.
-void transpose_copy(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t rows, int64_t cols) {
-#if defined(__AVX512F__)
-  for (int64_t i0 = 0; i0 < rows; i0 += 16) {
-    const int64_t nr = std::min<int64_t>(16, rows - i0);
-    for (int64_t j0 = 0; j0 < cols; j0 += 16) {
-      const int64_t nc = std::min<int64_t>(16, cols - j0);
-      const __mmask16 col_mask = __mmask16((1u << nc) - 1), row_mask = __mmask16((1u << nr) - 1);
-      __m512 r[16];
-      for (int64_t i = 0; i < 16; ++i)
-        r[i] = i < nr ? _mm512_maskz_loadu_ps(col_mask, src + (i0 + i) * lds + j0) : _mm512_setzero_ps();
-      transpose16(r);
-      for (int64_t j = 0; j < nc; ++j) _mm512_mask_storeu_ps(dst + (j0 + j) * ldd + i0, row_mask, r[j]);
-    }
-  }
-#else
-  for (int64_t i = 0; i < rows; ++i)
-    for (int64_t j = 0; j < cols; ++j) dst[j * ldd + i] = src[i * lds + j];
-#endif
 }
 
 // dst [top + H + bottom, left + W + right, C] = planes x [C, H, W] with a zero border.
@@ -1002,54 +934,6 @@ inline int64_t window_offset(const ConvDims& d, const Conv2dArgs& a, const Impli
   return j * l.sample + (oh * a.stride_h * l.wp + ow * a.stride_w) * d.C;
 }
 
-// rows[p][0 .. FV kVec) for the first m of the tile's kTileP pixels (window pointers px; past m
-// they repeat the last one and their sums are dropped), wb the filter block's packed weights
-// [taps][C][FV kVec]: sum over taps t and c of px[p][tap_off[t] + c] wb[t][c][lane].
-template <int FV>
-void implicit_tile(float* const* rows, const float* const* px, int64_t m, const float* wb,
-                   const int64_t* tap_off, int64_t taps, int64_t C) {
-  // sums and weights are named registers only when every loop over them is unrolled (GCC kept
-  // the arrays on the stack otherwise: 3x slower)
-  vecf acc[kTileP][FV];
-#pragma GCC unroll 8
-  for (int p = 0; p < kTileP; ++p)
-#pragma GCC unroll 4
-    for (int v = 0; v < FV; ++v) acc[p][v] = vecf{};
-  for (int64_t t = 0; t < taps; ++t) {
-    const vecf_unaligned* wt = reinterpret_cast<const vecf_unaligned*>(wb + t * C * FV * kVec);
-    const float* q[kTileP];
-#pragma GCC unroll 8
-    for (int p = 0; p < kTileP; ++p) q[p] = px[p] + tap_off[t];
-    for (int64_t c = 0; c < C; ++c, wt += FV) {
-      vecf wv[FV];
-#pragma GCC unroll 4
-      for (int v = 0; v < FV; ++v) wv[v] = wt[v];
-#pragma GCC unroll 8
-      for (int p = 0; p < kTileP; ++p) {
-        const float xv = q[p][c];
-#pragma GCC unroll 4
-        for (int v = 0; v < FV; ++v) acc[p][v] += xv * wv[v];
-      }
-    }
-  }
-  for (int64_t p = 0; p < m; ++p) {
-    vecf_unaligned* out = reinterpret_cast<vecf_unaligned*>(rows[p]);
-#pragma GCC unroll 4
-    for (int v = 0; v < FV; ++v) out[v] = acc[p][v];
-  }
-}
-
-// The tile above for fv = 1 .. kMaxFV vectors of lanes.
-void implicit_tile_fv(int fv, float* const* rows, const float* const* px, int64_t m, const float* wb,
-                      const int64_t* tap_off, int64_t taps, int64_t C) {
-  switch (fv) {  // fv <= kMaxFV
-    case 1: return implicit_tile<1>(rows, px, m, wb, tap_off, taps, C);
-    case 2: return implicit_tile<2>(rows, px, m, wb, tap_off, taps, C);
-    case 3: return implicit_tile<3>(rows, px, m, wb, tap_off, taps, C);
-    default: return implicit_tile<4>(rows, px, m, wb, tap_off, taps, C);
-  }
-}
-
 // out [N, F, OH, OW] = act(scale[f] * conv + shift[f]) by the implicit GEMM; parallel over the
 // shape-fixed chunks of samples.
 void implicit_forward(float* out, const float* x, const float* w, const float* scale,
@@ -1077,7 +961,7 @@ void implicit_forward(float* out, const float* x, const float* w, const float* s
           px[p] = xpad.data() + window_offset(d, a, l, p0 + std::min(p, m - 1));
           rows[p] = res.data() + (p0 + std::min(p, m - 1)) * fp + f0;  // past m: not written
         }
-        implicit_tile_fv(fv, rows, px, m, wb, tap_off.data(), taps, d.C);
+        register_tile_fv(fv, false, rows, px, m, wb, tap_off.data(), taps, d.C);
       }
     }
     // write-back: each sample's [OH OW, F] sums transposed into out[n] [F, OH OW], then the
@@ -1298,7 +1182,7 @@ void implicit_backward_input(float* dx, const float* dout, const float* w, const
             px[p] = dpad.data() + ph.win[p0 + std::min(p, m - 1)];
             rows[p] = res.data() + ph.row[p0 + std::min(p, m - 1)] * cp + c0;
           }
-          implicit_tile_fv(fv, rows, px, m, wb, ph.tap_off.data(), taps, d.F);
+          register_tile_fv(fv, false, rows, px, m, wb, ph.tap_off.data(), taps, d.F);
         }
       }
     }

@@ -1,15 +1,20 @@
 // normad's GEMM on raw row-major buffers, shared by matmul, bmm and conv2d: oneTBB over fixed
-// blocks, each block one call of the engine, OpenBLAS's sgemm or Eigen's product.
+// blocks, each block one call of the engine: normad's own SGEMM, OpenBLAS's sgemm or Eigen's product.
 // Math: C[M, N] = op(A) op(B) (+ C when accumulate), op = identity or transpose; A is stored
 // [M, K] or [K, M] (trans_a), B [K, N] or [N, K] (trans_b).
-// Engines: OpenBLAS (Debian's libopenblas, single-threaded calls) where the build found it and its
+// Engines: native (tensor/sgemm.cpp: the implicit convolutions' register tile over packed blocks),
+// the automatic choice wherever normad is compiled for AVX-512 (-march=native on such a CPU);
+// elsewhere OpenBLAS (Debian's libopenblas, single-threaded calls) where the build found it and its
 // kernels match this CPU's vector unit, else Eigen (compiled for this CPU with -march=native).
+// On the products of normad's models (bench gemm/, one Zen 5 core, docs/profiling.md) native ran
+// at 144-209 GFLOP/s, Eigen at 110-141, OpenBLAS 0.3.21 at 159-194 with its SkylakeX kernels.
 // OpenBLAS picks its kernels at run time and falls back to generic ones on processors it does not
 // know (0.3.21 on Sapphire Rapids: "Prescott", 40 against 183 GFLOP/s on 2 threads as issue 14
-// measured it); then the automatic choice is Eigen.
+// measured it); then the choice without native is Eigen.
 // OpenBLAS was 1.2x to 2.3x faster than Eigen on every GEMM shape of normad's models on the
-// 2-core AVX-512 development machine, one thread (docs/profiling.md). NORMAD_GEMM=eigen|openblas
+// 2-core AVX-512 development machine, one thread (docs/profiling.md). NORMAD_GEMM=eigen|openblas|native
 // in the environment (any other value is an error), or set_gemm_engine(), overrides the choice.
+// The double-precision calls below use OpenBLAS under the openblas engine, Eigen under the others.
 // OpenBLAS is set to one thread for the whole process (its pool stays idle), and the Debian build
 // serves a bounded number of concurrent calls (about 2 x its MAX_THREADS of 64): normad calls it
 // from at most as many oneTBB threads as cores, and chooses Eigen on machines of more than 64.
@@ -17,8 +22,10 @@
 // single-threaded engine call (deep products with a small C, K >= 8192 and >= 16 max(M, N), at
 // most 256K outputs: the depth in K / 2048 chunks, 2 to 16, whose products are added in chunk
 // order), so the result is bit-identical for any thread count (for one engine on one machine: the
-// engines, and OpenBLAS's kernel sets, round differently).
+// engines, and OpenBLAS's kernel sets, round differently; native's blocks are fixed sizes, so its
+// results depend on the compiled vector width only, not on the CPU's caches).
 // Tested by tests/test_ops.cpp (plain triple loop and 1 vs 2 threads, under each engine built in;
+// native_sgemm's block and tile edges on strided operands against a double loop;
 // gemm_f64 and cholesky_f64 against plain loops under each engine) and tests/test_conv.cpp.
 #pragma once
 
@@ -44,14 +51,20 @@ void gemm_f64(double* c, int64_t ldc, const double* a, int64_t lda, const double
 // dsyrk and dgemm (or Eigen's), each one single-threaded call.
 bool cholesky_f64(double* a, int64_t n);
 
-enum class GemmEngine { automatic, eigen, openblas };
+enum class GemmEngine { automatic, eigen, openblas, native };
 // Chooses the engine for later products (automatic: the rule above). Throws when openblas is asked
 // of a build without it.
 void set_gemm_engine(GemmEngine e);
 // The engine products use now (never automatic), and its name with OpenBLAS's kernel set, e.g.
-// "openblas (Cooperlake)" or "eigen (OpenBLAS has generic Prescott kernels here)".
+// "native (6 x 64 tile, OpenBLAS Haswell and Eigen built in)", "openblas (Cooperlake)" or
+// "eigen (OpenBLAS has generic Prescott kernels here)".
 GemmEngine gemm_engine();
 std::string gemm_engine_description();
 bool openblas_built_in();
+
+// The native engine's one single-threaded call (tensor/sgemm.cpp) on strided row-major operands:
+// C[M, N] = op(A) op(B), or += when acc.
+void native_sgemm(float* c, int64_t ldc, const float* a, int64_t lda, const float* b, int64_t ldb, int64_t M,
+                  int64_t N, int64_t K, bool ta, bool tb, bool acc);
 
 }  // namespace normad::cpu

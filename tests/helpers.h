@@ -16,9 +16,27 @@
 
 #include "autograd/ops.h"
 #include "tensor/backend.h"
+#include "tensor/gemm.h"
 #include "tensor/random.h"
 
 namespace normad::test {
+
+// The CPU GEMM engines this build has: Eigen and normad's native one always, OpenBLAS when found at
+// configure time; their names for INFO lines.
+inline std::vector<cpu::GemmEngine> gemm_engines() {
+  std::vector<cpu::GemmEngine> e{cpu::GemmEngine::eigen, cpu::GemmEngine::native};
+  if (cpu::openblas_built_in()) e.push_back(cpu::GemmEngine::openblas);
+  return e;
+}
+inline const char* engine_name(cpu::GemmEngine e) {
+  return e == cpu::GemmEngine::eigen ? "eigen" : e == cpu::GemmEngine::native ? "native" : "openblas";
+}
+
+// Selects a GEMM engine for one scope, then restores the automatic choice.
+struct EngineScope {
+  explicit EngineScope(cpu::GemmEngine e) { cpu::set_gemm_engine(e); }
+  ~EngineScope() { cpu::set_gemm_engine(cpu::GemmEngine::automatic); }
+};
 
 // |got - ref| <= atol + rtol |ref| elementwise; shapes must match. Prints up to 5 mismatches.
 inline bool close_report(const Tensor& got, const Tensor& ref, double atol, double rtol,

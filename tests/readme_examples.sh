@@ -5,12 +5,13 @@
 # in README.md. The only substitutions: `build/normad` is the binary under test, `scripts/` the
 # source tree's, `--pretrained` becomes `--seed 0` (no network in CI), and $TRAIN_DIR / $TEST_DIR are
 # small generated image folders. Checks:
-#   table:  eval prints the AUROC the README quotes ("the chain prints AUROC X", within 0.01 for
-#           other CPUs and thread counts) and the share of normal test rows flagged ("flags X% of
-#           the N benign", within 1.5 points); where `normad --version` reports the OpenBLAS GEMM
-#           engine with the kernel set the figures were measured with (Cooperlake),
-#           the figures quoted for it ("OpenBLAS: AUROC X, flags Y%"); with OpenBLAS's other kernel
-#           sets the chain must run and print an AUROC, which is not compared (no quoted figure);
+#   table:  eval prints the AUROC the README quotes for the GEMM engine `normad --version` reports
+#           (within 0.01 for other CPUs and thread counts) and the share of normal test rows flagged
+#           (within 1.5 points): native with its AVX-512 tile (6 x 64): "the chain prints AUROC X"
+#           and "flags X% of the N benign"; Eigen: "Eigen: AUROC X, flags Y%"; OpenBLAS with the
+#           kernel set its figures were measured with (Cooperlake): "OpenBLAS: AUROC X, flags Y%";
+#           with OpenBLAS's other kernel sets, or native's narrower tiles, the chain must run and
+#           print an AUROC, which is not compared (no quoted figure);
 #   images: every test image gets a finite score and a prediction, and the threshold's rule is printed.
 # Usage: tests/readme_examples.sh NORMAD_BIN SOURCE_DIR [table|images]...  (ctest runs one name each)
 set -euo pipefail
@@ -55,15 +56,18 @@ run_table() {
   desc=$("$bin" --version | sed -n 's/.*CPU GEMM \([^;]*\);.*/\1/p')
   engine=${desc%% *}
   echo "readme_examples: CPU GEMM engine ${desc:-unknown}"
-  if [ "$engine" = openblas ] && ! [[ "$desc" =~ \(Cooperlake\) ]]; then
+  if { [ "$engine" = openblas ] && ! [[ "$desc" =~ \(Cooperlake\) ]]; } ||
+     { [ "$engine" = native ] && ! [[ "$desc" =~ "6 x 64 tile" ]]; }; then
     got=$(echo "$out" | awk '/^AUROC/ {print $2}' | tail -n 1)
     [ -n "$got" ] || fail "eval printed no AUROC"
     echo "readme_examples: table chain ran (AUROC $got); the README quotes no figures for $desc"
     return 0
   fi
-  if [ "$engine" = openblas ]; then
-    quoted=$(grep -o 'OpenBLAS: AUROC [0-9.]*' "$src/README.md" | head -n 1 | awk '{print $3}')
-    [ -n "$quoted" ] || fail "README.md quotes no 'OpenBLAS: AUROC X'"
+  if [ "$engine" = openblas ] || [ "$engine" = eigen ]; then
+    local label=OpenBLAS
+    [ "$engine" = eigen ] && label=Eigen
+    quoted=$(grep -o "$label: AUROC [0-9.]*" "$src/README.md" | head -n 1 | awk '{print $3}')
+    [ -n "$quoted" ] || fail "README.md quotes no '$label: AUROC X'"
   else
     quoted=$(grep -o 'the chain prints AUROC [0-9.]*' "$src/README.md" | head -n 1 | awk '{print $5}')
     [ -n "$quoted" ] || fail "README.md quotes no 'the chain prints AUROC X'"
@@ -75,8 +79,8 @@ run_table() {
   # The share of benign test rows flagged at the model's threshold: "flags X% of the" in the README
   # (within 1.5 points: two rows of 179 on another CPU).
   local qfpr gfpr
-  if [ "$engine" = openblas ]; then
-    qfpr=$(grep -o 'OpenBLAS: AUROC [0-9.]*,[[:space:]]*flags [0-9.]*%' "$src/README.md" | head -n 1 | awk '{print $NF}' | tr -d '%')
+  if [ "$engine" = openblas ] || [ "$engine" = eigen ]; then
+    qfpr=$(grep -o "$label: AUROC [0-9.]*,[[:space:]]*flags [0-9.]*%" "$src/README.md" | head -n 1 | awk '{print $NF}' | tr -d '%')
   else
     qfpr=$(grep -o 'flags [0-9.]*% of the [0-9]* benign' "$src/README.md" | head -n 1 | awk '{print $2}' | tr -d '%')
   fi

@@ -312,15 +312,9 @@ TEST_CASE("conv2d: a 1x1 layer on one sample per chunk matches plain loops under
   // forward reads its input in place through the GEMM on OpenBLAS and takes the implicit GEMM on
   // Eigen, both gradients the implicit GEMM on either (which path runs is a speed choice and is not
   // observable here; the results under both engines are)
-  struct EngineScope {
-    explicit EngineScope(cpu::GemmEngine e) { cpu::set_gemm_engine(e); }
-    ~EngineScope() { cpu::set_gemm_engine(cpu::GemmEngine::automatic); }
-  };
-  std::vector<cpu::GemmEngine> engines{cpu::GemmEngine::eigen};
-  if (cpu::openblas_built_in()) engines.push_back(cpu::GemmEngine::openblas);
-  for (cpu::GemmEngine engine : engines) {
-    EngineScope scope(engine);
-    INFO("engine " << (engine == cpu::GemmEngine::eigen ? "eigen" : "openblas"));
+  for (cpu::GemmEngine engine : test::gemm_engines()) {
+    test::EngineScope scope(engine);
+    INFO("engine " << test::engine_name(engine));
     check_against_loops(ConvCase{3, 16, 12, 12, 17, 1, 1, {}, true}, 43);
   }
 }

@@ -8,22 +8,9 @@
 
 using namespace normad;
 
-namespace {
-
-// The CPU GEMM engines this build has: Eigen always, OpenBLAS when found at configure time.
-std::vector<cpu::GemmEngine> gemm_engines() {
-  std::vector<cpu::GemmEngine> e{cpu::GemmEngine::eigen};
-  if (cpu::openblas_built_in()) e.push_back(cpu::GemmEngine::openblas);
-  return e;
-}
-
-// Selects a GEMM engine for one scope, then restores the automatic choice.
-struct EngineScope {
-  explicit EngineScope(cpu::GemmEngine e) { cpu::set_gemm_engine(e); }
-  ~EngineScope() { cpu::set_gemm_engine(cpu::GemmEngine::automatic); }
-};
-
-}  // namespace
+using test::EngineScope;
+using test::engine_name;
+using test::gemm_engines;
 
 TEST_CASE("elementwise: broadcasting and closed forms", "[ops]") {
   Tensor a = Tensor::from({2, 3}, {1, 2, 3, 4, 5, 6});
@@ -114,7 +101,7 @@ TEST_CASE("layout: permute, concat, stack, slice, index_select", "[ops]") {
 TEST_CASE("matmul and bmm match a plain triple loop in every transpose mode", "[ops]") {
   const cpu::GemmEngine engine = GENERATE(from_range(gemm_engines()));
   EngineScope scope(engine);
-  INFO("GEMM engine " << (engine == cpu::GemmEngine::eigen ? "eigen" : "openblas"));
+  INFO("GEMM engine " << engine_name(engine));
   Generator g(3);
   // gemm's column-block split (3 x 200 x 600) and its depth split: 4 chunks of 2250 (K = 9000), 16
   // of 2500 (K = 40000)
@@ -182,7 +169,7 @@ TEST_CASE("pairwise_sqdist and l2_normalize against direct formulas", "[ops]") {
 TEST_CASE("ops give bit-identical results with 1 and 2 threads", "[ops][determinism]") {
   const cpu::GemmEngine engine = GENERATE(from_range(gemm_engines()));
   EngineScope scope(engine);
-  INFO("GEMM engine " << (engine == cpu::GemmEngine::eigen ? "eigen" : "openblas"));
+  INFO("GEMM engine " << engine_name(engine));
   Generator g(5);
   Tensor a = g.normal({300, 200}), b = g.normal({200, 150}), x = g.normal({64, 16, 12, 12});
   Tensor deep_a = g.normal({130, 3000}), deep_b = g.normal({70, 3000}), conv_w = g.normal({8, 16, 3, 3});
@@ -218,7 +205,7 @@ TEST_CASE("the GEMM engine: the automatic choice, the override, and a build with
     CHECK(cpu::gemm_engine() == cpu::GemmEngine::eigen);
     CHECK_THROWS_WITH(cpu::set_gemm_engine(cpu::GemmEngine::openblas), Catch::Contains("no OpenBLAS"));
   }
-  CHECK(auto_desc.rfind(cpu::gemm_engine() == cpu::GemmEngine::openblas ? "openblas (" : "eigen (", 0) == 0);
+  CHECK(auto_desc.rfind(std::string(engine_name(cpu::gemm_engine())) + " (", 0) == 0);
   {
     EngineScope scope(cpu::GemmEngine::eigen);
     CHECK(cpu::gemm_engine() == cpu::GemmEngine::eigen);
@@ -232,7 +219,52 @@ TEST_CASE("the GEMM engine: the automatic choice, the override, and a build with
     EngineScope scope(e);
     out.push_back(matmul(a, b));
   }
-  for (size_t i = 1; i < out.size(); ++i) test::expect_close(out[i], out[0], 1e-4, 1e-4, "openblas vs eigen");
+  for (size_t i = 1; i < out.size(); ++i)
+    test::expect_close(out[i], out[0], 1e-4, 1e-4, std::string(engine_name(gemm_engines()[i])) + " vs eigen");
+}
+
+// The native engine's own blocking (tensor/sgemm.cpp: depth blocks of <= 384, 640 columns, 96 rows,
+// panels of whole vectors, tiles of 6 rows), called directly on operands inside larger buffers as
+// gemm()'s blocks pass them: every element against a double triple loop within the float
+// summation bound K 2^-24 sum_k |a_ik b_kj| (one product dropped or counted twice is far outside
+// it), the gaps between rows of C untouched, K = 0 an empty sum.
+TEST_CASE("native_sgemm: depth, column, row and tile edges against a triple loop", "[ops]") {
+  Generator g(11);
+  // (110, 700, 800): row blocks 96 + 14 (tiles of 6 + 2 rows), column blocks 640 + 60 (a panel
+  // of 4 vectors with 4 unused lanes on AVX-512), depth 3 x 267; (7, 65, 385): one column past a
+  // panel, depth 2 x 193; (1, 1, 1); (5, 3, 0): an empty sum
+  for (auto [M, N, K] : {std::tuple<int64_t, int64_t, int64_t>{110, 700, 800}, {7, 65, 385}, {1, 1, 1}, {5, 3, 0}})
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb)
+        for (int acc = 0; acc < 2; ++acc) {
+          const int64_t lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 5, ldc = N + 2;
+          const Tensor a = g.normal({(ta ? K : M) * lda + 1}), b = g.normal({(tb ? N : K) * ldb + 1});
+          const float* A = a.data();
+          const float* B = b.data();
+          std::vector<float> c(M * ldc);
+          for (size_t i = 0; i < c.size(); ++i) c[i] = i % ldc >= N ? -7.f : 0.5f;  // gaps: -7
+          cpu::native_sgemm(c.data(), ldc, A, lda, B, ldb, M, N, K, ta, tb, acc);
+          const std::string mode = "M " + std::to_string(M) + " N " + std::to_string(N) + " K " + std::to_string(K) +
+                                   " ta=" + std::to_string(ta) + " tb=" + std::to_string(tb) + " acc=" + std::to_string(acc);
+          INFO(mode);
+          int64_t bad = 0;
+          for (int64_t i = 0; i < M; ++i)
+            for (int64_t j = 0; j < ldc; ++j) {
+              const float got = c[i * ldc + j];
+              if (j >= N) {
+                bad += got != -7.f;
+                continue;
+              }
+              double s = acc ? 0.5 : 0.0, bound = 0;
+              for (int64_t k = 0; k < K; ++k) {
+                const double p = double(ta ? A[k * lda + i] : A[i * lda + k]) * (tb ? B[j * ldb + k] : B[k * ldb + j]);
+                s += p;
+                bound += std::abs(p);
+              }
+              bad += !(std::abs(got - s) <= (K + 1) * 0x1p-24 * (bound + 0.5) + 1e-7);
+            }
+          CHECK(bad == 0);
+        }
 }
 
 // Eigen sizes its GEMM blocks (and so the length of each partial sum) from the CPU's cache sizes;
@@ -250,7 +282,7 @@ TEST_CASE("Eigen's GEMM blocking does not follow the machine's cache sizes", "[o
 TEST_CASE("gemm_f64 and cholesky_f64 match plain loops under each engine", "[ops]") {
   const cpu::GemmEngine engine = GENERATE(from_range(gemm_engines()));
   EngineScope scope(engine);
-  INFO("GEMM engine " << (engine == cpu::GemmEngine::eigen ? "eigen" : "openblas"));
+  INFO("GEMM engine " << engine_name(engine));
   // Column-major blocks inside larger matrices (leading dimensions 41, 37, 29), every transpose,
   // overwrite and accumulate, against a triple loop in long double.
   const int64_t M = 13, N = 7, K = 19, lda = 41, ldb = 37, ldc = 29;
