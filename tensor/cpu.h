@@ -1,4 +1,4 @@
-// normad CPU backend: the fast kernels (OpenBLAS or Eigen GEMM, oneTBB, vectorised loops) behind the dispatch
+// normad CPU backend: the fast kernels (native, OpenBLAS or Eigen GEMM, oneTBB, vectorised loops) behind the dispatch
 // table (tensor/backend.h). Internal to tensor/: everything else calls the public ops (tensor/ops.h),
 // which validate their arguments and land here for CPU tensors.
 // Math: each function computes the op documented in tensor/ops.h.
@@ -57,7 +57,7 @@ Tensor conv2d_backward_weight(const Tensor& dout, const Tensor& x, const Shape& 
 // channels: conv.cpp's use_direct), else channels_last when a group has >= 16 channels, else
 // planar; all three passes take no columns at all with groups 1, >= 16 channels and >= 16
 // filters (conv.cpp's implicit GEMM, the input gradient by stride phases; not the forward of a
-// 1x1 stride-1 kernel on one sample per chunk when the GEMM engine is OpenBLAS), and the forward and the weight gradient take the small-depth
+// 1x1 stride-1 kernel on one sample per chunk when the GEMM engine is OpenBLAS or native), and the forward and the weight gradient take the small-depth
 // kernels with groups 1, fewer than 16 channels, K = C KH KW <= 32 and 16 to 512 filters (the
 // Omniglot net's 1 -> 64 layer). implicit: all three passes by the implicit GEMM wherever groups
 // is 1. small_depth: the forward and the weight gradient

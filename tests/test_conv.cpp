@@ -309,9 +309,9 @@ TEST_CASE("conv2d: the implicit input gradient's stride phases match plain loops
 TEST_CASE("conv2d: a 1x1 layer on one sample per chunk matches plain loops under each GEMM engine",
           "[conv]") {
   // 16 -> 17 channels on 12x12 maps (>= 128 pixels: one sample per chunk), automatic paths: the
-  // forward reads its input in place through the GEMM on OpenBLAS and takes the implicit GEMM on
-  // Eigen, both gradients the implicit GEMM on either (which path runs is a speed choice and is not
-  // observable here; the results under both engines are)
+  // forward reads its input in place through the GEMM on OpenBLAS and native and takes the implicit
+  // GEMM on Eigen, both gradients the implicit GEMM on any (which path runs is a speed choice and is
+  // not observable here; the results under every engine are)
   for (cpu::GemmEngine engine : test::gemm_engines()) {
     test::EngineScope scope(engine);
     INFO("engine " << test::engine_name(engine));
