@@ -42,6 +42,9 @@ inline Var operator/(const Var& a, float s) { return mul_scalar(a, 1.f / s); }
 // matrix products
 Var matmul(const Var& a, const Var& b, bool trans_a = false, bool trans_b = false);
 Var bmm(const Var& a, const Var& b, bool trans_a = false, bool trans_b = false);
+// y [N, F] = x [N, K] w [F, K]^T + b [F] in one op (tensor/ops.h linear): dx = dy w, dw = dy^T x,
+// db = the column sums of dy.
+Var linear(const Var& x, const Var& w, const Var& b);
 
 // reductions
 Var sum(const Var& a, std::vector<int64_t> dims = {}, bool keepdim = false);

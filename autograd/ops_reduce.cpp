@@ -1,6 +1,7 @@
 // normad differentiable reductions and matrix products (see autograd/ops.h).
 // Math: d sum = g broadcast back; d mean = g / count; d max = g at the argmax; d logsumexp =
-// g softmax(x); C = op(A) op(B): dA = G op(B)^T (transposed back when A was read transposed).
+// g softmax(x); C = op(A) op(B): dA = G op(B)^T (transposed back when A was read transposed);
+// y = x w^T + b: dx = G w, dw = G^T x, db = column sums of G.
 // Tested by tests/test_grad.cpp (finite differences) and tests/test_parity.cpp.
 #include <algorithm>
 
@@ -71,6 +72,18 @@ Var matmul(const Var& a, const Var& b, bool ta, bool tb) {
       self.parents[0]->accumulate(ta ? matmul(B, G, tb, true) : matmul(G, B, false, !tb));
     if (db && self.parents[1]->requires_grad)
       self.parents[1]->accumulate(tb ? matmul(G, A, true, ta) : matmul(A, G, !ta, false));
+  });
+}
+
+// As matmul's: x kept only for w's gradient, w only for x's.
+Var linear(const Var& x, const Var& w, const Var& b) {
+  const bool dx = x.requires_grad(), dw = w.requires_grad();
+  Tensor X = dw ? x.data() : Tensor(), W = dx ? w.data() : Tensor();
+  return Var::make(linear(x.data(), w.data(), b.data()), {x, w, b}, "linear", [X, W, dx, dw](Node& self) {
+    const Tensor& G = self.grad;  // [N, F]
+    if (dx && self.parents[0]->requires_grad) self.parents[0]->accumulate(matmul(G, W));
+    if (dw && self.parents[1]->requires_grad) self.parents[1]->accumulate(matmul(G, X, true, false));
+    if (self.parents[2]->requires_grad) self.parents[2]->accumulate(sum(G, {0}));
   });
 }
 

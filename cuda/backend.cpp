@@ -3,7 +3,8 @@
 // (cuda/plan.h) and calls one kernel family (cuda/*.cuh); copies and fills go through the stream.
 // Every entry is set: the kernel families are cuda/conv, cuda/pooling, cuda/batchnorm and
 // cuda/distance (their headers list the versions); supports() would report a null entry. Batch
-// norm + ReLU is composed from the batch-norm and elementwise entries.
+// norm + ReLU is composed from the batch-norm and elementwise entries, linear from the product and
+// the broadcast add.
 // No entry has run on a GPU yet (issue 13 had none): compiled, not validated.
 // Math: as the CPU backend, op by op (see each kernel family's header).
 // Tested by tests/test_backend_ops.cpp on a GPU (every entry against the reference backend) and
@@ -272,6 +273,11 @@ void adam_step(Tensor& w, const Tensor& g, Tensor& m, Tensor& v, const AdamParam
   launch(w.numel(), adam_body(ptr(w), ptr(m), ptr(v), ptr(g), p));  // constants: cuda/optim.cu
 }
 
+// A Linear layer's forward composed from the product and the broadcast add (no fused kernel yet).
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+  return binary(BinaryOp::add, cuda::matmul(x, w, false, true), b, 0.f, 0.f);
+}
+
 // The table: designated initialisers in declaration order; missing entries are null.
 const Backend kCudaBackend{
     .name = "cuda",
@@ -285,6 +291,7 @@ const Backend kCudaBackend{
     .expand = expand,
     .matmul = matmul,
     .bmm = bmm,
+    .linear = linear,
     .sum = sum,
     .max = max,
     .max_backward = max_backward,

@@ -28,7 +28,7 @@ const char* binary_op_name(BinaryOp op) {
 const char* op_name(Op op) {
   static const char* names[] = {
       "unary", "binary", "expand", "fill", "copy",
-      "matmul", "bmm",
+      "matmul", "bmm", "linear",
       "sum", "max", "max_backward", "logsumexp",
       "permute", "concat", "slice", "slice_add", "index_select", "index_add",
       "conv2d", "conv2d_affine_act", "conv2d_backward_input", "conv2d_backward_weight",
@@ -51,6 +51,7 @@ bool supports(const Backend& b, Op op) {
     case Op::copy: return b.copy && b.copy_from_host && b.copy_to_host;
     case Op::matmul: return b.matmul;
     case Op::bmm: return b.bmm;
+    case Op::linear: return b.linear;
     case Op::sum: return b.sum;
     case Op::max: return b.max;
     case Op::max_backward: return b.max_backward;

@@ -49,7 +49,7 @@ const char* binary_op_name(BinaryOp op);
 // The unary and binary entries are counted per UnaryOp / BinaryOp.
 enum class Op {
   unary, binary, expand, fill, copy,
-  matmul, bmm,
+  matmul, bmm, linear,
   sum, max, max_backward, logsumexp,
   permute, concat, slice, slice_add, index_select, index_add,
   conv2d, conv2d_affine_act, conv2d_backward_input, conv2d_backward_weight,
@@ -81,6 +81,7 @@ struct Backend {
   // ---- matrix products ----
   Tensor (*matmul)(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b);
   Tensor (*bmm)(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b);
+  Tensor (*linear)(const Tensor& x, const Tensor& w, const Tensor& b);  // x w^T + b
 
   // ---- reductions (dims wrapped, sorted, unique, non-empty) ----
   Tensor (*sum)(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim);

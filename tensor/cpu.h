@@ -26,6 +26,7 @@ Tensor log(const Tensor& a);
 // matrix products (matmul.cpp)
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b);
 Tensor bmm(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b);
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b);
 
 // reductions (reduce.cpp)
 Tensor sum(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim);

@@ -26,6 +26,7 @@ const Backend& cpu_backend() {
       .expand = cpu::expand,
       .matmul = cpu::matmul,
       .bmm = cpu::bmm,
+      .linear = cpu::linear,
       .sum = cpu::sum,
       .max = cpu::max,
       .max_backward = cpu::max_backward,

@@ -34,8 +34,11 @@
 
 namespace normad::cpu {
 
+// column_bias [N] (or null): C[i, j] (+)= column_bias[j] + (op(A) op(B))[i, j], a Linear layer's
+// bias added as C is written (native: the tiles start from it; Eigen and OpenBLAS: C set to it,
+// then accumulated into).
 void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_t K, bool trans_a,
-          bool trans_b, bool accumulate = false);
+          bool trans_b, bool accumulate = false, const float* column_bias = nullptr);
 
 // Double precision for the models' statistics (Gaussian-AD's moments and precision), column-major
 // as Eigen's MatrixXd: one single-threaded call of the current engine (OpenBLAS's dgemm or Eigen's
@@ -63,8 +66,8 @@ std::string gemm_engine_description();
 bool openblas_built_in();
 
 // The native engine's one single-threaded call (tensor/sgemm.cpp) on strided row-major operands:
-// C[M, N] = op(A) op(B), or += when acc.
+// C[M, N] = column_bias + op(A) op(B), or += when acc (column_bias [N] or null: none).
 void native_sgemm(float* c, int64_t ldc, const float* a, int64_t lda, const float* b, int64_t ldb, int64_t M,
-                  int64_t N, int64_t K, bool ta, bool tb, bool acc);
+                  int64_t N, int64_t K, bool ta, bool tb, bool acc, const float* column_bias = nullptr);
 
 }  // namespace normad::cpu

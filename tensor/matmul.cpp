@@ -144,14 +144,19 @@ GemmEngine automatic_engine() {
   return e;
 }
 
-// One call of `engine` (eigen or openblas, as gemm_engine() returned it) on strided operands
-// (leading dimensions lda, ldb, ldc), on the calling thread.
+// One call of `engine` (native, eigen or openblas, as gemm_engine() returned it) on strided operands
+// (leading dimensions lda, ldb, ldc), on the calling thread; bias (or null) added per column of C.
 void gemm_block(GemmEngine engine, float* c, int64_t ldc, const float* a, int64_t lda,
                 const float* b, int64_t ldb, int64_t M, int64_t N, int64_t K, bool ta, bool tb,
-                bool acc) {
+                bool acc, const float* bias = nullptr) {
   if (engine == GemmEngine::native) {
-    native_sgemm(c, ldc, a, lda, b, ldb, M, N, K, ta, tb, acc);
+    native_sgemm(c, ldc, a, lda, b, ldb, M, N, K, ta, tb, acc, bias);
     return;
+  }
+  if (bias) {  // Eigen and OpenBLAS: C (+)= bias first, then the product accumulated into it
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) c[i * ldc + j] = (acc ? c[i * ldc + j] : 0.f) + bias[j];
+    acc = true;
   }
 #ifdef NORMAD_HAS_OPENBLAS
   // OpenBLAS takes int sizes; beta = 0 overwrites C without reading it (C may be uninitialised)
@@ -332,12 +337,12 @@ void gemm_f64(double* c, int64_t ldc, const double* a, int64_t lda, const double
 }
 
 void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_t K, bool ta,
-          bool tb, bool acc) {
+          bool tb, bool acc, const float* bias) {
   const int64_t lda = ta ? M : K, ldb = tb ? K : N;
   const GemmEngine engine = gemm_engine();  // once: every block of one product on one engine
   // Small products: one engine call (a shape-only rule, so still thread-count independent).
   if (M * N * K < (int64_t(1) << 18)) {
-    gemm_block(engine, c, N, a, lda, b, ldb, M, N, K, ta, tb, acc);
+    gemm_block(engine, c, N, a, lda, b, ldb, M, N, K, ta, tb, acc, bias);
     return;
   }
   // A deep product with a small result (a weight gradient over a large batch: ACR-NTL's encoder
@@ -359,7 +364,7 @@ void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_
         const float* aq = ta ? a + k0 * lda : a + k0;
         const float* bq = tb ? b + k0 : b + k0 * ldb;
         float* cq = q == 0 ? c : partial.get() + (q - 1) * M * N;
-        gemm_block(engine, cq, N, aq, lda, bq, ldb, M, N, kq, ta, tb, q == 0 && acc);
+        gemm_block(engine, cq, N, aq, lda, bq, ldb, M, N, kq, ta, tb, q == 0 && acc, q == 0 ? bias : nullptr);
       }
     });
     parallel_for(M * N, 4096, [&](int64_t i0, int64_t i1) {
@@ -387,9 +392,10 @@ void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t s = blk * kBlock, n = std::min(len, s + kBlock) - s;
       if (by_rows)  // rows s..s+n of C use rows s..s+n of op(A) (columns of the stored [K, M] when ta)
-        gemm_block(engine, c + s * N, N, ta ? a + s : a + s * K, lda, b, ldb, n, N, K, ta, tb, acc);
+        gemm_block(engine, c + s * N, N, ta ? a + s : a + s * K, lda, b, ldb, n, N, K, ta, tb, acc, bias);
       else  // columns s..s+n of C use columns s..s+n of op(B) (rows of the stored [N, K] when tb)
-        gemm_block(engine, c + s, N, a, lda, tb ? b + s * K : b + s, ldb, M, n, K, ta, tb, acc);
+        gemm_block(engine, c + s, N, a, lda, tb ? b + s * K : b + s, ldb, M, n, K, ta, tb, acc,
+                   bias ? bias + s : nullptr);
     }
   });
 }
@@ -402,6 +408,13 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   Tensor c = Tensor::empty({M, N});  // the GEMM assigns every element
   gemm(c.data(), a.data(), b.data(), M, N, K, trans_a, trans_b);
   return c;
+}
+
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+  const int64_t N = x.size(0), K = x.size(1), F = w.size(0);  // shapes checked, N F > 0 (tensor/ops.cpp)
+  Tensor y = Tensor::empty({N, F});  // the GEMM assigns every element, from the bias on (K = 0: the bias)
+  gemm(y.data(), x.data(), w.data(), N, F, K, false, true, false, b.data());
+  return y;
 }
 
 Tensor bmm(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {

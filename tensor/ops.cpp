@@ -225,6 +225,17 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   return be->matmul(a, b, trans_a, trans_b);
 }
 
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+  Picked be = pick(Op::linear, "linear", {&x, &w, &b});
+  check(x.dim() == 2 && w.dim() == 2 && b.dim() == 1 && x.size(1) == w.size(1) && b.size(0) == w.size(0),
+        "linear", "needs x [N, K], w [F, K], b [F], got " + shape_str(x.shape()) + ", " + shape_str(w.shape()) +
+                      ", " + shape_str(b.shape()));
+  const int64_t N = x.size(0), K = x.size(1), F = w.size(0);
+  if (N * F == 0) return Tensor::zeros({N, F}, x.device());
+  be.flops(2.0 * double(N) * double(F) * double(K));
+  return be->linear(x, w, b);
+}
+
 Tensor bmm(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   Picked be = pick(Op::bmm, "bmm", {&a, &b});
   check(a.dim() == 3 && b.dim() == 3, "bmm",

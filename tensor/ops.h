@@ -45,11 +45,14 @@ Tensor clamp_backward(const Tensor& g, const Tensor& x, float lo, float hi);
 // Sums `g` (shaped like a broadcast result) down to `shape` (the inverse of broadcasting). Composed.
 Tensor sum_to(const Tensor& g, const Shape& shape);
 
-// ---- matrix products (the CPU GEMM engine: OpenBLAS or Eigen, tensor/gemm.h) ---------------
+// ---- matrix products (the CPU GEMM engine: native, OpenBLAS or Eigen, tensor/gemm.h) -------
 // a [M, K] x b [K, N] -> [M, N]; trans_a / trans_b read a or b transposed without copying.
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false);
 // a [B, M, K] x b [B, K, N] -> [B, M, N] (B may be 1 on either side: broadcast).
 Tensor bmm(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false);
+// A Linear layer's forward: y [N, F] = x [N, K] w [F, K]^T + b [F], the bias added by the GEMM as it
+// writes y (no second pass over y; matmul + add on backends without a fused entry).
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b);
 
 // ---- reductions --------------------------------------------------------------------------
 // Over the listed dims (negative allowed); empty dims = all dims. keepdim keeps them as size 1.

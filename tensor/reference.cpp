@@ -121,11 +121,12 @@ void expand_forward(T* out, const T* a, const Shape& out_shape, const Shape& a_s
 
 template <class T>
 void matmul_forward(T* c, const T* a, const T* b, int64_t M, int64_t N, int64_t K, bool trans_a,
-                    bool trans_b) {
-  // one output element at a time: the double dot product of row i of op(a) and column j of op(b)
+                    bool trans_b, const T* bias) {
+  // one output element at a time: the double dot product of row i of op(a) and column j of op(b),
+  // started from the bias
   for (int64_t i = 0; i < M; ++i)
     for (int64_t j = 0; j < N; ++j) {
-      double acc = 0;
+      double acc = bias ? double(bias[j]) : 0.0;
       for (int64_t k = 0; k < K; ++k) {
         // op(a)[i, k] and op(b)[k, j], read through the stored layout
         const double av = trans_a ? a[k * M + i] : a[i * K + k];
@@ -786,7 +787,7 @@ void adam_step(T* w, T* m, T* v, const T* g, int64_t n, const AdamParams& p) {
                                   const Shape&, BinaryOp, T, T);                                 \
   template void expand_forward<T>(T*, const T*, const Shape&, const Shape&);                     \
   template void matmul_forward<T>(T*, const T*, const T*, int64_t, int64_t, int64_t, bool,       \
-                                  bool);                                                         \
+                                  bool, const T*);                                               \
   template void bmm_forward<T>(T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t,       \
                                int64_t, int64_t, bool, bool);                                    \
   template void sum_forward<T>(T*, const T*, const Shape&, const std::vector<int64_t>&);         \
@@ -925,6 +926,12 @@ Tensor ref_matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
   Tensor c = Tensor::empty({M, N}, kRef);
   ref::matmul_forward(ptr(c), ptr(a), ptr(b), M, N, K, ta, tb);
   return c;
+}
+Tensor ref_linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+  const int64_t N = x.size(0), K = x.size(1), F = w.size(0);
+  Tensor y = Tensor::empty({N, F}, kRef);
+  ref::matmul_forward(ptr(y), ptr(x), ptr(w), N, F, K, false, true, ptr(b));
+  return y;
 }
 Tensor ref_bmm(const Tensor& a, const Tensor& b, bool ta, bool tb) {
   const int64_t Ba = a.size(0), Bb = b.size(0), B = Ba == 1 ? Bb : Ba;
@@ -1218,6 +1225,7 @@ const Backend& reference_backend() {
       .expand = ref_expand,
       .matmul = ref_matmul,
       .bmm = ref_bmm,
+      .linear = ref_linear,
       .sum = ref_sum,
       .max = ref_max,
       .max_backward = ref_max_backward,

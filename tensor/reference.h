@@ -59,11 +59,11 @@ template <class T>
 void expand_forward(T* out, const T* a, const Shape& out_shape, const Shape& a_shape);
 
 // ---- matrix products (double accumulation) -----------------------------------------------------
-// c[i, j] = sum_k op(a)[i, k] op(b)[k, j]; a is stored [M, K] ([K, M] when trans_a), b [K, N]
-// ([N, K] when trans_b), c [M, N].
+// c[i, j] = bias[j] + sum_k op(a)[i, k] op(b)[k, j]; a is stored [M, K] ([K, M] when trans_a),
+// b [K, N] ([N, K] when trans_b), c [M, N], bias [N] or none (nullptr: 0).
 template <class T>
 void matmul_forward(T* c, const T* a, const T* b, int64_t M, int64_t N, int64_t K, bool trans_a,
-                    bool trans_b);
+                    bool trans_b, const T* bias = nullptr);
 // The same per batch entry: c [B, M, N], a [Ba, ...], b [Bb, ...]; a batch of 1 is broadcast.
 template <class T>
 void bmm_forward(T* c, const T* a, const T* b, int64_t B, int64_t Ba, int64_t Bb, int64_t M,

@@ -1,7 +1,7 @@
 // The register tile under normad's CPU convolutions and its own SGEMM: kTileP rows x FV vectors of
 // lanes summed in registers over taps x depth (the implicit GEMM of tensor/conv.cpp, the GEMM
 // engine of tensor/sgemm.cpp), and the 16 x 16 register transpose both use to reorder operands.
-// Math: rows[p][lane] (+)= sum_t sum_c px[p][tap_off[t] + c] wb[t][c][lane]; dst = src^T.
+// Math: rows[p][lane] (+)= init[lane] + sum_t sum_c px[p][tap_off[t] + c] wb[t][c][lane]; dst = src^T.
 // Tested through its callers: tests/test_conv.cpp (the implicit passes against double loops) and
 // tests/test_ops.cpp (gemm under each engine against a triple loop, transposed operands, edges).
 #pragma once
@@ -88,17 +88,18 @@ inline void transpose_copy(float* dst, int64_t ldd, const float* src, int64_t ld
 // rows[p][0 .. FV kVec) (+)= for the first m of the tile's kTileP rows (row pointers px: a
 // convolution's pixel windows, a GEMM's rows of A; past m they repeat the last one and their sums
 // are dropped), wb the packed block of lanes [taps][C][FV kVec] (filters, channels, columns of B):
-// sum over taps t and depth c of px[p][tap_off[t] + c] wb[t][c][lane], in that order.
+// sum over taps t and depth c of px[p][tap_off[t] + c] wb[t][c][lane], in that order, started from
+// init[lane] (FV kVec floats: a GEMM's bias per column) or from 0 (init null).
 template <int FV, bool Add>
 inline void register_tile(float* const* rows, const float* const* px, int64_t m, const float* wb,
-                   const int64_t* tap_off, int64_t taps, int64_t C) {
+                          const int64_t* tap_off, int64_t taps, int64_t C, const float* init) {
   // sums and weights are named registers only when every loop over them is unrolled (GCC kept
   // the arrays on the stack otherwise: 3x slower)
   vecf acc[kTileP][FV];
 #pragma GCC unroll 8
   for (int p = 0; p < kTileP; ++p)
 #pragma GCC unroll 4
-    for (int v = 0; v < FV; ++v) acc[p][v] = vecf{};
+    for (int v = 0; v < FV; ++v) acc[p][v] = init ? reinterpret_cast<const vecf_unaligned*>(init)[v] : vecf{};
   for (int64_t t = 0; t < taps; ++t) {
     const vecf_unaligned* wt = reinterpret_cast<const vecf_unaligned*>(wb + t * C * FV * kVec);
     const float* q[kTileP];
@@ -128,13 +129,14 @@ inline void register_tile(float* const* rows, const float* const* px, int64_t m,
 
 // The tile above for fv = 1 .. kMaxFV vectors of lanes, storing (add false) or adding to the rows.
 inline void register_tile_fv(int fv, bool add, float* const* rows, const float* const* px, int64_t m,
-                             const float* wb, const int64_t* tap_off, int64_t taps, int64_t C) {
+                             const float* wb, const int64_t* tap_off, int64_t taps, int64_t C,
+                             const float* init = nullptr) {
   auto run = [&]<bool Add>() {
     switch (fv) {  // fv <= kMaxFV
-      case 1: return register_tile<1, Add>(rows, px, m, wb, tap_off, taps, C);
-      case 2: return register_tile<2, Add>(rows, px, m, wb, tap_off, taps, C);
-      case 3: return register_tile<3, Add>(rows, px, m, wb, tap_off, taps, C);
-      default: return register_tile<4, Add>(rows, px, m, wb, tap_off, taps, C);
+      case 1: return register_tile<1, Add>(rows, px, m, wb, tap_off, taps, C, init);
+      case 2: return register_tile<2, Add>(rows, px, m, wb, tap_off, taps, C, init);
+      case 3: return register_tile<3, Add>(rows, px, m, wb, tap_off, taps, C, init);
+      default: return register_tile<4, Add>(rows, px, m, wb, tap_off, taps, C, init);
     }
   };
   if (add) run.template operator()<true>();

@@ -1,8 +1,8 @@
 // normad's own single-threaded SGEMM, the "native" GEMM engine (tensor/gemm.h): the register tile
 // of the implicit convolutions (tensor/register_tile.h, 6 rows x 4 vectors of 16 columns on
 // AVX-512) over operands packed in cache-sized blocks, as BLIS and OpenBLAS block theirs.
-// Math: C[M, N] (+)= op(A) op(B), every C element one chain of multiply-adds over k in order (blocks
-// of depth added into C one after another).
+// Math: C[M, N] (+)= bias[N] + op(A) op(B), every C element one chain of multiply-adds over k in
+// order started from its column's bias (blocks of depth added into C one after another).
 // Tested by tests/test_ops.cpp: gemm under each engine against a plain triple loop (all four
 // transpositions, accumulate, edges of every block: M, N, K not multiples of the tile or the
 // blocks), 1 vs 2 threads, and the models' tests run on it wherever it is the automatic engine.
@@ -59,12 +59,19 @@ void pack_b(float* dst, const float* b, int64_t ldb, bool tb, int64_t k0, int64_
 }  // namespace
 
 void native_sgemm(float* c, int64_t ldc, const float* a, int64_t lda, const float* b, int64_t ldb, int64_t M,
-                  int64_t N, int64_t K, bool ta, bool tb, bool acc) {
+                  int64_t N, int64_t K, bool ta, bool tb, bool acc, const float* column_bias) {
   if (M <= 0 || N <= 0) return;
-  if (K <= 0) {  // an empty sum: C = 0, or C unchanged when accumulating
-    if (!acc)
-      for (int64_t i = 0; i < M; ++i) std::fill(c + i * ldc, c + i * ldc + N, 0.f);
+  if (K <= 0) {  // an empty sum: C = bias (or 0), or C + bias (or unchanged) when accumulating
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j)
+        c[i * ldc + j] = (acc ? c[i * ldc + j] : 0.f) + (column_bias ? column_bias[j] : 0.f);
     return;
+  }
+  // the bias zero-padded to whole vectors: the tiles of the first depth block start from it
+  thread_local std::vector<float> bias_padded;
+  if (column_bias) {
+    bias_padded.assign(whole_vectors(N), 0.f);
+    std::copy(column_bias, column_bias + N, bias_padded.begin());
   }
   // the depth in equal blocks of at most kDepthBlock (570 -> 2 x 285, not 384 + 186)
   const int64_t depth_blocks = (K + kDepthBlock - 1) / kDepthBlock;
@@ -95,6 +102,7 @@ void native_sgemm(float* c, int64_t ldc, const float* a, int64_t lda, const floa
           const int64_t width = std::min(kPanel, whole_vectors(cols - q0)), valid = std::min(width, cols - q0);
           const int fv = int(width / kVec);
           const float* panel = b_packed.data() + q0 * depth;
+          const float* init = column_bias && k0 == 0 ? bias_padded.data() + j0 + q0 : nullptr;
           const int64_t tap0 = 0;
           for (int64_t p0 = 0; p0 < rows; p0 += kTileP) {
             const int64_t m = std::min<int64_t>(kTileP, rows - p0);
@@ -106,9 +114,9 @@ void native_sgemm(float* c, int64_t ldc, const float* a, int64_t lda, const floa
               out[p] = valid == width ? c + (i0 + r) * ldc + j0 + q0 : edge + p * kPanel;
             }
             if (valid == width) {
-              register_tile_fv(fv, add, out, px, m, panel, &tap0, 1, depth);
+              register_tile_fv(fv, add, out, px, m, panel, &tap0, 1, depth, init);
             } else {  // the last panel of a row of C: sums to `edge`, then its valid columns to C
-              register_tile_fv(fv, false, out, px, m, panel, &tap0, 1, depth);
+              register_tile_fv(fv, false, out, px, m, panel, &tap0, 1, depth, init);
               for (int64_t p = 0; p < m; ++p) {
                 float* dst = c + (i0 + p0 + p) * ldc + j0 + q0;
                 for (int64_t j = 0; j < valid; ++j) dst[j] = add ? dst[j] + edge[p * kPanel + j] : edge[p * kPanel + j];

@@ -28,7 +28,7 @@ struct Error : std::runtime_error {
 };
 
 // Where a tensor's storage lives and which backend runs its ops:
-//   CPU        host memory, the fast kernels (OpenBLAS or Eigen GEMM, oneTBB, vectorised loops)
+//   CPU        host memory, the fast kernels (native, OpenBLAS or Eigen GEMM, oneTBB, vectorised loops)
 //   Reference  host memory, the plain-loop reference kernels (double accumulation), for checking
 //   CUDA       GPU memory, the CUDA kernels (cuda/; present when built with nvcc and a GPU is found)
 enum class Device { CPU, Reference, CUDA };

@@ -512,6 +512,15 @@ inline std::vector<OpCase> op_cases() {
           [m](std::vector<Tensor>& in) { return out1(matmul(in[0], in[1], m.ta, m.tb)); }, 1e-5, 1e-5)
         .flops = 2.0 * m.M * m.N * m.K;
   }
+  // linear: x [N, K] w [F, K]^T + b [F]; K = 0 is the bias alone, N = 1 and F = 1 size-1 dims
+  for (Mm m : {Mm{5, 3, 4, false, true}, Mm{1, 7, 1, false, true}, Mm{17, 33, 9, false, true},
+               Mm{6, 0, 5, false, true}}) {
+    std::ostringstream name;
+    name << "linear/" << m.M << "x" << m.K << "x" << m.N;
+    t.add(name.str(), Op::linear, {normal({m.M, m.K}), normal({m.N, m.K}), normal({m.N})},
+          [](std::vector<Tensor>& in) { return out1(linear(in[0], in[1], in[2])); }, 1e-5, 1e-5)
+        .flops = 2.0 * m.M * m.N * m.K;
+  }
   struct Bm {
     int64_t Ba, Bb, M, K, N;
     bool ta, tb;
@@ -840,6 +849,10 @@ inline std::vector<OpCase> op_perf_cases() {
     t.add("matmul/" + std::to_string(s) + "^3", Op::matmul, {normal({s, s}), normal({s, s})},
           [](std::vector<Tensor>& in) { return out1(matmul(in[0], in[1])); })
         .flops = 2.0 * s * s * s;
+  // ACR-NTL's transformation layer 128 -> 570 on a task's 2048 rows (fused bias)
+  t.add("linear/[2048, 128] -> 570", Op::linear, {normal({2048, 128}), normal({570, 128}), normal({570})},
+        [](std::vector<Tensor>& in) { return out1(linear(in[0], in[1], in[2])); })
+      .flops = 2.0 * 2048 * 570 * 128;
   t.add("bmm/32 x 64^3", Op::bmm, {normal({32, 64, 64}), normal({32, 64, 64})},
         [](std::vector<Tensor>& in) { return out1(bmm(in[0], in[1])); })
       .flops = 2.0 * 32 * 64 * 64 * 64;

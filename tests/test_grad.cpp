@@ -56,6 +56,8 @@ TEST_CASE("grad: matmul in every transpose mode, bmm with broadcast batch", "[gr
                    1e-2, 1e-4, 3e-4, "bmm");
   test::check_grad([](const V& v) { return bmm(v[0], v[1], true, false); }, {rn({1, 4, 2}), rn({3, 4, 5})},
                    1e-2, 1e-4, 3e-4, "bmm ta");
+  test::check_grad([](const V& v) { return linear(v[0], v[1], v[2]); }, {rn({3, 4}), rn({5, 4}), rn({5})},
+                   1e-2, 1e-4, 3e-4, "linear");
 }
 
 TEST_CASE("grad: reductions", "[grad]") {

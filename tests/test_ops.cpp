@@ -144,6 +144,38 @@ TEST_CASE("matmul and bmm match a plain triple loop in every transpose mode", "[
   CHECK(bmm(Tensor({0, 3, 5}), Tensor({1, 5, 2})).shape() == Shape{0, 3, 2});  // empty batch
 }
 
+// The fused Linear forward (tensor/ops.h linear: the bias added as the GEMM writes y) against the
+// composed matmul + add and against the double reference, through every split gemm() makes: one
+// call, row blocks, column blocks (the bias offset per block), the depth split (the bias in the
+// first chunk only); then a NaN and an infinite bias reach exactly their own column.
+TEST_CASE("linear = matmul + add: every gemm split, under each engine", "[ops]") {
+  const cpu::GemmEngine engine = GENERATE(from_range(gemm_engines()));
+  EngineScope scope(engine);
+  INFO("GEMM engine " << engine_name(engine));
+  Generator g(12);
+  for (auto [N, K, F] : {std::tuple<int64_t, int64_t, int64_t>{5, 7, 3}, {600, 70, 90}, {3, 64, 300},
+                         {20, 9000, 24}, {4, 0, 6}}) {
+    const Tensor x = g.normal({N, K}), w = g.normal({F, K}), b = g.normal({F}, 0.f, 3.f);
+    const std::string mode = "N " + std::to_string(N) + " K " + std::to_string(K) + " F " + std::to_string(F);
+    const Tensor fused = linear(x, w, b);
+    const double atol = 1e-4 * std::max<double>(1.0, K / 1000.0);
+    test::expect_close(fused, add(matmul(x, w, false, true), b), atol, 1e-4, "composed " + mode);
+    test::expect_close(fused, linear(x.to(Device::Reference), w.to(Device::Reference), b.to(Device::Reference)).to(Device::CPU),
+                       atol, 1e-4, "reference " + mode);
+  }
+  Tensor x = g.normal({7, 40}), w = g.normal({70, 40}), b = g.normal({70});
+  b.data()[3] = std::nanf("");
+  b.data()[65] = INFINITY;
+  const Tensor y = linear(x, w, b);
+  for (int64_t i = 0; i < 7; ++i)
+    for (int64_t j = 0; j < 70; ++j) {
+      const float v = y.data()[i * 70 + j];
+      if (j == 3) CHECK(std::isnan(v));
+      else if (j == 65) CHECK(v == INFINITY);
+      else REQUIRE(std::isfinite(v));
+    }
+}
+
 TEST_CASE("pairwise_sqdist and l2_normalize against direct formulas", "[ops]") {
   Generator g(4);
   Tensor a = g.normal({9, 6}), b = g.normal({7, 6});
