@@ -1196,8 +1196,9 @@ void implicit_backward_input(float* dx, const float* dout, const float* w, const
 // channels and >= 16 filters (the shapes measured: fewer filters would leave most vector lanes
 // empty) -- except the forward of a 1x1 stride-1 kernel with one sample per chunk on OpenBLAS or
 // the native engine, whose GEMM reads the input in place: wide_resnet50_2's 1x1 layers on 56x56
-// (batch 8, one Zen 5 core) 10.7-11.4 ms on OpenBLAS and 9.6-10.8 on native against 10.0-12.6
-// implicit, where Eigen's GEMM took 15.0-17.6. Those layers' gradients went through channels-last
+// (batch 8, one Zen 5 core) 10.7-11.4 ms on OpenBLAS against 12.0-12.6 implicit; on native
+// 9.6-10.8 against 11.5-12.0 for two of the three layers, 10.2-10.5 against 10.0-10.1 for the
+// third (a tie); Eigen's GEMM took 15.0-17.6. Those layers' gradients went through channels-last
 // columns at 170-300 ms against 11-19 implicit.
 bool use_implicit(const ConvDims& d, const Conv2dArgs& a, bool forward) {
   const ConvColumns c = g_columns.load(std::memory_order_relaxed);

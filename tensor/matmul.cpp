@@ -382,7 +382,7 @@ void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_
   // blocks much smaller than that re-pack it too often (64-row blocks cost 1.5x on 4096 x 4096 x 512).
   // The native engine's column blocks are whole panels of its tile (64 columns on AVX-512): 80-column
   // blocks left a 16-wide panel in each, a 6 x 1-vector tile with one multiply-add per load
-  // (ACR-NTL's [2048, 128]^T [2048, 570]: 149 -> 190 GFLOP/s, one Zen 5 core).
+  // (ACR-NTL's [2048, 128]^T [2048, 570]: 149 -> 172 GFLOP/s, one Zen 5 core).
   const bool by_rows = M >= N || M >= 256;
   const int64_t len = by_rows ? M : N;
   const int64_t align = !by_rows && engine == GemmEngine::native ? kMaxFV * kVec : 16;

@@ -1,8 +1,9 @@
 // normad's own single-threaded SGEMM, the "native" GEMM engine (tensor/gemm.h): the register tile
 // of the implicit convolutions (tensor/register_tile.h, 6 rows x 4 vectors of 16 columns on
 // AVX-512) over operands packed in cache-sized blocks, as BLIS and OpenBLAS block theirs.
-// Math: C[M, N] (+)= bias[N] + op(A) op(B), every C element one chain of multiply-adds over k in
-// order started from its column's bias (blocks of depth added into C one after another).
+// Math: C[M, N] (+)= bias[N] + op(A) op(B); each depth block (<= 384 terms) one chain of
+// multiply-adds over k in order, the first started from its column's bias, the blocks added into C
+// one after another (gemm() may split a deep product further and add the chunks in order).
 // Tested by tests/test_ops.cpp: gemm under each engine against a plain triple loop (all four
 // transpositions, accumulate, edges of every block: M, N, K not multiples of the tile or the
 // blocks), 1 vs 2 threads, and the models' tests run on it wherever it is the automatic engine.

@@ -42,11 +42,16 @@ TEST_CASE("cli: --version names the CPU GEMM engine in use and the CUDA backend"
   // whether mpirun can start it as several ranks, and whether GPU ranks sum through NCCL (issue 18)
   CHECK_THAT(r.out, Catch::Contains(normad::built_with_mpi() ? "MPI built" : "MPI not built"));
   CHECK_THAT(r.out, Catch::Contains(normad::built_with_nccl() ? "NCCL built" : "NCCL not built"));
-  // NORMAD_GEMM picks the engine; anything but eigen or openblas is an error, not a silent default
+  // NORMAD_GEMM picks the engine; anything but eigen, openblas or native is an error, not a silent
+  // default
   setenv("NORMAD_GEMM", "eigen", 1);
   r = run("--version");
   CHECK(r.rc == 0);
   CHECK_THAT(r.out, Catch::Contains("CPU GEMM eigen"));
+  setenv("NORMAD_GEMM", "native", 1);
+  r = run("--version");
+  CHECK(r.rc == 0);
+  CHECK_THAT(r.out, Catch::Contains("CPU GEMM native ("));
   setenv("NORMAD_GEMM", "OpenBLAS", 1);
   r = run("--version");
   CHECK(r.rc == 2);

@@ -4,6 +4,7 @@
 #include <Eigen/Core>
 #include "tensor/gemm.h"
 #include "tensor/parallel.h"
+#include "tensor/register_tile.h"
 #include "tests/helpers.h"
 
 using namespace normad;
@@ -153,7 +154,8 @@ TEST_CASE("linear = matmul + add: every gemm split, under each engine", "[ops]")
   EngineScope scope(engine);
   INFO("GEMM engine " << engine_name(engine));
   Generator g(12);
-  for (auto [N, K, F] : {std::tuple<int64_t, int64_t, int64_t>{5, 7, 3}, {600, 70, 90}, {3, 64, 300},
+  // (3, 512, 600): column blocks (128 wide under native, 80 under the others, the last panel an edge)
+  for (auto [N, K, F] : {std::tuple<int64_t, int64_t, int64_t>{5, 7, 3}, {600, 70, 90}, {3, 512, 600},
                          {20, 9000, 24}, {4, 0, 6}}) {
     const Tensor x = g.normal({N, K}), w = g.normal({F, K}), b = g.normal({F}, 0.f, 3.f);
     const std::string mode = "N " + std::to_string(N) + " K " + std::to_string(K) + " F " + std::to_string(F);
@@ -213,6 +215,8 @@ TEST_CASE("ops give bit-identical results with 1 and 2 threads", "[ops][determin
     r.push_back(matmul(deep_a, deep_b, false, true));  // K deep enough for Eigen to block it
     r.push_back(matmul(split_a, split_b, true, false));  // gemm's depth split: 9 chunks of 2223
     r.push_back(matmul(split_bt, split_at, false, true));  // the same split, the other modes
+    r.push_back(linear(a, b.reshape({150, 200}), slice(sum(a, {1}), 0, 0, 150)));  // row blocks
+    r.push_back(linear(split_a.reshape({30, 20000}), split_b.reshape({40, 20000}), sum(split_b, {0})));  // depth split
     r.push_back(bmm(a.reshape({2, 150, 200}), b.reshape({1, 200, 150})));
     r.push_back(conv2d(x, conv_w, Tensor(), Conv2dArgs{}));
     r.push_back(sum(a, {0}));
@@ -232,9 +236,11 @@ TEST_CASE("ops give bit-identical results with 1 and 2 threads", "[ops][determin
 TEST_CASE("the GEMM engine: the automatic choice, the override, and a build without OpenBLAS", "[ops]") {
   const std::string auto_desc = cpu::gemm_engine_description();
   INFO(auto_desc);
-  // automatic: OpenBLAS only where it is built in (and its kernels fit the CPU), else Eigen
+  // automatic: native where built for AVX-512 (16-float vectors); else OpenBLAS where it is built
+  // in (and its kernels fit the CPU), else Eigen
+  if (cpu::kVec == 16) CHECK(cpu::gemm_engine() == cpu::GemmEngine::native);
   if (!cpu::openblas_built_in()) {
-    CHECK(cpu::gemm_engine() == cpu::GemmEngine::eigen);
+    CHECK(cpu::gemm_engine() == (cpu::kVec == 16 ? cpu::GemmEngine::native : cpu::GemmEngine::eigen));
     CHECK_THROWS_WITH(cpu::set_gemm_engine(cpu::GemmEngine::openblas), Catch::Contains("no OpenBLAS"));
   }
   CHECK(auto_desc.rfind(std::string(engine_name(cpu::gemm_engine())) + " (", 0) == 0);
@@ -257,9 +263,10 @@ TEST_CASE("the GEMM engine: the automatic choice, the override, and a build with
 
 // The native engine's own blocking (tensor/sgemm.cpp: depth blocks of <= 384, 640 columns, 96 rows,
 // panels of whole vectors, tiles of 6 rows), called directly on operands inside larger buffers as
-// gemm()'s blocks pass them: every element against a double triple loop within the float
-// summation bound K 2^-24 sum_k |a_ik b_kj| (one product dropped or counted twice is far outside
-// it), the gaps between rows of C untouched, K = 0 an empty sum.
+// gemm()'s blocks pass them, with and without a bias per column (in every column block): every
+// element against a double triple loop within the float summation bound K 2^-24 sum_k |a_ik b_kj|
+// (one product dropped or counted twice is far outside it), the gaps between rows of C untouched,
+// K = 0 an empty sum.
 TEST_CASE("native_sgemm: depth, column, row and tile edges against a triple loop", "[ops]") {
   Generator g(11);
   // (110, 700, 800): row blocks 96 + 14 (tiles of 6 + 2 rows), column blocks 640 + 60 (a panel
@@ -271,13 +278,16 @@ TEST_CASE("native_sgemm: depth, column, row and tile edges against a triple loop
         for (int acc = 0; acc < 2; ++acc) {
           const int64_t lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 5, ldc = N + 2;
           const Tensor a = g.normal({(ta ? K : M) * lda + 1}), b = g.normal({(tb ? N : K) * ldb + 1});
+          const Tensor bias = g.normal({N});  // per column of C; every other call without one
+          const bool with_bias = (ta + tb + acc) % 2 == 1;
           const float* A = a.data();
           const float* B = b.data();
           std::vector<float> c(M * ldc);
           for (size_t i = 0; i < c.size(); ++i) c[i] = i % ldc >= N ? -7.f : 0.5f;  // gaps: -7
-          cpu::native_sgemm(c.data(), ldc, A, lda, B, ldb, M, N, K, ta, tb, acc);
+          cpu::native_sgemm(c.data(), ldc, A, lda, B, ldb, M, N, K, ta, tb, acc, with_bias ? bias.data() : nullptr);
           const std::string mode = "M " + std::to_string(M) + " N " + std::to_string(N) + " K " + std::to_string(K) +
-                                   " ta=" + std::to_string(ta) + " tb=" + std::to_string(tb) + " acc=" + std::to_string(acc);
+                                   " ta=" + std::to_string(ta) + " tb=" + std::to_string(tb) + " acc=" + std::to_string(acc) +
+                                   " bias=" + std::to_string(with_bias);
           INFO(mode);
           int64_t bad = 0;
           for (int64_t i = 0; i < M; ++i)
@@ -287,7 +297,7 @@ TEST_CASE("native_sgemm: depth, column, row and tile edges against a triple loop
                 bad += got != -7.f;
                 continue;
               }
-              double s = acc ? 0.5 : 0.0, bound = 0;
+              double s = (acc ? 0.5 : 0.0) + (with_bias ? bias.data()[j] : 0.f), bound = std::abs(s);
               for (int64_t k = 0; k < K; ++k) {
                 const double p = double(ta ? A[k * lda + i] : A[i * lda + k]) * (tb ? B[j * ldb + k] : B[k * ldb + j]);
                 s += p;
