@@ -17,16 +17,26 @@ namespace normad::models {
 
 namespace {
 
-constexpr int64_t kRowBlock = 1024;  // rows converted to double at a time
+constexpr int64_t kRowBlock = 1000;  // rows converted to double at a time
 constexpr int64_t kColBlock = 64;    // columns of L⁻¹ per parallel task
-constexpr int64_t kSyrkBlock = 128;  // columns of Σ y yᵀ per parallel task
-constexpr int64_t kPBlock = 128;     // tiles of the precision P = L⁻ᵀ L⁻¹ per parallel task
+constexpr int64_t kSyrkBlock = 128;  // rows of Σ y yᵀ per parallel task
+constexpr int64_t kPBlock = 128;     // rows of the precision P = L⁻ᵀ L⁻¹ per parallel task
 
 void require(bool ok, const std::string& msg) { check(ok, "gaussian-ad", msg); }
 
+// An uninitialised [rows, cols] matrix in 2 MiB pages where the kernel allows (tensor/tensor.h):
+// the fit's [p, p] matrices are 25 MB at p = 1792, and their 4 KiB page faults took a third of it.
+Eigen::MatrixXd big_matrix(int64_t rows, int64_t cols) {
+  Eigen::MatrixXd m(rows, cols);
+  prefer_huge_pages(m.data(), sizeof(double) * size_t(m.size()));
+  return m;
+}
+
 Eigen::MatrixXd to_double(const float* rows, int64_t n, int64_t p) {
   using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  return Eigen::Map<const RowMajor>(rows, n, p).cast<double>();
+  Eigen::MatrixXd m = big_matrix(n, p);
+  m = Eigen::Map<const RowMajor>(rows, n, p).cast<double>();
+  return m;
 }
 
 Tensor to_tensor(const Eigen::MatrixXd& m) {  // [rows, cols] float32, row-major
@@ -34,6 +44,19 @@ Tensor to_tensor(const Eigen::MatrixXd& m) {  // [rows, cols] float32, row-major
   for (int64_t i = 0; i < m.rows(); ++i)
     for (int64_t j = 0; j < m.cols(); ++j) t.data()[i * m.cols() + j] = float(m(i, j));
   return t;
+}
+
+// m's strict upper triangle from its lower one, in 64 x 64 tiles (the strided reads stay in cache);
+// a [1792, 1792] matrix is 25 MB, so no copy of it is made.
+void mirror_lower(Eigen::MatrixXd& m) {
+  const int64_t p = m.rows();
+  constexpr int64_t kTile = 64;
+  parallel_for((p + kTile - 1) / kTile, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t jb = b0; jb < b1; ++jb)  // columns j of the upper triangle: rows i < j
+      for (int64_t i0 = 0; i0 <= jb * kTile; i0 += kTile)
+        for (int64_t j = jb * kTile; j < std::min(p, (jb + 1) * kTile); ++j)
+          for (int64_t i = i0; i < std::min(j, i0 + kTile); ++i) m(i, j) = m(j, i);
+  });
 }
 
 Tensor to_tensor(const Eigen::VectorXd& v) {
@@ -47,9 +70,10 @@ Tensor to_tensor(const Eigen::VectorXd& v) {
 // ---- streaming moments ----
 
 MomentSums::MomentSums(int64_t p)
-    : p_(p), s1_(Eigen::VectorXd::Zero(p)), s3_(Eigen::VectorXd::Zero(p)),
-      s2_(Eigen::MatrixXd::Zero(p, p)) {
+    : p_(p), s1_(Eigen::VectorXd::Zero(p)), s3_(Eigen::VectorXd::Zero(p)) {
   require(p > 0, "a feature level needs at least one column");
+  s2_ = big_matrix(p, p);
+  s2_.setZero();
 }
 
 void MomentSums::add(const float* rows, int64_t n) {
@@ -79,17 +103,19 @@ void MomentSums::add_block(const Eigen::MatrixXd& y) {
   s1_ += y.colwise().sum().transpose();
   s3_ += y.transpose() * sq;
   s4_ += sq.squaredNorm();
-  // Lower triangle of Σ y yᵀ, one column block per task: each entry has one owner, so the sums
-  // do not depend on the thread count.
+  // Lower triangle of Σ y yᵀ, one row block per task: each entry has one owner, so the sums do
+  // not depend on the thread count.
   const int64_t nb = (p_ + kSyrkBlock - 1) / kSyrkBlock;
-  // Block j: s2[j:, j:j+w] += y[:, j:]ᵀ y[:, j:j+w], one call of the GEMM engine (OpenBLAS's dgemm
-  // where normad's float products use OpenBLAS: 1.6x Eigen's on this shape).
+  // Block j: s2[j:j+w, :j+w] += y[:, j:j+w]ᵀ y[:, :j+w] (the diagonal square whole, its upper half
+  // unused), one call of the GEMM engine. By rows rather than columns: the native engine then
+  // reads the j + w columns of y in place and transposes only the w of the block (by columns it
+  // transposed all p − j: 64 -> 100 GFLOP/s on one Zen 5 core, Eigen 65).
   const int64_t m = y.rows();
   parallel_for(nb, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t j = b * kSyrkBlock, w = std::min(kSyrkBlock, p_ - j);
       const double* yj = y.data() + j * m;  // column j of y (column-major, leading dimension m)
-      cpu::gemm_f64(s2_.data() + j + j * p_, p_, yj, m, yj, m, p_ - j, w, m, /*trans_a=*/true,
+      cpu::gemm_f64(s2_.data() + j, p_, yj, m, y.data(), m, w, j + w, m, /*trans_a=*/true,
                     /*trans_b=*/false, /*accumulate=*/true);
     }
   });
@@ -145,16 +171,21 @@ Eigen::VectorXd MomentSums::mean() const {
 Eigen::MatrixXd MomentSums::covariance() const {
   require(n_ > 0, "no rows were added");
   const Eigen::VectorXd mu = s1_ / double(n_);  // mean of y
-  Eigen::MatrixXd s = s2_.selfadjointView<Eigen::Lower>();
-  s /= double(n_);
-  s.noalias() -= mu * mu.transpose();
+  // S = S2 / n − μ μᵀ on the lower triangle (one pass over S2, no temporary), then mirrored
+  Eigen::MatrixXd s = big_matrix(p_, p_);
+  const double n = double(n_);
+  parallel_for(p_, 16, [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j)
+      for (int64_t i = j; i < p_; ++i) s(i, j) = s2_(i, j) / n - mu(i) * mu(j);
+  });
+  mirror_lower(s);
   return s;
 }
 
 LedoitWolf MomentSums::ledoit_wolf() const {
   LedoitWolf lw;
   lw.mean = mean();
-  const Eigen::MatrixXd s = covariance();
+  Eigen::MatrixXd s = covariance();  // becomes Σ_LW in place
   const double n = double(n_), p = double(p_);
   lw.scale = s.trace() / p;
   if (p_ == 1) {  // scikit-learn: no shrinkage for a single feature
@@ -167,17 +198,34 @@ LedoitWolf MomentSums::ledoit_wolf() const {
   const Eigen::VectorXd s2_mu = s2_.selfadjointView<Eigen::Lower>() * mu;
   const double sum_b2 = mu.dot(s2_mu), sum_ab = s3_.dot(mu), sum_a = s2_.trace();
   const double fourth = s4_ + 4 * sum_b2 - 4 * sum_ab + 2 * c * sum_a - 3 * n * c * c;
-  const double frob = s.squaredNorm();  // ||S||_F²
+  // ||S||_F² and ||S − mI||²_F in one pass (no copy of S), column sums added in column order
   const double m = lw.scale;
-  Eigen::MatrixXd target_gap = s;
-  target_gap.diagonal().array() -= m;
-  const double delta = target_gap.squaredNorm() / p;  // ||S − mI||²_F / p, never negative
+  std::vector<double> column_frob(static_cast<size_t>(p_)), column_gap(static_cast<size_t>(p_));
+  parallel_for(p_, 16, [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j) {
+      double f = 0, g = 0;
+      for (int64_t i = 0; i < p_; ++i) {
+        const double v = s(i, j), d = i == j ? v - m : v;
+        f += v * v;
+        g += d * d;
+      }
+      column_frob[size_t(j)] = f;
+      column_gap[size_t(j)] = g;
+    }
+  });
+  double frob = 0, gap = 0;
+  for (int64_t j = 0; j < p_; ++j) {
+    frob += column_frob[size_t(j)];
+    gap += column_gap[size_t(j)];
+  }
+  const double delta = gap / p;  // ||S − mI||²_F / p, never negative
   // β is a sum of squares; the streaming expansion can leave ±1e-16 where it is exactly 0 (n = 2).
   double beta = std::max(0.0, (fourth / n - frob) / (n * p));
   beta = std::min(beta, delta);
   lw.shrinkage = beta == 0 ? 0.0 : beta / delta;  // scikit-learn's rule
-  lw.covariance = (1 - lw.shrinkage) * s;
-  lw.covariance.diagonal().array() += lw.shrinkage * m;
+  s *= 1 - lw.shrinkage;
+  s.diagonal().array() += lw.shrinkage * m;
+  lw.covariance = std::move(s);
   return lw;
 }
 
@@ -189,41 +237,39 @@ Whitening whitening(const LedoitWolf& lw, double rcond) {
   Whitening w;
   if (lw.shrinkage > rcond * double(p) && lw.scale > 0) {
     // L: the Cholesky factor, zero above the diagonal (LAPACK's dpotrf under OpenBLAS, else Eigen)
-    Eigen::MatrixXd L = cov;
+    Eigen::MatrixXd L = big_matrix(p, p);
+    L = cov;
     if (cpu::cholesky_f64(L.data(), p)) {
       L.triangularView<Eigen::StrictlyUpper>().setZero();
       // L⁻¹ one column block per task (L X = I[:, j..j+w): rows above j are zero), then P = L⁻ᵀ L⁻¹
       // by tiles (below). Each entry has one owner, so the result does not depend on the thread count.
       const int64_t nb = (p + kColBlock - 1) / kColBlock;
-      w.whiten = Eigen::MatrixXd::Zero(p, p);
+      w.whiten = big_matrix(p, p);  // each task writes its columns whole: zeros above row j, X below
       parallel_for(nb, 1, [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
           const int64_t j = b * kColBlock, c = std::min(kColBlock, p - j);
-          Eigen::MatrixXd x = Eigen::MatrixXd::Identity(p - j, c);
+          w.whiten.block(0, j, j, c).setZero();
+          auto x = w.whiten.block(j, j, p - j, c);
+          x.setIdentity();
           L.bottomRightCorner(p - j, p - j).triangularView<Eigen::Lower>().solveInPlace(x);
-          w.whiten.block(j, j, p - j, c) = x;
         }
       });
-      // Lower triangle only: P[r, c] = Σ_{i >= max(r, c)} W[i, r] W[i, c], then mirrored. By tiles of
-      // kPBlock: tile (r0, j), r0 >= j, is P[r0:r0+h, j:j+c] = W[r0:, r0:r0+h]ᵀ W[r0:, j:j+c], the sum
+      // Lower triangle only: P[r, c] = Σ_{i >= max(r, c)} W[i, r] W[i, c], then mirrored. By row
+      // blocks of kPBlock: block r0 is P[r0:r0+h, :r0+h] = W[r0:, r0:r0+h]ᵀ W[r0:, :r0+h], the sum
       // starting at row r0 because W's column r is zero above row r (half the work of summing from
-      // row j), one call of the GEMM engine per tile.
-      w.precision = Eigen::MatrixXd::Zero(p, p);
+      // row 0), one call of the GEMM engine per block (by rows for the reason of the SYRK above).
+      w.precision = big_matrix(p, p);  // every entry of the lower triangle is stored, the rest mirrored
       const int64_t pb = (p + kPBlock - 1) / kPBlock;
-      std::vector<std::pair<int64_t, int64_t>> tiles;  // (row block, column block), row >= column
-      for (int64_t cb = 0; cb < pb; ++cb)
-        for (int64_t rb = cb; rb < pb; ++rb) tiles.emplace_back(rb, cb);
-      parallel_for(int64_t(tiles.size()), 1, [&](int64_t t0, int64_t t1) {
-        for (int64_t t = t0; t < t1; ++t) {
-          const int64_t r0 = tiles[t].first * kPBlock, j = tiles[t].second * kPBlock;
-          const int64_t h = std::min(kPBlock, p - r0), c = std::min(kPBlock, p - j);
+      parallel_for(pb, 1, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+          const int64_t r0 = b * kPBlock, h = std::min(kPBlock, p - r0);
           const double* wr = w.whiten.data() + r0 + r0 * p;  // W[r0:, r0:r0+h], leading dimension p
-          const double* wj = w.whiten.data() + r0 + j * p;   // W[r0:, j:j+c]
-          cpu::gemm_f64(w.precision.data() + r0 + j * p, p, wr, p, wj, p, h, c, p - r0, /*trans_a=*/true,
+          const double* w0 = w.whiten.data() + r0;           // W[r0:, :r0+h]
+          cpu::gemm_f64(w.precision.data() + r0, p, wr, p, w0, p, h, r0 + h, p - r0, /*trans_a=*/true,
                         /*trans_b=*/false, /*accumulate=*/false);
         }
       });
-      w.precision = w.precision.selfadjointView<Eigen::Lower>();
+      mirror_lower(w.precision);
       w.cholesky = true;
       return w;
     }
@@ -296,12 +342,12 @@ namespace {
 GaussianLevel make_level(const LedoitWolf& lw, const Projection* pr, const Eigen::VectorXd& pca_mean,
                          double rcond) {
   GaussianLevel lv;
-  const Whitening w = whitening(lw, rcond);
+  Whitening w = whitening(lw, rcond);  // its matrices move into the level
   lv.reduced = lw.mean.size();
   lv.shrinkage = lw.shrinkage;
   lv.dropped = w.dropped;
   lv.mean = lw.mean;
-  lv.precision = w.precision;
+  lv.precision = std::move(w.precision);
   if (pr) {
     // g = C (x − μ_pca); M = ||W (g − μ_g)|| = ||W C (x − μ_pca − Cᵀ μ_g)|| (C has orthonormal rows).
     lv.dim = pr->components.cols();
@@ -311,7 +357,7 @@ GaussianLevel make_level(const LedoitWolf& lw, const Projection* pr, const Eigen
   } else {
     lv.dim = lv.reduced;
     lv.center = lw.mean;
-    lv.whiten = w.whiten;
+    lv.whiten = std::move(w.whiten);
     lv.lower = w.cholesky;
   }
   return lv;
@@ -335,11 +381,15 @@ void GaussianFitter::add(const std::vector<Tensor>& feats) {
   require(feats.size() == dims_.size(), "expected " + std::to_string(dims_.size()) +
                                             " feature levels, got " + std::to_string(feats.size()));
   const int64_t b = feats[0].dim() == 2 ? feats[0].size(0) : -1;
+  // every level checked before any is added: a bad level leaves the fitter as it was
   for (size_t l = 0; l < feats.size(); ++l) {
     const Tensor& f = feats[l];
     require(f.dim() == 2 && f.size(0) == b && f.size(1) == dims_[l],
             "level " + std::to_string(l) + " features have shape " + shape_str(f.shape()) +
                 ", expected [" + std::to_string(b) + ", " + std::to_string(dims_[l]) + "]");
+  }
+  for (size_t l = 0; l < feats.size(); ++l) {
+    const Tensor& f = feats[l];
     sums_[l].add(f.data(), b);
     if (!held_.empty()) held_[l].insert(held_[l].end(), f.data(), f.data() + f.numel());
   }
@@ -358,13 +408,16 @@ void round_to_float(GaussianLevel& lv) {
 }  // namespace
 
 GaussianAd GaussianFitter::finish(Communicator* comm) const {
-  // A sharded fit: every rank's sums summed (on copies: finish() leaves the fitter as it was).
-  std::vector<MomentSums> sums = sums_;
-  int64_t n_all = n_;
-  if (comm && comm->size() > 1) {
-    for (MomentSums& m : sums) m.all_reduce(*comm);
-    n_all = sums[0].count();
+  // A sharded fit: every rank's sums summed (on copies: finish() leaves the fitter as it was). One
+  // process reads its own sums (each level's S2 is 25 MB at p = 1792).
+  std::vector<MomentSums> reduced;
+  const bool sharded = comm && comm->size() > 1;
+  if (sharded) {
+    reduced = sums_;
+    for (MomentSums& m : reduced) m.all_reduce(*comm);
   }
+  const std::vector<MomentSums>& sums = sharded ? reduced : sums_;
+  const int64_t n_all = sharded ? sums[0].count() : n_;
   require(n_all >= 1, "no training rows");
   require(n_all >= 2, "need at least 2 training rows for a covariance, got 1");
   GaussianAd model;

@@ -69,5 +69,9 @@ bool openblas_built_in();
 // C[M, N] = column_bias + op(A) op(B), or += when acc (column_bias [N] or null: none).
 void native_sgemm(float* c, int64_t ldc, const float* a, int64_t lda, const float* b, int64_t ldb, int64_t M,
                   int64_t N, int64_t K, bool ta, bool tb, bool acc, const float* column_bias = nullptr);
+// The same in double (gemm_f64 under the native engine): C = op(A) op(B) (acc 0), C += (acc 1),
+// C -= (acc -1).
+void native_dgemm(double* c, int64_t ldc, const double* a, int64_t lda, const double* b, int64_t ldb, int64_t M,
+                  int64_t N, int64_t K, bool ta, bool tb, int acc);
 
 }  // namespace normad::cpu

@@ -224,6 +224,12 @@ using CColMapD = Eigen::Map<const Eigen::MatrixXd, 0, OStride>;
 void gemm_f64_block(GemmEngine engine, double* c, int64_t ldc, const double* a, int64_t lda, const double* b,
                     int64_t ldb, int64_t M, int64_t N, int64_t K, bool ta, bool tb, int acc) {
   if (M == 0 || N == 0) return;
+  if (engine == GemmEngine::native) {
+    // column-major C = op(A) op(B) is row-major Cᵀ = op(B)ᵀ op(A)ᵀ on the same memory, and a
+    // column-major operand read row-major is its transpose: B first, transposed as B was.
+    native_dgemm(c, ldc, b, ldb, a, lda, N, M, K, tb, ta, acc);
+    return;
+  }
 #ifdef NORMAD_HAS_OPENBLAS
   // beta = 0 overwrites C without reading it (C may be uninitialised)
   if (engine == GemmEngine::openblas && std::max({M, N, K, lda, ldb, ldc}) <= int64_t(INT_MAX)) {

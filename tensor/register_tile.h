@@ -24,12 +24,24 @@ constexpr int kMaxFV = 2;     // tile 6 x 2: 12 sums + 2 weights
 #endif
 constexpr int kTileP = 6;
 static_assert(kMaxFV <= 4, "the tile switches dispatch 1 to 4 vectors of lanes");
-typedef float vecf __attribute__((vector_size(kVec * sizeof(float))));
-// the same, at any float address (packed weights and results are not vector-aligned)
-typedef float vecf_unaligned __attribute__((vector_size(kVec * sizeof(float)), aligned(4)));
+constexpr int64_t kVecBytes = kVec * int64_t(sizeof(float));
+// One vector register of T (float: kVec lanes, double: half as many), and the same type at any T
+// address (packed weights and results are not vector-aligned).
+template <class T>
+struct simd {
+  static constexpr int64_t lanes = kVecBytes / int64_t(sizeof(T));
+  typedef T vec __attribute__((vector_size(kVecBytes)));
+  typedef T vec_unaligned __attribute__((vector_size(kVecBytes), aligned(sizeof(T))));
+};
+typedef simd<float>::vec vecf;
+typedef simd<float>::vec_unaligned vecf_unaligned;
 
-// n rounded up to whole vectors (the filters of the forward, the channels of the input gradient).
-inline int64_t whole_vectors(int64_t n) { return (n + kVec - 1) / kVec * kVec; }
+// n rounded up to whole vectors of T (the filters of the forward, the channels of the input gradient).
+template <class T = float>
+inline int64_t whole_vectors(int64_t n) {
+  constexpr int64_t L = simd<T>::lanes;
+  return (n + L - 1) / L * L;
+}
 
 #if defined(__AVX512F__)
 // r[j][i] = r[i][j] for a 16 x 16 block in registers: pairs of rows interleaved by floats, then by
@@ -62,9 +74,21 @@ inline void transpose16(__m512 r[16]) {
 }
 #endif
 
-// dst[j ldd + i] = src[i lds + j] for i < rows, j < cols: a transposed copy. With AVX-512 in 16 x 16
-// blocks through registers (masked at the edges); the strided scalar copy took half as long as the
-// multiply-adds of the Omniglot net's 64 -> 64 layer.
+// dst[j ldd + i] = src[i lds + j] for i < rows, j < cols: a transposed copy of any element type, in
+// 8 x 8 blocks (the native double GEMM's transposed operands).
+template <class T>
+inline void transpose_copy(T* dst, int64_t ldd, const T* src, int64_t lds, int64_t rows, int64_t cols) {
+  for (int64_t i0 = 0; i0 < rows; i0 += 8)
+    for (int64_t j0 = 0; j0 < cols; j0 += 8) {
+      const int64_t i1 = std::min<int64_t>(i0 + 8, rows), j1 = std::min<int64_t>(j0 + 8, cols);
+      for (int64_t j = j0; j < j1; ++j)
+        for (int64_t i = i0; i < i1; ++i) dst[j * ldd + i] = src[i * lds + j];
+    }
+}
+
+// The same for floats (preferred over the template): with AVX-512 in 16 x 16 blocks through
+// registers (masked at the edges); the strided scalar copy took half as long as the multiply-adds
+// of the Omniglot net's 64 -> 64 layer.
 inline void transpose_copy(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t rows, int64_t cols) {
 #if defined(__AVX512F__)
   for (int64_t i0 = 0; i0 < rows; i0 += 16) {
@@ -85,40 +109,43 @@ inline void transpose_copy(float* dst, int64_t ldd, const float* src, int64_t ld
 #endif
 }
 
-// rows[p][0 .. FV kVec) (+)= for the first m of the tile's kTileP rows (row pointers px: a
-// convolution's pixel windows, a GEMM's rows of A; past m they repeat the last one and their sums
-// are dropped), wb the packed block of lanes [taps][C][FV kVec] (filters, channels, columns of B):
-// sum over taps t and depth c of px[p][tap_off[t] + c] wb[t][c][lane], in that order, started from
-// init[lane] (FV kVec floats: a GEMM's bias per column) or from 0 (init null).
-template <int FV, bool Add>
-inline void register_tile(float* const* rows, const float* const* px, int64_t m, const float* wb,
-                          const int64_t* tap_off, int64_t taps, int64_t C, const float* init) {
+// rows[p][0 .. FV L) (+)= for the first m of the tile's kTileP rows (L = simd<T>::lanes; row
+// pointers px: a convolution's pixel windows, a GEMM's rows of A; past m they repeat the last one
+// and their sums are dropped), wb the packed block of lanes [taps][C][FV L] (filters, channels,
+// columns of B): sum over taps t and depth c of px[p][tap_off[t] + c] wb[t][c][lane], in that
+// order, started from init[lane] (FV L values: a GEMM's bias per column) or from 0 (init null).
+// T is float (the convolutions, the SGEMM) or double (the native engine's DGEMM).
+template <int FV, bool Add, class T>
+inline void register_tile(T* const* rows, const T* const* px, int64_t m, const T* wb, const int64_t* tap_off,
+                          int64_t taps, int64_t C, const T* init) {
+  using vec = typename simd<T>::vec;
+  using vec_unaligned = typename simd<T>::vec_unaligned;
   // sums and weights are named registers only when every loop over them is unrolled (GCC kept
   // the arrays on the stack otherwise: 3x slower)
-  vecf acc[kTileP][FV];
+  vec acc[kTileP][FV];
 #pragma GCC unroll 8
   for (int p = 0; p < kTileP; ++p)
 #pragma GCC unroll 4
-    for (int v = 0; v < FV; ++v) acc[p][v] = init ? reinterpret_cast<const vecf_unaligned*>(init)[v] : vecf{};
+    for (int v = 0; v < FV; ++v) acc[p][v] = init ? reinterpret_cast<const vec_unaligned*>(init)[v] : vec{};
   for (int64_t t = 0; t < taps; ++t) {
-    const vecf_unaligned* wt = reinterpret_cast<const vecf_unaligned*>(wb + t * C * FV * kVec);
-    const float* q[kTileP];
+    const vec_unaligned* wt = reinterpret_cast<const vec_unaligned*>(wb + t * C * FV * simd<T>::lanes);
+    const T* q[kTileP];
 #pragma GCC unroll 8
     for (int p = 0; p < kTileP; ++p) q[p] = px[p] + tap_off[t];
     for (int64_t c = 0; c < C; ++c, wt += FV) {
-      vecf wv[FV];
+      vec wv[FV];
 #pragma GCC unroll 4
       for (int v = 0; v < FV; ++v) wv[v] = wt[v];
 #pragma GCC unroll 8
       for (int p = 0; p < kTileP; ++p) {
-        const float xv = q[p][c];
+        const T xv = q[p][c];
 #pragma GCC unroll 4
         for (int v = 0; v < FV; ++v) acc[p][v] += xv * wv[v];
       }
     }
   }
   for (int64_t p = 0; p < m; ++p) {
-    vecf_unaligned* out = reinterpret_cast<vecf_unaligned*>(rows[p]);
+    vec_unaligned* out = reinterpret_cast<vec_unaligned*>(rows[p]);
 #pragma GCC unroll 4
     for (int v = 0; v < FV; ++v) {
       if constexpr (Add) out[v] += acc[p][v];
@@ -128,15 +155,15 @@ inline void register_tile(float* const* rows, const float* const* px, int64_t m,
 }
 
 // The tile above for fv = 1 .. kMaxFV vectors of lanes, storing (add false) or adding to the rows.
-inline void register_tile_fv(int fv, bool add, float* const* rows, const float* const* px, int64_t m,
-                             const float* wb, const int64_t* tap_off, int64_t taps, int64_t C,
-                             const float* init = nullptr) {
+template <class T>
+inline void register_tile_fv(int fv, bool add, T* const* rows, const T* const* px, int64_t m, const T* wb,
+                             const int64_t* tap_off, int64_t taps, int64_t C, const T* init = nullptr) {
   auto run = [&]<bool Add>() {
     switch (fv) {  // fv <= kMaxFV
-      case 1: return register_tile<1, Add>(rows, px, m, wb, tap_off, taps, C, init);
-      case 2: return register_tile<2, Add>(rows, px, m, wb, tap_off, taps, C, init);
-      case 3: return register_tile<3, Add>(rows, px, m, wb, tap_off, taps, C, init);
-      default: return register_tile<4, Add>(rows, px, m, wb, tap_off, taps, C, init);
+      case 1: return register_tile<1, Add, T>(rows, px, m, wb, tap_off, taps, C, init);
+      case 2: return register_tile<2, Add, T>(rows, px, m, wb, tap_off, taps, C, init);
+      case 3: return register_tile<3, Add, T>(rows, px, m, wb, tap_off, taps, C, init);
+      default: return register_tile<4, Add, T>(rows, px, m, wb, tap_off, taps, C, init);
     }
   };
   if (add) run.template operator()<true>();

@@ -1,12 +1,16 @@
-// normad's own single-threaded SGEMM, the "native" GEMM engine (tensor/gemm.h): the register tile
-// of the implicit convolutions (tensor/register_tile.h, 6 rows x 4 vectors of 16 columns on
-// AVX-512) over operands packed in cache-sized blocks, as BLIS and OpenBLAS block theirs.
-// Math: C[M, N] (+)= bias[N] + op(A) op(B); each depth block (<= 384 terms) one chain of
-// multiply-adds over k in order, the first started from its column's bias, the blocks added into C
-// one after another (gemm() may split a deep product further and add the chunks in order).
+// normad's own single-threaded GEMM, the "native" engine (tensor/gemm.h), in float (SGEMM) and
+// double (DGEMM, Gaussian-AD's moments and precision): the register tile of the implicit
+// convolutions (tensor/register_tile.h, 6 rows x 4 vectors of 16 floats or 8 doubles on AVX-512)
+// over operands packed in cache-sized blocks, as BLIS and OpenBLAS block theirs.
+// Math: C[M, N] (+)= bias[N] + op(A) op(B), or C -= op(A) op(B); each depth block (<= 384 terms)
+// one chain of multiply-adds over k in order, the first started from its column's bias, the blocks
+// added into C one after another (gemm() may split a deep product further and add the chunks in
+// order). Subtraction packs B negated (exact), so C -= AB rounds as C += A(-B).
 // Tested by tests/test_ops.cpp: gemm under each engine against a plain triple loop (all four
 // transpositions, accumulate, edges of every block: M, N, K not multiples of the tile or the
-// blocks), 1 vs 2 threads, and the models' tests run on it wherever it is the automatic engine.
+// blocks), native_sgemm and native_dgemm directly on strided operands, gemm_f64 (store, add,
+// subtract) and cholesky_f64 under each engine, 1 vs 2 threads, and the models' tests run on it
+// wherever it is the automatic engine.
 //
 // Blocking (L1 48 KiB and L2 1 MiB on the Zen 5 machine this was tuned on):
 //   for each block of kColumnBlock columns of C (jc):
@@ -15,8 +19,8 @@
 //       for each block of kRowBlock rows (ic):
 //         A's rows: read in place when A is stored [M, K]; transposed into [rows][depth] when [K, M]
 //         for each panel: for each 6 rows: the register tile sums the depth block into C
-// A panel (depth x 64 floats, <= 96 KiB) is read from L2 by every tile of the row block; the row
-// block of A (96 x depth floats, <= 144 KiB) from L2 by every panel.
+// A panel (depth x 64 floats or 32 doubles, <= 96 KiB) is read from L2 by every tile of the row
+// block; the row block of A (96 x depth values, <= 288 KiB) from L2 by every panel.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -28,7 +32,9 @@ namespace normad::cpu {
 
 namespace {
 
-constexpr int64_t kPanel = kMaxFV * kVec;  // columns per packed panel of B (64 on AVX-512)
+// columns per packed panel of B (64 floats or 32 doubles on AVX-512)
+template <class T>
+constexpr int64_t kPanel = kMaxFV * simd<T>::lanes;
 // Swept on the bench gemm/ shapes (one Zen 5 core): depth 256 / 384 / 512, columns 256 / 640, rows
 // 96 / 192 all within ~5% on the untransposed products; 512-deep blocks lost 10-20% on the
 // transposed-A ones, 640 columns (all of ACR-NTL's 570 in one block: A transposed once) gained ~7%.
@@ -38,21 +44,98 @@ constexpr int64_t kRowBlock = 96;
 
 // dst [depth][panel width] panels for columns j0 .. j0 + cols of op(B), depth k0 .. k0 + depth:
 // panel q holds columns q kPanel .. + width (width = whole vectors), starting at q kPanel depth;
-// columns past `cols` are zero.
-void pack_b(float* dst, const float* b, int64_t ldb, bool tb, int64_t k0, int64_t depth, int64_t j0,
-            int64_t cols) {
-  for (int64_t q0 = 0; q0 < cols; q0 += kPanel) {
-    const int64_t width = std::min(kPanel, whole_vectors(cols - q0)), valid = std::min(width, cols - q0);
-    float* panel = dst + q0 * depth;
+// columns past `cols` are zero; negated when `negate` (C -= AB).
+template <class T>
+void pack_b(T* dst, const T* b, int64_t ldb, bool tb, int64_t k0, int64_t depth, int64_t j0, int64_t cols,
+            bool negate) {
+  for (int64_t q0 = 0; q0 < cols; q0 += kPanel<T>) {
+    const int64_t width = std::min(kPanel<T>, whole_vectors<T>(cols - q0)), valid = std::min(width, cols - q0);
+    T* panel = dst + q0 * depth;
     if (!tb) {  // B [K, N]: each depth row of the panel is a contiguous run of row k of B
       for (int64_t k = 0; k < depth; ++k) {
-        const float* src = b + (k0 + k) * ldb + j0 + q0;
+        const T* src = b + (k0 + k) * ldb + j0 + q0;
         std::copy(src, src + valid, panel + k * width);
-        std::fill(panel + k * width + valid, panel + (k + 1) * width, 0.f);
+        std::fill(panel + k * width + valid, panel + (k + 1) * width, T(0));
       }
     } else {  // B stored [N, K]: the panel is the transpose of `valid` rows of it
-      if (valid < width) std::fill(panel, panel + depth * width, 0.f);
+      if (valid < width) std::fill(panel, panel + depth * width, T(0));
       transpose_copy(panel, width, b + (j0 + q0) * ldb + k0, ldb, valid, depth);
+    }
+    if (negate)
+      for (int64_t i = 0; i < depth * width; ++i) panel[i] = -panel[i];
+  }
+}
+
+// acc: 0 stores C, 1 adds to it, -1 subtracts from it (bias only with 0 or 1).
+template <class T>
+void native_gemm(T* c, int64_t ldc, const T* a, int64_t lda, const T* b, int64_t ldb, int64_t M, int64_t N,
+                 int64_t K, bool ta, bool tb, int acc, const T* column_bias) {
+  constexpr int64_t kLanes = simd<T>::lanes, kWidth = kPanel<T>;
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {  // an empty sum: C = bias (or 0), or C + bias (or unchanged) when accumulating
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j)
+        c[i * ldc + j] = (acc ? c[i * ldc + j] : T(0)) + (column_bias ? column_bias[j] : T(0));
+    return;
+  }
+  // the bias zero-padded to whole vectors: the tiles of the first depth block start from it
+  thread_local std::vector<T> bias_padded;
+  if (column_bias) {
+    bias_padded.assign(whole_vectors<T>(N), T(0));
+    std::copy(column_bias, column_bias + N, bias_padded.begin());
+  }
+  // the depth in equal blocks of at most kDepthBlock (570 -> 2 x 285, not 384 + 186)
+  const int64_t depth_blocks = (K + kDepthBlock - 1) / kDepthBlock;
+  const int64_t depth_step = (K + depth_blocks - 1) / depth_blocks;
+  thread_local std::vector<T> b_packed, a_packed;  // reused across calls on this thread
+  b_packed.resize(std::max<size_t>(b_packed.size(), depth_step * whole_vectors<T>(std::min(N, kColumnBlock))));
+  if (ta) a_packed.resize(std::max<size_t>(a_packed.size(), kRowBlock * depth_step));
+  alignas(64) T edge[kTileP * kWidth];  // a tile's sums where its panel runs past N
+
+  for (int64_t j0 = 0; j0 < N; j0 += kColumnBlock) {
+    const int64_t cols = std::min(kColumnBlock, N - j0);
+    for (int64_t k0 = 0; k0 < K; k0 += depth_step) {
+      const int64_t depth = std::min(depth_step, K - k0);
+      pack_b(b_packed.data(), b, ldb, tb, k0, depth, j0, cols, acc < 0);
+      // the first depth block stores into C (unless accumulating), the later ones add to it
+      const bool add = acc || k0 > 0;
+      for (int64_t i0 = 0; i0 < M; i0 += kRowBlock) {
+        const int64_t rows = std::min(kRowBlock, M - i0);
+        // row r of this block of op(A), depth k0 ..: in place, or transposed into a_packed
+        const T* a_rows = a + i0 * lda + k0;
+        int64_t a_ld = lda;
+        if (ta) {
+          transpose_copy(a_packed.data(), depth, a + k0 * lda + i0, lda, depth, rows);
+          a_rows = a_packed.data();
+          a_ld = depth;
+        }
+        for (int64_t q0 = 0; q0 < cols; q0 += kWidth) {
+          const int64_t width = std::min(kWidth, whole_vectors<T>(cols - q0)), valid = std::min(width, cols - q0);
+          const int fv = int(width / kLanes);
+          const T* panel = b_packed.data() + q0 * depth;
+          const T* init = column_bias && k0 == 0 ? bias_padded.data() + j0 + q0 : nullptr;
+          const int64_t tap0 = 0;
+          for (int64_t p0 = 0; p0 < rows; p0 += kTileP) {
+            const int64_t m = std::min<int64_t>(kTileP, rows - p0);
+            const T* px[kTileP];
+            T* out[kTileP];
+            for (int64_t p = 0; p < kTileP; ++p) {
+              const int64_t r = p0 + std::min(p, m - 1);  // past m: the last row again, not stored
+              px[p] = a_rows + r * a_ld;
+              out[p] = valid == width ? c + (i0 + r) * ldc + j0 + q0 : edge + p * kWidth;
+            }
+            if (valid == width) {
+              register_tile_fv(fv, add, out, px, m, panel, &tap0, 1, depth, init);
+            } else {  // the last panel of a row of C: sums to `edge`, then its valid columns to C
+              register_tile_fv(fv, false, out, px, m, panel, &tap0, 1, depth, init);
+              for (int64_t p = 0; p < m; ++p) {
+                T* dst = c + (i0 + p0 + p) * ldc + j0 + q0;
+                for (int64_t j = 0; j < valid; ++j) dst[j] = add ? dst[j] + edge[p * kWidth + j] : edge[p * kWidth + j];
+              }
+            }
+          }
+        }
+      }
     }
   }
 }
@@ -61,73 +144,12 @@ void pack_b(float* dst, const float* b, int64_t ldb, bool tb, int64_t k0, int64_
 
 void native_sgemm(float* c, int64_t ldc, const float* a, int64_t lda, const float* b, int64_t ldb, int64_t M,
                   int64_t N, int64_t K, bool ta, bool tb, bool acc, const float* column_bias) {
-  if (M <= 0 || N <= 0) return;
-  if (K <= 0) {  // an empty sum: C = bias (or 0), or C + bias (or unchanged) when accumulating
-    for (int64_t i = 0; i < M; ++i)
-      for (int64_t j = 0; j < N; ++j)
-        c[i * ldc + j] = (acc ? c[i * ldc + j] : 0.f) + (column_bias ? column_bias[j] : 0.f);
-    return;
-  }
-  // the bias zero-padded to whole vectors: the tiles of the first depth block start from it
-  thread_local std::vector<float> bias_padded;
-  if (column_bias) {
-    bias_padded.assign(whole_vectors(N), 0.f);
-    std::copy(column_bias, column_bias + N, bias_padded.begin());
-  }
-  // the depth in equal blocks of at most kDepthBlock (570 -> 2 x 285, not 384 + 186)
-  const int64_t depth_blocks = (K + kDepthBlock - 1) / kDepthBlock;
-  const int64_t depth_step = (K + depth_blocks - 1) / depth_blocks;
-  thread_local std::vector<float> b_packed, a_packed;  // reused across calls on this thread
-  b_packed.resize(std::max<size_t>(b_packed.size(), depth_step * whole_vectors(std::min(N, kColumnBlock))));
-  if (ta) a_packed.resize(std::max<size_t>(a_packed.size(), kRowBlock * depth_step));
-  alignas(64) float edge[kTileP * kPanel];  // a tile's sums where its panel runs past N
+  native_gemm<float>(c, ldc, a, lda, b, ldb, M, N, K, ta, tb, acc ? 1 : 0, column_bias);
+}
 
-  for (int64_t j0 = 0; j0 < N; j0 += kColumnBlock) {
-    const int64_t cols = std::min(kColumnBlock, N - j0);
-    for (int64_t k0 = 0; k0 < K; k0 += depth_step) {
-      const int64_t depth = std::min(depth_step, K - k0);
-      pack_b(b_packed.data(), b, ldb, tb, k0, depth, j0, cols);
-      // the first depth block stores into C (unless accumulating), the later ones add to it
-      const bool add = acc || k0 > 0;
-      for (int64_t i0 = 0; i0 < M; i0 += kRowBlock) {
-        const int64_t rows = std::min(kRowBlock, M - i0);
-        // row r of this block of op(A), depth k0 ..: in place, or transposed into a_packed
-        const float* a_rows = a + i0 * lda + k0;
-        int64_t a_ld = lda;
-        if (ta) {
-          transpose_copy(a_packed.data(), depth, a + k0 * lda + i0, lda, depth, rows);
-          a_rows = a_packed.data();
-          a_ld = depth;
-        }
-        for (int64_t q0 = 0; q0 < cols; q0 += kPanel) {
-          const int64_t width = std::min(kPanel, whole_vectors(cols - q0)), valid = std::min(width, cols - q0);
-          const int fv = int(width / kVec);
-          const float* panel = b_packed.data() + q0 * depth;
-          const float* init = column_bias && k0 == 0 ? bias_padded.data() + j0 + q0 : nullptr;
-          const int64_t tap0 = 0;
-          for (int64_t p0 = 0; p0 < rows; p0 += kTileP) {
-            const int64_t m = std::min<int64_t>(kTileP, rows - p0);
-            const float* px[kTileP];
-            float* out[kTileP];
-            for (int64_t p = 0; p < kTileP; ++p) {
-              const int64_t r = p0 + std::min(p, m - 1);  // past m: the last row again, not stored
-              px[p] = a_rows + r * a_ld;
-              out[p] = valid == width ? c + (i0 + r) * ldc + j0 + q0 : edge + p * kPanel;
-            }
-            if (valid == width) {
-              register_tile_fv(fv, add, out, px, m, panel, &tap0, 1, depth, init);
-            } else {  // the last panel of a row of C: sums to `edge`, then its valid columns to C
-              register_tile_fv(fv, false, out, px, m, panel, &tap0, 1, depth, init);
-              for (int64_t p = 0; p < m; ++p) {
-                float* dst = c + (i0 + p0 + p) * ldc + j0 + q0;
-                for (int64_t j = 0; j < valid; ++j) dst[j] = add ? dst[j] + edge[p * kPanel + j] : edge[p * kPanel + j];
-              }
-            }
-          }
-        }
-      }
-    }
-  }
+void native_dgemm(double* c, int64_t ldc, const double* a, int64_t lda, const double* b, int64_t ldb, int64_t M,
+                  int64_t N, int64_t K, bool ta, bool tb, int acc) {
+  native_gemm<double>(c, ldc, a, lda, b, ldb, M, N, K, ta, tb, acc, nullptr);
 }
 
 }  // namespace normad::cpu

@@ -62,6 +62,19 @@ class HostAllocator final : public Allocator {
 };
 }  // namespace
 
+void prefer_huge_pages(void* data, size_t bytes) {
+#ifdef MADV_HUGEPAGE
+  constexpr uintptr_t kPage = 4096, kHuge = uintptr_t(2) << 20;
+  if (bytes < kHuge) return;
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + kPage - 1) & ~(kPage - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) & ~(kPage - 1);
+  if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);  // advice only
+#else
+  (void)data;
+  (void)bytes;
+#endif
+}
+
 const char* device_name(Device d) {
   switch (d) {
     case Device::CPU: return "cpu";

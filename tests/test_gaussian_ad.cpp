@@ -295,6 +295,13 @@ TEST_CASE("gaussian-ad: bad options and shapes are clear errors", "[gaussian]") 
   CHECK_THROWS_WITH(fit.finish(), Catch::Contains("no training rows"));
   fit.add({random_rows(1, 4, 1), random_rows(1, 3, 1)});
   CHECK_THROWS_WITH(fit.finish(), Catch::Contains("at least 2 training rows"));
+  // the rejected batch above (level 1 the wrong width) added nothing to level 0 either: one more
+  // good row fits both levels on the same 2 rows
+  fit.add({random_rows(1, 4, 2), random_rows(1, 3, 2)});
+  const GaussianAd both = fit.finish();
+  REQUIRE(both.levels.size() == 2);
+  const std::vector<float> r1 = random_rows(1, 4, 1).to_vector(), r2 = random_rows(1, 4, 2).to_vector();
+  for (int64_t j = 0; j < 4; ++j) CHECK(both.levels[0].mean(j) == Approx((double(r1[j]) + r2[j]) / 2).epsilon(1e-6));
   GaussianFitter flat({2});
   flat.add({Tensor::full({5, 2}, 3.f)});
   CHECK_THROWS_WITH(flat.finish(), Catch::Contains("level 0") && Catch::Contains("no variance"));

@@ -283,7 +283,7 @@ TEST_CASE("native_sgemm: depth, column, row and tile edges against a triple loop
           const float* A = a.data();
           const float* B = b.data();
           std::vector<float> c(M * ldc);
-          for (size_t i = 0; i < c.size(); ++i) c[i] = i % ldc >= N ? -7.f : 0.5f;  // gaps: -7
+          for (size_t i = 0; i < c.size(); ++i) c[i] = int64_t(i % ldc) >= N ? -7.f : 0.5f;  // gaps: -7
           cpu::native_sgemm(c.data(), ldc, A, lda, B, ldb, M, N, K, ta, tb, acc, with_bias ? bias.data() : nullptr);
           const std::string mode = "M " + std::to_string(M) + " N " + std::to_string(N) + " K " + std::to_string(K) +
                                    " ta=" + std::to_string(ta) + " tb=" + std::to_string(tb) + " acc=" + std::to_string(acc) +
@@ -304,6 +304,50 @@ TEST_CASE("native_sgemm: depth, column, row and tile edges against a triple loop
                 bound += std::abs(p);
               }
               bad += !(std::abs(got - s) <= (K + 1) * 0x1p-24 * (bound + 0.5) + 1e-7);
+            }
+          CHECK(bad == 0);
+        }
+}
+
+// The same blocking in double (native_dgemm: gemm_f64 under the native engine, panels of 32
+// columns on AVX-512), also subtracting (acc -1: B packed negated): every element against a long
+// double triple loop within K 2^-53 sum_k |a_ik b_kj|, the gaps between rows of C untouched.
+TEST_CASE("native_dgemm: store, add and subtract at block and tile edges against a triple loop", "[ops]") {
+  Generator g(12);
+  // (110, 700, 400): row blocks 96 + 14, column blocks 640 + 60 (a full panel and one of 28
+  // valid columns), depth 2 x 200; (7, 65, 385): one column past two panels, depth 2 x 193
+  for (auto [M, N, K] : {std::tuple<int64_t, int64_t, int64_t>{110, 700, 400}, {7, 65, 385}, {1, 1, 1}, {5, 3, 0}})
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb)
+        for (int acc = -1; acc <= 1; ++acc) {
+          const int64_t lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 5, ldc = N + 2;
+          const std::vector<float> af = g.normal({(ta ? K : M) * lda + 1}).to_vector();
+          const std::vector<float> bf = g.normal({(tb ? N : K) * ldb + 1}).to_vector();
+          // doubles with bits below float precision, so a float product would be caught
+          std::vector<double> A(af.size()), B(bf.size());
+          for (size_t i = 0; i < A.size(); ++i) A[i] = double(af[i]) * (1 + 1e-9 * double(i % 7));
+          for (size_t i = 0; i < B.size(); ++i) B[i] = double(bf[i]) * (1 - 1e-9 * double(i % 5));
+          std::vector<double> c(M * ldc);
+          for (size_t i = 0; i < c.size(); ++i) c[i] = int64_t(i % ldc) >= N ? -7.0 : 0.5;  // gaps: -7
+          cpu::native_dgemm(c.data(), ldc, A.data(), lda, B.data(), ldb, M, N, K, ta, tb, acc);
+          INFO("M " << M << " N " << N << " K " << K << " ta=" << ta << " tb=" << tb << " acc=" << acc);
+          int64_t bad = 0;
+          for (int64_t i = 0; i < M; ++i)
+            for (int64_t j = 0; j < ldc; ++j) {
+              const double got = c[i * ldc + j];
+              if (j >= N) {
+                bad += got != -7.0;
+                continue;
+              }
+              long double s = 0, bound = 0.5;
+              for (int64_t k = 0; k < K; ++k) {
+                const long double p =
+                    (long double)(ta ? A[k * lda + i] : A[i * lda + k]) * (tb ? B[j * ldb + k] : B[k * ldb + j]);
+                s += p;
+                bound += std::abs(p);
+              }
+              const long double want = acc == 0 ? s : acc > 0 ? 0.5L + s : 0.5L - s;
+              bad += !(std::abs((long double)got - want) <= (K + 1) * 0x1p-53L * bound);
             }
           CHECK(bad == 0);
         }
