@@ -1,5 +1,6 @@
 // normad's GEMM on raw row-major buffers, shared by matmul, bmm and conv2d: oneTBB over fixed
 // blocks, each block one call of the engine: normad's own SGEMM, OpenBLAS's sgemm or Eigen's product.
+// The double-precision calls (Gaussian-AD) take the same engine: native_dgemm, dgemm or Eigen.
 // Math: C[M, N] = op(A) op(B) (+ C when accumulate), op = identity or transpose; A is stored
 // [M, K] or [K, M] (trans_a), B [K, N] or [N, K] (trans_b).
 // Engines: native (tensor/sgemm.cpp: the implicit convolutions' register tile over packed blocks),
@@ -7,14 +8,16 @@
 // elsewhere OpenBLAS (Debian's libopenblas, single-threaded calls) where the build found it and its
 // kernels match this CPU's vector unit, else Eigen (compiled for this CPU with -march=native).
 // On the products of normad's models (bench gemm/, one Zen 5 core, docs/profiling.md) native ran
-// at 144-209 GFLOP/s, Eigen at 110-141, OpenBLAS 0.3.21 at 159-194 with its SkylakeX kernels.
+// at 149-209 GFLOP/s, Eigen at 110-141, OpenBLAS 0.3.21 at 159-194 with its SkylakeX kernels; in
+// double on Gaussian-AD's SYRK blocks native 100, Eigen 65.
 // OpenBLAS picks its kernels at run time and falls back to generic ones on processors it does not
 // know (0.3.21 on Sapphire Rapids: "Prescott", 40 against 183 GFLOP/s on 2 threads as issue 14
 // measured it); then the choice without native is Eigen.
 // OpenBLAS was 1.2x to 2.3x faster than Eigen on every GEMM shape of normad's models on the
 // 2-core AVX-512 development machine, one thread (docs/profiling.md). NORMAD_GEMM=eigen|openblas|native
 // in the environment (any other value is an error), or set_gemm_engine(), overrides the choice.
-// The double-precision calls below use OpenBLAS under the openblas engine, Eigen under the others.
+// The double-precision calls below use native_dgemm under the native engine (the Cholesky's
+// diagonal blocks, panel solves and SYRKs Eigen's), OpenBLAS under openblas, Eigen under eigen.
 // OpenBLAS is set to one thread for the whole process (its pool stays idle), and the Debian build
 // serves a bounded number of concurrent calls (about 2 x its MAX_THREADS of 64): normad calls it
 // from at most as many oneTBB threads as cores, and chooses Eigen on machines of more than 64.
@@ -25,7 +28,8 @@
 // engines, and OpenBLAS's kernel sets, round differently; native's blocks are fixed sizes, so its
 // results depend on the compiled vector width only, not on the CPU's caches).
 // Tested by tests/test_ops.cpp (plain triple loop and 1 vs 2 threads, under each engine built in;
-// native_sgemm's block and tile edges on strided operands against a double loop;
+// native_sgemm's and native_dgemm's block and tile edges on strided operands against double and
+// long double loops;
 // gemm_f64 and cholesky_f64 against plain loops under each engine) and tests/test_conv.cpp.
 #pragma once
 
@@ -41,8 +45,8 @@ void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_
           bool trans_b, bool accumulate = false, const float* column_bias = nullptr);
 
 // Double precision for the models' statistics (Gaussian-AD's moments and precision), column-major
-// as Eigen's MatrixXd: one single-threaded call of the current engine (OpenBLAS's dgemm or Eigen's
-// product), no blocking (the caller splits the work into fixed blocks, so results do not depend on
+// as Eigen's MatrixXd: one single-threaded call of the current engine (native_dgemm, OpenBLAS's
+// dgemm or Eigen's product), no blocking (the caller splits the work into fixed blocks, so results do not depend on
 // the thread count). C[M, N] (+)= op(A) op(B) with leading dimensions ldc, lda, ldb.
 void gemm_f64(double* c, int64_t ldc, const double* a, int64_t lda, const double* b, int64_t ldb, int64_t M,
               int64_t N, int64_t K, bool trans_a, bool trans_b, bool accumulate);

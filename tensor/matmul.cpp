@@ -113,7 +113,7 @@ void openblas_single_threaded() {
 
 // Where normad is compiled for AVX-512, its own engine (tensor/sgemm.cpp: the 6 x 64 register tile
 // on 32 vector registers). Measured on the products of its models (bench gemm/, one Zen 5 core):
-// 144-209 GFLOP/s against Eigen's 110-141 and OpenBLAS 0.3.21's SkylakeX kernels' 159-194 (native
+// 149-209 GFLOP/s against Eigen's 110-141 and OpenBLAS 0.3.21's SkylakeX kernels' 159-194 (native
 // behind OpenBLAS only on the deep transposed-A weight gradient [40960, 128]^T [40960, 570], 150
 // against 164). With AVX2 the tile has 16 registers and was not measured: the rule above.
 constexpr bool kNativeByDefault = kVec == 16;

@@ -1,9 +1,11 @@
-// The register tile under normad's CPU convolutions and its own SGEMM: kTileP rows x FV vectors of
+// The register tile under normad's CPU convolutions and its own GEMM: kTileP rows x FV vectors of
 // lanes summed in registers over taps x depth (the implicit GEMM of tensor/conv.cpp, the GEMM
-// engine of tensor/sgemm.cpp), and the 16 x 16 register transpose both use to reorder operands.
+// engine of tensor/sgemm.cpp in float and double), and the transposed copies both use to reorder
+// operands (floats through 16 x 16 register blocks).
 // Math: rows[p][lane] (+)= init[lane] + sum_t sum_c px[p][tap_off[t] + c] wb[t][c][lane]; dst = src^T.
 // Tested through its callers: tests/test_conv.cpp (the implicit passes against double loops) and
-// tests/test_ops.cpp (gemm under each engine against a triple loop, transposed operands, edges).
+// tests/test_ops.cpp (gemm under each engine against a triple loop, transposed operands, edges;
+// native_dgemm against a long double loop).
 #pragma once
 
 #include <algorithm>
