@@ -21,6 +21,10 @@
 
 #include <tbb/parallel_for.h>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include "tensor/cpu.h"
 #include "tensor/parallel.h"
 #include "tensor/select.h"
@@ -140,6 +144,44 @@ bool is_pool_2x2_stride_2(const PoolDims& d, const Pool2dArgs& a) {
          a.pad_w == 0 && 2 * d.OH <= d.H && 2 * d.OW <= d.W;
 }
 
+#if defined(__AVX512F__)
+// Up to 16 outputs ow0 .. ow0 + n of one output row at once: the four taps of each as vectors
+// (even and odd input columns split from two loads of 32 floats, masked past 2 n), visited in the
+// scalar loop's order with its rule (replaces_max: larger, or NaN) as lane masks, the argmax as
+// float flat indices (base = the flat index of input (2 oh, 0)). The loop over rows of 14 and 7
+// outputs (LeNet's) ran one output at a time: 0.6 ms of a 5.8 ms training step per call.
+void max_2x2_vector(float* o, float* oi, const float* top, const float* bottom, int64_t W, int64_t ow0, int64_t n,
+                    float base) {
+  const __mmask16 lo = __mmask16(n >= 8 ? 0xffff : (1u << (2 * n)) - 1);
+  const __mmask16 hi = __mmask16(n <= 8 ? 0 : (1u << (2 * (n - 8))) - 1);
+  const __mmask16 outs = __mmask16((1u << n) - 1);
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  auto split = [&](const float* row, __m512& e, __m512& od) {
+    const __m512 a = _mm512_maskz_loadu_ps(lo, row + 2 * ow0), b = _mm512_maskz_loadu_ps(hi, row + 2 * ow0 + 16);
+    e = _mm512_permutex2var_ps(a, even, b);
+    od = _mm512_permutex2var_ps(a, odd, b);
+  };
+  __m512 t0, t1, b0, b1;
+  split(top, t0, t1);
+  split(bottom, b0, b1);
+  __m512 m = t0;
+  const __m512 i0 = _mm512_add_ps(_mm512_set1_ps(base + float(2 * ow0)), _mm512_cvtepi32_ps(even));
+  __m512 mi = i0;
+  auto visit = [&](__m512 v, __m512 vi) {
+    const __mmask16 take = _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    m = _mm512_mask_mov_ps(m, take, v);
+    mi = _mm512_mask_mov_ps(mi, take, vi);
+  };
+  const __m512 one = _mm512_set1_ps(1.f), below = _mm512_set1_ps(float(W));
+  visit(t1, _mm512_add_ps(i0, one));
+  visit(b0, _mm512_add_ps(i0, below));
+  visit(b1, _mm512_add_ps(_mm512_add_ps(i0, below), one));
+  _mm512_mask_storeu_ps(o + ow0, outs, m);
+  if (oi) _mm512_mask_storeu_ps(oi + ow0, outs, mi);
+}
+#endif
+
 void max_pool2d_2x2(float* out, float* argmax, const float* x, const PoolDims& d) {
   const int64_t rows = d.N * d.C * d.OH;  // output rows, all planes
   parallel_for(rows, std::max<int64_t>(1, 4096 / d.OW), [&](int64_t r0, int64_t r1) {
@@ -148,6 +190,12 @@ void max_pool2d_2x2(float* out, float* argmax, const float* x, const PoolDims& d
       const float* top = x + (nc * d.H + 2 * oh) * d.W;  // input rows 2 oh and 2 oh + 1
       const float* bottom = top + d.W;
       float* o = out + r * d.OW;
+#if defined(__AVX512F__)
+      for (int64_t ow0 = 0; ow0 < d.OW; ow0 += 16)
+        max_2x2_vector(o, argmax ? argmax + r * d.OW : nullptr, top, bottom, d.W, ow0,
+                       std::min<int64_t>(16, d.OW - ow0), float(2 * oh * d.W));
+      continue;
+#endif
       if (!argmax) {
         for (int64_t ow = 0; ow < d.OW; ++ow) {
           float m = top[2 * ow];

@@ -665,6 +665,11 @@ inline std::vector<OpCase> op_cases() {
   add_pool(t, {2, 3, 8, 6}, pool_args(2, 2, 2, 2, 0, 0), true);
   add_pool(t, {2, 2, 5, 7}, pool_args(2, 2, 2, 2, 0, 0), true);
   add_pool(t, {1, 1, 6, 6}, pool_args(2, 2, 2, 2, 0, 0), true);  // NaNs at 18, 19: a window's bottom row
+  // rows of more than 8 outputs (AVX-512: the second load of 16 inputs), of 14 (LeNet's, odd W),
+  // 17 and 20 (a second vector of 1 and 4 lanes)
+  add_pool(t, {2, 2, 6, 29}, pool_args(2, 2, 2, 2, 0, 0), true);
+  add_pool(t, {1, 2, 5, 34}, pool_args(2, 2, 2, 2, 0, 0));
+  add_pool(t, {2, 3, 4, 40}, pool_args(2, 2, 2, 2, 0, 0), true);
   // windows holding only -inf (padding never wins): the argmax is the window's first in-bounds input
   for (Pool2dArgs pa : {pool_args(2, 2, 2, 2, 0, 0), pool_args(3, 3, 2, 2, 1, 1)})
     t.add("max_pool2d/-inf windows " + pool_str(pa), Op::max_pool2d,
