@@ -670,6 +670,19 @@ inline std::vector<OpCase> op_cases() {
   add_pool(t, {2, 2, 6, 29}, pool_args(2, 2, 2, 2, 0, 0), true);
   add_pool(t, {1, 2, 5, 34}, pool_args(2, 2, 2, 2, 0, 0));
   add_pool(t, {2, 3, 4, 40}, pool_args(2, 2, 2, 2, 0, 0), true);
+  // the backward of that pooling with its own argmax (the CPU then writes each window directly):
+  // odd H and W (an input row and column in no window), rows of 14 and 20 outputs, ties (small
+  // integers), a NaN and a -0 gradient
+  for (Shape xs : {Shape{2, 3, 7, 9}, Shape{2, 2, 6, 29}, Shape{1, 2, 4, 40}}) {
+    const Pool2dArgs pa = pool_args(2, 2, 2, 2, 0, 0);
+    t.add("max_pool2d_backward/own argmax x" + shape_str(xs) + " " + pool_str(pa), Op::max_pool2d_backward,
+          {ints(xs, -4, 5), poke(normal(pool2d_shape(xs, pa)), {{0, kNaN}, {3, -0.f}})},
+          [xs, pa](std::vector<Tensor>& in) {
+            Tensor am;
+            max_pool2d(in[0], pa, &am);
+            return std::vector<Output>{{"dx", max_pool2d_backward(in[1], am, xs)}};
+          });
+  }
   // windows holding only -inf (padding never wins): the argmax is the window's first in-bounds input
   for (Pool2dArgs pa : {pool_args(2, 2, 2, 2, 0, 0), pool_args(3, 3, 2, 2, 1, 1)})
     t.add("max_pool2d/-inf windows " + pool_str(pa), Op::max_pool2d,
