@@ -145,6 +145,17 @@ bool is_pool_2x2_stride_2(const PoolDims& d, const Pool2dArgs& a) {
 }
 
 #if defined(__AVX512F__)
+// Lane masks for n (1 .. 16) outputs of a 2x2 stride-2 row: `outs` their n lanes, `lo` / `hi` the
+// 2 n input columns under them, split across two 16-float vectors (the forward's loads, the
+// backward's stores).
+struct PairMasks {
+  __mmask16 outs, lo, hi;
+};
+inline PairMasks pair_masks(int64_t n) {
+  return {__mmask16((1u << n) - 1), __mmask16(n >= 8 ? 0xffff : (1u << (2 * n)) - 1),
+          __mmask16(n <= 8 ? 0 : (1u << (2 * (n - 8))) - 1)};
+}
+
 // Up to 16 outputs ow0 .. ow0 + n of one output row at once: the four taps of each as vectors
 // (even and odd input columns split from two loads of 32 floats, masked past 2 n), visited in the
 // scalar loop's order with its rule (replaces_max: larger, or NaN) as lane masks, the argmax as
@@ -152,9 +163,7 @@ bool is_pool_2x2_stride_2(const PoolDims& d, const Pool2dArgs& a) {
 // outputs (LeNet's) ran one output at a time: 0.6 ms of a 5.8 ms training step per call.
 void max_2x2_vector(float* o, float* oi, const float* top, const float* bottom, int64_t W, int64_t ow0, int64_t n,
                     float base) {
-  const __mmask16 lo = __mmask16(n >= 8 ? 0xffff : (1u << (2 * n)) - 1);
-  const __mmask16 hi = __mmask16(n <= 8 ? 0 : (1u << (2 * (n - 8))) - 1);
-  const __mmask16 outs = __mmask16((1u << n) - 1);
+  const auto [outs, lo, hi] = pair_masks(n);
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
   auto split = [&](const float* row, __m512& e, __m512& od) {
@@ -259,9 +268,7 @@ bool max_pool2d_backward_2x2_plane(float* dx, const float* g, const float* idx, 
     float* bottom = top + W;
     for (int64_t ow0 = 0; ow0 < OW; ow0 += 16) {
       const int64_t n = std::min<int64_t>(16, OW - ow0);
-      const __mmask16 outs = __mmask16((1u << n) - 1);
-      const __mmask16 lo = __mmask16(n >= 8 ? 0xffff : (1u << (2 * n)) - 1);
-      const __mmask16 hi = __mmask16(n <= 8 ? 0 : (1u << (2 * (n - 8))) - 1);
+      const auto [outs, lo, hi] = pair_masks(n);
       const __m512 gv = _mm512_add_ps(zero, _mm512_maskz_loadu_ps(outs, g + oh * OW + ow0));
       const __m512 iv = _mm512_maskz_loadu_ps(outs, idx + oh * OW + ow0);
       const __m512 i0 = _mm512_add_ps(_mm512_set1_ps(float(2 * oh * W + 2 * ow0)), _mm512_cvtepi32_ps(even));

@@ -49,15 +49,72 @@ Tensor sum_one(const Tensor& a, int64_t d) {
   return out;
 }
 
+// Sums over every dim but `keep` ([A, C, B] -> [C]: a convolution's bias gradient, the sum of dy
+// over N, H and W) in one pass, where one dim at a time folded W first: a chain of dependent
+// double adds per 14-float row (4.7 ms for the Omniglot net's [960, 64, 14, 14]; this pass 1.55 ms,
+// one core). out[c] = sum over a of the B values of x[a, c, :], each added into lane b mod 16 of 16
+// double sums (vector adds), the lanes then added in lane order: one task per c, so the bits do
+// not depend on the thread count.
+Tensor sum_all_but(const Tensor& x, int64_t keep) {
+  const Shape& s = x.shape();
+  int64_t A = 1, B = 1;
+  for (int64_t i = 0; i < keep; ++i) A *= s[i];
+  for (int64_t i = keep + 1; i < x.dim(); ++i) B *= s[i];
+  const int64_t C = s[keep];
+  Tensor out({C});
+  const float* px = x.data();
+  // lanes 0-7 and 8-15 as two vectors of 8 doubles (GCC kept a double[16] in memory, one scalar
+  // add at a time: no faster than the dim-by-dim passes)
+  typedef float f8 __attribute__((vector_size(8 * sizeof(float)), aligned(sizeof(float))));
+  typedef double d8 __attribute__((vector_size(8 * sizeof(double))));
+  // A task's channels walked in memory order (a, then c; each channel's lanes in `acc`): channel by
+  // channel, the rows 784 B long and 50 KB apart, the read ran at a third of the sequential rate.
+  // Each channel still adds its rows in order of a, so the bits do not depend on the split.
+  parallel_for(C, 1, [&](int64_t c0, int64_t c1) {
+    std::vector<d8> acc(2 * (c1 - c0), d8{});
+    for (int64_t a = 0; a < A; ++a)
+      for (int64_t c = c0; c < c1; ++c) {
+        const float* row = px + (a * C + c) * B;
+        d8 lo = acc[2 * (c - c0)], hi = acc[2 * (c - c0) + 1];
+        int64_t b = 0;
+        for (; b + 16 <= B; b += 16) {
+          lo += __builtin_convertvector(*reinterpret_cast<const f8*>(row + b), d8);
+          hi += __builtin_convertvector(*reinterpret_cast<const f8*>(row + b + 8), d8);
+        }
+        if (b < B) {  // the row's last B - b values into lanes 0 .. B - b - 1, zeros in the rest
+          float tail[16] = {};
+          std::copy(row + b, row + B, tail);
+          lo += __builtin_convertvector(*reinterpret_cast<const f8*>(tail), d8);
+          hi += __builtin_convertvector(*reinterpret_cast<const f8*>(tail + 8), d8);
+        }
+        acc[2 * (c - c0)] = lo;
+        acc[2 * (c - c0) + 1] = hi;
+      }
+    for (int64_t c = c0; c < c1; ++c) {
+      double total = 0;
+      for (int l = 0; l < 8; ++l) total += acc[2 * (c - c0)][l];
+      for (int l = 0; l < 8; ++l) total += acc[2 * (c - c0) + 1][l];
+      out.data()[c] = static_cast<float>(total);
+    }
+  });
+  return out;
+}
+
 }  // namespace
 
 // dims arrive wrapped, sorted and unique (the dispatch in tensor/ops.cpp, or a caller here).
 Tensor sum(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
   if (a.dim() == 0) return a.clone();
   Tensor t = a;
-  // All dims: one flat pass. Otherwise one pass per dim, from the last back (indices stay valid).
+  // All dims: one flat pass. All but one, over rows of at least 16 values: one pass
+  // (sum_all_but). Otherwise one pass per dim, from the last back (indices stay valid).
+  int64_t keep = 0, row = 1;  // dims sorted: the first dim not reduced, and the values after it
+  while (keep < a.dim() && keep < int64_t(dims.size()) && dims[keep] == keep) ++keep;
+  for (int64_t i = keep + 1; i < a.dim(); ++i) row *= a.size(i);
   if (dims.size() == static_cast<size_t>(a.dim())) {
     t = sum_one(a.reshape({a.numel()}), 0);
+  } else if (dims.size() + 1 == static_cast<size_t>(a.dim()) && row >= 16) {
+    t = sum_all_but(a, keep);
   } else {
     for (auto it = dims.rbegin(); it != dims.rend(); ++it) t = sum_one(t, *it);
   }

@@ -56,6 +56,27 @@ TEST_CASE("reductions: sum, mean, max, logsumexp", "[ops]") {
   test::expect_close(sum(x, {1}), s1, 1e-5, 1e-5, "sum dim 1");
   test::expect_close(sum(x, {0, 2}), s02, 1e-5, 1e-5, "sum dims 0,2");
   CHECK(sum(x, {-1}, true).shape() == Shape{3, 4, 1});
+  // all dims but one over rows of >= 16 values: the one-pass sum (16 double lanes), rows with a
+  // tail (63 = 3 x 16 + 15), the kept dim first, inner or after a leading 1; a NaN reaches only
+  // its own channel
+  for (const auto& [shape, dims] : std::vector<std::pair<Shape, std::vector<int64_t>>>{
+           {{5, 3, 7, 9}, {0, 2, 3}}, {{6, 40, 17}, {1, 2}}, {{1, 4, 33}, {0, 2}}, {{2, 5, 16}, {0, 2}}}) {
+    Tensor y = g.normal(shape);
+    const int64_t keep = dims[0] == 0 ? (dims[1] == 1 ? 2 : 1) : 0;
+    int64_t A = 1, B = 1;
+    for (int64_t i = 0; i < keep; ++i) A *= shape[i];
+    for (size_t i = keep + 1; i < shape.size(); ++i) B *= shape[i];
+    y.data()[(A - 1) * shape[keep] * B + B - 1] = NAN;  // the last row of channel 0
+    Tensor s = sum(y, dims);
+    REQUIRE(s.shape() == Shape{shape[keep]});
+    REQUIRE(std::isnan(s.data()[0]));
+    for (int64_t c = 1; c < shape[keep]; ++c) {
+      double ref = 0;
+      for (int64_t a = 0; a < A; ++a)
+        for (int64_t b = 0; b < B; ++b) ref += y.data()[(a * shape[keep] + c) * B + b];
+      REQUIRE(s.data()[c] == Approx(ref).margin(1e-5));
+    }
+  }
   CHECK(sum(x).item() == Approx(total).margin(1e-4));
   CHECK(mean(x).item() == Approx(total / 60).margin(1e-6));
   Tensor am;
@@ -220,6 +241,7 @@ TEST_CASE("ops give bit-identical results with 1 and 2 threads", "[ops][determin
     r.push_back(bmm(a.reshape({2, 150, 200}), b.reshape({1, 200, 150})));
     r.push_back(conv2d(x, conv_w, Tensor(), Conv2dArgs{}));
     r.push_back(sum(a, {0}));
+    r.push_back(sum(x, {0, 2, 3}));  // one pass (a bias gradient)
     r.push_back(batch_norm_train(x, Tensor(), Tensor(), 1e-5f, 4, nullptr));
     r.push_back(pairwise_sqdist(a, a));
     r.push_back(exp(a));
