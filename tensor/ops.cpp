@@ -708,6 +708,13 @@ static void check_adam(const Tensor& w, const Tensor& g, const Tensor& m, const 
   check_same_shape(m, w, what, "first moment", "parameter");
   check_same_shape(v, w, what, "second moment", "parameter");
   check(step >= 1, what, "step must be >= 1, got " + std::to_string(step));
+  // the CPU step updates w, m and v from g in vectors that assume four separate tensors
+  const Tensor* ts[] = {&w, &g, &m, &v};
+  const char* names[] = {"parameter", "gradient", "first moment", "second moment"};
+  for (int i = 0; i < 4; ++i)
+    for (int j = i + 1; j < 4; ++j)
+      check(!ts[i]->same_storage(*ts[j]), what,
+            std::string("the ") + names[i] + " and the " + names[j] + " share storage");
 }
 
 void adam_step(Tensor& w, const Tensor& g, Tensor& m, Tensor& v, const AdamParams& p) {

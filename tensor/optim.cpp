@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "tensor/cpu.h"
+#include "tensor/parallel.h"
 
 namespace normad::cpu {
 
@@ -25,24 +26,46 @@ void sgd_step(Tensor& w_t, const Tensor& g_t, Tensor& velocity, const SgdParams&
   }
 }
 
+namespace {
+
+// The update of n consecutive elements (w, g, m, v distinct: adam_step's checks). Its own function,
+// not inlined: inlined into parallel_for's one-thread path, GCC left that copy of the loop scalar.
+struct AdamConstants {
+  float b1, b2, one_m_b1, one_m_b2, wd, eps;
+  double step, root_bc2;  // lr / bc1 and sqrt(bc2)
+};
+__attribute__((noinline)) void adam_elements(float* __restrict w, const float* __restrict g,
+                                             float* __restrict m, float* __restrict v, int64_t n,
+                                             const AdamConstants c) {
+  for (int64_t k = 0; k < n; ++k) {
+    const float gk = g[k] + c.wd * w[k];  // L2 penalty added to the gradient
+    m[k] = c.b1 * m[k] + c.one_m_b1 * gk;
+    v[k] = c.b2 * v[k] + c.one_m_b2 * gk * gk;
+    // torch: denom = sqrt(v) / sqrt(bc2) + eps; step = lr / bc1.
+    const double denom = std::sqrt(double(v[k])) / c.root_bc2 + c.eps;
+    w[k] = static_cast<float>(w[k] - c.step * m[k] / denom);
+  }
+}
+
+}  // namespace
+
 void adam_step(Tensor& w_t, const Tensor& g_t, Tensor& m_t, Tensor& v_t, const AdamParams& p) {
   // torch keeps (1 - beta) as the Python double, rounded to float only in the update.
   const float one_m_b1 = static_cast<float>(1.0 - double(p.beta1));
   const float one_m_b2 = static_cast<float>(1.0 - double(p.beta2));
   const double bc1 = 1.0 - std::pow(double(p.beta1), double(p.step));
   const double bc2 = 1.0 - std::pow(double(p.beta2), double(p.step));
+  const AdamConstants c{p.beta1, p.beta2, one_m_b1, one_m_b2, p.weight_decay, p.eps, p.lr / bc1, std::sqrt(bc2)};
   float* w = w_t.data();
   const float* g = g_t.data();
   float* m = m_t.data();
   float* v = v_t.data();
-  for (int64_t k = 0; k < w_t.numel(); ++k) {
-    const float gk = g[k] + p.weight_decay * w[k];  // L2 penalty added to the gradient
-    m[k] = p.beta1 * m[k] + one_m_b1 * gk;
-    v[k] = p.beta2 * v[k] + one_m_b2 * gk * gk;
-    // torch: denom = sqrt(v) / sqrt(bc2) + eps; step = lr / bc1.
-    const double denom = std::sqrt(double(v[k])) / std::sqrt(bc2) + p.eps;
-    w[k] = static_cast<float>(w[k] - p.lr / bc1 * m[k] / denom);
-  }
+  // Elementwise, so any split gives the same bits. Vectorised (this file is compiled with
+  // -fno-math-errno, CMakeLists.txt: std::sqrt otherwise keeps a scalar path that may set errno):
+  // the scalar loop took 14.4 ms for ACR-NTL's 3.2M parameters per step on one core.
+  parallel_for(w_t.numel(), 16384, [=](int64_t k0, int64_t k1) {
+    adam_elements(w + k0, g + k0, m + k0, v + k0, k1 - k0, c);
+  });
 }
 
 // One adam_step per slot, in order: the same float operations as stepping each parameter alone.

@@ -102,6 +102,10 @@ TEST_CASE("adam_step_multi validates every slot and wants one device", "[optim]"
   s[2].step = 0;
   CHECK_THROWS_WITH(adam_step_multi(s, kParams), Catch::Contains("step must be >= 1"));
   s = slots_of(p);
+  s[3].v = s[3].m;  // one tensor as both moments: refused (the CPU step's vectors assume four)
+  CHECK_THROWS_WITH(adam_step_multi(s, kParams), Catch::Contains("the first moment and the second moment share storage"));
+  CHECK_THROWS_WITH(adam_step(p.w[0], p.w[0], p.m[0], p.v[0], AdamParams{}), Catch::Contains("parameter and the gradient"));
+  s = slots_of(p);
   Tensor short_m = Tensor::zeros({256});
   s[2].m = &short_m;
   CHECK_THROWS_WITH(adam_step_multi(s, kParams), Catch::Contains("first moment"));

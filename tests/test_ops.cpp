@@ -231,6 +231,7 @@ TEST_CASE("ops give bit-identical results with 1 and 2 threads", "[ops][determin
   Tensor split_a = g.normal({20000, 30}), split_b = g.normal({20000, 40});
   Tensor split_at = transpose(split_a, 0, 1), split_bt = transpose(split_b, 0, 1);
   auto run = [&] {
+    Generator g_adam(6);
     std::vector<Tensor> r;
     r.push_back(matmul(a, b));
     r.push_back(matmul(deep_a, deep_b, false, true));  // K deep enough for Eigen to block it
@@ -245,6 +246,11 @@ TEST_CASE("ops give bit-identical results with 1 and 2 threads", "[ops][determin
     r.push_back(batch_norm_train(x, Tensor(), Tensor(), 1e-5f, 4, nullptr));
     r.push_back(pairwise_sqdist(a, a));
     r.push_back(exp(a));
+    // Adam (vectorised, in parallel chunks): 100003 values, so the chunk edges fall mid-vector
+    Tensor w = g_adam.normal({100003}), grad = g_adam.normal({100003}), m = g_adam.normal({100003});
+    Tensor v = mul(m, m);
+    adam_step(w, grad, m, v, AdamParams{1e-2f, 0.9f, 0.999f, 1e-8f, 1e-4f, 3});
+    r.insert(r.end(), {w, m, v});
     return r;
   };
   set_num_threads(1);
