@@ -101,14 +101,26 @@ std::array<std::vector<double>, P> group_channel_sums(const BnShape& s, int64_t 
 // statistics and then, while its rows are still in cache, the affine pass over them, so the input
 // comes from memory once instead of twice. Whether a call does so depends on the shapes only; both
 // ways give the same bits (the same sums in the same order, the same affine per element).
-bool group_by_group(const BnShape& s, int64_t G) { return s.S > 1 && G >= 8; }
+// [N, C] rows (S = 1) go group by group from 2 groups on (ACR-NTL's 4 groups of 10240 x 128: the
+// backward's dout and x, 10 MB a group, then come back from the last-level cache, not memory).
+bool group_by_group(const BnShape& s, int64_t G) { return s.S > 1 ? G >= 8 : G >= 2; }
 
-// group_channel_sums for the one group g ([N, C, H, W], S > 1), every channel, the group's planes
-// walked in memory order: each (g, c) summed with the same 8 lanes in the same order as there.
+// group_channel_sums for the one group g, every channel: [N, C, H, W] planes walked in memory
+// order, each (g, c) summed with the same 8 lanes in the same order as there; [N, C] rows in order.
 template <size_t P, class F>
 void one_group_sums(const BnShape& s, int64_t G, int64_t g, F f, std::array<std::vector<double>, P>& out) {
   const int64_t C = s.C, S = s.S, Q = s.N / G;
-  thread_local std::vector<double> lanes;  // [C][P][8]
+  thread_local std::vector<double> lanes;  // [C][P][8]; with S = 1, [P][C]
+  if (S == 1) {  // rows in order, each channel's sums as group_channel_sums's row walk adds them
+    lanes.assign(P * C, 0.0);
+    for (int64_t n = g * Q; n < (g + 1) * Q; ++n)
+      for (int64_t c = 0; c < C; ++c) {
+        const std::array<double, P> v = f(n * C + c, g * C + c);
+        for (size_t p = 0; p < P; ++p) lanes[p * C + c] += v[p];
+      }
+    for (size_t p = 0; p < P; ++p) std::copy_n(lanes.data() + p * C, C, out[p].data() + g * C);
+    return;
+  }
   lanes.assign(C * P * 8, 0.0);
   for (int64_t n = g * Q; n < (g + 1) * Q; ++n)
     for (int64_t c = 0; c < C; ++c) {

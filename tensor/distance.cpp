@@ -15,10 +15,11 @@ namespace {
 std::vector<double> row_sqnorms(const Tensor& a) {
   const int64_t M = a.size(0), D = a.size(1);
   std::vector<double> out(M);
+  const float* pa = a.data();  // (data() per element checked the device each time)
   parallel_for(M, 256, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       double s = 0;
-      for (int64_t k = 0; k < D; ++k) s += double(a.data()[i * D + k]) * a.data()[i * D + k];
+      for (int64_t k = 0; k < D; ++k) s += double(pa[i * D + k]) * pa[i * D + k];
       out[i] = s;
     }
   });
@@ -44,11 +45,15 @@ Tensor pairwise_sqdist(const Tensor& a, const Tensor& b) {
 Tensor l2_normalize(const Tensor& a, float eps) {
   auto n = row_sqnorms(a);
   const int64_t M = a.size(0), D = a.size(1);
-  Tensor y(a.shape());
-  for (int64_t i = 0; i < M; ++i) {
-    const float inv = 1.f / std::max(static_cast<float>(std::sqrt(n[i])), eps);
-    for (int64_t k = 0; k < D; ++k) y.data()[i * D + k] = a.data()[i * D + k] * inv;
-  }
+  Tensor y = Tensor::empty(a.shape());
+  const float* pa = a.data();
+  float* py = y.data();
+  parallel_for(M, std::max<int64_t>(1, 16384 / std::max<int64_t>(D, 1)), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const float inv = 1.f / std::max(static_cast<float>(std::sqrt(n[i])), eps);
+      for (int64_t k = 0; k < D; ++k) py[i * D + k] = pa[i * D + k] * inv;
+    }
+  });
   return y;
 }
 
@@ -76,20 +81,24 @@ void pairwise_sqdist_backward(const Tensor& dout, const Tensor& a, const Tensor&
 Tensor l2_normalize_backward(const Tensor& dout, const Tensor& x, const Tensor& y, float eps) {
   const int64_t M = x.size(0), D = x.size(1);
   Tensor dx = Tensor::empty(x.shape());
-  for (int64_t i = 0; i < M; ++i) {
-    const float* xi = x.data() + i * D;
-    const float* yi = y.data() + i * D;
-    const float* gi = dout.data() + i * D;
-    double n2 = 0, gy = 0;
-    for (int64_t k = 0; k < D; ++k) n2 += double(xi[k]) * xi[k], gy += double(gi[k]) * yi[k];
-    const double n = std::sqrt(n2);
-    float* o = dx.data() + i * D;
-    if (n > eps) {
-      for (int64_t k = 0; k < D; ++k) o[k] = static_cast<float>((gi[k] - yi[k] * gy) / n);
-    } else {
-      for (int64_t k = 0; k < D; ++k) o[k] = gi[k] / eps;
+  const float *px = x.data(), *py = y.data(), *pg = dout.data();
+  float* pdx = dx.data();
+  parallel_for(M, std::max<int64_t>(1, 16384 / std::max<int64_t>(D, 1)), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const float* xi = px + i * D;
+      const float* yi = py + i * D;
+      const float* gi = pg + i * D;
+      double n2 = 0, gy = 0;
+      for (int64_t k = 0; k < D; ++k) n2 += double(xi[k]) * xi[k], gy += double(gi[k]) * yi[k];
+      const double n = std::sqrt(n2);
+      float* o = pdx + i * D;
+      if (n > eps) {
+        for (int64_t k = 0; k < D; ++k) o[k] = static_cast<float>((gi[k] - yi[k] * gy) / n);
+      } else {
+        for (int64_t k = 0; k < D; ++k) o[k] = gi[k] / eps;
+      }
     }
-  }
+  });
   return dx;
 }
 

@@ -11,8 +11,9 @@ using namespace normad;
 
 TEST_CASE("batchnorm: grouped pass equals the per-group loop (output, gradients, running stats)", "[batchnorm]") {
   Generator g(11);
-  // G = 9: [N, C, H, W] inputs of >= 8 groups go group by group (statistics, then the affine pass,
-  // one group per task; tensor/batchnorm.cpp), the per-group calls (G = 1) the other way
+  // [N, C, H, W] inputs of >= 8 groups (G = 9) and [N, C] inputs of >= 2 (both G) go group by group
+  // (statistics, then the affine pass, one group per task; tensor/batchnorm.cpp), the per-group
+  // calls (G = 1) the other way
   const int64_t G = GENERATE(4, 9), Q = 5;
   INFO("groups " << G);
   for (Shape s : {Shape{G * Q, 3}, Shape{G * Q, 2, 3, 3}, Shape{G * Q, 3, 5, 7}}) {

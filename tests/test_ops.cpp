@@ -1,6 +1,7 @@
 // Forward tests of tensor ops against closed forms or plain loops (tensor/ops.h), and
 // determinism across thread counts; the GEMM ops under each engine built in (tensor/gemm.h).
 #include <cmath>
+#include <cstring>
 #include <Eigen/Core>
 #include "tensor/gemm.h"
 #include "tensor/parallel.h"
@@ -98,6 +99,26 @@ TEST_CASE("reductions: sum, mean, max, logsumexp", "[ops]") {
     for (int k = 0; k < 5; ++k) s += std::exp(double(x.data()[r * 5 + k]));
     REQUIRE(lse.data()[r] == Approx(std::log(s)).epsilon(1e-5));
   }
+  // the one-pass logsumexp is the composed max, sub, exp, sum, log, add bit for bit, over the last
+  // dim and a strided one; rows of -inf (-> -inf), +inf (-> NaN, as composed) and a NaN
+  Tensor z = g.normal({4, 6, 7});
+  for (int k = 0; k < 7; ++k) z.data()[7 + k] = -INFINITY;  // row (0, 1) over dim 2
+  z.data()[2 * 7 + 3] = INFINITY;
+  z.data()[3 * 7 + 1] = NAN;
+  for (int64_t d : {2, 1, 0}) {
+    Tensor m = max(z, d, true, nullptr);
+    for (int64_t i = 0; i < m.numel(); ++i)
+      if (std::isinf(m.data()[i])) m.data()[i] = 0.f;
+    Tensor composed = add(log(sum(exp(sub(z, m)), {d}, true)), m);
+    Tensor fused = logsumexp(z, d, true);
+    REQUIRE(fused.shape() == composed.shape());
+    for (int64_t i = 0; i < fused.numel(); ++i) {
+      INFO("dim " << d << " output " << i);
+      const float f = fused.data()[i], c = composed.data()[i];
+      REQUIRE(((std::isnan(f) && std::isnan(c)) || std::memcmp(&f, &c, sizeof f) == 0));
+    }
+  }
+  CHECK(logsumexp(z, 2).data()[1] == -INFINITY);
 }
 
 TEST_CASE("layout: permute, concat, stack, slice, index_select", "[ops]") {
