@@ -117,9 +117,11 @@ inline void transpose_copy(float* dst, int64_t ldd, const float* src, int64_t ld
 // columns of B): sum over taps t and depth c of px[p][tap_off[t] + c] wb[t][c][lane], in that
 // order, started from init[lane] (FV L values: a GEMM's bias per column) or from 0 (init null).
 // T is float (the convolutions, the SGEMM) or double (the native engine's DGEMM).
+// ldw: the distance between consecutive c's lanes in wb (0: packed, FV L; the GEMM passes B's row
+// stride when it reads a full panel of B in place).
 template <int FV, bool Add, class T>
 inline void register_tile(T* const* rows, const T* const* px, int64_t m, const T* wb, const int64_t* tap_off,
-                          int64_t taps, int64_t C, const T* init) {
+                          int64_t taps, int64_t C, const T* init, int64_t ldw = 0) {
   using vec = typename simd<T>::vec;
   using vec_unaligned = typename simd<T>::vec_unaligned;
   // sums and weights are named registers only when every loop over them is unrolled (GCC kept
@@ -129,15 +131,16 @@ inline void register_tile(T* const* rows, const T* const* px, int64_t m, const T
   for (int p = 0; p < kTileP; ++p)
 #pragma GCC unroll 4
     for (int v = 0; v < FV; ++v) acc[p][v] = init ? reinterpret_cast<const vec_unaligned*>(init)[v] : vec{};
+  const int64_t w_step = ldw ? ldw : FV * simd<T>::lanes;
   for (int64_t t = 0; t < taps; ++t) {
-    const vec_unaligned* wt = reinterpret_cast<const vec_unaligned*>(wb + t * C * FV * simd<T>::lanes);
+    const T* wt = wb + t * C * w_step;
     const T* q[kTileP];
 #pragma GCC unroll 8
     for (int p = 0; p < kTileP; ++p) q[p] = px[p] + tap_off[t];
-    for (int64_t c = 0; c < C; ++c, wt += FV) {
+    for (int64_t c = 0; c < C; ++c, wt += w_step) {
       vec wv[FV];
 #pragma GCC unroll 4
-      for (int v = 0; v < FV; ++v) wv[v] = wt[v];
+      for (int v = 0; v < FV; ++v) wv[v] = reinterpret_cast<const vec_unaligned*>(wt)[v];
 #pragma GCC unroll 8
       for (int p = 0; p < kTileP; ++p) {
         const T xv = q[p][c];
@@ -159,13 +162,14 @@ inline void register_tile(T* const* rows, const T* const* px, int64_t m, const T
 // The tile above for fv = 1 .. kMaxFV vectors of lanes, storing (add false) or adding to the rows.
 template <class T>
 inline void register_tile_fv(int fv, bool add, T* const* rows, const T* const* px, int64_t m, const T* wb,
-                             const int64_t* tap_off, int64_t taps, int64_t C, const T* init = nullptr) {
+                             const int64_t* tap_off, int64_t taps, int64_t C, const T* init = nullptr,
+                             int64_t ldw = 0) {
   auto run = [&]<bool Add>() {
     switch (fv) {  // fv <= kMaxFV
-      case 1: return register_tile<1, Add, T>(rows, px, m, wb, tap_off, taps, C, init);
-      case 2: return register_tile<2, Add, T>(rows, px, m, wb, tap_off, taps, C, init);
-      case 3: return register_tile<3, Add, T>(rows, px, m, wb, tap_off, taps, C, init);
-      default: return register_tile<4, Add, T>(rows, px, m, wb, tap_off, taps, C, init);
+      case 1: return register_tile<1, Add, T>(rows, px, m, wb, tap_off, taps, C, init, ldw);
+      case 2: return register_tile<2, Add, T>(rows, px, m, wb, tap_off, taps, C, init, ldw);
+      case 3: return register_tile<3, Add, T>(rows, px, m, wb, tap_off, taps, C, init, ldw);
+      default: return register_tile<4, Add, T>(rows, px, m, wb, tap_off, taps, C, init, ldw);
     }
   };
   if (add) run.template operator()<true>();

@@ -45,10 +45,11 @@ constexpr int64_t kRowBlock = 96;
 // dst [depth][panel width] panels for columns j0 .. j0 + cols of op(B), depth k0 .. k0 + depth:
 // panel q holds columns q kPanel .. + width (width = whole vectors), starting at q kPanel depth;
 // columns past `cols` are zero; negated when `negate` (C -= AB).
+// Only the panels from column `from` on (a multiple of kPanel; the ones before it are read in place).
 template <class T>
 void pack_b(T* dst, const T* b, int64_t ldb, bool tb, int64_t k0, int64_t depth, int64_t j0, int64_t cols,
-            bool negate) {
-  for (int64_t q0 = 0; q0 < cols; q0 += kPanel<T>) {
+            bool negate, int64_t from) {
+  for (int64_t q0 = from; q0 < cols; q0 += kPanel<T>) {
     const int64_t width = std::min(kPanel<T>, whole_vectors<T>(cols - q0)), valid = std::min(width, cols - q0);
     T* panel = dst + q0 * depth;
     if (!tb) {  // B [K, N]: each depth row of the panel is a contiguous run of row k of B
@@ -92,11 +93,19 @@ void native_gemm(T* c, int64_t ldc, const T* a, int64_t lda, const T* b, int64_t
   if (ta) a_packed.resize(std::max<size_t>(a_packed.size(), kRowBlock * depth_step));
   alignas(64) T edge[kTileP * kWidth];  // a tile's sums where its panel runs past N
 
+  // B stored [K, N] and not negated, for up to kInPlaceRows rows of C: a panel of whole vectors is
+  // read in place (row stride ldb), only a last panel with a partial vector is packed (its zero
+  // padding). Packing every panel cost 5-12% of the deep transposed-A products (ACR-NTL's weight
+  // gradients, M = 128 or 570) and 8% of 1024^3; with tens of thousands of rows reusing each panel
+  // the packed copy's locality won (40960 x 570 x 128: 200 -> 192 GFLOP/s in place).
+  constexpr int64_t kInPlaceRows = 2048;
+  const bool b_in_place = !tb && acc >= 0 && M <= kInPlaceRows;
   for (int64_t j0 = 0; j0 < N; j0 += kColumnBlock) {
     const int64_t cols = std::min(kColumnBlock, N - j0);
+    const int64_t packed_from = !b_in_place ? 0 : cols % kLanes == 0 ? cols : (cols - 1) / kWidth * kWidth;
     for (int64_t k0 = 0; k0 < K; k0 += depth_step) {
       const int64_t depth = std::min(depth_step, K - k0);
-      pack_b(b_packed.data(), b, ldb, tb, k0, depth, j0, cols, acc < 0);
+      pack_b(b_packed.data(), b, ldb, tb, k0, depth, j0, cols, acc < 0, packed_from);
       // the first depth block stores into C (unless accumulating), the later ones add to it
       const bool add = acc || k0 > 0;
       for (int64_t i0 = 0; i0 < M; i0 += kRowBlock) {
@@ -112,7 +121,9 @@ void native_gemm(T* c, int64_t ldc, const T* a, int64_t lda, const T* b, int64_t
         for (int64_t q0 = 0; q0 < cols; q0 += kWidth) {
           const int64_t width = std::min(kWidth, whole_vectors<T>(cols - q0)), valid = std::min(width, cols - q0);
           const int fv = int(width / kLanes);
-          const T* panel = b_packed.data() + q0 * depth;
+          const bool in_place = q0 < packed_from;
+          const T* panel = in_place ? b + k0 * ldb + j0 + q0 : b_packed.data() + q0 * depth;
+          const int64_t ldw = in_place ? ldb : 0;
           const T* init = column_bias && k0 == 0 ? bias_padded.data() + j0 + q0 : nullptr;
           const int64_t tap0 = 0;
           for (int64_t p0 = 0; p0 < rows; p0 += kTileP) {
@@ -125,9 +136,9 @@ void native_gemm(T* c, int64_t ldc, const T* a, int64_t lda, const T* b, int64_t
               out[p] = valid == width ? c + (i0 + r) * ldc + j0 + q0 : edge + p * kWidth;
             }
             if (valid == width) {
-              register_tile_fv(fv, add, out, px, m, panel, &tap0, 1, depth, init);
+              register_tile_fv(fv, add, out, px, m, panel, &tap0, 1, depth, init, ldw);
             } else {  // the last panel of a row of C: sums to `edge`, then its valid columns to C
-              register_tile_fv(fv, false, out, px, m, panel, &tap0, 1, depth, init);
+              register_tile_fv(fv, false, out, px, m, panel, &tap0, 1, depth, init, ldw);
               for (int64_t p = 0; p < m; ++p) {
                 T* dst = c + (i0 + p0 + p) * ldc + j0 + q0;
                 for (int64_t j = 0; j < valid; ++j) dst[j] = add ? dst[j] + edge[p * kWidth + j] : edge[p * kWidth + j];

@@ -321,7 +321,10 @@ TEST_CASE("native_sgemm: depth, column, row and tile edges against a triple loop
   // (110, 700, 800): row blocks 96 + 14 (tiles of 6 + 2 rows), column blocks 640 + 60 (a panel
   // of 4 vectors with 4 unused lanes on AVX-512), depth 3 x 267; (7, 65, 385): one column past a
   // panel, depth 2 x 193; (1, 1, 1); (5, 3, 0): an empty sum
-  for (auto [M, N, K] : {std::tuple<int64_t, int64_t, int64_t>{110, 700, 800}, {7, 65, 385}, {1, 1, 1}, {5, 3, 0}})
+  // (B [K, N] is read in place up to 2048 rows of C, panels of whole vectors: 80 = 64 + 16 columns
+  // both in place, 65 = 64 in place + 1 packed, 700 = 640 in place + 60 packed; 2049 rows pack all)
+  for (auto [M, N, K] : {std::tuple<int64_t, int64_t, int64_t>{110, 700, 800}, {7, 65, 385}, {9, 80, 50},
+                         {2049, 33, 20}, {1, 1, 1}, {5, 3, 0}})
     for (int ta = 0; ta < 2; ++ta)
       for (int tb = 0; tb < 2; ++tb)
         for (int acc = 0; acc < 2; ++acc) {
