@@ -389,10 +389,21 @@ void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_
   // The native engine's column blocks are whole panels of its tile (64 columns on AVX-512): 80-column
   // blocks left a 16-wide panel in each, a 6 x 1-vector tile with one multiply-add per load
   // (ACR-NTL's [2048, 128]^T [2048, 570]: 149 -> 172 GFLOP/s, one Zen 5 core).
-  const bool by_rows = M >= N || M >= 256;
+  // Under the native engine:
+  // - a transposed A ([K, M] stored) goes by rows from 64 rows on: each column block transposed
+  //   the whole of A again (ACR-NTL's [2048, 128]^T [2048, 570], 5 blocks of 128 columns: 174 ->
+  //   188 GFLOP/s as two row blocks, one core), and the two blocks split evenly on two threads;
+  // - row blocks are whole tiles (6 rows) but the last, as about 8 equal blocks: 80-row blocks
+  //   left a 2-row tile in each (M = 570: 8 blocks, 7 x 80 + 10, 320 / 250 rows on two threads;
+  //   now 7 x 72 + 66, 288 / 282). The sums of every element are the same chains of multiply-adds
+  //   whatever the blocks (tensor/sgemm.cpp), so this changes no bits.
+  const bool native = engine == GemmEngine::native;
+  const bool by_rows = M >= N || M >= 256 || (native && ta && M >= 64);
   const int64_t len = by_rows ? M : N;
-  const int64_t align = !by_rows && engine == GemmEngine::native ? kMaxFV * kVec : 16;
-  const int64_t kBlock = std::clamp<int64_t>((len / 8 + align - 1) / align * align, std::max<int64_t>(64, align), 512);
+  const int64_t align = !native ? 16 : by_rows ? kTileP : kMaxFV * kVec;
+  const int64_t min_block = (63 / align + 1) * align, max_block = 512 / align * align;
+  const int64_t eighth = native ? (len + 7) / 8 : len / 8;  // (the other engines' blocks as they were)
+  const int64_t kBlock = std::clamp<int64_t>((eighth + align - 1) / align * align, min_block, max_block);
   const int64_t blocks = (len + kBlock - 1) / kBlock;
   parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t blk = b0; blk < b1; ++blk) {

@@ -141,6 +141,35 @@ TEST_CASE("layout: permute, concat, stack, slice, index_select", "[ops]") {
   CHECK(flatten(y).shape() == Shape{2, 12});
 }
 
+TEST_CASE("slice and slice_add in parallel pieces match plain loops", "[ops]") {
+  // slice copies, slice_add adds, in pieces of ~16K values: one long block cut into several
+  // ([2, 4, 10000] dim 1 [1, 4): 30000 values a block), many short blocks to a piece ([5000, 6, 3]
+  // dim 1 [2, 5)), and an empty slice
+  Generator g(4);
+  for (auto [shape, start, end] : {std::tuple{Shape{2, 4, 10000}, 1, 4}, std::tuple{Shape{5000, 6, 3}, 2, 5},
+                                   std::tuple{Shape{3, 6, 5}, 2, 2}}) {
+    const Tensor x = g.normal(shape);
+    const int64_t outer = shape[0], n = shape[1], inner = shape[2], len = end - start;
+    Tensor want({outer, len, inner});
+    for (int64_t o = 0; o < outer; ++o)
+      for (int64_t k = 0; k < len; ++k)
+        for (int64_t i = 0; i < inner; ++i)
+          want.data()[(o * len + k) * inner + i] = x.data()[(o * n + start + k) * inner + i];
+    const Tensor got = slice(x, 1, start, end);
+    REQUIRE(got.shape() == want.shape());
+    for (int64_t i = 0; i < want.numel(); ++i) REQUIRE(got.data()[i] == want.data()[i]);
+    // slice_add: out (a copy of x) += a gradient on rows [start, end) of dim 1, the rest untouched
+    const Tensor grad = g.normal({outer, len, inner});
+    Tensor out = x.clone(), sum_want = x.clone();
+    for (int64_t o = 0; o < outer; ++o)
+      for (int64_t k = 0; k < len; ++k)
+        for (int64_t i = 0; i < inner; ++i)
+          sum_want.data()[(o * n + start + k) * inner + i] += grad.data()[(o * len + k) * inner + i];
+    slice_add_(out, grad, 1, start);
+    for (int64_t i = 0; i < x.numel(); ++i) REQUIRE(out.data()[i] == sum_want.data()[i]);
+  }
+}
+
 TEST_CASE("matmul and bmm match a plain triple loop in every transpose mode", "[ops]") {
   const cpu::GemmEngine engine = GENERATE(from_range(gemm_engines()));
   EngineScope scope(engine);
@@ -148,8 +177,11 @@ TEST_CASE("matmul and bmm match a plain triple loop in every transpose mode", "[
   Generator g(3);
   // gemm's column-block split (3 x 200 x 600) and its depth split: 4 chunks of 2250 (K = 9000), 16
   // of 2500 (K = 40000)
+  // native engine: a transposed A from 64 rows on by row blocks (128 x 300: 66 + 62 rows), row
+  // blocks of whole 6-row tiles (570 x 40: 7 x 72 + 66)
   for (auto [M, K, N] : {std::tuple{5, 7, 3}, std::tuple{130, 70, 90}, std::tuple{3, 64, 300},
-                          std::tuple{3, 200, 600}, std::tuple{20, 9000, 24}, std::tuple{5, 40000, 7}}) {
+                          std::tuple{3, 200, 600}, std::tuple{20, 9000, 24}, std::tuple{5, 40000, 7},
+                          std::tuple{128, 50, 300}, std::tuple{570, 30, 40}}) {
     for (int ta = 0; ta < 2; ++ta)
       for (int tb = 0; tb < 2; ++tb) {
         Tensor a = g.normal(ta ? Shape{K, M} : Shape{M, K});
