@@ -34,18 +34,28 @@ Tensor sum_one(const Tensor& a, int64_t d) {
                  });
     return out;
   }
-  // Strided: accumulate whole inner rows (cache friendly) into a double buffer per outer index.
-  parallel_for(p.outer, 1, [&](int64_t o0, int64_t o1) {
-    std::vector<double> acc(p.inner);
-    for (int64_t o = o0; o < o1; ++o) {
-      std::fill(acc.begin(), acc.end(), 0.0);
-      for (int64_t k = 0; k < p.r; ++k) {
-        const float* row = x + (o * p.r + k) * p.inner;
-        for (int64_t i = 0; i < p.inner; ++i) acc[i] += row[i];
-      }
-      for (int64_t i = 0; i < p.inner; ++i) y[o * p.inner + i] = static_cast<float>(acc[i]);
-    }
-  });
+  // Strided: per (outer index, block of up to 32 inner columns), the block's columns accumulate
+  // over the R rows in order into doubles. A task per outer index alone left a bias gradient's
+  // [2048, 570] -> [570] (outer 1) on one thread; each output is still one task's sum in row order.
+  constexpr int64_t kColumns = 32;
+  const int64_t col_blocks = (p.inner + kColumns - 1) / kColumns;
+  parallel_for(p.outer * col_blocks, std::max<int64_t>(1, 16384 / (kColumns * std::max<int64_t>(p.r, 1))),
+               [&](int64_t t0, int64_t t1) {
+                 double acc[kColumns];
+                 for (int64_t t = t0; t < t1; ++t) {
+                   const int64_t o = t / col_blocks, i0 = t % col_blocks * kColumns;
+                   const int64_t m = std::min(kColumns, p.inner - i0);
+                   std::fill(acc, acc + kColumns, 0.0);
+                   const float* col = x + o * p.r * p.inner + i0;
+                   if (m == kColumns)  // a fixed width: the adds unrolled into vectors of doubles
+                     for (int64_t k = 0; k < p.r; ++k)
+                       for (int64_t i = 0; i < kColumns; ++i) acc[i] += col[k * p.inner + i];
+                   else
+                     for (int64_t k = 0; k < p.r; ++k)
+                       for (int64_t i = 0; i < m; ++i) acc[i] += col[k * p.inner + i];
+                   for (int64_t i = 0; i < m; ++i) y[o * p.inner + i0 + i] = static_cast<float>(acc[i]);
+                 }
+               });
   return out;
 }
 

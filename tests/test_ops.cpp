@@ -78,6 +78,21 @@ TEST_CASE("reductions: sum, mean, max, logsumexp", "[ops]") {
       REQUIRE(s.data()[c] == Approx(ref).margin(1e-5));
     }
   }
+  // one dim folded over strided rows, in blocks of up to 32 columns: each output the double sum
+  // of its column in row order, rounded once (so exactly the loop's value); full and partial
+  // blocks, outer 1 (a bias gradient [300, 45] -> [45]) and outer 2 ([2, 50, 70] over dim 1)
+  for (const auto& [shape, dim] : std::vector<std::pair<Shape, int64_t>>{{{300, 45}, 0}, {{2, 50, 70}, 1}}) {
+    Tensor y = g.normal(shape);
+    const int64_t outer = dim == 0 ? 1 : shape[0], r = shape[dim], inner = shape.back();
+    Tensor s = sum(y, {dim});
+    REQUIRE(s.numel() == outer * inner);
+    for (int64_t o = 0; o < outer; ++o)
+      for (int64_t i = 0; i < inner; ++i) {
+        double ref = 0;
+        for (int64_t k = 0; k < r; ++k) ref += y.data()[(o * r + k) * inner + i];
+        REQUIRE(s.data()[o * inner + i] == static_cast<float>(ref));
+      }
+  }
   CHECK(sum(x).item() == Approx(total).margin(1e-4));
   CHECK(mean(x).item() == Approx(total / 60).margin(1e-6));
   Tensor am;
