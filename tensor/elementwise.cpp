@@ -4,10 +4,15 @@
 // Tested by tests/test_ops.cpp (closed forms, broadcasting, errors) and tests/test_grad.cpp.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "tensor/cpu.h"
 #include "tensor/parallel.h"
 #include "tensor/select.h"
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 namespace normad::cpu {
 
@@ -103,7 +108,84 @@ Tensor maximum(const Tensor& a, const Tensor& b) {
 Tensor add_scalar(const Tensor& a, float s) { return map_unary(a, [s](float x) { return x + s; }); }
 Tensor mul_scalar(const Tensor& a, float s) { return map_unary(a, [s](float x) { return x * s; }); }
 Tensor neg(const Tensor& a) { return map_unary(a, [](float x) { return -x; }); }
-Tensor exp(const Tensor& a) { return map_unary(a, [](float x) { return std::exp(x); }); }
+
+#if defined(__AVX512F__)
+namespace {
+// glibc's expf table (sysdeps/ieee754/flt-32/e_exp2f_data.c): bits of 2^(i/32) minus i << 47
+alignas(64) constexpr uint64_t kExpTable[32] = {
+    0x3ff0000000000000, 0x3fefd9b0d3158574, 0x3fefb5586cf9890f, 0x3fef9301d0125b51,
+    0x3fef72b83c7d517b, 0x3fef54873168b9aa, 0x3fef387a6e756238, 0x3fef1e9df51fdee1,
+    0x3fef06fe0a31b715, 0x3feef1a7373aa9cb, 0x3feedea64c123422, 0x3feece086061892d,
+    0x3feebfdad5362a27, 0x3feeb42b569d4f82, 0x3feeab07dd485429, 0x3feea47eb03a5585,
+    0x3feea09e667f3bcd, 0x3fee9f75e8ec5f74, 0x3feea11473eb0187, 0x3feea589994cce13,
+    0x3feeace5422aa0db, 0x3feeb737b0cdc5e5, 0x3feec49182a3f090, 0x3feed503b23e255d,
+    0x3feee89f995ad3ad, 0x3feeff76f2fb5e47, 0x3fef199bdd85529c, 0x3fef3720dcef9069,
+    0x3fef5818dcfba487, 0x3fef7c97337b9b5f, 0x3fefa4afa2a490da, 0x3fefd0765b6e4540};
+
+// e^x for 8 floats, in double as glibc's expf computes one: x 32/ln2 = k + r (k rounded to an
+// integer by adding 1.5 2^52), 2^(k/32) from the table and the exponent bits, 2^(r/32) by a cubic;
+// the same operations in the same order, the multiply-adds fused where glibc's FMA build fuses them.
+inline __m256 exp8_glibc(__m256 xf) {
+  const __m512d inv_ln2_n = _mm512_set1_pd(0x1.71547652b82fep+5), shift = _mm512_set1_pd(0x1.8p52);
+  const __m512d c0 = _mm512_set1_pd(0x1.c6af84b912394p-20), c1 = _mm512_set1_pd(0x1.ebfce50fac4f3p-13);
+  const __m512d c2 = _mm512_set1_pd(0x1.62e42ff0c52d6p-6), one = _mm512_set1_pd(1.0);
+  const __m512d xd = _mm512_cvtps_pd(xf);
+  const __m512d kd_shifted = _mm512_fmadd_pd(inv_ln2_n, xd, shift);
+  const __m512i ki = _mm512_castpd_si512(kd_shifted);
+  const __m512d kd = _mm512_sub_pd(kd_shifted, shift);
+  const __m512d r = _mm512_fmsub_pd(inv_ln2_n, xd, kd);
+  const __m512d z = _mm512_fmadd_pd(r, c0, c1);
+  // table[ki % 32]: entries 0-15 or 16-31 by bit 4, each a two-register permute on bits 0-3
+  const __m512i* table = reinterpret_cast<const __m512i*>(kExpTable);
+  const __m512i low = _mm512_permutex2var_epi64(_mm512_load_si512(table), ki, _mm512_load_si512(table + 1));
+  const __m512i high = _mm512_permutex2var_epi64(_mm512_load_si512(table + 2), ki, _mm512_load_si512(table + 3));
+  const __m512i t = _mm512_add_epi64(_mm512_mask_blend_epi64(_mm512_test_epi64_mask(ki, _mm512_set1_epi64(16)), low, high),
+                                     _mm512_slli_epi64(ki, 47));
+  const __m512d r2 = _mm512_mul_pd(r, r);
+  __m512d y = _mm512_fmadd_pd(r, c2, one);
+  y = _mm512_fmadd_pd(z, r2, y);
+  return _mm512_cvtpd_ps(_mm512_mul_pd(y, _mm512_castsi512_pd(t)));
+}
+}  // namespace
+
+void exp_floats(float* y, const float* x, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 xv = _mm512_loadu_ps(x + i);
+    const __m256 lo = exp8_glibc(_mm512_castps512_ps256(xv));
+    const __m256 hi = exp8_glibc(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(xv), 1)));
+    // |x| >= 88 (the float's top 12 bits from 0x42b on: overflow, underflow, inf) or NaN: glibc's
+    // special cases, from std::exp itself
+    const __m512i top = _mm512_and_si512(_mm512_srli_epi32(_mm512_castps_si512(xv), 20), _mm512_set1_epi32(0x7ff));
+    const __mmask16 special = _mm512_cmpge_epu32_mask(top, _mm512_set1_epi32(0x42b));
+    const __m512 e = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(lo)), _mm256_castps_pd(hi), 1));
+    if (special) {  // (from a copy of the inputs: y may be x)
+      alignas(64) float in[16], out[16];
+      _mm512_store_ps(in, xv);
+      _mm512_store_ps(out, e);
+      for (int l = 0; l < 16; ++l)
+        if (special >> l & 1) out[l] = std::exp(in[l]);
+      std::memcpy(y + i, out, sizeof out);
+    } else {
+      _mm512_storeu_ps(y + i, e);
+    }
+  }
+  for (; i < n; ++i) y[i] = std::exp(x[i]);  // the same values as the vectors give
+}
+#else
+void exp_floats(float* y, const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = std::exp(x[i]);
+}
+#endif
+
+// in chunks of kGrain values: each chunk one exp_floats call (tensor/cpu.h)
+Tensor exp(const Tensor& a) {
+  Tensor out = Tensor::empty(a.shape());
+  const float* x = a.data();
+  float* y = out.data();
+  parallel_for(a.numel(), kGrain, [&](int64_t b, int64_t e) { exp_floats(y + b, x + b, e - b); });
+  return out;
+}
 Tensor log(const Tensor& a) { return map_unary(a, [](float x) { return std::log(x); }); }
 Tensor sqrt(const Tensor& a) { return map_unary(a, [](float x) { return std::sqrt(x); }); }
 Tensor abs(const Tensor& a) { return map_unary(a, [](float x) { return std::fabs(x); }); }

@@ -183,17 +183,46 @@ Tensor logsumexp(const Tensor& a, int64_t dim, bool keepdim) {
   Tensor out = Tensor::empty(os);
   const float* x = a.data();
   float* y = out.data();
+  // The shifted values x - m of up to kBlock values of consecutive outputs (or kBlock values of one
+  // long output at a time) go through one exp_floats call (as the exp op computes them; one call
+  // per 20-value row cost as much as the scalar exps it replaced), then each output's are added
+  // in order of k.
+  constexpr int64_t kBlock = 1024;
+  const int64_t per_block = std::max<int64_t>(1, kBlock / std::max<int64_t>(p.r, 1));
   parallel_for(p.outer * p.inner, std::max<int64_t>(1, 4096 / std::max<int64_t>(p.r, 1)), [&](int64_t b, int64_t e) {
-    for (int64_t j = b; j < e; ++j) {
-      const int64_t o = j / p.inner, i = j % p.inner;
-      const float* base = x + o * p.r * p.inner + i;
-      float m = base[0];  // as max(): a NaN first stays, a later NaN never wins
-      for (int64_t k = 1; k < p.r; ++k)
-        if (base[k * p.inner] > m) m = base[k * p.inner];
-      if (std::isinf(m)) m = 0.f;
-      double s = 0;
-      for (int64_t k = 0; k < p.r; ++k) s += std::exp(base[k * p.inner] - m);
-      y[j] = std::log(static_cast<float>(s)) + m;
+    float shifted[kBlock];
+    float m[kBlock];
+    for (int64_t j0 = b; j0 < e; j0 += per_block) {
+      const int64_t j1 = std::min(e, j0 + per_block);
+      for (int64_t j = j0; j < j1; ++j) {
+        const float* base = x + j / p.inner * p.r * p.inner + j % p.inner;
+        float mj = base[0];  // as max(): a NaN first stays, a later NaN never wins
+        for (int64_t k = 1; k < p.r; ++k)
+          if (base[k * p.inner] > mj) mj = base[k * p.inner];
+        m[j - j0] = std::isinf(mj) ? 0.f : mj;
+      }
+      if (p.r <= kBlock) {  // whole rows of the block's outputs, one call
+        for (int64_t j = j0; j < j1; ++j) {
+          const float* base = x + j / p.inner * p.r * p.inner + j % p.inner;
+          for (int64_t k = 0; k < p.r; ++k) shifted[(j - j0) * p.r + k] = base[k * p.inner] - m[j - j0];
+        }
+        exp_floats(shifted, shifted, (j1 - j0) * p.r);
+        for (int64_t j = j0; j < j1; ++j) {
+          double s = 0;
+          for (int64_t k = 0; k < p.r; ++k) s += shifted[(j - j0) * p.r + k];
+          y[j] = std::log(static_cast<float>(s)) + m[j - j0];
+        }
+      } else {  // one output (per_block is 1), kBlock values at a time
+        const float* base = x + j0 / p.inner * p.r * p.inner + j0 % p.inner;
+        double s = 0;
+        for (int64_t k0 = 0; k0 < p.r; k0 += kBlock) {
+          const int64_t kn = std::min(kBlock, p.r - k0);
+          for (int64_t k = 0; k < kn; ++k) shifted[k] = base[(k0 + k) * p.inner] - m[0];
+          exp_floats(shifted, shifted, kn);
+          for (int64_t k = 0; k < kn; ++k) s += shifted[k];
+        }
+        y[j0] = std::log(static_cast<float>(s)) + m[0];
+      }
     }
   });
   return keepdim ? out : out.reshape(reduced_shape(a.shape(), {dim}, false));

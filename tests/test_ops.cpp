@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <Eigen/Core>
+#include "tensor/cpu.h"
 #include "tensor/gemm.h"
 #include "tensor/parallel.h"
 #include "tensor/register_tile.h"
@@ -134,6 +135,46 @@ TEST_CASE("reductions: sum, mean, max, logsumexp", "[ops]") {
     }
   }
   CHECK(logsumexp(z, 2).data()[1] == -INFINITY);
+  // the same over rows longer than the fused pass's block of 1024 shifted values ([2, 2500]) and
+  // blocks of several rows that do not divide a task's ([300, 20]: 51 rows a block)
+  for (const Shape& shape : {Shape{2, 2500}, Shape{300, 20}}) {
+    Tensor w = g.normal(shape);
+    Tensor m = max(w, 1, true, nullptr);
+    Tensor composed = add(log(sum(exp(sub(w, m)), {1}, true)), m);
+    Tensor fused = logsumexp(w, 1, true);
+    REQUIRE(fused.to_vector() == composed.to_vector());
+  }
+}
+
+TEST_CASE("exp: the vector exp gives std::exp's values bit for bit, whatever a value's position", "[ops]") {
+  // a sweep over [-110, 95] (results from 0 through denormals to overflow, every table entry and
+  // both signs of r) and the special values; checked once over all 2^32 floats (docs/profiling.md)
+  std::vector<float> v;
+  for (int i = 0; i <= 200000; ++i) v.push_back(-110.f + 205.f * float(i) / 200000.f);
+  for (float s : {0.f, -0.f, 1e-30f, -1e-30f, 1e-45f, 88.72f, 88.73f, -87.33f, -103.27f, -103.29f, -103.97f,
+                  -103.98f, -104.f, 3.4e38f, -3.4e38f, INFINITY, -INFINITY, NAN})
+    v.push_back(s);
+  const Tensor x = Tensor::from({int64_t(v.size())}, v);
+  const Tensor e = exp(x);
+  for (size_t i = 0; i < v.size(); ++i) {
+    const float got = e.data()[i], want = std::exp(v[i]);
+    INFO("exp(" << v[i] << ") = " << got << ", std::exp " << want);
+    REQUIRE(((std::isnan(got) && std::isnan(want)) || std::memcmp(&got, &want, sizeof got) == 0));
+  }
+  // in place (logsumexp's use): the special lanes' inputs must not be read back from the output
+  std::vector<float> in_place = v;
+  cpu::exp_floats(in_place.data(), in_place.data(), int64_t(in_place.size()));
+  for (size_t i = 0; i < v.size(); ++i) {
+    const float a = e.data()[i], b = in_place[i];
+    INFO("in place, exp(" << v[i] << ")");
+    REQUIRE(((std::isnan(a) && std::isnan(b)) || std::memcmp(&a, &b, sizeof a) == 0));
+  }
+  // from offset 5 on, every value sits in another lane, the last ones in the scalar tail
+  const Tensor shifted = exp(slice(x, 0, 5, x.numel()));
+  for (int64_t i = 5; i < x.numel(); ++i) {
+    const float a = e.data()[i], b = shifted.data()[i - 5];
+    REQUIRE(((std::isnan(a) && std::isnan(b)) || std::memcmp(&a, &b, sizeof a) == 0));
+  }
 }
 
 TEST_CASE("layout: permute, concat, stack, slice, index_select", "[ops]") {
