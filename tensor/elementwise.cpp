@@ -146,31 +146,39 @@ inline __m256 exp8_glibc(__m256 xf) {
   y = _mm512_fmadd_pd(z, r2, y);
   return _mm512_cvtpd_ps(_mm512_mul_pd(y, _mm512_castsi512_pd(t)));
 }
+
+// 16 values at y from x (y == x or no overlap).
+inline void exp16(float* y, const float* x) {
+  const __m512 xv = _mm512_loadu_ps(x);
+  const __m256 lo = exp8_glibc(_mm512_castps512_ps256(xv));
+  const __m256 hi = exp8_glibc(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(xv), 1)));
+  // |x| >= 88 (the float's top 12 bits from 0x42b on: overflow, underflow, inf) or NaN: glibc's
+  // special cases, from std::exp itself
+  const __m512i top = _mm512_and_si512(_mm512_srli_epi32(_mm512_castps_si512(xv), 20), _mm512_set1_epi32(0x7ff));
+  const __mmask16 special = _mm512_cmpge_epu32_mask(top, _mm512_set1_epi32(0x42b));
+  const __m512 e = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(lo)), _mm256_castps_pd(hi), 1));
+  if (special) {  // (from a copy of the inputs: y may be x)
+    alignas(64) float in[16], out[16];
+    _mm512_store_ps(in, xv);
+    _mm512_store_ps(out, e);
+    for (int l = 0; l < 16; ++l)
+      if (special >> l & 1) out[l] = std::exp(in[l]);
+    std::memcpy(y, out, sizeof out);
+  } else {
+    _mm512_storeu_ps(y, e);
+  }
+}
 }  // namespace
 
 void exp_floats(float* y, const float* x, int64_t n) {
   int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const __m512 xv = _mm512_loadu_ps(x + i);
-    const __m256 lo = exp8_glibc(_mm512_castps512_ps256(xv));
-    const __m256 hi = exp8_glibc(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(xv), 1)));
-    // |x| >= 88 (the float's top 12 bits from 0x42b on: overflow, underflow, inf) or NaN: glibc's
-    // special cases, from std::exp itself
-    const __m512i top = _mm512_and_si512(_mm512_srli_epi32(_mm512_castps_si512(xv), 20), _mm512_set1_epi32(0x7ff));
-    const __mmask16 special = _mm512_cmpge_epu32_mask(top, _mm512_set1_epi32(0x42b));
-    const __m512 e = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(lo)), _mm256_castps_pd(hi), 1));
-    if (special) {  // (from a copy of the inputs: y may be x)
-      alignas(64) float in[16], out[16];
-      _mm512_store_ps(in, xv);
-      _mm512_store_ps(out, e);
-      for (int l = 0; l < 16; ++l)
-        if (special >> l & 1) out[l] = std::exp(in[l]);
-      std::memcpy(y + i, out, sizeof out);
-    } else {
-      _mm512_storeu_ps(y + i, e);
-    }
+  for (; i + 16 <= n; i += 16) exp16(y + i, x + i);
+  if (i < n) {  // the last values padded to a whole vector: every value through the same code
+    alignas(64) float buf[16] = {};
+    std::copy(x + i, x + n, buf);
+    exp16(buf, buf);
+    std::copy(buf, buf + (n - i), y + i);
   }
-  for (; i < n; ++i) y[i] = std::exp(x[i]);  // the same values as the vectors give
 }
 #else
 void exp_floats(float* y, const float* x, int64_t n) {

@@ -382,15 +382,17 @@ void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_
     });
     return;
   }
-  // Split the longer output side into blocks sized from the shape alone (about 8 of them, 64 to
-  // 512 long, a multiple of 16); each block is one engine call whatever the thread count, so every
+  // Split the longer output side (native, transposed A from 128 rows: the rows) into blocks sized
+  // from the shape alone (about 8 of them, 64 to 512 long, a multiple of 16; native row blocks 66
+  // to 510, a multiple of 6); each block is one engine call whatever the thread count, so every
   // element sees the same kernel blocking. The engine packs the other operand once per block, so
   // blocks much smaller than that re-pack it too often (64-row blocks cost 1.5x on 4096 x 4096 x 512).
   // The native engine's column blocks are whole panels of its tile (64 columns on AVX-512): 80-column
   // blocks left a 16-wide panel in each, a 6 x 1-vector tile with one multiply-add per load
   // (ACR-NTL's [2048, 128]^T [2048, 570]: 149 -> 172 GFLOP/s, one Zen 5 core).
   // Under the native engine:
-  // - a transposed A ([K, M] stored) goes by rows from 64 rows on: each column block transposed
+  // - a transposed A ([K, M] stored) goes by rows from 128 rows on (two blocks at least; fewer rows
+  //   stay in column blocks, which keep more than two threads busy): each column block transposed
   //   the whole of A again (ACR-NTL's [2048, 128]^T [2048, 570], 5 blocks of 128 columns: 174 ->
   //   188 GFLOP/s as two row blocks, one core), and the two blocks split evenly on two threads;
   // - row blocks are whole tiles (6 rows) but the last, as about 8 equal blocks: 80-row blocks
@@ -398,11 +400,12 @@ void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_
   //   now 7 x 72 + 66, 288 / 282). The sums of every element are the same chains of multiply-adds
   //   whatever the blocks (tensor/sgemm.cpp), so this changes no bits.
   const bool native = engine == GemmEngine::native;
-  const bool by_rows = M >= N || M >= 256 || (native && ta && M >= 64);
+  const bool by_rows = M >= N || M >= 256 || (native && ta && M >= 128);
   const int64_t len = by_rows ? M : N;
   const int64_t align = !native ? 16 : by_rows ? kTileP : kMaxFV * kVec;
   const int64_t min_block = (63 / align + 1) * align, max_block = 512 / align * align;
-  const int64_t eighth = native ? (len + 7) / 8 : len / 8;  // (the other engines' blocks as they were)
+  // (the other engines' blocks as they were; native column blocks round len / 8 up, not down)
+  const int64_t eighth = native ? (len + 7) / 8 : len / 8;
   const int64_t kBlock = std::clamp<int64_t>((eighth + align - 1) / align * align, min_block, max_block);
   const int64_t blocks = (len + kBlock - 1) / kBlock;
   parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {

@@ -101,10 +101,11 @@ inline void transpose_copy(float* dst, int64_t ldd, const float* src, int64_t ld
       __m512 r[16];
       for (int64_t i = 0; i < 16; ++i)
         r[i] = i < nr ? _mm512_maskz_loadu_ps(col_mask, src + (i0 + i) * lds + j0) : _mm512_setzero_ps();
-      // the same columns two row blocks on, into L1 ahead of their loads (a hint: never faults, so
-      // rows past the end are harmless): the GEMM's transposed A over 40960 rows, [K, M] read from
-      // memory 16 rows at a time, 148 -> 162 GFLOP/s on [128, 128] products (one Zen 5 core)
-      for (int64_t i = 32; i < 48; ++i) _mm_prefetch(reinterpret_cast<const char*>(src + (i0 + i) * lds + j0), _MM_HINT_T0);
+      // the same columns two row blocks on, into L1 ahead of their loads (rows that exist only: the
+      // convolutions' copies of <= 32 rows prefetch nothing): the GEMM's transposed A over 40960
+      // rows, [K, M] read from memory 16 rows at a time, 148 -> 162 GFLOP/s on [128, 128] products
+      for (int64_t i = 32; i < 48 && i0 + i < rows; ++i)
+        _mm_prefetch(reinterpret_cast<const char*>(src + (i0 + i) * lds + j0), _MM_HINT_T0);
       transpose16(r);
       for (int64_t j = 0; j < nc; ++j) _mm512_mask_storeu_ps(dst + (j0 + j) * ldd + i0, row_mask, r[j]);
     }
