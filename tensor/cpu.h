@@ -25,7 +25,7 @@ Tensor log(const Tensor& a);
 // y[i] = e^x[i], i < n (y == x or no overlap): std::exp's values bit for bit, 16 at a time on AVX-512
 // (glibc's expf algorithm in vector registers, elementwise.cpp; its special cases, |x| >= 88 and
 // NaN, from std::exp itself; a last partial vector padded, so every value takes the same path):
-// 1.9 ns a value -> ~0.2. The exp op and logsumexp use it.
+// the exp op on [2048, 20, 20] 1.39 -> 0.26 ms. The exp op and logsumexp use it.
 void exp_floats(float* y, const float* x, int64_t n);
 
 // matrix products (matmul.cpp)

@@ -169,7 +169,7 @@ TEST_CASE("exp: the vector exp gives std::exp's values bit for bit, whatever a v
     INFO("in place, exp(" << v[i] << ")");
     REQUIRE(((std::isnan(a) && std::isnan(b)) || std::memcmp(&a, &b, sizeof a) == 0));
   }
-  // from offset 5 on, every value sits in another lane, the last ones in the scalar tail
+  // from offset 5 on, every value sits in another lane, the last ones in the padded tail vector
   const Tensor shifted = exp(slice(x, 0, 5, x.numel()));
   for (int64_t i = 5; i < x.numel(); ++i) {
     const float a = e.data()[i], b = shifted.data()[i - 5];
@@ -199,7 +199,7 @@ TEST_CASE("layout: permute, concat, stack, slice, index_select", "[ops]") {
 
 TEST_CASE("slice and slice_add in parallel pieces match plain loops", "[ops]") {
   // slice copies, slice_add adds, in pieces of ~16K values: one long block cut into several
-  // ([2, 4, 10000] dim 1 [1, 4): 30000 values a block), many short blocks to a piece ([5000, 6, 3]
+  // ([2, 4, 10000] dim 1 [1, 4): 30000 values a block), many short blocks to a piece ([5001, 6, 3]
   // dim 1 [2, 5), pieces starting mid-block: 45009 values), and an empty slice; on two threads (one
   // makes a single call with the whole range, no piece starting inside a block)
   set_num_threads(2);
@@ -236,7 +236,7 @@ TEST_CASE("matmul and bmm match a plain triple loop in every transpose mode", "[
   Generator g(3);
   // gemm's column-block split (3 x 200 x 600) and its depth split: 4 chunks of 2250 (K = 9000), 16
   // of 2500 (K = 40000)
-  // native engine: a transposed A from 64 rows on by row blocks (128 x 300: 66 + 62 rows), row
+  // native engine: a transposed A from 128 rows on by row blocks (128 x 300: 66 + 62 rows), row
   // blocks of whole 6-row tiles (570 x 40: 7 x 72 + 66)
   for (auto [M, K, N] : {std::tuple{5, 7, 3}, std::tuple{130, 70, 90}, std::tuple{3, 64, 300},
                           std::tuple{3, 200, 600}, std::tuple{20, 9000, 24}, std::tuple{5, 40000, 7},
