@@ -83,9 +83,15 @@ std::string tag(Sizes s) {
          std::to_string(s.D) + "]";
 }
 
-// Registered before main(); only when a GPU is present.
-const bool registered = [] {
-  if (!device_available(Device::CUDA)) return false;
+}  // namespace
+
+// Called from main() (bench/bench_main.cpp), only when a GPU is present. Not from a static
+// initialiser: device detection asks whether our kernels have an image for the GPU, and before
+// main() the CUDA runtime may not yet have registered the .cu files' kernels (static
+// initialisation order across files), so the probe failed ("invalid resource handle") and every
+// cuda/ case of the H200 run of 2026-12-04 was skipped.
+void normad::bench::register_cuda_distance_benchmarks() {
+  if (!device_available(Device::CUDA)) return;
   auto reg = [](const std::string& name, auto fn, Sizes s, int v) {
     benchmark::RegisterBenchmark(name.c_str(), fn, s, v)->Unit(benchmark::kMicrosecond)->UseRealTime();
   };
@@ -101,9 +107,11 @@ const bool registered = [] {
     for (int v = 1; v <= cuda::l2_normalize_version_count(); ++v)
       reg("cuda_distance/l2_normalize/v" + std::to_string(v) + "/[" + std::to_string(s.M) + ", " + std::to_string(s.D) + "]",
           bm_l2, s, v);
-  return true;
-}();
-
-}  // namespace
+}
 
 #endif  // NORMAD_HAS_CUDA
+
+#ifndef NORMAD_HAS_CUDA
+#include "bench/bench_util.h"
+void normad::bench::register_cuda_distance_benchmarks() {}  // a build without CUDA: no cases
+#endif

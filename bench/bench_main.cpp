@@ -14,10 +14,14 @@
 #include <cstdlib>
 #include <string>
 
+#include "bench/bench_util.h"
 #include "tensor/cpu.h"
 #include "tensor/profile.h"
 
 int main(int argc, char** argv) {
+  // the device-dependent cases: registered here, after static initialisation (bench/bench_util.h)
+  normad::bench::register_backend_ops_benchmarks();
+  normad::bench::register_cuda_distance_benchmarks();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   if (const char* conv = std::getenv("NORMAD_BENCH_CONV")) {

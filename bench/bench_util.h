@@ -14,6 +14,12 @@
 
 namespace normad::bench {
 
+// Benchmarks whose registration depends on the devices present, registered by main()
+// (bench/bench_main.cpp) rather than by a static initialiser (device detection must not run before
+// main(): see bench/bench_cuda_distance.cpp).
+void register_backend_ops_benchmarks();
+void register_cuda_distance_benchmarks();
+
 // Waits for the work a backend queued: CUDA runs asynchronously on normad's stream, so a timing
 // loop must wait before its clock stops; the host backends are done when an op returns.
 inline void wait_for(Device d) {

@@ -18,6 +18,10 @@
 namespace normad::cuda {
 
 // Whether a usable GPU is present (a driver, a device, and one that can run the compiled kernels).
+// Detected once, on the first call, and kept. Call it from main() or later, never from a static
+// initialiser: the kernel probe needs the CUDA runtime to have registered normad's kernels, which
+// happens in static initialisers of the .cu files in an unspecified order (normad_bench's
+// registration did, and every cuda/ case of its 2026-12-04 H200 run was skipped).
 bool present();
 // Why not, in one line ("" when present), e.g. "no CUDA device: cudaGetDeviceCount returned
 // 'CUDA driver version is insufficient for CUDA runtime version'".

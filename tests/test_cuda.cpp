@@ -379,7 +379,10 @@ TEST_CASE("cuda: tensors round-trip through the GPU and the allocator counts and
   }
   const MemoryStats s2 = alloc.stats();
   CHECK(s2.in_use == s0.in_use);
-  CHECK(s2.cached == 4096);  // 4000 bytes in a 4096-byte block, kept
+  // 4000 bytes in a 4096-byte block, kept -- unless NORMAD_CUDA_NO_CACHE=1 (the device script's
+  // compute-sanitizer stage) hands every block straight back
+  const char* no_cache = std::getenv("NORMAD_CUDA_NO_CACHE");
+  CHECK(s2.cached == (no_cache != nullptr && std::string(no_cache) == "1" ? 0 : 4096));
   {
     const Tensor u = Tensor::zeros({900}, Device::CUDA);  // 3600 -> 4096: the cached block again
     CHECK(alloc.stats().cached == 0);
@@ -389,7 +392,9 @@ TEST_CASE("cuda: tensors round-trip through the GPU and the allocator counts and
   CHECK(alloc.stats().cached == 0);
 }
 
-TEST_CASE("cuda: an allocation larger than the GPU is a normad::Error with the numbers", "[cuda]") {
+// [oom]: the sanitize stage of scripts/device_run.sh leaves it out (memcheck reports the failed
+// cudaMalloc it provokes as an error)
+TEST_CASE("cuda: an allocation larger than the GPU is a normad::Error with the numbers", "[cuda][oom]") {
   if (!gpu_or_skip()) return;
   try {
     Tensor t = Tensor::empty({int64_t(1) << 48}, Device::CUDA);  // 1 PiB
