@@ -733,17 +733,20 @@ void small_depth_forward(float* out, const float* x, const float* w, const float
                          const float* shift, const ConvDims& d, const Conv2dArgs& a, Activation act) {
   const int64_t ohw = d.OH * d.OW, ohwp = padded_pixels(d);
   parallel_for(d.N, 1, [&](int64_t n0, int64_t n1) {
-    std::vector<float> cols(d.K * ohwp);  // one sample's columns, reused over the task's samples
+    // one sample's columns, reused over the task's samples; in whole vectors (64-byte aligned, and
+    // ohwp is whole vectors), so that no load of a column row straddles two cache lines
+    std::vector<lanes> col_vectors(d.K * ohwp / kLanes);
+    float* cols = reinterpret_cast<float*>(col_vectors.data());
     for (int64_t n = n0; n < n1; ++n) {
-      small_depth_columns(cols.data(), x, d, a, n);
+      small_depth_columns(cols, x, d, a, n);
       float* o = out + n * d.F * ohw;
       for (int64_t p0 = 0; p0 < ohwp; p0 += kPixelChunk) {
         const int64_t p1 = std::min(ohwp, p0 + kPixelChunk);
         int64_t f0 = 0;
         for (; f0 + 4 <= d.F; f0 += 4)
-          small_depth_filters<4>(o, cols.data(), w, f0, p0, p1, d, ohwp, scale, shift, act);
+          small_depth_filters<4>(o, cols, w, f0, p0, p1, d, ohwp, scale, shift, act);
         for (; f0 < d.F; ++f0)
-          small_depth_filters<1>(o, cols.data(), w, f0, p0, p1, d, ohwp, scale, shift, act);
+          small_depth_filters<1>(o, cols, w, f0, p0, p1, d, ohwp, scale, shift, act);
       }
       if (act == Activation::silu)
         for (int64_t f = 0; f < d.F; ++f)
@@ -763,44 +766,79 @@ inline lanes load_lanes_upto(const float* p, int64_t m) {
 #endif
 }
 
-// Adds pixels [p0, p1) of one sample to the sums of filters [f0, f0 + FB) x column rows
-// [k0, k0 + KB): st their lanes (row f at st + f K), g the sample's dout [F, ohw].
+// Adds pixels [p0, p1) of `samples` consecutive samples to the sums of filters [f0, f0 + FB) x
+// column rows [k0, k0 + KB): st their lanes (row f at st + f K), g the first sample's dout [F, ohw]
+// (the next ones F ohw apart), cols the first sample's columns [K, ohwp] (the next ones K ohwp
+// apart). The sums stay in registers over the samples: per sample and tile, 13 vectors of work on
+// the Omniglot net's 14x14 maps did not pay for loading and storing them.
 template <int FB, int KB>
-void small_depth_weight_tile(lanes* st, const float* g, const float* cols, int64_t f0, int64_t k0,
-                             int64_t p0, int64_t p1, const ConvDims& d, int64_t ohwp) {
+void small_depth_weight_tile(lanes* st, const float* g, const float* cols, int64_t samples, int64_t f0,
+                             int64_t k0, int64_t p0, int64_t p1, const ConvDims& d, int64_t ohwp) {
   const int64_t ohw = d.OH * d.OW;
-  lanes acc[FB][KB];
+  lanes acc[FB][KB];  // unrolled, so that the sums stay in registers
+#pragma GCC unroll 2
   for (int fb = 0; fb < FB; ++fb)
+#pragma GCC unroll 12
     for (int kb = 0; kb < KB; ++kb) acc[fb][kb] = st[(f0 + fb) * d.K + k0 + kb];
-  auto add = [&](int64_t p, int64_t m) {
-    lanes gv[FB];
-    for (int fb = 0; fb < FB; ++fb)
-      gv[fb] = m == kLanes ? load_lanes(g + (f0 + fb) * ohw + p) : load_lanes_upto(g + (f0 + fb) * ohw + p, m);
-    for (int kb = 0; kb < KB; ++kb) {
-      const lanes c = load_lanes(cols + (k0 + kb) * ohwp + p);
-      for (int fb = 0; fb < FB; ++fb) acc[fb][kb] += gv[fb] * c;
-    }
-  };
   const int64_t full_end = std::min(p1, ohw / kLanes * kLanes);  // vectors wholly inside OH OW
-  int64_t p = p0;
-  for (; p < full_end; p += kLanes) add(p, kLanes);
-  if (p < std::min(p1, ohw)) add(p, ohw - p);  // the row's last, partial vector
+  // the gradient rows two filter blocks ahead on their way (rows that exist only)
+  const int64_t ahead = f0 + 3 * FB <= d.F ? 2 * FB * ohw : 0;
+  for (int64_t j = 0; j < samples; ++j) {
+    const float* gj = g + j * d.F * ohw;
+    const float* cj = cols + j * d.K * ohwp;
+    auto add = [&](int64_t p, int64_t m) {
+      if (ahead)
+#pragma GCC unroll 2
+        for (int fb = 0; fb < FB; ++fb) __builtin_prefetch(gj + (f0 + fb) * ohw + p + ahead);
+      lanes gv[FB];
+#pragma GCC unroll 2
+      for (int fb = 0; fb < FB; ++fb)
+        gv[fb] = m == kLanes ? load_lanes(gj + (f0 + fb) * ohw + p) : load_lanes_upto(gj + (f0 + fb) * ohw + p, m);
+#pragma GCC unroll 12
+      for (int kb = 0; kb < KB; ++kb) {
+        const lanes c = load_lanes(cj + (k0 + kb) * ohwp + p);
+#pragma GCC unroll 2
+        for (int fb = 0; fb < FB; ++fb) acc[fb][kb] += gv[fb] * c;
+      }
+    };
+    int64_t p = p0;
+    for (; p < full_end; p += kLanes) add(p, kLanes);
+    if (p < std::min(p1, ohw)) add(p, ohw - p);  // the row's last, partial vector
+  }
+#pragma GCC unroll 2
   for (int fb = 0; fb < FB; ++fb)
+#pragma GCC unroll 12
     for (int kb = 0; kb < KB; ++kb) st[(f0 + fb) * d.K + k0 + kb] = acc[fb][kb];
 }
 
+// A tile of FB filters x kb column rows, kb in [1, kMaxKB] (FB kb sums, FB gradient vectors and a
+// column vector in the 32 vector registers).
+constexpr int64_t kMaxKB = 12;
 template <int FB>
-void small_depth_weight_rows(lanes* st, const float* g, const float* cols, int64_t f0, int64_t p0,
-                             int64_t p1, const ConvDims& d, int64_t ohwp) {
-  // the sample's next filter block's gradient rows on their way while this block's tiles run: its
-  // first tile waited on memory for every row otherwise
-  const int64_t ohw = d.OH * d.OW;
-  if (f0 + 2 * FB <= d.F)
-    for (int64_t q = p0; q < std::min(p1, ohw); q += kLanes)
-      for (int fb = 0; fb < FB; ++fb) __builtin_prefetch(g + (f0 + FB + fb) * ohw + q);
-  int64_t k0 = 0;
-  for (; k0 + 4 <= d.K; k0 += 4) small_depth_weight_tile<FB, 4>(st, g, cols, f0, k0, p0, p1, d, ohwp);
-  for (; k0 < d.K; ++k0) small_depth_weight_tile<FB, 1>(st, g, cols, f0, k0, p0, p1, d, ohwp);
+void small_depth_weight_tile_kb(int64_t kb, lanes* st, const float* g, const float* cols, int64_t samples,
+                                int64_t f0, int64_t k0, int64_t p0, int64_t p1, const ConvDims& d,
+                                int64_t ohwp) {
+  switch (kb) {
+#define NORMAD_KB_CASE(n) \
+  case n: return small_depth_weight_tile<FB, n>(st, g, cols, samples, f0, k0, p0, p1, d, ohwp);
+    NORMAD_KB_CASE(1) NORMAD_KB_CASE(2) NORMAD_KB_CASE(3) NORMAD_KB_CASE(4) NORMAD_KB_CASE(5)
+    NORMAD_KB_CASE(6) NORMAD_KB_CASE(7) NORMAD_KB_CASE(8) NORMAD_KB_CASE(9) NORMAD_KB_CASE(10)
+    NORMAD_KB_CASE(11) NORMAD_KB_CASE(12)
+#undef NORMAD_KB_CASE
+  }
+}
+
+// Filters [f0, f0 + FB) of a group of samples, every column row, pixels [p0, p1): the column rows in
+// as few tiles of at most kMaxKB as cover K (9: one tile of 9, not 4 + 4 + 1, whose 1-row tile
+// read the FB gradient rows a third time for FB multiply-adds per vector).
+template <int FB>
+void small_depth_weight_rows(lanes* st, const float* g, const float* cols, int64_t samples, int64_t f0,
+                             int64_t p0, int64_t p1, const ConvDims& d, int64_t ohwp) {
+  const int64_t tiles = (d.K + kMaxKB - 1) / kMaxKB;
+  for (int64_t t = 0; t < tiles; ++t) {
+    const int64_t k0 = d.K * t / tiles, kb = d.K * (t + 1) / tiles - k0;
+    small_depth_weight_tile_kb<FB>(kb, st, g, cols, samples, f0, k0, p0, p1, d, ohwp);
+  }
 }
 
 void small_depth_backward_weight(float* dw, const float* dout, const float* x, const ConvDims& d,
@@ -810,18 +848,24 @@ void small_depth_backward_weight(float* dw, const float* dout, const float* x, c
   // and reduce 30 sets of sums: 1.5x slower at 2 threads than 2 parts), at most 32, fixed by the shapes
   const int64_t n_parts = std::clamp<int64_t>((d.N * ohw + 4095) / 4096, std::min<int64_t>(d.N, 1),
                                               std::min<int64_t>(d.N, 32));
+  // samples whose columns go side by side into one group (~24 KB of columns, in L1 beside the
+  // gradient rows), when a sample's pixels make one chunk
+  const int64_t group = ohwp <= kPixelChunk ? std::max<int64_t>(1, 6144 / (d.K * ohwp)) : 1;
   std::vector<lanes> state(n_parts * wsize, lanes{});  // [part][F][K] lanes
   tbb::parallel_for(int64_t(0), n_parts, [&](int64_t part) {
-    std::vector<float> cols(d.K * ohwp);
+    std::vector<lanes> col_vectors(group * d.K * ohwp / kLanes);  // 64-byte aligned rows, as the forward's
+    float* cols = reinterpret_cast<float*>(col_vectors.data());
     lanes* st = state.data() + part * wsize;
-    for (int64_t n = d.N * part / n_parts; n < d.N * (part + 1) / n_parts; ++n) {
-      small_depth_columns(cols.data(), x, d, a, n);
+    const int64_t n_end = d.N * (part + 1) / n_parts;
+    for (int64_t n = d.N * part / n_parts; n < n_end; n += group) {
+      const int64_t samples = std::min(group, n_end - n);
+      for (int64_t j = 0; j < samples; ++j) small_depth_columns(cols + j * d.K * ohwp, x, d, a, n + j);
       const float* g = dout + n * d.F * ohw;
       for (int64_t p0 = 0; p0 < ohwp; p0 += kPixelChunk) {
         const int64_t p1 = std::min(ohwp, p0 + kPixelChunk);
         int64_t f0 = 0;
-        for (; f0 + 4 <= d.F; f0 += 4) small_depth_weight_rows<4>(st, g, cols.data(), f0, p0, p1, d, ohwp);
-        for (; f0 < d.F; ++f0) small_depth_weight_rows<1>(st, g, cols.data(), f0, p0, p1, d, ohwp);
+        for (; f0 + 2 <= d.F; f0 += 2) small_depth_weight_rows<2>(st, g, cols, samples, f0, p0, p1, d, ohwp);
+        for (; f0 < d.F; ++f0) small_depth_weight_rows<1>(st, g, cols, samples, f0, p0, p1, d, ohwp);
       }
     }
   });

@@ -368,26 +368,38 @@ TEST_CASE("conv2d: the small-depth kernels' filter blocks, row tails and pixel c
 }
 
 TEST_CASE("conv2d: the small-depth weight gradient adds its parts of the batch in order", "[conv]") {
-  // 37 samples of 30 x 20 outputs: parts of >= 4096 pixels, so 6 parts of 6 or 7 samples; against
-  // the plain loops, and the same bits with 1 and several threads
+  // 37 samples of 30 x 20 outputs: parts of >= 4096 pixels, so 6 parts of 6 or 7 samples, one
+  // sample at a time (two pixel chunks each). Then the Omniglot net's first layer (1 -> 64, 3 x 3,
+  // stride 2, 28 x 28 -> 14 x 14) on 37 samples: 2 parts of 18 and 19 samples, taken 3 at a time
+  // (their columns side by side, the sums in registers across them), the last group of a part
+  // short; 64 filters in blocks of 2 with the gradient rows prefetched two blocks ahead. Against
+  // the plain loops, and the same bits with 1 and several threads.
   ColumnsScope scope(cpu::ConvColumns::small_depth);
-  ConvCase c{37, 1, 30, 20, 19, 3, 3, {}, true};
-  c.a.pad_h = c.a.pad_w = 1;
-  Tensor x, w, b;
-  make_inputs(c, 40, &x, &w, &b);
-  Tensor dout = Generator(41).normal({c.N, c.F, 30, 20});
-  Tensor dx_ref, dw_ref;
-  conv2d_backward_loops(dout, x, w, c.a, &dx_ref, &dw_ref);
-  Tensor dw[2];
-  for (int t = 0; t < 2; ++t) {
-    tbb::task_arena arena(t == 0 ? 1 : std::max(2, tbb::info::default_concurrency()));
-    arena.execute([&] { dw[t] = conv2d_backward_weight(dout, x, w.shape(), c.a); });
+  for (const bool omniglot : {false, true}) {
+    ConvCase c = omniglot ? ConvCase{37, 1, 28, 28, 64, 3, 3, {}, true} : ConvCase{37, 1, 30, 20, 19, 3, 3, {}, true};
+    c.a.pad_h = c.a.pad_w = 1;
+    if (omniglot) c.a.stride_h = c.a.stride_w = 2;
+    INFO(c.str());
+    Tensor x, w, b;
+    make_inputs(c, 40, &x, &w, &b);
+    Tensor dout = Generator(41).normal(conv2d_shape(x.shape(), w.shape(), c.a));
+    Tensor dx_ref, dw_ref;
+    conv2d_backward_loops(dout, x, w, c.a, &dx_ref, &dw_ref);
+    Tensor dw[2];
+    for (int t = 0; t < 2; ++t) {
+      tbb::task_arena arena(t == 0 ? 1 : std::max(2, tbb::info::default_concurrency()));
+      arena.execute([&] { dw[t] = conv2d_backward_weight(dout, x, w.shape(), c.a); });
+    }
+    // each a float sum of 22 200 (7 252) products
+    test::expect_close(dw[0], dw_ref, 1e-3, 1e-3, "dw");
+    CHECK(test::same_bits(dw[0], dw[1]));
   }
-  // each a float sum of 22 200 products
-  test::expect_close(dw[0], dw_ref, 1e-3, 1e-3, "dw");
-  CHECK(test::same_bits(dw[0], dw[1]));
   // an empty batch: no output, a zero weight gradient
-  Tensor x0({0, 1, 30, 20}), dout0({0, c.F, 30, 20});
+  ConvCase c{0, 1, 30, 20, 19, 3, 3, {}, true};
+  c.a.pad_h = c.a.pad_w = 1;
+  Tensor x0, w, b;
+  make_inputs(c, 40, &x0, &w, &b);
+  Tensor dout0({0, c.F, 30, 20});
   CHECK(conv2d(x0, w, b, c.a).shape() == Shape{0, c.F, 30, 20});
   Tensor dw0 = conv2d_backward_weight(dout0, x0, w.shape(), c.a);
   for (int64_t i = 0; i < dw0.numel(); ++i) REQUIRE(dw0.data()[i] == 0.f);
