@@ -903,9 +903,9 @@ int64_t implicit_padded_filters(const ConvDims& d) { return whole_vectors(d.F); 
 
 // w [F, C, KH, KW] -> blocks of kMaxFV vectors of filters (the last block narrower), each
 // [KH KW][C][block width]; block f0 starts at f0 * K (filters past F are zero).
-std::vector<float> implicit_weights(const float* w, const ConvDims& d) {
+aligned_floats implicit_weights(const float* w, const ConvDims& d) {
   const int64_t fp = implicit_padded_filters(d), taps = d.KH * d.KW;
-  std::vector<float> out(fp * d.K, 0.f);
+  aligned_floats out(fp * d.K, 0.f);
   const int64_t block = kMaxFV * kVec, blocks = (fp + block - 1) / block;
   // One task per block of filters; inside, the writes run along the filters (contiguous) while a
   // channel's taps of the block's filters (block lines of w) stay in L1 across the taps. Writing
@@ -993,10 +993,10 @@ void implicit_forward(float* out, const float* x, const float* w, const float* s
   const ImplicitLayout l = implicit_layout(d, a);
   const int64_t sample = l.sample, taps = d.KH * d.KW, ohw = d.OH * d.OW, fp = implicit_padded_filters(d);
   const std::vector<int64_t>& tap_off = l.tap_off;
-  const std::vector<float> packed = implicit_weights(w, d);
+  const aligned_floats packed = implicit_weights(w, d);
   tbb::parallel_for(int64_t(0), d.n_chunks, [&](int64_t chunk) {
     const int64_t n0 = chunk * d.nb, nb = std::min(d.nb, d.N - n0), pixels = nb * ohw;
-    thread_local std::vector<float> xpad, res;  // reused across calls
+    thread_local aligned_floats xpad, res;  // reused across calls (res rows: whole vectors)
     xpad.resize(std::max<size_t>(xpad.size(), nb * sample));
     res.resize(std::max<size_t>(res.size(), pixels * fp));
     implicit_fill_chunk(xpad.data(), x, d, a, l, n0, nb);
@@ -1106,10 +1106,10 @@ void implicit_backward_weight(float* dw, const float* dout, const float* x, cons
   const int64_t taps = d.KH * d.KW, ohw = d.OH * d.OW, fp = implicit_padded_filters(d);
   const int64_t wsize = taps * d.C * fp;  // one part's sums [KH KW, C, fp]
   const int64_t n_parts = std::min<int64_t>(d.n_chunks, 32);
-  std::vector<float> parts(n_parts * wsize, 0.f);
+  aligned_floats parts(n_parts * wsize, 0.f);  // rows of fp: whole vectors
   tbb::parallel_for(int64_t(0), n_parts, [&](int64_t p) {
     const int64_t c0 = d.n_chunks * p / n_parts, c1 = d.n_chunks * (p + 1) / n_parts;
-    thread_local std::vector<float> xpad, dt;  // reused across calls
+    thread_local aligned_floats xpad, dt;  // reused across calls (dt rows: whole vectors)
     thread_local std::vector<int64_t> win;
     float* part = parts.data() + p * wsize;
     for (int64_t chunk = c0; chunk < c1; ++chunk) {
@@ -1176,7 +1176,7 @@ void implicit_backward_input(float* dx, const float* dout, const float* w, const
   const int64_t cp = whole_vectors(d.C), block = kMaxFV * kVec, taps_all = d.KH * d.KW;
   struct Phase {
     std::vector<int64_t> tap_off;  // offsets of the phase's taps from a window origin in dpad
-    std::vector<float> packed;     // blocks of channels: block c0 at c0 taps F, [tap][F][width]
+    aligned_floats packed;         // blocks of channels: block c0 at c0 taps F, [tap][F][width]
     std::vector<int64_t> win, row;  // per pixel of a full chunk: window origin, row of res
   };
   std::vector<Phase> phases(sh * sw);
@@ -1213,7 +1213,7 @@ void implicit_backward_input(float* dx, const float* dout, const float* w, const
   });
   tbb::parallel_for(int64_t(0), d.n_chunks, [&](int64_t chunk) {
     const int64_t n0 = chunk * d.nb, nb = std::min(d.nb, d.N - n0);
-    thread_local std::vector<float> dpad, res;  // reused across calls
+    thread_local aligned_floats dpad, res;  // reused across calls (res rows: whole vectors)
     dpad.resize(std::max<size_t>(dpad.size(), nb * sample));
     res.resize(std::max<size_t>(res.size(), nb * hw * cp));
     for (int64_t j = 0; j < nb; ++j)
