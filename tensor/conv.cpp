@@ -851,11 +851,15 @@ void small_depth_backward_weight(float* dw, const float* dout, const float* x, c
   // samples whose columns go side by side into one group (~24 KB of columns, in L1 beside the
   // gradient rows), when a sample's pixels make one chunk
   const int64_t group = ohwp <= kPixelChunk ? std::max<int64_t>(1, 6144 / (d.K * ohwp)) : 1;
-  std::vector<lanes> state(n_parts * wsize, lanes{});  // [part][F][K] lanes
+  // [part][F][K] lanes, from the tensor pool (a fresh 1.2 MB vector per call page-faulted on every
+  // call), each part zeroed by its own task
+  Tensor state_block = Tensor::empty({n_parts * wsize * kLanes});
+  lanes* state = reinterpret_cast<lanes*>(state_block.data());
   tbb::parallel_for(int64_t(0), n_parts, [&](int64_t part) {
     std::vector<lanes> col_vectors(group * d.K * ohwp / kLanes);  // 64-byte aligned rows, as the forward's
     float* cols = reinterpret_cast<float*>(col_vectors.data());
-    lanes* st = state.data() + part * wsize;
+    lanes* st = state + part * wsize;
+    std::fill(st, st + wsize, lanes{});
     const int64_t n_end = d.N * (part + 1) / n_parts;
     for (int64_t n = d.N * part / n_parts; n < n_end; n += group) {
       const int64_t samples = std::min(group, n_end - n);
@@ -1106,12 +1110,17 @@ void implicit_backward_weight(float* dw, const float* dout, const float* x, cons
   const int64_t taps = d.KH * d.KW, ohw = d.OH * d.OW, fp = implicit_padded_filters(d);
   const int64_t wsize = taps * d.C * fp;  // one part's sums [KH KW, C, fp]
   const int64_t n_parts = std::min<int64_t>(d.n_chunks, 32);
-  aligned_floats parts(n_parts * wsize, 0.f);  // rows of fp: whole vectors
+  // the parts' sums (rows of fp: whole vectors, 64-byte aligned) from the tensor pool: a fresh
+  // 4.7 MB vector per call (the Omniglot 14 x 14 layer) page-faulted and was zeroed on one thread;
+  // each part is zeroed by its own task
+  Tensor parts_block = Tensor::empty({n_parts * wsize});
+  float* parts = parts_block.data();
   tbb::parallel_for(int64_t(0), n_parts, [&](int64_t p) {
     const int64_t c0 = d.n_chunks * p / n_parts, c1 = d.n_chunks * (p + 1) / n_parts;
     thread_local aligned_floats xpad, dt;  // reused across calls (dt rows: whole vectors)
     thread_local std::vector<int64_t> win;
-    float* part = parts.data() + p * wsize;
+    float* part = parts + p * wsize;
+    std::fill(part, part + wsize, 0.f);
     for (int64_t chunk = c0; chunk < c1; ++chunk) {
       const int64_t n0 = chunk * d.nb, nb = std::min(d.nb, d.N - n0), pixels = nb * ohw;
       xpad.resize(std::max<size_t>(xpad.size(), nb * l.sample));
@@ -1141,7 +1150,7 @@ void implicit_backward_weight(float* dw, const float* dout, const float* x, cons
   // the parts added in index order into part 0 (contiguous runs, in parallel), then reordered
   // into dw [F, C, KH, KW] (adding in dw's order read each sum from another cache line: half the
   // time of the Omniglot net's 4x4 layer)
-  float* sum = parts.data();
+  float* sum = parts;
   parallel_for(wsize, 4096, [&](int64_t i0, int64_t i1) {
     for (int64_t p = 1; p < n_parts; ++p)
       for (int64_t i = i0; i < i1; ++i) sum[i] += parts[p * wsize + i];
