@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "tensor/aligned.h"
 #include "tensor/cpu.h"
 #include "tensor/parallel.h"
 #include "tensor/select.h"
@@ -110,7 +111,7 @@ bool group_by_group(const BnShape& s, int64_t G) { return s.S > 1 ? G >= 8 : G >
 template <size_t P, class F>
 void one_group_sums(const BnShape& s, int64_t G, int64_t g, F f, std::array<std::vector<double>, P>& out) {
   const int64_t C = s.C, S = s.S, Q = s.N / G;
-  thread_local std::vector<double> lanes;  // [C][P][8]; with S = 1, [P][C]
+  thread_local aligned_doubles lanes;  // [C][P][8]; with S = 1, [P][C] (rows of whole vectors)
   if (S == 1) {  // rows in order, each channel's sums as group_channel_sums's row walk adds them
     lanes.assign(P * C, 0.0);
     for (int64_t n = g * Q; n < (g + 1) * Q; ++n)

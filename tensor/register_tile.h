@@ -9,14 +9,13 @@
 #pragma once
 
 #include <algorithm>
-#include <cstddef>
 #include <cstdint>
-#include <new>
-#include <vector>
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
+
+#include "tensor/aligned.h"
 
 namespace normad::cpu {
 
@@ -41,23 +40,6 @@ struct simd {
 typedef simd<float>::vec vecf;
 typedef simd<float>::vec_unaligned vecf_unaligned;
 
-// Scratch whose data starts on a 64-byte cache line. malloc aligns to 16 bytes (a large block sits
-// 16 bytes past a page), so a vector load from a std::vector<float> with whole-vector rows
-// straddled two cache lines every time: the small-depth convolution's columns, unaligned, took
-// 1.8x as long on one Zen 5 core (tensor/conv.cpp).
-template <class T>
-struct LineAligned {
-  using value_type = T;
-  static constexpr std::align_val_t kAlign{64};
-  LineAligned() = default;
-  template <class U>
-  LineAligned(const LineAligned<U>&) {}
-  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlign)); }
-  void deallocate(T* p, size_t) { ::operator delete(p, kAlign); }
-  template <class U>
-  bool operator==(const LineAligned<U>&) const { return true; }
-};
-using aligned_floats = std::vector<float, LineAligned<float>>;
 
 // n rounded up to whole vectors of T (the filters of the forward, the channels of the input gradient).
 template <class T = float>
