@@ -80,7 +80,7 @@ void native_gemm(T* c, int64_t ldc, const T* a, int64_t lda, const T* b, int64_t
     return;
   }
   // the bias zero-padded to whole vectors: the tiles of the first depth block start from it
-  thread_local std::vector<T> bias_padded;
+  thread_local std::vector<T, LineAligned<T>> bias_padded;
   if (column_bias) {
     bias_padded.assign(whole_vectors<T>(N), T(0));
     std::copy(column_bias, column_bias + N, bias_padded.begin());
@@ -88,7 +88,10 @@ void native_gemm(T* c, int64_t ldc, const T* a, int64_t lda, const T* b, int64_t
   // the depth in equal blocks of at most kDepthBlock (570 -> 2 x 285, not 384 + 186)
   const int64_t depth_blocks = (K + kDepthBlock - 1) / kDepthBlock;
   const int64_t depth_step = (K + depth_blocks - 1) / depth_blocks;
-  thread_local std::vector<T> b_packed, a_packed;  // reused across calls on this thread
+  // reused across calls on this thread; B's panels line-aligned (tensor/aligned.h: from malloc's
+  // 16-byte alignment every vector load of a panel row straddled two cache lines)
+  thread_local std::vector<T, LineAligned<T>> b_packed;
+  thread_local std::vector<T> a_packed;
   b_packed.resize(std::max<size_t>(b_packed.size(), depth_step * whole_vectors<T>(std::min(N, kColumnBlock))));
   if (ta) a_packed.resize(std::max<size_t>(a_packed.size(), kRowBlock * depth_step));
   alignas(64) T edge[kTileP * kWidth];  // a tile's sums where its panel runs past N
