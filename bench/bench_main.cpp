@@ -4,7 +4,8 @@
 // Chrome trace to FILE. Run one case at a time to read one workload's table, e.g.
 //   NORMAD_BENCH_PROFILE=/tmp/acr.json build/normad_bench --benchmark_filter=acr_dsvdd_step/
 // The table's wall time includes Google Benchmark's own work between cases, so "inside ops" reads
-// a little low. Unset, the profiler stays off and this is BENCHMARK_MAIN().
+// a little low. Unset, the profiler stays off and this is BENCHMARK_MAIN() plus the registration of
+// the device-dependent cases (bench/bench_util.h).
 // NORMAD_BENCH_CONV=planar|channels_last|direct|implicit|small_depth forces one convolution path
 // for the whole run (tensor/cpu.h, set_conv_columns), to compare a kernel with the others on the
 // same cases; unset or automatic: the library's own choice. Any other value is an error.

@@ -2,8 +2,9 @@
 # The one prepared device check of the CUDA backend (issue 13), for the lent GPU machine. From here:
 #   scripts/device_bundle.sh fetch && scripts/device_bundle.sh fetch-data     (once, ~50 MB, ignored by git)
 #   device run: command "bash scripts/device_run.sh build tests bench sanitize zeroshot", timeout_s 600,
-#               carry [".device_deps/debs", ".device_deps/data"] (on an H200, 2026-12-04: 326 s; split
-#               the stages over two calls while the machine is warm if one does not fit; the build stays)
+#               carry [".device_deps/debs", ".device_deps/data"] (on an H200, 2026-12-04: 326 s; the
+#               limits below add up to 760 s, so if a stage runs long, split the stages over two calls
+#               while the machine is warm; the build stays)
 # (one call may run 10 minutes; the stage limits below add up to about 13 of the 15 device minutes,
 # the machine's start included). Stages, each under its own time limit so one slow stage cannot eat
 # the others':

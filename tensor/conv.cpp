@@ -49,6 +49,7 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
+#include "tensor/aligned.h"
 #include "tensor/cpu.h"
 #include "tensor/gemm.h"
 #include "tensor/parallel.h"
@@ -665,9 +666,11 @@ void direct_backward_weight(float* dw, const float* dout, const float* x, const 
 //   row: PV loads, FB broadcasts, FB PV multiply-adds) and goes through the epilogue (scale, shift,
 //   ReLU) on its way into out's rows (SiLU: per row after the sample);
 // - weight gradient: dw[f, k] = sum over samples and pixels of dout[n, f, p] cols_n[k, p]; a tile
-//   of FB filters x KB column rows keeps its lanes in registers over a chunk's pixel vectors and in
-//   memory between chunks and samples. The samples are cut into at most 32 parts fixed by the
-//   shapes; the parts' lanes are added in part order, then the lanes in order.
+//   of 2 filters x up to 12 column rows (K in as few such tiles as cover it) keeps its lanes in
+//   registers over a chunk's pixel vectors -- and, where a sample's pixels make one chunk, over a
+//   group of samples whose columns sit side by side (~24 KB) -- and in memory between chunks and
+//   groups. The samples are cut into at most 32 parts fixed by the shapes; the parts' lanes are
+//   added in part order, then the lanes in order.
 // The gradient's last vector of a row is loaded masked (its lanes past OH OW are zero, not the
 // next filter's row), and the columns' padding is zero, so no value outside a row enters a sum.
 // Every output element is summed by one task in a fixed order: bit-identical for any thread count.
@@ -812,7 +815,7 @@ void small_depth_weight_tile(lanes* st, const float* g, const float* cols, int64
 }
 
 // A tile of FB filters x kb column rows, kb in [1, kMaxKB] (FB kb sums, FB gradient vectors and a
-// column vector in the 32 vector registers).
+// column vector in AVX-512's 32 vector registers; with AVX2 a tile of 12 rows spills: correct, slower).
 constexpr int64_t kMaxKB = 12;
 template <int FB>
 void small_depth_weight_tile_kb(int64_t kb, lanes* st, const float* g, const float* cols, int64_t samples,

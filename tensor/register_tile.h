@@ -15,8 +15,6 @@
 #include <immintrin.h>
 #endif
 
-#include "tensor/aligned.h"
-
 namespace normad::cpu {
 
 #if defined(__AVX512F__)
@@ -39,7 +37,6 @@ struct simd {
 };
 typedef simd<float>::vec vecf;
 typedef simd<float>::vec_unaligned vecf_unaligned;
-
 
 // n rounded up to whole vectors of T (the filters of the forward, the channels of the input gradient).
 template <class T = float>

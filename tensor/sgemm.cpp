@@ -25,6 +25,7 @@
 #include <cstring>
 #include <vector>
 
+#include "tensor/aligned.h"
 #include "tensor/gemm.h"
 #include "tensor/register_tile.h"
 

@@ -55,7 +55,9 @@ DimSplit split_at(const Shape& s, int64_t dim);
 // s without the (sorted, unique) dims in `dims`, or with them as 1 when keepdim.
 Shape reduced_shape(const Shape& s, const std::vector<int64_t>& dims, bool keepdim);
 
-// Bytes in use and the high-water mark of one allocator (tensor storage only, not scratch).
+// Bytes in use and the high-water mark of one allocator (tensor storage, including the scratch
+// kernels take as tensors from the pool, e.g. the convolution weight gradients' partial sums; not
+// their std::vector scratch).
 struct MemoryStats {
   int64_t in_use = 0;       // bytes held by live tensors
   int64_t peak = 0;         // the most ever in use since start (or reset_peak)

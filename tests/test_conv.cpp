@@ -321,9 +321,11 @@ TEST_CASE("conv2d: a 1x1 layer on one sample per chunk matches plain loops under
 
 TEST_CASE("conv2d: the small-depth kernels' filter blocks, row tails and pixel chunks match plain loops",
           "[conv]") {
-  // F = 1, 5, 16, 19: blocks of 4 filters and single ones; K = C KH KW = 1, 9, 18, 27: blocks of 4
-  // column rows and single ones; output maps of 16 pixels (one whole vector), 35 (a partial last
-  // vector) and 600 (two pixel chunks of 512, the second with a partial vector), at stride 1 and 2
+  // F = 1, 5, 16, 19: the forward's blocks of 4 filters and single ones, the weight gradient's
+  // blocks of 2 and single ones; K = C KH KW = 1, 9, 18, 27: the weight gradient's column rows in
+  // 1, 1, 2 and 3 tiles; output maps of 16 pixels (one whole vector), 35 (a partial last vector)
+  // and 600 (two pixel chunks of 512, the second with a partial vector), at stride 1 and 2; on the
+  // small maps the 3 samples are one group whose sums stay in registers (odd F included)
   ColumnsScope scope(cpu::ConvColumns::small_depth);
   const int64_t F = GENERATE(1, 5, 16, 19);
   const int depth = GENERATE(0, 1, 2, 3);
@@ -371,9 +373,9 @@ TEST_CASE("conv2d: the small-depth weight gradient adds its parts of the batch i
   // 37 samples of 30 x 20 outputs: parts of >= 4096 pixels, so 6 parts of 6 or 7 samples, one
   // sample at a time (two pixel chunks each). Then the Omniglot net's first layer (1 -> 64, 3 x 3,
   // stride 2, 28 x 28 -> 14 x 14) on 37 samples: 2 parts of 18 and 19 samples, taken 3 at a time
-  // (their columns side by side, the sums in registers across them), the last group of a part
-  // short; 64 filters in blocks of 2 with the gradient rows prefetched two blocks ahead. Against
-  // the plain loops, and the same bits with 1 and several threads.
+  // (their columns side by side, the sums in registers across them), the second part's last group
+  // a single sample; 64 filters in blocks of 2 with the gradient rows prefetched two blocks ahead.
+  // Against the plain loops, and the same bits with 1 and several threads.
   ColumnsScope scope(cpu::ConvColumns::small_depth);
   for (const bool omniglot : {false, true}) {
     ConvCase c = omniglot ? ConvCase{37, 1, 28, 28, 64, 3, 3, {}, true} : ConvCase{37, 1, 30, 20, 19, 3, 3, {}, true};
