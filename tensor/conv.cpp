@@ -736,10 +736,10 @@ void small_depth_forward(float* out, const float* x, const float* w, const float
                          const float* shift, const ConvDims& d, const Conv2dArgs& a, Activation act) {
   const int64_t ohw = d.OH * d.OW, ohwp = padded_pixels(d);
   parallel_for(d.N, 1, [&](int64_t n0, int64_t n1) {
-    // one sample's columns, reused over the task's samples; in whole vectors (64-byte aligned, and
+    // one sample's columns, reused over the task's samples; 64-byte aligned (and
     // ohwp is whole vectors), so that no load of a column row straddles two cache lines
-    std::vector<lanes> col_vectors(d.K * ohwp / kLanes);
-    float* cols = reinterpret_cast<float*>(col_vectors.data());
+    aligned_floats col_buffer(d.K * ohwp);
+    float* cols = col_buffer.data();
     for (int64_t n = n0; n < n1; ++n) {
       small_depth_columns(cols, x, d, a, n);
       float* o = out + n * d.F * ohw;
@@ -859,8 +859,8 @@ void small_depth_backward_weight(float* dw, const float* dout, const float* x, c
   Tensor state_block = Tensor::empty({n_parts * wsize * kLanes});
   lanes* state = reinterpret_cast<lanes*>(state_block.data());
   tbb::parallel_for(int64_t(0), n_parts, [&](int64_t part) {
-    std::vector<lanes> col_vectors(group * d.K * ohwp / kLanes);  // 64-byte aligned rows, as the forward's
-    float* cols = reinterpret_cast<float*>(col_vectors.data());
+    aligned_floats col_buffer(group * d.K * ohwp);  // 64-byte aligned rows, as the forward's
+    float* cols = col_buffer.data();
     lanes* st = state + part * wsize;
     std::fill(st, st + wsize, lanes{});
     const int64_t n_end = d.N * (part + 1) / n_parts;
