@@ -14,6 +14,7 @@
 #include <tbb/info.h>
 #include <tbb/task_arena.h>
 
+#include "tensor/aligned.h"
 #include "tensor/cpu.h"
 #include "tensor/gemm.h"
 #include "tests/helpers.h"
@@ -405,6 +406,38 @@ TEST_CASE("conv2d: the small-depth weight gradient adds its parts of the batch i
   CHECK(conv2d(x0, w, b, c.a).shape() == Shape{0, c.F, 30, 20});
   Tensor dw0 = conv2d_backward_weight(dout0, x0, w.shape(), c.a);
   for (int64_t i = 0; i < dw0.numel(); ++i) REQUIRE(dw0.data()[i] == 0.f);
+}
+
+TEST_CASE("conv2d: a small-depth output larger than the caches is streamed out unchanged", "[conv]") {
+  // stream_floats (tensor/aligned.h) itself: every start within a cache line, lengths below and
+  // around the short-copy cutoff and the vector width; nothing outside [dst, dst + n) written
+  std::vector<float> src(400), dst(440);
+  for (size_t i = 0; i < src.size(); ++i) src[i] = float(i) + 0.5f;
+  for (int64_t off = 0; off < 16; ++off)
+    for (const int64_t n : {0, 1, 15, 63, 64, 65, 100, 333}) {
+      std::fill(dst.begin(), dst.end(), -1.f);
+      cpu::stream_floats(dst.data() + off, src.data(), n);
+      for (int64_t i = 0; i < int64_t(dst.size()); ++i) {
+        INFO("offset " << off << ", n " << n << ", i " << i);
+        REQUIRE(dst[i] == (i >= off && i < off + n ? src[i - off] : -1.f));
+      }
+    }
+  // the forward on 400 samples of 19 filters x 30 x 20 outputs: 18 MB, past streams_output's
+  // 16 MB, so written sample by sample with streaming stores; a sample's 45 600 bytes start half a
+  // cache line in every other sample (a plain head and tail). Against plain loops; 1 vs many threads.
+  ColumnsScope scope(cpu::ConvColumns::small_depth);
+  ConvCase c{400, 1, 30, 20, 19, 3, 3, {}, true};
+  c.a.pad_h = c.a.pad_w = 1;
+  REQUIRE(cpu::streams_output(c.N * c.F * 30 * 20));
+  Tensor x, w, b;
+  make_inputs(c, 42, &x, &w, &b);
+  Tensor y[2];
+  for (int t = 0; t < 2; ++t) {
+    tbb::task_arena arena(t == 0 ? 1 : std::max(2, tbb::info::default_concurrency()));
+    arena.execute([&] { y[t] = conv2d(x, w, b, c.a); });
+  }
+  test::expect_close(y[0], conv2d(on_ref(x), on_ref(w), on_ref(b), c.a), 1e-4, 1e-4, "forward");
+  CHECK(test::same_bits(y[0], y[1]));
 }
 
 TEST_CASE("conv2d: the direct weight gradient carries its sums across sample chunks", "[conv]") {
