@@ -39,6 +39,7 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -1028,14 +1029,22 @@ void implicit_forward(float* out, const float* x, const float* w, const float* s
   const int64_t sample = l.sample, taps = d.KH * d.KW, ohw = d.OH * d.OW, fp = implicit_padded_filters(d);
   const std::vector<int64_t>& tap_off = l.tap_off;
   const aligned_floats packed = implicit_weights(w, d);
-  tbb::parallel_for(int64_t(0), d.n_chunks, [&](int64_t chunk) {
-    const int64_t n0 = chunk * d.nb, nb = std::min(d.nb, d.N - n0), pixels = nb * ohw;
+  // Chunks of whole tiles: the smallest multiple of kTileP / gcd(OH OW, kTileP) samples from the
+  // planned chunk up (the Omniglot 7 x 7 layer's 9 samples of 4 x 4 instead of 8: 11.6-11.9 ->
+  // 11.3-11.4 ms at batch 960, one Zen 4 core), where that leaves at least 16 chunks to share out
+  // (batch 30 of the 14 x 14 layer in 5 chunks of 6 would leave one of two threads idle a fifth of
+  // the time). Each output is still summed by one task in one order: no value changes.
+  const int64_t step = kTileP / std::gcd(ohw, kTileP), whole = (d.nb + step - 1) / step * step;
+  const int64_t chunk_nb = (d.N + whole - 1) / whole >= 16 ? whole : d.nb;
+  const int64_t n_chunks = (d.N + chunk_nb - 1) / chunk_nb;
+  tbb::parallel_for(int64_t(0), n_chunks, [&](int64_t chunk) {
+    const int64_t n0 = chunk * chunk_nb, nb = std::min(chunk_nb, d.N - n0), pixels = nb * ohw;
     thread_local aligned_floats xpad, res;  // reused across calls (res rows: whole vectors)
     xpad.resize(std::max<size_t>(xpad.size(), nb * sample));
     res.resize(std::max<size_t>(res.size(), pixels * fp));
     implicit_fill_chunk(xpad.data(), x, d, a, l, n0, nb);
     // the next chunk's samples, a share per tile
-    const int64_t next_nb = std::max<int64_t>(0, std::min(d.nb, d.N - n0 - nb));
+    const int64_t next_nb = std::max<int64_t>(0, std::min(chunk_nb, d.N - n0 - nb));
     ChunkPrefetch next(next_nb ? x + (n0 + nb) * d.C * d.H * d.W : nullptr, next_nb * d.C * d.H * d.W,
                        (fp + kMaxFV * kVec - 1) / (kMaxFV * kVec) * ((pixels + kTileP - 1) / kTileP));
     // res [pixels, fp]: blocks of filters x tiles of kTileP pixels (across rows and samples); the

@@ -264,6 +264,28 @@ TEST_CASE("conv2d: the implicit GEMM's filter blocks, tiles and transposes match
                      "relu epilogue " + c.str());
 }
 
+TEST_CASE("conv2d: the implicit forward's chunks of whole tiles and prefetches across chunks match plain loops",
+          "[conv]") {
+  // 7 x 7 outputs (the Omniglot 14 x 14 layer's shape, 16 channels): chunks of 3 samples planned,
+  // the forward takes 6 (49 full tiles of 6 pixels) where that leaves >= 16 chunks -- 100 samples:
+  // 17 chunks, the last of 4 samples; 30 samples: the planned 3, 10 chunks. Each chunk prefetches
+  // the next one's samples (the last none); all three passes, 1 vs many threads the same bits.
+  ColumnsScope scope(cpu::ConvColumns::implicit);
+  const int64_t N = GENERATE(30, 100);
+  ConvCase c{N, 16, 14, 14, 16, 3, 3, {}, true};
+  c.a.stride_h = c.a.stride_w = 2;
+  c.a.pad_h = c.a.pad_w = 1;
+  check_against_loops(c, 43);
+  Tensor x, w, b;
+  make_inputs(c, 44, &x, &w, &b);
+  Tensor y[2];
+  for (int t = 0; t < 2; ++t) {
+    tbb::task_arena arena(t == 0 ? 1 : std::max(2, tbb::info::default_concurrency()));
+    arena.execute([&] { y[t] = conv2d(x, w, b, c.a); });
+  }
+  CHECK(test::same_bits(y[0], y[1]));
+}
+
 TEST_CASE("conv2d: the implicit input gradient's stride phases match plain loops", "[conv]") {
   // Input pixels fall into stride_h x stride_w phases, each summing the taps with kh dil = phase
   // (mod stride). Cases: 1x1 at stride 2 (three of four phases have no tap: zero gradient), 2x2 at
