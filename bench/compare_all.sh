@@ -20,7 +20,7 @@ trap 'rm -f "$tmp"' EXIT
 : > "$out.err"
 {
   echo "date:    $(date -u '+%F %H:%MZ')"
-  echo "device:  $(lscpu | sed -n 's/^Model name: *//p' | head -1), $cores cores, $(free -g | awk '/Mem:/ {print $2}') GB"
+  echo "device:  $(lscpu | sed -n 's/^Model name: *//p' | head -1) (family $(lscpu | sed -n 's/^CPU family: *//p' | head -1), model $(lscpu | sed -n 's/^Model: *//p' | head -1)), $cores cores, $(free -g | awk '/Mem:/ {print $2}') GB"
   dirty=$(git status --porcelain -- . ':!bench/results' | head -1)
   echo "build:   commit $(git rev-parse --short HEAD)${dirty:+ (uncommitted changes)}, $bench"
   echo "command: ${SCRIPTS:+SCRIPTS=\"$SCRIPTS\" }bench/compare_all.sh $runs $bench"
