@@ -1031,7 +1031,7 @@ void implicit_forward(float* out, const float* x, const float* w, const float* s
   const aligned_floats packed = implicit_weights(w, d);
   // Chunks of whole tiles: the smallest multiple of kTileP / gcd(OH OW, kTileP) samples from the
   // planned chunk up (the Omniglot 7 x 7 layer's 9 samples of 4 x 4 instead of 8: 11.6-11.9 ->
-  // 11.3-11.4 ms at batch 960, one Zen 4 core), where that leaves at least 16 chunks to share out
+  // 11.1-11.4 ms at batch 960, one Zen 4 core), where that leaves at least 16 chunks to share out
   // (batch 30 of the 14 x 14 layer in 5 chunks of 6 would leave one of two threads idle a fifth of
   // the time). Each output is still summed by one task in one order: no value changes.
   const int64_t step = kTileP / std::gcd(ohw, kTileP), whole = (d.nb + step - 1) / step * step;
