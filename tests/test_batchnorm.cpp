@@ -4,6 +4,10 @@
 // (leaky) ReLU equals the two ops bit for bit, and so do BatchNorm::forward_relu and Sequential's
 // fusion.
 #include <cmath>
+
+#include <tbb/info.h>
+#include <tbb/task_arena.h>
+
 #include "nn/layers.h"
 #include "tests/helpers.h"
 
@@ -49,6 +53,47 @@ TEST_CASE("batchnorm: grouped pass equals the per-group loop (output, gradients,
     Tensor y2 = batch_norm_train(x2, gam, bet, 1e-5f, G, nullptr);
     test::expect_close(slice(y2, 0, Q, G * Q), slice(y.data(), 0, Q, G * Q), 0, 0, "other groups");
   }
+}
+
+TEST_CASE("batchnorm: statistics of planes walked in memory order match plain loops, any thread count", "[batchnorm]") {
+  // [N, C, H, W] with planes of >= 16 values and fewer than 8 groups: the statistics' tasks take
+  // runs of (group, channel) in memory order, a run crossing from one group into the next
+  // (tensor/batchnorm.cpp, group_channel_sums); planes of 9 values take a task per channel. Mean,
+  // 1 / std and the output against double loops; 1 and many threads the same bits.
+  Generator g(12);
+  for (const int64_t S : {9, 20})
+    for (const int64_t G : {1, 3}) {
+      const int64_t Q = 3, C = 5, N = G * Q;
+      const Shape shape = S == 9 ? Shape{N, C, 3, 3} : Shape{N, C, 4, 5};
+      INFO("x " << shape_str(shape) << ", groups " << G);
+      Tensor x = g.normal(shape), gam = g.uniform(Shape{C}, 0.5f, 1.5f), bet = g.normal(Shape{C});
+      BatchNormSaved saved[2];
+      Tensor y[2];
+      for (int t = 0; t < 2; ++t) {
+        tbb::task_arena arena(t == 0 ? 1 : std::max(2, tbb::info::default_concurrency()));
+        arena.execute([&] { y[t] = batch_norm_train(x, gam, bet, 1e-5f, G, &saved[t]); });
+      }
+      CHECK(test::same_bits(y[0], y[1]));
+      CHECK(test::same_bits(saved[0].mean, saved[1].mean));
+      CHECK(test::same_bits(saved[0].invstd, saved[1].invstd));
+      for (int64_t gr = 0; gr < G; ++gr)
+        for (int64_t c = 0; c < C; ++c) {
+          double sum = 0, sq = 0;
+          for (int64_t n = gr * Q; n < (gr + 1) * Q; ++n)
+            for (int64_t k = 0; k < S; ++k) sum += x.data()[(n * C + c) * S + k];
+          const double mu = sum / (Q * S);
+          for (int64_t n = gr * Q; n < (gr + 1) * Q; ++n)
+            for (int64_t k = 0; k < S; ++k) sq += std::pow(x.data()[(n * C + c) * S + k] - mu, 2);
+          const double inv = 1 / std::sqrt(sq / (Q * S) + 1e-5);
+          CHECK(saved[0].mean.data()[gr * C + c] == Approx(mu).margin(1e-6));
+          CHECK(saved[0].invstd.data()[gr * C + c] == Approx(inv).epsilon(1e-6));
+          for (int64_t n = gr * Q; n < (gr + 1) * Q; ++n)
+            for (int64_t k = 0; k < S; ++k) {
+              const int64_t i = (n * C + c) * S + k;
+              REQUIRE(y[0].data()[i] == Approx((x.data()[i] - mu) * inv * gam.data()[c] + bet.data()[c]).margin(1e-5));
+            }
+        }
+    }
 }
 
 TEST_CASE("batchnorm: closed-form statistics and running-stat update", "[batchnorm]") {
