@@ -1,6 +1,8 @@
-// Scratch vectors whose data start on a 64-byte cache line, for the CPU kernels' vector loads.
+// Scratch vectors whose data start on a 64-byte cache line, for the CPU kernels' vector loads, and
+// a copy with streaming stores for outputs larger than the caches.
 // Math: none. Tested through its users (tests/test_conv.cpp, tests/test_batchnorm.cpp): alignment
-// changes no value, only how many cache lines a vector load touches.
+// changes no value, only how many cache lines a vector load touches; stream_floats directly in
+// tests/test_conv.cpp (every start within a line, against the source).
 #pragma once
 
 #include <cstddef>
@@ -34,16 +36,24 @@ struct LineAligned {
 using aligned_floats = std::vector<float, LineAligned<float>>;
 using aligned_doubles = std::vector<double, LineAligned<double>>;
 
+// Whether an output of n floats is written with stream_floats: when it is larger than the caches
+// would keep for its reader (16 MB; the Omniglot net's first layer, 960 samples: 48 MB). A smaller
+// one streamed out of the cache is read back from memory by the next op (batch 30: 0.16 -> 0.21 ms).
+// Never without AVX-512, where stream_floats is a plain copy (the buffer would only add one).
+inline bool streams_output(int64_t n) {
+#if defined(__AVX512F__)
+  return n * int64_t(sizeof(float)) > (int64_t(16) << 20);
+#else
+  (void)n;
+  return false;
+#endif
+}
+
 // dst[0, n) = src[0, n) with non-temporal (streaming) stores from dst's first cache line on: for
 // outputs far larger than the caches that no one reads before they reach memory, a plain store
 // first reads each line it writes (the write costs twice its bytes); a streaming store does not.
 // The part of dst before its first line boundary is copied plainly; the copy ends with a store
 // fence, so the values are visible to whichever thread reads them next.
-// Whether an output of n floats is written with stream_floats: when it is larger than the caches
-// would keep for its reader (16 MB; the Omniglot net's first layer, 960 samples: 48 MB). A smaller
-// one streamed out of the cache is read back from memory by the next op (batch 30: 0.16 -> 0.21 ms).
-inline bool streams_output(int64_t n) { return n * int64_t(sizeof(float)) > (int64_t(16) << 20); }
-
 inline void stream_floats(float* dst, const float* src, int64_t n) {
 #if defined(__AVX512F__)
   constexpr int64_t kV = 16;

@@ -57,6 +57,26 @@ inline double lanes_total(const double* l) {
   return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
 }
 
+// The sums of group g's channels [c0, c1) of [N, C, H, W] planes, walked in memory order (each
+// sample's planes of those channels one after another), each (g, c) summed with the same 8 lanes in
+// the same order as add_plane's plane-by-plane walk.
+template <size_t P, class F>
+void plane_sums(const BnShape& s, int64_t G, int64_t g, int64_t c0, int64_t c1, F f,
+                std::array<std::vector<double>, P>& out) {
+  const int64_t C = s.C, S = s.S, Q = s.N / G;
+  thread_local aligned_doubles lanes;  // [c1 - c0][P][8]
+  lanes.assign((c1 - c0) * P * 8, 0.0);
+  for (int64_t n = g * Q; n < (g + 1) * Q; ++n)
+    for (int64_t c = c0; c < c1; ++c) {
+      double lane[P][8];  // the channel's lanes in registers over its plane
+      std::copy_n(lanes.data() + (c - c0) * P * 8, P * 8, &lane[0][0]);
+      add_plane<P>(lane, f, (n * C + c) * S, g * C + c, S);
+      std::copy_n(&lane[0][0], P * 8, lanes.data() + (c - c0) * P * 8);
+    }
+  for (int64_t c = c0; c < c1; ++c)
+    for (size_t p = 0; p < P; ++p) out[p][g * C + c] = lanes_total(lanes.data() + ((c - c0) * P + p) * 8);
+}
+
 // out[p][g * C + c] = sum over the group's rows n and positions k of f(i, g * C + c)[p], i the flat
 // index of x[n, c, k], for P sums from one pass over the data (f returns std::array<double, P>).
 // Each (g, c) is summed by one task in a fixed order (deterministic), each of the P sums in the
@@ -122,26 +142,6 @@ std::array<std::vector<double>, P> group_channel_sums(const BnShape& s, int64_t 
 // [N, C] rows (S = 1) go group by group from 2 groups on (ACR-NTL's 4 groups of 10240 x 128: the
 // backward's dout and x, 10 MB a group, then come back from the last-level cache, not memory).
 bool group_by_group(const BnShape& s, int64_t G) { return s.S > 1 ? G >= 8 : G >= 2; }
-
-// The sums of group g's channels [c0, c1) of [N, C, H, W] planes, walked in memory order (each
-// sample's planes of those channels one after another), each (g, c) summed with the same 8 lanes in
-// the same order as add_plane's plane-by-plane walk.
-template <size_t P, class F>
-void plane_sums(const BnShape& s, int64_t G, int64_t g, int64_t c0, int64_t c1, F f,
-                std::array<std::vector<double>, P>& out) {
-  const int64_t C = s.C, S = s.S, Q = s.N / G;
-  thread_local aligned_doubles lanes;  // [c1 - c0][P][8]
-  lanes.assign((c1 - c0) * P * 8, 0.0);
-  for (int64_t n = g * Q; n < (g + 1) * Q; ++n)
-    for (int64_t c = c0; c < c1; ++c) {
-      double lane[P][8];  // the channel's lanes in registers over its plane
-      std::copy_n(lanes.data() + (c - c0) * P * 8, P * 8, &lane[0][0]);
-      add_plane<P>(lane, f, (n * C + c) * S, g * C + c, S);
-      std::copy_n(&lane[0][0], P * 8, lanes.data() + (c - c0) * P * 8);
-    }
-  for (int64_t c = c0; c < c1; ++c)
-    for (size_t p = 0; p < P; ++p) out[p][g * C + c] = lanes_total(lanes.data() + ((c - c0) * P + p) * 8);
-}
 
 // group_channel_sums for the one group g, every channel: [N, C, H, W] planes walked in memory
 // order (plane_sums); [N, C] rows in order.

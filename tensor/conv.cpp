@@ -740,9 +740,11 @@ void small_depth_forward(float* out, const float* x, const float* w, const float
   parallel_for(d.N, 1, [&](int64_t n0, int64_t n1) {
     // one sample's columns, reused over the task's samples; 64-byte aligned (and
     // ohwp is whole vectors), so that no load of a column row straddles two cache lines
-    // a large output is written sample by sample from a buffer with streaming stores
-    aligned_floats col_buffer(d.K * ohwp), out_buffer(stream ? d.F * ohw : 0);
+    aligned_floats col_buffer(d.K * ohwp);
     float* cols = col_buffer.data();
+    // a large output is written sample by sample from this thread's buffer with streaming stores
+    thread_local aligned_floats out_buffer;
+    if (stream) out_buffer.resize(std::max<size_t>(out_buffer.size(), d.F * ohw));
     for (int64_t n = n0; n < n1; ++n) {
       small_depth_columns(cols, x, d, a, n);
       float* o = stream ? out_buffer.data() : out + n * d.F * ohw;
@@ -914,11 +916,15 @@ bool implicit_applies(const ConvDims& d) { return d.G == 1; }
 // its lines arrive in L2 while the register tile (bound by its multiply-adds) runs, instead of
 // stalling the next chunk's channels-last copy on memory (the copies of the Omniglot net's 48 MB
 // 14 x 14 input took 15% of its forward at batch 960, 7% at batch 30). Prefetches change no value.
+// A range over kMaxPrefetchBytes (half a 1 MB L2) is not prefetched: it would evict the current
+// chunk's own operands (a large map's one-sample chunks).
+constexpr int64_t kMaxPrefetchBytes = 512 << 10;
 class ChunkPrefetch {
  public:
   // floats [begin, begin + n) in about `steps` equal shares; write: the lines will be written
   ChunkPrefetch(const float* begin, int64_t n, int64_t steps, bool write = false)
-      : p_(reinterpret_cast<const char*>(begin)), end_(p_ + (begin ? n : 0) * int64_t(sizeof(float))),
+      : p_(reinterpret_cast<const char*>(begin)),
+        end_(p_ + (begin && n * int64_t(sizeof(float)) <= kMaxPrefetchBytes ? n : 0) * int64_t(sizeof(float))),
         per_step_((end_ - p_ + 63) / 64 / std::max<int64_t>(steps, 1) + 1), write_(write) {}
   void step() {
     for (int64_t i = 0; i < per_step_ && p_ < end_; ++i, p_ += 64) {
@@ -1034,8 +1040,10 @@ void implicit_forward(float* out, const float* x, const float* w, const float* s
   // 11.1-11.4 ms at batch 960, one Zen 4 core), where that leaves at least 16 chunks to share out
   // (batch 30 of the 14 x 14 layer in 5 chunks of 6 would leave one of two threads idle a fifth of
   // the time). Each output is still summed by one task in one order: no value changes.
+  // Only where the plan packs several small maps into a chunk (a map of >= 128 pixels, or the plan's
+  // memory cap, gives one sample a chunk, and at most one partial tile in many).
   const int64_t step = kTileP / std::gcd(ohw, kTileP), whole = (d.nb + step - 1) / step * step;
-  const int64_t chunk_nb = (d.N + whole - 1) / whole >= 16 ? whole : d.nb;
+  const int64_t chunk_nb = d.nb > 1 && (d.N + whole - 1) / whole >= 16 ? whole : d.nb;
   const int64_t n_chunks = (d.N + chunk_nb - 1) / chunk_nb;
   tbb::parallel_for(int64_t(0), n_chunks, [&](int64_t chunk) {
     const int64_t n0 = chunk * chunk_nb, nb = std::min(chunk_nb, d.N - n0), pixels = nb * ohw;

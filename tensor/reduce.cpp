@@ -63,7 +63,7 @@ Tensor sum_one(const Tensor& a, int64_t d) {
 // over N, H and W) in one pass, where one dim at a time folded W first: a chain of dependent
 // double adds per 14-float row (4.7 ms for the Omniglot net's [960, 64, 14, 14]; this pass 1.55 ms,
 // one core). out[c] = sum over a of the B values of x[a, c, :], each added into lane b mod 16 of 16
-// double sums (vector adds), the lanes then added in lane order: one task per c, so the bits do
+// double sums (vector adds), the lanes then added in lane order: each c summed by one task, so the bits do
 // not depend on the thread count.
 Tensor sum_all_but(const Tensor& x, int64_t keep) {
   const Shape& s = x.shape();

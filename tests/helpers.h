@@ -3,7 +3,10 @@
 #pragma once
 
 #include <catch2/catch.hpp>
+#include <tbb/info.h>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -17,9 +20,27 @@
 #include "autograd/ops.h"
 #include "tensor/backend.h"
 #include "tensor/gemm.h"
+#include "tensor/parallel.h"
 #include "tensor/random.h"
 
 namespace normad::test {
+
+// f() run with normad limited to one thread, then to max(2, the machine's) threads: {one, many},
+// for checking that a kernel's bits do not depend on the thread count. set_num_threads, not a
+// oneTBB arena: the kernels size their tasks by num_threads() (a sum's or batch norm's share of
+// channels), which an arena does not change. The default thread count is restored after.
+template <class F>
+auto on_one_and_many_threads(F f) {
+  struct Restore {
+    ~Restore() { set_num_threads(0); }
+  } restore;
+  std::array<decltype(f()), 2> out;
+  set_num_threads(1);
+  out[0] = f();
+  set_num_threads(std::max(2, int(tbb::info::default_concurrency())));
+  out[1] = f();
+  return out;
+}
 
 // The CPU GEMM engines this build has: Eigen and normad's native one always, OpenBLAS when found at
 // configure time; their names for INFO lines.

@@ -4,14 +4,27 @@
 // (leaky) ReLU equals the two ops bit for bit, and so do BatchNorm::forward_relu and Sequential's
 // fusion.
 #include <cmath>
-
-#include <tbb/info.h>
-#include <tbb/task_arena.h>
+#include <utility>
 
 #include "nn/layers.h"
 #include "tests/helpers.h"
 
 using namespace normad;
+
+namespace {
+// The mean and biased variance of group gr's channel c of x [G Q, C, S...] by double loops (two
+// passes: the mean, then the squared deviations).
+std::pair<double, double> loop_statistics(const Tensor& x, int64_t G, int64_t gr, int64_t c) {
+  const int64_t C = x.size(1), S = x.numel() / (x.size(0) * C), Q = x.size(0) / G;
+  double sum = 0, dev = 0;
+  for (int64_t n = gr * Q; n < (gr + 1) * Q; ++n)
+    for (int64_t k = 0; k < S; ++k) sum += x.data()[(n * C + c) * S + k];
+  const double mean = sum / (Q * S);
+  for (int64_t n = gr * Q; n < (gr + 1) * Q; ++n)
+    for (int64_t k = 0; k < S; ++k) dev += std::pow(x.data()[(n * C + c) * S + k] - mean, 2);
+  return {mean, dev / (Q * S)};
+}
+}  // namespace
 
 TEST_CASE("batchnorm: grouped pass equals the per-group loop (output, gradients, running stats)", "[batchnorm]") {
   Generator g(11);
@@ -67,30 +80,24 @@ TEST_CASE("batchnorm: statistics of planes walked in memory order match plain lo
       const Shape shape = S == 9 ? Shape{N, C, 3, 3} : Shape{N, C, 4, 5};
       INFO("x " << shape_str(shape) << ", groups " << G);
       Tensor x = g.normal(shape), gam = g.uniform(Shape{C}, 0.5f, 1.5f), bet = g.normal(Shape{C});
-      BatchNormSaved saved[2];
-      Tensor y[2];
-      for (int t = 0; t < 2; ++t) {
-        tbb::task_arena arena(t == 0 ? 1 : std::max(2, tbb::info::default_concurrency()));
-        arena.execute([&] { y[t] = batch_norm_train(x, gam, bet, 1e-5f, G, &saved[t]); });
-      }
-      CHECK(test::same_bits(y[0], y[1]));
-      CHECK(test::same_bits(saved[0].mean, saved[1].mean));
-      CHECK(test::same_bits(saved[0].invstd, saved[1].invstd));
+      // {y, mean, 1 / std} on one thread and on many
+      const auto runs = test::on_one_and_many_threads([&] {
+        BatchNormSaved saved;
+        Tensor y = batch_norm_train(x, gam, bet, 1e-5f, G, &saved);
+        return std::array<Tensor, 3>{y, saved.mean, saved.invstd};
+      });
+      for (int k = 0; k < 3; ++k) CHECK(test::same_bits(runs[0][k], runs[1][k]));
+      const Tensor &y = runs[0][0], &mean = runs[0][1], &invstd = runs[0][2];
       for (int64_t gr = 0; gr < G; ++gr)
         for (int64_t c = 0; c < C; ++c) {
-          double sum = 0, sq = 0;
-          for (int64_t n = gr * Q; n < (gr + 1) * Q; ++n)
-            for (int64_t k = 0; k < S; ++k) sum += x.data()[(n * C + c) * S + k];
-          const double mu = sum / (Q * S);
-          for (int64_t n = gr * Q; n < (gr + 1) * Q; ++n)
-            for (int64_t k = 0; k < S; ++k) sq += std::pow(x.data()[(n * C + c) * S + k] - mu, 2);
-          const double inv = 1 / std::sqrt(sq / (Q * S) + 1e-5);
-          CHECK(saved[0].mean.data()[gr * C + c] == Approx(mu).margin(1e-6));
-          CHECK(saved[0].invstd.data()[gr * C + c] == Approx(inv).epsilon(1e-6));
+          const auto [mu, var] = loop_statistics(x, G, gr, c);
+          const double inv = 1 / std::sqrt(var + 1e-5);
+          CHECK(mean.data()[gr * C + c] == Approx(mu).margin(1e-6));
+          CHECK(invstd.data()[gr * C + c] == Approx(inv).epsilon(1e-6));
           for (int64_t n = gr * Q; n < (gr + 1) * Q; ++n)
             for (int64_t k = 0; k < S; ++k) {
               const int64_t i = (n * C + c) * S + k;
-              REQUIRE(y[0].data()[i] == Approx((x.data()[i] - mu) * inv * gam.data()[c] + bet.data()[c]).margin(1e-5));
+              REQUIRE(y.data()[i] == Approx((x.data()[i] - mu) * inv * gam.data()[c] + bet.data()[c]).margin(1e-5));
             }
         }
     }
@@ -124,13 +131,7 @@ TEST_CASE("batchnorm: statistics stay exact when the mean dwarfs the spread, and
     batch_norm_train(x, Tensor(), Tensor(), 0.f, G, &saved, nullptr, &rv, 1.f);
     for (int64_t gr = 0; gr < G; ++gr)
       for (int64_t c = 0; c < C; ++c) {
-        double sum = 0, dev = 0;
-        for (int64_t n = gr * Q; n < (gr + 1) * Q; ++n)
-          for (int64_t k = 0; k < S; ++k) sum += x.data()[(n * C + c) * S + k];
-        const double mean = sum / (Q * S);
-        for (int64_t n = gr * Q; n < (gr + 1) * Q; ++n)
-          for (int64_t k = 0; k < S; ++k) dev += std::pow(x.data()[(n * C + c) * S + k] - mean, 2);
-        const double var = dev / (Q * S);
+        const auto [mean, var] = loop_statistics(x, G, gr, c);
         CHECK(saved.mean.data()[gr * C + c] == Approx(mean).epsilon(1e-7));
         CHECK(saved.invstd.data()[gr * C + c] == Approx(1 / std::sqrt(var)).epsilon(1e-6));
         if (gr == G - 1)  // momentum 1: the running variance is the last group's, unbiased

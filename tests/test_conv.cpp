@@ -11,9 +11,6 @@
 #include <cmath>
 #include <string>
 
-#include <tbb/info.h>
-#include <tbb/task_arena.h>
-
 #include "tensor/aligned.h"
 #include "tensor/cpu.h"
 #include "tensor/gemm.h"
@@ -269,7 +266,8 @@ TEST_CASE("conv2d: the implicit forward's chunks of whole tiles and prefetches a
   // 7 x 7 outputs (the Omniglot 14 x 14 layer's shape, 16 channels): chunks of 3 samples planned,
   // the forward takes 6 (49 full tiles of 6 pixels) where that leaves >= 16 chunks -- 100 samples:
   // 17 chunks, the last of 4 samples; 30 samples: the planned 3, 10 chunks. Each chunk prefetches
-  // the next one's samples (the last none); all three passes, 1 vs many threads the same bits.
+  // the next one's samples (the last none). All three passes against plain loops; the forward's
+  // bits the same on 1 and many threads.
   ColumnsScope scope(cpu::ConvColumns::implicit);
   const int64_t N = GENERATE(30, 100);
   ConvCase c{N, 16, 14, 14, 16, 3, 3, {}, true};
@@ -278,11 +276,7 @@ TEST_CASE("conv2d: the implicit forward's chunks of whole tiles and prefetches a
   check_against_loops(c, 43);
   Tensor x, w, b;
   make_inputs(c, 44, &x, &w, &b);
-  Tensor y[2];
-  for (int t = 0; t < 2; ++t) {
-    tbb::task_arena arena(t == 0 ? 1 : std::max(2, tbb::info::default_concurrency()));
-    arena.execute([&] { y[t] = conv2d(x, w, b, c.a); });
-  }
+  const auto y = test::on_one_and_many_threads([&] { return conv2d(x, w, b, c.a); });
   CHECK(test::same_bits(y[0], y[1]));
 }
 
@@ -410,11 +404,7 @@ TEST_CASE("conv2d: the small-depth weight gradient adds its parts of the batch i
     Tensor dout = Generator(41).normal(conv2d_shape(x.shape(), w.shape(), c.a));
     Tensor dx_ref, dw_ref;
     conv2d_backward_loops(dout, x, w, c.a, &dx_ref, &dw_ref);
-    Tensor dw[2];
-    for (int t = 0; t < 2; ++t) {
-      tbb::task_arena arena(t == 0 ? 1 : std::max(2, tbb::info::default_concurrency()));
-      arena.execute([&] { dw[t] = conv2d_backward_weight(dout, x, w.shape(), c.a); });
-    }
+    const auto dw = test::on_one_and_many_threads([&] { return conv2d_backward_weight(dout, x, w.shape(), c.a); });
     // each a float sum of 22 200 (7 252) products
     test::expect_close(dw[0], dw_ref, 1e-3, 1e-3, "dw");
     CHECK(test::same_bits(dw[0], dw[1]));
@@ -450,14 +440,12 @@ TEST_CASE("conv2d: a small-depth output larger than the caches is streamed out u
   ColumnsScope scope(cpu::ConvColumns::small_depth);
   ConvCase c{400, 1, 30, 20, 19, 3, 3, {}, true};
   c.a.pad_h = c.a.pad_w = 1;
+#if defined(__AVX512F__)  // without AVX-512 nothing is streamed (stream_floats would be a plain copy)
   REQUIRE(cpu::streams_output(c.N * c.F * 30 * 20));
+#endif
   Tensor x, w, b;
   make_inputs(c, 42, &x, &w, &b);
-  Tensor y[2];
-  for (int t = 0; t < 2; ++t) {
-    tbb::task_arena arena(t == 0 ? 1 : std::max(2, tbb::info::default_concurrency()));
-    arena.execute([&] { y[t] = conv2d(x, w, b, c.a); });
-  }
+  const auto y = test::on_one_and_many_threads([&] { return conv2d(x, w, b, c.a); });
   test::expect_close(y[0], conv2d(on_ref(x), on_ref(w), on_ref(b), c.a), 1e-4, 1e-4, "forward");
   CHECK(test::same_bits(y[0], y[1]));
 }
@@ -646,27 +634,17 @@ TEST_CASE("conv2d: results are bit-identical for 1 and several threads", "[conv]
   Tensor x, w, b;
   make_inputs(c, 3, &x, &w, &b);
   Tensor dout = Generator(4).normal({c.N, c.F, 9, 9});
-  Tensor y[2], dx[2], dw[2];
-  for (int t = 0; t < 2; ++t) {
-    tbb::task_arena arena(t == 0 ? 1 : std::max(2, tbb::info::default_concurrency()));
-    arena.execute([&] {
-      y[t] = conv2d(x, w, b, c.a);
-      dx[t] = conv2d_backward_input(dout, w, x.shape(), c.a);
-      dw[t] = conv2d_backward_weight(dout, x, w.shape(), c.a);
-    });
-  }
-  CHECK(test::same_bits(y[0], y[1]));
-  CHECK(test::same_bits(dx[0], dx[1]));
-  CHECK(test::same_bits(dw[0], dw[1]));
+  const auto passes = test::on_one_and_many_threads([&] {
+    return std::array<Tensor, 3>{conv2d(x, w, b, c.a), conv2d_backward_input(dout, w, x.shape(), c.a),
+                                 conv2d_backward_weight(dout, x, w.shape(), c.a)};
+  });
+  for (int k = 0; k < 3; ++k) CHECK(test::same_bits(passes[0][k], passes[1][k]));  // y, dx, dw
   // the depthwise loop: one plane per task
   ConvCase dwc{8, 32, 9, 9, 32, 3, 3, {}, true};
   dwc.a.pad_h = dwc.a.pad_w = 1;
   dwc.a.groups = 32;
   make_inputs(dwc, 5, &x, &w, &b);
-  for (int t = 0; t < 2; ++t) {
-    tbb::task_arena arena(t == 0 ? 1 : std::max(2, tbb::info::default_concurrency()));
-    arena.execute([&] { y[t] = conv2d(x, w, b, dwc.a); });
-  }
+  const auto y = test::on_one_and_many_threads([&] { return conv2d(x, w, b, dwc.a); });
   CHECK(test::same_bits(y[0], y[1]));
 }
 
