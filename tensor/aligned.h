@@ -11,7 +11,7 @@
 #include <new>
 #include <vector>
 
-#if defined(__AVX512F__) || defined(__AVX__)
+#if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 

@@ -122,8 +122,7 @@ std::array<std::vector<double>, P> group_channel_sums(const BnShape& s, int64_t 
     // the sequential rate (the Omniglot scoring's ungrouped batch norm + ReLU, one Zen 4 core:
     // [1000, 64, 14, 14] 9.8 -> 6.1 ms, [1000, 64, 4, 4] 1.29 -> 0.47). The same sums in the same
     // order as a task a channel: no value changes.
-    const int64_t per_task = (G * C + num_threads() - 1) / num_threads();
-    parallel_for(G * C, std::max<int64_t>(1, per_task), [&](int64_t b, int64_t e) {
+    parallel_for(G * C, std::max<int64_t>(1, thread_share(G * C)), [&](int64_t b, int64_t e) {
       for (int64_t gc = b; gc < e;) {
         const int64_t g = gc / C, c1 = std::min(e - g * C, C);
         plane_sums<P>(s, G, g, gc % C, c1, f, out);

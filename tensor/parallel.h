@@ -18,6 +18,11 @@ namespace normad {
 void set_num_threads(int n);
 int num_threads();
 
+// ceil(n / num_threads()): a task size that gives each thread one contiguous share of n items
+// (reductions over channels read each sample's block of them in one run, not one channel's rows
+// far apart).
+inline int64_t thread_share(int64_t n) { return (n + num_threads() - 1) / num_threads(); }
+
 // Calls f(begin, end) over [0, n) in chunks of at most `grain` (grain/2 to grain; one call with the
 // whole range when n <= grain or with one thread).
 template <class F>
