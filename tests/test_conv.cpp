@@ -434,19 +434,37 @@ TEST_CASE("conv2d: a small-depth output larger than the caches is streamed out u
         REQUIRE(dst[i] == (i >= off && i < off + n ? src[i - off] : -1.f));
       }
     }
-  // the forward on 400 samples of 19 filters x 30 x 20 outputs: 18 MB, past streams_output's
-  // 16 MB, so written sample by sample with streaming stores; a sample's 45 600 bytes start half a
-  // cache line in every other sample (a plain head and tail). Against plain loops; 1 vs many threads.
+  // the forward past streams_output's 16 MB, so written with streaming stores, on
+  // - 400 samples of 19 filters x 30 x 20 outputs (18 MB): 600 pixels, more than one chunk of
+  //   them, so sample by sample; a sample's 45 600 bytes start half a cache line in every other
+  //   sample (a plain head and tail);
+  // - 600 samples of 19 filters x 21 x 19 outputs (18 MB): 399 pixels, one chunk, so each block of
+  //   4 filters (and each single one) as soon as its tiles end, starting anywhere in a line.
+  // Plain conv2d and the fused epilogue (ReLU; SiLU's runs over the rows before they stream).
+  // Against plain loops; 1 vs many threads.
   ColumnsScope scope(cpu::ConvColumns::small_depth);
-  ConvCase c{400, 1, 30, 20, 19, 3, 3, {}, true};
+  const bool one_chunk = GENERATE(false, true);
+  const Activation act = GENERATE(Activation::none, Activation::relu, Activation::silu);
+  ConvCase c = one_chunk ? ConvCase{600, 1, 21, 19, 19, 3, 3, {}, true} : ConvCase{400, 1, 30, 20, 19, 3, 3, {}, true};
   c.a.pad_h = c.a.pad_w = 1;
+  INFO(c.str() << " act " << int(act));
 #if defined(__AVX512F__)  // without AVX-512 nothing is streamed (stream_floats would be a plain copy)
-  REQUIRE(cpu::streams_output(c.N * c.F * 30 * 20));
+  REQUIRE(cpu::streams_output(c.N * c.F * c.H * c.W));
 #endif
   Tensor x, w, b;
   make_inputs(c, 42, &x, &w, &b);
-  const auto y = test::on_one_and_many_threads([&] { return conv2d(x, w, b, c.a); });
-  test::expect_close(y[0], conv2d(on_ref(x), on_ref(w), on_ref(b), c.a), 1e-4, 1e-4, "forward");
+  Tensor scale = Generator(43).uniform({c.F}, -2.f, 2.f);
+  auto run = [&] { return act == Activation::none ? conv2d(x, w, b, c.a) : conv2d_affine_act(x, w, scale, b, c.a, act); };
+  const auto y = test::on_one_and_many_threads(run);
+  Tensor ref = conv2d(on_ref(x), on_ref(w), Tensor(), c.a);
+  const int64_t plane = c.H * c.W;
+  for (int64_t i = 0; i < ref.numel(); ++i) {
+    const int64_t f = (i / plane) % c.F;
+    const double v = double(act == Activation::none ? 1.f : scale.data()[f]) * ref.data()[i] + b.data()[f];
+    ref.data()[i] = float(act == Activation::relu ? std::max(v, 0.0)
+                          : act == Activation::silu ? v / (1.0 + std::exp(-v)) : v);
+  }
+  test::expect_close(y[0], ref, 1e-4, 1e-4, "forward");
   CHECK(test::same_bits(y[0], y[1]));
 }
 
