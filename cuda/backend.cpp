@@ -263,6 +263,22 @@ Tensor batch_norm_relu_backward(const Tensor& dout, const Tensor& x, const Tenso
   return cuda::batch_norm_backward(dz, x, gamma, saved, groups, dgamma, dbeta);
 }
 
+// The statistics alone: the batch norm entry's, its output dropped (no statistics-only kernel yet).
+BatchNormSaved batch_norm_statistics(const Tensor& x, float eps, int64_t groups, Tensor* running_mean,
+                                     Tensor* running_var, float momentum) {
+  BatchNormSaved stats;
+  cuda::batch_norm_train(x, Tensor(), Tensor(), eps, groups, &stats, running_mean, running_var, momentum);
+  return stats;
+}
+
+// conv2d of the normalised input, composed: y = relu(z_from_saved(x)), then the conv entry (no
+// fused kernel yet; the CPU backend normalises as it copies).
+Tensor conv2d_bn_relu_input(const Tensor& x, const Tensor& gamma, const Tensor& beta, const BatchNormSaved& saved,
+                            int64_t groups, const Tensor& w, const Tensor& b, const Conv2dArgs& a) {
+  Tensor y = unary(UnaryOp::relu, z_from_saved(x, gamma, beta, saved, groups), 0.f, 0.f);
+  return cuda::conv2d(y, w, b, a);
+}
+
 // ---- optimisers ----
 
 void sgd_step(Tensor& w, const Tensor& g, Tensor& velocity, const SgdParams& p) {
@@ -322,6 +338,8 @@ const Backend kCudaBackend{
     .batch_norm_fold = batch_norm_fold,
     .batch_norm_relu_train = batch_norm_relu_train,
     .batch_norm_relu_backward = batch_norm_relu_backward,
+    .batch_norm_statistics = batch_norm_statistics,
+    .conv2d_bn_relu_input = conv2d_bn_relu_input,
     .pairwise_sqdist = pairwise_sqdist,
     .pairwise_sqdist_backward = pairwise_sqdist_backward,
     .l2_normalize = l2_normalize,

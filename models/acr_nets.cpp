@@ -25,6 +25,7 @@ OmniglotNet::OmniglotNet(Generator& g, int64_t channels, int64_t embed) {
 
 Var OmniglotNet::forward(const Var& x) {
   check(x.dim() == 4 && x.size(1) == 1, "OmniglotNet", "expects [N, 1, H, W], got " + shape_str(x.shape()));
+  if (!grad_enabled()) return Var(forward_without_graph(x.data()));
   Var h = x;
   // One layer a statement: a nested call's temporaries (the conv's and BN's outputs) would all live
   // until the statement ends, 4 activations at once instead of 2 when scoring without a graph.
@@ -33,6 +34,28 @@ Var OmniglotNet::forward(const Var& x) {
     h = bns_[i]->forward_relu(h);  // BN + ReLU, one fused op
   }
   return (*bns_.back())((*head_)(global_avg_pool(h)));
+}
+
+// Without a graph (zero-shot scoring) each BN + ReLU between two convolutions is applied by the
+// second convolution as it reads its input (conv2d_bn_relu_input, from the BN's batch statistics):
+// the BN's output, 50 MB for 1000 images after the first layer, is never written and read back.
+// The same bits as the layer-by-layer forward (tests/test_acr.cpp).
+Tensor OmniglotNet::forward_without_graph(const Tensor& x) {
+  Tensor h = (*convs_[0])(Var(x)).data();  // [N, C, 14, 14] for 28 x 28 images
+  for (size_t i = 1; i < convs_.size(); ++i) {
+    nn::BatchNorm& bn = *bns_[i - 1];
+    nn::Conv2d& conv = *convs_[i];
+    // bn's statistics of h (its running statistics moved as its forward would move them), or
+    // none where it normalises with its running statistics: then the two layers one by one
+    if (const std::optional<BatchNormSaved> stats = bn.batch_statistics(h))
+      h = conv2d_bn_relu_input(h, bn.weight.defined() ? bn.weight.data() : Tensor(),
+                               bn.bias.defined() ? bn.bias.data() : Tensor(), *stats, bn.groups, conv.weight.data(),
+                               conv.bias.defined() ? conv.bias.data() : Tensor(), conv.args);
+    else
+      h = conv(bn.forward_relu(Var(h))).data();
+  }
+  Var last = bns_[convs_.size() - 1]->forward_relu(Var(h));
+  return (*bns_.back())((*head_)(global_avg_pool(last))).data();
 }
 
 Cnn4::Cnn4(Generator& g, int64_t channels, int64_t embed) {

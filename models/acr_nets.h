@@ -43,6 +43,7 @@ class OmniglotNet : public nn::Module {
   Var forward(const Var& x) override;
 
  private:
+  Tensor forward_without_graph(const Tensor& x);  // forward's values where no graph is recorded
   std::vector<std::shared_ptr<nn::Conv2d>> convs_;
   std::vector<std::shared_ptr<nn::BatchNorm>> bns_;  // 4 BN2d then the final BN1d
   std::shared_ptr<nn::Linear> head_;

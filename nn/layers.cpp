@@ -82,11 +82,23 @@ Var BatchNorm::forward(const Var& x) { return forward_act(x, false, 0.f); }
 
 Var BatchNorm::forward_relu(const Var& x, float slope) { return forward_act(x, true, slope); }
 
+std::optional<BatchNormSaved> BatchNorm::batch_statistics(const Tensor& x) {
+  check_input(x.shape());
+  if (!uses_batch_statistics()) return std::nullopt;
+  const bool update = is_training() && track_;  // as forward_act
+  if (update) num_batches_tracked.copy_(add_scalar(num_batches_tracked, static_cast<float>(groups)));
+  return batch_norm_statistics(x, eps, groups, update ? &running_mean : nullptr, update ? &running_var : nullptr,
+                               momentum);
+}
+
+void BatchNorm::check_input(const Shape& x) const {
+  check(int64_t(x.size()) == rank_ && x[1] == channels_, rank_ == 2 ? "BatchNorm1d" : "BatchNorm2d",
+        "expects [N, " + std::to_string(channels_) + (rank_ == 2 ? "]" : ", H, W]") + ", got " + shape_str(x));
+}
+
 Var BatchNorm::forward_act(const Var& x, bool relu_after, float slope) {
-  check(x.dim() == rank_ && x.size(1) == channels_, rank_ == 2 ? "BatchNorm1d" : "BatchNorm2d",
-        "expects [N, " + std::to_string(channels_) +
-            (rank_ == 2 ? "]" : ", H, W]") + ", got " + shape_str(x.shape()));
-  const bool use_batch = is_training() || batch_stats_in_eval || !track_;
+  check_input(x.shape());
+  const bool use_batch = uses_batch_statistics();
   if (!use_batch) {
     Var y = batch_norm_eval(x, weight, bias, running_mean, running_var, eps);
     return relu_after ? leaky_relu(y, slope) : y;

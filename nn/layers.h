@@ -5,6 +5,8 @@
 // tests/test_parity.cpp.
 #pragma once
 
+#include <optional>
+
 #include "nn/module.h"
 
 namespace normad::nn {
@@ -56,6 +58,10 @@ class BatchNorm : public Module {
   Var forward(const Var& x) override;
   // leaky_relu(forward(x), slope) (slope 0: ReLU), one fused op when batch statistics are used.
   Var forward_relu(const Var& x, float slope = 0.f);
+  // The batch statistics forward would normalise x with (mean, invstd [groups, C]), the running
+  // statistics moved as forward moves them; nothing when it would use the running statistics. For
+  // a consumer that applies the normalisation itself (conv2d_bn_relu_input); no graph.
+  std::optional<BatchNormSaved> batch_statistics(const Tensor& x);
   Var weight, bias;  // gamma, beta [C]; undefined when affine = false
   Tensor running_mean, running_var, num_batches_tracked;
   float eps, momentum;
@@ -64,6 +70,8 @@ class BatchNorm : public Module {
 
  private:
   Var forward_act(const Var& x, bool relu_after, float slope);
+  bool uses_batch_statistics() const { return is_training() || batch_stats_in_eval || !track_; }
+  void check_input(const Shape& x) const;  // [N, C] or [N, C, H, W] as the layer's rank, C channels
   int64_t channels_, rank_;
   bool track_;
 };

@@ -161,10 +161,9 @@ void one_group_sums(const BnShape& s, int64_t G, int64_t g, F f, std::array<std:
   plane_sums<P>(s, G, g, 0, C, f, out);
 }
 
-// a x + k: the normalisation's affine map, one expression for the forward's z (affine_rows) and
-// the fused backward's recomputed z, so both compile to the same operations (one FMA where the
-// target has it) and give the same float.
-inline float bn_affine(float a, float x, float k) { return a * x + k; }
+// bn_affine (tensor/select.h), a x + k: the normalisation's affine map, one expression for the
+// forward's z (affine_rows), the fused backward's recomputed z and conv2d_bn_relu_input's input,
+// so all compile to the same operations (one FMA where the target has it) and give the same float.
 
 // out[i] = act(a[gc] * u(i, gc) + b[gc] * v[i] + c[gc]) for the rows [n0, n1), gc = (n / Q) * C +
 // channel; v may be null. This one affine form covers normalisation (u = x, act the optional ReLU)
@@ -243,7 +242,7 @@ struct NoAct {
   float operator()(float z) const { return z; }
 };
 struct Relu {  // NaN passes, as in PyTorch
-  float operator()(float z) const { return z < 0 ? 0.f : z; }
+  float operator()(float z) const { return relu_of(z); }
 };
 struct LeakyRelu {
   float slope;
@@ -264,10 +263,12 @@ void bn_scale_shift(const float* mean, const float* invstd, const Tensor& gamma,
 }
 
 // Training-mode batch norm with the activation `act` applied to its output (NoAct: plain BN).
+// normalise false: the statistics (and running statistics) only, y undefined
+// (batch_norm_statistics).
 template <class Act>
 Tensor batch_norm_train_act(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,
                             int64_t groups, BatchNormSaved* saved, Tensor* running_mean,
-                            Tensor* running_var, float momentum, Act act) {
+                            Tensor* running_var, float momentum, Act act, bool normalise = true) {
   const BnShape s = bn_shape(x);
   const int64_t C = s.C;
   const int64_t G = groups, M = s.N / G * s.S;
@@ -307,10 +308,11 @@ Tensor batch_norm_train_act(const Tensor& x, const Tensor& gamma, const Tensor& 
     bn_scale_shift(mean.data(), invstd.data(), gamma, beta, gc0, gc1, C, scale.data(), shift.data());
   };
   // y = act((x - mu) invstd gamma + beta) = act(x scale + shift), one pass over x
-  Tensor y = Tensor::empty(x.shape());
+  Tensor y = normalise ? Tensor::empty(x.shape()) : Tensor();
   auto x_at = [px](int64_t i, int64_t) { return px[i]; };
   sums_then_rows(s, G, deviations, sums, statistics, [&](int64_t n0, int64_t n1) {
-    affine_rows(y.data(), s, s.N / G, n0, n1, x_at, nullptr, scale.data(), zero.data(), shift.data(), act);
+    if (normalise)
+      affine_rows(y.data(), s, s.N / G, n0, n1, x_at, nullptr, scale.data(), zero.data(), shift.data(), act);
   });
   // Running statistics (PyTorch: unbiased variance): one momentum update per group, in group
   // order, exactly as a per-task loop of G forward passes would leave them (fmnist_zs.md §4).
@@ -399,6 +401,29 @@ Tensor batch_norm_relu_train(const Tensor& x, const Tensor& gamma, const Tensor&
                                 momentum, Relu{});
   return batch_norm_train_act(x, gamma, beta, eps, groups, saved, running_mean, running_var,
                               momentum, LeakyRelu{slope});
+}
+
+BatchNormSaved batch_norm_statistics(const Tensor& x, float eps, int64_t groups, Tensor* running_mean,
+                                     Tensor* running_var, float momentum) {
+  BatchNormSaved saved;
+  batch_norm_train_act(x, Tensor(), Tensor(), eps, groups, &saved, running_mean, running_var, momentum, NoAct{},
+                       /*normalise=*/false);
+  return saved;
+}
+
+void batch_norm_scale_shift(const BatchNormSaved& saved, const Tensor& gamma, const Tensor& beta, int64_t C,
+                            float* scale, float* shift) {
+  bn_scale_shift(saved.mean.data(), saved.invstd.data(), gamma, beta, 0, saved.mean.numel(), C, scale, shift);
+}
+
+Tensor batch_norm_relu_apply(const Tensor& x, const float* scale, const float* shift, int64_t groups) {
+  const BnShape s = bn_shape(x);
+  std::vector<float> zero(groups * s.C, 0.f);
+  Tensor y = Tensor::empty(x.shape());
+  const float* px = x.data();
+  group_channel_affine(y.data(), s, groups, [px](int64_t i, int64_t) { return px[i]; }, nullptr, scale,
+                       zero.data(), shift, Relu{});
+  return y;
 }
 
 Tensor batch_norm_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta,

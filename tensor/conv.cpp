@@ -984,9 +984,27 @@ aligned_floats implicit_weights(const float* w, const ConvDims& d) {
   return out;
 }
 
-// dst [top + H + bottom, left + W + right, C] = planes x [C, H, W] with a zero border.
+// A batch norm + ReLU applied to the input as it is copied (conv2d_bn_relu_input): sample n's
+// channel c becomes relu_of(bn_affine(scale[g C + c], x, shift[g C + c])), g = n / rows_per_group.
+struct InputNorm {
+  const float* scale;
+  const float* shift;
+  int64_t rows_per_group;
+};
+
+// dst[i] = relu_of(bn_affine(scale[c], src[i], shift[c])) for the n values of a channels-last run
+// (c = i % C), the element expression of batch_norm_relu_train's y.
+void normalised_run(float* dst, const float* src, int64_t n, int64_t C, const float* scale, const float* shift) {
+  for (int64_t i0 = 0; i0 < n; i0 += C)
+    for (int64_t c = 0; c < C; ++c) dst[i0 + c] = relu_of(bn_affine(scale[c], src[i0 + c], shift[c]));
+}
+
+// dst [top + H + bottom, left + W + right, C] = planes x [C, H, W] with a zero border; with
+// in_scale, each value normalised as it is copied (normalised_run: the zero border stays zero, as
+// the convolution pads the normalised input).
 void padded_hwc(float* dst, const float* x, int64_t C, int64_t H, int64_t W, int64_t top,
-                int64_t bottom, int64_t left, int64_t right) {
+                int64_t bottom, int64_t left, int64_t right, const float* in_scale = nullptr,
+                const float* in_shift = nullptr) {
   const int64_t wp = left + W + right, hp = top + H + bottom;
   // zeros on the border only (rows above and below, each inner row's two ends): the whole copy
   // zeroed first was 1.8% of the ACR-DSVDD step, the interior written twice
@@ -1004,8 +1022,13 @@ void padded_hwc(float* dst, const float* x, int64_t C, int64_t H, int64_t W, int
     thread_local std::vector<float> hwc;
     hwc.resize(std::max<size_t>(hwc.size(), hw * C));
     transpose_copy(hwc.data(), C, x, hw, C, hw);
-    for (int64_t h = 0; h < H; ++h)
-      std::memcpy(dst + ((h + top) * wp + left) * C, hwc.data() + h * W * C, sizeof(float) * W * C);
+    for (int64_t h = 0; h < H; ++h) {
+      float* row = dst + ((h + top) * wp + left) * C;
+      if (in_scale)
+        normalised_run(row, hwc.data() + h * W * C, W * C, C, in_scale, in_shift);
+      else
+        std::memcpy(row, hwc.data() + h * W * C, sizeof(float) * W * C);
+    }
     return;
   }
   // 16 planes at a time, row by row ([16, W] -> [W, 16]): 16 input streams read in order (all C
@@ -1014,10 +1037,19 @@ void padded_hwc(float* dst, const float* x, int64_t C, int64_t H, int64_t W, int
     for (int64_t h = 0; h < H; ++h)
       transpose_copy(dst + ((h + top) * wp + left) * C + c0, C, x + c0 * hw + h * W, hw,
                      std::min<int64_t>(16, C - c0), W);
+  if (in_scale)  // wide rows: normalised in place, row by row, after the blocks' transposes
+    for (int64_t h = 0; h < H; ++h) {
+      float* row = dst + ((h + top) * wp + left) * C;
+      normalised_run(row, row, W * C, C, in_scale, in_shift);
+    }
 }
-// dst [H + 2 ph, W + 2 pw, C] = sample x [C, H, W] with the convolution's zero padding.
-void padded_hwc(float* dst, const float* x, const ConvDims& d, const Conv2dArgs& a) {
-  padded_hwc(dst, x, d.C, d.H, d.W, a.pad_h, a.pad_h, a.pad_w, a.pad_w);
+// dst [H + 2 ph, W + 2 pw, C] = sample n of x [N, C, H, W] with the convolution's zero padding
+// (and its normalisation, with `norm`).
+void padded_hwc(float* dst, const float* x, const ConvDims& d, const Conv2dArgs& a, int64_t n,
+                const InputNorm* norm = nullptr) {
+  const int64_t gc = norm ? n / norm->rows_per_group * d.C : 0;
+  padded_hwc(dst, x + n * d.C * d.H * d.W, d.C, d.H, d.W, a.pad_h, a.pad_h, a.pad_w, a.pad_w,
+             norm ? norm->scale + gc : nullptr, norm ? norm->shift + gc : nullptr);
 }
 
 // A chunk of samples as the implicit kernels read it: each sample zero-padded, channels-last
@@ -1037,8 +1069,8 @@ ImplicitLayout implicit_layout(const ConvDims& d, const Conv2dArgs& a) {
 }
 // xpad (nb samples) = samples n0 .. n0 + nb - 1 of x, padded channels-last.
 void implicit_fill_chunk(float* xpad, const float* x, const ConvDims& d, const Conv2dArgs& a,
-                         const ImplicitLayout& l, int64_t n0, int64_t nb) {
-  for (int64_t j = 0; j < nb; ++j) padded_hwc(xpad + j * l.sample, x + (n0 + j) * d.C * d.H * d.W, d, a);
+                         const ImplicitLayout& l, int64_t n0, int64_t nb, const InputNorm* norm = nullptr) {
+  for (int64_t j = 0; j < nb; ++j) padded_hwc(xpad + j * l.sample, x, d, a, n0 + j, norm);
 }
 // Offset of the window of the chunk's output pixel q (sample-major, then oh, ow) in its xpad.
 inline int64_t window_offset(const ConvDims& d, const Conv2dArgs& a, const ImplicitLayout& l, int64_t q) {
@@ -1048,8 +1080,10 @@ inline int64_t window_offset(const ConvDims& d, const Conv2dArgs& a, const Impli
 
 // out [N, F, OH, OW] = act(scale[f] * conv + shift[f]) by the implicit GEMM; parallel over the
 // shape-fixed chunks of samples.
+// With `norm`, x is normalised as each chunk is copied (conv2d_bn_relu_input).
 void implicit_forward(float* out, const float* x, const float* w, const float* scale,
-                      const float* shift, const ConvDims& d, const Conv2dArgs& a, Activation act) {
+                      const float* shift, const ConvDims& d, const Conv2dArgs& a, Activation act,
+                      const InputNorm* norm = nullptr) {
   const ImplicitLayout l = implicit_layout(d, a);
   const int64_t sample = l.sample, taps = d.KH * d.KW, ohw = d.OH * d.OW, fp = implicit_padded_filters(d);
   const std::vector<int64_t>& tap_off = l.tap_off;
@@ -1069,7 +1103,7 @@ void implicit_forward(float* out, const float* x, const float* w, const float* s
     thread_local aligned_floats xpad, res;  // reused across calls (res rows: whole vectors)
     xpad.resize(std::max<size_t>(xpad.size(), nb * sample));
     res.resize(std::max<size_t>(res.size(), pixels * fp));
-    implicit_fill_chunk(xpad.data(), x, d, a, l, n0, nb);
+    implicit_fill_chunk(xpad.data(), x, d, a, l, n0, nb, norm);
     // the next chunk's samples, a share per tile
     const int64_t next_nb = std::max<int64_t>(0, std::min(chunk_nb, d.N - n0 - nb));
     ChunkPrefetch next(next_nb ? x + (n0 + nb) * d.C * d.H * d.W : nullptr, next_nb * d.C * d.H * d.W,
@@ -1366,6 +1400,16 @@ bool use_small_depth(const ConvDims& d) {
          d.F <= 512;  // measured on 3x3 kernels; a 1x1 kernel keeps its columns-free GEMM
 }
 
+// The forward's kernel for these shapes (the first that applies, in this order).
+enum class ForwardPath { depthwise, direct, small_depth, implicit, columns };
+ForwardPath forward_path(const ConvDims& d, const Conv2dArgs& a) {
+  if (is_depthwise(d)) return ForwardPath::depthwise;
+  if (direct_applies(d, a) && use_direct(d, DirectPass::forward)) return ForwardPath::direct;
+  if (use_small_depth(d)) return ForwardPath::small_depth;
+  if (implicit_applies(d) && use_implicit(d, a, true)) return ForwardPath::implicit;
+  return ForwardPath::columns;
+}
+
 // conv2d and conv2d_affine_act: the depthwise loop, the direct, small-depth or implicit kernels
 // where they apply, else im2col + GEMM per chunk and group, then
 // the write-back. scale null and act none: out = conv + shift (the plain conv2d, bias = shift).
@@ -1386,21 +1430,12 @@ Tensor conv2d_impl(const Tensor& x, const Tensor& w, const Tensor& scale, const 
   const float* sp = scale.defined() ? scale.data() : nullptr;
   const float* bp = shift.defined() ? shift.data() : nullptr;
   float* op = out.data();
-  if (is_depthwise(d)) {
-    depthwise_forward(op, xp, wp, sp, bp, d, a, act);
-    return out;
-  }
-  if (direct_applies(d, a) && use_direct(d, DirectPass::forward)) {
-    direct_forward(op, xp, wp, sp, bp, d, a, act);
-    return out;
-  }
-  if (use_small_depth(d)) {
-    small_depth_forward(op, xp, wp, sp, bp, d, a, act);
-    return out;
-  }
-  if (implicit_applies(d) && use_implicit(d, a, true)) {
-    implicit_forward(op, xp, wp, sp, bp, d, a, act);
-    return out;
+  switch (forward_path(d, a)) {
+    case ForwardPath::depthwise: depthwise_forward(op, xp, wp, sp, bp, d, a, act); return out;
+    case ForwardPath::direct: direct_forward(op, xp, wp, sp, bp, d, a, act); return out;
+    case ForwardPath::small_depth: small_depth_forward(op, xp, wp, sp, bp, d, a, act); return out;
+    case ForwardPath::implicit: implicit_forward(op, xp, wp, sp, bp, d, a, act); return out;
+    case ForwardPath::columns: break;
   }
   const bool pointwise = is_pointwise(d, a);
   const bool hwc = channels_last(d) && !(pointwise && d.nb == 1);  // d.nb == 1: every chunk direct
@@ -1454,6 +1489,29 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dArg
 Tensor conv2d_affine_act(const Tensor& x, const Tensor& w, const Tensor& scale,
                          const Tensor& shift, const Conv2dArgs& a, Activation act) {
   return conv2d_impl(x, w, scale, shift, a, act, "conv2d_affine_act");
+}
+
+// The implicit kernel normalises each chunk as it copies it channels-last (padded_hwc with
+// InputNorm), so the batch norm's output is never written and read back: the Omniglot net's
+// scoring, [1000, 64, 14, 14] -> 7 x 7, saved the 50 MB write and read of batch_norm_relu_train's
+// y. The other kernels take the composed way: y = batch_norm_relu_apply, then conv2d. Both give
+// conv2d(batch_norm_relu_train(x), w, b)'s bits: the same element expression for y (bn_affine,
+// relu_of), the same sums.
+Tensor conv2d_bn_relu_input(const Tensor& x, const Tensor& gamma, const Tensor& beta, const BatchNormSaved& saved,
+                            int64_t groups, const Tensor& w, const Tensor& b, const Conv2dArgs& a) {
+  const char* what = "conv2d_bn_relu_input";
+  check_cpu(x, what), check_cpu(w, what);
+  const ConvDims d = conv_dims(x.shape(), w.shape(), a, what);
+  std::vector<float> scale(groups * d.C), shift(groups * d.C);  // [G, C]
+  batch_norm_scale_shift(saved, gamma, beta, d.C, scale.data(), shift.data());
+  if (forward_path(d, a) != ForwardPath::implicit)
+    return conv2d_impl(batch_norm_relu_apply(x, scale.data(), shift.data(), groups), w, Tensor(), b, a,
+                       Activation::none, "conv2d");
+  Tensor out = Tensor::empty({d.N, d.F, d.OH, d.OW});
+  const InputNorm norm{scale.data(), shift.data(), d.N / groups};
+  implicit_forward(out.data(), x.data(), w.data(), nullptr, b.defined() ? b.data() : nullptr, d, a, Activation::none,
+                   &norm);
+  return out;
 }
 
 Tensor conv2d_backward_input(const Tensor& dout, const Tensor& w, const Shape& x_shape,

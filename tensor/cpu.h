@@ -49,6 +49,8 @@ void index_add(Tensor& out, const std::vector<int64_t>& idx, const Tensor& g);
 
 // convolution (conv.cpp)
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dArgs& a);
+Tensor conv2d_bn_relu_input(const Tensor& x, const Tensor& gamma, const Tensor& beta, const BatchNormSaved& saved,
+                            int64_t groups, const Tensor& w, const Tensor& b, const Conv2dArgs& a);
 Tensor conv2d_affine_act(const Tensor& x, const Tensor& w, const Tensor& scale, const Tensor& shift,
                          const Conv2dArgs& a, Activation act);
 Tensor conv2d_backward_input(const Tensor& dout, const Tensor& w, const Shape& x_shape,
@@ -99,6 +101,15 @@ Tensor batch_norm_relu_train(const Tensor& x, const Tensor& gamma, const Tensor&
 Tensor batch_norm_relu_backward(const Tensor& dout, const Tensor& x, const Tensor& gamma,
                                 const Tensor& beta, const BatchNormSaved& saved, int64_t groups,
                                 float slope, Tensor* dgamma, Tensor* dbeta);
+BatchNormSaved batch_norm_statistics(const Tensor& x, float eps, int64_t groups, Tensor* running_mean,
+                                     Tensor* running_var, float momentum);
+// Helpers of conv2d_bn_relu_input (conv.cpp): the normalisation's per-(group, channel) scale =
+// invstd gamma and shift = beta - mean scale from saved statistics (G C entries each), computed as
+// batch_norm_train computes them; and relu(scale x + shift) written exactly as
+// batch_norm_relu_train writes its y.
+void batch_norm_scale_shift(const BatchNormSaved& saved, const Tensor& gamma, const Tensor& beta, int64_t C,
+                            float* scale, float* shift);
+Tensor batch_norm_relu_apply(const Tensor& x, const float* scale, const float* shift, int64_t groups);
 
 // distances (distance.cpp)
 Tensor pairwise_sqdist(const Tensor& a, const Tensor& b);

@@ -55,6 +55,8 @@ const Backend& cpu_backend() {
       .batch_norm_fold = cpu::batch_norm_fold,
       .batch_norm_relu_train = cpu::batch_norm_relu_train,
       .batch_norm_relu_backward = cpu::batch_norm_relu_backward,
+      .batch_norm_statistics = cpu::batch_norm_statistics,
+      .conv2d_bn_relu_input = cpu::conv2d_bn_relu_input,
       .pairwise_sqdist = cpu::pairwise_sqdist,
       .pairwise_sqdist_backward = cpu::pairwise_sqdist_backward,
       .l2_normalize = cpu::l2_normalize,

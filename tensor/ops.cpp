@@ -602,6 +602,31 @@ Tensor batch_norm_relu_train(const Tensor& x, const Tensor& gamma, const Tensor&
                                    running_var, momentum);
 }
 
+BatchNormSaved batch_norm_statistics(const Tensor& x, float eps, int64_t groups, Tensor* running_mean,
+                                     Tensor* running_var, float momentum) {
+  const char* what = "batch_norm_statistics";
+  Picked be = pick(Op::batch_norm_statistics, what, {&x, running_mean, running_var});
+  check_bn_train(x, Tensor(), Tensor(), groups, running_mean, running_var, what);
+  return be->batch_norm_statistics(x, eps, groups, running_mean, running_var, momentum);
+}
+
+Tensor conv2d_bn_relu_input(const Tensor& x, const Tensor& gamma, const Tensor& beta, const BatchNormSaved& saved,
+                            int64_t groups, const Tensor& w, const Tensor& b, const Conv2dArgs& a) {
+  const char* what = "conv2d_bn_relu_input";
+  Picked be = pick(Op::conv2d_bn_relu_input, what, {&x, &gamma, &beta, &saved.mean, &saved.invstd, &w, &b});
+  const Shape out = conv2d_shape(x.shape(), w.shape(), a, what);
+  const int64_t N = x.size(0), C = x.size(1);
+  check(groups >= 1 && N % groups == 0 && saved.mean.defined() && saved.invstd.defined() &&
+            saved.mean.numel() == groups * C && saved.invstd.numel() == groups * C,
+        what, "saved statistics " + (saved.mean.defined() ? shape_str(saved.mean.shape()) : std::string("(none)")) +
+                  " do not match " + std::to_string(groups) + " groups of " + shape_str(x.shape()));
+  check_channel_vec(gamma, C, what, "weight");
+  check_channel_vec(beta, C, what, "bias (of the batch norm)");
+  check_channel_vec(b, out[1], what, "bias (of the convolution)");
+  be.flops(conv2d_flops(out, w.shape()));
+  return be->conv2d_bn_relu_input(x, gamma, beta, saved, groups, w, b, a);
+}
+
 Tensor batch_norm_relu_backward(const Tensor& dout, const Tensor& x, const Tensor& gamma,
                                 const Tensor& beta, const BatchNormSaved& saved, int64_t groups,
                                 float slope, Tensor* dgamma, Tensor* dbeta) {

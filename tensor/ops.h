@@ -186,6 +186,18 @@ Tensor batch_norm_relu_train(const Tensor& x, const Tensor& gamma, const Tensor&
                              int64_t groups, float slope, BatchNormSaved* saved,
                              Tensor* running_mean = nullptr, Tensor* running_var = nullptr,
                              float momentum = 0.1f);
+// The statistics of batch_norm_train alone: mean and invstd [G, C], the same bits as its `saved`,
+// and the running statistics updated as it updates them, without normalising x (for
+// conv2d_bn_relu_input, which normalises x as it reads it).
+BatchNormSaved batch_norm_statistics(const Tensor& x, float eps, int64_t groups, Tensor* running_mean = nullptr,
+                                     Tensor* running_var = nullptr, float momentum = 0.1f);
+// conv2d(y, w, b) of y = batch_norm_relu_train(x, gamma, beta, ...)'s output for the statistics
+// `saved` (of x, in G = groups groups of rows): y = relu(scale x + shift), scale = invstd gamma,
+// shift = beta - mean scale per (group, channel), never stored. On the CPU bit for bit the two
+// ops composed (tests/test_conv.cpp); the implicit kernel normalises x as it copies it. No
+// backward (inference: zero-shot scoring without a graph).
+Tensor conv2d_bn_relu_input(const Tensor& x, const Tensor& gamma, const Tensor& beta, const BatchNormSaved& saved,
+                            int64_t groups, const Tensor& w, const Tensor& b, const Conv2dArgs& a);
 // Its backward: batch_norm_backward of dz = (z > 0 ? dout : slope dout), z recomputed from x, the
 // saved statistics, gamma and beta (the same float operations as the forward, so the same mask).
 Tensor batch_norm_relu_backward(const Tensor& dout, const Tensor& x, const Tensor& gamma,

@@ -1161,6 +1161,33 @@ Tensor ref_batch_norm_relu_backward(const Tensor& dout, const Tensor& x, const T
   if (dbeta) *dbeta = db;
   return dx;
 }
+BatchNormSaved ref_batch_norm_statistics(const Tensor& x, float eps, int64_t groups, Tensor* running_mean,
+                                         Tensor* running_var, float momentum) {
+  BatchNormSaved saved;  // the forward's statistics; its output is dropped
+  ref_batch_norm_train(x, Tensor(), Tensor(), eps, groups, &saved, running_mean, running_var, momentum);
+  return saved;
+}
+Tensor ref_conv2d_bn_relu_input(const Tensor& x, const Tensor& gamma, const Tensor& beta, const BatchNormSaved& saved,
+                                int64_t groups, const Tensor& w, const Tensor& b, const Conv2dArgs& a) {
+  // the two ops in sequence: y = relu(gamma (x - mean) invstd + beta) in double per element, then
+  // the reference convolution of y
+  int64_t N, C, S;
+  bn_sizes(x, &N, &C, &S);
+  Tensor y = Tensor::empty(x.shape(), kRef);
+  const float *px = ptr(x), *mean = ptr(saved.mean), *inv = ptr(saved.invstd);
+  const float *ga = gamma.defined() ? ptr(gamma) : nullptr, *be = beta.defined() ? ptr(beta) : nullptr;
+  float* py = ptr(y);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c) {
+      const int64_t gc = n / (N / groups) * C + c;
+      for (int64_t k = 0; k < S; ++k) {
+        const int64_t i = (n * C + c) * S + k;
+        const double z = (ga ? double(ga[c]) : 1.0) * (double(px[i]) - mean[gc]) * inv[gc] + (be ? double(be[c]) : 0.0);
+        py[i] = z < 0 ? 0.f : float(z);  // NaN passes
+      }
+    }
+  return ref_conv2d(y, w, b, a);
+}
 void ref_batch_norm_fold(const Tensor& gamma, const Tensor& beta, const Tensor& bias,
                          const Tensor& running_mean, const Tensor& running_var, float eps,
                          Tensor* scale, Tensor* shift) {
@@ -1254,6 +1281,8 @@ const Backend& reference_backend() {
       .batch_norm_fold = ref_batch_norm_fold,
       .batch_norm_relu_train = ref_batch_norm_relu_train,
       .batch_norm_relu_backward = ref_batch_norm_relu_backward,
+      .batch_norm_statistics = ref_batch_norm_statistics,
+      .conv2d_bn_relu_input = ref_conv2d_bn_relu_input,
       .pairwise_sqdist = ref_pairwise_sqdist,
       .pairwise_sqdist_backward = ref_pairwise_sqdist_backward,
       .l2_normalize = ref_l2_normalize,

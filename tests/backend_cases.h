@@ -383,6 +383,32 @@ inline void add_batch_norm(Table& t, Shape xs, int64_t groups, bool affine, bool
                 atol, 1e-5);
 }
 
+// batch_norm_statistics (the statistics and running statistics alone) and conv2d_bn_relu_input
+// (the convolution of the batch norm + ReLU of x for those statistics) on one shape, G groups;
+// on each backend the statistics come from its own batch_norm_statistics.
+inline void add_conv_bn_relu_input(Table& t, const std::string& what, Shape xs, Shape ws, Conv2dArgs a,
+                                   int64_t groups) {
+  const int64_t C = xs[1];
+  const std::string tag = what + " x" + shape_str(xs) + " w" + shape_str(ws) + " " + conv_str(a) + " G" +
+                          std::to_string(groups);
+  t.add("batch_norm_statistics/" + tag, Op::batch_norm_statistics,
+        {normal(xs, 2.f, 1.f), normal({C}), uniform({C}, 0.5f, 2.f)},
+        [groups](std::vector<Tensor>& in) {
+          const BatchNormSaved s = batch_norm_statistics(in[0], 1e-5f, groups, &in[1], &in[2], 0.1f);
+          return std::vector<Output>{{"mean", s.mean}, {"invstd", s.invstd}, {"running_mean", in[1]},
+                                     {"running_var", in[2]}};
+        },
+        1e-5, 1e-5);
+  t.add("conv2d_bn_relu_input/" + tag, Op::conv2d_bn_relu_input,
+        {normal(xs, 0.5f, 1.f), uniform({C}, 0.5f, 1.5f), normal({C}), normal(ws, 0.f, 0.5f), normal({ws[0]})},
+        [a, groups](std::vector<Tensor>& in) {
+          const BatchNormSaved s = batch_norm_statistics(in[0], 1e-5f, groups);
+          return out1(conv2d_bn_relu_input(in[0], in[1], in[2], s, groups, in[3], in[4], a));
+        },
+        5e-5, 5e-5)
+      .flops = conv_flops(xs, ws, a);
+}
+
 // One fused Adam step over parameters shaped `shapes` (inputs w, g, m, v per parameter, in that
 // order), slot k at step steps[k]. Outputs w, m, v of every slot; with `vs_single` also
 // "w<k> multi - single": the difference from adam_step on a copy of slot k on the same backend
@@ -720,6 +746,11 @@ inline std::vector<OpCase> op_cases() {
   // The CPU's affine forms (y = x scale + shift, dx = p dout + q x + r) cancel terms of size
   // ~316 |x| in float: ulp(316) ~ 3e-5, hence atol 1e-4 here (the reference is exact).
   add_batch_norm(t, {2, 5}, 2, true, false, 0.f, 1e-4);
+  // the convolution of a batch norm + ReLU's output, normalised as it is read: the CPU's implicit
+  // kernel (16 channels and filters, narrow and wide rows) and the composed way (3 channels)
+  add_conv_bn_relu_input(t, "implicit", {4, 16, 7, 7}, {16, 16, 3, 3}, conv_args(2, 2, 1, 1), 2);
+  add_conv_bn_relu_input(t, "implicit wide", {2, 16, 3, 17}, {17, 16, 3, 3}, conv_args(1, 1, 1, 1), 1);
+  add_conv_bn_relu_input(t, "composed", {3, 3, 7, 6}, {4, 3, 3, 3}, conv_args(1, 1, 1, 1), 3);
   // batch norm + leaky ReLU (slope 0: ReLU)
   add_batch_norm(t, {6, 4}, 1, true, true, 0.f, 1e-5, 0.f);
   add_batch_norm(t, {12, 4}, 3, true, false, 0.f, 1e-5, 0.01f);
@@ -931,6 +962,8 @@ inline std::vector<OpCase> op_perf_cases() {
   add_batch_norm(t, {40960, 128}, 4, true, true);
   add_batch_norm(t, {960, 64, 14, 14}, 32, true, true);
   add_batch_norm(t, {960, 64, 14, 14}, 32, true, true, 0.f, 1e-5, 0.f);
+  // the Omniglot net's scoring: its 14 x 14 layer's input normalised as it is read
+  add_conv_bn_relu_input(t, "omniglot scoring", {1000, 64, 14, 14}, {64, 64, 3, 3}, conv_args(2, 2, 1, 1), 1);
   t.add("batch_norm_fold/[2048]", Op::batch_norm_fold,
         {normal({2048}), normal({2048}), normal({2048}), normal({2048}), uniform({2048}, 0.5f, 2.f)},
         [](std::vector<Tensor>& in) {

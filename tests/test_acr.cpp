@@ -39,6 +39,45 @@ TEST_CASE("acr: trainable parameters with c: 114,112 (Omniglot net) and 111,104 
   CHECK((*tab.net)(Var(g.normal({4, 570}))).shape() == Shape{4, 32});
 }
 
+TEST_CASE("acr: the Omniglot net without a graph (BN + ReLU fused into the next conv) is its forward, bit for bit", "[acr]") {
+  // Three modes of the BNs: evaluation with batch statistics (zero-shot scoring), training with
+  // running statistics (moved the same way), grouped training; and evaluation with running
+  // statistics (the layer-by-layer way without a graph). On 1 and many threads.
+  const int mode = GENERATE(0, 1, 2, 3);
+  INFO("mode " << mode);
+  auto make = [] {
+    Generator g(17);
+    return std::make_shared<models::OmniglotNet>(g);
+  };
+  auto with_graph = make(), without = make();
+  Tensor x = Generator(18).uniform({24, 1, 28, 28});
+  for (auto* net : {with_graph.get(), without.get()}) {
+    if (mode == 0 || mode == 3) net->eval();
+    nn::set_bn_batch_stats_in_eval(*net, mode == 0);
+    nn::set_bn_groups(*net, mode == 2 ? 3 : 1);
+    if (mode == 3)  // running statistics of some earlier batch
+      for (nn::BatchNorm* bn : nn::batch_norms(*net)) bn->running_var.fill_(2.f), bn->running_mean.fill_(0.1f);
+  }
+  const Tensor ref = (*with_graph)(Var(x)).data();
+  const auto fast = test::on_one_and_many_threads([&] {
+    NoGradGuard ng;
+    return (*without)(Var(x)).data();
+  });
+  CHECK(test::same_bits(fast[0], ref));
+  CHECK(test::same_bits(fast[1], ref));
+  // the running statistics moved as the graph forward moved them (twice: two calls)
+  if (mode == 1 || mode == 2) {
+    (*with_graph)(Var(x));
+    auto a = nn::batch_norms(*with_graph), b = nn::batch_norms(*without);
+    for (size_t i = 0; i < a.size(); ++i) {
+      INFO("BN " << i);
+      CHECK(test::same_bits(a[i]->running_mean, b[i]->running_mean));
+      CHECK(test::same_bits(a[i]->running_var, b[i]->running_var));
+      CHECK(test::same_bits(a[i]->num_batches_tracked, b[i]->num_batches_tracked));
+    }
+  }
+}
+
 TEST_CASE("acr: one ACR-DSVDD iteration matches PyTorch's per-task loop (loss, gradients, running stats)", "[acr][parity]") {
   std::string path = test::fixture("acr.safetensors");
   if (path.empty()) return;

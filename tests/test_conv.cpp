@@ -921,3 +921,62 @@ TEST_CASE("pooling: bad shapes and arguments throw normad::Error", "[pool]") {
   Tensor y = max_pool2d(x, pool_args(2, 2, 0, false), &idx);
   REQUIRE_THROWS_AS(max_pool2d_backward(Tensor({2, 3, 3, 3}), idx, x.shape()), Error);
 }
+
+TEST_CASE("conv2d_bn_relu_input: the convolution of batch_norm_relu_train's output, bit for bit", "[conv]") {
+  // The Omniglot net's 14 x 14 layer (stride 2; narrow rows, normalised in the copy to channels-last),
+  // wide rows (W >= 16: normalised in place after the blocks' transposes), grouped statistics (a
+  // sample's coefficients are its group's), and 3 channels (no implicit kernel: the composed way).
+  // Against the two ops composed, the same bits, on 1 and many threads; the statistics are
+  // batch_norm_train's own, running statistics included.
+  struct Case {
+    Shape x, w;
+    int64_t stride, groups;
+  };
+  const int k = GENERATE(0, 1, 2, 3);
+  const Case c = k == 0   ? Case{{30, 64, 14, 14}, {64, 64, 3, 3}, 2, 1}
+                 : k == 1 ? Case{{12, 16, 5, 18}, {20, 16, 3, 3}, 1, 3}
+                 : k == 2 ? Case{{12, 32, 7, 7}, {16, 32, 3, 3}, 2, 4}
+                          : Case{{6, 3, 9, 8}, {16, 3, 3, 3}, 1, 2};
+  INFO("x " << shape_str(c.x) << " w " << shape_str(c.w) << " groups " << c.groups);
+  Generator g(91 + k);
+  Tensor x = g.normal(c.x, 0.3f, 1.5f), gamma = g.uniform({c.x[1]}, 0.5f, 1.5f), beta = g.normal({c.x[1]});
+  Tensor w = g.normal(c.w, 0.f, 0.2f), b = g.normal({c.w[0]});
+  Conv2dArgs a;
+  a.stride_h = a.stride_w = c.stride, a.pad_h = a.pad_w = 1;
+  // the statistics alone = batch_norm_train's saved and running statistics
+  Tensor rm = g.normal({c.x[1]}), rv = g.uniform({c.x[1]}, 0.5f, 2.f), rm2 = rm.clone(), rv2 = rv.clone();
+  const BatchNormSaved stats = batch_norm_statistics(x, 1e-5f, c.groups, &rm, &rv, 0.1f);
+  BatchNormSaved saved;
+  const Tensor y = batch_norm_relu_train(x, gamma, beta, 1e-5f, c.groups, 0.f, &saved, &rm2, &rv2, 0.1f);
+  CHECK(test::same_bits(stats.mean, saved.mean));
+  CHECK(test::same_bits(stats.invstd, saved.invstd));
+  CHECK(test::same_bits(rm, rm2));
+  CHECK(test::same_bits(rv, rv2));
+  const Tensor composed = conv2d(y, w, b, a);
+  const auto fused = test::on_one_and_many_threads([&] { return conv2d_bn_relu_input(x, gamma, beta, stats, c.groups, w, b, a); });
+  CHECK(test::same_bits(fused[0], composed));
+  CHECK(test::same_bits(fused[1], composed));
+  // and close to the reference backend's double-precision composition (not a shared mistake)
+  test::expect_close(fused[0], conv2d(on_ref(y), on_ref(w), on_ref(b), a), 1e-4, 1e-4, "vs reference conv");
+  // undefined gamma and beta (1 and 0), no bias
+  const Tensor plain = batch_norm_relu_train(x, Tensor(), Tensor(), 1e-5f, c.groups, 0.f, nullptr);
+  CHECK(test::same_bits(conv2d_bn_relu_input(x, Tensor(), Tensor(), stats, c.groups, w, Tensor(), a),
+                        conv2d(plain, w, Tensor(), a)));
+  // a NaN input makes its (group, channel)'s statistics NaN, and so every output of the group's
+  // samples, as through the composed ops (no NaN dropped by the fused ReLU)
+  Tensor x_nan = x.clone();
+  x_nan.data()[x.numel() / 2] = NAN;
+  const BatchNormSaved stats_nan = batch_norm_statistics(x_nan, 1e-5f, c.groups);
+  const Tensor y_nan = batch_norm_relu_train(x_nan, gamma, beta, 1e-5f, c.groups, 0.f, nullptr);
+  const Tensor out_nan = conv2d_bn_relu_input(x_nan, gamma, beta, stats_nan, c.groups, w, b, a);
+  CHECK(test::same_bits(out_nan, conv2d(y_nan, w, b, a)));
+  int64_t nans = 0;
+  for (int64_t i = 0; i < out_nan.numel(); ++i) nans += std::isnan(out_nan.data()[i]);
+  CHECK(nans == out_nan.numel() / c.groups);  // the middle sample's group, all of it
+  // statistics of another grouping, or of another channel count, are refused by name
+  CHECK_THROWS_WITH(conv2d_bn_relu_input(x, gamma, beta, stats, c.groups == 1 ? 2 : 1, w, b, a),
+                    Catch::Contains("saved statistics"));
+  CHECK_THROWS_WITH(conv2d_bn_relu_input(x, gamma, beta, BatchNormSaved{Tensor({c.groups, 2}), Tensor({c.groups, 2})},
+                                         c.groups, w, b, a),
+                    Catch::Contains("saved statistics"));
+}
