@@ -680,8 +680,54 @@ constexpr int64_t kPixelChunk = 512;  // pixels: K = 32 rows of columns are 64 K
 int64_t padded_pixels(const ConvDims& d) { return (d.OH * d.OW + kLanes - 1) / kLanes * kLanes; }
 
 // One sample's columns [K, ohwp] into `cols`, the padding past OH OW zero.
+#if defined(__AVX512F__)
+// Mask of the lanes j in [0, 16) whose input column c0 + j lies inside [0, W).
+inline __mmask16 inside_lanes(int64_t c0, int64_t W) {
+  const int64_t lo = std::clamp<int64_t>(-c0, 0, 16), hi = std::clamp<int64_t>(W - c0, 0, 16);
+  return hi > lo ? __mmask16(((1u << hi) - 1) & ~((1u << lo) - 1)) : __mmask16(0);
+}
+
+// small_depth_columns for output rows of at most 16 pixels at column stride 1 or 2: each (tap,
+// output row) is one vector -- one or two masked loads (lanes outside the input row zero, never
+// read), for stride 2 the even elements picked by a permute -- and one masked store of OW lanes.
+// The generic im2col's per-element loop and its short fills took 14% of the Omniglot net's first
+// layer (28 x 28, stride 2: rows of 14).
+void strided_row_columns(float* cols, const float* x, const ConvDims& d, const Conv2dArgs& a, int64_t n,
+                         int64_t ohwp) {
+  const int64_t sw = a.stride_w;
+  const __mmask16 out_lanes = __mmask16((1u << d.OW) - 1);
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  for (int64_t c = 0; c < d.C; ++c) {
+    const float* plane = x + (n * d.C + c) * d.H * d.W;
+    for (int64_t kh = 0; kh < d.KH; ++kh)
+      for (int64_t kw = 0; kw < d.KW; ++kw) {
+        float* row = cols + ((c * d.KH + kh) * d.KW + kw) * ohwp;
+        const int64_t iw0 = kw * a.dil_w - a.pad_w;  // input column of ow = 0
+        const __mmask16 m0 = inside_lanes(iw0, d.W), m1 = sw == 2 ? inside_lanes(iw0 + 16, d.W) : 0;
+        for (int64_t oh = 0; oh < d.OH; ++oh) {
+          const int64_t ih = oh * a.stride_h - a.pad_h + kh * a.dil_h;
+          __m512 v = _mm512_setzero_ps();
+          if (ih >= 0 && ih < d.H) {
+            const float* src = plane + ih * d.W + iw0;  // masked: lanes before the row are not read
+            v = _mm512_maskz_loadu_ps(m0, src);
+            if (sw == 2) v = _mm512_permutex2var_ps(v, even, _mm512_maskz_loadu_ps(m1, src + 16));
+          }
+          _mm512_mask_storeu_ps(row + oh * d.OW, out_lanes, v);
+        }
+        std::fill(row + d.OH * d.OW, row + ohwp, 0.f);
+      }
+  }
+}
+#endif
+
 void small_depth_columns(float* cols, const float* x, const ConvDims& d, const Conv2dArgs& a, int64_t n) {
   const int64_t ohw = d.OH * d.OW, ohwp = padded_pixels(d);
+#if defined(__AVX512F__)
+  if (d.OW <= 16 && (a.stride_w == 1 || a.stride_w == 2)) {
+    strided_row_columns(cols, x, d, a, n, ohwp);
+    return;
+  }
+#endif
   im2col(cols, x, d, a, n, 1, 0, ohwp);
   for (int64_t k = 0; k < d.K; ++k) std::fill(cols + k * ohwp + ohw, cols + (k + 1) * ohwp, 0.f);
 }
@@ -689,10 +735,13 @@ void small_depth_columns(float* cols, const float* x, const ConvDims& d, const C
 // Filters [f0, f0 + FB) x pixel vectors [p0, p0 + PV kLanes) of one sample: o its output [F, ohw],
 // cols its columns [K, ohwp], w [F, K]. The sums are written as scale * sum + shift, then the ReLU;
 // raw for SiLU (small_depth_forward's row epilogue). Full: every vector lies inside OH OW.
-template <int FB, int PV, bool Full>
+// KC: the depth K as a compile-time constant (the 3 x 3 single-channel layers' 9: the row loop
+// unrolled), or 0 for d.K.
+template <int FB, int PV, bool Full, int KC = 0>
 void small_depth_tile(float* o, const float* cols, const float* w, int64_t f0, int64_t p0,
                       const ConvDims& d, int64_t ohwp, const float* scale, const float* shift,
                       Activation act) {
+  const int64_t K = KC ? KC : d.K;
   const int64_t ohw = d.OH * d.OW;
   lanes acc[FB][PV];
   for (int fb = 0; fb < FB; ++fb)
@@ -700,9 +749,9 @@ void small_depth_tile(float* o, const float* cols, const float* w, int64_t f0, i
   // Per row k: FB broadcast weights, then each pixel vector loaded once and used FB times. (With
   // the filters outermost GCC folded the column load into every multiply-add: FB PV vector loads
   // a row instead of PV, against Zen 4's one 512-bit load a cycle.)
-  for (int64_t k = 0; k < d.K; ++k) {
+  for (int64_t k = 0; k < K; ++k) {
     lanes wk[FB];
-    for (int fb = 0; fb < FB; ++fb) wk[fb] = lanes{} + w[(f0 + fb) * d.K + k];
+    for (int fb = 0; fb < FB; ++fb) wk[fb] = lanes{} + w[(f0 + fb) * K + k];
     for (int pv = 0; pv < PV; ++pv) {
       const lanes v = load_lanes(cols + k * ohwp + p0 + pv * kLanes);
       for (int fb = 0; fb < FB; ++fb) acc[fb][pv] += wk[fb] * v;
@@ -730,7 +779,10 @@ void small_depth_filters(float* o, const float* cols, const float* w, int64_t f0
   const int64_t ohw = d.OH * d.OW;
   int64_t p = p0;
   for (; p + PV * kLanes <= std::min(p1, ohw); p += PV * kLanes)
-    small_depth_tile<FB, PV, true>(o, cols, w, f0, p, d, ohwp, scale, shift, act);
+    if (d.K == 9)
+      small_depth_tile<FB, PV, true, 9>(o, cols, w, f0, p, d, ohwp, scale, shift, act);
+    else
+      small_depth_tile<FB, PV, true>(o, cols, w, f0, p, d, ohwp, scale, shift, act);
   for (; p < p1; p += kLanes)
     small_depth_tile<FB, 1, false>(o, cols, w, f0, p, d, ohwp, scale, shift, act);
 }

@@ -341,15 +341,17 @@ TEST_CASE("conv2d: the small-depth kernels' filter blocks, row tails and pixel c
   // F = 1, 5, 16, 19: the forward's blocks of 4 filters and single ones, the weight gradient's
   // blocks of 2 and single ones; K = C KH KW = 1, 9, 18, 27: the weight gradient's column rows in
   // 1, 1, 2 and 3 tiles; output maps of 16 pixels (one whole vector), 35 (a partial last vector)
-  // and 600 (two pixel chunks of 512, the second with a partial vector), at stride 1 and 2; on the
+  // and 600 (two pixel chunks of 512, the second with a partial vector), 48 (rows of 16), at
+  // stride 1 and 2; on the
   // small maps the 3 samples are one group whose sums stay in registers (odd F included)
   ColumnsScope scope(cpu::ConvColumns::small_depth);
   const int64_t F = GENERATE(1, 5, 16, 19);
   const int depth = GENERATE(0, 1, 2, 3);
   const int64_t C = std::array<int64_t, 4>{1, 1, 2, 3}[depth], k = depth == 0 ? 1 : 3;
-  const int map = GENERATE(0, 1, 2);
+  const int map = GENERATE(0, 1, 2, 3);
   const int64_t stride = GENERATE(1, 2);
-  const int64_t OH = std::array<int64_t, 3>{4, 5, 30}[map], OW = std::array<int64_t, 3>{4, 7, 20}[map];
+  // rows of up to 16 pixels (4, 7, 16) take the one-vector column rows (strided_row_columns)
+  const int64_t OH = std::array<int64_t, 4>{4, 5, 30, 3}[map], OW = std::array<int64_t, 4>{4, 7, 20, 16}[map];
   const int64_t pad = k / 2;  // the input that gives OH x OW at this stride
   ConvCase c{3, C, (OH - 1) * stride + k - 2 * pad, (OW - 1) * stride + k - 2 * pad, F, k, k, {}, F != 5};
   c.a.stride_h = c.a.stride_w = stride;
