@@ -105,6 +105,8 @@ double acr_backward(AcrModel& model, const Tensor& x, const std::vector<int>& y,
 // 1,000 are one batch, 1,500 are two of 750) and none has fewer than 2 rows. Returns [begin, end)
 // pairs. An Error for N < 2 (BN over one row has no statistics) or chunk < 2.
 std::vector<std::pair<int64_t, int64_t>> score_chunks(int64_t rows, int64_t chunk);
+// Rows [b, e) of x moved to `device` (x itself, not a copy, when that is all of x already there).
+Tensor chunk_rows(const Tensor& x, int64_t b, int64_t e, Device device);
 
 // Per-row loss: L_n on normal rows, L_a on anomalous ones, summed and divided by the row count.
 Var acr_reduce(const Var& ln, const Var& la, const std::vector<int>& y);
