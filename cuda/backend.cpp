@@ -4,9 +4,12 @@
 // Every entry is set: the kernel families are cuda/conv, cuda/pooling, cuda/batchnorm and
 // cuda/distance (their headers list the versions); supports() would report a null entry. Batch
 // norm + ReLU is composed from the batch-norm and elementwise entries, linear from the product and
-// the broadcast add.
-// First run on a GPU on 2026-12-04 (an H200): every entry matches the reference in the op harness
-// and memcheck is clean; speed against cuDNN is mixed (docs/cuda.md).
+// the broadcast add, batch_norm_statistics from the batch-norm entry (its output computed and
+// dropped) and conv2d_bn_relu_input from z_from_saved, the ReLU and the conv entry.
+// First run on a GPU on 2026-12-04 (an H200): every entry then in the table matches the reference in
+// the op harness and memcheck is clean; speed against cuDNN is mixed (docs/cuda.md). The two
+// entries added on 2026-12-04 (session 27: batch_norm_statistics, conv2d_bn_relu_input) are
+// compiled but have not run on a GPU yet.
 // Math: as the CPU backend, op by op (see each kernel family's header).
 // Tested by tests/test_backend_ops.cpp on a GPU (every entry against the reference backend) and
 // tests/test_cuda.cpp ([cuda] with a GPU; [cuda_detect] here: no GPU -> no table and a reason).

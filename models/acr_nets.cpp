@@ -2,6 +2,7 @@
 #include "models/acr_nets.h"
 
 #include "nn/init.h"
+#include "tensor/backend.h"
 
 namespace normad::models {
 
@@ -39,7 +40,10 @@ Var OmniglotNet::forward(const Var& x) {
 // Without a graph (zero-shot scoring) each BN + ReLU between two convolutions is applied by the
 // second convolution as it reads its input (conv2d_bn_relu_input, from the BN's batch statistics):
 // the BN's output, 50 MB for 1000 images after the first layer, is never written and read back.
-// The same bits as the layer-by-layer forward (tests/test_acr.cpp).
+// The same bits as the layer-by-layer forward on the CPU (tests/test_acr.cpp) and, by construction,
+// on CUDA (the same entries composed); on the reference backend ~1 ulp apart (its graph forward
+// normalises with double statistics, the fused op with the saved float ones). A backend without
+// the fused entry takes the layer-by-layer way.
 Tensor OmniglotNet::forward_without_graph(const Tensor& x) {
   Tensor h = (*convs_[0])(Var(x)).data();  // [N, C, 14, 14] for 28 x 28 images
   for (size_t i = 1; i < convs_.size(); ++i) {
@@ -47,7 +51,9 @@ Tensor OmniglotNet::forward_without_graph(const Tensor& x) {
     nn::Conv2d& conv = *convs_[i];
     // bn's statistics of h (its running statistics moved as its forward would move them), or
     // none where it normalises with its running statistics: then the two layers one by one
-    if (const std::optional<BatchNormSaved> stats = bn.batch_statistics(h))
+    const bool fused = supports(backend_for(h.device()), Op::conv2d_bn_relu_input) &&
+                       supports(backend_for(h.device()), Op::batch_norm_statistics);
+    if (const std::optional<BatchNormSaved> stats = fused ? bn.batch_statistics(h) : std::nullopt)
       h = conv2d_bn_relu_input(h, bn.weight.defined() ? bn.weight.data() : Tensor(),
                                bn.bias.defined() ? bn.bias.data() : Tensor(), *stats, bn.groups, conv.weight.data(),
                                conv.bias.defined() ? conv.bias.data() : Tensor(), conv.args);

@@ -1,12 +1,13 @@
 // normad batch normalisation: training (batch statistics, optionally per row group), evaluation
 // (running statistics) and the training-mode backward (see tensor/ops.h); also training mode fused
-// with a following (leaky) ReLU, forward and backward.
+// with a following (leaky) ReLU, forward and backward; the statistics alone
+// (batch_norm_statistics) and the helpers conv2d_bn_relu_input (tensor/conv.cpp) normalises with.
 // Math: per group g and channel c over its M = Q*H*W values: mu = mean(x), var = mean((x - mu)^2)
 // (biased), xhat = (x - mu) / sqrt(var + eps), y = gamma xhat + beta;
 // dx = invstd / M * (M dy - sum(dy) - xhat sum(dy xhat)) with dy = gamma dout; fused with the ReLU:
 // y = relu_slope(z), dout replaced by dz = z > 0 ? dout : slope dout (z recomputed from x).
 // Tested by tests/test_batchnorm.cpp (grouped = per-group loop, fused = composed bit for bit,
-// finite differences), tests/test_backend_ops.cpp (vs the reference backend) and
+// finite differences), tests/test_conv.cpp (the statistics alone = batch_norm_train's, bit for bit), tests/test_backend_ops.cpp (vs the reference backend) and
 // tests/test_parity.cpp (PyTorch F.batch_norm).
 //
 // Shapes: x [N, C] or [N, C, H, W]; S = H*W (1 for [N, C]); G groups of Q = N / G rows.

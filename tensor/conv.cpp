@@ -10,11 +10,12 @@
 // Math: out[n,f,oh,ow] = b[f] + sum_{c,kh,kw} w[f,c,kh,kw] x[n, g*Cg+c, oh*sh-ph+kh*dh, ow*sw-pw+kw*dw]
 // with g = f / Fg (zero outside the input); as matrices per group: out_g = W_g [Fg, Cg*KH*KW] x cols.
 // conv2d_affine_act applies act(scale[f] * conv + shift[f]) in the same write-back pass (inference
-// with a BN folded in).
+// with a BN folded in); conv2d_bn_relu_input convolves relu(scale[g, c] x + shift[g, c]) (a batch
+// norm + ReLU of x from given statistics), normalising x as the implicit kernel copies it.
 // Tested by tests/test_conv.cpp: im2col, depthwise, direct, small-depth and implicit paths vs conv2d on the
 // reference backend
-// (tensor/reference.cpp) over strides/pads/dilations/groups, the fused epilogue vs the composed
-// ops, a closed form, backward vs plain scatter loops, finite differences, thread-count
+// (tensor/reference.cpp) over strides/pads/dilations/groups, the fused epilogue and the normalised
+// input (conv2d_bn_relu_input, bit for bit) vs the composed ops, a closed form, backward vs plain scatter loops, finite differences, thread-count
 // determinism; and by tests/test_backend_ops.cpp (every conv entry vs the reference).
 //
 // Shapes: N batch, C input channels, F filters (output channels), H, W input, OH, OW output,
@@ -665,7 +666,8 @@ void direct_backward_weight(float* dw, const float* dout, const float* x, const 
 // time, so the chunk's columns stay in L1/L2 while every filter block passes over them:
 // - forward: a tile of FB filters x PV vectors of pixels sums over all K rows in registers (per
 //   row: PV loads, FB broadcasts, FB PV multiply-adds) and goes through the epilogue (scale, shift,
-//   ReLU) on its way into out's rows (SiLU: per row after the sample);
+//   ReLU) on its way into out's rows (SiLU: per row after its block of filters where one chunk of
+//   pixels covers the sample, else after the sample);
 // - weight gradient: dw[f, k] = sum over samples and pixels of dout[n, f, p] cols_n[k, p]; a tile
 //   of 2 filters x up to 12 column rows (K in as few such tiles as cover it) keeps its lanes in
 //   registers over a chunk's pixel vectors -- and, where a sample's pixels make one chunk, over a
@@ -708,9 +710,14 @@ void strided_row_columns(float* cols, const float* x, const ConvDims& d, const C
           const int64_t ih = oh * a.stride_h - a.pad_h + kh * a.dil_h;
           __m512 v = _mm512_setzero_ps();
           if (ih >= 0 && ih < d.H) {
-            const float* src = plane + ih * d.W + iw0;  // masked: lanes before the row are not read
-            v = _mm512_maskz_loadu_ps(m0, src);
-            if (sw == 2) v = _mm512_permutex2var_ps(v, even, _mm512_maskz_loadu_ps(m1, src + 16));
+            // the row's column iw0 (< 0 in the padding): its address formed as an integer, since a
+            // pointer before (or 16 floats past) the array is not a valid pointer; the masked
+            // loads read only the lanes inside the row
+            const uintptr_t src = reinterpret_cast<uintptr_t>(plane + ih * d.W) + uintptr_t(iw0 * int64_t(sizeof(float)));
+            v = _mm512_maskz_loadu_ps(m0, reinterpret_cast<const void*>(src));
+            if (sw == 2)
+              v = _mm512_permutex2var_ps(
+                  v, even, _mm512_maskz_loadu_ps(m1, reinterpret_cast<const void*>(src + 16 * sizeof(float))));
           }
           _mm512_mask_storeu_ps(row + oh * d.OW, out_lanes, v);
         }
@@ -751,7 +758,7 @@ void small_depth_tile(float* o, const float* cols, const float* w, int64_t f0, i
   // a row instead of PV, against Zen 4's one 512-bit load a cycle.)
   for (int64_t k = 0; k < K; ++k) {
     lanes wk[FB];
-    for (int fb = 0; fb < FB; ++fb) wk[fb] = lanes{} + w[(f0 + fb) * K + k];
+    for (int fb = 0; fb < FB; ++fb) wk[fb] = w[(f0 + fb) * K + k] - lanes{};  // broadcast (x - 0 is x, -0 too)
     for (int pv = 0; pv < PV; ++pv) {
       const lanes v = load_lanes(cols + k * ohwp + p0 + pv * kLanes);
       for (int fb = 0; fb < FB; ++fb) acc[fb][pv] += wk[fb] * v;
@@ -797,7 +804,8 @@ void small_depth_forward(float* out, const float* x, const float* w, const float
     // ohwp is whole vectors), so that no load of a column row straddles two cache lines
     aligned_floats col_buffer(d.K * ohwp);
     float* cols = col_buffer.data();
-    // a large output is written sample by sample from this thread's buffer with streaming stores
+    // a large output is written from this thread's buffer with streaming stores: a block of
+    // filters at a time where one chunk of pixels covers the sample, else sample by sample
     thread_local aligned_floats out_buffer;
     if (stream) out_buffer.resize(std::max<size_t>(out_buffer.size(), d.F * ohw));
     // Rows [f0, f1) of the sample are final (all pixels summed): SiLU's epilogue, then, when

@@ -616,10 +616,14 @@ Tensor conv2d_bn_relu_input(const Tensor& x, const Tensor& gamma, const Tensor& 
   Picked be = pick(Op::conv2d_bn_relu_input, what, {&x, &gamma, &beta, &saved.mean, &saved.invstd, &w, &b});
   const Shape out = conv2d_shape(x.shape(), w.shape(), a, what);
   const int64_t N = x.size(0), C = x.size(1);
-  check(groups >= 1 && N % groups == 0 && saved.mean.defined() && saved.invstd.defined() &&
-            saved.mean.numel() == groups * C && saved.invstd.numel() == groups * C,
-        what, "saved statistics " + (saved.mean.defined() ? shape_str(saved.mean.shape()) : std::string("(none)")) +
-                  " do not match " + std::to_string(groups) + " groups of " + shape_str(x.shape()));
+  check(groups >= 1 && N % groups == 0, what,
+        std::to_string(N) + " rows of " + shape_str(x.shape()) + " do not split into " + std::to_string(groups) +
+            " equal groups");
+  for (const auto& [t, name] : {std::pair{&saved.mean, "mean"}, std::pair{&saved.invstd, "invstd"}})
+    check(t->defined() && t->numel() == groups * C, what,
+          std::string("saved statistics: ") + name + " " + (t->defined() ? shape_str(t->shape()) : "(none)") +
+              " is not [" + std::to_string(groups) + ", " + std::to_string(C) + "] (" + std::to_string(groups) +
+              " groups of " + shape_str(x.shape()) + ")");
   check_channel_vec(gamma, C, what, "weight");
   check_channel_vec(beta, C, what, "bias (of the batch norm)");
   check_channel_vec(b, out[1], what, "bias (of the convolution)");

@@ -202,6 +202,10 @@ void batch_norm_backward(T* dx, T* dgamma, T* dbeta, const T* dout, const T* x, 
 template <class T>
 void batch_norm_fold(T* scale, T* shift, const T* gamma, const T* beta, const T* bias,
                      const T* running_mean, const T* running_var, int64_t C, double eps);
+// batch_norm_statistics and conv2d_bn_relu_input are composed in tensor/reference.cpp from these
+// kernels: the statistics are batch_norm_train_forward's (its output dropped); the convolution's
+// input is y = relu(gamma (x - mean) invstd + beta) per element in double from the given [G, C]
+// statistics (gamma 1, beta 0 when absent), then conv2d_forward of y.
 // batch_norm_train_forward, then a leaky ReLU of slope `slope` (0: ReLU) on every output.
 template <class T>
 void batch_norm_relu_train_forward(T* out, T* mean, T* invstd, T* running_mean, T* running_var,

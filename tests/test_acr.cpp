@@ -1,6 +1,8 @@
 // ACR-DSVDD tests (models/acr.h, models/acr_nets.h): the parameter counts of acr.md §7, a
 // golden iteration against a PyTorch per-task loop (tests/make_fixtures.py make_acr), the grouped
-// pass against normad's own per-task loop, and a synthetic zero-shot problem it must separate.
+// pass against normad's own per-task loop, a synthetic zero-shot problem it must separate, and the
+// Omniglot net's no-graph forward (BN + ReLU fused into the next convolution) against its graph
+// forward, bit for bit.
 #include <algorithm>
 #include <functional>
 
@@ -42,7 +44,8 @@ TEST_CASE("acr: trainable parameters with c: 114,112 (Omniglot net) and 111,104 
 TEST_CASE("acr: the Omniglot net without a graph (BN + ReLU fused into the next conv) is its forward, bit for bit", "[acr]") {
   // Three modes of the BNs: evaluation with batch statistics (zero-shot scoring), training with
   // running statistics (moved the same way), grouped training; and evaluation with running
-  // statistics (the layer-by-layer way without a graph). On 1 and many threads.
+  // statistics (mode 3: the layer-by-layer way without a graph, the graph forward's own code, so
+  // only its wiring is checked). On 1 and many threads.
   const int mode = GENERATE(0, 1, 2, 3);
   INFO("mode " << mode);
   auto make = [] {
@@ -76,6 +79,23 @@ TEST_CASE("acr: the Omniglot net without a graph (BN + ReLU fused into the next 
       CHECK(test::same_bits(a[i]->num_batches_tracked, b[i]->num_batches_tracked));
     }
   }
+}
+
+TEST_CASE("acr: a scoring chunk that is the whole batch is the batch itself, a part of it a copy", "[acr]") {
+  Tensor x = Generator(5).uniform({6, 1, 4, 4});
+  const std::vector<float> before = x.to_vector();
+  CHECK(models::chunk_rows(x, 0, 6, Device::CPU).data() == x.data());
+  Tensor part = models::chunk_rows(x, 2, 5, Device::CPU);
+  CHECK(part.data() != x.data());
+  CHECK(part.shape() == Shape{3, 1, 4, 4});
+  CHECK(part.to_vector() == std::vector<float>(before.begin() + 2 * 16, before.begin() + 5 * 16));
+  // scoring leaves the caller's batch as it was (the net reads the batch itself)
+  Generator g(6);
+  models::AcrDsvdd m(std::make_shared<models::OmniglotNet>(g), 32, g);
+  Tensor imgs = Generator(7).uniform({8, 1, 28, 28});
+  const std::vector<float> imgs_before = imgs.to_vector();
+  m.score(imgs);
+  CHECK(imgs.to_vector() == imgs_before);
 }
 
 TEST_CASE("acr: one ACR-DSVDD iteration matches PyTorch's per-task loop (loss, gradients, running stats)", "[acr][parity]") {

@@ -1,4 +1,6 @@
 // Tests for convolution and pooling (tensor/conv.cpp, tensor/pool.cpp, autograd/ops_conv.cpp).
+// Also conv2d_bn_relu_input == conv2d(batch_norm_relu_train(x)) bit for bit, and its statistics op ==
+// batch_norm_train's saved statistics.
 // Math: im2col + GEMM == the 7-loop double reference (conv2d on Device::Reference); backward == plain scatter loops; autograd ==
 // central finite differences; pooling closed forms whose values were checked once with PyTorch.
 // Tolerances: forward/backward vs reference atol 1e-4 rtol 1e-4 (float32 GEMM vs double sums);
@@ -451,7 +453,7 @@ TEST_CASE("conv2d: a small-depth output larger than the caches is streamed out u
   c.a.pad_h = c.a.pad_w = 1;
   INFO(c.str() << " act " << int(act));
 #if defined(__AVX512F__)  // without AVX-512 nothing is streamed (stream_floats would be a plain copy)
-  REQUIRE(cpu::streams_output(c.N * c.F * c.H * c.W));
+  REQUIRE(cpu::streams_output(c.N * c.F * c.H * c.W));  // 3 x 3, stride 1, pad 1: OH OW = H W
 #endif
   Tensor x, w, b;
   make_inputs(c, 42, &x, &w, &b);
@@ -927,24 +929,29 @@ TEST_CASE("pooling: bad shapes and arguments throw normad::Error", "[pool]") {
 TEST_CASE("conv2d_bn_relu_input: the convolution of batch_norm_relu_train's output, bit for bit", "[conv]") {
   // The Omniglot net's 14 x 14 layer (stride 2; narrow rows, normalised in the copy to channels-last),
   // wide rows (W >= 16: normalised in place after the blocks' transposes), grouped statistics (a
-  // sample's coefficients are its group's), and 3 channels (no implicit kernel: the composed way).
-  // Against the two ops composed, the same bits, on 1 and many threads; the statistics are
-  // batch_norm_train's own, running statistics included.
+  // sample's coefficients are its group's; a chunk of samples spanning two groups), 20 channels (not
+  // a multiple of 16) on narrow and wide rows, dilation 2, all through the implicit kernel (forced);
+  // and 3 channels the automatic way (small-depth: the composed way). Against the two ops composed,
+  // the same bits, on 1 and many threads; the statistics are batch_norm_train's own, running
+  // statistics included.
   struct Case {
     Shape x, w;
-    int64_t stride, groups;
+    int64_t stride, groups, dilation = 1;
   };
-  const int k = GENERATE(0, 1, 2, 3);
+  const int k = GENERATE(0, 1, 2, 3, 4, 5);
   const Case c = k == 0   ? Case{{30, 64, 14, 14}, {64, 64, 3, 3}, 2, 1}
                  : k == 1 ? Case{{12, 16, 5, 18}, {20, 16, 3, 3}, 1, 3}
                  : k == 2 ? Case{{12, 32, 7, 7}, {16, 32, 3, 3}, 2, 4}
+                 : k == 3 ? Case{{6, 20, 9, 8}, {17, 20, 3, 3}, 1, 2, 2}
+                 : k == 4 ? Case{{4, 20, 6, 21}, {16, 20, 3, 3}, 2, 2}
                           : Case{{6, 3, 9, 8}, {16, 3, 3, 3}, 1, 2};
-  INFO("x " << shape_str(c.x) << " w " << shape_str(c.w) << " groups " << c.groups);
+  ColumnsScope scope(k < 5 ? cpu::ConvColumns::implicit : cpu::ConvColumns::automatic);
+  INFO("x " << shape_str(c.x) << " w " << shape_str(c.w) << " groups " << c.groups << " dilation " << c.dilation);
   Generator g(91 + k);
   Tensor x = g.normal(c.x, 0.3f, 1.5f), gamma = g.uniform({c.x[1]}, 0.5f, 1.5f), beta = g.normal({c.x[1]});
   Tensor w = g.normal(c.w, 0.f, 0.2f), b = g.normal({c.w[0]});
   Conv2dArgs a;
-  a.stride_h = a.stride_w = c.stride, a.pad_h = a.pad_w = 1;
+  a.stride_h = a.stride_w = c.stride, a.pad_h = a.pad_w = 1, a.dil_h = a.dil_w = c.dilation;
   // the statistics alone = batch_norm_train's saved and running statistics
   Tensor rm = g.normal({c.x[1]}), rv = g.uniform({c.x[1]}, 0.5f, 2.f), rm2 = rm.clone(), rv2 = rv.clone();
   const BatchNormSaved stats = batch_norm_statistics(x, 1e-5f, c.groups, &rm, &rv, 0.1f);
