@@ -46,13 +46,13 @@ Var OmniglotNet::forward(const Var& x) {
 // the fused entry takes the layer-by-layer way.
 Tensor OmniglotNet::forward_without_graph(const Tensor& x) {
   Tensor h = (*convs_[0])(Var(x)).data();  // [N, C, 14, 14] for 28 x 28 images
+  const Backend& be = backend_for(h.device());
+  const bool fused = supports(be, Op::conv2d_bn_relu_input) && supports(be, Op::batch_norm_statistics);
   for (size_t i = 1; i < convs_.size(); ++i) {
     nn::BatchNorm& bn = *bns_[i - 1];
     nn::Conv2d& conv = *convs_[i];
     // bn's statistics of h (its running statistics moved as its forward would move them), or
     // none where it normalises with its running statistics: then the two layers one by one
-    const bool fused = supports(backend_for(h.device()), Op::conv2d_bn_relu_input) &&
-                       supports(backend_for(h.device()), Op::batch_norm_statistics);
     if (const std::optional<BatchNormSaved> stats = fused ? bn.batch_statistics(h) : std::nullopt)
       h = conv2d_bn_relu_input(h, bn.weight.defined() ? bn.weight.data() : Tensor(),
                                bn.bias.defined() ? bn.bias.data() : Tensor(), *stats, bn.groups, conv.weight.data(),

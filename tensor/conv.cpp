@@ -742,13 +742,11 @@ void small_depth_columns(float* cols, const float* x, const ConvDims& d, const C
 // Filters [f0, f0 + FB) x pixel vectors [p0, p0 + PV kLanes) of one sample: o its output [F, ohw],
 // cols its columns [K, ohwp], w [F, K]. The sums are written as scale * sum + shift, then the ReLU;
 // raw for SiLU (small_depth_forward's row epilogue). Full: every vector lies inside OH OW.
-// KC: the depth K as a compile-time constant (the 3 x 3 single-channel layers' 9: the row loop
-// unrolled), or 0 for d.K.
-template <int FB, int PV, bool Full, int KC = 0>
+template <int FB, int PV, bool Full>
 void small_depth_tile(float* o, const float* cols, const float* w, int64_t f0, int64_t p0,
                       const ConvDims& d, int64_t ohwp, const float* scale, const float* shift,
                       Activation act) {
-  const int64_t K = KC ? KC : d.K;
+  const int64_t K = d.K;
   const int64_t ohw = d.OH * d.OW;
   lanes acc[FB][PV];
   for (int fb = 0; fb < FB; ++fb)
@@ -786,10 +784,7 @@ void small_depth_filters(float* o, const float* cols, const float* w, int64_t f0
   const int64_t ohw = d.OH * d.OW;
   int64_t p = p0;
   for (; p + PV * kLanes <= std::min(p1, ohw); p += PV * kLanes)
-    if (d.K == 9)
-      small_depth_tile<FB, PV, true, 9>(o, cols, w, f0, p, d, ohwp, scale, shift, act);
-    else
-      small_depth_tile<FB, PV, true>(o, cols, w, f0, p, d, ohwp, scale, shift, act);
+    small_depth_tile<FB, PV, true>(o, cols, w, f0, p, d, ohwp, scale, shift, act);
   for (; p < p1; p += kLanes)
     small_depth_tile<FB, 1, false>(o, cols, w, f0, p, d, ohwp, scale, shift, act);
 }
