@@ -44,34 +44,65 @@ Tensor map_unary(const Tensor& a, F f) {
 }
 
 // Visits every output element of a broadcast of inputs with the given strides: f(out_i, ia, ib).
-// The innermost dim runs as a plain loop; outer indices advance like an odometer.
+// Size-1 dims are dropped and neighbouring dims merged where both inputs step through them as one
+// (as PyTorch's TensorIterator coalesces): [2048, 20, 20] - [2048, 20, 1] runs as 40960 rows of 20
+// with b's inner stride 0. The innermost dim runs as a plain loop, specialised for unit and zero
+// strides so that it vectorises; outer indices advance like an odometer, divided out once per chunk.
 template <class F>
-void for_each_broadcast(const Shape& out_shape, const std::vector<int64_t>& sa,
-                        const std::vector<int64_t>& sb, F f) {
-  const int64_t rank = static_cast<int64_t>(out_shape.size());
+void for_each_broadcast(const Shape& out_shape, const std::vector<int64_t>& strides_a,
+                        const std::vector<int64_t>& strides_b, F f) {
   const int64_t n = shape_numel(out_shape);
   if (n == 0) return;
-  if (rank == 0) {
+  std::vector<int64_t> size, sa, sb;  // the merged dims, outermost first
+  for (size_t d = 0; d < out_shape.size(); ++d) {
+    if (out_shape[d] == 1) continue;
+    if (!size.empty() && sa.back() == strides_a[d] * out_shape[d] && sb.back() == strides_b[d] * out_shape[d]) {
+      size.back() *= out_shape[d];
+      sa.back() = strides_a[d];
+      sb.back() = strides_b[d];
+    } else {
+      size.push_back(out_shape[d]);
+      sa.push_back(strides_a[d]);
+      sb.push_back(strides_b[d]);
+    }
+  }
+  if (size.empty()) {  // a single element
     f(0, 0, 0);
     return;
   }
-  const int64_t inner = out_shape[rank - 1], ia_in = sa[rank - 1], ib_in = sb[rank - 1];
+  const int64_t outer_dims = static_cast<int64_t>(size.size()) - 1;
+  const int64_t inner = size.back(), ia_in = sa.back(), ib_in = sb.back();
   const int64_t rows = n / inner;
-  parallel_for(rows, std::max<int64_t>(1, kGrain / std::max<int64_t>(inner, 1)),
-               [&](int64_t r0, int64_t r1) {
-                 for (int64_t r = r0; r < r1; ++r) {
-                   // Decompose the row index into outer coordinates.
-                   int64_t rem = r, oa = 0, ob = 0;
-                   for (int64_t d = rank - 2; d >= 0; --d) {
-                     int64_t c = rem % out_shape[d];
-                     rem /= out_shape[d];
-                     oa += c * sa[d];
-                     ob += c * sb[d];
-                   }
-                   for (int64_t j = 0; j < inner; ++j)
-                     f(r * inner + j, oa + j * ia_in, ob + j * ib_in);
-                 }
-               });
+  parallel_for(rows, std::max<int64_t>(1, kGrain / inner), [&](int64_t r0, int64_t r1) {
+    // the outer coordinates of row r0, then stepped row by row
+    std::vector<int64_t> coord(outer_dims);
+    int64_t oa = 0, ob = 0;
+    for (int64_t d = outer_dims - 1, rem = r0; d >= 0; --d) {
+      coord[d] = rem % size[d];
+      rem /= size[d];
+      oa += coord[d] * sa[d];
+      ob += coord[d] * sb[d];
+    }
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t o = r * inner;
+      if (ia_in == 1 && ib_in == 0)
+        for (int64_t j = 0; j < inner; ++j) f(o + j, oa + j, ob);
+      else if (ia_in == 0 && ib_in == 1)
+        for (int64_t j = 0; j < inner; ++j) f(o + j, oa, ob + j);
+      else if (ia_in == 1 && ib_in == 1)
+        for (int64_t j = 0; j < inner; ++j) f(o + j, oa + j, ob + j);
+      else
+        for (int64_t j = 0; j < inner; ++j) f(o + j, oa + j * ia_in, ob + j * ib_in);
+      for (int64_t d = outer_dims - 1; d >= 0; --d) {  // the odometer: next row's offsets
+        oa += sa[d];
+        ob += sb[d];
+        if (++coord[d] < size[d]) break;
+        oa -= sa[d] * size[d];
+        ob -= sb[d] * size[d];
+        coord[d] = 0;
+      }
+    }
+  });
 }
 
 template <class F>

@@ -41,6 +41,41 @@ TEST_CASE("elementwise: broadcasting and closed forms", "[ops]") {
   test::expect_close(pow(sqrt(add_scalar(abs(x), 1)), 2), add_scalar(abs(x), 1), 1e-6, 1e-6, "sqrt^2");
 }
 
+TEST_CASE("broadcasting in parallel pieces matches plain loops", "[ops]") {
+  // Large enough for several pieces on two threads, so pieces start inside the odometer: b
+  // broadcast along the last dim (the DCL loss's [N, V, V] - [N, V, 1]), along the first ([1, V,
+  // V]: dims 1, 2 merge), along a middle dim with size-1 dims between, and both operands broadcast.
+  set_num_threads(2);
+  Generator g(5);
+  for (auto [shape_a, shape_b] : {std::pair{Shape{2048, 20, 20}, Shape{2048, 20, 1}},
+                                  std::pair{Shape{2048, 20, 20}, Shape{1, 20, 20}},
+                                  std::pair{Shape{30, 1, 40, 70}, Shape{30, 1, 1, 70}},
+                                  std::pair{Shape{700, 1, 90}, Shape{1, 60, 1}}}) {
+    const Tensor a = g.normal(shape_a), b = g.normal(shape_b);
+    const Shape out_shape = broadcast_shape(shape_a, shape_b);
+    const Tensor got = sub(a, b);
+    REQUIRE(got.shape() == out_shape);
+    // plain loop over the output's 4-d index (shapes padded on the left with 1s)
+    auto dims = [](Shape s) {
+      while (s.size() < 4) s.insert(s.begin(), 1);
+      return s;
+    };
+    const Shape o = dims(out_shape), sa = dims(shape_a), sb = dims(shape_b);
+    auto at = [](const Tensor& t, const Shape& s, const int64_t* i) {
+      int64_t off = 0;
+      for (int d = 0; d < 4; ++d) off = off * s[d] + (s[d] == 1 ? 0 : i[d]);
+      return t.data()[off];
+    };
+    int64_t i[4], flat = 0;
+    for (i[0] = 0; i[0] < o[0]; ++i[0])
+      for (i[1] = 0; i[1] < o[1]; ++i[1])
+        for (i[2] = 0; i[2] < o[2]; ++i[2])
+          for (i[3] = 0; i[3] < o[3]; ++i[3], ++flat)
+            REQUIRE(got.data()[flat] == at(a, sa, i) - at(b, sb, i));
+  }
+  set_num_threads(0);
+}
+
 TEST_CASE("reductions: sum, mean, max, logsumexp", "[ops]") {
   Generator g(1);
   Tensor x = g.normal({3, 4, 5});
