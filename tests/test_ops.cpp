@@ -232,6 +232,24 @@ TEST_CASE("layout: permute, concat, stack, slice, index_select", "[ops]") {
   CHECK(flatten(y).shape() == Shape{2, 12});
 }
 
+TEST_CASE("concat of an output larger than the caches (streaming stores) matches a plain loop", "[ops]") {
+  // [4, 3 + 20, 1, 100003] floats: 36.8 MB, over streams_output's 16 MB; blocks of odd lengths so
+  // that most start inside a cache line (the plain head and tail of each streamed block)
+  set_num_threads(2);
+  Generator g(6);
+  const Tensor a = g.normal({4, 3, 1, 100003}), b = g.normal({4, 20, 1, 100003});
+  const Tensor got = concat({a, b}, 1);
+  REQUIRE(got.shape() == Shape{4, 23, 1, 100003});
+  const int64_t inner = 100003;
+  for (int64_t o = 0; o < 4; ++o)
+    for (int64_t k = 0; k < 23; ++k)
+      for (int64_t i = 0; i < inner; ++i) {
+        const float want = k < 3 ? a.data()[(o * 3 + k) * inner + i] : b.data()[(o * 20 + k - 3) * inner + i];
+        REQUIRE(got.data()[(o * 23 + k) * inner + i] == want);
+      }
+  set_num_threads(0);
+}
+
 TEST_CASE("slice and slice_add in parallel pieces match plain loops", "[ops]") {
   // slice copies, slice_add adds, in pieces of ~16K values: one long block cut into several
   // ([2, 4, 10000] dim 1 [1, 4): 30000 values a block), many short blocks to a piece ([5001, 6, 3]
