@@ -147,3 +147,31 @@ def peak_rss_mb(cmd, env=None):
             err.seek(0)
             raise subprocess.CalledProcessError(p.returncode, cmd, None, err.read().decode(errors="replace"))
     return usage.ru_maxrss / 1024
+
+
+def run_torch_ceiling(t):
+    """PyTorch's best 2048^3 SGEMM rate (GFLOP/s) over its set-ups on t cores."""
+    return max(res.get("sgemm_ceiling", 0.0) for _, res in run_python(t, CEILING_SCRIPT, [t], omp=t))
+
+
+# The FLOP ceiling on these cores as PyTorch reaches it: torch.mm on 2048^3, best of 5, GFLOP/s.
+CEILING_SCRIPT = r'''
+import sys, time, torch
+torch.set_num_threads(int(sys.argv[1]))
+a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+torch.mm(a, b)
+best = float("inf")
+for _ in range(5):
+    t0 = time.perf_counter(); torch.mm(a, b); best = min(best, time.perf_counter() - t0)
+print("sgemm_ceiling", 2 * 2048 ** 3 / best / 1e9)
+'''
+
+
+def flop_ceiling(t, bench):
+    """(ceiling, normad's, PyTorch's) in GFLOP/s on t cores: the machine's FLOP ceiling as issue 14
+    defines it, the best large SGEMM either side reaches there (normad's matmul and raw Eigen on
+    4096 x 512 x 512, torch.mm on 2048^3 in its fastest set-up)."""
+    gemm = run_normad(t, bench, "^(gemm_eigen_tbb|linear_fwd)/", key="FLOP")
+    normad_ceiling = max(gemm.values(), default=0) / 1e9
+    torch_ceiling = run_torch_ceiling(t)
+    return max(normad_ceiling, torch_ceiling), normad_ceiling, torch_ceiling

@@ -4,7 +4,10 @@
 # torchvision (eval mode, torch.no_grad(), float32, the forward stopped at the same level), and
 # prints one line per workload:
 #   <name> normad_img_s=<x> torch_img_s=<y> ratio=<x/y>        (ratio > 1: normad is faster)
-# Math: images/s = batch / wall seconds per forward pass (mean over >= `--seconds` of passes).
+#          gflop_per_image=<g> normad_of_ceiling=<%> torch_of_ceiling=<%>
+# Math: images/s = batch / wall seconds per forward pass (mean over >= `--seconds` of passes);
+# GFLOP/s = images/s x g, g = 2 x the multiply-adds of the Conv2d and Linear layers (forward hooks
+# in torchvision), as a share of the FLOP ceiling (the best large SGEMM on the same cores).
 # Workloads: resnet18 224 batch 8 (levels 0..4), efficientnet_b4 380 batch 4 (all nine levels,
 # features[0..8]), wide_resnet50_2 224 batch 8 up to layer3 (acr.md §7.5).
 # Threads: both run under `taskset -c 0..T-1`; torch gets set_num_threads(T), OMP_NUM_THREADS=T
@@ -15,7 +18,7 @@
 import json
 import sys
 
-from bench_common import arg_parser, run_normad, run_python
+from bench_common import arg_parser, flop_ceiling, run_normad, run_python
 
 
 # (benchmark name, torchvision name, batch, size, deepest level)
@@ -39,8 +42,25 @@ def body(name, last):
     mods = [m.conv1, m.bn1, m.relu, m.maxpool] + [m.layer1, m.layer2, m.layer3, m.layer4][:last]
     return torch.nn.Sequential(*mods)
 
+def conv_linear_flops(net, x):
+    """FLOPs of one forward of net on x: 2 x the multiply-adds of its Conv2d and Linear layers (batch
+    norm, activations and pooling not counted), from forward hooks on one pass."""
+    total = [0]
+    def hook(m, inp, out):
+        if isinstance(m, torch.nn.Conv2d):
+            total[0] += 2 * out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+        else:
+            total[0] += 2 * out.numel() * m.in_features
+    hooks = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    with torch.no_grad():
+        net(x)
+    for h in hooks:
+        h.remove()
+    return total[0]
+
 for bench, name, n, size, last in work:
     net, x = body(name, last), torch.randn(n, 3, size, size)
+    print(bench + "/gflop_per_image", conv_linear_flops(net, x) / n / 1e9, flush=True)
     with torch.no_grad():
         for _ in range(2): net(x)  # warm-up
         k, t0 = 0, time.perf_counter()
@@ -52,11 +72,15 @@ for bench, name, n, size, last in work:
 
 
 def run_torch(t, seconds, work):
-    best = {}
+    """({workload: PyTorch's best images/s over its set-ups}, {workload: GFLOP per image})."""
+    best, gflop = {}, {}
     for _, res in run_python(t, TORCH_SCRIPT, [t, seconds, json.dumps(work)], omp=t):
-        for name, ips in res.items():
-            best[name] = max(best.get(name, 0.0), ips)
-    return best
+        for name, value in res.items():
+            if name.endswith("/gflop_per_image"):
+                gflop[name[: -len("/gflop_per_image")]] = value
+            else:
+                best[name] = max(best.get(name, 0.0), value)
+    return best, gflop
 
 
 def main():
@@ -71,11 +95,19 @@ def main():
         work = [[b, name, 1, 64, last] for b, name, _, _, last in work]
     n = run_normad(a.threads, a.bench, "^backbone/", key="images/s", extra=[f"--benchmark_min_time={a.seconds}"],
                    env={"NORMAD_BENCH_TINY": "1" if a.tiny else "0"})
-    t = run_torch(a.threads, a.seconds, work)
-    print(f"threads {a.threads}" + (" (tiny: batch 1, 64x64)" if a.tiny else ""))
+    t, gflop = run_torch(a.threads, a.seconds, work)
+    ceiling = flop_ceiling(a.threads, a.bench)[0]
+    print(f"threads {a.threads}" + (" (tiny: batch 1, 64x64)" if a.tiny else "")
+          + f"; FLOP ceiling {ceiling:.1f} GFLOP/s (bench/bench_common.py flop_ceiling)")
     for b, *_ in work:
         if b in n and b in t:
-            print(f"{b} normad_img_s={n[b]:.2f} torch_img_s={t[b]:.2f} ratio={n[b] / t[b]:.2f}")
+            # each side's rate in GFLOP/s (convolutions and linear layers) and its share of the ceiling:
+            # how far above PyTorch the machine leaves room for
+            g = gflop.get(b, 0.0)
+            share = "".join(f" {side}_of_ceiling={100 * ips * g / ceiling:.0f}%" for side, ips in
+                            (("normad", n[b]), ("torch", t[b]))) if g and ceiling else ""
+            print(f"{b} normad_img_s={n[b]:.2f} torch_img_s={t[b]:.2f} ratio={n[b] / t[b]:.2f} "
+                  f"gflop_per_image={g:.2f}{share}")
         else:
             print(f"{b} normad_img_s={n.get(b, float('nan')):.2f} torch_img_s={t.get(b, float('nan')):.2f}")
     return 0

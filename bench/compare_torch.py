@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 
-from bench_common import arg_parser, cpus, peak_rss_mb, run_normad, run_normad_all, run_python
+from bench_common import arg_parser, cpus, flop_ceiling, peak_rss_mb, run_normad, run_normad_all, run_python
 
 
 TORCH_SCRIPT = r'''
@@ -144,24 +144,6 @@ def run_torch(t):
     return best
 
 
-def run_torch_ceiling(t):
-    """PyTorch's best 2048^3 SGEMM rate (GFLOP/s) over its set-ups on t cores."""
-    return max(res.get("sgemm_ceiling", 0.0) for _, res in run_python(t, CEILING_SCRIPT, [t], omp=t))
-
-
-# The FLOP ceiling on these cores as PyTorch reaches it: torch.mm on 2048^3, best of 5, GFLOP/s.
-CEILING_SCRIPT = r'''
-import sys, time, torch
-torch.set_num_threads(int(sys.argv[1]))
-a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-torch.mm(a, b)
-best = float("inf")
-for _ in range(5):
-    t0 = time.perf_counter(); torch.mm(a, b); best = min(best, time.perf_counter() - t0)
-print("sgemm_ceiling", 2 * 2048 ** 3 / best / 1e9)
-'''
-
-
 def peak_memory(t, bench, names):
     """{name: (normad MiB, torch MiB)}: each step's whole-process peak RSS, every step in a process of
     its own (normad's bench binary on that case alone, PyTorch's script on that workload alone, at 1
@@ -199,11 +181,8 @@ def main():
     steps = run_normad_all(a.threads, a.bench, "^([a-z_]+_step|acr_dsvdd_score)/")  # not cuda/..., not mvg_
     n = {name: b["real_time"] for name, b in steps.items() if not b.get("error_occurred")}
     # normad's own matmul (its GEMM engine: OpenBLAS or Eigen) and raw Eigen, 4096 x 512 x 512
-    gemm = run_normad(a.threads, a.bench, "^(gemm_eigen_tbb|linear_fwd)/", key="FLOP")
+    ceiling, normad_ceiling, torch_ceiling = flop_ceiling(a.threads, a.bench)
     t = run_torch(a.threads)
-    torch_ceiling = run_torch_ceiling(a.threads)
-    normad_ceiling = max(gemm.values(), default=0) / 1e9
-    ceiling = max(normad_ceiling, torch_ceiling)
     print(f"# FLOP ceiling on {a.threads} core(s): {ceiling:.1f} GFLOP/s (normad GEMM {normad_ceiling:.1f}, "
           f"torch.mm {torch_ceiling:.1f}); normad's CPU GEMM engine: {gemm_engine(a.bench)}")
     for name in sorted(n):
