@@ -14,12 +14,14 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <memory>
 #include <utility>
 #include <vector>
 
 #include "tensor/aligned.h"
 #include "tensor/cpu.h"
 #include "tensor/parallel.h"
+#include "tensor/plane_moments.h"
 #include "tensor/select.h"
 
 namespace normad::cpu {
@@ -37,26 +39,6 @@ BnShape bn_shape(const Tensor& x) {
 }
 
 constexpr int64_t kChanBlock = 64;  // channels per task when S == 1 (rows are contiguous in c)
-
-// lane[p][k % 8] += f(i0 + k, gc)[p] for the S values of one (n, c) plane: 8 independent lanes
-// per sum break the add dependency chain and let the compiler vectorise, while the summation order
-// stays fixed. lanes_total adds a sum's 8 lanes in a fixed tree.
-template <size_t P, class F>
-inline void add_plane(double (&lane)[P][8], F& f, int64_t i0, int64_t gc, int64_t S) {
-  int64_t k = 0;
-  for (; k + 8 <= S; k += 8)
-    for (int j = 0; j < 8; ++j) {
-      const std::array<double, P> v = f(i0 + k + j, gc);
-      for (size_t p = 0; p < P; ++p) lane[p][j] += v[p];
-    }
-  for (; k < S; ++k) {
-    const std::array<double, P> v = f(i0 + k, gc);
-    for (size_t p = 0; p < P; ++p) lane[p][k % 8] += v[p];
-  }
-}
-inline double lanes_total(const double* l) {
-  return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
-}
 
 // The sums of group g's channels [c0, c1) of [N, C, H, W] planes, walked in memory order (each
 // sample's planes of those channels one after another), each (g, c) summed with the same 8 lanes in
@@ -266,10 +248,13 @@ void bn_scale_shift(const float* mean, const float* invstd, const Tensor& gamma,
 // Training-mode batch norm with the activation `act` applied to its output (NoAct: plain BN).
 // normalise false: the statistics (and running statistics) only, y undefined
 // (batch_norm_statistics).
+// given: x's plane moments (plane_moments of every (n, c) plane, [N, C]) when its producer computed
+// them (conv2d with moments, tensor/conv.cpp); null: computed here. Only for [N, C, H, W].
 template <class Act>
 Tensor batch_norm_train_act(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,
                             int64_t groups, BatchNormSaved* saved, Tensor* running_mean,
-                            Tensor* running_var, float momentum, Act act, bool normalise = true) {
+                            Tensor* running_var, float momentum, Act act, bool normalise = true,
+                            const PlaneMoments* given = nullptr) {
   const BnShape s = bn_shape(x);
   const int64_t C = s.C;
   const int64_t G = groups, M = s.N / G * s.S;
@@ -283,9 +268,16 @@ Tensor batch_norm_train_act(const Tensor& x, const Tensor& gamma, const Tensor& 
   // keeps the mean infinite, as the sum of the values is.
   // k is a value of the data, a float: kept as one, the compiler widens 8 values at a time for
   // the same double subtraction d = double(x) - double(k).
+  // [N, C, H, W] planes: each plane's sums about its own first value first (plane_moments, in
+  // parallel over planes in memory order), then per (g, c) moved to k and added in sample order
+  // (add_moments_about; tensor/plane_moments.h), so a convolution can hand over the per-plane part
+  // computed as it wrote its output, and the statistics are the same bits either way. (Until round
+  // 15 the sums ran over each channel's planes in one chain; that split the work by channel: on two
+  // cores each read half of every sample, much of it just written by the other core.)
+  const int64_t Q = s.N / G;
   std::vector<float> shift_k(G * C);
   for (int64_t gc = 0; gc < G * C; ++gc) {
-    shift_k[gc] = px[((gc / C) * (s.N / G) * C + gc % C) * s.S];  // row g Q, channel c, position 0
+    shift_k[gc] = px[((gc / C) * Q * C + gc % C) * s.S];  // row g Q, channel c, position 0
     if (std::isinf(shift_k[gc])) shift_k[gc] = 0.f;
   }
   auto deviations = [&](int64_t i, int64_t gc) {
@@ -311,10 +303,49 @@ Tensor batch_norm_train_act(const Tensor& x, const Tensor& gamma, const Tensor& 
   // y = act((x - mu) invstd gamma + beta) = act(x scale + shift), one pass over x
   Tensor y = normalise ? Tensor::empty(x.shape()) : Tensor();
   auto x_at = [px](int64_t i, int64_t) { return px[i]; };
-  sums_then_rows(s, G, deviations, sums, statistics, [&](int64_t n0, int64_t n1) {
+  auto rows = [&](int64_t n0, int64_t n1) {
     if (normalise)
-      affine_rows(y.data(), s, s.N / G, n0, n1, x_at, nullptr, scale.data(), zero.data(), shift.data(), act);
-  });
+      affine_rows(y.data(), s, Q, n0, n1, x_at, nullptr, scale.data(), zero.data(), shift.data(), act);
+  };
+  if (s.S == 1) {
+    sums_then_rows(s, G, deviations, sums, statistics, rows);
+  } else {
+    // (left uninitialised: each entry is written before it is read)
+    std::unique_ptr<PlaneMoments[]> own(given ? nullptr : new PlaneMoments[s.N * C]);
+    const PlaneMoments* moments = given ? given : own.get();
+    auto plane_range = [&](int64_t n0, int64_t n1) {  // rows [n0, n1)'s planes
+      if (!given)
+        for (int64_t i = n0 * C; i < n1 * C; ++i) own[i] = plane_moments(px + i * s.S, s.S);
+    };
+    for (auto& v : sums) v.assign(G * C, 0.0);
+    // group g's sums about k of channels [c0, c1), sample by sample, then their statistics
+    auto combine = [&](int64_t g, int64_t c0, int64_t c1) {
+      double* sum = sums[0].data() + g * C;
+      double* sumsq = sums[1].data() + g * C;
+      for (int64_t n = g * Q; n < (g + 1) * Q; ++n)
+        for (int64_t c = c0; c < c1; ++c)
+          add_moments_about(sum[c], sumsq[c], moments[n * C + c], shift_k[g * C + c], s.S);
+      statistics(g * C + c0, g * C + c1);
+    };
+    if (group_by_group(s, G)) {
+      parallel_for(G, 1, [&](int64_t g0, int64_t g1) {
+        for (int64_t g = g0; g < g1; ++g) {
+          plane_range(g * Q, (g + 1) * Q);
+          combine(g, 0, C);
+          rows(g * Q, (g + 1) * Q);
+        }
+      });
+    } else {
+      if (!given) parallel_for(s.N, std::max<int64_t>(1, 16384 / (C * s.S)), plane_range);
+      // channels in blocks of 16 in parallel (each (g, c) still summed in sample order by one task)
+      const int64_t blocks = (C + 15) / 16;
+      parallel_for(G * blocks, 1, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b)
+          combine(b / blocks, b % blocks * 16, std::min(C, b % blocks * 16 + 16));
+      });
+      if (normalise) parallel_for(s.N, affine_row_grain(s), rows);
+    }
+  }
   // Running statistics (PyTorch: unbiased variance): one momentum update per group, in group
   // order, exactly as a per-task loop of G forward passes would leave them (fmnist_zs.md §4).
   if (running_mean || running_var) {

@@ -154,6 +154,19 @@ TEST_CASE("batchnorm: statistics stay exact when the mean dwarfs the spread, and
   batch_norm_train(xi, Tensor(), Tensor(), 1e-5f, 1, &saved);
   CHECK(saved.mean.data()[0] == INFINITY);
   CHECK(std::isfinite(saved.mean.data()[1]));
+  // [N, C, H, W] (per-plane moments, each about its plane's first value, then combined): an infinite
+  // first value of the channel's first plane, one of a later plane, and a NaN inside a plane.
+  Tensor xp = g.normal({4, 4, 3, 3});
+  xp.data()[(0 * 4 + 0) * 9] = INFINITY;   // sample 0, channel 0, first value
+  xp.data()[(2 * 4 + 1) * 9] = INFINITY;   // sample 2, channel 1, first value
+  xp.data()[(3 * 4 + 2) * 9 + 4] = std::nanf("");  // sample 3, channel 2, middle
+  batch_norm_train(xp, Tensor(), Tensor(), 1e-5f, 1, &saved);
+  CHECK(saved.mean.data()[0] == INFINITY);
+  CHECK(saved.mean.data()[1] == INFINITY);
+  CHECK(std::isnan(saved.mean.data()[2]));
+  CHECK(std::isnan(saved.invstd.data()[2]));
+  CHECK(std::isfinite(saved.mean.data()[3]));
+  CHECK(std::isfinite(saved.invstd.data()[3]));
 }
 
 // The fused BN + (leaky) ReLU must be the two ops in sequence bit for bit: outputs, saved and
