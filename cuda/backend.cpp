@@ -5,11 +5,12 @@
 // cuda/distance (their headers list the versions); supports() would report a null entry. Batch
 // norm + ReLU is composed from the batch-norm and elementwise entries, linear from the product and
 // the broadcast add, batch_norm_statistics from the batch-norm entry (its output computed and
-// dropped) and conv2d_bn_relu_input from z_from_saved, the ReLU and the conv entry.
+// dropped), conv2d_bn_relu_input from z_from_saved, the ReLU and the conv entry, and
+// conv2d_statistics from the conv (or conv2d_bn_relu_input) and batch_norm_statistics entries.
 // First run on a GPU on 2026-12-04 (an H200): every entry then in the table matches the reference in
-// the op harness and memcheck is clean; speed against cuDNN is mixed (docs/cuda.md). The two
-// entries added on 2026-12-04 (session 27: batch_norm_statistics, conv2d_bn_relu_input) are
-// compiled but have not run on a GPU yet.
+// the op harness and memcheck is clean; speed against cuDNN is mixed (docs/cuda.md). The three
+// entries added since (sessions 27-28: batch_norm_statistics, conv2d_bn_relu_input,
+// conv2d_statistics) are compiled but have not run on a GPU yet.
 // Math: as the CPU backend, op by op (see each kernel family's header).
 // Tested by tests/test_backend_ops.cpp on a GPU (every entry against the reference backend) and
 // tests/test_cuda.cpp ([cuda] with a GPU; [cuda_detect] here: no GPU -> no table and a reason).
@@ -282,6 +283,17 @@ Tensor conv2d_bn_relu_input(const Tensor& x, const Tensor& gamma, const Tensor& 
   return cuda::conv2d(y, w, b, a);
 }
 
+// A convolution and its output's statistics, composed: the conv entry (or conv2d_bn_relu_input
+// above), then batch_norm_statistics of its output (no fused kernel yet).
+Tensor conv2d_statistics(const Tensor& x, const BnReluInput* in, const Tensor& w, const Tensor& b, const Conv2dArgs& a,
+                         float eps, int64_t groups, Tensor* running_mean, Tensor* running_var, float momentum,
+                         BatchNormSaved* stats) {
+  Tensor y = in ? cuda::conv2d_bn_relu_input(x, in->gamma, in->beta, in->saved, in->groups, w, b, a)
+                : cuda::conv2d(x, w, b, a);
+  *stats = cuda::batch_norm_statistics(y, eps, groups, running_mean, running_var, momentum);
+  return y;
+}
+
 // ---- optimisers ----
 
 void sgd_step(Tensor& w, const Tensor& g, Tensor& velocity, const SgdParams& p) {
@@ -343,6 +355,7 @@ const Backend kCudaBackend{
     .batch_norm_relu_backward = batch_norm_relu_backward,
     .batch_norm_statistics = batch_norm_statistics,
     .conv2d_bn_relu_input = conv2d_bn_relu_input,
+    .conv2d_statistics = conv2d_statistics,
     .pairwise_sqdist = pairwise_sqdist,
     .pairwise_sqdist_backward = pairwise_sqdist_backward,
     .l2_normalize = l2_normalize,

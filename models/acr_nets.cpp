@@ -38,27 +38,44 @@ Var OmniglotNet::forward(const Var& x) {
 }
 
 // Without a graph (zero-shot scoring) each BN + ReLU between two convolutions is applied by the
-// second convolution as it reads its input (conv2d_bn_relu_input, from the BN's batch statistics):
-// the BN's output, 50 MB for 1000 images after the first layer, is never written and read back.
-// The same bits as the layer-by-layer forward on the CPU (tests/test_acr.cpp) and, by construction,
-// on CUDA (the same entries composed); on the reference backend ~1 ulp apart (its graph forward
-// normalises with double statistics, the fused op with the saved float ones). A backend without
-// the fused entry takes the layer-by-layer way.
+// second convolution as it reads its input (conv2d_bn_relu_input): the BN's output, 50 MB for 1000
+// images after the first layer, is never written and read back. And each convolution but the last
+// hands its BN the output's statistics from the same op (conv2d_statistics: on the CPU computed as
+// each output plane is written), so the output is not read back for them either. The same bits as
+// the layer-by-layer forward on the CPU (tests/test_acr.cpp) and, by construction, on CUDA (the
+// same entries composed); on the reference backend ~1 ulp apart (its graph forward normalises with
+// double statistics, the fused op with the saved float ones). A backend without the fused entries,
+// or a BN that normalises with its running statistics, takes the layer-by-layer way there.
 Tensor OmniglotNet::forward_without_graph(const Tensor& x) {
-  Tensor h = (*convs_[0])(Var(x)).data();  // [N, C, 14, 14] for 28 x 28 images
-  const Backend& be = backend_for(h.device());
-  const bool fused = supports(be, Op::conv2d_bn_relu_input) && supports(be, Op::batch_norm_statistics);
-  for (size_t i = 1; i < convs_.size(); ++i) {
-    nn::BatchNorm& bn = *bns_[i - 1];
+  const Backend& be = backend_for(x.device());
+  const bool fused = supports(be, Op::conv2d_bn_relu_input) && supports(be, Op::conv2d_statistics);
+  Tensor h = x;
+  // stats: batch statistics of h (the previous convolution's output) for bns_[i - 1], when they came
+  // with it; then its BN + ReLU is the next convolution's input normalisation
+  std::optional<BatchNormSaved> stats;
+  for (size_t i = 0; i < convs_.size(); ++i) {
     nn::Conv2d& conv = *convs_[i];
-    // bn's statistics of h (its running statistics moved as its forward would move them), or
-    // none where it normalises with its running statistics: then the two layers one by one
-    if (const std::optional<BatchNormSaved> stats = fused ? bn.batch_statistics(h) : std::nullopt)
-      h = conv2d_bn_relu_input(h, bn.weight.defined() ? bn.weight.data() : Tensor(),
-                               bn.bias.defined() ? bn.bias.data() : Tensor(), *stats, bn.groups, conv.weight.data(),
-                               conv.bias.defined() ? conv.bias.data() : Tensor(), conv.args);
-    else
-      h = conv(bn.forward_relu(Var(h))).data();
+    const Tensor w = conv.weight.data(), b = conv.bias.defined() ? conv.bias.data() : Tensor();
+    std::optional<BnReluInput> in;
+    if (stats) {
+      nn::BatchNorm& prev = *bns_[i - 1];
+      in = BnReluInput{prev.weight.defined() ? prev.weight.data() : Tensor(),
+                       prev.bias.defined() ? prev.bias.data() : Tensor(), *stats, prev.groups};
+    } else if (i > 0) {
+      h = bns_[i - 1]->forward_relu(Var(h)).data();
+    }
+    stats.reset();
+    // the last convolution's BN + ReLU comes after the loop (its output is not convolved again)
+    auto with_stats = fused && i + 1 < convs_.size()
+                          ? bns_[i]->conv_with_statistics(h, in ? &*in : nullptr, w, b, conv.args)
+                          : std::nullopt;
+    if (with_stats) {
+      h = std::move(with_stats->first);
+      stats = std::move(with_stats->second);
+    } else {
+      h = in ? conv2d_bn_relu_input(h, in->gamma, in->beta, in->saved, in->groups, w, b, conv.args)
+             : conv(Var(h)).data();
+    }
   }
   Var last = bns_[convs_.size() - 1]->forward_relu(Var(h));
   return (*bns_.back())((*head_)(global_avg_pool(last))).data();

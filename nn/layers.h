@@ -6,6 +6,7 @@
 #pragma once
 
 #include <optional>
+#include <utility>
 
 #include "nn/module.h"
 
@@ -62,6 +63,12 @@ class BatchNorm : public Module {
   // statistics moved as forward moves them; nothing when it would use the running statistics. For
   // a consumer that applies the normalisation itself (conv2d_bn_relu_input); no graph.
   std::optional<BatchNormSaved> batch_statistics(const Tensor& x);
+  // A convolution's output y (conv2d_statistics: conv2d of x, or of the batch norm + ReLU `in` of x)
+  // and this layer's batch statistics of y from one op, the running statistics moved as forward
+  // moves them; nothing (no convolution run) where it would use the running statistics. No graph.
+  std::optional<std::pair<Tensor, BatchNormSaved>> conv_with_statistics(const Tensor& x, const BnReluInput* in,
+                                                                         const Tensor& w, const Tensor& b,
+                                                                         const Conv2dArgs& a);
   Var weight, bias;  // gamma, beta [C]; undefined when affine = false
   Tensor running_mean, running_var, num_batches_tracked;
   float eps, momentum;
@@ -71,6 +78,7 @@ class BatchNorm : public Module {
  private:
   Var forward_act(const Var& x, bool relu_after, float slope);
   bool uses_batch_statistics() const { return is_training() || batch_stats_in_eval || !track_; }
+  bool start_batch_statistics();  // whether the running statistics move (num_batches_tracked moved)
   void check_input(const Shape& x) const;  // [N, C] or [N, C, H, W] as the layer's rank, C channels
   int64_t channels_, rank_;
   bool track_;

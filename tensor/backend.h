@@ -56,7 +56,7 @@ enum class Op {
   max_pool2d, max_pool2d_backward, avg_pool2d, avg_pool2d_backward, global_avg_pool,
   upsample_nearest2d, upsample_nearest2d_backward, scale_planes,
   batch_norm_train, batch_norm_eval, batch_norm_backward, batch_norm_fold,
-  batch_norm_relu_train, batch_norm_relu_backward, batch_norm_statistics, conv2d_bn_relu_input,
+  batch_norm_relu_train, batch_norm_relu_backward, batch_norm_statistics, conv2d_bn_relu_input, conv2d_statistics,
   pairwise_sqdist, pairwise_sqdist_backward, l2_normalize, l2_normalize_backward,
   sgd_step, adam_step, adam_step_multi,
   count
@@ -138,6 +138,9 @@ struct Backend {
   Tensor (*conv2d_bn_relu_input)(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                                  const BatchNormSaved& saved, int64_t groups, const Tensor& w, const Tensor& b,
                                  const Conv2dArgs& a);
+  Tensor (*conv2d_statistics)(const Tensor& x, const BnReluInput* in, const Tensor& w, const Tensor& b,
+                              const Conv2dArgs& a, float eps, int64_t groups, Tensor* running_mean,
+                              Tensor* running_var, float momentum, BatchNormSaved* stats);
 
   // ---- distances ----
   Tensor (*pairwise_sqdist)(const Tensor& a, const Tensor& b);

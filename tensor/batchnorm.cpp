@@ -443,6 +443,14 @@ BatchNormSaved batch_norm_statistics(const Tensor& x, float eps, int64_t groups,
   return saved;
 }
 
+BatchNormSaved batch_norm_statistics_of_moments(const Tensor& x, const PlaneMoments* moments, float eps, int64_t groups,
+                                                Tensor* running_mean, Tensor* running_var, float momentum) {
+  BatchNormSaved saved;
+  batch_norm_train_act(x, Tensor(), Tensor(), eps, groups, &saved, running_mean, running_var, momentum, NoAct{},
+                       /*normalise=*/false, moments);
+  return saved;
+}
+
 void batch_norm_scale_shift(const BatchNormSaved& saved, const Tensor& gamma, const Tensor& beta, int64_t C,
                             float* scale, float* shift) {
   bn_scale_shift(saved.mean.data(), saved.invstd.data(), gamma, beta, 0, saved.mean.numel(), C, scale, shift);

@@ -55,6 +55,7 @@
 #include "tensor/cpu.h"
 #include "tensor/gemm.h"
 #include "tensor/parallel.h"
+#include "tensor/plane_moments.h"
 #include "tensor/register_tile.h"
 #include "tensor/select.h"
 
@@ -790,8 +791,11 @@ void small_depth_filters(float* o, const float* cols, const float* w, int64_t f0
 }
 
 // out [N, F, OH, OW] = act(scale[f] * conv + shift[f]); parallel over samples.
+// moments: when given, each output plane's moments (plane_moments, [N, F]) from the final values
+// while the plane is still in this thread's buffer.
 void small_depth_forward(float* out, const float* x, const float* w, const float* scale,
-                         const float* shift, const ConvDims& d, const Conv2dArgs& a, Activation act) {
+                         const float* shift, const ConvDims& d, const Conv2dArgs& a, Activation act,
+                         PlaneMoments* moments = nullptr) {
   const int64_t ohw = d.OH * d.OW, ohwp = padded_pixels(d);
   const bool stream = streams_output(d.N * d.F * ohw);
   parallel_for(d.N, 1, [&](int64_t n0, int64_t n1) {
@@ -805,10 +809,12 @@ void small_depth_forward(float* out, const float* x, const float* w, const float
     if (stream) out_buffer.resize(std::max<size_t>(out_buffer.size(), d.F * ohw));
     // Rows [f0, f1) of the sample are final (all pixels summed): SiLU's epilogue, then, when
     // streaming, out of the buffer while it is still in L1, unfenced (one fence per task, below).
-    auto finish_rows = [&](float* o, float* dst, int64_t f0, int64_t f1) {
+    auto finish_rows = [&](int64_t n, float* o, float* dst, int64_t f0, int64_t f1) {
       if (act == Activation::silu)
         for (int64_t f = f0; f < f1; ++f)
           epilogue(o + f * ohw, o + f * ohw, ohw, scale ? scale[f] : 1.f, shift ? shift[f] : 0.f, act);
+      if (moments)
+        for (int64_t f = f0; f < f1; ++f) moments[n * d.F + f] = plane_moments(o + f * ohw, ohw);
       if (stream) stream_floats(dst + f0 * ohw, o + f0 * ohw, (f1 - f0) * ohw, false);
     };
     // One chunk of pixels covers the sample: each block of filters is final when its tiles end and
@@ -825,14 +831,14 @@ void small_depth_forward(float* out, const float* x, const float* w, const float
         int64_t f0 = 0;
         for (; f0 + 4 <= d.F; f0 += 4) {
           small_depth_filters<4>(o, cols, w, f0, p0, p1, d, ohwp, scale, shift, act);
-          if (one_chunk) finish_rows(o, dst, f0, f0 + 4);
+          if (one_chunk) finish_rows(n, o, dst, f0, f0 + 4);
         }
         for (; f0 < d.F; ++f0) {
           small_depth_filters<1>(o, cols, w, f0, p0, p1, d, ohwp, scale, shift, act);
-          if (one_chunk) finish_rows(o, dst, f0, f0 + 1);
+          if (one_chunk) finish_rows(n, o, dst, f0, f0 + 1);
         }
       }
-      if (!one_chunk) finish_rows(o, dst, 0, d.F);
+      if (!one_chunk) finish_rows(n, o, dst, 0, d.F);
     }
     if (stream) stream_fence();  // the task's streamed samples visible to the next op's threads
   });
@@ -1136,9 +1142,10 @@ inline int64_t window_offset(const ConvDims& d, const Conv2dArgs& a, const Impli
 // out [N, F, OH, OW] = act(scale[f] * conv + shift[f]) by the implicit GEMM; parallel over the
 // shape-fixed chunks of samples.
 // With `norm`, x is normalised as each chunk is copied (conv2d_bn_relu_input).
+// With `moments`, each output plane's moments (plane_moments, [N, F]) at its write-back.
 void implicit_forward(float* out, const float* x, const float* w, const float* scale,
                       const float* shift, const ConvDims& d, const Conv2dArgs& a, Activation act,
-                      const InputNorm* norm = nullptr) {
+                      const InputNorm* norm = nullptr, PlaneMoments* moments = nullptr) {
   const ImplicitLayout l = implicit_layout(d, a);
   const int64_t sample = l.sample, taps = d.KH * d.KW, ohw = d.OH * d.OW, fp = implicit_padded_filters(d);
   const std::vector<int64_t>& tap_off = l.tap_off;
@@ -1187,6 +1194,8 @@ void implicit_forward(float* out, const float* x, const float* w, const float* s
       transpose_copy(o, ohw, res.data() + j * ohw * fp, fp, ohw, d.F);
       for (int64_t f = 0; f < d.F; ++f)
         epilogue(o + f * ohw, o + f * ohw, ohw, scale ? scale[f] : 1.f, shift ? shift[f] : 0.f, act);
+      if (moments)
+        for (int64_t f = 0; f < d.F; ++f) moments[(n0 + j) * d.F + f] = plane_moments(o + f * ohw, ohw);
     }
   });
 }
@@ -1468,8 +1477,10 @@ ForwardPath forward_path(const ConvDims& d, const Conv2dArgs& a) {
 // conv2d and conv2d_affine_act: the depthwise loop, the direct, small-depth or implicit kernels
 // where they apply, else im2col + GEMM per chunk and group, then
 // the write-back. scale null and act none: out = conv + shift (the plain conv2d, bias = shift).
+// moments: when given, filled with every output plane's plane_moments ([N, F]): by the small-depth
+// and implicit kernels as they write each plane, by a pass over the output for the others.
 Tensor conv2d_impl(const Tensor& x, const Tensor& w, const Tensor& scale, const Tensor& shift,
-                   const Conv2dArgs& a, Activation act, const char* what) {
+                   const Conv2dArgs& a, Activation act, const char* what, PlaneMoments* moments = nullptr) {
   check_cpu(x, what), check_cpu(w, what);
   ConvDims d = conv_dims(x.shape(), w.shape(), a, what);
   const bool fused = std::string(what) != "conv2d";
@@ -1485,11 +1496,18 @@ Tensor conv2d_impl(const Tensor& x, const Tensor& w, const Tensor& scale, const 
   const float* sp = scale.defined() ? scale.data() : nullptr;
   const float* bp = shift.defined() ? shift.data() : nullptr;
   float* op = out.data();
+  auto moments_of_out = [&] {  // the kernels that do not compute them as they write
+    if (moments)
+      parallel_for(d.N * d.F, std::max<int64_t>(1, 16384 / ohw), [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) moments[i] = plane_moments(op + i * ohw, ohw);
+      });
+    return out;
+  };
   switch (forward_path(d, a)) {
-    case ForwardPath::depthwise: depthwise_forward(op, xp, wp, sp, bp, d, a, act); return out;
-    case ForwardPath::direct: direct_forward(op, xp, wp, sp, bp, d, a, act); return out;
-    case ForwardPath::small_depth: small_depth_forward(op, xp, wp, sp, bp, d, a, act); return out;
-    case ForwardPath::implicit: implicit_forward(op, xp, wp, sp, bp, d, a, act); return out;
+    case ForwardPath::depthwise: depthwise_forward(op, xp, wp, sp, bp, d, a, act); return moments_of_out();
+    case ForwardPath::direct: direct_forward(op, xp, wp, sp, bp, d, a, act); return moments_of_out();
+    case ForwardPath::small_depth: small_depth_forward(op, xp, wp, sp, bp, d, a, act, moments); return out;
+    case ForwardPath::implicit: implicit_forward(op, xp, wp, sp, bp, d, a, act, nullptr, moments); return out;
     case ForwardPath::columns: break;
   }
   const bool pointwise = is_pointwise(d, a);
@@ -1530,7 +1548,7 @@ Tensor conv2d_impl(const Tensor& x, const Tensor& w, const Tensor& scale, const 
       }
     }
   });
-  return out;
+  return moments_of_out();
 }
 
 }  // namespace
@@ -1552,21 +1570,48 @@ Tensor conv2d_affine_act(const Tensor& x, const Tensor& w, const Tensor& scale,
 // y. The other kernels take the composed way: y = batch_norm_relu_apply, then conv2d. Both give
 // conv2d(batch_norm_relu_train(x), w, b)'s bits: the same element expression for y (bn_affine,
 // relu_of), the same sums.
-Tensor conv2d_bn_relu_input(const Tensor& x, const Tensor& gamma, const Tensor& beta, const BatchNormSaved& saved,
-                            int64_t groups, const Tensor& w, const Tensor& b, const Conv2dArgs& a) {
-  const char* what = "conv2d_bn_relu_input";
+namespace {
+// conv2d_bn_relu_input, and its output planes' moments when `moments` is given (conv2d_statistics).
+Tensor conv_bn_relu_input_impl(const Tensor& x, const Tensor& gamma, const Tensor& beta, const BatchNormSaved& saved,
+                               int64_t groups, const Tensor& w, const Tensor& b, const Conv2dArgs& a,
+                               const char* what, PlaneMoments* moments) {
   check_cpu(x, what), check_cpu(w, what);
   const ConvDims d = conv_dims(x.shape(), w.shape(), a, what);
   std::vector<float> scale(groups * d.C), shift(groups * d.C);  // [G, C]
   batch_norm_scale_shift(saved, gamma, beta, d.C, scale.data(), shift.data());
   if (forward_path(d, a) != ForwardPath::implicit)
     return conv2d_impl(batch_norm_relu_apply(x, scale.data(), shift.data(), groups), w, Tensor(), b, a,
-                       Activation::none, "conv2d");
+                       Activation::none, "conv2d", moments);
   Tensor out = Tensor::empty({d.N, d.F, d.OH, d.OW});
   const InputNorm norm{scale.data(), shift.data(), d.N / groups};
   implicit_forward(out.data(), x.data(), w.data(), nullptr, b.defined() ? b.data() : nullptr, d, a, Activation::none,
-                   &norm);
+                   &norm, moments);
   return out;
+}
+}  // namespace
+
+Tensor conv2d_bn_relu_input(const Tensor& x, const Tensor& gamma, const Tensor& beta, const BatchNormSaved& saved,
+                            int64_t groups, const Tensor& w, const Tensor& b, const Conv2dArgs& a) {
+  return conv_bn_relu_input_impl(x, gamma, beta, saved, groups, w, b, a, "conv2d_bn_relu_input", nullptr);
+}
+
+// The output planes' moments come from the kernel that writes them (conv2d_impl), and batch norm's
+// statistics from those (batch_norm_statistics_of_moments): the same numbers batch_norm_statistics
+// computes reading y back, so the same bits; an output of 1 x 1 planes (no per-plane part) goes
+// through batch_norm_statistics itself.
+Tensor conv2d_statistics(const Tensor& x, const BnReluInput* in, const Tensor& w, const Tensor& b, const Conv2dArgs& a,
+                         float eps, int64_t groups, Tensor* running_mean, Tensor* running_var, float momentum,
+                         BatchNormSaved* stats) {
+  const char* what = "conv2d_statistics";
+  check_cpu(x, what), check_cpu(w, what);
+  const ConvDims d = conv_dims(x.shape(), w.shape(), a, what);
+  // (left uninitialised: the convolution writes every entry)
+  std::unique_ptr<PlaneMoments[]> moments(d.OH * d.OW > 1 ? new PlaneMoments[d.N * d.F] : nullptr);
+  Tensor y = in ? conv_bn_relu_input_impl(x, in->gamma, in->beta, in->saved, in->groups, w, b, a, what, moments.get())
+                : conv2d_impl(x, w, Tensor(), b, a, Activation::none, "conv2d", moments.get());
+  *stats = moments ? batch_norm_statistics_of_moments(y, moments.get(), eps, groups, running_mean, running_var, momentum)
+                   : cpu::batch_norm_statistics(y, eps, groups, running_mean, running_var, momentum);
+  return y;
 }
 
 Tensor conv2d_backward_input(const Tensor& dout, const Tensor& w, const Shape& x_shape,

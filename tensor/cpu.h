@@ -51,6 +51,9 @@ void index_add(Tensor& out, const std::vector<int64_t>& idx, const Tensor& g);
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dArgs& a);
 Tensor conv2d_bn_relu_input(const Tensor& x, const Tensor& gamma, const Tensor& beta, const BatchNormSaved& saved,
                             int64_t groups, const Tensor& w, const Tensor& b, const Conv2dArgs& a);
+Tensor conv2d_statistics(const Tensor& x, const BnReluInput* in, const Tensor& w, const Tensor& b, const Conv2dArgs& a,
+                         float eps, int64_t groups, Tensor* running_mean, Tensor* running_var, float momentum,
+                         BatchNormSaved* stats);
 Tensor conv2d_affine_act(const Tensor& x, const Tensor& w, const Tensor& scale, const Tensor& shift,
                          const Conv2dArgs& a, Activation act);
 Tensor conv2d_backward_input(const Tensor& dout, const Tensor& w, const Shape& x_shape,
@@ -103,6 +106,11 @@ Tensor batch_norm_relu_backward(const Tensor& dout, const Tensor& x, const Tenso
                                 float slope, Tensor* dgamma, Tensor* dbeta);
 BatchNormSaved batch_norm_statistics(const Tensor& x, float eps, int64_t groups, Tensor* running_mean,
                                      Tensor* running_var, float momentum);
+// The same from x's plane moments computed by its producer (conv2d_statistics; tensor/plane_moments.h):
+// moments[n C + c] = plane_moments of x[n, c] (x [N, C, H, W], H W > 1); the same bits.
+struct PlaneMoments;
+BatchNormSaved batch_norm_statistics_of_moments(const Tensor& x, const PlaneMoments* moments, float eps, int64_t groups,
+                                                Tensor* running_mean, Tensor* running_var, float momentum);
 // Helpers of conv2d_bn_relu_input (conv.cpp): the normalisation's per-(group, channel) scale =
 // invstd gamma and shift = beta - mean scale from saved statistics (G C entries each), computed as
 // batch_norm_train computes them; and relu(scale x + shift) written exactly as

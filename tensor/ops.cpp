@@ -610,11 +610,10 @@ BatchNormSaved batch_norm_statistics(const Tensor& x, float eps, int64_t groups,
   return be->batch_norm_statistics(x, eps, groups, running_mean, running_var, momentum);
 }
 
-Tensor conv2d_bn_relu_input(const Tensor& x, const Tensor& gamma, const Tensor& beta, const BatchNormSaved& saved,
-                            int64_t groups, const Tensor& w, const Tensor& b, const Conv2dArgs& a) {
-  const char* what = "conv2d_bn_relu_input";
-  Picked be = pick(Op::conv2d_bn_relu_input, what, {&x, &gamma, &beta, &saved.mean, &saved.invstd, &w, &b});
-  const Shape out = conv2d_shape(x.shape(), w.shape(), a, what);
+namespace {
+// The arguments of conv2d_bn_relu_input (and of conv2d_statistics with an input batch norm).
+void check_bn_relu_input(const Tensor& x, const Tensor& gamma, const Tensor& beta, const BatchNormSaved& saved,
+                         int64_t groups, const Shape& out, const Tensor& b, const char* what) {
   const int64_t N = x.size(0), C = x.size(1);
   check(groups >= 1 && N % groups == 0, what,
         std::to_string(N) + " rows of " + shape_str(x.shape()) + " do not split into " + std::to_string(groups) +
@@ -627,8 +626,42 @@ Tensor conv2d_bn_relu_input(const Tensor& x, const Tensor& gamma, const Tensor& 
   check_channel_vec(gamma, C, what, "weight");
   check_channel_vec(beta, C, what, "bias (of the batch norm)");
   check_channel_vec(b, out[1], what, "bias (of the convolution)");
+}
+}  // namespace
+
+Tensor conv2d_bn_relu_input(const Tensor& x, const Tensor& gamma, const Tensor& beta, const BatchNormSaved& saved,
+                            int64_t groups, const Tensor& w, const Tensor& b, const Conv2dArgs& a) {
+  const char* what = "conv2d_bn_relu_input";
+  Picked be = pick(Op::conv2d_bn_relu_input, what, {&x, &gamma, &beta, &saved.mean, &saved.invstd, &w, &b});
+  const Shape out = conv2d_shape(x.shape(), w.shape(), a, what);
+  check_bn_relu_input(x, gamma, beta, saved, groups, out, b, what);
   be.flops(conv2d_flops(out, w.shape()));
   return be->conv2d_bn_relu_input(x, gamma, beta, saved, groups, w, b, a);
+}
+
+Tensor conv2d_statistics(const Tensor& x, const BnReluInput* in, const Tensor& w, const Tensor& b, const Conv2dArgs& a,
+                         float eps, int64_t groups, Tensor* running_mean, Tensor* running_var, float momentum,
+                         BatchNormSaved* stats) {
+  const char* what = "conv2d_statistics";
+  const Tensor none;
+  Picked be = pick(Op::conv2d_statistics, what,
+                   {&x, in ? &in->gamma : &none, in ? &in->beta : &none, in ? &in->saved.mean : &none,
+                    in ? &in->saved.invstd : &none, &w, &b, running_mean, running_var});
+  check(stats != nullptr, what, "needs somewhere to put the statistics (stats is null)");
+  const Shape out = conv2d_shape(x.shape(), w.shape(), a, what);
+  if (in) check_bn_relu_input(x, in->gamma, in->beta, in->saved, in->groups, out, b, what);
+  else check_channel_vec(b, out[1], what, "bias");
+  // the output's batch norm, as check_bn_train checks batch_norm_statistics's input
+  const int64_t N = out[0], F = out[1], S = out[2] * out[3];
+  check(groups >= 1 && N % groups == 0, what,
+        std::to_string(N) + " rows of the output " + shape_str(out) + " do not split into " +
+            std::to_string(groups) + " equal groups");
+  if (running_mean) check_channel_vec(*running_mean, F, what, "running_mean");
+  if (running_var) check_channel_vec(*running_var, F, what, "running_var");
+  check(N / groups * S > 1 || running_var == nullptr, what,
+        "needs more than one value per channel in training mode, got an output of " + shape_str(out));
+  be.flops(conv2d_flops(out, w.shape()));
+  return be->conv2d_statistics(x, in, w, b, a, eps, groups, running_mean, running_var, momentum, stats);
 }
 
 Tensor batch_norm_relu_backward(const Tensor& dout, const Tensor& x, const Tensor& gamma,

@@ -198,6 +198,22 @@ BatchNormSaved batch_norm_statistics(const Tensor& x, float eps, int64_t groups,
 // backward (inference: zero-shot scoring without a graph).
 Tensor conv2d_bn_relu_input(const Tensor& x, const Tensor& gamma, const Tensor& beta, const BatchNormSaved& saved,
                             int64_t groups, const Tensor& w, const Tensor& b, const Conv2dArgs& a);
+// conv2d_bn_relu_input's batch norm + ReLU of a convolution's input: gamma and beta (either may be
+// undefined), the statistics of x and the groups of rows they are per.
+struct BnReluInput {
+  Tensor gamma, beta;
+  BatchNormSaved saved;
+  int64_t groups = 1;
+};
+// A convolution and the training-mode statistics of its output: y = conv2d(x, w, b, a), or
+// conv2d_bn_relu_input(x, in->gamma, in->beta, in->saved, in->groups, w, b, a) when `in` is given,
+// and *stats = batch_norm_statistics(y, eps, groups, running_mean, running_var, momentum) (the
+// running statistics moved the same). On the CPU bit for bit the ops composed; the statistics'
+// per-plane part is computed as each output plane is written (still in L1), so y is not read back.
+// No backward (inference: zero-shot scoring without a graph).
+Tensor conv2d_statistics(const Tensor& x, const BnReluInput* in, const Tensor& w, const Tensor& b, const Conv2dArgs& a,
+                         float eps, int64_t groups, Tensor* running_mean, Tensor* running_var, float momentum,
+                         BatchNormSaved* stats);
 // Its backward: batch_norm_backward of dz = (z > 0 ? dout : slope dout), z recomputed from x, the
 // saved statistics, gamma and beta (the same float operations as the forward, so the same mask).
 Tensor batch_norm_relu_backward(const Tensor& dout, const Tensor& x, const Tensor& gamma,

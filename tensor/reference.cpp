@@ -1188,6 +1188,15 @@ Tensor ref_conv2d_bn_relu_input(const Tensor& x, const Tensor& gamma, const Tens
     }
   return ref_conv2d(y, w, b, a);
 }
+// the two ops in sequence: the convolution (of the normalised input when `in` is given), then the
+// reference statistics of its output
+Tensor ref_conv2d_statistics(const Tensor& x, const BnReluInput* in, const Tensor& w, const Tensor& b,
+                             const Conv2dArgs& a, float eps, int64_t groups, Tensor* running_mean,
+                             Tensor* running_var, float momentum, BatchNormSaved* stats) {
+  Tensor y = in ? ref_conv2d_bn_relu_input(x, in->gamma, in->beta, in->saved, in->groups, w, b, a) : ref_conv2d(x, w, b, a);
+  *stats = ref_batch_norm_statistics(y, eps, groups, running_mean, running_var, momentum);
+  return y;
+}
 void ref_batch_norm_fold(const Tensor& gamma, const Tensor& beta, const Tensor& bias,
                          const Tensor& running_mean, const Tensor& running_var, float eps,
                          Tensor* scale, Tensor* shift) {
@@ -1283,6 +1292,7 @@ const Backend& reference_backend() {
       .batch_norm_relu_backward = ref_batch_norm_relu_backward,
       .batch_norm_statistics = ref_batch_norm_statistics,
       .conv2d_bn_relu_input = ref_conv2d_bn_relu_input,
+      .conv2d_statistics = ref_conv2d_statistics,
       .pairwise_sqdist = ref_pairwise_sqdist,
       .pairwise_sqdist_backward = ref_pairwise_sqdist_backward,
       .l2_normalize = ref_l2_normalize,

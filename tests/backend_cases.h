@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -407,6 +408,24 @@ inline void add_conv_bn_relu_input(Table& t, const std::string& what, Shape xs, 
         },
         5e-5, 5e-5)
       .flops = conv_flops(xs, ws, a);
+  // conv2d_statistics, with the input's batch norm + ReLU and without: the output, its statistics
+  // for G groups and the running statistics moved (the output's groups: the input's)
+  const int64_t F = ws[0];
+  for (const bool normalised : {true, false})
+    t.add(std::string("conv2d_statistics/") + (normalised ? "bn relu input " : "") + tag, Op::conv2d_statistics,
+          {normal(xs, 0.5f, 1.f), uniform({C}, 0.5f, 1.5f), normal({C}), normal(ws, 0.f, 0.5f), normal({F}),
+           normal({F}), uniform({F}, 0.5f, 2.f)},
+          [a, groups, normalised](std::vector<Tensor>& in) {
+            std::optional<BnReluInput> bn;
+            if (normalised) bn = BnReluInput{in[1], in[2], batch_norm_statistics(in[0], 1e-5f, groups), groups};
+            BatchNormSaved s;
+            Tensor y = conv2d_statistics(in[0], bn ? &*bn : nullptr, in[3], in[4], a, 1e-5f, groups, &in[5], &in[6],
+                                         0.1f, &s);
+            return std::vector<Output>{{"y", y}, {"mean", s.mean}, {"invstd", s.invstd}, {"running_mean", in[5]},
+                                       {"running_var", in[6]}};
+          },
+          5e-5, 5e-5)
+        .flops = conv_flops(xs, ws, a);
 }
 
 // One fused Adam step over parameters shaped `shapes` (inputs w, g, m, v per parameter, in that

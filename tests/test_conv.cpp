@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <optional>
 #include <string>
 
 #include "tensor/aligned.h"
@@ -988,4 +989,81 @@ TEST_CASE("conv2d_bn_relu_input: the convolution of batch_norm_relu_train's outp
   CHECK_THROWS_WITH(conv2d_bn_relu_input(x, gamma, beta, BatchNormSaved{Tensor({c.groups, 2}), Tensor({c.groups, 2})},
                                          c.groups, w, b, a),
                     Catch::Contains("saved statistics"));
+}
+
+TEST_CASE("conv2d_statistics: a convolution and its output's batch statistics, bit for bit the ops composed", "[conv]") {
+  // Each forward kernel (the small-depth and implicit ones compute the output planes' moments as
+  // they write them, the others after): the Omniglot net's first layer (small-depth, automatic) at
+  // a batch whose output (16.9 MB) is streamed out of the kernel's buffer, the implicit kernel plain
+  // and with the input's batch norm + ReLU (grouped), im2col + GEMM (planar columns), the direct
+  // kernel, a depthwise convolution, and a 1 x 1 output (no planes: batch_norm_statistics itself).
+  // Against conv2d (or conv2d_bn_relu_input) then batch_norm_statistics: output, mean, invstd and
+  // running statistics the same bits, on 1 and many threads; then a NaN and bad arguments.
+  struct Case {
+    Shape x, w;
+    int64_t stride, groups, conv_groups = 1;
+    cpu::ConvColumns columns = cpu::ConvColumns::automatic;
+    bool normalised = false;
+  };
+  const int k = GENERATE(0, 1, 2, 3, 4, 5, 6);
+  const Case c = k == 0   ? Case{{336, 1, 28, 28}, {64, 1, 3, 3}, 2, 1}
+                 : k == 1 ? Case{{12, 16, 7, 7}, {20, 16, 3, 3}, 1, 3, 1, cpu::ConvColumns::implicit}
+                 : k == 2 ? Case{{12, 16, 14, 14}, {16, 16, 3, 3}, 2, 4, 1, cpu::ConvColumns::implicit, true}
+                 : k == 3 ? Case{{6, 8, 9, 8}, {12, 8, 3, 3}, 1, 2, 1, cpu::ConvColumns::planar, true}
+                 : k == 4 ? Case{{6, 3, 12, 12}, {5, 3, 3, 3}, 1, 3, 1, cpu::ConvColumns::direct}
+                 : k == 5 ? Case{{4, 6, 8, 8}, {6, 1, 3, 3}, 1, 2, 6}
+                          : Case{{8, 16, 3, 3}, {16, 16, 3, 3}, 2, 2, 1, cpu::ConvColumns::implicit, true};
+  ColumnsScope scope(c.columns);
+  INFO("case " << k << ": x " << shape_str(c.x) << " w " << shape_str(c.w) << " groups " << c.groups);
+  Generator g(131 + k);
+  const int64_t C = c.x[1], F = c.w[0];
+  Tensor x = g.normal(c.x, 0.3f, 1.5f), w = g.normal(c.w, 0.f, 0.3f), b = g.normal({F});
+  Conv2dArgs a;
+  a.stride_h = a.stride_w = c.stride, a.pad_h = a.pad_w = k == 6 ? 0 : 1, a.groups = c.conv_groups;
+  std::optional<BnReluInput> in;
+  if (c.normalised)
+    in = BnReluInput{g.uniform({C}, 0.5f, 1.5f), g.normal({C}), batch_norm_statistics(x, 1e-5f, c.groups), c.groups};
+  const Tensor rm0 = g.normal({F}), rv0 = g.uniform({F}, 0.5f, 2.f);
+  // composed
+  const Tensor y = in ? conv2d_bn_relu_input(x, in->gamma, in->beta, in->saved, in->groups, w, b, a) : conv2d(x, w, b, a);
+  Tensor rm = rm0.clone(), rv = rv0.clone();
+  const BatchNormSaved want = batch_norm_statistics(y, 1e-5f, c.groups, &rm, &rv, 0.1f);
+  // fused, on one thread and many
+  const auto runs = test::on_one_and_many_threads([&] {
+    Tensor frm = rm0.clone(), frv = rv0.clone();
+    BatchNormSaved s;
+    Tensor out = conv2d_statistics(x, in ? &*in : nullptr, w, b, a, 1e-5f, c.groups, &frm, &frv, 0.1f, &s);
+    return std::array<Tensor, 5>{out, s.mean, s.invstd, frm, frv};
+  });
+  for (const auto& r : runs) {
+    CHECK(test::same_bits(r[0], y));
+    CHECK(test::same_bits(r[1], want.mean));
+    CHECK(test::same_bits(r[2], want.invstd));
+    CHECK(test::same_bits(r[3], rm));
+    CHECK(test::same_bits(r[4], rv));
+  }
+  // and the statistics close to the reference backend's (double, two passes): not a shared mistake
+  const BatchNormSaved ref = batch_norm_statistics(on_ref(y), 1e-5f, c.groups);
+  test::expect_close(runs[0][1], ref.mean.to(Device::CPU), 1e-5, 1e-5, "mean vs reference");
+  test::expect_close(runs[0][2], ref.invstd.to(Device::CPU), 1e-5, 1e-5, "invstd vs reference");
+  // a NaN input reaches the statistics of the channels it touches, as composed
+  Tensor x_nan = x.clone();
+  x_nan.data()[x.numel() / 3] = NAN;
+  BatchNormSaved s_nan;
+  const Tensor y_nan = conv2d_statistics(x_nan, nullptr, w, b, a, 1e-5f, c.groups, nullptr, nullptr, 0.1f, &s_nan);
+  const BatchNormSaved want_nan = batch_norm_statistics(conv2d(x_nan, w, b, a), 1e-5f, c.groups);
+  CHECK(test::same_bits(s_nan.mean, want_nan.mean));
+  CHECK(test::same_bits(s_nan.invstd, want_nan.invstd));
+  bool any_nan = false;
+  for (int64_t i = 0; i < s_nan.mean.numel(); ++i) any_nan |= std::isnan(s_nan.mean.data()[i]);
+  CHECK(any_nan);
+  // bad arguments are refused by name
+  BatchNormSaved s;
+  CHECK_THROWS_WITH(conv2d_statistics(x, nullptr, w, b, a, 1e-5f, 5, nullptr, nullptr, 0.1f, &s),
+                    Catch::Contains("equal groups"));
+  Tensor short_rm({F + 1});
+  CHECK_THROWS_WITH(conv2d_statistics(x, nullptr, w, b, a, 1e-5f, c.groups, &short_rm, nullptr, 0.1f, &s),
+                    Catch::Contains("running_mean"));
+  CHECK_THROWS_WITH(conv2d_statistics(x, nullptr, w, b, a, 1e-5f, c.groups, nullptr, nullptr, 0.1f, nullptr),
+                    Catch::Contains("stats"));
 }
