@@ -681,6 +681,11 @@ inline std::vector<OpCase> op_cases() {
   add_conv(t, "depthwise", {2, 6, 8, 7}, {6, 1, 3, 3}, conv_args(2, 2, 1, 1, 1, 1, 6), true);
   add_conv(t, "depthwise 5x5", {1, 5, 6, 6}, {5, 1, 5, 5}, conv_args(1, 1, 2, 2, 1, 1, 5), false);
   add_conv(t, "depthwise stride 3", {1, 3, 10, 11}, {3, 1, 3, 3}, conv_args(3, 3, 1, 1, 1, 1, 3), false);
+  // wide rows at stride 2 (the phase split's vector body: 34 columns a phase) and 7 output rows
+  // (a block of four, then three one by one), SiLU over the block's rows at once
+  add_conv(t, "depthwise wide stride 2", {1, 3, 13, 67}, {3, 1, 3, 3}, conv_args(2, 2, 1, 1, 1, 1, 3), false);
+  add_conv_affine(t, "depthwise wide", {1, 3, 13, 67}, {3, 1, 3, 3}, conv_args(2, 2, 1, 1, 1, 1, 3), Activation::silu,
+                  false);
   add_conv(t, "pointwise one sample", {1, 5, 4, 4}, {3, 5, 1, 1}, conv_args(1, 1, 0, 0), true);
   add_conv(t, "pointwise", {3, 5, 4, 4}, {3, 5, 1, 1}, conv_args(1, 1, 0, 0), false);
   add_conv(t, "asymmetric", {2, 3, 5, 8}, {2, 3, 2, 4}, conv_args(2, 1, 1, 0, 1, 2), true);
