@@ -106,7 +106,7 @@ def main():
             g = gflop.get(b, 0.0)
             share = "".join(f" {side}_of_ceiling={100 * ips * g / ceiling:.0f}%" for side, ips in
                             (("normad", n[b]), ("torch", t[b]))) if g and ceiling else ""
-            print(f"{b} normad_img_s={n[b]:.2f} torch_img_s={t[b]:.2f} ratio={n[b] / t[b]:.2f} "
+            print(f"{b} normad_img_s={n[b]:.2f} torch_img_s={t[b]:.2f} ratio={n[b] / t[b]:.3f} "
                   f"gflop_per_image={g:.2f}{share}")
         else:
             print(f"{b} normad_img_s={n.get(b, float('nan')):.2f} torch_img_s={t.get(b, float('nan')):.2f}")

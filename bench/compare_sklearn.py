@@ -61,7 +61,7 @@ def main():
     s = run_sklearn(a.threads, a.fit_only)
     for name in sorted(n):
         ms, setup = s[name]
-        print(f"{name} normad_ms={n[name]:.1f} sklearn_ms={ms:.1f} speedup={ms / n[name]:.2f} "
+        print(f"{name} normad_ms={n[name]:.1f} sklearn_ms={ms:.1f} speedup={ms / n[name]:.3f} "
               f"(threads {a.threads}; sklearn fastest with {setup})")
     return 0
 
