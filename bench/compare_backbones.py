@@ -104,7 +104,7 @@ def main():
             # each side's rate in GFLOP/s (convolutions and linear layers) and its share of the ceiling:
             # how far above PyTorch the machine leaves room for
             g = gflop.get(b, 0.0)
-            share = "".join(f" {side}_of_ceiling={100 * ips * g / ceiling:.0f}%" for side, ips in
+            share = "".join(f" {side}_of_ceiling={100 * ips * g / ceiling:.1f}%" for side, ips in
                             (("normad", n[b]), ("torch", t[b]))) if g and ceiling else ""
             print(f"{b} normad_img_s={n[b]:.2f} torch_img_s={t[b]:.2f} ratio={n[b] / t[b]:.3f} "
                   f"gflop_per_image={g:.2f}{share}")

@@ -259,7 +259,8 @@ Tensor batch_norm_train_act(const Tensor& x, const Tensor& gamma, const Tensor& 
   const int64_t C = s.C;
   const int64_t G = groups, M = s.N / G * s.S;
   const float* px = x.data();
-  // Statistics per (g, c) from one pass in double over d = x - k, k the (g, c)'s first value:
+  // Statistics per (g, c) in double over d = x - k, k the (g, c)'s first value ([N, C] rows in one
+  // pass; [N, C, H, W] planes by plane moments, below):
   // mu = k + sum(d) / M, var = (sum(d^2) - sum(d)^2 / M) / M. The shift keeps the subtraction from
   // cancelling when |mu| >> std: the relative error of var is about double's 1e-16 times
   // (mu - k)^2 / var, and for a value k of the data (mu - k)^2 / var <= M - 1 (Samuelson), so at

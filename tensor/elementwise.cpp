@@ -73,6 +73,19 @@ void for_each_broadcast(const Shape& out_shape, const std::vector<int64_t>& stri
   const int64_t outer_dims = static_cast<int64_t>(size.size()) - 1;
   const int64_t inner = size.back(), ia_in = sa.back(), ib_in = sb.back();
   const int64_t rows = n / inner;
+  if (outer_dims == 0) {  // one merged dim (a fill from a [1] tensor, equal sizes of other ranks): split it
+    parallel_for(inner, kGrain, [&](int64_t j0, int64_t j1) {
+      if (ia_in == 1 && ib_in == 0)
+        for (int64_t j = j0; j < j1; ++j) f(j, j, 0);
+      else if (ia_in == 0 && ib_in == 1)
+        for (int64_t j = j0; j < j1; ++j) f(j, 0, j);
+      else if (ia_in == 1 && ib_in == 1)
+        for (int64_t j = j0; j < j1; ++j) f(j, j, j);
+      else
+        for (int64_t j = j0; j < j1; ++j) f(j, j * ia_in, j * ib_in);
+    });
+    return;
+  }
   parallel_for(rows, std::max<int64_t>(1, kGrain / inner), [&](int64_t r0, int64_t r1) {
     // the outer coordinates of row r0, then stepped row by row
     std::vector<int64_t> coord(outer_dims);

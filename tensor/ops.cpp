@@ -658,6 +658,7 @@ Tensor conv2d_statistics(const Tensor& x, const BnReluInput* in, const Tensor& w
             std::to_string(groups) + " equal groups");
   if (running_mean) check_channel_vec(*running_mean, F, what, "running_mean");
   if (running_var) check_channel_vec(*running_var, F, what, "running_var");
+  check(N / groups * S > 0, what, "no values to normalise in the output " + shape_str(out));
   check(N / groups * S > 1 || running_var == nullptr, what,
         "needs more than one value per channel in training mode, got an output of " + shape_str(out));
   be.flops(conv2d_flops(out, w.shape()));

@@ -4,7 +4,8 @@
 // plane's k and added in sample order (tensor/batchnorm.cpp): the per-plane part runs in parallel
 // over planes in memory order, and a producer of the planes could compute it as it writes them.
 // Math: about K (the group's first plane's k): sum(x - K) = sum d + S delta, sum (x - K)^2 =
-// sum d^2 + 2 delta sum d + S delta^2, delta = k - K (exact identities; each in double).
+// sum d^2 + 2 delta sum d + S delta^2, delta = k - K (identities exact in real arithmetic; each term
+// rounded in double, so these are not the bits of one chain over the values).
 // Tested by tests/test_batchnorm.cpp (statistics against double loops on 1 and many threads, a
 // mean of 1e6 with unit spread, infinite first values and NaN in [N, C, H, W] planes).
 #pragma once
@@ -13,8 +14,9 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) && defined(__AVX512VL__) && defined(__AVX512DQ__)
 #include <immintrin.h>
+#define NORMAD_PLANE_MOMENTS_AVX512 1
 #endif
 
 namespace normad::cpu {
@@ -45,13 +47,13 @@ inline double lanes_total(const double* l) {
 }
 
 // The moments of the S values at x (S >= 1). The order, fixed: value i goes into lane i % 16 of
-// each sum (d^2 by a fused multiply-add), lane j + lane j + 8, then lanes_total's tree. With
-// AVX-512: two 8-double vectors per sum (two chains: one was latency-bound), the last partial
+// each sum (d^2 by a fused multiply-add), lane j + lane j + 8, then lanes_total's tree; the scalar
+// form below (targets without AVX-512 F, VL and DQ) is that order too. With AVX-512: two 8-double vectors per sum (two chains: one was latency-bound), the last partial
 // vectors masked to +0 (no change: a lane starts at +0 and so is never -0). GCC had left the
 // scalar form of 8 lanes (add_plane's) unvectorised here: 0.44 ns a value.
 inline PlaneMoments plane_moments(const float* x, int64_t S) {
   const float k = std::isinf(x[0]) ? 0.f : x[0];
-#if defined(__AVX512F__)
+#if defined(NORMAD_PLANE_MOMENTS_AVX512)
   const __m512d kd = _mm512_set1_pd(double(k));
   __m512d s0 = _mm512_setzero_pd(), s1 = s0, q0 = s0, q1 = s0;
   int64_t i = 0;

@@ -74,7 +74,8 @@ void pack_b(T* dst, const T* b, int64_t ldb, bool tb, int64_t k0, int64_t depth,
   }
 }
 
-// Every cache line of begin[0 .. n) requested into L2 (for writing when `write`): C's rows before a
+// Every cache line of begin[0 .. n) requested into L2 (for writing when `write`: a prefetchw where
+// the target has it, which takes no level hint): C's rows before a
 // tile writes them (the read-for-ownership from DRAM hidden behind the tile's multiply-adds), rows
 // of A and B at strides the hardware prefetcher does not follow.
 template <class T>
@@ -155,7 +156,7 @@ void native_gemm(T* c, int64_t ldc, const T* a, int64_t lda, const T* b, int64_t
           int64_t next_depth = depth;
           if (in_place) {
             if (q0 + kWidth < packed_from) next_panel = panel + kWidth;
-            else if (k0 + depth < K && packed_from > 0) {
+            else if (k0 + depth < K && packed_from > 0 && i0 + kRowBlock >= M) {  // (the last row block's)
               next_panel = b + (k0 + depth) * ldb + j0;
               next_depth = std::min(depth_step, K - k0 - depth);
             }

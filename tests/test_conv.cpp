@@ -996,7 +996,8 @@ TEST_CASE("conv2d_statistics: a convolution and its output's batch statistics, b
   // they write them, the others after): the Omniglot net's first layer (small-depth, automatic) at
   // a batch whose output (16.9 MB) is streamed out of the kernel's buffer, the implicit kernel plain
   // and with the input's batch norm + ReLU (grouped), im2col + GEMM (planar columns), the direct
-  // kernel, a depthwise convolution, and a 1 x 1 output (no planes: batch_norm_statistics itself).
+  // kernel, a depthwise convolution, a 1 x 1 output (no planes: batch_norm_statistics itself), and 8
+  // groups (batch norm's group-by-group pass, with the moments handed in).
   // Against conv2d (or conv2d_bn_relu_input) then batch_norm_statistics: output, mean, invstd and
   // running statistics the same bits, on 1 and many threads; then a NaN and bad arguments.
   struct Case {
@@ -1005,8 +1006,9 @@ TEST_CASE("conv2d_statistics: a convolution and its output's batch statistics, b
     cpu::ConvColumns columns = cpu::ConvColumns::automatic;
     bool normalised = false;
   };
-  const int k = GENERATE(0, 1, 2, 3, 4, 5, 6);
-  const Case c = k == 0   ? Case{{336, 1, 28, 28}, {64, 1, 3, 3}, 2, 1}
+  const int k = GENERATE(0, 1, 2, 3, 4, 5, 6, 7);
+  const Case c = k == 7   ? Case{{16, 16, 7, 7}, {16, 16, 3, 3}, 1, 8, 1, cpu::ConvColumns::implicit, true}  // G >= 8
+                 : k == 0 ? Case{{336, 1, 28, 28}, {64, 1, 3, 3}, 2, 1}
                  : k == 1 ? Case{{12, 16, 7, 7}, {20, 16, 3, 3}, 1, 3, 1, cpu::ConvColumns::implicit}
                  : k == 2 ? Case{{12, 16, 14, 14}, {16, 16, 3, 3}, 2, 4, 1, cpu::ConvColumns::implicit, true}
                  : k == 3 ? Case{{6, 8, 9, 8}, {12, 8, 3, 3}, 1, 2, 1, cpu::ConvColumns::planar, true}
@@ -1066,4 +1068,9 @@ TEST_CASE("conv2d_statistics: a convolution and its output's batch statistics, b
                     Catch::Contains("running_mean"));
   CHECK_THROWS_WITH(conv2d_statistics(x, nullptr, w, b, a, 1e-5f, c.groups, nullptr, nullptr, 0.1f, nullptr),
                     Catch::Contains("stats"));
+  // an empty batch has no statistics (batch_norm_statistics refuses it the same way)
+  Shape empty_shape = c.x;
+  empty_shape[0] = 0;
+  CHECK_THROWS_WITH(conv2d_statistics(Tensor(empty_shape), nullptr, w, b, a, 1e-5f, 1, nullptr, nullptr, 0.1f, &s),
+                    Catch::Contains("no values"));
 }

@@ -44,13 +44,16 @@ TEST_CASE("elementwise: broadcasting and closed forms", "[ops]") {
 TEST_CASE("broadcasting in parallel pieces matches plain loops", "[ops]") {
   // Large enough for several pieces on two threads, so pieces start inside the odometer: b
   // broadcast along the last dim (the DCL loss's [N, V, V] - [N, V, 1]), along the first ([1, V,
-  // V]: dims 1, 2 merge), along a middle dim with size-1 dims between, and both operands broadcast.
+  // V]: dims 1, 2 merge), along a middle dim with size-1 dims between, both operands broadcast, and
+  // shapes that merge into one dim (split into pieces themselves).
   set_num_threads(2);
   Generator g(5);
   for (auto [shape_a, shape_b] : {std::pair{Shape{2048, 20, 20}, Shape{2048, 20, 1}},
                                   std::pair{Shape{2048, 20, 20}, Shape{1, 20, 20}},
                                   std::pair{Shape{30, 1, 40, 70}, Shape{30, 1, 1, 70}},
-                                  std::pair{Shape{700, 1, 90}, Shape{1, 60, 1}}}) {
+                                  std::pair{Shape{700, 1, 90}, Shape{1, 60, 1}},
+                                  std::pair{Shape{3000, 100}, Shape{1}},  // one merged dim, b a scalar
+                                  std::pair{Shape{1, 70000}, Shape{70000}}}) {  // equal sizes, other ranks
     const Tensor a = g.normal(shape_a), b = g.normal(shape_b);
     const Shape out_shape = broadcast_shape(shape_a, shape_b);
     const Tensor got = sub(a, b);
