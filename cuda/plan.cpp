@@ -6,45 +6,15 @@
 #include <numeric>
 #include <string>
 
-namespace normad::cuda {
+#include "tensor/broadcast.h"
 
-namespace {
-// Contiguous strides of `s`, aligned right against rank `rank`; 0 along size-1 and missing dims.
-std::vector<int64_t> aligned_strides(const Shape& s, size_t rank) {
-  std::vector<int64_t> st(rank, 0);
-  int64_t stride = 1;
-  for (size_t k = 0; k < s.size(); ++k) {
-    const size_t i = s.size() - 1 - k, o = rank - 1 - k;
-    st[o] = s[i] == 1 ? 0 : stride;
-    stride *= s[i];
-  }
-  return st;
-}
-}  // namespace
+namespace normad::cuda {
 
 StridedIndex strided_index(const Shape& out, const std::vector<int64_t>& sa,
                            const std::vector<int64_t>& sb, const char* what) {
-  // Drop size-1 dims (their coordinate is always 0), keeping the outermost first.
-  std::vector<int64_t> size, a, b;
-  for (size_t d = 0; d < out.size(); ++d) {
-    if (out[d] == 1) continue;
-    size.push_back(out[d]);
-    a.push_back(sa[d]);
-    b.push_back(sb[d]);
-  }
-  // Merge each dim into the previous kept one when both operands step through them as one.
-  std::vector<int64_t> ms, ma, mb;
-  for (size_t d = 0; d < size.size(); ++d) {
-    if (!ms.empty() && ma.back() == a[d] * size[d] && mb.back() == b[d] * size[d]) {
-      ms.back() *= size[d];
-      ma.back() = a[d];
-      mb.back() = b[d];
-    } else {
-      ms.push_back(size[d]);
-      ma.push_back(a[d]);
-      mb.push_back(b[d]);
-    }
-  }
+  // size-1 dims dropped, neighbours merged where both operands step through them as one
+  const MergedDims m = merge_dims(out, sa, sb);
+  const std::vector<int64_t>&ms = m.size, &ma = m.stride_a, &mb = m.stride_b;
   if (ms.size() > static_cast<size_t>(kMaxDims))
     throw Error(std::string(what) + ": cuda kernels take at most " + std::to_string(kMaxDims) +
                 " dims after merging, got " + std::to_string(ms.size()) + " for output " + shape_str(out));
@@ -55,7 +25,7 @@ StridedIndex strided_index(const Shape& out, const std::vector<int64_t>& sa,
 }
 
 StridedIndex broadcast_index(const Shape& out, const Shape& a, const Shape& b, const char* what) {
-  return strided_index(out, aligned_strides(a, out.size()), aligned_strides(b, out.size()), what);
+  return strided_index(out, broadcast_strides(a, out.size()), broadcast_strides(b, out.size()), what);
 }
 
 StridedIndex permute_index(const Shape& a, const std::vector<int64_t>& perm) {

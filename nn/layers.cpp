@@ -84,26 +84,13 @@ Var BatchNorm::forward(const Var& x) { return forward_act(x, false, 0.f); }
 
 Var BatchNorm::forward_relu(const Var& x, float slope) { return forward_act(x, true, slope); }
 
-bool BatchNorm::start_batch_statistics() {
-  const bool update = is_training() && track_;  // as forward_act
-  if (update) num_batches_tracked.copy_(add_scalar(num_batches_tracked, static_cast<float>(groups)));
-  return update;
-}
-
-std::optional<BatchNormSaved> BatchNorm::batch_statistics(const Tensor& x) {
-  check_input(x.shape());
-  if (!uses_batch_statistics()) return std::nullopt;
-  const bool update = start_batch_statistics();
-  return batch_norm_statistics(x, eps, groups, update ? &running_mean : nullptr, update ? &running_var : nullptr,
-                               momentum);
-}
-
 std::optional<std::pair<Tensor, BatchNormSaved>> BatchNorm::conv_with_statistics(const Tensor& x, const BnReluInput* in,
                                                                                  const Tensor& w, const Tensor& b,
                                                                                  const Conv2dArgs& a) {
   check_input(conv2d_shape(x.shape(), w.shape(), a, "BatchNorm::conv_with_statistics"));
   if (!uses_batch_statistics()) return std::nullopt;
-  const bool update = start_batch_statistics();
+  const bool update = is_training() && track_;  // as forward_act
+  if (update) num_batches_tracked.copy_(add_scalar(num_batches_tracked, static_cast<float>(groups)));
   BatchNormSaved stats;
   Tensor y = conv2d_statistics(x, in, w, b, a, eps, groups, update ? &running_mean : nullptr,
                                update ? &running_var : nullptr, momentum, &stats);

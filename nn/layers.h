@@ -59,10 +59,6 @@ class BatchNorm : public Module {
   Var forward(const Var& x) override;
   // leaky_relu(forward(x), slope) (slope 0: ReLU), one fused op when batch statistics are used.
   Var forward_relu(const Var& x, float slope = 0.f);
-  // The batch statistics forward would normalise x with (mean, invstd [groups, C]), the running
-  // statistics moved as forward moves them; nothing when it would use the running statistics. For
-  // a consumer that applies the normalisation itself (conv2d_bn_relu_input); no graph.
-  std::optional<BatchNormSaved> batch_statistics(const Tensor& x);
   // A convolution's output y (conv2d_statistics: conv2d of x, or of the batch norm + ReLU `in` of x)
   // and this layer's batch statistics of y from one op, the running statistics moved as forward
   // moves them; nothing (no convolution run) where it would use the running statistics. No graph.
@@ -78,7 +74,6 @@ class BatchNorm : public Module {
  private:
   Var forward_act(const Var& x, bool relu_after, float slope);
   bool uses_batch_statistics() const { return is_training() || batch_stats_in_eval || !track_; }
-  bool start_batch_statistics();  // whether the running statistics move (num_batches_tracked moved)
   void check_input(const Shape& x) const;  // [N, C] or [N, C, H, W] as the layer's rank, C channels
   int64_t channels_, rank_;
   bool track_;

@@ -40,6 +40,23 @@ BnShape bn_shape(const Tensor& x) {
 
 constexpr int64_t kChanBlock = 64;  // channels per task when S == 1 (rows are contiguous in c)
 
+// lane[p][k % 8] += f(i0 + k, gc)[p] for the S values of one (n, c) plane: 8 independent lanes
+// per sum break the add dependency chain and let the compiler vectorise, while the summation order
+// stays fixed. lanes_total (tensor/plane_moments.h) adds a sum's 8 lanes in a fixed tree.
+template <size_t P, class F>
+inline void add_plane(double (&lane)[P][8], F& f, int64_t i0, int64_t gc, int64_t S) {
+  int64_t k = 0;
+  for (; k + 8 <= S; k += 8)
+    for (int j = 0; j < 8; ++j) {
+      const std::array<double, P> v = f(i0 + k + j, gc);
+      for (size_t p = 0; p < P; ++p) lane[p][j] += v[p];
+    }
+  for (; k < S; ++k) {
+    const std::array<double, P> v = f(i0 + k, gc);
+    for (size_t p = 0; p < P; ++p) lane[p][k % 8] += v[p];
+  }
+}
+
 // The sums of group g's channels [c0, c1) of [N, C, H, W] planes, walked in memory order (each
 // sample's planes of those channels one after another), each (g, c) summed with the same 8 lanes in
 // the same order as add_plane's plane-by-plane walk.

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "tensor/broadcast.h"
 #include "tensor/cpu.h"
 #include "tensor/parallel.h"
 #include "tensor/select.h"
@@ -20,18 +21,6 @@ namespace {
 
 constexpr int64_t kGrain = 1 << 15;  // elements per parallel chunk for cheap elementwise work
 
-// Strides of `s` aligned to the right of a rank-`rank` output, 0 along broadcast (size 1) dims.
-std::vector<int64_t> broadcast_strides(const Shape& s, size_t rank) {
-  std::vector<int64_t> st(rank, 0);
-  int64_t stride = 1;
-  for (size_t k = 0; k < s.size(); ++k) {
-    size_t i = s.size() - 1 - k, o = rank - 1 - k;
-    st[o] = s[i] == 1 ? 0 : stride;
-    stride *= s[i];
-  }
-  return st;
-}
-
 template <class F>
 Tensor map_unary(const Tensor& a, F f) {
   Tensor out = Tensor::empty(a.shape());
@@ -44,49 +33,37 @@ Tensor map_unary(const Tensor& a, F f) {
 }
 
 // Visits every output element of a broadcast of inputs with the given strides: f(out_i, ia, ib).
-// Size-1 dims are dropped and neighbouring dims merged where both inputs step through them as one
-// (as PyTorch's TensorIterator coalesces): [2048, 20, 20] - [2048, 20, 1] runs as 40960 rows of 20
-// with b's inner stride 0. The innermost dim runs as a plain loop, specialised for unit and zero
-// strides so that it vectorises; outer indices advance like an odometer, divided out once per chunk.
+// The dims merged (merge_dims, tensor/broadcast.h); the innermost runs as a plain loop, specialised
+// for unit and zero strides so that it vectorises; outer indices advance like an odometer, divided
+// out once per chunk. A single merged dim is itself split into pieces.
 template <class F>
 void for_each_broadcast(const Shape& out_shape, const std::vector<int64_t>& strides_a,
                         const std::vector<int64_t>& strides_b, F f) {
-  const int64_t n = shape_numel(out_shape);
-  if (n == 0) return;
-  std::vector<int64_t> size, sa, sb;  // the merged dims, outermost first
-  for (size_t d = 0; d < out_shape.size(); ++d) {
-    if (out_shape[d] == 1) continue;
-    if (!size.empty() && sa.back() == strides_a[d] * out_shape[d] && sb.back() == strides_b[d] * out_shape[d]) {
-      size.back() *= out_shape[d];
-      sa.back() = strides_a[d];
-      sb.back() = strides_b[d];
-    } else {
-      size.push_back(out_shape[d]);
-      sa.push_back(strides_a[d]);
-      sb.push_back(strides_b[d]);
-    }
-  }
-  if (size.empty()) {  // a single element
+  if (shape_numel(out_shape) == 0) return;
+  const MergedDims m = merge_dims(out_shape, strides_a, strides_b);
+  if (m.size.empty()) {  // a single element
     f(0, 0, 0);
     return;
   }
-  const int64_t outer_dims = static_cast<int64_t>(size.size()) - 1;
-  const int64_t inner = size.back(), ia_in = sa.back(), ib_in = sb.back();
-  const int64_t rows = n / inner;
-  if (outer_dims == 0) {  // one merged dim (a fill from a [1] tensor, equal sizes of other ranks): split it
-    parallel_for(inner, kGrain, [&](int64_t j0, int64_t j1) {
-      if (ia_in == 1 && ib_in == 0)
-        for (int64_t j = j0; j < j1; ++j) f(j, j, 0);
-      else if (ia_in == 0 && ib_in == 1)
-        for (int64_t j = j0; j < j1; ++j) f(j, 0, j);
-      else if (ia_in == 1 && ib_in == 1)
-        for (int64_t j = j0; j < j1; ++j) f(j, j, j);
-      else
-        for (int64_t j = j0; j < j1; ++j) f(j, j * ia_in, j * ib_in);
-    });
+  const int64_t outer_dims = static_cast<int64_t>(m.size.size()) - 1;
+  const int64_t inner = m.size.back(), ia_in = m.stride_a.back(), ib_in = m.stride_b.back();
+  // columns [j0, j1) of the row whose first output is o, first inputs oa and ob
+  auto span = [&](int64_t o, int64_t oa, int64_t ob, int64_t j0, int64_t j1) {
+    if (ia_in == 1 && ib_in == 0)
+      for (int64_t j = j0; j < j1; ++j) f(o + j, oa + j, ob);
+    else if (ia_in == 0 && ib_in == 1)
+      for (int64_t j = j0; j < j1; ++j) f(o + j, oa, ob + j);
+    else if (ia_in == 1 && ib_in == 1)
+      for (int64_t j = j0; j < j1; ++j) f(o + j, oa + j, ob + j);
+    else
+      for (int64_t j = j0; j < j1; ++j) f(o + j, oa + j * ia_in, ob + j * ib_in);
+  };
+  if (outer_dims == 0) {  // one merged dim (a fill from a [1] tensor, equal sizes of other ranks)
+    parallel_for(inner, kGrain, [&](int64_t j0, int64_t j1) { span(0, 0, 0, j0, j1); });
     return;
   }
-  parallel_for(rows, std::max<int64_t>(1, kGrain / inner), [&](int64_t r0, int64_t r1) {
+  const std::vector<int64_t>&size = m.size, &sa = m.stride_a, &sb = m.stride_b;
+  parallel_for(shape_numel(out_shape) / inner, std::max<int64_t>(1, kGrain / inner), [&](int64_t r0, int64_t r1) {
     // the outer coordinates of row r0, then stepped row by row
     std::vector<int64_t> coord(outer_dims);
     int64_t oa = 0, ob = 0;
@@ -97,15 +74,7 @@ void for_each_broadcast(const Shape& out_shape, const std::vector<int64_t>& stri
       ob += coord[d] * sb[d];
     }
     for (int64_t r = r0; r < r1; ++r) {
-      const int64_t o = r * inner;
-      if (ia_in == 1 && ib_in == 0)
-        for (int64_t j = 0; j < inner; ++j) f(o + j, oa + j, ob);
-      else if (ia_in == 0 && ib_in == 1)
-        for (int64_t j = 0; j < inner; ++j) f(o + j, oa, ob + j);
-      else if (ia_in == 1 && ib_in == 1)
-        for (int64_t j = 0; j < inner; ++j) f(o + j, oa + j, ob + j);
-      else
-        for (int64_t j = 0; j < inner; ++j) f(o + j, oa + j * ia_in, ob + j * ib_in);
+      span(r * inner, oa, ob, 0, inner);
       for (int64_t d = outer_dims - 1; d >= 0; --d) {  // the odometer: next row's offsets
         oa += sa[d];
         ob += sb[d];

@@ -11,7 +11,6 @@
 #pragma once
 
 #include <algorithm>
-#include <array>
 #include <cmath>
 #include <cstdint>
 #if defined(__AVX512F__) && defined(__AVX512VL__) && defined(__AVX512DQ__)
@@ -26,31 +25,18 @@ struct PlaneMoments {
   double sum, sumsq;  // sum of d and of d^2 over the plane
 };
 
-// lane[p][k % 8] += f(i0 + k, gc)[p] for the S values of one (n, c) plane: 8 independent lanes
-// per sum break the add dependency chain and let the compiler vectorise, while the summation order
-// stays fixed. lanes_total adds a sum's 8 lanes in a fixed tree.
-template <size_t P, class F>
-inline void add_plane(double (&lane)[P][8], F& f, int64_t i0, int64_t gc, int64_t S) {
-  int64_t k = 0;
-  for (; k + 8 <= S; k += 8)
-    for (int j = 0; j < 8; ++j) {
-      const std::array<double, P> v = f(i0 + k + j, gc);
-      for (size_t p = 0; p < P; ++p) lane[p][j] += v[p];
-    }
-  for (; k < S; ++k) {
-    const std::array<double, P> v = f(i0 + k, gc);
-    for (size_t p = 0; p < P; ++p) lane[p][k % 8] += v[p];
-  }
-}
+// A sum's 8 lanes added in a fixed tree (batch norm's per-channel lanes, tensor/batchnorm.cpp, and
+// plane_moments below).
 inline double lanes_total(const double* l) {
   return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
 }
 
 // The moments of the S values at x (S >= 1). The order, fixed: value i goes into lane i % 16 of
 // each sum (d^2 by a fused multiply-add), lane j + lane j + 8, then lanes_total's tree; the scalar
-// form below (targets without AVX-512 F, VL and DQ) is that order too. With AVX-512: two 8-double vectors per sum (two chains: one was latency-bound), the last partial
-// vectors masked to +0 (no change: a lane starts at +0 and so is never -0). GCC had left the
-// scalar form of 8 lanes (add_plane's) unvectorised here: 0.44 ns a value.
+// form below (targets without AVX-512 F, VL and DQ) is that order too. With AVX-512: two 8-double
+// vectors per sum (two chains: one was latency-bound), the last partial vectors masked to +0 (no
+// change: a lane starts at +0 and so is never -0). GCC had left the scalar form of 8 lanes (batch
+// norm's add_plane) unvectorised here: 0.44 ns a value.
 inline PlaneMoments plane_moments(const float* x, int64_t S) {
   const float k = std::isinf(x[0]) ? 0.f : x[0];
 #if defined(NORMAD_PLANE_MOMENTS_AVX512)
