@@ -101,17 +101,26 @@ TabNtl::TabNtl(int64_t D, Generator& g, int64_t K, int64_t h, int64_t Z) {
 }
 
 Var TabNtl::embed(const Var& x, int64_t T) {
-  const int64_t N = x.size(0), V = views(), D = x.size(1), Q = N / T;
+  const int64_t N = x.size(0), V = views(), Q = N / T;
   check(x.dim() == 2 && N % T == 0, "TabNtl", shape_str(x.shape()) + " does not split into " + std::to_string(T) + " tasks");
-  std::vector<Var> vs{x};
-  for (auto& t : trans_) vs.push_back((*t)(x));  // forward type: the view is T_k(x) itself (§7.4)
-  // rows in [T, V, Q, D] order: each task's views of its rows are contiguous, one BN group. One
-  // copy (each view [T, Q, D] goes in as [T, 1, Q, D], concatenated along dim 1) where stacking to
-  // [V, T, Q, D] and permuting made two of the step's largest tensor.
-  for (Var& v : vs) v = reshape(v, {T, 1, Q, D});
-  Var rows = reshape(concat(vs, 1), {T * V * Q, D});
+  // Each view through the encoder's first Linear (D -> h) as soon as it exists, then the views'
+  // rows concatenated: a Linear acts row by row, so this is Linear(concat(views)) = concat(Linear(
+  // views)), the same sums; the concatenation holds h = 128 columns instead of D = 570 (ACR-NTL's
+  // step copied a [T V Q, D] = 93 MB concat and its gradient back out in 19 pieces), each view's
+  // output is still in cache when the Linear reads it, and the view x itself needs no gradient.
+  // (Its weight gradient is now the sum of the V views' products, in view order, instead of one
+  // product over all T V Q rows: the same value, other rounding.)
+  const nn::ModulePtr first_linear = (*enc_)[0];
+  const int64_t h = dynamic_cast<nn::Linear&>(*first_linear).weight.size(0);
+  std::vector<Var> views_h;
+  views_h.push_back((*first_linear)(x));
+  for (auto& t : trans_) views_h.push_back((*first_linear)((*t)(x)));  // forward type: the view is T_k(x) (§7.4)
+  // rows in [T, V, Q, h] order: each task's views of its rows are contiguous, one BN group (each
+  // view [T, Q, h] goes in as [T, 1, Q, h], concatenated along dim 1)
+  for (Var& v : views_h) v = reshape(v, {T, 1, Q, h});
+  Var z = reshape(concat(views_h, 1), {T * V * Q, h});
   nn::set_bn_groups(*enc_, T);
-  Var z = (*enc_)(rows);
+  z = enc_->forward_from(z, 1);
   nn::set_bn_groups(*enc_, 1);
   const int64_t Z = z.size(1);
   return reshape(permute(reshape(z, {T, V, Q, Z}), {0, 2, 1, 3}), {N, V, Z});  // [N, V, Z]

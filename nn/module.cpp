@@ -84,9 +84,9 @@ void Sequential::push_back(ModulePtr m) {
   layers_.push_back(std::move(m));
 }
 
-Var Sequential::forward(const Var& x) {
+Var Sequential::forward_from(const Var& x, size_t first) {
   Var h = x;
-  for (size_t i = 0; i < layers_.size(); ++i) {
+  for (size_t i = first; i < layers_.size(); ++i) {
     // A batch norm followed by a (leaky) ReLU runs as one fused op: the same values and gradients
     // on the CPU, bit for bit, without the normalised tensor in between (BatchNorm::forward_relu).
     // Exact types only: a subclass may override forward.

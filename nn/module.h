@@ -64,7 +64,9 @@ class Sequential : public Module {
   Sequential() = default;
   explicit Sequential(std::vector<ModulePtr> layers);
   void push_back(ModulePtr m);
-  Var forward(const Var& x) override;
+  Var forward(const Var& x) override { return forward_from(x, 0); }
+  // layers first .. size() - 1 on x (x the output of layer first - 1)
+  Var forward_from(const Var& x, size_t first);
   size_t size() const { return layers_.size(); }
   ModulePtr operator[](size_t i) const { return layers_.at(i); }
 

@@ -123,10 +123,12 @@ inline void transpose_copy(float* dst, int64_t ldd, const float* src, int64_t ld
 // order, started from init[lane] (FV L values: a GEMM's bias per column) or from 0 (init null).
 // T is float (the convolutions, the SGEMM) or double (the native engine's DGEMM).
 // ldw: the distance between consecutive c's lanes in wb (0: packed, FV L; the GEMM passes B's row
-// stride when it reads a full panel of B in place).
+// stride when it reads a full panel of B in place). px_step: the distance between consecutive c's
+// of one row (1; the GEMM passes A's row stride when it reads a transposed A in place, its rows
+// being A's columns), so that the sum is over px[p][tap_off[t] + c px_step].
 template <int FV, bool Add, class T>
 inline void register_tile(T* const* rows, const T* const* px, int64_t m, const T* wb, const int64_t* tap_off,
-                          int64_t taps, int64_t C, const T* init, int64_t ldw = 0) {
+                          int64_t taps, int64_t C, const T* init, int64_t ldw = 0, int64_t px_step = 1) {
   using vec = typename simd<T>::vec;
   using vec_unaligned = typename simd<T>::vec_unaligned;
   // sums and weights are named registers only when every loop over them is unrolled (GCC kept
@@ -142,13 +144,13 @@ inline void register_tile(T* const* rows, const T* const* px, int64_t m, const T
     const T* q[kTileP];
 #pragma GCC unroll 8
     for (int p = 0; p < kTileP; ++p) q[p] = px[p] + tap_off[t];
-    for (int64_t c = 0; c < C; ++c, wt += w_step) {
+    for (int64_t c = 0, x_off = 0; c < C; ++c, wt += w_step, x_off += px_step) {
       vec wv[FV];
 #pragma GCC unroll 4
       for (int v = 0; v < FV; ++v) wv[v] = reinterpret_cast<const vec_unaligned*>(wt)[v];
 #pragma GCC unroll 8
       for (int p = 0; p < kTileP; ++p) {
-        const T xv = q[p][c];
+        const T xv = q[p][x_off];
 #pragma GCC unroll 4
         for (int v = 0; v < FV; ++v) acc[p][v] += xv * wv[v];
       }
@@ -168,13 +170,13 @@ inline void register_tile(T* const* rows, const T* const* px, int64_t m, const T
 template <class T>
 inline void register_tile_fv(int fv, bool add, T* const* rows, const T* const* px, int64_t m, const T* wb,
                              const int64_t* tap_off, int64_t taps, int64_t C, const T* init = nullptr,
-                             int64_t ldw = 0) {
+                             int64_t ldw = 0, int64_t px_step = 1) {
   auto run = [&]<bool Add>() {
     switch (fv) {  // fv <= kMaxFV
-      case 1: return register_tile<1, Add, T>(rows, px, m, wb, tap_off, taps, C, init, ldw);
-      case 2: return register_tile<2, Add, T>(rows, px, m, wb, tap_off, taps, C, init, ldw);
-      case 3: return register_tile<3, Add, T>(rows, px, m, wb, tap_off, taps, C, init, ldw);
-      default: return register_tile<4, Add, T>(rows, px, m, wb, tap_off, taps, C, init, ldw);
+      case 1: return register_tile<1, Add, T>(rows, px, m, wb, tap_off, taps, C, init, ldw, px_step);
+      case 2: return register_tile<2, Add, T>(rows, px, m, wb, tap_off, taps, C, init, ldw, px_step);
+      case 3: return register_tile<3, Add, T>(rows, px, m, wb, tap_off, taps, C, init, ldw, px_step);
+      default: return register_tile<4, Add, T>(rows, px, m, wb, tap_off, taps, C, init, ldw, px_step);
     }
   };
   if (add) run.template operator()<true>();

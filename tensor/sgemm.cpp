@@ -17,15 +17,23 @@
 //     for each block of depth, K cut into equal blocks of at most kDepthBlock (pc):
 //       pack B[pc.., jc..] as panels of kMaxFV vectors of columns, [depth][panel width], zero-padded
 //       for each block of kRowBlock rows (ic):
-//         A's rows: read in place when A is stored [M, K]; transposed into [rows][depth] when [K, M]
+//         A read in place: row by row when stored [M, K], column by column when [K, M] (the
+//         tile's 6 values at one depth then sit side by side in one row of A)
 //         for each panel: for each 6 rows: the register tile sums the depth block into C
 // A panel (depth x 64 floats or 32 doubles, <= 96 KiB) is read from L2 by every tile of the row
-// block; the row block of A (96 x depth values, <= 288 KiB) from L2 by every panel.
+// block; the row block of A (132 x depth values, <= 396 KiB) from L2 by every panel.
 // Software prefetch (into L2; round 15, on a Zen 4 core, whose 32 KiB L1 the blocks above were
 // not tuned for): each tile's rows of C before it writes them, the next tile's rows of A on the
 // first panel, and an in-place B's next panel a slice per tile. ACR-NTL's 40960-row products,
 // one core: 40960 x 570 x 128 88.9 -> 99.7 GFLOP/s, 128 x 570 x 40960 (A transposed) 88.4 -> 95.8,
 // 40960 x 128 x 128 80.3 -> 97.8; the hot 2048-row ones and 1024^3 unchanged (~103-110).
+// Round 16 (Zen 4, one core; bench gemm/ hot, gemm_cold/ with operands and C in DRAM as in a
+// training step): a transposed A read in place instead of transposed into a packed copy, hot
+// 570 x 128 x 2048 3.28 -> 2.71 ms; the next block of A prefetched a slice per tile, and the next
+// depth block's packed columns of B with its first panel: cold 570 x 128 x 2048 3.16 -> 2.84-2.90,
+// 128 x 570 x 40960 62.3 -> 59-60 ms; row blocks of 132 (ACR-NTL's M = 128 in one: B's depth
+// block read once) instead of 96: 128 x 570 x 40960 hot 62.1 -> 60.4. Prefetching C a tile ahead
+// (for writing into L1, or into L2) lost or did nothing.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -45,9 +53,11 @@ constexpr int64_t kPanel = kMaxFV * simd<T>::lanes;
 // Swept on the bench gemm/ shapes (one Zen 5 core): depth 256 / 384 / 512, columns 256 / 640, rows
 // 96 / 192 all within ~5% on the untransposed products; 512-deep blocks lost 10-20% on the
 // transposed-A ones, 640 columns (all of ACR-NTL's 570 in one block: A transposed once) gained ~7%.
+// Again on a Zen 4 core (round 16): depth 192 / 256 lost 2-10% against 384; rows 132 (22 tiles)
+// and 192 equal on all but ACR-NTL's M = 128 weight gradients, where 96 cut B's reuse in two.
 constexpr int64_t kDepthBlock = 384;
 constexpr int64_t kColumnBlock = 640;
-constexpr int64_t kRowBlock = 96;
+constexpr int64_t kRowBlock = 132;
 
 // dst [depth][panel width] panels for columns j0 .. j0 + cols of op(B), depth k0 .. k0 + depth:
 // panel q holds columns q kPanel .. + width (width = whole vectors), starting at q kPanel depth;
@@ -112,9 +122,7 @@ void native_gemm(T* c, int64_t ldc, const T* a, int64_t lda, const T* b, int64_t
   // reused across calls on this thread; B's panels line-aligned (tensor/aligned.h: from malloc's
   // 16-byte alignment every vector load of a panel row straddled two cache lines)
   thread_local std::vector<T, LineAligned<T>> b_packed;
-  thread_local std::vector<T> a_packed;
   b_packed.resize(std::max<size_t>(b_packed.size(), depth_step * whole_vectors<T>(std::min(N, kColumnBlock))));
-  if (ta) a_packed.resize(std::max<size_t>(a_packed.size(), kRowBlock * depth_step));
   alignas(64) T edge[kTileP * kWidth];  // a tile's sums where its panel runs past N
 
   // B stored [K, N] and not negated, for up to kInPlaceRows rows of C: a panel of whole vectors is
@@ -134,14 +142,26 @@ void native_gemm(T* c, int64_t ldc, const T* a, int64_t lda, const T* b, int64_t
       const bool add = acc || k0 > 0;
       for (int64_t i0 = 0; i0 < M; i0 += kRowBlock) {
         const int64_t rows = std::min(kRowBlock, M - i0);
-        // row r of this block of op(A), depth k0 ..: in place, or transposed into a_packed
-        const T* a_rows = a + i0 * lda + k0;
-        int64_t a_ld = lda;
-        if (ta) {
-          transpose_copy(a_packed.data(), depth, a + k0 * lda + i0, lda, depth, rows);
-          a_rows = a_packed.data();
-          a_ld = depth;
+        // row r of this block of op(A), depth k0 ..: in place, A [M, K] row by row or A [K, M]
+        // column by column (the tile steps lda between depths; was transposed into a packed copy)
+        const T* a_rows = ta ? a + k0 * lda + i0 : a + i0 * lda + k0;
+        const int64_t a_row_step = ta ? 1 : lda, a_depth_step = ta ? lda : 1;
+        // the next block of A this will read (this depth block's next rows, or the next depth
+        // block's first rows) prefetched into L2 a slice per tile of this block: `lines` runs of
+        // `line_len` values at stride lda (A [M, K]: rows of the block; A [K, M]: its depths, at
+        // a stride out of the hardware prefetcher's reach)
+        const T* next_a = nullptr;
+        int64_t next_a_lines = 0, next_a_len = 0;
+        if (i0 + rows < M) {
+          const int64_t next_rows = std::min(kRowBlock, M - i0 - rows);
+          next_a = ta ? a + k0 * lda + i0 + rows : a + (i0 + rows) * lda + k0;
+          next_a_lines = ta ? depth : next_rows, next_a_len = ta ? next_rows : depth;
+        } else if (k0 + depth < K) {
+          const int64_t next_rows = std::min(kRowBlock, M), next_depth = std::min(depth_step, K - k0 - depth);
+          next_a = ta ? a + (k0 + depth) * lda : a + k0 + depth;
+          next_a_lines = ta ? next_depth : next_rows, next_a_len = ta ? next_rows : next_depth;
         }
+        const int64_t panels = (cols + kWidth - 1) / kWidth, block_tiles = (rows + kTileP - 1) / kTileP;
         for (int64_t q0 = 0; q0 < cols; q0 += kWidth) {
           const int64_t width = std::min(kWidth, whole_vectors<T>(cols - q0)), valid = std::min(width, cols - q0);
           const int fv = int(width / kLanes);
@@ -150,25 +170,34 @@ void native_gemm(T* c, int64_t ldc, const T* a, int64_t lda, const T* b, int64_t
           const int64_t ldw = in_place ? ldb : 0;
           const T* init = column_bias && k0 == 0 ? bias_padded.data() + j0 + q0 : nullptr;
           const int64_t tap0 = 0;
-          // B read in place: the next panel's rows (or the next depth block's first panel) are
-          // prefetched into L2 a slice per tile, their stride defeating the hardware's prefetcher
+          // B read in place: the next panel's rows (or the next depth block's first panel, and the
+          // columns past packed_from that pack_b will copy at its start) are prefetched into L2 a
+          // slice per tile, their stride defeating the hardware's prefetcher
           const T* next_panel = nullptr;
-          int64_t next_depth = depth;
+          int64_t next_depth = depth, next_packed_cols = 0;
           if (in_place) {
             if (q0 + kWidth < packed_from) next_panel = panel + kWidth;
-            else if (k0 + depth < K && packed_from > 0 && i0 + kRowBlock >= M) {  // (the last row block's)
+            else if (k0 + depth < K && packed_from > 0 && i0 + rows >= M) {  // (the last row block's)
               next_panel = b + (k0 + depth) * ldb + j0;
               next_depth = std::min(depth_step, K - k0 - depth);
+              next_packed_cols = cols - packed_from;
             }
           }
-          const int64_t tiles = (rows + kTileP - 1) / kTileP;
           for (int64_t p0 = 0; p0 < rows; p0 += kTileP) {
             if (next_panel) {
               const int64_t t = p0 / kTileP;
-              for (int64_t k = t * next_depth / tiles; k < (t + 1) * next_depth / tiles; ++k)
+              for (int64_t k = t * next_depth / block_tiles; k < (t + 1) * next_depth / block_tiles; ++k) {
                 prefetch_lines(next_panel + k * ldb, kWidth, false);
+                if (next_packed_cols > 0) prefetch_lines(next_panel + k * ldb + packed_from, next_packed_cols, false);
+              }
             }
-            // A read in place, first panel: the next tile's rows (from DRAM on their first use)
+            if (next_a) {
+              const int64_t t = q0 / kWidth * block_tiles + p0 / kTileP, all = panels * block_tiles;
+              for (int64_t l = t * next_a_lines / all; l < (t + 1) * next_a_lines / all; ++l)
+                prefetch_lines(next_a + l * lda, next_a_len, false);
+            }
+            // A [M, K], first panel: the next tile's rows as well (the first block's, which no
+            // block before prefetched; on the others, measured, a little faster than without)
             if (!ta && q0 == 0)
               for (int64_t r = i0 + p0 + kTileP; r < std::min(M, i0 + p0 + 2 * kTileP); ++r)
                 prefetch_lines(a + r * lda + k0, depth, false);
@@ -177,14 +206,14 @@ void native_gemm(T* c, int64_t ldc, const T* a, int64_t lda, const T* b, int64_t
             T* out[kTileP];
             for (int64_t p = 0; p < kTileP; ++p) {
               const int64_t r = p0 + std::min(p, m - 1);  // past m: the last row again, not stored
-              px[p] = a_rows + r * a_ld;
+              px[p] = a_rows + r * a_row_step;
               out[p] = valid == width ? c + (i0 + r) * ldc + j0 + q0 : edge + p * kWidth;
             }
             for (int64_t p = 0; p < m; ++p) prefetch_lines(c + (i0 + p0 + p) * ldc + j0 + q0, valid, true);
             if (valid == width) {
-              register_tile_fv(fv, add, out, px, m, panel, &tap0, 1, depth, init, ldw);
+              register_tile_fv(fv, add, out, px, m, panel, &tap0, 1, depth, init, ldw, a_depth_step);
             } else {  // the last panel of a row of C: sums to `edge`, then its valid columns to C
-              register_tile_fv(fv, false, out, px, m, panel, &tap0, 1, depth, init, ldw);
+              register_tile_fv(fv, false, out, px, m, panel, &tap0, 1, depth, init, ldw, a_depth_step);
               for (int64_t p = 0; p < m; ++p) {
                 T* dst = c + (i0 + p0 + p) * ldc + j0 + q0;
                 for (int64_t j = 0; j < valid; ++j) dst[j] = add ? dst[j] + edge[p * kWidth + j] : edge[p * kWidth + j];
