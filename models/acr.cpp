@@ -70,9 +70,14 @@ double acr_backward(AcrModel& model, const Tensor& x, const std::vector<int>& y,
   return total;
 }
 
+std::pair<std::vector<int64_t>, std::vector<int64_t>> rows_by_label(const std::vector<int>& y) {
+  std::pair<std::vector<int64_t>, std::vector<int64_t>> rows;  // (normal, anomalous)
+  for (size_t i = 0; i < y.size(); ++i) (y[i] ? rows.second : rows.first).push_back(static_cast<int64_t>(i));
+  return rows;
+}
+
 Var acr_reduce(const Var& ln, const Var& la, const std::vector<int>& y) {
-  std::vector<int64_t> normal, anomalous;
-  for (size_t i = 0; i < y.size(); ++i) (y[i] ? anomalous : normal).push_back(static_cast<int64_t>(i));
+  const auto [normal, anomalous] = rows_by_label(y);
   // A plain mean over all T*Q rows equals the mean of the per-task means (equal Q), acr.md §4.3.
   Var total = Var(Tensor::scalar(0.f, ln.data().device()));
   if (!normal.empty()) total = add(total, sum(index_select(ln, normal)));
@@ -132,7 +137,9 @@ Var AcrNtl::loss(const Tensor& x, const std::vector<int>& y, int64_t tasks) {
   check(x.size(0) == static_cast<int64_t>(y.size()), "AcrNtl::loss", "labels do not match the rows");
   net->train();
   Var z = net->embed(Var(x.to(net->device())), tasks);
-  return acr_reduce(dcl_loss(z, tau), dcl_anomaly_loss(z, tau), y);
+  // acr_reduce(dcl_loss(z), dcl_anomaly_loss(z), y) in one pass (each computed only where used)
+  const auto [normal, anomalous] = rows_by_label(y);
+  return dcl_acr_sum(z, normal, anomalous, tau) / static_cast<float>(y.size());
 }
 
 std::vector<double> AcrNtl::score(const Tensor& x, bool stationary, int64_t chunk) {

@@ -110,5 +110,7 @@ Tensor chunk_rows(const Tensor& x, int64_t b, int64_t e, Device device);
 
 // Per-row loss: L_n on normal rows, L_a on anomalous ones, summed and divided by the row count.
 Var acr_reduce(const Var& ln, const Var& la, const std::vector<int>& y);
+// The row indices with y = 0 (normal) and y != 0 (anomalous), in order.
+std::pair<std::vector<int64_t>, std::vector<int64_t>> rows_by_label(const std::vector<int>& y);
 
 }  // namespace normad::models

@@ -55,6 +55,23 @@ Var dcl_anomaly_loss(const Var& z, float tau) {
   return sum(sub(masked_lse(sim, false), masked_lse(sim, true)), {1}) / dcl_scale(K);
 }
 
+Var dcl_acr_sum(const Var& z, const std::vector<int64_t>& normal, const std::vector<int64_t>& anomalous, float tau) {
+  // One pass over what both losses share: the similarities s [N, V, V] and ln den_k [N, K].
+  Var sim = view_similarities(z, tau, "dcl_acr_sum");
+  const int64_t N = z.size(0), K = z.size(1) - 1;
+  Var den = masked_lse(sim, false);
+  Var total = Var(Tensor::scalar(0.f, sim.data().device()));
+  if (!normal.empty()) {  // DCL of the normal rows: sum_k ln den_k - s(k, 0)
+    Var pos = reshape(slice(slice(sim, 1, 1, K + 1), 2, 0, 1), {N, K});
+    total = add(total, sum(index_select(sub(den, pos), normal)));
+  }
+  if (!anomalous.empty()) {  // the anomaly loss of the anomalous rows only: sum_k ln den_k - ln(den_k - pos_k)
+    Var den_minus_pos = masked_lse(index_select(sim, anomalous), true);
+    total = add(total, sum(sub(index_select(den, anomalous), den_minus_pos)));
+  }
+  return total / dcl_scale(K);
+}
+
 NtlConfig ntl_defaults(NtlConfig c) {
   check(c.x_dim > 0, "NeutralAD", "x_dim must be positive");
   check(c.K >= 2, "NeutralAD", "needs K >= 2 transformations, got " + std::to_string(c.K));

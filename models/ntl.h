@@ -24,6 +24,12 @@ Var dcl_loss(const Var& z, float tau = 0.1f);
 // ACR-NTL's anomaly loss (acr.md §4.2): (1 / (K ln K)) sum_k -ln(1 - pos_k / den_k), computed as
 // ln den_k - ln sum_{l not in {0, k}} exp s(k, l), free of the cancellation in 1 - pos/den. -> [N].
 Var dcl_anomaly_loss(const Var& z, float tau = 0.1f);
+// ACR-NTL's loss summed over rows (acr.md 4.2-4.3): dcl_loss of the `normal` rows plus
+// dcl_anomaly_loss of the `anomalous` ones -> scalar. The same sums as the two losses on every row
+// then picked (the similarities and ln den_k computed once for both, the anomaly loss's second
+// log-sum-exp on the anomalous rows only); tested against them, values and gradients.
+Var dcl_acr_sum(const Var& z, const std::vector<int64_t>& normal, const std::vector<int64_t>& anomalous,
+                float tau = 0.1f);
 
 struct NtlConfig {
   int64_t x_dim = 0;
