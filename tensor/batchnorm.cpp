@@ -225,7 +225,7 @@ void sums_then_rows(const BnShape& s, int64_t G, F f, std::array<std::vector<dou
       for (int64_t g = g0; g < g1; ++g) {
         one_group_sums<2>(s, G, g, f, sums);
         finish(g * C, (g + 1) * C);
-        rows(g * Q, (g + 1) * Q);
+        rows(g * Q, (g + 1) * Q);  // the group's rows normalised while in cache
       }
     });
     return;
@@ -350,7 +350,7 @@ Tensor batch_norm_train_act(const Tensor& x, const Tensor& gamma, const Tensor& 
         for (int64_t g = g0; g < g1; ++g) {
           plane_range(g * Q, (g + 1) * Q);
           combine(g, 0, C);
-          rows(g * Q, (g + 1) * Q);
+          rows(g * Q, (g + 1) * Q);  // the group's planes normalised while in cache
         }
       });
     } else {

@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include <Eigen/Core>
 
@@ -25,6 +26,7 @@ extern "C" void dpotrf_(const char* uplo, const int* n, double* a, const int* ld
 #endif
 #include <Eigen/Cholesky>
 
+#include "tensor/aligned.h"
 #include "tensor/gemm.h"
 #include "tensor/cpu.h"
 #include "tensor/parallel.h"
@@ -408,10 +410,20 @@ void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_
   const int64_t eighth = native ? (len + 7) / 8 : len / 8;
   const int64_t kBlock = std::clamp<int64_t>((eighth + align - 1) / align * align, min_block, max_block);
   const int64_t blocks = (len + kBlock - 1) / kBlock;
+  // Native row blocks of a B stored [N, K] (a Linear's x W^T): B packed once for all of them (each
+  // call packed it again: ACR-NTL's [40960, 128] x [128, 128]^T in 80 blocks), at most 16 MB
+  // (tensor/aligned.h: line-aligned, as the engine's own panels). The same panels: no value changes.
+  std::vector<float, LineAligned<float>> packed_b;
+  if (native && by_rows && tb && blocks > 1 && native_packed_b_floats(K, N) <= (int64_t(4) << 20)) {
+    packed_b.resize(native_packed_b_floats(K, N));
+    native_pack_b(packed_b.data(), b, ldb, K, N, tb);
+  }
   parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t s = blk * kBlock, n = std::min(len, s + kBlock) - s;
-      if (by_rows)  // rows s..s+n of C use rows s..s+n of op(A) (columns of the stored [K, M] when ta)
+      if (by_rows && !packed_b.empty())  // rows s..s+n of C, B shared
+        native_sgemm(c + s * N, N, ta ? a + s : a + s * K, lda, b, ldb, n, N, K, ta, tb, acc, bias, packed_b.data());
+      else if (by_rows)  // rows s..s+n of C use rows s..s+n of op(A) (columns of the stored [K, M] when ta)
         gemm_block(engine, c + s * N, N, ta ? a + s : a + s * K, lda, b, ldb, n, N, K, ta, tb, acc, bias);
       else  // columns s..s+n of C use columns s..s+n of op(B) (rows of the stored [N, K] when tb)
         gemm_block(engine, c + s, N, a, lda, tb ? b + s * K : b + s, ldb, M, n, K, ta, tb, acc,

@@ -98,10 +98,17 @@ inline void prefetch_lines(const T* begin, int64_t n, bool write) {
   }
 }
 
+// The blocks of K: equal, of at most kDepthBlock (570 -> 2 x 285, not 384 + 186).
+inline int64_t depth_step_of(int64_t K) {
+  const int64_t depth_blocks = (K + kDepthBlock - 1) / kDepthBlock;
+  return (K + depth_blocks - 1) / depth_blocks;
+}
+
 // acc: 0 stores C, 1 adds to it, -1 subtracts from it (bias only with 0 or 1).
+// prepacked (or null): every (column block, depth block) of op(B) packed in loop order (native_pack_b).
 template <class T>
 void native_gemm(T* c, int64_t ldc, const T* a, int64_t lda, const T* b, int64_t ldb, int64_t M, int64_t N,
-                 int64_t K, bool ta, bool tb, int acc, const T* column_bias) {
+                 int64_t K, bool ta, bool tb, int acc, const T* column_bias, const T* prepacked = nullptr) {
   constexpr int64_t kLanes = simd<T>::lanes, kWidth = kPanel<T>;
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {  // an empty sum: C = bias (or 0), or C + bias (or unchanged) when accumulating
@@ -116,13 +123,11 @@ void native_gemm(T* c, int64_t ldc, const T* a, int64_t lda, const T* b, int64_t
     bias_padded.assign(whole_vectors<T>(N), T(0));
     std::copy(column_bias, column_bias + N, bias_padded.begin());
   }
-  // the depth in equal blocks of at most kDepthBlock (570 -> 2 x 285, not 384 + 186)
-  const int64_t depth_blocks = (K + kDepthBlock - 1) / kDepthBlock;
-  const int64_t depth_step = (K + depth_blocks - 1) / depth_blocks;
+  const int64_t depth_step = depth_step_of(K);
   // reused across calls on this thread; B's panels line-aligned (tensor/aligned.h: from malloc's
   // 16-byte alignment every vector load of a panel row straddled two cache lines)
   thread_local std::vector<T, LineAligned<T>> b_packed;
-  b_packed.resize(std::max<size_t>(b_packed.size(), depth_step * whole_vectors<T>(std::min(N, kColumnBlock))));
+  if (!prepacked) b_packed.resize(std::max<size_t>(b_packed.size(), depth_step * whole_vectors<T>(std::min(N, kColumnBlock))));
   alignas(64) T edge[kTileP * kWidth];  // a tile's sums where its panel runs past N
 
   // B stored [K, N] and not negated, for up to kInPlaceRows rows of C: a panel of whole vectors is
@@ -131,13 +136,20 @@ void native_gemm(T* c, int64_t ldc, const T* a, int64_t lda, const T* b, int64_t
   // gradients, M = 128 or 570) and 8% of 1024^3; with tens of thousands of rows reusing each panel
   // the packed copy's locality won (40960 x 570 x 128: 200 -> 192 GFLOP/s in place).
   constexpr int64_t kInPlaceRows = 2048;
-  const bool b_in_place = !tb && acc >= 0 && M <= kInPlaceRows;
+  const bool b_in_place = !prepacked && !tb && acc >= 0 && M <= kInPlaceRows;
+  const T* next_prepacked = prepacked;
   for (int64_t j0 = 0; j0 < N; j0 += kColumnBlock) {
     const int64_t cols = std::min(kColumnBlock, N - j0);
     const int64_t packed_from = !b_in_place ? 0 : cols % kLanes == 0 ? cols : (cols - 1) / kWidth * kWidth;
     for (int64_t k0 = 0; k0 < K; k0 += depth_step) {
       const int64_t depth = std::min(depth_step, K - k0);
-      pack_b(b_packed.data(), b, ldb, tb, k0, depth, j0, cols, acc < 0, packed_from);
+      const T* packed_block = b_packed.data();
+      if (prepacked) {
+        packed_block = next_prepacked;
+        next_prepacked += depth * whole_vectors<T>(cols);
+      } else {
+        pack_b(b_packed.data(), b, ldb, tb, k0, depth, j0, cols, acc < 0, packed_from);
+      }
       // the first depth block stores into C (unless accumulating), the later ones add to it
       const bool add = acc || k0 > 0;
       for (int64_t i0 = 0; i0 < M; i0 += kRowBlock) {
@@ -166,7 +178,7 @@ void native_gemm(T* c, int64_t ldc, const T* a, int64_t lda, const T* b, int64_t
           const int64_t width = std::min(kWidth, whole_vectors<T>(cols - q0)), valid = std::min(width, cols - q0);
           const int fv = int(width / kLanes);
           const bool in_place = q0 < packed_from;
-          const T* panel = in_place ? b + k0 * ldb + j0 + q0 : b_packed.data() + q0 * depth;
+          const T* panel = in_place ? b + k0 * ldb + j0 + q0 : packed_block + q0 * depth;
           const int64_t ldw = in_place ? ldb : 0;
           const T* init = column_bias && k0 == 0 ? bias_padded.data() + j0 + q0 : nullptr;
           const int64_t tap0 = 0;
@@ -229,8 +241,25 @@ void native_gemm(T* c, int64_t ldc, const T* a, int64_t lda, const T* b, int64_t
 }  // namespace
 
 void native_sgemm(float* c, int64_t ldc, const float* a, int64_t lda, const float* b, int64_t ldb, int64_t M,
-                  int64_t N, int64_t K, bool ta, bool tb, bool acc, const float* column_bias) {
-  native_gemm<float>(c, ldc, a, lda, b, ldb, M, N, K, ta, tb, acc ? 1 : 0, column_bias);
+                  int64_t N, int64_t K, bool ta, bool tb, bool acc, const float* column_bias, const float* packed_b) {
+  native_gemm<float>(c, ldc, a, lda, b, ldb, M, N, K, ta, tb, acc ? 1 : 0, column_bias, packed_b);
+}
+
+int64_t native_packed_b_floats(int64_t K, int64_t N) {
+  return K * whole_vectors<float>(N);  // each column block: depth x its whole vectors, over all depths
+}
+
+void native_pack_b(float* packed, const float* b, int64_t ldb, int64_t K, int64_t N, bool tb) {
+  if (K <= 0 || N <= 0) return;  // nothing to pack (native_sgemm never reads it then)
+  const int64_t depth_step = depth_step_of(K);
+  for (int64_t j0 = 0; j0 < N; j0 += kColumnBlock) {
+    const int64_t cols = std::min(kColumnBlock, N - j0);
+    for (int64_t k0 = 0; k0 < K; k0 += depth_step) {
+      const int64_t depth = std::min(depth_step, K - k0);
+      pack_b(packed, b, ldb, tb, k0, depth, j0, cols, false, 0);
+      packed += depth * whole_vectors<float>(cols);
+    }
+  }
 }
 
 void native_dgemm(double* c, int64_t ldc, const double* a, int64_t lda, const double* b, int64_t ldb, int64_t M,

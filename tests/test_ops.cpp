@@ -465,12 +465,14 @@ TEST_CASE("the GEMM engine: the automatic choice, the override, and a build with
 // K = 0 an empty sum.
 TEST_CASE("native_sgemm: depth, column, row and tile edges against a triple loop", "[ops]") {
   Generator g(11);
-  // (110, 700, 800): row blocks 96 + 14 (tiles of 6 + 2 rows), column blocks 640 + 60 (a panel
+  // (140, 700, 800): row blocks 132 + 8 (tiles of 6 + 2 rows), column blocks 640 + 60 (a panel
   // of 4 vectors with 4 unused lanes on AVX-512), depth 3 x 267; (7, 65, 385): one column past a
   // panel, depth 2 x 193; (1, 1, 1); (5, 3, 0): an empty sum
   // (B [K, N] is read in place up to 2048 rows of C, panels of whole vectors: 80 = 64 + 16 columns
   // both in place, 65 = 64 in place + 1 packed, 700 = 640 in place + 60 packed; 2049 rows pack all)
-  for (auto [M, N, K] : {std::tuple<int64_t, int64_t, int64_t>{110, 700, 800}, {7, 65, 385}, {9, 80, 50},
+  // Each call also with op(B) packed beforehand (native_pack_b, as gemm() shares it between row
+  // blocks): the same bits.
+  for (auto [M, N, K] : {std::tuple<int64_t, int64_t, int64_t>{140, 700, 800}, {7, 65, 385}, {9, 80, 50},
                          {2049, 33, 20}, {1, 1, 1}, {5, 3, 0}})
     for (int ta = 0; ta < 2; ++ta)
       for (int tb = 0; tb < 2; ++tb)
@@ -483,7 +485,13 @@ TEST_CASE("native_sgemm: depth, column, row and tile edges against a triple loop
           const float* B = b.data();
           std::vector<float> c(M * ldc);
           for (size_t i = 0; i < c.size(); ++i) c[i] = int64_t(i % ldc) >= N ? -7.f : 0.5f;  // gaps: -7
+          std::vector<float> c_prepacked = c;
           cpu::native_sgemm(c.data(), ldc, A, lda, B, ldb, M, N, K, ta, tb, acc, with_bias ? bias.data() : nullptr);
+          std::vector<float> packed(std::max<int64_t>(1, cpu::native_packed_b_floats(K, N)));
+          cpu::native_pack_b(packed.data(), B, ldb, K, N, tb);
+          cpu::native_sgemm(c_prepacked.data(), ldc, A, lda, nullptr, ldb, M, N, K, ta, tb, acc,
+                            with_bias ? bias.data() : nullptr, packed.data());
+          CHECK(std::memcmp(c.data(), c_prepacked.data(), c.size() * sizeof(float)) == 0);
           const std::string mode = "M " + std::to_string(M) + " N " + std::to_string(N) + " K " + std::to_string(K) +
                                    " ta=" + std::to_string(ta) + " tb=" + std::to_string(tb) + " acc=" + std::to_string(acc) +
                                    " bias=" + std::to_string(with_bias);
@@ -513,9 +521,9 @@ TEST_CASE("native_sgemm: depth, column, row and tile edges against a triple loop
 // double triple loop within K 2^-53 sum_k |a_ik b_kj|, the gaps between rows of C untouched.
 TEST_CASE("native_dgemm: store, add and subtract at block and tile edges against a triple loop", "[ops]") {
   Generator g(12);
-  // (110, 700, 400): row blocks 96 + 14, column blocks 640 + 60 (a full panel and one of 28
+  // (140, 700, 400): row blocks 132 + 8, column blocks 640 + 60 (a full panel and one of 28
   // valid columns), depth 2 x 200; (7, 65, 385): one column past two panels, depth 2 x 193
-  for (auto [M, N, K] : {std::tuple<int64_t, int64_t, int64_t>{110, 700, 400}, {7, 65, 385}, {1, 1, 1}, {5, 3, 0}})
+  for (auto [M, N, K] : {std::tuple<int64_t, int64_t, int64_t>{140, 700, 400}, {7, 65, 385}, {1, 1, 1}, {5, 3, 0}})
     for (int ta = 0; ta < 2; ++ta)
       for (int tb = 0; tb < 2; ++tb)
         for (int acc = -1; acc <= 1; ++acc) {
