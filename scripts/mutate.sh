@@ -31,21 +31,13 @@ failures() {
   sed -n '/^The following tests FAILED:/,$p' "$1" | grep -E '^[[:space:]]+[0-9]+ - .* \([^)]*\)$' |
     sed 's/^[[:space:]]*//' | sort || true
 }
-(cd "$scratch/build" && ctest -j "$jobs" > "$scratch/baseline.log" 2>&1) || true
+# mutations_apply is left out: a mutated line no longer reads as its entry, which it would flag (a
+# false kill every time)
+(cd "$scratch/build" && ctest -j "$jobs" -E '^mutations_apply$' > "$scratch/baseline.log" 2>&1) || true
 baseline=$(failures "$scratch/baseline.log")
 [ -z "$baseline" ] || printf "mutate: failing before any mutation (not counted):\n%s\n" "$baseline" >&2
 # name<TAB>file<TAB>from<TAB>to, one line per mutation.
-"$python" - "$root/tests/mutations.txt" > "$scratch/list.tsv" <<'PY'
-import sys
-blocks = [b for b in open(sys.argv[1]).read().split("\n\n")]
-for b in blocks:
-    f = {}
-    for line in b.splitlines():
-        if line.startswith("#") or ": " not in line: continue
-        k, v = line.split(": ", 1)
-        f[k] = v
-    if f: print("\t".join([f["name"], f["file"], f["from"], f["to"]]))
-PY
+"$python" "$root/scripts/mutations.py" list "$root/tests/mutations.txt" > "$scratch/list.tsv"
 
 killed=0; survived=0; errors=0; report=""
 while IFS=$'\t' read -r name file from to; do
@@ -62,7 +54,7 @@ PY
   if ! cmake --build "$scratch/build" -j "$jobs" > "$scratch/build.log" 2>&1 < /dev/null; then
     verdict="KILLED    (does not compile)"
   else
-    (cd "$scratch/build" && ctest -j "$jobs" > "$scratch/ctest.log" 2>&1 < /dev/null) || true  # no test may eat the list
+    (cd "$scratch/build" && ctest -j "$jobs" -E '^mutations_apply$' > "$scratch/ctest.log" 2>&1 < /dev/null) || true  # no test may eat the list
     red=$(comm -13 <(echo "$baseline") <(failures "$scratch/ctest.log") | grep -c . || true)
     grep -q "tests passed" "$scratch/ctest.log" || red=1  # ctest itself did not finish
     [ "$red" -gt 0 ] && verdict="KILLED    ($red tests red)" || verdict="SURVIVED"
