@@ -113,13 +113,13 @@ Var TabNtl::embed(const Var& x, int64_t T) {
   // views)), the same sums; the concatenation holds h = 128 columns instead of D = 570 (ACR-NTL's
   // step copied a [T V Q, D] = 93 MB concat and its gradient back out in 19 pieces), each view's
   // output is still in cache when the Linear reads it, and the view x itself needs no gradient.
-  // (Its weight gradient is now the sum of the V views' products, in view order, instead of one
-  // product over all T V Q rows: the same value, other rounding.)
+  // (Its weight and bias gradients are now sums of the V views' parts, in view order, instead of
+  // one product / one column sum over all T V Q rows: the same values, other rounding.)
   const nn::ModulePtr first_linear = (*enc_)[0];
-  const int64_t h = dynamic_cast<nn::Linear&>(*first_linear).weight.size(0);
   std::vector<Var> views_h;
   views_h.push_back((*first_linear)(x));
   for (auto& t : trans_) views_h.push_back((*first_linear)((*t)(x)));  // forward type: the view is T_k(x) (§7.4)
+  const int64_t h = views_h[0].size(1);
   // rows in [T, V, Q, h] order: each task's views of its rows are contiguous, one BN group (each
   // view [T, Q, h] goes in as [T, 1, Q, h], concatenated along dim 1)
   for (Var& v : views_h) v = reshape(v, {T, 1, Q, h});

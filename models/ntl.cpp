@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <utility>
 
 #include "nn/optim.h"
 #include "tensor/backend.h"
@@ -38,14 +39,18 @@ Var masked_lse(const Var& sim, bool exclude_original) {
 
 float dcl_scale(int64_t K) { return static_cast<float>(K) * std::log(static_cast<float>(K)); }
 
+// DCL's two terms for the transformed views k = 1..K of sim [N, V, V]: ln den_k (the log-sum-exp of
+// s(k, l) over l != k) and ln pos_k = s(k, 0), each [N, K].
+std::pair<Var, Var> log_den_and_pos(const Var& sim) {
+  const int64_t N = sim.size(0), K = sim.size(1) - 1;
+  return {masked_lse(sim, false), reshape(slice(slice(sim, 1, 1, K + 1), 2, 0, 1), {N, K})};
+}
+
 }  // namespace
 
 Var dcl_loss(const Var& z, float tau) {
-  Var sim = view_similarities(z, tau, "dcl_loss");
-  const int64_t N = z.size(0), K = z.size(1) - 1;
-  Var den = masked_lse(sim, false);                                    // ln den_k, [N, K]
-  Var pos = reshape(slice(slice(sim, 1, 1, K + 1), 2, 0, 1), {N, K});  // ln pos_k = s(k, 0)
-  return sum(sub(den, pos), {1}) / dcl_scale(K);
+  const auto [den, pos] = log_den_and_pos(view_similarities(z, tau, "dcl_loss"));
+  return sum(sub(den, pos), {1}) / dcl_scale(z.size(1) - 1);
 }
 
 Var dcl_anomaly_loss(const Var& z, float tau) {
@@ -58,18 +63,15 @@ Var dcl_anomaly_loss(const Var& z, float tau) {
 Var dcl_acr_sum(const Var& z, const std::vector<int64_t>& normal, const std::vector<int64_t>& anomalous, float tau) {
   // One pass over what both losses share: the similarities s [N, V, V] and ln den_k [N, K].
   Var sim = view_similarities(z, tau, "dcl_acr_sum");
-  const int64_t N = z.size(0), K = z.size(1) - 1;
-  Var den = masked_lse(sim, false);
+  const auto [den, pos] = log_den_and_pos(sim);
   Var total = Var(Tensor::scalar(0.f, sim.data().device()));
-  if (!normal.empty()) {  // DCL of the normal rows: sum_k ln den_k - s(k, 0)
-    Var pos = reshape(slice(slice(sim, 1, 1, K + 1), 2, 0, 1), {N, K});
+  if (!normal.empty())  // DCL of the normal rows: sum_k ln den_k - s(k, 0)
     total = add(total, sum(index_select(sub(den, pos), normal)));
-  }
   if (!anomalous.empty()) {  // the anomaly loss of the anomalous rows only: sum_k ln den_k - ln(den_k - pos_k)
     Var den_minus_pos = masked_lse(index_select(sim, anomalous), true);
     total = add(total, sum(sub(index_select(den, anomalous), den_minus_pos)));
   }
-  return total / dcl_scale(K);
+  return total / dcl_scale(z.size(1) - 1);
 }
 
 NtlConfig ntl_defaults(NtlConfig c) {

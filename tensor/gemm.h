@@ -75,10 +75,11 @@ bool openblas_built_in();
 void native_sgemm(float* c, int64_t ldc, const float* a, int64_t lda, const float* b, int64_t ldb, int64_t M,
                   int64_t N, int64_t K, bool ta, bool tb, bool acc, const float* column_bias = nullptr,
                   const float* packed_b = nullptr);
-// op(B) [K, N] packed once as every native_sgemm call with these K and N packs it (its column and
+// op(B) [K, N] packed as native_sgemm packs it where it does not read B in place (its column and
 // depth blocks in loop order, each as panels), for the row blocks of one product to share: gemm()
 // packed a transposed B once per row block (a Linear's weight 80 times on 40960 rows). Size:
-// native_packed_b_floats(K, N).
+// native_packed_b_floats(K, N); a line-aligned buffer (tensor/aligned.h) keeps the panels' vector
+// loads within cache lines, as gemm() allocates it.
 int64_t native_packed_b_floats(int64_t K, int64_t N);
 void native_pack_b(float* packed, const float* b, int64_t ldb, int64_t K, int64_t N, bool tb);
 // The same in double (gemm_f64 under the native engine): C = op(A) op(B) (acc 0), C += (acc 1),

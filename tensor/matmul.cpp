@@ -387,16 +387,18 @@ void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_
   // Split the longer output side (native, transposed A from 128 rows: the rows) into blocks sized
   // from the shape alone (about 8 of them, 64 to 512 long, a multiple of 16; native row blocks 66
   // to 510, a multiple of 6); each block is one engine call whatever the thread count, so every
-  // element sees the same kernel blocking. The engine packs the other operand once per block, so
-  // blocks much smaller than that re-pack it too often (64-row blocks cost 1.5x on 4096 x 4096 x 512).
+  // element sees the same kernel blocking. Eigen and OpenBLAS pack the other operand once per block,
+  // so blocks much smaller than that re-pack it too often (64-row blocks cost 1.5x on 4096 x 4096 x
+  // 512); the native engine's row blocks share one packed B where it is packed (stored [N, K], below).
   // The native engine's column blocks are whole panels of its tile (64 columns on AVX-512): 80-column
   // blocks left a 16-wide panel in each, a 6 x 1-vector tile with one multiply-add per load
   // (ACR-NTL's [2048, 128]^T [2048, 570]: 149 -> 172 GFLOP/s, one Zen 5 core).
   // Under the native engine:
   // - a transposed A ([K, M] stored) goes by rows from 128 rows on (two blocks at least; fewer rows
-  //   stay in column blocks, which keep more than two threads busy): each column block transposed
-  //   the whole of A again (ACR-NTL's [2048, 128]^T [2048, 570], 5 blocks of 128 columns: 174 ->
-  //   188 GFLOP/s as two row blocks, one core), and the two blocks split evenly on two threads;
+  //   stay in column blocks, which keep more than two threads busy): each column block read the
+  //   whole of A again (then transposing it, until round 16: ACR-NTL's [2048, 128]^T [2048, 570], 5
+  //   blocks of 128 columns, 174 -> 188 GFLOP/s as two row blocks, one core), and the two blocks
+  //   split evenly on two threads;
   // - row blocks are whole tiles (6 rows) but the last, as about 8 equal blocks: 80-row blocks
   //   left a 2-row tile in each (M = 570: 8 blocks, 7 x 80 + 10, 320 / 250 rows on two threads;
   //   now 7 x 72 + 66, 288 / 282). The sums of every element are the same chains of multiply-adds

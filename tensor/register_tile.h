@@ -2,7 +2,7 @@
 // lanes summed in registers over taps x depth (the implicit GEMM of tensor/conv.cpp, the GEMM
 // engine of tensor/sgemm.cpp in float and double), and the transposed copies both use to reorder
 // operands (floats through 16 x 16 register blocks).
-// Math: rows[p][lane] (+)= init[lane] + sum_t sum_c px[p][tap_off[t] + c] wb[t][c][lane]; dst = src^T.
+// Math: rows[p][lane] (+)= init[lane] + sum_t sum_c px[p][tap_off[t] + c px_step] wb[t][c][lane]; dst = src^T.
 // Tested through its callers: tests/test_conv.cpp (the implicit passes against double loops) and
 // tests/test_ops.cpp (gemm under each engine against a triple loop, transposed operands, edges;
 // native_dgemm against a long double loop).
@@ -102,8 +102,10 @@ inline void transpose_copy(float* dst, int64_t ldd, const float* src, int64_t ld
       for (int64_t i = 0; i < 16; ++i)
         r[i] = i < nr ? _mm512_maskz_loadu_ps(col_mask, src + (i0 + i) * lds + j0) : _mm512_setzero_ps();
       // the same columns two row blocks on, into L1 ahead of their loads (rows that exist only: the
-      // convolutions' copies of <= 32 rows prefetch nothing): the GEMM's transposed A over 40960
-      // rows, [K, M] read from memory 16 rows at a time, 148 -> 162 GFLOP/s on [128, 128] products
+      // convolutions' copies of <= 32 rows prefetch nothing). Measured when the GEMM transposed its
+      // A ([K, M] over 40960 rows read from memory 16 rows at a time: 148 -> 162 GFLOP/s on [128,
+      // 128] products); since round 16 the GEMM reads A in place, and the copies of more than 32 rows
+      // left are B's panels (<= 64 rows of a B stored [N, K]) and the convolutions' write-backs
       for (int64_t i = 32; i < 48 && i0 + i < rows; ++i)
         _mm_prefetch(reinterpret_cast<const char*>(src + (i0 + i) * lds + j0), _MM_HINT_T0);
       transpose16(r);

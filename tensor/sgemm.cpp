@@ -8,7 +8,8 @@
 // order). Subtraction packs B negated (exact), so C -= AB rounds as C += A(-B).
 // Tested by tests/test_ops.cpp: gemm under each engine against a plain triple loop (all four
 // transpositions, accumulate, edges of every block: M, N, K not multiples of the tile or the
-// blocks), native_sgemm and native_dgemm directly on strided operands, gemm_f64 (store, add,
+// blocks), native_sgemm and native_dgemm directly on strided operands (native_sgemm also with B
+// packed beforehand by native_pack_b: the same bits), gemm_f64 (store, add,
 // subtract) and cholesky_f64 under each engine, 1 vs 2 threads, and the models' tests run on it
 // wherever it is the automatic engine.
 //
@@ -16,6 +17,7 @@
 //   for each block of kColumnBlock columns of C (jc):
 //     for each block of depth, K cut into equal blocks of at most kDepthBlock (pc):
 //       pack B[pc.., jc..] as panels of kMaxFV vectors of columns, [depth][panel width], zero-padded
+//       (or take them from a B packed beforehand, or read whole panels of a B [K, N] in place)
 //       for each block of kRowBlock rows (ic):
 //         A read in place: row by row when stored [M, K], column by column when [K, M] (the
 //         tile's 6 values at one depth then sit side by side in one row of A)
@@ -35,6 +37,7 @@
 // block read once) instead of 96: 128 x 570 x 40960 hot 62.1 -> 60.4. Prefetching C a tile ahead
 // (for writing into L1, or into L2) lost or did nothing.
 #include <algorithm>
+#include <cassert>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -52,12 +55,15 @@ template <class T>
 constexpr int64_t kPanel = kMaxFV * simd<T>::lanes;
 // Swept on the bench gemm/ shapes (one Zen 5 core): depth 256 / 384 / 512, columns 256 / 640, rows
 // 96 / 192 all within ~5% on the untransposed products; 512-deep blocks lost 10-20% on the
-// transposed-A ones, 640 columns (all of ACR-NTL's 570 in one block: A transposed once) gained ~7%.
+// transposed-A ones, 640 columns (all of ACR-NTL's 570 in one block: A, then transposed into a
+// packed copy, transposed once) gained ~7%.
 // Again on a Zen 4 core (round 16): depth 192 / 256 lost 2-10% against 384; rows 132 (22 tiles)
 // and 192 equal on all but ACR-NTL's M = 128 weight gradients, where 96 cut B's reuse in two.
 constexpr int64_t kDepthBlock = 384;
 constexpr int64_t kColumnBlock = 640;
 constexpr int64_t kRowBlock = 132;
+// native_packed_b_floats counts whole vectors of N: every column block but the last is whole panels
+static_assert(kColumnBlock % kPanel<float> == 0 && kColumnBlock % kPanel<double> == 0);
 
 // dst [depth][panel width] panels for columns j0 .. j0 + cols of op(B), depth k0 .. k0 + depth:
 // panel q holds columns q kPanel .. + width (width = whole vectors), starting at q kPanel depth;
@@ -124,6 +130,7 @@ void native_gemm(T* c, int64_t ldc, const T* a, int64_t lda, const T* b, int64_t
     std::copy(column_bias, column_bias + N, bias_padded.begin());
   }
   const int64_t depth_step = depth_step_of(K);
+  assert(!prepacked || acc >= 0);  // a prepacked B is not negated (C -= AB packs it negated)
   // reused across calls on this thread; B's panels line-aligned (tensor/aligned.h: from malloc's
   // 16-byte alignment every vector load of a panel row straddled two cache lines)
   thread_local std::vector<T, LineAligned<T>> b_packed;

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <utility>
 
+#include "nn/init.h"
 #include "nn/layers.h"
 #include "tests/helpers.h"
 
@@ -282,6 +283,26 @@ TEST_CASE("nn: BatchNorm::forward_relu and Sequential's BN + ReLU fusion match t
     CHECK(test::same_bits(bn_seq->weight.grad(), bn_one->weight.grad()));
     CHECK(test::same_bits(bn_seq->bias.grad(), bn_one->bias.grad()));
   }
+}
+
+TEST_CASE("nn::Sequential::forward_from runs the layers from its index on, fusion included", "[batchnorm][nn]") {
+  Generator g(23), init(4);
+  auto linear = [&](int64_t a, int64_t b) {
+    auto l = std::make_shared<nn::Linear>(a, b);
+    nn::init::torch_default_(l->weight.data(), &l->bias.data(), init);
+    return l;
+  };
+  nn::Sequential seq({linear(6, 5), std::make_shared<nn::BatchNorm1d>(5), std::make_shared<nn::ReLU>(), linear(5, 3)});
+  const Tensor x = g.normal({12, 6});
+  // in eval mode, so that the two passes see the same (running) statistics
+  seq.eval();
+  const Tensor whole = seq(Var(x)).data();
+  CHECK(test::same_bits(seq.forward_from((*seq[0])(Var(x)), 1).data(), whole));
+  CHECK(test::same_bits(seq.forward_from(Var(x), 0).data(), whole));
+  CHECK(test::same_bits(seq.forward_from(Var(x), seq.size()).data(), x));  // no layers left: x itself
+  // from index 3: the last Linear alone
+  const Tensor h = g.normal({12, 5});
+  CHECK(test::same_bits(seq.forward_from(Var(h), 3).data(), (*seq[3])(Var(h)).data()));
 }
 
 TEST_CASE("nn::BatchNorm: train/eval modes, batch statistics in eval, groups", "[batchnorm][nn]") {

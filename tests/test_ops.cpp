@@ -293,10 +293,11 @@ TEST_CASE("matmul and bmm match a plain triple loop in every transpose mode", "[
   // gemm's column-block split (3 x 200 x 600) and its depth split: 4 chunks of 2250 (K = 9000), 16
   // of 2500 (K = 40000)
   // native engine: a transposed A from 128 rows on by row blocks (128 x 300: 66 + 62 rows), row
-  // blocks of whole 6-row tiles (570 x 40: 7 x 72 + 66)
+  // blocks of whole 6-row tiles (570 x 40: 7 x 72 + 66); 270 x 420 x 660: row blocks sharing one
+  // packed B (when transposed) of two column blocks (640 + 20) and two depth blocks (2 x 210)
   for (auto [M, K, N] : {std::tuple{5, 7, 3}, std::tuple{130, 70, 90}, std::tuple{3, 64, 300},
                           std::tuple{3, 200, 600}, std::tuple{20, 9000, 24}, std::tuple{5, 40000, 7},
-                          std::tuple{128, 50, 300}, std::tuple{570, 30, 40}}) {
+                          std::tuple{128, 50, 300}, std::tuple{570, 30, 40}, std::tuple{270, 420, 660}}) {
     for (int ta = 0; ta < 2; ++ta)
       for (int tb = 0; tb < 2; ++tb) {
         Tensor a = g.normal(ta ? Shape{K, M} : Shape{M, K});
@@ -457,7 +458,7 @@ TEST_CASE("the GEMM engine: the automatic choice, the override, and a build with
     test::expect_close(out[i], out[0], 1e-4, 1e-4, std::string(engine_name(gemm_engines()[i])) + " vs eigen");
 }
 
-// The native engine's own blocking (tensor/sgemm.cpp: depth blocks of <= 384, 640 columns, 96 rows,
+// The native engine's own blocking (tensor/sgemm.cpp: depth blocks of <= 384, 640 columns, 132 rows,
 // panels of whole vectors, tiles of 6 rows), called directly on operands inside larger buffers as
 // gemm()'s blocks pass them, with and without a bias per column (in every column block): every
 // element against a double triple loop within the float summation bound K 2^-24 sum_k |a_ik b_kj|
