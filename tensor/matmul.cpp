@@ -148,11 +148,12 @@ GemmEngine automatic_engine() {
 
 // One call of `engine` (native, eigen or openblas, as gemm_engine() returned it) on strided operands
 // (leading dimensions lda, ldb, ldc), on the calling thread; bias (or null) added per column of C.
+// native_packed_b (or null; native engine only): op(B) packed beforehand by native_pack_b.
 void gemm_block(GemmEngine engine, float* c, int64_t ldc, const float* a, int64_t lda,
                 const float* b, int64_t ldb, int64_t M, int64_t N, int64_t K, bool ta, bool tb,
-                bool acc, const float* bias = nullptr) {
+                bool acc, const float* bias = nullptr, const float* native_packed_b = nullptr) {
   if (engine == GemmEngine::native) {
-    native_sgemm(c, ldc, a, lda, b, ldb, M, N, K, ta, tb, acc, bias);
+    native_sgemm(c, ldc, a, lda, b, ldb, M, N, K, ta, tb, acc, bias, native_packed_b);
     return;
   }
   if (bias) {  // Eigen and OpenBLAS: C (+)= bias first, then the product accumulated into it
@@ -423,10 +424,9 @@ void gemm(float* c, const float* a, const float* b, int64_t M, int64_t N, int64_
   parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t s = blk * kBlock, n = std::min(len, s + kBlock) - s;
-      if (by_rows && !packed_b.empty())  // rows s..s+n of C, B shared
-        native_sgemm(c + s * N, N, ta ? a + s : a + s * K, lda, b, ldb, n, N, K, ta, tb, acc, bias, packed_b.data());
-      else if (by_rows)  // rows s..s+n of C use rows s..s+n of op(A) (columns of the stored [K, M] when ta)
-        gemm_block(engine, c + s * N, N, ta ? a + s : a + s * K, lda, b, ldb, n, N, K, ta, tb, acc, bias);
+      if (by_rows)  // rows s..s+n of C use rows s..s+n of op(A) (columns of the stored [K, M] when ta)
+        gemm_block(engine, c + s * N, N, ta ? a + s : a + s * K, lda, b, ldb, n, N, K, ta, tb, acc, bias,
+                   packed_b.empty() ? nullptr : packed_b.data());
       else  // columns s..s+n of C use columns s..s+n of op(B) (rows of the stored [N, K] when tb)
         gemm_block(engine, c + s, N, a, lda, tb ? b + s * K : b + s, ldb, M, n, K, ta, tb, acc,
                    bias ? bias + s : nullptr);
