@@ -87,6 +87,33 @@ Var batch_norm_relu_train(const Var& x, const Var& gamma, const Var& beta, float
                           int64_t groups, float slope, Tensor* running_mean = nullptr,
                           Tensor* running_var = nullptr, float momentum = 0.1f);
 
+// A convolution between two training-mode batch norms (the Omniglot net's layers), one node:
+// y = conv2d(x, w, b), or with `in` the convolution of relu(batch_norm(x)) for x's own batch
+// statistics in->saved (the previous layer's batch norm + ReLU, applied as the convolution reads x:
+// that output is never stored, and the backward's weight gradient normalises x again,
+// conv2d_bn_relu_input_backward_weight); with `stats`, also y's batch statistics for the next
+// batch norm (conv2d_statistics: on the CPU from the planes as they are written; running
+// statistics moved) in stats->saved, the next call's in->saved. The same values and gradients as
+// conv2d then batch_norm_relu_train composed (on the CPU the same bits: tests/test_acr.cpp).
+// Backward: the convolution's, then with `in` the batch norm + ReLU's training backward (through
+// the batch statistics, batch_norm_relu_backward) into x, gamma and beta. b, gamma and beta may be
+// undefined Vars.
+struct BnReluInputVar {
+  Var gamma, beta;
+  BatchNormSaved saved;  // x's batch statistics [groups, C]
+  int64_t groups = 1;
+};
+struct OutputStatistics {  // conv2d_statistics's arguments, and its result in `saved`
+  float eps = 1e-5f;
+  int64_t groups = 1;
+  Tensor* running_mean = nullptr;
+  Tensor* running_var = nullptr;
+  float momentum = 0.1f;
+  BatchNormSaved saved;
+};
+Var conv2d_bn_relu_input(const Var& x, const BnReluInputVar* in, const Var& w, const Var& b, const Conv2dArgs& args,
+                         OutputStatistics* stats = nullptr);
+
 // distances
 Var pairwise_sqdist(const Var& a, const Var& b);
 Var l2_normalize(const Var& a, float eps = 1e-12f);

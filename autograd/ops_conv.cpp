@@ -3,10 +3,15 @@
 // Math: y = conv(x, w) + b: dx = conv^T(dy, w) (col2im of W^T dy), dw = sum_n dy_n cols_n^T,
 // db = sum of dy over N, OH, OW; transposed conv y = conv^T(x, w): dx = conv(dy, w),
 // dw = conv2d_backward_weight(dout = x, input = dy); max pool routes dy to the argmax; avg pool
-// spreads dy / divisor; nearest upsampling sums each s x s block of dy.
-// Tested by tests/test_conv.cpp (finite differences for each op) and tests/test_parity.cpp.
+// spreads dy / divisor; nearest upsampling sums each s x s block of dy; the convolution of a batch
+// norm + ReLU of x, y = conv(relu(bn(x))): dw from relu(bn(x)) recomputed, dx = the batch norm +
+// ReLU's backward of conv^T(dy, w).
+// Tested by tests/test_conv.cpp (finite differences for each op), tests/test_acr.cpp (the fused
+// convolution against the ops composed, bit for bit) and tests/test_parity.cpp.
 //
 // Shapes: N batch, C input channels, F filters, H, W input, OH, OW output.
+#include <optional>
+
 #include "autograd/ops.h"
 
 namespace normad {
@@ -26,6 +31,46 @@ Var conv2d(const Var& x, const Var& w, const Var& b, const Conv2dArgs& args) {
     // the bias is added at every (n, oh, ow): its gradient sums dy over them
     if (has_bias && self.parents[2]->requires_grad)
       self.parents[2]->accumulate(sum(dy, {0, 2, 3}));
+  });
+}
+
+Var conv2d_bn_relu_input(const Var& x, const BnReluInputVar* in, const Var& w, const Var& b, const Conv2dArgs& args,
+                         OutputStatistics* stats) {
+  Tensor xd = x.data(), wd = w.data(), bd = b.defined() ? b.data() : Tensor();
+  // the input's batch norm + ReLU as the tensor ops take it
+  std::optional<BnReluInput> bn;
+  if (in)
+    bn = BnReluInput{in->gamma.defined() ? in->gamma.data() : Tensor(), in->beta.defined() ? in->beta.data() : Tensor(),
+                     in->saved, in->groups};
+  const BnReluInput* bnp = bn ? &*bn : nullptr;
+  Tensor y = stats ? conv2d_statistics(xd, bnp, wd, bd, args, stats->eps, stats->groups, stats->running_mean,
+                                       stats->running_var, stats->momentum, &stats->saved)
+             : bn  ? conv2d_bn_relu_input(xd, bn->gamma, bn->beta, bn->saved, bn->groups, wd, bd, args)
+                   : conv2d(xd, wd, bd, args);
+  // parents: x, w, then b, gamma, beta where defined (their indices below; -1: none)
+  std::vector<Var> parents{x, w};
+  auto add_parent = [&](const Var& v) { return v.defined() ? (parents.push_back(v), int(parents.size()) - 1) : -1; };
+  const int ib = add_parent(b), ig = in ? add_parent(in->gamma) : -1, ibeta = in ? add_parent(in->beta) : -1;
+  return Var::make(y, parents, bn ? "conv2d_bn_relu_input" : "conv2d", [xd, wd, bn, args, ib, ig, ibeta](Node& self) {
+    const Tensor& dy = self.grad;  // [N, F, OH, OW]
+    auto wants = [&](int i) { return i >= 0 && self.parents[i]->requires_grad; };
+    if (!bn) {  // conv2d's backward
+      if (wants(0)) self.parents[0]->accumulate(conv2d_backward_input(dy, wd, xd.shape(), args));
+    } else if (wants(0) || wants(ig) || wants(ibeta)) {
+      // the gradient of the convolution's input y = relu(bn(x)), then through the batch norm + ReLU
+      const Tensor dyin = conv2d_backward_input(dy, wd, xd.shape(), args);
+      Tensor dg, dbeta;
+      Tensor dx = batch_norm_relu_backward(dyin, xd, bn->gamma, bn->beta, bn->saved, bn->groups, 0.f,
+                                           wants(ig) ? &dg : nullptr, wants(ibeta) ? &dbeta : nullptr);
+      if (wants(0)) self.parents[0]->accumulate(dx);
+      if (wants(ig)) self.parents[ig]->accumulate(dg.reshape(self.parents[ig]->shape()));
+      if (wants(ibeta)) self.parents[ibeta]->accumulate(dbeta.reshape(self.parents[ibeta]->shape()));
+    }
+    if (wants(1))
+      self.parents[1]->accumulate(
+          bn ? conv2d_bn_relu_input_backward_weight(dy, xd, bn->gamma, bn->beta, bn->saved, bn->groups, wd.shape(), args)
+             : conv2d_backward_weight(dy, xd, wd.shape(), args));
+    if (wants(ib)) self.parents[ib]->accumulate(sum(dy, {0, 2, 3}));
   });
 }
 

@@ -5,12 +5,14 @@
 // cuda/distance (their headers list the versions); supports() would report a null entry. Batch
 // norm + ReLU is composed from the batch-norm and elementwise entries, linear from the product and
 // the broadcast add, batch_norm_statistics from the batch-norm entry (its output computed and
-// dropped), conv2d_bn_relu_input from z_from_saved, the ReLU and the conv entry, and
-// conv2d_statistics from the conv (or conv2d_bn_relu_input) and batch_norm_statistics entries.
+// dropped), conv2d_bn_relu_input from z_from_saved, the ReLU and the conv entry (its weight gradient
+// likewise with the weight-gradient entry), and conv2d_statistics from the conv (or
+// conv2d_bn_relu_input) and batch_norm_statistics entries.
 // First run on a GPU on 2026-12-04 (an H200): every entry then in the table matches the reference in
-// the op harness and memcheck is clean; speed against cuDNN is mixed (docs/cuda.md). The three
+// the op harness and memcheck is clean; speed against cuDNN is mixed (docs/cuda.md). The four
 // entries added since (sessions 27-28: batch_norm_statistics, conv2d_bn_relu_input,
-// conv2d_statistics) are compiled but have not run on a GPU yet.
+// conv2d_statistics; session 30: conv2d_bn_relu_input_backward_weight) are compiled but have not
+// run on a GPU yet.
 // Math: as the CPU backend, op by op (see each kernel family's header).
 // Tested by tests/test_backend_ops.cpp on a GPU (every entry against the reference backend) and
 // tests/test_cuda.cpp ([cuda] with a GPU; [cuda_detect] here: no GPU -> no table and a reason).
@@ -283,6 +285,14 @@ Tensor conv2d_bn_relu_input(const Tensor& x, const Tensor& gamma, const Tensor& 
   return cuda::conv2d(y, w, b, a);
 }
 
+// conv2d_bn_relu_input's weight gradient, composed: y as above, then the weight-gradient entry.
+Tensor conv2d_bn_relu_input_backward_weight(const Tensor& dout, const Tensor& x, const Tensor& gamma,
+                                            const Tensor& beta, const BatchNormSaved& saved, int64_t groups,
+                                            const Shape& w_shape, const Conv2dArgs& a) {
+  Tensor y = unary(UnaryOp::relu, z_from_saved(x, gamma, beta, saved, groups), 0.f, 0.f);
+  return cuda::conv2d_backward_weight(dout, y, w_shape, a);
+}
+
 // A convolution and its output's statistics, composed: the conv entry (or conv2d_bn_relu_input
 // above), then batch_norm_statistics of its output (no fused kernel yet).
 Tensor conv2d_statistics(const Tensor& x, const BnReluInput* in, const Tensor& w, const Tensor& b, const Conv2dArgs& a,
@@ -356,6 +366,7 @@ const Backend kCudaBackend{
     .batch_norm_statistics = batch_norm_statistics,
     .conv2d_bn_relu_input = conv2d_bn_relu_input,
     .conv2d_statistics = conv2d_statistics,
+    .conv2d_bn_relu_input_backward_weight = conv2d_bn_relu_input_backward_weight,
     .pairwise_sqdist = pairwise_sqdist,
     .pairwise_sqdist_backward = pairwise_sqdist_backward,
     .l2_normalize = l2_normalize,

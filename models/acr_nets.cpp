@@ -24,61 +24,44 @@ OmniglotNet::OmniglotNet(Generator& g, int64_t channels, int64_t embed) {
   for (auto& bn : bns_) nn::init::uniform_(bn->weight.data(), 0.f, 1.f, g);  // beta stays 0
 }
 
+// Each BN + ReLU between two convolutions is applied by the second convolution as it reads its
+// input (autograd's conv2d_bn_relu_input), and each convolution but the last hands its BN the
+// output's batch statistics from the same op (conv2d_statistics: on the CPU computed as each output
+// plane is written). So the BN's output (50 MB for 1000 images after the first layer) is never
+// written and read back, in training (the backward's weight gradient normalises the input again,
+// and the BN's backward recomputes its ReLU mask, as batch_norm_relu_train's does) or in zero-shot
+// scoring without a graph. The same bits as the layer-by-layer forward and backward on the CPU
+// (tests/test_acr.cpp) and, by construction, on CUDA (the same entries composed); on the reference
+// backend ~1 ulp apart (its layer-by-layer forward normalises with double statistics, the fused op
+// with the saved float ones). A backend without the fused entries, or a BN that normalises with its
+// running statistics, takes the layer-by-layer way there (conv, then BN + ReLU, one fused op).
+// One layer a statement: a nested call's temporaries (the conv's and BN's outputs) would all live
+// until the statement ends, 4 activations at once instead of 2 when scoring without a graph.
 Var OmniglotNet::forward(const Var& x) {
   check(x.dim() == 4 && x.size(1) == 1, "OmniglotNet", "expects [N, 1, H, W], got " + shape_str(x.shape()));
-  if (!grad_enabled()) return Var(forward_without_graph(x.data()));
+  const Backend& be = backend_for(x.data().device());
+  const bool fused = fuse_batch_norms && supports(be, Op::conv2d_bn_relu_input) && supports(be, Op::conv2d_statistics) &&
+                     supports(be, Op::conv2d_bn_relu_input_backward_weight);
   Var h = x;
-  // One layer a statement: a nested call's temporaries (the conv's and BN's outputs) would all live
-  // until the statement ends, 4 activations at once instead of 2 when scoring without a graph.
-  for (size_t i = 0; i < convs_.size(); ++i) {
-    h = (*convs_[i])(h);
-    h = bns_[i]->forward_relu(h);  // BN + ReLU, one fused op
-  }
-  return (*bns_.back())((*head_)(global_avg_pool(h)));
-}
-
-// Without a graph (zero-shot scoring) each BN + ReLU between two convolutions is applied by the
-// second convolution as it reads its input (conv2d_bn_relu_input): the BN's output, 50 MB for 1000
-// images after the first layer, is never written and read back. And each convolution but the last
-// hands its BN the output's statistics from the same op (conv2d_statistics: on the CPU computed as
-// each output plane is written), so the output is not read back for them either. The same bits as
-// the layer-by-layer forward on the CPU (tests/test_acr.cpp) and, by construction, on CUDA (the
-// same entries composed); on the reference backend ~1 ulp apart (its graph forward normalises with
-// double statistics, the fused op with the saved float ones). A backend without the fused entries,
-// or a BN that normalises with its running statistics, takes the layer-by-layer way there.
-Tensor OmniglotNet::forward_without_graph(const Tensor& x) {
-  const Backend& be = backend_for(x.device());
-  const bool fused = supports(be, Op::conv2d_bn_relu_input) && supports(be, Op::conv2d_statistics);
-  Tensor h = x;
-  // stats: batch statistics of h (the previous convolution's output) for bns_[i - 1], when they came
-  // with it; then its BN + ReLU is the next convolution's input normalisation
-  std::optional<BatchNormSaved> stats;
+  // bns_[i - 1]'s BN + ReLU of h (the previous convolution's output) for its statistics, when they
+  // came with it: then the next convolution applies it as it reads h
+  std::optional<BnReluInputVar> in;
   for (size_t i = 0; i < convs_.size(); ++i) {
     nn::Conv2d& conv = *convs_[i];
-    const Tensor w = conv.weight.data(), b = conv.bias.defined() ? conv.bias.data() : Tensor();
-    std::optional<BnReluInput> in;
-    if (stats) {
-      nn::BatchNorm& prev = *bns_[i - 1];
-      in = BnReluInput{prev.weight.defined() ? prev.weight.data() : Tensor(),
-                       prev.bias.defined() ? prev.bias.data() : Tensor(), *stats, prev.groups};
-    } else if (i > 0) {
-      h = bns_[i - 1]->forward_relu(Var(h)).data();
-    }
-    stats.reset();
     // the last convolution's BN + ReLU comes after the loop (its output is not convolved again)
     auto with_stats = fused && i + 1 < convs_.size()
-                          ? bns_[i]->conv_with_statistics(h, in ? &*in : nullptr, w, b, conv.args)
+                          ? bns_[i]->conv_with_statistics(h, in ? &*in : nullptr, conv.weight, conv.bias, conv.args)
                           : std::nullopt;
     if (with_stats) {
       h = std::move(with_stats->first);
-      stats = std::move(with_stats->second);
-    } else {
-      h = in ? conv2d_bn_relu_input(h, in->gamma, in->beta, in->saved, in->groups, w, b, conv.args)
-             : conv(Var(h)).data();
+      in = bns_[i]->relu_input_of(std::move(with_stats->second));
+      continue;
     }
+    h = in ? conv2d_bn_relu_input(h, &*in, conv.weight, conv.bias, conv.args) : conv(h);
+    in.reset();
+    h = bns_[i]->forward_relu(h);  // BN + ReLU, one fused op
   }
-  Var last = bns_[convs_.size() - 1]->forward_relu(Var(h));
-  return (*bns_.back())((*head_)(global_avg_pool(last))).data();
+  return (*bns_.back())((*head_)(global_avg_pool(h)));
 }
 
 Cnn4::Cnn4(Generator& g, int64_t channels, int64_t embed) {

@@ -41,9 +41,11 @@ class OmniglotNet : public nn::Module {
  public:
   OmniglotNet(Generator& init, int64_t channels = 64, int64_t embed = 32);
   Var forward(const Var& x) override;
+  // Each BN + ReLU between convolutions applied by the next convolution as it reads its input
+  // (see forward); false: layer by layer (the same values; tests compare the two).
+  bool fuse_batch_norms = true;
 
  private:
-  Tensor forward_without_graph(const Tensor& x);  // forward's values where no graph is recorded
   std::vector<std::shared_ptr<nn::Conv2d>> convs_;
   std::vector<std::shared_ptr<nn::BatchNorm>> bns_;  // 4 BN2d then the final BN1d
   std::shared_ptr<nn::Linear> head_;

@@ -84,17 +84,16 @@ Var BatchNorm::forward(const Var& x) { return forward_act(x, false, 0.f); }
 
 Var BatchNorm::forward_relu(const Var& x, float slope) { return forward_act(x, true, slope); }
 
-std::optional<std::pair<Tensor, BatchNormSaved>> BatchNorm::conv_with_statistics(const Tensor& x, const BnReluInput* in,
-                                                                                 const Tensor& w, const Tensor& b,
-                                                                                 const Conv2dArgs& a) {
+std::optional<std::pair<Var, BatchNormSaved>> BatchNorm::conv_with_statistics(const Var& x, const BnReluInputVar* in,
+                                                                              const Var& w, const Var& b,
+                                                                              const Conv2dArgs& a) {
   check_input(conv2d_shape(x.shape(), w.shape(), a, "BatchNorm::conv_with_statistics"));
   if (!uses_batch_statistics()) return std::nullopt;
   const bool update = is_training() && track_;  // as forward_act
   if (update) num_batches_tracked.copy_(add_scalar(num_batches_tracked, static_cast<float>(groups)));
-  BatchNormSaved stats;
-  Tensor y = conv2d_statistics(x, in, w, b, a, eps, groups, update ? &running_mean : nullptr,
-                               update ? &running_var : nullptr, momentum, &stats);
-  return std::pair{std::move(y), std::move(stats)};
+  OutputStatistics stats{eps, groups, update ? &running_mean : nullptr, update ? &running_var : nullptr, momentum, {}};
+  Var y = conv2d_bn_relu_input(x, in, w, b, a, &stats);
+  return std::pair{std::move(y), std::move(stats.saved)};
 }
 
 void BatchNorm::check_input(const Shape& x) const {

@@ -59,12 +59,15 @@ class BatchNorm : public Module {
   Var forward(const Var& x) override;
   // leaky_relu(forward(x), slope) (slope 0: ReLU), one fused op when batch statistics are used.
   Var forward_relu(const Var& x, float slope = 0.f);
-  // A convolution's output y (conv2d_statistics: conv2d of x, or of the batch norm + ReLU `in` of x)
-  // and this layer's batch statistics of y from one op, the running statistics moved as forward
-  // moves them; nothing (no convolution run) where it would use the running statistics. No graph.
-  std::optional<std::pair<Tensor, BatchNormSaved>> conv_with_statistics(const Tensor& x, const BnReluInput* in,
-                                                                         const Tensor& w, const Tensor& b,
-                                                                         const Conv2dArgs& a);
+  // A convolution's output y (autograd's conv2d_bn_relu_input: conv2d of x, or of the batch norm +
+  // ReLU `in` of x, one node) and this layer's batch statistics of y from the same op, the running
+  // statistics moved as forward moves them; nothing (no convolution run) where it would use the
+  // running statistics. Then forward_relu(y) = relu_input_of(stats)'s batch norm + ReLU of y.
+  std::optional<std::pair<Var, BatchNormSaved>> conv_with_statistics(const Var& x, const BnReluInputVar* in,
+                                                                      const Var& w, const Var& b, const Conv2dArgs& a);
+  // This layer's batch norm + ReLU for the statistics conv_with_statistics returned, as the next
+  // convolution's `in`.
+  BnReluInputVar relu_input_of(BatchNormSaved stats) const { return {weight, bias, std::move(stats), groups}; }
   Var weight, bias;  // gamma, beta [C]; undefined when affine = false
   Tensor running_mean, running_var, num_batches_tracked;
   float eps, momentum;

@@ -36,7 +36,7 @@ const char* op_name(Op op) {
       "upsample_nearest2d", "upsample_nearest2d_backward", "scale_planes",
       "batch_norm_train", "batch_norm_eval", "batch_norm_backward", "batch_norm_fold",
       "batch_norm_relu_train", "batch_norm_relu_backward", "batch_norm_statistics", "conv2d_bn_relu_input",
-      "conv2d_statistics",
+      "conv2d_statistics", "conv2d_bn_relu_input_backward_weight",
       "pairwise_sqdist", "pairwise_sqdist_backward", "l2_normalize", "l2_normalize_backward",
       "sgd_step", "adam_step", "adam_step_multi"};
   static_assert(sizeof(names) / sizeof(names[0]) == size_t(Op::count));
@@ -84,6 +84,7 @@ bool supports(const Backend& b, Op op) {
     case Op::batch_norm_statistics: return b.batch_norm_statistics;
     case Op::conv2d_bn_relu_input: return b.conv2d_bn_relu_input;
     case Op::conv2d_statistics: return b.conv2d_statistics;
+    case Op::conv2d_bn_relu_input_backward_weight: return b.conv2d_bn_relu_input_backward_weight;
     case Op::pairwise_sqdist: return b.pairwise_sqdist;
     case Op::pairwise_sqdist_backward: return b.pairwise_sqdist_backward;
     case Op::l2_normalize: return b.l2_normalize;

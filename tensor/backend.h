@@ -57,6 +57,7 @@ enum class Op {
   upsample_nearest2d, upsample_nearest2d_backward, scale_planes,
   batch_norm_train, batch_norm_eval, batch_norm_backward, batch_norm_fold,
   batch_norm_relu_train, batch_norm_relu_backward, batch_norm_statistics, conv2d_bn_relu_input, conv2d_statistics,
+  conv2d_bn_relu_input_backward_weight,
   pairwise_sqdist, pairwise_sqdist_backward, l2_normalize, l2_normalize_backward,
   sgd_step, adam_step, adam_step_multi,
   count
@@ -141,6 +142,9 @@ struct Backend {
   Tensor (*conv2d_statistics)(const Tensor& x, const BnReluInput* in, const Tensor& w, const Tensor& b,
                               const Conv2dArgs& a, float eps, int64_t groups, Tensor* running_mean,
                               Tensor* running_var, float momentum, BatchNormSaved* stats);
+  Tensor (*conv2d_bn_relu_input_backward_weight)(const Tensor& dout, const Tensor& x, const Tensor& gamma,
+                                                 const Tensor& beta, const BatchNormSaved& saved, int64_t groups,
+                                                 const Shape& w_shape, const Conv2dArgs& a);
 
   // ---- distances ----
   Tensor (*pairwise_sqdist)(const Tensor& a, const Tensor& b);

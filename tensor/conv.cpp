@@ -11,7 +11,8 @@
 // with g = f / Fg (zero outside the input); as matrices per group: out_g = W_g [Fg, Cg*KH*KW] x cols.
 // conv2d_affine_act applies act(scale[f] * conv + shift[f]) in the same write-back pass (inference
 // with a BN folded in); conv2d_bn_relu_input convolves relu(scale[g, c] x + shift[g, c]) (a batch
-// norm + ReLU of x from given statistics), normalising x as the implicit kernel copies it.
+// norm + ReLU of x from given statistics), normalising x as the implicit kernel copies it, and
+// conv2d_bn_relu_input_backward_weight is its weight gradient, normalising x the same way.
 // Tested by tests/test_conv.cpp: im2col, depthwise, direct, small-depth and implicit paths vs conv2d on the
 // reference backend
 // (tensor/reference.cpp) over strides/pads/dilations/groups, the fused epilogue and the normalised
@@ -1319,8 +1320,9 @@ void implicit_weight_tile_m(int64_t m, float* sums, int64_t fp, const float* dt,
   }
 }
 
+// With `norm`, x is normalised as each chunk is copied (conv2d_bn_relu_input_backward_weight).
 void implicit_backward_weight(float* dw, const float* dout, const float* x, const ConvDims& d,
-                              const Conv2dArgs& a) {
+                              const Conv2dArgs& a, const InputNorm* norm = nullptr) {
   if (d.N == 0) {  // an empty batch: no products, zero gradient
     std::fill(dw, dw + d.F * d.K, 0.f);
     return;
@@ -1345,7 +1347,7 @@ void implicit_backward_weight(float* dw, const float* dout, const float* x, cons
       xpad.resize(std::max<size_t>(xpad.size(), nb * l.sample));
       dt.resize(std::max<size_t>(dt.size(), pixels * fp));
       win.resize(std::max<size_t>(win.size(), pixels));
-      implicit_fill_chunk(xpad.data(), x, d, a, l, n0, nb);
+      implicit_fill_chunk(xpad.data(), x, d, a, l, n0, nb, norm);
       if (fp != d.F) std::fill(dt.begin(), dt.begin() + pixels * fp, 0.f);  // padded filters: 0
       for (int64_t j = 0; j < nb; ++j)  // dout[n] [F, OH OW] -> dt [OH OW, fp]
         transpose_copy(dt.data() + j * ohw * fp, fp, dout + (n0 + j) * d.F * ohw, ohw, d.F, ohw);
@@ -1522,6 +1524,15 @@ ForwardPath forward_path(const ConvDims& d, const Conv2dArgs& a) {
   if (use_small_depth(d)) return ForwardPath::small_depth;
   if (implicit_applies(d) && use_implicit(d, a, true)) return ForwardPath::implicit;
   return ForwardPath::columns;
+}
+
+// The weight gradient's kernel for these shapes (the first that applies, in this order).
+enum class WeightPath { direct, small_depth, implicit, columns };
+WeightPath weight_path(const ConvDims& d, const Conv2dArgs& a) {
+  if (direct_weight_applies(d, a) && use_direct(d, DirectPass::weight)) return WeightPath::direct;
+  if (use_small_depth(d)) return WeightPath::small_depth;
+  if (implicit_applies(d) && use_implicit(d, a, false)) return WeightPath::implicit;
+  return WeightPath::columns;
 }
 
 // conv2d and conv2d_affine_act: the depthwise loop, the direct, small-depth or implicit kernels
@@ -1716,20 +1727,23 @@ Tensor conv2d_backward_weight(const Tensor& dout, const Tensor& x, const Shape& 
   Shape want{d.N, d.F, d.OH, d.OW};
   check(dout.shape() == want, "conv2d_backward_weight",
         "dout must be " + shape_str(want) + ", got " + shape_str(dout.shape()));
-  if (direct_weight_applies(d, a) && use_direct(d, DirectPass::weight)) {
-    Tensor dw = Tensor::empty(w_shape);  // every element assigned
-    direct_backward_weight(dw.data(), dout.data(), x.data(), d, a);
-    return dw;
-  }
-  if (use_small_depth(d)) {
-    Tensor dw = Tensor::empty(w_shape);  // every element assigned
-    small_depth_backward_weight(dw.data(), dout.data(), x.data(), d, a);
-    return dw;
-  }
-  if (implicit_applies(d) && use_implicit(d, a, false)) {
-    Tensor dw = Tensor::empty(w_shape);  // every element assigned
-    implicit_backward_weight(dw.data(), dout.data(), x.data(), d, a);
-    return dw;
+  switch (weight_path(d, a)) {
+    case WeightPath::direct: {
+      Tensor dw = Tensor::empty(w_shape);  // every element assigned
+      direct_backward_weight(dw.data(), dout.data(), x.data(), d, a);
+      return dw;
+    }
+    case WeightPath::small_depth: {
+      Tensor dw = Tensor::empty(w_shape);  // every element assigned
+      small_depth_backward_weight(dw.data(), dout.data(), x.data(), d, a);
+      return dw;
+    }
+    case WeightPath::implicit: {
+      Tensor dw = Tensor::empty(w_shape);  // every element assigned
+      implicit_backward_weight(dw.data(), dout.data(), x.data(), d, a);
+      return dw;
+    }
+    case WeightPath::columns: break;
   }
   const int64_t ohw = d.OH * d.OW, wsize = d.F * d.K;
   // dW_g = sum_chunks dout_g,chunk [Fg, nb*OHW] x cols_chunk^T [nb*OHW, K]. The chunks are dealt
@@ -1777,6 +1791,27 @@ Tensor conv2d_backward_weight(const Tensor& dout, const Tensor& x, const Shape& 
       dwp[i] = s;
     }
   });
+  return dw;
+}
+
+// The weight gradient of conv2d_bn_relu_input: the implicit kernel normalises each chunk as it
+// copies it (as the forward does), so training through the fused forward (autograd's
+// conv2d_bn_relu) never stores the batch norm's output for the backward either; the other kernels
+// take the composed way. Both give conv2d_backward_weight(dout, batch_norm_relu_train(x))'s bits:
+// the same kernel for the shapes (weight_path), the same element expression for y.
+Tensor conv2d_bn_relu_input_backward_weight(const Tensor& dout, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                            const BatchNormSaved& saved, int64_t groups, const Shape& w_shape,
+                                            const Conv2dArgs& a) {
+  const char* what = "conv2d_bn_relu_input_backward_weight";
+  check_cpu(dout, what), check_cpu(x, what);
+  const ConvDims d = conv_dims(x.shape(), w_shape, a, what);
+  std::vector<float> scale(groups * d.C), shift(groups * d.C);  // [G, C]
+  batch_norm_scale_shift(saved, gamma, beta, d.C, scale.data(), shift.data());
+  if (weight_path(d, a) != WeightPath::implicit)
+    return cpu::conv2d_backward_weight(dout, batch_norm_relu_apply(x, scale.data(), shift.data(), groups), w_shape, a);
+  Tensor dw = Tensor::empty(w_shape);  // every element assigned
+  const InputNorm norm{scale.data(), shift.data(), d.N / groups};
+  implicit_backward_weight(dw.data(), dout.data(), x.data(), d, a, &norm);
   return dw;
 }
 

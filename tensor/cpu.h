@@ -54,6 +54,9 @@ Tensor conv2d_bn_relu_input(const Tensor& x, const Tensor& gamma, const Tensor& 
 Tensor conv2d_statistics(const Tensor& x, const BnReluInput* in, const Tensor& w, const Tensor& b, const Conv2dArgs& a,
                          float eps, int64_t groups, Tensor* running_mean, Tensor* running_var, float momentum,
                          BatchNormSaved* stats);
+Tensor conv2d_bn_relu_input_backward_weight(const Tensor& dout, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                            const BatchNormSaved& saved, int64_t groups, const Shape& w_shape,
+                                            const Conv2dArgs& a);
 Tensor conv2d_affine_act(const Tensor& x, const Tensor& w, const Tensor& scale, const Tensor& shift,
                          const Conv2dArgs& a, Activation act);
 Tensor conv2d_backward_input(const Tensor& dout, const Tensor& w, const Shape& x_shape,

@@ -58,6 +58,7 @@ const Backend& cpu_backend() {
       .batch_norm_statistics = cpu::batch_norm_statistics,
       .conv2d_bn_relu_input = cpu::conv2d_bn_relu_input,
       .conv2d_statistics = cpu::conv2d_statistics,
+      .conv2d_bn_relu_input_backward_weight = cpu::conv2d_bn_relu_input_backward_weight,
       .pairwise_sqdist = cpu::pairwise_sqdist,
       .pairwise_sqdist_backward = cpu::pairwise_sqdist_backward,
       .l2_normalize = cpu::l2_normalize,

@@ -198,6 +198,12 @@ BatchNormSaved batch_norm_statistics(const Tensor& x, float eps, int64_t groups,
 // backward (inference: zero-shot scoring without a graph).
 Tensor conv2d_bn_relu_input(const Tensor& x, const Tensor& gamma, const Tensor& beta, const BatchNormSaved& saved,
                             int64_t groups, const Tensor& w, const Tensor& b, const Conv2dArgs& a);
+// conv2d_backward_weight(dout, y, w_shape, a) of the same y = relu(scale x + shift), never stored:
+// conv2d_bn_relu_input's weight gradient, for training through it (autograd's conv2d_bn_relu). On
+// the CPU bit for bit the two ops composed (the implicit kernel normalises x as it copies it).
+Tensor conv2d_bn_relu_input_backward_weight(const Tensor& dout, const Tensor& x, const Tensor& gamma,
+                                            const Tensor& beta, const BatchNormSaved& saved, int64_t groups,
+                                            const Shape& w_shape, const Conv2dArgs& a);
 // conv2d_bn_relu_input's batch norm + ReLU of a convolution's input: gamma and beta (either may be
 // undefined), the statistics of x and the groups of rows they are per.
 struct BnReluInput {

@@ -1167,10 +1167,10 @@ BatchNormSaved ref_batch_norm_statistics(const Tensor& x, float eps, int64_t gro
   ref_batch_norm_train(x, Tensor(), Tensor(), eps, groups, &saved, running_mean, running_var, momentum);
   return saved;
 }
-Tensor ref_conv2d_bn_relu_input(const Tensor& x, const Tensor& gamma, const Tensor& beta, const BatchNormSaved& saved,
-                                int64_t groups, const Tensor& w, const Tensor& b, const Conv2dArgs& a) {
-  // the two ops in sequence: y = relu(gamma (x - mean) invstd + beta) in double per element, then
-  // the reference convolution of y
+// y = relu(gamma (x - mean) invstd + beta) in double per element, for the saved statistics of x's
+// G = groups groups of rows (the input of conv2d_bn_relu_input and its weight gradient)
+Tensor ref_bn_relu_of(const Tensor& x, const Tensor& gamma, const Tensor& beta, const BatchNormSaved& saved,
+                      int64_t groups) {
   int64_t N, C, S;
   bn_sizes(x, &N, &C, &S);
   Tensor y = Tensor::empty(x.shape(), kRef);
@@ -1186,7 +1186,17 @@ Tensor ref_conv2d_bn_relu_input(const Tensor& x, const Tensor& gamma, const Tens
         py[i] = z < 0 ? 0.f : float(z);  // NaN passes
       }
     }
-  return ref_conv2d(y, w, b, a);
+  return y;
+}
+// the two ops in sequence: y, then the reference convolution of y (or its weight gradient)
+Tensor ref_conv2d_bn_relu_input(const Tensor& x, const Tensor& gamma, const Tensor& beta, const BatchNormSaved& saved,
+                                int64_t groups, const Tensor& w, const Tensor& b, const Conv2dArgs& a) {
+  return ref_conv2d(ref_bn_relu_of(x, gamma, beta, saved, groups), w, b, a);
+}
+Tensor ref_conv2d_bn_relu_input_backward_weight(const Tensor& dout, const Tensor& x, const Tensor& gamma,
+                                                const Tensor& beta, const BatchNormSaved& saved, int64_t groups,
+                                                const Shape& w_shape, const Conv2dArgs& a) {
+  return ref_conv2d_backward_weight(dout, ref_bn_relu_of(x, gamma, beta, saved, groups), w_shape, a);
 }
 // the two ops in sequence: the convolution (of the normalised input when `in` is given), then the
 // reference statistics of its output
@@ -1293,6 +1303,7 @@ const Backend& reference_backend() {
       .batch_norm_statistics = ref_batch_norm_statistics,
       .conv2d_bn_relu_input = ref_conv2d_bn_relu_input,
       .conv2d_statistics = ref_conv2d_statistics,
+      .conv2d_bn_relu_input_backward_weight = ref_conv2d_bn_relu_input_backward_weight,
       .pairwise_sqdist = ref_pairwise_sqdist,
       .pairwise_sqdist_backward = ref_pairwise_sqdist_backward,
       .l2_normalize = ref_l2_normalize,

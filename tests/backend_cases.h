@@ -385,7 +385,8 @@ inline void add_batch_norm(Table& t, Shape xs, int64_t groups, bool affine, bool
 }
 
 // batch_norm_statistics (the statistics and running statistics alone) and conv2d_bn_relu_input
-// (the convolution of the batch norm + ReLU of x for those statistics) on one shape, G groups;
+// (the convolution of the batch norm + ReLU of x for those statistics) and its weight gradient on
+// one shape, G groups;
 // on each backend the statistics come from its own batch_norm_statistics.
 inline void add_conv_bn_relu_input(Table& t, const std::string& what, Shape xs, Shape ws, Conv2dArgs a,
                                    int64_t groups) {
@@ -407,6 +408,16 @@ inline void add_conv_bn_relu_input(Table& t, const std::string& what, Shape xs, 
           return out1(conv2d_bn_relu_input(in[0], in[1], in[2], s, groups, in[3], in[4], a));
         },
         5e-5, 5e-5)
+      .flops = conv_flops(xs, ws, a);
+  // its weight gradient for a given dout (of the output's shape)
+  const Shape os = conv2d_shape(xs, ws, a);
+  t.add("conv2d_bn_relu_input_backward_weight/" + tag, Op::conv2d_bn_relu_input_backward_weight,
+        {normal(os), normal(xs, 0.5f, 1.f), uniform({C}, 0.5f, 1.5f), normal({C})},
+        [a, groups, ws](std::vector<Tensor>& in) {
+          const BatchNormSaved s = batch_norm_statistics(in[1], 1e-5f, groups);
+          return out1(conv2d_bn_relu_input_backward_weight(in[0], in[1], in[2], in[3], s, groups, ws, a));
+        },
+        1e-4, 1e-4)
       .flops = conv_flops(xs, ws, a);
   // conv2d_statistics, with the input's batch norm + ReLU and without: the output, its statistics
   // for G groups and the running statistics moved (the output's groups: the input's)

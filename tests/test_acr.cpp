@@ -41,11 +41,12 @@ TEST_CASE("acr: trainable parameters with c: 114,112 (Omniglot net) and 111,104 
   CHECK((*tab.net)(Var(g.normal({4, 570}))).shape() == Shape{4, 32});
 }
 
-TEST_CASE("acr: the Omniglot net without a graph (BN + ReLU fused into the next conv) is its forward, bit for bit", "[acr]") {
-  // Three modes of the BNs: evaluation with batch statistics (zero-shot scoring), training with
-  // running statistics (moved the same way), grouped training; and evaluation with running
-  // statistics (mode 3: the layer-by-layer way without a graph, the graph forward's own code, so
-  // only its wiring is checked). On 1 and many threads.
+TEST_CASE("acr: the Omniglot net with each BN + ReLU fused into the next conv is its layer-by-layer forward, bit for bit", "[acr]") {
+  // Without a graph (zero-shot scoring) against the layer-by-layer forward with a graph
+  // (fuse_batch_norms false). Three modes of the BNs: evaluation with batch statistics (zero-shot
+  // scoring), training with running statistics (moved the same way), grouped training; and
+  // evaluation with running statistics (mode 3: the layer-by-layer way in both, so only its wiring
+  // is checked). On 1 and many threads.
   const int mode = GENERATE(0, 1, 2, 3);
   INFO("mode " << mode);
   auto make = [] {
@@ -53,6 +54,7 @@ TEST_CASE("acr: the Omniglot net without a graph (BN + ReLU fused into the next 
     return std::make_shared<models::OmniglotNet>(g);
   };
   auto with_graph = make(), without = make();
+  with_graph->fuse_batch_norms = false;
   Tensor x = Generator(18).uniform({24, 1, 28, 28});
   for (auto* net : {with_graph.get(), without.get()}) {
     if (mode == 0 || mode == 3) net->eval();
@@ -77,6 +79,38 @@ TEST_CASE("acr: the Omniglot net without a graph (BN + ReLU fused into the next 
       CHECK(test::same_bits(a[i]->running_mean, b[i]->running_mean));
       CHECK(test::same_bits(a[i]->running_var, b[i]->running_var));
       CHECK(test::same_bits(a[i]->num_batches_tracked, b[i]->num_batches_tracked));
+    }
+  }
+}
+
+TEST_CASE("acr: training the Omniglot net with each BN + ReLU fused into the next conv: the layer-by-layer step's bits", "[acr]") {
+  // One forward and backward with a graph, fused (each convolution reads its input through the
+  // previous BN + ReLU and hands its BN the statistics: autograd's conv2d_bn_relu_input) against
+  // fuse_batch_norms false: the output, every parameter's gradient, every BN's running statistics
+  // and batch count the same bits, plain and grouped (3 groups), on 1 and many threads.
+  const int64_t groups = GENERATE(1, 3);
+  INFO("groups " << groups);
+  const Tensor x = Generator(18).uniform({24, 1, 28, 28}), seed = Generator(19).normal({24, 32});
+  auto run = [&](bool fused) {
+    Generator g(17);
+    models::OmniglotNet net(g);
+    net.fuse_batch_norms = fused;
+    nn::set_bn_groups(net, groups);
+    const Var y = net(Var(x));
+    sum(mul(y, Var(seed))).backward();
+    std::vector<Tensor> r{y.data()};
+    for (const auto& [name, p] : net.named_parameters()) r.push_back(p.grad());
+    for (nn::BatchNorm* bn : nn::batch_norms(net)) r.insert(r.end(), {bn->running_mean, bn->running_var, bn->num_batches_tracked});
+    return r;
+  };
+  const auto want = run(false);
+  const auto got = test::on_one_and_many_threads([&] { return run(true); });
+  for (const auto& r : got) {
+    REQUIRE(r.size() == want.size());
+    for (size_t i = 0; i < r.size(); ++i) {
+      INFO("output " << i);
+      REQUIRE(r[i].defined());
+      CHECK(test::same_bits(r[i], want[i]));
     }
   }
 }

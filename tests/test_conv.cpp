@@ -1,6 +1,8 @@
 // Tests for convolution and pooling (tensor/conv.cpp, tensor/pool.cpp, autograd/ops_conv.cpp).
-// Also conv2d_bn_relu_input == conv2d(batch_norm_relu_train(x)) bit for bit, and its statistics op ==
-// batch_norm_train's saved statistics.
+// Also conv2d_bn_relu_input == conv2d(batch_norm_relu_train(x)) bit for bit (and its weight
+// gradient == conv2d_backward_weight of that output), its statistics op == batch_norm_train's saved
+// statistics, and the autograd op == conv2d and batch_norm_relu_train composed (values and
+// gradients, bit for bit; finite differences through the batch statistics).
 // Math: im2col + GEMM == the 7-loop double reference (conv2d on Device::Reference); backward == plain scatter loops; autograd ==
 // central finite differences; pooling closed forms whose values were checked once with PyTorch.
 // Tolerances: forward/backward vs reference atol 1e-4 rtol 1e-4 (float32 GEMM vs double sums);
@@ -989,6 +991,103 @@ TEST_CASE("conv2d_bn_relu_input: the convolution of batch_norm_relu_train's outp
   CHECK_THROWS_WITH(conv2d_bn_relu_input(x, gamma, beta, BatchNormSaved{Tensor({c.groups, 2}), Tensor({c.groups, 2})},
                                          c.groups, w, b, a),
                     Catch::Contains("saved statistics"));
+  // its weight gradient: conv2d_backward_weight of y, the same bits (the implicit kernel normalises
+  // x as it copies it; 3 channels: the composed way), and close to the reference's
+  const Tensor dout = g.normal(composed.shape());
+  const Tensor dw_composed = conv2d_backward_weight(dout, y, w.shape(), a);
+  const auto dw_fused = test::on_one_and_many_threads(
+      [&] { return conv2d_bn_relu_input_backward_weight(dout, x, gamma, beta, stats, c.groups, w.shape(), a); });
+  CHECK(test::same_bits(dw_fused[0], dw_composed));
+  CHECK(test::same_bits(dw_fused[1], dw_composed));
+  test::expect_close(dw_fused[0], conv2d_backward_weight(on_ref(dout), on_ref(y), w.shape(), a), 1e-4, 1e-4,
+                     "weight gradient vs reference");
+  CHECK(test::same_bits(conv2d_bn_relu_input_backward_weight(dout, x, Tensor(), Tensor(), stats, c.groups, w.shape(), a),
+                        conv2d_backward_weight(dout, plain, w.shape(), a)));
+  // the NaN group's samples make every weight gradient NaN, as composed
+  const Tensor dw_nan = conv2d_bn_relu_input_backward_weight(dout, x_nan, gamma, beta, stats_nan, c.groups, w.shape(), a);
+  CHECK(test::same_bits(dw_nan, conv2d_backward_weight(dout, y_nan, w.shape(), a)));
+  CHECK(std::isnan(dw_nan.data()[0]));
+  CHECK_THROWS_WITH(conv2d_bn_relu_input_backward_weight(g.normal({1, 2, 3, 4}), x, gamma, beta, stats, c.groups,
+                                                         w.shape(), a),
+                    Catch::Contains("dout must be"));
+}
+
+TEST_CASE("conv2d_bn_relu_input (autograd): conv2d of batch_norm_relu_train composed, values and gradients bit for bit", "[conv][grad]") {
+  // The node's forward (with and without the output's statistics) and backward against the two
+  // autograd ops composed: output, statistics, running statistics, and the gradients of x, gamma,
+  // beta, w and b the same bits, on 1 and many threads. The Omniglot net's 7 x 7 layer, grouped
+  // (implicit kernel), a small-depth input (3 channels: the composed way inside the backend), and
+  // without affine or bias.
+  struct Case {
+    Shape x, w;
+    int64_t groups;
+    bool affine;
+  };
+  const int k = GENERATE(0, 1, 2);
+  const Case c = k == 0 ? Case{{12, 64, 7, 7}, {64, 64, 3, 3}, 3, true}
+                 : k == 1 ? Case{{6, 3, 9, 8}, {16, 3, 3, 3}, 2, true}
+                          : Case{{8, 16, 5, 5}, {16, 16, 3, 3}, 1, false};
+  INFO("x " << shape_str(c.x) << " w " << shape_str(c.w) << " groups " << c.groups);
+  Generator g(171 + k);
+  const int64_t C = c.x[1], F = c.w[0];
+  const Tensor x0 = g.normal(c.x, 0.3f, 1.5f), gamma0 = g.uniform({C}, 0.5f, 1.5f), beta0 = g.normal({C}, 0.f, 0.5f);
+  const Tensor w0 = g.normal(c.w, 0.f, 0.2f), b0 = g.normal({F}), seed = g.normal({c.x[0], F, (c.x[2] + 1) / 2, (c.x[3] + 1) / 2});
+  Conv2dArgs a;
+  a.stride_h = a.stride_w = 2, a.pad_h = a.pad_w = 1;
+  // the output and every gradient, with the output's statistics (running ones moved) or without
+  auto run = [&](bool fused, bool with_stats) {
+    Var x(x0.clone(), true), gamma(gamma0.clone(), true), beta(beta0.clone(), true), w(w0.clone(), true), b(b0.clone(), true);
+    Tensor rm = Tensor::zeros({F}), rv = Tensor::ones({F});
+    Var gm = c.affine ? gamma : Var(), bt = c.affine ? beta : Var(), bias = c.affine ? b : Var();
+    Var y;
+    BatchNormSaved out_stats;
+    if (fused) {
+      BnReluInputVar in{gm, bt, batch_norm_statistics(x0, 1e-5f, c.groups), c.groups};
+      OutputStatistics os{1e-5f, c.groups, &rm, &rv, 0.1f, {}};
+      y = conv2d_bn_relu_input(x, &in, w, bias, a, with_stats ? &os : nullptr);
+      out_stats = os.saved;
+    } else {
+      y = conv2d(batch_norm_relu_train(x, gm, bt, 1e-5f, c.groups, 0.f), w, bias, a);
+      if (with_stats) out_stats = batch_norm_statistics(y.data(), 1e-5f, c.groups, &rm, &rv, 0.1f);
+    }
+    sum(mul(y, Var(seed))).backward();
+    std::vector<Tensor> r{y.data(), x.grad(), w.grad()};
+    if (c.affine) r.insert(r.end(), {gamma.grad(), beta.grad(), b.grad()});
+    if (with_stats) r.insert(r.end(), {out_stats.mean, out_stats.invstd, rm, rv});
+    return r;
+  };
+  for (const bool with_stats : {false, true}) {
+    INFO("with the output's statistics: " << with_stats);
+    const auto want = run(false, with_stats);
+    const auto got = test::on_one_and_many_threads([&] { return run(true, with_stats); });
+    for (const auto& r : got) {
+      REQUIRE(r.size() == want.size());
+      for (size_t i = 0; i < r.size(); ++i) {
+        INFO("output " << i);
+        CHECK(test::same_bits(r[i], want[i]));
+      }
+    }
+  }
+}
+
+TEST_CASE("conv2d_bn_relu_input (autograd): finite differences through the batch statistics", "[conv][grad]") {
+  // x's statistics are recomputed from x at every evaluation, so the difference quotients see the
+  // batch norm's dependence on the batch. Channel shifts of +2.5 and -2.5 with gammas <= 0.6 keep
+  // every normalised value on one side of the ReLU's kink (|xhat| < 4 for 50 values: channel 1's
+  // inputs all cut, zero gradients through it).
+  Generator g(7);
+  Conv2dArgs a;
+  a.stride_h = a.stride_w = 2, a.pad_h = a.pad_w = 1;
+  Tensor beta({3});
+  beta.data()[0] = 2.5f, beta.data()[1] = -2.5f, beta.data()[2] = 2.5f;
+  for (const int64_t groups : {1, 2})
+    test::check_grad(
+        [=](const std::vector<Var>& v) {
+          BnReluInputVar in{v[1], v[2], batch_norm_statistics(v[0].data(), 1e-5f, groups), groups};
+          return conv2d_bn_relu_input(v[0], &in, v[3], v[4], a);
+        },
+        {g.normal({4, 3, 5, 5}), g.uniform({3}, 0.3f, 0.6f), beta, g.normal({4, 3, 3, 3}, 0.f, 0.3f), g.normal({4})},
+        5e-2, 1e-4, 3e-4, "groups " + std::to_string(groups));
 }
 
 TEST_CASE("conv2d_statistics: a convolution and its output's batch statistics, bit for bit the ops composed", "[conv]") {
