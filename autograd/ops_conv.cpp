@@ -16,6 +16,20 @@
 
 namespace normad {
 
+namespace {
+// A convolution node's weight gradient (parent 1) and bias gradient (parent ib, -1: no bias): the
+// bias is added at every (n, oh, ow), so its gradient sums dy over them. Where both are wanted
+// the weight-gradient op returns it from the same pass over dy (its dbias); the bias alone (frozen
+// weights) is summed by sum, in sum's order. weight_grad(dbias) returns dw.
+template <class WeightGrad>
+void push_weight_bias_grads(Node& self, int ib, const Tensor& dy, WeightGrad weight_grad) {
+  const bool want_w = self.parents[1]->requires_grad, want_b = ib >= 0 && self.parents[ib]->requires_grad;
+  Tensor db;
+  if (want_w) self.parents[1]->accumulate(weight_grad(want_b ? &db : nullptr));
+  if (want_b) self.parents[ib]->accumulate(want_w ? db : sum(dy, {0, 2, 3}));
+}
+}  // namespace
+
 Var conv2d(const Var& x, const Var& w, const Var& b, const Conv2dArgs& args) {
   const bool has_bias = b.defined();
   Tensor xd = x.data(), wd = w.data();
@@ -26,11 +40,8 @@ Var conv2d(const Var& x, const Var& w, const Var& b, const Conv2dArgs& args) {
     const Tensor& dy = self.grad;  // [N, F, OH, OW]
     if (self.parents[0]->requires_grad)
       self.parents[0]->accumulate(conv2d_backward_input(dy, wd, xd.shape(), args));
-    if (self.parents[1]->requires_grad)
-      self.parents[1]->accumulate(conv2d_backward_weight(dy, xd, wd.shape(), args));
-    // the bias is added at every (n, oh, ow): its gradient sums dy over them
-    if (has_bias && self.parents[2]->requires_grad)
-      self.parents[2]->accumulate(sum(dy, {0, 2, 3}));
+    push_weight_bias_grads(self, has_bias ? 2 : -1, dy,
+                           [&](Tensor* db) { return conv2d_backward_weight(dy, xd, wd.shape(), args, db); });
   });
 }
 
@@ -66,11 +77,11 @@ Var conv2d_bn_relu_input(const Var& x, const BnReluInputVar* in, const Var& w, c
       if (wants(ig)) self.parents[ig]->accumulate(dg.reshape(self.parents[ig]->shape()));
       if (wants(ibeta)) self.parents[ibeta]->accumulate(dbeta.reshape(self.parents[ibeta]->shape()));
     }
-    if (wants(1))
-      self.parents[1]->accumulate(
-          bn ? conv2d_bn_relu_input_backward_weight(dy, xd, bn->gamma, bn->beta, bn->saved, bn->groups, wd.shape(), args)
-             : conv2d_backward_weight(dy, xd, wd.shape(), args));
-    if (wants(ib)) self.parents[ib]->accumulate(sum(dy, {0, 2, 3}));
+    push_weight_bias_grads(self, ib, dy, [&](Tensor* db) {
+      return bn ? conv2d_bn_relu_input_backward_weight(dy, xd, bn->gamma, bn->beta, bn->saved, bn->groups, wd.shape(),
+                                                       args, db)
+                : conv2d_backward_weight(dy, xd, wd.shape(), args, db);
+    });
   });
 }
 

@@ -285,12 +285,19 @@ Tensor conv2d_bn_relu_input(const Tensor& x, const Tensor& gamma, const Tensor& 
   return cuda::conv2d(y, w, b, a);
 }
 
+// The weight gradient's kernel, and with dbias the bias gradient from the sum entry (no fused kernel).
+Tensor weight_and_bias_gradient(const Tensor& dout, const Tensor& x, const Shape& w_shape, const Conv2dArgs& a,
+                                Tensor* dbias) {
+  if (dbias) *dbias = cuda::sum(dout, {0, 2, 3}, false);
+  return cuda::conv2d_backward_weight(dout, x, w_shape, a);
+}
+
 // conv2d_bn_relu_input's weight gradient, composed: y as above, then the weight-gradient entry.
 Tensor conv2d_bn_relu_input_backward_weight(const Tensor& dout, const Tensor& x, const Tensor& gamma,
                                             const Tensor& beta, const BatchNormSaved& saved, int64_t groups,
-                                            const Shape& w_shape, const Conv2dArgs& a) {
+                                            const Shape& w_shape, const Conv2dArgs& a, Tensor* dbias) {
   Tensor y = unary(UnaryOp::relu, z_from_saved(x, gamma, beta, saved, groups), 0.f, 0.f);
-  return cuda::conv2d_backward_weight(dout, y, w_shape, a);
+  return weight_and_bias_gradient(dout, y, w_shape, a, dbias);
 }
 
 // A convolution and its output's statistics, composed: the conv entry (or conv2d_bn_relu_input
@@ -348,7 +355,7 @@ const Backend kCudaBackend{
     .conv2d = conv2d,
     .conv2d_affine_act = conv2d_affine_act,
     .conv2d_backward_input = conv2d_backward_input,
-    .conv2d_backward_weight = conv2d_backward_weight,
+    .conv2d_backward_weight = weight_and_bias_gradient,
     .max_pool2d = max_pool2d,
     .max_pool2d_backward = max_pool2d_backward,
     .avg_pool2d = avg_pool2d,

@@ -105,8 +105,9 @@ struct Backend {
                               const Tensor& shift, const Conv2dArgs& a, Activation act);
   Tensor (*conv2d_backward_input)(const Tensor& dout, const Tensor& w, const Shape& x_shape,
                                   const Conv2dArgs& a);
+  // dbias (may be null): also the bias gradient, dout summed over N, OH, OW
   Tensor (*conv2d_backward_weight)(const Tensor& dout, const Tensor& x, const Shape& w_shape,
-                                   const Conv2dArgs& a);
+                                   const Conv2dArgs& a, Tensor* dbias);
   Tensor (*max_pool2d)(const Tensor& x, const Pool2dArgs& a, Tensor* argmax);
   Tensor (*max_pool2d_backward)(const Tensor& dout, const Tensor& argmax, const Shape& x_shape);
   Tensor (*avg_pool2d)(const Tensor& x, const Pool2dArgs& a);
@@ -144,7 +145,7 @@ struct Backend {
                               Tensor* running_var, float momentum, BatchNormSaved* stats);
   Tensor (*conv2d_bn_relu_input_backward_weight)(const Tensor& dout, const Tensor& x, const Tensor& gamma,
                                                  const Tensor& beta, const BatchNormSaved& saved, int64_t groups,
-                                                 const Shape& w_shape, const Conv2dArgs& a);
+                                                 const Shape& w_shape, const Conv2dArgs& a, Tensor* dbias);
 
   // ---- distances ----
   Tensor (*pairwise_sqdist)(const Tensor& a, const Tensor& b);

@@ -910,16 +910,20 @@ inline lanes load_lanes_upto(const float* p, int64_t m) {
 // column rows [k0, k0 + KB): st their lanes (row f at st + f K), g the first sample's dout [F, ohw]
 // (the next ones F ohw apart), cols the first sample's columns [K, ohwp] (the next ones K ohwp
 // apart). The sums stay in registers over the samples: per sample and tile, 13 vectors of work on
-// the Omniglot net's 14x14 maps did not pay for loading and storing them.
+// the Omniglot net's 14x14 maps did not pay for loading and storing them. bst, when given: the
+// filters' bias-gradient lanes (filter f at bst + f), to which each gradient vector is also added.
 template <int FB, int KB>
-void small_depth_weight_tile(lanes* st, const float* g, const float* cols, int64_t samples, int64_t f0,
-                             int64_t k0, int64_t p0, int64_t p1, const ConvDims& d, int64_t ohwp) {
+void small_depth_weight_tile(lanes* st, lanes* bst, const float* g, const float* cols, int64_t samples,
+                             int64_t f0, int64_t k0, int64_t p0, int64_t p1, const ConvDims& d, int64_t ohwp) {
   const int64_t ohw = d.OH * d.OW;
   lanes acc[FB][KB];  // unrolled, so that the sums stay in registers
+  lanes bias[FB];
 #pragma GCC unroll 2
-  for (int fb = 0; fb < FB; ++fb)
+  for (int fb = 0; fb < FB; ++fb) {
+    bias[fb] = bst ? bst[f0 + fb] : lanes{};
 #pragma GCC unroll 12
     for (int kb = 0; kb < KB; ++kb) acc[fb][kb] = st[(f0 + fb) * d.K + k0 + kb];
+  }
   const int64_t full_end = std::min(p1, ohw / kLanes * kLanes);  // vectors wholly inside OH OW
   // the gradient rows two filter blocks ahead on their way (rows that exist only)
   const int64_t ahead = f0 + 3 * FB <= d.F ? 2 * FB * ohw : 0;
@@ -932,8 +936,10 @@ void small_depth_weight_tile(lanes* st, const float* g, const float* cols, int64
         for (int fb = 0; fb < FB; ++fb) __builtin_prefetch(gj + (f0 + fb) * ohw + p + ahead);
       lanes gv[FB];
 #pragma GCC unroll 2
-      for (int fb = 0; fb < FB; ++fb)
+      for (int fb = 0; fb < FB; ++fb) {
         gv[fb] = m == kLanes ? load_lanes(gj + (f0 + fb) * ohw + p) : load_lanes_upto(gj + (f0 + fb) * ohw + p, m);
+        if (bst) bias[fb] += gv[fb];
+      }
 #pragma GCC unroll 12
       for (int kb = 0; kb < KB; ++kb) {
         const lanes c = load_lanes(cj + (k0 + kb) * ohwp + p);
@@ -946,21 +952,23 @@ void small_depth_weight_tile(lanes* st, const float* g, const float* cols, int64
     if (p < std::min(p1, ohw)) add(p, ohw - p);  // the row's last, partial vector
   }
 #pragma GCC unroll 2
-  for (int fb = 0; fb < FB; ++fb)
+  for (int fb = 0; fb < FB; ++fb) {
+    if (bst) bst[f0 + fb] = bias[fb];
 #pragma GCC unroll 12
     for (int kb = 0; kb < KB; ++kb) st[(f0 + fb) * d.K + k0 + kb] = acc[fb][kb];
+  }
 }
 
 // A tile of FB filters x kb column rows, kb in [1, kMaxKB] (FB kb sums, FB gradient vectors and a
 // column vector in AVX-512's 32 vector registers; with AVX2 a tile of 12 rows spills: correct, slower).
 constexpr int64_t kMaxKB = 12;
 template <int FB>
-void small_depth_weight_tile_kb(int64_t kb, lanes* st, const float* g, const float* cols, int64_t samples,
-                                int64_t f0, int64_t k0, int64_t p0, int64_t p1, const ConvDims& d,
-                                int64_t ohwp) {
+void small_depth_weight_tile_kb(int64_t kb, lanes* st, lanes* bst, const float* g, const float* cols,
+                                int64_t samples, int64_t f0, int64_t k0, int64_t p0, int64_t p1,
+                                const ConvDims& d, int64_t ohwp) {
   switch (kb) {
 #define NORMAD_KB_CASE(n) \
-  case n: return small_depth_weight_tile<FB, n>(st, g, cols, samples, f0, k0, p0, p1, d, ohwp);
+  case n: return small_depth_weight_tile<FB, n>(st, bst, g, cols, samples, f0, k0, p0, p1, d, ohwp);
     NORMAD_KB_CASE(1) NORMAD_KB_CASE(2) NORMAD_KB_CASE(3) NORMAD_KB_CASE(4) NORMAD_KB_CASE(5)
     NORMAD_KB_CASE(6) NORMAD_KB_CASE(7) NORMAD_KB_CASE(8) NORMAD_KB_CASE(9) NORMAD_KB_CASE(10)
     NORMAD_KB_CASE(11) NORMAD_KB_CASE(12)
@@ -970,18 +978,20 @@ void small_depth_weight_tile_kb(int64_t kb, lanes* st, const float* g, const flo
 
 // Filters [f0, f0 + FB) of a group of samples, every column row, pixels [p0, p1): the column rows in
 // as few tiles of at most kMaxKB as cover K (9: one tile of 9, not 4 + 4 + 1, whose 1-row tile
-// read the FB gradient rows a third time for FB multiply-adds per vector).
+// read the FB gradient rows a third time for FB multiply-adds per vector). The bias lanes bst (when
+// given) take the gradient vectors in the first tile.
 template <int FB>
-void small_depth_weight_rows(lanes* st, const float* g, const float* cols, int64_t samples, int64_t f0,
-                             int64_t p0, int64_t p1, const ConvDims& d, int64_t ohwp) {
+void small_depth_weight_rows(lanes* st, lanes* bst, const float* g, const float* cols, int64_t samples,
+                             int64_t f0, int64_t p0, int64_t p1, const ConvDims& d, int64_t ohwp) {
   const int64_t tiles = (d.K + kMaxKB - 1) / kMaxKB;
   for (int64_t t = 0; t < tiles; ++t) {
     const int64_t k0 = d.K * t / tiles, kb = d.K * (t + 1) / tiles - k0;
-    small_depth_weight_tile_kb<FB>(kb, st, g, cols, samples, f0, k0, p0, p1, d, ohwp);
+    small_depth_weight_tile_kb<FB>(kb, st, t == 0 ? bst : nullptr, g, cols, samples, f0, k0, p0, p1, d, ohwp);
   }
 }
 
-void small_depth_backward_weight(float* dw, const float* dout, const float* x, const ConvDims& d,
+// dw, and db (when given) = the bias gradient, the sum of dout over N, OH, OW per filter.
+void small_depth_backward_weight(float* dw, float* db, const float* dout, const float* x, const ConvDims& d,
                                  const Conv2dArgs& a) {
   const int64_t ohw = d.OH * d.OW, ohwp = padded_pixels(d), wsize = d.F * d.K;
   // parts of >= ~4096 output pixels (a part per sample made the 1 -> 64 layer's batch of 30 zero
@@ -991,15 +1001,18 @@ void small_depth_backward_weight(float* dw, const float* dout, const float* x, c
   // samples whose columns go side by side into one group (~24 KB of columns, in L1 beside the
   // gradient rows), when a sample's pixels make one chunk
   const int64_t group = ohwp <= kPixelChunk ? std::max<int64_t>(1, 6144 / (d.K * ohwp)) : 1;
-  // [part][F][K] lanes, from the tensor pool (a fresh 1.2 MB vector per call page-faulted on every
-  // call), each part zeroed by its own task
-  Tensor state_block = Tensor::empty({n_parts * wsize * kLanes});
+  // [part][F][K] lanes, then with db the bias's [part][F] lanes, from the tensor pool (a fresh
+  // 1.2 MB vector per call page-faulted on every call), each part zeroed by its own task
+  Tensor state_block = Tensor::empty({n_parts * (wsize + (db ? d.F : 0)) * kLanes});
   lanes* state = reinterpret_cast<lanes*>(state_block.data());
+  lanes* bias_state = db ? state + n_parts * wsize : nullptr;
   tbb::parallel_for(int64_t(0), n_parts, [&](int64_t part) {
     aligned_floats col_buffer(group * d.K * ohwp);  // 64-byte aligned rows, as the forward's
     float* cols = col_buffer.data();
     lanes* st = state + part * wsize;
+    lanes* bst = db ? bias_state + part * d.F : nullptr;
     std::fill(st, st + wsize, lanes{});
+    if (bst) std::fill(bst, bst + d.F, lanes{});
     const int64_t n_end = d.N * (part + 1) / n_parts;
     for (int64_t n = d.N * part / n_parts; n < n_end; n += group) {
       const int64_t samples = std::min(group, n_end - n);
@@ -1008,23 +1021,27 @@ void small_depth_backward_weight(float* dw, const float* dout, const float* x, c
       for (int64_t p0 = 0; p0 < ohwp; p0 += kPixelChunk) {
         const int64_t p1 = std::min(ohwp, p0 + kPixelChunk);
         int64_t f0 = 0;
-        for (; f0 + 2 <= d.F; f0 += 2) small_depth_weight_rows<2>(st, g, cols, samples, f0, p0, p1, d, ohwp);
-        for (; f0 < d.F; ++f0) small_depth_weight_rows<1>(st, g, cols, samples, f0, p0, p1, d, ohwp);
+        for (; f0 + 2 <= d.F; f0 += 2) small_depth_weight_rows<2>(st, bst, g, cols, samples, f0, p0, p1, d, ohwp);
+        for (; f0 < d.F; ++f0) small_depth_weight_rows<1>(st, bst, g, cols, samples, f0, p0, p1, d, ohwp);
       }
     }
   });
-  // dw [F, C, KH, KW] = [F, K]: the parts' lanes added part by part in order, then the lanes in
-  // order (0 for N = 0); vector adds, independent across elements (a scalar chain per element
-  // through 32 x 16 values took longer than the products on a batch of 30)
-  parallel_for(wsize, 64, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      lanes v = {};
-      for (int64_t part = 0; part < n_parts; ++part) v += state[part * wsize + i];
-      float s = 0.f;
-      for (int64_t j = 0; j < kLanes; ++j) s += v[j];
-      dw[i] = s;
-    }
-  });
+  // dw [F, C, KH, KW] = [F, K] (and db [F]): the parts' lanes added part by part in order, then
+  // the lanes in order (0 for N = 0); vector adds, independent across elements (a scalar chain per
+  // element through 32 x 16 values took longer than the products on a batch of 30)
+  auto reduce = [n_parts](float* out, const lanes* parts, int64_t size) {
+    parallel_for(size, 64, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        lanes v = {};
+        for (int64_t part = 0; part < n_parts; ++part) v += parts[part * size + i];
+        float s = 0.f;
+        for (int64_t j = 0; j < kLanes; ++j) s += v[j];
+        out[i] = s;
+      }
+    });
+  };
+  reduce(dw, state, wsize);
+  if (db) reduce(db, bias_state, d.F);
 }
 
 // ---- implicit GEMM forward, channels-last (groups 1, many channels) ------------------------------
@@ -1321,10 +1338,14 @@ void implicit_weight_tile_m(int64_t m, float* sums, int64_t fp, const float* dt,
 }
 
 // With `norm`, x is normalised as each chunk is copied (conv2d_bn_relu_input_backward_weight).
-void implicit_backward_weight(float* dw, const float* dout, const float* x, const ConvDims& d,
+// With db, also the bias gradient [F] from the transposed dout: per chunk its rows [pixels, fp]
+// added in order in float (vectors of filters), the chunk's sums added into the part's in double,
+// the parts in index order.
+void implicit_backward_weight(float* dw, float* db, const float* dout, const float* x, const ConvDims& d,
                               const Conv2dArgs& a, const InputNorm* norm = nullptr) {
   if (d.N == 0) {  // an empty batch: no products, zero gradient
     std::fill(dw, dw + d.F * d.K, 0.f);
+    if (db) std::fill(db, db + d.F, 0.f);
     return;
   }
   const ImplicitLayout l = implicit_layout(d, a);
@@ -1336,12 +1357,14 @@ void implicit_backward_weight(float* dw, const float* dout, const float* x, cons
   // each part is zeroed by its own task
   Tensor parts_block = Tensor::empty({n_parts * wsize});
   float* parts = parts_block.data();
+  std::vector<double> bias_parts(db ? n_parts * d.F : 0, 0.0);  // [part][F]
   tbb::parallel_for(int64_t(0), n_parts, [&](int64_t p) {
     const int64_t c0 = d.n_chunks * p / n_parts, c1 = d.n_chunks * (p + 1) / n_parts;
-    thread_local aligned_floats xpad, dt;  // reused across calls (dt rows: whole vectors)
+    thread_local aligned_floats xpad, dt, chunk_bias;  // reused across calls (dt rows: whole vectors)
     thread_local std::vector<int64_t> win;
     float* part = parts + p * wsize;
     std::fill(part, part + wsize, 0.f);
+    if (db) chunk_bias.resize(std::max<size_t>(chunk_bias.size(), fp));
     for (int64_t chunk = c0; chunk < c1; ++chunk) {
       const int64_t n0 = chunk * d.nb, nb = std::min(d.nb, d.N - n0), pixels = nb * ohw;
       xpad.resize(std::max<size_t>(xpad.size(), nb * l.sample));
@@ -1351,6 +1374,15 @@ void implicit_backward_weight(float* dw, const float* dout, const float* x, cons
       if (fp != d.F) std::fill(dt.begin(), dt.begin() + pixels * fp, 0.f);  // padded filters: 0
       for (int64_t j = 0; j < nb; ++j)  // dout[n] [F, OH OW] -> dt [OH OW, fp]
         transpose_copy(dt.data() + j * ohw * fp, fp, dout + (n0 + j) * d.F * ohw, ohw, d.F, ohw);
+      if (db) {  // the chunk's bias gradient, rows of dt in order
+        float* cb = chunk_bias.data();
+        std::fill(cb, cb + fp, 0.f);
+        for (int64_t q = 0; q < pixels; ++q) {
+          const float* row = dt.data() + q * fp;
+          for (int64_t f = 0; f < fp; ++f) cb[f] += row[f];
+        }
+        for (int64_t f = 0; f < d.F; ++f) bias_parts[p * d.F + f] += cb[f];
+      }
       for (int64_t q = 0; q < pixels; ++q) win[q] = window_offset(d, a, l, q);
       // the next chunk's samples and gradient, a share per (tap, block of channels)
       const int64_t next_nb = chunk + 1 < c1 ? std::min(d.nb, d.N - n0 - nb) : 0;
@@ -1386,6 +1418,12 @@ void implicit_backward_weight(float* dw, const float* dout, const float* x, cons
   for (int64_t f = 0; f < d.F; ++f)
     for (int64_t c = 0; c < d.C; ++c)
       for (int64_t t = 0; t < taps; ++t) dw[(f * d.C + c) * taps + t] = sum[(t * d.C + c) * fp + f];
+  if (db)
+    for (int64_t f = 0; f < d.F; ++f) {
+      double s = 0.0;
+      for (int64_t p = 0; p < n_parts; ++p) s += bias_parts[p * d.F + f];
+      db[f] = float(s);
+    }
 }
 
 // The implicit input gradient (groups 1, many channels), the forward's tile with the roles of
@@ -1720,14 +1758,23 @@ Tensor conv2d_backward_input(const Tensor& dout, const Tensor& w, const Shape& x
   return dx;
 }
 
+// The bias gradient (dbias) comes from the small-depth and implicit kernels, which read all of
+// dout anyway (the ACR-DSVDD step's sum over the 48 MB gradient of the first layer's output was
+// 2.6 ms of DRAM reads on one core); the other kernels leave it to sum.
 Tensor conv2d_backward_weight(const Tensor& dout, const Tensor& x, const Shape& w_shape,
-                              const Conv2dArgs& a) {
+                              const Conv2dArgs& a, Tensor* dbias) {
   check_cpu(dout, "conv2d_backward_weight"), check_cpu(x, "conv2d_backward_weight");
   ConvDims d = conv_dims(x.shape(), w_shape, a, "conv2d_backward_weight");
   Shape want{d.N, d.F, d.OH, d.OW};
   check(dout.shape() == want, "conv2d_backward_weight",
         "dout must be " + shape_str(want) + ", got " + shape_str(dout.shape()));
-  switch (weight_path(d, a)) {
+  const WeightPath path = weight_path(d, a);
+  float* db = nullptr;
+  if (dbias && (path == WeightPath::small_depth || path == WeightPath::implicit))
+    db = (*dbias = Tensor::empty({d.F})).data();  // every element assigned
+  else if (dbias)
+    *dbias = cpu::sum(dout, {0, 2, 3}, false);
+  switch (path) {
     case WeightPath::direct: {
       Tensor dw = Tensor::empty(w_shape);  // every element assigned
       direct_backward_weight(dw.data(), dout.data(), x.data(), d, a);
@@ -1735,12 +1782,12 @@ Tensor conv2d_backward_weight(const Tensor& dout, const Tensor& x, const Shape& 
     }
     case WeightPath::small_depth: {
       Tensor dw = Tensor::empty(w_shape);  // every element assigned
-      small_depth_backward_weight(dw.data(), dout.data(), x.data(), d, a);
+      small_depth_backward_weight(dw.data(), db, dout.data(), x.data(), d, a);
       return dw;
     }
     case WeightPath::implicit: {
       Tensor dw = Tensor::empty(w_shape);  // every element assigned
-      implicit_backward_weight(dw.data(), dout.data(), x.data(), d, a);
+      implicit_backward_weight(dw.data(), db, dout.data(), x.data(), d, a);
       return dw;
     }
     case WeightPath::columns: break;
@@ -1801,17 +1848,19 @@ Tensor conv2d_backward_weight(const Tensor& dout, const Tensor& x, const Shape& 
 // the same kernel for the shapes (weight_path), the same element expression for y.
 Tensor conv2d_bn_relu_input_backward_weight(const Tensor& dout, const Tensor& x, const Tensor& gamma, const Tensor& beta,
                                             const BatchNormSaved& saved, int64_t groups, const Shape& w_shape,
-                                            const Conv2dArgs& a) {
+                                            const Conv2dArgs& a, Tensor* dbias) {
   const char* what = "conv2d_bn_relu_input_backward_weight";
   check_cpu(dout, what), check_cpu(x, what);
   const ConvDims d = conv_dims(x.shape(), w_shape, a, what);
   std::vector<float> scale(groups * d.C), shift(groups * d.C);  // [G, C]
   batch_norm_scale_shift(saved, gamma, beta, d.C, scale.data(), shift.data());
   if (weight_path(d, a) != WeightPath::implicit)
-    return cpu::conv2d_backward_weight(dout, batch_norm_relu_apply(x, scale.data(), shift.data(), groups), w_shape, a);
-  Tensor dw = Tensor::empty(w_shape);  // every element assigned
+    return cpu::conv2d_backward_weight(dout, batch_norm_relu_apply(x, scale.data(), shift.data(), groups), w_shape, a,
+                                       dbias);
+  Tensor dw = Tensor::empty(w_shape);  // every element assigned (dout's shape checked by ops.cpp)
+  float* db = dbias ? (*dbias = Tensor::empty({d.F})).data() : nullptr;
   const InputNorm norm{scale.data(), shift.data(), d.N / groups};
-  implicit_backward_weight(dw.data(), dout.data(), x.data(), d, a, &norm);
+  implicit_backward_weight(dw.data(), db, dout.data(), x.data(), d, a, &norm);
   return dw;
 }
 

@@ -56,13 +56,13 @@ Tensor conv2d_statistics(const Tensor& x, const BnReluInput* in, const Tensor& w
                          BatchNormSaved* stats);
 Tensor conv2d_bn_relu_input_backward_weight(const Tensor& dout, const Tensor& x, const Tensor& gamma, const Tensor& beta,
                                             const BatchNormSaved& saved, int64_t groups, const Shape& w_shape,
-                                            const Conv2dArgs& a);
+                                            const Conv2dArgs& a, Tensor* dbias);
 Tensor conv2d_affine_act(const Tensor& x, const Tensor& w, const Tensor& scale, const Tensor& shift,
                          const Conv2dArgs& a, Activation act);
 Tensor conv2d_backward_input(const Tensor& dout, const Tensor& w, const Shape& x_shape,
                              const Conv2dArgs& a);
 Tensor conv2d_backward_weight(const Tensor& dout, const Tensor& x, const Shape& w_shape,
-                              const Conv2dArgs& a);
+                              const Conv2dArgs& a, Tensor* dbias);
 // The layout of the convolutions' im2col columns (conv.cpp): planar, rows (c, kh, kw) read from
 // NCHW planes, or channels_last, rows (kh, kw, c) copied as runs of Cg floats from a per-sample
 // [H, W, Cg] copy of the input; or direct: no columns, the direct kernels wherever they apply

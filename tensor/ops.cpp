@@ -447,14 +447,14 @@ Tensor conv2d_backward_input(const Tensor& dout, const Tensor& w, const Shape& x
 }
 
 Tensor conv2d_backward_weight(const Tensor& dout, const Tensor& x, const Shape& w_shape,
-                              const Conv2dArgs& a) {
+                              const Conv2dArgs& a, Tensor* dbias) {
   const char* what = "conv2d_backward_weight";
   Picked be = pick(Op::conv2d_backward_weight, what, {&dout, &x});
   const Shape want = conv2d_shape(x.shape(), w_shape, a, what);
   check(dout.shape() == want, what,
         "dout must be " + shape_str(want) + ", got " + shape_str(dout.shape()));
   be.flops(conv2d_flops(want, w_shape));
-  return be->conv2d_backward_weight(dout, x, w_shape, a);
+  return be->conv2d_backward_weight(dout, x, w_shape, a, dbias);
 }
 
 Shape conv_transpose2d_shape(const Shape& x, const Shape& w, const Conv2dArgs& a,
@@ -641,14 +641,14 @@ Tensor conv2d_bn_relu_input(const Tensor& x, const Tensor& gamma, const Tensor& 
 
 Tensor conv2d_bn_relu_input_backward_weight(const Tensor& dout, const Tensor& x, const Tensor& gamma,
                                             const Tensor& beta, const BatchNormSaved& saved, int64_t groups,
-                                            const Shape& w_shape, const Conv2dArgs& a) {
+                                            const Shape& w_shape, const Conv2dArgs& a, Tensor* dbias) {
   const char* what = "conv2d_bn_relu_input_backward_weight";
   Picked be = pick(Op::conv2d_bn_relu_input_backward_weight, what, {&dout, &x, &gamma, &beta, &saved.mean, &saved.invstd});
   const Shape want = conv2d_shape(x.shape(), w_shape, a, what);
   check(dout.shape() == want, what, "dout must be " + shape_str(want) + ", got " + shape_str(dout.shape()));
   check_bn_relu_input(x, gamma, beta, saved, groups, want, Tensor(), what);
   be.flops(conv2d_flops(want, w_shape));
-  return be->conv2d_bn_relu_input_backward_weight(dout, x, gamma, beta, saved, groups, w_shape, a);
+  return be->conv2d_bn_relu_input_backward_weight(dout, x, gamma, beta, saved, groups, w_shape, a, dbias);
 }
 
 Tensor conv2d_statistics(const Tensor& x, const BnReluInput* in, const Tensor& w, const Tensor& b, const Conv2dArgs& a,

@@ -106,11 +106,14 @@ Tensor conv2d_affine_act(const Tensor& x, const Tensor& w, const Tensor& scale, 
                          const Conv2dArgs& a, Activation act);
 // The output shape of conv2d, [N, F, OH, OW]; throws naming the shapes when they do not fit.
 Shape conv2d_shape(const Shape& x, const Shape& w, const Conv2dArgs& a, const char* what = "conv2d");
-// Gradients given dout [N, F, OH, OW]: dx [N, C, H, W], dw [F, C/groups, KH, KW].
+// Gradients given dout [N, F, OH, OW]: dx [N, C, H, W], dw [F, C/groups, KH, KW]; with dbias,
+// also the bias gradient [F], dout summed over N, OH, OW, from the same pass over dout where the
+// kernel allows (the CPU's small-depth and implicit kernels: its own order, close to
+// sum(dout, {0, 2, 3}) but not its bits).
 Tensor conv2d_backward_input(const Tensor& dout, const Tensor& w, const Shape& x_shape,
                              const Conv2dArgs& a);
 Tensor conv2d_backward_weight(const Tensor& dout, const Tensor& x, const Shape& w_shape,
-                              const Conv2dArgs& a);
+                              const Conv2dArgs& a, Tensor* dbias = nullptr);
 // Transposed convolution (the adjoint of conv2d with the same args): x [N, F, H, W] and
 // w [F, C/groups, KH, KW] (PyTorch's ConvTranspose2d layout) -> [N, C, OH, OW] with
 // OH = (H - 1) stride_h - 2 pad_h + dil_h (KH - 1) + 1 (+ out_pad_h), likewise OW.
@@ -203,7 +206,7 @@ Tensor conv2d_bn_relu_input(const Tensor& x, const Tensor& gamma, const Tensor& 
 // the CPU bit for bit the two ops composed (the implicit kernel normalises x as it copies it).
 Tensor conv2d_bn_relu_input_backward_weight(const Tensor& dout, const Tensor& x, const Tensor& gamma,
                                             const Tensor& beta, const BatchNormSaved& saved, int64_t groups,
-                                            const Shape& w_shape, const Conv2dArgs& a);
+                                            const Shape& w_shape, const Conv2dArgs& a, Tensor* dbias = nullptr);
 // conv2d_bn_relu_input's batch norm + ReLU of a convolution's input: gamma and beta (either may be
 // undefined), the statistics of x and the groups of rows they are per.
 struct BnReluInput {

@@ -1048,10 +1048,11 @@ Tensor ref_conv2d_backward_input(const Tensor& dout, const Tensor& w, const Shap
   return dx;
 }
 Tensor ref_conv2d_backward_weight(const Tensor& dout, const Tensor& x, const Shape& w_shape,
-                                  const Conv2dArgs& a) {
+                                  const Conv2dArgs& a, Tensor* dbias) {
   const ref::ConvSize s = ref::conv_size(x.shape(), w_shape, a);
   Tensor dw = Tensor::empty(w_shape, kRef);
   ref::conv2d_backward_weight(ptr(dw), ptr(dout), ptr(x), s, a);
+  if (dbias) *dbias = ref_sum(dout, {0, 2, 3}, false);  // the bias gradient: the reference sum
   return dw;
 }
 Tensor ref_max_pool2d(const Tensor& x, const Pool2dArgs& a, Tensor* argmax) {
@@ -1195,8 +1196,8 @@ Tensor ref_conv2d_bn_relu_input(const Tensor& x, const Tensor& gamma, const Tens
 }
 Tensor ref_conv2d_bn_relu_input_backward_weight(const Tensor& dout, const Tensor& x, const Tensor& gamma,
                                                 const Tensor& beta, const BatchNormSaved& saved, int64_t groups,
-                                                const Shape& w_shape, const Conv2dArgs& a) {
-  return ref_conv2d_backward_weight(dout, ref_bn_relu_of(x, gamma, beta, saved, groups), w_shape, a);
+                                                const Shape& w_shape, const Conv2dArgs& a, Tensor* dbias) {
+  return ref_conv2d_backward_weight(dout, ref_bn_relu_of(x, gamma, beta, saved, groups), w_shape, a, dbias);
 }
 // the two ops in sequence: the convolution (of the normalised input when `in` is given), then the
 // reference statistics of its output

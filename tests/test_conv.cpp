@@ -112,8 +112,12 @@ void check_against_loops(const ConvCase& c, uint64_t seed) {
   conv2d_backward_loops(dout, x, w, c.a, &dx_ref, &dw_ref);
   test::expect_close(conv2d_backward_input(dout, w, x.shape(), c.a), dx_ref, 1e-4, 1e-4,
                      "dx " + c.str());
-  test::expect_close(conv2d_backward_weight(dout, x, w.shape(), c.a), dw_ref, 1e-4, 1e-4,
-                     "dw " + c.str());
+  const Tensor dw = conv2d_backward_weight(dout, x, w.shape(), c.a);
+  test::expect_close(dw, dw_ref, 1e-4, 1e-4, "dw " + c.str());
+  // with the bias gradient from the same pass: dw unchanged, dbias the reference's sum of dout
+  Tensor db;
+  CHECK(test::same_bits(conv2d_backward_weight(dout, x, w.shape(), c.a, &db), dw));
+  test::expect_close(db, sum(on_ref(dout), {0, 2, 3}), 1e-5, 1e-5, "dbias " + c.str());
 }
 
 // Runs the scope's convolutions with one im2col column layout (tensor/cpu.h), then restores the
@@ -660,10 +664,11 @@ TEST_CASE("conv2d: results are bit-identical for 1 and several threads", "[conv]
   make_inputs(c, 3, &x, &w, &b);
   Tensor dout = Generator(4).normal({c.N, c.F, 9, 9});
   const auto passes = test::on_one_and_many_threads([&] {
-    return std::array<Tensor, 3>{conv2d(x, w, b, c.a), conv2d_backward_input(dout, w, x.shape(), c.a),
-                                 conv2d_backward_weight(dout, x, w.shape(), c.a)};
+    Tensor db;
+    Tensor dw = conv2d_backward_weight(dout, x, w.shape(), c.a, &db);
+    return std::array<Tensor, 4>{conv2d(x, w, b, c.a), conv2d_backward_input(dout, w, x.shape(), c.a), dw, db};
   });
-  for (int k = 0; k < 3; ++k) CHECK(test::same_bits(passes[0][k], passes[1][k]));  // y, dx, dw
+  for (int k = 0; k < 4; ++k) CHECK(test::same_bits(passes[0][k], passes[1][k]));  // y, dx, dw, dbias
   // the depthwise loop: one plane per task
   ConvCase dwc{8, 32, 9, 9, 32, 3, 3, {}, true};
   dwc.a.pad_h = dwc.a.pad_w = 1;
@@ -999,6 +1004,12 @@ TEST_CASE("conv2d_bn_relu_input: the convolution of batch_norm_relu_train's outp
       [&] { return conv2d_bn_relu_input_backward_weight(dout, x, gamma, beta, stats, c.groups, w.shape(), a); });
   CHECK(test::same_bits(dw_fused[0], dw_composed));
   CHECK(test::same_bits(dw_fused[1], dw_composed));
+  // and with the bias gradient from the same pass, as conv2d_backward_weight's
+  Tensor db_composed, db_fused;
+  conv2d_backward_weight(dout, y, w.shape(), a, &db_composed);
+  CHECK(test::same_bits(conv2d_bn_relu_input_backward_weight(dout, x, gamma, beta, stats, c.groups, w.shape(), a, &db_fused),
+                        dw_composed));
+  CHECK(test::same_bits(db_fused, db_composed));
   test::expect_close(dw_fused[0], conv2d_backward_weight(on_ref(dout), on_ref(y), w.shape(), a), 1e-4, 1e-4,
                      "weight gradient vs reference");
   CHECK(test::same_bits(conv2d_bn_relu_input_backward_weight(dout, x, Tensor(), Tensor(), stats, c.groups, w.shape(), a),
