@@ -978,6 +978,8 @@ inline std::vector<OpCase> op_perf_cases() {
         });
   // the Omniglot backbone's second conv at the task batch (bench/bench_ops.cpp's omni2_n30)
   add_conv(t, "omni2_n30", {30, 64, 14, 14}, {64, 64, 3, 3}, conv_args(2, 2, 1, 1), true);
+  // its first conv at the ACR-DSVDD step's batch (small-depth kernels; a 48 MB output and gradient)
+  add_conv(t, "omni1_n960", {960, 1, 28, 28}, {64, 1, 3, 3}, conv_args(2, 2, 1, 1), true);
   add_conv(t, "depthwise", {8, 96, 28, 28}, {96, 1, 3, 3}, conv_args(1, 1, 1, 1, 1, 1, 96), false);
   add_conv_affine(t, "omni2_n30", {30, 64, 14, 14}, {64, 64, 3, 3}, conv_args(2, 2, 1, 1), Activation::silu, true);
   add_pool(t, {30, 64, 28, 28}, pool_args(2, 2, 2, 2, 0, 0));
