@@ -1,6 +1,7 @@
 // normad differentiable ops: each wraps the tensor op of the same name (tensor/ops.h) and records
 // its local chain rule. Forward and backward of each op sit side by side in autograd/ops_*.cpp.
-// Tested by tests/test_grad.cpp (finite differences for every op) and tests/test_parity.cpp.
+// Tested by tests/test_grad.cpp (finite differences for every op; convolution and pooling in
+// tests/test_conv.cpp, batch norm also in tests/test_batchnorm.cpp) and tests/test_parity.cpp.
 #pragma once
 
 #include <vector>
@@ -94,7 +95,8 @@ Var batch_norm_relu_train(const Var& x, const Var& gamma, const Var& beta, float
 // conv2d_bn_relu_input_backward_weight); with `stats`, also y's batch statistics for the next
 // batch norm (conv2d_statistics: on the CPU from the planes as they are written; running
 // statistics moved) in stats->saved, the next call's in->saved. The same values and gradients as
-// conv2d then batch_norm_relu_train composed (on the CPU the same bits: tests/test_acr.cpp).
+// batch_norm_relu_train, then conv2d (then batch_norm_statistics) composed (on the CPU the same
+// bits: tests/test_conv.cpp, tests/test_acr.cpp).
 // Backward: the convolution's, then with `in` the batch norm + ReLU's training backward (through
 // the batch statistics, batch_norm_relu_backward) into x, gamma and beta. b, gamma and beta may be
 // undefined Vars.

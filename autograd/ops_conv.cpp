@@ -30,21 +30,6 @@ void push_weight_bias_grads(Node& self, int ib, const Tensor& dy, WeightGrad wei
 }
 }  // namespace
 
-Var conv2d(const Var& x, const Var& w, const Var& b, const Conv2dArgs& args) {
-  const bool has_bias = b.defined();
-  Tensor xd = x.data(), wd = w.data();
-  Tensor y = conv2d(xd, wd, has_bias ? b.data() : Tensor(), args);
-  std::vector<Var> parents{x, w};
-  if (has_bias) parents.push_back(b);
-  return Var::make(y, parents, "conv2d", [xd, wd, has_bias, args](Node& self) {
-    const Tensor& dy = self.grad;  // [N, F, OH, OW]
-    if (self.parents[0]->requires_grad)
-      self.parents[0]->accumulate(conv2d_backward_input(dy, wd, xd.shape(), args));
-    push_weight_bias_grads(self, has_bias ? 2 : -1, dy,
-                           [&](Tensor* db) { return conv2d_backward_weight(dy, xd, wd.shape(), args, db); });
-  });
-}
-
 Var conv2d_bn_relu_input(const Var& x, const BnReluInputVar* in, const Var& w, const Var& b, const Conv2dArgs& args,
                          OutputStatistics* stats) {
   Tensor xd = x.data(), wd = w.data(), bd = b.defined() ? b.data() : Tensor();
@@ -83,6 +68,11 @@ Var conv2d_bn_relu_input(const Var& x, const BnReluInputVar* in, const Var& w, c
                 : conv2d_backward_weight(dy, xd, wd.shape(), args, db);
     });
   });
+}
+
+// The plain convolution is the node above without an input batch norm or output statistics.
+Var conv2d(const Var& x, const Var& w, const Var& b, const Conv2dArgs& args) {
+  return conv2d_bn_relu_input(x, nullptr, w, b, args);
 }
 
 Var conv_transpose2d(const Var& x, const Var& w, const Var& b, const Conv2dArgs& args,

@@ -277,12 +277,17 @@ BatchNormSaved batch_norm_statistics(const Tensor& x, float eps, int64_t groups,
   return stats;
 }
 
-// conv2d of the normalised input, composed: y = relu(z_from_saved(x)), then the conv entry (no
-// fused kernel yet; the CPU backend normalises as it copies).
+// y = relu(z_from_saved(x)): the batch norm + ReLU of a convolution's input, stored (no fused
+// kernel yet; the CPU backend normalises as it copies).
+Tensor bn_relu_of(const Tensor& x, const Tensor& gamma, const Tensor& beta, const BatchNormSaved& saved,
+                  int64_t groups) {
+  return unary(UnaryOp::relu, z_from_saved(x, gamma, beta, saved, groups), 0.f, 0.f);
+}
+
+// conv2d of the normalised input, composed: y, then the conv entry.
 Tensor conv2d_bn_relu_input(const Tensor& x, const Tensor& gamma, const Tensor& beta, const BatchNormSaved& saved,
                             int64_t groups, const Tensor& w, const Tensor& b, const Conv2dArgs& a) {
-  Tensor y = unary(UnaryOp::relu, z_from_saved(x, gamma, beta, saved, groups), 0.f, 0.f);
-  return cuda::conv2d(y, w, b, a);
+  return cuda::conv2d(bn_relu_of(x, gamma, beta, saved, groups), w, b, a);
 }
 
 // The weight gradient's kernel, and with dbias the bias gradient from the sum entry (no fused kernel).
@@ -296,8 +301,7 @@ Tensor weight_and_bias_gradient(const Tensor& dout, const Tensor& x, const Shape
 Tensor conv2d_bn_relu_input_backward_weight(const Tensor& dout, const Tensor& x, const Tensor& gamma,
                                             const Tensor& beta, const BatchNormSaved& saved, int64_t groups,
                                             const Shape& w_shape, const Conv2dArgs& a, Tensor* dbias) {
-  Tensor y = unary(UnaryOp::relu, z_from_saved(x, gamma, beta, saved, groups), 0.f, 0.f);
-  return weight_and_bias_gradient(dout, y, w_shape, a, dbias);
+  return weight_and_bias_gradient(dout, bn_relu_of(x, gamma, beta, saved, groups), w_shape, a, dbias);
 }
 
 // A convolution and its output's statistics, composed: the conv entry (or conv2d_bn_relu_input

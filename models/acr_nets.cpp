@@ -31,16 +31,17 @@ OmniglotNet::OmniglotNet(Generator& g, int64_t channels, int64_t embed) {
 // written and read back, in training (the backward's weight gradient normalises the input again,
 // and the BN's backward recomputes its ReLU mask, as batch_norm_relu_train's does) or in zero-shot
 // scoring without a graph. The same bits as the layer-by-layer forward and backward on the CPU
-// (tests/test_acr.cpp) and, by construction, on CUDA (the same entries composed); on the reference
-// backend ~1 ulp apart (its layer-by-layer forward normalises with double statistics, the fused op
-// with the saved float ones). A backend without the fused entries, or a BN that normalises with its
-// running statistics, takes the layer-by-layer way there (conv, then BN + ReLU, one fused op).
+// (tests/test_acr.cpp); on the reference backend ~1 ulp apart (its layer-by-layer forward
+// normalises with double statistics, the fused op with the saved float ones). CUDA goes layer by
+// layer: its fused entries are the plain ones composed (no fused kernel yet, and not yet run on a
+// GPU), the same work plus recomputing the BN's output. So does a backend without the fused
+// entries, and a BN that normalises with its running statistics (conv, then BN + ReLU, one op).
 // One layer a statement: a nested call's temporaries (the conv's and BN's outputs) would all live
 // until the statement ends, 4 activations at once instead of 2 when scoring without a graph.
 Var OmniglotNet::forward(const Var& x) {
   check(x.dim() == 4 && x.size(1) == 1, "OmniglotNet", "expects [N, 1, H, W], got " + shape_str(x.shape()));
   const Backend& be = backend_for(x.data().device());
-  const bool fused = fuse_batch_norms && supports(be, Op::conv2d_bn_relu_input) && supports(be, Op::conv2d_statistics) &&
+  const bool fused = fuse_batch_norms && be.device != Device::CUDA && supports(be, Op::conv2d_bn_relu_input) && supports(be, Op::conv2d_statistics) &&
                      supports(be, Op::conv2d_bn_relu_input_backward_weight);
   Var h = x;
   // bns_[i - 1]'s BN + ReLU of h (the previous convolution's output) for its statistics, when they

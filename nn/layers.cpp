@@ -1,10 +1,13 @@
 // normad nn layers (see nn/layers.h) with PyTorch's default initialisation:
 // weight kaiming_uniform(a = sqrt(5)) => U(+-1/sqrt(fan_in)); bias U(+-1/sqrt(fan_in)); BN gamma 1,
 // beta 0, running mean 0, running var 1. BatchNorm::forward_relu: the batch norm and a (leaky)
-// ReLU as one op (batch_norm_relu_train) when batch statistics are used; BatchNorm::batch_statistics:
-// those statistics alone, for a consumer that normalises as it reads (conv2d_bn_relu_input).
+// ReLU as one op (batch_norm_relu_train) when batch statistics are used; BatchNorm::conv_with_statistics:
+// a convolution and this layer's statistics of its output from one op, and relu_input_of: this
+// layer's batch norm + ReLU for the next convolution to apply as it reads (autograd's
+// conv2d_bn_relu_input).
 // Tested by tests/test_nn.cpp, tests/test_batchnorm.cpp, tests/test_parity.cpp and tests/test_acr.cpp
-// (batch_statistics through the Omniglot net's no-graph forward, running statistics included).
+// (conv_with_statistics through the Omniglot net's fused forward and training step against the
+// layer-by-layer ones, running statistics included).
 #include "nn/layers.h"
 
 #include <cmath>

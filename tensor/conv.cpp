@@ -12,7 +12,9 @@
 // conv2d_affine_act applies act(scale[f] * conv + shift[f]) in the same write-back pass (inference
 // with a BN folded in); conv2d_bn_relu_input convolves relu(scale[g, c] x + shift[g, c]) (a batch
 // norm + ReLU of x from given statistics), normalising x as the implicit kernel copies it, and
-// conv2d_bn_relu_input_backward_weight is its weight gradient, normalising x the same way.
+// conv2d_bn_relu_input_backward_weight is its weight gradient, normalising x the same way. The
+// weight gradient's small-depth and implicit kernels also return the bias gradient (dout summed
+// over N, OH, OW) from their pass over dout.
 // Tested by tests/test_conv.cpp: im2col, depthwise, direct, small-depth and implicit paths vs conv2d on the
 // reference backend
 // (tensor/reference.cpp) over strides/pads/dilations/groups, the fused epilogue and the normalised
@@ -959,8 +961,9 @@ void small_depth_weight_tile(lanes* st, lanes* bst, const float* g, const float*
   }
 }
 
-// A tile of FB filters x kb column rows, kb in [1, kMaxKB] (FB kb sums, FB gradient vectors and a
-// column vector in AVX-512's 32 vector registers; with AVX2 a tile of 12 rows spills: correct, slower).
+// A tile of FB filters x kb column rows, kb in [1, kMaxKB] (FB kb sums, FB gradient vectors, FB
+// bias lanes and a column vector in AVX-512's 32 vector registers: 29 for 2 x 9; with AVX2 a tile
+// of 12 rows spills: correct, slower).
 constexpr int64_t kMaxKB = 12;
 template <int FB>
 void small_depth_weight_tile_kb(int64_t kb, lanes* st, lanes* bst, const float* g, const float* cols,
@@ -1670,19 +1673,31 @@ Tensor conv2d_affine_act(const Tensor& x, const Tensor& w, const Tensor& scale,
 // conv2d(batch_norm_relu_train(x), w, b)'s bits: the same element expression for y (bn_affine,
 // relu_of), the same sums.
 namespace {
+// The batch norm + ReLU of a convolution's input as the kernels apply it: y = relu(scale x + shift)
+// per (group, channel) (batch_norm_scale_shift), the composed kernels' normalised copy of x, and
+// the implicit kernels' InputNorm.
+struct BnReluOfInput {
+  std::vector<float> scale, shift;  // [G, C]
+  int64_t groups;
+  BnReluOfInput(const BatchNormSaved& saved, const Tensor& gamma, const Tensor& beta, int64_t groups, int64_t C)
+      : scale(groups * C), shift(groups * C), groups(groups) {
+    batch_norm_scale_shift(saved, gamma, beta, C, scale.data(), shift.data());
+  }
+  Tensor applied(const Tensor& x) const { return batch_norm_relu_apply(x, scale.data(), shift.data(), groups); }
+  InputNorm norm(int64_t N) const { return InputNorm{scale.data(), shift.data(), N / groups}; }
+};
+
 // conv2d_bn_relu_input, and its output planes' moments when `moments` is given (conv2d_statistics).
 Tensor conv_bn_relu_input_impl(const Tensor& x, const Tensor& gamma, const Tensor& beta, const BatchNormSaved& saved,
                                int64_t groups, const Tensor& w, const Tensor& b, const Conv2dArgs& a,
                                const char* what, PlaneMoments* moments) {
   check_cpu(x, what), check_cpu(w, what);
   const ConvDims d = conv_dims(x.shape(), w.shape(), a, what);
-  std::vector<float> scale(groups * d.C), shift(groups * d.C);  // [G, C]
-  batch_norm_scale_shift(saved, gamma, beta, d.C, scale.data(), shift.data());
+  const BnReluOfInput bn(saved, gamma, beta, groups, d.C);
   if (forward_path(d, a) != ForwardPath::implicit)
-    return conv2d_impl(batch_norm_relu_apply(x, scale.data(), shift.data(), groups), w, Tensor(), b, a,
-                       Activation::none, "conv2d", moments);
+    return conv2d_impl(bn.applied(x), w, Tensor(), b, a, Activation::none, "conv2d", moments);
   Tensor out = Tensor::empty({d.N, d.F, d.OH, d.OW});
-  const InputNorm norm{scale.data(), shift.data(), d.N / groups};
+  const InputNorm norm = bn.norm(d.N);
   implicit_forward(out.data(), x.data(), w.data(), nullptr, b.defined() ? b.data() : nullptr, d, a, Activation::none,
                    &norm, moments);
   return out;
@@ -1774,23 +1789,12 @@ Tensor conv2d_backward_weight(const Tensor& dout, const Tensor& x, const Shape& 
     db = (*dbias = Tensor::empty({d.F})).data();  // every element assigned
   else if (dbias)
     *dbias = cpu::sum(dout, {0, 2, 3}, false);
-  switch (path) {
-    case WeightPath::direct: {
-      Tensor dw = Tensor::empty(w_shape);  // every element assigned
-      direct_backward_weight(dw.data(), dout.data(), x.data(), d, a);
-      return dw;
-    }
-    case WeightPath::small_depth: {
-      Tensor dw = Tensor::empty(w_shape);  // every element assigned
-      small_depth_backward_weight(dw.data(), db, dout.data(), x.data(), d, a);
-      return dw;
-    }
-    case WeightPath::implicit: {
-      Tensor dw = Tensor::empty(w_shape);  // every element assigned
-      implicit_backward_weight(dw.data(), db, dout.data(), x.data(), d, a);
-      return dw;
-    }
-    case WeightPath::columns: break;
+  if (path != WeightPath::columns) {
+    Tensor dw = Tensor::empty(w_shape);  // every element assigned
+    if (path == WeightPath::direct) direct_backward_weight(dw.data(), dout.data(), x.data(), d, a);
+    if (path == WeightPath::small_depth) small_depth_backward_weight(dw.data(), db, dout.data(), x.data(), d, a);
+    if (path == WeightPath::implicit) implicit_backward_weight(dw.data(), db, dout.data(), x.data(), d, a);
+    return dw;
   }
   const int64_t ohw = d.OH * d.OW, wsize = d.F * d.K;
   // dW_g = sum_chunks dout_g,chunk [Fg, nb*OHW] x cols_chunk^T [nb*OHW, K]. The chunks are dealt
@@ -1843,7 +1847,7 @@ Tensor conv2d_backward_weight(const Tensor& dout, const Tensor& x, const Shape& 
 
 // The weight gradient of conv2d_bn_relu_input: the implicit kernel normalises each chunk as it
 // copies it (as the forward does), so training through the fused forward (autograd's
-// conv2d_bn_relu) never stores the batch norm's output for the backward either; the other kernels
+// conv2d_bn_relu_input) never stores the batch norm's output for the backward either; the other kernels
 // take the composed way. Both give conv2d_backward_weight(dout, batch_norm_relu_train(x))'s bits:
 // the same kernel for the shapes (weight_path), the same element expression for y.
 Tensor conv2d_bn_relu_input_backward_weight(const Tensor& dout, const Tensor& x, const Tensor& gamma, const Tensor& beta,
@@ -1852,14 +1856,11 @@ Tensor conv2d_bn_relu_input_backward_weight(const Tensor& dout, const Tensor& x,
   const char* what = "conv2d_bn_relu_input_backward_weight";
   check_cpu(dout, what), check_cpu(x, what);
   const ConvDims d = conv_dims(x.shape(), w_shape, a, what);
-  std::vector<float> scale(groups * d.C), shift(groups * d.C);  // [G, C]
-  batch_norm_scale_shift(saved, gamma, beta, d.C, scale.data(), shift.data());
-  if (weight_path(d, a) != WeightPath::implicit)
-    return cpu::conv2d_backward_weight(dout, batch_norm_relu_apply(x, scale.data(), shift.data(), groups), w_shape, a,
-                                       dbias);
+  const BnReluOfInput bn(saved, gamma, beta, groups, d.C);
+  if (weight_path(d, a) != WeightPath::implicit) return cpu::conv2d_backward_weight(dout, bn.applied(x), w_shape, a, dbias);
   Tensor dw = Tensor::empty(w_shape);  // every element assigned (dout's shape checked by ops.cpp)
   float* db = dbias ? (*dbias = Tensor::empty({d.F})).data() : nullptr;
-  const InputNorm norm{scale.data(), shift.data(), d.N / groups};
+  const InputNorm norm = bn.norm(d.N);
   implicit_backward_weight(dw.data(), db, dout.data(), x.data(), d, a, &norm);
   return dw;
 }

@@ -197,12 +197,12 @@ BatchNormSaved batch_norm_statistics(const Tensor& x, float eps, int64_t groups,
 // conv2d(y, w, b) of y = batch_norm_relu_train(x, gamma, beta, ...)'s output for the statistics
 // `saved` (of x, in G = groups groups of rows): y = relu(scale x + shift), scale = invstd gamma,
 // shift = beta - mean scale per (group, channel), never stored. On the CPU bit for bit the two
-// ops composed (tests/test_conv.cpp); the implicit kernel normalises x as it copies it. No
-// backward (inference: zero-shot scoring without a graph).
+// ops composed (tests/test_conv.cpp); the implicit kernel normalises x as it copies it. Trained
+// through autograd's conv2d_bn_relu_input (its weight gradient below).
 Tensor conv2d_bn_relu_input(const Tensor& x, const Tensor& gamma, const Tensor& beta, const BatchNormSaved& saved,
                             int64_t groups, const Tensor& w, const Tensor& b, const Conv2dArgs& a);
 // conv2d_backward_weight(dout, y, w_shape, a) of the same y = relu(scale x + shift), never stored:
-// conv2d_bn_relu_input's weight gradient, for training through it (autograd's conv2d_bn_relu). On
+// conv2d_bn_relu_input's weight gradient, for training through it (autograd's conv2d_bn_relu_input). On
 // the CPU bit for bit the two ops composed (the implicit kernel normalises x as it copies it).
 Tensor conv2d_bn_relu_input_backward_weight(const Tensor& dout, const Tensor& x, const Tensor& gamma,
                                             const Tensor& beta, const BatchNormSaved& saved, int64_t groups,
@@ -219,7 +219,8 @@ struct BnReluInput {
 // and *stats = batch_norm_statistics(y, eps, groups, running_mean, running_var, momentum) (the
 // running statistics moved the same). On the CPU bit for bit the ops composed; the statistics'
 // per-plane part is computed as each output plane is written (still in L1), so y is not read back.
-// No backward (inference: zero-shot scoring without a graph).
+// Trained through autograd's conv2d_bn_relu_input (its stats argument): the statistics need no
+// backward of their own, the next batch norm's training backward goes through them.
 Tensor conv2d_statistics(const Tensor& x, const BnReluInput* in, const Tensor& w, const Tensor& b, const Conv2dArgs& a,
                          float eps, int64_t groups, Tensor* running_mean, Tensor* running_var, float momentum,
                          BatchNormSaved* stats);

@@ -283,7 +283,9 @@ inline void add_conv(Table& t, const std::string& what, Shape xs, Shape ws, Conv
   // dw sums N OH OW terms, more than the forward's: a little more room
   t.add("conv2d_backward_weight/" + tag, Op::conv2d_backward_weight, {normal(os), normal(xs)},
         [a, ws](std::vector<Tensor>& in) {
-          return std::vector<Output>{{"dw", conv2d_backward_weight(in[0], in[1], ws, a)}};
+          Tensor db;  // with the bias gradient from the same pass
+          Tensor dw = conv2d_backward_weight(in[0], in[1], ws, a, &db);
+          return std::vector<Output>{{"dw", dw}, {"db", db}};
         },
         2e-5, 2e-5)
       .flops = flops;

@@ -1,8 +1,9 @@
 // ACR-DSVDD tests (models/acr.h, models/acr_nets.h): the parameter counts of acr.md §7, a
 // golden iteration against a PyTorch per-task loop (tests/make_fixtures.py make_acr), the grouped
 // pass against normad's own per-task loop, a synthetic zero-shot problem it must separate, and the
-// Omniglot net's no-graph forward (BN + ReLU fused into the next convolution) against its graph
-// forward, bit for bit.
+// Omniglot net with each BN + ReLU fused into the next convolution (its forward without a graph, and
+// a training step's output, gradients and running statistics) against its layer-by-layer forward,
+// bit for bit.
 #include <algorithm>
 #include <functional>
 

@@ -429,6 +429,15 @@ TEST_CASE("conv2d: the small-depth weight gradient adds its parts of the batch i
   CHECK(conv2d(x0, w, b, c.a).shape() == Shape{0, c.F, 30, 20});
   Tensor dw0 = conv2d_backward_weight(dout0, x0, w.shape(), c.a);
   for (int64_t i = 0; i < dw0.numel(); ++i) REQUIRE(dw0.data()[i] == 0.f);
+  // and a zero bias gradient, from this kernel and from the implicit one
+  for (const int64_t channels : {int64_t(1), int64_t(16)}) {
+    ColumnsScope scope(channels == 1 ? cpu::ConvColumns::automatic : cpu::ConvColumns::implicit);
+    const Tensor xe({0, channels, 30, 20});
+    Tensor db0;
+    conv2d_backward_weight(dout0, xe, {c.F, channels, 3, 3}, c.a, &db0);
+    REQUIRE(db0.shape() == Shape{c.F});
+    for (int64_t i = 0; i < db0.numel(); ++i) REQUIRE(db0.data()[i] == 0.f);
+  }
 }
 
 TEST_CASE("conv2d: a small-depth output larger than the caches is streamed out unchanged", "[conv]") {
@@ -1027,18 +1036,21 @@ TEST_CASE("conv2d_bn_relu_input (autograd): conv2d of batch_norm_relu_train comp
   // The node's forward (with and without the output's statistics) and backward against the two
   // autograd ops composed: output, statistics, running statistics, and the gradients of x, gamma,
   // beta, w and b the same bits, on 1 and many threads. The Omniglot net's 7 x 7 layer, grouped
-  // (implicit kernel), a small-depth input (3 channels: the composed way inside the backend), and
-  // without affine or bias.
+  // (implicit kernel), a small-depth input (3 channels: the composed way inside the backend),
+  // without affine or bias, a frozen x with gamma undefined and no bias (beta's parent index 2), and
+  // frozen weights with a bias (its gradient by sum) and beta undefined.
   struct Case {
     Shape x, w;
     int64_t groups;
-    bool affine;
+    bool gamma, beta, bias, x_grad = true, w_grad = true;
   };
-  const int k = GENERATE(0, 1, 2);
-  const Case c = k == 0 ? Case{{12, 64, 7, 7}, {64, 64, 3, 3}, 3, true}
-                 : k == 1 ? Case{{6, 3, 9, 8}, {16, 3, 3, 3}, 2, true}
-                          : Case{{8, 16, 5, 5}, {16, 16, 3, 3}, 1, false};
-  INFO("x " << shape_str(c.x) << " w " << shape_str(c.w) << " groups " << c.groups);
+  const int k = GENERATE(0, 1, 2, 3, 4);
+  const Case c = k == 0   ? Case{{12, 64, 7, 7}, {64, 64, 3, 3}, 3, true, true, true}
+                 : k == 1 ? Case{{6, 3, 9, 8}, {16, 3, 3, 3}, 2, true, true, true}
+                 : k == 2 ? Case{{8, 16, 5, 5}, {16, 16, 3, 3}, 1, false, false, false}
+                 : k == 3 ? Case{{6, 64, 7, 7}, {64, 64, 3, 3}, 1, false, true, false, false}
+                          : Case{{8, 16, 5, 5}, {16, 16, 3, 3}, 2, true, false, true, true, false};
+  INFO("case " << k << ": x " << shape_str(c.x) << " w " << shape_str(c.w) << " groups " << c.groups);
   Generator g(171 + k);
   const int64_t C = c.x[1], F = c.w[0];
   const Tensor x0 = g.normal(c.x, 0.3f, 1.5f), gamma0 = g.uniform({C}, 0.5f, 1.5f), beta0 = g.normal({C}, 0.f, 0.5f);
@@ -1047,9 +1059,10 @@ TEST_CASE("conv2d_bn_relu_input (autograd): conv2d of batch_norm_relu_train comp
   a.stride_h = a.stride_w = 2, a.pad_h = a.pad_w = 1;
   // the output and every gradient, with the output's statistics (running ones moved) or without
   auto run = [&](bool fused, bool with_stats) {
-    Var x(x0.clone(), true), gamma(gamma0.clone(), true), beta(beta0.clone(), true), w(w0.clone(), true), b(b0.clone(), true);
+    Var x(x0.clone(), c.x_grad), gamma(gamma0.clone(), true), beta(beta0.clone(), true), w(w0.clone(), c.w_grad),
+        b(b0.clone(), true);
     Tensor rm = Tensor::zeros({F}), rv = Tensor::ones({F});
-    Var gm = c.affine ? gamma : Var(), bt = c.affine ? beta : Var(), bias = c.affine ? b : Var();
+    Var gm = c.gamma ? gamma : Var(), bt = c.beta ? beta : Var(), bias = c.bias ? b : Var();
     Var y;
     BatchNormSaved out_stats;
     if (fused) {
@@ -1062,8 +1075,11 @@ TEST_CASE("conv2d_bn_relu_input (autograd): conv2d of batch_norm_relu_train comp
       if (with_stats) out_stats = batch_norm_statistics(y.data(), 1e-5f, c.groups, &rm, &rv, 0.1f);
     }
     sum(mul(y, Var(seed))).backward();
-    std::vector<Tensor> r{y.data(), x.grad(), w.grad()};
-    if (c.affine) r.insert(r.end(), {gamma.grad(), beta.grad(), b.grad()});
+    std::vector<Tensor> r{y.data()};
+    for (const auto& [v, wanted] : {std::pair{x, c.x_grad}, std::pair{w, c.w_grad}, std::pair{gamma, c.gamma},
+                                    std::pair{beta, c.beta}, std::pair{b, c.bias}})
+      if (wanted) r.push_back(v.grad());
+    for (const Tensor& t : r) REQUIRE(t.defined());
     if (with_stats) r.insert(r.end(), {out_stats.mean, out_stats.invstd, rm, rv});
     return r;
   };
