@@ -41,8 +41,8 @@ OmniglotNet::OmniglotNet(Generator& g, int64_t channels, int64_t embed) {
 Var OmniglotNet::forward(const Var& x) {
   check(x.dim() == 4 && x.size(1) == 1, "OmniglotNet", "expects [N, 1, H, W], got " + shape_str(x.shape()));
   const Backend& be = backend_for(x.data().device());
-  const bool fused = fuse_batch_norms && be.device != Device::CUDA && supports(be, Op::conv2d_bn_relu_input) && supports(be, Op::conv2d_statistics) &&
-                     supports(be, Op::conv2d_bn_relu_input_backward_weight);
+  const bool fused = fuse_batch_norms && be.device != Device::CUDA && supports(be, Op::conv2d_bn_relu_input) &&
+                     supports(be, Op::conv2d_statistics) && supports(be, Op::conv2d_bn_relu_input_backward_weight);
   Var h = x;
   // bns_[i - 1]'s BN + ReLU of h (the previous convolution's output) for its statistics, when they
   // came with it: then the next convolution applies it as it reads h
